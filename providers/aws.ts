@@ -1,0 +1,203 @@
+// AWS Secrets Manager, as the developer the AWS default credential chain says they are
+// (SSO or named profile, environment, web identity, instance role).
+import * as v from 'valibot';
+import {
+  SecretsManagerClient,
+  GetSecretValueCommand,
+  PutSecretValueCommand,
+  CreateSecretCommand,
+  TagResourceCommand,
+  ListSecretsCommand,
+  DeleteSecretCommand,
+  type Tag,
+} from '@aws-sdk/client-secrets-manager';
+import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
+import type { StoreConfig } from '../src/config.ts';
+import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
+import type { Provider, ProviderContext, ProviderModule, SecretSummary } from './provider.ts';
+
+export const storeSchema = v.strictObject({
+  type: v.literal('aws'),
+  region: v.optional(v.pipe(v.string(), v.regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region such as "us-east-1"'))),
+  /** A Secrets Manager endpoint (VPC endpoint, emulator); STS is asked at the same address. */
+  endpoint: v.optional(v.pipe(v.string(), v.url('must be a URL such as "http://127.0.0.1:4566"'))),
+  /** A named profile of ~/.aws/config; otherwise AWS_PROFILE or the default chain. */
+  profile: v.optional(v.pipe(v.string(), v.minLength(1))),
+}) as unknown as ProviderModule['storeSchema'];
+
+type AwsStore = { type: 'aws'; region?: string; endpoint?: string; profile?: string };
+
+export function createProvider(config: StoreConfig, context: ProviderContext): Provider {
+  const store = config as AwsStore;
+  const region = store.region ?? context.env['AWS_REGION'] ?? context.env['AWS_DEFAULT_REGION'];
+  const profileName = store.profile ?? context.env['AWS_PROFILE'];
+  const common = {
+    ...(region ? { region } : {}),
+    ...(store.endpoint ? { endpoint: store.endpoint } : {}),
+    ...(store.profile ? { profile: store.profile } : {}),
+    maxAttempts: 3,
+  };
+  const secrets = new SecretsManagerClient(common);
+  const sts = new STSClient(common);
+  const where = `AWS Secrets Manager (${region ?? 'no region'}${profileName ? `, profile ${profileName}` : ''}${store.endpoint ? `, ${store.endpoint}` : ''})`;
+  const loginFix = profileName
+    ? `run 'aws sso login --profile ${profileName}' (or refresh the profile's credentials)`
+    : `run 'aws sso login' or 'aws configure', or set AWS_PROFILE`;
+
+  async function call<T>(what: string, secret: string | undefined, send: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (!region) throw new ConfigError(`no AWS region for ${where}`, 'set "region" in the profile\'s store, or AWS_REGION');
+    try {
+      return await send(AbortSignal.timeout(context.timeoutMs));
+    } catch (error) {
+      throw mapAwsError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs });
+    }
+  }
+
+  return {
+    describe: () => where,
+
+    async whoami() {
+      const identity = await call('GetCallerIdentity', undefined, (abortSignal) => sts.send(new GetCallerIdentityCommand({}), { abortSignal }));
+      const arn = identity.Arn ?? '';
+      return { user: userFromArn(arn), principal: arn };
+    },
+
+    async readCurrent(name) {
+      const result = await call('GetSecretValue', name, (abortSignal) =>
+        // VersionStage explicitly: emulators may otherwise return an old version after a stage move.
+        secrets.send(new GetSecretValueCommand({ SecretId: name, VersionStage: 'AWSCURRENT' }), { abortSignal }),
+      );
+      if (result.SecretString === undefined) {
+        throw new SecretNotFound(`secret "${name}" in ${where} holds binary data, not a key`, 'store the key as a string (SecretString)');
+      }
+      const value = { value: result.SecretString, version: result.VersionId ?? 'unknown' };
+      return result.CreatedDate ? { ...value, createdAt: result.CreatedDate } : value;
+    },
+
+    async write(name, value, options) {
+      const tags: Tag[] = Object.entries(options.labels).map(([Key, Value]) => ({ Key, Value }));
+      try {
+        const put = await call('PutSecretValue', name, (abortSignal) =>
+          secrets.send(new PutSecretValueCommand({ SecretId: name, SecretString: value }), { abortSignal }),
+        );
+        if (tags.length) await call('TagResource', name, (abortSignal) => secrets.send(new TagResourceCommand({ SecretId: name, Tags: tags }), { abortSignal }));
+        return { version: put.VersionId ?? 'unknown', created: false };
+      } catch (error) {
+        if (!(error instanceof SecretNotFound)) throw error;
+      }
+      const created = await call('CreateSecret', name, (abortSignal) =>
+        secrets.send(
+          new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ...(options.description ? { Description: options.description } : {}) }),
+          { abortSignal },
+        ),
+      );
+      return { version: created.VersionId ?? 'unknown', created: true };
+    },
+
+    async *list(prefix) {
+      let NextToken: string | undefined;
+      do {
+        const page = await call('ListSecrets', undefined, (abortSignal) =>
+          secrets.send(
+            new ListSecretsCommand({ Filters: prefix ? [{ Key: 'name', Values: [prefix] }] : undefined, NextToken, MaxResults: 100, IncludePlannedDeletion: true }),
+            { abortSignal },
+          ),
+        );
+        for (const entry of page.SecretList ?? []) {
+          if (!entry.Name?.startsWith(prefix)) continue;
+          const current = Object.entries(entry.SecretVersionsToStages ?? {}).find(([, stages]) => stages.includes('AWSCURRENT'));
+          const summary: SecretSummary = {
+            name: entry.Name,
+            enabled: entry.DeletedDate === undefined,
+            labels: Object.fromEntries((entry.Tags ?? []).map((tag) => [tag.Key ?? '', tag.Value ?? ''])),
+          };
+          if (current) summary.version = current[0];
+          if (entry.CreatedDate) summary.createdAt = entry.CreatedDate;
+          if (entry.LastChangedDate) summary.updatedAt = entry.LastChangedDate;
+          yield summary;
+        }
+        NextToken = page.NextToken;
+      } while (NextToken);
+    },
+
+    async revoke(name, { purge }) {
+      await call('DeleteSecret', name, (abortSignal) =>
+        secrets.send(
+          new DeleteSecretCommand(purge ? { SecretId: name, ForceDeleteWithoutRecovery: true } : { SecretId: name, RecoveryWindowInDays: 7 }),
+          { abortSignal },
+        ),
+      );
+    },
+  };
+}
+
+/** `{user}` from a caller ARN: an IAM user's name, a role session's name, a federated user's name. */
+export function userFromArn(arn: string): string {
+  const resource = arn.split(':').slice(5).join(':');
+  const parts = resource.split('/');
+  if (parts[0] === 'assumed-role') return parts[2] ?? '';
+  if (resource === 'root') return 'root';
+  return parts.at(-1) ?? '';
+}
+
+interface ErrorContext {
+  what: string;
+  secret: string | undefined;
+  where: string;
+  loginFix: string;
+  timeoutMs: number;
+}
+
+export function mapAwsError(error: unknown, context: ErrorContext): KeybrokerError {
+  if (error instanceof KeybrokerError) return error;
+  const err = error as { name?: string; message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
+  const name = err.name ?? '';
+  const message = (err.message ?? String(error)).split('\n')[0]!;
+  const subject = context.secret ? `secret "${context.secret}" in ${context.where}` : context.where;
+  const status = err.$metadata?.httpStatusCode;
+
+  if (name === 'ResourceNotFoundException') {
+    return new SecretNotFound(`${subject} does not exist`, 'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile');
+  }
+  if (name === 'InvalidRequestException' && /deletion/i.test(message)) {
+    return new SecretNotFound(`${subject} is scheduled for deletion (revoked)`, 'ask your admin for a new key');
+  }
+  if (name === 'AccessDeniedException' || name === 'AccessDenied' || name === 'DecryptionFailure') {
+    return new AccessDenied(`access denied to ${subject} (${message})`, 'ask your admin to grant your identity read access (keybroker admin policy)');
+  }
+  if (/sso|token.*(expired|refresh)|expired.*token/i.test(message) && /sso/i.test(message)) {
+    return new NotAuthenticated(`not logged in to AWS: the SSO session has expired`, context.loginFix);
+  }
+  if (
+    name === 'CredentialsProviderError' ||
+    name === 'ExpiredTokenException' ||
+    name === 'ExpiredToken' ||
+    name === 'UnrecognizedClientException' ||
+    name === 'InvalidClientTokenId' ||
+    name === 'InvalidSignatureException' ||
+    name === 'SignatureDoesNotMatch' ||
+    name === 'IncompleteSignature' ||
+    name === 'TokenRefreshRequired'
+  ) {
+    return new NotAuthenticated(`not logged in to AWS for ${context.where} (${message})`, context.loginFix);
+  }
+  if (name === 'TimeoutError' || name === 'AbortError' || /aborted|timed? ?out/i.test(message)) {
+    return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
+  }
+  if (['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'].includes(err.code ?? name)) {
+    return new StoreUnreachable(`cannot reach ${context.where} (${err.code ?? name})`, 'check your network or VPN and the store endpoint');
+  }
+  if (name === 'ThrottlingException' || name === 'TooManyRequestsException' || name === 'InternalServiceError' || (status !== undefined && status >= 500)) {
+    return new StoreUnreachable(`${context.where} is unavailable (${name || status}: ${message})`, 'try again in a minute');
+  }
+  if (name === 'ConfigError') return new ConfigError(message, 'check the AWS profile');
+  if (/region/i.test(message) && /missing|resolve/i.test(message)) {
+    return new ConfigError(`no AWS region for ${context.where}`, 'set "region" in the profile\'s store, or AWS_REGION');
+  }
+  if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|socket hang up|ECONNRESET/.test(message)) {
+    return new StoreUnreachable(`cannot reach ${context.where} (${message})`, 'check your network or VPN and the store endpoint');
+  }
+  return new StoreUnreachable(`${context.what} failed at ${context.where} (${name || 'error'}: ${message})`, 'run \'keybroker doctor\' for details');
+}
+
+export const module: ProviderModule = { storeSchema, createProvider };

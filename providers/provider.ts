@@ -1,0 +1,76 @@
+// The one interface every store implements. A provider file imports its SDK at the top and is
+// built into its own chunk, so nothing here may import an SDK.
+import type * as v from 'valibot';
+import type { StoreConfig } from '../src/config.ts';
+
+/** Who the developer is to the store. */
+export interface StoreIdentity {
+  /** The name `{user}` resolves to with `"user": "store"` (IAM user or role session, UPN, e-mail, entity name). */
+  user: string;
+  /** The full principal, for diagnostics (an ARN, a UPN with tenant, a service account, a Vault entity id). */
+  principal: string;
+}
+
+/** The current version of a secret, as read by a developer. */
+export interface SecretValue {
+  value: string;
+  /** The store's own version id (AWS VersionId, Key Vault version, GCP version number, Vault KV version). */
+  version: string;
+  createdAt?: Date;
+  /** An expiry the store itself keeps (Key Vault `expires`, GCP `expireTime`); the JSON `expires_at` is read elsewhere. */
+  expiresAt?: Date;
+}
+
+/** One secret as an admin lists it: never its value. */
+export interface SecretSummary {
+  /** The logical name, as the profile's `secret` template produces it. */
+  name: string;
+  version?: string;
+  createdAt?: Date;
+  updatedAt?: Date;
+  expiresAt?: Date;
+  enabled: boolean;
+  labels: Record<string, string>;
+}
+
+export interface WriteOptions {
+  /** Labels/tags where the store has them (`managed-by: keybroker`, `keybroker-user: alice`). */
+  labels: Record<string, string>;
+  description?: string;
+}
+
+export interface WriteResult {
+  version: string;
+  /** True when the secret did not exist before this write. */
+  created: boolean;
+}
+
+export interface Provider {
+  /** "AWS Secrets Manager (us-east-1, profile dev)": for messages, never a credential. */
+  describe(): string;
+  whoami(): Promise<StoreIdentity>;
+  /** The current version; throws SecretNotFound, AccessDenied, NotAuthenticated, StoreUnreachable. */
+  readCurrent(name: string): Promise<SecretValue>;
+  /** Adds a version (creating the secret when needed). */
+  write(name: string, value: string, options: WriteOptions): Promise<WriteResult>;
+  /** Every secret whose logical name starts with `prefix`, through the store's own paging. */
+  list(prefix: string): AsyncIterable<SecretSummary>;
+  /** Disables (soft, recoverable where the store allows) or, with purge, deletes for good. */
+  revoke(name: string, options: { purge: boolean }): Promise<void>;
+}
+
+export interface ProviderContext {
+  /** Bound on each call to the store, retries included. */
+  timeoutMs: number;
+  env: NodeJS.ProcessEnv;
+  /** The keybroker profile name, for messages. */
+  profile: string;
+  debug(message: string): void;
+}
+
+/** What each providers/<type>.ts exports. */
+export interface ProviderModule {
+  /** Validates the `store` object of a profile for this type (unknown fields are errors). */
+  storeSchema: v.GenericSchema<unknown, StoreConfig>;
+  createProvider(store: StoreConfig, context: ProviderContext): Provider;
+}

@@ -1,0 +1,38 @@
+// A cached key and what is known about it, as stored in the keychain or the cache file.
+
+export interface CacheEntry {
+  key: string;
+  /** The store's version id. */
+  version: string;
+  /** The resolved secret name it was read from. */
+  secret: string;
+  /** When it was read from the store (ms since epoch, this machine's clock). */
+  fetchedAt: number;
+  /** The earlier of the JSON `expires_at` and the store's own expiry (ms since epoch). */
+  expiresAt?: number;
+}
+
+export function serializeEntry(entry: CacheEntry): string {
+  return JSON.stringify({ v: 1, ...entry });
+}
+
+/** The entry, or undefined when the text is not one (a corrupt entry is treated as absent). */
+export function parseEntry(text: string): CacheEntry | undefined {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!data || typeof data !== 'object') return undefined;
+  const record = data as Record<string, unknown>;
+  if (record['v'] !== 1) return undefined;
+  const { key, version, secret, fetchedAt, expiresAt } = record;
+  if (typeof key !== 'string' || key.length === 0) return undefined;
+  if (typeof version !== 'string' || typeof secret !== 'string') return undefined;
+  if (typeof fetchedAt !== 'number' || !Number.isFinite(fetchedAt)) return undefined;
+  if (expiresAt !== undefined && (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt))) return undefined;
+  const entry: CacheEntry = { key, version, secret, fetchedAt };
+  if (expiresAt !== undefined) entry.expiresAt = expiresAt;
+  return entry;
+}

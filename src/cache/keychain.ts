@@ -1,0 +1,76 @@
+// The OS keychain through @napi-rs/keyring (Secret Service pinned on Linux, never the
+// session-only kernel keyring). Every call is bounded: a locked desktop keyring can wait
+// on an unlock prompt forever, and Claude Code waits on us.
+import { CacheUnavailable } from '../errors.ts';
+import { loadKeyring } from '../chunks.ts';
+import { KEYCHAIN_SERVICE, type CacheStore } from './cache-store.ts';
+
+export const KEYCHAIN_TIMEOUT_MS = 2_000;
+
+/** Set when a keychain call never returned: the process must then exit without waiting on it. */
+export const keychainState = { hung: false };
+
+export function keychainName(platform: NodeJS.Platform = process.platform): string {
+  if (platform === 'darwin') return 'the macOS Keychain';
+  if (platform === 'win32') return 'the Windows Credential Manager';
+  return 'the Secret Service keyring';
+}
+
+function unavailableFix(platform: NodeJS.Platform): string {
+  if (platform === 'linux') {
+    return 'unlock your login keyring (or start gnome-keyring/KeePassXC), or set "cache": {"backend": "file"} in the profile';
+  }
+  return 'unlock your keychain, or set "cache": {"backend": "file"} in the profile';
+}
+
+export interface KeychainOptions {
+  env: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  platform?: NodeJS.Platform;
+}
+
+export function keychainCache(options: KeychainOptions): CacheStore {
+  const platform = options.platform ?? process.platform;
+  const timeoutMs = options.timeoutMs ?? KEYCHAIN_TIMEOUT_MS;
+  const name = keychainName(platform);
+
+  async function entry(account: string) {
+    let binding;
+    try {
+      binding = await loadKeyring(options.env);
+    } catch (error) {
+      throw new CacheUnavailable(`cannot load the keychain library (${(error as Error).message})`, 'set "cache": {"backend": "file"} in the profile', { cause: error });
+    }
+    return new binding.AsyncEntry(KEYCHAIN_SERVICE, account, { linux: { store: 'secret-service' } });
+  }
+
+  async function bounded<T>(what: string, call: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        keychainState.hung = true;
+        reject(new CacheUnavailable(`${name} did not answer within ${timeoutMs} ms (${what}); it may be locked and waiting for a password`, unavailableFix(platform)));
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([call(), timeout]);
+    } catch (error) {
+      if (error instanceof CacheUnavailable) throw error;
+      throw new CacheUnavailable(`${name} is not usable (${describe(error)})`, unavailableFix(platform), { cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return {
+    kind: 'keychain',
+    read: (account) => bounded('read', async () => (await (await entry(account)).getPassword()) ?? undefined),
+    write: (account, data) => bounded('write', async () => (await entry(account)).setPassword(data)),
+    remove: (account) => bounded('delete', async () => (await entry(account)).deleteCredential()),
+  };
+}
+
+function describe(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split('\n')[0]!.slice(0, 200);
+}

@@ -1,0 +1,81 @@
+// Picks the cache for a profile. `auto` uses the keychain when it answers; where it does not,
+// it uses the configured fallback (no cache unless "fallback": "file") and says so once.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { CacheBackendName } from '../config.ts';
+import { CacheUnavailable } from '../errors.ts';
+import { userCacheDir } from '../paths.ts';
+import { noCache, type CacheStore } from './cache-store.ts';
+import { fileCache } from './file.ts';
+import { keychainCache } from './keychain.ts';
+
+export interface CacheChoice {
+  backend: CacheBackendName;
+  fallback: 'none' | 'file';
+  env: NodeJS.ProcessEnv;
+  /** One stderr line for a person. */
+  warn(line: string): void;
+  keychain?: CacheStore;
+}
+
+export function openCache(choice: CacheChoice): CacheStore {
+  const dir = userCacheDir(choice.env);
+  switch (choice.backend) {
+    case 'none':
+      return noCache;
+    case 'file':
+      return fileCache(path.join(dir, 'keys'));
+    case 'keychain':
+      return choice.keychain ?? keychainCache({ env: choice.env });
+    case 'auto':
+      return autoCache(choice.keychain ?? keychainCache({ env: choice.env }), choice, dir);
+  }
+}
+
+/** The keychain, until its first failure; then the fallback for the rest of this run. */
+function autoCache(keychain: CacheStore, choice: CacheChoice, dir: string): CacheStore {
+  let current: CacheStore = keychain;
+  const fallback = choice.fallback === 'file' ? fileCache(path.join(dir, 'keys')) : noCache;
+
+  function fallBack(error: CacheUnavailable): CacheStore {
+    if (current === keychain) {
+      current = fallback;
+      announceOnce(error, choice, dir);
+    }
+    return current;
+  }
+  async function attempt<T>(call: (store: CacheStore) => Promise<T>): Promise<T> {
+    if (current !== keychain) return call(current);
+    try {
+      return await call(keychain);
+    } catch (error) {
+      if (!(error instanceof CacheUnavailable)) throw error;
+      return call(fallBack(error));
+    }
+  }
+  return {
+    get kind() {
+      return current.kind;
+    },
+    read: (account) => attempt((store) => store.read(account)),
+    write: (account, data) => attempt((store) => store.write(account, data)),
+    remove: (account) => attempt((store) => store.remove(account)),
+  };
+}
+
+/** Says once per machine state (a marker in the cache folder) what `auto` did instead. */
+function announceOnce(error: CacheUnavailable, choice: CacheChoice, dir: string): void {
+  const marker = path.join(dir, `auto-fallback-${choice.fallback}.notice`);
+  if (fs.existsSync(marker)) return;
+  const instead =
+    choice.fallback === 'file'
+      ? `caching the key in a private file under ${path.join(dir, 'keys')} instead`
+      : 'not caching the key (each call reads the store); set "cache": {"fallback": "file"} to cache it in a private file';
+  choice.warn(`keybroker: no usable keychain (${error.message}); ${instead}`);
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(marker, `${new Date().toISOString()} ${error.message}\n`, { mode: 0o600 });
+  } catch {
+    // Not being able to remember the notice only means it is said again next time.
+  }
+}

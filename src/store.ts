@@ -1,0 +1,17 @@
+// Opens the profile's store: loads that provider's chunk (and with it its SDK), validates the
+// store section with the provider's own schema, and creates the provider.
+import * as v from 'valibot';
+import type { Profile } from './config.ts';
+import { describeIssue } from './config.ts';
+import { ConfigError } from './errors.ts';
+import { loadProviderModule } from './chunks.ts';
+import type { Provider, ProviderContext } from '../providers/provider.ts';
+
+export async function openProvider(profile: Profile, context: Omit<ProviderContext, 'profile' | 'timeoutMs'>): Promise<Provider> {
+  const module = await loadProviderModule(profile.store.type);
+  const result = v.safeParse(module.storeSchema, profile.store);
+  if (!result.success) {
+    throw new ConfigError(`profile "${profile.name}": ${describeIssue(result.issues[0]).replace('field "', 'field "store.')}`, 'fix the store section of the profile');
+  }
+  return module.createProvider(result.output, { ...context, profile: profile.name, timeoutMs: profile.timeoutMs });
+}
