@@ -152,9 +152,10 @@ export function mapAwsError(error: unknown, context: ErrorContext): KeybrokerErr
   if (error instanceof KeybrokerError) return error;
   const err = error as { name?: string; message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
   const name = err.name ?? '';
-  const message = (err.message ?? String(error)).split('\n')[0]!;
-  const subject = context.secret ? `secret "${context.secret}" in ${context.where}` : context.where;
   const status = err.$metadata?.httpStatusCode;
+  // An unparseable error body (SyntaxError) says nothing useful; the HTTP status does.
+  const message = name === 'SyntaxError' && status ? `HTTP ${status}` : (err.message ?? String(error)).split('\n')[0]!;
+  const subject = context.secret ? `secret "${context.secret}" in ${context.where}` : context.where;
 
   if (name === 'ResourceNotFoundException') {
     return new SecretNotFound(`${subject} does not exist`, 'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile');
@@ -162,10 +163,11 @@ export function mapAwsError(error: unknown, context: ErrorContext): KeybrokerErr
   if (name === 'InvalidRequestException' && /deletion/i.test(message)) {
     return new SecretNotFound(`${subject} is scheduled for deletion (revoked)`, 'ask your admin for a new key');
   }
-  if (name === 'AccessDeniedException' || name === 'AccessDenied' || name === 'DecryptionFailure') {
+  // A 403 whose body the SDK could not parse (emulators answer the JSON protocol in XML) is a denial too.
+  if (name === 'AccessDeniedException' || name === 'AccessDenied' || name === 'DecryptionFailure' || (status === 403 && !/signature|token/i.test(name))) {
     return new AccessDenied(`access denied to ${subject} (${message})`, 'ask your admin to grant your identity read access (keybroker admin policy)');
   }
-  if (/sso|token.*(expired|refresh)|expired.*token/i.test(message) && /sso/i.test(message)) {
+  if (/\bsso\b/i.test(message) && /expired|refresh|login/i.test(message)) {
     return new NotAuthenticated(`not logged in to AWS: the SSO session has expired`, context.loginFix);
   }
   if (

@@ -1,0 +1,205 @@
+// The one contract every provider passes, against its own server (real where one runs here,
+// a protocol-faithful fake elsewhere). A provider's harness only says how to start that server.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StoreConfig, Profile } from '../../src/config.ts';
+import type { StoreType } from '../../providers/index.ts';
+import type { Provider } from '../../providers/provider.ts';
+import { openProvider } from '../../src/store.ts';
+import { fetchFromStore } from '../../src/broker.ts';
+import { AccessDenied, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/errors.ts';
+import { closedPort, startFaultProxy } from '../support/fault-proxy.ts';
+
+export interface ProviderHarness {
+  type: StoreType;
+  /** Starts the server with a developer who may read `developerSecret` and not `forbiddenSecret`. */
+  start(): Promise<HarnessInstance>;
+}
+
+export interface HarnessInstance {
+  /** The TCP port the store listens on (127.0.0.1); the suite puts proxies in front of it. */
+  port: number;
+  /** The profile's `store` section for a store reachable at 127.0.0.1:`port`. */
+  storeConfig(port: number): StoreConfig;
+  /** The developer's environment: the credentials that ecosystem's own tools would find. */
+  developerEnv: NodeJS.ProcessEnv;
+  /** An environment whose credentials the store rejects, or where there are none. */
+  unauthenticatedEnv: NodeJS.ProcessEnv;
+  /** The developer's name to the store, as `{user}` resolves with "user": "store". */
+  developerUser: string;
+  /** A secret name the developer may read (the template with their name). */
+  developerSecret: string;
+  /**
+   * A secret that exists, with valid credentials that may not read it: the developer's own
+   * environment and someone else's secret where the store checks per secret, or another
+   * identity without read rights where the server can only check per action (moto).
+   */
+  forbidden: { env: NodeJS.ProcessEnv; secret: string };
+  /** Writes a new version as an admin, through a path other than the provider (CLI or server API). */
+  seed(name: string, value: string): Promise<void>;
+  /** The fix a NotAuthenticated error must name (the ecosystem's own login command). */
+  loginFix: RegExp;
+  stop(): Promise<void>;
+}
+
+function profileFor(store: StoreConfig, timeoutMs = 5_000): Profile {
+  return {
+    name: 'contract',
+    store,
+    secret: 'unused',
+    field: 'api_key',
+    user: 'store',
+    timeoutMs,
+    cache: { backend: 'none', refreshAfterMs: 60_000, fallback: 'none' },
+  };
+}
+
+/**
+ * SDK credential chains read process.env itself (in the binary, the context's env is
+ * process.env): each call runs with the environment the harness gave for that identity.
+ */
+async function withEnvironment<T>(env: NodeJS.ProcessEnv, call: () => Promise<T>): Promise<T> {
+  const saved = process.env;
+  process.env = { ...env };
+  try {
+    return await call();
+  } finally {
+    process.env = saved;
+  }
+}
+
+function inEnvironment(env: NodeJS.ProcessEnv, provider: Provider): Provider {
+  return {
+    describe: () => provider.describe(),
+    whoami: () => withEnvironment(env, () => provider.whoami()),
+    readCurrent: (name) => withEnvironment(env, () => provider.readCurrent(name)),
+    write: (name, value, options) => withEnvironment(env, () => provider.write(name, value, options)),
+    revoke: (name, options) => withEnvironment(env, () => provider.revoke(name, options)),
+    async *list(prefix) {
+      const all = await withEnvironment(env, async () => {
+        const items = [];
+        for await (const item of provider.list(prefix)) items.push(item);
+        return items;
+      });
+      yield* all;
+    },
+  };
+}
+
+export function describeProviderContract(harness: ProviderHarness): void {
+  describe(`provider contract: ${harness.type}`, () => {
+    let server: HarnessInstance;
+    let provider: Provider;
+    const open = async (store: StoreConfig, env: NodeJS.ProcessEnv, timeoutMs?: number) =>
+      inEnvironment(env, await withEnvironment(env, () => openProvider(profileFor(store, timeoutMs), { env, debug: () => {} })));
+
+    beforeAll(async () => {
+      server = await harness.start();
+      provider = await open(server.storeConfig(server.port), server.developerEnv);
+    });
+    afterAll(async () => {
+      await server?.stop();
+    });
+
+    it('says who the developer is to the store', async () => {
+      const identity = await provider.whoami();
+      expect(identity.user).toBe(server.developerUser);
+      expect(identity.principal.length).toBeGreaterThan(0);
+    });
+
+    it('reads the current value and its version', async () => {
+      await server.seed(server.developerSecret, 'sk-test-contract-first');
+      const current = await provider.readCurrent(server.developerSecret);
+      expect(current.value).toBe('sk-test-contract-first');
+      expect(current.version).not.toBe('');
+    });
+
+    it('reads the new value and a new version after an admin writes one', async () => {
+      await server.seed(server.developerSecret, 'sk-test-contract-before');
+      const before = await provider.readCurrent(server.developerSecret);
+      await server.seed(server.developerSecret, 'sk-test-contract-after');
+      const after = await provider.readCurrent(server.developerSecret);
+      expect(after.value).toBe('sk-test-contract-after');
+      expect(after.version).not.toBe(before.version);
+    });
+
+    it('takes the key from the JSON field, with expires_at', async () => {
+      await server.seed(server.developerSecret, JSON.stringify({ api_key: 'sk-test-contract-json', expires_at: '2031-05-06T07:08:09Z', team: 'ml' }));
+      const entry = await fetchFromStore({
+        profile: { ...profileFor(server.storeConfig(server.port)), secret: server.developerSecret },
+        openProvider: async () => provider,
+        osUser: () => 'unused',
+        now: () => Date.parse('2030-01-01T00:00:00Z'),
+      });
+      expect(entry.key).toBe('sk-test-contract-json');
+      expect(entry.expiresAt).toBe(Date.parse('2031-05-06T07:08:09Z'));
+      expect(entry.secret).toBe(server.developerSecret);
+    });
+
+    it('resolves {user} from the store identity', async () => {
+      await server.seed(server.developerSecret, 'sk-test-contract-template');
+      const template = server.developerSecret.replace(server.developerUser, '{user}');
+      expect(template).toContain('{user}');
+      const entry = await fetchFromStore({
+        profile: { ...profileFor(server.storeConfig(server.port)), secret: template },
+        openProvider: async () => provider,
+        osUser: () => 'not-this-one',
+        now: Date.now,
+      });
+      expect(entry.key).toBe('sk-test-contract-template');
+    });
+
+    it('reports a missing secret as SecretNotFound, naming it', async () => {
+      const missing = server.developerSecret + '-missing';
+      const error = await provider.readCurrent(missing).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(SecretNotFound);
+      expect((error as Error).message).toContain(missing);
+    });
+
+    it('reports a secret the developer may not read as AccessDenied', async () => {
+      const outsider = await open(server.storeConfig(server.port), server.forbidden.env);
+      const error = await outsider.readCurrent(server.forbidden.secret).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(AccessDenied);
+      expect((error as AccessDenied).fix.length).toBeGreaterThan(0);
+    });
+
+    it('reports missing or rejected credentials as NotAuthenticated with the login command', async () => {
+      const stranger = await open(server.storeConfig(server.port), server.unauthenticatedEnv);
+      const error = await stranger.readCurrent(server.developerSecret).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(NotAuthenticated);
+      expect((error as NotAuthenticated).line()).toMatch(server.loginFix);
+    });
+
+    it('reports a store that is down as StoreUnreachable', async () => {
+      const down = await open(server.storeConfig(await closedPort()), server.developerEnv, 2_000);
+      const started = Date.now();
+      const error = await down.readCurrent(server.developerSecret).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(StoreUnreachable);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    });
+
+    it('gives up on a store that does not answer within the timeout', async () => {
+      const proxy = await startFaultProxy(server.port);
+      try {
+        proxy.set({ kind: 'blackhole' });
+        const slow = await open(server.storeConfig(proxy.port), server.developerEnv, 1_000);
+        const started = Date.now();
+        const error = await slow.readCurrent(server.developerSecret).catch((caught: unknown) => caught);
+        expect(error).toBeInstanceOf(StoreUnreachable);
+        expect(Date.now() - started).toBeLessThan(4_000);
+        expect((error as Error).message).toMatch(/within|timed out|time/i);
+      } finally {
+        await proxy.stop();
+      }
+    });
+
+    it('never puts the secret value into an error', async () => {
+      await server.seed(server.forbidden.secret, 'sk-test-contract-private');
+      const outsider = await open(server.storeConfig(server.port), server.forbidden.env);
+      const errors = await Promise.all([
+        outsider.readCurrent(server.forbidden.secret).catch((caught: unknown) => caught),
+        provider.readCurrent(server.developerSecret + '-missing').catch((caught: unknown) => caught),
+      ]);
+      for (const error of errors) expect(JSON.stringify({ m: (error as Error).message, f: (error as NotAuthenticated).fix })).not.toContain('sk-test-contract-private');
+    });
+  });
+}

@@ -1,0 +1,8 @@
+// Every store type's contract harness. A Record over StoreType: a provider without one does not compile.
+import type { StoreType } from '../../providers/index.ts';
+import type { ProviderHarness } from './contract.ts';
+import { awsHarness } from './aws.harness.ts';
+
+export const harnesses: Partial<Record<StoreType, ProviderHarness>> = {
+  aws: awsHarness,
+};
