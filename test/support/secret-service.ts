@@ -1,0 +1,108 @@
+// A real Secret Service for tests: a private D-Bus session bus with gnome-keyring-daemon on it,
+// its login keyring unlocked, in a throwaway HOME. `secret-tool` is the independent client.
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startProcess, type Started } from './processes.ts';
+
+export interface SecretService {
+  home: string;
+  /** The variables a process needs to reach this keyring (merge into its env). */
+  env: NodeJS.ProcessEnv;
+  /** `secret-tool lookup service keybroker username ACCOUNT`, undefined when absent. */
+  lookup(attributes: Record<string, string>): Promise<string | undefined>;
+  /** `secret-tool store`. */
+  store(attributes: Record<string, string>, value: string): Promise<void>;
+  /** The `username` (keybroker's account) of every item of `service`, via `secret-tool search --all`. */
+  accounts(service: string): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+export interface SecretServiceOptions {
+  /** Start the bus only, with no keyring daemon on it (no Secret Service at all). */
+  withoutKeyring?: boolean;
+  home?: string;
+}
+
+export async function startSecretService(options: SecretServiceOptions = {}): Promise<SecretService> {
+  const home = options.home ?? fs.mkdtempSync(path.join(os.tmpdir(), 'kb-keyring-'));
+  const runtime = path.join(home, 'run');
+  fs.mkdirSync(runtime, { recursive: true, mode: 0o700 });
+  const base: NodeJS.ProcessEnv = {
+    PATH: process.env['PATH'],
+    HOME: home,
+    XDG_DATA_HOME: path.join(home, '.local/share'),
+    XDG_CACHE_HOME: path.join(home, '.cache'),
+    XDG_CONFIG_HOME: path.join(home, '.config'),
+    XDG_RUNTIME_DIR: runtime,
+  };
+  const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], {
+    env: base,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const address = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    bus.stdout.on('data', (chunk) => {
+      text += chunk;
+      if (text.includes('\n')) resolve(text.split('\n')[0]!.trim());
+    });
+    bus.on('exit', () => reject(new Error('dbus-daemon exited before printing its address')));
+    setTimeout(() => reject(new Error('dbus-daemon printed no address')), 5_000).unref();
+  });
+  const env = { ...base, DBUS_SESSION_BUS_ADDRESS: address };
+  let keyring: Started | undefined;
+  if (!options.withoutKeyring) {
+    keyring = startProcess('sh', ['-c', 'printf %s "$KEYRING_PASSWORD" | exec gnome-keyring-daemon --foreground --unlock --components=secrets'], {
+      env: { ...env, KEYRING_PASSWORD: 'keybroker-test' },
+    });
+    await waitForSecretService(env);
+  }
+  const secretTool = (args: string[], input?: string) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const child = execFile('secret-tool', args, { env }, (error, stdout, stderr) =>
+        resolve({ code: error ? Number((error as NodeJS.ErrnoException & { code?: number }).code ?? 1) || 1 : 0, stdout, stderr }),
+      );
+      child.stdin?.end(input ?? '');
+    });
+  const flat = (attributes: Record<string, string>) => Object.entries(attributes).flat();
+  return {
+    home,
+    env,
+    async lookup(attributes) {
+      const result = await secretTool(['lookup', ...flat(attributes)]);
+      return result.code === 0 ? result.stdout : undefined;
+    },
+    async store(attributes, value) {
+      const result = await secretTool(['store', '--label', 'keybroker test', ...flat(attributes)], value);
+      if (result.code !== 0) throw new Error('secret-tool store failed');
+    },
+    async accounts(service) {
+      const result = await secretTool(['search', '--all', 'service', service]);
+      // secret-tool prints each item's label and secret on stdout and its attributes on stderr.
+      return [...result.stderr.matchAll(/^attribute\.username = (.*)$/gm)].map((match) => match[1]!);
+    },
+    async stop() {
+      await keyring?.stop();
+      try {
+        process.kill(-bus.pid!, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+      if (!options.home) fs.rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+async function waitForSecretService(env: NodeJS.ProcessEnv): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) =>
+      execFile('secret-tool', ['search', 'service', 'keybroker-probe'], { env }, (error) => resolve(!error || (error as { code?: number }).code === 1)),
+    );
+    if (up) return;
+    if (Date.now() > deadline) throw new Error('gnome-keyring-daemon did not come up on the test bus');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
