@@ -55,6 +55,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
 
   return {
     describe: () => where,
+    loginCommand: () => (profileName ? `aws sso login --profile ${profileName}` : 'aws sso login'),
 
     async whoami() {
       const identity = await call('GetCallerIdentity', undefined, (abortSignal) => sts.send(new GetCallerIdentityCommand({}), { abortSignal }));
@@ -160,7 +161,7 @@ export function mapAwsError(error: unknown, context: ErrorContext): KeybrokerErr
   if (name === 'ResourceNotFoundException') {
     return new SecretNotFound(`${subject} does not exist`, 'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile');
   }
-  if (name === 'InvalidRequestException' && /deletion/i.test(message)) {
+  if (name === 'InvalidRequestException' && /marked for deletion|marked deleted|deleted/i.test(message)) {
     return new SecretNotFound(`${subject} is scheduled for deletion (revoked)`, 'ask your admin for a new key');
   }
   // A 403 whose body the SDK could not parse (emulators answer the JSON protocol in XML) is a denial too.

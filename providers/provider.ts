@@ -48,6 +48,13 @@ export interface WriteResult {
 export interface Provider {
   /** "AWS Secrets Manager (us-east-1, profile dev)": for messages, never a credential. */
   describe(): string;
+  /** The exact command a developer runs to log in to this store ("aws sso login --profile dev"). */
+  loginCommand(): string;
+  /**
+   * The interactive login `get` must never do (Vault's OIDC browser flow), for `keybroker login`.
+   * Absent where the ecosystem's own CLI does it; `keybroker login` then prints loginCommand().
+   */
+  interactiveLogin?(io: { say(line: string): void; openBrowser(url: string): Promise<void> }): Promise<void>;
   whoami(): Promise<StoreIdentity>;
   /** The current version; throws SecretNotFound, AccessDenied, NotAuthenticated, StoreUnreachable. */
   readCurrent(name: string): Promise<SecretValue>;

@@ -34,6 +34,7 @@ export const awsHarness: ProviderHarness = {
       storeConfig: (port) => ({ type: 'aws', region: 'us-east-1', endpoint: `http://127.0.0.1:${port}` }),
       developerEnv: { ...base, ...alice },
       unauthenticatedEnv: { ...base, HOME: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent/config', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials' },
+      adminEnv: { ...base, ...admin },
       developerUser: 'alice',
       developerSecret: 'claude-code/keys/alice',
       forbidden: { env: { ...base, ...mallory }, secret: 'claude-code/keys/bob' },

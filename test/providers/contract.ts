@@ -34,6 +34,8 @@ export interface HarnessInstance {
    * identity without read rights where the server can only check per action (moto).
    */
   forbidden: { env: NodeJS.ProcessEnv; secret: string };
+  /** The admin's environment: credentials that may write, list and revoke every key. */
+  adminEnv: NodeJS.ProcessEnv;
   /** Writes a new version as an admin, through a path other than the provider (CLI or server API). */
   seed(name: string, value: string): Promise<void>;
   /** The fix a NotAuthenticated error must name (the ecosystem's own login command). */
@@ -70,6 +72,7 @@ async function withEnvironment<T>(env: NodeJS.ProcessEnv, call: () => Promise<T>
 function inEnvironment(env: NodeJS.ProcessEnv, provider: Provider): Provider {
   return {
     describe: () => provider.describe(),
+    loginCommand: () => provider.loginCommand(),
     whoami: () => withEnvironment(env, () => provider.whoami()),
     readCurrent: (name) => withEnvironment(env, () => provider.readCurrent(name)),
     write: (name, value, options) => withEnvironment(env, () => provider.write(name, value, options)),
@@ -200,6 +203,64 @@ export function describeProviderContract(harness: ProviderHarness): void {
         provider.readCurrent(server.developerSecret + '-missing').catch((caught: unknown) => caught),
       ]);
       for (const error of errors) expect(JSON.stringify({ m: (error as Error).message, f: (error as NotAuthenticated).fix })).not.toContain('sk-test-contract-private');
+    });
+
+    describe('admin operations', () => {
+      let admin: Provider;
+      const prefix = `claude-code/admin-${harness.type}/`;
+      beforeAll(async () => {
+        admin = await open(server.storeConfig(server.port), server.adminEnv);
+      });
+
+      it('creates a secret that did not exist, labelled as keybroker\'s', async () => {
+        const result = await admin.write(`${prefix}carol`, 'sk-test-admin-carol-1', { labels: { 'managed-by': 'keybroker', 'keybroker-user': 'carol' } });
+        expect(result.created).toBe(true);
+        const current = await admin.readCurrent(`${prefix}carol`);
+        expect(current.value).toBe('sk-test-admin-carol-1');
+        expect(current.version).toBe(result.version);
+      });
+
+      it('adds a version to a secret that exists', async () => {
+        const first = await admin.write(`${prefix}dave`, 'sk-test-admin-dave-1', { labels: { 'managed-by': 'keybroker' } });
+        const second = await admin.write(`${prefix}dave`, 'sk-test-admin-dave-2', { labels: { 'managed-by': 'keybroker' } });
+        expect(second.created).toBe(false);
+        expect(second.version).not.toBe(first.version);
+        expect((await admin.readCurrent(`${prefix}dave`)).value).toBe('sk-test-admin-dave-2');
+      });
+
+      it('lists the secrets under a prefix with their current version and labels, never a value', async () => {
+        await admin.write(`${prefix}erin`, 'sk-test-admin-erin-1', { labels: { 'managed-by': 'keybroker', 'keybroker-user': 'erin' } });
+        await admin.write(`claude-code/elsewhere-${harness.type}/frank`, 'sk-test-admin-frank-1', { labels: {} });
+        const listed = [];
+        for await (const summary of admin.list(prefix)) listed.push(summary);
+        const names = listed.map((summary) => summary.name).sort();
+        expect(names).toContain(`${prefix}erin`);
+        expect(names.every((name) => name.startsWith(prefix))).toBe(true);
+        const erin = listed.find((summary) => summary.name === `${prefix}erin`)!;
+        expect(erin.enabled).toBe(true);
+        expect(erin.version).toBe((await admin.readCurrent(`${prefix}erin`)).version);
+        expect(erin.labels['keybroker-user']).toBe('erin');
+        expect(JSON.stringify(listed)).not.toContain('sk-test-admin');
+      });
+
+      it('revokes softly: the developer can no longer read it and the admin sees it disabled', async () => {
+        await admin.write(`${prefix}gina`, 'sk-test-admin-gina-1', { labels: { 'managed-by': 'keybroker' } });
+        await admin.revoke(`${prefix}gina`, { purge: false });
+        const error = await admin.readCurrent(`${prefix}gina`).catch((caught: unknown) => caught);
+        expect(error).toBeInstanceOf(SecretNotFound);
+        const listed = [];
+        for await (const summary of admin.list(prefix)) listed.push(summary);
+        expect(listed.find((summary) => summary.name === `${prefix}gina`)?.enabled).toBe(false);
+      });
+
+      it('purges: the secret is gone', async () => {
+        await admin.write(`${prefix}hank`, 'sk-test-admin-hank-1', { labels: { 'managed-by': 'keybroker' } });
+        await admin.revoke(`${prefix}hank`, { purge: true });
+        expect(await admin.readCurrent(`${prefix}hank`).catch((caught: unknown) => caught)).toBeInstanceOf(SecretNotFound);
+        const listed = [];
+        for await (const summary of admin.list(prefix)) listed.push(summary);
+        expect(listed.map((summary) => summary.name)).not.toContain(`${prefix}hank`);
+      });
     });
   });
 }
