@@ -70,7 +70,6 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
 
   const keyFields = (user: string) => ({
     user_id: user,
-    key_alias: `keybroker-${user}`,
     ...(config.keyDuration ? { duration: liteLlmDuration(parseDuration(config.keyDuration)!) } : {}),
     ...(config.models ? { models: config.models } : {}),
     metadata: { 'managed-by': 'keybroker' },
@@ -79,7 +78,9 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
   return {
     describe: () => where,
     async mint(user) {
-      return minted(await call('/key/generate', keyFields(user)), '/key/generate');
+      // Aliases are unique at the gateway and the old key lives on until retired: one alias per mint.
+      const alias = `keybroker-${user}-${new Date().toISOString().replace(/[-:]/g, '')}`;
+      return minted(await call('/key/generate', { ...keyFields(user), key_alias: alias }), '/key/generate');
     },
     async regenerate(oldKey, user, graceMs) {
       const body = { key: oldKey, ...keyFields(user), ...(graceMs > 0 ? { grace_period: liteLlmDuration(graceMs) } : {}) };

@@ -59,7 +59,7 @@ function profileFor(store: StoreConfig, timeoutMs = 5_000): Profile {
  * SDK credential chains read process.env itself (in the binary, the context's env is
  * process.env): each call runs with the environment the harness gave for that identity.
  */
-async function withEnvironment<T>(env: NodeJS.ProcessEnv, call: () => Promise<T>): Promise<T> {
+export async function withEnvironment<T>(env: NodeJS.ProcessEnv, call: () => Promise<T>): Promise<T> {
   const saved = process.env;
   process.env = { ...env };
   try {
