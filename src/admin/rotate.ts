@@ -109,11 +109,14 @@ async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest):
   }
 
   // 3. Retire the old key once the new one is where developers read it.
+  let retired = '';
   if (issuer && retireOldNow && old && old.key !== minted.key) {
-    await issuer.revoke([old.key]);
-    deps.audit.record({ action: 'revoke', user, secret, version: old.version, outcome: 'old key deleted at the gateway', gateway: issuer.describe() });
+    const deleted = await issuer.revoke([old.key]);
+    retired = deleted ? '; old key deleted at the gateway' : '; the old key was not one the gateway knows (nothing to delete there)';
+    deps.audit.record({ action: 'revoke', user, secret, version: old.version, outcome: deleted ? 'old key deleted at the gateway' : 'old key unknown to the gateway', gateway: issuer.describe() });
+  } else if (issuer && old && request.graceMs > 0) {
+    retired = `; the gateway accepts the old key for ${formatDuration(request.graceMs)} more`;
   }
-  const retired = !issuer ? '' : retireOldNow ? '; old key deleted at the gateway' : old && request.graceMs > 0 ? `; the gateway accepts the old key for ${formatDuration(request.graceMs)} more` : '';
   deps.output.stdout(`${user}: rotated to version ${result.version} of "${secret}"${retired}\n`);
   return result;
 }

@@ -20,8 +20,8 @@ export interface KeyIssuer {
    * Undefined when the gateway does not know `oldKey` (then mint instead).
    */
   regenerate(oldKey: string, user: string, graceMs: number): Promise<MintedKey | undefined>;
-  /** The gateway refuses these keys from now on; unknown keys are not an error. */
-  revoke(keys: string[]): Promise<void>;
+  /** The gateway refuses these keys from now on. False when it did not know them (not an error). */
+  revoke(keys: string[]): Promise<boolean>;
 }
 
 export interface IssuerContext {

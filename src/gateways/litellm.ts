@@ -88,8 +88,8 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
       return answer === undefined ? undefined : minted(answer, '/key/regenerate');
     },
     async revoke(keys) {
-      if (keys.length === 0) return;
-      await call('/key/delete', { keys }, true);
+      if (keys.length === 0) return false;
+      return (await call('/key/delete', { keys }, true)) !== undefined;
     },
   };
 }

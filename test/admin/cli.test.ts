@@ -7,6 +7,7 @@ import type { HarnessInstance } from '../providers/contract.ts';
 import { cleanEnv, runBinary } from '../support/binary.ts';
 import { iamPolicyProblems } from '../support/iam-grammar.ts';
 import { startAwsStore } from './support.ts';
+import { startFakeLiteLlm } from '../fakes/litellm.ts';
 import { awsCli } from './aws-cli.ts';
 
 describe('keybroker admin (binary)', () => {
@@ -117,6 +118,34 @@ describe('keybroker admin (binary)', () => {
     expect(document.Statement[0]!.Resource).toBe('arn:aws:secretsmanager:us-east-1:123456789012:secret:claude-code/keys/${aws:username}-??????');
     const vault = await runBinary(['admin', 'policy', '--store', 'vault'], { env: adminEnv });
     expect(vault.stdout).toContain('path "secret/data/claude-code/keys/{{identity.entity.name}}"');
+  });
+
+  it('rotate mints through LiteLLM with the master key from the environment, never argv, and writes the new key', async () => {
+    const litellm = await startFakeLiteLlm();
+    try {
+      const config = path.join(home, 'litellm.json');
+      fs.writeFileSync(config, JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/keys/{user}', field: 'api_key', user: 'store', keyIssuer: { type: 'litellm', url: litellm.url, keyDuration: '90d' } } } }));
+      const env = { ...adminEnv, KEYBROKER_CONFIG: config, LITELLM_MASTER_KEY: litellm.masterKey };
+      const before = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/gus'])) as { SecretString: string };
+      const result = await runBinary(['admin', 'rotate', '--user', 'gus', '--now'], { env });
+      expect(result.stderr).toMatch(/^keybroker: audit \{.*"action":"rotate"/);
+      expect(result.code).toBe(0);
+      // gus's first key came from an import, not from this gateway: nothing to delete there.
+      expect(result.stdout).toMatch(/^gus: rotated to version [0-9a-f-]+ of "claude-code\/keys\/gus"; the old key was not one the gateway knows \(nothing to delete there\)\n$/);
+      const after = JSON.parse(((await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/gus'])) as { SecretString: string }).SecretString) as { api_key: string; expires_at: string };
+      expect(after.api_key).not.toBe(JSON.parse(before.SecretString).api_key);
+      expect(litellm.accepts(after.api_key)).toBe(true);
+      expect(Date.parse(after.expires_at) - Date.now()).toBeGreaterThan(89 * 86_400_000);
+      expect(litellm.adminCalls.map((call) => [call.route, call.authorized, call.body['user_id']])).toEqual([['/key/generate', true, 'gus'], ['/key/delete', true, undefined]]);
+      expect(result.stdout + result.stderr).not.toContain(litellm.masterKey);
+      expect(result.stdout + result.stderr).not.toContain(after.api_key);
+
+      const missing = await runBinary(['admin', 'rotate', '--user', 'gus'], { env: { ...env, LITELLM_MASTER_KEY: '' } });
+      expect(missing.code).toBe(3);
+      expect(missing.stderr).toMatch(/LITELLM_MASTER_KEY is not set.*export LITELLM_MASTER_KEY \(never pass it as an argument\)/);
+    } finally {
+      await litellm.stop();
+    }
   });
 
   it('explains a missing or unknown admin command', async () => {

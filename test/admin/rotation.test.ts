@@ -9,6 +9,8 @@ import { openKeyIssuer, type KeyIssuer } from '../../src/gateways/key-issuer.ts'
 import { currentKey } from '../../src/admin/common.ts';
 import { putKey } from '../../src/admin/put.ts';
 import { allUsers, rotateKeys } from '../../src/admin/rotate.ts';
+import { revokeKey } from '../../src/admin/revoke.ts';
+import { SecretNotFound } from '../../src/errors.ts';
 import type { Provider } from '../../providers/provider.ts';
 import type { HarnessInstance } from '../providers/contract.ts';
 import { startFakeLiteLlm, type FakeLiteLlm } from '../fakes/litellm.ts';
@@ -187,5 +189,17 @@ describe('admin rotate through a LiteLLM gateway', () => {
     expect(error).toBeInstanceOf(NotAuthenticated);
     expect(output.err.join('\n')).toMatch(/minted .* but not stored; the old key still works/);
     expect(await message(before.key)).toBe(200);
+  });
+
+  it('revoke deletes the key at the gateway first, then disables the secret: offboarded at once', async () => {
+    const { deps, audit, output } = adminDeps(admin, profile, { issuer });
+    await rotateKeys(deps, { users: ['dan'], graceMs: 0, dryRun: false }, CALLER_TTL_MS);
+    const key = (await currentKey(deps, 'claude-code/keys/dan'))!.key;
+    expect(await message(key)).toBe(200);
+    await revokeKey(deps, { user: 'dan', purge: false });
+    expect(await message(key)).toBe(401);
+    expect(await admin.readCurrent('claude-code/keys/dan').catch((caught: unknown) => caught)).toBeInstanceOf(SecretNotFound);
+    expect(audit.slice(-2).map((entry) => `${entry.action}:${entry.outcome}`)).toEqual(['revoke:key deleted at the gateway', 'revoke:disabled (recoverable)']);
+    expect(output.out.at(-1)).toMatch(/^dan: secret "claude-code\/keys\/dan" disabled \(recoverable\); key deleted at LiteLLM at http/);
   });
 });
