@@ -221,6 +221,10 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   /** A status no caller handles itself. */
   function unexpected(response: VaultResponse, call: Call, subject: string): KeybrokerError {
     const message = vaultMessage(response);
+    // Older Vault answers a request without a token 400 "missing client token".
+    if (/missing client token|invalid token/i.test(message)) {
+      return new NotAuthenticated(`${where} did not accept the token for ${subject} (${message})`, loginFix());
+    }
     if (response.status === 503 && /sealed/i.test(message)) {
       return new StoreUnreachable(`${where} is sealed`, 'ask your Vault operators to unseal it, then try again');
     }
