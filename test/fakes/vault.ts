@@ -84,7 +84,7 @@ export interface FakeVault {
   mountKv(path: string, version: 1 | 2, namespace?: string): void;
   setPolicy(name: string, policy: Policy, namespace?: string): void;
   /** As `vault token create`: a token for `identity` (an entity is created as Vault does on first login). */
-  createToken(identity: Identity & { ttlSeconds?: number; renewable?: boolean; authPath?: string; namespace?: string }): string;
+  createToken(identity: Identity & { ttlSeconds?: number; renewable?: boolean; authPath?: string; namespace?: string; remainingSeconds?: number }): string;
   revokeToken(token: string): void;
   /** lookup-self as the server sees the token now (for tests of renewal). */
   tokenState(token: string): { ttl: number; renewCount: number } | undefined;
@@ -271,9 +271,12 @@ export async function startFakeVault(): Promise<FakeVault> {
     if (sealed) return fail(503, 'Vault is sealed');
     const token = tokenId ? tokens.get(tokenId) : undefined;
     if (!token || (token.expiresAt !== undefined && token.expiresAt <= Date.now())) return fail(403, 'permission denied');
-    // A token lives in one namespace; from another it is unknown.
-    if (token.namespace !== namespace) return fail(403, 'permission denied');
-    const may = (path: string, capability: Capability) => allowed(token, path, capability);
+    // A token works in its own namespace and below it (its policies see the child's paths
+    // prefixed with the child's name); from a parent or a sibling namespace it is unknown.
+    const inside = token.namespace === '' || namespace === token.namespace || namespace.startsWith(`${token.namespace}/`);
+    if (!inside) return fail(403, 'permission denied');
+    const below = namespace.slice(token.namespace.length).replace(/^\//, '');
+    const may = (path: string, capability: Capability) => allowed(token, below ? `${below}/${path}` : path, capability);
 
     if (apiPath === 'auth/token/lookup-self' && method === 'GET') {
       if (!may(apiPath, 'read')) return fail(403, PERMISSION_DENIED);
@@ -546,7 +549,10 @@ export async function startFakeVault(): Promise<FakeVault> {
       const authPath = identity.authPath ?? 'auth/token/create';
       const mountPrefix = /^auth\/(.+?)\/(login|oidc|callback|create)/.exec(authPath)?.[1]?.replaceAll('/', '-') ?? 'token';
       const options = { namespace: identity.namespace ?? '', authPath, mountPrefix, ...(identity.ttlSeconds !== undefined ? { ttlSeconds: identity.ttlSeconds } : {}), ...(identity.renewable !== undefined ? { renewable: identity.renewable } : {}) };
-      return issue(identity, options).id;
+      const token = issue(identity, options);
+      // A token issued a while ago: its TTL has partly run down.
+      if (identity.remainingSeconds !== undefined) token.expiresAt = Date.now() + identity.remainingSeconds * 1000;
+      return token.id;
     },
     revokeToken: (token) => void tokens.delete(token),
     tokenState(token) {
