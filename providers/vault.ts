@@ -159,7 +159,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       case 'approle':
         return ['vault write', ...flags, `auth/${authMount}/login`, `role_id=${auth.roleId}`, 'secret_id=-'].join(' ');
       case 'jwt':
-        return ['vault write', ...flags, `auth/${authMount}/login`, `role=${auth.role}`, `jwt=@${auth.jwtFile ?? `<$${auth.jwtEnv}>`}`].join(' ');
+        return ['vault write', ...flags, `auth/${authMount}/login`, `role=${auth.role}`, auth.jwtFile ? `jwt=@${auth.jwtFile}` : `jwt=$${auth.jwtEnv}`].join(' ');
     }
   };
   const loginFix = () => `run '${loginCommand()}'`;
@@ -307,9 +307,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
         userpass: `check the password file, or ${loginFix()}`,
         ldap: `check the password file, or ${loginFix()}`,
       };
-      return Promise.reject(
-        new NotAuthenticated(`${where} refused the ${auth.method} login at auth/${authMount} (${vaultMessage(response)})`, fixes[auth.method] ?? loginFix()),
-      );
+      throw new NotAuthenticated(`${where} refused the ${auth.method} login at auth/${authMount} (${vaultMessage(response)})`, fixes[auth.method] ?? loginFix());
     }
     throw unexpected(response, call, `auth/${authMount}`);
   }
@@ -584,10 +582,11 @@ function contentVersion(map: unknown): string {
   return 'sha256:' + createHash('sha256').update(JSON.stringify(map)).digest('hex').slice(0, 12);
 }
 
-/** `{user}`: an entity name an admin gave, else the username the auth method recorded, else the alias in the display name. */
+/** `{user}`: an entity name an admin gave, else the name the auth method recorded, else the alias in the display name. */
 export function userFromToken(info: TokenInfo, entityName?: string): string {
   if (entityName && !GENERATED_ENTITY_NAME.test(entityName)) return entityName;
-  const username = info.meta?.['username'] ?? info.meta?.['user'];
+  // userpass/ldap record the username; approle the role's name (a CI job's identity).
+  const username = info.meta?.['username'] ?? info.meta?.['user'] ?? info.meta?.['role_name'];
   if (username) return username;
   const display = info.display_name ?? '';
   // Vault prefixes the alias with the auth mount ("oidc-alice@corp.com", "userpass-alice").

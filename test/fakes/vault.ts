@@ -6,6 +6,7 @@
 // check-and-set, a bad login, an unsigned or expired JWT, an OIDC redirect_uri not allowed.
 import { createHash, createPublicKey, randomBytes, randomUUID, verify, type KeyObject } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export type Capability = 'create' | 'read' | 'update' | 'delete' | 'list' | 'sudo' | 'deny';
@@ -99,7 +100,12 @@ export interface FakeVault {
 
 const PERMISSION_DENIED = '1 error occurred:\n\t* permission denied\n\n';
 
-export async function startFakeVault(): Promise<FakeVault> {
+export interface FakeVaultOptions {
+  /** Serve HTTPS with this certificate (PEM), as every production Vault does. */
+  tls?: { key: string; cert: string };
+}
+
+export async function startFakeVault(options: FakeVaultOptions = {}): Promise<FakeVault> {
   const namespaces = new Map<string, Namespace>();
   const tokens = new Map<string, Token>();
   const renewals = new Map<string, number>();
@@ -217,7 +223,7 @@ export async function startFakeVault(): Promise<FakeVault> {
     return Boolean(best && !best.capabilities.includes('deny') && best.capabilities.includes(capability));
   }
 
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     let text = '';
     req.on('data', (chunk) => (text += chunk));
     req.on('end', () => {
@@ -240,7 +246,8 @@ export async function startFakeVault(): Promise<FakeVault> {
         fail(500, `1 error occurred:\n\t* ${(error as Error).message}\n\n`);
       }
     });
-  });
+  };
+  const server = options.tls ? https.createServer(options.tls, handler) : http.createServer(handler);
 
   type Reply = (status: number, body?: unknown, headers?: Record<string, string>) => void;
   type Fail = (status: number, ...errors: string[]) => void;
@@ -535,7 +542,7 @@ export async function startFakeVault(): Promise<FakeVault> {
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
-  const addressOf = () => `http://127.0.0.1:${port}`;
+  const addressOf = () => `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 
   return {
     port,

@@ -1,5 +1,6 @@
 // What is special about Vault beyond the shared contract: every login method of the vault CLI's
 // world, the OIDC browser flow, token renewal, namespaces, KV v1, revoked versions, its errors.
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -352,5 +353,37 @@ describe('store settings', () => {
     expect(check({ type: 'vault', auth: { method: 'approle', roleId: 'r' } }).success).toBe(false);
     expect(check({ type: 'vault', auth: { method: 'jwt', role: 'ci' } }).success).toBe(false);
     expect(check({ type: 'vault', auth: { method: 'jwt', role: 'ci', jwtEnv: 'VAULT_ID_TOKEN' } }).success).toBe(true);
+  });
+});
+
+describe('TLS', () => {
+  let secure: FakeVault;
+  let caFile: string;
+  beforeAll(async () => {
+    // A test CA and a server certificate for 127.0.0.1, as a company's internal PKI would issue.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-vault-tls-'));
+    homes.push(dir);
+    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=keybroker test CA');
+    openssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+    fs.writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'san.ext');
+    caFile = path.join(dir, 'ca.pem');
+    secure = await startFakeVault({ tls: { key: fs.readFileSync(path.join(dir, 'server.key'), 'utf8'), cert: fs.readFileSync(path.join(dir, 'server.pem'), 'utf8') } });
+    secure.mountKv('secret', 2);
+  });
+  afterAll(() => secure?.stop());
+
+  it('verifies Vault\'s certificate against "caCert" or VAULT_CACERT, and says what to set when it cannot', async () => {
+    const env = { VAULT_TOKEN: secure.rootToken };
+    const withCa = await open({ address: secure.address, caCert: caFile }, env);
+    await withCa.write('claude-code/keys/alice', 'sk-test-vault-tls', { labels: {} });
+    expect((await withCa.readCurrent('claude-code/keys/alice')).value).toBe('sk-test-vault-tls');
+    expect((await (await open({ address: secure.address }, { ...env, VAULT_CACERT: caFile })).readCurrent('claude-code/keys/alice')).value).toBe('sk-test-vault-tls');
+
+    const error = await failure((await open({ address: secure.address }, env)).readCurrent('claude-code/keys/alice'));
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.fix).toMatch(/VAULT_CACERT/);
   });
 });
