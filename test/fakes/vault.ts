@@ -93,6 +93,8 @@ export interface FakeVault {
   addApprole(roleName: string, identity: Omit<Identity, 'alias'>, namespace?: string): { roleId: string; secretId: string };
   configureJwt(publicKeyPem: string, roles: Record<string, { boundAudiences: string[]; userClaim: string; policies: string[] }>, namespace?: string): void;
   addOidcRole(role: string, allowedRedirectUris: string[], identity: Identity, namespace?: string): void;
+  /** The next `count` requests answer `status` with Vault's error JSON (a standby in trouble, a proxy). */
+  failNext(count: number, status: number): void;
   /** Makes every KV request answer 503 "Vault is sealed" until unsealed. */
   setSealed(sealed: boolean): void;
   stop(): Promise<void>;
@@ -113,6 +115,7 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
   const oidcPending = new Map<string, { code: string; nonce: string; clientNonce: string; redirectUri: string; role: string; namespace: string }>();
   const requests: RequestRecord[] = [];
   let sealed = false;
+  let failures = { count: 0, status: 500 };
 
   const newNamespace = (): Namespace => ({
     mounts: new Map(),
@@ -240,6 +243,10 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
         res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }).end(json);
       };
       const fail = (status: number, ...errors: string[]) => reply(status, { errors });
+      if (failures.count > 0) {
+        failures.count--;
+        return fail(failures.status, `1 error occurred:\n\t* internal error\n\n`);
+      }
       try {
         route(req.method ?? 'GET', url, namespace, tokenId, text, reply, fail);
       } catch (error) {
@@ -586,6 +593,7 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
       space.oidc.roles.set(role, { allowedRedirectUris, identity });
       space.oidc.defaultRole ??= role;
     },
+    failNext: (count, status) => void (failures = { count, status }),
     setSealed: (value) => void (sealed = value),
     stop: () =>
       new Promise<void>((resolve) => {

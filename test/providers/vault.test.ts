@@ -330,6 +330,17 @@ describe('KV details', () => {
     expect(error!.fix).toMatch(/"mount"/);
   });
 
+  it('retries a read that failed with a 5xx, and gives up as StoreUnreachable when it keeps failing', async () => {
+    const provider = await open({}, { VAULT_TOKEN: vault.rootToken });
+    vault.failNext(1, 502);
+    expect((await provider.readCurrent('claude-code/keys/alice')).value).toBe('sk-test-vault-alice');
+    vault.failNext(10, 500); // more than the read's three attempts, with lookup-self running alongside
+    const error = await failure((await open({}, { VAULT_TOKEN: vault.rootToken })).readCurrent('claude-code/keys/alice'));
+    expect(error).toBeInstanceOf(StoreUnreachable);
+    expect(error!.message).toMatch(/HTTP 500: internal error/);
+    vault.failNext(0, 500);
+  });
+
   it('says a sealed Vault is sealed', async () => {
     vault.setSealed(true);
     try {
