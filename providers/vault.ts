@@ -114,6 +114,13 @@ interface VaultResponse {
   body: { errors?: string[]; data?: any; auth?: any; warnings?: string[] } | undefined;
 }
 
+interface Session {
+  token: string;
+  /** Where it came from, for messages: "VAULT_TOKEN", "~/.vault-token", "approle login at auth/approle". */
+  source: string;
+  fresh: boolean;
+}
+
 interface Call {
   signal: AbortSignal;
   what: string;
@@ -239,7 +246,8 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
 
   // ---- the developer's token ----
 
-  let session: Promise<{ token: string; source: string }> | undefined;
+  /** The token of this run; `fresh` when a login just issued it (so it needs no lookup-self). */
+  let session: Promise<Session> | undefined;
   let lookup: Promise<TokenInfo> | undefined;
 
   function currentSession(call: Call) {
@@ -247,7 +255,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     return session;
   }
 
-  async function openSession(call: Call): Promise<{ token: string; source: string }> {
+  async function openSession(call: Call): Promise<Session> {
     switch (auth.method) {
       case 'approle':
         return login(call, `auth/${authMount}/login`, { role_id: auth.roleId, secret_id: secretFrom(auth.secretIdFile, auth.secretIdEnv, 'secret_id') });
@@ -266,9 +274,9 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   }
 
   /** What `vault login` left: VAULT_TOKEN first, then ~/.vault-token (the CLI's default token helper). */
-  function storedToken(): { token: string; source: string } {
+  function storedToken(): Session {
     const fromEnv = env['VAULT_TOKEN']?.trim();
-    if (fromEnv) return { token: fromEnv, source: 'VAULT_TOKEN' };
+    if (fromEnv) return { token: fromEnv, source: 'VAULT_TOKEN', fresh: false };
     let fromFile = '';
     try {
       fromFile = fs.readFileSync(tokenFile, 'utf8').trim();
@@ -277,7 +285,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
         throw new NotAuthenticated(`cannot read ${tokenFile} (${(error as NodeJS.ErrnoException).code})`, `fix its permissions, or ${loginFix()}`);
       }
     }
-    if (fromFile) return { token: fromFile, source: '~/.vault-token' };
+    if (fromFile) return { token: fromFile, source: '~/.vault-token', fresh: false };
     throw new NotAuthenticated(`not logged in to ${where}: no token in VAULT_TOKEN or ~/.vault-token`, loginFix());
   }
 
@@ -294,11 +302,11 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     }
   }
 
-  async function login(call: Call, loginPath: string, body: Record<string, string>) {
+  async function login(call: Call, loginPath: string, body: Record<string, string>): Promise<Session> {
     const response = await send({ ...call, what: `${auth.method} login` }, 'POST', loginPath, { body });
     const token = response.body?.auth?.client_token as string | undefined;
     if (response.status === 200 && token) {
-      return { token, source: `${auth.method} login at auth/${authMount}` };
+      return { token, source: `${auth.method} login at auth/${authMount}`, fresh: true };
     }
     if (response.status === 400 || response.status === 403 || response.status === 401) {
       const fixes: Record<string, string> = {
@@ -338,7 +346,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   async function denied(call: Call, subject: string, capability: string, policyPath: string): Promise<KeybrokerError> {
     const current = await currentSession(call);
     // A token just issued by a login is valid: only one from outside may have expired.
-    if (!current.source.includes('login')) {
+    if (!current.fresh) {
       try {
         await tokenInfo(call);
       } catch (error) {
@@ -355,7 +363,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   async function token(call: Call): Promise<string> {
     const current = await currentSession(call);
     // Tokens that came from outside are checked (and renewed) alongside the first request.
-    if (!current.source.includes('login')) tokenInfo(call).catch(() => {});
+    if (!current.fresh) tokenInfo(call).catch(() => {});
     return current.token;
   }
 
