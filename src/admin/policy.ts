@@ -12,6 +12,8 @@ export interface PolicyRequest {
   accountId?: string;
   /** Vault: the KV v2 mount. GCP: the project. Azure: the vault's resource id or name. */
   vaultMount?: string;
+  /** Vault: KV engine version (2 by default): v1 has no data/ and metadata/ paths. */
+  vaultKvVersion?: 1 | 2;
   project?: string;
   azureVaultScope?: string;
   /** GCP and Azure bind per developer: the users to bind (their store identities). */
@@ -113,6 +115,7 @@ function vaultPolicy(request: PolicyRequest): Policy {
   const mount = (request.vaultMount ?? 'secret').replace(/^\/+|\/+$/g, '');
   const own = request.template.replaceAll('{user}', VAULT_USER_TEMPLATE);
   const prefix = templatePrefix(request.template);
+  if (request.vaultKvVersion === 1) return vaultKv1Policy(request, mount, own, prefix);
   const developer = `# Each developer reads only their own key: the entity's name fills the template.
 path "${mount}/data/${own}" {
   capabilities = ["read"]
@@ -146,12 +149,37 @@ path "${mount}/destroy/${prefix}*" {
   const text = `# keybroker: Vault policies (KV v2 at "${mount}/") for secrets "${request.template}"
 #
 # {{identity.entity.name}} is the name of the developer's identity entity. Name each entity
-# after the developer (the OIDC/LDAP alias does that with a matching entity name) and set
-# "user": "store" so keybroker resolves {user} to the same name.
+# after the developer and set "user": "store": keybroker then resolves {user} to that same
+# name (with only a generated entity_… name it falls back to the login's user name, which this
+# template would not match: use {{identity.entity.aliases.<auth accessor>.name}} instead).
 # Apply:
 #   keybroker admin policy --store vault --only developer | vault policy write keybroker-developer -
 #   keybroker admin policy --store vault --only admin | vault policy write keybroker-admin -
 #   then add "keybroker-developer" to the developers' auth role or group policies.
+
+${developer}
+${admin}`;
+  return { text, documents: { developer, admin } };
+}
+
+function vaultKv1Policy(request: PolicyRequest, mount: string, own: string, prefix: string): Policy {
+  const developer = `# Each developer reads only their own key: the entity's name fills the template.
+path "${mount}/${own}" {
+  capabilities = ["read"]
+}
+`;
+  const admin = `# Admins write, list and delete (KV v1 keeps no versions: a revoke there is a purge).
+path "${mount}/${prefix}*" {
+  capabilities = ["create", "update", "read", "list", "delete"]
+}
+`;
+  const text = `# keybroker: Vault policies (KV v1 at "${mount}/") for secrets "${request.template}"
+#
+# {{identity.entity.name}} is the name of the developer's identity entity: name each entity
+# after the developer and set "user": "store" so keybroker resolves {user} to the same name.
+# Apply:
+#   keybroker admin policy --store vault --only developer | vault policy write keybroker-developer -
+#   keybroker admin policy --store vault --only admin | vault policy write keybroker-admin -
 
 ${developer}
 ${admin}`;

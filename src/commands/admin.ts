@@ -164,6 +164,7 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
     const region = text('region') ?? (type === 'aws' ? context.env['AWS_REGION'] : undefined);
     if (region) request.region = region;
     if (text('mount')) request.vaultMount = text('mount')!;
+    if (store['kvVersion'] === 1) request.vaultKvVersion = 1;
     if (text('project')) request.project = text('project')!;
     const { openProvider } = await import('../store.ts');
     const provider = await openProvider(profile, { env: context.env, debug: context.debug });
