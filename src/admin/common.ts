@@ -64,8 +64,11 @@ const KEY_PREFIX = /^(sk|sk-ant|sk-proj|pk|rk|key|token|api|ghp|gho|xox[abpr]|gl
 /** True for an argument that looks like a key rather than a name, path or duration. */
 export function looksLikeKey(argument: string): boolean {
   if (KEY_PREFIX.test(argument)) return true;
-  // A long run of letters and digits with both kinds, no path or e-mail shape: a random token.
-  return argument.length >= 24 && /^[A-Za-z0-9_\-+=]+$/.test(argument) && /\d/.test(argument) && /[A-Za-z]/.test(argument) && !fs.existsSync(argument);
+  if (argument.length < 24 || fs.existsSync(argument)) return false;
+  // Long hex, or a long mixed-case run with digits (base62/base64): random tokens. Lower-case
+  // names with digits (UUIDs, role session names) are left alone.
+  if (/^[0-9a-fA-F]{32,}$/.test(argument)) return true;
+  return /^[A-Za-z0-9_\-+=]+$/.test(argument) && /\d/.test(argument) && /[a-z]/.test(argument) && /[A-Z]/.test(argument);
 }
 
 /** Refuses a key given on the command line: it is in the shell history and the process list now. */

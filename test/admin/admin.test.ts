@@ -104,7 +104,9 @@ describe('admin put, import, revoke, list on AWS', () => {
     it('refuses a key-looking command-line argument', () => {
       expect(() => refuseKeysInArguments(['--user', 'alice', 'sk-test-abcdef123456'])).toThrow(UsageError);
       expect(() => refuseKeysInArguments(['Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA'])).toThrow(/looks like a key/);
-      for (const harmless of ['alice', 'alice.smith@example.com', 'keys.csv', '/tmp/keys.json', '24h', '2027-01-31T00:00:00Z', 'claude-code-keys']) expect(looksLikeKey(harmless), harmless).toBe(false);
+      expect(looksLikeKey('0123456789abcdef0123456789abcdef')).toBe(true);
+      const harmless = ['alice', 'alice.smith@example.com', 'keys.csv', '/tmp/keys.json', '24h', '2027-01-31T00:00:00Z', 'claude-code-keys', 'botocore-session-1234567890', '3f2504e0-4f89-11d3-9a0c-0305e82c3301'];
+      for (const argument of harmless) expect(looksLikeKey(argument), argument).toBe(false);
     });
 
     it('reports a store that denies the write as AccessDenied, and writes nothing', async () => {
