@@ -5,4 +5,5 @@ import { awsHarness } from './aws.harness.ts';
 
 export const harnesses: Partial<Record<StoreType, ProviderHarness>> = {
   aws: awsHarness,
+  azure: (await import('./azure.harness.ts')).azureHarness,
 };
