@@ -152,7 +152,9 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   function credentialError(error: unknown, tenant: string | undefined): KeybrokerError {
     if (error instanceof KeybrokerError) return error;
     const err = error as { name?: string; message?: string };
-    const message = (err.message ?? String(error)).split('\n').find((line) => line.trim()) ?? '';
+    // Entra ID's own reason (AADSTS code and sentence) says more than the SDK's first line.
+    const entraReason = /AADSTS\d+:[^.]*\./.exec(err.message ?? '')?.[0];
+    const message = entraReason ?? (err.message ?? String(error)).split('\n').find((line) => line.trim()) ?? '';
     const other = /not configured to acquire tokens for tenant (\S+?)\.? /.exec(err.message ?? '');
     if (other) {
       return new ConfigError(
