@@ -220,6 +220,16 @@ describe('azure provider against the fake', () => {
     expect((error as NotAuthenticated).fix).toBe(`run 'az login --tenant ${TENANT}'`);
   });
 
+  it('reports a token the vault rejects (issued by another tenant) as NotAuthenticated naming the vault\'s tenant', async () => {
+    const configDir = path.join(home, 'stale');
+    const foreign = fake.mintToken({ tid: OTHER_TENANT, oid: 'oid-alice', upn: 'alice@corp.com' });
+    writeAzureLogin(configDir, { user: 'alice@corp.com', tenant: TENANT, tokens: { [TENANT]: { [KEY_VAULT_RESOURCE]: foreign } } });
+    const stale = await open(store(), { PATH: `${bin}:${process.env['PATH']}`, HOME: home, AZURE_CONFIG_DIR: configDir });
+    const error = await stale.readCurrent('claude-code/keys/alice@corp.com').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(NotAuthenticated);
+    expect((error as NotAuthenticated).line()).toMatch(new RegExp(`AKV10032.*run 'az login --tenant ${TENANT}'`));
+  });
+
   it('says the configured tenant is not the vault\'s, with the tenant to use', async () => {
     const misconfigured = await open(store({ tenant: OTHER_TENANT }), signedIn('both', 'alice@corp.com', 'oid-alice', [OTHER_TENANT, TENANT]));
     const error = await misconfigured.readCurrent('claude-code/keys/alice@corp.com').catch((caught: unknown) => caught);
