@@ -29,12 +29,13 @@ interface Row {
   chunkKiB: number;
 }
 
-// Asynchronous: the in-process fakes (Azure, ...) must keep answering while hyperfine runs.
+// Asynchronous: the protocol fakes (vault, azure, gcp) serve from this very process.
 const run = promisify(execFile);
 
 async function hyperfine(command: string, env: NodeJS.ProcessEnv): Promise<{ mean: number; stddev: number }> {
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kb-bench-')), 'result.json');
-  await run('hyperfine', ['--warmup', '3', '--runs', String(runs), '--shell', 'none', '--export-json', out, command], { env });
+  const { stderr } = await run('hyperfine', ['--warmup', '3', '--runs', String(runs), '--shell', 'none', '--export-json', out, command], { env });
+  process.stderr.write(stderr);
   const result = JSON.parse(fs.readFileSync(out, 'utf8')) as { results: { mean: number; stddev: number }[] };
   return { mean: result.results[0]!.mean * 1000, stddev: result.results[0]!.stddev * 1000 };
 }
