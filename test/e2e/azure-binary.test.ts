@@ -27,16 +27,6 @@ function envFor(azureConfigDir: string, configFile: string): NodeJS.ProcessEnv {
 
 beforeAll(async () => {
   [vault, keychain] = await Promise.all([startKeyVaultFake({ tenant: TENANT }), startSecretService()]);
-  // Under load gnome-keyring answers searches before its login collection takes writes: wait for one.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await keychain.store({ service: 'keybroker-probe', username: 'ready' }, 'ready');
-      break;
-    } catch (error) {
-      if (attempt >= 50) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
   bin = path.join(keychain.home, 'bin');
   installFakeAzureCli(bin);
   vault.assignRole('oid-alice', 'Key Vault Secrets User', `/secrets/${keyVaultName(SECRET)}`);
