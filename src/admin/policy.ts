@@ -18,6 +18,8 @@ export interface PolicyRequest {
   azureVaultScope?: string;
   /** GCP and Azure bind per developer: the users to bind (their store identities). */
   users: string[];
+  /** GCP and Azure: the store's own name for a logical secret name, as its provider maps it. */
+  storeNameOf?: (logical: string) => string;
 }
 
 export interface Policy {
@@ -197,7 +199,7 @@ function gcpPolicy(request: PolicyRequest): Policy {
   const project = request.project ?? 'PROJECT_ID';
   const users = request.users.length ? request.users : ['{user}'];
   const condition = (user: string) => {
-    const id = gcpSecretId(request.template.replaceAll('{user}', user));
+    const id = (request.storeNameOf ?? gcpSecretId)(request.template.replaceAll('{user}', user));
     // resource.name carries the project NUMBER; endsWith keeps the condition independent of it.
     return `resource.name.endsWith("/secrets/${id}") || resource.name.extract("/secrets/{id}/versions/") == "${id}"`;
   };
@@ -216,7 +218,7 @@ function gcpPolicy(request: PolicyRequest): Policy {
     `  --member='group:ADMIN_GROUP' --role='roles/secretmanager.admin' \\`,
     `  --condition='title=keybroker-admin,expression=resource.name.extract("/secrets/{id}/").startsWith("${prefixId}") || resource.name.extract("/secrets/{id}").startsWith("${prefixId}") || resource.type == "cloudresourcemanager.googleapis.com/Project"'`,
   ].join('\n');
-  const text = `# keybroker: GCP IAM bindings for Secret Manager secrets "${request.template}" (ids with "/" as "-")
+  const text = `# keybroker: GCP IAM bindings for Secret Manager secrets "${request.template}" (as the gcp provider names them)
 #
 # IAM conditions cannot name the caller, so each developer gets one conditional binding of
 # roles/secretmanager.secretAccessor limited to their own secret (their e-mail is {user} with "user": "store").
@@ -246,12 +248,12 @@ function azurePolicy(request: PolicyRequest): Policy {
     .map((user) =>
       [
         `az role assignment create --role 'Key Vault Secrets User' --assignee '${user}' \\`,
-        `  --scope '${vault}/secrets/${azureSecretName(request.template.replaceAll('{user}', user))}'`,
+        `  --scope '${vault}/secrets/${(request.storeNameOf ?? azureSecretName)(request.template.replaceAll('{user}', user))}'`,
       ].join('\n'),
     )
     .join('\n\n');
   const admin = `az role assignment create --role 'Key Vault Secrets Officer' --assignee-object-id ADMIN_GROUP_OBJECT_ID --assignee-principal-type Group \\\n  --scope '${vault}'`;
-  const text = `# keybroker: Azure RBAC role assignments for Key Vault secrets "${request.template}" (names with "/" as "-")
+  const text = `# keybroker: Azure RBAC role assignments for Key Vault secrets "${request.template}" (as the azure provider names them)
 #
 # The vault must use the Azure RBAC permission model (not access policies). Each developer gets
 # "Key Vault Secrets User" scoped to their own secret only; admins "Key Vault Secrets Officer" on the vault.

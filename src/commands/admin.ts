@@ -174,6 +174,13 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
       const account = principal.split(':')[4];
       if (account && /^\d{12}$/.test(account)) request.accountId = account;
     }
+    if (type === 'gcp' || type === 'azure') {
+      // The provider's own name mapping (Key Vault allows only letters, digits and "-"), when it exports one.
+      const { loadProviderModule } = await import('../chunks.ts');
+      const module = (await loadProviderModule(type)) as { keyVaultName?: (logical: string) => string; secretIdOf?: (logical: string) => string };
+      const mapping = module.keyVaultName ?? module.secretIdOf;
+      if (typeof mapping === 'function') request.storeNameOf = mapping;
+    }
     if ((type === 'gcp' || type === 'azure') && request.users.length === 0) {
       const { allUsers } = await import('../admin/rotate.ts');
       request.users = await allUsers({ provider, profile }).catch(() => []);

@@ -7,6 +7,7 @@ import { resolveSecretName } from '../../src/secret-name.ts';
 import { putKey } from '../../src/admin/put.ts';
 import { renderPolicy, AWS_USER_VARIABLES, VAULT_USER_TEMPLATE, gcpSecretId, azureSecretName } from '../../src/admin/policy.ts';
 import type { HarnessInstance } from '../providers/contract.ts';
+import { keyVaultName } from '../../providers/azure.ts';
 import { iamPolicyProblems, iamWildcardMatches, substituteVariables } from '../support/iam-grammar.ts';
 import { adminDeps, adminProfile, providerAs, startAwsStore } from './support.ts';
 import { awsCli } from './aws-cli.ts';
@@ -98,10 +99,12 @@ describe('admin policy: the other stores', () => {
     expect(policy.text).toMatch(/^# keybroker: GCP IAM bindings/);
   });
 
-  it('Azure: a Key Vault Secrets User assignment per developer scoped to their own secret', () => {
-    const policy = renderPolicy({ type: 'azure', template: TEMPLATE, users: ['alice@contoso.com'] });
+  it('Azure: a Key Vault Secrets User assignment per developer scoped to their own secret, as the provider names it', () => {
+    const policy = renderPolicy({ type: 'azure', template: TEMPLATE, users: ['alice@contoso.com'], storeNameOf: keyVaultName });
     expect(policy.documents['developer']).toContain(`--role 'Key Vault Secrets User' --assignee 'alice@contoso.com'`);
-    expect(policy.documents['developer']).toMatch(new RegExp(`--scope '.*/vaults/VAULT_NAME/secrets/${azureSecretName('claude-code/keys/alice@contoso.com')}'$`));
+    const scoped = keyVaultName(resolveSecretName(TEMPLATE, 'alice@contoso.com', 'the store identity'));
+    expect(policy.documents['developer']).toMatch(new RegExp(`--scope '.*/vaults/VAULT_NAME/secrets/${scoped}'$`));
+    expect(azureSecretName('claude-code/keys/alice')).toBe('claude-code-keys-alice');
     expect(policy.documents['admin']).toContain('Key Vault Secrets Officer');
   });
 });
