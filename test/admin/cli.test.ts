@@ -101,6 +101,20 @@ describe('keybroker admin (binary)', () => {
     expect(list.stdout).not.toContain('sk-test-cli');
   });
 
+  it('put --from-file and import of the JSON form', async () => {
+    const keyFile = path.join(home, 'hal.key');
+    fs.writeFileSync(keyFile, 'sk-test-cli-hal\n', { mode: 0o600 });
+    const put = await runBinary(['admin', 'put', '--user', 'hal', '--from-file', keyFile], { env: adminEnv });
+    expect(put.code).toBe(0);
+    const json = path.join(home, 'keys.json');
+    fs.writeFileSync(json, JSON.stringify([{ user: 'hal', key: 'sk-test-cli-hal' }, { user: 'ida', key: 'sk-test-cli-ida', expires_at: '2027-03-01T00:00:00Z' }]));
+    const imported = await runBinary(['admin', 'import', json], { env: adminEnv });
+    expect(imported.code).toBe(0);
+    expect(imported.stdout).toBe('imported 2 keys from keys.json: 1 created, 0 new versions, 1 unchanged\n');
+    const hal = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/hal'])) as { SecretString: string };
+    expect(JSON.parse(hal.SecretString).api_key).toBe('sk-test-cli-hal');
+  });
+
   it('rotate --dry-run prints the plan for a key from stdin and changes nothing', async () => {
     const before = await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/fay']);
     const result = await runBinary(['admin', 'rotate', '--user', 'fay', '--dry-run'], { env: adminEnv, input: 'sk-test-cli-fay-new' });

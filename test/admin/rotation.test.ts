@@ -158,6 +158,14 @@ describe('admin rotate through a LiteLLM gateway', () => {
     expect(output.out.join('')).toMatch(/alice: 1\. regenerate the key at LiteLLM .* \(the old one stays valid 1d\); 2\. write it as a new version of "claude-code\/keys\/alice"/);
   });
 
+  it('warns when the grace period is shorter than a developer may keep the old key', async () => {
+    const { deps, output } = adminDeps(admin, profile, { issuer });
+    await rotateKeys(deps, { users: [store.developerUser], graceMs: 500, dryRun: true }, CALLER_TTL_MS);
+    expect(output.err).toEqual([
+      "keybroker: warning: a grace period of 500ms is shorter than the 800ms a developer may keep the old key (refresh interval + 2 × Claude Code's TTL): some will see one 401 and recover through it",
+    ]);
+  });
+
   it('--all rotates every developer under the template, each to a key the gateway accepts', async () => {
     const { deps } = adminDeps(admin, profile, { issuer });
     for (const user of ['bob', 'carol']) await putKey(deps, { user, key: (await issuer.mint(user)).key });
