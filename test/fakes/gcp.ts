@@ -118,14 +118,14 @@ function loadService() {
   return root.google.cloud.secretmanager.v1.SecretManagerService;
 }
 
-/** A CA and a server certificate for 127.0.0.1 (IP SAN), made with openssl. */
+/** A CA and a server certificate for localhost and 127.0.0.1, made with openssl. */
 function makeCertificates(dir: string): { ca: string; key: string; cert: string } {
   const file = (name: string) => path.join(dir, name);
   const ssl = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   ssl(['req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=keybroker test CA']);
-  ssl(['req', ...ec, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=127.0.0.1']);
-  fs.writeFileSync(file('san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  ssl(['req', ...ec, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=localhost']);
+  fs.writeFileSync(file('san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
   ssl(['x509', '-req', '-in', file('server.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('server.pem'), '-days', '2', '-extfile', file('san.ext')]);
   return { ca: file('ca.pem'), key: file('server.key'), cert: file('server.pem') };
 }

@@ -22,8 +22,12 @@ export function escapedSecretId(name: string): string {
 export interface GcpTestBed {
   fake: GcpFake;
   root: string;
-  /** A developer environment: HOME holding that user's ADC file, the metadata server off. */
+  /** A developer environment: GOOGLE_APPLICATION_CREDENTIALS names that user's ADC file; the metadata server off. */
   envFor(user: FakeUser): NodeJS.ProcessEnv;
+  /** The same with no variable: the ADC file where gcloud writes it (~/.config/gcloud). */
+  homeEnvFor(user: FakeUser): NodeJS.ProcessEnv;
+  /** The store section for the fake, or for a proxy in front of it on `port`. */
+  storeConfig(port?: number): { type: 'gcp'; project: string; endpoint: string; caFile: string };
   adminToken(): Promise<string>;
   seed(name: string, value: string): Promise<void>;
   stop(): Promise<void>;
@@ -41,10 +45,15 @@ export async function startGcpTestBed(): Promise<GcpTestBed> {
     ],
   });
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-gcp-homes-'));
-  const envFor = (user: FakeUser): NodeJS.ProcessEnv => {
+  const homeEnvFor = (user: FakeUser): NodeJS.ProcessEnv => {
     const home = path.join(root, user.email);
     if (!fs.existsSync(home)) fake.writeAdcFile(path.join(home, '.config', 'gcloud'), user);
     return { PATH: process.env['PATH'], HOME: home, METADATA_SERVER_DETECTION: 'none' };
+  };
+  // Benchmarks and end-to-end runs give the binary a HOME of their own: the variable survives that.
+  const envFor = (user: FakeUser): NodeJS.ProcessEnv => {
+    const env = homeEnvFor(user);
+    return { ...env, GOOGLE_APPLICATION_CREDENTIALS: path.join(env['HOME']!, '.config', 'gcloud', 'application_default_credentials.json') };
   };
   const adminToken = async () => {
     const response = await fetch(fake.tokenUri, {
@@ -58,6 +67,9 @@ export async function startGcpTestBed(): Promise<GcpTestBed> {
     fake,
     root,
     envFor,
+    homeEnvFor,
+    // localhost, not 127.0.0.1: Node warns on stderr (DEP0123) when TLS names an IP address.
+    storeConfig: (port = fake.port) => ({ type: 'gcp', project: GCP_PROJECT.id, endpoint: `https://localhost:${port}`, caFile: fake.caFile }),
     adminToken,
     async seed(name, value) {
       const token = await adminToken();
@@ -85,7 +97,7 @@ export const gcpHarness: ProviderHarness = {
     const developerEnv = bed.envFor(ALICE);
     return {
       port: bed.fake.port,
-      storeConfig: (port) => ({ type: 'gcp', project: GCP_PROJECT.id, endpoint: `https://127.0.0.1:${port}`, caFile: bed.fake.caFile }),
+      storeConfig: (port) => bed.storeConfig(port),
       developerEnv,
       unauthenticatedEnv: { PATH: process.env['PATH'], HOME: path.join(bed.root, 'nobody'), METADATA_SERVER_DETECTION: 'none' },
       adminEnv: bed.envFor(ADMIN),

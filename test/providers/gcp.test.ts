@@ -56,13 +56,7 @@ describe('GCP names and checksums', () => {
 
 describe('GCP Secret Manager provider against the gRPC fake', () => {
   let bed: GcpTestBed;
-  const store = (extra: Record<string, unknown> = {}): StoreConfig => ({
-    type: 'gcp',
-    project: GCP_PROJECT.id,
-    endpoint: `https://127.0.0.1:${bed.fake.port}`,
-    caFile: bed.fake.caFile,
-    ...extra,
-  });
+  const store = (extra: Record<string, unknown> = {}): StoreConfig => ({ ...bed.storeConfig(), ...extra });
   const profile = (storeConfig: StoreConfig, timeoutMs = 5_000): Profile => ({
     name: 'gcp-test',
     store: storeConfig,
@@ -179,13 +173,20 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
     expect((error as NotAuthenticated).line()).toContain("run 'gcloud auth application-default login'");
   });
 
+  it('finds the ADC file where gcloud writes it (~/.config/gcloud) with no variable set', async () => {
+    const env = bed.homeEnvFor(ALICE);
+    expect(env['GOOGLE_APPLICATION_CREDENTIALS']).toBeUndefined();
+    await bed.seed(ALICE_SECRET, 'sk-test-gcp-well-known');
+    expect((await (await providerFor(env)).readCurrent(ALICE_SECRET)).value).toBe('sk-test-gcp-well-known');
+  });
+
   it('takes the e-mail from tokeninfo when the token response carries no id_token', async () => {
     const carol = await providerFor(bed.envFor(CAROL));
     expect(await carol.whoami()).toEqual({ user: CAROL.email, principal: `user:${CAROL.email}` });
   });
 
   it('finds the ADC file that GOOGLE_APPLICATION_CREDENTIALS names, and names it in the fix when it fails', async () => {
-    const aliceHome = bed.envFor(ALICE)['HOME']!;
+    const aliceHome = bed.homeEnvFor(ALICE)['HOME']!;
     const env = { PATH: process.env['PATH'], HOME: path.join(bed.root, 'empty'), METADATA_SERVER_DETECTION: 'none', GOOGLE_APPLICATION_CREDENTIALS: path.join(aliceHome, '.config/gcloud/application_default_credentials.json') };
     expect((await (await providerFor(env)).whoami()).user).toBe(ALICE.email);
     const missing = { ...env, GOOGLE_APPLICATION_CREDENTIALS: path.join(bed.root, 'absent.json') };
