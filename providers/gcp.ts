@@ -462,6 +462,11 @@ export function mapGcpError(error: unknown, context: ErrorContext): KeybrokerErr
     }
     return new StoreUnreachable(`${context.what} failed at ${context.where} (${message})`, "run 'keybroker doctor' for details");
   }
+  // gax gives up retrying with DEADLINE_EXCEEDED even when no connection was ever made.
+  const connectFailure = /No connection established\. Last error: (?:Error: )?(.*?)(?:\. Resolution note|,|$)/.exec(err.message ?? '')?.[1];
+  if (connectFailure && (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)) {
+    return new StoreUnreachable(`cannot reach ${context.where} (${connectFailure.trim()})`, 'check your network or VPN and the store endpoint');
+  }
   switch (err.code) {
     case grpc.status.NOT_FOUND:
       return new SecretNotFound(`${subject} does not exist (${message})`, 'ask your admin to provision your key (keybroker admin put), or check "secret" and "store.project" in the profile');

@@ -94,8 +94,12 @@ const PERMISSIONS: Record<Binding['role'], string[]> = {
 const PROTO_OPTIONS = { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true };
 
 class StatusError extends Error {
-  constructor(readonly code: grpc.status, readonly details: string) {
+  readonly code: grpc.status;
+  readonly details: string;
+  constructor(code: grpc.status, details: string) {
     super(details);
+    this.code = code;
+    this.details = details;
   }
 }
 
@@ -439,7 +443,7 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
     },
     revokeRefreshToken: (token) => void refreshTokens.delete(token),
     rawCall(method, request, accessToken) {
-      rawClient ??= new Service(`127.0.0.1:${port}`, grpc.credentials.createSsl(fs.readFileSync(certs.ca)));
+      rawClient ??= new Service(`localhost:${port}`, grpc.credentials.createSsl(fs.readFileSync(certs.ca)));
       const metadata = new grpc.Metadata();
       metadata.set('authorization', `Bearer ${accessToken}`);
       const name = method.charAt(0).toLowerCase() + method.slice(1);
