@@ -24,7 +24,7 @@ export const storeSchema = v.strictObject({
   /** The Secret Manager endpoint (Private Service Connect, a proxy, an emulator): "https://host[:port]". */
   endpoint: v.optional(v.pipe(v.string(), v.url('must be a URL such as "https://secretmanager.googleapis.com"'), v.startsWith('https://', 'must be an https:// URL (Secret Manager speaks gRPC over TLS)'))),
   /** A PEM file of CA certificates to trust for the endpoint besides the public roots (like gcloud's core/custom_ca_certs_file). */
-  caFile: v.optional(v.pipe(v.string(), v.minLength(1))),
+  caFile: v.optional(v.pipe(v.string(), v.check((file) => path.isAbsolute(file), 'must be an absolute path (Claude Code runs keybroker from any directory)'))),
 }) as unknown as ProviderModule['storeSchema'];
 
 type GcpStore = { type: 'gcp'; project: string; version?: string; endpoint?: string; caFile?: string };
