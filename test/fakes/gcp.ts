@@ -76,8 +76,8 @@ export interface GcpFake {
   revokeRefreshToken(refreshToken: string): void;
   /** An access token for a user, as the token endpoint would issue it. */
   issueToken(email: string): string;
-  /** A raw gRPC client (not the SDK) with a bearer token: the admin's independent path. */
-  rawCall<T>(method: string, request: object, accessToken: string): Promise<T>;
+  /** A raw gRPC client (not the SDK) with a bearer token (none when undefined): the admin's independent path. */
+  rawCall<T>(method: string, request: object, accessToken: string | undefined): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -445,7 +445,7 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
     rawCall(method, request, accessToken) {
       rawClient ??= new Service(`localhost:${port}`, grpc.credentials.createSsl(fs.readFileSync(certs.ca)));
       const metadata = new grpc.Metadata();
-      metadata.set('authorization', `Bearer ${accessToken}`);
+      if (accessToken !== undefined) metadata.set('authorization', `Bearer ${accessToken}`);
       const name = method.charAt(0).toLowerCase() + method.slice(1);
       return new Promise((resolve, reject) => {
         (rawClient as unknown as Record<string, (request: object, metadata: grpc.Metadata, callback: (error: Error | null, response: unknown) => void) => void>)[name]!(

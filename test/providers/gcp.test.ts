@@ -92,7 +92,11 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
     it('answers UNAUTHENTICATED to a call without a token or with an unknown one', async () => {
       await bed.seed(ALICE_SECRET, 'sk-test-gcp-raw');
       const name = `projects/${GCP_PROJECT.id}/secrets/${escapedSecretId(ALICE_SECRET)}/versions/latest`;
+      const missing = await rawError(bed.fake.rawCall('AccessSecretVersion', { name }, undefined));
+      expect(missing).toMatchObject({ code: 16 });
+      expect(missing?.details).toMatch(/missing required authentication credential/);
       expect(await rawError(bed.fake.rawCall('AccessSecretVersion', { name }, 'test-access-token-forged'))).toMatchObject({ code: 16 });
+      expect(await bed.fake.rawCall('AccessSecretVersion', { name }, bed.fake.issueToken(ALICE.email))).toMatchObject({ name: expect.stringMatching(/^projects\/284019283746\//) });
     });
 
     it('answers PERMISSION_DENIED to a developer reading another developer\'s secret', async () => {
