@@ -46,7 +46,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   const projectPath = `projects/${store.project}`;
   const version = store.version ?? 'latest';
   const endpoint = store.endpoint ? new URL(store.endpoint) : undefined;
-  const where = `GCP Secret Manager (project ${store.project}${endpoint ? `, ${endpoint.host}` : ''})`;
+  const where = `GCP Secret Manager (project ${store.project}${version !== 'latest' ? `, version ${version}` : ''}${endpoint ? `, ${endpoint.host}` : ''})`;
   const credentialsFile = context.env['GOOGLE_APPLICATION_CREDENTIALS'];
   const loginFix = credentialsFile
     ? `fix or replace the credentials file that GOOGLE_APPLICATION_CREDENTIALS names (${credentialsFile}), or unset it and run '${LOGIN_COMMAND}'`

@@ -72,7 +72,8 @@ export interface GcpFake {
   writeAdcFile(dir: string, user: FakeUser): string;
   /** Every call: method and the principal that made it (undefined when unauthenticated). */
   calls: { method: string; principal?: string }[];
-  faults: { corruptChecksum: boolean };
+  /** corruptChecksum: AccessSecretVersion sends a wrong data_crc32c; apiDisabled: the project has not enabled the API. */
+  faults: { corruptChecksum: boolean; apiDisabled: boolean };
   revokeRefreshToken(refreshToken: string): void;
   /** An access token for a user, as the token endpoint would issue it. */
   issueToken(email: string): string;
@@ -142,7 +143,7 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
   const refreshTokens = new Map(options.users.map((user) => [user.refreshToken, user]));
   const accessTokens = new Map<string, { email: string; expiresAt: number; scope: string }>();
   const calls: GcpFake['calls'] = [];
-  const faults = { corruptChecksum: false };
+  const faults = { corruptChecksum: false, apiDisabled: false };
 
   const issueToken = (email: string) => {
     const token = `test-access-token-${randomBytes(12).toString('hex')}`;
@@ -408,6 +409,12 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
       try {
         principal = principalOf(call);
         calls.push({ method: rpc, principal });
+        if (faults.apiDisabled) {
+          throw new StatusError(
+            grpc.status.PERMISSION_DENIED,
+            `Secret Manager API has not been used in project ${projectNumber} before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/secretmanager.googleapis.com/overview?project=${projectNumber} then retry. If you enabled this API recently, wait a few minutes for the action to propagate to our systems and retry.`,
+          );
+        }
         if (!handler) throw new StatusError(grpc.status.UNIMPLEMENTED, `Method ${rpc} is not implemented by this fake.`);
         callback(null, handler(call.request, principal));
       } catch (error) {

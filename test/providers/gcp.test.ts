@@ -204,6 +204,18 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
     expect(await alice.readCurrent(ALICE_SECRET).catch((caught: unknown) => caught)).toBeInstanceOf(AccessDenied);
   });
 
+  it('reports a project without the Secret Manager API as AccessDenied with the gcloud command that enables it', async () => {
+    const alice = await providerFor(bed.envFor(ALICE));
+    bed.fake.faults.apiDisabled = true;
+    try {
+      const error = await alice.readCurrent(ALICE_SECRET).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(AccessDenied);
+      expect((error as AccessDenied).fix).toContain(`gcloud services enable secretmanager.googleapis.com --project ${GCP_PROJECT.id}`);
+    } finally {
+      bed.fake.faults.apiDisabled = false;
+    }
+  });
+
   it('stores an e-mail label escaped in GCP and lists it as written', async () => {
     const admin = await providerFor(bed.envFor(ADMIN));
     await admin.write('claude-code/labels/alice', 'sk-test-gcp-labels', { labels: { 'managed-by': 'keybroker', 'keybroker-user': ALICE.email } });
