@@ -114,7 +114,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       return await Promise.race([attempt(), deadline]);
     } catch (error) {
       if (error instanceof DeadlinePassed) {
-        // A call that never answered holds a socket open: drop the channel so the process can exit.
+        // Start the next call on a fresh channel (the CLI exits regardless of a lingering connect).
         const stale = session;
         session = undefined;
         void stale?.client.close().catch(() => {});

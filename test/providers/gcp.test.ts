@@ -1,5 +1,6 @@
 // What is special about GCP Secret Manager beyond the shared contract: the escaped names and
 // labels, version states, the payload checksum, and where the developer's e-mail comes from.
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Profile, StoreConfig } from '../../src/config.ts';
@@ -8,6 +9,7 @@ import { AccessDenied, ConfigError, NotAuthenticated, SecretNotFound, StoreUnrea
 import { crc32c, decodeLabels, encodeLabels, nameForSecretId, secretIdFor } from '../../providers/gcp.ts';
 import type { Provider } from '../../providers/provider.ts';
 import { referenceCrc32c } from '../fakes/gcp.ts';
+import { closedPort } from '../support/fault-proxy.ts';
 import { ADMIN, ALICE, BOB, CAROL, GCP_PROJECT, escapedSecretId, startGcpTestBed, type GcpTestBed } from './gcp.harness.ts';
 
 const ALICE_SECRET = 'claude-code/keys/alice@example.com';
@@ -182,6 +184,17 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
     expect(env['GOOGLE_APPLICATION_CREDENTIALS']).toBeUndefined();
     await bed.seed(ALICE_SECRET, 'sk-test-gcp-well-known');
     expect((await (await providerFor(env)).readCurrent(ALICE_SECRET)).value).toBe('sk-test-gcp-well-known');
+  });
+
+  it('reports an unreachable Google sign-in (token endpoint) as StoreUnreachable', async () => {
+    const dir = path.join(bed.root, 'offline-adc');
+    const file = bed.fake.writeAdcFile(dir, ALICE);
+    const adc = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>;
+    fs.writeFileSync(file, JSON.stringify({ ...adc, token_uri: `http://127.0.0.1:${await closedPort()}/token` }));
+    const offline = await providerFor({ PATH: process.env['PATH'], HOME: dir, METADATA_SERVER_DETECTION: 'none', GOOGLE_APPLICATION_CREDENTIALS: file });
+    const error = await offline.whoami().catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StoreUnreachable);
+    expect((error as Error).message).toMatch(/sign-in/);
   });
 
   it('takes the e-mail from tokeninfo when the token response carries no id_token', async () => {
