@@ -21,27 +21,10 @@ async function put(name: string, data: Record<string, unknown>): Promise<void> {
   if (response.status !== 200) throw new Error(`put ${name}: HTTP ${response.status}`);
 }
 
-/**
- * gnome-keyring sometimes comes up without its login collection ("Object does not exist at path
- * /org/freedesktop/secrets/collection/login", ~1 start in 3 here) and never creates it: start again.
- */
-async function startWorkingSecretService(): Promise<SecretService> {
-  for (let attempt = 1; ; attempt++) {
-    const service = await startSecretService();
-    try {
-      await service.store({ service: 'keybroker-test-probe', username: 'probe' }, 'probe');
-      return service;
-    } catch (error) {
-      await service.stop();
-      if (attempt === 3) throw error;
-    }
-  }
-}
-
 const env = (extra: NodeJS.ProcessEnv = {}) => cleanEnv({ ...keyring.env, KEYBROKER_CONFIG: configFile, ...extra }, keyring.home);
 
 beforeAll(async () => {
-  [vault, keyring] = await Promise.all([startFakeVault(), startWorkingSecretService()]);
+  [vault, keyring] = await Promise.all([startFakeVault(), startSecretService()]);
   vault.mountKv('secret', 2);
   vault.setPolicy('claude-code-alice', { 'secret/data/claude-code/keys/alice': ['read'] });
   // What `vault login -method=oidc` leaves behind: the token in ~/.vault-token.
