@@ -6,7 +6,7 @@ import { azureHarness } from './azure.harness.ts';
 import { gcpHarness } from './gcp.harness.ts';
 import { vaultHarness } from './vault.harness.ts';
 
-export const harnesses: Partial<Record<StoreType, ProviderHarness>> = {
+export const harnesses: Record<StoreType, ProviderHarness> = {
   aws: awsHarness,
   azure: azureHarness,
   gcp: gcpHarness,
