@@ -177,8 +177,8 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
     if (type === 'gcp' || type === 'azure') {
       // The provider's own name mapping (Key Vault allows only letters, digits and "-"), when it exports one.
       const { loadProviderModule } = await import('../chunks.ts');
-      const module = (await loadProviderModule(type)) as { keyVaultName?: (logical: string) => string; secretIdOf?: (logical: string) => string };
-      const mapping = module.keyVaultName ?? module.secretIdOf;
+      const module = (await loadProviderModule(type)) as { keyVaultName?: (logical: string) => string; secretIdFor?: (logical: string) => string };
+      const mapping = type === 'azure' ? module.keyVaultName : module.secretIdFor;
       if (typeof mapping === 'function') request.storeNameOf = mapping;
     }
     if ((type === 'gcp' || type === 'azure') && request.users.length === 0) {

@@ -8,6 +8,7 @@ import { putKey } from '../../src/admin/put.ts';
 import { renderPolicy, AWS_USER_VARIABLES, VAULT_USER_TEMPLATE, gcpSecretId, azureSecretName } from '../../src/admin/policy.ts';
 import type { HarnessInstance } from '../providers/contract.ts';
 import { keyVaultName } from '../../providers/azure.ts';
+import { secretIdFor } from '../../providers/gcp.ts';
 import { iamPolicyProblems, iamWildcardMatches, substituteVariables } from '../support/iam-grammar.ts';
 import { adminDeps, adminProfile, providerAs, startAwsStore } from './support.ts';
 import { awsCli } from './aws-cli.ts';
@@ -89,14 +90,14 @@ describe('admin policy: the other stores', () => {
     expect(Object.values(developer.path).flat().flatMap((rule) => rule.capabilities)).not.toContain('update');
   });
 
-  it('GCP: one conditional secretAccessor binding per developer, conditioned on their own secret only', () => {
-    const policy = renderPolicy({ type: 'gcp', template: TEMPLATE, project: 'acme-ml', users: ['alice@example.com', 'bob@example.com'] });
-    const id = gcpSecretId(resolveSecretName(TEMPLATE, 'alice@example.com', 'the store identity'));
-    expect(id).toBe('claude-code-keys-alice-example-com');
+  it('GCP: one conditional secretAccessor binding per developer, conditioned on their own secret only, as the provider names it', () => {
+    const policy = renderPolicy({ type: 'gcp', template: TEMPLATE, project: 'acme-ml', users: ['alice@example.com', 'bob@example.com'], storeNameOf: secretIdFor });
+    const id = secretIdFor(resolveSecretName(TEMPLATE, 'alice@example.com', 'the store identity'));
     expect(policy.documents['developer']).toContain(`--member='user:alice@example.com' --role='roles/secretmanager.secretAccessor'`);
     expect(policy.documents['condition']).toBe(`resource.name.endsWith("/secrets/${id}") || resource.name.extract("/secrets/{id}/versions/") == "${id}"`);
     expect(policy.documents['developer']!.split('\n\n')).toHaveLength(2);
     expect(policy.text).toMatch(/^# keybroker: GCP IAM bindings/);
+    expect(gcpSecretId('claude-code/keys/alice')).toBe('claude-code-keys-alice');
   });
 
   it('Azure: a Key Vault Secrets User assignment per developer scoped to their own secret, as the provider names it', () => {
