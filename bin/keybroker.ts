@@ -4,6 +4,22 @@ import { keychainState } from '../src/cache/keychain.ts';
 
 main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
-  // A keychain call that never returned would keep the process alive (and Claude Code waiting).
-  if (keychainState.hung) process.exit(code);
+  if (keychainState.hung) exitAbandoningHungCall(code);
 });
+
+/**
+ * A keychain call that never returns holds a libuv worker thread, and process.exit() joins those
+ * threads at exit, so it hangs too (measured: a locked keyring whose prompt is never answered
+ * kept `process.exit(0)` alive until killed). Replacing the process image ends every thread at
+ * once and still exits with our code; the answer was already written synchronously.
+ */
+function exitAbandoningHungCall(code: number): void {
+  if (process.platform !== 'win32' && typeof process.execve === 'function') {
+    try {
+      process.execve('/bin/sh', ['sh', '-c', `exit ${code}`], {});
+    } catch {
+      // Fall through to the best remaining way out.
+    }
+  }
+  process.exit(code);
+}

@@ -14,6 +14,7 @@ import {
 import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
+import { withStoreRetry } from '../src/retry.ts';
 import type { Provider, ProviderContext, ProviderModule, SecretSummary } from './provider.ts';
 
 export const storeSchema = v.strictObject({
@@ -35,7 +36,8 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     ...(region ? { region } : {}),
     ...(store.endpoint ? { endpoint: store.endpoint } : {}),
     ...(store.profile ? { profile: store.profile } : {}),
-    maxAttempts: 3,
+    // One retry policy for all stores (src/retry.ts) bounds attempts and waits together.
+    maxAttempts: 1,
   };
   const secrets = new SecretsManagerClient(common);
   const sts = new STSClient(common);
@@ -47,7 +49,10 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   async function call<T>(what: string, secret: string | undefined, send: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (!region) throw new ConfigError(`no AWS region for ${where}`, 'set "region" in the profile\'s store, or AWS_REGION');
     try {
-      return await send(AbortSignal.timeout(context.timeoutMs));
+      return await withStoreRetry(send, {
+        budgetMs: context.timeoutMs,
+        onRetry: ({ attempt, waitMs, reason }) => context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`),
+      });
     } catch (error) {
       throw mapAwsError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs });
     }

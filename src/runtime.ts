@@ -9,6 +9,9 @@ import { openCache } from './cache/select.ts';
 import { fileLock } from './lock.ts';
 import { userRuntimeDir } from './paths.ts';
 import { openProvider } from './store.ts';
+import { identifyCaller } from './caller.ts';
+import { fileRotationState } from './rotation-state.ts';
+import { checkKeyWithGateway } from './gateway-check.ts';
 import type { Provider } from '../providers/provider.ts';
 
 /** Claude Code keeps a helper's key this long per process (SPEC §1). */
@@ -29,6 +32,7 @@ export function loadConfigFor(values: ParsedValues, context: RunContext): Loaded
 export function brokerDeps(config: LoadedConfig, context: RunContext): BrokerDeps {
   const { profile } = config;
   let provider: Promise<Provider> | undefined;
+  const gateway = profile.gateway ?? (context.env['ANTHROPIC_BASE_URL'] || undefined);
   return {
     profile,
     cache: openCache({
@@ -42,6 +46,10 @@ export function brokerDeps(config: LoadedConfig, context: RunContext): BrokerDep
     now: context.now,
     osUser: () => os.userInfo().username,
     callerTtlMs: callerTtlMs(context.env),
+    caller: identifyCaller(context.env),
+    state: fileRotationState(path.join(userRuntimeDir(context.env), 'state')),
+    checkWithGateway: gateway ? (key) => checkKeyWithGateway(gateway, key) : undefined,
+    gatewayName: gateway,
     warn: (line) => context.output.stderr(line),
     debug: context.debug,
   };
