@@ -189,11 +189,12 @@ export function mapAwsError(error: unknown, context: ErrorContext): KeybrokerErr
   ) {
     return new NotAuthenticated(`not logged in to AWS for ${context.where} (${message})`, context.loginFix);
   }
-  if (name === 'TimeoutError' || name === 'AbortError' || /aborted|timed? ?out/i.test(message)) {
-    return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
-  }
+  // The SDK names a reset connection "TimeoutError" (code ECONNRESET): the code is the truth.
   if (['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'].includes(err.code ?? name)) {
     return new StoreUnreachable(`cannot reach ${context.where} (${err.code ?? name})`, 'check your network or VPN and the store endpoint');
+  }
+  if (name === 'TimeoutError' || name === 'AbortError' || /aborted|timed? ?out/i.test(message)) {
+    return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
   }
   if (name === 'ThrottlingException' || name === 'TooManyRequestsException' || name === 'InternalServiceError' || (status !== undefined && status >= 500)) {
     return new StoreUnreachable(`${context.where} is unavailable (${name || status}: ${message})`, 'try again in a minute');

@@ -94,6 +94,8 @@ export function httpStatusOf(error: unknown): number | undefined {
 export function classifyStoreError(error: unknown): RetryClass {
   const err = error as Loose | undefined;
   if (!err || typeof err !== 'object') return 'final';
+  // The AWS SDK names a reset socket "TimeoutError" with code ECONNRESET: look at the code first.
+  if (typeof err.code === 'string' && TRANSIENT_CODES.has(err.code)) return 'transient';
   // Our own budget, or the attempt's signal: the time is spent.
   if (err.name === 'TimeoutError' || err.name === 'AbortError') return 'final';
   if (typeof err.name === 'string' && THROTTLING_NAMES.has(err.name)) return 'throttled';
