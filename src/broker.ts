@@ -102,6 +102,9 @@ export function lockWaitMs(profile: Profile): number {
   return profile.timeoutMs + 1_000;
 }
 
+/** One round of waiting for the lock before the cache is looked at again. */
+export const LOCK_ROUND_MS = 100;
+
 /** The keychain account (or cache file) of a profile: changes when what it reads changes. */
 export function cacheAccount(profile: Profile): string {
   const what = JSON.stringify([profile.store, profile.secret, profile.field, profile.user]);
@@ -164,14 +167,28 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     if (answer) return answer;
   }
 
-  const release = await deps.lock.acquire(account, lockWaitMs(profile));
-  if (!release) deps.debug('did not get the refresh lock in time; reading the store without it');
-  try {
-    // Another process may have refreshed (or failed to) while this one waited for the lock.
-    const latest = release ? await readCachedEntry(deps) : cached;
-    if (latest && freshness(latest) === 'fresh' && (refused === undefined || fingerprint(latest.key) !== refused)) {
+  // Wait for the refresh lock in short rounds, looking at the cache between them: the holder's
+  // result reaches every waiter at once instead of through 49 lock hand-overs.
+  const acceptable = (entry: CacheEntry | undefined): entry is CacheEntry =>
+    entry !== undefined && freshness(entry) === 'fresh' && (refused === undefined || fingerprint(entry.key) !== refused);
+  const deadline = startedAt + lockWaitMs(profile);
+  let release: (() => Promise<void>) | undefined;
+  let latest = cached;
+  for (;;) {
+    release = await deps.lock.acquire(account, LOCK_ROUND_MS);
+    // Another process may have refreshed (or failed to) while this one waited; the cache already
+    // said what it had to say above, so it is read quietly here.
+    latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;
+    if (acceptable(latest)) {
+      await release?.();
       return serve(latest, 'cache');
     }
+    if (release || deps.now() >= deadline) break;
+    const failure = deps.state.lastStoreFailure(account);
+    if (failure && failure.at >= startedAt) break;
+  }
+  if (!release) deps.debug('did not get the refresh lock in time; reading the store without it');
+  try {
     // Another caller refused with the same key may have re-checked while this one waited.
     const answer = refused !== undefined && release ? recentVerdict(refused, latest) : undefined;
     if (answer) return answer;
