@@ -7,6 +7,9 @@
 //  2. The process tree: skip non-interactive shells (`sh -c`, `bash -c`) upwards from our parent;
 //     the first other process is the caller, named by pid AND start time so a reused pid is a
 //     different caller. Linux reads /proc; macOS asks `ps`.
+//     The process must be Claude Code: named `claude`, or the helper's environment carries what
+//     Claude Code sets for it (CLAUDE_CODE_ENTRYPOINT, AI_AGENT=claude-code…). A terminal or a
+//     script calling `keybroker get` twice is not taken for a 401 (it can pass --recheck).
 //  3. Neither (Windows, a /proc we may not read, `ps` missing): no caller identity. The 401 rule
 //     is then off and a rotated key arrives through freshness (`refreshAfter`) alone.
 import fs from 'node:fs';
@@ -46,11 +49,18 @@ export function identifyCaller(env: NodeJS.ProcessEnv, options: { platform?: Nod
     if (!info) return undefined;
     const helperShell = SHELLS.has(info.name) && info.args.slice(1).some((arg) => arg === '-c' || /^-[a-z]*c[a-z]*$/.test(arg));
     if (!helperShell) {
+      if (!looksLikeClaudeCode(info, env)) return undefined;
       return { id: `proc:${info.pid}:${info.start}`, how: 'process-tree', description: `${info.name} (pid ${info.pid})` };
     }
     pid = info.ppid;
   }
   return undefined;
+}
+
+function looksLikeClaudeCode(info: ProcessInfo, env: NodeJS.ProcessEnv): boolean {
+  if (env['CLAUDE_CODE_ENTRYPOINT'] || /^claude[-_]code/i.test(env['AI_AGENT'] ?? '')) return true;
+  const program = (info.args[0] ?? '').split(/[\\/]/).at(-1) ?? '';
+  return info.name === 'claude' || program === 'claude' || program === 'claude.exe';
 }
 
 /** Linux: /proc/PID/stat (ppid, start time in clock ticks since boot) and /proc/PID/cmdline. */

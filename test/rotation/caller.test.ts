@@ -45,4 +45,17 @@ describe('identifyCaller', () => {
     expect(me.ppid).toBe(process.ppid);
     expect(me.start).toMatch(/^\d+$/);
   });
+
+  it('does not take a terminal or a script for Claude Code (no 401 inferred from their repeats)', () => {
+    const terminal: ProcessInfo = { pid: 30, ppid: 1, start: '1', name: 'bash', args: ['-bash'] };
+    const script: ProcessInfo = { pid: 31, ppid: 1, start: '1', name: 'node', args: ['node', 'deploy.js'] };
+    expect(identifyCaller({}, { platform: 'linux', ppid: 30, inspect: tree([terminal]) })).toBeUndefined();
+    expect(identifyCaller({}, { platform: 'linux', ppid: 31, inspect: tree([script]) })).toBeUndefined();
+  });
+
+  it('recognises Claude Code by the environment it gives the helper when its process has another name', () => {
+    const node: ProcessInfo = { pid: 40, ppid: 1, start: '9', name: 'node', args: ['node', '/opt/claude-code/cli.js'] };
+    const env = { CLAUDE_CODE_ENTRYPOINT: 'sdk-cli', AI_AGENT: 'claude-code_2-1-197_harness' };
+    expect(identifyCaller(env, { platform: 'linux', ppid: 41, inspect: tree([node, shell(41, 40)]) })).toMatchObject({ id: 'proc:40:9' });
+  });
 });
