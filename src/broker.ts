@@ -17,6 +17,9 @@
 // - Store down, slow or throttled (StoreUnreachable): a cached key not yet `expired` is served
 //   with one warning; with none, the error. A waiter for the lock whose holder failed gets that
 //   failure instead of reading the store again, so 50 callers fail together within one timeout.
+// - Refresh-ahead. A fresh key older than 80 % of refreshAfter is served at once and a detached
+//   process re-reads the store (at most one per profile per 30 s), so most callers never meet a
+//   stale cache; the 100 % deadline above still holds for everyone.
 import { createHash } from 'node:crypto';
 import type { Profile } from './config.ts';
 import {
@@ -60,6 +63,8 @@ export interface BrokerDeps {
   checkWithGateway?: ((key: string) => Promise<GatewayVerdict>) | undefined;
   /** The gateway's address, for messages. */
   gatewayName?: string | undefined;
+  /** Starts `refreshAhead` in a detached process that holds none of the caller's pipes; absent: no refresh-ahead. */
+  startBackgroundRefresh?: (() => void) | undefined;
   warn(line: string): void;
   debug(message: string): void;
 }
@@ -101,6 +106,11 @@ export function repeatToleranceMs(callerTtlMs: number): number {
 export function lockWaitMs(profile: Profile): number {
   return profile.timeoutMs + 1_000;
 }
+
+/** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */
+export const REFRESH_AHEAD_AT = 0.8;
+/** At most one background refresh of a profile started in this long. */
+export const REFRESH_AHEAD_EVERY_MS = 30_000;
 
 /** One round of waiting for the lock before the cache is looked at again. */
 export const LOCK_ROUND_MS = 100;
@@ -160,7 +170,10 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
 
   const cached = await readCachedEntry(deps);
   const refused = options.recheck ? (cached ? fingerprint(cached.key) : undefined) : suspectedRefusal(deps, account, cached, startedAt);
-  if (refused === undefined && cached && freshness(cached) === 'fresh') return serve(cached, 'cache');
+  if (refused === undefined && cached && freshness(cached) === 'fresh') {
+    maybeRefreshAhead(deps, account, cached);
+    return serve(cached, 'cache');
+  }
   if (refused !== undefined) {
     deps.debug(`${deps.caller?.description ?? 'the caller'} asked again within its TTL: it was refused key ${refused}; re-checking`);
     const answer = recentVerdict(refused, cached);
@@ -239,6 +252,44 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     return serve(entry, 'store');
   } finally {
     await release?.();
+  }
+}
+
+function maybeRefreshAhead(deps: BrokerDeps, account: string, entry: CacheEntry): void {
+  if (!deps.startBackgroundRefresh) return;
+  const now = deps.now();
+  if (now - entry.fetchedAt < REFRESH_AHEAD_AT * deps.profile.cache.refreshAfterMs) return;
+  const last = deps.state.lastRefreshAhead(account);
+  if (last !== undefined && now - last >= 0 && now - last < REFRESH_AHEAD_EVERY_MS) return;
+  deps.state.recordRefreshAhead(account, now);
+  deps.debug('the cached key is nearing refreshAfter: refreshing it in the background');
+  try {
+    deps.startBackgroundRefresh();
+  } catch (error) {
+    deps.debug(`could not start the background refresh: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * The background half of refresh-ahead: re-reads the store into the cache unless another
+ * process holds the refresh lock or already refreshed. Prints nothing; errors stay here.
+ */
+export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not needed' | 'failed'> {
+  const account = cacheAccount(deps.profile);
+  const release = await deps.lock.acquire(account, 0);
+  if (!release) return 'not needed';
+  try {
+    const cached = await readCachedEntry(deps);
+    if (cached && cached.fetchedAt <= deps.now() && deps.now() - cached.fetchedAt < REFRESH_AHEAD_AT * deps.profile.cache.refreshAfterMs) return 'not needed';
+    const entry = await fetchFromStore(deps);
+    if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs) === 'expired') return 'failed';
+    await deps.cache.write(account, serializeEntry(entry));
+    return 'refreshed';
+  } catch (error) {
+    deps.debug(`background refresh failed: ${(error as Error).message}`);
+    return 'failed';
+  } finally {
+    await release();
   }
 }
 

@@ -36,6 +36,9 @@ export interface RotationState {
   recordRecheck(account: string, record: RecheckRecord): void;
   lastStoreFailure(account: string): StoreFailureRecord | undefined;
   recordStoreFailure(account: string, record: StoreFailureRecord | undefined): void;
+  /** When a background refresh was last started. */
+  lastRefreshAhead(account: string): number | undefined;
+  recordRefreshAhead(account: string, at: number): void;
 }
 
 /** Served records older than this are useless (callers re-ask within their TTL) and are swept. */
@@ -98,6 +101,8 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
     recordRecheck: (account, record) => write(name('recheck', account) + '.recheck', record),
     lastStoreFailure: (account) => read<StoreFailureRecord>(name('failure', account) + '.failure'),
     recordStoreFailure: (account, record) => write(name('failure', account) + '.failure', record),
+    lastRefreshAhead: (account) => read<{ at: number }>(name('ahead', account) + '.ahead')?.at,
+    recordRefreshAhead: (account, at) => write(name('ahead', account) + '.ahead', { at }),
   };
 }
 
@@ -105,6 +110,7 @@ export function memoryRotationState(): RotationState {
   const served = new Map<string, ServedRecord>();
   const rechecks = new Map<string, RecheckRecord>();
   const failures = new Map<string, StoreFailureRecord>();
+  const ahead = new Map<string, number>();
   return {
     servedTo: (account, caller) => served.get(`${account}\0${caller}`),
     recordServed: (account, caller, record) => void served.set(`${account}\0${caller}`, record),
@@ -112,5 +118,7 @@ export function memoryRotationState(): RotationState {
     recordRecheck: (account, record) => void rechecks.set(account, record),
     lastStoreFailure: (account) => failures.get(account),
     recordStoreFailure: (account, record) => void (record ? failures.set(account, record) : failures.delete(account)),
+    lastRefreshAhead: (account) => ahead.get(account),
+    recordRefreshAhead: (account, at) => void ahead.set(account, at),
   };
 }

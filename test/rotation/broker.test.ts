@@ -1,7 +1,7 @@
 // The broker core's rules with a fake clock, store, cache and lock: freshness, 401 re-checks,
 // stale-if-error, single flight of successes and failures. No I/O.
 import { describe, expect, it } from 'vitest';
-import { CLOCK_SLACK_MS, RECHECK_MIN_INTERVAL_MS, assessFreshness, cacheAccount, expiryMarginMs, getKey } from '../../src/broker.ts';
+import { CLOCK_SLACK_MS, RECHECK_MIN_INTERVAL_MS, REFRESH_AHEAD_EVERY_MS, assessFreshness, cacheAccount, expiryMarginMs, getKey, refreshAhead } from '../../src/broker.ts';
 import { KeyRejected, NotAuthenticated, StoreUnreachable } from '../../src/errors.ts';
 import { MINUTE, testProfile, world } from './fakes.ts';
 
@@ -213,3 +213,36 @@ describe('getKey', () => {
     expect(w.store.reads).toBe(1);
   });
 });
+
+describe('refresh-ahead', () => {
+  it('serves a key past 80 % of refreshAfter at once and starts one background refresh per 30 s', async () => {
+    const w = world();
+    let started = 0;
+    const deps = (caller: string) => w.deps(caller, { startBackgroundRefresh: () => void started++ });
+    await getKey(deps('claude-1'));
+    w.clock.now += 23 * MINUTE;
+    expect((await getKey(deps('claude-2'))).from).toBe('cache');
+    expect(started).toBe(0);
+    w.clock.now += 1 * MINUTE;
+    expect((await getKey(deps('claude-3'))).from).toBe('cache');
+    expect((await getKey(deps('claude-4'))).from).toBe('cache');
+    expect(started).toBe(1);
+    w.clock.now += REFRESH_AHEAD_EVERY_MS;
+    await getKey(deps('claude-5'));
+    expect(started).toBe(2);
+    expect(w.store.reads).toBe(1);
+  });
+
+  it('the background half re-reads the store into the cache, and does nothing when another process already did', async () => {
+    const w = world(testProfile({ refreshAfterMs: 15 * MINUTE }));
+    await getKey(w.deps('claude-1'));
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now += 13 * MINUTE;
+    expect(await refreshAhead(w.deps())).toBe('refreshed');
+    expect(await refreshAhead(w.deps())).toBe('not needed');
+    expect(w.store.reads).toBe(2);
+    w.clock.now += 5 * MINUTE;
+    expect(await getKey(w.deps('claude-2'))).toMatchObject({ key: 'sk-test-two', from: 'cache' });
+  });
+});
+
