@@ -9,7 +9,7 @@
 //     a naive helper that reads the store on every call.
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { getKey } from '../src/broker.ts';
+import { getKey, refreshAhead } from '../src/broker.ts';
 import { BINARY, runBinary } from '../test/support/binary.ts';
 import { adminPut, developer, startStoreChain } from '../test/rotation/e2e-world.ts';
 import { MINUTE, testProfile, world } from '../test/rotation/fakes.ts';
@@ -61,6 +61,8 @@ interface DayResult {
   unauthorized: number;
   failedRequests: number;
   failedHelperCalls: number;
+  /** Helper calls that waited for the store (the rest were answered from the cache). */
+  waitedForStore: number;
 }
 
 async function developerDay(grace: boolean): Promise<DayResult> {
@@ -72,7 +74,8 @@ async function developerDay(grace: boolean): Promise<DayResult> {
   const rotateAt = dayStart + 4 * 60 * MINUTE;
   let accepted = new Set(['sk-test-one']);
   w.gateway.verdict = 'accepted';
-  const result: DayResult = { helperCalls: 0, storeReads: 0, requests: 0, unauthorized: 0, failedRequests: 0, failedHelperCalls: 0 };
+  const result: DayResult = { helperCalls: 0, storeReads: 0, requests: 0, unauthorized: 0, failedRequests: 0, failedHelperCalls: 0, waitedForStore: 0 };
+  const background: Promise<unknown>[] = [];
   const processes = Array.from({ length: 6 }, (_, i) => ({
     id: `claude-${i}`,
     key: undefined as string | undefined,
@@ -83,11 +86,16 @@ async function developerDay(grace: boolean): Promise<DayResult> {
   const deps = (id: string) => ({
     ...w.deps(id),
     checkWithGateway: async (key: string) => (accepted.has(key) ? ('accepted' as const) : ('rejected' as const)),
+    // The detached refresh, run at the same simulated instant.
+    startBackgroundRefresh: () => void background.push(refreshAhead(w.deps())),
   });
   const helper = async (id: string): Promise<string | undefined> => {
     result.helperCalls++;
     try {
-      return (await getKey(deps(id))).key;
+      const served = await getKey(deps(id));
+      await Promise.all(background.splice(0));
+      if (served.from === 'store') result.waitedForStore++;
+      return served.key;
     } catch {
       result.failedHelperCalls++;
       return undefined;
@@ -134,12 +142,12 @@ async function main(): Promise<void> {
   await storm(sizes);
   console.log('\nDeveloper day (simulated clock through the broker core): 6 Claude Code processes, 8 h, TTL 5 min,');
   console.log('refreshAfter 30 min, one rotation at 4 h. Naive = a helper that reads the store on every call.');
-  console.log('rotation      | helper calls | keybroker store reads | naive store reads | fewer | 401s | failed requests | failed helper calls');
+  console.log('rotation      | helper calls | keybroker store reads | naive store reads | fewer | 401s | failed requests | failed helper calls | calls that waited for the store');
   for (const grace of [false, true]) {
     const day = await developerDay(grace);
     const ratio = day.helperCalls / day.storeReads;
     console.log(
-      `${(grace ? 'grace period' : 'no grace').padEnd(13)} | ${String(day.helperCalls).padStart(12)} | ${String(day.storeReads).padStart(21)} | ${String(day.helperCalls).padStart(17)} | ${ratio.toFixed(1).padStart(4)}x | ${String(day.unauthorized).padStart(4)} | ${String(day.failedRequests).padStart(15)} | ${String(day.failedHelperCalls).padStart(19)}`,
+      `${(grace ? 'grace period' : 'no grace').padEnd(13)} | ${String(day.helperCalls).padStart(12)} | ${String(day.storeReads).padStart(21)} | ${String(day.helperCalls).padStart(17)} | ${ratio.toFixed(1).padStart(4)}x | ${String(day.unauthorized).padStart(4)} | ${String(day.failedRequests).padStart(15)} | ${String(day.failedHelperCalls).padStart(19)} | ${String(day.waitedForStore).padStart(31)}`,
     );
   }
 }
