@@ -61,6 +61,15 @@ describe('store faults', () => {
     expect(cold.ms).toBeLessThan(2_500);
   });
 
+  it('fails well inside Claude Code\'s 10 s warning when the store never answers (default 5 s timeout)', async () => {
+    dev = developer(chain.faults.url());
+    chain.faults.set({ kind: 'blackhole' });
+    const result = await dev.get();
+    expect(result.code).toBe(7);
+    expect(result.stderr).toMatch(/did not answer GetSecretValue within 5000 ms/);
+    expect(result.ms).toBeLessThan(7_000);
+  });
+
   it('waits out AWS throttling and then returns the key', async () => {
     dev = developer(chain.faults.url());
     const before = reads();
@@ -159,4 +168,21 @@ describe('keychain faults', () => {
       await keyring.stop();
     }
   });
+
+  it('answers within the bound when the Secret Service answers no call at all', async () => {
+    await adminPut(chain.moto, 'sk-test-faults-one');
+    const keyring = await startLockedKeyring('silent');
+    try {
+      dev = developer(chain.faults.url(), { cache: { backend: 'auto' } }, keyring.env);
+      const result = await dev.get();
+      expect(keyring.calls().some((call) => call.startsWith('ignored'))).toBe(true);
+      expect(result).toMatchObject({ code: 0, stdout: 'sk-test-faults-one', signal: null });
+      expect(result.stderr).toMatch(/no usable keychain|did not answer/);
+      console.log(`silent keychain: answered in ${Math.round(result.ms)} ms: ${result.stderr.trim()}`);
+      expect(result.ms).toBeLessThan(4_000);
+    } finally {
+      await keyring.stop();
+    }
+  });
 });
+

@@ -1,4 +1,5 @@
-# A Secret Service whose keyring is locked and whose unlock prompt is never answered.
+# A Secret Service whose keyring is locked and whose unlock prompt is never answered
+# (or, with the argument `silent`, one that answers no call at all).
 import os, sys, dbus, dbus.service, dbus.mainloop.glib
 from gi.repository import GLib
 dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
@@ -41,6 +42,12 @@ class Item(Collection):
     pass
 bus = dbus.SessionBus()
 name = dbus.service.BusName('org.freedesktop.secrets', bus)
+if len(sys.argv) > 1 and sys.argv[1] == 'silent':
+    # Owns the name and answers nothing at all.
+    def swallow(connection, message):
+        log('ignored', message.get_member())
+        return dbus.lowlevel.HANDLER_RESULT_HANDLED
+    bus.add_message_filter(swallow)
 Service(bus, '/org/freedesktop/secrets')
 Prompt(bus, '/org/freedesktop/secrets/prompt/p1')
 Collection(bus, '/org/freedesktop/secrets/collection/login')

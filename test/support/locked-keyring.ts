@@ -13,7 +13,7 @@ export interface LockedKeyring {
   stop(): Promise<void>;
 }
 
-export async function startLockedKeyring(): Promise<LockedKeyring> {
+export async function startLockedKeyring(mode: 'prompt' | 'silent' = 'prompt'): Promise<LockedKeyring> {
   const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
   const address = await new Promise<string>((resolve, reject) => {
     let text = '';
@@ -24,7 +24,7 @@ export async function startLockedKeyring(): Promise<LockedKeyring> {
     setTimeout(() => reject(new Error('dbus-daemon printed no address')), 5_000).unref();
   });
   const env = { DBUS_SESSION_BUS_ADDRESS: address };
-  const service: Started = startProcess('/usr/bin/python3', [path.join(import.meta.dirname, 'locked-keyring.py')], { env: { ...process.env, ...env } });
+  const service: Started = startProcess('/usr/bin/python3', [path.join(import.meta.dirname, 'locked-keyring.py'), ...(mode === 'silent' ? ['silent'] : [])], { env: { ...process.env, ...env } });
   const deadline = Date.now() + 10_000;
   while (!service.output().includes('ready')) {
     if (Date.now() > deadline) throw new Error(`the locked keyring did not start: ${service.output()}`);
