@@ -159,11 +159,12 @@ describe('keychain faults', () => {
       expect(keyring.calls().some((call) => call.startsWith('Prompt'))).toBe(true);
       expect(first).toMatchObject({ code: 0, stdout: 'sk-test-faults-one', signal: null });
       expect(first.stderr).toMatch(/did not answer within 2000 ms/);
-      expect(first.ms).toBeLessThan(4_000);
-      // The next run does not wait on the keychain again.
+      expect(first.ms).toBeLessThan(6_000);
+      // The next run does not wait on the keychain again (its 2 s timeout is not in its time).
       const second = await dev.get();
       expect(second).toMatchObject({ code: 0, stdout: 'sk-test-faults-one' });
-      expect(second.ms).toBeLessThan(1_500);
+      console.log(`hanging keychain: first get ${Math.round(first.ms)} ms, next get ${Math.round(second.ms)} ms`);
+      expect(second.ms).toBeLessThan(first.ms - 1_000);
     } finally {
       await keyring.stop();
     }
