@@ -41,7 +41,7 @@ describe('store faults', () => {
     expect(result.stdout).toBe('');
     expect(stderrLines(result)).toHaveLength(1);
     expect(result.stderr).toMatch(/^keybroker: cannot reach AWS Secrets Manager .*: check your network or VPN/);
-    expect(result.ms).toBeLessThan(3_000);
+    expect(result.ms).toBeLessThan(4_000);
   });
 
   it('gives up on a store slower than the timeout: cold fails in time, warm serves the cache', async () => {
@@ -53,12 +53,12 @@ describe('store faults', () => {
     expect(warm.code).toBe(0);
     expect(warm.stdout).toBe('sk-test-faults-one');
     expect(warm.stderr).toMatch(/did not answer GetSecretValue within 1000 ms.*serving the cached key/);
-    expect(warm.ms).toBeLessThan(2_500);
+    expect(warm.ms).toBeLessThan(4_000);
     for (const file of dev.cacheFiles()) fs.rmSync(file);
     const cold = await dev.get();
     expect(cold.code).toBe(7);
     expect(cold.stderr).toMatch(/did not answer GetSecretValue within 1000 ms: check your network or VPN, or raise "timeout"/);
-    expect(cold.ms).toBeLessThan(2_500);
+    expect(cold.ms).toBeLessThan(4_000);
   });
 
   it('fails well inside Claude Code\'s 10 s warning when the store never answers (default 5 s timeout)', async () => {
