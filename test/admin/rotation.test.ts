@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getKey, type BrokerDeps } from '../../src/broker.ts';
 import type { CacheStore } from '../../src/cache/cache-store.ts';
+import { memoryRotationState } from '../../src/rotation-state.ts';
 import type { Profile } from '../../src/config.ts';
 import { NotAuthenticated } from '../../src/errors.ts';
 import { openKeyIssuer, type KeyIssuer } from '../../src/gateways/key-issuer.ts';
@@ -60,6 +61,9 @@ describe('admin rotate through a LiteLLM gateway', () => {
       now: Date.now,
       osUser: () => 'not-the-store-identity',
       callerTtlMs: CALLER_TTL_MS,
+      // Not Claude Code calling: the 401 rule is off, the test asks for a re-check itself.
+      caller: undefined,
+      state: memoryRotationState(),
       warn: () => {},
       debug: () => {},
     };
