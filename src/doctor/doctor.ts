@@ -82,7 +82,7 @@ const COLORS: Record<Verdict, string> = { OK: '\x1b[32m', WARN: '\x1b[33m', FAIL
 export function formatCheck(check: CheckResult, color: boolean): string {
   const label = color ? `${COLORS[check.verdict]}${LABELS[check.verdict]}\x1b[0m` : LABELS[check.verdict];
   const fix = check.fix && check.verdict !== 'OK' ? ` -> ${check.fix}` : '';
-  return `${label} ${check.layer === 'claude-code' ? 'claude code' : check.layer}: ${check.title}: ${check.finding}${fix}`;
+  return `${label} ${check.title}: ${check.finding}${fix}`;
 }
 
 export function formatSummary(report: DoctorReport): string {

@@ -104,7 +104,7 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
     checks.push({
       id: `gateway.message${modelNames.length > 1 ? `.${index + 1}` : ''}`,
       layer: 'gateway',
-      title: deps.models.length ? `message to ${name}` : 'message',
+      title: deps.models.length ? `gateway message to ${name}` : 'gateway message',
       timeoutMs: GATEWAY_CALL_TIMEOUT_MS,
       async run(signal) {
         const notReady = ready();
@@ -129,7 +129,7 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
   checks.push({
     id: 'gateway.streaming',
     layer: 'gateway',
-    title: 'streaming',
+    title: 'gateway streaming',
     timeoutMs: STREAM_TIMEOUT_MS,
     async run(signal) {
       const notReady = ready();
