@@ -69,6 +69,25 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
       },
     },
     {
+      id: 'gateway.reachable',
+      layer: 'gateway',
+      title: 'gateway reachable',
+      timeoutMs: GATEWAY_CALL_TIMEOUT_MS,
+      async run(signal) {
+        if (!state.gatewayUrl) return skip('no gateway to check');
+        // Claude Code's own first request: HEAD / without a key. Any HTTP answer means the host is there.
+        const started = performance.now();
+        let response: Response;
+        try {
+          response = await deps.fetch(state.gatewayUrl, { method: 'HEAD', redirect: 'manual', signal });
+        } catch (error) {
+          return unreachable(error);
+        }
+        await response.body?.cancel().catch(() => {});
+        return ok(`${state.gatewayUrl.origin} answered HEAD / with HTTP ${response.status} in ${Math.round(performance.now() - started)} ms`, { status: response.status });
+      },
+    },
+    {
       id: 'gateway.models',
       layer: 'gateway',
       title: 'gateway models',

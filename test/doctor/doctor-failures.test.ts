@@ -22,7 +22,7 @@ async function doctor(args: string[] = [], extraEnv: NodeJS.ProcessEnv = {}, rep
 }
 
 function lineOf(text: string, title: string): string {
-  const line = text.split('\n').find((entry) => entry.includes(`: ${title}: `));
+  const line = text.split('\n').find((entry) => entry.includes(`] ${title}: `));
   if (!line) throw new Error(`no "${title}" line in:\n${text}`);
   return line;
 }
@@ -37,7 +37,7 @@ describe('doctor on a healthy machine', () => {
     expect(check(report, 'store.value').finding).toContain(fingerprint(KEY));
     expect(check(report, 'gateway.streaming').verdict).toBe('OK');
     expect(check(report, 'gateway.streaming').finding).toMatch(/arrived incrementally/);
-    expect(text.split('\n')[0]).toMatch(/^\[ OK \] configuration: configuration: profile "default"/);
+    expect(text.split('\n')[0]).toMatch(/^\[ OK \] configuration: profile "default"/);
     expect(text).toMatch(/doctor: all good|doctor: no failures/);
   });
 });
@@ -68,7 +68,7 @@ describe('doctor against each gateway failure', () => {
       expect(unrouted.verdict).toBe('FAIL');
       expect(unrouted.finding).toMatch(/claude-opus-4-1 is not routed by the gateway \(404: not_found_error: model: claude-opus-4-1\)/);
       expect(unrouted.fix).toMatch(/route claude-opus-4-1/);
-      expect(lineOf(text, 'message to claude-opus-4-1')).toMatch(/^\[FAIL\]/);
+      expect(lineOf(text, 'gateway message to claude-opus-4-1')).toMatch(/^\[FAIL\]/);
     } finally {
       machine.gateway.routeModels('any');
     }
@@ -84,7 +84,7 @@ describe('doctor against each gateway failure', () => {
       expect(stream.details?.['firstToLastMs']).toBeLessThan(20);
       expect(stream.details?.['firstEventMs']).toBeGreaterThan(300);
       expect(check(report, 'gateway.message').verdict).toBe('OK');
-      expect(lineOf(text, 'streaming')).toMatch(/^\[FAIL\].*buffer/);
+      expect(lineOf(text, 'gateway streaming')).toMatch(/^\[FAIL\].*buffer/);
     } finally {
       machine.gateway.setFault('none');
     }
@@ -123,12 +123,13 @@ describe('doctor against each gateway failure', () => {
   test('a gateway that is down: FAIL unreachable, later gateway checks skipped', async () => {
     const port = await closedPort();
     const { text, report } = await doctor([], { ANTHROPIC_BASE_URL: `http://127.0.0.1:${port}` });
-    const models = check(report, 'gateway.models');
-    expect(models.verdict).toBe('FAIL');
-    expect(models.finding).toMatch(/cannot reach the gateway .*connection refused/);
+    const reachable = check(report, 'gateway.reachable');
+    expect(reachable.verdict).toBe('FAIL');
+    expect(reachable.finding).toMatch(/cannot reach the gateway .*connection refused/);
+    expect(check(report, 'gateway.models').verdict).toBe('SKIP');
     expect(check(report, 'gateway.message').verdict).toBe('SKIP');
     expect(check(report, 'gateway.streaming').verdict).toBe('SKIP');
-    expect(lineOf(text, 'gateway models')).toMatch(/^\[FAIL\].*cannot reach/);
+    expect(lineOf(text, 'gateway reachable')).toMatch(/^\[FAIL\].*cannot reach/);
   });
 
   test('a server error is shown as the gateway returned it', async () => {

@@ -82,7 +82,7 @@ export async function startMachine(): Promise<Machine> {
       const file = {
         user: path.join(home, '.claude', 'settings.json'),
         managed: path.join(home, 'managed-settings.json'),
-        project: path.join(home, '.claude', 'settings.json'),
+        project: path.join(home, 'project', '.claude', 'settings.json'),
         local: path.join(home, 'project', '.claude', 'settings.local.json'),
       }[scope];
       fs.mkdirSync(path.dirname(file), { recursive: true });
