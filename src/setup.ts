@@ -27,7 +27,7 @@ export function thisProgram(platform: NodeJS.Platform = process.platform): strin
  * default) keeps that under 1.5 refresh intervals while a warm get stays rare.
  */
 export function recommendedTtlMs(refreshAfterMs: number): number {
-  return Math.max(60_000, Math.min(DEFAULT_CALLER_TTL_MS, Math.floor(refreshAfterMs / 2)));
+  return Math.max(1_000, Math.min(DEFAULT_CALLER_TTL_MS, Math.floor(refreshAfterMs / 2)));
 }
 
 export function settingsSnippet(options: { program: string; profileFlag?: string; profile: Profile; gateway?: string; platform?: NodeJS.Platform }): ClaudeSettingsSnippet {
