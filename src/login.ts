@@ -1,5 +1,4 @@
 // `keybroker login`: the interactive step `get` never takes, then a get that warms the cache.
-import { spawn } from 'node:child_process';
 import type { Provider } from '../providers/provider.ts';
 import { NotAuthenticated } from './errors.ts';
 import { fingerprint } from './key-value.ts';
@@ -39,6 +38,7 @@ export async function login(deps: LoginDeps): Promise<LoginResult> {
 export async function openInBrowser(url: string, say: (line: string) => void): Promise<void> {
   const [command, args] =
     process.platform === 'darwin' ? ['open', [url]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '""', url]] : ['xdg-open', [url]];
+  const { spawn } = await import('node:child_process');
   await new Promise<void>((resolve) => {
     const child = spawn(command as string, args as string[], { stdio: 'ignore', detached: true });
     child.on('error', () => {

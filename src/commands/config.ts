@@ -1,7 +1,6 @@
 // `keybroker config` (the effective configuration and the source of each value) and
 // `keybroker config init` (a commented starting file for one store).
 import path from 'node:path';
-import readline from 'node:readline/promises';
 import type { Command } from '../command.ts';
 import { UsageError } from '../errors.ts';
 import { userConfigPath } from '../paths.ts';
@@ -69,7 +68,8 @@ Examples:
 
 async function init(values: Record<string, unknown>, context: Parameters<Command['run']>[2]): Promise<number> {
   const interactive = context.isTTY && Boolean(process.stdin.isTTY);
-  const prompt = interactive ? readline.createInterface({ input: process.stdin, output: process.stderr }) : undefined;
+  // Loaded only here: no other command needs a line editor.
+  const prompt = interactive ? (await import('node:readline/promises')).createInterface({ input: process.stdin, output: process.stderr }) : undefined;
   const ask = async (question: string, fallback?: string) => {
     if (!prompt) return fallback ?? '';
     const answer = (await prompt.question(`${question}${fallback ? ` [${fallback}]` : ''}: `)).trim();

@@ -23,7 +23,7 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
       id: 'cache.backend',
       layer: 'cache',
       title: 'cache backend',
-      timeoutMs: 3_000,
+      timeoutMs: 5_000,
       async run() {
         if (!state.config) return skip('no usable configuration', 'fix the configuration first');
         const { cache } = state.config.profile;
@@ -39,9 +39,11 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         }
         const keychain = deps.keychain();
         try {
-          await keychain.read(probeAccount());
+          // A write, not just a read: a keyring without an unlocked collection answers reads but refuses writes.
+          await keychain.write(probeAccount(), 'keybroker-doctor-probe');
+          await keychain.remove(probeAccount());
           state.cache = keychain;
-          return ok(`the OS keychain ("backend": "${cache.backend}", set by ${setBy}; it answered)`, { backend: 'keychain', configured: cache.backend });
+          return ok(`the OS keychain ("backend": "${cache.backend}", set by ${setBy}; it accepted a write)`, { backend: 'keychain', configured: cache.backend });
         } catch (error) {
           if (!(error instanceof CacheUnavailable)) throw error;
           if (cache.backend === 'keychain') {
