@@ -15,6 +15,11 @@ import { fail, ok, skip, warn, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 
 const OVERRIDES = ['ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_API_KEY'] as const;
+/** What each does to the helper's key (measured with Claude Code 2.1.197 against the test gateway). */
+const OVERRIDE_EFFECT: Record<(typeof OVERRIDES)[number], string> = {
+  ANTHROPIC_API_KEY: 'Claude Code sends it as x-api-key instead of keybroker\'s key',
+  ANTHROPIC_AUTH_TOKEN: 'Claude Code sends it as Authorization: Bearer instead of keybroker\'s key',
+};
 const FORCED_LOGIN = ['forceLoginMethod', 'forceLoginOrgUUID'] as const;
 
 export function claudeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
@@ -46,7 +51,8 @@ export function claudeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] 
         const found = OVERRIDES.flatMap((name) => variableSources(files(), deps.env, name).map((source) => `${name} in ${describeScope(source)}`));
         if (found.length) {
           // Only the names and places: the values are credentials.
-          return fail(`${found.join('; ')}: Claude Code uses it instead of keybroker`, 'remove it (unset it in your shell profile, delete it from the settings "env")', { overrides: found });
+          const effects = OVERRIDES.filter((name) => found.some((entry) => entry.startsWith(name))).map((name) => OVERRIDE_EFFECT[name]);
+          return fail(`${found.join('; ')}: ${effects.join('; ')}`, 'remove it (unset it in your shell profile, delete it from the settings "env")', { overrides: found });
         }
         return ok('neither ANTHROPIC_API_KEY nor ANTHROPIC_AUTH_TOKEN is set in the environment or in settings');
       },

@@ -34,7 +34,7 @@ describe('doctor detects each Claude Code misconfiguration', () => {
     const report = await claudeChecks([], { ANTHROPIC_API_KEY: 'sk-test-override-in-env' });
     const overrides = check(report, 'claude.overrides');
     expect(overrides.verdict).toBe('FAIL');
-    expect(overrides.finding).toMatch(/ANTHROPIC_API_KEY in the environment: Claude Code uses it instead of keybroker/);
+    expect(overrides.finding).toMatch(/ANTHROPIC_API_KEY in the environment: Claude Code sends it as x-api-key instead of keybroker's key/);
     expect(JSON.stringify(report)).not.toContain('sk-test-override-in-env');
   });
 
@@ -43,7 +43,7 @@ describe('doctor detects each Claude Code misconfiguration', () => {
     const report = await claudeChecks();
     const overrides = check(report, 'claude.overrides');
     expect(overrides.verdict).toBe('FAIL');
-    expect(overrides.finding).toContain(`ANTHROPIC_AUTH_TOKEN in user settings ${path.join(machine.home, '.claude', 'settings.json')}`);
+    expect(overrides.finding).toContain(`ANTHROPIC_AUTH_TOKEN in user settings ${path.join(machine.home, '.claude', 'settings.json')}: Claude Code sends it as Authorization: Bearer`);
     expect(JSON.stringify(report)).not.toContain('sk-test-override-in-settings');
   });
 
@@ -171,6 +171,27 @@ describe('setup', () => {
     const messages = machine.gateway.log.slice(before).filter((entry) => entry.path === '/v1/messages');
     expect(messages.length).toBeGreaterThan(0);
     expect(messages.every((entry) => entry.xApiKey === KEY && entry.status === 200)).toBe(true);
+  }, 90_000);
+});
+
+describe('the overrides doctor fails on are real in Claude Code', () => {
+  test.each([
+    ['ANTHROPIC_API_KEY', 'sk-test-override-api-key', 'xApiKey'],
+    ['ANTHROPIC_AUTH_TOKEN', 'sk-test-override-token', 'bearer'],
+  ] as const)('with %s set, Claude Code sends that instead of the helper\'s key', async (name, value, header) => {
+    await machine.run(['setup', '--write', '--gateway', machine.gateway.url]);
+    machine.gateway.acceptKeys([KEY, value]);
+    try {
+      const before = machine.gateway.log.length;
+      const { ANTHROPIC_BASE_URL: _unused, ...env } = machine.env;
+      const claude = await runClaude(['-p', 'say pong'], { ...env, [name]: value, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_TELEMETRY: '1' }, machine.home);
+      expect(claude.code, claude.stderr).toBe(0);
+      const messages = machine.gateway.log.slice(before).filter((entry) => entry.path === '/v1/messages');
+      expect(messages.length).toBeGreaterThan(0);
+      expect(messages.every((entry) => entry[header] === value)).toBe(true);
+    } finally {
+      machine.gateway.acceptKeys([KEY]);
+    }
   }, 90_000);
 });
 
