@@ -2,7 +2,11 @@
 import type { StoreType } from '../../providers/index.ts';
 import type { ProviderHarness } from './contract.ts';
 import { awsHarness } from './aws.harness.ts';
+import { azureHarness } from './azure.harness.ts';
+import { vaultHarness } from './vault.harness.ts';
 
 export const harnesses: Partial<Record<StoreType, ProviderHarness>> = {
   aws: awsHarness,
+  azure: azureHarness,
+  vault: vaultHarness,
 };
