@@ -73,14 +73,21 @@ export const STORE_QUESTIONS: Record<StoreType, { field: string; prompt: string;
   vault: [
     { field: 'address', prompt: 'Vault address (e.g. https://vault.example.com)', required: true, comment: 'store.address: your Vault (or OpenBao) server; a token comes from VAULT_TOKEN or ~/.vault-token, or `keybroker login`' },
     { field: 'mount', prompt: 'KV v2 mount (empty: secret)', required: false, comment: 'store.mount: the KV version 2 secrets engine the keys live in' },
+    { field: 'auth', prompt: 'login method: token, oidc, userpass or ldap (empty: token)', required: false, comment: 'store.auth.method: token (VAULT_TOKEN or ~/.vault-token), oidc (browser, via keybroker login), userpass, ldap; approle and jwt need more fields' },
   ],
 };
 
+const VAULT_INIT_METHODS = ['token', 'oidc', 'userpass', 'ldap'];
+
 export function initialConfig(answers: InitAnswers): string {
-  const store: Record<string, string> = { type: answers.store };
+  const store: Record<string, unknown> = { type: answers.store };
   for (const question of STORE_QUESTIONS[answers.store]) {
     const value = answers.fields[question.field];
-    if (value) store[question.field] = value;
+    if (!value) continue;
+    if (question.field === 'auth') {
+      if (!VAULT_INIT_METHODS.includes(value)) throw new UsageError(`config init: login method "${value}" is not one of ${VAULT_INIT_METHODS.join(', ')}`, 'pick one of those, and add approle or jwt by hand');
+      store['auth'] = { method: value };
+    } else store[question.field] = value;
   }
   const profile: Record<string, unknown> = {
     $comment: [

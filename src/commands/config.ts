@@ -8,7 +8,7 @@ import { loadConfigFor } from '../runtime.ts';
 import { checkStoreType, configFiles, effectiveConfig, formatEffective, initialConfig, STORE_QUESTIONS, writeInitialConfig, type InitAnswers } from '../config-view.ts';
 import { storeTypes } from '../../providers/index.ts';
 
-const STORE_FLAGS = ['region', 'endpoint', 'aws-profile', 'vault-url', 'project', 'address', 'mount'] as const;
+const STORE_FLAGS = ['region', 'endpoint', 'aws-profile', 'vault-url', 'project', 'address', 'mount', 'vault-auth'] as const;
 const FLAG_FIELD: Record<(typeof STORE_FLAGS)[number], string> = {
   region: 'region',
   endpoint: 'endpoint',
@@ -17,6 +17,7 @@ const FLAG_FIELD: Record<(typeof STORE_FLAGS)[number], string> = {
   project: 'project',
   address: 'address',
   mount: 'mount',
+  'vault-auth': 'auth',
 };
 
 export const configCommand: Command = {
@@ -33,7 +34,7 @@ config init  writes a starting file for one store to your user config path (or -
              the explanations are "$comment" fields, which keybroker ignores.
 
 Store flags: --region, --endpoint, --aws-profile (aws); --vault-url (azure); --project (gcp);
-             --address, --mount (vault)
+             --address, --mount, --vault-auth token|oidc|userpass|ldap (vault)
 
 Examples:
   keybroker config

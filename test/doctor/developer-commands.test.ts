@@ -6,6 +6,7 @@ import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
 import { awsProfile, KEY, SECRET, startMachine, type Machine } from './setup.ts';
 import { fingerprint } from '../../src/key-value.ts';
 import { commands } from '../../src/commands/index.ts';
+import * as v from 'valibot';
 
 let machine: Machine;
 let storeProxy: FaultProxy;
@@ -105,6 +106,19 @@ describe('config', () => {
     const missing = await machine.run(['config', 'init', '--store', 'azure', '--output', path.join(machine.home, 'init', 'b.json')]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/needs vaultUrl.*--vault-url/);
+  });
+
+  test.each([
+    ['aws', ['--region', 'eu-west-1', '--aws-profile', 'dev-sso']],
+    ['azure', ['--vault-url', 'https://team-keys.vault.azure.net']],
+    ['vault', ['--address', 'https://vault.example.com:8200', '--mount', 'kv', '--vault-auth', 'oidc']],
+  ] as const)('init writes a %s store the provider itself accepts', async (type, flags) => {
+    const file = path.join(machine.home, 'init', `${type}.json`);
+    const result = await machine.run(['config', 'init', '--store', type, ...flags, '--output', file]);
+    expect(result.code, result.stderr).toBe(0);
+    const store = JSON.parse(fs.readFileSync(file, 'utf8')).profiles.default.store;
+    const { storeSchema } = (await import(`../../providers/${type}.ts`)) as { storeSchema: v.GenericSchema };
+    expect(v.safeParse(storeSchema, store).issues).toBeUndefined();
   });
 });
 

@@ -10,7 +10,7 @@ let busOnly: SecretService;
 beforeAll(async () => {
   machine = await startMachine();
   machine.writeConfig({ ...awsProfile(machine.moto.endpoint), cache: { backend: 'auto', fallback: 'none' } });
-  keyring = await startWritableKeyring();
+  keyring = await startSecretService();
   busOnly = await startSecretService({ withoutKeyring: true });
 });
 afterAll(async () => {
@@ -63,22 +63,3 @@ test('an explicit keychain backend that does not work is a FAIL', async () => {
   }
 });
 
-/**
- * gnome-keyring here sometimes comes up without a writable login collection (seen in about half
- * of the starts, secret-tool store fails too): start again until one accepts a write.
- */
-async function startWritableKeyring(): Promise<SecretService> {
-  for (let start = 1; ; start++) {
-    const service = await startSecretService();
-    for (let attempt = 0; attempt < 10; attempt++) {
-      try {
-        await service.store({ service: 'keybroker-test-warmup', username: 'warmup' }, 'warmup');
-        return service;
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
-    await service.stop();
-    if (start === 5) throw new Error('no gnome-keyring with a writable login collection in 5 starts');
-  }
-}
