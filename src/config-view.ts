@@ -45,10 +45,11 @@ export function configFiles(env: NodeJS.ProcessEnv, configFlag?: string): { role
 }
 
 export function formatEffective(rows: EffectiveValue[], files: ReturnType<typeof configFiles>): string {
-  const width = Math.max(...rows.map((row) => row.field.length));
-  const valueWidth = Math.min(48, Math.max(...rows.map((row) => JSON.stringify(row.value).length)));
+  const width = Math.max(0, ...rows.map((row) => row.field.length));
+  const valueWidth = Math.min(48, Math.max(0, ...rows.map((row) => JSON.stringify(row.value).length)));
   const lines = rows.map((row) => `${row.field.padEnd(width)}  ${JSON.stringify(row.value).padEnd(valueWidth)}  (${row.source})`);
-  lines.push('', 'files (lowest precedence first; then KEYBROKER_* variables, then flags):');
+  if (lines.length) lines.push('');
+  lines.push('files (lowest precedence first; then KEYBROKER_* variables, then flags):');
   for (const file of files) lines.push(`  ${file.role.padEnd(12)}  ${file.path}${file.exists ? '' : '  (absent)'}`);
   return lines.join('\n') + '\n';
 }

@@ -55,9 +55,16 @@ Examples:
   async run(values, positionals, context) {
     if (positionals[0] === 'init' && positionals.length === 1) return init(values, context);
     if (positionals.length) throw new UsageError(`unknown config command "${positionals.join(' ')}"`, "run 'keybroker config --help'");
-    const config = loadConfigFor(values, context);
-    const rows = effectiveConfig(config);
     const files = configFiles(context.env, typeof values['config'] === 'string' ? path.resolve(values['config']) : undefined);
+    let config;
+    try {
+      config = loadConfigFor(values, context);
+    } catch (error) {
+      // The paths searched are what someone with a broken or missing configuration needs first.
+      if (!values['json']) context.output.stdout(formatEffective([], files));
+      throw error;
+    }
+    const rows = effectiveConfig(config);
     if (values['json']) {
       context.output.stdout(JSON.stringify({ profile: config.profile.name, values: rows, files, layers: config.layers.map((layer) => layer.source) }, null, 2) + '\n');
     } else {

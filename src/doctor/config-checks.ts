@@ -20,7 +20,7 @@ export function configChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] 
         } catch (error) {
           if (!(error instanceof KeybrokerError)) throw error;
           const present = searched.filter((file) => fs.existsSync(file));
-          return fail(error.message, error.fix, { searched, present });
+          return { ...fail(error.message, error.fix, { searched, present }), exitCode: error.exitCode };
         }
         const { profile, layers } = state.config;
         const files = layers.map((layer) => layer.source);

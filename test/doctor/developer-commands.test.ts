@@ -90,6 +90,16 @@ describe('config', () => {
     expect(json.values.find((row: { field: string }) => row.field === 'secret')).toEqual({ field: 'secret', value: SECRET, source: userFile });
   });
 
+  test('without any configuration: shows the paths searched and exits 3', async () => {
+    const result = await machine.run(['config'], { KEYBROKER_CONFIG: undefined, XDG_CONFIG_HOME: path.join(machine.home, 'empty') });
+    expect(result.code).toBe(3);
+    expect(result.stdout).toMatch(/^files \(lowest precedence first/);
+    expect(result.stdout).toContain(path.join(machine.home, 'empty', 'keybroker', 'config.json') + '  (absent)');
+    expect(result.stderr).toMatch(/no keybroker configuration found/);
+    const doctor = await machine.doctorJson([], { XDG_CONFIG_HOME: path.join(machine.home, 'empty') });
+    expect(doctor.result.code).toBe(3);
+  });
+
   test('init writes a commented file that keybroker loads, and does not overwrite it', async () => {
     const file = path.join(machine.home, 'init', 'config.json');
     const written = await machine.run(['config', 'init', '--store', 'aws', '--region', 'eu-west-1', '--gateway', 'https://llm.example.com', '--output', file]);
