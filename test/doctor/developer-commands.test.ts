@@ -1,9 +1,11 @@
 // status, config (+ init), cache clear, login and --help, through the built binary.
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
 import { awsProfile, KEY, SECRET, startMachine, type Machine } from './setup.ts';
+import { BINARY } from '../support/binary.ts';
 import { fingerprint } from '../../src/key-value.ts';
 import { commands } from '../../src/commands/index.ts';
 import * as v from 'valibot';
@@ -163,5 +165,41 @@ describe('--help', () => {
     const result = await machine.run(['status', '--refresh', '--verbose']);
     expect(result.stderr).toMatch(/keybroker: debug: /);
     expect(result.stdout + result.stderr).not.toContain(KEY);
+  });
+});
+
+describe('config init on a terminal', () => {
+  test('asks for what the flags did not give, in a real TTY (tmux)', async () => {
+    const file = path.join(machine.home, 'init', 'interactive.json');
+    const session = `kb-init-${process.pid}`;
+    const tmux = (...args: string[]) => execFileSync('tmux', args, { encoding: 'utf8' });
+    const env = Object.entries({ ...machine.env, TERM: 'xterm' }).filter(([, value]) => value !== undefined).map(([key, value]) => `${key}=${value}`);
+    tmux('new-session', '-d', '-s', session, '-x', '150', '-y', '30', 'env', '-i', ...env, 'sh', '-c', `'${BINARY}' config init --output '${file}'; echo "exit=$?"; sleep 30`);
+    const screen = () => tmux('capture-pane', '-p', '-J', '-t', session);
+    const waitFor = async (pattern: RegExp) => {
+      for (let tries = 0; tries < 100; tries++) {
+        if (pattern.test(screen())) return;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      throw new Error(`never saw ${pattern} on:\n${screen()}`);
+    };
+    try {
+      for (const [prompt, answer] of [
+        [/store \(aws, azure, gcp, vault\) \[aws\]: $/m, 'azure'],
+        [/Key Vault URL .*: $/m, 'https://team-keys.vault.azure.net'],
+        [/secret name template \[claude-code\/keys\/\{user\}\]: $/m, ''],
+        [/LLM gateway URL \(empty: none\): $/m, 'https://llm.example.com'],
+      ] as const) {
+        await waitFor(prompt);
+        tmux('send-keys', '-t', session, answer, 'Enter');
+      }
+      await waitFor(/exit=0/);
+    } finally {
+      tmux('kill-session', '-t', session);
+    }
+    const profile = JSON.parse(fs.readFileSync(file, 'utf8')).profiles.default;
+    expect(profile.store).toEqual({ type: 'azure', vaultUrl: 'https://team-keys.vault.azure.net' });
+    expect(profile.secret).toBe('claude-code/keys/{user}');
+    expect(profile.gateway).toBe('https://llm.example.com');
   });
 });
