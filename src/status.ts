@@ -2,7 +2,7 @@
 // cache only (no store, no network).
 import type { LoadedConfig } from './config.ts';
 import type { CacheStore } from './cache/cache-store.ts';
-import { assessFreshness, cacheAccount, CLOCK_SLACK_MS, readCachedEntry, type Freshness } from './broker.ts';
+import { assessFreshness, CLOCK_SLACK_MS, readCachedEntry, type Freshness } from './broker.ts';
 import { resolveSecretName } from './secret-name.ts';
 import { fingerprint } from './key-value.ts';
 import { formatDuration } from './duration.ts';

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CacheUnavailable } from '../errors.ts';
-import { noCache, type CacheStore } from '../cache/cache-store.ts';
+import { noCache } from '../cache/cache-store.ts';
 import { fileCache } from '../cache/file.ts';
 import { parseEntry } from '../cache/entry.ts';
 import { userCacheDir } from '../paths.ts';

@@ -11,7 +11,7 @@ import {
 } from '../claude-settings.ts';
 import { formatDuration } from '../duration.ts';
 import { DEFAULT_CALLER_TTL_MS } from '../runtime.ts';
-import { fail, ok, skip, warn, type CheckSpec } from './check.ts';
+import { fail, ok, warn, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 
 const OVERRIDES = ['ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_API_KEY'] as const;
