@@ -23,7 +23,9 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
     return undefined;
   };
   const request = (pathname: string, init: { method: string; body?: unknown; signal: AbortSignal }) => {
-    const url = new URL(pathname.replace(/^\//, ''), state.gatewayUrl!.href.endsWith('/') ? state.gatewayUrl! : new URL(state.gatewayUrl!.href + '/'));
+    // Relative to the base URL's path, as Claude Code appends /v1/messages to ANTHROPIC_BASE_URL.
+    const base = state.gatewayUrl!.href.endsWith('/') ? state.gatewayUrl!.href : `${state.gatewayUrl!.href}/`;
+    const url = new URL(pathname, base);
     deps.debug(`gateway: ${init.method} ${url.href}`);
     return deps.fetch(url, {
       method: init.method,
