@@ -37,9 +37,6 @@ export interface CheckSpec {
 
 export class CheckTimeout extends Error {}
 
-/** Set when a check was given up on: its work (a socket, a child process) may still be pending, so the process exits without waiting for it. */
-export const abandonedWork = { pending: false };
-
 /** Runs one check within min(its timeout, what is left of the budget); a throw becomes a FAIL. */
 export async function runCheck(spec: CheckSpec, budget: { deadline: number; now(): number }, describeError: (error: unknown) => CheckOutcome): Promise<CheckResult> {
   const started = budget.now();
@@ -53,7 +50,6 @@ export async function runCheck(spec: CheckSpec, budget: { deadline: number; now(
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      abandonedWork.pending = true;
       controller.abort(new CheckTimeout(`no answer within ${limit} ms`));
       reject(new CheckTimeout(`no answer within ${limit} ms`));
     }, limit);
