@@ -123,6 +123,7 @@ describe('config', () => {
   test.each([
     ['aws', ['--region', 'eu-west-1', '--aws-profile', 'dev-sso']],
     ['azure', ['--vault-url', 'https://team-keys.vault.azure.net']],
+    ['gcp', ['--project', 'acme-llm-keys']],
     ['vault', ['--address', 'https://vault.example.com:8200', '--mount', 'kv', '--vault-auth', 'oidc']],
   ] as const)('init writes a %s store the provider itself accepts', async (type, flags) => {
     const file = path.join(machine.home, 'init', `${type}.json`);
