@@ -38,8 +38,8 @@ The gateway's admin credential is read from the environment variable the profile
 "keyIssuer.masterKeyEnv" (default LITELLM_MASTER_KEY), never from argv.
 
 Examples:
-  printf %s "$KEY" | keybroker admin put --user alice --expires-at 2027-01-31T00:00:00Z
   keybroker admin import keys.csv --audit-log /var/log/keybroker-admin.log
+  printf %s "$KEY" | keybroker admin put --user alice --expires-at 2027-01-31T00:00:00Z
   keybroker admin rotate --all --grace 24h --dry-run
   keybroker admin revoke --user bob
   keybroker admin list --json
