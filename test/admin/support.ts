@@ -7,7 +7,8 @@ import type { AdminDeps } from '../../src/admin/common.ts';
 import type { AuditRecord } from '../../src/admin/audit.ts';
 import type { Provider } from '../../providers/provider.ts';
 import { awsHarness } from '../providers/aws.harness.ts';
-import { withEnvironment, type HarnessInstance } from '../providers/contract.ts';
+import type { HarnessInstance } from '../providers/contract.ts';
+import { withEnvironment } from '../support/environment.ts';
 
 export function adminProfile(store: Profile['store'], overrides: Partial<Profile> = {}): Profile {
   return {

@@ -8,6 +8,7 @@ import { openProvider } from '../../src/store.ts';
 import { fetchFromStore } from '../../src/broker.ts';
 import { AccessDenied, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/errors.ts';
 import { closedPort, startFaultProxy } from '../support/fault-proxy.ts';
+import { withEnvironment } from '../support/environment.ts';
 
 export interface ProviderHarness {
   type: StoreType;
@@ -53,20 +54,6 @@ function profileFor(store: StoreConfig, timeoutMs = 5_000): Profile {
     timeoutMs,
     cache: { backend: 'none', refreshAfterMs: 60_000, fallback: 'none' },
   };
-}
-
-/**
- * SDK credential chains read process.env itself (in the binary, the context's env is
- * process.env): each call runs with the environment the harness gave for that identity.
- */
-export async function withEnvironment<T>(env: NodeJS.ProcessEnv, call: () => Promise<T>): Promise<T> {
-  const saved = process.env;
-  process.env = { ...env };
-  try {
-    return await call();
-  } finally {
-    process.env = saved;
-  }
 }
 
 export function inEnvironment(env: NodeJS.ProcessEnv, provider: Provider): Provider {
