@@ -118,10 +118,12 @@ interface VaultResponse {
 
 /** An answer worth another attempt, thrown so the retry policy sees its status and Retry-After. */
 class RetryableAnswer extends Error {
+  readonly response: VaultResponse;
   readonly statusCode: number;
   readonly headers: http.IncomingHttpHeaders;
-  constructor(readonly response: VaultResponse) {
+  constructor(response: VaultResponse) {
     super(`HTTP ${response.status}`);
+    this.response = response;
     this.statusCode = response.status;
     this.headers = response.headers;
   }
