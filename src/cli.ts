@@ -23,7 +23,9 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
     env: runtime.env,
     output,
     now: runtime.now,
-    isTTY: runtime.isTTY,
+    get isTTY() {
+      return runtime.isTTY;
+    },
     debug: verbose ? (message) => output.stderr(`keybroker: debug: ${maskSecrets(message)}`) : () => {},
   };
   try {
@@ -97,5 +99,13 @@ Exit codes: 0 ok, 1 internal, 2 usage, 3 configuration, 4 not authenticated to t
 }
 
 function defaultRuntime(): CliRuntime {
-  return { env: process.env, output: processOutput, now: Date.now, isTTY: Boolean(process.stdout.isTTY) };
+  return {
+    env: process.env,
+    output: processOutput,
+    now: Date.now,
+    // A getter: touching process.stdout builds its stream (tty, net) which `get` never needs.
+    get isTTY() {
+      return Boolean(process.stdout.isTTY);
+    },
+  };
 }

@@ -6,7 +6,7 @@ import type { BrokerDeps } from './broker.ts';
 import { loadConfig, type LoadedConfig } from './config.ts';
 import type { RunContext, ParsedValues } from './command.ts';
 import { openCache } from './cache/select.ts';
-import { fileLock } from './lock.ts';
+import type { Lock } from './lock.ts';
 import { userRuntimeDir } from './paths.ts';
 import { openProvider } from './store.ts';
 import type { Provider } from '../providers/provider.ts';
@@ -38,11 +38,18 @@ export function brokerDeps(config: LoadedConfig, context: RunContext): BrokerDep
       warn: (line) => context.output.stderr(line),
     }),
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
-    lock: fileLock(path.join(userRuntimeDir(context.env), 'locks')),
+    lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks')),
     now: context.now,
     osUser: () => os.userInfo().username,
     callerTtlMs: callerTtlMs(context.env),
     warn: (line) => context.output.stderr(line),
     debug: context.debug,
+  };
+}
+
+/** proper-lockfile (with graceful-fs and signal-exit) costs ~7 ms to load; only a store read takes the lock. */
+function lazyFileLock(dir: string): Lock {
+  return {
+    acquire: async (name, waitMs) => (await import('./lock.ts')).fileLock(dir).acquire(name, waitMs),
   };
 }
