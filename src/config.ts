@@ -58,6 +58,8 @@ export const DEFAULTS = {
 
 export interface Profile {
   name: string;
+  /** Where the `store` section came from, for messages. */
+  storeSource?: string;
   store: StoreConfig;
   secret: string;
   field: string;
@@ -128,18 +130,27 @@ export function parseConfigText(text: string, source: string): ConfigFile {
     throw new ConfigError(`${source} is not valid JSON (${(error as Error).message})`, 'fix the syntax');
   }
   const result = v.safeParse(FileSchema, json);
-  if (!result.success) throw new ConfigError(`${source}: ${describeIssue(result.issues[0])}`, 'fix that field');
+  if (!result.success) {
+    const issue = describeIssue(result.issues[0]);
+    throw new ConfigError(`${source}: ${issue.what}`, issue.fix);
+  }
   return result.output;
 }
 
-export function describeIssue(issue: v.BaseIssue<unknown>): string {
+/** What is wrong with a field, and what to do about it. */
+export function describeIssue(issue: v.BaseIssue<unknown>): { what: string; fix: string } {
   const where = v.getDotPath(issue) ?? '(top level)';
   if (issue.kind === 'schema' && issue.type === 'strict_object' && issue.input !== undefined) {
-    const key = issue.path?.at(-1)?.key;
-    return `unknown field "${String(key)}"${issue.path && issue.path.length > 1 ? ` in ${v.getDotPath({ ...issue, path: issue.path.slice(0, -1) } as v.BaseIssue<unknown>)}` : ''}`;
+    const path = (issue.path ?? []).map((item) => String(item.key));
+    const key = path.pop();
+    return {
+      what: `unknown field "${key}"${path.length ? ` in ${path.join('.')}` : ''}`,
+      fix: 'remove it or correct its spelling (the README lists every field)',
+    };
   }
-  if (issue.input === undefined && issue.kind === 'schema') return `field "${where}" is required`;
-  return `field "${where}" ${issue.message.startsWith('Invalid') ? `is invalid (${issue.message})` : issue.message}`;
+  if (issue.input === undefined && issue.kind === 'schema') return { what: `field "${where}" is required`, fix: 'add it' };
+  const message = issue.message.startsWith('Invalid') ? `is invalid (${issue.message})` : issue.message;
+  return { what: `field "${where}" ${message}`, fix: 'correct that field' };
 }
 
 const ENV_FIELDS: Record<string, (layer: ProfileLayer, value: string) => void> = {
@@ -165,7 +176,9 @@ function environmentLayer(env: NodeJS.ProcessEnv): Layer | undefined {
   const source = `environment (${set.join(', ')})`;
   const data = { profiles: { '*': profile } };
   const result = v.safeParse(FileSchema, data);
-  if (!result.success) throw new ConfigError(`${source}: ${describeIssue(result.issues[0]).replace('profiles.*.', '')}`, 'fix or unset that variable');
+  if (!result.success) {
+    throw new ConfigError(`${source}: ${describeIssue(result.issues[0]).what.replace('profiles.*.', '')}`, 'correct or unset that variable');
+  }
   return { source, data: result.output };
 }
 
@@ -227,6 +240,7 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
     },
   };
   if (merged.gateway) profile.gateway = merged.gateway;
+  if (sources['store']) profile.storeSource = sources['store'];
   return { layers, profile, sources };
 }
 

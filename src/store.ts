@@ -11,7 +11,9 @@ export async function openProvider(profile: Profile, context: Omit<ProviderConte
   const module = await loadProviderModule(profile.store.type);
   const result = v.safeParse(module.storeSchema, profile.store);
   if (!result.success) {
-    throw new ConfigError(`profile "${profile.name}": ${describeIssue(result.issues[0]).replace('field "', 'field "store.')}`, 'fix the store section of the profile');
+    const issue = describeIssue(result.issues[0]);
+    const where = profile.storeSource ? `${profile.storeSource}: profile "${profile.name}"` : `profile "${profile.name}"`;
+    throw new ConfigError(`${where}: ${issue.what.replace('field "', 'field "store.')}`, issue.fix);
   }
   return module.createProvider(result.output, { ...context, profile: profile.name, timeoutMs: profile.timeoutMs });
 }
