@@ -1,6 +1,6 @@
 // The core of `get`: cache → (lock) → store → cache, written once. It takes its store, cache,
 // clock and lock as arguments, so every rule here is tested without I/O.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './sha256.ts';
 import type { Profile } from './config.ts';
 import { CacheUnavailable, UnusableKey, isTransientStoreFailure } from './errors.ts';
 import { parseSecretValue } from './key-value.ts';
@@ -55,7 +55,7 @@ export function assessFreshness(entry: CacheEntry, now: number, refreshAfterMs: 
 /** The keychain account (or cache file) of a profile: changes when what it reads changes. */
 export function cacheAccount(profile: Profile): string {
   const what = JSON.stringify([profile.store, profile.secret, profile.field, profile.user]);
-  return `${profile.name}:${createHash('sha256').update(what).digest('hex').slice(0, 12)}`;
+  return `${profile.name}:${sha256Hex(what).slice(0, 12)}`;
 }
 
 export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile' | 'warn' | 'debug'>): Promise<CacheEntry | undefined> {
