@@ -6,12 +6,15 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
+const root = path.resolve(import.meta.dirname, '..');
 
 /** Builds the bare executable in `dir` and returns its path. */
 export function buildBareSea(dir: string): string {
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'main.cjs'), "process.stdout.write('sk-test-constant');\n");
-  const config = { main: 'main.cjs', output: 'bare.blob', disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: true };
+  // The same SEA options as dist/keybroker (pkg.config.json), minus its program and assets.
+  const { main: _main, output: _output, assets: _assets, ...options } = JSON.parse(fs.readFileSync(path.join(root, 'pkg.config.json'), 'utf8')) as Record<string, unknown>;
+  const config = { ...options, main: 'main.cjs', output: 'bare.blob' };
   fs.writeFileSync(path.join(dir, 'sea.json'), JSON.stringify(config));
   execFileSync(process.execPath, ['--experimental-sea-config', 'sea.json'], { cwd: dir, stdio: 'ignore' });
   const binary = path.join(dir, 'bare');

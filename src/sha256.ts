@@ -12,7 +12,7 @@ const K = new Uint32Array([
 
 /** The lowercase hex SHA-256 of `text` (UTF-8). */
 export function sha256Hex(text: string): string {
-  const data = new TextEncoder().encode(text);
+  const data = Buffer.from(text, 'utf8');
   const blocks = Math.ceil((data.length + 9) / 64);
   const padded = new Uint8Array(blocks * 64);
   padded.set(data);
