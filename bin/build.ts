@@ -6,8 +6,11 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import vm from 'node:vm';
 import * as esbuild from 'esbuild';
 import { storeTypes } from '../providers/index.ts';
+import { runChunk, wrapChunk } from '../src/chunks.ts';
+import * as errors from '../src/errors.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const dist = path.join(root, 'dist');
@@ -67,19 +70,35 @@ const hostModules: esbuild.Plugin = {
 for (const type of storeTypes) {
   const entry = path.join(root, 'providers', `${type}.ts`);
   if (!fs.existsSync(entry)) continue;
-  await esbuild.build({
-    ...common,
-    entryPoints: [entry],
-    outfile: path.join(dist, 'chunks', `provider-${type}.cjs`),
-    plugins: [hostModules],
-  });
+  const outfile = path.join(dist, 'chunks', `provider-${type}.cjs`);
+  await esbuild.build({ ...common, entryPoints: [entry], outfile, plugins: [hostModules] });
+  writeCodeCache(outfile);
+}
+
+/**
+ * A V8 code cache for a chunk, made by this Node binary (the one the executable is built from)
+ * after running the chunk's top level: a cold `get` then skips most of the SDK's compiling.
+ */
+function writeCodeCache(chunk: string): void {
+  const script = new vm.Script(wrapChunk(fs.readFileSync(chunk, 'utf8')), { filename: chunk });
+  runChunk(script, chunk, errors);
+  fs.writeFileSync(chunk.replace(/\.cjs$/, '.cache'), script.createCachedData());
 }
 
 // The single executable: blob from pkg.config.json, injected into a copy of this Node binary.
 for (const [asset, file] of Object.entries(seaConfig.assets)) {
   if (!fs.existsSync(path.join(root, file))) throw new Error(`pkg.config.json names asset ${asset} at ${file}, which the build did not produce`);
 }
-execFileSync(process.execPath, ['--experimental-sea-config', 'pkg.config.json'], { cwd: root, stdio: 'inherit' });
+// pkg.config.json plus each chunk's code cache (next to it, same name, .cache), absolute paths.
+const assets: Record<string, string> = {};
+for (const [asset, file] of Object.entries(seaConfig.assets)) {
+  assets[asset] = path.join(root, file);
+  const cache = path.join(root, file.replace(/\.cjs$/, '.cache'));
+  if (asset.endsWith('.cjs') && fs.existsSync(cache)) assets[asset.replace(/\.cjs$/, '.cache')] = cache;
+}
+const builtConfig = path.join(dist, 'sea-config.json');
+fs.writeFileSync(builtConfig, JSON.stringify({ ...seaConfig, main: path.join(root, seaConfig.main), output: path.join(root, seaConfig.output), assets }, null, 2));
+execFileSync(process.execPath, ['--experimental-sea-config', builtConfig], { cwd: root, stdio: 'inherit' });
 const binary = path.join(dist, process.platform === 'win32' ? 'keybroker.exe' : 'keybroker');
 fs.copyFileSync(process.execPath, binary);
 fs.chmodSync(binary, 0o755);

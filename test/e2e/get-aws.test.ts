@@ -75,6 +75,12 @@ describe('keybroker get against AWS Secrets Manager (moto), the built binary', (
     expect(result.stdout).toBe(key);
   });
 
+  it('loads the AWS chunk with the V8 code cache built into the binary (a cold get compiles less)', async () => {
+    const result = await runBinary(['--verbose'], { env: home.env({ KEYBROKER_SECRET: await provision('sk-test-e2e-code-cache') }) });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain('loading provider-aws with its code cache');
+  });
+
   it('trims the trailing newline that `echo` leaves in a stored value', async () => {
     const result = await get(await provision('sk-test-e2e-echoed\n'));
     expect(result).toMatchObject({ code: 0, stdout: 'sk-test-e2e-echoed', stderr: '' });
