@@ -82,6 +82,8 @@ describe('with a real Secret Service (gnome-keyring)', () => {
     const stored = await keyring.lookup({ service: 'keybroker', username: account });
     expect(parseEntry(stored!)).toMatchObject({ key, secret });
     expect(await keyring.accounts('keybroker')).toContain(account);
+    // The single executable carried the keyring addon and loaded it from the per-user cache.
+    expect(fs.readdirSync(path.join(home.dir, '.cache/keybroker/addons'))).toEqual([expect.stringMatching(/^keyring-[0-9a-f]{16}\.node$/)]);
 
     await moto.stop();
     const second = await runBinary([], { env: env({ KEYBROKER_SECRET: secret }) });
