@@ -87,7 +87,7 @@ function buildIfNeeded(): void {
   const built = fs.existsSync(binary) ? fs.statSync(binary).mtimeMs : 0;
   const sources = ['src', 'providers', 'bin'].flatMap((dir) =>
     (fs.readdirSync(path.join(root, dir), { recursive: true }) as string[]).map((name) => path.join(root, dir, name)),
-  );
+  ).filter((file) => file !== import.meta.filename);
   if (built && sources.every((file) => fs.statSync(file).mtimeMs <= built)) return;
   console.log('Building dist/keybroker (npm run build:binary)...');
   execFileSync(process.execPath, ['bin/build.ts'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
