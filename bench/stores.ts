@@ -1,6 +1,7 @@
 // Cold and warm `get` per store, each against its test server (moto, or the protocol fakes),
 // timed by hyperfine on the built binary. Run: npm run bench:stores
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,9 +29,13 @@ interface Row {
   chunkKiB: number;
 }
 
-function hyperfine(command: string, env: NodeJS.ProcessEnv): { mean: number; stddev: number } {
+// Asynchronous: the protocol fakes (vault, azure, gcp) serve from this very process.
+const run = promisify(execFile);
+
+async function hyperfine(command: string, env: NodeJS.ProcessEnv): Promise<{ mean: number; stddev: number }> {
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kb-bench-')), 'result.json');
-  execFileSync('hyperfine', ['--warmup', '3', '--runs', String(runs), '--shell', 'none', '--export-json', out, command], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const { stderr } = await run('hyperfine', ['--warmup', '3', '--runs', String(runs), '--shell', 'none', '--export-json', out, command], { env });
+  process.stderr.write(stderr);
   const result = JSON.parse(fs.readFileSync(out, 'utf8')) as { results: { mean: number; stddev: number }[] };
   return { mean: result.results[0]!.mean * 1000, stddev: result.results[0]!.stddev * 1000 };
 }
@@ -50,10 +55,10 @@ for (const type of storeTypes) {
     };
     const base = { ...server.developerEnv, HOME: home, KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json'), KEYBROKER_CACHE_DIR: path.join(home, 'cache') };
     // Cold: no cache, so every run loads the store's SDK chunk and reads the store.
-    const cold = hyperfine(`${binary} get`, { ...base, KEYBROKER_CONFIG: configFor('none') });
+    const cold = await hyperfine(`${binary} get`, { ...base, KEYBROKER_CONFIG: configFor('none') });
     const warmEnv = { ...base, KEYBROKER_CONFIG: configFor('file') };
-    execFileSync(binary, ['get'], { env: warmEnv, stdio: 'ignore' });
-    const warm = hyperfine(`${binary} get`, warmEnv);
+    await run(binary, ['get'], { env: warmEnv });
+    const warm = await hyperfine(`${binary} get`, warmEnv);
     const chunk = fs.statSync(path.join(root, 'dist', 'chunks', `provider-${type}.cjs`)).size / 1024;
     rows.push({ store: type, coldMs: cold.mean, coldSd: cold.stddev, warmMs: warm.mean, warmSd: warm.stddev, chunkKiB: chunk });
     fs.rmSync(home, { recursive: true, force: true });

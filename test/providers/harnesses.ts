@@ -2,7 +2,13 @@
 import type { StoreType } from '../../providers/index.ts';
 import type { ProviderHarness } from './contract.ts';
 import { awsHarness } from './aws.harness.ts';
+import { azureHarness } from './azure.harness.ts';
+import { gcpHarness } from './gcp.harness.ts';
+import { vaultHarness } from './vault.harness.ts';
 
-export const harnesses: Partial<Record<StoreType, ProviderHarness>> = {
+export const harnesses: Record<StoreType, ProviderHarness> = {
   aws: awsHarness,
+  azure: azureHarness,
+  gcp: gcpHarness,
+  vault: vaultHarness,
 };

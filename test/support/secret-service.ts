@@ -57,6 +57,7 @@ export async function startSecretService(options: SecretServiceOptions = {}): Pr
     keyring = startProcess('sh', ['-c', 'printf %s "$KEYRING_PASSWORD" | exec gnome-keyring-daemon --foreground --unlock --components=secrets'], {
       env: { ...env, KEYRING_PASSWORD: 'keybroker-test' },
     });
+    await waitForLoginKeyring(base);
     await waitForSecretService(env);
   }
   const secretTool = (args: string[], input?: string) =>
@@ -93,6 +94,16 @@ export async function startSecretService(options: SecretServiceOptions = {}): Pr
       if (!options.home) fs.rmSync(home, { recursive: true, force: true });
     },
   };
+}
+
+/** The daemon creates the login keyring from the password it reads; D-Bus calls made before that can leave it without one. */
+async function waitForLoginKeyring(env: NodeJS.ProcessEnv): Promise<void> {
+  const file = path.join(env['XDG_DATA_HOME']!, 'keyrings', 'login.keyring');
+  const deadline = Date.now() + 10_000;
+  while (!fs.existsSync(file)) {
+    if (Date.now() > deadline) throw new Error('gnome-keyring-daemon created no login keyring');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
 }
 
 async function waitForSecretService(env: NodeJS.ProcessEnv): Promise<void> {

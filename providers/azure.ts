@@ -1,0 +1,371 @@
+// Azure Key Vault, as the developer the Azure CLI says they are (`az login`), or as whoever the
+// DefaultAzureCredential chain finds (environment/service principal, workload identity,
+// managed identity, then the developer tools) when the profile asks for it.
+import fs from 'node:fs';
+import * as v from 'valibot';
+import { SecretClient, type SecretProperties } from '@azure/keyvault-secrets';
+import { AzureCliCredential, DefaultAzureCredential } from '@azure/identity';
+import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-auth';
+import type { StoreConfig } from '../src/config.ts';
+import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
+import type { Provider, ProviderContext, ProviderModule, SecretSummary, StoreIdentity } from './provider.ts';
+
+export const storeSchema = v.strictObject({
+  type: v.literal('azure'),
+  /** The vault's URL, as the portal shows it: https://NAME.vault.azure.net */
+  vaultUrl: v.pipe(v.string(), v.url('must be a URL such as "https://my-vault.vault.azure.net"'), v.startsWith('https://', 'must be an https:// URL (Key Vault only speaks TLS)')),
+  /** The Entra tenant (id or domain) to sign in to; otherwise the one `az login` chose, or the vault's. */
+  tenant: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-zA-Z.-]+$/, 'must be a tenant id (GUID) or domain such as "contoso.onmicrosoft.com"'))),
+  /** "cli" (default): the Azure CLI's login. "default": the DefaultAzureCredential chain. */
+  credential: v.optional(v.picklist(['cli', 'default'], 'must be "cli" or "default"')),
+  /** Which token claim `{user}` is: the UPN (default, lower-cased) or the object id. */
+  userClaim: v.optional(v.picklist(['upn', 'oid'], 'must be "upn" or "oid"')),
+  /** A PEM file of extra CAs to trust (a TLS-inspecting proxy, a private endpoint's CA). */
+  caFile: v.optional(v.pipe(v.string(), v.minLength(1, 'must be a path to a PEM file'))),
+  /** For a vault reached through a custom domain or proxy: skip the SDK's challenge-resource check. */
+  disableChallengeResourceVerification: v.optional(v.boolean()),
+}) as unknown as ProviderModule['storeSchema'];
+
+interface AzureStore {
+  type: 'azure';
+  vaultUrl: string;
+  tenant?: string;
+  credential?: 'cli' | 'default';
+  userClaim?: 'upn' | 'oid';
+  caFile?: string;
+  disableChallengeResourceVerification?: boolean;
+}
+
+/**
+ * Key Vault names allow only [0-9a-zA-Z-]{1,127} and compare case-insensitively, so a logical
+ * name ("claude-code/keys/alice@corp.com") is mapped one character at a time, and back:
+ *   a-z and 0-9 stay; "/" becomes "--"; every other character (including "-", ".", "@",
+ *   upper-case letters and non-ASCII) becomes "-" plus two lower-case hex digits per UTF-8 byte.
+ * "claude-code/keys/alice@corp.com" -> "claude-2dcode--keys--alice-40corp-2ecom". The output
+ * uses only [a-z0-9-] and decodes uniquely, so two logical names never share a vault name.
+ */
+export function keyVaultName(logical: string): string {
+  let out = '';
+  for (const char of logical) {
+    if (/[a-z0-9]/.test(char)) out += char;
+    else if (char === '/') out += '--';
+    else for (const byte of Buffer.from(char, 'utf8')) out += '-' + byte.toString(16).padStart(2, '0');
+  }
+  return out;
+}
+
+/** The logical name of a vault name keybroker made; undefined for any other secret in the vault. */
+export function logicalName(vaultName: string): string | undefined {
+  const bytes: number[] = [];
+  const name = vaultName.toLowerCase();
+  for (let at = 0; at < name.length; ) {
+    const char = name[at]!;
+    if (/[a-z0-9]/.test(char)) {
+      bytes.push(char.charCodeAt(0));
+      at += 1;
+    } else if (name[at + 1] === '-') {
+      bytes.push(0x2f);
+      at += 2;
+    } else {
+      const hex = name.slice(at + 1, at + 3);
+      if (!/^[0-9a-f]{2}$/.test(hex)) return undefined;
+      const byte = parseInt(hex, 16);
+      // Only what the encoder would have escaped: a byte it writes literally means a foreign name.
+      if (/[a-z0-9/]/.test(String.fromCharCode(byte))) return undefined;
+      bytes.push(byte);
+      at += 3;
+    }
+  }
+  const text = Buffer.from(bytes).toString('utf8');
+  return keyVaultName(text) === name ? text : undefined;
+}
+
+/** The token audience for a vault host: the public cloud's unless the host is a sovereign cloud's. */
+function vaultResource(vaultUrl: string): string {
+  const host = new URL(vaultUrl).hostname;
+  const suffix = ['vault.azure.net', 'vault.azure.cn', 'vault.usgovcloudapi.net', 'vault.microsoftazure.de', 'managedhsm.azure.net'].find((domain) => host.endsWith(`.${domain}`));
+  return `https://${suffix ?? 'vault.azure.net'}`;
+}
+
+/** Claims of a JWT access token (no signature check: the vault checks it; we only read who). */
+function tokenClaims(token: string): Record<string, unknown> {
+  try {
+    return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}
+
+export function createProvider(config: StoreConfig, context: ProviderContext): Provider {
+  const store = config as unknown as AzureStore;
+  const vaultUrl = store.vaultUrl.replace(/\/+$/, '');
+  const resource = vaultResource(vaultUrl);
+  const where = `Azure Key Vault ${vaultUrl}${store.tenant ? ` (tenant ${store.tenant})` : ''}`;
+  const loginCommand = (tenant = store.tenant) => `az login${tenant ? ` --tenant ${tenant}` : ''}`;
+  /** The tenant the last token was asked for: the vault's own, from its challenge, unless configured. */
+  let tenantAsked = store.tenant;
+
+  let ca: string | undefined;
+  if (store.caFile) {
+    try {
+      ca = fs.readFileSync(store.caFile, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`cannot read store.caFile "${store.caFile}" of profile "${context.profile}" (${(error as NodeJS.ErrnoException).code ?? error})`, 'point caFile at a readable PEM file, or remove it');
+    }
+  }
+  const tlsOptions = ca ? { tlsOptions: { ca } } : {};
+  // Few, quick retries: every call must finish within context.timeoutMs, retries included.
+  const retryOptions = { maxRetries: 1, retryDelayInMs: 200, maxRetryDelayInMs: 1_000 };
+
+  let inner: TokenCredential | undefined;
+  const credentialFor = (): TokenCredential => {
+    if (inner) return inner;
+    if (store.credential === 'default') {
+      const authority = context.env['AZURE_AUTHORITY_HOST'];
+      // Instance discovery asks login.microsoftonline.com, which a private authority is not.
+      const privateAuthority = authority !== undefined && !/\.microsoftonline\.(com|us|de)\/?$|\.chinacloudapi\.cn\/?$|login\.partner\.microsoftonline\.cn/.test(authority);
+      inner = new DefaultAzureCredential({
+        ...(store.tenant ? { tenantId: store.tenant } : {}),
+        ...(privateAuthority ? { disableInstanceDiscovery: true } : {}),
+        processTimeoutInMs: context.timeoutMs,
+        retryOptions,
+        ...tlsOptions,
+      });
+    } else {
+      inner = new AzureCliCredential({ ...(store.tenant ? { tenantId: store.tenant } : {}), processTimeoutInMs: context.timeoutMs });
+    }
+    return inner;
+  };
+  // Every token request passes here: to learn the tenant the vault asked for and name the fix.
+  const credential: TokenCredential = {
+    async getToken(scopes: string | string[], options?: GetTokenOptions): Promise<AccessToken | null> {
+      const tenant = options?.tenantId ?? store.tenant;
+      tenantAsked = tenant;
+      try {
+        return await credentialFor().getToken(scopes, options);
+      } catch (error) {
+        throw credentialError(error, tenant);
+      }
+    },
+  };
+
+  function credentialError(error: unknown, tenant: string | undefined): KeybrokerError {
+    if (error instanceof KeybrokerError) return error;
+    const err = error as { name?: string; message?: string };
+    // Entra ID's own reason (AADSTS code and sentence) says more than the SDK's first line.
+    const entraReason = /AADSTS\d+:[^.]*\./.exec(err.message ?? '')?.[0];
+    const message = entraReason ?? (err.message ?? String(error)).split('\n').find((line) => line.trim()) ?? '';
+    const other = /not configured to acquire tokens for tenant (\S+?)\.? /.exec(err.message ?? '');
+    if (other) {
+      return new ConfigError(
+        `the vault ${vaultUrl} belongs to tenant ${other[1]}, but profile "${context.profile}" signs in to tenant ${store.tenant}`,
+        `set store.tenant to "${other[1]}" and run '${loginCommand(other[1])}'`,
+      );
+    }
+    if (err.name === 'AbortError') return new StoreUnreachable(`getting an Azure token for ${where} was cancelled`, 'try again');
+    if (/Azure CLI could not be found/i.test(err.message ?? '')) {
+      return new NotAuthenticated(`the Azure CLI (az) is not installed, and profile "${context.profile}" signs in with it`, `install it (https://aka.ms/azure-cli) and run '${loginCommand(tenant)}', or set store.credential to "default"`);
+    }
+    if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|network/i.test(err.message ?? '')) {
+      return new StoreUnreachable(`cannot reach Microsoft Entra ID for a token (${message})`, 'check your network or VPN, and AZURE_AUTHORITY_HOST if set');
+    }
+    const how = store.credential === 'default' ? 'with the DefaultAzureCredential chain' : 'with the Azure CLI';
+    return new NotAuthenticated(
+      `not signed in to Azure${tenant ? ` (tenant ${tenant})` : ''} ${how} for ${where} (${message})`,
+      store.credential === 'default' ? `run '${loginCommand(tenant)}', or set AZURE_TENANT_ID/AZURE_CLIENT_ID with a secret, certificate or federated token` : `run '${loginCommand(tenant)}'`,
+    );
+  }
+
+  const client = new SecretClient(vaultUrl, credential, {
+    retryOptions,
+    ...tlsOptions,
+    ...(store.disableChallengeResourceVerification ? { disableChallengeResourceVerification: true } : {}),
+  });
+
+  function mapError(error: unknown, what: string, logical: string | undefined): KeybrokerError {
+    if (error instanceof KeybrokerError) return error;
+    const err = error as { name?: string; message?: string; code?: string; statusCode?: number };
+    const status = err.statusCode;
+    const message = (err.message ?? String(error)).split(/\r?\n/).find((line) => line.trim()) ?? '';
+    const subject = logical === undefined ? where : `secret "${logical}" (Key Vault name "${keyVaultName(logical)}") in ${where}`;
+    if (err.name === 'AbortError') return new StoreUnreachable(`${where} did not answer ${what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
+    if (status === 404) {
+      return new SecretNotFound(`${subject} does not exist`, 'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile');
+    }
+    if (status === 403 && /disabled/i.test(err.message ?? '')) {
+      return new SecretNotFound(`${subject} is disabled (revoked)`, 'ask your admin for a new key');
+    }
+    if (status === 403) {
+      // With a role on one secret only, Key Vault answers 403 (not 404) for every other name.
+      return new AccessDenied(
+        `access denied to ${subject}, or it does not exist and you have no role on it (${message})`,
+        'ask your admin to assign you the "Key Vault Secrets User" role on your secret (keybroker admin policy)',
+      );
+    }
+    if (status === 401) {
+      return new NotAuthenticated(`${where} rejected your Azure token (${message})`, `run '${loginCommand(tenantAsked)}'`);
+    }
+    if (status === 409) {
+      return new SecretNotFound(
+        `${subject} is deleted but recoverable, so its name cannot be reused`,
+        `recover it ('az keyvault secret recover --id ${vaultUrl}/deletedsecrets/${logical ? keyVaultName(logical) : ''}') or purge it (keybroker admin revoke --purge)`,
+      );
+    }
+    if (/challenge resource .* does not match/i.test(err.message ?? '')) {
+      return new ConfigError(`${vaultUrl} is not a Key Vault URL the SDK recognises (${message})`, 'use the vault\'s own URL (https://NAME.vault.azure.net), or set store.disableChallengeResourceVerification for a custom domain');
+    }
+    const code = err.code ?? '';
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
+      return new StoreUnreachable(`the TLS certificate of ${vaultUrl} is not trusted (${code})`, 'set store.caFile to your organisation\'s CA bundle (PEM), or check the vault URL');
+    }
+    if (['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'REQUEST_SEND_ERROR'].includes(code) || /ECONNREFUSED|ENOTFOUND|socket hang up/.test(message)) {
+      return new StoreUnreachable(`cannot reach ${where} (${code || message})`, 'check your network or VPN and store.vaultUrl');
+    }
+    if (status === 429 || (status !== undefined && status >= 500)) {
+      return new StoreUnreachable(`${where} is unavailable (HTTP ${status}: ${message})`, 'try again in a minute');
+    }
+    if (status === 400) return new ConfigError(`${where} refused ${what} (${message})`, 'check store.vaultUrl and the secret name');
+    return new StoreUnreachable(`${what} failed at ${where} (${err.name ?? 'error'}: ${message})`, "run 'keybroker doctor' for details");
+  }
+
+  /** Runs one SDK call within context.timeoutMs, whatever the SDK's own retries would do. */
+  async function bounded<T>(what: string, logical: string | undefined, run: (signal: AbortSignal) => Promise<T>, controller = new AbortController()): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new StoreUnreachable(`${where} did not answer ${what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile'));
+        controller.abort();
+      }, context.timeoutMs);
+    });
+    try {
+      return await Promise.race([run(controller.signal), deadline]);
+    } catch (error) {
+      throw mapError(error, what, logical);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function nameOf(logical: string): string {
+    const name = keyVaultName(logical);
+    if (name.length > 127) {
+      throw new ConfigError(`secret "${logical}" maps to a Key Vault name of ${name.length} characters; Key Vault allows 127`, 'use a shorter "secret" template in the profile');
+    }
+    return name;
+  }
+
+  /** The current version of an item from a listing (the listing itself carries none). */
+  async function currentVersion(name: string, properties: SecretProperties): Promise<string | undefined> {
+    if (properties.enabled !== false) {
+      const latest = await bounded('GetSecret', logicalName(name), (abortSignal) => client.getSecret(name, { abortSignal }));
+      return latest.properties.version;
+    }
+    let newest: SecretProperties | undefined;
+    for await (const version of pagesOf('ListSecretVersions', (abortSignal) => client.listPropertiesOfSecretVersions(name, { abortSignal }).byPage())) {
+      if (!newest || (version.createdOn?.getTime() ?? 0) >= (newest.createdOn?.getTime() ?? 0)) newest = version;
+    }
+    return newest?.version;
+  }
+
+  /** Every item of a paged listing, each page bounded by the timeout. */
+  async function* pagesOf<T>(what: string, open: (signal: AbortSignal) => AsyncIterator<T[]>): AsyncGenerator<T> {
+    const controller = new AbortController();
+    const pages = open(controller.signal);
+    for (;;) {
+      const page = await bounded(what, undefined, () => pages.next(), controller);
+      if (page.done) return;
+      yield* page.value;
+    }
+  }
+
+  return {
+    describe: () => where,
+    loginCommand: () => loginCommand(),
+
+    async whoami(): Promise<StoreIdentity> {
+      const token = await bounded('GetToken', undefined, (abortSignal) =>
+        credential.getToken(`${resource}/.default`, { abortSignal, ...(store.tenant ? { tenantId: store.tenant } : {}) }),
+      );
+      const claims = tokenClaims(token?.token ?? '');
+      const upn = [claims['upn'], claims['unique_name'], claims['preferred_username']].find((value): value is string => typeof value === 'string' && value.includes('@'));
+      const oid = typeof claims['oid'] === 'string' ? claims['oid'] : '';
+      const tid = typeof claims['tid'] === 'string' ? claims['tid'] : '';
+      // A service principal's token has no UPN: its object id is the only stable name.
+      const user = store.userClaim === 'oid' || !upn ? oid : upn.toLowerCase();
+      if (!user) throw new NotAuthenticated(`the Azure token for ${where} names no user (no upn or oid claim)`, `run '${loginCommand()}' as yourself`);
+      const app = typeof claims['appid'] === 'string' ? `app ${claims['appid']}` : 'unknown principal';
+      return { user, principal: `${upn ?? app} (object id ${oid}, tenant ${tid})` };
+    },
+
+    async readCurrent(logical) {
+      const name = nameOf(logical);
+      const secret = await bounded('GetSecret', logical, (abortSignal) => client.getSecret(name, { abortSignal }));
+      if (secret.value === undefined) throw new SecretNotFound(`secret "${logical}" in ${where} has no value`, 'ask your admin to store your key in it');
+      const result: { value: string; version: string; createdAt?: Date; expiresAt?: Date } = { value: secret.value, version: secret.properties.version ?? 'unknown' };
+      if (secret.properties.createdOn) result.createdAt = secret.properties.createdOn;
+      if (secret.properties.expiresOn) result.expiresAt = secret.properties.expiresOn;
+      return result;
+    },
+
+    async write(logical, value, options) {
+      const name = nameOf(logical);
+      const written = await bounded('SetSecret', logical, (abortSignal) =>
+        client.setSecret(name, value, { abortSignal, tags: options.labels, ...(options.description ? { contentType: options.description } : {}) }),
+      );
+      // Key Vault's set is create-or-add-version alike: a first version means it was just created.
+      let versions = 0;
+      for await (const _ of pagesOf('ListSecretVersions', (abortSignal) => client.listPropertiesOfSecretVersions(name, { abortSignal }).byPage({ maxPageSize: 2 }))) {
+        if (++versions > 1) break;
+      }
+      return { version: written.properties.version ?? 'unknown', created: versions === 1 };
+    },
+
+    async *list(prefix) {
+      for await (const properties of pagesOf('ListSecrets', (abortSignal) => client.listPropertiesOfSecrets({ abortSignal }).byPage())) {
+        const logical = logicalName(properties.name);
+        if (logical === undefined || !logical.startsWith(prefix)) continue;
+        const summary: SecretSummary = { name: logical, enabled: properties.enabled !== false, labels: { ...properties.tags } };
+        const version = await currentVersion(properties.name, properties);
+        if (version) summary.version = version;
+        if (properties.createdOn) summary.createdAt = properties.createdOn;
+        if (properties.updatedOn) summary.updatedAt = properties.updatedOn;
+        if (properties.expiresOn) summary.expiresAt = properties.expiresOn;
+        yield summary;
+      }
+      // Deleted-but-recoverable secrets are revoked keys too, until purged.
+      for await (const deleted of pagesOf('ListDeletedSecrets', (abortSignal) => client.listDeletedSecrets({ abortSignal }).byPage())) {
+        const logical = logicalName(deleted.name);
+        if (logical === undefined || !logical.startsWith(prefix)) continue;
+        const summary: SecretSummary = { name: logical, enabled: false, labels: { ...deleted.properties.tags } };
+        if (deleted.properties.createdOn) summary.createdAt = deleted.properties.createdOn;
+        if (deleted.properties.updatedOn) summary.updatedAt = deleted.properties.updatedOn;
+        if (deleted.properties.expiresOn) summary.expiresAt = deleted.properties.expiresOn;
+        yield summary;
+      }
+    },
+
+    async revoke(logical, { purge }) {
+      const name = nameOf(logical);
+      if (!purge) {
+        // Soft: disable every version (a later write adds an enabled one; re-enabling restores it).
+        let found = 0;
+        const enabled: string[] = [];
+        for await (const version of pagesOf('ListSecretVersions', (abortSignal) => client.listPropertiesOfSecretVersions(name, { abortSignal }).byPage())) {
+          found += 1;
+          if (version.enabled !== false && version.version) enabled.push(version.version);
+        }
+        if (!found) throw new SecretNotFound(`secret "${logical}" (Key Vault name "${name}") does not exist in ${where}`, 'check the name (keybroker admin list)');
+        for (const version of enabled) {
+          await bounded('UpdateSecret', logical, (abortSignal) => client.updateSecretProperties(name, version, { abortSignal, enabled: false }));
+        }
+        return;
+      }
+      const poller = await bounded('DeleteSecret', logical, (abortSignal) => client.beginDeleteSecret(name, { abortSignal, intervalInMs: 250 }));
+      const deleted = await bounded('GetDeletedSecret', logical, (abortSignal) => poller.pollUntilDone({ abortSignal }));
+      // A vault without soft delete has no recovery id: the delete was already final.
+      if (deleted.recoveryId) await bounded('PurgeDeletedSecret', logical, (abortSignal) => client.purgeDeletedSecret(name, { abortSignal }));
+    },
+  };
+}
+
+export const module: ProviderModule = { storeSchema, createProvider };
