@@ -14,6 +14,7 @@ import {
 import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
+import { withStoreRetry } from '../src/retry.ts';
 import type { Provider, ProviderContext, ProviderModule, SecretSummary } from './provider.ts';
 
 export const storeSchema = v.strictObject({
@@ -35,7 +36,8 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     ...(region ? { region } : {}),
     ...(store.endpoint ? { endpoint: store.endpoint } : {}),
     ...(store.profile ? { profile: store.profile } : {}),
-    maxAttempts: 3,
+    // One retry policy for all stores (src/retry.ts) bounds attempts and waits together.
+    maxAttempts: 1,
   };
   const secrets = new SecretsManagerClient(common);
   const sts = new STSClient(common);
@@ -47,7 +49,10 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   async function call<T>(what: string, secret: string | undefined, send: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (!region) throw new ConfigError(`no AWS region for ${where}`, 'set "region" in the profile\'s store, or AWS_REGION');
     try {
-      return await send(AbortSignal.timeout(context.timeoutMs));
+      return await withStoreRetry(send, {
+        budgetMs: context.timeoutMs,
+        onRetry: ({ attempt, waitMs, reason }) => context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`),
+      });
     } catch (error) {
       throw mapAwsError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs });
     }
@@ -184,11 +189,12 @@ export function mapAwsError(error: unknown, context: ErrorContext): KeybrokerErr
   ) {
     return new NotAuthenticated(`not logged in to AWS for ${context.where} (${message})`, context.loginFix);
   }
-  if (name === 'TimeoutError' || name === 'AbortError' || /aborted|timed? ?out/i.test(message)) {
-    return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
-  }
+  // The SDK names a reset connection "TimeoutError" (code ECONNRESET): the code is the truth.
   if (['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'].includes(err.code ?? name)) {
     return new StoreUnreachable(`cannot reach ${context.where} (${err.code ?? name})`, 'check your network or VPN and the store endpoint');
+  }
+  if (name === 'TimeoutError' || name === 'AbortError' || /aborted|timed? ?out/i.test(message)) {
+    return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
   }
   if (name === 'ThrottlingException' || name === 'TooManyRequestsException' || name === 'InternalServiceError' || (status !== undefined && status >= 500)) {
     return new StoreUnreachable(`${context.where} is unavailable (${name || status}: ${message})`, 'try again in a minute');

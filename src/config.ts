@@ -27,7 +27,11 @@ const StoreSchema = v.looseObject({
   type: v.picklist(storeTypes, `must be one of: ${storeTypes.join(', ')}`),
 });
 
+/** Notes for people: config files are JSON, which has no comments (`keybroker config init` writes these). */
+const comment = v.optional(v.union([v.string(), v.array(v.string())]));
+
 const ProfileSchema = v.strictObject({
+  $comment: comment,
   store: v.optional(StoreSchema),
   secret: v.optional(
     v.pipe(v.string(), v.minLength(1, 'must not be empty')),
@@ -41,6 +45,7 @@ const ProfileSchema = v.strictObject({
 
 const FileSchema = v.strictObject({
   $schema: v.optional(v.string()),
+  $comment: comment,
   defaultProfile: v.optional(v.string()),
   profiles: v.optional(v.record(v.string(), ProfileSchema)),
 });
@@ -202,7 +207,7 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
       if (!part) continue;
       if (key === name) found = true;
       for (const [field, value] of Object.entries(part) as [keyof ProfileLayer, unknown][]) {
-        if (value === undefined) continue;
+        if (value === undefined || field === '$comment') continue;
         if (field === 'cache') {
           for (const [cacheField, cacheValue] of Object.entries(value as object)) {
             if (cacheValue === undefined) continue;

@@ -1,6 +1,7 @@
 // Wires the real world (config files, keychain, lock files, the store's SDK, the clock) into
 // the broker core for one profile.
 import os from 'node:os';
+import { isSea } from 'node:sea';
 import path from 'node:path';
 import type { BrokerDeps } from './broker.ts';
 import { loadConfig, type LoadedConfig } from './config.ts';
@@ -9,6 +10,9 @@ import { openCache } from './cache/select.ts';
 import type { Lock } from './lock.ts';
 import { userRuntimeDir } from './paths.ts';
 import { openProvider } from './store.ts';
+import { identifyCaller } from './caller.ts';
+import { fileRotationState } from './rotation-state.ts';
+import { checkKeyWithGateway } from './gateway-check.ts';
 import type { Provider } from '../providers/provider.ts';
 
 /** Claude Code keeps a helper's key this long per process (SPEC §1). */
@@ -26,9 +30,15 @@ export function loadConfigFor(values: ParsedValues, context: RunContext): Loaded
   return loadConfig(request);
 }
 
-export function brokerDeps(config: LoadedConfig, context: RunContext): BrokerDeps {
+export interface BrokerOptions {
+  /** Arguments that make a detached `keybroker get --refresh-ahead` read the same profile; absent: no refresh-ahead. */
+  backgroundArgs?: string[];
+}
+
+export function brokerDeps(config: LoadedConfig, context: RunContext, options: BrokerOptions = {}): BrokerDeps {
   const { profile } = config;
   let provider: Promise<Provider> | undefined;
+  const gateway = profile.gateway ?? (context.env['ANTHROPIC_BASE_URL'] || undefined);
   return {
     profile,
     cache: openCache({
@@ -42,14 +52,31 @@ export function brokerDeps(config: LoadedConfig, context: RunContext): BrokerDep
     now: context.now,
     osUser: () => os.userInfo().username,
     callerTtlMs: callerTtlMs(context.env),
+    caller: identifyCaller(context.env),
+    state: fileRotationState(path.join(userRuntimeDir(context.env), 'state')),
+    checkWithGateway: gateway ? (key) => checkKeyWithGateway(gateway, key) : undefined,
+    gatewayName: gateway,
+    startBackgroundRefresh: options.backgroundArgs ? () => startDetached(options.backgroundArgs!, context.env) : undefined,
     warn: (line) => context.output.stderr(line),
     debug: context.debug,
   };
 }
 
-/** proper-lockfile (with graceful-fs and signal-exit) costs ~7 ms to load; only a store read takes the lock. */
+/** The lock module (and node:crypto with it) loads only when a store read takes the lock, never on a warm get. */
 function lazyFileLock(dir: string): Lock {
   return {
     acquire: async (name, waitMs) => (await import('./lock.ts')).fileLock(dir).acquire(name, waitMs),
   };
+}
+
+/**
+ * Runs this executable again, detached in its own session with every stdio on /dev/null, so that
+ * Claude Code (which waits for our stdout to close) never waits for it.
+ */
+export function startDetached(args: string[], env: NodeJS.ProcessEnv): void {
+  const self = isSea() ? [process.execPath] : [process.execPath, process.argv[1]!];
+  // Loaded here, not at the top: node:child_process costs a warm `get` ~2 ms to load.
+  const child = process.getBuiltinModule('node:child_process').spawn(self[0]!, [...self.slice(1), ...args], { detached: true, stdio: 'ignore', env, windowsHide: true });
+  child.on('error', () => {});
+  child.unref();
 }

@@ -4,8 +4,13 @@
 import { CacheUnavailable } from '../errors.ts';
 import { loadKeyring } from '../chunks.ts';
 import { KEYCHAIN_SERVICE, type CacheStore } from './cache-store.ts';
+import { checkPrivateDir, userRuntimeDir } from '../paths.ts';
+import fs from 'node:fs';
+import path from 'node:path';
 
 export const KEYCHAIN_TIMEOUT_MS = 2_000;
+/** After a call that never returned, other runs skip the keychain this long instead of waiting again. */
+export const KEYCHAIN_HUNG_SKIP_MS = 5 * 60_000;
 
 /** Set when a keychain call never returned: the process must then exit without waiting on it. */
 export const keychainState = { hung: false };
@@ -27,6 +32,7 @@ export interface KeychainOptions {
   env: NodeJS.ProcessEnv;
   timeoutMs?: number;
   platform?: NodeJS.Platform;
+  now?(): number;
 }
 
 export function keychainCache(options: KeychainOptions): CacheStore {
@@ -44,11 +50,19 @@ export function keychainCache(options: KeychainOptions): CacheStore {
     return new binding.AsyncEntry(KEYCHAIN_SERVICE, account, { linux: { store: 'secret-service' } });
   }
 
+  const hungMarker = path.join(userRuntimeDir(options.env), 'keychain-hung');
+  const now = options.now ?? Date.now;
+
   async function bounded<T>(what: string, call: () => Promise<T>): Promise<T> {
+    const hungAgo = keychainState.hung ? 0 : markerAge(hungMarker, now());
+    if (hungAgo !== undefined && hungAgo < KEYCHAIN_HUNG_SKIP_MS) {
+      throw new CacheUnavailable(`${name} did not answer ${hungAgo < 1_000 ? 'earlier in this run' : `${Math.round(hungAgo / 1_000)} s ago`} (it may be locked and waiting for a password); not asking it again for ${KEYCHAIN_HUNG_SKIP_MS / 60_000} min`, unavailableFix(platform));
+    }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         keychainState.hung = true;
+        rememberHang(hungMarker);
         reject(new CacheUnavailable(`${name} did not answer within ${timeoutMs} ms (${what}); it may be locked and waiting for a password`, unavailableFix(platform)));
       }, timeoutMs);
     });
@@ -73,4 +87,22 @@ export function keychainCache(options: KeychainOptions): CacheStore {
 function describe(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.split('\n')[0]!.slice(0, 200);
+}
+
+function markerAge(file: string, now: number): number | undefined {
+  try {
+    return now - fs.statSync(file).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
+function rememberHang(file: string): void {
+  if (checkPrivateDir(path.dirname(file))) return;
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(file, `${new Date().toISOString()}\n`, { mode: 0o600 });
+  } catch {
+    // Without the marker the next run waits for the keychain once more; nothing worse.
+  }
 }

@@ -1,0 +1,45 @@
+// A Secret Service whose keyring is locked and whose unlock prompt is never answered: every
+// keychain read waits forever, as on a desktop where nobody types the password. A private
+// D-Bus session bus with test/support/locked-keyring.py (python3-dbus) owning org.freedesktop.secrets.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { startProcess, type Started } from './processes.ts';
+
+export interface LockedKeyring {
+  /** DBUS_SESSION_BUS_ADDRESS for the binary. */
+  env: NodeJS.ProcessEnv;
+  /** What the service was asked, in order (OpenSession, SearchItems, Unlock, Prompt). */
+  calls(): string[];
+  stop(): Promise<void>;
+}
+
+export async function startLockedKeyring(mode: 'prompt' | 'silent' = 'prompt'): Promise<LockedKeyring> {
+  const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+  const address = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    bus.stdout.on('data', (chunk) => {
+      text += chunk;
+      if (text.includes('\n')) resolve(text.split('\n')[0]!.trim());
+    });
+    setTimeout(() => reject(new Error('dbus-daemon printed no address')), 5_000).unref();
+  });
+  const env = { DBUS_SESSION_BUS_ADDRESS: address };
+  const service: Started = startProcess('/usr/bin/python3', [path.join(import.meta.dirname, 'locked-keyring.py'), ...(mode === 'silent' ? ['silent'] : [])], { env: { ...process.env, ...env } });
+  const deadline = Date.now() + 10_000;
+  while (!service.output().includes('ready')) {
+    if (Date.now() > deadline) throw new Error(`the locked keyring did not start: ${service.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    env,
+    calls: () => service.output().split('\n').filter((line) => line && line !== 'ready'),
+    async stop() {
+      await service.stop();
+      try {
+        process.kill(-bus.pid!, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
