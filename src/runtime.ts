@@ -1,7 +1,6 @@
 // Wires the real world (config files, keychain, lock files, the store's SDK, the clock) into
 // the broker core for one profile.
 import os from 'node:os';
-import { isSea } from 'node:sea';
 import path from 'node:path';
 import type { BrokerDeps } from './broker.ts';
 import { loadConfig, type LoadedConfig } from './config.ts';
@@ -74,7 +73,7 @@ function lazyFileLock(dir: string): Lock {
  * Claude Code (which waits for our stdout to close) never waits for it.
  */
 export function startDetached(args: string[], env: NodeJS.ProcessEnv): void {
-  const self = isSea() ? [process.execPath] : [process.execPath, process.argv[1]!];
+  const self = process.getBuiltinModule('node:sea').isSea() ? [process.execPath] : [process.execPath, process.argv[1]!];
   // Loaded here, not at the top: node:child_process costs a warm `get` ~2 ms to load.
   const child = process.getBuiltinModule('node:child_process').spawn(self[0]!, [...self.slice(1), ...args], { detached: true, stdio: 'ignore', env, windowsHide: true });
   child.on('error', () => {});
