@@ -9,6 +9,8 @@ import {
   TagResourceCommand,
   ListSecretsCommand,
   DeleteSecretCommand,
+  RestoreSecretCommand,
+  DescribeSecretCommand,
   type Tag,
 } from '@aws-sdk/client-secrets-manager';
 import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
@@ -82,22 +84,28 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
 
     async write(name, value, options) {
       const tags: Tag[] = Object.entries(options.labels).map(([Key, Value]) => ({ Key, Value }));
+      let existing: { DeletedDate?: Date } | undefined;
       try {
-        const put = await call('PutSecretValue', name, (abortSignal) =>
-          secrets.send(new PutSecretValueCommand({ SecretId: name, SecretString: value }), { abortSignal }),
-        );
-        if (tags.length) await call('TagResource', name, (abortSignal) => secrets.send(new TagResourceCommand({ SecretId: name, Tags: tags }), { abortSignal }));
-        return { version: put.VersionId ?? 'unknown', created: false };
+        existing = await call('DescribeSecret', name, (abortSignal) => secrets.send(new DescribeSecretCommand({ SecretId: name }), { abortSignal }));
       } catch (error) {
         if (!(error instanceof SecretNotFound)) throw error;
       }
-      const created = await call('CreateSecret', name, (abortSignal) =>
-        secrets.send(
-          new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ...(options.description ? { Description: options.description } : {}) }),
-          { abortSignal },
-        ),
+      if (!existing) {
+        const created = await call('CreateSecret', name, (abortSignal) =>
+          secrets.send(
+            new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ...(options.description ? { Description: options.description } : {}) }),
+            { abortSignal },
+          ),
+        );
+        return { version: created.VersionId ?? 'unknown', created: true };
+      }
+      // A soft-revoked secret (scheduled for deletion) is restored first: re-provisioning a developer.
+      if (existing.DeletedDate) await call('RestoreSecret', name, (abortSignal) => secrets.send(new RestoreSecretCommand({ SecretId: name }), { abortSignal }));
+      const put = await call('PutSecretValue', name, (abortSignal) =>
+        secrets.send(new PutSecretValueCommand({ SecretId: name, SecretString: value }), { abortSignal }),
       );
-      return { version: created.VersionId ?? 'unknown', created: true };
+      if (tags.length) await call('TagResource', name, (abortSignal) => secrets.send(new TagResourceCommand({ SecretId: name, Tags: tags }), { abortSignal }));
+      return { version: put.VersionId ?? 'unknown', created: false };
     },
 
     async *list(prefix) {

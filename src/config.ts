@@ -27,6 +27,19 @@ const StoreSchema = v.looseObject({
   type: v.picklist(storeTypes, `must be one of: ${storeTypes.join(', ')}`),
 });
 
+/** The gateway's key-management API that `admin rotate`/`revoke` mint and delete keys through. */
+export const keyIssuerTypes = ['litellm'] as const;
+const KeyIssuerSchema = v.strictObject({
+  type: v.picklist(keyIssuerTypes, `must be one of: ${keyIssuerTypes.join(', ')}`),
+  url: v.pipe(v.string(), v.url('must be a URL such as "https://llm.example.com"')),
+  /** The environment variable holding the admin credential (never the credential itself). */
+  masterKeyEnv: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name such as "LITELLM_MASTER_KEY"'))),
+  /** How long a minted key lives at the gateway ("90d"); absent: no expiry. */
+  keyDuration: v.optional(duration),
+  /** Models a minted key may call; absent: all. */
+  models: v.optional(v.array(v.pipe(v.string(), v.minLength(1)))),
+});
+
 /** Notes for people: config files are JSON, which has no comments (`keybroker config init` writes these). */
 const comment = v.optional(v.union([v.string(), v.array(v.string())]));
 
@@ -41,6 +54,7 @@ const ProfileSchema = v.strictObject({
   timeout: v.optional(duration),
   cache: v.optional(CacheSchema),
   gateway: v.optional(v.pipe(v.string(), v.url('must be a URL such as "https://llm.example.com"'))),
+  keyIssuer: v.optional(KeyIssuerSchema),
 });
 
 const FileSchema = v.strictObject({
@@ -72,7 +86,11 @@ export interface Profile {
   timeoutMs: number;
   cache: { backend: CacheBackendName; refreshAfterMs: number; fallback: 'none' | 'file' };
   gateway?: string;
+  /** Only admin commands read it. */
+  keyIssuer?: KeyIssuerConfig;
 }
+
+export type KeyIssuerConfig = v.InferOutput<typeof KeyIssuerSchema>;
 
 /** One place a value can come from, in increasing precedence. */
 export interface Layer {
@@ -245,6 +263,7 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
     },
   };
   if (merged.gateway) profile.gateway = merged.gateway;
+  if (merged.keyIssuer) profile.keyIssuer = merged.keyIssuer;
   if (sources['store']) profile.storeSource = sources['store'];
   return { layers, profile, sources };
 }

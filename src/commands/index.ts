@@ -14,6 +14,7 @@ export const commands: CommandEntry[] = [
   lazy('config', 'show the effective configuration and where each value came from; config init', async () => (await import('./config.ts')).configCommand),
   lazy('login', 'log in to the store (browser flow, or the exact CLI command), then cache the key', async () => (await import('./login.ts')).loginCommand),
   lazy('cache', 'cache clear: forget the cached key (the next get reads the store)', async () => (await import('./cache.ts')).cacheCommand),
+  lazy('admin', 'provision, rotate, revoke and list developers\' keys; print the store\'s access policy', async () => (await import('./admin.ts')).adminCommand),
 ];
 
 /** The full command of an entry (loading its module when it is a lazy one). */

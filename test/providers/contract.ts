@@ -8,6 +8,7 @@ import { openProvider } from '../../src/store.ts';
 import { fetchFromStore } from '../../src/broker.ts';
 import { AccessDenied, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/errors.ts';
 import { closedPort, startFaultProxy } from '../support/fault-proxy.ts';
+import { withEnvironment } from '../support/environment.ts';
 
 export interface ProviderHarness {
   type: StoreType;
@@ -55,21 +56,7 @@ function profileFor(store: StoreConfig, timeoutMs = 5_000): Profile {
   };
 }
 
-/**
- * SDK credential chains read process.env itself (in the binary, the context's env is
- * process.env): each call runs with the environment the harness gave for that identity.
- */
-async function withEnvironment<T>(env: NodeJS.ProcessEnv, call: () => Promise<T>): Promise<T> {
-  const saved = process.env;
-  process.env = { ...env };
-  try {
-    return await call();
-  } finally {
-    process.env = saved;
-  }
-}
-
-function inEnvironment(env: NodeJS.ProcessEnv, provider: Provider): Provider {
+export function inEnvironment(env: NodeJS.ProcessEnv, provider: Provider): Provider {
   return {
     describe: () => provider.describe(),
     loginCommand: () => provider.loginCommand(),
@@ -251,6 +238,33 @@ export function describeProviderContract(harness: ProviderHarness): void {
         const listed = [];
         for await (const summary of admin.list(prefix)) listed.push(summary);
         expect(listed.find((summary) => summary.name === `${prefix}gina`)?.enabled).toBe(false);
+      });
+
+      it('an admin write is what the developer reads (the get path)', async () => {
+        const written = await admin.write(server.developerSecret, JSON.stringify({ api_key: 'sk-test-admin-to-developer', created_by: 'contract' }), {
+          labels: { 'managed-by': 'keybroker', 'keybroker-user': server.developerUser },
+        });
+        const entry = await fetchFromStore({
+          profile: { ...profileFor(server.storeConfig(server.port)), secret: server.developerSecret.replace(server.developerUser, '{user}') },
+          openProvider: async () => provider,
+          osUser: () => 'not-this-one',
+          now: Date.now,
+        });
+        expect(entry.key).toBe('sk-test-admin-to-developer');
+        expect(entry.version).toBe(written.version);
+      });
+
+      it('writing a revoked secret restores it with the new value (re-provisioning)', async () => {
+        await admin.write(`${prefix}ivan`, 'sk-test-admin-ivan-1', { labels: { 'managed-by': 'keybroker' } });
+        await admin.revoke(`${prefix}ivan`, { purge: false });
+        const result = await admin.write(`${prefix}ivan`, 'sk-test-admin-ivan-2', { labels: { 'managed-by': 'keybroker', 'keybroker-user': 'ivan' } });
+        expect((await admin.readCurrent(`${prefix}ivan`)).value).toBe('sk-test-admin-ivan-2');
+        expect((await admin.readCurrent(`${prefix}ivan`)).version).toBe(result.version);
+        const listed = [];
+        for await (const summary of admin.list(prefix)) listed.push(summary);
+        const ivan = listed.find((summary) => summary.name === `${prefix}ivan`);
+        expect(ivan?.enabled).toBe(true);
+        expect(ivan?.labels['keybroker-user']).toBe('ivan');
       });
 
       it('purges: the secret is gone', async () => {

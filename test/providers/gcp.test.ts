@@ -10,19 +10,11 @@ import { crc32c, decodeLabels, encodeLabels, nameForSecretId, secretIdFor } from
 import type { Provider } from '../../providers/provider.ts';
 import { referenceCrc32c } from '../fakes/gcp.ts';
 import { closedPort } from '../support/fault-proxy.ts';
+import { withEnvironment } from '../support/environment.ts';
 import { ADMIN, ALICE, BOB, CAROL, GCP_PROJECT, escapedSecretId, startGcpTestBed, type GcpTestBed } from './gcp.harness.ts';
 
 const ALICE_SECRET = 'claude-code/keys/alice@example.com';
 
-async function withEnvironment<T>(env: NodeJS.ProcessEnv, run: () => Promise<T>): Promise<T> {
-  const saved = process.env;
-  process.env = { ...env };
-  try {
-    return await run();
-  } finally {
-    process.env = saved;
-  }
-}
 
 describe('GCP names and checksums', () => {
   it('computes CRC32C (Castagnoli) as Secret Manager does', () => {

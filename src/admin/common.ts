@@ -1,0 +1,160 @@
+// What every admin command shares: where a developer's key lives, what is written there,
+// where the key comes from (never argv), and the write that skips unchanged keys.
+import fs from 'node:fs';
+import type { Profile } from '../config.ts';
+import { ConfigError, SecretNotFound, UsageError, UnusableKey } from '../errors.ts';
+import { keyProblem, parseSecretValue } from '../key-value.ts';
+import type { Output } from '../output.ts';
+import { userNameProblem } from '../secret-name.ts';
+import type { KeyIssuer } from '../gateways/key-issuer.ts';
+import type { Provider } from '../../providers/provider.ts';
+import type { AuditLog, AuditRecord } from './audit.ts';
+
+export interface AdminDeps {
+  provider: Provider;
+  profile: Pick<Profile, 'secret' | 'field' | 'store' | 'cache'>;
+  /** JSON with the key in `field` plus metadata, or the bare key. */
+  valueFormat: 'json' | 'raw';
+  now(): number;
+  output: Output;
+  audit: AuditLog;
+  /** The admin as the store sees them (for created_by). */
+  actor(): string;
+  /** The gateway's key API, when the profile has one. */
+  issuer?: KeyIssuer;
+  /** Progress bars only on a terminal. */
+  isTTY: boolean;
+}
+
+export const MANAGED_BY_LABEL = 'managed-by';
+export const USER_LABEL = 'keybroker-user';
+/** Unix seconds: a form every store's labels accept (GCP allows only [a-z0-9_-]). */
+export const ROTATED_LABEL = 'keybroker-rotated';
+export const EXPIRES_LABEL = 'keybroker-expires';
+
+/** The secret that holds `user`'s key, or a UsageError naming why `user` cannot be used. */
+export function secretNameFor(template: string, user: string): string {
+  if (!template.includes('{user}')) {
+    throw new ConfigError(`the profile's secret "${template}" has no {user}: every developer would share one key`, 'set "secret" to a template such as "claude-code/keys/{user}"');
+  }
+  const problem = userNameProblem(user);
+  if (problem) throw new UsageError(`the user name ${JSON.stringify(user)} cannot be used in the secret name "${template}": ${problem}`, 'give the developer\'s plain name, e.g. --user alice');
+  return template.replaceAll('{user}', user);
+}
+
+/** The part of the template before `{user}`: what `list` asks the store for. */
+export function templatePrefix(template: string): string {
+  const at = template.indexOf('{user}');
+  return at < 0 ? template : template.slice(0, at);
+}
+
+/** The user a secret name belongs to under `template`, or undefined when it is not one of ours. */
+export function userFromSecretName(template: string, name: string): string | undefined {
+  const at = template.indexOf('{user}');
+  if (at < 0) return undefined;
+  const prefix = template.slice(0, at);
+  const suffix = template.slice(at + '{user}'.length).replaceAll('{user}', '');
+  if (!name.startsWith(prefix) || !name.endsWith(suffix) || name.length <= prefix.length + suffix.length) return undefined;
+  const user = name.slice(prefix.length, name.length - suffix.length);
+  return userNameProblem(user) ? undefined : user;
+}
+
+const KEY_PREFIX = /^(sk|sk-ant|sk-proj|pk|rk|key|token|api|ghp|gho|xox[abpr]|glpat|AKIA)[-_][A-Za-z0-9_\-]{6,}$/i;
+
+/** True for an argument that looks like a key rather than a name, path or duration. */
+export function looksLikeKey(argument: string): boolean {
+  if (KEY_PREFIX.test(argument)) return true;
+  if (argument.length < 24 || fs.existsSync(argument)) return false;
+  // Long hex, or a long mixed-case run with digits (base62/base64): random tokens. Lower-case
+  // names with digits (UUIDs, role session names) are left alone.
+  if (/^[0-9a-fA-F]{32,}$/.test(argument)) return true;
+  return /^[A-Za-z0-9_\-+=]+$/.test(argument) && /\d/.test(argument) && /[a-z]/.test(argument) && /[A-Z]/.test(argument);
+}
+
+/** Refuses a key given on the command line: it is in the shell history and the process list now. */
+export function refuseKeysInArguments(args: string[]): void {
+  const index = args.findIndex(looksLikeKey);
+  if (index >= 0) {
+    throw new UsageError(
+      `argument ${index + 1} looks like a key; keys are never taken from the command line (shell history, process list)`,
+      'pipe it on stdin (printf %s "$KEY" | keybroker admin put --user NAME) or use --from-file FILE, and consider that key exposed',
+    );
+  }
+}
+
+/** The key from --from-file or stdin, trimmed as `get` trims it, refused with `get`'s rules. */
+export function readKeyInput(text: string, where: string): string {
+  const key = text.trim();
+  const problem = keyProblem(key);
+  if (problem) throw new UnusableKey(`the key from ${where} is not usable: ${problem}`, 'give one token of printable ASCII (no spaces or line breaks)');
+  return key;
+}
+
+export function parseExpiry(text: string, where: string): Date {
+  const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+  const date = rfc3339.test(text) ? new Date(text) : undefined;
+  if (!date || Number.isNaN(date.getTime())) throw new UsageError(`${where} is not an RFC 3339 time`, 'write it like 2026-12-31T23:59:59Z');
+  return date;
+}
+
+export interface KeyWrite {
+  user: string;
+  key: string;
+  expiresAt?: Date;
+}
+
+export interface WriteOutcome {
+  user: string;
+  secret: string;
+  version: string;
+  /** created: a new secret; updated: a new version; unchanged: the same key was already current. */
+  outcome: 'created' | 'updated' | 'unchanged';
+}
+
+/** The value stored for a key: what `get` parses back (src/key-value.ts). */
+export function secretValue(deps: Pick<AdminDeps, 'valueFormat' | 'profile' | 'actor'>, write: KeyWrite, now: number): string {
+  // A bare key cannot carry an expiry: that one value is written as JSON, which `get` reads too.
+  if (deps.valueFormat === 'raw' && !write.expiresAt) return write.key;
+  const value: Record<string, string> = { [deps.profile.field]: write.key };
+  if (write.expiresAt) value['expires_at'] = write.expiresAt.toISOString().replace(/\.000Z$/, 'Z');
+  value['created_at'] = new Date(now).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  value['created_by'] = deps.actor();
+  return JSON.stringify(value);
+}
+
+/** The key currently stored for `secret`, or undefined when there is none (or it is unusable). */
+export async function currentKey(deps: Pick<AdminDeps, 'provider' | 'profile'>, secret: string): Promise<{ key: string; version: string; expiresAt?: Date } | undefined> {
+  let current;
+  try {
+    current = await deps.provider.readCurrent(secret);
+  } catch (error) {
+    if (error instanceof SecretNotFound) return undefined;
+    throw error;
+  }
+  try {
+    const parsed = parseSecretValue(current.value, deps.profile.field, `secret "${secret}"`);
+    return { ...parsed, version: current.version };
+  } catch (error) {
+    if (error instanceof UnusableKey) return undefined;
+    throw error;
+  }
+}
+
+/** Writes a new version unless the same key (and expiry) is already current; audits either way. */
+export async function writeKey(deps: AdminDeps, write: KeyWrite, action: AuditRecord['action'], gateway?: string): Promise<WriteOutcome> {
+  const secret = secretNameFor(deps.profile.secret, write.user);
+  const current = await currentKey(deps, secret);
+  const expiry = (date: Date | undefined) => date?.getTime();
+  let result: WriteOutcome;
+  if (current && current.key === write.key && expiry(current.expiresAt) === expiry(write.expiresAt)) {
+    result = { user: write.user, secret, version: current.version, outcome: 'unchanged' };
+  } else {
+    const now = deps.now();
+    const labels: Record<string, string> = { [MANAGED_BY_LABEL]: 'keybroker', [USER_LABEL]: write.user, [ROTATED_LABEL]: String(Math.floor(now / 1000)) };
+    if (write.expiresAt) labels[EXPIRES_LABEL] = String(Math.floor(write.expiresAt.getTime() / 1000));
+    const written = await deps.provider.write(secret, secretValue(deps, write, now), { labels, description: `Claude Code gateway key of ${write.user} (keybroker)` });
+    result = { user: write.user, secret, version: written.version, outcome: written.created ? 'created' : 'updated' };
+  }
+  deps.audit.record({ action, user: write.user, secret, version: result.version, outcome: result.outcome, ...(gateway ? { gateway } : {}) });
+  return result;
+}

@@ -1,0 +1,180 @@
+// A LiteLLM proxy as its docs describe the key API: master-key auth (Authorization: Bearer),
+// POST /key/generate (user_id, key_alias unique, duration "30s|30m|30h|30d", models, metadata),
+// POST /key/regenerate {key, grace_period} (the old key keeps working until the grace period
+// ends, then only the new one), POST /key/delete {keys}, GET /key/info?key=. Errors in LiteLLM's
+// {"error": {message, type, param, code}} shape. Everything else is the Anthropic-API fake
+// gateway (test/fakes/gateway.ts), which accepts exactly the keys valid at that moment.
+import http from 'node:http';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { startFakeGateway, type FakeGateway } from './gateway.ts';
+
+export interface IssuedKey {
+  key: string;
+  userId: string | null;
+  alias: string | null;
+  /** Unix ms; null: never. */
+  expires: number | null;
+  models: string[];
+  /** Set when the key was regenerated with a grace period: accepted until then. */
+  graceUntil?: number;
+  /** Regenerated without grace, or deleted. */
+  revoked: boolean;
+}
+
+export interface AdminCall {
+  route: string;
+  authorized: boolean;
+  status: number;
+  body: Record<string, unknown>;
+}
+
+export interface FakeLiteLlm {
+  url: string;
+  masterKey: string;
+  /** The Anthropic-API side: its request log shows which key each message carried. */
+  gateway: FakeGateway;
+  keys: IssuedKey[];
+  adminCalls: AdminCall[];
+  /** True when a message sent with `key` would be accepted now. */
+  accepts(key: string): boolean;
+  /** Makes the next call to `route` fail with this HTTP status. */
+  failNext(route: string, status: number): void;
+  stop(): Promise<void>;
+}
+
+/** LiteLLM's duration strings: a number and one of s, m, h, d. */
+function durationMs(text: string): number | undefined {
+  const match = /^(\d+)([smhd])$/.exec(text.trim());
+  if (!match) return undefined;
+  return Number(match[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+const liteLlmError = (message: string, type: string, code: number) => JSON.stringify({ error: { message, type, param: 'None', code: String(code) } });
+
+export async function startFakeLiteLlm(options: { masterKey?: string; now?: () => number } = {}): Promise<FakeLiteLlm> {
+  const masterKey = options.masterKey ?? `sk-test-master-${randomBytes(6).toString('hex')}`;
+  const now = options.now ?? Date.now;
+  const gateway = await startFakeGateway();
+  const keys: IssuedKey[] = [];
+  const adminCalls: AdminCall[] = [];
+  const failures = new Map<string, number>();
+
+  const valid = (entry: IssuedKey, at: number) =>
+    (entry.expires === null || at < entry.expires) && (entry.graceUntil !== undefined ? at < entry.graceUntil : !entry.revoked);
+  const accepts = (key: string) => keys.some((entry) => entry.key === key && valid(entry, now()));
+  const issue = (body: Record<string, unknown>): IssuedKey => ({
+    key: `sk-test-${randomBytes(12).toString('hex')}`,
+    userId: typeof body['user_id'] === 'string' ? body['user_id'] : null,
+    alias: typeof body['key_alias'] === 'string' ? body['key_alias'] : null,
+    expires: typeof body['duration'] === 'string' ? now() + durationMs(body['duration'])! : null,
+    models: Array.isArray(body['models']) ? (body['models'] as string[]) : [],
+    revoked: false,
+  });
+  const describe = (entry: IssuedKey) => ({
+    key: entry.key,
+    key_alias: entry.alias,
+    user_id: entry.userId,
+    expires: entry.expires === null ? null : new Date(entry.expires).toISOString(),
+    models: entry.models,
+    token_id: `hashed-${entry.key.slice(-8)}`,
+  });
+
+  const server = http.createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://litellm');
+    if (!url.pathname.startsWith('/key/')) return forward(request, response);
+    let text = '';
+    request.on('data', (chunk) => (text += chunk));
+    request.on('end', () => {
+      let body: Record<string, unknown> = {};
+      try {
+        body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+      } catch {
+        /* answered below as a bad request */
+      }
+      const authorized = request.headers['authorization'] === `Bearer ${masterKey}`;
+      const call: AdminCall = { route: url.pathname, authorized, status: 0, body };
+      adminCalls.push(call);
+      const send = (status: number, payload: string) => {
+        call.status = status;
+        response.writeHead(status, { 'content-type': 'application/json' });
+        response.end(payload);
+      };
+      if (!authorized) return send(401, liteLlmError('Authentication Error, Invalid proxy server token passed. Received API Key = sk-...', 'auth_error', 401));
+      const failure = failures.get(url.pathname);
+      if (failure) {
+        failures.delete(url.pathname);
+        return send(failure, liteLlmError('Internal Server Error', 'internal_server_error', failure));
+      }
+      if (request.method === 'POST' && url.pathname === '/key/generate') {
+        if (body['duration'] !== undefined && (typeof body['duration'] !== 'string' || durationMs(body['duration']) === undefined)) {
+          return send(400, liteLlmError(`Invalid duration: ${String(body['duration'])}`, 'bad_request_error', 400));
+        }
+        if (typeof body['key_alias'] === 'string' && keys.some((entry) => entry.alias === body['key_alias'] && !entry.revoked)) {
+          return send(400, liteLlmError(`Unique key aliases across all keys are required. Key alias=${body['key_alias']} already exists.`, 'bad_request_error', 400));
+        }
+        const entry = issue(body);
+        keys.push(entry);
+        return send(200, JSON.stringify(describe(entry)));
+      }
+      const regenerate = /^\/key\/(?:(.+)\/)?regenerate$/.exec(url.pathname);
+      if (request.method === 'POST' && regenerate) {
+        const oldKey = regenerate[1] ? decodeURIComponent(regenerate[1]) : body['key'];
+        const old = keys.find((entry) => entry.key === oldKey && valid(entry, now()));
+        if (!old) return send(404, liteLlmError('Key not found', 'not_found_error', 404));
+        const grace = typeof body['grace_period'] === 'string' ? durationMs(body['grace_period']) : undefined;
+        if (body['grace_period'] !== undefined && grace === undefined) return send(400, liteLlmError(`Invalid grace_period: ${String(body['grace_period'])}`, 'bad_request_error', 400));
+        const entry = { ...issue({ ...body, key_alias: old.alias, user_id: body['user_id'] ?? old.userId }), models: old.models };
+        if (body['duration'] === undefined) entry.expires = old.expires;
+        old.revoked = true;
+        if (grace) old.graceUntil = now() + grace;
+        keys.push(entry);
+        return send(200, JSON.stringify(describe(entry)));
+      }
+      if (request.method === 'POST' && url.pathname === '/key/delete') {
+        const wanted = Array.isArray(body['keys']) ? (body['keys'] as string[]) : [];
+        const found = keys.filter((entry) => wanted.includes(entry.key));
+        if (found.length !== wanted.length) return send(404, liteLlmError('Failed to delete all keys. Keys not found', 'not_found_error', 404));
+        for (const entry of found) {
+          entry.revoked = true;
+          delete entry.graceUntil;
+        }
+        return send(200, JSON.stringify({ deleted_keys: wanted }));
+      }
+      if (request.method === 'GET' && url.pathname === '/key/info') {
+        const entry = keys.find((candidate) => candidate.key === url.searchParams.get('key'));
+        if (!entry) return send(404, liteLlmError('Key not found', 'not_found_error', 404));
+        return send(200, JSON.stringify({ key: entry.key, info: describe(entry) }));
+      }
+      send(404, liteLlmError(`Not Found: ${request.method} ${url.pathname}`, 'not_found_error', 404));
+    });
+  });
+
+  /** The model API: the gateway fake, told which keys are valid at this instant. */
+  function forward(request: http.IncomingMessage, response: http.ServerResponse): void {
+    gateway.acceptKeys(keys.filter((entry) => valid(entry, now())).map((entry) => entry.key));
+    const upstream = http.request({ host: '127.0.0.1', port: gateway.port, method: request.method, path: request.url, headers: request.headers }, (answer) => {
+      response.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(response);
+    });
+    upstream.on('error', () => response.destroy());
+    request.pipe(upstream);
+  }
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    masterKey,
+    gateway,
+    keys,
+    adminCalls,
+    accepts,
+    failNext: (route, status) => void failures.set(route, status),
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await gateway.stop();
+    },
+  };
+}
