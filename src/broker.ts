@@ -20,7 +20,7 @@
 // - Refresh-ahead. A fresh key older than 80 % of refreshAfter is served at once and a detached
 //   process re-reads the store (at most one per profile per 30 s), so most callers never meet a
 //   stale cache; the 100 % deadline above still holds for everyone.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './sha256.ts';
 import type { Profile } from './config.ts';
 import {
   AccessDenied,
@@ -118,7 +118,7 @@ export const LOCK_ROUND_MS = 100;
 /** The keychain account (or cache file) of a profile: changes when what it reads changes. */
 export function cacheAccount(profile: Profile): string {
   const what = JSON.stringify([profile.store, profile.secret, profile.field, profile.user]);
-  return `${profile.name}:${createHash('sha256').update(what).digest('hex').slice(0, 12)}`;
+  return `${profile.name}:${sha256Hex(what).slice(0, 12)}`;
 }
 
 export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile' | 'warn' | 'debug'>): Promise<CacheEntry | undefined> {

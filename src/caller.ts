@@ -13,8 +13,7 @@
 //  3. Neither (Windows, a /proc we may not read, `ps` missing): no caller identity. The 401 rule
 //     is then off and a rotated key arrives through freshness (`refreshAfter`) alone.
 import fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './sha256.ts';
 
 export interface CallerIdentity {
   /** Stable for one caller process, different for another; never a credential. */
@@ -38,7 +37,7 @@ export interface ProcessInfo {
 export function identifyCaller(env: NodeJS.ProcessEnv, options: { platform?: NodeJS.Platform; ppid?: number; inspect?: (pid: number) => ProcessInfo | undefined } = {}): CallerIdentity | undefined {
   const token = env['CLAUDE_CODE_MESSAGING_TOKEN'];
   if (token) {
-    return { id: `token:${createHash('sha256').update(token).digest('hex').slice(0, 24)}`, how: 'messaging-token', description: 'Claude Code (messaging token)' };
+    return { id: `token:${sha256Hex(token).slice(0, 24)}`, how: 'messaging-token', description: 'Claude Code (messaging token)' };
   }
   const platform = options.platform ?? process.platform;
   const inspect = options.inspect ?? (platform === 'linux' ? procInfo : platform === 'darwin' ? psInfo : undefined);
@@ -80,7 +79,8 @@ export function procInfo(pid: number): ProcessInfo | undefined {
 
 /** macOS (and other Unixes with BSD ps): one `ps` call per process looked at. */
 export function psInfo(pid: number): ProcessInfo | undefined {
-  const result = spawnSync('ps', ['-o', 'ppid=', '-o', 'lstart=', '-o', 'command=', '-p', String(pid)], { encoding: 'utf8', timeout: 1_000, stdio: ['ignore', 'pipe', 'ignore'] });
+  // Loaded here, not at the top: node:child_process costs a warm `get` ~2 ms to load.
+  const result = process.getBuiltinModule('node:child_process').spawnSync('ps', ['-o', 'ppid=', '-o', 'lstart=', '-o', 'command=', '-p', String(pid)], { encoding: 'utf8', timeout: 1_000, stdio: ['ignore', 'pipe', 'ignore'] });
   const line = result.status === 0 ? result.stdout.trim() : '';
   // lstart is always five words: "Fri Nov 27 14:18:01 2026".
   const match = /^(\d+)\s+(\S+\s+\S+\s+\S+\s+\S+\s+\S+)\s+(.*)$/.exec(line);

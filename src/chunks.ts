@@ -18,12 +18,12 @@ function bundle() {
   return typeof __KEYBROKER_BUNDLE__ === 'undefined' ? undefined : __KEYBROKER_BUNDLE__;
 }
 
-export async function loadProviderModule(type: StoreType): Promise<ProviderModule> {
+export async function loadProviderModule(type: StoreType, debug: (message: string) => void = () => {}): Promise<ProviderModule> {
   if (!bundle()) {
     const source = '../providers/' + type + '.ts';
     return (await import(source)) as ProviderModule;
   }
-  return loadBundledChunk(`provider-${type}`) as ProviderModule;
+  return loadBundledChunk(`provider-${type}`, debug) as ProviderModule;
 }
 
 let keyring: KeyringBinding | undefined;
@@ -50,19 +50,40 @@ function seaModule(): typeof import('node:sea') | undefined {
  * Runs a CommonJS chunk: from the SEA's assets, or from dist/chunks next to the bundle. The
  * chunk's `require('keybroker:errors')` is this bundle's own errors module (bin/build.ts).
  */
-function loadBundledChunk(name: string): unknown {
+function loadBundledChunk(name: string, debug: (message: string) => void): unknown {
   const sea = seaModule();
   const file = path.join(path.dirname(__filename), 'chunks', `${name}.cjs`);
   const code = sea ? sea.getAsset(`${name}.cjs`, 'utf8') : fs.readFileSync(file, 'utf8');
-  const wrapper = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${code}\n})`, {
-    filename: file,
-  });
-  const builtins = createRequire(__filename);
-  const hostRequire = (id: string): unknown => (id === 'keybroker:errors' ? errors : builtins(id));
+  const cachedData = readCodeCache(name, file, sea);
+  const wrapper = new vm.Script(wrapChunk(code), { filename: file, ...(cachedData ? { cachedData } : {}) });
+  if (!cachedData) debug(`loading ${name} without a code cache`);
+  else if (wrapper.cachedDataRejected) debug(`the code cache of ${name} was rejected (built by another Node?); compiling it`);
+  else debug(`loading ${name} with its code cache`);
+  return runChunk(wrapper, file, errors);
+}
+
+/** The function a chunk's CommonJS code runs in; bin/build.ts makes the code cache from the same text. */
+export function wrapChunk(code: string): string {
+  return `(function (exports, require, module, __filename, __dirname) {${code}\n})`;
+}
+
+/** Runs a wrapped chunk; its `require('keybroker:errors')` gets `hostErrors`, anything else a built-in. */
+export function runChunk(script: vm.Script, file: string, hostErrors: unknown): unknown {
+  const builtins = createRequire(file);
+  const hostRequire = (id: string): unknown => (id === 'keybroker:errors' ? hostErrors : builtins(id));
   const module = { exports: {} };
-  const compiled = wrapper.runInThisContext() as (...args: unknown[]) => void;
+  const compiled = script.runInThisContext() as (...args: unknown[]) => void;
   compiled(module.exports, hostRequire, module, file, path.dirname(file));
   return module.exports;
+}
+
+/** The V8 code cache the build made for a chunk (saves ~20 ms of compiling on a cold get), if any. */
+function readCodeCache(name: string, file: string, sea: typeof import('node:sea') | undefined): Buffer | undefined {
+  try {
+    return sea ? Buffer.from(sea.getRawAsset(`${name}.cache`) as ArrayBuffer) : fs.readFileSync(file.replace(/\.cjs$/, '.cache'));
+  } catch {
+    return undefined;
+  }
 }
 
 /**

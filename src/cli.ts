@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { globalHelp, globalOptions, type Command, type RunContext } from './command.ts';
 import { ExitCode, KeybrokerError, UsageError, oneLine } from './errors.ts';
 import { processOutput, maskSecrets, type Output } from './output.ts';
-import { commands } from './commands/index.ts';
+import { commands, resolveCommand } from './commands/index.ts';
 
 declare const __KEYBROKER_VERSION__: string | undefined;
 export const VERSION = typeof __KEYBROKER_VERSION__ === 'string' ? __KEYBROKER_VERSION__ : '0.0.0-dev';
@@ -23,7 +23,9 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
     env: runtime.env,
     output,
     now: runtime.now,
-    isTTY: runtime.isTTY,
+    get isTTY() {
+      return runtime.isTTY;
+    },
     debug: verbose ? (message) => output.stderr(`keybroker: debug: ${maskSecrets(message)}`) : () => {},
   };
   try {
@@ -39,7 +41,7 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
     if (argv[0] && !argv[0].startsWith('-') && !named) {
       throw new UsageError(`unknown command "${argv[0]}"`, `run 'keybroker --help' for the commands`);
     }
-    const command = named ?? commands.find((candidate) => candidate.name === 'get')!;
+    const command = await resolveCommand(named ?? commands.find((candidate) => candidate.name === 'get')!);
     return await runCommand(command, named ? argv.slice(1) : argv, context);
   } catch (error) {
     return report(error, output, context);
@@ -97,5 +99,13 @@ Exit codes: 0 ok, 1 internal, 2 usage, 3 configuration, 4 not authenticated to t
 }
 
 function defaultRuntime(): CliRuntime {
-  return { env: process.env, output: processOutput, now: Date.now, isTTY: Boolean(process.stdout.isTTY) };
+  return {
+    env: process.env,
+    output: processOutput,
+    now: Date.now,
+    // A getter: touching process.stdout builds its stream (tty, net) which `get` never needs.
+    get isTTY() {
+      return Boolean(process.stdout.isTTY);
+    },
+  };
 }

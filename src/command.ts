@@ -27,6 +27,18 @@ export interface Command {
   run(values: ParsedValues, positionals: string[], context: RunContext): Promise<number>;
 }
 
+/**
+ * A command listed by name and summary whose module loads only when it runs, so that a warm
+ * `get` parses none of the others (each costs start-up time on every Claude Code call).
+ */
+export interface LazyCommand {
+  name: string;
+  summary: string;
+  load(): Promise<Command>;
+}
+
+export type CommandEntry = Command | LazyCommand;
+
 /** Flags every command takes. */
 export const globalOptions = {
   config: { type: 'string' },

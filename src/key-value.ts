@@ -1,5 +1,5 @@
 // What a stored secret value means, and whether Claude Code would accept the key in it.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './sha256.ts';
 import { UnusableKey } from './errors.ts';
 
 /** Claude Code rejects a helper's output longer than this (SPEC §1). */
@@ -94,5 +94,5 @@ export function keyProblem(key: string): string | undefined {
 
 /** How diagnostics name a key: never the key, only the first 8 hex digits of its SHA-256. */
 export function fingerprint(key: string): string {
-  return 'sha256:' + createHash('sha256').update(key).digest('hex').slice(0, 8);
+  return 'sha256:' + sha256Hex(key).slice(0, 8);
 }

@@ -3,7 +3,7 @@
 // re-check's verdict, and the last store failure (so processes waiting on one refresh share it).
 import fs from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './sha256.ts';
 import { checkPrivateDir } from './paths.ts';
 
 export interface ServedRecord {
@@ -46,7 +46,7 @@ const SWEEP_AFTER_MS = 24 * 3_600_000;
 
 /** One small 0600 JSON file per fact in a 0700 folder; every write is an atomic rename. Never throws. */
 export function fileRotationState(dir: string, now: () => number = Date.now): RotationState {
-  const name = (...parts: string[]) => path.join(dir, createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 24));
+  const name = (...parts: string[]) => path.join(dir, sha256Hex(parts.join('\0')).slice(0, 24));
   let ready: boolean | undefined;
   function ensureDir(): boolean {
     if (ready !== undefined) return ready;

@@ -1,14 +1,12 @@
 // Wires the real world (config files, keychain, lock files, the store's SDK, the clock) into
 // the broker core for one profile.
 import os from 'node:os';
-import { spawn } from 'node:child_process';
-import { isSea } from 'node:sea';
 import path from 'node:path';
 import type { BrokerDeps } from './broker.ts';
 import { loadConfig, type LoadedConfig } from './config.ts';
 import type { RunContext, ParsedValues } from './command.ts';
 import { openCache } from './cache/select.ts';
-import { fileLock } from './lock.ts';
+import type { Lock } from './lock.ts';
 import { userRuntimeDir } from './paths.ts';
 import { openProvider } from './store.ts';
 import { identifyCaller } from './caller.ts';
@@ -49,7 +47,7 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
       warn: (line) => context.output.stderr(line),
     }),
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
-    lock: fileLock(path.join(userRuntimeDir(context.env), 'locks')),
+    lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks')),
     now: context.now,
     osUser: () => os.userInfo().username,
     callerTtlMs: callerTtlMs(context.env),
@@ -63,13 +61,21 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
   };
 }
 
+/** The lock module (and node:crypto with it) loads only when a store read takes the lock, never on a warm get. */
+function lazyFileLock(dir: string): Lock {
+  return {
+    acquire: async (name, waitMs) => (await import('./lock.ts')).fileLock(dir).acquire(name, waitMs),
+  };
+}
+
 /**
  * Runs this executable again, detached in its own session with every stdio on /dev/null, so that
  * Claude Code (which waits for our stdout to close) never waits for it.
  */
 export function startDetached(args: string[], env: NodeJS.ProcessEnv): void {
-  const self = isSea() ? [process.execPath] : [process.execPath, process.argv[1]!];
-  const child = spawn(self[0]!, [...self.slice(1), ...args], { detached: true, stdio: 'ignore', env, windowsHide: true });
+  const self = process.getBuiltinModule('node:sea').isSea() ? [process.execPath] : [process.execPath, process.argv[1]!];
+  // Loaded here, not at the top: node:child_process costs a warm `get` ~2 ms to load.
+  const child = process.getBuiltinModule('node:child_process').spawn(self[0]!, [...self.slice(1), ...args], { detached: true, stdio: 'ignore', env, windowsHide: true });
   child.on('error', () => {});
   child.unref();
 }

@@ -8,7 +8,7 @@ import { loadProviderModule } from './chunks.ts';
 import type { Provider, ProviderContext } from '../providers/provider.ts';
 
 export async function openProvider(profile: Profile, context: Omit<ProviderContext, 'profile' | 'timeoutMs'>): Promise<Provider> {
-  const module = await loadProviderModule(profile.store.type);
+  const module = await loadProviderModule(profile.store.type, context.debug);
   const result = v.safeParse(module.storeSchema, profile.store);
   if (!result.success) {
     const issue = describeIssue(result.issues[0]);

@@ -1,14 +1,14 @@
 // Plaintext cache for machines without a keychain: one 0600 file per entry in a 0700 folder.
 import fs from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../sha256.ts';
 import { CacheUnavailable } from '../errors.ts';
 import { checkPrivateDir } from '../paths.ts';
 import type { CacheStore } from './cache-store.ts';
 
 export function fileCache(dir: string): CacheStore {
   const fileOf = (account: string) =>
-    path.join(dir, `${createHash('sha256').update(account).digest('hex').slice(0, 24)}.json`);
+    path.join(dir, `${sha256Hex(account).slice(0, 24)}.json`);
 
   function ensureDir(): void {
     const problem = checkPrivateDir(dir);

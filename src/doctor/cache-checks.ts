@@ -1,7 +1,6 @@
 // Layer 3: the cache. Which backend is used and why, a round trip under a throwaway account,
 // and the profile's cached entry (age and fingerprint, never the key).
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { CacheUnavailable } from '../errors.ts';
 import { noCache } from '../cache/cache-store.ts';
 import { fileCache } from '../cache/file.ts';
@@ -66,7 +65,7 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         if (!cache) return skip('no cache backend could be used', 'fix the cache backend first');
         if (cache.kind === 'none') return skip('no cache in use');
         const account = probeAccount();
-        const probe = `keybroker-doctor-probe-${randomBytes(6).toString('hex')}`;
+        const probe = `keybroker-doctor-probe-${process.getBuiltinModule('node:crypto').randomBytes(6).toString('hex')}`;
         const started = deps.now();
         await cache.write(account, probe);
         try {

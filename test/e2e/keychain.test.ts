@@ -1,0 +1,154 @@
+// Must-show 2: the built binary caches in a real Secret Service (gnome-keyring on a private
+// D-Bus), checked with secret-tool; and `auto` copes with no Secret Service at all. Passing
+// also proves the single executable extracts and dlopens the keyring addon (src/chunks.ts).
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMoto, type Moto } from '../support/moto.ts';
+import { runBinary } from '../support/binary.ts';
+import { startSecretService, type SecretService } from '../support/secret-service.ts';
+import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
+import { cacheAccount } from '../../src/broker.ts';
+import { loadConfig } from '../../src/config.ts';
+import { parseEntry } from '../../src/cache/entry.ts';
+
+/** What Claude Code tolerates before its prompt bar warns is 10 s; `auto` must decide far sooner. */
+const NO_KEYCHAIN_BOUND_MS = 3_000;
+
+let moto: Moto;
+const started: Moto[] = [];
+let counter = 0;
+
+async function startStore(): Promise<void> {
+  moto = await startMoto();
+  started.push(moto);
+}
+beforeAll(startStore);
+afterAll(async () => {
+  await Promise.all(started.map((server) => server.stop()));
+});
+
+async function provision(key: string): Promise<string> {
+  const name = `e2e/keychain/${++counter}`;
+  await moto.aws(['secretsmanager', 'create-secret', '--name', name, '--secret-string', key]);
+  return name;
+}
+
+/** The keychain account keybroker uses for this environment's profile (service "keybroker"). */
+function accountFor(env: NodeJS.ProcessEnv): string {
+  return cacheAccount(loadConfig({ env }).profile);
+}
+
+/** Files under `dir` whose bytes contain `text`. */
+function filesContaining(dir: string, text: string): string[] {
+  const names = fs.readdirSync(dir, { recursive: true }) as string[];
+  return names.filter((name) => {
+    const file = path.join(dir, name);
+    return fs.statSync(file).isFile() && fs.readFileSync(file).includes(text);
+  });
+}
+
+describe('with a real Secret Service (gnome-keyring)', () => {
+  let keyring: SecretService;
+  let home: TestHome;
+  const env = (extra: NodeJS.ProcessEnv = {}) => ({ ...home.env(extra), ...keyring.env, ...extra });
+
+  beforeAll(async () => {
+    keyring = await startSecretService();
+    home = makeTestHome(awsConfig(moto.endpoint, { cache: { backend: 'auto' } }), keyring.home);
+  });
+  afterAll(async () => {
+    await keyring?.stop();
+  });
+
+  it('ignores a corrupt cache entry and replaces it with the key from the store', async () => {
+    const key = 'sk-test-e2e-keychain-corrupt';
+    const secret = await provision(key);
+    const account = accountFor(env({ KEYBROKER_SECRET: secret }));
+    await keyring.store({ service: 'keybroker', username: account }, '{"v":1,"key":');
+
+    const result = await runBinary([], { env: env({ KEYBROKER_SECRET: secret }) });
+    expect(result).toMatchObject({ code: 0, stdout: key, stderr: '' });
+    expect(parseEntry((await keyring.lookup({ service: 'keybroker', username: account }))!)).toMatchObject({ key, secret });
+  });
+
+  it('caches the key in the keychain and serves it with the store stopped, writing no cache file', async () => {
+    const key = 'sk-test-e2e-keychain-cached';
+    const secret = await provision(key);
+    const account = accountFor(env({ KEYBROKER_SECRET: secret }));
+
+    const first = await runBinary([], { env: env({ KEYBROKER_SECRET: secret }) });
+    expect(first).toMatchObject({ code: 0, stdout: key, stderr: '' });
+    const stored = await keyring.lookup({ service: 'keybroker', username: account });
+    expect(parseEntry(stored!)).toMatchObject({ key, secret });
+    expect(await keyring.accounts('keybroker')).toContain(account);
+    // The single executable carried the keyring addon and loaded it from the per-user cache.
+    expect(fs.readdirSync(path.join(home.dir, '.cache/keybroker/addons'))).toEqual([expect.stringMatching(/^keyring-[0-9a-f]{16}\.node$/)]);
+
+    await moto.stop();
+    const second = await runBinary([], { env: env({ KEYBROKER_SECRET: secret }) });
+    expect(second).toMatchObject({ code: 0, stdout: key, stderr: '' });
+
+    // gnome-keyring's own file is encrypted: no file under HOME holds the key in the clear.
+    expect(filesContaining(home.dir, key)).toEqual([]);
+    expect(fs.existsSync(path.join(home.dir, '.cache/keybroker/keys'))).toBe(false);
+  });
+});
+
+describe('with no Secret Service at all, backend auto', () => {
+  let home: TestHome;
+  beforeAll(async () => {
+    await startStore();
+    home = makeTestHome(awsConfig(moto.endpoint, { cache: { backend: 'auto' } }));
+  });
+  afterAll(() => home?.remove());
+
+  async function expectServedWithOneNotice(env: NodeJS.ProcessEnv, key: string): Promise<number> {
+    const first = await runBinary([], { env });
+    expect(first.code).toBe(0);
+    expect(first.stdout).toBe(key);
+    expect(first.stderr).toMatch(/^keybroker: no usable keychain \(the Secret Service keyring is not usable \([^\n]+\)\); not caching the key \(each call reads the store\)[^\n]*\n$/);
+    expect(first.ms).toBeLessThan(NO_KEYCHAIN_BOUND_MS);
+
+    const second = await runBinary([], { env });
+    expect(second).toMatchObject({ code: 0, stdout: key, stderr: '' });
+    expect(filesContaining(home.dir, key)).toEqual([]);
+    return first.ms;
+  }
+
+  it('serves the key from the store and says once that it does not cache (bus without a keyring)', async () => {
+    const bus = await startSecretService({ withoutKeyring: true });
+    try {
+      const key = 'sk-test-e2e-bus-no-keyring';
+      const secret = await provision(key);
+      const ms = await expectServedWithOneNotice({ ...home.env(), ...bus.env, HOME: home.dir, KEYBROKER_SECRET: secret }, key);
+      console.info(`no keyring on the bus: first get ${Math.round(ms)} ms`);
+    } finally {
+      await bus.stop();
+    }
+  });
+
+  it('serves the key from the store and says once that it does not cache (no session bus)', async () => {
+    fs.rmSync(path.join(home.dir, '.cache/keybroker'), { recursive: true, force: true });
+    const runtime = fs.mkdtempSync(path.join(home.dir, 'run-'));
+    const key = 'sk-test-e2e-no-bus';
+    const secret = await provision(key);
+    const ms = await expectServedWithOneNotice(home.env({ XDG_RUNTIME_DIR: runtime, KEYBROKER_SECRET: secret }), key);
+    console.info(`no session bus: first get ${Math.round(ms)} ms`);
+  });
+
+  it('caches in a private file instead when the profile says "fallback": "file"', async () => {
+    const key = 'sk-test-e2e-fallback-file';
+    const secret = await provision(key);
+    home.writeConfig(awsConfig(moto.endpoint, { cache: { backend: 'auto', fallback: 'file' } }));
+    const env = home.env({ XDG_RUNTIME_DIR: fs.mkdtempSync(path.join(home.dir, 'run-')), KEYBROKER_SECRET: secret });
+    const first = await runBinary([], { env });
+    expect(first).toMatchObject({ code: 0, stdout: key });
+    expect(first.stderr).toMatch(/^keybroker: no usable keychain .*; caching the key in a private file under \S+ instead\n$/);
+    const files = filesContaining(home.dir, key);
+    expect(files).toHaveLength(1);
+    const file = path.join(home.dir, files[0]!);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+  });
+});

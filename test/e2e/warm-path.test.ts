@@ -1,0 +1,53 @@
+// A warm `get` (fresh cached key) loads neither node:crypto nor node:child_process (nor the lock
+// module, which needs crypto): each costs milliseconds of the start-up that the bench holds
+// against a bare executable. Observed from outside: the bundle the binary embeds, under node,
+// with a preload that reports at exit.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { runBinary } from '../support/binary.ts';
+import { closedPort } from '../support/fault-proxy.ts';
+import { awsConfig, makeTestHome } from '../support/e2e-home.ts';
+import { cacheAccount } from '../../src/broker.ts';
+import { loadConfig } from '../../src/config.ts';
+import { serializeEntry } from '../../src/cache/entry.ts';
+import { fileCache } from '../../src/cache/file.ts';
+
+const bundle = path.resolve(import.meta.dirname, '../../dist/keybroker.cjs');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-warm-'));
+const preload = path.join(dir, 'report-loads.cjs');
+fs.writeFileSync(
+  preload,
+  `const fs = require('node:fs');
+   process.on('exit', () => fs.writeFileSync(process.env.LOAD_REPORT, JSON.stringify({
+     crypto: process.moduleLoadList.includes('NativeModule crypto'),
+     childProcess: process.moduleLoadList.includes('NativeModule child_process'),
+   })));`,
+);
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+async function loadsOf(args: string[], env: NodeJS.ProcessEnv) {
+  const report = path.join(dir, `report-${Math.random().toString(36).slice(2)}.json`);
+  const result = await runBinary([bundle, ...args], { env: { ...env, NODE_OPTIONS: `--require ${preload}`, LOAD_REPORT: report }, command: process.execPath });
+  return { result, loads: JSON.parse(fs.readFileSync(report, 'utf8')) as { crypto: boolean; childProcess: boolean } };
+}
+
+it('serves a fresh cached key without loading node:crypto or node:child_process', async () => {
+  const home = makeTestHome(awsConfig(`http://127.0.0.1:${await closedPort()}`, { cache: { backend: 'file', refreshAfter: '1h' } }), fs.mkdtempSync(path.join(dir, 'home-')));
+  const env = home.env();
+  const profile = loadConfig({ env }).profile;
+  await fileCache(path.join(home.dir, '.cache/keybroker/keys')).write(
+    cacheAccount(profile),
+    serializeEntry({ key: 'sk-test-warm-path', version: 'v1', secret: 'claude-code/keys/x', fetchedAt: Date.now() }),
+  );
+
+  const warm = await loadsOf([], env);
+  expect(warm.result).toMatchObject({ code: 0, stdout: 'sk-test-warm-path' });
+  expect(warm.loads).toEqual({ crypto: false, childProcess: false });
+
+  // The same probe sees crypto once the store must be read (the lock is taken first).
+  const cold = await loadsOf([], home.env({ KEYBROKER_CACHE_BACKEND: 'none' }));
+  expect(cold.result.code).toBe(7);
+  expect(cold.loads.crypto).toBe(true);
+});
