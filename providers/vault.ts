@@ -150,6 +150,8 @@ const GENERATED_ENTITY_NAME = /^entity_[0-9a-f]{8}$/;
 /** A raw key (not a JSON object) is written under this field, which is keybroker's default `field`. */
 const RAW_VALUE_FIELD = 'api_key';
 const INTERACTIVE_LOGIN_MS = 300_000;
+/** `vault login -method=oidc` listens here unless given port=…. */
+const VAULT_CLI_OIDC_PORT = 8250;
 
 export function createProvider(config: StoreConfig, context: ProviderContext): Provider {
   const store = config as unknown as VaultStore;
@@ -175,7 +177,8 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       case 'token':
         return ['vault login', ...flags].join(' ');
       case 'oidc':
-        return ['vault login', ...flags, '-method=oidc', ...pathFlag, ...(auth.role ? [`role=${auth.role}`] : [])].join(' ');
+        // The vault CLI's callback port must match the role's allowed_redirect_uris, as keybroker's does.
+        return ['vault login', ...flags, '-method=oidc', ...pathFlag, ...(auth.role ? [`role=${auth.role}`] : []), ...(oidcPort() !== VAULT_CLI_OIDC_PORT ? [`port=${oidcPort()}`] : [])].join(' ');
       case 'userpass':
       case 'ldap':
         return ['vault login', ...flags, `-method=${auth.method}`, ...pathFlag, `username=${auth.username ?? osUser()}`].join(' ');
@@ -186,6 +189,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     }
   };
   const loginFix = () => `run '${loginCommand()}'`;
+  const oidcPort = () => (auth.method === 'oidc' && auth.callbackPort) || VAULT_CLI_OIDC_PORT;
 
   function deadline(what: string): Call {
     return { signal: AbortSignal.timeout(context.timeoutMs), what, endsAt: Date.now() + context.timeoutMs };
@@ -415,6 +419,13 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     throw unexpected(response, call, secretLabel(name));
   }
 
+  /** The name a fresh token carries, for the login message (the OIDC response's metadata has only the role). */
+  async function loggedInAs(tokenValue: string): Promise<string> {
+    const response = await send(deadline('token lookup-self'), 'GET', 'auth/token/lookup-self', { token: tokenValue }).catch(() => undefined);
+    const info = (response?.status === 200 ? response.body?.data : undefined) as TokenInfo | undefined;
+    return (info && (userFromToken(info) || info.display_name)) || 'your OIDC identity';
+  }
+
   return {
     describe: () => where,
     loginCommand,
@@ -422,7 +433,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     ...(auth.method === 'oidc'
       ? {
           async interactiveLogin(io) {
-            const port = auth.callbackPort ?? 8250;
+            const port = oidcPort();
             const result = await oidcBrowserLogin({
               port,
               role: auth.role,
@@ -432,7 +443,14 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
               authMount,
             });
             writeTokenFile(tokenFile, result.token);
-            io.say(`Logged in to ${where} as ${result.displayName}; the token is in ${tokenFile}, where the vault CLI keeps it.`);
+            // What this run knew about a token is stale now: the next read takes the new one.
+            session = undefined;
+            lookup = undefined;
+            io.say(`Logged in to ${where} as ${await loggedInAs(result.token)}; the token is in ${tokenFile}, where the vault CLI keeps it.`);
+            if (env['VAULT_TOKEN']?.trim()) {
+              // As `vault login` warns: the variable wins over the file, for keybroker as for the vault CLI.
+              io.say('VAULT_TOKEN is set and takes precedence over ~/.vault-token: unset it to use this login');
+            }
           },
         }
       : {}),
@@ -694,7 +712,7 @@ async function oidcBrowserLogin(options: {
   exchange(method: string, apiPath: string, body?: unknown): Promise<VaultResponse>;
   fail(response: VaultResponse, what: string): KeybrokerError;
   io: { say(line: string): void; openBrowser(url: string): Promise<void> };
-}): Promise<{ token: string; displayName: string }> {
+}): Promise<{ token: string }> {
   const redirectUri = `http://localhost:${options.port}/oidc/callback`;
   const clientNonce = randomBytes(20).toString('hex');
   const server = http.createServer();
@@ -738,11 +756,12 @@ async function oidcBrowserLogin(options: {
     }
     options.io.say(`Complete the login in your browser: ${authUrl}`);
     await options.io.openBrowser(authUrl!);
+    options.io.say(`waiting up to ${INTERACTIVE_LOGIN_MS / 60_000} minutes for the sign-in to come back to ${redirectUri}`);
     let timer: NodeJS.Timeout | undefined;
     const params = await Promise.race([
       callback,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new NotAuthenticated('the browser login did not come back within 5 minutes', 'run \'keybroker login\' again')), INTERACTIVE_LOGIN_MS);
+        timer = setTimeout(() => reject(new NotAuthenticated(`the browser login did not come back to ${redirectUri} within ${INTERACTIVE_LOGIN_MS / 60_000} minutes`, 'run \'keybroker login\' again')), INTERACTIVE_LOGIN_MS);
       }),
     ]).finally(() => clearTimeout(timer));
     if (params.get('error')) {
@@ -757,8 +776,7 @@ async function oidcBrowserLogin(options: {
       }
       throw options.fail(exchanged, 'OIDC callback');
     }
-    const metadata = (exchanged.body?.auth?.metadata ?? {}) as Record<string, string>;
-    return { token, displayName: metadata['username'] ?? metadata['role'] ?? 'your OIDC identity' };
+    return { token };
   } finally {
     server.closeAllConnections();
     server.close();
