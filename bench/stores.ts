@@ -33,11 +33,16 @@ interface Row {
 const run = promisify(execFile);
 
 async function hyperfine(command: string, env: NodeJS.ProcessEnv): Promise<{ mean: number; stddev: number }> {
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kb-bench-')), 'result.json');
-  const { stderr } = await run('hyperfine', ['--warmup', '3', '--runs', String(runs), '--shell', 'none', '--export-json', out, command], { env });
-  process.stderr.write(stderr);
-  const result = JSON.parse(fs.readFileSync(out, 'utf8')) as { results: { mean: number; stddev: number }[] };
-  return { mean: result.results[0]!.mean * 1000, stddev: result.results[0]!.stddev * 1000 };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-bench-'));
+  const out = path.join(dir, 'result.json');
+  try {
+    const { stderr } = await run('hyperfine', ['--warmup', '3', '--runs', String(runs), '--shell', 'none', '--export-json', out, command], { env });
+    process.stderr.write(stderr);
+    const result = JSON.parse(fs.readFileSync(out, 'utf8')) as { results: { mean: number; stddev: number }[] };
+    return { mean: result.results[0]!.mean * 1000, stddev: result.results[0]!.stddev * 1000 };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const rows: Row[] = [];
