@@ -25,6 +25,8 @@ const GRACE_MS = minimumSafeGraceMs(REFRESH_AFTER_MS, CALLER_TTL_MS);
 const DEMO_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'demo', AWS_SECRET_ACCESS_KEY: 'demo', AWS_REGION: 'us-east-1' };
 // A child that has not answered in this long is stopped, so the demo never hangs.
 const COMMAND_TIMEOUT_MS = 30_000;
+// The clean-up's own `cache clear` gets less: the user is waiting to get their prompt back.
+const CLEANUP_TIMEOUT_MS = 5_000;
 
 interface Demo {
   dir: string;
@@ -154,7 +156,7 @@ async function keybroker(demo: Demo, args: string[], options: { env?: NodeJS.Pro
   return result;
 }
 
-function runBinary(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<RunResult> {
+function runBinary(args: string[], env: NodeJS.ProcessEnv, cwd: string, timeoutMs = COMMAND_TIMEOUT_MS): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const startedAt = performance.now();
     // Async, not spawnSync: the gateway runs in this process and must keep answering.
@@ -164,7 +166,7 @@ function runBinary(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), COMMAND_TIMEOUT_MS);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', reject);
     child.on('close', (status) => {
       clearTimeout(timer);
@@ -291,18 +293,20 @@ async function main(): Promise<void> {
   let gateway: FakeLiteLlm | undefined;
   let demo: Demo | undefined;
   let stopping: Promise<void> | undefined;
+  let interrupted = false;
 
   /** Stops everything the demo started; safe to call twice (a failure, then Ctrl-C). */
   const stopAll = () =>
     (stopping ??= (async () => {
       running?.kill('SIGTERM');
       // The cached key lives in the real keychain when there is one: forget it (bounded; best effort).
-      if (demo && !demo.cleared) await runBinary(['cache', 'clear'], demo.developerEnv, dir).catch(() => undefined);
+      if (demo && !demo.cleared) await runBinary(['cache', 'clear'], demo.developerEnv, dir, CLEANUP_TIMEOUT_MS).catch(() => undefined);
       await Promise.allSettled([moto?.stop(), gateway?.stop()]);
       fs.rmSync(dir, { recursive: true, force: true });
     })());
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(signal, () => {
+      interrupted = true;
       console.error(`\ndemo: ${signal}: stopping the local store and gateway and removing ${dir}`);
       void stopAll().finally(() => process.exit(130));
     });
@@ -356,7 +360,8 @@ async function main(): Promise<void> {
     console.log('Point Claude Code at your own store and gateway with `keybroker config init` and `keybroker setup --write` (see README).');
   } catch (error) {
     failed = true;
-    console.error(`\ndemo failed: ${(error as Error).message}`);
+    // After Ctrl-C the running step fails because its child was stopped: not worth a message.
+    if (!interrupted) console.error(`\ndemo failed: ${(error as Error).message}`);
   } finally {
     await stopAll();
   }
