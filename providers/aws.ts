@@ -1,5 +1,6 @@
 // AWS Secrets Manager, as the developer the AWS default credential chain says they are
 // (SSO or named profile, environment, web identity, instance role).
+import { randomUUID } from 'node:crypto';
 import * as v from 'valibot';
 import {
   SecretsManagerClient,
@@ -16,7 +17,7 @@ import {
 import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
-import { withStoreRetry } from '../src/retry.ts';
+import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
 import type { Provider, ProviderContext, ProviderModule, SecretSummary } from './provider.ts';
 
 export const storeSchema = v.strictObject({
@@ -48,11 +49,12 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     ? `run 'aws sso login --profile ${profileName}' (or refresh the profile's credentials)`
     : `run 'aws sso login' or 'aws configure', or set AWS_PROFILE`;
 
-  async function call<T>(what: string, secret: string | undefined, send: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async function call<T>(what: string, secret: string | undefined, send: (signal: AbortSignal) => Promise<T>, classify?: (error: unknown) => RetryClass): Promise<T> {
     if (!region) throw new ConfigError(`no AWS region for ${where}`, 'set "region" in the profile\'s store, or AWS_REGION');
     try {
       return await withStoreRetry(send, {
         budgetMs: context.timeoutMs,
+        ...(classify ? { classify } : {}),
         onRetry: ({ attempt, waitMs, reason }) => context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`),
       });
     } catch (error) {
@@ -93,7 +95,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       if (!existing) {
         const created = await call('CreateSecret', name, (abortSignal) =>
           secrets.send(
-            new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ...(options.description ? { Description: options.description } : {}) }),
+            new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ClientRequestToken: randomUUID(), ...(options.description ? { Description: options.description } : {}) }),
             { abortSignal },
           ),
         );
@@ -101,8 +103,10 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       }
       // A soft-revoked secret (scheduled for deletion) is restored first: re-provisioning a developer.
       if (existing.DeletedDate) await call('RestoreSecret', name, (abortSignal) => secrets.send(new RestoreSecretCommand({ SecretId: name }), { abortSignal }));
+      // One idempotency token for every attempt (the SDK would mint a new one per send): a retry never adds a second version.
+      const ClientRequestToken = randomUUID();
       const put = await call('PutSecretValue', name, (abortSignal) =>
-        secrets.send(new PutSecretValueCommand({ SecretId: name, SecretString: value }), { abortSignal }),
+        secrets.send(new PutSecretValueCommand({ SecretId: name, SecretString: value, ClientRequestToken }), { abortSignal }),
       );
       if (tags.length) await call('TagResource', name, (abortSignal) => secrets.send(new TagResourceCommand({ SecretId: name, Tags: tags }), { abortSignal }));
       return { version: put.VersionId ?? 'unknown', created: false };
@@ -140,6 +144,8 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
           new DeleteSecretCommand(purge ? { SecretId: name, ForceDeleteWithoutRecovery: true } : { SecretId: name, RecoveryWindowInDays: 7 }),
           { abortSignal },
         ),
+        // A repeated delete after one that went through answers "marked for deletion": only a throttled one is sent again.
+        throttlingOnly,
       );
     },
   };
@@ -204,7 +210,10 @@ export function mapAwsError(error: unknown, context: ErrorContext): KeybrokerErr
   if (name === 'TimeoutError' || name === 'AbortError' || /aborted|timed? ?out/i.test(message)) {
     return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
   }
-  if (name === 'ThrottlingException' || name === 'TooManyRequestsException' || name === 'InternalServiceError' || (status !== undefined && status >= 500)) {
+  if (classifyStoreError(error) === 'throttled') {
+    return new StoreUnreachable(`${context.where} is throttling requests (${name || `HTTP ${status}`}: ${message})`, 'try again in a minute');
+  }
+  if (name === 'InternalServiceError' || (status !== undefined && status >= 500)) {
     return new StoreUnreachable(`${context.where} is unavailable (${name || status}: ${message})`, 'try again in a minute');
   }
   if (name === 'ConfigError') return new ConfigError(message, 'check the AWS profile');

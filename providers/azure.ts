@@ -8,6 +8,7 @@ import { AzureCliCredential, DefaultAzureCredential } from '@azure/identity';
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-auth';
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
+import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
 import type { Provider, ProviderContext, ProviderModule, SecretSummary, StoreIdentity } from './provider.ts';
 
 export const storeSchema = v.strictObject({
@@ -114,8 +115,8 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     }
   }
   const tlsOptions = ca ? { tlsOptions: { ca } } : {};
-  // Few, quick retries: every call must finish within context.timeoutMs, retries included.
-  const retryOptions = { maxRetries: 1, retryDelayInMs: 200, maxRetryDelayInMs: 1_000 };
+  // The SDK retries nothing: one policy (src/retry.ts) bounds attempts and waits within context.timeoutMs.
+  const retryOptions = { maxRetries: 0 };
 
   let inner: TokenCredential | undefined;
   const credentialFor = (): TokenCredential => {
@@ -188,7 +189,10 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     const status = err.statusCode;
     const message = (err.message ?? String(error)).split(/\r?\n/).find((line) => line.trim()) ?? '';
     const subject = logical === undefined ? where : `secret "${logical}" (Key Vault name "${keyVaultName(logical)}") in ${where}`;
-    if (err.name === 'AbortError') return new StoreUnreachable(`${where} did not answer ${what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
+    if (err.name === 'AbortError' || err.name === 'TimeoutError') {
+      return new StoreUnreachable(`${where} did not answer ${what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
+    }
+    if (status === 429) return new StoreUnreachable(`${where} is throttling requests (HTTP 429: ${message})`, 'try again in a minute');
     if (status === 404) {
       return new SecretNotFound(`${subject} does not exist`, 'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile');
     }
@@ -221,24 +225,31 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     if (['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'REQUEST_SEND_ERROR'].includes(code) || /ECONNREFUSED|ENOTFOUND|socket hang up/.test(message)) {
       return new StoreUnreachable(`cannot reach ${where} (${code || message})`, 'check your network or VPN and store.vaultUrl');
     }
-    if (status === 429 || (status !== undefined && status >= 500)) {
+    if (status !== undefined && status >= 500) {
       return new StoreUnreachable(`${where} is unavailable (HTTP ${status}: ${message})`, 'try again in a minute');
     }
     if (status === 400) return new ConfigError(`${where} refused ${what} (${message})`, 'check store.vaultUrl and the secret name');
     return new StoreUnreachable(`${what} failed at ${where} (${err.name ?? 'error'}: ${message})`, "run 'keybroker doctor' for details");
   }
 
-  /** Runs one SDK call within context.timeoutMs, whatever the SDK's own retries would do. */
-  async function bounded<T>(what: string, logical: string | undefined, run: (signal: AbortSignal) => Promise<T>, controller = new AbortController()): Promise<T> {
+  /**
+   * One SDK call under the shared retry policy, within context.timeoutMs even when something does
+   * not honour the signal (the `az` process). Calls that are not idempotent pass `throttlingOnly`.
+   */
+  async function bounded<T>(what: string, logical: string | undefined, run: (signal: AbortSignal) => Promise<T>, classify: (error: unknown) => RetryClass = classifyStoreError): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         reject(new StoreUnreachable(`${where} did not answer ${what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile'));
-        controller.abort();
       }, context.timeoutMs);
     });
+    const attempts = withStoreRetry(run, {
+      budgetMs: context.timeoutMs,
+      classify,
+      onRetry: ({ attempt, waitMs, reason }) => context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`),
+    });
     try {
-      return await Promise.race([run(controller.signal), deadline]);
+      return await Promise.race([attempts, deadline]);
     } catch (error) {
       throw mapError(error, what, logical);
     } finally {
@@ -267,13 +278,35 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     return newest?.version;
   }
 
-  /** Every item of a paged listing, each page bounded by the timeout. */
+  /**
+   * Every item of a paged listing, each page one bounded call. An iterator that threw is finished
+   * (and the SDK's pages carry no continuation token), so a retried page re-opens the listing and
+   * skips the pages already served.
+   */
   async function* pagesOf<T>(what: string, open: (signal: AbortSignal) => AsyncIterator<T[]>): AsyncGenerator<T> {
-    const controller = new AbortController();
-    const pages = open(controller.signal);
+    let listing: { pages: AsyncIterator<T[]>; controller: AbortController } | undefined;
+    let served = 0;
     for (;;) {
-      const page = await bounded(what, undefined, () => pages.next(), controller);
+      const page = await bounded(what, undefined, async (signal) => {
+        // The listing outlives one page's attempt: only an attempt in flight may cancel it.
+        const cancel = () => listing?.controller.abort(signal.reason);
+        signal.addEventListener('abort', cancel);
+        try {
+          if (!listing) {
+            const controller = new AbortController();
+            listing = { controller, pages: open(controller.signal) };
+            for (let skipped = 0; skipped < served; skipped++) await listing.pages.next();
+          }
+          return await listing.pages.next();
+        } catch (error) {
+          listing = undefined;
+          throw error;
+        } finally {
+          signal.removeEventListener('abort', cancel);
+        }
+      });
       if (page.done) return;
+      served += 1;
       yield* page.value;
     }
   }
@@ -309,8 +342,12 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
 
     async write(logical, value, options) {
       const name = nameOf(logical);
-      const written = await bounded('SetSecret', logical, (abortSignal) =>
-        client.setSecret(name, value, { abortSignal, tags: options.labels, ...(options.description ? { contentType: options.description } : {}) }),
+      const written = await bounded(
+        'SetSecret',
+        logical,
+        (abortSignal) => client.setSecret(name, value, { abortSignal, tags: options.labels, ...(options.description ? { contentType: options.description } : {}) }),
+        // Each set adds a version: sent again only when throttled, which the vault did not act on.
+        throttlingOnly,
       );
       // Key Vault's set is create-or-add-version alike: a first version means it was just created.
       let versions = 0;
@@ -360,10 +397,11 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
         }
         return;
       }
-      const poller = await bounded('DeleteSecret', logical, (abortSignal) => client.beginDeleteSecret(name, { abortSignal, intervalInMs: 250 }));
+      // A repeated delete or purge after one that went through answers 404: only a throttled one is sent again.
+      const poller = await bounded('DeleteSecret', logical, (abortSignal) => client.beginDeleteSecret(name, { abortSignal, intervalInMs: 250 }), throttlingOnly);
       const deleted = await bounded('GetDeletedSecret', logical, (abortSignal) => poller.pollUntilDone({ abortSignal }));
       // A vault without soft delete has no recovery id: the delete was already final.
-      if (deleted.recoveryId) await bounded('PurgeDeletedSecret', logical, (abortSignal) => client.purgeDeletedSecret(name, { abortSignal }));
+      if (deleted.recoveryId) await bounded('PurgeDeletedSecret', logical, (abortSignal) => client.purgeDeletedSecret(name, { abortSignal }), throttlingOnly);
     },
   };
 }

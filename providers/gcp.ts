@@ -7,9 +7,10 @@ import tls from 'node:tls';
 import * as v from 'valibot';
 // The v1 client alone: the package index also parses v1beta2 and a 1 MB static protobuf module.
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager/build/src/v1/secret_manager_service_client.js';
-import { GoogleAuth, grpc, createRetryOptions, createMaxRetriesBackoffSettings, type CallOptions } from 'google-gax';
+import { GoogleAuth, grpc, type CallOptions } from 'google-gax';
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../src/errors.ts';
+import { classifyStoreError, RetryBudgetExceeded, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
 import type { Provider, ProviderContext, ProviderModule, SecretSummary, StoreIdentity } from './provider.ts';
 
 const PROJECT_ID = /^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]{1,20}$/;
@@ -94,8 +95,11 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     return session;
   }
 
-  /** One call to the store, bounded by the profile's timeout with its retries and token refresh. */
-  async function call<T>(what: string, secret: string | undefined, work: (session: Session, options: CallOptions) => Promise<T>, retry = false): Promise<T> {
+  /**
+   * One call to the store under the shared retry policy (gax's own retries off), bounded by the
+   * profile's timeout with its retries and token refresh. Calls that are not idempotent pass `throttlingOnly`.
+   */
+  async function call<T>(what: string, secret: string | undefined, work: (session: Session, options: CallOptions) => Promise<T>, classify: (error: unknown) => RetryClass = classifyStoreError): Promise<T> {
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -106,12 +110,15 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       // The token first: a login problem then says so, rather than surfacing as a gRPC metadata failure.
       await (await current.auth.getClient()).getAccessToken();
       const remaining = Math.max(1, context.timeoutMs - (Date.now() - started));
-      const options: CallOptions = { timeout: remaining };
-      if (retry) options.retry = createRetryOptions([grpc.status.UNAVAILABLE, grpc.status.RESOURCE_EXHAUSTED], createMaxRetriesBackoffSettings(100, 2, 1_000, remaining, 1, remaining, 2));
-      return work(current, options);
+      return work(current, { timeout: remaining, retry: null });
     };
+    const attempts = withStoreRetry(attempt, {
+      budgetMs: context.timeoutMs,
+      classify,
+      onRetry: ({ attempt: number, waitMs, reason }) => context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`),
+    });
     try {
-      return await Promise.race([attempt(), deadline]);
+      return await Promise.race([attempts, deadline]);
     } catch (error) {
       if (error instanceof DeadlinePassed) {
         // Start the next call on a fresh channel (the CLI exits regardless of a lingering connect).
@@ -145,7 +152,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
 
     async readCurrent(name) {
       const versionName = `${secretPath(name)}/versions/${version}`;
-      const [response] = await call('AccessSecretVersion', name, ({ client }, options) => client.accessSecretVersion({ name: versionName }, options), true);
+      const [response] = await call('AccessSecretVersion', name, ({ client }, options) => client.accessSecretVersion({ name: versionName }, options));
       const payload = response.payload;
       const data = payload?.data;
       const bytes = typeof data === 'string' ? Buffer.from(data, 'base64') : Buffer.from(data ?? new Uint8Array());
@@ -169,7 +176,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     async write(name, value, options) {
       const labels = encodeLabels(options.labels);
       const payload = { data: Buffer.from(value, 'utf8'), dataCrc32c: crc32c(Buffer.from(value, 'utf8')) };
-      const existing = await call('GetSecret', name, ({ client }, callOptions) => client.getSecret({ name: secretPath(name) }, callOptions), true).catch((error: unknown) => {
+      const existing = await call('GetSecret', name, ({ client }, callOptions) => client.getSecret({ name: secretPath(name) }, callOptions)).catch((error: unknown) => {
         if (error instanceof SecretNotFound) return undefined;
         throw error;
       });
@@ -183,6 +190,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
             },
             callOptions,
           ),
+          throttlingOnly,
         );
       } else {
         const current = (existing[0].labels ?? {}) as Record<string, string>;
@@ -192,7 +200,8 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
           );
         }
       }
-      const [added] = await call('AddSecretVersion', name, ({ client }, callOptions) => client.addSecretVersion({ parent: secretPath(name), payload }, callOptions));
+      // Each call adds a version: sent again only when throttled, which the service did not act on.
+      const [added] = await call('AddSecretVersion', name, ({ client }, callOptions) => client.addSecretVersion({ parent: secretPath(name), payload }, callOptions), throttlingOnly);
       return { version: versionNumberOf(added.name ?? ''), created: !existing };
     },
 
@@ -204,13 +213,12 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
           'ListSecrets',
           undefined,
           ({ client }, options) => client.listSecrets({ parent: projectPath, pageSize: 100, pageToken, filter }, { ...options, autoPaginate: false }),
-          true,
         );
         for (const secret of secrets) {
           const id = (secret.name ?? '').split('/').at(-1) ?? '';
           const name = nameForSecretId(id);
           if (name === undefined || !name.startsWith(prefix)) continue;
-          const newest = await call('ListSecretVersions', name, ({ client }, options) => newestVersion(name, options, client), true);
+          const newest = await call('ListSecretVersions', name, ({ client }, options) => newestVersion(name, options, client));
           const summary: SecretSummary = { name, enabled: newest?.state === 'ENABLED', labels: decodeLabels((secret.labels ?? {}) as Record<string, string>) };
           if (newest) summary.version = versionNumberOf(newest.name ?? '');
           const created = timestampOf(secret.createTime);
@@ -227,7 +235,8 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
 
     async revoke(name, { purge }) {
       if (purge) {
-        await call('DeleteSecret', name, ({ client }, options) => client.deleteSecret({ name: secretPath(name) }, options));
+        // A repeated delete after one that went through answers NOT_FOUND: only a throttled one is sent again.
+        await call('DeleteSecret', name, ({ client }, options) => client.deleteSecret({ name: secretPath(name) }, options), throttlingOnly);
         return;
       }
       // Soft: disable every enabled version (an admin can enable one again); the secret stays.
@@ -237,7 +246,6 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
           'ListSecretVersions',
           name,
           ({ client }, options) => client.listSecretVersions({ parent: secretPath(name), pageSize: 100, pageToken, filter: 'state:ENABLED' }, { ...options, autoPaginate: false }),
-          true,
         );
         for (const entry of versions) {
           await call('DisableSecretVersion', name, ({ client }, options) => client.disableSecretVersion({ name: entry.name ?? '' }, options));
@@ -437,7 +445,7 @@ const NETWORK_CODES = ['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', '
 export function mapGcpError(error: unknown, context: ErrorContext): KeybrokerError {
   if (error instanceof KeybrokerError) return error;
   const subject = context.secret ? `secret "${context.secret}" in ${context.where}` : context.where;
-  if (error instanceof DeadlinePassed) {
+  if (error instanceof DeadlinePassed || error instanceof RetryBudgetExceeded) {
     return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
   }
   const err = error as { code?: unknown; details?: string; message?: string; reason?: string; response?: { status?: number; data?: { error?: unknown; error_description?: unknown } } };
@@ -497,6 +505,8 @@ export function mapGcpError(error: unknown, context: ErrorContext): KeybrokerErr
       return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
     case grpc.status.UNAVAILABLE:
       return new StoreUnreachable(`cannot reach ${context.where} (${message})`, 'check your network or VPN and the store endpoint');
+    case grpc.status.RESOURCE_EXHAUSTED:
+      return new StoreUnreachable(`${context.where} is throttling requests (RESOURCE_EXHAUSTED: ${message})`, 'try again in a minute');
     default:
       return new StoreUnreachable(`${context.what} failed at ${context.where} (${grpc.status[err.code] ?? err.code}: ${message})`, 'try again in a minute, or run \'keybroker doctor\'');
   }

@@ -20,6 +20,7 @@ import {
   StoreUnreachable,
   UsageError,
 } from '../src/errors.ts';
+import { classifyStoreError, throttlingOnly, withStoreRetry } from '../src/retry.ts';
 import type { Provider, ProviderContext, ProviderModule, SecretSummary, SecretValue, StoreIdentity } from './provider.ts';
 
 const mountPath = v.pipe(
@@ -111,7 +112,21 @@ interface TokenInfo {
 
 interface VaultResponse {
   status: number;
+  headers: http.IncomingHttpHeaders;
   body: { errors?: string[]; data?: any; auth?: any; warnings?: string[] } | undefined;
+}
+
+/** An answer worth another attempt, thrown so the retry policy sees its status and Retry-After. */
+class RetryableAnswer extends Error {
+  readonly response: VaultResponse;
+  readonly statusCode: number;
+  readonly headers: http.IncomingHttpHeaders;
+  constructor(response: VaultResponse) {
+    super(`HTTP ${response.status}`);
+    this.response = response;
+    this.statusCode = response.status;
+    this.headers = response.headers;
+  }
 }
 
 interface Session {
@@ -124,16 +139,19 @@ interface Session {
 interface Call {
   signal: AbortSignal;
   what: string;
+  /** When `signal` fires: the budget the retry policy shares out among this call's requests. */
+  endsAt: number;
 }
 
 /** A token is renewed once less than this share of its TTL is left, as Vault's own LifetimeWatcher does (at ~2/3). */
 const RENEW_WHEN_LEFT = 1 / 3;
-const RETRIES = 2;
 /** Auto-created entities are named like this; such a name says nothing about the developer. */
 const GENERATED_ENTITY_NAME = /^entity_[0-9a-f]{8}$/;
 /** A raw key (not a JSON object) is written under this field, which is keybroker's default `field`. */
 const RAW_VALUE_FIELD = 'api_key';
 const INTERACTIVE_LOGIN_MS = 300_000;
+/** `vault login -method=oidc` listens here unless given port=…. */
+const VAULT_CLI_OIDC_PORT = 8250;
 
 export function createProvider(config: StoreConfig, context: ProviderContext): Provider {
   const store = config as unknown as VaultStore;
@@ -159,7 +177,8 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       case 'token':
         return ['vault login', ...flags].join(' ');
       case 'oidc':
-        return ['vault login', ...flags, '-method=oidc', ...pathFlag, ...(auth.role ? [`role=${auth.role}`] : [])].join(' ');
+        // The vault CLI's callback port must match the role's allowed_redirect_uris, as keybroker's does.
+        return ['vault login', ...flags, '-method=oidc', ...pathFlag, ...(auth.role ? [`role=${auth.role}`] : []), ...(oidcPort() !== VAULT_CLI_OIDC_PORT ? [`port=${oidcPort()}`] : [])].join(' ');
       case 'userpass':
       case 'ldap':
         return ['vault login', ...flags, `-method=${auth.method}`, ...pathFlag, `username=${auth.username ?? osUser()}`].join(' ');
@@ -170,9 +189,10 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     }
   };
   const loginFix = () => `run '${loginCommand()}'`;
+  const oidcPort = () => (auth.method === 'oidc' && auth.callbackPort) || VAULT_CLI_OIDC_PORT;
 
   function deadline(what: string): Call {
-    return { signal: AbortSignal.timeout(context.timeoutMs), what };
+    return { signal: AbortSignal.timeout(context.timeoutMs), what, endsAt: Date.now() + context.timeoutMs };
   }
 
   function caBundle(): string | undefined {
@@ -186,7 +206,11 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     return ca;
   }
 
-  /** One HTTP call to Vault's API; idempotent reads are retried on 5xx/resets within the same deadline. */
+  /**
+   * One HTTP call to Vault's API under the shared retry policy, within the call's deadline: a 429
+   * (rate limit quota) is sent again as Retry-After asks; a GET also on 5xx and resets. The last
+   * answer is returned for the caller to map, as any other status.
+   */
   async function send(call: Call, method: string, apiPath: string, options: { token?: string; body?: unknown } = {}): Promise<VaultResponse> {
     const url = new URL(`${address}/v1/${apiPath}`);
     const headers: Record<string, string> = { 'X-Vault-Request': 'true', Accept: 'application/json' };
@@ -195,28 +219,33 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
     if (payload !== undefined) headers['Content-Type'] = 'application/json';
     const idempotent = method === 'GET';
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const response = await request(url, { method, headers, payload, signal: call.signal, ca: caBundle() });
-        if (idempotent && attempt < RETRIES && [500, 502, 504].includes(response.status)) {
-          await pause(100 * 2 ** attempt, call.signal);
-          continue;
-        }
-        return response;
-      } catch (error) {
-        if (idempotent && attempt < RETRIES && !call.signal.aborted && (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
-          await pause(100 * 2 ** attempt, call.signal).catch(() => {});
-          continue;
-        }
-        throw networkFailure(error, call);
-      }
+    const ca = caBundle();
+    try {
+      return await withStoreRetry(
+        async (signal) => {
+          const response = await request(url, { method, headers, payload, signal: AbortSignal.any([signal, call.signal]), ca });
+          // 503 is left out: a sealed Vault stays sealed for longer than one call.
+          if (response.status === 429 || (idempotent && [500, 502, 504].includes(response.status))) throw new RetryableAnswer(response);
+          return response;
+        },
+        {
+          budgetMs: Math.max(1, call.endsAt - Date.now()),
+          // A write the server may have applied (a reset, a 5xx) is not sent twice; a throttled one it refused is.
+          classify: idempotent ? classifyStoreError : throttlingOnly,
+          onRetry: ({ attempt, waitMs, reason }) => context.debug(`vault: ${method} ${apiPath}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`),
+        },
+      );
+    } catch (error) {
+      if (error instanceof RetryableAnswer) return error.response;
+      throw networkFailure(error, call);
     }
   }
 
   function networkFailure(error: unknown, call: Call): KeybrokerError {
     if (error instanceof KeybrokerError) return error;
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).name;
-    if (call.signal.aborted || code === 'ABORT_ERR') {
+    const name = (error as Error).name;
+    if (call.signal.aborted || code === 'ABORT_ERR' || name === 'TimeoutError' || name === 'AbortError') {
       return new StoreUnreachable(`${where} did not answer ${call.what} within ${context.timeoutMs} ms`, 'check your network or VPN and VAULT_ADDR, or raise "timeout" in the profile');
     }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
@@ -235,7 +264,10 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     if (response.status === 503 && /sealed/i.test(message)) {
       return new StoreUnreachable(`${where} is sealed`, 'ask your Vault operators to unseal it, then try again');
     }
-    if (response.status === 429 || response.status >= 500) {
+    if (response.status === 429) {
+      return new StoreUnreachable(`${where} is throttling requests (HTTP 429: ${message})`, 'try again in a minute; if it persists, ask your Vault operators about its rate limit quotas');
+    }
+    if (response.status >= 500) {
       return new StoreUnreachable(`${where} failed ${call.what} for ${subject} (HTTP ${response.status}: ${message})`, 'try again in a minute; if it persists, tell your Vault operators');
     }
     if (response.status === 404) {
@@ -387,6 +419,13 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     throw unexpected(response, call, secretLabel(name));
   }
 
+  /** The name a fresh token carries, for the login message (the OIDC response's metadata has only the role). */
+  async function loggedInAs(tokenValue: string): Promise<string> {
+    const response = await send(deadline('token lookup-self'), 'GET', 'auth/token/lookup-self', { token: tokenValue }).catch(() => undefined);
+    const info = (response?.status === 200 ? response.body?.data : undefined) as TokenInfo | undefined;
+    return (info && (userFromToken(info) || info.display_name)) || 'your OIDC identity';
+  }
+
   return {
     describe: () => where,
     loginCommand,
@@ -394,7 +433,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     ...(auth.method === 'oidc'
       ? {
           async interactiveLogin(io) {
-            const port = auth.callbackPort ?? 8250;
+            const port = oidcPort();
             const result = await oidcBrowserLogin({
               port,
               role: auth.role,
@@ -404,7 +443,14 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
               authMount,
             });
             writeTokenFile(tokenFile, result.token);
-            io.say(`Logged in to ${where} as ${result.displayName}; the token is in ${tokenFile}, where the vault CLI keeps it.`);
+            // What this run knew about a token is stale now: the next read takes the new one.
+            session = undefined;
+            lookup = undefined;
+            io.say(`Logged in to ${where} as ${await loggedInAs(result.token)}; the token is in ${tokenFile}, where the vault CLI keeps it.`);
+            if (env['VAULT_TOKEN']?.trim()) {
+              // As `vault login` warns: the variable wins over the file, for keybroker as for the vault CLI.
+              io.say('VAULT_TOKEN is set and takes precedence over ~/.vault-token: unset it to use this login');
+            }
           },
         }
       : {}),
@@ -640,19 +686,11 @@ function request(
         } catch {
           body = { errors: [text.slice(0, 200)] };
         }
-        resolve({ status: res.statusCode ?? 0, body });
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
       });
     });
     req.on('error', reject);
     req.end(init.payload);
-  });
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(timer), reject(signal.reason)), { once: true });
   });
 }
 
@@ -674,7 +712,7 @@ async function oidcBrowserLogin(options: {
   exchange(method: string, apiPath: string, body?: unknown): Promise<VaultResponse>;
   fail(response: VaultResponse, what: string): KeybrokerError;
   io: { say(line: string): void; openBrowser(url: string): Promise<void> };
-}): Promise<{ token: string; displayName: string }> {
+}): Promise<{ token: string }> {
   const redirectUri = `http://localhost:${options.port}/oidc/callback`;
   const clientNonce = randomBytes(20).toString('hex');
   const server = http.createServer();
@@ -718,11 +756,12 @@ async function oidcBrowserLogin(options: {
     }
     options.io.say(`Complete the login in your browser: ${authUrl}`);
     await options.io.openBrowser(authUrl!);
+    options.io.say(`waiting up to ${INTERACTIVE_LOGIN_MS / 60_000} minutes for the sign-in to come back to ${redirectUri}`);
     let timer: NodeJS.Timeout | undefined;
     const params = await Promise.race([
       callback,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new NotAuthenticated('the browser login did not come back within 5 minutes', 'run \'keybroker login\' again')), INTERACTIVE_LOGIN_MS);
+        timer = setTimeout(() => reject(new NotAuthenticated(`the browser login did not come back to ${redirectUri} within ${INTERACTIVE_LOGIN_MS / 60_000} minutes`, 'run \'keybroker login\' again')), INTERACTIVE_LOGIN_MS);
       }),
     ]).finally(() => clearTimeout(timer));
     if (params.get('error')) {
@@ -737,8 +776,7 @@ async function oidcBrowserLogin(options: {
       }
       throw options.fail(exchanged, 'OIDC callback');
     }
-    const metadata = (exchanged.body?.auth?.metadata ?? {}) as Record<string, string>;
-    return { token, displayName: metadata['username'] ?? metadata['role'] ?? 'your OIDC identity' };
+    return { token };
   } finally {
     server.closeAllConnections();
     server.close();

@@ -15,7 +15,7 @@ export interface RetryOptions {
   attempts?: number;
   /** First back-off for transient failures; doubles per attempt, with full jitter. */
   baseDelayMs?: number;
-  /** No single wait is longer than this, whatever Retry-After says. */
+  /** No single wait is longer than this; a store that asks for a longer one is not retried. */
   maxDelayMs?: number;
   /** Says which errors are worth another attempt; defaults to `classifyStoreError`. */
   classify?(error: unknown): RetryClass;
@@ -53,8 +53,11 @@ export async function withStoreRetry<T>(attempt: (signal: AbortSignal, attemptNu
       const reason = classify(error);
       if (reason === 'final' || number >= attempts) throw error;
       const asked = reason === 'throttled' ? retryAfterMs(error, now()) : undefined;
+      // Sooner than the store asked only earns another refusal: then the answer is "throttled" now.
+      if (asked !== undefined && asked > cap) throw error;
       const backoff = Math.round(random() * Math.min(cap, base * 2 ** (number - 1)));
-      const waitMs = Math.min(cap, asked ?? Math.max(backoff, reason === 'throttled' ? base : 0));
+      // A throttling answer waits at least `base`, even when Retry-After (whole seconds, truncated) says 0.
+      const waitMs = Math.min(cap, Math.max(asked ?? backoff, reason === 'throttled' ? base : 0));
       // A wait that would leave no time for the next attempt only delays the failure.
       if (now() + waitMs >= deadline - 50) throw error;
       options.onRetry?.({ attempt: number, waitMs, reason });
@@ -73,6 +76,7 @@ type Loose = {
   response?: { status?: number; statusCode?: number; headers?: unknown };
   headers?: unknown;
   metadata?: { get?(key: string): unknown[] };
+  statusDetails?: unknown[];
   message?: unknown;
 };
 
@@ -88,6 +92,11 @@ export function httpStatusOf(error: unknown): number | undefined {
     if (typeof value === 'number' && value >= 100 && value < 600) return value;
   }
   return undefined;
+}
+
+/** For calls that are not idempotent (a new version, a create): only a throttled one, which the store did not act on, is sent again. */
+export function throttlingOnly(error: unknown): RetryClass {
+  return classifyStoreError(error) === 'throttled' ? 'throttled' : 'final';
 }
 
 /** The class of a store error, from any of the four SDKs or a plain HTTP client. */
@@ -124,6 +133,11 @@ export function retryAfterMs(error: unknown, now: number = Date.now()): number |
   }
   const grpcDelay = err.metadata?.get?.('retry-delay-ms')?.[0];
   if (grpcDelay !== undefined && /^\d+$/.test(String(grpcDelay))) return Number(grpcDelay);
+  // google.rpc.RetryInfo, as google-gax decodes it from grpc-status-details-bin into statusDetails.
+  for (const detail of err.statusDetails ?? []) {
+    const delay = (detail as { retryDelay?: { seconds?: unknown; nanos?: unknown } } | null)?.retryDelay;
+    if (delay) return Math.round(Number(String(delay.seconds ?? 0)) * 1_000 + Number(delay.nanos ?? 0) / 1e6);
+  }
   return undefined;
 }
 

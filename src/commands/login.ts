@@ -7,20 +7,28 @@ import { login, openInBrowser } from '../login.ts';
 export const loginCommand: Command = {
   name: 'login',
   summary: 'log in to the store (browser flow, or the exact CLI command), then cache the key',
-  help: `Usage: keybroker login [--profile NAME]
+  help: `Usage: keybroker login [--profile NAME] [--no-browser]
 
 Does the interactive part that 'keybroker get' never does. Stores with a browser flow in
-keybroker (Vault OIDC) run it here. For the cloud stores, whose own CLI owns the login
-(aws sso login, az login, gcloud auth application-default login), it prints the exact
-command when you are not logged in. Then it reads your key and caches it, so that the next
-Claude Code call is fast.
+keybroker (Vault OIDC) run it here: the sign-in address is printed on stderr and opened with
+$BROWSER (a ':'-separated list of programs, %s for the address) or else the desktop's opener
+(xdg-open, open); the Vault token is kept in ~/.vault-token (0600), as 'vault login' does.
+For the cloud stores, whose own CLI owns the login (aws sso login, az login, gcloud auth
+application-default login), it prints the exact command on stdout when you are not logged
+in. Then it reads your key and caches it, so that the next Claude Code call is fast. It
+never prints the key.
+
+Options:
+  --no-browser      only print the sign-in address (to open it yourself, e.g. over SSH with
+                    the callback port forwarded)
 
 Exit code: 0 when the key is cached; 4 when you still need to run the printed command.
 
 Examples:
   keybroker login
-  keybroker login --profile eu`,
-  options: {},
+  keybroker login --profile eu
+  keybroker login --no-browser`,
+  options: { 'no-browser': { type: 'boolean' } },
   async run(values, _positionals, context) {
     const config = loadConfigFor(values, context);
     const deps = brokerDeps(config, context);
@@ -29,8 +37,12 @@ Examples:
     const result = await login({
       provider,
       say,
-      openBrowser: (url) => openInBrowser(url, say),
-      refresh: () => getKey(deps, { recheck: true }),
+      openBrowser: async (url) => {
+        if (values['no-browser']) return;
+        await openInBrowser(url, { env: context.env, say, debug: context.debug });
+      },
+      // Always the store: the verdict of a recent 401 re-check (kept 15 s) must not answer for a login.
+      refresh: () => getKey({ ...deps, state: { ...deps.state, lastRecheck: () => undefined } }, { recheck: true }),
     });
     if (result.kind === 'needs-cli-login') {
       context.output.stdout(`${result.command}\n`);

@@ -71,6 +71,13 @@ export interface KeyVaultFake {
   registerApp(app: { clientId: string; secret: string; oid: string }): void;
   /** Requests seen, for tests that check what the client sent. */
   requests: { method: string; path: string; authorized: boolean }[];
+  /**
+   * The next `count` authenticated reads of a secret (GET /secrets/{name}) are throttled as the
+   * service does past its limits: 429 with Retry-After (seconds) and a "Throttled" error.
+   */
+  throttleReads(count: number, retryAfterSeconds?: number): void;
+  /** Reads answered 429 so far. */
+  throttledReads(): number;
   /** Server-side admin write (like the portal): a new version. */
   setSecret(name: string, value: string, attributes?: { exp?: number; enabled?: boolean }): string;
   stop(): Promise<void>;
@@ -93,6 +100,7 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
   const requests: KeyVaultFake['requests'] = [];
   const pageSize = options.pageSize ?? 25;
   let base = '';
+  const throttle = { left: 0, retryAfterSeconds: 1, given: 0 };
 
   const now = () => Math.floor(Date.now() / 1000);
   const mintToken = (claims: TokenClaims): string => {
@@ -217,6 +225,17 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
     const caller = authenticate(request, response);
     requests.push({ method: request.method ?? '', path: url.pathname, authorized: caller !== undefined });
     if (!caller) return;
+    if (throttle.left > 0 && request.method === 'GET' && /^\/secrets\/[^/]+\/?$/.test(url.pathname)) {
+      throttle.left -= 1;
+      throttle.given += 1;
+      response.setHeader('Retry-After', String(throttle.retryAfterSeconds));
+      return send(response, 429, {
+        error: {
+          code: 'Throttled',
+          message: 'Request was not processed because too many requests were received. Reason: A generic reason. Please see https://go.microsoft.com/fwlink/?linkid=2147740 for more details.',
+        },
+      });
+    }
     if (!apiVersion) return send(response, 400, { error: { code: 'BadParameter', message: 'The request URI contains an invalid API version: missing api-version query parameter' } });
     if (!API_VERSIONS.has(apiVersion)) return send(response, 400, { error: { code: 'BadParameter', message: `The specified version (${apiVersion}) is not recognized. Consider using the latest supported version (2025-07-01).` } });
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
@@ -404,6 +423,11 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
     registerApp: (app) => apps.set(app.clientId, { secret: app.secret, oid: app.oid }),
     requests,
     setSecret: (name, value, attributes) => setSecret(name, value, attributes ?? {}),
+    throttleReads(count, retryAfterSeconds = 1) {
+      throttle.left = count;
+      throttle.retryAfterSeconds = retryAfterSeconds;
+    },
+    throttledReads: () => throttle.given,
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

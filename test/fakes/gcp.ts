@@ -14,6 +14,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 
 const require = createRequire(import.meta.url);
 
@@ -74,6 +75,13 @@ export interface GcpFake {
   calls: { method: string; principal?: string }[];
   /** corruptChecksum: AccessSecretVersion sends a wrong data_crc32c; apiDisabled: the project has not enabled the API. */
   faults: { corruptChecksum: boolean; apiDisabled: boolean };
+  /**
+   * The next `count` AccessSecretVersion calls fail as the per-project access quota does:
+   * RESOURCE_EXHAUSTED with Google's quota message and ErrorInfo, plus a RetryInfo when given.
+   */
+  throttleReads(count: number, retryDelayMs?: number): void;
+  /** AccessSecretVersion calls refused with RESOURCE_EXHAUSTED so far. */
+  throttledReads(): number;
   revokeRefreshToken(refreshToken: string): void;
   /** An access token for a user, as the token endpoint would issue it. */
   issueToken(email: string): string;
@@ -97,11 +105,47 @@ const PROTO_OPTIONS = { keepCase: false, longs: String, enums: String, defaults:
 class StatusError extends Error {
   readonly code: grpc.status;
   readonly details: string;
-  constructor(code: grpc.status, details: string) {
+  readonly metadata: grpc.Metadata | undefined;
+  constructor(code: grpc.status, details: string, metadata?: grpc.Metadata) {
     super(details);
     this.code = code;
     this.details = details;
+    this.metadata = metadata;
   }
+}
+
+let rpcStatusRoot: protobuf.Root | undefined;
+/**
+ * Trailers with a google.rpc.Status as Google's quota errors carry it (grpc-status-details-bin):
+ * an ErrorInfo RATE_LIMIT_EXCEEDED, and a RetryInfo when `retryDelayMs` is given.
+ */
+function quotaStatusDetails(message: string, projectNumber: string, retryDelayMs: number | undefined): grpc.Metadata {
+  // The google.rpc protos google-gax decodes these with (its package exports no subpaths).
+  const statusJson = path.join(path.dirname(require.resolve('google-gax')), '..', 'protos', 'status.json');
+  rpcStatusRoot ??= protobuf.Root.fromJSON(JSON.parse(fs.readFileSync(statusJson, 'utf8')) as protobuf.INamespace);
+  const any = (type: string, value: object) => ({
+    type_url: `type.googleapis.com/${type}`,
+    value: rpcStatusRoot!.lookupType(type).encode(rpcStatusRoot!.lookupType(type).fromObject(value)).finish(),
+  });
+  const details = [
+    any('google.rpc.ErrorInfo', {
+      reason: 'RATE_LIMIT_EXCEEDED',
+      domain: 'googleapis.com',
+      metadata: {
+        service: 'secretmanager.googleapis.com',
+        consumer: `projects/${projectNumber}`,
+        quota_metric: 'secretmanager.googleapis.com/access_requests',
+        quota_limit: 'AccessRequestsPerMinutePerProject',
+      },
+    }),
+  ];
+  if (retryDelayMs !== undefined) {
+    details.push(any('google.rpc.RetryInfo', { retryDelay: { seconds: Math.floor(retryDelayMs / 1000), nanos: (retryDelayMs % 1000) * 1e6 } }));
+  }
+  const status = rpcStatusRoot.lookupType('google.rpc.Status');
+  const metadata = new grpc.Metadata();
+  metadata.set('grpc-status-details-bin', Buffer.from(status.encode(status.fromObject({ code: grpc.status.RESOURCE_EXHAUSTED, message, details })).finish()));
+  return metadata;
 }
 
 /** CRC32C bit by bit: an implementation independent of the provider's table-driven one. */
@@ -144,6 +188,7 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
   const accessTokens = new Map<string, { email: string; expiresAt: number; scope: string }>();
   const calls: GcpFake['calls'] = [];
   const faults = { corruptChecksum: false, apiDisabled: false };
+  const throttle: { left: number; given: number; retryDelayMs: number | undefined } = { left: 0, given: 0, retryDelayMs: undefined };
 
   const issueToken = (email: string) => {
     const token = `test-access-token-${randomBytes(12).toString('hex')}`;
@@ -415,11 +460,17 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
             `Secret Manager API has not been used in project ${projectNumber} before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/secretmanager.googleapis.com/overview?project=${projectNumber} then retry. If you enabled this API recently, wait a few minutes for the action to propagate to our systems and retry.`,
           );
         }
+        if (rpc === 'AccessSecretVersion' && throttle.left > 0) {
+          throttle.left -= 1;
+          throttle.given += 1;
+          const message = `Quota exceeded for quota metric 'Access requests' and limit 'Access requests per minute per project' of service 'secretmanager.googleapis.com' for consumer 'project_number:${projectNumber}'.`;
+          throw new StatusError(grpc.status.RESOURCE_EXHAUSTED, message, quotaStatusDetails(message, projectNumber, throttle.retryDelayMs));
+        }
         if (!handler) throw new StatusError(grpc.status.UNIMPLEMENTED, `Method ${rpc} is not implemented by this fake.`);
         callback(null, handler(call.request, principal));
       } catch (error) {
         if (principal === undefined) calls.push({ method: rpc });
-        if (error instanceof StatusError) callback({ code: error.code, details: error.details });
+        if (error instanceof StatusError) callback({ code: error.code, details: error.details, ...(error.metadata ? { metadata: error.metadata } : {}) });
         else callback({ code: grpc.status.INTERNAL, details: String(error) });
       }
     };
@@ -437,6 +488,11 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
     projectNumber,
     calls,
     faults,
+    throttleReads(count, retryDelayMs) {
+      throttle.left = count;
+      throttle.retryDelayMs = retryDelayMs;
+    },
+    throttledReads: () => throttle.given,
     issueToken,
     writeAdcFile(target, user) {
       fs.mkdirSync(target, { recursive: true });

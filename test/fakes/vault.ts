@@ -95,6 +95,13 @@ export interface FakeVault {
   addOidcRole(role: string, allowedRedirectUris: string[], identity: Identity, namespace?: string): void;
   /** The next `count` requests answer `status` with Vault's error JSON (a standby in trouble, a proxy). */
   failNext(count: number, status: number): void;
+  /**
+   * The next `count` requests under `/v1/<pathPrefix>` answer as a rate limit quota does when it is
+   * exceeded (with enable_rate_limit_response_headers): 429, Retry-After in seconds, X-RateLimit-*.
+   */
+  throttle(count: number, options?: { pathPrefix?: string; retryAfterSeconds?: number }): void;
+  /** Requests answered 429 so far. */
+  throttled(): number;
   /** Makes every KV request answer 503 "Vault is sealed" until unsealed. */
   setSealed(sealed: boolean): void;
   stop(): Promise<void>;
@@ -116,6 +123,7 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
   const requests: RequestRecord[] = [];
   let sealed = false;
   let failures = { count: 0, status: 500 };
+  const quota = { left: 0, given: 0, pathPrefix: '', retryAfterSeconds: 1 };
 
   const newNamespace = (): Namespace => ({
     mounts: new Map(),
@@ -246,6 +254,15 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
       if (failures.count > 0) {
         failures.count--;
         return fail(failures.status, `1 error occurred:\n\t* internal error\n\n`);
+      }
+      if (quota.left > 0 && url.pathname.startsWith(`/v1/${quota.pathPrefix}`)) {
+        quota.left--;
+        quota.given++;
+        res.setHeader('Retry-After', String(quota.retryAfterSeconds));
+        res.setHeader('X-RateLimit-Limit', '10');
+        res.setHeader('X-RateLimit-Remaining', '0');
+        res.setHeader('X-RateLimit-Reset', String(quota.retryAfterSeconds));
+        return fail(429, `request path "${decodeURIComponent(url.pathname.slice(4))}": rate limit quota exceeded`);
       }
       try {
         route(req.method ?? 'GET', url, namespace, tokenId, text, reply, fail);
@@ -594,6 +611,10 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
       space.oidc.defaultRole ??= role;
     },
     failNext: (count, status) => void (failures = { count, status }),
+    throttle(count, { pathPrefix = '', retryAfterSeconds = 1 } = {}) {
+      Object.assign(quota, { left: count, pathPrefix, retryAfterSeconds });
+    },
+    throttled: () => quota.given,
     setSealed: (value) => void (sealed = value),
     stop: () =>
       new Promise<void>((resolve) => {

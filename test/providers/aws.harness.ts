@@ -1,6 +1,8 @@
-// AWS Secrets Manager: a real moto_server enforcing IAM, seeded by an admin with the real aws CLI.
+// AWS Secrets Manager: a real moto_server enforcing IAM, seeded by an admin with the real aws CLI,
+// reached through a proxy that can answer as AWS does when it throttles.
 import { execFile } from 'node:child_process';
 import { AWS_TEST_CREDENTIALS, startMoto } from '../support/moto.ts';
+import { startStoreProxy } from '../support/store-proxy.ts';
 import type { ProviderHarness } from './contract.ts';
 
 /** The calls below, made before moto starts enforcing IAM. */
@@ -29,8 +31,9 @@ export const awsHarness: ProviderHarness = {
     const mallory = await keysOf('mallory');
     const base = { AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true', PATH: process.env['PATH'] };
     const adminEnv = { ...process.env, ...AWS_TEST_CREDENTIALS, ...admin };
+    const proxy = await startStoreProxy(moto.port);
     return {
-      port: moto.port,
+      port: Number(new URL(proxy.url).port),
       storeConfig: (port) => ({ type: 'aws', region: 'us-east-1', endpoint: `http://127.0.0.1:${port}` }),
       developerEnv: { ...base, ...alice },
       unauthenticatedEnv: { ...base, HOME: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent/config', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials' },
@@ -43,7 +46,16 @@ export const awsHarness: ProviderHarness = {
         const put = await runAdmin(moto.endpoint, adminEnv, ['secretsmanager', 'put-secret-value', '--secret-id', name, '--secret-string', value]);
         if (!put) await runAdmin(moto.endpoint, adminEnv, ['secretsmanager', 'create-secret', '--name', name, '--secret-string', value], true);
       },
-      stop: () => moto.stop(),
+      throttleReads(count) {
+        const before = proxy.throttled('GetSecretValue');
+        proxy.throttle('GetSecretValue', count);
+        // AWS's ThrottlingException names no wait: the SDK's (and our) back-off decides.
+        return { given: () => proxy.throttled('GetSecretValue') - before, stop: () => proxy.throttle('GetSecretValue', 0) };
+      },
+      async stop() {
+        await proxy.stop();
+        await moto.stop();
+      },
     };
   },
 };

@@ -48,6 +48,11 @@ export const azureHarness: ProviderHarness = {
       async seed(name, value) {
         vault.setSecret(keyVaultName(name), value);
       },
+      throttleReads(count) {
+        const before = vault.throttledReads();
+        vault.throttleReads(count, 1);
+        return { retryAfterMs: 1_000, given: () => vault.throttledReads() - before, stop: () => vault.throttleReads(0) };
+      },
       async stop() {
         await vault.stop();
         fs.rmSync(home, { recursive: true, force: true });

@@ -39,9 +39,23 @@ export interface HarnessInstance {
   adminEnv: NodeJS.ProcessEnv;
   /** Writes a new version as an admin, through a path other than the provider (CLI or server API). */
   seed(name: string, value: string): Promise<void>;
+  /**
+   * Makes the next `count` reads of a secret answer the way this store throttles (AWS: 400
+   * ThrottlingException; Key Vault and Vault: 429 with Retry-After; GCP: RESOURCE_EXHAUSTED).
+   */
+  throttleReads(count: number): Throttle;
   /** The fix a NotAuthenticated error must name (the ecosystem's own login command). */
   loginFix: RegExp;
   stop(): Promise<void>;
+}
+
+export interface Throttle {
+  /** The wait each throttled answer asks for, when the store's answer says one. */
+  retryAfterMs?: number;
+  /** Throttled answers given so far. */
+  given(): number;
+  /** Answers normally again. */
+  stop(): void;
 }
 
 function profileFor(store: StoreConfig, timeoutMs = 5_000): Profile {
@@ -180,6 +194,37 @@ export function describeProviderContract(harness: ProviderHarness): void {
       } finally {
         await proxy.stop();
       }
+    });
+
+    it('a throttled read is retried as the store asks and succeeds', async () => {
+      await server.seed(server.developerSecret, 'sk-test-contract-throttled');
+      const throttle = server.throttleReads(2);
+      const started = Date.now();
+      try {
+        expect((await provider.readCurrent(server.developerSecret)).value).toBe('sk-test-contract-throttled');
+      } finally {
+        throttle.stop();
+      }
+      expect(throttle.given()).toBe(2);
+      // Two waits of what the store asked (less a little timer slack), not an immediate hammering.
+      if (throttle.retryAfterMs !== undefined) expect(Date.now() - started).toBeGreaterThanOrEqual(2 * throttle.retryAfterMs - 20);
+    });
+
+    it('a read throttled past the timeout fails as StoreUnreachable saying so, within the bound', async () => {
+      const timeoutMs = 3_000;
+      const impatient = await open(server.storeConfig(server.port), server.developerEnv, timeoutMs);
+      const throttle = server.throttleReads(1_000);
+      const started = Date.now();
+      try {
+        const error = await impatient.readCurrent(server.developerSecret).catch((caught: unknown) => caught);
+        expect(error).toBeInstanceOf(StoreUnreachable);
+        expect((error as StoreUnreachable).message).toMatch(/is throttling requests/);
+        expect((error as StoreUnreachable).fix).toMatch(/try again in a minute/);
+      } finally {
+        throttle.stop();
+      }
+      expect(Date.now() - started).toBeLessThan(timeoutMs + 1_000);
+      expect(throttle.given()).toBeGreaterThan(1);
     });
 
     it('never puts the secret value into an error', async () => {

@@ -106,6 +106,12 @@ export const gcpHarness: ProviderHarness = {
       forbidden: { env: developerEnv, secret: 'claude-code/keys/bob@example.com' },
       loginFix: /gcloud auth application-default login/,
       seed: (name, value) => bed.seed(name, value),
+      throttleReads(count) {
+        const before = bed.fake.throttledReads();
+        // No RetryInfo: none is documented for Secret Manager's quota errors, so the client backs off.
+        bed.fake.throttleReads(count);
+        return { given: () => bed.fake.throttledReads() - before, stop: () => bed.fake.throttleReads(0) };
+      },
       stop: () => bed.stop(),
     };
   },

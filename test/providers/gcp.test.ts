@@ -161,6 +161,23 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
     expect((await alice.readCurrent(ALICE_SECRET)).value).toBe('sk-test-gcp-corrupted');
   });
 
+  it('waits the RetryInfo delay a RESOURCE_EXHAUSTED answer carries before reading again', async () => {
+    await bed.seed(ALICE_SECRET, 'sk-test-gcp-retry-info');
+    const alice = await providerFor(bed.envFor(ALICE));
+    await alice.whoami(); // the token first, so the timing below is the reads'
+    const before = bed.fake.throttledReads();
+    bed.fake.throttleReads(1, 1_200);
+    const started = Date.now();
+    try {
+      expect((await alice.readCurrent(ALICE_SECRET)).value).toBe('sk-test-gcp-retry-info');
+    } finally {
+      bed.fake.throttleReads(0);
+    }
+    expect(bed.fake.throttledReads() - before).toBe(1);
+    // Without the RetryInfo the wait would be our first back-off (150 ms); the answer asked for 1.2 s.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_180);
+  });
+
   it('reports a revoked refresh token as NotAuthenticated with the gcloud login command', async () => {
     const env = bed.envFor(BOB);
     bed.fake.revokeRefreshToken(BOB.refreshToken);

@@ -51,6 +51,12 @@ export const vaultHarness: ProviderHarness = {
         });
         if (response.status !== 200) throw new Error(`seeding ${name} failed: HTTP ${response.status} ${await response.text()}`);
       },
+      throttleReads(count) {
+        const before = vault.throttled();
+        // A rate limit quota on the KV mount: the reads of secrets, not the token's lookup-self.
+        vault.throttle(count, { pathPrefix: 'secret/data/', retryAfterSeconds: 1 });
+        return { retryAfterMs: 1_000, given: () => vault.throttled() - before, stop: () => vault.throttle(0) };
+      },
       async stop() {
         await vault.stop();
         fs.rmSync(home, { recursive: true, force: true });

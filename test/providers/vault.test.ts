@@ -334,7 +334,7 @@ describe('KV details', () => {
     const provider = await open({}, { VAULT_TOKEN: vault.rootToken });
     vault.failNext(1, 502);
     expect((await provider.readCurrent('claude-code/keys/alice')).value).toBe('sk-test-vault-alice');
-    vault.failNext(10, 500); // more than the read's three attempts, with lookup-self running alongside
+    vault.failNext(10, 500); // more than the read's four attempts, with lookup-self running alongside
     const error = await failure((await open({}, { VAULT_TOKEN: vault.rootToken })).readCurrent('claude-code/keys/alice'));
     expect(error).toBeInstanceOf(StoreUnreachable);
     expect(error!.message).toMatch(/HTTP 500: internal error/);

@@ -1,6 +1,6 @@
 // The shared store retry policy: bounded attempts inside one time budget, honouring throttling.
 import { describe, expect, it } from 'vitest';
-import { classifyStoreError, retryAfterMs, withStoreRetry } from '../../src/retry.ts';
+import { classifyStoreError, retryAfterMs, throttlingOnly, withStoreRetry } from '../../src/retry.ts';
 
 function fakeTime() {
   const time = { now: 0, waits: [] as number[] };
@@ -41,6 +41,47 @@ describe('withStoreRetry', () => {
     ).rejects.toMatchObject({ name: 'ThrottlingException' });
     expect(calls).toBe(2);
     expect(t.time.now).toBeLessThan(3_000);
+  });
+
+  it('does not retry sooner than a store asks: a Retry-After beyond the longest wait ends the call at once', async () => {
+    const t = fakeTime();
+    let calls = 0;
+    await expect(
+      withStoreRetry(async () => {
+        calls++;
+        throw throttled({ 'retry-after': '30' });
+      }, { budgetMs: 60_000, ...t }),
+    ).rejects.toMatchObject({ name: 'ThrottlingException' });
+    expect(calls).toBe(1);
+    expect(t.time.waits).toEqual([]);
+  });
+
+  it('waits the base delay when Retry-After says 0 (whole seconds, rounded down)', async () => {
+    const t = fakeTime();
+    let calls = 0;
+    await withStoreRetry(async () => {
+      if (++calls < 2) throw throttled({ 'retry-after': '0' });
+      return 'ok';
+    }, { budgetMs: 5_000, baseDelayMs: 150, ...t });
+    expect(t.time.waits).toEqual([150]);
+  });
+
+  it('sends a call that is not idempotent again only when it was throttled', async () => {
+    const t = fakeTime();
+    let calls = 0;
+    await expect(
+      withStoreRetry(async () => {
+        calls++;
+        throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+      }, { budgetMs: 5_000, classify: throttlingOnly, ...t }),
+    ).rejects.toThrow('reset');
+    expect(calls).toBe(1);
+    let throttledCalls = 0;
+    await withStoreRetry(async () => {
+      if (++throttledCalls < 2) throw Object.assign(new Error('429'), { statusCode: 429 });
+      return 'ok';
+    }, { budgetMs: 5_000, classify: throttlingOnly, ...t });
+    expect(throttledCalls).toBe(2);
   });
 
   it('does not retry a final answer such as access denied', async () => {
@@ -94,5 +135,10 @@ describe('classifyStoreError', () => {
     const now = Date.parse('2026-11-27T10:00:00Z');
     expect(retryAfterMs({ $response: { headers: { 'retry-after': 'Fri, 27 Nov 2026 10:00:02 GMT' } } }, now)).toBe(2_000);
     expect(retryAfterMs(new Error('plain'))).toBeUndefined();
+  });
+
+  it('reads a gRPC RetryInfo as google-gax decodes it (statusDetails)', () => {
+    const exhausted = Object.assign(new Error('8 RESOURCE_EXHAUSTED'), { code: 8, details: 'quota', statusDetails: [{ reason: 'RATE_LIMIT_EXCEEDED' }, { retryDelay: { seconds: '1', nanos: 500_000_000 } }] });
+    expect(retryAfterMs(exhausted)).toBe(1_500);
   });
 });

@@ -7,6 +7,8 @@ export interface StoreProxy {
   url: string;
   /** Calls seen per operation ("GetSecretValue"), throttled ones included. */
   count(operation: string): number;
+  /** Calls of `operation` answered with a ThrottlingException so far. */
+  throttled(operation: string): number;
   /** The next `n` calls of `operation` get AWS's 400 ThrottlingException. */
   throttle(operation: string, n: number): void;
   /** Every call waits this long before it is forwarded. */
@@ -17,6 +19,7 @@ export interface StoreProxy {
 export async function startStoreProxy(targetPort: number): Promise<StoreProxy> {
   const counts = new Map<string, number>();
   const throttles = new Map<string, number>();
+  const throttled = new Map<string, number>();
   let delayMs = 0;
   const server = http.createServer((request, response) => {
     const target = String(request.headers['x-amz-target'] ?? '');
@@ -28,6 +31,7 @@ export async function startStoreProxy(targetPort: number): Promise<StoreProxy> {
       const left = throttles.get(operation) ?? 0;
       if (left > 0) {
         throttles.set(operation, left - 1);
+        throttled.set(operation, (throttled.get(operation) ?? 0) + 1);
         response.writeHead(400, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': 'ThrottlingException' });
         return void response.end(JSON.stringify({ __type: 'ThrottlingException', message: 'Rate exceeded' }));
       }
@@ -51,6 +55,7 @@ export async function startStoreProxy(targetPort: number): Promise<StoreProxy> {
   return {
     url: `http://127.0.0.1:${port}`,
     count: (operation) => counts.get(operation) ?? 0,
+    throttled: (operation) => throttled.get(operation) ?? 0,
     throttle: (operation, n) => void throttles.set(operation, n),
     delay: (ms) => void (delayMs = ms),
     stop: () =>
