@@ -12,8 +12,8 @@ import { revokeKey } from '../../src/admin/revoke.ts';
 import { storeTypes } from '../../providers/index.ts';
 import type { Provider } from '../../providers/provider.ts';
 import { harnesses } from '../providers/harnesses.ts';
-import { inEnvironment, type HarnessInstance } from '../providers/contract.ts';
-import { withEnvironment } from '../support/environment.ts';
+import type { HarnessInstance } from '../providers/contract.ts';
+import { inEnvironment, withEnvironment } from '../support/environment.ts';
 import { adminDeps, adminProfile } from './support.ts';
 
 for (const type of storeTypes) {

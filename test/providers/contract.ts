@@ -8,7 +8,7 @@ import { openProvider } from '../../src/store.ts';
 import { fetchFromStore } from '../../src/broker.ts';
 import { AccessDenied, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/errors.ts';
 import { closedPort, startFaultProxy } from '../support/fault-proxy.ts';
-import { withEnvironment } from '../support/environment.ts';
+import { inEnvironment, withEnvironment } from '../support/environment.ts';
 
 export interface ProviderHarness {
   type: StoreType;
@@ -70,24 +70,6 @@ function profileFor(store: StoreConfig, timeoutMs = 5_000): Profile {
   };
 }
 
-export function inEnvironment(env: NodeJS.ProcessEnv, provider: Provider): Provider {
-  return {
-    describe: () => provider.describe(),
-    loginCommand: () => provider.loginCommand(),
-    whoami: () => withEnvironment(env, () => provider.whoami()),
-    readCurrent: (name) => withEnvironment(env, () => provider.readCurrent(name)),
-    write: (name, value, options) => withEnvironment(env, () => provider.write(name, value, options)),
-    revoke: (name, options) => withEnvironment(env, () => provider.revoke(name, options)),
-    async *list(prefix) {
-      const all = await withEnvironment(env, async () => {
-        const items = [];
-        for await (const item of provider.list(prefix)) items.push(item);
-        return items;
-      });
-      yield* all;
-    },
-  };
-}
 
 export function describeProviderContract(harness: ProviderHarness): void {
   describe(`provider contract: ${harness.type}`, () => {

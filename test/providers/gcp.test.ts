@@ -10,7 +10,7 @@ import { crc32c, decodeLabels, encodeLabels, nameForSecretId, secretIdFor } from
 import type { Provider } from '../../providers/provider.ts';
 import { referenceCrc32c } from '../fakes/gcp.ts';
 import { closedPort } from '../support/fault-proxy.ts';
-import { withEnvironment } from '../support/environment.ts';
+import { inEnvironment, withEnvironment } from '../support/environment.ts';
 import { ADMIN, ALICE, BOB, CAROL, GCP_PROJECT, escapedSecretId, startGcpTestBed, type GcpTestBed } from './gcp.harness.ts';
 
 const ALICE_SECRET = 'claude-code/keys/alice@example.com';
@@ -62,16 +62,7 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
   });
   /** A provider whose every call runs with `env` as process.env (the library reads it). */
   async function providerFor(env: NodeJS.ProcessEnv, storeConfig = store()): Promise<Provider> {
-    const provider = await withEnvironment(env, () => openProvider(profile(storeConfig), { env, debug: () => {} }));
-    return {
-      describe: () => provider.describe(),
-      loginCommand: () => provider.loginCommand(),
-      whoami: () => withEnvironment(env, () => provider.whoami()),
-      readCurrent: (name) => withEnvironment(env, () => provider.readCurrent(name)),
-      write: (name, value, options) => withEnvironment(env, () => provider.write(name, value, options)),
-      revoke: (name, options) => withEnvironment(env, () => provider.revoke(name, options)),
-      list: (prefix) => provider.list(prefix),
-    };
+    return inEnvironment(env, await withEnvironment(env, () => openProvider(profile(storeConfig), { env, debug: () => {} })));
   }
   const rawError = (promise: Promise<unknown>) => promise.then(() => undefined, (error: { code?: number; details?: string }) => error);
 
