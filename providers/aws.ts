@@ -188,7 +188,7 @@ export function mapAwsError(error: unknown, context: ErrorContext): KeybrokerErr
     return new AccessDenied(`access denied to ${subject} (${message})`, 'ask your admin to grant your identity read access (keybroker admin policy)');
   }
   if (/\bsso\b/i.test(message) && /expired|refresh|login/i.test(message)) {
-    return new NotAuthenticated(`not logged in to AWS: the SSO session has expired`, context.loginFix);
+    return new NotAuthenticated(`not logged in to AWS: no valid SSO session (expired, or never logged in on this machine)`, context.loginFix);
   }
   if (
     name === 'CredentialsProviderError' ||
