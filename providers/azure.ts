@@ -237,23 +237,14 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
    * not honour the signal (the `az` process). Calls that are not idempotent pass `throttlingOnly`.
    */
   async function bounded<T>(what: string, logical: string | undefined, run: (signal: AbortSignal) => Promise<T>, classify: (error: unknown) => RetryClass = classifyStoreError): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(new StoreUnreachable(`${where} did not answer ${what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile'));
-      }, context.timeoutMs);
-    });
-    const attempts = withStoreRetry(run, {
-      budgetMs: context.timeoutMs,
-      classify,
-      onRetry: ({ attempt, waitMs, reason }) => context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`),
-    });
     try {
-      return await Promise.race([attempts, deadline]);
+      return await withStoreRetry(run, {
+        budgetMs: context.timeoutMs,
+        classify,
+        onRetry: ({ attempt, waitMs, reason }) => context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`),
+      });
     } catch (error) {
       throw mapError(error, what, logical);
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -40,8 +40,6 @@ interface Session {
   auth: GoogleAuth;
 }
 
-class DeadlinePassed extends Error {}
-
 export function createProvider(config: StoreConfig, context: ProviderContext): Provider {
   const store = config as GcpStore;
   const projectPath = `projects/${store.project}`;
@@ -101,10 +99,6 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
    */
   async function call<T>(what: string, secret: string | undefined, work: (session: Session, options: CallOptions) => Promise<T>, classify: (error: unknown) => RetryClass = classifyStoreError): Promise<T> {
     const started = Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DeadlinePassed()), context.timeoutMs);
-    });
     const attempt = async () => {
       const current = open();
       // The token first: a login problem then says so, rather than surfacing as a gRPC metadata failure.
@@ -112,23 +106,20 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       const remaining = Math.max(1, context.timeoutMs - (Date.now() - started));
       return work(current, { timeout: remaining, retry: null });
     };
-    const attempts = withStoreRetry(attempt, {
-      budgetMs: context.timeoutMs,
-      classify,
-      onRetry: ({ attempt: number, waitMs, reason }) => context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`),
-    });
     try {
-      return await Promise.race([attempts, deadline]);
+      return await withStoreRetry(attempt, {
+        budgetMs: context.timeoutMs,
+        classify,
+        onRetry: ({ attempt: number, waitMs, reason }) => context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`),
+      });
     } catch (error) {
-      if (error instanceof DeadlinePassed) {
+      if (error instanceof RetryBudgetExceeded) {
         // Start the next call on a fresh channel (the CLI exits regardless of a lingering connect).
         const stale = session;
         session = undefined;
         void stale?.client.close().catch(() => {});
       }
       throw mapGcpError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs, project: store.project });
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -445,7 +436,7 @@ const NETWORK_CODES = ['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', '
 export function mapGcpError(error: unknown, context: ErrorContext): KeybrokerError {
   if (error instanceof KeybrokerError) return error;
   const subject = context.secret ? `secret "${context.secret}" in ${context.where}` : context.where;
-  if (error instanceof DeadlinePassed || error instanceof RetryBudgetExceeded) {
+  if (error instanceof RetryBudgetExceeded) {
     return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
   }
   const err = error as { code?: unknown; details?: string; message?: string; reason?: string; response?: { status?: number; data?: { error?: unknown; error_description?: unknown } } };

@@ -30,12 +30,25 @@ export type RetryClass = 'throttled' | 'transient' | 'final';
 
 export const STORE_RETRY_DEFAULTS = { attempts: 4, baseDelayMs: 150, maxDelayMs: 2_000 } as const;
 
-/** Thrown by an attempt's signal when the budget runs out; providers map it as a timeout. */
+/** The call's budget ran out (before an attempt, or while one ignored its signal); providers map it as a timeout. */
 export class RetryBudgetExceeded extends Error {
   override name = 'TimeoutError';
 }
 
 export async function withStoreRetry<T>(attempt: (signal: AbortSignal, attemptNumber: number) => Promise<T>, options: RetryOptions): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  // An attempt that ignores its signal (the `az` process, a token refresh) still ends the call in time.
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RetryBudgetExceeded(`no answer within ${options.budgetMs} ms`)), options.budgetMs);
+  });
+  try {
+    return await Promise.race([attemptWithinBudget(attempt, options), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function attemptWithinBudget<T>(attempt: (signal: AbortSignal, attemptNumber: number) => Promise<T>, options: RetryOptions): Promise<T> {
   const now = options.now ?? Date.now;
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const random = options.random ?? Math.random;
@@ -113,7 +126,6 @@ export function classifyStoreError(error: unknown): RetryClass {
   if (err.code === GRPC_RESOURCE_EXHAUSTED && 'details' in err) return 'throttled';
   if (status === 500 || status === 502 || status === 503 || status === 504) return 'transient';
   if (err.code === GRPC_UNAVAILABLE && 'details' in err) return 'transient';
-  if (typeof err.code === 'string' && TRANSIENT_CODES.has(err.code)) return 'transient';
   return 'final';
 }
 

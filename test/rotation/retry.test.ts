@@ -116,6 +116,12 @@ describe('withStoreRetry', () => {
     ).rejects.toMatchObject({ name: 'TimeoutError' });
     expect(Date.now() - started).toBeLessThan(1_000);
   });
+
+  it('ends within the budget even when an attempt ignores its signal (a child process, a stuck token request)', async () => {
+    const started = Date.now();
+    await expect(withStoreRetry(() => new Promise(() => {}), { budgetMs: 200 })).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
 });
 
 describe('classifyStoreError', () => {
