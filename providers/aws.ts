@@ -18,7 +18,7 @@ import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import type { Provider, ProviderContext, ProviderModule, SecretSummary } from './provider.ts';
+import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary } from './provider.ts';
 
 export const storeSchema = v.strictObject({
   type: v.literal('aws'),
@@ -160,15 +160,7 @@ export function userFromArn(arn: string): string {
   return parts.at(-1) ?? '';
 }
 
-interface ErrorContext {
-  what: string;
-  secret: string | undefined;
-  where: string;
-  loginFix: string;
-  timeoutMs: number;
-}
-
-export function mapAwsError(error: unknown, context: ErrorContext): KeybrokerError {
+function mapAwsError(error: unknown, context: FailedCall): KeybrokerError {
   if (error instanceof KeybrokerError) return error;
   const err = error as { name?: string; message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
   const name = err.name ?? '';
@@ -204,14 +196,14 @@ export function mapAwsError(error: unknown, context: ErrorContext): KeybrokerErr
     return new NotAuthenticated(`not logged in to AWS for ${context.where} (${message})`, context.loginFix);
   }
   // The SDK names a reset connection "TimeoutError" (code ECONNRESET): the code is the truth.
-  if (['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'].includes(err.code ?? name)) {
+  if (NETWORK_ERROR_CODES.includes(err.code ?? name)) {
     return new StoreUnreachable(`cannot reach ${context.where} (${err.code ?? name})`, 'check your network or VPN and the store endpoint');
   }
   if (name === 'TimeoutError' || name === 'AbortError' || /aborted|timed? ?out/i.test(message)) {
-    return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
+    return storeTimedOut(context.where, context.what, context.timeoutMs);
   }
   if (classifyStoreError(error) === 'throttled') {
-    return new StoreUnreachable(`${context.where} is throttling requests (${name || `HTTP ${status}`}: ${message})`, 'try again in a minute');
+    return storeThrottling(context.where, `${name || `HTTP ${status}`}: ${message}`);
   }
   if (name === 'InternalServiceError' || (status !== undefined && status >= 500)) {
     return new StoreUnreachable(`${context.where} is unavailable (${name || status}: ${message})`, 'try again in a minute');

@@ -9,7 +9,7 @@ import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import type { Provider, ProviderContext, ProviderModule, SecretSummary, StoreIdentity } from './provider.ts';
+import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
 
 export const storeSchema = v.strictObject({
   type: v.literal('azure'),
@@ -190,9 +190,9 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     const message = (err.message ?? String(error)).split(/\r?\n/).find((line) => line.trim()) ?? '';
     const subject = logical === undefined ? where : `secret "${logical}" (Key Vault name "${keyVaultName(logical)}") in ${where}`;
     if (err.name === 'AbortError' || err.name === 'TimeoutError') {
-      return new StoreUnreachable(`${where} did not answer ${what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
+      return storeTimedOut(where, what, context.timeoutMs);
     }
-    if (status === 429) return new StoreUnreachable(`${where} is throttling requests (HTTP 429: ${message})`, 'try again in a minute');
+    if (status === 429) return storeThrottling(where, `HTTP 429: ${message}`);
     if (status === 404) {
       return new SecretNotFound(`${subject} does not exist`, 'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile');
     }
@@ -222,7 +222,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
       return new StoreUnreachable(`the TLS certificate of ${vaultUrl} is not trusted (${code})`, 'set store.caFile to your organisation\'s CA bundle (PEM), or check the vault URL');
     }
-    if (['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'REQUEST_SEND_ERROR'].includes(code) || /ECONNREFUSED|ENOTFOUND|socket hang up/.test(message)) {
+    if ([...NETWORK_ERROR_CODES, 'REQUEST_SEND_ERROR'].includes(code) || /ECONNREFUSED|ENOTFOUND|socket hang up/.test(message)) {
       return new StoreUnreachable(`cannot reach ${where} (${code || message})`, 'check your network or VPN and store.vaultUrl');
     }
     if (status !== undefined && status >= 500) {

@@ -11,7 +11,7 @@ import { GoogleAuth, grpc, type CallOptions } from 'google-gax';
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../src/errors.ts';
 import { classifyStoreError, RetryBudgetExceeded, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import type { Provider, ProviderContext, ProviderModule, SecretSummary, StoreIdentity } from './provider.ts';
+import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
 
 const PROJECT_ID = /^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]{1,20}$/;
 const VERSION = /^(?:latest|[1-9][0-9]{0,18}|[a-zA-Z][a-zA-Z0-9_-]{0,62})$/;
@@ -422,22 +422,11 @@ export function crc32c(bytes: Uint8Array): number {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-interface ErrorContext {
-  what: string;
-  secret: string | undefined;
-  where: string;
-  loginFix: string;
-  timeoutMs: number;
-  project: string;
-}
-
-const NETWORK_CODES = ['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'];
-
-export function mapGcpError(error: unknown, context: ErrorContext): KeybrokerError {
+function mapGcpError(error: unknown, context: FailedCall & { project: string }): KeybrokerError {
   if (error instanceof KeybrokerError) return error;
   const subject = context.secret ? `secret "${context.secret}" in ${context.where}` : context.where;
   if (error instanceof RetryBudgetExceeded) {
-    return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
+    return storeTimedOut(context.where, context.what, context.timeoutMs);
   }
   const err = error as { code?: unknown; details?: string; message?: string; reason?: string; response?: { status?: number; data?: { error?: unknown; error_description?: unknown } } };
   const message = (err.details || (err.message ?? String(error)).replace(/^\d+ [A-Z_]+: /, '')).split('\n')[0]!;
@@ -456,7 +445,7 @@ export function mapGcpError(error: unknown, context: ErrorContext): KeybrokerErr
   }
   if (typeof err.code !== 'number') {
     const code = typeof err.code === 'string' ? err.code : '';
-    if (NETWORK_CODES.includes(code) || /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|socket hang up|ECONNRESET|fetch failed|network timeout|timeout of \d+ms exceeded/i.test(message)) {
+    if (NETWORK_ERROR_CODES.includes(code) || /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|socket hang up|ECONNRESET|fetch failed|network timeout|timeout of \d+ms exceeded/i.test(message)) {
       return new StoreUnreachable(`cannot reach Google's sign-in service for ${context.where} (${code || message})`, 'check your network or VPN');
     }
     return new StoreUnreachable(`${context.what} failed at ${context.where} (${message})`, "run 'keybroker doctor' for details");
@@ -493,11 +482,11 @@ export function mapGcpError(error: unknown, context: ErrorContext): KeybrokerErr
       return new ConfigError(`${context.where} refused ${context.what} as invalid (${message})`, 'check "store" and "secret" in the profile');
     case grpc.status.DEADLINE_EXCEEDED:
     case grpc.status.CANCELLED:
-      return new StoreUnreachable(`${context.where} did not answer ${context.what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
+      return storeTimedOut(context.where, context.what, context.timeoutMs);
     case grpc.status.UNAVAILABLE:
       return new StoreUnreachable(`cannot reach ${context.where} (${message})`, 'check your network or VPN and the store endpoint');
     case grpc.status.RESOURCE_EXHAUSTED:
-      return new StoreUnreachable(`${context.where} is throttling requests (RESOURCE_EXHAUSTED: ${message})`, 'try again in a minute');
+      return storeThrottling(context.where, `RESOURCE_EXHAUSTED: ${message}`);
     default:
       return new StoreUnreachable(`${context.what} failed at ${context.where} (${grpc.status[err.code] ?? err.code}: ${message})`, 'try again in a minute, or run \'keybroker doctor\'');
   }

@@ -2,6 +2,7 @@
 // built into its own chunk, so nothing here may import an SDK.
 import type * as v from 'valibot';
 import type { StoreConfig } from '../src/config.ts';
+import { StoreUnreachable } from '../src/errors.ts';
 
 /** Who the developer is to the store. */
 export interface StoreIdentity {
@@ -80,4 +81,28 @@ export interface ProviderModule {
   /** Validates the `store` object of a profile for this type (unknown fields are errors). */
   storeSchema: v.GenericSchema<unknown, StoreConfig>;
   createProvider(store: StoreConfig, context: ProviderContext): Provider;
+}
+
+/** What a provider's error mapping needs to say which call failed, where, and what to do. */
+export interface FailedCall {
+  /** The store's own name for the call ("GetSecretValue"). */
+  what: string;
+  secret: string | undefined;
+  /** The provider's describe(). */
+  where: string;
+  loginFix: string;
+  timeoutMs: number;
+}
+
+/** Socket error codes that mean the store could not be reached at all. */
+export const NETWORK_ERROR_CODES = ['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'];
+
+/** The call's time budget ran out (src/retry.ts), in the same words for every store. */
+export function storeTimedOut(where: string, what: string, timeoutMs: number, fix = 'check your network or VPN, or raise "timeout" in the profile'): StoreUnreachable {
+  return new StoreUnreachable(`${where} did not answer ${what} within ${timeoutMs} ms`, fix);
+}
+
+/** The store still throttled when the retry policy gave up; `answer` is its own words ("HTTP 429: …"). */
+export function storeThrottling(where: string, answer: string, fix = 'try again in a minute'): StoreUnreachable {
+  return new StoreUnreachable(`${where} is throttling requests (${answer})`, fix);
 }

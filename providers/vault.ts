@@ -21,7 +21,7 @@ import {
   UsageError,
 } from '../src/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry } from '../src/retry.ts';
-import type { Provider, ProviderContext, ProviderModule, SecretSummary, SecretValue, StoreIdentity } from './provider.ts';
+import { storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity } from './provider.ts';
 
 const mountPath = v.pipe(
   v.string(),
@@ -246,7 +246,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).name;
     const name = (error as Error).name;
     if (call.signal.aborted || code === 'ABORT_ERR' || name === 'TimeoutError' || name === 'AbortError') {
-      return new StoreUnreachable(`${where} did not answer ${call.what} within ${context.timeoutMs} ms`, 'check your network or VPN and VAULT_ADDR, or raise "timeout" in the profile');
+      return storeTimedOut(where, call.what, context.timeoutMs, 'check your network or VPN and VAULT_ADDR, or raise "timeout" in the profile');
     }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
       return new ConfigError(`cannot verify the TLS certificate of ${address} (${code})`, 'point VAULT_CACERT (or "caCert" in the store) at your Vault CA bundle');
@@ -265,7 +265,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       return new StoreUnreachable(`${where} is sealed`, 'ask your Vault operators to unseal it, then try again');
     }
     if (response.status === 429) {
-      return new StoreUnreachable(`${where} is throttling requests (HTTP 429: ${message})`, 'try again in a minute; if it persists, ask your Vault operators about its rate limit quotas');
+      return storeThrottling(where, `HTTP 429: ${message}`, 'try again in a minute; if it persists, ask your Vault operators about its rate limit quotas');
     }
     if (response.status >= 500) {
       return new StoreUnreachable(`${where} failed ${call.what} for ${subject} (HTTP ${response.status}: ${message})`, 'try again in a minute; if it persists, tell your Vault operators');
