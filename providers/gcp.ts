@@ -328,16 +328,20 @@ function emailFromIdToken(idToken: string): string | undefined {
 // Secret ids may only hold [A-Za-z0-9_-] (at most 255). Every other character, and "_" itself, is
 // written as "_" and two lowercase hex digits per UTF-8 byte: reversible, so no two names collide.
 // "claude-code/keys/alice@example.com" -> "claude-code_2fkeys_2falice_40example_2ecom".
+const SECRET_ID_CHARS = /[A-Za-z0-9-]/;
 export function secretIdFor(name: string): string {
-  const id = escapeOutside(name, /[A-Za-z0-9-]/);
+  const id = escapeOutside(name, SECRET_ID_CHARS);
   if (id.length === 0 || id.length > 255) {
     throw new ConfigError(`the secret name "${name}" becomes the Secret Manager id "${id.slice(0, 40)}…", longer than its 255-character limit`, 'use a shorter "secret" template');
   }
   return id;
 }
 
+/** The logical name of a secret id keybroker made; undefined for any other secret in the project. */
 export function nameForSecretId(id: string): string | undefined {
-  return unescape(id);
+  const name = unescape(id);
+  // "a_2db" decodes to "a-b", whose id is "a-b": another secret, not this one.
+  return name !== undefined && escapeOutside(name, SECRET_ID_CHARS) === id ? name : undefined;
 }
 
 // Label values may only hold lowercase letters, digits, "_" and "-" (at most 63): the same escape,

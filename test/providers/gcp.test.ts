@@ -36,6 +36,12 @@ describe('GCP names and checksums', () => {
     for (const name of names) expect(nameForSecretId(secretIdFor(name))).toBe(name);
   });
 
+  it('does not claim a secret id it would not have written (a needless escape names another secret)', () => {
+    expect(nameForSecretId('claude-code_2dkeys')).toBeUndefined();
+    expect(nameForSecretId('my_secret')).toBeUndefined();
+    expect(nameForSecretId('claude-code-keys')).toBe('claude-code-keys');
+  });
+
   it('escapes label values into GCP label rules and reads them back', () => {
     const labels = encodeLabels({ 'managed-by': 'keybroker', 'keybroker-user': 'Alice.Smith@example.com' });
     expect(labels).toEqual({ 'managed-by': 'keybroker', 'keybroker-user': '_41lice_2e_53mith_40example_2ecom' });
