@@ -14,7 +14,7 @@ import { AccessDenied, ConfigError, NotAuthenticated, SecretNotFound, StoreUnrea
 import { openProvider } from '../../src/store.ts';
 import { installFakeAzureCli, writeAzureLogin } from '../fakes/azure-cli.ts';
 import { KEY_VAULT_RESOURCE, startKeyVaultFake, type KeyVaultFake } from '../fakes/azure-keyvault.ts';
-import { withEnvironment } from '../support/environment.ts';
+import { inEnvironment, withEnvironment } from '../support/environment.ts';
 
 const TENANT = '0b1c2d3e-0000-4000-8000-0000000000aa';
 const OTHER_TENANT = '9f8e7d6c-0000-4000-8000-0000000000bb';
@@ -151,14 +151,7 @@ describe('azure provider against the fake', () => {
   };
   async function open(config: StoreConfig, env: NodeJS.ProcessEnv, timeoutMs = 5_000): Promise<Provider> {
     const profile = { name: 'azure-test', store: config, secret: 'unused', field: 'api_key', user: 'store' as const, timeoutMs, cache: { backend: 'none' as const, refreshAfterMs: 60_000, fallback: 'none' as const } };
-    const provider = await withEnvironment(env, () => openProvider(profile, { env, debug: () => {} }));
-    return {
-      ...provider,
-      whoami: () => withEnvironment(env, () => provider.whoami()),
-      readCurrent: (name) => withEnvironment(env, () => provider.readCurrent(name)),
-      revoke: (name, options) => withEnvironment(env, () => provider.revoke(name, options)),
-      write: (name, value, options) => withEnvironment(env, () => provider.write(name, value, options)),
-    };
+    return inEnvironment(env, await withEnvironment(env, () => openProvider(profile, { env, debug: () => {} })));
   }
 
   beforeAll(async () => {

@@ -241,7 +241,7 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
     const secret = await bed.fake.rawCall<{ labels: Record<string, string> }>('GetSecret', { name: `projects/${GCP_PROJECT.id}/secrets/${escapedSecretId('claude-code/labels/alice')}` }, await bed.adminToken());
     expect(secret.labels['keybroker-user']).toBe('alice_40example_2ecom');
     const listed = [];
-    for await (const summary of await withEnvironment(bed.envFor(ADMIN), async () => admin.list('claude-code/labels/'))) listed.push(summary);
+    for await (const summary of admin.list('claude-code/labels/')) listed.push(summary);
     expect(listed.map((summary) => [summary.name, summary.labels['keybroker-user']])).toEqual([['claude-code/labels/alice', ALICE.email]]);
   });
 
@@ -249,9 +249,7 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
     const admin = await providerFor(bed.envFor(ADMIN));
     for (let index = 0; index < 105; index++) await bed.seed(`claude-code/many/user${String(index).padStart(3, '0')}`, 'sk-test-gcp-many');
     const listed: string[] = [];
-    await withEnvironment(bed.envFor(ADMIN), async () => {
-      for await (const summary of admin.list('claude-code/many/')) listed.push(summary.name);
-    });
+    for await (const summary of admin.list('claude-code/many/')) listed.push(summary.name);
     expect(listed).toHaveLength(105);
     expect(bed.fake.calls.filter((call) => call.method === 'ListSecrets').length).toBeGreaterThanOrEqual(2);
   });
