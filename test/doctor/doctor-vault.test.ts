@@ -30,12 +30,7 @@ beforeAll(async () => {
       },
     },
   }));
-  const response = await fetch(`${vault.address}/v1/secret/data/claude-code/keys/alice`, {
-    method: 'POST',
-    headers: { 'X-Vault-Token': vault.rootToken, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ data: { api_key: KEY, expires_at: new Date(Date.now() + 3 * 86_400_000).toISOString() } }),
-  });
-  expect(response.status).toBe(200);
+  await vault.kvPut('claude-code/keys/alice', { api_key: KEY, expires_at: new Date(Date.now() + 3 * 86_400_000).toISOString() });
 });
 afterAll(async () => {
   await vault?.stop();

@@ -33,12 +33,7 @@ beforeAll(async () => {
   vault.setPolicy('claude-code-alice', { 'secret/data/claude-code/keys/alice': ['read'] });
   // The role allows only this machine's callback, as an admin sets allowed_redirect_uris.
   vault.addOidcRole('developer', [`http://localhost:${callbackPort}/oidc/callback`], { alias: 'alice', policies: ['claude-code-alice'] });
-  const response = await fetch(`${vault.address}/v1/secret/data/claude-code/keys/alice`, {
-    method: 'POST',
-    headers: { 'X-Vault-Token': vault.rootToken, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ data: { api_key: KEY } }),
-  });
-  expect(response.status).toBe(200);
+  await vault.kvPut('claude-code/keys/alice', { api_key: KEY });
 
   configFile = path.join(keyring.home, 'keybroker.json');
   fs.writeFileSync(
@@ -184,12 +179,7 @@ describe('keybroker login with Vault OIDC, the built binary', () => {
 
   it('a login right after another still reads the store, so it picks up a key the admin just rotated', async () => {
     const rotated = 'sk-test-login-e2e-rotated-41d2';
-    const response = await fetch(`${vault.address}/v1/secret/data/claude-code/keys/alice`, {
-      method: 'POST',
-      headers: { 'X-Vault-Token': vault.rootToken, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ data: { api_key: rotated } }),
-    });
-    expect(response.status).toBe(200);
+    await vault.kvPut('claude-code/keys/alice', { api_key: rotated });
     const result = await runBinary(['login'], { env: env({ BROWSER: browser }) });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toContain('(version 2 of "claude-code/keys/alice")');

@@ -12,15 +12,6 @@ let vault: FakeVault;
 let keyring: SecretService;
 let configFile: string;
 
-async function put(name: string, data: Record<string, unknown>): Promise<void> {
-  const response = await fetch(`${vault.address}/v1/secret/data/${name}`, {
-    method: 'POST',
-    headers: { 'X-Vault-Token': vault.rootToken, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ data }),
-  });
-  if (response.status !== 200) throw new Error(`put ${name}: HTTP ${response.status}`);
-}
-
 const env = (extra: NodeJS.ProcessEnv = {}) => cleanEnv({ ...keyring.env, KEYBROKER_CONFIG: configFile, ...extra }, keyring.home);
 
 beforeAll(async () => {
@@ -44,7 +35,7 @@ beforeAll(async () => {
       },
     }),
   );
-  await put('claude-code/keys/alice', { api_key: 'sk-test-vault-e2e-first', team: 'ml' });
+  await vault.kvPut('claude-code/keys/alice', { api_key: 'sk-test-vault-e2e-first', team: 'ml' });
 });
 
 afterAll(async () => {
@@ -76,7 +67,7 @@ describe('keybroker get against Vault, the built binary', () => {
   });
 
   it('reads a new version on a cold start with no cache, well within Claude Code\'s 10 s', async () => {
-    await put('claude-code/keys/alice', { api_key: 'sk-test-vault-e2e-second' });
+    await vault.kvPut('claude-code/keys/alice', { api_key: 'sk-test-vault-e2e-second' });
     const times: number[] = [];
     for (let run = 0; run < 5; run++) {
       const result = await runBinary([], { env: env({ KEYBROKER_CACHE_BACKEND: 'none' }) });

@@ -104,6 +104,8 @@ export interface FakeVault {
   throttled(): number;
   /** Makes every KV request answer 503 "Vault is sealed" until unsealed. */
   setSealed(sealed: boolean): void;
+  /** As an admin's `vault kv put <mount>/<name> field=value…` (root token, through the HTTP API); throws unless it was stored. */
+  kvPut(name: string, data: Record<string, unknown>, options?: { mount?: string; namespace?: string }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -616,6 +618,15 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
     },
     throttled: () => quota.given,
     setSealed: (value) => void (sealed = value),
+    async kvPut(name, data, { mount = 'secret', namespace } = {}) {
+      const v1 = ns(namespace).mounts.get(mount)?.version === 1;
+      const response = await fetch(`${addressOf()}/v1/${mount}/${v1 ? '' : 'data/'}${name}`, {
+        method: 'POST',
+        headers: { 'X-Vault-Token': rootToken, 'Content-Type': 'application/json', ...(namespace ? { 'X-Vault-Namespace': namespace } : {}) },
+        body: JSON.stringify(v1 ? data : { data }),
+      });
+      if (response.status >= 300) throw new Error(`kv put ${mount}/${name} failed: HTTP ${response.status} ${await response.text()}`);
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -44,12 +44,7 @@ export const vaultHarness: ProviderHarness = {
         } catch {
           data = { api_key: value };
         }
-        const response = await fetch(`${vault.address}/v1/secret/data/${name}`, {
-          method: 'POST',
-          headers: { 'X-Vault-Token': vault.rootToken, 'Content-Type': 'application/json' },
-          body: JSON.stringify({ data }),
-        });
-        if (response.status !== 200) throw new Error(`seeding ${name} failed: HTTP ${response.status} ${await response.text()}`);
+        await vault.kvPut(name, data as Record<string, unknown>);
       },
       throttleReads(count) {
         const before = vault.throttled();

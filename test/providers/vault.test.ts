@@ -25,7 +25,7 @@ beforeAll(async () => {
   vault.mountKv('kv1', 1);
   vault.setPolicy('reader', { 'secret/data/claude-code/keys/*': ['read'], 'kv1/claude-code/keys/*': ['read'] });
   vault.setPolicy('admin', { 'secret/*': ['create', 'read', 'update', 'delete', 'list'], 'kv1/*': ['create', 'read', 'update', 'delete', 'list'] });
-  await seed('claude-code/keys/alice', { api_key: 'sk-test-vault-alice' });
+  await vault.kvPut('claude-code/keys/alice', { api_key: 'sk-test-vault-alice' });
 });
 afterAll(async () => {
   await vault?.stop();
@@ -40,16 +40,6 @@ function newHome(token?: string): string {
   homes.push(home);
   if (token !== undefined) fs.writeFileSync(path.join(home, '.vault-token'), token, { mode: 0o600 });
   return home;
-}
-
-async function seed(name: string, data: Record<string, unknown>, mount = 'secret', namespace?: string): Promise<void> {
-  const url = mount === 'kv1' ? `${vault.address}/v1/kv1/${name}` : `${vault.address}/v1/${mount}/data/${name}`;
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'X-Vault-Token': vault.rootToken, 'Content-Type': 'application/json', ...(namespace ? { 'X-Vault-Namespace': namespace } : {}) },
-    body: JSON.stringify(mount === 'kv1' ? data : { data }),
-  });
-  if (response.status >= 300) throw new Error(`seed failed: ${response.status} ${await response.text()}`);
 }
 
 function profileFor(store: Record<string, unknown>, timeoutMs = 3_000): Profile {
@@ -267,7 +257,7 @@ describe('namespaces', () => {
     vault.addNamespace('eng');
     vault.mountKv('secret', 2, 'eng');
     vault.setPolicy('reader', { 'secret/data/claude-code/keys/*': ['read'] }, 'eng');
-    await seed('claude-code/keys/alice', { api_key: 'sk-test-vault-eng-alice' }, 'secret', 'eng');
+    await vault.kvPut('claude-code/keys/alice', { api_key: 'sk-test-vault-eng-alice' }, { namespace: 'eng' });
   });
 
   it('sends X-Vault-Namespace from the store (or VAULT_NAMESPACE) and reads that namespace\'s secret', async () => {
