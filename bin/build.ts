@@ -75,7 +75,6 @@ await esbuild.build({
     __KEYBROKER_BUNDLE__: JSON.stringify({ keyringAsset: 'keyring.node', keyringHash }),
     __KEYBROKER_VERSION__: JSON.stringify(version),
   },
-  metafile: true,
 });
 
 // One chunk per provider. Its imports of src/errors.ts resolve at run time to the CLI's own
@@ -88,7 +87,6 @@ const hostModules: esbuild.Plugin = {
 };
 for (const type of storeTypes) {
   const entry = path.join(root, 'providers', `${type}.ts`);
-  if (!fs.existsSync(entry)) continue;
   const outfile = path.join(dist, 'chunks', `provider-${type}.cjs`);
   await esbuild.build({ ...common, entryPoints: [entry], outfile, plugins: [hostModules] });
   writeCodeCache(outfile);
@@ -105,12 +103,10 @@ function writeCodeCache(chunk: string): void {
 }
 
 // The single executable: blob from pkg.config.json, injected into a copy of this Node binary.
-for (const [asset, file] of Object.entries(seaConfig.assets)) {
-  if (!fs.existsSync(path.join(root, file))) throw new Error(`pkg.config.json names asset ${asset} at ${file}, which the build did not produce`);
-}
-// pkg.config.json plus each chunk's code cache (next to it, same name, .cache), absolute paths.
+// pkg.config.json's assets plus each chunk's code cache (next to it, same name, .cache), absolute paths.
 const assets: Record<string, string> = {};
 for (const [asset, file] of Object.entries(seaConfig.assets)) {
+  if (!fs.existsSync(path.join(root, file))) throw new Error(`pkg.config.json names asset ${asset} at ${file}, which the build did not produce`);
   assets[asset] = path.join(root, file);
   const cache = path.join(root, file.replace(/\.cjs$/, '.cache'));
   if (asset.endsWith('.cjs') && fs.existsSync(cache)) assets[asset.replace(/\.cjs$/, '.cache')] = cache;
