@@ -86,6 +86,7 @@ const hostModules: esbuild.Plugin = {
   },
 };
 for (const type of storeTypes) {
+  if (!seaConfig.assets[`provider-${type}.cjs`]) throw new Error(`pkg.config.json lists no asset provider-${type}.cjs: the binary could not open ${type} stores`);
   const entry = path.join(root, 'providers', `${type}.ts`);
   const outfile = path.join(dist, 'chunks', `provider-${type}.cjs`);
   await esbuild.build({ ...common, entryPoints: [entry], outfile, plugins: [hostModules] });
