@@ -152,7 +152,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
 }
 
 /** `{user}` from a caller ARN: an IAM user's name, a role session's name, a federated user's name. */
-export function userFromArn(arn: string): string {
+function userFromArn(arn: string): string {
   const resource = arn.split(':').slice(5).join(':');
   const parts = resource.split('/');
   if (parts[0] === 'assumed-role') return parts[2] ?? '';

@@ -260,7 +260,7 @@ interface AdcFile {
 }
 
 /** The ADC file the library will use (same order), read only for what the library does not honour. */
-export function readAdcFile(env: NodeJS.ProcessEnv): AdcFile | undefined {
+function readAdcFile(env: NodeJS.ProcessEnv): AdcFile | undefined {
   const candidates: [string | undefined, AdcFile['source']][] = [
     [env['GOOGLE_APPLICATION_CREDENTIALS'] || undefined, 'GOOGLE_APPLICATION_CREDENTIALS'],
     [env['CLOUDSDK_CONFIG'] ? path.join(env['CLOUDSDK_CONFIG'], 'application_default_credentials.json') : undefined, 'CLOUDSDK_CONFIG'],

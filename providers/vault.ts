@@ -604,7 +604,7 @@ interface KvMetadata {
 }
 
 /** KV holds a map: a one-field map of a string is the key itself, anything else is the JSON form. */
-export function kvValue(data: any, kvVersion: 1 | 2, name: string, where: string): SecretValue {
+function kvValue(data: any, kvVersion: 1 | 2, name: string, where: string): SecretValue {
   const map = (kvVersion === 2 ? data?.data : data) as Record<string, unknown> | null | undefined;
   if (!map || typeof map !== 'object') {
     throw new SecretNotFound(`secret "${name}" in ${where} has no data (destroyed?)`, 'ask your admin for a new key');
@@ -621,7 +621,7 @@ export function kvValue(data: any, kvVersion: 1 | 2, name: string, where: string
 }
 
 /** What `vault kv put` would hold: a JSON object's fields as they are, a raw key under api_key. */
-export function kvData(value: string): Record<string, unknown> {
+function kvData(value: string): Record<string, unknown> {
   try {
     const parsed: unknown = JSON.parse(value);
     if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
@@ -637,7 +637,7 @@ function contentVersion(map: unknown): string {
 }
 
 /** `{user}`: an entity name an admin gave, else the name the auth method recorded, else the alias in the display name. */
-export function userFromToken(info: TokenInfo, entityName?: string): string {
+function userFromToken(info: TokenInfo, entityName?: string): string {
   if (entityName && !GENERATED_ENTITY_NAME.test(entityName)) return entityName;
   // userpass/ldap record the username; approle the role's name (a CI job's identity).
   const username = info.meta?.['username'] ?? info.meta?.['user'] ?? info.meta?.['role_name'];

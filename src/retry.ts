@@ -28,7 +28,7 @@ export interface RetryOptions {
 
 export type RetryClass = 'throttled' | 'transient' | 'final';
 
-export const STORE_RETRY_DEFAULTS = { attempts: 4, baseDelayMs: 150, maxDelayMs: 2_000 } as const;
+const STORE_RETRY_DEFAULTS = { attempts: 4, baseDelayMs: 150, maxDelayMs: 2_000 } as const;
 
 /** The call's budget ran out (before an attempt, or while one ignored its signal); providers map it as a timeout. */
 export class RetryBudgetExceeded extends Error {
@@ -98,7 +98,7 @@ const GRPC_RESOURCE_EXHAUSTED = 8;
 const GRPC_UNAVAILABLE = 14;
 const TRANSIENT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'EAI_AGAIN', 'ETIMEDOUT', 'UND_ERR_SOCKET']);
 
-export function httpStatusOf(error: unknown): number | undefined {
+function httpStatusOf(error: unknown): number | undefined {
   const err = error as Loose | undefined;
   if (!err || typeof err !== 'object') return undefined;
   for (const value of [err.$metadata?.httpStatusCode, err.statusCode, err.status, err.response?.status, err.response?.statusCode]) {
