@@ -1,17 +1,17 @@
 // A protocol-faithful fake of Azure Key Vault's secrets API and of the Entra ID token endpoint,
 // written from the REST reference (learn.microsoft.com/rest/api/keyvault/secrets) and the
-// challenge-based auth of the Key Vault SDKs. HTTPS with a test CA made here with openssl.
+// challenge-based auth of the Key Vault SDKs. HTTPS with a test CA (tls.ts).
 // It rejects what the service rejects: no token (401 + WWW-Authenticate challenge), a bad
 // signature, another tenant's or another audience's token, an expired token, a missing or
 // unknown api-version, invalid names, callers without a role on the secret (RBAC, scoped to
 // the vault or to one secret), disabled secrets (403 SecretDisabled), deleted names (409).
-import { execFileSync } from 'node:child_process';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { makeTestCertificates } from './tls.ts';
 import type { AddressInfo } from 'node:net';
 
 export const KEY_VAULT_RESOURCE = 'https://vault.azure.net';
@@ -399,7 +399,7 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
     return true;
   }
 
-  const server = https.createServer({ key: tls.serverKey, cert: tls.serverCert }, (request, response) => {
+  const server = https.createServer({ key: tls.key, cert: tls.cert }, (request, response) => {
     const url = new URL(request.url ?? '/', 'https://127.0.0.1');
     void (async () => {
       if (await handleEntra(request, response, url)) return;
@@ -469,13 +469,3 @@ function b64url(text: string): string {
   return Buffer.from(text, 'utf8').toString('base64url');
 }
 
-/** A throwaway CA and a server certificate for 127.0.0.1 signed by it (openssl). */
-function makeTestCertificates(dir: string): { caFile: string; ca: string; serverKey: string; serverCert: string } {
-  const file = (name: string) => path.join(dir, name);
-  const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=keybroker test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
-  fs.writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext']);
-  return { caFile: file('ca.pem'), ca: fs.readFileSync(file('ca.pem'), 'utf8'), serverKey: fs.readFileSync(file('server.key'), 'utf8'), serverCert: fs.readFileSync(file('server.pem'), 'utf8') };
-}

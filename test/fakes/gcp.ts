@@ -1,16 +1,16 @@
 // A protocol-faithful GCP Secret Manager for tests, written from the service's documentation:
-// real gRPC over TLS (test CA made here with openssl) built from the protos.json the SDK ships,
+// real gRPC over TLS (test CA from tls.ts) built from the protos.json the SDK ships,
 // a bearer token checked on every call, IAM permissions per method with project-level bindings
 // (optionally conditioned on resource.name.startsWith, as real IAM Conditions allow), the
 // service's status codes and messages, resource names with the project NUMBER as the real API
 // returns them, `latest` = the newest version whatever its state, and Google's OAuth token and
 // tokeninfo endpoints for authorized_user (gcloud ADC) credentials.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { makeTestCertificates } from './tls.ts';
 import { createRequire } from 'node:module';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -167,21 +167,10 @@ function loadService() {
   return root.google.cloud.secretmanager.v1.SecretManagerService;
 }
 
-/** A CA and a server certificate for localhost and 127.0.0.1, made with openssl. */
-function makeCertificates(dir: string): { ca: string; key: string; cert: string } {
-  const file = (name: string) => path.join(dir, name);
-  const ssl = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  ssl(['req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=keybroker test CA']);
-  ssl(['req', ...ec, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=localhost']);
-  fs.writeFileSync(file('san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl(['x509', '-req', '-in', file('server.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('server.pem'), '-days', '2', '-extfile', file('san.ext')]);
-  return { ca: file('ca.pem'), key: file('server.key'), cert: file('server.pem') };
-}
 
 export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-gcp-'));
-  const certs = makeCertificates(dir);
+  const certs = makeTestCertificates(dir);
   const { projectId, projectNumber } = options;
   const secrets = new Map<string, Secret>();
   const refreshTokens = new Map(options.users.map((user) => [user.refreshToken, user]));
@@ -476,14 +465,14 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
     };
   }
   server.addService(Service.service, implementation);
-  const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: fs.readFileSync(certs.key), cert_chain: fs.readFileSync(certs.cert) }], false);
+  const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(certs.key), cert_chain: Buffer.from(certs.cert) }], false);
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (error, bound) => (error ? reject(error) : resolve(bound))));
 
   let rawClient: grpc.Client | undefined;
   return {
     port,
     tokenUri,
-    caFile: certs.ca,
+    caFile: certs.caFile,
     projectId,
     projectNumber,
     calls,
@@ -506,7 +495,7 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
     },
     revokeRefreshToken: (token) => void refreshTokens.delete(token),
     rawCall(method, request, accessToken) {
-      rawClient ??= new Service(`localhost:${port}`, grpc.credentials.createSsl(fs.readFileSync(certs.ca)));
+      rawClient ??= new Service(`localhost:${port}`, grpc.credentials.createSsl(Buffer.from(certs.ca)));
       const metadata = new grpc.Metadata();
       if (accessToken !== undefined) metadata.set('authorization', `Bearer ${accessToken}`);
       const name = method.charAt(0).toLowerCase() + method.slice(1);

@@ -1,6 +1,5 @@
 // What is special about Vault beyond the shared contract: every login method of the vault CLI's
 // world, the OIDC browser flow, token renewal, namespaces, KV v1, revoked versions, its errors.
-import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -14,6 +13,7 @@ import { fetchFromStore } from '../../src/broker.ts';
 import { storeSchema } from '../../providers/vault.ts';
 import type { Provider } from '../../providers/provider.ts';
 import { startFakeVault, type FakeVault } from '../fakes/vault.ts';
+import { makeTestCertificates } from '../fakes/tls.ts';
 
 let vault: FakeVault;
 let home: string;
@@ -361,17 +361,11 @@ describe('TLS', () => {
   let secure: FakeVault;
   let caFile: string;
   beforeAll(async () => {
-    // A test CA and a server certificate for 127.0.0.1, as a company's internal PKI would issue.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-vault-tls-'));
     homes.push(dir);
-    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=keybroker test CA');
-    openssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
-    fs.writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'san.ext');
-    caFile = path.join(dir, 'ca.pem');
-    secure = await startFakeVault({ tls: { key: fs.readFileSync(path.join(dir, 'server.key'), 'utf8'), cert: fs.readFileSync(path.join(dir, 'server.pem'), 'utf8') } });
+    const certificates = makeTestCertificates(dir);
+    caFile = certificates.caFile;
+    secure = await startFakeVault({ tls: certificates });
     secure.mountKv('secret', 2);
   });
   afterAll(() => secure?.stop());
