@@ -1,7 +1,6 @@
 // Azure Key Vault, as the developer the Azure CLI says they are (`az login`), or as whoever the
 // DefaultAzureCredential chain finds (environment/service principal, workload identity,
 // managed identity, then the developer tools) when the profile asks for it.
-import fs from 'node:fs';
 import * as v from 'valibot';
 import { SecretClient, type SecretProperties } from '@azure/keyvault-secrets';
 import { AzureCliCredential, DefaultAzureCredential } from '@azure/identity';
@@ -9,7 +8,7 @@ import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
+import { NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
 
 export const storeSchema = v.strictObject({
   type: v.literal('azure'),
@@ -106,15 +105,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   /** The tenant the last token was asked for: the vault's own, from its challenge, unless configured. */
   let tenantAsked = store.tenant;
 
-  let ca: string | undefined;
-  if (store.caFile) {
-    try {
-      ca = fs.readFileSync(store.caFile, 'utf8');
-    } catch (error) {
-      throw new ConfigError(`cannot read store.caFile "${store.caFile}" of profile "${context.profile}" (${(error as NodeJS.ErrnoException).code ?? error})`, 'point caFile at a readable PEM file, or remove it');
-    }
-  }
-  const tlsOptions = ca ? { tlsOptions: { ca } } : {};
+  const tlsOptions = store.caFile ? { tlsOptions: { ca: readCaBundle(store.caFile, 'store.caFile', context.profile) } } : {};
   // The SDK retries nothing: one policy (src/retry.ts) bounds attempts and waits within context.timeoutMs.
   const retryOptions = { maxRetries: 0 };
 

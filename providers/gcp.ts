@@ -11,7 +11,7 @@ import { GoogleAuth, grpc, type CallOptions } from 'google-gax';
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../src/errors.ts';
 import { classifyStoreError, RetryBudgetExceeded, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
+import { NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
 
 const PROJECT_ID = /^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]{1,20}$/;
 const VERSION = /^(?:latest|[1-9][0-9]{0,18}|[a-zA-Z][a-zA-Z0-9_-]{0,62})$/;
@@ -74,12 +74,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       options['port'] = Number(endpoint.port || 443);
     }
     if (store.caFile) {
-      let extra: string;
-      try {
-        extra = fs.readFileSync(store.caFile, 'utf8');
-      } catch (error) {
-        throw new ConfigError(`cannot read store.caFile ${store.caFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'fix "caFile" in the profile\'s store');
-      }
+      const extra = readCaBundle(store.caFile, 'store.caFile', context.profile);
       // The same credentials google-gax builds for itself, with these roots added to the public ones.
       const roots = Buffer.from([...tls.rootCertificates, extra].join('\n'));
       options['sslCreds'] = grpc.credentials.combineChannelCredentials(

@@ -1,8 +1,9 @@
 // The one interface every store implements. A provider file imports its SDK at the top and is
 // built into its own chunk, so nothing here may import an SDK.
+import fs from 'node:fs';
 import type * as v from 'valibot';
 import type { StoreConfig } from '../src/config.ts';
-import { StoreUnreachable } from '../src/errors.ts';
+import { ConfigError, StoreUnreachable } from '../src/errors.ts';
 
 /** Who the developer is to the store. */
 export interface StoreIdentity {
@@ -105,4 +106,14 @@ export function storeTimedOut(where: string, what: string, timeoutMs: number, fi
 /** The store still throttled when the retry policy gave up; `answer` is its own words ("HTTP 429: …"). */
 export function storeThrottling(where: string, answer: string, fix = 'try again in a minute'): StoreUnreachable {
   return new StoreUnreachable(`${where} is throttling requests (${answer})`, fix);
+}
+
+/** The PEM bundle a store's CA setting names (store.caFile, VAULT_CACERT…); a ConfigError naming that setting when unreadable. */
+export function readCaBundle(file: string, setting: string, profile?: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    const where = profile ? ` in profile "${profile}"` : '';
+    throw new ConfigError(`cannot read the CA bundle ${file} that ${setting}${where} names (${(error as NodeJS.ErrnoException).code ?? 'error'})`, `point ${setting} at a readable PEM file, or remove it`);
+  }
 }

@@ -21,7 +21,7 @@ import {
   UsageError,
 } from '../src/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry } from '../src/retry.ts';
-import { storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity } from './provider.ts';
+import { readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity } from './provider.ts';
 
 const mountPath = v.pipe(
   v.string(),
@@ -198,11 +198,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   function caBundle(): string | undefined {
     const file = store.caCert ?? env['VAULT_CACERT'];
     if (!file || ca !== undefined) return ca;
-    try {
-      ca = fs.readFileSync(file, 'utf8');
-    } catch (error) {
-      throw new ConfigError(`cannot read Vault's CA certificate ${file} (${(error as NodeJS.ErrnoException).code})`, 'fix "caCert" in the store or VAULT_CACERT');
-    }
+    ca = store.caCert ? readCaBundle(file, 'store.caCert', context.profile) : readCaBundle(file, 'VAULT_CACERT');
     return ca;
   }
 
