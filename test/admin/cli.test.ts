@@ -170,4 +170,14 @@ describe('keybroker admin (binary)', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('keys are read from stdin or --from-file, never argv');
   });
+
+  it.each(['put', 'import', 'rotate', 'revoke', 'list', 'policy'])('admin %s --help prints that command\'s own usage and examples, not the whole admin page', async (sub) => {
+    const help = await runBinary(['admin', sub, '--help'], { env: adminEnv });
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(new RegExp(`^Usage: keybroker admin ${sub} `));
+    const examples = help.stdout.slice(help.stdout.indexOf('Examples:'));
+    expect(examples).toContain(`keybroker admin ${sub}`);
+    expect(examples.match(/keybroker admin \w+/g)!.every((line) => line === `keybroker admin ${sub}`)).toBe(true);
+    expect(help.stdout).toContain('Options for every command:');
+  });
 });
