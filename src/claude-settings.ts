@@ -131,6 +131,11 @@ export function helperProgram(command: string): string {
   return word;
 }
 
+/** A program named keybroker (what `setup --write` may replace, and what doctor expects). */
+export function isKeybrokerProgram(program: string): boolean {
+  return /^keybroker(\.exe)?$/i.test(path.basename(program));
+}
+
 /** A path as one shell word for Claude Code's /bin/sh (or cmd on Windows). */
 export function shellQuote(file: string, platform: NodeJS.Platform = process.platform): string {
   if (platform === 'win32') return `"${file}"`;
