@@ -5,7 +5,7 @@ import { parseDuration } from '../duration.ts';
 import { AccessDenied, ConfigError, NotAuthenticated, StoreUnreachable } from '../errors.ts';
 import type { IssuerContext, KeyIssuer, MintedKey } from './key-issuer.ts';
 
-export const DEFAULT_MASTER_KEY_ENV = 'LITELLM_MASTER_KEY';
+const DEFAULT_MASTER_KEY_ENV = 'LITELLM_MASTER_KEY';
 
 interface GenerateResponse {
   key?: string;
@@ -95,7 +95,7 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
 }
 
 /** LiteLLM durations are one number and one unit: "30s", "30m", "30h", "30d". */
-export function liteLlmDuration(ms: number): string {
+function liteLlmDuration(ms: number): string {
   for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
     if (ms % size === 0) return `${ms / size}${unit}`;
   }
