@@ -283,17 +283,18 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
       const account = principal.split(':')[4];
       if (account && /^\d{12}$/.test(account)) request.accountId = account;
     }
-    if (type === 'gcp' || type === 'azure') {
-      // The provider's own name mapping (Key Vault allows only letters, digits and "-"), when it exports one.
-      const { loadProviderModule } = await import('../chunks.ts');
-      const module = (await loadProviderModule(type)) as { keyVaultName?: (logical: string) => string; secretIdFor?: (logical: string) => string };
-      const mapping = type === 'azure' ? module.keyVaultName : module.secretIdFor;
-      if (typeof mapping === 'function') request.storeNameOf = mapping;
-    }
     if ((type === 'gcp' || type === 'azure') && request.users.length === 0) {
       const { allUsers } = await import('../admin/rotate.ts');
       request.users = await allUsers({ provider, profile }).catch(() => []);
     }
+  }
+  if (type === 'gcp' || type === 'azure') {
+    // The provider's own name mapping (Key Vault allows only letters, digits and "-"), also when
+    // the profile uses another store: the policy must name the secrets that provider writes.
+    const { loadProviderModule } = await import('../chunks.ts');
+    const module = (await loadProviderModule(type)) as { keyVaultName?: (logical: string) => string; secretIdFor?: (logical: string) => string };
+    const mapping = type === 'azure' ? module.keyVaultName : module.secretIdFor;
+    if (typeof mapping === 'function') request.storeNameOf = mapping;
   }
   const result = renderPolicy(request);
   const only = values['only'];
