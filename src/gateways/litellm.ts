@@ -26,17 +26,17 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
 
   /** The parsed JSON answer, or undefined for a 404/400 "no such key" when `missingOk`. */
   async function call(route: string, body: unknown, missingOk = false): Promise<unknown> {
+    const authorization = `Bearer ${masterKey()}`;
     let response: Response;
     try {
       response = await doFetch(`${base}${route}`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${masterKey()}`, 'content-type': 'application/json' },
+        headers: { authorization, 'content-type': 'application/json' },
         body: JSON.stringify(body),
         redirect: 'manual',
         signal: AbortSignal.timeout(context.timeoutMs),
       });
     } catch (error) {
-      if (error instanceof ConfigError) throw error;
       const name = (error as Error).name;
       if (name === 'TimeoutError' || name === 'AbortError') throw new StoreUnreachable(`${where} did not answer ${route} within ${context.timeoutMs} ms`, 'check the gateway, or raise "timeout" in the profile');
       const code = ((error as { cause?: { code?: string } }).cause?.code) ?? name;
