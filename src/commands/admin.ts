@@ -90,7 +90,8 @@ the new key comes from stdin or --from-file, for one --user only.
 
 Options:
   --user NAME        the developer to rotate
-  --all              every developer with an enabled key under the secret template (needs "keyIssuer")
+  --all              every developer with an enabled key under the secret template
+                     (needs "keyIssuer")
   --grace D          how long the gateway keeps accepting the old key (default 24h); a warning
                      when shorter than the refresh interval + 2 x Claude Code's helper TTL
   --now              retire the old key at once (same as --grace 0): developers recover
