@@ -2,7 +2,7 @@
 // cache only (no store, no network).
 import type { LoadedConfig } from './config.ts';
 import type { CacheStore } from './cache/cache-store.ts';
-import { assessFreshness, CLOCK_SLACK_MS, readCachedEntry, type Freshness } from './broker.ts';
+import { assessFreshness, expiryMarginMs, readCachedEntry, type Freshness } from './broker.ts';
 import { resolveSecretName } from './secret-name.ts';
 import { fingerprint } from './key-value.ts';
 import { formatDuration } from './duration.ts';
@@ -44,7 +44,7 @@ export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promi
   if (!entry) return status;
   const now = deps.now();
   let nextRefresh = entry.fetchedAt + profile.cache.refreshAfterMs;
-  if (entry.expiresAt !== undefined) nextRefresh = Math.min(nextRefresh, entry.expiresAt - 2 * deps.callerTtlMs - CLOCK_SLACK_MS);
+  if (entry.expiresAt !== undefined) nextRefresh = Math.min(nextRefresh, entry.expiresAt - expiryMarginMs(deps.callerTtlMs));
   status.cached = {
     fingerprint: fingerprint(entry.key),
     version: entry.version,
@@ -73,7 +73,7 @@ function secretName(config: LoadedConfig, deps: StatusDeps, cachedSecret: string
 }
 
 /** "aws (region us-east-1, endpoint http://…)" from the profile, without loading the provider. */
-export function describeStoreConfig(store: { type: string; [field: string]: unknown }): string {
+function describeStoreConfig(store: { type: string; [field: string]: unknown }): string {
   const fields = Object.entries(store)
     .filter(([name, value]) => name !== 'type' && (typeof value === 'string' || typeof value === 'number') && !/secret|token|password/i.test(name))
     .map(([name, value]) => `${name} ${value}`);

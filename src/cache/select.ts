@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CacheBackendName } from '../config.ts';
 import { CacheUnavailable } from '../errors.ts';
-import { userCacheDir } from '../paths.ts';
+import { keyFilesDir, userCacheDir } from '../paths.ts';
 import { noCache, type CacheStore } from './cache-store.ts';
 import { fileCache } from './file.ts';
 import { keychainCache } from './keychain.ts';
@@ -24,7 +24,7 @@ export function openCache(choice: CacheChoice): CacheStore {
     case 'none':
       return noCache;
     case 'file':
-      return fileCache(path.join(dir, 'keys'));
+      return fileCache(keyFilesDir(choice.env));
     case 'keychain':
       return choice.keychain ?? keychainCache({ env: choice.env });
     case 'auto':
@@ -35,7 +35,7 @@ export function openCache(choice: CacheChoice): CacheStore {
 /** The keychain, until its first failure; then the fallback for the rest of this run. */
 function autoCache(keychain: CacheStore, choice: CacheChoice, dir: string): CacheStore {
   let current: CacheStore = keychain;
-  const fallback = choice.fallback === 'file' ? fileCache(path.join(dir, 'keys')) : noCache;
+  const fallback = choice.fallback === 'file' ? fileCache(keyFilesDir(choice.env)) : noCache;
 
   function fallBack(error: CacheUnavailable): CacheStore {
     if (current === keychain) {
@@ -69,7 +69,7 @@ function announceOnce(error: CacheUnavailable, choice: CacheChoice, dir: string)
   if (fs.existsSync(marker)) return;
   const instead =
     choice.fallback === 'file'
-      ? `caching the key in a private file under ${path.join(dir, 'keys')} instead`
+      ? `caching the key in a private file under ${keyFilesDir(choice.env)} instead`
       : 'not caching the key (each call reads the store); set "cache": {"fallback": "file"} to cache it in a private file';
   choice.warn(`keybroker: no usable keychain (${error.message}); ${instead}`);
   try {

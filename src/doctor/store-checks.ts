@@ -3,15 +3,15 @@ import { AccessDenied, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUn
 import { parseSecretValue, fingerprint } from '../key-value.ts';
 import { resolveSecretName } from '../secret-name.ts';
 import { formatDuration } from '../duration.ts';
-import { CLOCK_SLACK_MS } from '../broker.ts';
+import { CLOCK_SLACK_MS, expiryMarginMs } from '../broker.ts';
 import { callerTtlMs } from '../runtime.ts';
 import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 
 /** Each store call's bound in the doctor: short enough that a black-holed store leaves time for the rest. */
-export const STORE_CALL_TIMEOUT_MS = 4_000;
+const STORE_CALL_TIMEOUT_MS = 4_000;
 /** An expiry closer than this is worth a warning: the admin has time to rotate. */
-export const EXPIRY_WARNING_MS = 7 * 86_400_000;
+const EXPIRY_WARNING_MS = 7 * 86_400_000;
 
 export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
   const needConfig = (): CheckOutcome | undefined => (state.config ? undefined : skip('no usable configuration', 'fix the configuration first'));
@@ -105,7 +105,7 @@ export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         if (!expires) return ok('no expiry set (expires_at absent)');
         const left = expires.getTime() - deps.now();
         const at = expires.toISOString();
-        const margin = 2 * callerTtlMs(deps.env) + CLOCK_SLACK_MS;
+        const margin = expiryMarginMs(callerTtlMs(deps.env));
         if (left <= CLOCK_SLACK_MS) return fail(`the key expired at ${at}${left < 0 ? ` (${formatDuration(-left)} ago)` : ''}; get refuses it`, 'ask your admin to rotate it (keybroker admin rotate)', { expiresAt: at });
         if (left <= margin) return warn(`the key expires at ${at}, in ${formatDuration(left)}: get already refreshes it on every call`, 'ask your admin to rotate it soon', { expiresAt: at });
         if (left <= EXPIRY_WARNING_MS) return warn(`the key expires at ${at}, in ${formatDuration(left)}`, 'ask your admin to rotate it before then', { expiresAt: at });
