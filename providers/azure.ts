@@ -8,7 +8,7 @@ import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import { NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
+import { jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
 
 export const storeSchema = v.strictObject({
   type: v.literal('azure'),
@@ -85,15 +85,6 @@ function vaultResource(vaultUrl: string): string {
   const host = new URL(vaultUrl).hostname;
   const suffix = ['vault.azure.net', 'vault.azure.cn', 'vault.usgovcloudapi.net', 'vault.microsoftazure.de', 'managedhsm.azure.net'].find((domain) => host.endsWith(`.${domain}`));
   return `https://${suffix ?? 'vault.azure.net'}`;
-}
-
-/** Claims of a JWT access token (no signature check: the vault checks it; we only read who). */
-function tokenClaims(token: string): Record<string, unknown> {
-  try {
-    return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
-  } catch {
-    return {};
-  }
 }
 
 export function createProvider(config: StoreConfig, context: ProviderContext): Provider {
@@ -301,7 +292,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       const token = await bounded('GetToken', undefined, (abortSignal) =>
         credential.getToken(`${resource}/.default`, { abortSignal, ...(store.tenant ? { tenantId: store.tenant } : {}) }),
       );
-      const claims = tokenClaims(token?.token ?? '');
+      const claims = jwtClaims(token?.token ?? '');
       const upn = [claims['upn'], claims['unique_name'], claims['preferred_username']].find((value): value is string => typeof value === 'string' && value.includes('@'));
       const oid = typeof claims['oid'] === 'string' ? claims['oid'] : '';
       const tid = typeof claims['tid'] === 'string' ? claims['tid'] : '';

@@ -11,7 +11,7 @@ import { GoogleAuth, grpc, type CallOptions } from 'google-gax';
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../src/errors.ts';
 import { classifyStoreError, RetryBudgetExceeded, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import { NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
+import { jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
 
 const PROJECT_ID = /^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]{1,20}$/;
 const VERSION = /^(?:latest|[1-9][0-9]{0,18}|[a-zA-Z][a-zA-Z0-9_-]{0,62})$/;
@@ -298,7 +298,8 @@ async function identityOf(client: AuthClient): Promise<StoreIdentity> {
   if (serviceAccount) return { user: serviceAccount, principal: `serviceAccount:${serviceAccount}` };
   const { token } = await client.getAccessToken();
   const idToken = (client as { credentials?: { id_token?: string | null } }).credentials?.id_token;
-  let email = idToken ? emailFromIdToken(idToken) : undefined;
+  const claimed = idToken ? jwtClaims(idToken)['email'] : undefined;
+  let email = typeof claimed === 'string' ? claimed : undefined;
   if (!email && token && 'getTokenInfo' in client) {
     email = (await (client as unknown as { getTokenInfo(token: string): Promise<{ email?: string }> }).getTokenInfo(token)).email;
   }
@@ -309,15 +310,6 @@ async function identityOf(client: AuthClient): Promise<StoreIdentity> {
     );
   }
   return { user: email, principal: `user:${email}` };
-}
-
-function emailFromIdToken(idToken: string): string | undefined {
-  try {
-    const claims = JSON.parse(Buffer.from(idToken.split('.')[1] ?? '', 'base64url').toString('utf8')) as { email?: unknown };
-    return typeof claims.email === 'string' ? claims.email : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 // Secret ids may only hold [A-Za-z0-9_-] (at most 255). Every other character, and "_" itself, is

@@ -117,3 +117,13 @@ export function readCaBundle(file: string, setting: string, profile?: string): s
     throw new ConfigError(`cannot read the CA bundle ${file} that ${setting}${where} names (${(error as NodeJS.ErrnoException).code ?? 'error'})`, `point ${setting} at a readable PEM file, or remove it`);
   }
 }
+
+/** The claims of a JWT (no signature check: the store checks the token; keybroker only reads who it names). */
+export function jwtClaims(token: string): Record<string, unknown> {
+  try {
+    const claims: unknown = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
+    return claims && typeof claims === 'object' ? (claims as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
