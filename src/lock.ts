@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { checkPrivateDir } from './paths.ts';
+import { makePrivateDir } from './paths.ts';
 import { processStartTime } from './caller.ts';
 
 export interface Lock {
@@ -49,12 +49,8 @@ export function holderAlive(holder: LockHolder): boolean {
 export function fileLock(dir: string): Lock {
   return {
     async acquire(name, waitMs) {
-      if (checkPrivateDir(dir)) return undefined;
-      try {
-        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      } catch {
-        return undefined;
-      }
+      // No lock can be taken here at all: go ahead without one rather than wait for nothing.
+      if (makePrivateDir(dir)) return async () => {};
       const file = lockFilePath(dir, name);
       const me: LockHolder = { pid: process.pid, start: processStartTime(process.pid) ?? '', nonce: randomBytes(6).toString('hex') };
       const content = `${me.pid} ${me.start || '-'} ${me.nonce}\n`;

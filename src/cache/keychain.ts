@@ -4,7 +4,7 @@
 import { CacheUnavailable } from '../errors.ts';
 import { loadKeyring } from '../chunks.ts';
 import { KEYCHAIN_SERVICE, type CacheStore } from './cache-store.ts';
-import { checkPrivateDir, userRuntimeDir } from '../paths.ts';
+import { makePrivateDir, userRuntimeDir } from '../paths.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -98,9 +98,8 @@ function markerAge(file: string, now: number): number | undefined {
 }
 
 function rememberHang(file: string): void {
-  if (checkPrivateDir(path.dirname(file))) return;
+  if (makePrivateDir(path.dirname(file))) return;
   try {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     fs.writeFileSync(file, `${new Date().toISOString()}\n`, { mode: 0o600 });
   } catch {
     // Without the marker the next run waits for the keychain once more; nothing worse.

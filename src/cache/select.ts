@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CacheBackendName } from '../config.ts';
 import { CacheUnavailable } from '../errors.ts';
-import { userCacheDir } from '../paths.ts';
+import { makePrivateDir, userCacheDir } from '../paths.ts';
 import { noCache, type CacheStore } from './cache-store.ts';
 import { fileCache } from './file.ts';
 import { keychainCache } from './keychain.ts';
@@ -72,8 +72,8 @@ function announceOnce(error: CacheUnavailable, choice: CacheChoice, dir: string)
       ? `caching the key in a private file under ${path.join(dir, 'keys')} instead`
       : 'not caching the key (each call reads the store); set "cache": {"fallback": "file"} to cache it in a private file';
   choice.warn(`keybroker: no usable keychain (${error.message}); ${instead}`);
+  if (makePrivateDir(dir)) return;
   try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.writeFileSync(marker, `${new Date().toISOString()} ${error.message}\n`, { mode: 0o600 });
   } catch {
     // Not being able to remember the notice only means it is said again next time.
