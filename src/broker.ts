@@ -184,6 +184,8 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   // result reaches every waiter at once instead of through 49 lock hand-overs.
   const acceptable = (entry: CacheEntry | undefined): entry is CacheEntry =>
     entry !== undefined && freshness(entry) === 'fresh' && (refused === undefined || fingerprint(entry.key) !== refused);
+  /** A store failure recorded since this call started: shared with this call, not repeated. */
+  const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt ? failure : undefined);
   const deadline = startedAt + lockWaitMs(profile);
   let release: (() => Promise<void>) | undefined;
   let latest = cached;
@@ -196,9 +198,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
       await release?.();
       return serve(latest, 'cache');
     }
-    if (release || deps.now() >= deadline) break;
-    const failure = deps.state.lastStoreFailure(account);
-    if (failure && failure.at >= startedAt) break;
+    if (release || deps.now() >= deadline || sinceStart(deps.state.lastStoreFailure(account))) break;
   }
   if (!release) deps.debug('did not get the refresh lock in time; reading the store without it');
   try {
@@ -206,14 +206,15 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     const answer = refused !== undefined && release ? recentVerdict(refused, latest) : undefined;
     if (answer) return answer;
     const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
-    const shared = deps.state.lastStoreFailure(account);
+    const lastFailure = deps.state.lastStoreFailure(account);
+    const shared = sinceStart(lastFailure);
     let entry: CacheEntry;
     try {
-      if (shared && shared.at >= startedAt) throw revive(shared);
+      if (shared) throw revive(shared);
       entry = await fetchFromStore(deps);
-      if (shared) deps.state.recordStoreFailure(account, undefined);
+      if (lastFailure) deps.state.recordStoreFailure(account, undefined);
     } catch (error) {
-      if (error instanceof KeybrokerError && !(shared && shared.at >= startedAt)) {
+      if (error instanceof KeybrokerError && !shared) {
         deps.state.recordStoreFailure(account, { at: deps.now(), kind: error.name, message: error.message, fix: error.fix });
       }
       if (usable && isTransientStoreFailure(error)) {

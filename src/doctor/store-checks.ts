@@ -3,7 +3,7 @@ import { AccessDenied, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUn
 import { parseSecretValue, fingerprint } from '../key-value.ts';
 import { resolveSecretName } from '../secret-name.ts';
 import { formatDuration } from '../duration.ts';
-import { CLOCK_SLACK_MS } from '../broker.ts';
+import { CLOCK_SLACK_MS, expiryMarginMs } from '../broker.ts';
 import { callerTtlMs } from '../runtime.ts';
 import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
@@ -105,7 +105,7 @@ export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         if (!expires) return ok('no expiry set (expires_at absent)');
         const left = expires.getTime() - deps.now();
         const at = expires.toISOString();
-        const margin = 2 * callerTtlMs(deps.env) + CLOCK_SLACK_MS;
+        const margin = expiryMarginMs(callerTtlMs(deps.env));
         if (left <= CLOCK_SLACK_MS) return fail(`the key expired at ${at}${left < 0 ? ` (${formatDuration(-left)} ago)` : ''}; get refuses it`, 'ask your admin to rotate it (keybroker admin rotate)', { expiresAt: at });
         if (left <= margin) return warn(`the key expires at ${at}, in ${formatDuration(left)}: get already refreshes it on every call`, 'ask your admin to rotate it soon', { expiresAt: at });
         if (left <= EXPIRY_WARNING_MS) return warn(`the key expires at ${at}, in ${formatDuration(left)}`, 'ask your admin to rotate it before then', { expiresAt: at });
