@@ -98,22 +98,22 @@ export function assessFreshness(entry: CacheEntry, now: number, refreshAfterMs: 
 }
 
 /** A repeat call this close to the TTL's end is Claude Code's regular re-run, not a 401. */
-export function repeatToleranceMs(callerTtlMs: number): number {
+function repeatToleranceMs(callerTtlMs: number): number {
   return Math.min(5_000, callerTtlMs / 10);
 }
 
 /** How long a `get` waits for another process's refresh: its store timeout plus a little. */
-export function lockWaitMs(profile: Profile): number {
+function lockWaitMs(profile: Profile): number {
   return profile.timeoutMs + 1_000;
 }
 
 /** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */
-export const REFRESH_AHEAD_AT = 0.8;
+const REFRESH_AHEAD_AT = 0.8;
 /** At most one background refresh of a profile started in this long. */
 export const REFRESH_AHEAD_EVERY_MS = 30_000;
 
 /** One round of waiting for the lock before the cache is looked at again. */
-export const LOCK_ROUND_MS = 100;
+const LOCK_ROUND_MS = 100;
 
 /** The keychain account (or cache file) of a profile: changes when what it reads changes. */
 export function cacheAccount(profile: Profile): string {
@@ -137,7 +137,7 @@ export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile'
 }
 
 /** The fingerprint of the key this caller was refused with, when its call looks like a 401 re-run. */
-export function suspectedRefusal(deps: Pick<BrokerDeps, 'caller' | 'state' | 'callerTtlMs'>, account: string, cached: CacheEntry | undefined, now: number): string | undefined {
+function suspectedRefusal(deps: Pick<BrokerDeps, 'caller' | 'state' | 'callerTtlMs'>, account: string, cached: CacheEntry | undefined, now: number): string | undefined {
   if (!deps.caller || !cached) return undefined;
   const served = deps.state.servedTo(account, deps.caller.id);
   if (!served) return undefined;

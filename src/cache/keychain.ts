@@ -8,14 +8,14 @@ import { makePrivateDir, userRuntimeDir } from '../paths.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 
-export const KEYCHAIN_TIMEOUT_MS = 2_000;
+const KEYCHAIN_TIMEOUT_MS = 2_000;
 /** After a call that never returned, other runs skip the keychain this long instead of waiting again. */
-export const KEYCHAIN_HUNG_SKIP_MS = 5 * 60_000;
+const KEYCHAIN_HUNG_SKIP_MS = 5 * 60_000;
 
 /** Set when a keychain call never returned: the process must then exit without waiting on it. */
 export const keychainState = { hung: false };
 
-export function keychainName(platform: NodeJS.Platform = process.platform): string {
+function keychainName(platform: NodeJS.Platform = process.platform): string {
   if (platform === 'darwin') return 'the macOS Keychain';
   if (platform === 'win32') return 'the Windows Credential Manager';
   return 'the Secret Service keyring';
