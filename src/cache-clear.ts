@@ -1,18 +1,17 @@
 // Removing cached keys from every place a profile's key may be: the keychain and the file cache
 // (`auto` with "fallback": "file" may have used either).
-import path from 'node:path';
 import type { Profile } from './config.ts';
 import { CacheUnavailable } from './errors.ts';
 import { cacheAccount } from './broker.ts';
 import { fileCache } from './cache/file.ts';
 import { keychainCache } from './cache/keychain.ts';
 import type { CacheStore } from './cache/cache-store.ts';
-import { userCacheDir } from './paths.ts';
+import { keyFilesDir } from './paths.ts';
 
 /** account → the caches it was removed from. */
 export async function clearCachedKeys(profiles: Profile[], env: NodeJS.ProcessEnv, debug: (message: string) => void): Promise<Map<string, string[]>> {
   const removed = new Map<string, string[]>();
-  const files = fileCache(path.join(userCacheDir(env), 'keys'));
+  const files = fileCache(keyFilesDir(env));
   let keychain: CacheStore | undefined;
   for (const profile of profiles) {
     const account = cacheAccount(profile);

@@ -37,6 +37,11 @@ export function userCacheDir(env: Env, platform: NodeJS.Platform = process.platf
   return path.join(env['XDG_CACHE_HOME'] || path.join(home(env), '.cache'), 'keybroker');
 }
 
+/** The file cache's folder ("backend": "file", or `auto` with "fallback": "file"). */
+export function keyFilesDir(env: Env): string {
+  return path.join(userCacheDir(env), 'keys');
+}
+
 /** Short-lived per-user state: locks and the record of which Claude Code process was served. */
 export function userRuntimeDir(env: Env, platform: NodeJS.Platform = process.platform): string {
   if (env['KEYBROKER_RUNTIME_DIR']) return env['KEYBROKER_RUNTIME_DIR'];

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CacheBackendName } from '../config.ts';
 import { CacheUnavailable } from '../errors.ts';
-import { makePrivateDir, userCacheDir } from '../paths.ts';
+import { keyFilesDir, makePrivateDir, userCacheDir } from '../paths.ts';
 import { noCache, type CacheStore } from './cache-store.ts';
 import { fileCache } from './file.ts';
 import { keychainCache } from './keychain.ts';
@@ -19,28 +19,27 @@ export interface CacheChoice {
 }
 
 export function openCache(choice: CacheChoice): CacheStore {
-  const dir = userCacheDir(choice.env);
   switch (choice.backend) {
     case 'none':
       return noCache;
     case 'file':
-      return fileCache(path.join(dir, 'keys'));
+      return fileCache(keyFilesDir(choice.env));
     case 'keychain':
       return choice.keychain ?? keychainCache({ env: choice.env });
     case 'auto':
-      return autoCache(choice.keychain ?? keychainCache({ env: choice.env }), choice, dir);
+      return autoCache(choice.keychain ?? keychainCache({ env: choice.env }), choice);
   }
 }
 
 /** The keychain, until its first failure; then the fallback for the rest of this run. */
-function autoCache(keychain: CacheStore, choice: CacheChoice, dir: string): CacheStore {
+function autoCache(keychain: CacheStore, choice: CacheChoice): CacheStore {
   let current: CacheStore = keychain;
-  const fallback = choice.fallback === 'file' ? fileCache(path.join(dir, 'keys')) : noCache;
+  const fallback = choice.fallback === 'file' ? fileCache(keyFilesDir(choice.env)) : noCache;
 
   function fallBack(error: CacheUnavailable): CacheStore {
     if (current === keychain) {
       current = fallback;
-      announceOnce(error, choice, dir);
+      announceOnce(error, choice);
     }
     return current;
   }
@@ -64,12 +63,13 @@ function autoCache(keychain: CacheStore, choice: CacheChoice, dir: string): Cach
 }
 
 /** Says once per machine state (a marker in the cache folder) what `auto` did instead. */
-function announceOnce(error: CacheUnavailable, choice: CacheChoice, dir: string): void {
+function announceOnce(error: CacheUnavailable, choice: CacheChoice): void {
+  const dir = userCacheDir(choice.env);
   const marker = path.join(dir, `auto-fallback-${choice.fallback}.notice`);
   if (fs.existsSync(marker)) return;
   const instead =
     choice.fallback === 'file'
-      ? `caching the key in a private file under ${path.join(dir, 'keys')} instead`
+      ? `caching the key in a private file under ${keyFilesDir(choice.env)} instead`
       : 'not caching the key (each call reads the store); set "cache": {"fallback": "file"} to cache it in a private file';
   choice.warn(`keybroker: no usable keychain (${error.message}); ${instead}`);
   if (makePrivateDir(dir)) return;

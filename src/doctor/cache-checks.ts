@@ -1,11 +1,10 @@
 // Layer 3: the cache. Which backend is used and why, a round trip under a throwaway account,
 // and the profile's cached entry (age and fingerprint, never the key).
-import path from 'node:path';
 import { CacheUnavailable } from '../errors.ts';
 import { noCache } from '../cache/cache-store.ts';
 import { fileCache } from '../cache/file.ts';
 import { parseEntry } from '../cache/entry.ts';
-import { userCacheDir } from '../paths.ts';
+import { keyFilesDir } from '../paths.ts';
 import { assessFreshness, cacheAccount } from '../broker.ts';
 import { callerTtlMs } from '../runtime.ts';
 import { fingerprint } from '../key-value.ts';
@@ -27,7 +26,7 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         if (!state.config) return skip('no usable configuration', 'fix the configuration first');
         const { cache } = state.config.profile;
         const setBy = state.config.sources['cache.backend'] ?? 'the default';
-        const filesDir = path.join(userCacheDir(deps.env), 'keys');
+        const filesDir = keyFilesDir(deps.env);
         if (cache.backend === 'none') {
           state.cache = noCache;
           return warn(`no cache ("backend": "none", set by ${setBy}): every call reads the store`, 'use "backend": "auto" unless this machine must keep nothing', { backend: 'none', configured: 'none' });
