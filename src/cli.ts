@@ -63,7 +63,7 @@ async function runCommand(command: Command, args: string[], context: RunContext)
     context.output.stdout(`${command.help}\n\n${globalHelp}\n`);
     return ExitCode.ok;
   }
-  return command.run(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals, context);
+  return command.run(parsed.values, parsed.positionals, context);
 }
 
 function report(error: unknown, output: Output, context: RunContext): number {
