@@ -10,7 +10,7 @@ import { makePrivateDir } from './paths.ts';
 import { processStartTime } from './caller.ts';
 
 export interface Lock {
-  /** Waits up to `waitMs` for the lock; resolves to its release, or undefined when the wait ran out. */
+  /** Waits up to `waitMs` for the lock; resolves to its release (a no-op where no lock can be taken at all), or undefined when the wait ran out. */
   acquire(name: string, waitMs: number): Promise<(() => Promise<void>) | undefined>;
 }
 
