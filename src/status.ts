@@ -2,7 +2,7 @@
 // cache only (no store, no network).
 import type { LoadedConfig } from './config.ts';
 import type { CacheStore } from './cache/cache-store.ts';
-import { assessFreshness, CLOCK_SLACK_MS, readCachedEntry, type Freshness } from './broker.ts';
+import { assessFreshness, expiryMarginMs, readCachedEntry, type Freshness } from './broker.ts';
 import { resolveSecretName } from './secret-name.ts';
 import { fingerprint } from './key-value.ts';
 import { formatDuration } from './duration.ts';
@@ -44,7 +44,7 @@ export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promi
   if (!entry) return status;
   const now = deps.now();
   let nextRefresh = entry.fetchedAt + profile.cache.refreshAfterMs;
-  if (entry.expiresAt !== undefined) nextRefresh = Math.min(nextRefresh, entry.expiresAt - 2 * deps.callerTtlMs - CLOCK_SLACK_MS);
+  if (entry.expiresAt !== undefined) nextRefresh = Math.min(nextRefresh, entry.expiresAt - expiryMarginMs(deps.callerTtlMs));
   status.cached = {
     fingerprint: fingerprint(entry.key),
     version: entry.version,
