@@ -109,6 +109,11 @@ function lockWaitMs(profile: Profile): number {
 
 /** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */
 const REFRESH_AHEAD_AT = 0.8;
+
+/** True once a key read at `fetchedAt` is old enough to be refreshed in the background. */
+function dueForRefreshAhead(entry: CacheEntry, now: number, refreshAfterMs: number): boolean {
+  return now - entry.fetchedAt >= REFRESH_AHEAD_AT * refreshAfterMs;
+}
 /** At most one background refresh of a profile started in this long. */
 export const REFRESH_AHEAD_EVERY_MS = 30_000;
 
@@ -259,7 +264,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
 function maybeRefreshAhead(deps: BrokerDeps, account: string, entry: CacheEntry): void {
   if (!deps.startBackgroundRefresh) return;
   const now = deps.now();
-  if (now - entry.fetchedAt < REFRESH_AHEAD_AT * deps.profile.cache.refreshAfterMs) return;
+  if (!dueForRefreshAhead(entry, now, deps.profile.cache.refreshAfterMs)) return;
   const last = deps.state.lastRefreshAhead(account);
   if (last !== undefined && now - last >= 0 && now - last < REFRESH_AHEAD_EVERY_MS) return;
   deps.state.recordRefreshAhead(account, now);
@@ -281,7 +286,7 @@ export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not
   if (!release) return 'not needed';
   try {
     const cached = await readCachedEntry(deps);
-    if (cached && cached.fetchedAt <= deps.now() && deps.now() - cached.fetchedAt < REFRESH_AHEAD_AT * deps.profile.cache.refreshAfterMs) return 'not needed';
+    if (cached && cached.fetchedAt <= deps.now() && !dueForRefreshAhead(cached, deps.now(), deps.profile.cache.refreshAfterMs)) return 'not needed';
     const entry = await fetchFromStore(deps);
     if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs) === 'expired') return 'failed';
     await deps.cache.write(account, serializeEntry(entry));
