@@ -25,7 +25,7 @@ export function managedSettingsPath(env: NodeJS.ProcessEnv, platform: NodeJS.Pla
 }
 
 /** ~/.claude, or CLAUDE_CONFIG_DIR when set (Claude Code honours it). */
-export function claudeUserDir(env: NodeJS.ProcessEnv): string {
+function claudeUserDir(env: NodeJS.ProcessEnv): string {
   if (env['CLAUDE_CONFIG_DIR']) return env['CLAUDE_CONFIG_DIR'];
   return path.join(env['HOME'] || env['USERPROFILE'] || os.homedir(), '.claude');
 }
@@ -35,7 +35,7 @@ export function userSettingsPath(env: NodeJS.ProcessEnv): string {
 }
 
 /** The files in increasing precedence. */
-export function settingsLocations(env: NodeJS.ProcessEnv, projectDir: string, platform: NodeJS.Platform = process.platform): { scope: SettingsScope; path: string }[] {
+function settingsLocations(env: NodeJS.ProcessEnv, projectDir: string, platform: NodeJS.Platform = process.platform): { scope: SettingsScope; path: string }[] {
   return [
     { scope: 'user', path: userSettingsPath(env) },
     { scope: 'project', path: path.join(projectDir, '.claude', 'settings.json') },
@@ -44,7 +44,7 @@ export function settingsLocations(env: NodeJS.ProcessEnv, projectDir: string, pl
   ];
 }
 
-export function readSettingsFile(scope: SettingsScope, file: string): SettingsFile {
+function readSettingsFile(scope: SettingsScope, file: string): SettingsFile {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -129,6 +129,11 @@ export function helperProgram(command: string): string {
     }
   }
   return word;
+}
+
+/** A program named keybroker (what `setup --write` may replace, and what doctor expects). */
+export function isKeybrokerProgram(program: string): boolean {
+  return /^keybroker(\.exe)?$/i.test(path.basename(program));
 }
 
 /** A path as one shell word for Claude Code's /bin/sh (or cmd on Windows). */

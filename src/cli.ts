@@ -60,7 +60,9 @@ async function runCommand(command: Command, args: string[], context: RunContext)
     throw new UsageError(`${command.name}: ${oneLine((error as Error).message).replace(/\. To specify a positional.*$/, '')}`, `run 'keybroker ${command.name} --help'`);
   }
   if (parsed.values['help']) {
-    context.output.stdout(`${command.help}\n\n${globalHelp}\n`);
+    const sub = parsed.positionals[0];
+    const help = sub !== undefined && command.subcommandHelp && Object.hasOwn(command.subcommandHelp, sub) ? command.subcommandHelp[sub]! : command.help;
+    context.output.stdout(`${help}\n\n${globalHelp}\n`);
     return ExitCode.ok;
   }
   return command.run(parsed.values, parsed.positionals, context);

@@ -20,6 +20,8 @@ export interface Command {
   summary: string;
   /** Full --help text, with examples. */
   help: string;
+  /** `COMMAND SUB --help`: a subcommand's own page, by subcommand name (else `help`). */
+  subcommandHelp?: Record<string, string>;
   options: Options;
   /** Subcommands take positionals (`admin put`, `cache clear`). */
   allowPositionals?: boolean;

@@ -205,6 +205,11 @@ function environmentLayer(env: NodeJS.ProcessEnv): Layer | undefined {
   return { source, data: result.output };
 }
 
+/** Every profile the layers define, in first-seen order (not the environment's wildcard `*`). */
+export function profileNames(layers: Layer[]): string[] {
+  return [...new Set(layers.flatMap((layer) => Object.keys(layer.data.profiles ?? {})))].filter((name) => name !== '*');
+}
+
 /** Merges the layers for one profile; `*` is the environment's wildcard profile. */
 export function resolveProfile(layers: Layer[], requested: string | undefined): LoadedConfig {
   if (layers.every((layer) => !layer.data.profiles || Object.keys(layer.data.profiles).every((name) => name === '*'))) {
@@ -240,7 +245,7 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
     }
   }
   if (!found) {
-    const known = [...new Set(layers.flatMap((layer) => Object.keys(layer.data.profiles ?? {})))].filter((n) => n !== '*');
+    const known = profileNames(layers);
     throw new ConfigError(
       `profile "${name}" is not defined in ${layers.map((layer) => layer.source).join(' or ')}`,
       known.length ? `use one of: ${known.join(', ')} (--profile or KEYBROKER_PROFILE)` : 'define it under "profiles"',

@@ -37,9 +37,9 @@ export function userCacheDir(env: Env, platform: NodeJS.Platform = process.platf
   return path.join(env['XDG_CACHE_HOME'] || path.join(home(env), '.cache'), 'keybroker');
 }
 
-/** The file cache's folder ("backend": "file", or `auto` with "fallback": "file"). */
-export function keyFilesDir(env: Env): string {
-  return path.join(userCacheDir(env), 'keys');
+/** The file cache's folder: where `get` writes cached keys and `cache clear` and `doctor` look. */
+export function keyFilesDir(env: Env, platform: NodeJS.Platform = process.platform): string {
+  return path.join(userCacheDir(env, platform), 'keys');
 }
 
 /** Short-lived per-user state: locks and the record of which Claude Code process was served. */

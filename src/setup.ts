@@ -2,11 +2,10 @@
 // existing file (other keys kept, a backup first, a foreign apiKeyHelper left alone).
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import type { Profile } from './config.ts';
 import { ConfigError, UsageError } from './errors.ts';
 import { DEFAULT_CALLER_TTL_MS } from './runtime.ts';
-import { helperProgram, shellQuote } from './claude-settings.ts';
+import { helperProgram, isKeybrokerProgram, shellQuote } from './claude-settings.ts';
 
 export interface ClaudeSettingsSnippet {
   apiKeyHelper: string;
@@ -15,9 +14,7 @@ export interface ClaudeSettingsSnippet {
 
 /** This program as a command line: the SEA's own path, or node plus the script when run from source. */
 export function thisProgram(platform: NodeJS.Platform = process.platform): string {
-  const require = createRequire(import.meta.url ?? __filename);
-  const sea = require('node:sea') as typeof import('node:sea');
-  if (sea.isSea()) return shellQuote(process.execPath, platform);
+  if (process.getBuiltinModule('node:sea').isSea()) return shellQuote(process.execPath, platform);
   return `${shellQuote(process.execPath, platform)} ${shellQuote(path.resolve(process.argv[1] ?? ''), platform)}`;
 }
 
@@ -39,8 +36,8 @@ export function settingsSnippet(options: { program: string; profileFlag?: string
 }
 
 /** A helper keybroker may replace: one that runs a program named keybroker. */
-export function isKeybrokerHelper(command: unknown): boolean {
-  return typeof command === 'string' && /^keybroker(\.exe)?$/i.test(path.basename(helperProgram(command)));
+function isKeybrokerHelper(command: unknown): boolean {
+  return typeof command === 'string' && isKeybrokerProgram(helperProgram(command));
 }
 
 export interface WriteOutcome {

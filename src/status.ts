@@ -73,7 +73,7 @@ function secretName(config: LoadedConfig, deps: StatusDeps, cachedSecret: string
 }
 
 /** "aws (region us-east-1, endpoint http://…)" from the profile, without loading the provider. */
-export function describeStoreConfig(store: { type: string; [field: string]: unknown }): string {
+function describeStoreConfig(store: { type: string; [field: string]: unknown }): string {
   const fields = Object.entries(store)
     .filter(([name, value]) => name !== 'type' && (typeof value === 'string' || typeof value === 'number') && !/secret|token|password/i.test(name))
     .map(([name, value]) => `${name} ${value}`);

@@ -26,7 +26,7 @@ export interface AdminDeps {
   isTTY: boolean;
 }
 
-export const MANAGED_BY_LABEL = 'managed-by';
+const MANAGED_BY_LABEL = 'managed-by';
 export const USER_LABEL = 'keybroker-user';
 /** Unix seconds: a form every store's labels accept (GCP allows only [a-z0-9_-]). */
 export const ROTATED_LABEL = 'keybroker-rotated';
@@ -112,7 +112,7 @@ export interface WriteOutcome {
 }
 
 /** The value stored for a key: what `get` parses back (src/key-value.ts). */
-export function secretValue(deps: Pick<AdminDeps, 'valueFormat' | 'profile' | 'actor'>, write: KeyWrite, now: number): string {
+function secretValue(deps: Pick<AdminDeps, 'valueFormat' | 'profile' | 'actor'>, write: KeyWrite, now: number): string {
   // A bare key cannot carry an expiry: that one value is written as JSON, which `get` reads too.
   if (deps.valueFormat === 'raw' && !write.expiresAt) return write.key;
   const value: Record<string, string> = { [deps.profile.field]: write.key };

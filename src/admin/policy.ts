@@ -212,7 +212,9 @@ function gcpPolicy(request: PolicyRequest): Policy {
       ].join('\n'),
     )
     .join('\n\n');
-  const prefixId = gcpSecretId(templatePrefix(request.template));
+  // The admins' clause must match the ids the provider writes, so the prefix goes through the same mapping.
+  const prefix = templatePrefix(request.template);
+  const prefixId = prefix ? (request.storeNameOf ?? gcpSecretId)(prefix) : '';
   const admin = [
     `gcloud projects add-iam-policy-binding ${project} \\`,
     `  --member='group:ADMIN_GROUP' --role='roles/secretmanager.admin' \\`,

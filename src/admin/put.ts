@@ -7,7 +7,7 @@ export async function putKey(deps: AdminDeps, request: { user: string; key: stri
   return result;
 }
 
-export function describeOutcome(result: WriteOutcome): string {
+function describeOutcome(result: WriteOutcome): string {
   switch (result.outcome) {
     case 'created':
       return `${result.user}: created secret "${result.secret}" (version ${result.version})`;

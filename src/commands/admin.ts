@@ -6,10 +6,13 @@ import { parseDuration } from '../duration.ts';
 import { UsageError } from '../errors.ts';
 import { storeTypes, type StoreType } from '../../providers/index.ts';
 import type { LoadedConfig } from '../config.ts';
-import type { AdminDeps } from '../admin/common.ts';
+import { parseExpiry, readKeyInput, refuseKeysInArguments, type AdminDeps } from '../admin/common.ts';
 
 const subcommands = ['put', 'import', 'rotate', 'revoke', 'list', 'policy'] as const;
 type Subcommand = (typeof subcommands)[number];
+
+const AUDIT_LOG_OPTION = `  --audit-log FILE   append one JSON line per action (who, what, user, version, when) to FILE
+                     instead of stderr`;
 
 export const adminCommand: Command = {
   name: 'admin',
@@ -43,7 +46,115 @@ Examples:
   keybroker admin rotate --all --grace 24h --dry-run
   keybroker admin revoke --user bob
   keybroker admin list --json
-  keybroker admin policy --store aws --only developer > developer.json`,
+  keybroker admin policy --store aws --only developer > developer.json
+
+Run 'keybroker admin COMMAND --help' for one command's options and examples.`,
+  subcommandHelp: {
+    put: `Usage: keybroker admin put --user NAME [--expires-at T] [--from-file F] [--audit-log FILE]
+
+Stores NAME's key in the profile's secret (its "secret" template with {user} = NAME): a new
+secret, or a new version of it. The same key (and expiry) again writes nothing. The key is
+read from stdin or --from-file (- for stdin), never from the command line.
+
+Options:
+  --user NAME        the developer (the {user} of the secret template)
+  --expires-at T     when the key stops working, RFC 3339 (e.g. 2027-01-31T00:00:00Z)
+  --from-file F      read the key from F instead of stdin
+${AUDIT_LOG_OPTION}
+
+Examples:
+  printf %s "$KEY" | keybroker admin put --user alice
+  keybroker admin put --user bob --from-file bob.key --expires-at 2027-01-31T00:00:00Z`,
+    import: `Usage: keybroker admin import FILE [--format csv|json] [--audit-log FILE]
+
+Stores many developers' keys. CSV: one "user,key[,expires_at]" per line (an optional
+"user,key" header, # comments). JSON: [{"user": "...", "key": "...", "expires_at": "..."}].
+Every row is checked first (user names, keys, expiry, duplicates; each problem with its line)
+and nothing is written unless all pass. A failure part-way names who was and was not written;
+running the same import again writes only the keys that are not already current.
+
+Options:
+  --format csv|json  the file's format (default: json for a .json file, else csv)
+${AUDIT_LOG_OPTION}
+
+Examples:
+  keybroker admin import keys.csv
+  keybroker admin import keys.json --audit-log /var/log/keybroker-admin.log`,
+    rotate: `Usage: keybroker admin rotate (--user NAME | --all) [--grace D | --now] [--dry-run]
+                              [--expires-at T] [--from-file F] [--audit-log FILE]
+
+Gives developers a new key, in the order that locks no one out: mint the key (or take the
+one given) -> write it as a new version in the store -> retire the old key at the gateway.
+With "keyIssuer" in the profile the gateway's key API mints one key per developer; without it
+the new key comes from stdin or --from-file, for one --user only.
+
+Options:
+  --user NAME        the developer to rotate
+  --all              every developer with an enabled key under the secret template
+                     (needs "keyIssuer")
+  --grace D          how long the gateway keeps accepting the old key (default 24h); a warning
+                     when shorter than the refresh interval + 2 x Claude Code's helper TTL
+  --now              retire the old key at once (same as --grace 0): developers recover
+                     through Claude Code's 401 -> helper re-run
+  --dry-run          print each developer's steps, change nothing
+  --expires-at T     the new key's expiry, RFC 3339 (default: what the gateway says)
+  --from-file F      read the new key from F instead of stdin
+${AUDIT_LOG_OPTION}
+
+The gateway's admin credential is read from the environment variable the profile names in
+"keyIssuer.masterKeyEnv" (default LITELLM_MASTER_KEY), never from argv.
+
+Examples:
+  keybroker admin rotate --all --grace 24h --dry-run
+  keybroker admin rotate --user alice --now
+  printf %s "$NEW_KEY" | keybroker admin rotate --user bob`,
+    revoke: `Usage: keybroker admin revoke --user NAME [--purge] [--audit-log FILE]
+
+Offboards a developer. With "keyIssuer" in the profile the key is first deleted at the
+gateway (that is what ends access); then the secret is disabled in the store (recoverable:
+a later 'admin put' brings it back), or deleted for good with --purge.
+
+Options:
+  --user NAME        the developer
+  --purge            delete the secret instead of disabling it
+${AUDIT_LOG_OPTION}
+
+Examples:
+  keybroker admin revoke --user bob
+  keybroker admin revoke --user bob --purge`,
+    list: `Usage: keybroker admin list [--json] [--max-age D] [--expiring-within D]
+
+One row per developer with a secret under the profile's template: version, created, last
+rotated, expires, age, and flags (revoked, expired, expiring, stale). Never a key.
+
+Options:
+  --json               a JSON array instead of the table
+  --max-age D          flag keys last rotated longer ago than D as stale (default 90d)
+  --expiring-within D  flag keys that expire within D as expiring (default 14d)
+
+Examples:
+  keybroker admin list
+  keybroker admin list --max-age 30d
+  keybroker admin list --json | jq '.[] | select(.flags | length > 0) | .user'`,
+    policy: `Usage: keybroker admin policy [--store aws|azure|gcp|vault] [--only developer|admin]
+                              [--user NAME...]
+
+Prints a least-privilege access policy for the store, so that each developer can read only
+their own key and admins can write them, with a comment block on how to apply it. The store's
+policy, not keybroker, is the security boundary.
+
+Options:
+  --store TYPE       the store type (default: the profile's); the profile's region, mount or
+                     project are filled in when it is the profile's store
+  --only ROLE        print one document alone (developer, admin; gcp also condition)
+  --user NAME        a developer to bind (repeatable; gcp and azure bind per developer;
+                     default: every developer with a key in the profile's store)
+
+Examples:
+  keybroker admin policy
+  keybroker admin policy --store aws --only developer > developer.json
+  keybroker admin policy --store gcp --user alice@example.com --user bob@example.com`,
+  },
   allowPositionals: true,
   options: {
     user: { type: 'string', multiple: true },
@@ -70,7 +181,6 @@ Examples:
     if (!sub || !(subcommands as readonly string[]).includes(sub)) {
       throw new UsageError(sub ? `unknown admin command "${sub}"` : 'admin needs a command', `use one of: ${subcommands.join(', ')} (keybroker admin --help)`);
     }
-    const { refuseKeysInArguments } = await import('../admin/common.ts');
     if (values['key'] !== undefined || values['api-key'] !== undefined) {
       throw new UsageError('keys are never taken from the command line (shell history, process list)', 'pipe the key on stdin or use --from-file FILE, and consider that key exposed');
     }
@@ -81,7 +191,7 @@ Examples:
 
 async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string[], context: RunContext): Promise<number> {
   const allowedPositionals = sub === 'import' ? 1 : 0;
-  if (rest.length > allowedPositionals) throw new UsageError(`admin ${sub}: unexpected argument "${rest[allowedPositionals]}"`, 'run \'keybroker admin --help\'');
+  if (rest.length > allowedPositionals) throw new UsageError(`admin ${sub}: unexpected argument "${rest[allowedPositionals]}"`, `run 'keybroker admin ${sub} --help'`);
   const { loadConfigFor, callerTtlMs } = await import('../runtime.ts');
   const config = loadConfigFor(values, context);
 
@@ -174,17 +284,18 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
       const account = principal.split(':')[4];
       if (account && /^\d{12}$/.test(account)) request.accountId = account;
     }
-    if (type === 'gcp' || type === 'azure') {
-      // The provider's own name mapping (Key Vault allows only letters, digits and "-"), when it exports one.
-      const { loadProviderModule } = await import('../chunks.ts');
-      const module = (await loadProviderModule(type)) as { keyVaultName?: (logical: string) => string; secretIdFor?: (logical: string) => string };
-      const mapping = type === 'azure' ? module.keyVaultName : module.secretIdFor;
-      if (typeof mapping === 'function') request.storeNameOf = mapping;
-    }
     if ((type === 'gcp' || type === 'azure') && request.users.length === 0) {
       const { allUsers } = await import('../admin/rotate.ts');
       request.users = await allUsers({ provider, profile }).catch(() => []);
     }
+  }
+  if (type === 'gcp' || type === 'azure') {
+    // The provider's own name mapping (Key Vault allows only letters, digits and "-"), also when
+    // the profile uses another store: the policy must name the secrets that provider writes.
+    const { loadProviderModule } = await import('../chunks.ts');
+    const module = (await loadProviderModule(type)) as { keyVaultName?: (logical: string) => string; secretIdFor?: (logical: string) => string };
+    const mapping = type === 'azure' ? module.keyVaultName : module.secretIdFor;
+    if (typeof mapping === 'function') request.storeNameOf = mapping;
   }
   const result = renderPolicy(request);
   const only = values['only'];
@@ -206,10 +317,7 @@ function single(users: string[], sub: string): string {
 function expiry(values: ParsedValues): { expiresAt?: Date } {
   const text = values['expires-at'];
   if (typeof text !== 'string') return {};
-  const date = new Date(text);
-  const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-  if (!rfc3339.test(text) || Number.isNaN(date.getTime())) throw new UsageError(`--expires-at "${text}" is not an RFC 3339 time`, 'write it like 2026-12-31T23:59:59Z');
-  return { expiresAt: date };
+  return { expiresAt: parseExpiry(text, `--expires-at "${text}"`) };
 }
 
 function durationFlag(values: ParsedValues, name: string, fallback: string): number {
@@ -221,7 +329,6 @@ function durationFlag(values: ParsedValues, name: string, fallback: string): num
 }
 
 async function readKey(values: ParsedValues): Promise<string> {
-  const { readKeyInput } = await import('../admin/common.ts');
   const file = values['from-file'];
   if (file === '-') return readKeyInput(fs.readFileSync(0, 'utf8'), 'stdin');
   if (typeof file === 'string') return readKeyInput(readFile(file), file);

@@ -2,7 +2,7 @@
 import type { Command } from '../command.ts';
 import { UsageError } from '../errors.ts';
 import { cacheAccount } from '../broker.ts';
-import { resolveProfile } from '../config.ts';
+import { profileNames, resolveProfile } from '../config.ts';
 import { loadConfigFor } from '../runtime.ts';
 import { clearCachedKeys } from '../cache-clear.ts';
 
@@ -28,7 +28,7 @@ Examples:
     }
     const config = loadConfigFor(values, context);
     const names = values['all']
-      ? [...new Set(config.layers.flatMap((layer) => Object.keys(layer.data.profiles ?? {})))].filter((name) => name !== '*')
+      ? profileNames(config.layers)
       : [config.profile.name];
     const profiles = names.map((name) => (name === config.profile.name ? config.profile : resolveProfile(config.layers, name).profile));
     const removed = await clearCachedKeys(profiles, context.env, context.debug);

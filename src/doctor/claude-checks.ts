@@ -6,6 +6,7 @@ import {
   effectiveSetting,
   effectiveVariable,
   helperProgram,
+  isKeybrokerProgram,
   readClaudeSettings,
   variableSources,
 } from '../claude-settings.ts';
@@ -99,7 +100,7 @@ export function claudeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] 
         } catch {
           return fail(`apiKeyHelper in ${where} runs ${program}, which is not executable`, `chmod +x ${program}`, details);
         }
-        if (!/^keybroker(\.exe)?$/i.test(path.basename(program))) {
+        if (!isKeybrokerProgram(program)) {
           return warn(`apiKeyHelper in ${where} runs ${program}, not keybroker`, 'if it is not a wrapper around keybroker, run \'keybroker setup --write --force\'', details);
         }
         return ok(`${where} runs ${helper.value}`, details);

@@ -8,10 +8,10 @@ import { oneLine, ExitCode } from '../errors.ts';
 import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 
-export const GATEWAY_CALL_TIMEOUT_MS = 4_000;
-export const STREAM_TIMEOUT_MS = 6_000;
+const GATEWAY_CALL_TIMEOUT_MS = 4_000;
+const STREAM_TIMEOUT_MS = 6_000;
 /** Events spread over less than this arrived in one burst: the gateway (or a proxy) buffered them. */
-export const BUFFERED_SPREAD_MS = 20;
+const BUFFERED_SPREAD_MS = 20;
 const ANTHROPIC_VERSION = '2023-06-01';
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 

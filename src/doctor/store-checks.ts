@@ -9,9 +9,9 @@ import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check
 import type { DoctorDeps, DoctorState } from './state.ts';
 
 /** Each store call's bound in the doctor: short enough that a black-holed store leaves time for the rest. */
-export const STORE_CALL_TIMEOUT_MS = 4_000;
+const STORE_CALL_TIMEOUT_MS = 4_000;
 /** An expiry closer than this is worth a warning: the admin has time to rotate. */
-export const EXPIRY_WARNING_MS = 7 * 86_400_000;
+const EXPIRY_WARNING_MS = 7 * 86_400_000;
 
 export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
   const needConfig = (): CheckOutcome | undefined => (state.config ? undefined : skip('no usable configuration', 'fix the configuration first'));

@@ -5,7 +5,7 @@ import { parseDuration } from '../duration.ts';
 import { AccessDenied, ConfigError, NotAuthenticated, StoreUnreachable } from '../errors.ts';
 import type { IssuerContext, KeyIssuer, MintedKey } from './key-issuer.ts';
 
-export const DEFAULT_MASTER_KEY_ENV = 'LITELLM_MASTER_KEY';
+const DEFAULT_MASTER_KEY_ENV = 'LITELLM_MASTER_KEY';
 
 interface GenerateResponse {
   key?: string;
@@ -26,17 +26,17 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
 
   /** The parsed JSON answer, or undefined for a 404/400 "no such key" when `missingOk`. */
   async function call(route: string, body: unknown, missingOk = false): Promise<unknown> {
+    const authorization = `Bearer ${masterKey()}`;
     let response: Response;
     try {
       response = await doFetch(`${base}${route}`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${masterKey()}`, 'content-type': 'application/json' },
+        headers: { authorization, 'content-type': 'application/json' },
         body: JSON.stringify(body),
         redirect: 'manual',
         signal: AbortSignal.timeout(context.timeoutMs),
       });
     } catch (error) {
-      if (error instanceof ConfigError) throw error;
       const name = (error as Error).name;
       if (name === 'TimeoutError' || name === 'AbortError') throw new StoreUnreachable(`${where} did not answer ${route} within ${context.timeoutMs} ms`, 'check the gateway, or raise "timeout" in the profile');
       const code = ((error as { cause?: { code?: string } }).cause?.code) ?? name;
@@ -95,7 +95,7 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
 }
 
 /** LiteLLM durations are one number and one unit: "30s", "30m", "30h", "30d". */
-export function liteLlmDuration(ms: number): string {
+function liteLlmDuration(ms: number): string {
   for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
     if (ms % size === 0) return `${ms / size}${unit}`;
   }

@@ -162,6 +162,17 @@ describe('keybroker admin (binary)', () => {
     }
   });
 
+  it('policy for another store type names the secrets as that store\'s provider does', async () => {
+    const { secretIdFor } = await import('../../providers/gcp.ts');
+    const { keyVaultName } = await import('../../providers/azure.ts');
+    const gcp = await runBinary(['admin', 'policy', '--store', 'gcp', '--user', 'alice@example.com', '--only', 'condition'], { env: adminEnv });
+    expect(gcp.code, gcp.stderr).toBe(0);
+    expect(gcp.stdout).toContain(`"/secrets/${secretIdFor('claude-code/keys/alice@example.com')}"`);
+    const azure = await runBinary(['admin', 'policy', '--store', 'azure', '--user', 'alice@contoso.com', '--only', 'developer'], { env: adminEnv });
+    expect(azure.code, azure.stderr).toBe(0);
+    expect(azure.stdout).toContain(`/secrets/${keyVaultName('claude-code/keys/alice@contoso.com')}'`);
+  });
+
   it('explains a missing or unknown admin command', async () => {
     const none = await runBinary(['admin'], { env: adminEnv });
     expect(none.code).toBe(2);
@@ -169,5 +180,15 @@ describe('keybroker admin (binary)', () => {
     const help = await runBinary(['admin', '--help'], { env: adminEnv });
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('keys are read from stdin or --from-file, never argv');
+  });
+
+  it.each(['put', 'import', 'rotate', 'revoke', 'list', 'policy'])('admin %s --help prints that command\'s own usage and examples, not the whole admin page', async (sub) => {
+    const help = await runBinary(['admin', sub, '--help'], { env: adminEnv });
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(new RegExp(`^Usage: keybroker admin ${sub} `));
+    const examples = help.stdout.slice(help.stdout.indexOf('Examples:'));
+    expect(examples).toContain(`keybroker admin ${sub}`);
+    expect(examples.match(/keybroker admin \w+/g)!.every((line) => line === `keybroker admin ${sub}`)).toBe(true);
+    expect(help.stdout).toContain('Options for every command:');
   });
 });

@@ -100,6 +100,14 @@ describe('admin policy: the other stores', () => {
     expect(gcpSecretId('claude-code/keys/alice')).toBe('claude-code-keys-alice');
   });
 
+  it('GCP: the admins\' clause matches the ids the provider writes under the template', () => {
+    const policy = renderPolicy({ type: 'gcp', template: TEMPLATE, project: 'acme-ml', users: ['alice@example.com'], storeNameOf: secretIdFor });
+    const written = secretIdFor(resolveSecretName(TEMPLATE, 'alice@example.com', 'the store identity'));
+    const prefix = /startsWith\("([^"]*)"\)/.exec(policy.documents['admin']!)![1]!;
+    expect(written.startsWith(prefix)).toBe(true);
+    expect(prefix).toBe(secretIdFor('claude-code/keys/'));
+  });
+
   it('Azure: a Key Vault Secrets User assignment per developer scoped to their own secret, as the provider names it', () => {
     const policy = renderPolicy({ type: 'azure', template: TEMPLATE, users: ['alice@contoso.com'], storeNameOf: keyVaultName });
     expect(policy.documents['developer']).toContain(`--role 'Key Vault Secrets User' --assignee 'alice@contoso.com'`);

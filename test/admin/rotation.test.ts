@@ -2,7 +2,6 @@
 // requests with what it returns: mint → write → retire, and nobody is refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getKey, type BrokerDeps } from '../../src/broker.ts';
-import type { CacheStore } from '../../src/cache/cache-store.ts';
 import { memoryRotationState } from '../../src/rotation-state.ts';
 import type { Profile } from '../../src/config.ts';
 import { NotAuthenticated } from '../../src/errors.ts';
@@ -16,6 +15,7 @@ import type { Provider } from '../../providers/provider.ts';
 import type { HarnessInstance } from '../providers/contract.ts';
 import { startFakeLiteLlm, type FakeLiteLlm } from '../fakes/litellm.ts';
 import { adminDeps, adminProfile, providerAs, startAwsStore } from './support.ts';
+import { memoryCache } from '../rotation/fakes.ts';
 
 const CALLER_TTL_MS = 200;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -46,16 +46,9 @@ describe('admin rotate through a LiteLLM gateway', () => {
 
   /** The developer side: `get` with its own cache, as Claude Code's helper runs it. */
   function developerGet(): BrokerDeps {
-    const entries = new Map<string, string>();
-    const cache: CacheStore = {
-      kind: 'file',
-      read: async (account) => entries.get(account),
-      write: async (account, data) => void entries.set(account, data),
-      remove: async (account) => entries.delete(account),
-    };
     return {
       profile,
-      cache,
+      cache: memoryCache(),
       openProvider: async () => developer,
       lock: { acquire: async () => async () => {} },
       now: Date.now,

@@ -41,7 +41,7 @@ export interface CapturedOutput extends Output {
   err: string[];
 }
 
-export function captureOutput(): CapturedOutput {
+function captureOutput(): CapturedOutput {
   const out: string[] = [];
   const err: string[] = [];
   return { out, err, stdout: (text) => void out.push(text), stderr: (line) => void err.push(line) };

@@ -39,6 +39,8 @@ export function runBinary(args: string[], options: RunOptions): Promise<RunResul
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, ms: performance.now() - started });
     });
+    // A child that exits before reading its stdin must not crash the test run with EPIPE.
+    child.stdin.on('error', () => {});
     child.stdin.end(options.input ?? '');
   });
 }
