@@ -98,22 +98,27 @@ export function assessFreshness(entry: CacheEntry, now: number, refreshAfterMs: 
 }
 
 /** A repeat call this close to the TTL's end is Claude Code's regular re-run, not a 401. */
-export function repeatToleranceMs(callerTtlMs: number): number {
+function repeatToleranceMs(callerTtlMs: number): number {
   return Math.min(5_000, callerTtlMs / 10);
 }
 
 /** How long a `get` waits for another process's refresh: its store timeout plus a little. */
-export function lockWaitMs(profile: Profile): number {
+function lockWaitMs(profile: Profile): number {
   return profile.timeoutMs + 1_000;
 }
 
 /** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */
-export const REFRESH_AHEAD_AT = 0.8;
+const REFRESH_AHEAD_AT = 0.8;
+
+/** True once a key read at `fetchedAt` is old enough to be refreshed in the background. */
+function dueForRefreshAhead(entry: CacheEntry, now: number, refreshAfterMs: number): boolean {
+  return now - entry.fetchedAt >= REFRESH_AHEAD_AT * refreshAfterMs;
+}
 /** At most one background refresh of a profile started in this long. */
 export const REFRESH_AHEAD_EVERY_MS = 30_000;
 
 /** One round of waiting for the lock before the cache is looked at again. */
-export const LOCK_ROUND_MS = 100;
+const LOCK_ROUND_MS = 100;
 
 /** The keychain account (or cache file) of a profile: changes when what it reads changes. */
 export function cacheAccount(profile: Profile): string {
@@ -137,7 +142,7 @@ export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile'
 }
 
 /** The fingerprint of the key this caller was refused with, when its call looks like a 401 re-run. */
-export function suspectedRefusal(deps: Pick<BrokerDeps, 'caller' | 'state' | 'callerTtlMs'>, account: string, cached: CacheEntry | undefined, now: number): string | undefined {
+function suspectedRefusal(deps: Pick<BrokerDeps, 'caller' | 'state' | 'callerTtlMs'>, account: string, cached: CacheEntry | undefined, now: number): string | undefined {
   if (!deps.caller || !cached) return undefined;
   const served = deps.state.servedTo(account, deps.caller.id);
   if (!served) return undefined;
@@ -184,6 +189,8 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   // result reaches every waiter at once instead of through 49 lock hand-overs.
   const acceptable = (entry: CacheEntry | undefined): entry is CacheEntry =>
     entry !== undefined && freshness(entry) === 'fresh' && (refused === undefined || fingerprint(entry.key) !== refused);
+  /** A store failure recorded since this call started: shared with this call, not repeated. */
+  const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt ? failure : undefined);
   const deadline = startedAt + lockWaitMs(profile);
   let release: (() => Promise<void>) | undefined;
   let latest = cached;
@@ -196,9 +203,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
       await release?.();
       return serve(latest, 'cache');
     }
-    if (release || deps.now() >= deadline) break;
-    const failure = deps.state.lastStoreFailure(account);
-    if (failure && failure.at >= startedAt) break;
+    if (release || deps.now() >= deadline || sinceStart(deps.state.lastStoreFailure(account))) break;
   }
   if (!release) deps.debug('did not get the refresh lock in time; reading the store without it');
   try {
@@ -206,14 +211,15 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     const answer = refused !== undefined && release ? recentVerdict(refused, latest) : undefined;
     if (answer) return answer;
     const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
-    const shared = deps.state.lastStoreFailure(account);
+    const lastFailure = deps.state.lastStoreFailure(account);
+    const shared = sinceStart(lastFailure);
     let entry: CacheEntry;
     try {
-      if (shared && shared.at >= startedAt) throw revive(shared);
+      if (shared) throw revive(shared);
       entry = await fetchFromStore(deps);
-      if (shared) deps.state.recordStoreFailure(account, undefined);
+      if (lastFailure) deps.state.recordStoreFailure(account, undefined);
     } catch (error) {
-      if (error instanceof KeybrokerError && !(shared && shared.at >= startedAt)) {
+      if (error instanceof KeybrokerError && !shared) {
         deps.state.recordStoreFailure(account, { at: deps.now(), kind: error.name, message: error.message, fix: error.fix });
       }
       if (usable && isTransientStoreFailure(error)) {
@@ -258,7 +264,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
 function maybeRefreshAhead(deps: BrokerDeps, account: string, entry: CacheEntry): void {
   if (!deps.startBackgroundRefresh) return;
   const now = deps.now();
-  if (now - entry.fetchedAt < REFRESH_AHEAD_AT * deps.profile.cache.refreshAfterMs) return;
+  if (!dueForRefreshAhead(entry, now, deps.profile.cache.refreshAfterMs)) return;
   const last = deps.state.lastRefreshAhead(account);
   if (last !== undefined && now - last >= 0 && now - last < REFRESH_AHEAD_EVERY_MS) return;
   deps.state.recordRefreshAhead(account, now);
@@ -280,7 +286,7 @@ export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not
   if (!release) return 'not needed';
   try {
     const cached = await readCachedEntry(deps);
-    if (cached && cached.fetchedAt <= deps.now() && deps.now() - cached.fetchedAt < REFRESH_AHEAD_AT * deps.profile.cache.refreshAfterMs) return 'not needed';
+    if (cached && cached.fetchedAt <= deps.now() && !dueForRefreshAhead(cached, deps.now(), deps.profile.cache.refreshAfterMs)) return 'not needed';
     const entry = await fetchFromStore(deps);
     if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs) === 'expired') return 'failed';
     await deps.cache.write(account, serializeEntry(entry));

@@ -78,7 +78,7 @@ export function procInfo(pid: number): ProcessInfo | undefined {
 }
 
 /** macOS (and other Unixes with BSD ps): one `ps` call per process looked at. */
-export function psInfo(pid: number): ProcessInfo | undefined {
+function psInfo(pid: number): ProcessInfo | undefined {
   // Loaded here, not at the top: node:child_process costs a warm `get` ~2 ms to load.
   const result = process.getBuiltinModule('node:child_process').spawnSync('ps', ['-o', 'ppid=', '-o', 'lstart=', '-o', 'command=', '-p', String(pid)], { encoding: 'utf8', timeout: 1_000, stdio: ['ignore', 'pipe', 'ignore'] });
   const line = result.status === 0 ? result.stdout.trim() : '';

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import vm from 'node:vm';
 import type { ProviderModule } from '../providers/provider.ts';
 import type { StoreType } from '../providers/index.ts';
-import { userCacheDir } from './paths.ts';
+import { makePrivateDir, userCacheDir } from './paths.ts';
 import * as errors from './errors.ts';
 
 /** Set by the esbuild build (bin/build.ts); absent when the TypeScript source runs under vitest. */
@@ -96,7 +96,8 @@ function nativeAddonPath(asset: string, hash: string, env: NodeJS.ProcessEnv): s
   const dir = path.join(userCacheDir(env), 'addons');
   const target = path.join(dir, `${path.basename(asset, '.node')}-${hash}.node`);
   if (fs.existsSync(target)) return target;
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const problem = makePrivateDir(dir);
+  if (problem) throw new Error(`the keychain addon cannot be written: ${problem}`);
   const temp = `${target}.${process.pid}.tmp`;
   fs.writeFileSync(temp, new Uint8Array(sea.getRawAsset(asset) as ArrayBuffer), { mode: 0o500 });
   fs.renameSync(temp, target);

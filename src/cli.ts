@@ -5,6 +5,7 @@ import { globalHelp, globalOptions, type Command, type RunContext } from './comm
 import { ExitCode, KeybrokerError, UsageError, oneLine } from './errors.ts';
 import { processOutput, maskSecrets, type Output } from './output.ts';
 import { commands, resolveCommand } from './commands/index.ts';
+import { getCommand } from './commands/get.ts';
 
 declare const __KEYBROKER_VERSION__: string | undefined;
 export const VERSION = typeof __KEYBROKER_VERSION__ === 'string' ? __KEYBROKER_VERSION__ : '0.0.0-dev';
@@ -37,12 +38,10 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
       output.stdout(topHelp());
       return ExitCode.ok;
     }
-    const named = argv[0] && !argv[0].startsWith('-') ? commands.find((command) => command.name === argv[0]) : undefined;
-    if (argv[0] && !argv[0].startsWith('-') && !named) {
-      throw new UsageError(`unknown command "${argv[0]}"`, `run 'keybroker --help' for the commands`);
-    }
-    const command = await resolveCommand(named ?? commands.find((candidate) => candidate.name === 'get')!);
-    return await runCommand(command, named ? argv.slice(1) : argv, context);
+    const name = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : undefined;
+    const entry = name === undefined ? getCommand : commands.find((command) => command.name === name);
+    if (!entry) throw new UsageError(`unknown command "${name}"`, `run 'keybroker --help' for the commands`);
+    return await runCommand(await resolveCommand(entry), name === undefined ? argv : argv.slice(1), context);
   } catch (error) {
     return report(error, output, context);
   }
@@ -66,7 +65,7 @@ async function runCommand(command: Command, args: string[], context: RunContext)
     context.output.stdout(`${help}\n\n${globalHelp}\n`);
     return ExitCode.ok;
   }
-  return command.run(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals, context);
+  return command.run(parsed.values, parsed.positionals, context);
 }
 
 function report(error: unknown, output: Output, context: RunContext): number {

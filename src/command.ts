@@ -8,7 +8,7 @@ export interface RunContext {
   now(): number;
   /** True when stdout is a terminal (pretty output allowed); `get` never looks. */
   isTTY: boolean;
-  /** Debug trace on stderr (--verbose or KEYBROKER_DEBUG=1), secrets masked by the caller. */
+  /** Debug trace on stderr (--verbose or KEYBROKER_DEBUG=1); src/cli.ts masks key-like text in it. */
   debug(message: string): void;
 }
 

@@ -28,7 +28,7 @@ const StoreSchema = v.looseObject({
 });
 
 /** The gateway's key-management API that `admin rotate`/`revoke` mint and delete keys through. */
-export const keyIssuerTypes = ['litellm'] as const;
+const keyIssuerTypes = ['litellm'] as const;
 const KeyIssuerSchema = v.strictObject({
   type: v.picklist(keyIssuerTypes, `must be one of: ${keyIssuerTypes.join(', ')}`),
   url: v.pipe(v.string(), v.url('must be a URL such as "https://llm.example.com"')),
@@ -116,7 +116,7 @@ export function loadConfig(request: ConfigRequest): LoadedConfig {
   return resolveProfile(layers, request.profileFlag ?? request.env['KEYBROKER_PROFILE']);
 }
 
-export function readLayers({ env, configFlag }: ConfigRequest): Layer[] {
+function readLayers({ env, configFlag }: ConfigRequest): Layer[] {
   const layers: Layer[] = [];
   const machine = readConfigFile(machineConfigPath(env), false);
   if (machine) layers.push(machine);
@@ -130,7 +130,7 @@ export function readLayers({ env, configFlag }: ConfigRequest): Layer[] {
 }
 
 /** Reads and validates one file; undefined when it is absent and not required. */
-export function readConfigFile(file: string, required: boolean): Layer | undefined {
+function readConfigFile(file: string, required: boolean): Layer | undefined {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');

@@ -4,7 +4,7 @@
 
 export type GatewayVerdict = 'accepted' | 'rejected' | 'unknown';
 
-export const GATEWAY_CHECK_TIMEOUT_MS = 2_000;
+const GATEWAY_CHECK_TIMEOUT_MS = 2_000;
 
 export async function checkKeyWithGateway(baseUrl: string, key: string, timeoutMs = GATEWAY_CHECK_TIMEOUT_MS): Promise<GatewayVerdict> {
   let url: URL;

@@ -4,17 +4,18 @@
 // only do that after its 5 s minimum stale time; a SIGKILLed holder then cost every waiter ≥5 s.
 import fs from 'node:fs';
 import path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
-import { checkPrivateDir } from './paths.ts';
+import { randomBytes } from 'node:crypto';
+import { sha256Hex } from './sha256.ts';
+import { makePrivateDir } from './paths.ts';
 import { processStartTime } from './caller.ts';
 
 export interface Lock {
-  /** Waits up to `waitMs` for the lock; resolves to its release, or undefined when the wait ran out. */
+  /** Waits up to `waitMs` for the lock; resolves to its release (a no-op where no lock can be taken at all), or undefined when the wait ran out. */
   acquire(name: string, waitMs: number): Promise<(() => Promise<void>) | undefined>;
 }
 
 /** A lock older than this is taken over even if its pid looks alive (pid reuse where start times are unknown). */
-export const LOCK_MAX_AGE_MS = 60_000;
+const LOCK_MAX_AGE_MS = 60_000;
 const POLL_MS = 15;
 
 export interface LockHolder {
@@ -25,7 +26,7 @@ export interface LockHolder {
 }
 
 export function lockFilePath(dir: string, name: string): string {
-  return path.join(dir, `${createHash('sha256').update(name).digest('hex').slice(0, 24)}.lock`);
+  return path.join(dir, `${sha256Hex(name).slice(0, 24)}.lock`);
 }
 
 export function parseHolder(text: string): LockHolder | undefined {
@@ -35,7 +36,7 @@ export function parseHolder(text: string): LockHolder | undefined {
 }
 
 /** True when the process that wrote `holder` still runs (same pid and same start time). */
-export function holderAlive(holder: LockHolder): boolean {
+function holderAlive(holder: LockHolder): boolean {
   try {
     process.kill(holder.pid, 0);
   } catch (error) {
@@ -49,12 +50,8 @@ export function holderAlive(holder: LockHolder): boolean {
 export function fileLock(dir: string): Lock {
   return {
     async acquire(name, waitMs) {
-      if (checkPrivateDir(dir)) return undefined;
-      try {
-        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      } catch {
-        return undefined;
-      }
+      // No lock can be taken here at all: go ahead without one rather than wait for nothing.
+      if (makePrivateDir(dir)) return async () => {};
       const file = lockFilePath(dir, name);
       const me: LockHolder = { pid: process.pid, start: processStartTime(process.pid) ?? '', nonce: randomBytes(6).toString('hex') };
       const content = `${me.pid} ${me.start || '-'} ${me.nonce}\n`;
@@ -116,7 +113,3 @@ function takeOverIfAbandoned(file: string): void {
   }
   fs.rmSync(aside, { force: true });
 }
-
-export const noLock: Lock = {
-  acquire: async () => async () => {},
-};

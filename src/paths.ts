@@ -1,4 +1,5 @@
 // Where keybroker's files live on each OS. Every path can be moved by an environment variable.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -49,11 +50,23 @@ export function userRuntimeDir(env: Env, platform: NodeJS.Platform = process.pla
 }
 
 /** Refuse folders that cannot hold private files (and `/proc`, where mkdir spins forever in Node). */
-export function checkPrivateDir(dir: string): string | undefined {
+function checkPrivateDir(dir: string): string | undefined {
   if (!path.isAbsolute(dir)) return `${dir} is not an absolute path`;
   const normalized = path.resolve(dir);
   for (const pseudo of ['/proc', '/sys', '/dev']) {
     if (normalized === pseudo || normalized.startsWith(pseudo + '/')) return `${dir} is under ${pseudo}`;
   }
   return undefined;
+}
+
+/** Creates `dir` (0700) where needed; why it cannot hold private files, or undefined when it can. */
+export function makePrivateDir(dir: string): string | undefined {
+  const problem = checkPrivateDir(dir);
+  if (problem) return problem;
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return undefined;
+  } catch (error) {
+    return `cannot create ${dir} (${(error as NodeJS.ErrnoException).code})`;
+  }
 }

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { sha256Hex } from './sha256.ts';
-import { checkPrivateDir } from './paths.ts';
+import { makePrivateDir } from './paths.ts';
 
 export interface ServedRecord {
   fingerprint: string;
@@ -50,14 +50,8 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
   let ready: boolean | undefined;
   function ensureDir(): boolean {
     if (ready !== undefined) return ready;
-    ready = false;
-    if (checkPrivateDir(dir)) return ready;
-    try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      ready = true;
-    } catch {
-      // Without the folder the 401 rule and failure sharing are off; `get` still works.
-    }
+    // Without the folder the 401 rule and failure sharing are off; `get` still works.
+    ready = makePrivateDir(dir) === undefined;
     return ready;
   }
   function read<T>(file: string): T | undefined {

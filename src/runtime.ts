@@ -72,7 +72,7 @@ function lazyFileLock(dir: string): Lock {
  * Runs this executable again, detached in its own session with every stdio on /dev/null, so that
  * Claude Code (which waits for our stdout to close) never waits for it.
  */
-export function startDetached(args: string[], env: NodeJS.ProcessEnv): void {
+function startDetached(args: string[], env: NodeJS.ProcessEnv): void {
   const self = process.getBuiltinModule('node:sea').isSea() ? [process.execPath] : [process.execPath, process.argv[1]!];
   // Loaded here, not at the top: node:child_process costs a warm `get` ~2 ms to load.
   const child = process.getBuiltinModule('node:child_process').spawn(self[0]!, [...self.slice(1), ...args], { detached: true, stdio: 'ignore', env, windowsHide: true });

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sha256Hex } from '../sha256.ts';
 import { CacheUnavailable } from '../errors.ts';
-import { checkPrivateDir } from '../paths.ts';
+import { makePrivateDir } from '../paths.ts';
 import type { CacheStore } from './cache-store.ts';
 
 export function fileCache(dir: string): CacheStore {
@@ -11,10 +11,9 @@ export function fileCache(dir: string): CacheStore {
     path.join(dir, `${sha256Hex(account).slice(0, 24)}.json`);
 
   function ensureDir(): void {
-    const problem = checkPrivateDir(dir);
-    if (problem) throw new CacheUnavailable(`the cache folder cannot be used: ${problem}`, 'set KEYBROKER_CACHE_DIR to a private folder');
+    const problem = makePrivateDir(dir);
+    if (problem) throw new CacheUnavailable(`the cache folder cannot be used: ${problem}`, 'check its permissions or set KEYBROKER_CACHE_DIR to a private folder');
     try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       const stat = fs.statSync(dir);
       if (typeof process.getuid === 'function' && stat.uid !== process.getuid()) {
         throw new CacheUnavailable(`the cache folder ${dir} belongs to another user`, 'remove it or set KEYBROKER_CACHE_DIR');
@@ -22,7 +21,7 @@ export function fileCache(dir: string): CacheStore {
       if ((stat.mode & 0o077) !== 0 && process.platform !== 'win32') fs.chmodSync(dir, 0o700);
     } catch (error) {
       if (error instanceof CacheUnavailable) throw error;
-      throw new CacheUnavailable(`cannot create the cache folder ${dir} (${(error as NodeJS.ErrnoException).code})`, 'check its permissions or set KEYBROKER_CACHE_DIR');
+      throw new CacheUnavailable(`cannot use the cache folder ${dir} (${(error as NodeJS.ErrnoException).code})`, 'check its permissions or set KEYBROKER_CACHE_DIR');
     }
   }
 

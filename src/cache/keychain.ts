@@ -4,18 +4,18 @@
 import { CacheUnavailable } from '../errors.ts';
 import { loadKeyring } from '../chunks.ts';
 import { KEYCHAIN_SERVICE, type CacheStore } from './cache-store.ts';
-import { checkPrivateDir, userRuntimeDir } from '../paths.ts';
+import { makePrivateDir, userRuntimeDir } from '../paths.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 
-export const KEYCHAIN_TIMEOUT_MS = 2_000;
+const KEYCHAIN_TIMEOUT_MS = 2_000;
 /** After a call that never returned, other runs skip the keychain this long instead of waiting again. */
-export const KEYCHAIN_HUNG_SKIP_MS = 5 * 60_000;
+const KEYCHAIN_HUNG_SKIP_MS = 5 * 60_000;
 
 /** Set when a keychain call never returned: the process must then exit without waiting on it. */
 export const keychainState = { hung: false };
 
-export function keychainName(platform: NodeJS.Platform = process.platform): string {
+function keychainName(platform: NodeJS.Platform = process.platform): string {
   if (platform === 'darwin') return 'the macOS Keychain';
   if (platform === 'win32') return 'the Windows Credential Manager';
   return 'the Secret Service keyring';
@@ -98,9 +98,8 @@ function markerAge(file: string, now: number): number | undefined {
 }
 
 function rememberHang(file: string): void {
-  if (checkPrivateDir(path.dirname(file))) return;
+  if (makePrivateDir(path.dirname(file))) return;
   try {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     fs.writeFileSync(file, `${new Date().toISOString()}\n`, { mode: 0o600 });
   } catch {
     // Without the marker the next run waits for the keychain once more; nothing worse.

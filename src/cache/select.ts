@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CacheBackendName } from '../config.ts';
 import { CacheUnavailable } from '../errors.ts';
-import { keyFilesDir, userCacheDir } from '../paths.ts';
+import { keyFilesDir, makePrivateDir, userCacheDir } from '../paths.ts';
 import { noCache, type CacheStore } from './cache-store.ts';
 import { fileCache } from './file.ts';
 import { keychainCache } from './keychain.ts';
@@ -19,7 +19,6 @@ export interface CacheChoice {
 }
 
 export function openCache(choice: CacheChoice): CacheStore {
-  const dir = userCacheDir(choice.env);
   switch (choice.backend) {
     case 'none':
       return noCache;
@@ -28,19 +27,19 @@ export function openCache(choice: CacheChoice): CacheStore {
     case 'keychain':
       return choice.keychain ?? keychainCache({ env: choice.env });
     case 'auto':
-      return autoCache(choice.keychain ?? keychainCache({ env: choice.env }), choice, dir);
+      return autoCache(choice.keychain ?? keychainCache({ env: choice.env }), choice);
   }
 }
 
 /** The keychain, until its first failure; then the fallback for the rest of this run. */
-function autoCache(keychain: CacheStore, choice: CacheChoice, dir: string): CacheStore {
+function autoCache(keychain: CacheStore, choice: CacheChoice): CacheStore {
   let current: CacheStore = keychain;
   const fallback = choice.fallback === 'file' ? fileCache(keyFilesDir(choice.env)) : noCache;
 
   function fallBack(error: CacheUnavailable): CacheStore {
     if (current === keychain) {
       current = fallback;
-      announceOnce(error, choice, dir);
+      announceOnce(error, choice);
     }
     return current;
   }
@@ -64,7 +63,8 @@ function autoCache(keychain: CacheStore, choice: CacheChoice, dir: string): Cach
 }
 
 /** Says once per machine state (a marker in the cache folder) what `auto` did instead. */
-function announceOnce(error: CacheUnavailable, choice: CacheChoice, dir: string): void {
+function announceOnce(error: CacheUnavailable, choice: CacheChoice): void {
+  const dir = userCacheDir(choice.env);
   const marker = path.join(dir, `auto-fallback-${choice.fallback}.notice`);
   if (fs.existsSync(marker)) return;
   const instead =
@@ -72,8 +72,8 @@ function announceOnce(error: CacheUnavailable, choice: CacheChoice, dir: string)
       ? `caching the key in a private file under ${keyFilesDir(choice.env)} instead`
       : 'not caching the key (each call reads the store); set "cache": {"fallback": "file"} to cache it in a private file';
   choice.warn(`keybroker: no usable keychain (${error.message}); ${instead}`);
+  if (makePrivateDir(dir)) return;
   try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.writeFileSync(marker, `${new Date().toISOString()} ${error.message}\n`, { mode: 0o600 });
   } catch {
     // Not being able to remember the notice only means it is said again next time.

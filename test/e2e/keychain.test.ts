@@ -137,6 +137,16 @@ describe('with no Secret Service at all, backend auto', () => {
     console.info(`no session bus: first get ${Math.round(ms)} ms`);
   });
 
+  it('serves the key at once when its cache and runtime folders point under /proc (where Node\'s mkdir spins forever)', async () => {
+    const key = 'sk-test-e2e-proc-folders';
+    const secret = await provision(key);
+    const env = home.env({ KEYBROKER_CACHE_DIR: '/proc/keybroker-e2e/cache', KEYBROKER_RUNTIME_DIR: '/proc/keybroker-e2e/run', KEYBROKER_SECRET: secret });
+    const result = await runBinary([], { env, timeoutMs: 15_000 });
+    expect(result).toMatchObject({ code: 0, stdout: key });
+    expect(result.stderr).toMatch(/^keybroker: no usable keychain \(cannot load the keychain library \(the keychain addon cannot be written: \/proc\/keybroker-e2e\/cache\/addons is under \/proc\)\); not caching the key/);
+    expect(result.ms).toBeLessThan(NO_KEYCHAIN_BOUND_MS);
+  });
+
   it('caches in a private file instead when the profile says "fallback": "file"', async () => {
     const key = 'sk-test-e2e-fallback-file';
     const secret = await provision(key);

@@ -2,12 +2,12 @@
 // proxy, and a throwaway HOME with a keybroker config pointing at that chain.
 import fs from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import os from 'node:os';
 import path from 'node:path';
-import { AWS_TEST_CREDENTIALS, startMoto, type Moto } from '../support/moto.ts';
+import { startMoto, type Moto } from '../support/moto.ts';
 import { startStoreProxy, type StoreProxy } from '../support/store-proxy.ts';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
-import { cleanEnv, runBinary, type RunResult } from '../support/binary.ts';
+import { runBinary, type RunResult } from '../support/binary.ts';
+import { awsConfig, makeTestHome } from '../support/e2e-home.ts';
 
 export const SECRET = 'claude-code/keys/alice';
 
@@ -52,28 +52,9 @@ export interface Developer {
 }
 
 export function developer(storeUrl: string, profile: Record<string, unknown> = {}, extraEnv: NodeJS.ProcessEnv = {}): Developer {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-rot-'));
-  const config = {
-    profiles: {
-      default: {
-        store: { type: 'aws', region: 'us-east-1', endpoint: storeUrl },
-        secret: SECRET,
-        cache: { backend: 'file' },
-        ...profile,
-      },
-    },
-  };
-  fs.writeFileSync(path.join(home, 'config.json'), JSON.stringify(config));
-  const env = cleanEnv(
-    {
-      ...AWS_TEST_CREDENTIALS,
-      KEYBROKER_CONFIG: path.join(home, 'config.json'),
-      KEYBROKER_CACHE_DIR: path.join(home, 'cache'),
-      KEYBROKER_RUNTIME_DIR: path.join(home, 'run'),
-      ...extraEnv,
-    },
-    home,
-  );
+  const testHome = makeTestHome(awsConfig(storeUrl, { secret: SECRET, cache: { backend: 'file' }, ...profile }));
+  const home = testHome.dir;
+  const env = testHome.env({ KEYBROKER_CACHE_DIR: path.join(home, 'cache'), KEYBROKER_RUNTIME_DIR: path.join(home, 'run'), ...extraEnv });
   const keysDir = path.join(home, 'cache', 'keys');
   return {
     home,
@@ -82,7 +63,7 @@ export function developer(storeUrl: string, profile: Record<string, unknown> = {
     // which the 401 rule would otherwise take for one caller asking twice.
     get: (extra = {}) => runBinary(['get'], { env: { ...env, CLAUDE_CODE_MESSAGING_TOKEN: randomUUID(), ...extra } }),
     cacheFiles: () => (fs.existsSync(keysDir) ? fs.readdirSync(keysDir).filter((name) => name.endsWith('.json')).map((name) => path.join(keysDir, name)) : []),
-    remove: () => fs.rmSync(home, { recursive: true, force: true }),
+    remove: () => testHome.remove(),
   };
 }
 

@@ -58,6 +58,14 @@ describe('fileLock', () => {
     await release!();
   });
 
+  it('goes ahead at once, without waiting, where its folder cannot be created (under /proc)', async () => {
+    const started = performance.now();
+    const release = await fileLock('/proc/keybroker-locks').acquire('k', 5_000);
+    expect(release).toBeDefined();
+    expect(performance.now() - started).toBeLessThan(100);
+    await release!();
+  });
+
   it('treats a lock naming a pid that runs but started at another time as abandoned (pid reuse)', async () => {
     const dir = tempDir();
     fs.mkdirSync(dir, { recursive: true });

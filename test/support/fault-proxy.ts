@@ -1,5 +1,6 @@
 // A TCP proxy in front of a test server that can be switched to fail the way networks do.
 import net from 'node:net';
+import { freePort } from './processes.ts';
 
 export type FaultMode =
   | { kind: 'pass' }
@@ -61,10 +62,4 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
 }
 
 /** A port on which nothing listens (the store is down). */
-export async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export const closedPort = freePort;

@@ -1,9 +1,9 @@
 // A Secret Service whose keyring is locked and whose unlock prompt is never answered: every
 // keychain read waits forever, as on a desktop where nobody types the password. A private
 // D-Bus session bus with test/support/locked-keyring.py (python3-dbus) owning org.freedesktop.secrets.
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { startProcess, type Started } from './processes.ts';
+import { startSessionBus } from './secret-service.ts';
 
 export interface LockedKeyring {
   /** DBUS_SESSION_BUS_ADDRESS for the binary. */
@@ -14,16 +14,8 @@ export interface LockedKeyring {
 }
 
 export async function startLockedKeyring(mode: 'prompt' | 'silent' = 'prompt'): Promise<LockedKeyring> {
-  const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
-  const address = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    bus.stdout.on('data', (chunk) => {
-      text += chunk;
-      if (text.includes('\n')) resolve(text.split('\n')[0]!.trim());
-    });
-    setTimeout(() => reject(new Error('dbus-daemon printed no address')), 5_000).unref();
-  });
-  const env = { DBUS_SESSION_BUS_ADDRESS: address };
+  const bus = await startSessionBus(process.env);
+  const env = { DBUS_SESSION_BUS_ADDRESS: bus.address };
   const service: Started = startProcess('/usr/bin/python3', [path.join(import.meta.dirname, 'locked-keyring.py'), ...(mode === 'silent' ? ['silent'] : [])], { env: { ...process.env, ...env } });
   const deadline = Date.now() + 10_000;
   while (!service.output().includes('ready')) {
@@ -35,11 +27,7 @@ export async function startLockedKeyring(mode: 'prompt' | 'silent' = 'prompt'): 
     calls: () => service.output().split('\n').filter((line) => line && line !== 'ready'),
     async stop() {
       await service.stop();
-      try {
-        process.kill(-bus.pid!, 'SIGTERM');
-      } catch {
-        // already gone
-      }
+      bus.stop();
     },
   };
 }

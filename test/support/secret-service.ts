@@ -37,21 +37,8 @@ export async function startSecretService(options: SecretServiceOptions = {}): Pr
     XDG_CONFIG_HOME: path.join(home, '.config'),
     XDG_RUNTIME_DIR: runtime,
   };
-  const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], {
-    env: base,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  const address = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    bus.stdout.on('data', (chunk) => {
-      text += chunk;
-      if (text.includes('\n')) resolve(text.split('\n')[0]!.trim());
-    });
-    bus.on('exit', () => reject(new Error('dbus-daemon exited before printing its address')));
-    setTimeout(() => reject(new Error('dbus-daemon printed no address')), 5_000).unref();
-  });
-  const env = { ...base, DBUS_SESSION_BUS_ADDRESS: address };
+  const bus = await startSessionBus(base);
+  const env = { ...base, DBUS_SESSION_BUS_ADDRESS: bus.address };
   let keyring: Started | undefined;
   if (!options.withoutKeyring) {
     keyring = startProcess('sh', ['-c', 'printf %s "$KEYRING_PASSWORD" | exec gnome-keyring-daemon --foreground --unlock --components=secrets'], {
@@ -65,7 +52,9 @@ export async function startSecretService(options: SecretServiceOptions = {}): Pr
       const child = execFile('secret-tool', args, { env }, (error, stdout, stderr) =>
         resolve({ code: error ? Number((error as NodeJS.ErrnoException & { code?: number }).code ?? 1) || 1 : 0, stdout, stderr }),
       );
-      child.stdin?.end(input ?? '');
+      // secret-tool may exit before reading its stdin (lookup, search): a late write's EPIPE is not a test failure.
+      child.stdin?.on('error', () => {});
+      child.stdin?.end(input);
     });
   const flat = (attributes: Record<string, string>) => Object.entries(attributes).flat();
   return {
@@ -86,12 +75,32 @@ export async function startSecretService(options: SecretServiceOptions = {}): Pr
     },
     async stop() {
       await keyring?.stop();
+      bus.stop();
+      if (!options.home) fs.rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A private D-Bus session bus (its own process group); `address` is its DBUS_SESSION_BUS_ADDRESS. */
+export async function startSessionBus(env: NodeJS.ProcessEnv): Promise<{ address: string; stop(): void }> {
+  const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], { env, detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+  const address = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    bus.stdout.on('data', (chunk) => {
+      text += chunk;
+      if (text.includes('\n')) resolve(text.split('\n')[0]!.trim());
+    });
+    bus.on('exit', () => reject(new Error('dbus-daemon exited before printing its address')));
+    setTimeout(() => reject(new Error('dbus-daemon printed no address')), 5_000).unref();
+  });
+  return {
+    address,
+    stop() {
       try {
         process.kill(-bus.pid!, 'SIGTERM');
       } catch {
         // already gone
       }
-      if (!options.home) fs.rmSync(home, { recursive: true, force: true });
     },
   };
 }
