@@ -85,27 +85,11 @@ const hostModules: esbuild.Plugin = {
     build.onResolve({ filter: /\/src\/errors(\.ts)?$/ }, () => ({ path: 'keybroker:errors', external: true }));
   },
 };
-// google-gax bundles static protobuf modules for IAM, locations and long-running operations
-// (483 KiB, a quarter of the GCP chunk; ~3-5 ms of loading it, measured) that it only re-exports
-// and uses to cancel or poll an operation; Secret Manager's calls have none. A stub that says so
-// if anything ever asks.
-const gaxUnusedProtos: esbuild.Plugin = {
-  name: 'gax-unused-protos',
-  setup(build) {
-    build.onResolve({ filter: /^(\.\.\/)+protos\/(iam_service|locations|operations)$/ }, (args) =>
-      /[\\/]google-gax[\\/]/.test(args.importer) ? { path: args.path, namespace: 'gax-unused-protos' } : undefined,
-    );
-    build.onLoad({ filter: /.*/, namespace: 'gax-unused-protos' }, (args) => ({
-      contents: `Object.defineProperty(exports, 'google', { enumerable: true, get() { throw new Error(${JSON.stringify(`keybroker's GCP chunk leaves out google-gax's ${args.path} (bin/build.ts)`)}); } });`,
-      loader: 'js',
-    }));
-  },
-};
 for (const type of storeTypes) {
   if (!seaConfig.assets[`provider-${type}.cjs`]) throw new Error(`pkg.config.json lists no asset provider-${type}.cjs: the binary could not open ${type} stores`);
   const entry = path.join(root, 'providers', `${type}.ts`);
   const outfile = path.join(dist, 'chunks', `provider-${type}.cjs`);
-  await esbuild.build({ ...common, entryPoints: [entry], outfile, plugins: [hostModules, gaxUnusedProtos] });
+  await esbuild.build({ ...common, entryPoints: [entry], outfile, plugins: [hostModules] });
   writeCodeCache(outfile);
 }
 
