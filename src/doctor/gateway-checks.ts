@@ -31,8 +31,10 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
       method: init.method,
       redirect: 'manual',
       signal: init.signal,
+      // Both headers, as Claude Code sends the helper's key: a gateway may read either.
       headers: {
         'x-api-key': state.key!,
+        authorization: `Bearer ${state.key!}`,
         'anthropic-version': ANTHROPIC_VERSION,
         ...(init.body ? { 'content-type': 'application/json' } : {}),
       },

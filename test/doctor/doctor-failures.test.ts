@@ -29,7 +29,12 @@ function lineOf(text: string, title: string): string {
 
 describe('doctor on a healthy machine', () => {
   test('passes every check and exits 0', async () => {
+    const before = machine.gateway.log.length;
     const { text, code, report } = await doctor();
+    const keyed = machine.gateway.log.slice(before).filter((entry) => entry.path.startsWith('/v1/'));
+    // The key travels as Claude Code sends it: x-api-key and Authorization: Bearer.
+    expect(keyed.length).toBeGreaterThan(0);
+    expect(keyed.every((entry) => entry.xApiKey === KEY && entry.bearer === KEY)).toBe(true);
     expect(report.checks.filter((entry) => entry.verdict === 'FAIL')).toEqual([]);
     expect(code).toBe(0);
     expect(report.ok).toBe(true);
