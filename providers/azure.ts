@@ -8,7 +8,7 @@ import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import { jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
+import { caBundlePath, jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
 
 export const storeSchema = v.strictObject({
   type: v.literal('azure'),
@@ -21,7 +21,7 @@ export const storeSchema = v.strictObject({
   /** Which token claim `{user}` is: the UPN (default, lower-cased) or the object id. */
   userClaim: v.optional(v.picklist(['upn', 'oid'], 'must be "upn" or "oid"')),
   /** A PEM file of extra CAs to trust (a TLS-inspecting proxy, a private endpoint's CA). */
-  caFile: v.optional(v.pipe(v.string(), v.minLength(1, 'must be a path to a PEM file'))),
+  caFile: v.optional(caBundlePath),
   /** For a vault reached through a custom domain or proxy: skip the SDK's challenge-resource check. */
   disableChallengeResourceVerification: v.optional(v.boolean()),
 }) as unknown as ProviderModule['storeSchema'];

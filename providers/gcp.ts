@@ -11,7 +11,7 @@ import { GoogleAuth, grpc, type CallOptions } from 'google-gax';
 import type { StoreConfig } from '../src/config.ts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../src/errors.ts';
 import { classifyStoreError, RetryBudgetExceeded, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import { jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
+import { caBundlePath, jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
 
 const PROJECT_ID = /^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]{1,20}$/;
 const VERSION = /^(?:latest|[1-9][0-9]{0,18}|[a-zA-Z][a-zA-Z0-9_-]{0,62})$/;
@@ -25,7 +25,7 @@ export const storeSchema = v.strictObject({
   /** The Secret Manager endpoint (Private Service Connect, a proxy, an emulator): "https://host[:port]". */
   endpoint: v.optional(v.pipe(v.string(), v.url('must be a URL such as "https://secretmanager.googleapis.com"'), v.startsWith('https://', 'must be an https:// URL (Secret Manager speaks gRPC over TLS)'))),
   /** A PEM file of CA certificates to trust for the endpoint besides the public roots (like gcloud's core/custom_ca_certs_file). */
-  caFile: v.optional(v.pipe(v.string(), v.check((file) => path.isAbsolute(file), 'must be an absolute path (Claude Code runs keybroker from any directory)'))),
+  caFile: v.optional(caBundlePath),
 }) as unknown as ProviderModule['storeSchema'];
 
 type GcpStore = { type: 'gcp'; project: string; version?: string; endpoint?: string; caFile?: string };

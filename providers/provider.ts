@@ -1,7 +1,8 @@
 // The one interface every store implements. A provider file imports its SDK at the top and is
 // built into its own chunk, so nothing here may import an SDK.
 import fs from 'node:fs';
-import type * as v from 'valibot';
+import path from 'node:path';
+import * as v from 'valibot';
 import type { StoreConfig } from '../src/config.ts';
 import { ConfigError, StoreUnreachable } from '../src/errors.ts';
 
@@ -107,6 +108,12 @@ export function storeTimedOut(where: string, what: string, timeoutMs: number, fi
 export function storeThrottling(where: string, answer: string, fix = 'try again in a minute'): StoreUnreachable {
   return new StoreUnreachable(`${where} is throttling requests (${answer})`, fix);
 }
+
+/** A store's CA bundle setting: absolute, since Claude Code runs keybroker from any directory. */
+export const caBundlePath = v.pipe(
+  v.string(),
+  v.check((file) => path.isAbsolute(file), 'must be an absolute path to a PEM file (Claude Code runs keybroker from any directory)'),
+);
 
 /** The PEM bundle a store's CA setting names (store.caFile, VAULT_CACERT…); a ConfigError naming that setting when unreadable. */
 export function readCaBundle(file: string, setting: string, profile?: string): string {

@@ -21,7 +21,7 @@ import {
   UsageError,
 } from '../src/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry } from '../src/retry.ts';
-import { readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity } from './provider.ts';
+import { caBundlePath, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity } from './provider.ts';
 
 const mountPath = v.pipe(
   v.string(),
@@ -85,7 +85,7 @@ export const storeSchema = v.strictObject({
   kvVersion: v.optional(v.picklist([1, 2], 'must be 1 or 2')),
   auth: v.optional(AuthSchema),
   /** A PEM bundle to verify Vault's TLS certificate (as VAULT_CACERT, which is read otherwise). */
-  caCert: v.optional(nonEmpty),
+  caCert: v.optional(caBundlePath),
 }) as unknown as ProviderModule['storeSchema'];
 
 type Auth = v.InferOutput<typeof AuthSchema>;
