@@ -379,4 +379,6 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   };
 }
 
-export const module: ProviderModule = { storeSchema, createProvider };
+export const storageName = keyVaultName;
+
+export const module: ProviderModule = { storeSchema, createProvider, storageName };

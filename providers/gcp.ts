@@ -483,4 +483,6 @@ function mapGcpError(error: unknown, context: FailedCall & { project: string }):
   }
 }
 
-export const module: ProviderModule = { storeSchema, createProvider };
+export const storageName = secretIdFor;
+
+export const module: ProviderModule = { storeSchema, createProvider, storageName };

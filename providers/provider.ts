@@ -83,6 +83,11 @@ export interface ProviderModule {
   /** Validates the `store` object of a profile for this type (unknown fields are errors). */
   storeSchema: v.GenericSchema<unknown, StoreConfig>;
   createProvider(store: StoreConfig, context: ProviderContext): Provider;
+  /**
+   * The name the store keeps a logical secret under, where its naming rules need an escape
+   * (Key Vault, Secret Manager); absent where the logical name is used as it is.
+   */
+  storageName?(logicalName: string): string;
 }
 
 /** What a provider's error mapping needs to say which call failed, where, and what to do. */

@@ -18,7 +18,7 @@ export interface PolicyRequest {
   azureVaultScope?: string;
   /** GCP and Azure bind per developer: the users to bind (their store identities). */
   users: string[];
-  /** GCP and Azure: the store's own name for a logical secret name, as its provider maps it. */
+  /** The store's own name for a logical secret name, as its provider maps it (ProviderModule.storageName); absent: the name as is. */
   storeNameOf?: (logical: string) => string;
 }
 
@@ -40,6 +40,11 @@ export function renderPolicy(request: PolicyRequest): Policy {
     case 'azure':
       return azurePolicy(request);
   }
+}
+
+/** The store's name for a logical secret name: the provider's mapping, else the name as is. */
+function storeName(request: PolicyRequest, logical: string): string {
+  return request.storeNameOf ? request.storeNameOf(logical) : logical;
 }
 
 // ---- AWS IAM ----------------------------------------------------------------------------------
@@ -190,16 +195,11 @@ ${admin}`;
 
 // ---- Google Cloud Secret Manager ----------------------------------------------------------------
 
-/** Secret Manager ids allow letters, digits, "-" and "_": the logical name with "/" replaced. */
-export function gcpSecretId(name: string): string {
-  return name.replace(/[^A-Za-z0-9_-]/g, '-');
-}
-
 function gcpPolicy(request: PolicyRequest): Policy {
   const project = request.project ?? 'PROJECT_ID';
   const users = request.users.length ? request.users : ['{user}'];
   const condition = (user: string) => {
-    const id = (request.storeNameOf ?? gcpSecretId)(request.template.replaceAll('{user}', user));
+    const id = storeName(request, request.template.replaceAll('{user}', user));
     // resource.name carries the project NUMBER; endsWith keeps the condition independent of it.
     return `resource.name.endsWith("/secrets/${id}") || resource.name.extract("/secrets/{id}/versions/") == "${id}"`;
   };
@@ -208,13 +208,13 @@ function gcpPolicy(request: PolicyRequest): Policy {
       [
         `gcloud projects add-iam-policy-binding ${project} \\`,
         `  --member='user:${user}' --role='roles/secretmanager.secretAccessor' \\`,
-        `  --condition='title=keybroker-${gcpSecretId(user).slice(0, 60)},expression=${condition(user)}'`,
+        `  --condition='title=keybroker-${storeName(request, user).slice(0, 60)},expression=${condition(user)}'`,
       ].join('\n'),
     )
     .join('\n\n');
   // The admins' clause must match the ids the provider writes, so the prefix goes through the same mapping.
   const prefix = templatePrefix(request.template);
-  const prefixId = prefix ? (request.storeNameOf ?? gcpSecretId)(prefix) : '';
+  const prefixId = prefix ? storeName(request, prefix) : '';
   const admin = [
     `gcloud projects add-iam-policy-binding ${project} \\`,
     `  --member='group:ADMIN_GROUP' --role='roles/secretmanager.admin' \\`,
@@ -238,11 +238,6 @@ ${admin}
 
 // ---- Azure Key Vault (RBAC) ---------------------------------------------------------------------
 
-/** Key Vault secret names allow letters, digits and "-": the logical name with others replaced. */
-export function azureSecretName(name: string): string {
-  return name.replace(/[^A-Za-z0-9-]/g, '-');
-}
-
 function azurePolicy(request: PolicyRequest): Policy {
   const vault = request.azureVaultScope ?? '/subscriptions/SUBSCRIPTION_ID/resourceGroups/RESOURCE_GROUP/providers/Microsoft.KeyVault/vaults/VAULT_NAME';
   const users = request.users.length ? request.users : ['{user}'];
@@ -250,7 +245,7 @@ function azurePolicy(request: PolicyRequest): Policy {
     .map((user) =>
       [
         `az role assignment create --role 'Key Vault Secrets User' --assignee '${user}' \\`,
-        `  --scope '${vault}/secrets/${(request.storeNameOf ?? azureSecretName)(request.template.replaceAll('{user}', user))}'`,
+        `  --scope '${vault}/secrets/${storeName(request, request.template.replaceAll('{user}', user))}'`,
       ].join('\n'),
     )
     .join('\n\n');

@@ -268,7 +268,16 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
   const type = (values['store'] ?? profile.store.type) as string;
   if (!(storeTypes as readonly string[]).includes(type)) throw new UsageError(`--store must be one of ${storeTypes.join(', ')}, not "${type}"`, 'e.g. --store aws');
   const store = type === profile.store.type ? profile.store : undefined;
-  const request: Parameters<typeof renderPolicy>[0] = { type: type as StoreType, template: profile.secret, users: (values['user'] as string[] | undefined) ?? [] };
+  // The provider's own name mapping (Key Vault allows only letters, digits and "-"), also when the
+  // profile uses another store: the policy must name the secrets that provider writes.
+  const { loadProviderModule } = await import('../chunks.ts');
+  const { storageName } = await loadProviderModule(type as StoreType);
+  const request: Parameters<typeof renderPolicy>[0] = {
+    type: type as StoreType,
+    template: profile.secret,
+    users: (values['user'] as string[] | undefined) ?? [],
+    storeNameOf: storageName ?? ((logical) => logical),
+  };
   if (store) {
     const text = (field: string) => (typeof store[field] === 'string' ? (store[field] as string) : undefined);
     const region = text('region') ?? (type === 'aws' ? context.env['AWS_REGION'] : undefined);
@@ -288,14 +297,6 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
       const { allUsers } = await import('../admin/rotate.ts');
       request.users = await allUsers({ provider, profile }).catch(() => []);
     }
-  }
-  if (type === 'gcp' || type === 'azure') {
-    // The provider's own name mapping (Key Vault allows only letters, digits and "-"), also when
-    // the profile uses another store: the policy must name the secrets that provider writes.
-    const { loadProviderModule } = await import('../chunks.ts');
-    const module = (await loadProviderModule(type)) as { keyVaultName?: (logical: string) => string; secretIdFor?: (logical: string) => string };
-    const mapping = type === 'azure' ? module.keyVaultName : module.secretIdFor;
-    if (typeof mapping === 'function') request.storeNameOf = mapping;
   }
   const result = renderPolicy(request);
   const only = values['only'];
