@@ -1,7 +1,10 @@
 // `admin policy`: a least-privilege access policy per store, so that each developer can read only
 // their own key and admins can write. The store, not keybroker, is the security boundary.
 import type { StoreType } from '../../providers/index.ts';
+import type { Provider } from '../../providers/provider.ts';
+import type { Profile } from '../config.ts';
 import { templatePrefix } from './common.ts';
+import { allUsers } from './rotate.ts';
 
 export interface PolicyRequest {
   type: StoreType;
@@ -27,6 +30,46 @@ export interface Policy {
   text: string;
   /** Each document alone (JSON, HCL, CEL or shell), by role: "developer", "admin". */
   documents: Record<string, string>;
+}
+
+export interface PolicyContext {
+  profile: Profile;
+  env: NodeJS.ProcessEnv;
+  /** The name mapping of the provider of the policy's store type (ProviderModule.storageName). */
+  storageName: ((logical: string) => string) | undefined;
+  /** The profile's own store; asked only when the policy is for that store's type. */
+  openProvider(): Promise<Provider>;
+}
+
+/**
+ * What to render for `type`: the profile's template, and, when the profile uses that store, its
+ * region / mount / project, the admin's AWS account id and (GCP, Azure) the developers it lists.
+ * The provider's name mapping applies also when the profile uses another store: the policy must
+ * name the secrets that provider writes.
+ */
+export async function policyRequestFor(type: StoreType, users: string[], context: PolicyContext): Promise<PolicyRequest> {
+  const { profile } = context;
+  const request: PolicyRequest = { type, template: profile.secret, users };
+  if (context.storageName) request.storeNameOf = context.storageName;
+  if (type !== profile.store.type) return request;
+  const store = profile.store;
+  const text = (field: string) => (typeof store[field] === 'string' ? (store[field] as string) : undefined);
+  const region = text('region') ?? (type === 'aws' ? context.env['AWS_REGION'] : undefined);
+  if (region) request.region = region;
+  if (text('mount')) request.vaultMount = text('mount')!;
+  if (store['kvVersion'] === 1) request.vaultKvVersion = 1;
+  if (text('project')) request.project = text('project')!;
+  const provider = await context.openProvider();
+  if (type === 'aws') {
+    // The account id from the admin's own ARN; without credentials the policy says "*".
+    const principal = await provider.whoami().then((identity) => identity.principal, () => '');
+    const account = principal.split(':')[4];
+    if (account && /^\d{12}$/.test(account)) request.accountId = account;
+  }
+  if ((type === 'gcp' || type === 'azure') && users.length === 0) {
+    request.users = await allUsers({ provider, profile }).catch(() => []);
+  }
+  return request;
 }
 
 export function renderPolicy(request: PolicyRequest): Policy {

@@ -263,41 +263,18 @@ async function adminDeps(values: ParsedValues, config: LoadedConfig, context: Ru
 }
 
 async function policy(values: ParsedValues, config: LoadedConfig, context: RunContext): Promise<number> {
-  const { renderPolicy } = await import('../admin/policy.ts');
+  const { policyRequestFor, renderPolicy } = await import('../admin/policy.ts');
   const { profile } = config;
   const type = (values['store'] ?? profile.store.type) as string;
   if (!(storeTypes as readonly string[]).includes(type)) throw new UsageError(`--store must be one of ${storeTypes.join(', ')}, not "${type}"`, 'e.g. --store aws');
-  const store = type === profile.store.type ? profile.store : undefined;
-  // The provider's own name mapping (Key Vault allows only letters, digits and "-"), also when the
-  // profile uses another store: the policy must name the secrets that provider writes.
   const { loadProviderModule } = await import('../chunks.ts');
-  const { storageName } = await loadProviderModule(type as StoreType);
-  const request: Parameters<typeof renderPolicy>[0] = {
-    type: type as StoreType,
-    template: profile.secret,
-    users: (values['user'] as string[] | undefined) ?? [],
-    storeNameOf: storageName ?? ((logical) => logical),
-  };
-  if (store) {
-    const text = (field: string) => (typeof store[field] === 'string' ? (store[field] as string) : undefined);
-    const region = text('region') ?? (type === 'aws' ? context.env['AWS_REGION'] : undefined);
-    if (region) request.region = region;
-    if (text('mount')) request.vaultMount = text('mount')!;
-    if (store['kvVersion'] === 1) request.vaultKvVersion = 1;
-    if (text('project')) request.project = text('project')!;
-    const { openProvider } = await import('../store.ts');
-    const provider = await openProvider(profile, { env: context.env, debug: context.debug });
-    if (type === 'aws') {
-      // The account id from the admin's own ARN; without credentials the policy says "*".
-      const principal = await provider.whoami().then((identity) => identity.principal, () => '');
-      const account = principal.split(':')[4];
-      if (account && /^\d{12}$/.test(account)) request.accountId = account;
-    }
-    if ((type === 'gcp' || type === 'azure') && request.users.length === 0) {
-      const { allUsers } = await import('../admin/rotate.ts');
-      request.users = await allUsers({ provider, profile }).catch(() => []);
-    }
-  }
+  const { openProvider } = await import('../store.ts');
+  const request = await policyRequestFor(type as StoreType, (values['user'] as string[] | undefined) ?? [], {
+    profile,
+    env: context.env,
+    storageName: (await loadProviderModule(type as StoreType)).storageName,
+    openProvider: () => openProvider(profile, { env: context.env, debug: context.debug }),
+  });
   const result = renderPolicy(request);
   const only = values['only'];
   if (only !== undefined) {

@@ -5,7 +5,9 @@ import { parse as parseHcl } from '@cdktf/hcl2json';
 import { fetchFromStore } from '../../src/broker.ts';
 import { resolveSecretName } from '../../src/secret-name.ts';
 import { putKey } from '../../src/admin/put.ts';
-import { renderPolicy, AWS_USER_VARIABLES, VAULT_USER_TEMPLATE } from '../../src/admin/policy.ts';
+import { renderPolicy, policyRequestFor, AWS_USER_VARIABLES, VAULT_USER_TEMPLATE } from '../../src/admin/policy.ts';
+import type { Profile } from '../../src/config.ts';
+import type { Provider, SecretSummary } from '../../providers/provider.ts';
 import type { HarnessInstance } from '../providers/contract.ts';
 import { keyVaultName } from '../../providers/azure.ts';
 import { secretIdFor } from '../../providers/gcp.ts';
@@ -113,5 +115,68 @@ describe('admin policy: the other stores', () => {
     const scoped = keyVaultName(resolveSecretName(TEMPLATE, 'alice@contoso.com', 'the store identity'));
     expect(policy.documents['developer']).toMatch(new RegExp(`--scope '.*/vaults/VAULT_NAME/secrets/${scoped}'$`));
     expect(policy.documents['admin']).toContain('Key Vault Secrets Officer');
+  });
+});
+
+describe('what the policy is rendered for', () => {
+  const profileFor = (store: Profile['store']): Profile => ({
+    name: 'p',
+    store,
+    secret: TEMPLATE,
+    field: 'api_key',
+    user: 'store',
+    timeoutMs: 1_000,
+    cache: { backend: 'none', refreshAfterMs: 60_000, fallback: 'none' },
+  });
+  const listing = (summaries: SecretSummary[]): Provider => ({
+    describe: () => 'a listing',
+    loginCommand: () => 'none',
+    whoami: async () => ({ user: 'admin', principal: 'arn:aws:iam::210987654321:user/admin' }),
+    readCurrent: async () => {
+      throw new Error('not read');
+    },
+    write: async () => ({ version: '1', created: true }),
+    revoke: async () => {},
+    async *list() {
+      yield* summaries;
+    },
+  });
+
+  it('GCP and Azure bind the developers the store lists (enabled ones), through the provider\'s names', async () => {
+    const provider = listing([
+      { name: resolveSecretName(TEMPLATE, 'alice@example.com', 't'), enabled: true, labels: {} },
+      { name: resolveSecretName(TEMPLATE, 'bob@example.com', 't'), enabled: false, labels: {} },
+    ]);
+    const request = await policyRequestFor('gcp', [], {
+      profile: profileFor({ type: 'gcp', project: 'acme-ml' }),
+      env: {},
+      storageName: secretIdFor,
+      openProvider: async () => provider,
+    });
+    expect(request.users).toEqual(['alice@example.com']);
+    expect(request.project).toBe('acme-ml');
+    expect(renderPolicy(request).documents['developer']).toContain(secretIdFor(resolveSecretName(TEMPLATE, 'alice@example.com', 't')));
+  });
+
+  it('AWS takes the account id from the admin\'s own identity', async () => {
+    const request = await policyRequestFor('aws', [], {
+      profile: profileFor({ type: 'aws', region: 'eu-west-1' }),
+      env: {},
+      storageName: undefined,
+      openProvider: async () => listing([]),
+    });
+    expect(request).toMatchObject({ region: 'eu-west-1', accountId: '210987654321' });
+  });
+
+  it('a policy for another store type than the profile\'s does not open the profile\'s store', async () => {
+    const request = await policyRequestFor('azure', ['carol@contoso.com'], {
+      profile: profileFor({ type: 'aws', region: 'eu-west-1' }),
+      env: {},
+      storageName: keyVaultName,
+      openProvider: async () => {
+        throw new Error('must not be opened');
+      },
+    });
+    expect(renderPolicy(request).documents['developer']).toContain(keyVaultName(resolveSecretName(TEMPLATE, 'carol@contoso.com', 't')));
   });
 });
