@@ -9,10 +9,10 @@
 //     a naive helper that reads the store on every call.
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { getKey, refreshAhead } from '../src/broker.ts';
+import { getKey, refreshAhead } from '../src/broker/broker.ts';
 import { BINARY, runBinary } from '../test/support/binary.ts';
-import { adminPut, developer, startStoreChain } from '../test/rotation/e2e-world.ts';
-import { MINUTE, testProfile, world } from '../test/rotation/fakes.ts';
+import { adminPut, developer, startStoreChain } from '../test/broker/e2e-world.ts';
+import { MINUTE, testProfile, world } from '../test/broker/fakes.ts';
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);

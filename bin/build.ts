@@ -9,8 +9,8 @@ import { createRequire } from 'node:module';
 import vm from 'node:vm';
 import * as esbuild from 'esbuild';
 import { storeTypes } from '../providers/index.ts';
-import { runChunk, wrapChunk } from '../src/chunks.ts';
-import * as errors from '../src/errors.ts';
+import { runChunk, wrapChunk } from '../src/loader/chunks.ts';
+import * as errors from '../src/kernel/errors.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const dist = path.join(root, 'dist');
@@ -77,19 +77,28 @@ await esbuild.build({
   },
 });
 
-// One chunk per provider. Its imports of src/errors.ts resolve at run time to the CLI's own
-// module, so `instanceof KeybrokerError` holds across the boundary.
-const hostModules: esbuild.Plugin = {
-  name: 'host-modules',
-  setup(build) {
-    build.onResolve({ filter: /\/src\/errors(\.ts)?$/ }, () => ({ path: 'keybroker:errors', external: true }));
-  },
-};
+// One chunk per provider. Its imports of src/kernel/errors.ts resolve at run time to the CLI's own
+// module, so `instanceof KeybrokerError` holds across the boundary. Matched by the resolved file,
+// not by how an import spells it, and a chunk that never imports it fails the build: a moved
+// errors module must not silently give each chunk its own KeybrokerError class.
+const errorsModule = path.join(root, 'src', 'kernel', 'errors.ts');
 for (const type of storeTypes) {
   if (!seaConfig.assets[`provider-${type}.cjs`]) throw new Error(`pkg.config.json lists no asset provider-${type}.cjs: the binary could not open ${type} stores`);
   const entry = path.join(root, 'providers', `${type}.ts`);
   const outfile = path.join(dist, 'chunks', `provider-${type}.cjs`);
+  let sharesErrors = false;
+  const hostModules: esbuild.Plugin = {
+    name: 'host-modules',
+    setup(build) {
+      build.onResolve({ filter: /^\.\.?\// }, (args) => {
+        if (path.resolve(args.resolveDir, args.path) !== errorsModule) return undefined;
+        sharesErrors = true;
+        return { path: 'keybroker:errors', external: true };
+      });
+    },
+  };
   await esbuild.build({ ...common, entryPoints: [entry], outfile, plugins: [hostModules] });
+  if (!sharesErrors) throw new Error(`providers/${type}.ts does not import ${path.relative(root, errorsModule)}: its errors would not be the CLI's KeybrokerError`);
   writeCodeCache(outfile);
 }
 

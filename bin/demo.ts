@@ -7,8 +7,8 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fingerprint } from '../src/key-value.ts';
-import { recommendedTtlMs } from '../src/setup.ts';
+import { fingerprint } from '../src/secret/value.ts';
+import { recommendedTtlMs } from '../src/claude/setup.ts';
 import { minimumSafeGraceMs } from '../src/admin/rotate.ts';
 import { startFakeLiteLlm, type FakeLiteLlm } from '../test/fakes/litellm.ts';
 import { freePort, startProcess, waitForPort, type Started } from '../test/support/processes.ts';

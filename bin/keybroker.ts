@@ -1,5 +1,5 @@
 // The executable's entry point (bundled by bin/build.ts into dist/keybroker).
-import { main } from '../src/cli.ts';
+import { main } from '../src/cli/main.ts';
 import { keychainState } from '../src/cache/keychain.ts';
 
 main(process.argv.slice(2)).then((code) => {

@@ -15,10 +15,9 @@ import {
   type Tag,
 } from '@aws-sdk/client-secrets-manager';
 import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
-import type { StoreConfig } from '../src/config.ts';
-import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
-import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary } from './provider.ts';
+import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/kernel/errors.ts';
+import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
+import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreConfig } from './provider.ts';
 
 export const storeSchema = v.strictObject({
   type: v.literal('aws'),
@@ -39,7 +38,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     ...(region ? { region } : {}),
     ...(store.endpoint ? { endpoint: store.endpoint } : {}),
     ...(store.profile ? { profile: store.profile } : {}),
-    // One retry policy for all stores (src/retry.ts) bounds attempts and waits together.
+    // One retry policy for all stores (src/kernel/retry.ts) bounds attempts and waits together.
     maxAttempts: 1,
   };
   const secrets = new SecretsManagerClient(common);

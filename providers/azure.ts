@@ -5,10 +5,9 @@ import * as v from 'valibot';
 import { SecretClient, type SecretProperties } from '@azure/keyvault-secrets';
 import { AzureCliCredential, DefaultAzureCredential } from '@azure/identity';
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-auth';
-import type { StoreConfig } from '../src/config.ts';
-import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/errors.ts';
-import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import { caBundlePath, jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
+import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/kernel/errors.ts';
+import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
+import { caBundlePath, jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity, type StoreConfig } from './provider.ts';
 
 export const storeSchema = v.strictObject({
   type: v.literal('azure'),
@@ -97,7 +96,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   let tenantAsked = store.tenant;
 
   const tlsOptions = store.caFile ? { tlsOptions: { ca: readCaBundle(store.caFile, 'store.caFile', context.profile) } } : {};
-  // The SDK retries nothing: one policy (src/retry.ts) bounds attempts and waits within context.timeoutMs.
+  // The SDK retries nothing: one policy (src/kernel/retry.ts) bounds attempts and waits within context.timeoutMs.
   const retryOptions = { maxRetries: 0 };
 
   let inner: TokenCredential | undefined;

@@ -8,10 +8,9 @@ import * as v from 'valibot';
 // The v1 client alone: the package index also parses v1beta2 and a 1 MB static protobuf module.
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager/build/src/v1/secret_manager_service_client.js';
 import { GoogleAuth, grpc, type CallOptions } from 'google-gax';
-import type { StoreConfig } from '../src/config.ts';
-import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../src/errors.ts';
-import { classifyStoreError, RetryBudgetExceeded, throttlingOnly, withStoreRetry, type RetryClass } from '../src/retry.ts';
-import { caBundlePath, jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity } from './provider.ts';
+import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../src/kernel/errors.ts';
+import { classifyStoreError, RetryBudgetExceeded, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
+import { caBundlePath, jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity, type StoreConfig } from './provider.ts';
 
 const PROJECT_ID = /^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]{1,20}$/;
 const VERSION = /^(?:latest|[1-9][0-9]{0,18}|[a-zA-Z][a-zA-Z0-9_-]{0,62})$/;

@@ -1,10 +1,14 @@
+// Part providers/: the stores, one file each behind this interface. May use: kernel.
 // The one interface every store implements. A provider file imports its SDK at the top and is
 // built into its own chunk, so nothing here may import an SDK.
 import fs from 'node:fs';
 import path from 'node:path';
 import * as v from 'valibot';
-import type { StoreConfig } from '../src/config.ts';
-import { ConfigError, StoreUnreachable } from '../src/errors.ts';
+import type { StoreType } from './index.ts';
+import { ConfigError, StoreUnreachable } from '../src/kernel/errors.ts';
+
+/** A profile's `store` section: the type, and the fields that type's provider validates (its `storeSchema`). */
+export type StoreConfig = { type: StoreType; [field: string]: unknown };
 
 /** Who the developer is to the store. */
 export interface StoreIdentity {
@@ -104,7 +108,7 @@ export interface FailedCall {
 /** Socket error codes that mean the store could not be reached at all. */
 export const NETWORK_ERROR_CODES = ['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'];
 
-/** The call's time budget ran out (src/retry.ts), in the same words for every store. */
+/** The call's time budget ran out (src/kernel/retry.ts), in the same words for every store. */
 export function storeTimedOut(where: string, what: string, timeoutMs: number, fix = 'check your network or VPN, or raise "timeout" in the profile'): StoreUnreachable {
   return new StoreUnreachable(`${where} did not answer ${what} within ${timeoutMs} ms`, fix);
 }

@@ -10,7 +10,6 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import * as v from 'valibot';
-import type { StoreConfig } from '../src/config.ts';
 import {
   AccessDenied,
   ConfigError,
@@ -19,9 +18,9 @@ import {
   SecretNotFound,
   StoreUnreachable,
   UsageError,
-} from '../src/errors.ts';
-import { classifyStoreError, throttlingOnly, withStoreRetry } from '../src/retry.ts';
-import { caBundlePath, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity } from './provider.ts';
+} from '../src/kernel/errors.ts';
+import { classifyStoreError, throttlingOnly, withStoreRetry } from '../src/kernel/retry.ts';
+import { caBundlePath, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity, type StoreConfig } from './provider.ts';
 
 const mountPath = v.pipe(
   v.string(),

@@ -1,8 +1,8 @@
 // One line per admin action (who, what, which user, which version, when), never a key: to
 // stderr, or appended to a file the admin keeps.
 import fs from 'node:fs';
-import { ConfigError } from '../errors.ts';
-import type { Output } from '../output.ts';
+import { ConfigError } from '../kernel/errors.ts';
+import type { Output } from '../kernel/output.ts';
 
 export interface AuditRecord {
   action: 'put' | 'import' | 'rotate' | 'revoke' | 'purge';

@@ -1,12 +1,13 @@
+// Part src/admin/: admin actions: put, import, rotate, revoke, list, policy, and their audit. May use: kernel, providers, secret, config, loader, gateway.
 // What every admin command shares: where a developer's key lives, what is written there,
 // where the key comes from (never argv), and the write that skips unchanged keys.
 import fs from 'node:fs';
-import type { Profile } from '../config.ts';
-import { ConfigError, SecretNotFound, UsageError, UnusableKey } from '../errors.ts';
-import { keyProblem, parseSecretValue } from '../key-value.ts';
-import type { Output } from '../output.ts';
-import { userNameProblem } from '../secret-name.ts';
-import type { KeyIssuer } from '../gateways/key-issuer.ts';
+import type { Profile } from '../config/config.ts';
+import { ConfigError, SecretNotFound, UsageError, UnusableKey } from '../kernel/errors.ts';
+import { keyProblem, parseSecretValue } from '../secret/value.ts';
+import type { Output } from '../kernel/output.ts';
+import { userNameProblem } from '../secret/name.ts';
+import type { KeyIssuer } from '../gateway/key-issuer.ts';
 import type { Provider } from '../../providers/provider.ts';
 import type { AuditLog, AuditRecord } from './audit.ts';
 
@@ -111,7 +112,7 @@ export interface WriteOutcome {
   outcome: 'created' | 'updated' | 'unchanged';
 }
 
-/** The value stored for a key: what `get` parses back (src/key-value.ts). */
+/** The value stored for a key: what `get` parses back (src/secret/value.ts). */
 function secretValue(deps: Pick<AdminDeps, 'valueFormat' | 'profile' | 'actor'>, write: KeyWrite, now: number): string {
   // A bare key cannot carry an expiry: that one value is written as JSON, which `get` reads too.
   if (deps.valueFormat === 'raw' && !write.expiresAt) return write.key;

@@ -1,9 +1,9 @@
 // `admin import`: many developers' keys from CSV (`user,key[,expires_at]`) or JSON. Everything is
 // validated before anything is written; a re-run skips keys that are already current.
 import { parse } from 'csv-parse/sync';
-import { KeybrokerError, UsageError } from '../errors.ts';
-import { keyProblem } from '../key-value.ts';
-import { userNameProblem } from '../secret-name.ts';
+import { KeybrokerError, UsageError } from '../kernel/errors.ts';
+import { keyProblem } from '../secret/value.ts';
+import { userNameProblem } from '../secret/name.ts';
 import { parseExpiry, writeKey, type AdminDeps, type KeyWrite, type WriteOutcome } from './common.ts';
 
 export interface ImportRow extends KeyWrite {

@@ -1,5 +1,5 @@
 // `admin list`: one row per developer from the store's own listing (its paging), never a key.
-import { formatDuration } from '../duration.ts';
+import { formatDuration } from '../kernel/duration.ts';
 import type { SecretSummary } from '../../providers/provider.ts';
 import { EXPIRES_LABEL, ROTATED_LABEL, templatePrefix, userFromSecretName, type AdminDeps } from './common.ts';
 

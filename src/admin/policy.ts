@@ -2,7 +2,7 @@
 // their own key and admins can write. The store, not keybroker, is the security boundary.
 import type { StoreType } from '../../providers/index.ts';
 import type { Provider } from '../../providers/provider.ts';
-import type { Profile } from '../config.ts';
+import type { Profile } from '../config/config.ts';
 import { templatePrefix } from './common.ts';
 import { allUsers } from './rotate.ts';
 

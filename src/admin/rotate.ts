@@ -1,9 +1,9 @@
 // `admin rotate`: a new key for one developer or all, in the order that never locks anyone out:
 // mint (or take the given key) → write the new version → retire the old key (after the grace
 // period at the gateway, or at once when asked).
-import { formatDuration } from '../duration.ts';
-import { KeybrokerError, UsageError } from '../errors.ts';
-import type { MintedKey } from '../gateways/key-issuer.ts';
+import { formatDuration } from '../kernel/duration.ts';
+import { KeybrokerError, UsageError } from '../kernel/errors.ts';
+import type { MintedKey } from '../gateway/key-issuer.ts';
 import { currentKey, secretNameFor, templatePrefix, userFromSecretName, writeKey, USER_LABEL, type AdminDeps, type WriteOutcome } from './common.ts';
 
 export interface RotateRequest {

@@ -1,9 +1,9 @@
 // Plaintext cache for machines without a keychain: one 0600 file per entry in a 0700 folder.
 import fs from 'node:fs';
 import path from 'node:path';
-import { sha256Hex } from '../sha256.ts';
-import { CacheUnavailable } from '../errors.ts';
-import { makePrivateDir } from '../paths.ts';
+import { sha256Hex } from '../kernel/sha256.ts';
+import { CacheUnavailable } from '../kernel/errors.ts';
+import { makePrivateDir } from '../kernel/paths.ts';
 import type { CacheStore } from './cache-store.ts';
 
 export function fileCache(dir: string): CacheStore {

@@ -1,10 +1,10 @@
 // The OS keychain through @napi-rs/keyring (Secret Service pinned on Linux, never the
 // session-only kernel keyring). Every call is bounded: a locked desktop keyring can wait
 // on an unlock prompt forever, and Claude Code waits on us.
-import { CacheUnavailable } from '../errors.ts';
-import { loadKeyring } from '../chunks.ts';
+import { CacheUnavailable } from '../kernel/errors.ts';
+import { loadKeyring } from '../loader/chunks.ts';
 import { KEYCHAIN_SERVICE, type CacheStore } from './cache-store.ts';
-import { makePrivateDir, userRuntimeDir } from '../paths.ts';
+import { makePrivateDir, userRuntimeDir } from '../kernel/paths.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 

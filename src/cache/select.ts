@@ -2,9 +2,9 @@
 // it uses the configured fallback (no cache unless "fallback": "file") and says so once.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { CacheBackendName } from '../config.ts';
-import { CacheUnavailable } from '../errors.ts';
-import { keyFilesDir, makePrivateDir, userCacheDir } from '../paths.ts';
+import type { CacheBackendName } from '../config/config.ts';
+import { CacheUnavailable } from '../kernel/errors.ts';
+import { keyFilesDir, makePrivateDir, userCacheDir } from '../kernel/paths.ts';
 import { noCache, type CacheStore } from './cache-store.ts';
 import { fileCache } from './file.ts';
 import { keychainCache } from './keychain.ts';

@@ -1,14 +1,15 @@
 // Layer 3: the cache. Which backend is used and why, a round trip under a throwaway account,
 // and the profile's cached entry (age and fingerprint, never the key).
-import { CacheUnavailable } from '../errors.ts';
+import { CacheUnavailable } from '../kernel/errors.ts';
 import { noCache } from '../cache/cache-store.ts';
 import { fileCache } from '../cache/file.ts';
 import { parseEntry } from '../cache/entry.ts';
-import { keyFilesDir } from '../paths.ts';
-import { assessFreshness, cacheAccount } from '../broker.ts';
-import { callerTtlMs } from '../runtime.ts';
-import { fingerprint } from '../key-value.ts';
-import { formatDuration } from '../duration.ts';
+import { keyFilesDir } from '../kernel/paths.ts';
+import { assessFreshness } from '../broker/broker.ts';
+import { cacheAccount } from '../cache/account.ts';
+import { callerTtlMs } from '../claude/helper-ttl.ts';
+import { fingerprint } from '../secret/value.ts';
+import { formatDuration } from '../kernel/duration.ts';
 import { fail, ok, skip, warn, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 

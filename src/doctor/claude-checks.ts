@@ -9,9 +9,9 @@ import {
   isKeybrokerProgram,
   readClaudeSettings,
   variableSources,
-} from '../claude-settings.ts';
-import { formatDuration } from '../duration.ts';
-import { DEFAULT_CALLER_TTL_MS } from '../runtime.ts';
+} from '../claude/settings.ts';
+import { formatDuration } from '../kernel/duration.ts';
+import { DEFAULT_CALLER_TTL_MS } from '../claude/helper-ttl.ts';
 import { fail, ok, warn, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 

@@ -1,10 +1,10 @@
 // Layer 1: which configuration files were read, whether they validate, the profile in use.
 import fs from 'node:fs';
-import { loadConfig } from '../config.ts';
-import { machineConfigPath, userConfigPath } from '../paths.ts';
+import { loadConfig } from '../config/config.ts';
+import { machineConfigPath, userConfigPath } from '../kernel/paths.ts';
 import { fail, ok, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
-import { KeybrokerError } from '../errors.ts';
+import { KeybrokerError } from '../kernel/errors.ts';
 
 export function configChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
   return [

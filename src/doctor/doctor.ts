@@ -1,7 +1,8 @@
+// Part src/doctor/: doctor: one check per layer, each bounded. May use: kernel, providers, secret, config, loader, cache, claude, gateway, broker.
 // `keybroker doctor`: every layer's checks in order, each bounded, the whole run bounded, as
 // one report that the edge prints as text or JSON. The key never leaves memory.
-import { KeybrokerError, oneLine, ExitCode } from '../errors.ts';
-import { maskSecrets } from '../output.ts';
+import { KeybrokerError, oneLine, ExitCode } from '../kernel/errors.ts';
+import { maskSecrets } from '../kernel/output.ts';
 import { CheckTimeout, fail, runCheck, type CheckOutcome, type CheckResult, type CheckSpec, type Verdict } from './check.ts';
 import { configChecks } from './config-checks.ts';
 import { storeChecks, storeErrorOutcome } from './store-checks.ts';

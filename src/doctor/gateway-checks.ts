@@ -1,10 +1,10 @@
 // Layer 5: the LLM gateway Claude Code talks to, with the developer's key: the URL, redirects
 // (followed none), the models listing, one minimal message per model, and a streamed message
 // whose events must arrive as they are produced.
-import { effectiveVariable, describeScope } from '../claude-settings.ts';
-import { fingerprint } from '../key-value.ts';
-import { maskSecrets } from '../output.ts';
-import { oneLine, ExitCode } from '../errors.ts';
+import { effectiveVariable, describeScope } from '../claude/settings.ts';
+import { fingerprint } from '../secret/value.ts';
+import { maskSecrets } from '../kernel/output.ts';
+import { oneLine, ExitCode } from '../kernel/errors.ts';
 import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 

@@ -1,9 +1,9 @@
 // What the doctor's checks learn and hand on to later checks (never printed as such: the key
 // stays in memory and only its fingerprint appears in findings).
-import type { LoadedConfig, ConfigRequest } from '../config.ts';
+import type { LoadedConfig, ConfigRequest } from '../config/config.ts';
 import type { Provider, StoreIdentity } from '../../providers/provider.ts';
 import type { CacheStore } from '../cache/cache-store.ts';
-import type { SettingsFile } from '../claude-settings.ts';
+import type { SettingsFile } from '../claude/settings.ts';
 
 export interface DoctorDeps {
   env: NodeJS.ProcessEnv;

@@ -1,10 +1,10 @@
 // Layer 2: the store, through the Provider interface only (any store type works the same way).
-import { AccessDenied, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../errors.ts';
-import { parseSecretValue, fingerprint } from '../key-value.ts';
-import { resolveSecretName } from '../secret-name.ts';
-import { formatDuration } from '../duration.ts';
-import { CLOCK_SLACK_MS, expiryMarginMs } from '../broker.ts';
-import { callerTtlMs } from '../runtime.ts';
+import { AccessDenied, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../kernel/errors.ts';
+import { parseSecretValue, fingerprint } from '../secret/value.ts';
+import { resolveSecretName } from '../secret/name.ts';
+import { formatDuration } from '../kernel/duration.ts';
+import { CLOCK_SLACK_MS, expiryMarginMs } from '../broker/broker.ts';
+import { callerTtlMs } from '../claude/helper-ttl.ts';
 import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 

@@ -1,9 +1,9 @@
 // put, import, revoke and list against a real moto store with IAM, the real `aws` CLI reading
 // back what the admin wrote, and the developer's `get` path reading it as the developer.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fetchFromStore } from '../../src/broker.ts';
-import type { Profile } from '../../src/config.ts';
-import { AccessDenied, SecretNotFound, StoreUnreachable, UsageError, UnusableKey } from '../../src/errors.ts';
+import { fetchFromStore } from '../../src/broker/broker.ts';
+import type { Profile } from '../../src/config/config.ts';
+import { AccessDenied, SecretNotFound, StoreUnreachable, UsageError, UnusableKey } from '../../src/kernel/errors.ts';
 import { putKey } from '../../src/admin/put.ts';
 import { importKeys, parseImport } from '../../src/admin/import.ts';
 import { revokeKey } from '../../src/admin/revoke.ts';

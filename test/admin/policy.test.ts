@@ -2,11 +2,11 @@
 // name is exactly the secret `get` reads for the same identity.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseHcl } from '@cdktf/hcl2json';
-import { fetchFromStore } from '../../src/broker.ts';
-import { resolveSecretName } from '../../src/secret-name.ts';
+import { fetchFromStore } from '../../src/broker/broker.ts';
+import { resolveSecretName } from '../../src/secret/name.ts';
 import { putKey } from '../../src/admin/put.ts';
 import { renderPolicy, policyRequestFor, AWS_USER_VARIABLES, VAULT_USER_TEMPLATE } from '../../src/admin/policy.ts';
-import type { Profile } from '../../src/config.ts';
+import type { Profile } from '../../src/config/config.ts';
 import type { Provider, SecretSummary } from '../../providers/provider.ts';
 import type { HarnessInstance } from '../providers/contract.ts';
 import { keyVaultName } from '../../providers/azure.ts';

@@ -1,21 +1,22 @@
 // Rotation through a LiteLLM-faithful gateway while a developer keeps running `get` and sending
 // requests with what it returns: mint → write → retire, and nobody is refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getKey, type BrokerDeps } from '../../src/broker.ts';
-import { memoryRotationState } from '../../src/rotation-state.ts';
-import type { Profile } from '../../src/config.ts';
-import { NotAuthenticated } from '../../src/errors.ts';
-import { openKeyIssuer, type KeyIssuer } from '../../src/gateways/key-issuer.ts';
+import { getKey, type BrokerDeps } from '../../src/broker/broker.ts';
+import { memoryRotationState } from '../../src/broker/rotation-state.ts';
+import type { Profile } from '../../src/config/config.ts';
+import { NotAuthenticated } from '../../src/kernel/errors.ts';
+import type { KeyIssuer } from '../../src/gateway/key-issuer.ts';
+import { openKeyIssuer } from '../../src/gateway/issuers.ts';
 import { currentKey } from '../../src/admin/common.ts';
 import { putKey } from '../../src/admin/put.ts';
 import { allUsers, rotateKeys } from '../../src/admin/rotate.ts';
 import { revokeKey } from '../../src/admin/revoke.ts';
-import { SecretNotFound } from '../../src/errors.ts';
+import { SecretNotFound } from '../../src/kernel/errors.ts';
 import type { Provider } from '../../providers/provider.ts';
 import type { HarnessInstance } from '../providers/contract.ts';
 import { startFakeLiteLlm, type FakeLiteLlm } from '../fakes/litellm.ts';
 import { adminDeps, adminProfile, providerAs, startAwsStore } from './support.ts';
-import { memoryCache } from '../rotation/fakes.ts';
+import { memoryCache } from '../broker/fakes.ts';
 
 const CALLER_TTL_MS = 200;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

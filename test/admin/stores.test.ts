@@ -1,10 +1,10 @@
 // The admin commands on every registered store, through the Provider interface only: put is
 // read back by the developer's get path, list finds it, rotate adds a version, revoke ends it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fetchFromStore } from '../../src/broker.ts';
-import type { Profile } from '../../src/config.ts';
-import { SecretNotFound } from '../../src/errors.ts';
-import { openProvider } from '../../src/store.ts';
+import { fetchFromStore } from '../../src/broker/broker.ts';
+import type { Profile } from '../../src/config/config.ts';
+import { SecretNotFound } from '../../src/kernel/errors.ts';
+import { openProvider } from '../../src/loader/open-store.ts';
 import { putKey } from '../../src/admin/put.ts';
 import { listKeys } from '../../src/admin/list.ts';
 import { rotateKeys } from '../../src/admin/rotate.ts';

@@ -1,8 +1,8 @@
 // A moto store with IAM (admin, developer alice, mallory without rights) and the admin layer wired
 // to it: providers per identity, an in-memory output, an audit log that keeps its records.
-import type { Profile } from '../../src/config.ts';
-import { openProvider } from '../../src/store.ts';
-import type { Output } from '../../src/output.ts';
+import type { Profile } from '../../src/config/config.ts';
+import { openProvider } from '../../src/loader/open-store.ts';
+import type { Output } from '../../src/kernel/output.ts';
 import type { AdminDeps } from '../../src/admin/common.ts';
 import type { AuditRecord } from '../../src/admin/audit.ts';
 import type { Provider } from '../../providers/provider.ts';

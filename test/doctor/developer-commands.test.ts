@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
 import { awsProfile, KEY, SECRET, startMachine, type Machine } from './setup.ts';
 import { BINARY } from '../support/binary.ts';
-import { fingerprint } from '../../src/key-value.ts';
-import { commands } from '../../src/commands/index.ts';
+import { fingerprint } from '../../src/secret/value.ts';
+import { commands } from '../../src/cli/commands/index.ts';
 import * as v from 'valibot';
 
 let machine: Machine;

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startSecretService, type SecretService } from '../support/secret-service.ts';
 import { awsProfile, check, KEY, startMachine, type Machine } from './setup.ts';
-import { fingerprint } from '../../src/key-value.ts';
+import { fingerprint } from '../../src/secret/value.ts';
 
 let machine: Machine;
 let keyring: SecretService;

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { closedPort } from '../support/fault-proxy.ts';
 import { check, KEY, startMachine, awsProfile, type Machine } from './setup.ts';
-import { fingerprint } from '../../src/key-value.ts';
+import { fingerprint } from '../../src/secret/value.ts';
 
 let machine: Machine;
 beforeAll(async () => {

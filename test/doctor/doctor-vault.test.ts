@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { cleanEnv, runBinary } from '../support/binary.ts';
 import { startFakeVault, type FakeVault } from '../fakes/vault.ts';
 import { check, type Report } from './setup.ts';
-import { fingerprint } from '../../src/key-value.ts';
+import { fingerprint } from '../../src/secret/value.ts';
 
 const KEY = 'sk-test-doctor-vault-5e6f7a8b9c0d';
 let vault: FakeVault;

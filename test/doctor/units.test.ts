@@ -1,9 +1,9 @@
 // The plain functions behind login, setup and the Claude Code checks.
 import { describe, expect, test } from 'vitest';
-import { login } from '../../src/login.ts';
-import { NotAuthenticated } from '../../src/errors.ts';
-import { helperProgram, shellQuote } from '../../src/claude-settings.ts';
-import { recommendedTtlMs } from '../../src/setup.ts';
+import { login } from '../../src/broker/login.ts';
+import { NotAuthenticated } from '../../src/kernel/errors.ts';
+import { helperProgram, shellQuote } from '../../src/claude/settings.ts';
+import { recommendedTtlMs } from '../../src/claude/setup.ts';
 import type { Provider } from '../../providers/provider.ts';
 
 function provider(overrides: Partial<Provider>): Provider {

@@ -1,6 +1,6 @@
 // Must-show 2: the built binary caches in a real Secret Service (gnome-keyring on a private
 // D-Bus), checked with secret-tool; and `auto` copes with no Secret Service at all. Passing
-// also proves the single executable extracts and dlopens the keyring addon (src/chunks.ts).
+// also proves the single executable extracts and dlopens the keyring addon (src/loader/chunks.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,8 +8,8 @@ import { startMoto, type Moto } from '../support/moto.ts';
 import { runBinary } from '../support/binary.ts';
 import { startSecretService, type SecretService } from '../support/secret-service.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
-import { cacheAccount } from '../../src/broker.ts';
-import { loadConfig } from '../../src/config.ts';
+import { cacheAccount } from '../../src/cache/account.ts';
+import { loadConfig } from '../../src/config/config.ts';
 import { parseEntry } from '../../src/cache/entry.ts';
 
 /** What Claude Code tolerates before its prompt bar warns is 10 s; `auto` must decide far sooner. */

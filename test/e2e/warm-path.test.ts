@@ -9,8 +9,8 @@ import { afterAll, expect, it } from 'vitest';
 import { runBinary } from '../support/binary.ts';
 import { closedPort } from '../support/fault-proxy.ts';
 import { awsConfig, makeTestHome } from '../support/e2e-home.ts';
-import { cacheAccount } from '../../src/broker.ts';
-import { loadConfig } from '../../src/config.ts';
+import { cacheAccount } from '../../src/cache/account.ts';
+import { loadConfig } from '../../src/config/config.ts';
 import { serializeEntry } from '../../src/cache/entry.ts';
 import { fileCache } from '../../src/cache/file.ts';
 

@@ -1,9 +1,10 @@
 // A store's CA bundle is named by an absolute path: Claude Code runs keybroker from the project
 // directory or from /, so a relative path would point somewhere else on every call.
 import { describe, expect, it } from 'vitest';
-import type { Profile, StoreConfig } from '../../src/config.ts';
-import { ConfigError } from '../../src/errors.ts';
-import { openProvider } from '../../src/store.ts';
+import type { Profile } from '../../src/config/config.ts';
+import type { StoreConfig } from '../../providers/provider.ts';
+import { ConfigError } from '../../src/kernel/errors.ts';
+import { openProvider } from '../../src/loader/open-store.ts';
 
 const profile = (store: StoreConfig): Profile => ({
   name: 'ca',

@@ -1,12 +1,13 @@
 // The one contract every provider passes, against its own server (real where one runs here,
 // a protocol-faithful fake elsewhere). A provider's harness only says how to start that server.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StoreConfig, Profile } from '../../src/config.ts';
+import type { Profile } from '../../src/config/config.ts';
+import type { StoreConfig } from '../../providers/provider.ts';
 import type { StoreType } from '../../providers/index.ts';
 import type { Provider } from '../../providers/provider.ts';
-import { openProvider } from '../../src/store.ts';
-import { fetchFromStore } from '../../src/broker.ts';
-import { AccessDenied, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/errors.ts';
+import { openProvider } from '../../src/loader/open-store.ts';
+import { fetchFromStore } from '../../src/broker/broker.ts';
+import { AccessDenied, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/kernel/errors.ts';
 import { closedPort, startFaultProxy } from '../support/fault-proxy.ts';
 import { inEnvironment, withEnvironment } from '../support/environment.ts';
 

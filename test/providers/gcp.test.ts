@@ -3,9 +3,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Profile, StoreConfig } from '../../src/config.ts';
-import { openProvider } from '../../src/store.ts';
-import { AccessDenied, ConfigError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/errors.ts';
+import type { Profile } from '../../src/config/config.ts';
+import type { StoreConfig } from '../../providers/provider.ts';
+import { openProvider } from '../../src/loader/open-store.ts';
+import { AccessDenied, ConfigError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/kernel/errors.ts';
 import { crc32c, decodeLabels, encodeLabels, nameForSecretId, secretIdFor } from '../../providers/gcp.ts';
 import type { Provider } from '../../providers/provider.ts';
 import { referenceCrc32c } from '../fakes/gcp.ts';

@@ -1,0 +1,330 @@
+// Part src/broker/: the core of get: freshness, single flight, 401 recovery, refresh-ahead, status, login. May use: kernel, providers, secret, config, loader, cache, claude, gateway.
+// The core of `get`: cache → (lock) → store → cache, written once. It takes its store, cache,
+// clock, lock and memory of past calls as arguments, so every rule here is tested without I/O.
+//
+// The rules (also in the README):
+// - Freshness. margin = 2 × callerTtl + 60 s. A cached key is `fresh` (served without the store)
+//   while 0 ≤ age < refreshAfter and now < expires_at − margin. It is `expired` (never served)
+//   from expires_at − 60 s on. In between, or with an age < 0 (the clock went back), it is
+//   `stale`: re-read from the store, and served only when the store cannot answer.
+//   Why 2 × TTL: Claude Code keeps a key for its TTL, then sends it once more while the helper
+//   re-runs; one more TTL covers a re-run that fails. 60 s covers clock skew to the store.
+// - 401. A caller (src/broker/caller.ts) that calls again less than callerTtl − tolerance after it was
+//   handed the key the cache still holds has just been refused with a 401: the store is re-read
+//   (single flight) instead of serving the cache. A newer key is served. The same key is checked
+//   with the gateway when one is known: refused → KeyRejected ("revoked, no newer key"); else it
+//   is served. One re-check per profile per 15 s: within that window a repeat gets the last
+//   verdict (the key, or KeyRejected) without touching the store or the gateway.
+// - Store down, slow or throttled (StoreUnreachable): a cached key not yet `expired` is served
+//   with one warning; with none, the error. A waiter for the lock whose holder failed gets that
+//   failure instead of reading the store again, so 50 callers fail together within one timeout.
+// - Refresh-ahead. A fresh key older than 80 % of refreshAfter is served at once and a detached
+//   process re-reads the store (at most one per profile per 30 s), so most callers never meet a
+//   stale cache; the 100 % deadline above still holds for everyone.
+import { cacheAccount } from '../cache/account.ts';
+import type { Profile } from '../config/config.ts';
+import {
+  AccessDenied,
+  CacheUnavailable,
+  ConfigError,
+  KeyRejected,
+  KeybrokerError,
+  NotAuthenticated,
+  SecretNotFound,
+  StoreUnreachable,
+  UnusableKey,
+  isTransientStoreFailure,
+} from '../kernel/errors.ts';
+import { fingerprint, parseSecretValue } from '../secret/value.ts';
+import { resolveSecretName } from '../secret/name.ts';
+import { formatDuration } from '../kernel/duration.ts';
+import type { CacheStore } from '../cache/cache-store.ts';
+import { parseEntry, serializeEntry, type CacheEntry } from '../cache/entry.ts';
+import type { Lock } from './lock.ts';
+import type { CallerIdentity } from './caller.ts';
+import type { GatewayVerdict } from '../gateway/key-check.ts';
+import type { RotationState, StoreFailureRecord } from './rotation-state.ts';
+import type { Provider } from '../../providers/provider.ts';
+
+export interface BrokerDeps {
+  profile: Profile;
+  cache: CacheStore;
+  /** Opens the store; called only when the cache cannot answer, so the SDK loads only then. */
+  openProvider(): Promise<Provider>;
+  lock: Lock;
+  now(): number;
+  osUser(): string;
+  /** Claude Code's own cache lifetime (CLAUDE_CODE_API_KEY_HELPER_TTL_MS). */
+  callerTtlMs: number;
+  /** The Claude Code process calling; undefined where it cannot be told (the 401 rule is then off). */
+  caller: CallerIdentity | undefined;
+  /** Who was served what, the last 401 re-check, the last store failure. */
+  state: RotationState;
+  /** Asks the gateway whether it takes a key; absent when no gateway is known. */
+  checkWithGateway?: ((key: string) => Promise<GatewayVerdict>) | undefined;
+  /** The gateway's address, for messages. */
+  gatewayName?: string | undefined;
+  /** Starts `refreshAhead` in a detached process that holds none of the caller's pipes; absent: no refresh-ahead. */
+  startBackgroundRefresh?: (() => void) | undefined;
+  warn(line: string): void;
+  debug(message: string): void;
+}
+
+export type Served = CacheEntry & { from: 'cache' | 'store' | 'stale-cache' };
+
+export interface GetOptions {
+  /** Skip a fresh cached key and ask the store (the caller was just refused with a 401). */
+  recheck?: boolean;
+}
+
+/** Fixed slack for clocks and for the time a request takes after the key was handed out. */
+export const CLOCK_SLACK_MS = 60_000;
+/** At most one 401 re-check of a profile's key in this long; repeats get its verdict. */
+export const RECHECK_MIN_INTERVAL_MS = 15_000;
+
+export type Freshness = 'fresh' | 'stale' | 'expired';
+
+/** How long before expires_at a key stops being handed out fresh (see the rules above). */
+export function expiryMarginMs(callerTtlMs: number): number {
+  return 2 * callerTtlMs + CLOCK_SLACK_MS;
+}
+
+export function assessFreshness(entry: CacheEntry, now: number, refreshAfterMs: number, callerTtlMs: number): Freshness {
+  if (entry.expiresAt !== undefined && now >= entry.expiresAt - CLOCK_SLACK_MS) return 'expired';
+  const age = now - entry.fetchedAt;
+  // A fetch time in the future means the clock moved back: trust nothing about the age.
+  if (age < 0 || age >= refreshAfterMs) return 'stale';
+  if (entry.expiresAt !== undefined && now >= entry.expiresAt - expiryMarginMs(callerTtlMs)) return 'stale';
+  return 'fresh';
+}
+
+/** A repeat call this close to the TTL's end is Claude Code's regular re-run, not a 401. */
+function repeatToleranceMs(callerTtlMs: number): number {
+  return Math.min(5_000, callerTtlMs / 10);
+}
+
+/** How long a `get` waits for another process's refresh: its store timeout plus a little. */
+function lockWaitMs(profile: Profile): number {
+  return profile.timeoutMs + 1_000;
+}
+
+/** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */
+const REFRESH_AHEAD_AT = 0.8;
+
+/** True once a key read at `fetchedAt` is old enough to be refreshed in the background. */
+function dueForRefreshAhead(entry: CacheEntry, now: number, refreshAfterMs: number): boolean {
+  return now - entry.fetchedAt >= REFRESH_AHEAD_AT * refreshAfterMs;
+}
+/** At most one background refresh of a profile started in this long. */
+export const REFRESH_AHEAD_EVERY_MS = 30_000;
+
+/** One round of waiting for the lock before the cache is looked at again. */
+const LOCK_ROUND_MS = 100;
+
+export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile' | 'warn' | 'debug'>): Promise<CacheEntry | undefined> {
+  let text: string | undefined;
+  try {
+    text = await deps.cache.read(cacheAccount(deps.profile));
+  } catch (error) {
+    if (!(error instanceof CacheUnavailable)) throw error;
+    deps.warn(`keybroker: ${error.line()}`);
+    return undefined;
+  }
+  if (text === undefined) return undefined;
+  const entry = parseEntry(text);
+  if (!entry) deps.debug('the cached entry is not readable; it will be replaced');
+  return entry;
+}
+
+/** The fingerprint of the key this caller was refused with, when its call looks like a 401 re-run. */
+function suspectedRefusal(deps: Pick<BrokerDeps, 'caller' | 'state' | 'callerTtlMs'>, account: string, cached: CacheEntry | undefined, now: number): string | undefined {
+  if (!deps.caller || !cached) return undefined;
+  const served = deps.state.servedTo(account, deps.caller.id);
+  if (!served) return undefined;
+  const since = now - served.at;
+  if (since < 0 || since >= deps.callerTtlMs - repeatToleranceMs(deps.callerTtlMs)) return undefined;
+  // A caller that got an older key than the cache now holds just needs the cached one.
+  return served.fingerprint === fingerprint(cached.key) ? served.fingerprint : undefined;
+}
+
+export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promise<Served> {
+  const { profile } = deps;
+  const account = cacheAccount(profile);
+  const startedAt = deps.now();
+  const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs);
+  const serve = (entry: CacheEntry, from: Served['from']): Served => {
+    if (deps.caller) deps.state.recordServed(account, deps.caller.id, { fingerprint: fingerprint(entry.key), version: entry.version, at: deps.now() });
+    return { ...entry, from };
+  };
+
+  /** Within RECHECK_MIN_INTERVAL_MS of a re-check of this key: its verdict, without the store. */
+  const recentVerdict = (refusedKey: string, entry: CacheEntry | undefined): Served | undefined => {
+    const last = deps.state.lastRecheck(account);
+    const since = last ? deps.now() - last.at : -1;
+    if (!last || last.fingerprint !== refusedKey || since < 0 || since >= RECHECK_MIN_INTERVAL_MS) return undefined;
+    if (last.verdict === 'rejected') throw keyRejected(refusedKey, last.gateway ?? deps.gatewayName);
+    if (!entry || freshness(entry) === 'expired') return undefined;
+    deps.debug(`re-checked ${formatDuration(since)} ago (${last.verdict}); not asking the store again yet`);
+    return serve(entry, 'cache');
+  };
+
+  const cached = await readCachedEntry(deps);
+  const refused = options.recheck ? (cached ? fingerprint(cached.key) : undefined) : suspectedRefusal(deps, account, cached, startedAt);
+  if (refused === undefined && cached && freshness(cached) === 'fresh') {
+    maybeRefreshAhead(deps, account, cached);
+    return serve(cached, 'cache');
+  }
+  if (refused !== undefined) {
+    deps.debug(`${deps.caller?.description ?? 'the caller'} asked again within its TTL: it was refused key ${refused}; re-checking`);
+    const answer = recentVerdict(refused, cached);
+    if (answer) return answer;
+  }
+
+  // Wait for the refresh lock in short rounds, looking at the cache between them: the holder's
+  // result reaches every waiter at once instead of through 49 lock hand-overs.
+  const acceptable = (entry: CacheEntry | undefined): entry is CacheEntry =>
+    entry !== undefined && freshness(entry) === 'fresh' && (refused === undefined || fingerprint(entry.key) !== refused);
+  /** A store failure recorded since this call started: shared with this call, not repeated. */
+  const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt ? failure : undefined);
+  const deadline = startedAt + lockWaitMs(profile);
+  let release: (() => Promise<void>) | undefined;
+  let latest = cached;
+  for (;;) {
+    release = await deps.lock.acquire(account, LOCK_ROUND_MS);
+    // Another process may have refreshed (or failed to) while this one waited; the cache already
+    // said what it had to say above, so it is read quietly here.
+    latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;
+    if (acceptable(latest)) {
+      await release?.();
+      return serve(latest, 'cache');
+    }
+    if (release || deps.now() >= deadline || sinceStart(deps.state.lastStoreFailure(account))) break;
+  }
+  if (!release) deps.debug('did not get the refresh lock in time; reading the store without it');
+  try {
+    // Another caller refused with the same key may have re-checked while this one waited.
+    const answer = refused !== undefined && release ? recentVerdict(refused, latest) : undefined;
+    if (answer) return answer;
+    const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
+    const lastFailure = deps.state.lastStoreFailure(account);
+    const shared = sinceStart(lastFailure);
+    let entry: CacheEntry;
+    try {
+      if (shared) throw revive(shared);
+      entry = await fetchFromStore(deps);
+      if (lastFailure) deps.state.recordStoreFailure(account, undefined);
+    } catch (error) {
+      if (error instanceof KeybrokerError && !shared) {
+        deps.state.recordStoreFailure(account, { at: deps.now(), kind: error.name, message: error.message, fix: error.fix });
+      }
+      if (usable && isTransientStoreFailure(error)) {
+        deps.warn(`keybroker: ${(error as Error).message}; serving the cached key read ${formatDuration(deps.now() - usable.fetchedAt)} ago`);
+        return serve(usable, 'stale-cache');
+      }
+      throw error;
+    }
+
+    if (refused !== undefined) {
+      const now = deps.now();
+      const current = fingerprint(entry.key);
+      if (current !== refused) {
+        deps.debug(`the store holds a newer key (${current}, version ${entry.version})`);
+        deps.state.recordRecheck(account, { at: now, fingerprint: refused, verdict: 'newer' });
+      } else {
+        const verdict = deps.checkWithGateway ? await deps.checkWithGateway(entry.key) : 'unknown';
+        deps.debug(`the store still holds key ${current}; the gateway says: ${verdict}`);
+        const record = { at: now, fingerprint: refused, verdict: verdict === 'rejected' ? ('rejected' as const) : ('same' as const) };
+        deps.state.recordRecheck(account, deps.gatewayName ? { ...record, gateway: deps.gatewayName } : record);
+        if (verdict === 'rejected') throw keyRejected(refused, deps.gatewayName);
+      }
+    }
+    if (freshness(entry) === 'expired') {
+      throw new UnusableKey(
+        `the key in secret "${entry.secret}" expired at ${new Date(entry.expiresAt!).toISOString()} (or expires within a minute)`,
+        'ask your admin to rotate it (keybroker admin rotate)',
+      );
+    }
+    try {
+      await deps.cache.write(account, serializeEntry(entry));
+    } catch (error) {
+      if (!(error instanceof CacheUnavailable)) throw error;
+      deps.warn(`keybroker: the key was not cached: ${error.line()}`);
+    }
+    return serve(entry, 'store');
+  } finally {
+    await release?.();
+  }
+}
+
+function maybeRefreshAhead(deps: BrokerDeps, account: string, entry: CacheEntry): void {
+  if (!deps.startBackgroundRefresh) return;
+  const now = deps.now();
+  if (!dueForRefreshAhead(entry, now, deps.profile.cache.refreshAfterMs)) return;
+  const last = deps.state.lastRefreshAhead(account);
+  if (last !== undefined && now - last >= 0 && now - last < REFRESH_AHEAD_EVERY_MS) return;
+  deps.state.recordRefreshAhead(account, now);
+  deps.debug('the cached key is nearing refreshAfter: refreshing it in the background');
+  try {
+    deps.startBackgroundRefresh();
+  } catch (error) {
+    deps.debug(`could not start the background refresh: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * The background half of refresh-ahead: re-reads the store into the cache unless another
+ * process holds the refresh lock or already refreshed. Prints nothing; errors stay here.
+ */
+export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not needed' | 'failed'> {
+  const account = cacheAccount(deps.profile);
+  const release = await deps.lock.acquire(account, 0);
+  if (!release) return 'not needed';
+  try {
+    const cached = await readCachedEntry(deps);
+    if (cached && cached.fetchedAt <= deps.now() && !dueForRefreshAhead(cached, deps.now(), deps.profile.cache.refreshAfterMs)) return 'not needed';
+    const entry = await fetchFromStore(deps);
+    if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs) === 'expired') return 'failed';
+    await deps.cache.write(account, serializeEntry(entry));
+    return 'refreshed';
+  } catch (error) {
+    deps.debug(`background refresh failed: ${(error as Error).message}`);
+    return 'failed';
+  } finally {
+    await release();
+  }
+}
+
+function keyRejected(fingerprintText: string, gateway: string | undefined): KeyRejected {
+  return new KeyRejected(
+    `the gateway${gateway ? ` at ${gateway}` : ''} rejects your key (${fingerprintText}) and the store holds no newer one: it was revoked`,
+    'ask your admin to rotate your key (keybroker admin rotate); Claude Code picks up the new one by itself',
+  );
+}
+
+const REVIVABLE: Record<string, new (what: string, fix: string) => KeybrokerError> = {
+  StoreUnreachable,
+  NotAuthenticated,
+  AccessDenied,
+  SecretNotFound,
+  UnusableKey,
+  ConfigError,
+};
+
+/** The error another process just met reading the store, raised again here. */
+function revive(record: StoreFailureRecord): KeybrokerError {
+  const Kind = REVIVABLE[record.kind] ?? StoreUnreachable;
+  return new Kind(record.message, record.fix);
+}
+
+export async function fetchFromStore(deps: Pick<BrokerDeps, 'profile' | 'openProvider' | 'osUser' | 'now'>): Promise<CacheEntry> {
+  const { profile } = deps;
+  const provider = await deps.openProvider();
+  const user = profile.user === 'store' ? (await provider.whoami()).user : deps.osUser();
+  const secret = resolveSecretName(profile.secret, user, profile.user === 'store' ? `the store identity (${provider.describe()})` : 'the OS login');
+  const current = await provider.readCurrent(secret);
+  const parsed = parseSecretValue(current.value, profile.field, `secret "${secret}"`);
+  const expiries = [parsed.expiresAt?.getTime(), current.expiresAt?.getTime()].filter((time): time is number => time !== undefined);
+  const entry: CacheEntry = { key: parsed.key, version: current.version, secret, fetchedAt: deps.now() };
+  if (expiries.length) entry.expiresAt = Math.min(...expiries);
+  return entry;
+}

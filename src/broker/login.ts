@@ -1,0 +1,96 @@
+// `keybroker login`: the interactive step `get` never takes, then a get that warms the cache.
+import type { Provider } from '../../providers/provider.ts';
+import { NotAuthenticated } from '../kernel/errors.ts';
+import { fingerprint } from '../secret/value.ts';
+import type { Served } from './broker.ts';
+
+export interface LoginDeps {
+  provider: Provider;
+  say(line: string): void;
+  openBrowser(url: string): Promise<void>;
+  /** A get that skips the cache and stores what it reads. */
+  refresh(): Promise<Served>;
+}
+
+export type LoginResult = { kind: 'cached'; served: Served } | { kind: 'needs-cli-login'; command: string; error: NotAuthenticated };
+
+export async function login(deps: LoginDeps): Promise<LoginResult> {
+  const { provider } = deps;
+  if (provider.interactiveLogin) {
+    deps.say(`logging in to ${provider.describe()}`);
+    await provider.interactiveLogin({ say: deps.say, openBrowser: deps.openBrowser });
+  } else {
+    // The ecosystem's own CLI owns the login; keybroker then reads what it leaves behind.
+    try {
+      const identity = await provider.whoami();
+      deps.say(`already logged in to ${provider.describe()} as ${identity.principal}`);
+    } catch (error) {
+      if (!(error instanceof NotAuthenticated)) throw error;
+      return { kind: 'needs-cli-login', command: provider.loginCommand(), error };
+    }
+  }
+  const served = await deps.refresh();
+  deps.say(`cached key ${fingerprint(served.key)} (version ${served.version} of "${served.secret}")`);
+  return { kind: 'cached', served };
+}
+
+export interface BrowserCommand {
+  command: string;
+  args: string[];
+  /** For messages: "$BROWSER (w3m)", "xdg-open". */
+  label: string;
+}
+
+/**
+ * The programs that may open `url`, in order: each entry of $BROWSER (separated like PATH; `%s`
+ * stands for the URL, otherwise it is the last argument, as xdg-open and Python's webbrowser read
+ * it), then the desktop's own opener.
+ */
+export function browserCommands(url: string, env: NodeJS.ProcessEnv, platform: NodeJS.Platform = process.platform): BrowserCommand[] {
+  const fromEnv = (env['BROWSER'] ?? '')
+    .split(platform === 'win32' ? ';' : ':')
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry): BrowserCommand => {
+      const [command, ...words] = entry.split(/\s+/) as [string, ...string[]];
+      const placeholder = words.some((word) => word.includes('%s'));
+      const args = words.map((word) => word.replace(/%[s%]/g, (match) => (match === '%s' ? url : '%')));
+      return { command, args: placeholder ? args : [...args, url], label: `$BROWSER (${command})` };
+    });
+  const desktop: BrowserCommand =
+    platform === 'darwin'
+      ? { command: 'open', args: [url], label: 'open' }
+      : platform === 'win32'
+        ? // Not `cmd /c start`: cmd would cut the URL at its first '&'.
+          { command: 'rundll32', args: ['url.dll,FileProtocolHandler', url], label: 'the default browser' }
+        : { command: 'xdg-open', args: [url], label: 'xdg-open' };
+  return [...fromEnv, desktop];
+}
+
+/**
+ * Hands `url` to the first of browserCommands() that starts, without waiting for it (a browser
+ * may run for hours); says which one, or that the person must open the address themselves.
+ */
+export async function openInBrowser(url: string, options: { env: NodeJS.ProcessEnv; say(line: string): void; debug(message: string): void; platform?: NodeJS.Platform }): Promise<void> {
+  const { spawn } = await import('node:child_process');
+  for (const candidate of browserCommands(url, options.env, options.platform)) {
+    const started = await new Promise<true | string>((resolve) => {
+      // The URL travels as one argument, never through a shell.
+      const child = spawn(candidate.command, candidate.args, { stdio: 'ignore', detached: true, env: options.env, windowsHide: true });
+      child.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+      child.once('spawn', () => {
+        child.once('exit', (code) => {
+          if (code) options.say(`${candidate.label} could not open a browser (exit ${code}): open the address above yourself`);
+        });
+        child.unref();
+        resolve(true);
+      });
+    });
+    if (started === true) {
+      options.say(`opened the address with ${candidate.label}`);
+      return;
+    }
+    options.debug(`${candidate.label}: ${candidate.command} could not be started (${started})`);
+  }
+  options.say('no browser could be opened (set BROWSER to one): open the address above in a browser on this machine');
+}

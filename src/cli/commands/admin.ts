@@ -1,0 +1,324 @@
+// `keybroker admin <put|import|rotate|revoke|list|policy>`: binds flags; the logic is in src/admin/.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command, ParsedValues, RunContext } from '../command.ts';
+import { parseDuration } from '../../kernel/duration.ts';
+import { UsageError } from '../../kernel/errors.ts';
+import { storeTypes, type StoreType } from '../../../providers/index.ts';
+import type { LoadedConfig } from '../../config/config.ts';
+import { parseExpiry, readKeyInput, refuseKeysInArguments, type AdminDeps } from '../../admin/common.ts';
+
+const subcommands = ['put', 'import', 'rotate', 'revoke', 'list', 'policy'] as const;
+type Subcommand = (typeof subcommands)[number];
+
+const AUDIT_LOG_OPTION = `  --audit-log FILE   append one JSON line per action (who, what, user, version, when) to FILE
+                     instead of stderr`;
+
+export const adminCommand: Command = {
+  name: 'admin',
+  summary: 'provision, rotate, revoke and list developers\' keys; print the store\'s access policy',
+  help: `Usage: keybroker admin <command> [options]
+
+Commands (each works on every store type; keys are read from stdin or --from-file, never argv):
+  put --user NAME [--expires-at T] [--from-file F]    store NAME's key (new secret or new version)
+  import FILE [--format csv|json]                     many keys: CSV "user,key[,expires_at]" or JSON
+                                                      [{"user","key","expires_at"}]; all validated first
+  rotate (--user NAME | --all) [--grace D | --now]    a new key: from stdin/--from-file, or minted by
+         [--dry-run] [--expires-at T]                 the profile's gateway key API ("keyIssuer")
+  revoke --user NAME [--purge]                        disable (soft) or delete the secret; delete the
+                                                      key at the gateway when "keyIssuer" is set
+  list [--json] [--max-age D] [--expiring-within D]   one row per developer, never a key
+  policy [--store aws|azure|gcp|vault] [--only developer|admin] [--user NAME...]
+                                                      a least-privilege access policy for the store
+
+Options:
+  --audit-log FILE   append one JSON line per action (who, what, user, version, when) to FILE
+                     instead of stderr
+  --grace D          how long the gateway keeps accepting the old key (default 24h)
+  --now              retire the old key at once (same as --grace 0)
+
+The gateway's admin credential is read from the environment variable the profile names in
+"keyIssuer.masterKeyEnv" (default LITELLM_MASTER_KEY), never from argv.
+
+Examples:
+  keybroker admin import keys.csv --audit-log /var/log/keybroker-admin.log
+  printf %s "$KEY" | keybroker admin put --user alice --expires-at 2027-01-31T00:00:00Z
+  keybroker admin rotate --all --grace 24h --dry-run
+  keybroker admin revoke --user bob
+  keybroker admin list --json
+  keybroker admin policy --store aws --only developer > developer.json
+
+Run 'keybroker admin COMMAND --help' for one command's options and examples.`,
+  subcommandHelp: {
+    put: `Usage: keybroker admin put --user NAME [--expires-at T] [--from-file F] [--audit-log FILE]
+
+Stores NAME's key in the profile's secret (its "secret" template with {user} = NAME): a new
+secret, or a new version of it. The same key (and expiry) again writes nothing. The key is
+read from stdin or --from-file (- for stdin), never from the command line.
+
+Options:
+  --user NAME        the developer (the {user} of the secret template)
+  --expires-at T     when the key stops working, RFC 3339 (e.g. 2027-01-31T00:00:00Z)
+  --from-file F      read the key from F instead of stdin
+${AUDIT_LOG_OPTION}
+
+Examples:
+  printf %s "$KEY" | keybroker admin put --user alice
+  keybroker admin put --user bob --from-file bob.key --expires-at 2027-01-31T00:00:00Z`,
+    import: `Usage: keybroker admin import FILE [--format csv|json] [--audit-log FILE]
+
+Stores many developers' keys. CSV: one "user,key[,expires_at]" per line (an optional
+"user,key" header, # comments). JSON: [{"user": "...", "key": "...", "expires_at": "..."}].
+Every row is checked first (user names, keys, expiry, duplicates; each problem with its line)
+and nothing is written unless all pass. A failure part-way names who was and was not written;
+running the same import again writes only the keys that are not already current.
+
+Options:
+  --format csv|json  the file's format (default: json for a .json file, else csv)
+${AUDIT_LOG_OPTION}
+
+Examples:
+  keybroker admin import keys.csv
+  keybroker admin import keys.json --audit-log /var/log/keybroker-admin.log`,
+    rotate: `Usage: keybroker admin rotate (--user NAME | --all) [--grace D | --now] [--dry-run]
+                              [--expires-at T] [--from-file F] [--audit-log FILE]
+
+Gives developers a new key, in the order that locks no one out: mint the key (or take the
+one given) -> write it as a new version in the store -> retire the old key at the gateway.
+With "keyIssuer" in the profile the gateway's key API mints one key per developer; without it
+the new key comes from stdin or --from-file, for one --user only.
+
+Options:
+  --user NAME        the developer to rotate
+  --all              every developer with an enabled key under the secret template
+                     (needs "keyIssuer")
+  --grace D          how long the gateway keeps accepting the old key (default 24h); a warning
+                     when shorter than the refresh interval + 2 x Claude Code's helper TTL
+  --now              retire the old key at once (same as --grace 0): developers recover
+                     through Claude Code's 401 -> helper re-run
+  --dry-run          print each developer's steps, change nothing
+  --expires-at T     the new key's expiry, RFC 3339 (default: what the gateway says)
+  --from-file F      read the new key from F instead of stdin
+${AUDIT_LOG_OPTION}
+
+The gateway's admin credential is read from the environment variable the profile names in
+"keyIssuer.masterKeyEnv" (default LITELLM_MASTER_KEY), never from argv.
+
+Examples:
+  keybroker admin rotate --all --grace 24h --dry-run
+  keybroker admin rotate --user alice --now
+  printf %s "$NEW_KEY" | keybroker admin rotate --user bob`,
+    revoke: `Usage: keybroker admin revoke --user NAME [--purge] [--audit-log FILE]
+
+Offboards a developer. With "keyIssuer" in the profile the key is first deleted at the
+gateway (that is what ends access); then the secret is disabled in the store (recoverable:
+a later 'admin put' brings it back), or deleted for good with --purge.
+
+Options:
+  --user NAME        the developer
+  --purge            delete the secret instead of disabling it
+${AUDIT_LOG_OPTION}
+
+Examples:
+  keybroker admin revoke --user bob
+  keybroker admin revoke --user bob --purge`,
+    list: `Usage: keybroker admin list [--json] [--max-age D] [--expiring-within D]
+
+One row per developer with a secret under the profile's template: version, created, last
+rotated, expires, age, and flags (revoked, expired, expiring, stale). Never a key.
+
+Options:
+  --json               a JSON array instead of the table
+  --max-age D          flag keys last rotated longer ago than D as stale (default 90d)
+  --expiring-within D  flag keys that expire within D as expiring (default 14d)
+
+Examples:
+  keybroker admin list
+  keybroker admin list --max-age 30d
+  keybroker admin list --json | jq '.[] | select(.flags | length > 0) | .user'`,
+    policy: `Usage: keybroker admin policy [--store aws|azure|gcp|vault] [--only developer|admin]
+                              [--user NAME...]
+
+Prints a least-privilege access policy for the store, so that each developer can read only
+their own key and admins can write them, with a comment block on how to apply it. The store's
+policy, not keybroker, is the security boundary.
+
+Options:
+  --store TYPE       the store type (default: the profile's); the profile's region, mount or
+                     project are filled in when it is the profile's store
+  --only ROLE        print one document alone (developer, admin; gcp also condition)
+  --user NAME        a developer to bind (repeatable; gcp and azure bind per developer;
+                     default: every developer with a key in the profile's store)
+
+Examples:
+  keybroker admin policy
+  keybroker admin policy --store aws --only developer > developer.json
+  keybroker admin policy --store gcp --user alice@example.com --user bob@example.com`,
+  },
+  allowPositionals: true,
+  options: {
+    user: { type: 'string', multiple: true },
+    'from-file': { type: 'string' },
+    'expires-at': { type: 'string' },
+    format: { type: 'string' },
+    all: { type: 'boolean' },
+    grace: { type: 'string' },
+    now: { type: 'boolean' },
+    'dry-run': { type: 'boolean' },
+    purge: { type: 'boolean' },
+    json: { type: 'boolean' },
+    'max-age': { type: 'string' },
+    'expiring-within': { type: 'string' },
+    store: { type: 'string' },
+    only: { type: 'string' },
+    'audit-log': { type: 'string' },
+    // Accepted only to be refused with a useful message: keys never come from argv.
+    key: { type: 'string' },
+    'api-key': { type: 'string' },
+  },
+  async run(values, positionals, context) {
+    const [sub, ...rest] = positionals;
+    if (!sub || !(subcommands as readonly string[]).includes(sub)) {
+      throw new UsageError(sub ? `unknown admin command "${sub}"` : 'admin needs a command', `use one of: ${subcommands.join(', ')} (keybroker admin --help)`);
+    }
+    if (values['key'] !== undefined || values['api-key'] !== undefined) {
+      throw new UsageError('keys are never taken from the command line (shell history, process list)', 'pipe the key on stdin or use --from-file FILE, and consider that key exposed');
+    }
+    refuseKeysInArguments([...rest, ...Object.values(values).flat().filter((value): value is string => typeof value === 'string')]);
+    return runSubcommand(sub as Subcommand, values, rest, context);
+  },
+};
+
+async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string[], context: RunContext): Promise<number> {
+  const allowedPositionals = sub === 'import' ? 1 : 0;
+  if (rest.length > allowedPositionals) throw new UsageError(`admin ${sub}: unexpected argument "${rest[allowedPositionals]}"`, `run 'keybroker admin ${sub} --help'`);
+  const { loadConfigFor } = await import('../wiring.ts');
+  const { callerTtlMs } = await import('../../claude/helper-ttl.ts');
+  const config = loadConfigFor(values, context);
+
+  if (sub === 'policy') return policy(values, config, context);
+  const deps = await adminDeps(values, config, context, sub !== 'list');
+  const users = (values['user'] as string[] | undefined) ?? [];
+
+  switch (sub) {
+    case 'put': {
+      const { putKey } = await import('../../admin/put.ts');
+      const user = single(users, 'put');
+      await putKey(deps, { user, key: await readKey(values), ...expiry(values) });
+      return 0;
+    }
+    case 'import': {
+      const { importKeys } = await import('../../admin/import.ts');
+      const file = rest[0];
+      if (!file) throw new UsageError('admin import needs a file', 'keybroker admin import keys.csv (or keys.json)');
+      const format = values['format'] ?? (file.toLowerCase().endsWith('.json') ? 'json' : 'csv');
+      if (format !== 'csv' && format !== 'json') throw new UsageError(`--format must be csv or json, not "${String(format)}"`, 'use --format csv or --format json');
+      await importKeys(deps, readFile(file), format, path.basename(file));
+      return 0;
+    }
+    case 'rotate': {
+      const { rotateKeys, allUsers } = await import('../../admin/rotate.ts');
+      if (values['all'] && users.length) throw new UsageError('--all and --user exclude each other', 'give one of them');
+      if (!values['all'] && users.length !== 1) throw new UsageError('admin rotate needs --user NAME or --all', 'keybroker admin rotate --user alice');
+      const graceMs = values['now'] ? 0 : durationFlag(values, 'grace', '24h');
+      const fromInput = values['from-file'] !== undefined || (!deps.issuer && !values['all']);
+      const key = fromInput ? await readKey(values) : undefined;
+      const targets = values['all'] ? await allUsers(deps) : users;
+      await rotateKeys(deps, { users: targets, graceMs, dryRun: Boolean(values['dry-run']), ...(key !== undefined ? { key } : {}), ...expiry(values) }, callerTtlMs(context.env));
+      return 0;
+    }
+    case 'revoke': {
+      const { revokeKey } = await import('../../admin/revoke.ts');
+      await revokeKey(deps, { user: single(users, 'revoke'), purge: Boolean(values['purge']) });
+      return 0;
+    }
+    case 'list': {
+      const { listKeys, renderTable } = await import('../../admin/list.ts');
+      const rows = await listKeys(deps, { maxAgeMs: durationFlag(values, 'max-age', '90d'), expiringWithinMs: durationFlag(values, 'expiring-within', '14d') });
+      context.output.stdout(values['json'] ? JSON.stringify(rows, null, 2) + '\n' : renderTable(rows, context.now()));
+      return 0;
+    }
+  }
+}
+
+async function adminDeps(values: ParsedValues, config: LoadedConfig, context: RunContext, writes: boolean): Promise<AdminDeps> {
+  const { openProvider } = await import('../../loader/open-store.ts');
+  const { auditLog } = await import('../../admin/audit.ts');
+  const { openKeyIssuer } = await import('../../gateway/issuers.ts');
+  const { profile } = config;
+  const provider = await openProvider(profile, { env: context.env, debug: context.debug });
+  // Who did it, for the audit and created_by: the admin as the store sees them.
+  const actor = writes ? (await provider.whoami()).principal : 'unknown';
+  const deps: AdminDeps = {
+    provider,
+    profile,
+    valueFormat: config.sources['field'] ? 'json' : 'raw',
+    now: context.now,
+    output: context.output,
+    audit: auditLog({ ...(typeof values['audit-log'] === 'string' ? { file: values['audit-log'] } : {}), output: context.output, actor: () => actor, now: context.now }),
+    actor: () => actor,
+    isTTY: context.isTTY,
+  };
+  if (profile.keyIssuer) deps.issuer = openKeyIssuer(profile.keyIssuer, { env: context.env, timeoutMs: Math.max(profile.timeoutMs, 10_000) });
+  return deps;
+}
+
+async function policy(values: ParsedValues, config: LoadedConfig, context: RunContext): Promise<number> {
+  const { policyRequestFor, renderPolicy } = await import('../../admin/policy.ts');
+  const { profile } = config;
+  const type = (values['store'] ?? profile.store.type) as string;
+  if (!(storeTypes as readonly string[]).includes(type)) throw new UsageError(`--store must be one of ${storeTypes.join(', ')}, not "${type}"`, 'e.g. --store aws');
+  const { loadProviderModule } = await import('../../loader/chunks.ts');
+  const { openProvider } = await import('../../loader/open-store.ts');
+  const request = await policyRequestFor(type as StoreType, (values['user'] as string[] | undefined) ?? [], {
+    profile,
+    env: context.env,
+    storageName: (await loadProviderModule(type as StoreType)).storageName,
+    openProvider: () => openProvider(profile, { env: context.env, debug: context.debug }),
+  });
+  const result = renderPolicy(request);
+  const only = values['only'];
+  if (only !== undefined) {
+    const document = result.documents[String(only)];
+    if (!document) throw new UsageError(`--only must be one of ${Object.keys(result.documents).join(', ')}`, 'e.g. --only developer');
+    context.output.stdout(document.endsWith('\n') ? document : document + '\n');
+  } else {
+    context.output.stdout(result.text);
+  }
+  return 0;
+}
+
+function single(users: string[], sub: string): string {
+  if (users.length !== 1) throw new UsageError(`admin ${sub} needs exactly one --user NAME`, `keybroker admin ${sub} --user alice`);
+  return users[0]!;
+}
+
+function expiry(values: ParsedValues): { expiresAt?: Date } {
+  const text = values['expires-at'];
+  if (typeof text !== 'string') return {};
+  return { expiresAt: parseExpiry(text, `--expires-at "${text}"`) };
+}
+
+function durationFlag(values: ParsedValues, name: string, fallback: string): number {
+  const text = typeof values[name] === 'string' ? (values[name] as string) : fallback;
+  if (text === '0') return 0;
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new UsageError(`--${name} "${text}" is not a duration`, 'write it like 90s, 15m, 24h or 30d');
+  return ms;
+}
+
+async function readKey(values: ParsedValues): Promise<string> {
+  const file = values['from-file'];
+  if (file === '-') return readKeyInput(fs.readFileSync(0, 'utf8'), 'stdin');
+  if (typeof file === 'string') return readKeyInput(readFile(file), file);
+  if (process.stdin.isTTY) throw new UsageError('no key on stdin (it is a terminal)', 'pipe the key: printf %s "$KEY" | keybroker admin …, or use --from-file FILE');
+  return readKeyInput(fs.readFileSync(0, 'utf8'), 'stdin');
+}
+
+function readFile(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read ${file} (${(error as NodeJS.ErrnoException).code})`, 'check the path and its permissions');
+  }
+}

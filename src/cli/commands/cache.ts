@@ -1,0 +1,41 @@
+// `keybroker cache clear`: forget the cached key (of one profile, or of every profile).
+import type { Command } from '../command.ts';
+import { UsageError } from '../../kernel/errors.ts';
+import { cacheAccount } from '../../cache/account.ts';
+import { profileNames, resolveProfile } from '../../config/config.ts';
+import { loadConfigFor } from '../wiring.ts';
+import { clearCachedKeys } from '../../cache/clear.ts';
+
+export const cacheCommand: Command = {
+  name: 'cache',
+  summary: 'cache clear: forget the cached key (the next get reads the store)',
+  help: `Usage: keybroker cache clear [--profile NAME] [--all]
+
+Removes the cached key of the profile from the OS keychain and from the file cache, so that
+the next 'keybroker get' reads the store again. The store is not touched.
+
+Options:
+  --all     every profile in the configuration, not just the one in use
+
+Examples:
+  keybroker cache clear
+  keybroker cache clear --all`,
+  options: { all: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(values, positionals, context) {
+    if (positionals[0] !== 'clear' || positionals.length > 1) {
+      throw new UsageError(positionals.length ? `unknown cache command "${positionals.join(' ')}"` : 'cache: say what to do', "run 'keybroker cache clear' (see 'keybroker cache --help')");
+    }
+    const config = loadConfigFor(values, context);
+    const names = values['all']
+      ? profileNames(config.layers)
+      : [config.profile.name];
+    const profiles = names.map((name) => (name === config.profile.name ? config.profile : resolveProfile(config.layers, name).profile));
+    const removed = await clearCachedKeys(profiles, context.env, context.debug);
+    for (const profile of profiles) {
+      const where = removed.get(cacheAccount(profile)) ?? [];
+      context.output.stdout(`profile "${profile.name}": ${where.length ? `removed the cached key from ${where.join(' and ')}` : 'no cached key'}\n`);
+    }
+    return 0;
+  },
+};

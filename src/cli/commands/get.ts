@@ -1,0 +1,48 @@
+// `keybroker get` (and plain `keybroker`): the developer's key on stdout, nothing else.
+import type { Command } from '../command.ts';
+import { getKey, refreshAhead } from '../../broker/broker.ts';
+import { brokerDeps, loadConfigFor } from '../wiring.ts';
+
+export const getCommand: Command = {
+  name: 'get',
+  summary: 'print the developer\'s gateway key (what Claude Code\'s apiKeyHelper runs)',
+  help: `Usage: keybroker [get] [--profile NAME] [--recheck]
+
+Prints your LLM-gateway key on stdout with no newline, for Claude Code's apiKeyHelper.
+A fresh key comes from the cache (the OS keychain); otherwise from the company's secrets
+store, and is cached. Never prompts. On failure: nothing on stdout, one line on stderr
+saying what to do, and an exit code from the table in the README.
+
+When the same Claude Code process asks again before its key's TTL is over, it was just
+refused with a 401: keybroker then asks the store for a newer key instead of the cache
+(and, if the store has none, asks the gateway whether the key was revoked).
+If the store cannot be reached, a cached key that has not expired is served with a warning.
+
+A cached key nearing its refresh interval is served at once and re-read from the store by a
+detached background run (keybroker get --refresh-ahead), so a warm get stays fast.
+
+Options:
+  --recheck         ignore a fresh cached key and ask the store (what a 401 does)
+  --refresh-ahead   re-read the store into the cache and print nothing (what the background run does)
+
+Examples:
+  keybroker                      # what Claude Code runs
+  keybroker get --profile eu     # another gateway's key
+  keybroker get --recheck        # after an admin rotated the key`,
+  options: { recheck: { type: 'boolean' }, 'refresh-ahead': { type: 'boolean' } },
+  async run(values, _positionals, context) {
+    const config = loadConfigFor(values, context);
+    if (values['refresh-ahead'] === true) {
+      // keybroker's own detached background refresh: prints nothing, whatever happens.
+      context.debug(`background refresh: ${await refreshAhead(brokerDeps(config, context))}`);
+      return 0;
+    }
+    const backgroundArgs = ['get', '--refresh-ahead'];
+    if (typeof values['config'] === 'string') backgroundArgs.push('--config', values['config']);
+    backgroundArgs.push('--profile', config.profile.name);
+    const served = await getKey(brokerDeps(config, context, { backgroundArgs }), { recheck: values['recheck'] === true });
+    context.debug(`served version ${served.version} of "${served.secret}" from ${served.from}`);
+    context.output.stdout(served.key);
+    return 0;
+  },
+};

@@ -1,0 +1,54 @@
+// `keybroker login`: log in to the store the way its ecosystem does, then warm the cache.
+import type { Command } from '../command.ts';
+import { getKey } from '../../broker/broker.ts';
+import { brokerDeps, loadConfigFor } from '../wiring.ts';
+import { login, openInBrowser } from '../../broker/login.ts';
+
+export const loginCommand: Command = {
+  name: 'login',
+  summary: 'log in to the store (browser flow, or the exact CLI command), then cache the key',
+  help: `Usage: keybroker login [--profile NAME] [--no-browser]
+
+Does the interactive part that 'keybroker get' never does. Stores with a browser flow in
+keybroker (Vault OIDC) run it here: the sign-in address is printed on stderr and opened with
+$BROWSER (a ':'-separated list of programs, %s for the address) or else the desktop's opener
+(xdg-open, open); the Vault token is kept in ~/.vault-token (0600), as 'vault login' does.
+For the cloud stores, whose own CLI owns the login (aws sso login, az login, gcloud auth
+application-default login), it prints the exact command on stdout when you are not logged
+in. Then it reads your key and caches it, so that the next Claude Code call is fast. It
+never prints the key.
+
+Options:
+  --no-browser      only print the sign-in address (to open it yourself, e.g. over SSH with
+                    the callback port forwarded)
+
+Exit code: 0 when the key is cached; 4 when you still need to run the printed command.
+
+Examples:
+  keybroker login
+  keybroker login --profile eu
+  keybroker login --no-browser`,
+  options: { 'no-browser': { type: 'boolean' } },
+  async run(values, _positionals, context) {
+    const config = loadConfigFor(values, context);
+    const deps = brokerDeps(config, context);
+    const provider = await deps.openProvider();
+    const say = (line: string) => context.output.stderr(`keybroker: ${line}`);
+    const result = await login({
+      provider,
+      say,
+      openBrowser: async (url) => {
+        if (values['no-browser']) return;
+        await openInBrowser(url, { env: context.env, say, debug: context.debug });
+      },
+      // Always the store: the verdict of a recent 401 re-check (kept 15 s) must not answer for a login.
+      refresh: () => getKey({ ...deps, state: { ...deps.state, lastRecheck: () => undefined } }, { recheck: true }),
+    });
+    if (result.kind === 'needs-cli-login') {
+      context.output.stdout(`${result.command}\n`);
+      say(`${result.error.message}: run the command above, then 'keybroker login' again`);
+      return result.error.exitCode;
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,113 @@
+// Part src/cli/: the edge: argv, one file per command, the wiring of the real world, errors to exit codes. May use: kernel, providers, secret, config, loader, cache, claude, gateway, broker, admin, doctor.
+// The edge: parses argv, runs one command, and turns every failure into one stderr line and
+// its exit code. Nothing else in keybroker exits or prints errors.
+import { parseArgs } from 'node:util';
+import { globalHelp, globalOptions, type Command, type RunContext } from './command.ts';
+import { ExitCode, KeybrokerError, UsageError, oneLine } from '../kernel/errors.ts';
+import { processOutput, maskSecrets, type Output } from '../kernel/output.ts';
+import { commands, resolveCommand } from './commands/index.ts';
+import { getCommand } from './commands/get.ts';
+
+declare const __KEYBROKER_VERSION__: string | undefined;
+export const VERSION = typeof __KEYBROKER_VERSION__ === 'string' ? __KEYBROKER_VERSION__ : '0.0.0-dev';
+
+export interface CliRuntime {
+  env: NodeJS.ProcessEnv;
+  output: Output;
+  now(): number;
+  isTTY: boolean;
+}
+
+export async function main(argv: string[], runtime: CliRuntime = defaultRuntime()): Promise<number> {
+  const { output } = runtime;
+  const verbose = argv.includes('--verbose') || argv.includes('-v') || runtime.env['KEYBROKER_DEBUG'] === '1';
+  const context: RunContext = {
+    env: runtime.env,
+    output,
+    now: runtime.now,
+    get isTTY() {
+      return runtime.isTTY;
+    },
+    debug: verbose ? (message) => output.stderr(`keybroker: debug: ${maskSecrets(message)}`) : () => {},
+  };
+  try {
+    if (argv[0] === '--version' || argv[0] === '-V') {
+      output.stdout(`keybroker ${VERSION}\n`);
+      return ExitCode.ok;
+    }
+    if (argv[0] === 'help' || ((argv[0] === '--help' || argv[0] === '-h') && argv.length === 1)) {
+      output.stdout(topHelp());
+      return ExitCode.ok;
+    }
+    const name = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : undefined;
+    const entry = name === undefined ? getCommand : commands.find((command) => command.name === name);
+    if (!entry) throw new UsageError(`unknown command "${name}"`, `run 'keybroker --help' for the commands`);
+    return await runCommand(await resolveCommand(entry), name === undefined ? argv : argv.slice(1), context);
+  } catch (error) {
+    return report(error, output, context);
+  }
+}
+
+async function runCommand(command: Command, args: string[], context: RunContext): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: { ...globalOptions, ...command.options },
+      allowPositionals: command.allowPositionals ?? false,
+      strict: true,
+    });
+  } catch (error) {
+    throw new UsageError(`${command.name}: ${oneLine((error as Error).message).replace(/\. To specify a positional.*$/, '')}`, `run 'keybroker ${command.name} --help'`);
+  }
+  if (parsed.values['help']) {
+    const sub = parsed.positionals[0];
+    const help = sub !== undefined && command.subcommandHelp && Object.hasOwn(command.subcommandHelp, sub) ? command.subcommandHelp[sub]! : command.help;
+    context.output.stdout(`${help}\n\n${globalHelp}\n`);
+    return ExitCode.ok;
+  }
+  return command.run(parsed.values, parsed.positionals, context);
+}
+
+function report(error: unknown, output: Output, context: RunContext): number {
+  if (error instanceof KeybrokerError) {
+    output.stderr(`keybroker: ${error.line()}`);
+    if (error.cause) context.debug(`cause: ${String((error.cause as Error).stack ?? error.cause)}`);
+    return error.exitCode;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  output.stderr(`keybroker: internal error: ${oneLine(maskSecrets(message)).slice(0, 300)}: run again with KEYBROKER_DEBUG=1 and report it`);
+  context.debug(String((error as Error)?.stack ?? error));
+  return ExitCode.internal;
+}
+
+function topHelp(): string {
+  const width = Math.max(...commands.map((command) => command.name.length));
+  return `keybroker ${VERSION}: your LLM-gateway key for Claude Code, from the company's secrets store
+
+Usage: keybroker [command] [options]       (no command: get)
+
+Commands:
+${commands.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`).join('\n')}
+
+${globalHelp}
+  -V, --version     print the version
+
+Run 'keybroker COMMAND --help' for a command's options and examples.
+Exit codes: 0 ok, 1 internal, 2 usage, 3 configuration, 4 not authenticated to the store,
+5 secret not found, 6 access denied, 7 store unreachable or timed out, 8 unusable key,
+9 cache unavailable, 10 key rejected by the gateway.
+`;
+}
+
+function defaultRuntime(): CliRuntime {
+  return {
+    env: process.env,
+    output: processOutput,
+    now: Date.now,
+    // A getter: touching process.stdout builds its stream (tty, net) which `get` never needs.
+    get isTTY() {
+      return Boolean(process.stdout.isTTY);
+    },
+  };
+}

@@ -1,0 +1,74 @@
+// Wires the real world (config files, keychain, lock files, the store's SDK, the clock) into
+// the broker core for one profile.
+import os from 'node:os';
+import path from 'node:path';
+import type { BrokerDeps } from '../broker/broker.ts';
+import { loadConfig, type LoadedConfig } from '../config/config.ts';
+import type { RunContext, ParsedValues } from './command.ts';
+import { openCache } from '../cache/select.ts';
+import type { Lock } from '../broker/lock.ts';
+import { userRuntimeDir } from '../kernel/paths.ts';
+import { openProvider } from '../loader/open-store.ts';
+import { identifyCaller } from '../broker/caller.ts';
+import { fileRotationState } from '../broker/rotation-state.ts';
+import { checkKeyWithGateway } from '../gateway/key-check.ts';
+import { callerTtlMs } from '../claude/helper-ttl.ts';
+import type { Provider } from '../../providers/provider.ts';
+
+export function loadConfigFor(values: ParsedValues, context: RunContext): LoadedConfig {
+  const request: Parameters<typeof loadConfig>[0] = { env: context.env };
+  if (typeof values['config'] === 'string') request.configFlag = path.resolve(values['config']);
+  if (typeof values['profile'] === 'string') request.profileFlag = values['profile'];
+  return loadConfig(request);
+}
+
+export interface BrokerOptions {
+  /** Arguments that make a detached `keybroker get --refresh-ahead` read the same profile; absent: no refresh-ahead. */
+  backgroundArgs?: string[];
+}
+
+export function brokerDeps(config: LoadedConfig, context: RunContext, options: BrokerOptions = {}): BrokerDeps {
+  const { profile } = config;
+  let provider: Promise<Provider> | undefined;
+  const gateway = profile.gateway ?? (context.env['ANTHROPIC_BASE_URL'] || undefined);
+  return {
+    profile,
+    cache: openCache({
+      backend: profile.cache.backend,
+      fallback: profile.cache.fallback,
+      env: context.env,
+      warn: (line) => context.output.stderr(line),
+    }),
+    openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
+    lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks')),
+    now: context.now,
+    osUser: () => os.userInfo().username,
+    callerTtlMs: callerTtlMs(context.env),
+    caller: identifyCaller(context.env),
+    state: fileRotationState(path.join(userRuntimeDir(context.env), 'state')),
+    checkWithGateway: gateway ? (key) => checkKeyWithGateway(gateway, key) : undefined,
+    gatewayName: gateway,
+    startBackgroundRefresh: options.backgroundArgs ? () => startDetached(options.backgroundArgs!, context.env) : undefined,
+    warn: (line) => context.output.stderr(line),
+    debug: context.debug,
+  };
+}
+
+/** The lock module (and node:crypto with it) loads only when a store read takes the lock, never on a warm get. */
+function lazyFileLock(dir: string): Lock {
+  return {
+    acquire: async (name, waitMs) => (await import('../broker/lock.ts')).fileLock(dir).acquire(name, waitMs),
+  };
+}
+
+/**
+ * Runs this executable again, detached in its own session with every stdio on /dev/null, so that
+ * Claude Code (which waits for our stdout to close) never waits for it.
+ */
+function startDetached(args: string[], env: NodeJS.ProcessEnv): void {
+  const self = process.getBuiltinModule('node:sea').isSea() ? [process.execPath] : [process.execPath, process.argv[1]!];
+  // Loaded here, not at the top: node:child_process costs a warm `get` ~2 ms to load.
+  const child = process.getBuiltinModule('node:child_process').spawn(self[0]!, [...self.slice(1), ...args], { detached: true, stdio: 'ignore', env, windowsHide: true });
+  child.on('error', () => {});
+  child.unref();
+}

@@ -1,0 +1,284 @@
+// Part src/config/: configuration: files, layers, validation, the effective view. May use: kernel, providers.
+// Configuration: JSON files in layers (machine-wide < user < environment < flags), validated
+// with messages that name the file, the field and what is wrong.
+import fs from 'node:fs';
+import * as v from 'valibot';
+import { ConfigError } from '../kernel/errors.ts';
+import { parseDuration } from '../kernel/duration.ts';
+import { machineConfigPath, userConfigPath } from '../kernel/paths.ts';
+import { storeTypes } from '../../providers/index.ts';
+import type { StoreConfig } from '../../providers/provider.ts';
+
+const duration = v.pipe(
+  v.string(),
+  v.check((text) => parseDuration(text) !== undefined, 'must be a duration such as "90s", "15m" or "1h"'),
+);
+
+export const cacheBackends = ['auto', 'keychain', 'file', 'none'] as const;
+export type CacheBackendName = (typeof cacheBackends)[number];
+
+const CacheSchema = v.strictObject({
+  backend: v.optional(v.picklist(cacheBackends, `must be one of: ${cacheBackends.join(', ')}`)),
+  refreshAfter: v.optional(duration),
+  /** What `auto` does where no keychain is usable: "none" (no cache, the default) or "file". */
+  fallback: v.optional(v.picklist(['none', 'file'], 'must be "none" or "file"')),
+});
+
+/** The common part of a store; each provider validates the rest (providers/<type>.ts). */
+const StoreSchema = v.looseObject({
+  type: v.picklist(storeTypes, `must be one of: ${storeTypes.join(', ')}`),
+});
+
+/** The gateway's key-management API that `admin rotate`/`revoke` mint and delete keys through. */
+const keyIssuerTypes = ['litellm'] as const;
+const KeyIssuerSchema = v.strictObject({
+  type: v.picklist(keyIssuerTypes, `must be one of: ${keyIssuerTypes.join(', ')}`),
+  url: v.pipe(v.string(), v.url('must be a URL such as "https://llm.example.com"')),
+  /** The environment variable holding the admin credential (never the credential itself). */
+  masterKeyEnv: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name such as "LITELLM_MASTER_KEY"'))),
+  /** How long a minted key lives at the gateway ("90d"); absent: no expiry. */
+  keyDuration: v.optional(duration),
+  /** Models a minted key may call; absent: all. */
+  models: v.optional(v.array(v.pipe(v.string(), v.minLength(1)))),
+});
+
+/** Notes for people: config files are JSON, which has no comments (`keybroker config init` writes these). */
+const comment = v.optional(v.union([v.string(), v.array(v.string())]));
+
+const ProfileSchema = v.strictObject({
+  $comment: comment,
+  store: v.optional(StoreSchema),
+  secret: v.optional(
+    v.pipe(v.string(), v.minLength(1, 'must not be empty')),
+  ),
+  field: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
+  user: v.optional(v.picklist(['os', 'store'], 'must be "os" or "store"')),
+  timeout: v.optional(duration),
+  cache: v.optional(CacheSchema),
+  gateway: v.optional(v.pipe(v.string(), v.url('must be a URL such as "https://llm.example.com"'))),
+  keyIssuer: v.optional(KeyIssuerSchema),
+});
+
+const FileSchema = v.strictObject({
+  $schema: v.optional(v.string()),
+  $comment: comment,
+  defaultProfile: v.optional(v.string()),
+  profiles: v.optional(v.record(v.string(), ProfileSchema)),
+});
+
+export type ConfigFile = v.InferOutput<typeof FileSchema>;
+type ProfileLayer = v.InferOutput<typeof ProfileSchema>;
+
+export const DEFAULTS = {
+  field: 'api_key',
+  user: 'os' as const,
+  timeout: '5s',
+  cache: { backend: 'auto' as CacheBackendName, refreshAfter: '30m', fallback: 'none' as const },
+};
+
+export interface Profile {
+  name: string;
+  /** Where the `store` section came from, for messages. */
+  storeSource?: string;
+  store: StoreConfig;
+  secret: string;
+  field: string;
+  user: 'os' | 'store';
+  timeoutMs: number;
+  cache: { backend: CacheBackendName; refreshAfterMs: number; fallback: 'none' | 'file' };
+  gateway?: string;
+  /** Only admin commands read it. */
+  keyIssuer?: KeyIssuerConfig;
+}
+
+export type KeyIssuerConfig = v.InferOutput<typeof KeyIssuerSchema>;
+
+/** One place a value can come from, in increasing precedence. */
+export interface Layer {
+  source: string;
+  data: ConfigFile;
+}
+
+export interface LoadedConfig {
+  layers: Layer[];
+  profile: Profile;
+  /** For `keybroker config`: dotted field path → the source that set it ("default" when none). */
+  sources: Record<string, string>;
+}
+
+export interface ConfigRequest {
+  env: NodeJS.ProcessEnv;
+  configFlag?: string;
+  profileFlag?: string;
+}
+
+export function loadConfig(request: ConfigRequest): LoadedConfig {
+  const layers = readLayers(request);
+  return resolveProfile(layers, request.profileFlag ?? request.env['KEYBROKER_PROFILE']);
+}
+
+function readLayers({ env, configFlag }: ConfigRequest): Layer[] {
+  const layers: Layer[] = [];
+  const machine = readConfigFile(machineConfigPath(env), false);
+  if (machine) layers.push(machine);
+  const userPath = configFlag ?? userConfigPath(env);
+  const explicit = configFlag !== undefined || env['KEYBROKER_CONFIG'] !== undefined;
+  const user = readConfigFile(userPath, explicit);
+  if (user) layers.push(user);
+  const fromEnv = environmentLayer(env);
+  if (fromEnv) layers.push(fromEnv);
+  return layers;
+}
+
+/** Reads and validates one file; undefined when it is absent and not required. */
+function readConfigFile(file: string, required: boolean): Layer | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !required) return undefined;
+    if (code === 'ENOENT') {
+      throw new ConfigError(`config file ${file} does not exist`, 'create it (keybroker config init) or fix KEYBROKER_CONFIG/--config');
+    }
+    throw new ConfigError(`cannot read config file ${file} (${code})`, 'check its permissions');
+  }
+  return { source: file, data: parseConfigText(text, file) };
+}
+
+export function parseConfigText(text: string, source: string): ConfigFile {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${source} is not valid JSON (${(error as Error).message})`, 'fix the syntax');
+  }
+  const result = v.safeParse(FileSchema, json);
+  if (!result.success) {
+    const issue = describeIssue(result.issues[0]);
+    throw new ConfigError(`${source}: ${issue.what}`, issue.fix);
+  }
+  return result.output;
+}
+
+/** What is wrong with a field, and what to do about it. */
+export function describeIssue(issue: v.BaseIssue<unknown>): { what: string; fix: string } {
+  const where = v.getDotPath(issue) ?? '(top level)';
+  if (issue.kind === 'schema' && issue.type === 'strict_object' && issue.input !== undefined) {
+    const path = (issue.path ?? []).map((item) => String(item.key));
+    const key = path.pop();
+    return {
+      what: `unknown field "${key}"${path.length ? ` in ${path.join('.')}` : ''}`,
+      fix: 'remove it or correct its spelling (the README lists every field)',
+    };
+  }
+  if (issue.input === undefined && issue.kind === 'schema') return { what: `field "${where}" is required`, fix: 'add it' };
+  const message = issue.message.startsWith('Invalid') ? `is invalid (${issue.message})` : issue.message;
+  return { what: `field "${where}" ${message}`, fix: 'correct that field' };
+}
+
+const ENV_FIELDS: Record<string, (layer: ProfileLayer, value: string) => void> = {
+  KEYBROKER_SECRET: (layer, value) => void (layer.secret = value),
+  KEYBROKER_FIELD: (layer, value) => void (layer.field = value),
+  KEYBROKER_USER: (layer, value) => void (layer.user = value as 'os'),
+  KEYBROKER_TIMEOUT: (layer, value) => void (layer.timeout = value),
+  KEYBROKER_CACHE_BACKEND: (layer, value) => void ((layer.cache ??= {}).backend = value as CacheBackendName),
+  KEYBROKER_REFRESH_AFTER: (layer, value) => void ((layer.cache ??= {}).refreshAfter = value),
+};
+
+/** KEYBROKER_* variables override fields of whichever profile is in use. */
+function environmentLayer(env: NodeJS.ProcessEnv): Layer | undefined {
+  const profile: ProfileLayer = {};
+  const set: string[] = [];
+  for (const [name, apply] of Object.entries(ENV_FIELDS)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    apply(profile, value);
+    set.push(name);
+  }
+  if (set.length === 0) return undefined;
+  const source = `environment (${set.join(', ')})`;
+  const data = { profiles: { '*': profile } };
+  const result = v.safeParse(FileSchema, data);
+  if (!result.success) {
+    throw new ConfigError(`${source}: ${describeIssue(result.issues[0]).what.replace('profiles.*.', '')}`, 'correct or unset that variable');
+  }
+  return { source, data: result.output };
+}
+
+/** Every profile the layers define, in first-seen order (not the environment's wildcard `*`). */
+export function profileNames(layers: Layer[]): string[] {
+  return [...new Set(layers.flatMap((layer) => Object.keys(layer.data.profiles ?? {})))].filter((name) => name !== '*');
+}
+
+/** Merges the layers for one profile; `*` is the environment's wildcard profile. */
+export function resolveProfile(layers: Layer[], requested: string | undefined): LoadedConfig {
+  if (layers.every((layer) => !layer.data.profiles || Object.keys(layer.data.profiles).every((name) => name === '*'))) {
+    throw new ConfigError(
+      'no keybroker configuration found',
+      'ask your admin for the machine-wide file, or create one with \'keybroker config init\' (keybroker config shows the paths searched)',
+    );
+  }
+  const chosen = chooseProfileName(layers, requested);
+  const name = chosen.name;
+  const sources: Record<string, string> = { profile: chosen.source };
+
+  const merged: ProfileLayer & { cache: NonNullable<ProfileLayer['cache']> } = { cache: {} };
+  let found = false;
+  for (const layer of layers) {
+    for (const key of [name, '*']) {
+      const part = layer.data.profiles?.[key];
+      if (!part) continue;
+      if (key === name) found = true;
+      for (const [field, value] of Object.entries(part) as [keyof ProfileLayer, unknown][]) {
+        if (value === undefined || field === '$comment') continue;
+        if (field === 'cache') {
+          for (const [cacheField, cacheValue] of Object.entries(value as object)) {
+            if (cacheValue === undefined) continue;
+            (merged.cache as Record<string, unknown>)[cacheField] = cacheValue;
+            sources[`cache.${cacheField}`] = layer.source;
+          }
+        } else {
+          (merged as Record<string, unknown>)[field] = value;
+          sources[field] = layer.source;
+        }
+      }
+    }
+  }
+  if (!found) {
+    const known = profileNames(layers);
+    throw new ConfigError(
+      `profile "${name}" is not defined in ${layers.map((layer) => layer.source).join(' or ')}`,
+      known.length ? `use one of: ${known.join(', ')} (--profile or KEYBROKER_PROFILE)` : 'define it under "profiles"',
+    );
+  }
+  const where = `profile "${name}" (${layers.filter((l) => l.data.profiles?.[name]).map((l) => l.source).join(', ')})`;
+  if (!merged.store) throw new ConfigError(`${where}: field "store" is required`, 'add "store": {"type": "aws", ...}');
+  if (!merged.secret) throw new ConfigError(`${where}: field "secret" is required`, 'add "secret": "claude-code/keys/{user}"');
+  const profile: Profile = {
+    name,
+    store: merged.store as StoreConfig,
+    secret: merged.secret,
+    field: merged.field ?? DEFAULTS.field,
+    user: merged.user ?? DEFAULTS.user,
+    timeoutMs: parseDuration(merged.timeout ?? DEFAULTS.timeout)!,
+    cache: {
+      backend: merged.cache.backend ?? DEFAULTS.cache.backend,
+      refreshAfterMs: parseDuration(merged.cache.refreshAfter ?? DEFAULTS.cache.refreshAfter)!,
+      fallback: merged.cache.fallback ?? DEFAULTS.cache.fallback,
+    },
+  };
+  if (merged.gateway) profile.gateway = merged.gateway;
+  if (merged.keyIssuer) profile.keyIssuer = merged.keyIssuer;
+  if (sources['store']) profile.storeSource = sources['store'];
+  return { layers, profile, sources };
+}
+
+function chooseProfileName(layers: Layer[], requested: string | undefined): { name: string; source: string } {
+  if (requested) return { name: requested, source: '--profile or KEYBROKER_PROFILE' };
+  let chosen = { name: 'default', source: 'default' };
+  for (const layer of layers) {
+    if (layer.data.defaultProfile) chosen = { name: layer.data.defaultProfile, source: layer.source };
+  }
+  return chosen;
+}

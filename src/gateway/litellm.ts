@@ -1,0 +1,114 @@
+// LiteLLM proxy's key API: POST /key/generate, /key/regenerate (with grace_period), /key/delete,
+// authorised with the master key (Authorization: Bearer) read from an environment variable.
+import type { KeyIssuerConfig } from '../config/config.ts';
+import { parseDuration } from '../kernel/duration.ts';
+import { AccessDenied, ConfigError, NotAuthenticated, StoreUnreachable } from '../kernel/errors.ts';
+import type { IssuerContext, KeyIssuer, MintedKey } from './key-issuer.ts';
+
+const DEFAULT_MASTER_KEY_ENV = 'LITELLM_MASTER_KEY';
+
+interface GenerateResponse {
+  key?: string;
+  expires?: string | null;
+}
+
+export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerContext): KeyIssuer {
+  const base = config.url.replace(/\/+$/, '');
+  const where = `LiteLLM at ${base}`;
+  const masterKeyEnv = config.masterKeyEnv ?? DEFAULT_MASTER_KEY_ENV;
+  const doFetch = context.fetch ?? fetch;
+
+  function masterKey(): string {
+    const value = context.env[masterKeyEnv];
+    if (!value) throw new ConfigError(`${masterKeyEnv} is not set: ${where} needs its master key for key management`, `export ${masterKeyEnv} (never pass it as an argument)`);
+    return value;
+  }
+
+  /** The parsed JSON answer, or undefined for a 404/400 "no such key" when `missingOk`. */
+  async function call(route: string, body: unknown, missingOk = false): Promise<unknown> {
+    const authorization = `Bearer ${masterKey()}`;
+    let response: Response;
+    try {
+      response = await doFetch(`${base}${route}`, {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        redirect: 'manual',
+        signal: AbortSignal.timeout(context.timeoutMs),
+      });
+    } catch (error) {
+      const name = (error as Error).name;
+      if (name === 'TimeoutError' || name === 'AbortError') throw new StoreUnreachable(`${where} did not answer ${route} within ${context.timeoutMs} ms`, 'check the gateway, or raise "timeout" in the profile');
+      const code = ((error as { cause?: { code?: string } }).cause?.code) ?? name;
+      throw new StoreUnreachable(`cannot reach ${where} (${code})`, 'check keyIssuer.url and that the gateway is up');
+    }
+    const text = await response.text();
+    const message = errorMessage(text);
+    if (response.ok) {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        throw new StoreUnreachable(`${where} answered ${route} with something that is not JSON`, 'check keyIssuer.url points at the LiteLLM proxy');
+      }
+    }
+    if (missingOk && (response.status === 404 || (response.status === 400 && /not found|does not exist|invalid key/i.test(message)))) return undefined;
+    if (response.status === 401) throw new NotAuthenticated(`${where} refused the master key from ${masterKeyEnv} (${message})`, `set ${masterKeyEnv} to the proxy's master key`);
+    if (response.status === 403) throw new AccessDenied(`${where} does not allow ${route} with the key from ${masterKeyEnv} (${message})`, 'use an admin (master) key for key management');
+    throw new StoreUnreachable(`${where} failed ${route} (HTTP ${response.status}: ${message})`, 'check the gateway\'s logs, then re-run');
+  }
+
+  function minted(answer: unknown, route: string): MintedKey {
+    const body = answer as GenerateResponse;
+    if (typeof body?.key !== 'string' || body.key === '') throw new StoreUnreachable(`${where} answered ${route} without a key`, 'check the gateway version supports the key API');
+    const result: MintedKey = { key: body.key };
+    if (body.expires) {
+      const date = new Date(body.expires);
+      if (!Number.isNaN(date.getTime())) result.expiresAt = date;
+    }
+    return result;
+  }
+
+  const keyFields = (user: string) => ({
+    user_id: user,
+    ...(config.keyDuration ? { duration: liteLlmDuration(parseDuration(config.keyDuration)!) } : {}),
+    ...(config.models ? { models: config.models } : {}),
+    metadata: { 'managed-by': 'keybroker' },
+  });
+
+  return {
+    describe: () => where,
+    async mint(user) {
+      // Aliases are unique at the gateway and the old key lives on until retired: one alias per mint.
+      const alias = `keybroker-${user}-${new Date().toISOString().replace(/[-:]/g, '')}`;
+      return minted(await call('/key/generate', { ...keyFields(user), key_alias: alias }), '/key/generate');
+    },
+    async regenerate(oldKey, user, graceMs) {
+      const body = { key: oldKey, ...keyFields(user), ...(graceMs > 0 ? { grace_period: liteLlmDuration(graceMs) } : {}) };
+      const answer = await call('/key/regenerate', body, true);
+      return answer === undefined ? undefined : minted(answer, '/key/regenerate');
+    },
+    async revoke(keys) {
+      if (keys.length === 0) return false;
+      return (await call('/key/delete', { keys }, true)) !== undefined;
+    },
+  };
+}
+
+/** LiteLLM durations are one number and one unit: "30s", "30m", "30h", "30d". */
+function liteLlmDuration(ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${Math.max(1, Math.ceil(ms / 1_000))}s`;
+}
+
+function errorMessage(text: string): string {
+  try {
+    const body = JSON.parse(text) as { error?: { message?: string } | string; detail?: unknown };
+    const message = typeof body.error === 'string' ? body.error : (body.error?.message ?? (typeof body.detail === 'string' ? body.detail : JSON.stringify(body.detail ?? body)));
+    return String(message).replace(/sk-[A-Za-z0-9_-]{4,}/g, 'sk-…').slice(0, 200);
+  } catch {
+    return text.replace(/sk-[A-Za-z0-9_-]{4,}/g, 'sk-…').slice(0, 200) || 'no body';
+  }
+}
+

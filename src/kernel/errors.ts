@@ -1,0 +1,71 @@
+// Part src/kernel/: the kernel: errors, durations, hashing, output, paths, the retry policy. May use: nothing of ours.
+// Typed failures: created where the fact is known, carrying the fix, mapped to an exit code
+// and one stderr line in one place (src/cli/main.ts).
+
+export const ExitCode = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  config: 3,
+  notAuthenticated: 4,
+  secretNotFound: 5,
+  accessDenied: 6,
+  storeUnreachable: 7,
+  unusableKey: 8,
+  cacheUnavailable: 9,
+  keyRejected: 10,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export abstract class KeybrokerError extends Error {
+  abstract readonly exitCode: ExitCode;
+  /** What to do next, in one clause: "run 'aws sso login --profile dev'". */
+  readonly fix: string;
+  constructor(what: string, fix: string, options?: { cause?: unknown }) {
+    super(what, options);
+    this.fix = fix;
+    this.name = new.target.name;
+  }
+  /** The one stderr line: "what failed: what to do". */
+  line(): string {
+    const what = oneLine(this.message);
+    return this.fix ? `${what}: ${oneLine(this.fix)}` : what;
+  }
+}
+
+export class UsageError extends KeybrokerError {
+  readonly exitCode = ExitCode.usage;
+}
+export class ConfigError extends KeybrokerError {
+  readonly exitCode = ExitCode.config;
+}
+export class NotAuthenticated extends KeybrokerError {
+  readonly exitCode = ExitCode.notAuthenticated;
+}
+export class SecretNotFound extends KeybrokerError {
+  readonly exitCode = ExitCode.secretNotFound;
+}
+export class AccessDenied extends KeybrokerError {
+  readonly exitCode = ExitCode.accessDenied;
+}
+export class StoreUnreachable extends KeybrokerError {
+  readonly exitCode = ExitCode.storeUnreachable;
+}
+export class UnusableKey extends KeybrokerError {
+  readonly exitCode = ExitCode.unusableKey;
+}
+export class CacheUnavailable extends KeybrokerError {
+  readonly exitCode = ExitCode.cacheUnavailable;
+}
+export class KeyRejected extends KeybrokerError {
+  readonly exitCode = ExitCode.keyRejected;
+}
+
+/** Errors of the store that a cached key may paper over (stale-if-error). */
+export function isTransientStoreFailure(error: unknown): boolean {
+  return error instanceof StoreUnreachable;
+}
+
+export function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}

@@ -1,0 +1,99 @@
+// Part src/secret/: the secret's rules: what a stored value means, where a developer's secret lives. May use: kernel.
+// What a stored secret value means, and whether Claude Code would accept the key in it.
+import { sha256Hex } from '../kernel/sha256.ts';
+import { UnusableKey } from '../kernel/errors.ts';
+
+/** Claude Code rejects a helper's output longer than this (SPEC §1). */
+export const MAX_KEY_LENGTH = 16_384;
+
+export interface StoredKey {
+  key: string;
+  /** From the JSON value's `expires_at`, when present. */
+  expiresAt?: Date;
+}
+
+/**
+ * A secret's value is either the key itself or a JSON object holding the key in `field`
+ * (and optional `expires_at`). `where` names the secret in messages; the value never appears.
+ */
+export function parseSecretValue(raw: string, field: string, where: string): StoredKey {
+  const trimmed = raw.trim();
+  if (!trimmed.startsWith('{')) return { key: checkKey(trimmed, where) };
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(trimmed);
+  } catch {
+    throw new UnusableKey(
+      `the value of ${where} starts with '{' but is not valid JSON`,
+      `store the key itself, or a JSON object such as {"${field}": "sk-..."}`,
+    );
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new UnusableKey(`the value of ${where} is JSON but not an object`, `store {"${field}": "sk-..."}`);
+  }
+  const record = parsed as Record<string, unknown>;
+  const key = record[field];
+  if (typeof key !== 'string') {
+    const present = Object.keys(record).filter((name) => name !== field).slice(0, 5);
+    throw new UnusableKey(
+      `the JSON value of ${where} has no string field "${field}"` +
+        (present.length ? ` (fields present: ${present.join(', ')})` : ''),
+      `put the key in "${field}", or set "field" in the keybroker profile to the field that holds it`,
+    );
+  }
+  const result: StoredKey = { key: checkKey(key.trim(), where) };
+  const expires = record['expires_at'];
+  if (expires !== undefined && expires !== null) {
+    result.expiresAt = parseRfc3339(expires, where);
+  }
+  return result;
+}
+
+function parseRfc3339(value: unknown, where: string): Date {
+  const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+  const date = typeof value === 'string' && rfc3339.test(value) ? new Date(value) : undefined;
+  if (!date || Number.isNaN(date.getTime())) {
+    throw new UnusableKey(
+      `the "expires_at" of ${where} is not an RFC 3339 time`,
+      `write it like "2026-12-31T23:59:59Z", or remove it`,
+    );
+  }
+  return date;
+}
+
+/** The key as Claude Code would send it, or an UnusableKey naming the first problem. */
+export function checkKey(key: string, where: string): string {
+  const problem = keyProblem(key);
+  if (problem) {
+    throw new UnusableKey(
+      `the value of ${where} is not a usable key: ${problem}`,
+      'store the key as one token of printable ASCII (no spaces or line breaks)',
+    );
+  }
+  return key;
+}
+
+/** Why Claude Code would reject this token, or undefined when it would accept it. */
+export function keyProblem(key: string): string | undefined {
+  if (key.length === 0) return 'it is empty';
+  if (key.length > MAX_KEY_LENGTH) return `it is ${key.length} characters long, over the limit of ${MAX_KEY_LENGTH}`;
+  for (let index = 0; index < key.length; index++) {
+    const code = key.charCodeAt(index);
+    if (code >= 0x21 && code <= 0x7e) continue;
+    const position = index + 1;
+    if (code === 0x0a || code === 0x0d) return `it contains a line break at position ${position}`;
+    if (code === 0x20) return `it contains a space at position ${position}`;
+    if (code === 0x09) return `it contains a tab at position ${position}`;
+    if (code < 0x20 || code === 0x7f) {
+      return `it contains a control character (U+${code.toString(16).toUpperCase().padStart(4, '0')}) at position ${position}`;
+    }
+    return `it contains a non-ASCII character at position ${position}`;
+  }
+  return undefined;
+}
+
+/** How diagnostics name a key: never the key, only the first 8 hex digits of its SHA-256. */
+export function fingerprint(key: string): string {
+  return 'sha256:' + sha256Hex(key).slice(0, 8);
+}

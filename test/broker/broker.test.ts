@@ -1,0 +1,249 @@
+// The broker core's rules with a fake clock, store, cache and lock: freshness, 401 re-checks,
+// stale-if-error, single flight of successes and failures. No I/O.
+import { describe, expect, it } from 'vitest';
+import { CLOCK_SLACK_MS, RECHECK_MIN_INTERVAL_MS, REFRESH_AHEAD_EVERY_MS, assessFreshness, expiryMarginMs, getKey, refreshAhead } from '../../src/broker/broker.ts';
+import { cacheAccount } from '../../src/cache/account.ts';
+import { KeyRejected, NotAuthenticated, StoreUnreachable } from '../../src/kernel/errors.ts';
+import { MINUTE, testProfile, world } from './fakes.ts';
+
+const TTL = 5 * MINUTE;
+const down = () => new StoreUnreachable('cannot reach the fake store (ECONNREFUSED)', 'check your network');
+
+describe('freshness', () => {
+  const base = { key: 'sk-test-a', version: 'v1', secret: 's', fetchedAt: 1_000_000 };
+  it('is fresh while younger than refreshAfter and stale from then on', () => {
+    expect(assessFreshness(base, base.fetchedAt + 30 * MINUTE - 1, 30 * MINUTE, TTL)).toBe('fresh');
+    expect(assessFreshness(base, base.fetchedAt + 30 * MINUTE, 30 * MINUTE, TTL)).toBe('stale');
+  });
+  it('turns stale two caller TTLs plus a minute before expires_at, and expired a minute before it', () => {
+    const expiresAt = base.fetchedAt + 60 * MINUTE;
+    const entry = { ...base, expiresAt };
+    const margin = expiryMarginMs(TTL);
+    expect(margin).toBe(2 * TTL + 60_000);
+    expect(assessFreshness(entry, expiresAt - margin - 1, 24 * 60 * MINUTE, TTL)).toBe('fresh');
+    expect(assessFreshness(entry, expiresAt - margin, 24 * 60 * MINUTE, TTL)).toBe('stale');
+    expect(assessFreshness(entry, expiresAt - CLOCK_SLACK_MS - 1, 24 * 60 * MINUTE, TTL)).toBe('stale');
+    expect(assessFreshness(entry, expiresAt - CLOCK_SLACK_MS, 24 * 60 * MINUTE, TTL)).toBe('expired');
+  });
+  it('treats a fetch time in the future (the clock went back) as stale, not fresh', () => {
+    expect(assessFreshness(base, base.fetchedAt - 1, 30 * MINUTE, TTL)).toBe('stale');
+  });
+  it('follows a longer Claude Code TTL with a wider margin', () => {
+    const entry = { ...base, expiresAt: base.fetchedAt + 60 * MINUTE };
+    const at = entry.expiresAt - 15 * MINUTE;
+    expect(assessFreshness(entry, at, 24 * 60 * MINUTE, 5 * MINUTE)).toBe('fresh');
+    expect(assessFreshness(entry, at, 24 * 60 * MINUTE, 10 * MINUTE)).toBe('stale');
+  });
+});
+
+describe('getKey', () => {
+  it('serves a fresh cached key without opening the store', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 10 * MINUTE;
+    const served = await getKey(w.deps('claude-2'));
+    expect(served).toMatchObject({ key: 'sk-test-one', from: 'cache' });
+    expect(w.store.reads).toBe(1);
+  });
+
+  it('picks up a rotated key once the cached one is older than refreshAfter', async () => {
+    const w = world(testProfile({ refreshAfterMs: 15 * MINUTE }));
+    await getKey(w.deps('claude-1'));
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now += 14 * MINUTE;
+    expect((await getKey(w.deps('claude-1'))).key).toBe('sk-test-one');
+    w.clock.now += 1 * MINUTE;
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-two', version: 'v2', from: 'store' });
+  });
+
+  it('re-reads the store when the same caller asks again within its TTL (it just got a 401)', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now += 2 * MINUTE;
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-two', from: 'store' });
+    expect(w.store.reads).toBe(2);
+    expect(w.gateway.calls).toBe(0);
+  });
+
+  it('serves the cache to a caller whose repeat is its regular re-run at the end of its TTL', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += TTL;
+    expect((await getKey(w.deps('claude-1'))).from).toBe('cache');
+    expect(w.store.reads).toBe(1);
+  });
+
+  it('serves the cache to a second caller within the first one\'s TTL', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 1_000;
+    expect((await getKey(w.deps('claude-2'))).from).toBe('cache');
+    expect(w.store.reads).toBe(1);
+  });
+
+  it('serves the newer cached key, without the store, to a caller that was handed the old one', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now += MINUTE;
+    await getKey(w.deps('claude-2'), { recheck: true });
+    w.clock.now += MINUTE;
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-two', from: 'cache' });
+    expect(w.store.reads).toBe(2);
+  });
+
+  it('fails with "revoked, no newer key" when the store holds the refused key and the gateway rejects it', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.gateway.verdict = 'rejected';
+    w.clock.now += MINUTE;
+    const error = await getKey(w.deps('claude-1')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KeyRejected);
+    expect((error as KeyRejected).line()).toMatch(/rejects your key \(sha256:[0-9a-f]{8}\) and the store holds no newer one: it was revoked: ask your admin/);
+    expect((error as KeyRejected).line()).not.toContain('sk-test-one');
+  });
+
+  it('rate-limits re-checks: a repeat within the interval gets the last verdict without store or gateway', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.gateway.verdict = 'rejected';
+    for (let i = 0; i < 5; i++) {
+      w.clock.now += 1_000;
+      await expect(getKey(w.deps('claude-1'))).rejects.toBeInstanceOf(KeyRejected);
+    }
+    expect(w.store.reads).toBe(2);
+    expect(w.gateway.calls).toBe(1);
+    w.clock.now += RECHECK_MIN_INTERVAL_MS;
+    await expect(getKey(w.deps('claude-1'))).rejects.toBeInstanceOf(KeyRejected);
+    expect(w.store.reads).toBe(3);
+  });
+
+  it('serves the same key when the gateway still accepts it (a passing 401), and does not re-check again at once', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += MINUTE;
+    expect((await getKey(w.deps('claude-1'))).key).toBe('sk-test-one');
+    w.clock.now += 1_000;
+    expect((await getKey(w.deps('claude-1'))).from).toBe('cache');
+    expect(w.store.reads).toBe(2);
+    expect(w.gateway.calls).toBe(1);
+  });
+
+  it('without a caller identity, serves the fresh cache (freshness alone brings a rotated key)', async () => {
+    const w = world();
+    await getKey(w.deps());
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now += 1_000;
+    expect((await getKey(w.deps())).key).toBe('sk-test-one');
+  });
+
+  it('serves a stale but unexpired cached key with one warning while the store is down', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 45 * MINUTE;
+    w.store.fail = down;
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-one', from: 'stale-cache' });
+    expect(w.warnings).toHaveLength(1);
+    expect(w.warnings[0]).toMatch(/cannot reach the fake store.*serving the cached key read 45m ago/);
+  });
+
+  it('fails with the store\'s error when the store is down and nothing is cached', async () => {
+    const w = world();
+    w.store.fail = down;
+    await expect(getKey(w.deps('claude-1'))).rejects.toBeInstanceOf(StoreUnreachable);
+  });
+
+  it('does not paper over a logged-out store with the cache', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 45 * MINUTE;
+    w.store.fail = () => new NotAuthenticated('not logged in to AWS', "run 'aws sso login'");
+    await expect(getKey(w.deps('claude-1'))).rejects.toBeInstanceOf(NotAuthenticated);
+  });
+
+  it('never serves a key within a minute of its expires_at, even with the store down', async () => {
+    const w = world();
+    w.store.rotate('sk-test-one', 'v1', { expires_at: new Date(w.clock.now + 60 * MINUTE).toISOString() });
+    await getKey(w.deps('claude-1'));
+    w.store.fail = down;
+    w.clock.now += 59 * MINUTE;
+    await expect(getKey(w.deps('claude-1'))).rejects.toBeInstanceOf(StoreUnreachable);
+  });
+
+  it('refreshes a key nearing expires_at before Claude Code could be holding it past expiry', async () => {
+    const w = world(testProfile({ refreshAfterMs: 24 * 60 * MINUTE }));
+    const expiresAt = w.clock.now + 60 * MINUTE;
+    w.store.rotate('sk-test-one', 'v1', { expires_at: new Date(expiresAt).toISOString() });
+    await getKey(w.deps('claude-1'));
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now = expiresAt - expiryMarginMs(TTL) - 1;
+    expect((await getKey(w.deps('claude-2'))).key).toBe('sk-test-one');
+    w.clock.now += 1;
+    expect((await getKey(w.deps('claude-3'))).key).toBe('sk-test-two');
+  });
+
+  it('re-reads the store when the clock went back behind the cached fetch time', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now -= 10 * MINUTE;
+    expect((await getKey(w.deps('claude-2'))).from).toBe('store');
+  });
+
+  it('replaces a corrupt cached entry with the store\'s key', async () => {
+    const w = world();
+    w.cache.data.set(cacheAccount(testProfile()), '{"v":1,"key":');
+    expect((await getKey(w.deps('claude-1'))).from).toBe('store');
+    expect(JSON.parse(w.cache.data.get(cacheAccount(testProfile()))!).key).toBe('sk-test-one');
+  });
+
+  it('lets many concurrent callers on a cold cache share one store read', async () => {
+    const w = world();
+    w.store.during = () => new Promise((resolve) => setTimeout(resolve, 20));
+    const served = await Promise.all(Array.from({ length: 50 }, (_, i) => getKey(w.deps(`claude-${i}`))));
+    expect(w.store.reads).toBe(1);
+    expect(new Set(served.map((s) => s.key))).toEqual(new Set(['sk-test-one']));
+  });
+
+  it('hands a waiter the failure its lock holder met instead of reading the store again', async () => {
+    const w = world();
+    w.store.fail = down;
+    w.store.during = () => new Promise((resolve) => setTimeout(resolve, 20));
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => getKey(w.deps(`claude-${i}`))));
+    expect(results.every((r) => r.status === 'rejected' && r.reason instanceof StoreUnreachable)).toBe(true);
+    expect(w.store.reads).toBe(1);
+  });
+});
+
+describe('refresh-ahead', () => {
+  it('serves a key past 80 % of refreshAfter at once and starts one background refresh per 30 s', async () => {
+    const w = world();
+    let started = 0;
+    const deps = (caller: string) => w.deps(caller, { startBackgroundRefresh: () => void started++ });
+    await getKey(deps('claude-1'));
+    w.clock.now += 23 * MINUTE;
+    expect((await getKey(deps('claude-2'))).from).toBe('cache');
+    expect(started).toBe(0);
+    w.clock.now += 1 * MINUTE;
+    expect((await getKey(deps('claude-3'))).from).toBe('cache');
+    expect((await getKey(deps('claude-4'))).from).toBe('cache');
+    expect(started).toBe(1);
+    w.clock.now += REFRESH_AHEAD_EVERY_MS;
+    await getKey(deps('claude-5'));
+    expect(started).toBe(2);
+    expect(w.store.reads).toBe(1);
+  });
+
+  it('the background half re-reads the store into the cache, and does nothing when another process already did', async () => {
+    const w = world(testProfile({ refreshAfterMs: 15 * MINUTE }));
+    await getKey(w.deps('claude-1'));
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now += 13 * MINUTE;
+    expect(await refreshAhead(w.deps())).toBe('refreshed');
+    expect(await refreshAhead(w.deps())).toBe('not needed');
+    expect(w.store.reads).toBe(2);
+    w.clock.now += 5 * MINUTE;
+    expect(await getKey(w.deps('claude-2'))).toMatchObject({ key: 'sk-test-two', from: 'cache' });
+  });
+});
+

@@ -1,0 +1,150 @@
+// The shared store retry policy: bounded attempts inside one time budget, honouring throttling.
+import { describe, expect, it } from 'vitest';
+import { classifyStoreError, retryAfterMs, throttlingOnly, withStoreRetry } from '../../src/kernel/retry.ts';
+
+function fakeTime() {
+  const time = { now: 0, waits: [] as number[] };
+  return {
+    time,
+    now: () => time.now,
+    sleep: async (ms: number) => {
+      time.waits.push(ms);
+      time.now += ms;
+    },
+    random: () => 0.5,
+  };
+}
+
+const throttled = (headers: Record<string, string> = {}) =>
+  Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 }, $response: { headers } });
+
+describe('withStoreRetry', () => {
+  it('retries a throttled call after the Retry-After the store asked for, then succeeds', async () => {
+    const t = fakeTime();
+    let calls = 0;
+    const result = await withStoreRetry(async () => {
+      if (++calls < 3) throw throttled({ 'retry-after': '1' });
+      return 'ok';
+    }, { budgetMs: 5_000, ...t });
+    expect(result).toBe('ok');
+    expect(t.time.waits).toEqual([1_000, 1_000]);
+  });
+
+  it('gives up when the next wait would outlast the budget, with the store\'s own error', async () => {
+    const t = fakeTime();
+    let calls = 0;
+    await expect(
+      withStoreRetry(async () => {
+        calls++;
+        throw throttled({ 'retry-after': '2' });
+      }, { budgetMs: 3_000, ...t }),
+    ).rejects.toMatchObject({ name: 'ThrottlingException' });
+    expect(calls).toBe(2);
+    expect(t.time.now).toBeLessThan(3_000);
+  });
+
+  it('does not retry sooner than a store asks: a Retry-After beyond the longest wait ends the call at once', async () => {
+    const t = fakeTime();
+    let calls = 0;
+    await expect(
+      withStoreRetry(async () => {
+        calls++;
+        throw throttled({ 'retry-after': '30' });
+      }, { budgetMs: 60_000, ...t }),
+    ).rejects.toMatchObject({ name: 'ThrottlingException' });
+    expect(calls).toBe(1);
+    expect(t.time.waits).toEqual([]);
+  });
+
+  it('waits the base delay when Retry-After says 0 (whole seconds, rounded down)', async () => {
+    const t = fakeTime();
+    let calls = 0;
+    await withStoreRetry(async () => {
+      if (++calls < 2) throw throttled({ 'retry-after': '0' });
+      return 'ok';
+    }, { budgetMs: 5_000, baseDelayMs: 150, ...t });
+    expect(t.time.waits).toEqual([150]);
+  });
+
+  it('sends a call that is not idempotent again only when it was throttled', async () => {
+    const t = fakeTime();
+    let calls = 0;
+    await expect(
+      withStoreRetry(async () => {
+        calls++;
+        throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+      }, { budgetMs: 5_000, classify: throttlingOnly, ...t }),
+    ).rejects.toThrow('reset');
+    expect(calls).toBe(1);
+    let throttledCalls = 0;
+    await withStoreRetry(async () => {
+      if (++throttledCalls < 2) throw Object.assign(new Error('429'), { statusCode: 429 });
+      return 'ok';
+    }, { budgetMs: 5_000, classify: throttlingOnly, ...t });
+    expect(throttledCalls).toBe(2);
+  });
+
+  it('does not retry a final answer such as access denied', async () => {
+    const t = fakeTime();
+    let calls = 0;
+    await expect(
+      withStoreRetry(async () => {
+        calls++;
+        throw Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: { httpStatusCode: 400 } });
+      }, { budgetMs: 5_000, ...t }),
+    ).rejects.toThrow('denied');
+    expect(calls).toBe(1);
+  });
+
+  it('stops after the attempt limit on transient failures, with exponential back-off', async () => {
+    const t = fakeTime();
+    let calls = 0;
+    await expect(
+      withStoreRetry(async () => {
+        calls++;
+        throw Object.assign(new Error('unavailable'), { $metadata: { httpStatusCode: 503 } });
+      }, { budgetMs: 60_000, attempts: 4, baseDelayMs: 100, ...t }),
+    ).rejects.toThrow('unavailable');
+    expect(calls).toBe(4);
+    expect(t.time.waits).toEqual([50, 100, 200]);
+  });
+
+  it('gives each attempt a signal that fires when the whole budget is spent', async () => {
+    const started = Date.now();
+    await expect(
+      withStoreRetry((signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))), { budgetMs: 200 }),
+    ).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it('ends within the budget even when an attempt ignores its signal (a child process, a stuck token request)', async () => {
+    const started = Date.now();
+    await expect(withStoreRetry(() => new Promise(() => {}), { budgetMs: 200 })).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+});
+
+describe('classifyStoreError', () => {
+  it('knows throttling from each SDK: AWS names, HTTP 429, gRPC RESOURCE_EXHAUSTED', () => {
+    expect(classifyStoreError(throttled())).toBe('throttled');
+    expect(classifyStoreError(Object.assign(new Error('x'), { statusCode: 429 }))).toBe('throttled');
+    expect(classifyStoreError(Object.assign(new Error('x'), { response: { status: 429 } }))).toBe('throttled');
+    expect(classifyStoreError(Object.assign(new Error('8 RESOURCE_EXHAUSTED'), { code: 8, details: 'quota' }))).toBe('throttled');
+    expect(classifyStoreError(Object.assign(new Error('14 UNAVAILABLE'), { code: 14, details: 'down' }))).toBe('transient');
+    expect(classifyStoreError(Object.assign(new Error('reset'), { code: 'ECONNRESET' }))).toBe('transient');
+    expect(classifyStoreError(Object.assign(new Error('x'), { statusCode: 404 }))).toBe('final');
+  });
+
+  it('reads Retry-After as seconds or as an HTTP date, and retry-after-ms', () => {
+    expect(retryAfterMs({ response: { headers: { 'Retry-After': '3' } } })).toBe(3_000);
+    expect(retryAfterMs({ headers: new Headers({ 'retry-after-ms': '250' }) })).toBe(250);
+    const now = Date.parse('2026-11-27T10:00:00Z');
+    expect(retryAfterMs({ $response: { headers: { 'retry-after': 'Fri, 27 Nov 2026 10:00:02 GMT' } } }, now)).toBe(2_000);
+    expect(retryAfterMs(new Error('plain'))).toBeUndefined();
+  });
+
+  it('reads a gRPC RetryInfo as google-gax decodes it (statusDetails)', () => {
+    const exhausted = Object.assign(new Error('8 RESOURCE_EXHAUSTED'), { code: 8, details: 'quota', statusDetails: [{ reason: 'RATE_LIMIT_EXCEEDED' }, { retryDelay: { seconds: '1', nanos: 500_000_000 } }] });
+    expect(retryAfterMs(exhausted)).toBe(1_500);
+  });
+});

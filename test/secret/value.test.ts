@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { checkKey, fingerprint, keyProblem, parseSecretValue, MAX_KEY_LENGTH } from '../../src/secret/value.ts';
+import { UnusableKey } from '../../src/kernel/errors.ts';
+
+describe('the secret value', () => {
+  it('is the key itself, trimmed as Claude Code trims it', () => {
+    expect(parseSecretValue('  sk-test-raw\n', 'api_key', 'secret "x"')).toEqual({ key: 'sk-test-raw' });
+  });
+
+  it('is a JSON object with the key in the configured field and an optional expires_at', () => {
+    const parsed = parseSecretValue('{"token":"sk-test-json","expires_at":"2030-01-02T03:04:05Z","team":"ml"}', 'token', 'secret "x"');
+    expect(parsed.key).toBe('sk-test-json');
+    expect(parsed.expiresAt?.toISOString()).toBe('2030-01-02T03:04:05.000Z');
+  });
+
+  it('names the missing field and the fields that are there, never their values', () => {
+    const error = catchError(() => parseSecretValue('{"key":"sk-test-hidden","note":"x"}', 'api_key', 'secret "x"'));
+    expect(error).toBeInstanceOf(UnusableKey);
+    expect(error.message).toContain('"api_key"');
+    expect(error.message).toContain('key, note');
+    expect(error.message).not.toContain('sk-test-hidden');
+  });
+
+  it('refuses JSON that does not parse, a non-object, and an expires_at that is not RFC 3339', () => {
+    expect(catchError(() => parseSecretValue('{"api_key": sk-test', 'api_key', 's'))).toBeInstanceOf(UnusableKey);
+    expect(catchError(() => parseSecretValue('{"api_key": 5}', 'api_key', 's')).message).toContain('no string field');
+    expect(catchError(() => parseSecretValue('{"api_key":"sk-test-a","expires_at":"tomorrow"}', 'api_key', 's')).message).toContain('RFC 3339');
+  });
+});
+
+describe('a key Claude Code would reject', () => {
+  it.each([
+    ['', 'it is empty'],
+    ['sk-test-a\nb', 'a line break at position 10'],
+    ['sk-test a', 'a space at position 8'],
+    ['sk-test\ta', 'a tab at position 8'],
+    ['sk-test\u0007', 'a control character (U+0007) at position 8'],
+    ['sk-test-é', 'a non-ASCII character at position 9'],
+    ['x'.repeat(MAX_KEY_LENGTH + 1), `${MAX_KEY_LENGTH + 1} characters long`],
+  ])('%j: %s', (key, problem) => {
+    expect(keyProblem(key)).toContain(problem);
+    const error = catchError(() => checkKey(key, 'secret "claude-code/keys/alice"'));
+    expect(error).toBeInstanceOf(UnusableKey);
+    expect(error.message).toContain('claude-code/keys/alice');
+  });
+
+  it('accepts printable ASCII up to the limit', () => {
+    expect(keyProblem('x'.repeat(MAX_KEY_LENGTH))).toBeUndefined();
+    expect(keyProblem('sk-test-~!@#$%^&*()_+{}|:"<>?')).toBeUndefined();
+  });
+});
+
+describe('fingerprint', () => {
+  it('is the first 8 hex digits of the SHA-256 and does not contain the key', () => {
+    expect(fingerprint('sk-test-abc')).toMatch(/^sha256:[0-9a-f]{8}$/);
+    expect(fingerprint('sk-test-abc')).not.toBe(fingerprint('sk-test-abd'));
+  });
+});
+
+function catchError(call: () => unknown): Error {
+  try {
+    call();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected an error');
+}
