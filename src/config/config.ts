@@ -42,6 +42,26 @@ const KeyIssuerSchema = v.strictObject({
   models: v.optional(v.array(v.pipe(v.string(), v.minLength(1)))),
 });
 
+/** An HTTP header name (RFC 9110 token). */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** What a header value may hold (printable ASCII) and the one placeholder it may use. */
+const headerValue = v.pipe(
+  v.string(),
+  v.regex(/^[\x20-\x7e]*$/, 'must be printable ASCII (no line breaks or control characters)'),
+  v.check((text) => text.replace(/\{key\}/g, '').match(/[{}]/) === null, 'may use only the placeholder {key}'),
+);
+const headerMap = (what: string) =>
+  v.pipe(
+    v.record(v.pipe(v.string(), v.regex(HEADER_NAME, `must be ${what} header names (letters, digits, -)`)), headerValue),
+    v.check((map) => Object.keys(map).length > 0, 'must name at least one header'),
+  );
+
+/** An MCP server keybroker may send a key to, and the profile that serves it (`keybroker headers`). */
+const McpServerSchema = v.strictObject({
+  url: v.pipe(v.string(), v.url('must be a URL such as "https://mcp.example.com/mcp"'), v.regex(/^https?:\/\//, 'must be an http(s) URL')),
+  profile: v.optional(v.string()),
+});
+
 /** Notes for people: config files are JSON, which has no comments (`keybroker config init` writes these). */
 const comment = v.optional(v.union([v.string(), v.array(v.string())]));
 
@@ -57,6 +77,15 @@ const ProfileSchema = v.strictObject({
   cache: v.optional(CacheSchema),
   gateway: v.optional(v.pipe(v.string(), v.url('must be a URL such as "https://llm.example.com"'))),
   keyIssuer: v.optional(KeyIssuerSchema),
+  /** `keybroker headers`' JSON object (MCP headersHelper, otelHeadersHelper); values may use {key}. */
+  headers: v.optional(headerMap('HTTP')),
+  /** Static headers the LLM gateway needs on every request (tenant, routing): ANTHROPIC_CUSTOM_HEADERS, Desktop's helper output. */
+  gatewayHeaders: v.optional(
+    v.pipe(
+      headerMap('HTTP'),
+      v.check((map) => Object.values(map).every((value) => !value.includes('{key}')), 'must not contain {key} (the key travels in its own header)'),
+    ),
+  ),
 });
 
 const FileSchema = v.strictObject({
@@ -64,6 +93,8 @@ const FileSchema = v.strictObject({
   $comment: comment,
   defaultProfile: v.optional(v.string()),
   profiles: v.optional(v.record(v.string(), ProfileSchema)),
+  /** MCP servers (by name) that `keybroker headers` serves, each with its URL and profile. */
+  mcpServers: v.optional(v.record(v.pipe(v.string(), v.minLength(1)), McpServerSchema)),
 });
 
 export type ConfigFile = v.InferOutput<typeof FileSchema>;
@@ -89,6 +120,10 @@ export interface Profile {
   gateway?: string;
   /** Only admin commands read it. */
   keyIssuer?: KeyIssuerConfig;
+  /** Header templates for `keybroker headers` ({key} is the key). */
+  headers?: Record<string, string>;
+  /** Static headers for the gateway beyond the key. */
+  gatewayHeaders?: Record<string, string>;
 }
 
 export type KeyIssuerConfig = v.InferOutput<typeof KeyIssuerSchema>;
@@ -206,6 +241,17 @@ function environmentLayer(env: NodeJS.ProcessEnv): Layer | undefined {
   return { source, data: result.output };
 }
 
+export type McpServerConfig = v.InferOutput<typeof McpServerSchema>;
+
+/** Every layer's `mcpServers`, a later layer's entry replacing an earlier one of the same name. */
+export function mcpServers(layers: Layer[]): Record<string, McpServerConfig & { source: string }> {
+  const servers: Record<string, McpServerConfig & { source: string }> = {};
+  for (const layer of layers) {
+    for (const [name, server] of Object.entries(layer.data.mcpServers ?? {})) servers[name] = { ...server, source: layer.source };
+  }
+  return servers;
+}
+
 /** Every profile the layers define, in first-seen order (not the environment's wildcard `*`). */
 export function profileNames(layers: Layer[]): string[] {
   return [...new Set(layers.flatMap((layer) => Object.keys(layer.data.profiles ?? {})))].filter((name) => name !== '*');
@@ -270,6 +316,8 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
   };
   if (merged.gateway) profile.gateway = merged.gateway;
   if (merged.keyIssuer) profile.keyIssuer = merged.keyIssuer;
+  if (merged.headers) profile.headers = merged.headers;
+  if (merged.gatewayHeaders) profile.gatewayHeaders = merged.gatewayHeaders;
   if (sources['store']) profile.storeSource = sources['store'];
   return { layers, profile, sources };
 }

@@ -2,6 +2,9 @@
 import type { Command } from '../command.ts';
 import { getKey, refreshAhead } from '../../broker/broker.ts';
 import { brokerDeps, loadConfigFor } from '../wiring.ts';
+import { DESKTOP_DEFAULT_TTL_MS, desktopCredential, helperContext } from '../../claude/surfaces.ts';
+import { memoryRotationState } from '../../broker/rotation-state.ts';
+import { noCache } from '../../cache/cache-store.ts';
 
 export const getCommand: Command = {
   name: 'get',
@@ -17,6 +20,12 @@ When the same Claude Code process asks again before its key's TTL is over, it wa
 refused with a 401: keybroker then asks the store for a newer key instead of the cache
 (and, if the store has none, asks the gateway whether the key was revoked).
 If the store cannot be reached, a cached key that has not expired is served with a warning.
+
+As Claude Desktop / Cowork's inferenceCredentialHelper (CLAUDE_HELPER_CONTEXT set), it prints the
+bare key, or {"token": …, "headers": {…}} when the profile has "gatewayHeaders":
+  interactive, scheduled-task, background   as get (never prompts)
+  mid-session-refresh                       the gateway refused the key: re-read the store (--recheck)
+  setup-test                                read the store, write no cache, lock or state
 
 A cached key nearing its refresh interval is served at once and re-read from the store by a
 detached background run (keybroker get --refresh-ahead), so a warm get stays fast.
@@ -40,9 +49,22 @@ Examples:
     const backgroundArgs = ['get', '--refresh-ahead'];
     if (typeof values['config'] === 'string') backgroundArgs.push('--config', values['config']);
     backgroundArgs.push('--profile', config.profile.name);
-    const served = await getKey(brokerDeps(config, context, { backgroundArgs }), { recheck: values['recheck'] === true });
+    const desktop = helperContext(context.env);
+    const deps = brokerDeps(config, context, desktop === 'setup-test' ? {} : { backgroundArgs });
+    if (desktop !== undefined) {
+      context.debug(`Claude Desktop helper context: ${desktop}`);
+      // The caller is the desktop app, which says itself when it was refused (mid-session-refresh).
+      deps.caller = undefined;
+      deps.callerTtlMs = DESKTOP_DEFAULT_TTL_MS;
+      if (desktop === 'setup-test') {
+        // The app's configuration test: a real store read that leaves nothing behind.
+        Object.assign(deps, { cache: noCache, state: memoryRotationState(), lock: { acquire: async () => async () => {} } });
+      }
+    }
+    const recheck = values['recheck'] === true || desktop === 'mid-session-refresh';
+    const served = await getKey(deps, { recheck });
     context.debug(`served version ${served.version} of "${served.secret}" from ${served.from}`);
-    context.output.stdout(served.key);
+    context.output.stdout(desktop === undefined ? served.key : desktopCredential(config.profile, served.key));
     return 0;
   },
 };

@@ -8,6 +8,8 @@ const lazy = (name: string, summary: string, load: () => Promise<Command>): Lazy
 
 export const commands: CommandEntry[] = [
   getCommand,
+  lazy('headers', 'print HTTP headers as JSON (MCP headersHelper, otelHeadersHelper)', async () => (await import('./headers.ts')).headersCommand),
+  lazy('env', 'CI: set ANTHROPIC_BASE_URL and the key for the rest of a job (github, gitlab, shell)', async () => (await import('./env.ts')).envCommand),
   lazy('doctor', 'check every layer (config, store, cache, Claude Code, gateway) and say what to fix', async () => (await import('./doctor.ts')).doctorCommand),
   lazy('status', 'show the profile and the cached key (fingerprint, version, age, expiry, next refresh)', async () => (await import('./status.ts')).statusCommand),
   lazy('setup', 'print (or --write) the Claude Code settings that make it use keybroker', async () => (await import('./setup.ts')).setupCommand),

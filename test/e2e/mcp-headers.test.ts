@@ -1,0 +1,160 @@
+// Issue 11, must-show 1 and 2: the real Claude Code (npm, offline) runs `keybroker headers` as an
+// HTTP MCP server's headersHelper and as its otelHeadersHelper; the built binary reads the key
+// from moto and the servers (local capture servers) receive it.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMoto, type Moto } from '../support/moto.ts';
+import { BINARY, runBinary } from '../support/binary.ts';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startFakeMcpServer, type FakeMcpServer } from '../fakes/mcp-server.ts';
+import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
+
+const CLAUDE = process.env['KEYBROKER_TEST_CLAUDE'] ?? path.resolve(import.meta.dirname, '../../node_modules/.bin/claude');
+const SECRET = `claude-code/keys/${os.userInfo().username}`;
+
+let moto: Moto;
+let gateway: ToolGateway;
+let mcp: FakeMcpServer;
+const homes: TestHome[] = [];
+
+beforeAll(async () => {
+  [moto, gateway, mcp] = await Promise.all([startMoto(), startToolGateway(), startFakeMcpServer()]);
+});
+afterAll(async () => {
+  await Promise.all([moto?.stop(), gateway?.stop(), mcp?.stop()]);
+  for (const home of homes) home.remove();
+});
+
+interface ToolGateway {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * A Messages API that asks for the MCP tool `mcp__capture__echo` once (while no tool result is in
+ * the conversation and the tool is offered), then answers "pong". Any key is accepted: the model
+ * key is not what these tests look at.
+ */
+async function startToolGateway(): Promise<ToolGateway> {
+  const server = http.createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => (body += chunk));
+    request.on('end', () => {
+      const url = new URL(request.url ?? '/', 'http://gateway');
+      if (url.pathname === '/v1/models') return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ data: [], has_more: false }));
+      if (url.pathname === '/v1/messages/count_tokens') return void response.writeHead(200, { 'content-type': 'application/json' }).end('{"input_tokens":12}');
+      if (url.pathname !== '/v1/messages') return void response.writeHead(url.pathname === '/' ? 200 : 404).end();
+      const parsed = JSON.parse(body || '{}') as { model?: string; stream?: boolean; tools?: { name: string }[]; messages?: { content: unknown }[] };
+      const offered = (name: string) => (parsed.tools ?? []).some((tool) => tool.name === name);
+      const conversation = JSON.stringify(parsed.messages ?? []);
+      // -p starts before the MCP server is connected: wait for it (Claude Code's own tool), then call it.
+      const tool = offered('mcp__capture__echo') && !conversation.includes('toolu_test_echo')
+        ? 'mcp__capture__echo'
+        : offered('WaitForMcpServers') && !conversation.includes('toolu_test_wait') && !conversation.includes('toolu_test_echo')
+          ? 'WaitForMcpServers'
+          : undefined;
+      const useTool = tool !== undefined;
+      const block = tool ? { type: 'tool_use', id: tool === 'WaitForMcpServers' ? 'toolu_test_wait' : 'toolu_test_echo', name: tool, input: {} } : { type: 'text', text: 'pong' };
+      const base = { id: 'msg_test', type: 'message', role: 'assistant', model: parsed.model ?? 'claude-sonnet-4-5', stop_sequence: null, usage: { input_tokens: 12, output_tokens: 2 } };
+      if (!parsed.stream) {
+        return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...base, content: [block], stop_reason: useTool ? 'tool_use' : 'end_turn' }));
+      }
+      const events: unknown[] = [
+        { type: 'message_start', message: { ...base, content: [], stop_reason: null } },
+        { type: 'content_block_start', index: 0, content_block: useTool ? { ...block, input: {} } : { type: 'text', text: '' } },
+        { type: 'content_block_delta', index: 0, delta: useTool ? { type: 'input_json_delta', partial_json: '{}' } : { type: 'text_delta', text: 'pong' } },
+        { type: 'content_block_stop', index: 0 },
+        { type: 'message_delta', delta: { stop_reason: useTool ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: 2 } },
+        { type: 'message_stop' },
+      ];
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.end(events.map((event) => `event: ${(event as { type: string }).type}\ndata: ${JSON.stringify(event)}\n\n`).join(''));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stop: () => new Promise((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
+}
+
+function home(config: unknown): TestHome {
+  const made = makeTestHome(config);
+  homes.push(made);
+  return made;
+}
+
+/** `claude -p PROMPT` offline with extra arguments; apiKeyHelper and keybroker's config in user settings. */
+function runClaude(testHome: TestHome, args: string[], settings: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  fs.mkdirSync(path.join(testHome.dir, '.claude'), { recursive: true });
+  const base = { apiKeyHelper: BINARY, ...settings, env: { KEYBROKER_CONFIG: testHome.configFile, ...((settings['env'] as object) ?? {}) } };
+  fs.writeFileSync(path.join(testHome.dir, '.claude', 'settings.json'), JSON.stringify(base, null, 2));
+  const childEnv = {
+    ...testHome.env(),
+    KEYBROKER_CONFIG: undefined,
+    ANTHROPIC_BASE_URL: gateway.url,
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+    DISABLE_AUTOUPDATER: '1',
+    ...env,
+  };
+  return new Promise((resolve, reject) => {
+    const child = spawn(CLAUDE, args, { env: childEnv, cwd: testHome.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('MCP headersHelper = keybroker headers, under the real Claude Code', () => {
+  it('sends the store\'s key as Bearer; after a rotation and one refusal (403) the next request carries the new key', async () => {
+    const first = 'sk-test-mcp-first-key';
+    const second = 'sk-test-mcp-rotated-key';
+    await moto.aws(['secretsmanager', 'create-secret', '--name', SECRET, '--secret-string', first]);
+    const testHome = home({ ...awsConfig(moto.endpoint, { cache: { backend: 'file' } }), mcpServers: { capture: { url: mcp.url } } });
+    const mcpConfig = path.join(testHome.dir, 'mcp.json');
+    fs.writeFileSync(mcpConfig, JSON.stringify({ mcpServers: { capture: { type: 'http', url: mcp.url, headersHelper: `${BINARY} headers` } } }));
+    const args = ['-p', 'call the echo tool', '--mcp-config', mcpConfig, '--strict-mcp-config', '--allowedTools', 'mcp__capture__echo'];
+
+    mcp.accept((authorization) => authorization === `Bearer ${first}`);
+    const one = await runClaude(testHome, args);
+    expect(one.code, one.stderr).toBe(0);
+    const firstRun = mcp.log.splice(0);
+    expect(firstRun.length).toBeGreaterThan(0);
+    for (const record of firstRun) expect(record.authorization).toBe(`Bearer ${first}`);
+    expect(firstRun.filter((record) => record.rpc === 'tools/call')).toMatchObject([{ authorization: `Bearer ${first}`, status: 200 }]);
+
+    // The admin rotates the key in the store. The developer's cache still holds the first key,
+    // fresh (refreshAfter 30m), and the MCP server refuses it from the tool call on, once.
+    // Measured with Claude Code 2.1.197: a 401 on a tool call sends it into OAuth discovery
+    // (GET /.well-known/oauth-protected-resource, …-authorization-server, POST /register) and it
+    // does not re-run the helper; a 403 re-runs headersHelper and retries the call once. keybroker
+    // treats either re-run the same way (the 401 rule), so the server refuses with 403 here.
+    await moto.aws(['secretsmanager', 'put-secret-value', '--secret-id', SECRET, '--secret-string', second]);
+    let refusals = 0;
+    mcp.accept((authorization, rpc) => authorization === `Bearer ${second}` || (authorization === `Bearer ${first}` && (rpc !== 'tools/call' || refusals++ > 0 ? rpc !== 'tools/call' : false)), 403);
+    const two = await runClaude(testHome, args);
+    expect(two.code, two.stderr).toBe(0);
+    const secondRun = mcp.log.splice(0);
+    const trace = secondRun.map((record) => `${record.method} ${record.rpc ?? '-'} ${record.authorization === `Bearer ${first}` ? 'first key' : record.authorization === `Bearer ${second}` ? 'second key' : String(record.authorization)} -> ${record.status}`);
+    console.info(`the MCP server saw, after the rotation:\n${trace.join('\n')}`);
+    expect(secondRun[0]).toMatchObject({ method: 'POST', authorization: `Bearer ${first}`, status: 200 });
+    const refused = secondRun.findIndex((record) => record.status === 403);
+    expect(secondRun[refused]).toMatchObject({ rpc: 'tools/call', authorization: `Bearer ${first}` });
+    expect(secondRun.filter((record) => record.status >= 400 && record.status !== 405)).toHaveLength(1);
+    const after = secondRun.slice(refused + 1);
+    expect(after.length).toBeGreaterThan(0);
+    for (const record of after) expect(record.authorization).toBe(`Bearer ${second}`);
+    expect(after.filter((record) => record.rpc === 'tools/call')).toMatchObject([{ status: 200 }]);
+  }, 150_000);
+});
