@@ -1,0 +1,80 @@
+// Issue 11, must-show 3: Claude Desktop / Cowork's inferenceCredentialHelper is plain `keybroker`;
+// each CLAUDE_HELPER_CONTEXT value through the built binary against moto.
+import os from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMoto, type Moto } from '../support/moto.ts';
+import { runBinary } from '../support/binary.ts';
+import { closedPort } from '../support/fault-proxy.ts';
+import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
+
+const SECRET = `claude-code/keys/${os.userInfo().username}`;
+const FIRST = 'sk-test-desktop-first';
+const SECOND = 'sk-test-desktop-second';
+
+let moto: Moto;
+const homes: TestHome[] = [];
+
+beforeAll(async () => {
+  moto = await startMoto();
+  await moto.aws(['secretsmanager', 'create-secret', '--name', SECRET, '--secret-string', FIRST]);
+});
+afterAll(async () => {
+  await moto?.stop();
+  for (const home of homes) home.remove();
+});
+
+function home(profile: Record<string, unknown> = {}, endpoint = moto.endpoint): TestHome {
+  const made = makeTestHome(awsConfig(endpoint, { cache: { backend: 'file' }, ...profile }));
+  homes.push(made);
+  return made;
+}
+const desktop = (testHome: TestHome, context: string) => runBinary([], { env: testHome.env({ CLAUDE_HELPER_CONTEXT: context }) });
+
+describe('plain keybroker as Desktop\'s inferenceCredentialHelper', () => {
+  it('interactive, scheduled-task and background print the bare key (exit 0, nothing on stderr)', async () => {
+    const testHome = home();
+    for (const context of ['interactive', 'scheduled-task', 'background']) {
+      expect(await desktop(testHome, context)).toMatchObject({ code: 0, stdout: FIRST, stderr: '' });
+    }
+  });
+
+  it('prints {"token", "headers"} when the profile has gatewayHeaders', async () => {
+    const testHome = home({ gatewayHeaders: { 'x-tenant': 'acme', 'x-route': 'eu' } });
+    const result = await desktop(testHome, 'interactive');
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(result.stdout)).toEqual({ token: FIRST, headers: { 'x-tenant': 'acme', 'x-route': 'eu' } });
+  });
+
+  it('mid-session-refresh (the gateway refused the key) re-reads the store where interactive serves the cache', async () => {
+    const secret = `${SECRET}-refresh`;
+    await moto.aws(['secretsmanager', 'create-secret', '--name', secret, '--secret-string', FIRST]);
+    const testHome = home({ secret });
+    expect(await desktop(testHome, 'interactive')).toMatchObject({ code: 0, stdout: FIRST });
+    await moto.aws(['secretsmanager', 'put-secret-value', '--secret-id', secret, '--secret-string', SECOND]);
+    expect(await desktop(testHome, 'interactive')).toMatchObject({ code: 0, stdout: FIRST });
+    expect(await desktop(testHome, 'mid-session-refresh')).toMatchObject({ code: 0, stdout: SECOND, stderr: '' });
+    // The refreshed key is now what the cache serves.
+    expect(await desktop(testHome, 'background')).toMatchObject({ code: 0, stdout: SECOND });
+  });
+
+  it('setup-test reads the store and leaves no file behind (no cache, lock or state)', async () => {
+    const testHome = home();
+    const before = testHome.files();
+    expect(await desktop(testHome, 'setup-test')).toMatchObject({ code: 0, stdout: FIRST, stderr: '' });
+    expect(testHome.files()).toEqual(before);
+    // The same run as interactive does leave its cache entry: the check above can see one.
+    expect(await desktop(testHome, 'interactive')).toMatchObject({ code: 0, stdout: FIRST });
+    expect(testHome.files().length).toBeGreaterThan(before.length);
+  });
+
+  it('fails as get does: nothing on stdout, one line on stderr, get\'s exit codes', async () => {
+    const down = home({}, `http://127.0.0.1:${await closedPort()}`);
+    for (const context of ['scheduled-task', 'background', 'setup-test']) {
+      const result = await desktop(down, context);
+      expect(result).toMatchObject({ code: 7, stdout: '' });
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    const missing = home({ secret: 'claude-code/keys/nobody-here' });
+    expect(await desktop(missing, 'mid-session-refresh')).toMatchObject({ code: 5, stdout: '' });
+  });
+});
