@@ -158,3 +158,60 @@ describe('MCP headersHelper = keybroker headers, under the real Claude Code', ()
     expect(after.filter((record) => record.rpc === 'tools/call')).toMatchObject([{ status: 200 }]);
   }, 150_000);
 });
+
+describe('otelHeadersHelper = keybroker headers, under the real Claude Code', () => {
+  it('the OTLP/HTTP collector, which requires the header, receives Claude Code\'s telemetry with the store\'s key', async () => {
+    const key = 'sk-test-otel-collector-key';
+    const secret = `${SECRET}-otel`;
+    await moto.aws(['secretsmanager', 'create-secret', '--name', secret, '--secret-string', key]);
+    const collector = await startCollector(`Bearer ${key}`);
+    try {
+      const testHome = home(awsConfig(moto.endpoint, { cache: { backend: 'file' }, secret }));
+      const result = await runClaude(testHome, ['-p', 'say pong'], { otelHeadersHelper: `${BINARY} headers` }, {
+        CLAUDE_CODE_ENABLE_TELEMETRY: '1',
+        OTEL_METRICS_EXPORTER: 'otlp',
+        OTEL_LOGS_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+        OTEL_METRIC_EXPORT_INTERVAL: '1000',
+        OTEL_LOGS_EXPORT_INTERVAL: '1000',
+      });
+      expect(result.code, result.stderr).toBe(0);
+      console.info(`the collector saw: ${collector.log.map((record) => `${record.path} ${record.authorized ? 'with the key' : String(record.authorization)} -> ${record.status}`).join('; ')}`);
+      const exports = collector.log.filter((record) => record.path.startsWith('/v1/'));
+      expect(exports.length).toBeGreaterThan(0);
+      expect(exports.filter((record) => record.authorized && record.status === 200).length).toBeGreaterThan(0);
+      expect(exports.filter((record) => !record.authorized)).toEqual([]);
+    } finally {
+      await collector.stop();
+    }
+  }, 120_000);
+});
+
+interface Collector {
+  url: string;
+  log: { path: string; authorization: string | undefined; authorized: boolean; status: number }[];
+  stop(): Promise<void>;
+}
+
+/** An OTLP/HTTP collector that answers 401 to any export without `Authorization: <required>`. */
+async function startCollector(required: string): Promise<Collector> {
+  const log: Collector['log'] = [];
+  const server = http.createServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      const authorization = request.headers['authorization'];
+      const authorized = authorization === required;
+      const status = authorized ? 200 : 401;
+      log.push({ path: request.url ?? '', authorization, authorized, status });
+      response.writeHead(status, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    log,
+    stop: () => new Promise((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
+}
+
