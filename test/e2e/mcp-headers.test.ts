@@ -159,6 +159,32 @@ describe('MCP headersHelper = keybroker headers, under the real Claude Code', ()
   }, 150_000);
 });
 
+describe('keybroker headers, the built binary as Claude Code runs it', () => {
+  it('prints the profile\'s headers for a listed MCP server, and refuses an unlisted URL even under a listed name', async () => {
+    const key = 'sk-test-headers-binary';
+    const secret = `${SECRET}-binary`;
+    await moto.aws(['secretsmanager', 'create-secret', '--name', secret, '--secret-string', key]);
+    const testHome = home({
+      ...awsConfig(moto.endpoint, { cache: { backend: 'none' }, secret, headers: { 'x-api-key': '{key}', 'x-tenant': 'acme' } }),
+      mcpServers: { corp: { url: 'http://127.0.0.1:1/corp' } },
+    });
+    const asMcp = (url: string, name: string) => runBinary(['headers'], { env: testHome.env({ CLAUDE_CODE_MCP_SERVER_URL: url, CLAUDE_CODE_MCP_SERVER_NAME: name }) });
+
+    const listed = await asMcp('http://127.0.0.1:1/corp/mcp', 'corp');
+    expect(listed).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(listed.stdout)).toEqual({ 'x-api-key': key, 'x-tenant': 'acme' });
+
+    const spoofed = await asMcp('https://attacker.example/corp/mcp', 'corp');
+    expect(spoofed).toMatchObject({ code: 3, stdout: '' });
+    expect(spoofed.stderr).toContain('is not listed in keybroker\'s "mcpServers"');
+    expect(spoofed.stderr).not.toContain(key);
+
+    // otelHeadersHelper (no MCP variables): the profile's headers as they are.
+    const otel = await runBinary(['headers'], { env: testHome.env() });
+    expect(JSON.parse(otel.stdout)).toEqual({ 'x-api-key': key, 'x-tenant': 'acme' });
+  });
+});
+
 describe('otelHeadersHelper = keybroker headers, under the real Claude Code', () => {
   it('the OTLP/HTTP collector, which requires the header, receives Claude Code\'s telemetry with the store\'s key', async () => {
     const key = 'sk-test-otel-collector-key';
