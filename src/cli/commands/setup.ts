@@ -5,11 +5,14 @@ import { callerTtlMs } from '../../claude/helper-ttl.ts';
 import { managedSettingsPath, userSettingsPath } from '../../claude/settings.ts';
 import { mergeIntoSettings, settingsSnippet, thisProgram } from '../../claude/setup.ts';
 import { UsageError } from '../../kernel/errors.ts';
+import { customHeadersValue } from '../../claude/surfaces.ts';
+import { desktopConfigPath, desktopKeys, helperCommand, mcpServerName, mcpSnippets, mergeDesktopConfig, otelSnippet, thisProgramArgv } from '../../claude/surface-setup.ts';
 
 export const setupCommand: Command = {
   name: 'setup',
   summary: 'print (or --write) the Claude Code settings that make it use keybroker',
   help: `Usage: keybroker setup [--profile NAME] [--gateway URL] [--managed] [--write [--force]]
+       keybroker setup --desktop [--write [--force]] | --mcp SERVER_URL [--mcp-name NAME] | --otel
 
 Prints the Claude Code settings JSON that makes Claude Code call keybroker:
   apiKeyHelper                        this binary's absolute path, quoted for the shell
@@ -17,6 +20,16 @@ Prints the Claude Code settings JSON that makes Claude Code call keybroker:
                                       else ANTHROPIC_BASE_URL)
   env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS  half of keybroker's refresh interval, at most 5 minutes,
                                       so a rotated key reaches Claude Code within 1.5 intervals
+  env.ANTHROPIC_CUSTOM_HEADERS        the profile's "gatewayHeaders", when it has any
+
+The other surfaces (printed; --desktop also writes):
+  --desktop       Claude Desktop / Cowork third-party inference: inferenceCredentialHelper = this
+                  binary, inferenceCredentialHelperTtlSec as above; --write merges it into the
+                  app's claude_desktop_config.json ("enterpriseConfig"); --managed prints the keys
+                  for your MDM profile (com.anthropic.claudefordesktop) or registry policy
+  --mcp URL       the .mcp.json entry whose headersHelper is 'keybroker headers', and the
+                  keybroker "mcpServers" entry that lets a key go to that URL (--mcp-name NAME)
+  --otel          the settings lines for otelHeadersHelper (OTLP over HTTP)
 
 Options:
   --write     merge it into ~/.claude/settings.json (CLAUDE_CONFIG_DIR is honoured): other keys
@@ -38,6 +51,10 @@ Examples:
     force: { type: 'boolean' },
     managed: { type: 'boolean' },
     gateway: { type: 'string' },
+    desktop: { type: 'boolean' },
+    mcp: { type: 'string' },
+    'mcp-name': { type: 'string' },
+    otel: { type: 'boolean' },
   },
   async run(values, _positionals, context) {
     if (values['force'] && !values['write']) throw new UsageError('setup: --force only makes sense with --write', "run 'keybroker setup --write --force'");
@@ -49,6 +66,44 @@ Examples:
       profile: config.profile,
       ...(gateway ? { gateway } : {}),
     });
+    const profileFlag = typeof values['profile'] === 'string' ? values['profile'] : undefined;
+    const surfaces = [values['desktop'], values['mcp'], values['otel']].filter((value) => value !== undefined && value !== false).length;
+    if (surfaces > 1) throw new UsageError('setup: one of --desktop, --mcp, --otel at a time', "run 'keybroker setup --help'");
+    if (typeof values['mcp'] === 'string') {
+      if (values['write']) throw new UsageError('setup --mcp prints only', 'paste the first block into .mcp.json (or settings "mcpServers"), the second into the keybroker config');
+      const name = typeof values['mcp-name'] === 'string' ? values['mcp-name'] : mcpServerName(values['mcp']);
+      const snippets = mcpSnippets({ url: values['mcp'], name, command: helperCommand(thisProgram(), 'headers', profileFlag), profileName: config.profile.name });
+      context.output.stdout(`${JSON.stringify(snippets.mcpJson, null, 2)}\n${JSON.stringify(snippets.keybrokerConfig, null, 2)}\n`);
+      context.output.stderr('keybroker: the first block goes into .mcp.json (or "mcpServers" in Claude Code settings); the second into the keybroker config (keybroker sends a key only to the MCP servers it lists)');
+      return 0;
+    }
+    if (values['otel']) {
+      if (values['write']) throw new UsageError('setup --otel prints only', 'merge it into your Claude Code settings');
+      context.output.stdout(JSON.stringify(otelSnippet(helperCommand(thisProgram(), 'headers', profileFlag)), null, 2) + '\n');
+      context.output.stderr('keybroker: merge this into your Claude Code settings and set env.OTEL_EXPORTER_OTLP_ENDPOINT to your collector (otelHeadersHelper serves HTTP exporters only)');
+      return 0;
+    }
+    if (values['desktop']) {
+      if (!gateway) context.output.stderr('keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): inferenceGatewayBaseUrl left out; the app requires it');
+      const keys = desktopKeys({ argv: thisProgramArgv(), profileFlag, profile: config.profile, gateway });
+      if (values['managed']) {
+        if (values['write']) throw new UsageError('setup --desktop --managed prints the keys; your MDM delivers them', 'put them into the com.anthropic.claudefordesktop profile (macOS) or HKLM\\SOFTWARE\\Policies\\Claude (Windows), each value a string');
+        context.output.stdout(JSON.stringify(keys, null, 2) + '\n');
+        context.output.stderr('keybroker: put these keys into your MDM profile (com.anthropic.claudefordesktop) or registry policy (HKLM\\SOFTWARE\\Policies\\Claude), each value a string');
+        return 0;
+      }
+      const file = desktopConfigPath(context.env);
+      if (!values['write']) {
+        context.output.stdout(JSON.stringify({ enterpriseConfig: keys }, null, 2) + '\n');
+        context.output.stderr(`keybroker: merge this into ${file}, or run 'keybroker setup --desktop --write'; quit and reopen the app after`);
+        return 0;
+      }
+      const outcome = mergeDesktopConfig(file, keys, { force: values['force'] === true, now: context.now() });
+      context.output.stdout(JSON.stringify({ enterpriseConfig: keys }, null, 2) + '\n');
+      context.output.stderr(`keybroker: wrote ${file}${outcome.backup ? `; backup at ${outcome.backup}` : ''}; quit and reopen the app`);
+      return 0;
+    }
+    if (config.profile.gatewayHeaders) snippet.env['ANTHROPIC_CUSTOM_HEADERS'] = customHeadersValue(config.profile.gatewayHeaders);
     if (!gateway) context.output.stderr("keybroker: no gateway known (no --gateway, profile \"gateway\" or ANTHROPIC_BASE_URL): env.ANTHROPIC_BASE_URL left out; add it, or Claude Code talks to api.anthropic.com");
     const ttl = callerTtlMs(context.env);
     context.debug(`current CLAUDE_CODE_API_KEY_HELPER_TTL_MS in this shell: ${ttl}`);
