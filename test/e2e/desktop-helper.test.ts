@@ -1,9 +1,10 @@
 // Issue 11, must-show 3: Claude Desktop / Cowork's inferenceCredentialHelper is plain `keybroker`;
 // each CLAUDE_HELPER_CONTEXT value through the built binary against moto.
+import fs from 'node:fs';
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMoto, type Moto } from '../support/moto.ts';
-import { runBinary } from '../support/binary.ts';
+import { BINARY, runBinary } from '../support/binary.ts';
 import { closedPort } from '../support/fault-proxy.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
 
@@ -76,5 +77,39 @@ describe('plain keybroker as Desktop\'s inferenceCredentialHelper', () => {
     }
     const missing = home({ secret: 'claude-code/keys/nobody-here' });
     expect(await desktop(missing, 'mid-session-refresh')).toMatchObject({ code: 5, stdout: '' });
+  });
+});
+
+describe('keybroker setup for the other surfaces, the built binary', () => {
+  it('--desktop --write merges the helper into the app\'s config, keeps other keys, and leaves a foreign helper alone without --force', async () => {
+    const testHome = home({ gateway: 'https://llm.example.com' });
+    const file = `${testHome.dir}/Claude-3p/claude_desktop_config.json`;
+    const env = testHome.env({ KEYBROKER_DESKTOP_CONFIG: file });
+    fs.mkdirSync(`${testHome.dir}/Claude-3p`);
+    fs.writeFileSync(file, JSON.stringify({ preferences: { theme: 'dark' }, enterpriseConfig: { inferenceCredentialHelper: '/opt/other/helper.sh', inferenceModels: '["claude-sonnet-4-5"]' } }));
+    const refused = await runBinary(['setup', '--desktop', '--write'], { env });
+    expect(refused).toMatchObject({ code: 2, stdout: '' });
+    expect(refused.stderr).toContain('/opt/other/helper.sh');
+    const forced = await runBinary(['setup', '--desktop', '--write', '--force'], { env });
+    expect(forced.code, forced.stderr).toBe(0);
+    const written = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(written.preferences).toEqual({ theme: 'dark' });
+    expect(written.enterpriseConfig).toMatchObject({
+      inferenceModels: '["claude-sonnet-4-5"]',
+      inferenceProvider: 'gateway',
+      inferenceGatewayBaseUrl: 'https://llm.example.com',
+      inferenceCredentialHelper: BINARY,
+      inferenceCredentialHelperTtlSec: '300',
+    });
+    expect(written.enterpriseConfig.inferenceCredentialHelperArgs).toBeUndefined();
+  });
+
+  it('--mcp URL prints the .mcp.json entry running this binary\'s absolute path and the mcpServers entry that allows the URL', async () => {
+    const testHome = home();
+    const result = await runBinary(['setup', '--mcp', 'https://mcp.corp.example/mcp', '--mcp-name', 'corp'], { env: testHome.env() });
+    expect(result.code, result.stderr).toBe(0);
+    const [mcpJson, keybrokerConfig] = result.stdout.split(/\n(?=\{)/).map((block) => JSON.parse(block));
+    expect(mcpJson).toEqual({ mcpServers: { corp: { type: 'http', url: 'https://mcp.corp.example/mcp', headersHelper: `'${BINARY}' headers` } } });
+    expect(keybrokerConfig).toEqual({ mcpServers: { corp: { url: 'https://mcp.corp.example/mcp', profile: 'default' } } });
   });
 });
