@@ -8,6 +8,7 @@ import { configChecks } from './config-checks.ts';
 import { storeChecks, storeErrorOutcome } from './store-checks.ts';
 import { cacheChecks } from './cache-checks.ts';
 import { claudeChecks } from './claude-checks.ts';
+import { surfaceChecks } from './surface-checks.ts';
 import { gatewayChecks } from './gateway-checks.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 
@@ -33,6 +34,7 @@ export async function runDoctor(deps: DoctorDeps, onResult: (result: CheckResult
     ...storeChecks(deps, state),
     ...cacheChecks(deps, state),
     ...claudeChecks(deps, state),
+    ...surfaceChecks(deps, state),
     ...gatewayChecks(deps, state),
   ];
   const checks: CheckResult[] = [];

@@ -113,3 +113,32 @@ describe('keybroker setup for the other surfaces, the built binary', () => {
     expect(keybrokerConfig).toEqual({ mcpServers: { corp: { url: 'https://mcp.corp.example/mcp', profile: 'default' } } });
   });
 });
+
+describe('doctor checks the other surfaces where they are configured', () => {
+  it('warns on a Desktop TTL that outlives the refresh interval and fails an MCP server whose URL keybroker would refuse', async () => {
+    const testHome = home();
+    const project = `${testHome.dir}/project`;
+    fs.mkdirSync(project);
+    const desktopFile = `${testHome.dir}/claude_desktop_config.json`;
+    fs.writeFileSync(desktopFile, JSON.stringify({ enterpriseConfig: { inferenceProvider: 'gateway', inferenceCredentialHelper: BINARY } }));
+    fs.writeFileSync(`${project}/.mcp.json`, JSON.stringify({ mcpServers: { corp: { type: 'http', url: 'https://mcp.corp.example/mcp', headersHelper: `${BINARY} headers` } } }));
+    const env = testHome.env({ KEYBROKER_DESKTOP_CONFIG: desktopFile });
+    const doctor = async () => JSON.parse((await runBinary(['doctor', '--json', '--project', project], { env, timeoutMs: 60_000 })).stdout) as { checks: { id: string; verdict: string; finding: string }[] };
+
+    const before = await doctor();
+    expect(before.checks.find((check) => check.id === 'surfaces.desktop')).toMatchObject({ verdict: 'WARN', finding: expect.stringContaining('inferenceCredentialHelperTtlSec 3600') });
+    expect(before.checks.find((check) => check.id === 'surfaces.mcp')).toMatchObject({ verdict: 'FAIL', finding: expect.stringContaining('does not list its URL') });
+
+    fs.writeFileSync(desktopFile, JSON.stringify({ enterpriseConfig: { inferenceCredentialHelper: BINARY, inferenceCredentialHelperTtlSec: '300' } }));
+    const config = JSON.parse(fs.readFileSync(testHome.configFile, 'utf8'));
+    testHome.writeConfig({ ...config, mcpServers: { corp: { url: 'https://mcp.corp.example/' } } });
+    const after = await doctor();
+    expect(after.checks.find((check) => check.id === 'surfaces.desktop')).toMatchObject({ verdict: 'OK' });
+    expect(after.checks.find((check) => check.id === 'surfaces.mcp')).toMatchObject({ verdict: 'OK' });
+
+    // Nothing configured: no surface line at all.
+    const bare = home();
+    const plain = JSON.parse((await runBinary(['doctor', '--json', '--project', bare.dir], { env: bare.env({ KEYBROKER_DESKTOP_CONFIG: `${bare.dir}/none.json` }), timeoutMs: 60_000 })).stdout) as { checks: { id: string }[] };
+    expect(plain.checks.filter((check) => check.id.startsWith('surfaces.'))).toEqual([]);
+  }, 120_000);
+});
