@@ -104,6 +104,13 @@ describe('keybroker setup for the other surfaces, the built binary', () => {
     expect(written.enterpriseConfig.inferenceCredentialHelperArgs).toBeUndefined();
   });
 
+  it('the Claude Code snippet carries the profile\'s gatewayHeaders as ANTHROPIC_CUSTOM_HEADERS, one "Name: Value" a line', async () => {
+    const testHome = home({ gateway: 'https://llm.example.com', gatewayHeaders: { 'x-tenant': 'acme', 'x-route': 'eu' } });
+    const result = await runBinary(['setup'], { env: testHome.env() });
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout).env).toMatchObject({ ANTHROPIC_BASE_URL: 'https://llm.example.com', ANTHROPIC_CUSTOM_HEADERS: 'x-tenant: acme\nx-route: eu' });
+  });
+
   it('--mcp URL prints the .mcp.json entry running this binary\'s absolute path and the mcpServers entry that allows the URL', async () => {
     const testHome = home();
     const result = await runBinary(['setup', '--mcp', 'https://mcp.corp.example/mcp', '--mcp-name', 'corp'], { env: testHome.env() });

@@ -29,8 +29,9 @@ written but what the CI reads) and sets, for the rest of the job:
   shell   prints shell exports to eval
 
 Examples:
-  - run: keybroker env --format github                      # GitHub Actions step
-  - eval "$(keybroker env --format gitlab)"                 # GitLab CI script line`,
+  keybroker env --format github                 # a GitHub Actions step: - run: keybroker env --format github
+  keybroker env --format gitlab --key-var ANTHROPIC_AUTH_TOKEN
+  eval "$(keybroker env --format shell)"        # any runner's script line`,
   options: { format: { type: 'string' }, gateway: { type: 'string' }, 'key-var': { type: 'string' } },
   async run(values, _positionals, context) {
     const format = values['format'];
