@@ -2,7 +2,11 @@
 // each CLAUDE_HELPER_CONTEXT value through the built binary against moto.
 import fs from 'node:fs';
 import os from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+// Each case runs the binary several times and seeds moto with the aws CLI; on a shared, loaded
+// machine that takes minutes, not seconds.
+vi.setConfig({ testTimeout: 240_000 });
 import { startMoto, type Moto } from '../support/moto.ts';
 import { BINARY, runBinary } from '../support/binary.ts';
 import { closedPort } from '../support/fault-proxy.ts';

@@ -156,7 +156,7 @@ describe('MCP headersHelper = keybroker headers, under the real Claude Code', ()
     expect(after.length).toBeGreaterThan(0);
     for (const record of after) expect(record.authorization).toBe(`Bearer ${second}`);
     expect(after.filter((record) => record.rpc === 'tools/call')).toMatchObject([{ status: 200 }]);
-  }, 150_000);
+  }, 300_000);
 });
 
 describe('keybroker headers, the built binary as Claude Code runs it', () => {
