@@ -5,7 +5,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+// Real Claude Code runs and aws CLI seeding: minutes on a loaded shared machine.
+vi.setConfig({ testTimeout: 240_000 });
 import { startMoto, type Moto } from '../support/moto.ts';
 import { BINARY, runBinary } from '../support/binary.ts';
 import http from 'node:http';
@@ -107,7 +110,7 @@ function runClaude(testHome: TestHome, args: string[], settings: Record<string, 
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -211,7 +214,7 @@ describe('otelHeadersHelper = keybroker headers, under the real Claude Code', ()
     } finally {
       await collector.stop();
     }
-  }, 120_000);
+  }, 300_000);
 });
 
 interface Collector {
