@@ -16,8 +16,11 @@ import type { AddressInfo } from 'node:net';
 import { startFakeMcpServer, type FakeMcpServer } from '../fakes/mcp-server.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
 
+/** The suite's Claude Code (npm); KEYBROKER_TEST_CLAUDE runs another build's executable instead. */
 const CLAUDE = process.env['KEYBROKER_TEST_CLAUDE'] ?? path.resolve(import.meta.dirname, '../../node_modules/.bin/claude');
 const SECRET = `claude-code/keys/${os.userInfo().username}`;
+/** How the MCP server refuses the old key (see the measurement in the test). */
+const REFUSAL = 403;
 
 let moto: Moto;
 let gateway: ToolGateway;
@@ -145,14 +148,14 @@ describe('MCP headersHelper = keybroker headers, under the real Claude Code', ()
     // treats either re-run the same way (the 401 rule), so the server refuses with 403 here.
     await moto.aws(['secretsmanager', 'put-secret-value', '--secret-id', SECRET, '--secret-string', second]);
     let refusals = 0;
-    mcp.accept((authorization, rpc) => authorization === `Bearer ${second}` || (authorization === `Bearer ${first}` && (rpc !== 'tools/call' || refusals++ > 0 ? rpc !== 'tools/call' : false)), 403);
+    mcp.accept((authorization, rpc) => authorization === `Bearer ${second}` || (authorization === `Bearer ${first}` && (rpc !== 'tools/call' || refusals++ > 0 ? rpc !== 'tools/call' : false)), REFUSAL);
     const two = await runClaude(testHome, args);
     expect(two.code, two.stderr).toBe(0);
     const secondRun = mcp.log.splice(0);
     const trace = secondRun.map((record) => `${record.method} ${record.rpc ?? '-'} ${record.authorization === `Bearer ${first}` ? 'first key' : record.authorization === `Bearer ${second}` ? 'second key' : String(record.authorization)} -> ${record.status}`);
     console.info(`the MCP server saw, after the rotation:\n${trace.join('\n')}`);
     expect(secondRun[0]).toMatchObject({ method: 'POST', authorization: `Bearer ${first}`, status: 200 });
-    const refused = secondRun.findIndex((record) => record.status === 403);
+    const refused = secondRun.findIndex((record) => record.status === REFUSAL);
     expect(secondRun[refused]).toMatchObject({ rpc: 'tools/call', authorization: `Bearer ${first}` });
     expect(secondRun.filter((record) => record.status >= 400 && record.status !== 405)).toHaveLength(1);
     const after = secondRun.slice(refused + 1);

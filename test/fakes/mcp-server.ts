@@ -49,6 +49,9 @@ export async function startFakeMcpServer(): Promise<FakeMcpServer> {
       if (!accepted(authorization, rpc?.method)) return answer(refusal, { error: 'invalid_token' });
       if (request.method !== 'POST') return answer(405, undefined, { allow: 'POST' });
       if (!rpc || rpc.id === undefined) return answer(202);
+      if (!['initialize', 'tools/list', 'tools/call', 'ping'].includes(rpc.method ?? '')) {
+        return answer(200, { jsonrpc: '2.0', id: rpc.id, error: { code: -32601, message: `Method not found: ${rpc.method}` } });
+      }
       const result =
         rpc.method === 'initialize'
           ? { protocolVersion: '2025-06-18', capabilities: { tools: {} }, serverInfo: { name: 'capture', version: '1.0.0' } }
