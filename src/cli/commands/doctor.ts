@@ -1,5 +1,5 @@
 // `keybroker doctor`: the rollout checklist, run on the developer's own machine.
-import os from 'node:os';
+import { osLoginName } from '../../kernel/login-name.ts';
 import path from 'node:path';
 import type { Command } from '../command.ts';
 import { runDoctor, doctorExitCode, formatCheck, formatSummary } from '../../doctor/doctor.ts';
@@ -60,7 +60,7 @@ Examples:
         projectDir: path.resolve(typeof values['project'] === 'string' ? values['project'] : process.cwd()),
         platform: process.platform,
         now: context.now,
-        osUser: () => os.userInfo().username,
+        osUser: () => osLoginName(context.env),
         openProvider: (config, timeoutMs) => openProvider({ ...config.profile, timeoutMs }, { env: context.env, debug: context.debug }),
         keychain: () => keychainCache({ env: context.env }),
         fetch: globalThis.fetch,
