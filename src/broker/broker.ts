@@ -126,7 +126,7 @@ export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile'
   try {
     text = await deps.cache.read(cacheAccount(deps.profile));
   } catch (error) {
-    if (!(error instanceof CacheUnavailable)) throw error;
+    if (!(error instanceof CacheUnavailable) || deps.cache.required) throw error;
     deps.warn(`keybroker: ${error.line()}`);
     return undefined;
   }
@@ -247,7 +247,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     try {
       await deps.cache.write(account, serializeEntry(entry));
     } catch (error) {
-      if (!(error instanceof CacheUnavailable)) throw error;
+      if (!(error instanceof CacheUnavailable) || deps.cache.required) throw error;
       deps.warn(`keybroker: the key was not cached: ${error.line()}`);
     }
     return serve(entry, 'store');
