@@ -157,12 +157,17 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     return { ...entry, from };
   };
 
-  /** Within RECHECK_MIN_INTERVAL_MS of a re-check of this key: its verdict, without the store. */
+  /**
+   * Within RECHECK_MIN_INTERVAL_MS of a re-check of this key: its verdict, without the store, and
+   * saying when the store was asked. Never for an explicit `--recheck` / `status --refresh`: the
+   * rate limit is for Claude Code's automatic re-runs, and a person asking means the store changed.
+   */
   const recentVerdict = (refusedKey: string, entry: CacheEntry | undefined): Served | undefined => {
+    if (options.recheck) return undefined;
     const last = deps.state.lastRecheck(account);
     const since = last ? deps.now() - last.at : -1;
     if (!last || last.fingerprint !== refusedKey || since < 0 || since >= RECHECK_MIN_INTERVAL_MS) return undefined;
-    if (last.verdict === 'rejected') throw keyRejected(refusedKey, last.gateway ?? deps.gatewayName);
+    if (last.verdict === 'rejected') throw keyRejected(refusedKey, last.gateway ?? deps.gatewayName, since);
     if (!entry || freshness(entry) === 'expired') return undefined;
     deps.debug(`re-checked ${formatDuration(since)} ago (${last.verdict}); not asking the store again yet`);
     return serve(entry, 'cache');
@@ -294,10 +299,14 @@ export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not
   }
 }
 
-function keyRejected(fingerprintText: string, gateway: string | undefined): KeyRejected {
+/** `askedAgoMs`: how long ago the store was asked, when it was not asked in this call. */
+function keyRejected(fingerprintText: string, gateway: string | undefined, askedAgoMs?: number): KeyRejected {
+  const store = askedAgoMs === undefined ? 'the store holds no newer one' : `the store held no newer one when asked ${formatDuration(askedAgoMs)} ago`;
   return new KeyRejected(
-    `the gateway${gateway ? ` at ${gateway}` : ''} rejects your key (${fingerprintText}) and the store holds no newer one: it was revoked`,
-    'ask your admin to rotate your key (keybroker admin rotate); Claude Code picks up the new one by itself',
+    `the gateway${gateway ? ` at ${gateway}` : ''} rejects your key (${fingerprintText}) and ${store}: it was revoked`,
+    askedAgoMs === undefined
+      ? 'ask your admin to rotate your key (keybroker admin rotate); Claude Code picks up the new one by itself'
+      : "ask your admin to rotate your key (keybroker admin rotate); if they just did, run 'keybroker get --recheck'",
   );
 }
 
