@@ -73,7 +73,8 @@ const ProfileSchema = v.strictObject({
   keyIssuer: v.optional(KeyIssuerSchema),
 });
 
-const FileSchema = v.strictObject({
+/** The whole file; exported for the docs check (test/cli/docs-check.test.ts). */
+export const FileSchema = v.strictObject({
   $schema: v.optional(v.string()),
   $comment: comment,
   defaultProfile: v.optional(v.string()),
