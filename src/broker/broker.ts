@@ -14,7 +14,8 @@
 //   (single flight) instead of serving the cache. A newer key is served. The same key is checked
 //   with the gateway when one is known: refused → KeyRejected ("revoked, no newer key"); else it
 //   is served. One re-check per profile per 15 s: within that window a repeat gets the last
-//   verdict (the key, or KeyRejected) without touching the store or the gateway.
+//   verdict (the key, or KeyRejected saying when the store was asked) without touching the store
+//   or the gateway. An explicit re-check (`get --recheck`, `status --refresh`) always reads the store.
 // - Store down, slow or throttled (StoreUnreachable): a cached key not yet `expired` is served
 //   with one warning; with none, the error. A waiter for the lock whose holder failed gets that
 //   failure instead of reading the store again, so 50 callers fail together within one timeout.
