@@ -1,7 +1,6 @@
 // AWS Secrets Manager, as the developer the AWS default credential chain says they are
 // (SSO or named profile, environment, web identity, instance role).
 import { randomUUID } from 'node:crypto';
-import * as v from 'valibot';
 import {
   SecretsManagerClient,
   GetSecretValueCommand,
@@ -18,15 +17,10 @@ import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/kernel/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
 import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreConfig } from './provider.ts';
+import { storeSchema } from './aws.schema.ts';
 
-export const storeSchema = v.strictObject({
-  type: v.literal('aws'),
-  region: v.optional(v.pipe(v.string(), v.regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region such as "us-east-1"'))),
-  /** A Secrets Manager endpoint (VPC endpoint, emulator); STS is asked at the same address. */
-  endpoint: v.optional(v.pipe(v.string(), v.url('must be a URL such as "http://127.0.0.1:4566"'))),
-  /** A named profile of ~/.aws/config; otherwise AWS_PROFILE or the default chain. */
-  profile: v.optional(v.pipe(v.string(), v.minLength(1))),
-}) as unknown as ProviderModule['storeSchema'];
+/** Re-exported: a provider module is its schema and its factory (ProviderModule). */
+export { storeSchema };
 
 type AwsStore = { type: 'aws'; region?: string; endpoint?: string; profile?: string };
 

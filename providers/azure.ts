@@ -1,29 +1,16 @@
 // Azure Key Vault, as the developer the Azure CLI says they are (`az login`), or as whoever the
 // DefaultAzureCredential chain finds (environment/service principal, workload identity,
 // managed identity, then the developer tools) when the profile asks for it.
-import * as v from 'valibot';
 import { SecretClient, type SecretProperties } from '@azure/keyvault-secrets';
 import { AzureCliCredential, DefaultAzureCredential } from '@azure/identity';
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-auth';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/kernel/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
-import { caBundlePath, jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity, type StoreConfig } from './provider.ts';
+import { jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity, type StoreConfig } from './provider.ts';
+import { storeSchema } from './azure.schema.ts';
 
-export const storeSchema = v.strictObject({
-  type: v.literal('azure'),
-  /** The vault's URL, as the portal shows it: https://NAME.vault.azure.net */
-  vaultUrl: v.pipe(v.string(), v.url('must be a URL such as "https://my-vault.vault.azure.net"'), v.startsWith('https://', 'must be an https:// URL (Key Vault only speaks TLS)')),
-  /** The Entra tenant (id or domain) to sign in to; otherwise the one `az login` chose, or the vault's. */
-  tenant: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-zA-Z.-]+$/, 'must be a tenant id (GUID) or domain such as "contoso.onmicrosoft.com"'))),
-  /** "cli" (default): the Azure CLI's login. "default": the DefaultAzureCredential chain. */
-  credential: v.optional(v.picklist(['cli', 'default'], 'must be "cli" or "default"')),
-  /** Which token claim `{user}` is: the UPN (default, lower-cased) or the object id. */
-  userClaim: v.optional(v.picklist(['upn', 'oid'], 'must be "upn" or "oid"')),
-  /** A PEM file of extra CAs to trust (a TLS-inspecting proxy, a private endpoint's CA). */
-  caFile: v.optional(caBundlePath),
-  /** For a vault reached through a custom domain or proxy: skip the SDK's challenge-resource check. */
-  disableChallengeResourceVerification: v.optional(v.boolean()),
-}) as unknown as ProviderModule['storeSchema'];
+/** Re-exported: a provider module is its schema and its factory (ProviderModule). */
+export { storeSchema };
 
 interface AzureStore {
   type: 'azure';

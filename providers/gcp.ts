@@ -4,28 +4,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import * as v from 'valibot';
 // The v1 client alone: the package index also parses v1beta2 and a 1 MB static protobuf module.
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager/build/src/v1/secret_manager_service_client.js';
 import { GoogleAuth, grpc, type CallOptions } from 'google-gax';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../src/kernel/errors.ts';
 import { classifyStoreError, RetryBudgetExceeded, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
-import { caBundlePath, jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity, type StoreConfig } from './provider.ts';
+import { jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity, type StoreConfig } from './provider.ts';
+import { storeSchema } from './gcp.schema.ts';
 
-const PROJECT_ID = /^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]{1,20}$/;
-const VERSION = /^(?:latest|[1-9][0-9]{0,18}|[a-zA-Z][a-zA-Z0-9_-]{0,62})$/;
-
-export const storeSchema = v.strictObject({
-  type: v.literal('gcp'),
-  /** The project that holds the secrets: its id ("acme-keys") or number. */
-  project: v.pipe(v.string(), v.regex(PROJECT_ID, 'must be a GCP project id such as "acme-llm-keys" or a project number')),
-  /** The version to read: "latest" (default), a version number, or a version alias. */
-  version: v.optional(v.pipe(v.string(), v.regex(VERSION, 'must be "latest", a version number such as "3", or a version alias'))),
-  /** The Secret Manager endpoint (Private Service Connect, a proxy, an emulator): "https://host[:port]". */
-  endpoint: v.optional(v.pipe(v.string(), v.url('must be a URL such as "https://secretmanager.googleapis.com"'), v.startsWith('https://', 'must be an https:// URL (Secret Manager speaks gRPC over TLS)'))),
-  /** A PEM file of CA certificates to trust for the endpoint besides the public roots (like gcloud's core/custom_ca_certs_file). */
-  caFile: v.optional(caBundlePath),
-}) as unknown as ProviderModule['storeSchema'];
+/** Re-exported: a provider module is its schema and its factory (ProviderModule). */
+export { storeSchema };
 
 type GcpStore = { type: 'gcp'; project: string; version?: string; endpoint?: string; caFile?: string };
 

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import type { Profile } from '../config/config.ts';
 import { ConfigError, SecretNotFound, UsageError, UnusableKey } from '../kernel/errors.ts';
-import { keyProblem, parseSecretValue } from '../secret/value.ts';
+import { keyProblem, parseSecretValue, rfc3339Time } from '../secret/value.ts';
 import type { Output } from '../kernel/output.ts';
 import { userNameProblem } from '../secret/name.ts';
 import type { KeyIssuer } from '../gateway/key-issuer.ts';
@@ -92,9 +92,8 @@ export function readKeyInput(text: string, where: string): string {
 }
 
 export function parseExpiry(text: string, where: string): Date {
-  const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-  const date = rfc3339.test(text) ? new Date(text) : undefined;
-  if (!date || Number.isNaN(date.getTime())) throw new UsageError(`${where} is not an RFC 3339 time`, 'write it like 2026-12-31T23:59:59Z');
+  const date = rfc3339Time(text);
+  if (!date) throw new UsageError(`${where} is not an RFC 3339 time`, 'write it like 2026-12-31T23:59:59Z');
   return date;
 }
 

@@ -14,7 +14,8 @@
 //   (single flight) instead of serving the cache. A newer key is served. The same key is checked
 //   with the gateway when one is known: refused → KeyRejected ("revoked, no newer key"); else it
 //   is served. One re-check per profile per 15 s: within that window a repeat gets the last
-//   verdict (the key, or KeyRejected) without touching the store or the gateway.
+//   verdict (the key, or KeyRejected saying when the store was asked) without touching the store
+//   or the gateway. An explicit re-check (`get --recheck`, `status --refresh`) always reads the store.
 // - Store down, slow or throttled (StoreUnreachable): a cached key not yet `expired` is served
 //   with one warning; with none, the error. A waiter for the lock whose holder failed gets that
 //   failure instead of reading the store again, so 50 callers fail together within one timeout.
@@ -126,7 +127,7 @@ export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile'
   try {
     text = await deps.cache.read(cacheAccount(deps.profile));
   } catch (error) {
-    if (!(error instanceof CacheUnavailable)) throw error;
+    if (!(error instanceof CacheUnavailable) || deps.cache.required) throw error;
     deps.warn(`keybroker: ${error.line()}`);
     return undefined;
   }
@@ -157,12 +158,17 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     return { ...entry, from };
   };
 
-  /** Within RECHECK_MIN_INTERVAL_MS of a re-check of this key: its verdict, without the store. */
+  /**
+   * Within RECHECK_MIN_INTERVAL_MS of a re-check of this key: its verdict, without the store, and
+   * saying when the store was asked. Never for an explicit `--recheck` / `status --refresh`: the
+   * rate limit is for Claude Code's automatic re-runs, and a person asking means the store changed.
+   */
   const recentVerdict = (refusedKey: string, entry: CacheEntry | undefined): Served | undefined => {
+    if (options.recheck) return undefined;
     const last = deps.state.lastRecheck(account);
     const since = last ? deps.now() - last.at : -1;
     if (!last || last.fingerprint !== refusedKey || since < 0 || since >= RECHECK_MIN_INTERVAL_MS) return undefined;
-    if (last.verdict === 'rejected') throw keyRejected(refusedKey, last.gateway ?? deps.gatewayName);
+    if (last.verdict === 'rejected') throw keyRejected(refusedKey, last.gateway ?? deps.gatewayName, since);
     if (!entry || freshness(entry) === 'expired') return undefined;
     deps.debug(`re-checked ${formatDuration(since)} ago (${last.verdict}); not asking the store again yet`);
     return serve(entry, 'cache');
@@ -247,7 +253,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     try {
       await deps.cache.write(account, serializeEntry(entry));
     } catch (error) {
-      if (!(error instanceof CacheUnavailable)) throw error;
+      if (!(error instanceof CacheUnavailable) || deps.cache.required) throw error;
       deps.warn(`keybroker: the key was not cached: ${error.line()}`);
     }
     return serve(entry, 'store');
@@ -294,10 +300,14 @@ export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not
   }
 }
 
-function keyRejected(fingerprintText: string, gateway: string | undefined): KeyRejected {
+/** `askedAgoMs`: how long ago the store was asked, when it was not asked in this call. */
+function keyRejected(fingerprintText: string, gateway: string | undefined, askedAgoMs?: number): KeyRejected {
+  const store = askedAgoMs === undefined ? 'the store holds no newer one' : `the store held no newer one when asked ${formatDuration(askedAgoMs)} ago`;
   return new KeyRejected(
-    `the gateway${gateway ? ` at ${gateway}` : ''} rejects your key (${fingerprintText}) and the store holds no newer one: it was revoked`,
-    'ask your admin to rotate your key (keybroker admin rotate); Claude Code picks up the new one by itself',
+    `the gateway${gateway ? ` at ${gateway}` : ''} rejects your key (${fingerprintText}) and ${store}: it was revoked`,
+    askedAgoMs === undefined
+      ? 'ask your admin to rotate your key (keybroker admin rotate); Claude Code picks up the new one by itself'
+      : "ask your admin to rotate your key (keybroker admin rotate); if they just did, run 'keybroker get --recheck'",
   );
 }
 

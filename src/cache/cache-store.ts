@@ -6,6 +6,11 @@ export type CacheBackendKind = 'keychain' | 'file' | 'none';
 export interface CacheStore {
   /** What actually holds the data; for `auto`, what it settled on. */
   readonly kind: CacheBackendKind;
+  /**
+   * True when the profile named this backend ("backend": "keychain"): then a CacheUnavailable is
+   * the command's failure (exit 9), not a warning before reading the store without a cache.
+   */
+  readonly required?: boolean;
   /** The stored text, or undefined when there is none. Throws CacheUnavailable. */
   read(account: string): Promise<string | undefined>;
   write(account: string, data: string): Promise<void>;

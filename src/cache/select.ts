@@ -25,10 +25,21 @@ export function openCache(choice: CacheChoice): CacheStore {
     case 'file':
       return fileCache(keyFilesDir(choice.env));
     case 'keychain':
-      return choice.keychain ?? keychainCache({ env: choice.env });
+      return required(choice.keychain ?? keychainCache({ env: choice.env }));
     case 'auto':
       return autoCache(choice.keychain ?? keychainCache({ env: choice.env }), choice);
   }
+}
+
+/** A backend the profile named: its failure is exit 9 (README "Exit codes"), never a silent store read. */
+function required(store: CacheStore): CacheStore {
+  return {
+    kind: store.kind,
+    required: true,
+    read: (account) => store.read(account),
+    write: (account, data) => store.write(account, data),
+    remove: (account) => store.remove(account),
+  };
 }
 
 /** The keychain, until its first failure; then the fallback for the rest of this run. */

@@ -1,7 +1,7 @@
 // Part src/cli/: the edge: argv, one file per command, the wiring of the real world, errors to exit codes. May use: kernel, providers, secret, config, loader, cache, claude, gateway, broker, admin, doctor.
 // The edge: parses argv, runs one command, and turns every failure into one stderr line and
 // its exit code. Nothing else in keybroker exits or prints errors.
-import { parseArgs } from 'node:util';
+import { format, parseArgs } from 'node:util';
 import { globalHelp, globalOptions, type Command, type RunContext } from './command.ts';
 import { ExitCode, KeybrokerError, UsageError, oneLine } from '../kernel/errors.ts';
 import { processOutput, maskSecrets, type Output } from '../kernel/output.ts';
@@ -30,6 +30,7 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
     },
     debug: verbose ? (message) => output.stderr(`keybroker: debug: ${maskSecrets(message)}`) : () => {},
   };
+  const restore = routeLibraryOutput(context.debug);
   try {
     if (argv[0] === '--version' || argv[0] === '-V') {
       output.stdout(`keybroker ${VERSION}\n`);
@@ -45,7 +46,31 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
     return await runCommand(await resolveCommand(entry), name === undefined ? argv : argv.slice(1), context);
   } catch (error) {
     return report(error, output, context);
+  } finally {
+    restore();
   }
+}
+
+const CONSOLE_METHODS = ['log', 'info', 'warn', 'error', 'debug', 'trace'] as const;
+
+/**
+ * Keybroker prints through `output` only; what a store's SDK writes on its own (the AWS SDK's
+ * 9-line "Multiple credential sources detected", process warnings) goes to the debug trace, so
+ * that Claude Code shows the developer keybroker's own lines only and stdout holds the key alone.
+ * Returns what undoes it.
+ */
+function routeLibraryOutput(debug: (message: string) => void): () => void {
+  const saved = CONSOLE_METHODS.map((name) => [name, console[name]] as const);
+  for (const name of CONSOLE_METHODS) console[name] = (...args: unknown[]) => debug(`a library said (console.${name}): ${oneLine(format(...args))}`);
+  const listeners = process.listeners('warning');
+  process.removeAllListeners('warning');
+  const onWarning = (warning: Error) => debug(`a library warned: ${warning.name}: ${oneLine(warning.message)}`);
+  process.on('warning', onWarning);
+  return () => {
+    for (const [name, method] of saved) console[name] = method as never;
+    process.off('warning', onWarning);
+    for (const listener of listeners) process.on('warning', listener);
+  };
 }
 
 async function runCommand(command: Command, args: string[], context: RunContext): Promise<number> {

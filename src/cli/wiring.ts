@@ -1,6 +1,6 @@
 // Wires the real world (config files, keychain, lock files, the store's SDK, the clock) into
 // the broker core for one profile.
-import os from 'node:os';
+import { osLoginName } from '../kernel/login-name.ts';
 import path from 'node:path';
 import type { BrokerDeps } from '../broker/broker.ts';
 import { loadConfig, type LoadedConfig } from '../config/config.ts';
@@ -42,7 +42,7 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
     lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks')),
     now: context.now,
-    osUser: () => os.userInfo().username,
+    osUser: () => osLoginName(context.env),
     callerTtlMs: callerTtlMs(context.env),
     caller: identifyCaller(context.env),
     state: fileRotationState(path.join(userRuntimeDir(context.env), 'state')),

@@ -7,24 +7,37 @@ import { ConfigError } from '../kernel/errors.ts';
 import { parseDuration } from '../kernel/duration.ts';
 import { machineConfigPath, userConfigPath } from '../kernel/paths.ts';
 import { storeTypes } from '../../providers/index.ts';
+import { storeSchemas } from '../../providers/schemas.ts';
 import type { StoreConfig } from '../../providers/provider.ts';
 
-const duration = v.pipe(
-  v.string(),
-  v.check((text) => parseDuration(text) !== undefined, 'must be a duration such as "90s", "15m" or "1h"'),
-);
+/** A duration string within [min, max]: "0s" or "99999999h" is refused here, not met at run time. */
+const duration = (min: string, max: string) =>
+  v.pipe(
+    v.string(),
+    v.check((text) => parseDuration(text) !== undefined, 'must be a duration such as "90s", "15m" or "1h"'),
+    v.check((text) => {
+      const ms = parseDuration(text)!;
+      return ms >= parseDuration(min)! && ms <= parseDuration(max)!;
+    }, `must be between ${min} and ${max}`),
+  );
+/** The bounds of each duration field (README "Configuration"). */
+export const DURATION_BOUNDS = {
+  timeout: ['100ms', '10m'],
+  refreshAfter: ['1s', '365d'],
+  keyDuration: ['1m', '3650d'],
+} as const;
 
 export const cacheBackends = ['auto', 'keychain', 'file', 'none'] as const;
 export type CacheBackendName = (typeof cacheBackends)[number];
 
 const CacheSchema = v.strictObject({
   backend: v.optional(v.picklist(cacheBackends, `must be one of: ${cacheBackends.join(', ')}`)),
-  refreshAfter: v.optional(duration),
+  refreshAfter: v.optional(duration(...DURATION_BOUNDS.refreshAfter)),
   /** What `auto` does where no keychain is usable: "none" (no cache, the default) or "file". */
   fallback: v.optional(v.picklist(['none', 'file'], 'must be "none" or "file"')),
 });
 
-/** The common part of a store; each provider validates the rest (providers/<type>.ts). */
+/** The common part of a store; the rest is validated with the type's own schema (providers/<type>.schema.ts), see storeIssue. */
 const StoreSchema = v.looseObject({
   type: v.picklist(storeTypes, `must be one of: ${storeTypes.join(', ')}`),
 });
@@ -37,7 +50,7 @@ const KeyIssuerSchema = v.strictObject({
   /** The environment variable holding the admin credential (never the credential itself). */
   masterKeyEnv: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name such as "LITELLM_MASTER_KEY"'))),
   /** How long a minted key lives at the gateway ("90d"); absent: no expiry. */
-  keyDuration: v.optional(duration),
+  keyDuration: v.optional(duration(...DURATION_BOUNDS.keyDuration)),
   /** Models a minted key may call; absent: all. */
   models: v.optional(v.array(v.pipe(v.string(), v.minLength(1)))),
 });
@@ -66,6 +79,7 @@ const McpServerSchema = v.strictObject({
 const comment = v.optional(v.union([v.string(), v.array(v.string())]));
 
 const ProfileSchema = v.strictObject({
+  $schema: v.optional(v.string()),
   $comment: comment,
   store: v.optional(StoreSchema),
   secret: v.optional(
@@ -73,7 +87,7 @@ const ProfileSchema = v.strictObject({
   ),
   field: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
   user: v.optional(v.picklist(['os', 'store'], 'must be "os" or "store"')),
-  timeout: v.optional(duration),
+  timeout: v.optional(duration(...DURATION_BOUNDS.timeout)),
   cache: v.optional(CacheSchema),
   gateway: v.optional(v.pipe(v.string(), v.url('must be a URL such as "https://llm.example.com"'))),
   keyIssuer: v.optional(KeyIssuerSchema),
@@ -88,7 +102,8 @@ const ProfileSchema = v.strictObject({
   ),
 });
 
-const FileSchema = v.strictObject({
+/** The whole file; exported for the docs check (test/cli/docs-check.test.ts). */
+export const FileSchema = v.strictObject({
   $schema: v.optional(v.string()),
   $comment: comment,
   defaultProfile: v.optional(v.string()),
@@ -184,23 +199,41 @@ function readConfigFile(file: string, required: boolean): Layer | undefined {
 export function parseConfigText(text: string, source: string): ConfigFile {
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    // A UTF-8 byte order mark (Windows editors write one) is not part of the JSON.
+    json = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (error) {
     throw new ConfigError(`${source} is not valid JSON (${(error as Error).message})`, 'fix the syntax');
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new ConfigError(`${source} must hold a JSON object, not ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}`, 'write {"profiles": {"default": {...}}} (keybroker config init writes a starting file)');
   }
   const result = v.safeParse(FileSchema, json);
   if (!result.success) {
     const issue = describeIssue(result.issues[0]);
     throw new ConfigError(`${source}: ${issue.what}`, issue.fix);
   }
+  for (const [name, profile] of Object.entries(result.output.profiles ?? {})) {
+    const issue = profile.store ? storeIssue(profile.store, ['profiles', name, 'store']) : undefined;
+    if (issue) throw new ConfigError(`${source}: ${issue.what}`, issue.fix);
+  }
   return result.output;
 }
 
+/** What is wrong with a `store` section by its type's own schema (providers/<type>.schema.ts), or undefined. */
+export function storeIssue(store: { type: (typeof storeTypes)[number] }, at: string[]): { what: string; fix: string } | undefined {
+  const result = v.safeParse(storeSchemas[store.type], store);
+  return result.success ? undefined : describeIssue(result.issues[0], at);
+}
+
 /** What is wrong with a field, and what to do about it. */
-export function describeIssue(issue: v.BaseIssue<unknown>): { what: string; fix: string } {
-  const where = v.getDotPath(issue) ?? '(top level)';
+export function describeIssue(issue: v.BaseIssue<unknown>, at: string[] = []): { what: string; fix: string } {
+  const dotted = [...at, ...(issue.path ?? []).map((item) => String(item.key))];
+  const where = dotted.length ? dotted.join('.') : '(top level)';
+  if (issue.kind === 'schema' && issue.type === 'strict_object' && issue.expected === 'Object') {
+    return { what: `field "${where}" must be a JSON object, not ${issue.received}`, fix: 'correct that field' };
+  }
   if (issue.kind === 'schema' && issue.type === 'strict_object' && issue.input !== undefined) {
-    const path = (issue.path ?? []).map((item) => String(item.key));
+    const path = [...dotted];
     const key = path.pop();
     return {
       what: `unknown field "${key}"${path.length ? ` in ${path.join('.')}` : ''}`,
@@ -277,7 +310,7 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
       if (!part) continue;
       if (key === name) found = true;
       for (const [field, value] of Object.entries(part) as [keyof ProfileLayer, unknown][]) {
-        if (value === undefined || field === '$comment') continue;
+        if (value === undefined || field === '$comment' || field === '$schema') continue;
         if (field === 'cache') {
           for (const [cacheField, cacheValue] of Object.entries(value as object)) {
             if (cacheValue === undefined) continue;

@@ -124,5 +124,6 @@ export function writeInitialConfig(file: string, text: string, force: boolean): 
 
 export function checkStoreType(value: string | undefined): StoreType {
   if (value && (storeTypes as readonly string[]).includes(value)) return value as StoreType;
-  throw new ConfigError(value ? `unknown store type "${value}"` : 'no store type given', `pass --store ${storeTypes.join('|')}`);
+  // A flag (or its prompt) was missing or wrong: a usage error (exit 2), as for the store's own flags.
+  throw new UsageError(value ? `config init: unknown store type "${value}"` : 'config init: no store type given', `pass --store ${storeTypes.join('|')}`);
 }

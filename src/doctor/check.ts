@@ -13,13 +13,13 @@ export interface CheckResult {
   /** What to do next; empty when nothing is needed. */
   fix: string;
   ms: number;
-  /** Machine-readable facts (never a key). */
-  details?: Record<string, unknown>;
+  /** Machine-readable facts (never a key); always present in `--json`, empty when the check has none. */
+  details: Record<string, unknown>;
   /** For a FAIL: the exit code of the error behind it (the doctor exits with the first one). */
   exitCode?: number;
 }
 
-export type CheckOutcome = Omit<CheckResult, 'id' | 'layer' | 'title' | 'ms'>;
+export type CheckOutcome = Omit<CheckResult, 'id' | 'layer' | 'title' | 'ms' | 'details'> & { details?: Record<string, unknown> };
 
 export const ok = (finding: string, details?: Record<string, unknown>): CheckOutcome => ({ verdict: 'OK', finding, fix: '', ...(details ? { details } : {}) });
 export const warn = (finding: string, fix: string, details?: Record<string, unknown>): CheckOutcome => ({ verdict: 'WARN', finding, fix, ...(details ? { details } : {}) });
@@ -43,7 +43,7 @@ export async function runCheck(spec: CheckSpec, budget: { deadline: number; now(
   const head = { id: spec.id, layer: spec.layer, title: spec.title };
   const left = budget.deadline - started;
   if (left <= 0) {
-    return { ...head, ...skip('not run: the doctor ran out of time', 'fix the checks that timed out above, then run it again'), ms: 0 };
+    return { ...head, ...skip('not run: the doctor ran out of time', 'fix the checks that timed out above, then run it again'), ms: 0, details: {} };
   }
   const limit = Math.min(spec.timeoutMs, left);
   const controller = new AbortController();
@@ -62,5 +62,5 @@ export async function runCheck(spec: CheckSpec, budget: { deadline: number; now(
   } finally {
     clearTimeout(timer);
   }
-  return { ...head, ...outcome, ms: Math.round(budget.now() - started) };
+  return { ...head, ...outcome, ms: Math.round(budget.now() - started), details: outcome.details ?? {} };
 }

@@ -13,7 +13,7 @@ export function parseDuration(text: string): number | undefined {
     if (!match) return undefined;
     total += Number(match[1]) * UNIT_MS[match[2]!]!;
   }
-  return Math.round(total);
+  return Number.isFinite(total) ? Math.round(total) : undefined;
 }
 
 export function formatDuration(ms: number): string {

@@ -11,9 +11,9 @@ export async function openProvider(profile: Profile, context: Omit<ProviderConte
   const module = await loadProviderModule(profile.store.type, context.debug);
   const result = v.safeParse(module.storeSchema, profile.store);
   if (!result.success) {
-    const issue = describeIssue(result.issues[0]);
+    const issue = describeIssue(result.issues[0], ['store']);
     const where = profile.storeSource ? `${profile.storeSource}: profile "${profile.name}"` : `profile "${profile.name}"`;
-    throw new ConfigError(`${where}: ${issue.what.replace('field "', 'field "store.')}`, issue.fix);
+    throw new ConfigError(`${where}: ${issue.what}`, issue.fix);
   }
   return module.createProvider(result.output, { ...context, profile: profile.name, timeoutMs: profile.timeoutMs });
 }

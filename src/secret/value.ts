@@ -50,12 +50,28 @@ export function parseSecretValue(raw: string, field: string, where: string): Sto
   return result;
 }
 
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
+
+/** True when every field of an RFC 3339 time is in range: JavaScript reads 2026-02-30 as March 2. */
+function inRange(match: RegExpExecArray): boolean {
+  const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const [offsetHour, offsetMinute] = [Number(match[8] ?? 0), Number(match[9] ?? 0)];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59 && offsetHour <= 23 && offsetMinute <= 59;
+}
+
+/** An RFC 3339 time whose every field exists, or undefined. */
+export function rfc3339Time(text: string): Date | undefined {
+  const match = RFC3339.exec(text);
+  const date = match && inRange(match) ? new Date(text) : undefined;
+  return date && !Number.isNaN(date.getTime()) ? date : undefined;
+}
+
 function parseRfc3339(value: unknown, where: string): Date {
-  const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-  const date = typeof value === 'string' && rfc3339.test(value) ? new Date(value) : undefined;
-  if (!date || Number.isNaN(date.getTime())) {
+  const date = typeof value === 'string' ? rfc3339Time(value) : undefined;
+  if (!date) {
     throw new UnusableKey(
-      `the "expires_at" of ${where} is not an RFC 3339 time`,
+      `the "expires_at" of ${where} is not an RFC 3339 time (or names a day or hour that does not exist)`,
       `write it like "2026-12-31T23:59:59Z", or remove it`,
     );
   }

@@ -119,6 +119,30 @@ describe('getKey', () => {
     expect(w.store.reads).toBe(3);
   });
 
+  it('says when the store was asked when a repeat within the interval gets the remembered "revoked"', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.gateway.verdict = 'rejected';
+    w.clock.now += 1_000;
+    await expect(getKey(w.deps('claude-1'))).rejects.toThrow(/and the store holds no newer one: it was revoked/);
+    w.clock.now += 3_000;
+    const remembered = (await getKey(w.deps('claude-1')).catch((e: unknown) => e)) as KeyRejected;
+    expect(remembered.line()).toMatch(/and the store held no newer one when asked 3s ago: it was revoked: .*keybroker get --recheck/);
+    expect(w.store.reads).toBe(2);
+  });
+
+  it('an explicit recheck within the interval reads the store and serves the key an admin just stored', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.gateway.verdict = 'rejected';
+    w.clock.now += 1_000;
+    await expect(getKey(w.deps('claude-1'), { recheck: true })).rejects.toBeInstanceOf(KeyRejected);
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now += 1_000;
+    expect(await getKey(w.deps('claude-1'), { recheck: true })).toMatchObject({ key: 'sk-test-two', from: 'store' });
+    expect(w.store.reads).toBe(3);
+  });
+
   it('serves the same key when the gateway still accepts it (a passing 401), and does not re-check again at once', async () => {
     const w = world();
     await getKey(w.deps('claude-1'));

@@ -3,7 +3,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.ts';
-import { openProvider } from '../../src/loader/open-store.ts';
 import { ConfigError } from '../../src/kernel/errors.ts';
 
 let dir: string;
@@ -105,9 +104,15 @@ describe('configuration errors name the file, the field and what is wrong', () =
     expect(failure(() => loadConfig({ env: env({ KEYBROKER_CACHE_BACKEND: 'cloud' }) })).message).toContain('KEYBROKER_CACHE_BACKEND');
   });
 
-  it('a store field the provider does not know is an error when the store is opened', async () => {
+  it('a store field the provider does not know is an error when the config is read, before any SDK loads', () => {
     write(user, { profiles: { default: { store: { ...aws, bucket: 'x' }, secret: 's' } } });
-    const { profile } = loadConfig({ env: env() });
-    await expect(openProvider(profile, { env: {}, debug: () => {} })).rejects.toThrow(/store\.bucket|"bucket"/);
+    expect(() => loadConfig({ env: env() })).toThrow(/: unknown field "bucket" in profiles\.default\.store$/);
+  });
+
+  it('every store type\'s own schema is applied: a value and a nested field are named', () => {
+    write(user, { profiles: { default: { store: { type: 'gcp', project: 'UPPER case' }, secret: 's' } } });
+    expect(() => loadConfig({ env: env() })).toThrow(/field "profiles\.default\.store\.project" must be a GCP project id/);
+    write(user, { profiles: { default: { store: { type: 'vault', auth: { method: 'approle', roleId: 'r' } }, secret: 's' } } });
+    expect(() => loadConfig({ env: env() })).toThrow(/profiles\.default\.store\.auth.*approle needs "secretIdFile" or "secretIdEnv"/);
   });
 });

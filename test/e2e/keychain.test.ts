@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMoto, type Moto } from '../support/moto.ts';
 import { runBinary } from '../support/binary.ts';
 import { startSecretService, type SecretService } from '../support/secret-service.ts';
+import { startStoreProxy, type StoreProxy } from '../support/store-proxy.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
 import { loadConfig } from '../../src/config/config.ts';
@@ -162,3 +163,47 @@ describe('with no Secret Service at all, backend auto', () => {
     expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
   });
 });
+
+describe('"backend": "keychain" (named, not auto) with no usable keychain', () => {
+  let home: TestHome;
+  let proxy: StoreProxy;
+  beforeAll(async () => {
+    await startStore();
+    proxy = await startStoreProxy(moto.port);
+    home = makeTestHome(awsConfig(proxy.url, { cache: { backend: 'keychain' } }));
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    home?.remove();
+  });
+
+  /** Exit 9 (README "Exit codes"), nothing on stdout, one line; returns the store reads it made. */
+  async function expectCacheUnavailable(env: NodeJS.ProcessEnv, args: string[] = []): Promise<number> {
+    const before = proxy.count('GetSecretValue');
+    const result = await runBinary(args, { env });
+    expect({ code: result.code, stdout: result.stdout }).toEqual({ code: 9, stdout: '' });
+    expect(result.stderr).toMatch(/^keybroker: [^\n]*(keyring|keychain)[^\n]*: unlock your login keyring[^\n]*\n$/);
+    return proxy.count('GetSecretValue') - before;
+  }
+
+  it('get exits 9 on every call (bus without a keyring)', async () => {
+    const bus = await startSecretService({ withoutKeyring: true });
+    try {
+      const secret = await provision('sk-test-e2e-keychain-required');
+      const env = { ...home.env(), ...bus.env, HOME: home.dir, KEYBROKER_SECRET: secret };
+      // A bus without a keyring answers a lookup with "no such item"; only the write fails, so
+      // each get has read the store once by then, and still prints nothing.
+      for (let run = 0; run < 2; run++) expect(await expectCacheUnavailable(env)).toBeLessThanOrEqual(1);
+    } finally {
+      await bus.stop();
+    }
+  });
+
+  it('get and status exit 9 with no session bus at all, without reading the store', async () => {
+    const secret = await provision('sk-test-e2e-keychain-required-no-bus');
+    const env = home.env({ XDG_RUNTIME_DIR: fs.mkdtempSync(path.join(home.dir, 'run-')), KEYBROKER_SECRET: secret });
+    expect(await expectCacheUnavailable(env)).toBe(0);
+    expect(await expectCacheUnavailable(env, ['status'])).toBe(0);
+  });
+});
+

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkKey, fingerprint, keyProblem, parseSecretValue, MAX_KEY_LENGTH } from '../../src/secret/value.ts';
+import { checkKey, fingerprint, keyProblem, parseSecretValue, rfc3339Time, MAX_KEY_LENGTH } from '../../src/secret/value.ts';
 import { UnusableKey } from '../../src/kernel/errors.ts';
 
 describe('the secret value', () => {
@@ -65,3 +65,16 @@ function catchError(call: () => unknown): Error {
   }
   throw new Error('expected an error');
 }
+
+describe('rfc3339Time (expires_at in a stored value, admin put --expires-at, admin import)', () => {
+  it('refuses a day, month, hour or offset that does not exist instead of rolling it over', () => {
+    for (const text of ['2026-02-30T00:00:00Z', '2026-02-29T00:00:00Z', '2026-04-31T00:00:00Z', '2026-00-10T00:00:00Z', '2026-13-01T00:00:00Z', '2026-01-01T24:00:00Z', '2026-01-01T23:60:00Z', '2026-01-01T23:59:60Z', '2026-01-01T12:00:00+24:00']) {
+      expect(rfc3339Time(text), text).toBeUndefined();
+    }
+  });
+  it('accepts real times, leap days and offsets', () => {
+    expect(rfc3339Time('2028-02-29T23:59:59Z')?.toISOString()).toBe('2028-02-29T23:59:59.000Z');
+    expect(rfc3339Time('2026-12-31T23:59:59.5+02:00')?.toISOString()).toBe('2026-12-31T21:59:59.500Z');
+    expect(rfc3339Time('2026-06-01 08:00:00z')?.toISOString()).toBe('2026-06-01T08:00:00.000Z');
+  });
+});

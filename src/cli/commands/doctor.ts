@@ -1,8 +1,8 @@
 // `keybroker doctor`: the rollout checklist, run on the developer's own machine.
-import os from 'node:os';
 import path from 'node:path';
+import { osLoginName } from '../../kernel/login-name.ts';
 import type { Command } from '../command.ts';
-import { runDoctor, doctorExitCode, formatCheck, formatSummary } from '../../doctor/doctor.ts';
+import { runDoctor, doctorExitCode, formatCheck, formatSummary, DOCTOR_BUDGET_MS } from '../../doctor/doctor.ts';
 import { keychainCache } from '../../cache/keychain.ts';
 import { openProvider } from '../../loader/open-store.ts';
 import { UsageError } from '../../kernel/errors.ts';
@@ -21,12 +21,13 @@ Runs the rollout checklist on this machine, one line per check, in order:
   gateway        ANTHROPIC_BASE_URL (or --gateway, or the profile's "gateway"): HTTPS, redirects,
                  GET /v1/models, a minimal message per --model, streaming arrives incrementally
 Each line is [ OK ], [WARN], [FAIL] or [SKIP] with what was found and what to do ("-> fix").
-Each check has its own timeout and the whole run is bounded (about 15 s with everything down).
+Each check has its own timeout and the whole run is bounded: at most ${DOCTOR_BUDGET_MS / 1000} s, even with everything down.
 Never prints the key: only its fingerprint (sha256:…).
 
 Options:
   --json            one JSON document: {schema, ok, profile, summary, ms, checks: [{id, layer,
-                    title, verdict, finding, fix, ms, details}]}
+                    title, verdict, finding, fix, ms, details}]}; details is always
+                    present ({} when a check has no facts to add)
   --model NAME      send the test message to this model (repeatable; default: ANTHROPIC_MODEL,
                     else the first model the gateway lists)
   --gateway URL     check this gateway instead of ANTHROPIC_BASE_URL
@@ -60,7 +61,7 @@ Examples:
         projectDir: path.resolve(typeof values['project'] === 'string' ? values['project'] : process.cwd()),
         platform: process.platform,
         now: context.now,
-        osUser: () => os.userInfo().username,
+        osUser: () => osLoginName(context.env),
         openProvider: (config, timeoutMs) => openProvider({ ...config.profile, timeoutMs }, { env: context.env, debug: context.debug }),
         keychain: () => keychainCache({ env: context.env }),
         fetch: globalThis.fetch,

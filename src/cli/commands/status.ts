@@ -1,5 +1,5 @@
 // `keybroker status`: the profile and its cached key's state; no network unless --refresh.
-import os from 'node:os';
+import { osLoginName } from '../../kernel/login-name.ts';
 import type { Command } from '../command.ts';
 import { getKey } from '../../broker/broker.ts';
 import { brokerDeps, loadConfigFor } from '../wiring.ts';
@@ -34,7 +34,7 @@ Examples:
       const served = await getKey(deps, { recheck: true });
       context.debug(`refreshed: version ${served.version} of "${served.secret}" from ${served.from}`);
     }
-    const status = await cacheStatus(config, { cache: deps.cache, now: context.now, osUser: () => os.userInfo().username, callerTtlMs: callerTtlMs(context.env) });
+    const status = await cacheStatus(config, { cache: deps.cache, now: context.now, osUser: () => osLoginName(context.env), callerTtlMs: callerTtlMs(context.env) });
     context.output.stdout(values['json'] ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status, context.now()));
     return 0;
   },
