@@ -77,8 +77,11 @@ export class BulkLimiter {
     this.lastDecrease = now;
     this.successes = 0;
     this.state.width = Math.max(1, Math.floor(this.state.width / 2));
-    const recent = this.accepted.filter((at) => now - at <= 2_000).length / 2;
-    const cap = Math.max(1, recent * 0.9);
+    // The rate the service was accepting just now, a little under it from here on.
+    const recent = this.accepted.filter((at) => now - at <= 2_000);
+    if (recent.length < 4) return;
+    const accepting = recent.length / Math.max(0.5, (now - recent[0]!) / 1_000);
+    const cap = Math.max(1, accepting * 0.9);
     this.state.rateCap = this.state.rateCap === undefined ? cap : Math.max(1, Math.min(this.state.rateCap * 0.9, cap));
   }
 
