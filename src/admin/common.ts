@@ -182,7 +182,7 @@ export function errorLine(error: unknown): string {
   return maskKeys(oneLine(error instanceof Error ? error.message : String(error))).slice(0, 300);
 }
 
-/** Anything in `text` that could be a key (a long token, whatever its prefix) replaced by "…". */
+/** Anything in `text` that could be a key (a long run of letters and digits, whatever its prefix) replaced by "…". */
 export function maskKeys(text: string): string {
-  return text.replace(/[A-Za-z0-9_\-+/=.]{16,}/g, '…');
+  return text.replace(/(?=[A-Za-z0-9_\-+/=]*\d)(?=[A-Za-z0-9_\-+/=]*[A-Za-z])[A-Za-z0-9_\-+/=]{16,}/g, '…');
 }

@@ -124,9 +124,14 @@ function errorMessage(text: string): string {
   try {
     const body = JSON.parse(text) as { error?: { message?: string } | string; detail?: unknown };
     const message = typeof body.error === 'string' ? body.error : (body.error?.message ?? (typeof body.detail === 'string' ? body.detail : JSON.stringify(body.detail ?? body)));
-    return String(message).replace(/sk-[A-Za-z0-9_-]{4,}/g, 'sk-…').slice(0, 200);
+    return maskTokens(String(message)).slice(0, 200);
   } catch {
-    return text.replace(/sk-[A-Za-z0-9_-]{4,}/g, 'sk-…').slice(0, 200) || 'no body';
+    return maskTokens(text).slice(0, 200) || 'no body';
   }
+}
+
+/** A gateway may quote the key it refused, with any prefix: every long run of letters and digits goes. */
+function maskTokens(text: string): string {
+  return text.replace(/(?=[A-Za-z0-9_\-+/=]*\d)(?=[A-Za-z0-9_\-+/=]*[A-Za-z])[A-Za-z0-9_\-+/=]{16,}/g, '…');
 }
 

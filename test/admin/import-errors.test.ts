@@ -6,7 +6,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { parseImport } from '../../src/admin/import.ts';
+import { openKeyIssuer } from '../../src/gateway/issuers.ts';
+import type { KeybrokerError } from '../../src/kernel/errors.ts';
 import { AWS_TEST_CREDENTIALS, startMoto, type Moto } from '../support/moto.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -37,6 +41,24 @@ describe('import errors never echo a key', () => {
       'line 2: the user name (a value that looks like a key, not shown) cannot be used: it looks like a key; the columns are user,key[,expires_at]',
       'line 3: expires_at is not an RFC 3339 time such as 2026-12-31T23:59:59Z',
     ]);
+  });
+});
+
+describe('gateway errors never echo a key', () => {
+  it('a LiteLLM error that quotes the key it refused, whatever its prefix, is masked', async () => {
+    const server = http.createServer((_request, response) => {
+      response.writeHead(400, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: { message: `Invalid key: glpat-${SECRET} is not allowed`, type: 'bad_request_error', code: '400' } }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const issuer = openKeyIssuer({ type: 'litellm', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }, { env: { LITELLM_MASTER_KEY: 'sk-test-master' }, timeoutMs: 5_000 });
+      const error = (await issuer.mint('alice').catch((caught: unknown) => caught)) as KeybrokerError;
+      expect(error.line()).toMatch(/failed \/key\/generate \(HTTP 400: Invalid key: … is not allowed\)/);
+      expect(error.line()).not.toContain('TOPSECRET');
+    } finally {
+      server.close();
+    }
   });
 });
 
