@@ -81,7 +81,7 @@ const steps: Step[] = [
     run: async (demo) => void (await keybroker(demo, ['status'])),
   },
   {
-    title: `Rotate: the gateway regenerates the key and keeps the old one valid for a grace of ${seconds(GRACE_MS)} (refreshAfter ${seconds(REFRESH_AFTER_MS)} + 2 × Claude Code's TTL ${seconds(CALLER_TTL_MS)}); the new key becomes the stored version`,
+    title: `Rotate: the gateway mints a new key, it is stored, then the old one stays valid for a grace of ${seconds(GRACE_MS)} (refreshAfter ${seconds(REFRESH_AFTER_MS)} + 2 × Claude Code's TTL ${seconds(CALLER_TTL_MS)}); the new key becomes the stored version`,
     async run(demo) {
       await keybroker(demo, ['admin', 'rotate', '--user', demo.user, '--grace', seconds(GRACE_MS)], { env: demo.adminEnv });
       demo.rotatedAt = performance.now();

@@ -48,7 +48,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       return await withStoreRetry(send, {
         budgetMs: context.timeoutMs,
         ...(classify ? { classify } : {}),
-        onRetry: ({ attempt, waitMs, reason }) => context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`),
+        onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
       });
     } catch (error) {
       throw mapAwsError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs });

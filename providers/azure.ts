@@ -209,7 +209,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       return await withStoreRetry(run, {
         budgetMs: context.timeoutMs,
         classify,
-        onRetry: ({ attempt, waitMs, reason }) => context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`),
+        onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
       });
     } catch (error) {
       throw mapError(error, what, logical);

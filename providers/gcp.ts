@@ -92,7 +92,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       return await withStoreRetry(attempt, {
         budgetMs: context.timeoutMs,
         classify,
-        onRetry: ({ attempt: number, waitMs, reason }) => context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`),
+        onRetry: ({ attempt: number, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`)),
       });
     } catch (error) {
       if (error instanceof RetryBudgetExceeded) {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import * as v from 'valibot';
 import type { StoreType } from './index.ts';
 import { ConfigError, StoreUnreachable } from '../src/kernel/errors.ts';
+import { markThrottled } from '../src/kernel/retry.ts';
 
 /** A profile's `store` section: the type, and the fields that type's provider validates (its `storeSchema`). */
 export type StoreConfig = { type: StoreType; [field: string]: unknown };
@@ -80,6 +81,8 @@ export interface ProviderContext {
   /** The keybroker profile name, for messages. */
   profile: string;
   debug(message: string): void;
+  /** Told each time the store throttles a call (before the retry policy waits), for bulk admin actions to slow down. */
+  onThrottle?(waitMs: number): void;
 }
 
 /** What each providers/<type>.ts exports. */
@@ -115,7 +118,7 @@ export function storeTimedOut(where: string, what: string, timeoutMs: number, fi
 
 /** The store still throttled when the retry policy gave up; `answer` is its own words ("HTTP 429: …"). */
 export function storeThrottling(where: string, answer: string, fix = 'try again in a minute'): StoreUnreachable {
-  return new StoreUnreachable(`${where} is throttling requests (${answer})`, fix);
+  return markThrottled(new StoreUnreachable(`${where} is throttling requests (${answer})`, fix));
 }
 
 /** A store's CA bundle setting: absolute, since Claude Code runs keybroker from any directory. */

@@ -3,13 +3,14 @@
 // where the key comes from (never argv), and the write that skips unchanged keys.
 import fs from 'node:fs';
 import type { Profile } from '../config/config.ts';
-import { ConfigError, SecretNotFound, UsageError, UnusableKey } from '../kernel/errors.ts';
+import { ConfigError, KeybrokerError, oneLine, SecretNotFound, UsageError, UnusableKey } from '../kernel/errors.ts';
 import { keyProblem, parseSecretValue, rfc3339Time } from '../secret/value.ts';
 import type { Output } from '../kernel/output.ts';
 import { userNameProblem } from '../secret/name.ts';
 import type { KeyIssuer } from '../gateway/key-issuer.ts';
 import type { Provider } from '../../providers/provider.ts';
 import type { AuditLog, AuditRecord } from './audit.ts';
+import type { BulkOptions } from './bulk.ts';
 
 export interface AdminDeps {
   provider: Provider;
@@ -25,6 +26,10 @@ export interface AdminDeps {
   issuer?: KeyIssuer;
   /** Progress bars only on a terminal. */
   isTTY: boolean;
+  /** Bulk actions: rows in flight at most (`--concurrency`), and the signal that interrupts them. */
+  bulk?: BulkOptions;
+  /** Bulk actions print one JSON summary instead of text. */
+  json?: boolean;
 }
 
 const MANAGED_BY_LABEL = 'managed-by';
@@ -140,21 +145,43 @@ export async function currentKey(deps: Pick<AdminDeps, 'provider' | 'profile'>, 
   }
 }
 
-/** Writes a new version unless the same key (and expiry) is already current; audits either way. */
-export async function writeKey(deps: AdminDeps, write: KeyWrite, action: AuditRecord['action'], gateway?: string): Promise<WriteOutcome> {
+/** Writes a new version unless the same key (and expiry) is already current; audits either way, failures included. */
+export async function writeKey(
+  deps: AdminDeps,
+  write: KeyWrite,
+  action: AuditRecord['action'],
+  options: { gateway?: string; current?: { key: string; version: string; expiresAt?: Date } | undefined; currentKnown?: boolean } = {},
+): Promise<WriteOutcome> {
   const secret = secretNameFor(deps.profile.secret, write.user);
-  const current = await currentKey(deps, secret);
-  const expiry = (date: Date | undefined) => date?.getTime();
+  const gateway = options.gateway ? { gateway: options.gateway } : {};
   let result: WriteOutcome;
-  if (current && current.key === write.key && expiry(current.expiresAt) === expiry(write.expiresAt)) {
-    result = { user: write.user, secret, version: current.version, outcome: 'unchanged' };
-  } else {
-    const now = deps.now();
-    const labels: Record<string, string> = { [MANAGED_BY_LABEL]: 'keybroker', [USER_LABEL]: write.user, [ROTATED_LABEL]: String(Math.floor(now / 1000)) };
-    if (write.expiresAt) labels[EXPIRES_LABEL] = String(Math.floor(write.expiresAt.getTime() / 1000));
-    const written = await deps.provider.write(secret, secretValue(deps, write, now), { labels, description: `Claude Code gateway key of ${write.user} (keybroker)` });
-    result = { user: write.user, secret, version: written.version, outcome: written.created ? 'created' : 'updated' };
+  try {
+    const current = options.currentKnown ? options.current : await currentKey(deps, secret);
+    const expiry = (date: Date | undefined) => date?.getTime();
+    if (current && current.key === write.key && expiry(current.expiresAt) === expiry(write.expiresAt)) {
+      result = { user: write.user, secret, version: current.version, outcome: 'unchanged' };
+    } else {
+      const now = deps.now();
+      const labels: Record<string, string> = { [MANAGED_BY_LABEL]: 'keybroker', [USER_LABEL]: write.user, [ROTATED_LABEL]: String(Math.floor(now / 1000)) };
+      if (write.expiresAt) labels[EXPIRES_LABEL] = String(Math.floor(write.expiresAt.getTime() / 1000));
+      const written = await deps.provider.write(secret, secretValue(deps, write, now), { labels, description: `Claude Code gateway key of ${write.user} (keybroker)` });
+      result = { user: write.user, secret, version: written.version, outcome: written.created ? 'created' : 'updated' };
+    }
+  } catch (error) {
+    deps.audit.record({ action, user: write.user, secret, outcome: `failed: store write: ${errorLine(error)}`, ...gateway });
+    throw error;
   }
-  deps.audit.record({ action, user: write.user, secret, version: result.version, outcome: result.outcome, ...(gateway ? { gateway } : {}) });
+  deps.audit.record({ action, user: write.user, secret, version: result.version, outcome: result.outcome, ...gateway });
   return result;
+}
+
+/** An error's one line for messages and the audit (typed errors carry no key; others are masked). */
+export function errorLine(error: unknown): string {
+  if (error instanceof KeybrokerError) return error.line();
+  return maskKeys(oneLine(error instanceof Error ? error.message : String(error))).slice(0, 300);
+}
+
+/** Anything in `text` that could be a key (a long run of letters and digits, whatever its prefix) replaced by "…". */
+export function maskKeys(text: string): string {
+  return text.replace(/(?=[A-Za-z0-9_\-+/=]*\d)(?=[A-Za-z0-9_\-+/=]*[A-Za-z])[A-Za-z0-9_\-+/=]{16,}/g, '…');
 }

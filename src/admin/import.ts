@@ -1,10 +1,11 @@
 // `admin import`: many developers' keys from CSV (`user,key[,expires_at]`) or JSON. Everything is
 // validated before anything is written; a re-run skips keys that are already current.
 import { parse } from 'csv-parse/sync';
-import { KeybrokerError, UsageError } from '../kernel/errors.ts';
+import { Interrupted, UsageError } from '../kernel/errors.ts';
 import { keyProblem } from '../secret/value.ts';
 import { userNameProblem } from '../secret/name.ts';
-import { parseExpiry, writeKey, type AdminDeps, type KeyWrite, type WriteOutcome } from './common.ts';
+import { errorLine, looksLikeKey, parseExpiry, writeKey, type AdminDeps, type KeyWrite, type WriteOutcome } from './common.ts';
+import { limiterFor, runBulk, terminalProgress } from './bulk.ts';
 
 export interface ImportRow extends KeyWrite {
   /** "line 4" or "entry 3": where the row came from, for messages. */
@@ -25,8 +26,9 @@ export function parseImport(text: string, format: 'csv' | 'json'): { rows: Impor
       continue;
     }
     const [user = '', key = '', expires = ''] = fields.map((field) => field.trim());
-    const userProblem = userNameProblem(user);
-    if (userProblem) problems.push(`${where}: the user name ${JSON.stringify(user)} cannot be used: ${userProblem}`);
+    const keyInUserColumn = looksLikeKey(user) || /[A-Za-z0-9_\-+/=]{24,}/.test(user);
+    const userProblem = keyInUserColumn ? 'it looks like a key; the columns are user,key[,expires_at]' : userNameProblem(user);
+    if (userProblem) problems.push(`${where}: the user name ${shownUser(user)} cannot be used: ${userProblem}`);
     const problem = keyProblem(key);
     if (problem) problems.push(`${where}: the key${userProblem ? '' : ` for ${user}`} is not usable: ${problem}`);
     let expiresAt: Date | undefined;
@@ -34,7 +36,9 @@ export function parseImport(text: string, format: 'csv' | 'json'): { rows: Impor
       try {
         expiresAt = parseExpiry(expires, `the expires_at`);
       } catch {
-        problems.push(`${where}: expires_at ${JSON.stringify(expires.slice(0, 40))} is not an RFC 3339 time such as 2026-12-31T23:59:59Z`);
+        // Shown only when it cannot be a key (a shifted column would put one here).
+        const shown = /^[\w :+.\/-]{1,30}$/.test(expires) && !/[A-Za-z0-9_-]{16,}/.test(expires) ? ` ${JSON.stringify(expires)}` : '';
+        problems.push(`${where}: expires_at${shown} is not an RFC 3339 time such as 2026-12-31T23:59:59Z`);
       }
     }
     if (!userProblem) {
@@ -48,6 +52,18 @@ export function parseImport(text: string, format: 'csv' | 'json'): { rows: Impor
   return { rows: problems.length ? [] : rows, problems };
 }
 
+const CSV_REASONS: Record<string, string> = {
+  INVALID_OPENING_QUOTE: 'a quote inside a field that does not start with one',
+  CSV_QUOTE_NOT_CLOSED: 'a quote is never closed',
+  CSV_INVALID_CLOSING_QUOTE: 'a closing quote is followed by more characters',
+  CSV_RECORD_INCONSISTENT_FIELDS_LENGTH: 'rows have different numbers of fields',
+};
+
+/** A user field as messages show it: a value that could be a key is never echoed. */
+function shownUser(user: string): string {
+  return looksLikeKey(user) || /[A-Za-z0-9_\-+/=]{24,}/.test(user) || user.length > 64 ? '(a value that looks like a key, not shown)' : JSON.stringify(user);
+}
+
 type Candidates = { items: { where: string; fields: string[] }[] } | { problem: string };
 
 function csvCandidates(text: string): Candidates {
@@ -55,9 +71,10 @@ function csvCandidates(text: string): Candidates {
   try {
     records = parse(text, { info: true, relax_column_count: true, skip_empty_lines: true, comment: '#', trim: false, bom: true }) as unknown as typeof records;
   } catch (error) {
-    const lines = (error as { lines?: number }).lines;
-    const reason = (error as Error).message.replace(/^Invalid [^:]*: /, '').replace(/sk-[A-Za-z0-9_-]{4,}/g, 'sk-…');
-    return { problem: `${lines ? `line ${lines}: ` : ''}not valid CSV (${reason.split('\n')[0]})` };
+    // csv-parse's message quotes the field it choked on, which may be a key: only its line and code.
+    const { lines, code } = error as { lines?: number; code?: string };
+    const reason = CSV_REASONS[code ?? ''] ?? (code ? code.toLowerCase().replaceAll('_', ' ') : 'unreadable');
+    return { problem: `${lines ? `line ${lines}: ` : ''}not valid CSV (${reason})` };
   }
   const items = records.map(({ record, info }) => ({ where: `line ${info.lines}`, fields: record }));
   // An optional header row.
@@ -70,7 +87,13 @@ function jsonCandidates(text: string): Candidates {
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    return { problem: `not valid JSON (${(error as Error).message.replace(/sk-[A-Za-z0-9_-]{4,}/g, 'sk-…')})` };
+    // V8's message quotes the text around the error, which may be a key: only line and column.
+    const position = /at position (\d+)/.exec((error as Error).message);
+    if (!position) return { problem: 'not valid JSON' };
+    const before = text.slice(0, Number(position[1]));
+    const line = before.split('\n').length;
+    const column = before.length - before.lastIndexOf('\n');
+    return { problem: `line ${line}, column ${column}: not valid JSON` };
   }
   if (!Array.isArray(parsed)) return { problem: 'the JSON must be an array of {"user": "...", "key": "...", "expires_at": "..."}' };
   return {
@@ -91,41 +114,68 @@ export interface ImportSummary {
   unchanged: WriteOutcome[];
 }
 
-/** Validates everything, then writes one by one; a failure names who was and was not written. */
+/**
+ * Validates everything, then writes a bounded, adaptive number of rows at a time (src/admin/bulk.ts).
+ * A failure or an interrupt lets the rows in flight finish, then names exactly who was and was not written.
+ */
 export async function importKeys(deps: AdminDeps, text: string, format: 'csv' | 'json', source: string): Promise<ImportSummary> {
   const { rows, problems } = parseImport(text, format);
   if (problems.length) {
     for (const problem of problems) deps.output.stderr(`keybroker: ${source}: ${problem}`);
     throw new UsageError(`${source} has ${problems.length} problem${problems.length === 1 ? '' : 's'} (listed above); nothing was written`, 'fix those lines and run the import again');
   }
-  const summary: ImportSummary = { written: [], unchanged: [] };
-  for (const [index, row] of rows.entries()) {
-    // Each progress line replaces the one before it (cursor up, erase line).
-    if (deps.isTTY) deps.output.stderr(`${index ? '\x1b[1A\x1b[2K' : ''}${progressBar(index, rows.length)} ${row.user}`);
-    let result: WriteOutcome;
-    try {
-      result = await writeKey(deps, row, 'import');
-    } catch (error) {
-      const done = [...summary.written, ...summary.unchanged].map((outcome) => outcome.user);
-      const left = rows.slice(index).map((pending) => pending.user);
-      deps.output.stderr(`keybroker: import stopped at ${row.user} (${row.where}): ${error instanceof KeybrokerError ? error.line() : (error as Error).message}`);
-      deps.output.stderr(`keybroker: written or already current (${done.length}): ${done.join(', ') || 'none'}`);
-      deps.output.stderr(`keybroker: not written (${left.length}): ${left.join(', ')}`);
-      deps.output.stderr(`keybroker: fix the cause and run the same import again: keys already current are not written twice`);
-      throw error;
-    }
-    (result.outcome === 'unchanged' ? summary.unchanged : summary.written).push(result);
-  }
-  if (deps.isTTY && rows.length) deps.output.stderr(`\x1b[1A\x1b[2K${progressBar(rows.length, rows.length)}`);
-  const created = summary.written.filter((result) => result.outcome === 'created').length;
-  deps.output.stdout(
-    `imported ${rows.length} key${rows.length === 1 ? '' : 's'} from ${source}: ${created} created, ${summary.written.length - created} new versions, ${summary.unchanged.length} unchanged\n`,
-  );
-  return summary;
-}
+  const limiter = limiterFor(deps.bulk);
+  const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider) };
+  const progress = terminalProgress(deps.output.stderr, 'import', deps.isTTY);
+  const run = await runBulk(rows, (row) => writeKey(paced, row, 'import'), limiter, {
+    ...(deps.bulk?.signal ? { signal: deps.bulk.signal } : {}),
+    onProgress: (state) => progress.update(state),
+  });
+  progress.end();
 
-function progressBar(done: number, total: number): string {
-  const width = 30;
-  const filled = Math.round((done / total) * width);
-  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${done}/${total}`;
+  const summary: ImportSummary = { written: [], unchanged: [] };
+  const failed: { row: ImportRow; error: unknown }[] = [];
+  const notStarted: ImportRow[] = [];
+  for (const [index, status] of run.statuses.entries()) {
+    if (status.state === 'done') (status.result.outcome === 'unchanged' ? summary.unchanged : summary.written).push(status.result);
+    else if (status.state === 'failed') failed.push({ row: rows[index]!, error: status.error });
+    else notStarted.push(rows[index]!);
+  }
+  const complete = failed.length === 0 && !run.interrupted;
+  const created = summary.written.filter((result) => result.outcome === 'created').length;
+  if (deps.json) {
+    deps.output.stdout(
+      JSON.stringify({
+        action: 'import',
+        source,
+        complete,
+        total: rows.length,
+        created,
+        updated: summary.written.length - created,
+        unchanged: summary.unchanged.length,
+        failed: failed.map(({ row, error }) => ({ user: row.user, where: row.where, error: errorLine(error) })),
+        notWritten: [...failed.map(({ row }) => row.user), ...notStarted.map((row) => row.user)],
+        interrupted: run.interrupted,
+        elapsedMs: run.elapsedMs,
+        throttles: limiter.state.throttles,
+      }) + '\n',
+    );
+  }
+  if (!complete) {
+    const done = [...summary.written, ...summary.unchanged].map((outcome) => outcome.user);
+    const left = [...failed.map(({ row }) => row.user), ...notStarted.map((row) => row.user)];
+    if (run.interrupted) deps.output.stderr(`keybroker: import interrupted; the writes in flight finished`);
+    for (const { row, error } of failed) deps.output.stderr(`keybroker: import stopped at ${row.user} (${row.where}): ${errorLine(error)}`);
+    deps.output.stderr(`keybroker: written or already current (${done.length}): ${done.join(', ') || 'none'}`);
+    deps.output.stderr(`keybroker: not written (${left.length}): ${left.join(', ')}`);
+    deps.output.stderr(`keybroker: ${run.interrupted ? 'run' : 'fix the cause and run'} the same import again: keys already current are not written twice`);
+    if (run.interrupted) throw new Interrupted(`import from ${source} interrupted: ${done.length} written or already current, ${left.length} not written`, 'run the same import again to write the rest');
+    throw failed[0]!.error;
+  }
+  if (!deps.json) {
+    deps.output.stdout(
+      `imported ${rows.length} key${rows.length === 1 ? '' : 's'} from ${source}: ${created} created, ${summary.written.length - created} new versions, ${summary.unchanged.length} unchanged${limiter.state.throttles ? ` (throttled ${limiter.state.throttles} times, slowed down)` : ''}\n`,
+    );
+  }
+  return summary;
 }

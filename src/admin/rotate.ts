@@ -1,10 +1,13 @@
-// `admin rotate`: a new key for one developer or all, in the order that never locks anyone out:
-// mint (or take the given key) → write the new version → retire the old key (after the grace
-// period at the gateway, or at once when asked).
+// `admin rotate`: a new key for one developer or all, in the order that never locks anyone out and
+// never leaves a key live at the gateway that the store does not hold: mint a new key (the old one
+// untouched) → write the new version (on failure: delete the minted key) → retire the old key
+// (its grace period starts now, or at once when asked).
 import { formatDuration } from '../kernel/duration.ts';
-import { KeybrokerError, UsageError } from '../kernel/errors.ts';
+import { Interrupted, UsageError } from '../kernel/errors.ts';
+import { sha256Hex } from '../kernel/sha256.ts';
 import type { MintedKey } from '../gateway/key-issuer.ts';
-import { currentKey, secretNameFor, templatePrefix, userFromSecretName, writeKey, USER_LABEL, type AdminDeps, type WriteOutcome } from './common.ts';
+import { currentKey, errorLine, secretNameFor, templatePrefix, userFromSecretName, writeKey, USER_LABEL, type AdminDeps, type WriteOutcome } from './common.ts';
+import { limiterFor, runBulk, terminalProgress } from './bulk.ts';
 
 export interface RotateRequest {
   users: string[];
@@ -32,6 +35,15 @@ export async function allUsers(deps: Pick<AdminDeps, 'provider' | 'profile'>): P
   return [...users].sort();
 }
 
+export interface RotateSummary {
+  rotated: WriteOutcome[];
+  failed: { user: string; error: string }[];
+  notStarted: string[];
+  interrupted: boolean;
+  elapsedMs: number;
+  throttles: number;
+}
+
 export async function rotateKeys(deps: AdminDeps, request: RotateRequest, callerTtlMs: number): Promise<WriteOutcome[]> {
   if (request.key !== undefined && request.users.length !== 1) {
     throw new UsageError('a key from stdin or --from-file can rotate one developer only', 'use --user NAME, or configure "keyIssuer" to mint a key per developer');
@@ -46,27 +58,67 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
       `keybroker: warning: a grace period of ${formatDuration(request.graceMs)} is shorter than the ${formatDuration(safeGrace)} a developer may keep the old key (refresh interval + 2 × Claude Code's TTL): some will see one 401 and recover through it`,
     );
   }
-
-  const done: WriteOutcome[] = [];
-  for (const user of request.users) {
-    try {
-      const result = await rotateOne(deps, user, request);
-      if (result) done.push(result);
-    } catch (error) {
-      if (request.users.length > 1) {
-        const left = request.users.slice(request.users.indexOf(user));
-        deps.output.stderr(`keybroker: rotation stopped at ${user}: ${error instanceof KeybrokerError ? error.line() : (error as Error).message}`);
-        deps.output.stderr(`keybroker: rotated (${done.length}): ${done.map((outcome) => outcome.user).join(', ') || 'none'}`);
-        deps.output.stderr(`keybroker: not rotated (${left.length}): ${left.join(', ')}`);
-      }
-      throw error;
+  const bulk = request.users.length > 1;
+  if (!bulk || request.dryRun) {
+    const results: WriteOutcome[] = [];
+    for (const user of request.users) {
+      const result = await rotateOne(deps, user, request, true);
+      if (result) results.push(result);
     }
+    return results;
   }
-  if (!request.dryRun && request.users.length > 1) deps.output.stdout(`rotated ${done.length} key${done.length === 1 ? '' : 's'}\n`);
-  return done;
+
+  // Many developers: each row mint → write → retire, a bounded and adaptive number at a time.
+  const limiter = limiterFor(deps.bulk);
+  const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider), ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}) };
+  const progress = terminalProgress(deps.output.stderr, 'rotate', deps.isTTY);
+  const run = await runBulk(request.users, (user) => rotateOne(paced, user, request, false), limiter, {
+    ...(deps.bulk?.signal ? { signal: deps.bulk.signal } : {}),
+    onProgress: (state) => progress.update(state),
+  });
+  progress.end();
+  const summary: RotateSummary = { rotated: [], failed: [], notStarted: [], interrupted: run.interrupted, elapsedMs: run.elapsedMs, throttles: limiter.state.throttles };
+  for (const [index, status] of run.statuses.entries()) {
+    const user = request.users[index]!;
+    if (status.state === 'done') {
+      if (status.result) summary.rotated.push(status.result);
+    } else if (status.state === 'failed') summary.failed.push({ user, error: errorLine(status.error) });
+    else summary.notStarted.push(user);
+  }
+  const complete = !run.firstFailure && !run.interrupted;
+  if (deps.json) {
+    deps.output.stdout(
+      JSON.stringify({
+        action: 'rotate',
+        complete,
+        total: request.users.length,
+        rotated: summary.rotated.length,
+        failed: summary.failed,
+        notRotated: [...summary.failed.map((failure) => failure.user), ...summary.notStarted],
+        interrupted: run.interrupted,
+        elapsedMs: run.elapsedMs,
+        throttles: summary.throttles,
+      }) + '\n',
+    );
+  } else if (complete) {
+    deps.output.stdout(`rotated ${summary.rotated.length} key${summary.rotated.length === 1 ? '' : 's'} in ${formatDuration(run.elapsedMs)}${summary.throttles ? ` (throttled ${summary.throttles} times, slowed down)` : ''}\n`);
+  }
+  if (complete) return summary.rotated;
+  const left = [...summary.failed.map((failure) => failure.user), ...summary.notStarted];
+  for (const failure of summary.failed) deps.output.stderr(`keybroker: rotation of ${failure.user} failed: ${failure.error}`);
+  deps.output.stderr(`keybroker: rotated (${summary.rotated.length}): ${summary.rotated.map((outcome) => outcome.user).join(', ') || 'none'}`);
+  deps.output.stderr(`keybroker: not rotated (${left.length}): ${left.join(', ')}`);
+  deps.output.stderr(`keybroker: rotate those again with --user, or re-run --all (that rotates everyone again)`);
+  if (run.interrupted) throw new Interrupted(`rotation interrupted: ${summary.rotated.length} rotated, ${left.length} not`, 'the lists above say who; no key is live at the gateway that the store does not hold');
+  throw run.firstFailure!.error;
 }
 
-async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest): Promise<WriteOutcome | undefined> {
+/** LiteLLM's own id for a key (the SHA-256 of it, hex): what its UI and /key/delete accept, never the key. */
+function gatewayToken(key: string): string {
+  return sha256Hex(key);
+}
+
+async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest, speak: boolean): Promise<WriteOutcome | undefined> {
   const secret = secretNameFor(deps.profile.secret, user);
   const old = await currentKey(deps, secret);
   const issuer = request.key === undefined ? deps.issuer : undefined;
@@ -74,11 +126,7 @@ async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest):
 
   if (request.dryRun) {
     const steps = [
-      issuer
-        ? old && request.graceMs > 0
-          ? `regenerate the key at ${issuer.describe()} (the old one stays valid ${formatDuration(request.graceMs)})`
-          : `mint a new key at ${issuer.describe()}`
-        : 'take the new key from the input',
+      issuer ? `mint a new key at ${issuer.describe()}` : 'take the new key from the input',
       `write it as a new version of "${secret}"${old ? ` (now version ${old.version})` : ' (a new secret)'}`,
       issuer && old ? `retire the old key at the gateway ${grace}` : old ? 'leave the old key to the gateway (no key API configured)' : 'nothing to retire',
     ];
@@ -86,37 +134,51 @@ async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest):
     return undefined;
   }
 
-  // 1. Mint. With a grace period the gateway itself retires the old key when it ends.
-  let minted: MintedKey;
-  let retireOldNow = false;
-  if (!issuer) {
-    minted = { key: request.key! };
-  } else if (old && request.graceMs > 0) {
-    minted = (await issuer.regenerate(old.key, user, request.graceMs)) ?? (await issuer.mint(user));
-  } else {
-    minted = await issuer.mint(user);
-    retireOldNow = old !== undefined;
-  }
+  // 1. Mint a new key; the old one is untouched (no grace starts) until the new one is stored.
+  const minted: MintedKey = issuer ? await issuer.mint(user) : { key: request.key! };
 
   // 2. Write: from here on every `get` that refreshes serves the new key.
   const expiresAt = request.expiresAt ?? minted.expiresAt;
   let result: WriteOutcome;
   try {
-    result = await writeKey(deps, { user, key: minted.key, ...(expiresAt ? { expiresAt } : {}) }, 'rotate', issuer?.describe());
+    result = await writeKey(deps, { user, key: minted.key, ...(expiresAt ? { expiresAt } : {}) }, 'rotate', { ...(issuer ? { gateway: issuer.describe() } : {}), current: old, currentKnown: true });
   } catch (error) {
-    if (issuer) deps.output.stderr(`keybroker: ${user}: a new key was minted at ${issuer.describe()} but not stored; the old key still works: re-run the rotation`);
+    if (!issuer) throw error;
+    // The store does not hold the minted key: it must not stay live at the gateway.
+    const where = issuer.describe();
+    try {
+      await issuer.revoke([minted.key]);
+      deps.audit.record({ action: 'rotate', user, secret, outcome: 'rolled back: the store write failed; the minted key was deleted at the gateway; the old key is unchanged', gateway: where });
+      deps.output.stderr(`keybroker: ${user}: writing the new key to "${secret}" failed, so the key just minted at ${where} was deleted there; the old key is unchanged and still works: fix the write (below) and re-run`);
+    } catch (deleteError) {
+      const token = gatewayToken(minted.key);
+      deps.audit.record({ action: 'rotate', user, secret, outcome: `failed: the store write failed and deleting the minted key at the gateway failed too (${errorLine(deleteError)}); it is live and unstored: delete token ${token} by hand`, gateway: where });
+      deps.output.stderr(`keybroker: ${user}: writing the new key to "${secret}" failed, and deleting the key just minted at ${where} failed too (${errorLine(deleteError)}): delete it by hand there (POST /key/delete {"keys": ["${token}"]}, its hashed token); the old key is unchanged`);
+    }
     throw error;
   }
 
-  // 3. Retire the old key once the new one is where developers read it.
+  // 3. Retire the old key now that the new one is where developers read it: the grace starts here.
   let retired = '';
-  if (issuer && retireOldNow && old && old.key !== minted.key) {
-    const deleted = await issuer.revoke([old.key]);
-    retired = deleted ? '; old key deleted at the gateway' : '; the old key was not one the gateway knows (nothing to delete there)';
-    deps.audit.record({ action: 'revoke', user, secret, version: old.version, outcome: deleted ? 'old key deleted at the gateway' : 'old key unknown to the gateway', gateway: issuer.describe() });
-  } else if (issuer && old && request.graceMs > 0) {
-    retired = `; the gateway accepts the old key for ${formatDuration(request.graceMs)} more`;
+  if (issuer && old && old.key !== minted.key) {
+    let outcome: 'retired' | 'unknown';
+    try {
+      outcome = await issuer.retire(old.key, request.graceMs);
+    } catch (error) {
+      const token = gatewayToken(old.key);
+      deps.audit.record({ action: 'rotate', user, secret, version: old.version, outcome: `partial: the new key is stored; retiring the old key at the gateway failed (${errorLine(error)}); it stays live until retired by hand (token ${token})`, gateway: issuer.describe() });
+      deps.output.stderr(`keybroker: ${user}: the new key is stored (version ${result.version}), but retiring the old key at ${issuer.describe()} failed: it stays valid until you delete it there (POST /key/delete {"keys": ["${token}"]}, its hashed token)`);
+      throw error;
+    }
+    const what = outcome === 'unknown' ? 'old key unknown to the gateway' : request.graceMs > 0 ? `old key expires at the gateway in ${formatDuration(request.graceMs)}` : 'old key deleted at the gateway';
+    deps.audit.record({ action: 'revoke', user, secret, version: old.version, outcome: what, gateway: issuer.describe() });
+    retired =
+      outcome === 'unknown'
+        ? '; the old key was not one the gateway knows (nothing to retire there)'
+        : request.graceMs > 0
+          ? `; the gateway accepts the old key for ${formatDuration(request.graceMs)} more`
+          : '; old key deleted at the gateway';
   }
-  deps.output.stdout(`${user}: rotated to version ${result.version} of "${secret}"${retired}\n`);
+  if (speak) deps.output.stdout(`${user}: rotated to version ${result.version} of "${secret}"${retired}\n`);
   return result;
 }

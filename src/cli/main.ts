@@ -121,7 +121,7 @@ ${globalHelp}
 Run 'keybroker COMMAND --help' for a command's options and examples.
 Exit codes: 0 ok, 1 internal, 2 usage, 3 configuration, 4 not authenticated to the store,
 5 secret not found, 6 access denied, 7 store unreachable or timed out, 8 unusable key,
-9 cache unavailable, 10 key rejected by the gateway.
+9 cache unavailable, 10 key rejected by the gateway, 130 an admin bulk action interrupted.
 `;
 }
 

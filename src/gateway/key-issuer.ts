@@ -14,12 +14,18 @@ export interface KeyIssuer {
   /** A new key for `user`. */
   mint(user: string): Promise<MintedKey>;
   /**
-   * A new key replacing `oldKey`, the old one still accepted for `graceMs` (0: refused at once).
-   * Undefined when the gateway does not know `oldKey` (then mint instead).
+   * The gateway stops accepting `key` after `graceMs` (0: at once). Called only once its successor
+   * is stored, so no moment exists where the store holds a key the gateway refuses without a
+   * grace, or the gateway honours a key the store does not hold. 'unknown': the gateway did not know it.
    */
-  regenerate(oldKey: string, user: string, graceMs: number): Promise<MintedKey | undefined>;
+  retire(key: string, graceMs: number): Promise<'retired' | 'unknown'>;
   /** The gateway refuses these keys from now on. False when it did not know them (not an error). */
   revoke(keys: string[]): Promise<boolean>;
+  /**
+   * Deletes every key the gateway holds for `user` that keybroker minted: offboarding when the
+   * stored value cannot say which key is theirs. The number deleted.
+   */
+  revokeUser(user: string): Promise<number>;
 }
 
 export interface IssuerContext {

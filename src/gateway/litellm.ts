@@ -3,6 +3,7 @@
 import type { KeyIssuerConfig } from '../config/config.ts';
 import { parseDuration } from '../kernel/duration.ts';
 import { AccessDenied, ConfigError, NotAuthenticated, StoreUnreachable } from '../kernel/errors.ts';
+import { markThrottled, retryAfterMs } from '../kernel/retry.ts';
 import type { IssuerContext, KeyIssuer, MintedKey } from './key-issuer.ts';
 
 const DEFAULT_MASTER_KEY_ENV = 'LITELLM_MASTER_KEY';
@@ -25,14 +26,14 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
   }
 
   /** The parsed JSON answer, or undefined for a 404/400 "no such key" when `missingOk`. */
-  async function call(route: string, body: unknown, missingOk = false): Promise<unknown> {
+  async function call(route: string, body: unknown, missingOk = false, method: 'POST' | 'GET' = 'POST'): Promise<unknown> {
     const authorization = `Bearer ${masterKey()}`;
     let response: Response;
     try {
       response = await doFetch(`${base}${route}`, {
-        method: 'POST',
-        headers: { authorization, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
+        method,
+        headers: { authorization, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) },
+        ...(method === 'POST' ? { body: JSON.stringify(body) } : {}),
         redirect: 'manual',
         signal: AbortSignal.timeout(context.timeoutMs),
       });
@@ -52,6 +53,11 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
       }
     }
     if (missingOk && (response.status === 404 || (response.status === 400 && /not found|does not exist|invalid key/i.test(message)))) return undefined;
+    if (response.status === 429) {
+      // Not acted on: a bulk action waits as asked and sends it again (src/admin/bulk.ts).
+      const wait = retryAfterMs({ headers: response.headers });
+      throw markThrottled(new StoreUnreachable(`${where} is throttling requests (HTTP 429 on ${route}: ${message})`, 'try again in a minute, or lower --concurrency'), wait);
+    }
     if (response.status === 401) throw new NotAuthenticated(`${where} refused the master key from ${masterKeyEnv} (${message})`, `set ${masterKeyEnv} to the proxy's master key`);
     if (response.status === 403) throw new AccessDenied(`${where} does not allow ${route} with the key from ${masterKeyEnv} (${message})`, 'use an admin (master) key for key management');
     throw new StoreUnreachable(`${where} failed ${route} (HTTP ${response.status}: ${message})`, 'check the gateway\'s logs, then re-run');
@@ -82,14 +88,26 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
       const alias = `keybroker-${user}-${new Date().toISOString().replace(/[-:]/g, '')}`;
       return minted(await call('/key/generate', { ...keyFields(user), key_alias: alias }), '/key/generate');
     },
-    async regenerate(oldKey, user, graceMs) {
-      const body = { key: oldKey, ...keyFields(user), ...(graceMs > 0 ? { grace_period: liteLlmDuration(graceMs) } : {}) };
-      const answer = await call('/key/regenerate', body, true);
-      return answer === undefined ? undefined : minted(answer, '/key/regenerate');
+    async retire(key, graceMs) {
+      // With a grace: /key/update's `duration` restarts the key's lifetime from now, so it ends
+      // then. Without: /key/delete. Neither mints anything.
+      const answer = graceMs > 0 ? await call('/key/update', { key, duration: liteLlmDuration(graceMs) }, true) : await call('/key/delete', { keys: [key] }, true);
+      return answer === undefined ? 'unknown' : 'retired';
     },
     async revoke(keys) {
       if (keys.length === 0) return false;
       return (await call('/key/delete', { keys }, true)) !== undefined;
+    },
+    async revokeUser(user) {
+      const answer = (await call(`/key/list?user_id=${encodeURIComponent(user)}&return_full_object=true&size=100`, undefined, false, 'GET')) as { keys?: unknown[] } | undefined;
+      // Full objects carry the hashed `token`, which /key/delete accepts in place of the key.
+      const tokens = (answer?.keys ?? [])
+        .filter((entry): entry is { token: string; user_id?: unknown; metadata?: Record<string, unknown> } => typeof (entry as { token?: unknown })?.token === 'string')
+        .filter((entry) => entry.user_id === user && entry.metadata?.['managed-by'] === 'keybroker')
+        .map((entry) => entry.token);
+      if (tokens.length === 0) return 0;
+      await call('/key/delete', { keys: tokens }, true);
+      return tokens.length;
     },
   };
 }
@@ -106,9 +124,14 @@ function errorMessage(text: string): string {
   try {
     const body = JSON.parse(text) as { error?: { message?: string } | string; detail?: unknown };
     const message = typeof body.error === 'string' ? body.error : (body.error?.message ?? (typeof body.detail === 'string' ? body.detail : JSON.stringify(body.detail ?? body)));
-    return String(message).replace(/sk-[A-Za-z0-9_-]{4,}/g, 'sk-…').slice(0, 200);
+    return maskTokens(String(message)).slice(0, 200);
   } catch {
-    return text.replace(/sk-[A-Za-z0-9_-]{4,}/g, 'sk-…').slice(0, 200) || 'no body';
+    return maskTokens(text).slice(0, 200) || 'no body';
   }
+}
+
+/** A gateway may quote the key it refused, with any prefix: every long run of letters and digits goes. */
+function maskTokens(text: string): string {
+  return text.replace(/(?=[A-Za-z0-9_\-+/=]*\d)(?=[A-Za-z0-9_\-+/=]*[A-Za-z])[A-Za-z0-9_\-+/=]{16,}/g, '…');
 }
 

@@ -14,6 +14,8 @@ export const ExitCode = {
   unusableKey: 8,
   cacheUnavailable: 9,
   keyRejected: 10,
+  /** Stopped by SIGINT/SIGTERM (128 + SIGINT, the shell's convention). */
+  interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -59,6 +61,11 @@ export class CacheUnavailable extends KeybrokerError {
 }
 export class KeyRejected extends KeybrokerError {
   readonly exitCode = ExitCode.keyRejected;
+}
+
+/** A bulk admin action stopped by SIGINT/SIGTERM after its rows in flight finished. */
+export class Interrupted extends KeybrokerError {
+  readonly exitCode = ExitCode.interrupted;
 }
 
 /** Errors of the store that a cached key may paper over (stale-if-error). */

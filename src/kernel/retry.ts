@@ -133,6 +133,8 @@ export function classifyStoreError(error: unknown): RetryClass {
 export function retryAfterMs(error: unknown, now: number = Date.now()): number | undefined {
   const err = error as Loose | undefined;
   if (!err || typeof err !== 'object') return undefined;
+  const marked = (err as { retryAfterMs?: unknown }).retryAfterMs;
+  if (typeof marked === 'number' && marked >= 0) return marked;
   const headers = [err.$response?.headers, err.response?.headers, err.headers];
   for (const bag of headers) {
     const millis = header(bag, 'retry-after-ms');
@@ -163,4 +165,19 @@ function header(bag: unknown, name: string): string | undefined {
     if (key.toLowerCase() === name) return Array.isArray(value) ? String(value[0]) : typeof value === 'string' ? value : undefined;
   }
   return undefined;
+}
+
+/**
+ * Marks a mapped error (a StoreUnreachable "is throttling requests") as the service's refusal for
+ * rate, so that a bulk admin action slows down and sends it again instead of failing the row.
+ */
+export function markThrottled<E extends Error>(error: E, retryAfter?: number): E {
+  Object.assign(error, { throttled: true, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) });
+  return error;
+}
+
+/** True for a throttling answer: one marked by markThrottled, or a raw SDK/HTTP one. */
+export function throttledError(error: unknown): boolean {
+  if (error && typeof error === 'object' && (error as { throttled?: unknown }).throttled === true) return true;
+  return classifyStoreError(error) === 'throttled';
 }

@@ -145,7 +145,7 @@ describe('keybroker admin (binary)', () => {
       expect(result.stderr).toMatch(/^keybroker: audit \{.*"action":"rotate"/);
       expect(result.code).toBe(0);
       // gus's first key came from an import, not from this gateway: nothing to delete there.
-      expect(result.stdout).toMatch(/^gus: rotated to version [0-9a-f-]+ of "claude-code\/keys\/gus"; the old key was not one the gateway knows \(nothing to delete there\)\n$/);
+      expect(result.stdout).toMatch(/^gus: rotated to version [0-9a-f-]+ of "claude-code\/keys\/gus"; the old key was not one the gateway knows \(nothing to retire there\)\n$/);
       const after = JSON.parse(((await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/gus'])) as { SecretString: string }).SecretString) as { api_key: string; expires_at: string };
       expect(after.api_key).not.toBe(JSON.parse(before.SecretString).api_key);
       expect(litellm.accepts(after.api_key)).toBe(true);

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getKey, type BrokerDeps } from '../../src/broker/broker.ts';
 import { memoryRotationState } from '../../src/broker/rotation-state.ts';
 import type { Profile } from '../../src/config/config.ts';
-import { NotAuthenticated } from '../../src/kernel/errors.ts';
+import { AccessDenied, NotAuthenticated, StoreUnreachable, UnusableKey } from '../../src/kernel/errors.ts';
+import { createHash } from 'node:crypto';
 import type { KeyIssuer } from '../../src/gateway/key-issuer.ts';
 import { openKeyIssuer } from '../../src/gateway/issuers.ts';
 import { currentKey } from '../../src/admin/common.ts';
@@ -96,7 +97,8 @@ describe('admin rotate through a LiteLLM gateway', () => {
     const rotatedAt = Date.now();
     const second = (await currentKey(deps, store.developerSecret))!.key;
     expect(second).not.toBe(first);
-    expect(litellm.adminCalls.at(-1)?.route).toBe('/key/regenerate');
+    // Mint, store, then the old key's grace: /key/update gives it `duration` from now.
+    expect(litellm.adminCalls.slice(-2).map((call) => call.route)).toEqual(['/key/generate', '/key/update']);
     expect(await message(first)).toBe(200);
     expect(await message(second)).toBe(200);
 
@@ -124,8 +126,9 @@ describe('admin rotate through a LiteLLM gateway', () => {
     const recordingIssuer: KeyIssuer = {
       describe: () => issuer.describe(),
       mint: async (user) => (events.push('mint'), issuer.mint(user)),
-      regenerate: async (...args) => (events.push('regenerate'), issuer.regenerate(...args)),
-      revoke: async (keys) => (events.push('delete old'), issuer.revoke(keys)),
+      retire: async (key, graceMs) => (events.push(graceMs ? 'grace for old' : 'delete old'), issuer.retire(key, graceMs)),
+      revoke: async (keys) => (events.push('delete'), issuer.revoke(keys)),
+      revokeUser: async (user) => (events.push('delete user keys'), issuer.revokeUser(user)),
     };
     const { deps, audit } = adminDeps(recordingAdmin, profile, { issuer: recordingIssuer });
     const get = developerGet();
@@ -153,7 +156,7 @@ describe('admin rotate through a LiteLLM gateway', () => {
     await rotateKeys(deps, { users: [store.developerUser], graceMs: 86_400_000, dryRun: true }, CALLER_TTL_MS);
     expect(litellm.adminCalls.length).toBe(calls);
     expect((await currentKey(deps, store.developerSecret))?.version).toBe(before?.version);
-    expect(output.out.join('')).toMatch(/alice: 1\. regenerate the key at LiteLLM .* \(the old one stays valid 1d\); 2\. write it as a new version of "claude-code\/keys\/alice"/);
+    expect(output.out.join('')).toMatch(/alice: 1\. mint a new key at LiteLLM .*; 2\. write it as a new version of "claude-code\/keys\/alice" .*; 3\. retire the old key at the gateway after a grace period of 1d/);
   });
 
   it('warns when the grace period is shorter than a developer may keep the old key', async () => {
@@ -187,14 +190,72 @@ describe('admin rotate through a LiteLLM gateway', () => {
     expect((error as NotAuthenticated).line()).not.toContain('sk-test-not-the-master');
   });
 
-  it('leaves the old key working when the store write fails after minting, and says so', async () => {
-    const failingAdmin: Provider = { ...admin, write: async () => Promise.reject(new NotAuthenticated('not logged in to AWS', 'run aws sso login')) };
-    const { deps, output } = adminDeps(failingAdmin, profile, { issuer });
+  it('a failed store write deletes the minted key at the gateway, starts no grace for the old key, audits the rollback and names the write', async () => {
+    const failingAdmin: Provider = { ...admin, write: async () => Promise.reject(new AccessDenied('AWS Secrets Manager denied PutSecretValue on "claude-code/keys/alice"', 'ask for secretsmanager:PutSecretValue')) };
+    const { deps, output, audit } = adminDeps(failingAdmin, profile, { issuer });
     const before = (await currentKey(deps, store.developerSecret))!;
-    const error = await rotateKeys(deps, { users: [store.developerUser], graceMs: 0, dryRun: false }, CALLER_TTL_MS).catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(NotAuthenticated);
-    expect(output.err.join('\n')).toMatch(/minted .* but not stored; the old key still works/);
+    const issuedBefore = litellm.keys.length;
+    const error = await rotateKeys(deps, { users: [store.developerUser], graceMs: 60_000, dryRun: false }, CALLER_TTL_MS).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(AccessDenied);
+    // Exactly one key was minted, and it is dead; nothing else at the gateway changed.
+    const minted = litellm.keys.slice(issuedBefore);
+    expect(minted).toHaveLength(1);
+    expect(litellm.accepts(minted[0]!.key)).toBe(false);
+    expect(litellm.adminCalls.slice(-2).map((call) => call.route)).toEqual(['/key/generate', '/key/delete']);
+    // The old key works with no grace started (its expiry untouched), and is still the stored one.
     expect(await message(before.key)).toBe(200);
+    expect(litellm.keys.find((entry) => entry.key === before.key)!.expires).toBeNull();
+    expect((await currentKey(deps, store.developerSecret))!.version).toBe(before.version);
+    expect(output.err.join('\n')).toMatch(/alice: writing the new key to "claude-code\/keys\/alice" failed, so the key just minted at LiteLLM .* was deleted there; the old key is unchanged and still works/);
+    expect(output.err.join('\n')).not.toMatch(/read/);
+    expect(audit.map((entry) => `${entry.action}:${entry.outcome}`)).toEqual([
+      'rotate:failed: store write: AWS Secrets Manager denied PutSecretValue on "claude-code/keys/alice": ask for secretsmanager:PutSecretValue',
+      'rotate:rolled back: the store write failed; the minted key was deleted at the gateway; the old key is unchanged',
+    ]);
+  });
+
+  it('when the write and the clean-up both fail, the audit and the message name the live key by its hashed token, never the key', async () => {
+    const failingAdmin: Provider = { ...admin, write: async () => Promise.reject(new StoreUnreachable('AWS Secrets Manager did not answer PutSecretValue within 5000 ms', 'check your network')) };
+    const { deps, output, audit } = adminDeps(failingAdmin, profile, { issuer });
+    const issuedBefore = litellm.keys.length;
+    litellm.failNext('/key/delete', 500);
+    await expect(rotateKeys(deps, { users: [store.developerUser], graceMs: 0, dryRun: false }, CALLER_TTL_MS)).rejects.toBeInstanceOf(StoreUnreachable);
+    const minted = litellm.keys.slice(issuedBefore)[0]!;
+    const token = createHash('sha256').update(minted.key).digest('hex');
+    expect(audit.at(-1)!.outcome).toContain(`delete token ${token} by hand`);
+    expect(output.err.join('\n')).toContain(`POST /key/delete {"keys": ["${token}"]}`);
+    expect(JSON.stringify([audit, output.err])).not.toContain(minted.key);
+    await issuer.revoke([minted.key]);
+  });
+
+  it('revoke of a secret whose value cannot be parsed still deletes the developer\'s keybroker keys at the gateway', async () => {
+    const { deps, audit, output } = adminDeps(admin, profile, { issuer });
+    await rotateKeys(deps, { users: ['erin'], graceMs: 0, dryRun: false }, CALLER_TTL_MS);
+    const key = (await currentKey(deps, 'claude-code/keys/erin'))!.key;
+    await admin.write('claude-code/keys/erin', '{"api_key": ', { labels: {} });
+    expect(await message(key)).toBe(200);
+    await revokeKey(deps, { user: 'erin', purge: false });
+    expect(await message(key)).toBe(401);
+    expect(audit.slice(-2).map((entry) => `${entry.action}:${entry.outcome}`)).toEqual([
+      'revoke:stored value unreadable; deleted the 1 key keybroker minted for this user at the gateway',
+      'revoke:disabled (recoverable)',
+    ]);
+    expect(output.out.at(-1)).toMatch(/the stored value was unreadable, so the 1 key keybroker minted for erin was deleted at LiteLLM/);
+  });
+
+  it('revoke fails loudly, naming the manual step, when an unparsable key cannot be retired at the gateway', async () => {
+    const { deps, audit, output } = adminDeps(admin, profile, { issuer });
+    await putKey(deps, { user: 'fay', key: 'sk-test-put-by-hand-fay' });
+    await admin.write('claude-code/keys/fay', 'not a key at all', { labels: {} });
+    const error = await revokeKey(deps, { user: 'fay', purge: false }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(UnusableKey);
+    expect((error as UnusableKey).line()).toMatch(/holds no key keybroker minted for fay: a key put there another way may still work: check fay's keys at the gateway and delete them by hand/);
+    expect(output.err.at(-1)).toMatch(/fay: secret "claude-code\/keys\/fay" disabled \(recoverable\), but the gateway key was not retired/);
+    expect(audit.map((entry) => `${entry.action}:${entry.outcome}`).slice(-2)).toEqual([
+      'revoke:failed: the stored value is unreadable and the gateway holds no key keybroker minted for this user',
+      'revoke:disabled (recoverable)',
+    ]);
+    expect(await admin.readCurrent('claude-code/keys/fay').catch((caught: unknown) => caught)).toBeInstanceOf(SecretNotFound);
   });
 
   it('revoke deletes the key at the gateway first, then disables the secret: offboarded at once', async () => {

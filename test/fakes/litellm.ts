@@ -1,11 +1,14 @@
 // A LiteLLM proxy as its docs describe the key API: master-key auth (Authorization: Bearer),
 // POST /key/generate (user_id, key_alias unique, duration "30s|30m|30h|30d", models, metadata),
 // POST /key/regenerate {key, grace_period} (the old key keeps working until the grace period
-// ends, then only the new one), POST /key/delete {keys}, GET /key/info?key=. Errors in LiteLLM's
-// {"error": {message, type, param, code}} shape. Everything else is the Anthropic-API fake
+// ends, then only the new one), POST /key/update {key, duration} (the key now expires that long
+// from now), POST /key/delete {keys} (keys or their hashed tokens), GET /key/info?key=,
+// GET /key/list?user_id=&return_full_object=true (full objects carry `token`, the SHA-256 of the
+// key). Errors in LiteLLM's {"error": {message, type, param, code}} shape; above a rate set with
+// `limitRate`, 429 with Retry-After, as LiteLLM answers a rate-limited caller. Everything else is the Anthropic-API fake
 // gateway (test/fakes/gateway.ts), which accepts exactly the keys valid at that moment.
 import http from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { startFakeGateway, type FakeGateway } from './gateway.ts';
 
@@ -20,6 +23,7 @@ export interface IssuedKey {
   graceUntil?: number;
   /** Regenerated without grace, or deleted. */
   revoked: boolean;
+  metadata: Record<string, unknown>;
 }
 
 export interface AdminCall {
@@ -40,6 +44,10 @@ export interface FakeLiteLlm {
   accepts(key: string): boolean;
   /** Makes the next call to `route` fail with this HTTP status. */
   failNext(route: string, status: number): void;
+  /** Key API calls above `perSecond` (in any one-second window) are answered 429 with Retry-After; undefined lifts it. */
+  limitRate(perSecond: number | undefined, retryAfterSeconds?: number): void;
+  /** Calls answered 429 so far. */
+  throttled(): number;
   stop(): Promise<void>;
 }
 
@@ -70,7 +78,12 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
     expires: typeof body['duration'] === 'string' ? now() + durationMs(body['duration'])! : null,
     models: Array.isArray(body['models']) ? (body['models'] as string[]) : [],
     revoked: false,
+    metadata: body['metadata'] && typeof body['metadata'] === 'object' ? (body['metadata'] as Record<string, unknown>) : {},
   });
+  const tokenOf = (key: string) => createHash('sha256').update(key).digest('hex');
+  let rate: { perSecond: number; retryAfter: number } | undefined;
+  const recent: number[] = [];
+  let throttledCount = 0;
   const describe = (entry: IssuedKey) => ({
     key: entry.key,
     key_alias: entry.alias,
@@ -78,6 +91,7 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
     expires: entry.expires === null ? null : new Date(entry.expires).toISOString(),
     models: entry.models,
     token_id: `hashed-${entry.key.slice(-8)}`,
+    metadata: entry.metadata,
   });
 
   const server = http.createServer((request, response) => {
@@ -101,6 +115,17 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
         response.end(payload);
       };
       if (!authorized) return send(401, liteLlmError('Authentication Error, Invalid proxy server token passed. Received API Key = sk-...', 'auth_error', 401));
+      if (rate) {
+        const at = Date.now();
+        while (recent.length && at - recent[0]! >= 1_000) recent.shift();
+        if (recent.length >= rate.perSecond) {
+          throttledCount++;
+          call.status = 429;
+          response.writeHead(429, { 'content-type': 'application/json', 'retry-after': String(rate.retryAfter) });
+          return response.end(liteLlmError('Max parallel request limit reached. Hit limit for api_key.', 'throttling_error', 429));
+        }
+        recent.push(at);
+      }
       const failure = failures.get(url.pathname);
       if (failure) {
         failures.delete(url.pathname);
@@ -131,9 +156,25 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
         keys.push(entry);
         return send(200, JSON.stringify(describe(entry)));
       }
+      if (request.method === 'POST' && url.pathname === '/key/update') {
+        const entry = keys.find((candidate) => candidate.key === body['key'] && valid(candidate, now()));
+        if (!entry) return send(404, liteLlmError('Key not found', 'not_found_error', 404));
+        if (body['duration'] !== undefined) {
+          const ms = typeof body['duration'] === 'string' ? durationMs(body['duration']) : undefined;
+          if (ms === undefined) return send(400, liteLlmError(`Invalid duration: ${String(body['duration'])}`, 'bad_request_error', 400));
+          entry.expires = now() + ms;
+        }
+        return send(200, JSON.stringify(describe(entry)));
+      }
+      if (request.method === 'GET' && url.pathname === '/key/list') {
+        const user = url.searchParams.get('user_id');
+        const found = keys.filter((entry) => !entry.revoked && (user === null || entry.userId === user));
+        const full = url.searchParams.get('return_full_object') === 'true';
+        return send(200, JSON.stringify({ keys: found.map((entry) => (full ? { ...describe(entry), key: undefined, token: tokenOf(entry.key) } : tokenOf(entry.key))), total_count: found.length, current_page: 1, total_pages: 1 }));
+      }
       if (request.method === 'POST' && url.pathname === '/key/delete') {
         const wanted = Array.isArray(body['keys']) ? (body['keys'] as string[]) : [];
-        const found = keys.filter((entry) => wanted.includes(entry.key));
+        const found = keys.filter((entry) => wanted.includes(entry.key) || wanted.includes(tokenOf(entry.key)));
         if (found.length !== wanted.length) return send(404, liteLlmError('Failed to delete all keys. Keys not found', 'not_found_error', 404));
         for (const entry of found) {
           entry.revoked = true;
@@ -171,6 +212,8 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
     adminCalls,
     accepts,
     failNext: (route, status) => void failures.set(route, status),
+    limitRate: (perSecond, retryAfterSeconds = 1) => void (rate = perSecond === undefined ? undefined : { perSecond, retryAfter: retryAfterSeconds }),
+    throttled: () => throttledCount,
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -14,6 +14,14 @@ type Subcommand = (typeof subcommands)[number];
 const AUDIT_LOG_OPTION = `  --audit-log FILE   append one JSON line per action (who, what, user, version, when) to FILE
                      instead of stderr`;
 
+const BULK_OPTIONS = `  --concurrency N    at most N developers at a time (default 16); starts at 4, halves when the
+                     store or gateway throttles, grows again while calls succeed
+  --json             one JSON summary on stdout (counts, failures, who was not done)
+
+On a terminal a progress line shows done/total, rate, ETA and throttling; otherwise only the
+summary is printed. Ctrl-C or SIGTERM starts no new developer, lets those in flight finish,
+prints who was done and who was not, and exits 130.`;
+
 export const adminCommand: Command = {
   name: 'admin',
   summary: 'provision, rotate, revoke and list developers\' keys; print the store\'s access policy',
@@ -25,7 +33,7 @@ Commands (each works on every store type; keys are read from stdin or --from-fil
                                                       [{"user","key","expires_at"}]; all validated first
   rotate (--user NAME | --all) [--grace D | --now]    a new key: from stdin/--from-file, or minted by
          [--dry-run] [--expires-at T]                 the profile's gateway key API ("keyIssuer")
-  revoke --user NAME [--purge]                        disable (soft) or delete the secret; delete the
+  revoke --user NAME... [--purge]                     disable (soft) or delete the secret; delete the
                                                       key at the gateway when "keyIssuer" is set
   list [--json] [--max-age D] [--expiring-within D]   one row per developer, never a key
   policy [--store aws|azure|gcp|vault] [--only developer|admin] [--user NAME...]
@@ -36,6 +44,7 @@ Options:
                      instead of stderr
   --grace D          how long the gateway keeps accepting the old key (default 24h)
   --now              retire the old key at once (same as --grace 0)
+  --concurrency N    bulk actions (import, rotate --all, revoke of several): N at a time at most
 
 The gateway's admin credential is read from the environment variable the profile names in
 "keyIssuer.masterKeyEnv" (default LITELLM_MASTER_KEY), never from argv.
@@ -65,7 +74,7 @@ ${AUDIT_LOG_OPTION}
 Examples:
   printf %s "$KEY" | keybroker admin put --user alice
   keybroker admin put --user bob --from-file bob.key --expires-at 2027-01-31T00:00:00Z`,
-    import: `Usage: keybroker admin import FILE [--format csv|json] [--audit-log FILE]
+    import: `Usage: keybroker admin import FILE [--format csv|json] [--concurrency N] [--json] [--audit-log FILE]
 
 Stores many developers' keys. CSV: one "user,key[,expires_at]" per line (an optional
 "user,key" header, # comments). JSON: [{"user": "...", "key": "...", "expires_at": "..."}].
@@ -75,6 +84,7 @@ running the same import again writes only the keys that are not already current.
 
 Options:
   --format csv|json  the file's format (default: json for a .json file, else csv)
+${BULK_OPTIONS}
 ${AUDIT_LOG_OPTION}
 
 Examples:
@@ -83,8 +93,10 @@ Examples:
     rotate: `Usage: keybroker admin rotate (--user NAME | --all) [--grace D | --now] [--dry-run]
                               [--expires-at T] [--from-file F] [--audit-log FILE]
 
-Gives developers a new key, in the order that locks no one out: mint the key (or take the
-one given) -> write it as a new version in the store -> retire the old key at the gateway.
+Gives developers a new key, in the order that locks no one out and leaves no key live at the
+gateway that the store does not hold: mint a new key (or take the one given) -> write it as a
+new version in the store (if that fails, the minted key is deleted at the gateway) -> retire
+the old key at the gateway (its grace period starts only now).
 With "keyIssuer" in the profile the gateway's key API mints one key per developer; without it
 the new key comes from stdin or --from-file, for one --user only.
 
@@ -99,6 +111,7 @@ Options:
   --dry-run          print each developer's steps, change nothing
   --expires-at T     the new key's expiry, RFC 3339 (default: what the gateway says)
   --from-file F      read the new key from F instead of stdin
+${BULK_OPTIONS}
 ${AUDIT_LOG_OPTION}
 
 The gateway's admin credential is read from the environment variable the profile names in
@@ -108,15 +121,18 @@ Examples:
   keybroker admin rotate --all --grace 24h --dry-run
   keybroker admin rotate --user alice --now
   printf %s "$NEW_KEY" | keybroker admin rotate --user bob`,
-    revoke: `Usage: keybroker admin revoke --user NAME [--purge] [--audit-log FILE]
+    revoke: `Usage: keybroker admin revoke --user NAME... [--purge] [--concurrency N] [--json] [--audit-log FILE]
 
 Offboards a developer. With "keyIssuer" in the profile the key is first deleted at the
 gateway (that is what ends access); then the secret is disabled in the store (recoverable:
-a later 'admin put' brings it back), or deleted for good with --purge.
+a later 'admin put' brings it back), or deleted for good with --purge. When the stored value
+cannot be read as a key, the gateway is asked to delete the keys keybroker minted for that
+developer; if it cannot, the command fails (exit 8) naming what to delete by hand.
 
 Options:
-  --user NAME        the developer
+  --user NAME        the developer (repeat it to offboard several at once)
   --purge            delete the secret instead of disabling it
+${BULK_OPTIONS}
 ${AUDIT_LOG_OPTION}
 
 Examples:
@@ -172,6 +188,7 @@ Examples:
     store: { type: 'string' },
     only: { type: 'string' },
     'audit-log': { type: 'string' },
+    concurrency: { type: 'string' },
     // Accepted only to be refused with a useful message: keys never come from argv.
     key: { type: 'string' },
     'api-key': { type: 'string' },
@@ -213,7 +230,7 @@ async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string
       if (!file) throw new UsageError('admin import needs a file', 'keybroker admin import keys.csv (or keys.json)');
       const format = values['format'] ?? (file.toLowerCase().endsWith('.json') ? 'json' : 'csv');
       if (format !== 'csv' && format !== 'json') throw new UsageError(`--format must be csv or json, not "${String(format)}"`, 'use --format csv or --format json');
-      await importKeys(deps, readFile(file), format, path.basename(file));
+      await bulk(deps, () => importKeys(deps, readFile(file), format, path.basename(file)));
       return 0;
     }
     case 'rotate': {
@@ -224,12 +241,13 @@ async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string
       const fromInput = values['from-file'] !== undefined || (!deps.issuer && !values['all']);
       const key = fromInput ? await readKey(values) : undefined;
       const targets = values['all'] ? await allUsers(deps) : users;
-      await rotateKeys(deps, { users: targets, graceMs, dryRun: Boolean(values['dry-run']), ...(key !== undefined ? { key } : {}), ...expiry(values) }, callerTtlMs(context.env));
+      await bulk(deps, () => rotateKeys(deps, { users: targets, graceMs, dryRun: Boolean(values['dry-run']), ...(key !== undefined ? { key } : {}), ...expiry(values) }, callerTtlMs(context.env)));
       return 0;
     }
     case 'revoke': {
-      const { revokeKey } = await import('../../admin/revoke.ts');
-      await revokeKey(deps, { user: single(users, 'revoke'), purge: Boolean(values['purge']) });
+      const { revokeKeys } = await import('../../admin/revoke.ts');
+      if (users.length === 0) throw new UsageError('admin revoke needs --user NAME (repeatable)', 'keybroker admin revoke --user alice');
+      await bulk(deps, () => revokeKeys(deps, { users, purge: Boolean(values['purge']) }));
       return 0;
     }
     case 'list': {
@@ -245,8 +263,10 @@ async function adminDeps(values: ParsedValues, config: LoadedConfig, context: Ru
   const { openProvider } = await import('../../loader/open-store.ts');
   const { auditLog } = await import('../../admin/audit.ts');
   const { openKeyIssuer } = await import('../../gateway/issuers.ts');
+  const { ThrottleRelay } = await import('../../admin/bulk.ts');
   const { profile } = config;
-  const provider = await openProvider(profile, { env: context.env, debug: context.debug });
+  const relay = new ThrottleRelay();
+  const provider = await openProvider(profile, { env: context.env, debug: context.debug, onThrottle: (waitMs) => relay.notify(waitMs) });
   // Who did it, for the audit and created_by: the admin as the store sees them.
   const actor = writes ? (await provider.whoami()).principal : 'unknown';
   const deps: AdminDeps = {
@@ -258,6 +278,8 @@ async function adminDeps(values: ParsedValues, config: LoadedConfig, context: Ru
     audit: auditLog({ ...(typeof values['audit-log'] === 'string' ? { file: values['audit-log'] } : {}), output: context.output, actor: () => actor, now: context.now }),
     actor: () => actor,
     isTTY: context.isTTY,
+    bulk: { ceiling: concurrencyFlag(values), relay },
+    json: Boolean(values['json']),
   };
   if (profile.keyIssuer) deps.issuer = openKeyIssuer(profile.keyIssuer, { env: context.env, timeoutMs: Math.max(profile.timeoutMs, 10_000) });
   return deps;
@@ -286,6 +308,32 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
     context.output.stdout(result.text);
   }
   return 0;
+}
+
+/**
+ * Runs a bulk action with SIGINT/SIGTERM turned into "start no new row": the rows in flight
+ * finish and the action reports exactly who was done and who was not, then exits 130.
+ */
+async function bulk<T>(deps: AdminDeps, action: () => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  deps.bulk = { ...(deps.bulk ?? { ceiling: 16 }), signal: controller.signal };
+  try {
+    return await action();
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
+function concurrencyFlag(values: ParsedValues): number {
+  const text = values['concurrency'];
+  if (text === undefined) return 16;
+  const count = typeof text === 'string' && /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(count >= 1 && count <= 256)) throw new UsageError(`--concurrency must be a whole number from 1 to 256, not "${String(text)}"`, 'e.g. --concurrency 8 to stay under a shared quota');
+  return count;
 }
 
 function single(users: string[], sub: string): string {

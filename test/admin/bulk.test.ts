@@ -1,0 +1,161 @@
+// Bulk admin actions at fleet scale: the adaptive limiter on its own (no I/O), then rotate --all
+// against moto while the gateway's key API answers 429 + Retry-After above a rate.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BulkLimiter, runBulk } from '../../src/admin/bulk.ts';
+import { currentKey } from '../../src/admin/common.ts';
+import { putKey } from '../../src/admin/put.ts';
+import { allUsers, rotateKeys } from '../../src/admin/rotate.ts';
+import { openKeyIssuer } from '../../src/gateway/issuers.ts';
+import { StoreUnreachable } from '../../src/kernel/errors.ts';
+import { markThrottled } from '../../src/kernel/retry.ts';
+import type { Profile } from '../../src/config/config.ts';
+import type { KeyIssuer } from '../../src/gateway/key-issuer.ts';
+import type { Provider } from '../../providers/provider.ts';
+import type { HarnessInstance } from '../providers/contract.ts';
+import { startFakeLiteLlm, type FakeLiteLlm } from '../fakes/litellm.ts';
+import { adminDeps, adminProfile, providerAs, startAwsStore } from './support.ts';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('the bulk limiter', () => {
+  it('starts at 4, grows by one per width of successes up to the ceiling, halves on a throttle', () => {
+    const limiter = new BulkLimiter(6);
+    expect(limiter.state.width).toBe(4);
+    for (let index = 0; index < 4; index++) limiter.rowSucceeded();
+    expect(limiter.state.width).toBe(5);
+    for (let index = 0; index < 20; index++) limiter.rowSucceeded();
+    expect(limiter.state.width).toBe(6);
+    limiter.throttled(0);
+    expect(limiter.state.width).toBe(3);
+    // A burst of refusals from the calls already in flight is one event, not three halvings.
+    limiter.throttled(0);
+    limiter.throttled(0);
+    expect(limiter.state.width).toBe(3);
+    expect(limiter.state.throttles).toBe(3);
+    expect(new BulkLimiter(1).state.width).toBe(1);
+  });
+
+  it('sends a throttled call again after the wait the service asked for, and paces calls after it', async () => {
+    let now = 0;
+    const waits: number[] = [];
+    const limiter = new BulkLimiter(8, { now: () => now, sleep: async (ms) => void (waits.push(ms), (now += ms)) });
+    // Ten calls accepted over the last second: the service takes about 10 a second.
+    for (let index = 0; index < 10; index++) await limiter.call(async () => void (now += 100));
+    let calls = 0;
+    const answer = await limiter.call(async () => {
+      if (++calls === 1) throw markThrottled(new StoreUnreachable('the store is throttling requests (HTTP 429)', 'later'), 3_000);
+      return 'ok';
+    });
+    expect(answer).toBe('ok');
+    expect(calls).toBe(2);
+    expect(waits[0]).toBeGreaterThanOrEqual(3_000);
+    expect(limiter.state.rateCap).toBeCloseTo(10, 0);
+    // Paced: consecutive calls are spaced by 1/rateCap.
+    const before = now;
+    for (let index = 0; index < 5; index++) await limiter.call(async () => 'ok');
+    expect(now - before).toBeGreaterThanOrEqual(Math.floor((4 * 1_000) / limiter.state.rateCap!));
+  });
+
+  it('gives up on a call that is not throttled at once, and on one throttled 12 times', async () => {
+    const limiter = new BulkLimiter(4, { sleep: async () => {} });
+    await expect(limiter.call(async () => Promise.reject(new StoreUnreachable('down', 'later')))).rejects.toThrow('down');
+    let calls = 0;
+    await expect(limiter.call(async () => Promise.reject(markThrottled(new StoreUnreachable(`throttled ${++calls}`, 'later'), 0)))).rejects.toThrow('throttled 12');
+  });
+
+  it('after an abort starts no new row, lets the ones in flight finish, and says which is which', async () => {
+    const limiter = new BulkLimiter(4);
+    const controller = new AbortController();
+    const rows = Array.from({ length: 40 }, (_, index) => index);
+    const run = await runBulk(
+      rows,
+      async (row) => {
+        if (row === 10) controller.abort();
+        await sleep(5);
+        return row * 2;
+      },
+      limiter,
+      { signal: controller.signal },
+    );
+    expect(run.interrupted).toBe(true);
+    const done = run.statuses.flatMap((status, index) => (status.state === 'done' ? [index] : []));
+    const notStarted = run.statuses.flatMap((status, index) => (status.state === 'not started' ? [index] : []));
+    expect(done).toContain(10);
+    expect(done.length + notStarted.length).toBe(40);
+    expect(Math.max(...done)).toBeLessThan(Math.min(...notStarted));
+    expect(notStarted.length).toBeGreaterThan(20);
+  });
+
+  it('never has more rows in flight than the width allows', async () => {
+    const limiter = new BulkLimiter(3);
+    let inFlight = 0;
+    let most = 0;
+    await runBulk(Array.from({ length: 30 }, (_, index) => index), async () => {
+      most = Math.max(most, ++inFlight);
+      await sleep(2);
+      inFlight--;
+    }, limiter);
+    expect(most).toBe(3);
+  });
+});
+
+describe('admin rotate --all while the gateway throttles (429 + Retry-After)', () => {
+  let store: HarnessInstance;
+  let litellm: FakeLiteLlm;
+  let profile: Profile;
+  let admin: Provider;
+  let issuer: KeyIssuer;
+
+  beforeAll(async () => {
+    store = await startAwsStore();
+    litellm = await startFakeLiteLlm();
+    profile = adminProfile(store.storeConfig(store.port), {
+      secret: 'fleet/keys/{user}',
+      keyIssuer: { type: 'litellm', url: litellm.url, masterKeyEnv: 'TEST_LITELLM_MASTER_KEY' },
+    });
+    admin = await providerAs(profile, store.adminEnv);
+    issuer = openKeyIssuer(profile.keyIssuer, { env: { TEST_LITELLM_MASTER_KEY: litellm.masterKey }, timeoutMs: 10_000 });
+  }, 240_000);
+  afterAll(async () => {
+    await litellm?.stop();
+    await store?.stop();
+  });
+
+  it('rotates every developer, retires each old key with the grace, leaves no orphan key, and slowed down', async () => {
+    const users = Array.from({ length: 40 }, (_, index) => `dev${String(index).padStart(2, '0')}`);
+    const { deps, audit, output } = adminDeps(admin, profile, { issuer, bulk: { ceiling: 16 } });
+    for (const user of users) await putKey(deps, { user, key: (await issuer.mint(user)).key });
+    const oldKeys = new Map<string, string>();
+    for (const user of users) oldKeys.set(user, (await currentKey(deps, `fleet/keys/${user}`))!.key);
+    expect(await allUsers(deps)).toEqual(users);
+
+    litellm.limitRate(8, 1);
+    const graceMs = 600_000;
+    const started = Date.now();
+    const rotated = await rotateKeys(deps, { users, graceMs, dryRun: false }, 1_000);
+    const ended = Date.now();
+    litellm.limitRate(undefined);
+
+    expect(litellm.throttled()).toBeGreaterThan(0);
+    expect(rotated.map((result) => result.user)).toEqual(users);
+    expect(output.out.at(-1)).toMatch(/^rotated 40 keys in .* \(throttled \d+ times, slowed down\)\n$/);
+    const stored = new Set<string>();
+    for (const user of users) {
+      const now = (await currentKey(deps, `fleet/keys/${user}`))!.key;
+      expect(now).not.toBe(oldKeys.get(user));
+      expect(litellm.accepts(now)).toBe(true);
+      stored.add(now);
+      // The old key still works, and ends with the grace that started after the new one was stored.
+      const old = litellm.keys.find((entry) => entry.key === oldKeys.get(user))!;
+      expect(litellm.accepts(old.key)).toBe(true);
+      expect(old.expires).toBeGreaterThanOrEqual(started + graceMs);
+      expect(old.expires).toBeLessThanOrEqual(ended + graceMs);
+    }
+    // No orphan: every key the gateway honours without an end is one the store holds.
+    const open = litellm.keys.filter((entry) => litellm.accepts(entry.key) && entry.expires === null).map((entry) => entry.key);
+    expect(new Set(open)).toEqual(stored);
+    // One audit line per developer for the write and one for the old key's retirement.
+    expect(audit.filter((entry) => entry.action === 'rotate').map((entry) => `${entry.user}:${entry.outcome}`).sort()).toEqual(users.map((user) => `${user}:updated`));
+    expect(audit.filter((entry) => entry.action === 'revoke' && entry.outcome === 'old key expires at the gateway in 10m')).toHaveLength(40);
+  }, 240_000);
+});
