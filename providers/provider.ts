@@ -79,6 +79,8 @@ export interface ProviderContext {
   env: NodeJS.ProcessEnv;
   /** The keybroker profile name, for messages. */
   profile: string;
+  /** The profile allows plain http:// to another host (`"allowInsecureHttp": true`); otherwise a provider refuses it. */
+  allowInsecureHttp?: boolean;
   debug(message: string): void;
 }
 
