@@ -27,10 +27,8 @@ export function recommendedTtlMs(refreshAfterMs: number): number {
   return Math.max(1_000, Math.min(DEFAULT_CALLER_TTL_MS, Math.floor(refreshAfterMs / 2)));
 }
 
-/** Variables that change what `get` reads, carried into the settings' env so the helper sees what setup saw. */
-const CARRIED_VARIABLES = ['KEYBROKER_SECRET', 'KEYBROKER_FIELD', 'KEYBROKER_USER', 'KEYBROKER_TIMEOUT', 'KEYBROKER_CACHE_BACKEND', 'KEYBROKER_REFRESH_AFTER'];
-/** The same, naming files or folders: made absolute, since Claude Code runs the helper from any folder. */
-const CARRIED_PATHS = ['KEYBROKER_MACHINE_CONFIG', 'KEYBROKER_CACHE_DIR', 'KEYBROKER_RUNTIME_DIR'];
+/** Overrides of profile fields that setup may see in its shell but the helper, run by Claude Code, need not. */
+const FIELD_VARIABLES = ['KEYBROKER_SECRET', 'KEYBROKER_FIELD', 'KEYBROKER_USER', 'KEYBROKER_TIMEOUT', 'KEYBROKER_CACHE_BACKEND', 'KEYBROKER_REFRESH_AFTER'];
 
 /** What setup was told that the helper must be told again: the config file and profile it read. */
 export interface HelperTarget {
@@ -38,23 +36,20 @@ export interface HelperTarget {
   configFile?: string;
   /** --profile, else KEYBROKER_PROFILE. */
   profile?: string;
-  /** KEYBROKER_* variables setup ran with that change what `get` reads. */
-  env: Record<string, string>;
+  /** KEYBROKER_* field overrides set in setup's shell, which the written command does not carry. */
+  notCarried: string[];
 }
 
 /**
  * The config file and profile setup read, from its flags or its environment: Claude Code runs the
- * helper with neither, from any folder, so they go into the command (an absolute path) and the
- * other KEYBROKER_* overrides into the settings' env.
+ * helper with neither, from any folder, so they go into the command (the file as an absolute path).
  */
 export function helperTarget(flags: { config?: string; profile?: string }, env: NodeJS.ProcessEnv, cwd: string): HelperTarget {
-  const target: HelperTarget = { env: {} };
+  const target: HelperTarget = { notCarried: FIELD_VARIABLES.filter((name) => env[name]) };
   const configFile = flags.config ?? (env['KEYBROKER_CONFIG'] || undefined);
   if (configFile) target.configFile = path.resolve(cwd, configFile);
   const profile = flags.profile ?? (env['KEYBROKER_PROFILE'] || undefined);
   if (profile) target.profile = profile;
-  for (const name of CARRIED_VARIABLES) if (env[name]) target.env[name] = env[name]!;
-  for (const name of CARRIED_PATHS) if (env[name]) target.env[name] = path.resolve(cwd, env[name]!);
   return target;
 }
 
@@ -62,7 +57,7 @@ export function settingsSnippet(options: { program: string; target?: HelperTarge
   const args: string[] = [];
   if (options.target?.configFile) args.push('--config', shellQuote(options.target.configFile, options.platform));
   if (options.target?.profile) args.push('--profile', shellQuote(options.target.profile, options.platform));
-  const env: Record<string, string> = { ...options.target?.env };
+  const env: Record<string, string> = {};
   if (options.gateway) env['ANTHROPIC_BASE_URL'] = options.gateway;
   env['CLAUDE_CODE_API_KEY_HELPER_TTL_MS'] = String(recommendedTtlMs(options.profile.cache.refreshAfterMs));
   return { apiKeyHelper: args.length ? `${options.program} get ${args.join(' ')}` : options.program, env };

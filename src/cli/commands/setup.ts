@@ -47,14 +47,18 @@ Examples:
     if (values['force'] && !values['write']) throw new UsageError('setup: --force only makes sense with --write', "run 'keybroker setup --write --force'");
     const config = loadConfigFor(values, context);
     const gateway = typeof values['gateway'] === 'string' ? values['gateway'] : config.profile.gateway ?? context.env['ANTHROPIC_BASE_URL'];
+    const helper = helperTarget(
+      { ...(typeof values['config'] === 'string' ? { config: values['config'] } : {}), ...(typeof values['profile'] === 'string' ? { profile: values['profile'] } : {}) },
+      context.env,
+      process.cwd(),
+    );
+    if (helper.notCarried.length) {
+      context.output.stderr(`keybroker: ${helper.notCarried.join(', ')} ${helper.notCarried.length === 1 ? 'is' : 'are'} set in this shell but not written: Claude Code's helper sees ${helper.notCarried.length === 1 ? 'it' : 'them'} only from Claude Code's own environment (or put the value in the config file)`);
+    }
     const snippet = settingsSnippet({
       program: thisProgram(),
       // The helper reads what setup read: the same config file (absolute) and profile.
-      target: helperTarget(
-        { ...(typeof values['config'] === 'string' ? { config: values['config'] } : {}), ...(typeof values['profile'] === 'string' ? { profile: values['profile'] } : {}) },
-        context.env,
-        process.cwd(),
-      ),
+      target: helper,
       profile: config.profile,
       ...(gateway ? { gateway } : {}),
     });
