@@ -97,6 +97,8 @@ describe('plain http:// to another host is refused at config time', () => {
     }) as typeof fetch;
     expect(() => openKeyIssuer(litellm('http://litellm.internal:4000'), { env: { LITELLM_MASTER_KEY: 'sk-test-master' }, timeoutMs: 1_000, fetch: spy })).toThrow(/plain http:\/\/ to another machine/);
     expect(calls).toBe(0);
+    expect(() => openKeyIssuer(litellm('http://127.0.0.1:4000'), { env: {}, timeoutMs: 1_000, fetch: spy })).not.toThrow();
+    expect(() => openKeyIssuer(litellm('http://litellm.internal:4000'), { env: {}, timeoutMs: 1_000, fetch: spy, allowInsecureHttp: true })).not.toThrow();
   });
 });
 
