@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.ts';
+import { effectiveConfig } from '../../src/config/view.ts';
 import { openProvider } from '../../src/loader/open-store.ts';
 import { openKeyIssuer } from '../../src/gateway/issuers.ts';
 import { ConfigError } from '../../src/kernel/errors.ts';
@@ -74,8 +75,11 @@ describe('plain http:// to another host is refused at config time', () => {
 
   it('"allowInsecureHttp": true in the profile lets it through, said in the profile', () => {
     writeProfile({ store: vault('http://vault.example.com:8200'), keyIssuer: litellm('http://litellm.internal:4000'), allowInsecureHttp: true });
-    const { profile } = loadConfig({ env: env() });
+    const loaded = loadConfig({ env: env() });
+    const { profile } = loaded;
     expect(profile.allowInsecureHttp).toBe(true);
+    // `keybroker config` shows it, with the file that set it.
+    expect(effectiveConfig(loaded)).toContainEqual({ field: 'allowInsecureHttp', value: true, source: user });
     expect(profile.keyIssuer?.url).toBe('http://litellm.internal:4000');
   });
 
