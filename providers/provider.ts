@@ -80,6 +80,8 @@ export interface ProviderContext {
   env: NodeJS.ProcessEnv;
   /** The keybroker profile name, for messages. */
   profile: string;
+  /** The profile allows plain http:// to another host (`"allowInsecureHttp": true`); otherwise a provider refuses it. */
+  allowInsecureHttp?: boolean;
   debug(message: string): void;
   /** Told each time the store throttles a call (before the retry policy waits), for bulk admin actions to slow down. */
   onThrottle?(waitMs: number): void;

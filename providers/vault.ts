@@ -19,6 +19,7 @@ import {
   UsageError,
 } from '../src/kernel/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry } from '../src/kernel/retry.ts';
+import { isPlainHttpToAnotherHost } from '../src/kernel/transport.ts';
 import { readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity, type StoreConfig } from './provider.ts';
 import { storeSchema, type VaultAuth } from './vault.schema.ts';
 
@@ -94,6 +95,13 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   const store = config as unknown as VaultStore;
   const env = context.env;
   const address = (store.address ?? env['VAULT_ADDR'] ?? 'https://127.0.0.1:8200').replace(/\/+$/, '');
+  if (isPlainHttpToAnotherHost(address) && !context.allowInsecureHttp) {
+    // Every request carries X-Vault-Token (and a login its password or secret id).
+    throw new ConfigError(
+      `${store.address ? '"address" of the store' : 'VAULT_ADDR'} is plain http:// to ${new URL(address).host}, another machine: the Vault token and your key would cross the network unencrypted (profile "${context.profile}")`,
+      'use the Vault server\'s https:// address (or, only on a network you trust end to end, set "allowInsecureHttp": true in the profile)',
+    );
+  }
   const namespace = store.namespace ?? (env['VAULT_NAMESPACE'] || undefined);
   const mount = store.mount ?? 'secret';
   const kvVersion = store.kvVersion ?? 2;

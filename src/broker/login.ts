@@ -1,7 +1,9 @@
 // `keybroker login`: the interactive step `get` never takes, then a get that warms the cache.
 import type { Provider } from '../../providers/provider.ts';
-import { NotAuthenticated } from '../kernel/errors.ts';
+import { CacheUnavailable, NotAuthenticated } from '../kernel/errors.ts';
 import { fingerprint } from '../secret/value.ts';
+import type { CacheStore } from '../cache/cache-store.ts';
+import { parseEntry } from '../cache/entry.ts';
 import type { Served } from './broker.ts';
 
 export interface LoginDeps {
@@ -10,9 +12,17 @@ export interface LoginDeps {
   openBrowser(url: string): Promise<void>;
   /** A get that skips the cache and stores what it reads. */
   refresh(): Promise<Served>;
+  /** The profile's cache and its account there: read back to tell whether the key was kept. */
+  cache: CacheStore;
+  account: string;
 }
 
-export type LoginResult = { kind: 'cached'; served: Served } | { kind: 'needs-cli-login'; command: string; error: NotAuthenticated };
+export type LoginResult =
+  | { kind: 'cached'; served: Served }
+  /** The profile keeps no key (cache backend "none"): the key was read, nothing was to be kept. */
+  | { kind: 'no-cache'; served: Served }
+  | { kind: 'not-cached'; served: Served; error: CacheUnavailable }
+  | { kind: 'needs-cli-login'; command: string; error: NotAuthenticated };
 
 export async function login(deps: LoginDeps): Promise<LoginResult> {
   const { provider } = deps;
@@ -30,7 +40,29 @@ export async function login(deps: LoginDeps): Promise<LoginResult> {
     }
   }
   const served = await deps.refresh();
-  deps.say(`cached key ${fingerprint(served.key)} (version ${served.version} of "${served.secret}")`);
+  const read = `key ${fingerprint(served.key)} (version ${served.version} of "${served.secret}")`;
+  if (deps.cache.kind === 'none') {
+    deps.say(`read ${read}; nothing is cached (cache backend "none"): every call reads the store`);
+    return { kind: 'no-cache', served };
+  }
+  // "Cached" only when the cache gives the key back: a write that failed was only a warning to get.
+  let held: string | undefined;
+  let why = 'the cache does not hold it';
+  try {
+    const text = await deps.cache.read(deps.account);
+    held = text === undefined ? undefined : parseEntry(text)?.key;
+  } catch (error) {
+    if (!(error instanceof CacheUnavailable)) throw error;
+    why = error.message;
+  }
+  if (held !== served.key) {
+    const error = new CacheUnavailable(
+      `read ${read} but it was not cached in the ${deps.cache.kind} cache (${why}): the next Claude Code call reads the store again`,
+      "fix the cache ('keybroker doctor' shows why), then run 'keybroker login' again",
+    );
+    return { kind: 'not-cached', served, error };
+  }
+  deps.say(`cached ${read} in the ${deps.cache.kind} cache`);
   return { kind: 'cached', served };
 }
 

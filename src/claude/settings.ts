@@ -143,6 +143,14 @@ export function shellQuote(file: string, platform: NodeJS.Platform = process.pla
   return `'${file.replaceAll("'", `'\\''`)}'`;
 }
 
+/**
+ * Settings a cloned repository controls: its .claude/settings.json and .claude/settings.local.json.
+ * Claude Code applies them once the developer trusts the folder; keybroker never acts on them.
+ */
+export function isProjectScope(scope: SettingsScope | 'environment'): boolean {
+  return scope === 'project' || scope === 'local';
+}
+
 export function describeScope(located: { scope: string; path?: string }): string {
   return located.path ? `${located.scope} settings ${located.path}` : `the ${located.scope}`;
 }

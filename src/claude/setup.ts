@@ -27,12 +27,40 @@ export function recommendedTtlMs(refreshAfterMs: number): number {
   return Math.max(1_000, Math.min(DEFAULT_CALLER_TTL_MS, Math.floor(refreshAfterMs / 2)));
 }
 
-export function settingsSnippet(options: { program: string; profileFlag?: string; profile: Profile; gateway?: string; platform?: NodeJS.Platform }): ClaudeSettingsSnippet {
-  const profileArgs = options.profileFlag ? ` get --profile ${shellQuote(options.profileFlag, options.platform)}` : '';
+/** Overrides of profile fields that setup may see in its shell but the helper, run by Claude Code, need not. */
+const FIELD_VARIABLES = ['KEYBROKER_SECRET', 'KEYBROKER_FIELD', 'KEYBROKER_USER', 'KEYBROKER_TIMEOUT', 'KEYBROKER_CACHE_BACKEND', 'KEYBROKER_REFRESH_AFTER'];
+
+/** What setup was told that the helper must be told again: the config file and profile it read. */
+export interface HelperTarget {
+  /** --config, else KEYBROKER_CONFIG: absolute. */
+  configFile?: string;
+  /** --profile, else KEYBROKER_PROFILE. */
+  profile?: string;
+  /** KEYBROKER_* field overrides set in setup's shell, which the written command does not carry. */
+  notCarried: string[];
+}
+
+/**
+ * The config file and profile setup read, from its flags or its environment: Claude Code runs the
+ * helper with neither, from any folder, so they go into the command (the file as an absolute path).
+ */
+export function helperTarget(flags: { config?: string; profile?: string }, env: NodeJS.ProcessEnv, cwd: string): HelperTarget {
+  const target: HelperTarget = { notCarried: FIELD_VARIABLES.filter((name) => env[name]) };
+  const configFile = flags.config ?? (env['KEYBROKER_CONFIG'] || undefined);
+  if (configFile) target.configFile = path.resolve(cwd, configFile);
+  const profile = flags.profile ?? (env['KEYBROKER_PROFILE'] || undefined);
+  if (profile) target.profile = profile;
+  return target;
+}
+
+export function settingsSnippet(options: { program: string; target?: HelperTarget; profile: Profile; gateway?: string; platform?: NodeJS.Platform }): ClaudeSettingsSnippet {
+  const args: string[] = [];
+  if (options.target?.configFile) args.push('--config', shellQuote(options.target.configFile, options.platform));
+  if (options.target?.profile) args.push('--profile', shellQuote(options.target.profile, options.platform));
   const env: Record<string, string> = {};
   if (options.gateway) env['ANTHROPIC_BASE_URL'] = options.gateway;
   env['CLAUDE_CODE_API_KEY_HELPER_TTL_MS'] = String(recommendedTtlMs(options.profile.cache.refreshAfterMs));
-  return { apiKeyHelper: `${options.program}${profileArgs}`, env };
+  return { apiKeyHelper: args.length ? `${options.program} get ${args.join(' ')}` : options.program, env };
 }
 
 /** A helper keybroker may replace: one that runs a program named keybroker. */
@@ -42,11 +70,51 @@ function isKeybrokerHelper(command: unknown): boolean {
 
 export interface WriteOutcome {
   file: string;
+  /** The symlink's target that was written, when `file` is a link. */
+  through?: string;
   backup?: string;
   replacedHelper?: string;
 }
 
-export function mergeIntoSettings(file: string, snippet: ClaudeSettingsSnippet, options: { force: boolean; now: number }): WriteOutcome {
+/** Managed settings are read by every developer's Claude Code: world-readable, written by an admin. */
+const MANAGED_FILE_MODE = 0o644;
+const MANAGED_FOLDER_MODE = 0o755;
+
+/**
+ * The file to write: a symlinked settings.json (dotfiles) is written through to its target, so
+ * the link stays; a link whose target does not exist is refused rather than replaced.
+ */
+function writeTarget(file: string): string {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(file);
+  } catch {
+    return file;
+  }
+  if (!stat.isSymbolicLink()) return file;
+  try {
+    return fs.realpathSync(file);
+  } catch (error) {
+    const link = fs.readlinkSync(file);
+    throw new ConfigError(
+      `${file} is a symlink to ${link}, which cannot be resolved (${(error as NodeJS.ErrnoException).code}); not replacing the link`,
+      `create ${path.resolve(path.dirname(file), link)} (or remove the link), then run setup --write again`,
+    );
+  }
+}
+
+/** Creates the missing folders of `dir` with `mode` (set explicitly: the umask would narrow it). */
+function makeFolders(dir: string, mode: number | undefined): void {
+  const first = fs.mkdirSync(dir, { recursive: true, ...(mode !== undefined ? { mode } : {}) });
+  if (first === undefined || mode === undefined) return;
+  for (let created = dir; ; created = path.dirname(created)) {
+    fs.chmodSync(created, mode);
+    if (created === first || path.dirname(created) === created) break;
+  }
+}
+
+export function mergeIntoSettings(link: string, snippet: ClaudeSettingsSnippet, options: { force: boolean; now: number; managed?: boolean }): WriteOutcome {
+  const file = writeTarget(link);
   let existing: Record<string, unknown> = {};
   let text: string | undefined;
   try {
@@ -67,7 +135,7 @@ export function mergeIntoSettings(file: string, snippet: ClaudeSettingsSnippet, 
     existing = parsed as Record<string, unknown>;
   }
   const current = existing['apiKeyHelper'];
-  const outcome: WriteOutcome = { file };
+  const outcome: WriteOutcome = { file: link, ...(file !== link ? { through: file } : {}) };
   if (current !== undefined && current !== snippet.apiKeyHelper) {
     if (!isKeybrokerHelper(current) && !options.force) {
       throw new UsageError(`${file} already has an apiKeyHelper that keybroker did not write (${JSON.stringify(current)}); left unchanged`, 'run with --force to replace it (a backup is kept)');
@@ -77,15 +145,36 @@ export function mergeIntoSettings(file: string, snippet: ClaudeSettingsSnippet, 
   const oldEnv = existing['env'] && typeof existing['env'] === 'object' && !Array.isArray(existing['env']) ? (existing['env'] as Record<string, unknown>) : {};
   const merged = { ...existing, apiKeyHelper: snippet.apiKeyHelper, env: { ...oldEnv, ...snippet.env } };
 
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  makeFolders(path.dirname(file), options.managed ? MANAGED_FOLDER_MODE : undefined);
   if (text !== undefined) {
     const stamp = new Date(options.now).toISOString().replace(/[:.]/g, '-');
-    outcome.backup = `${file}.keybroker-backup-${stamp}`;
+    outcome.backup = `${link}.keybroker-backup-${stamp}`;
     fs.copyFileSync(file, outcome.backup);
   }
-  const mode = text !== undefined ? fs.statSync(file).mode & 0o777 : 0o600;
-  const temp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(temp, JSON.stringify(merged, null, 2) + '\n', { mode });
-  fs.renameSync(temp, file);
+  // The user's file keeps its mode (new: private); the managed file is readable by every user.
+  const mode = options.managed ? MANAGED_FILE_MODE : text !== undefined ? fs.statSync(file).mode & 0o777 : 0o600;
+  writeAtomically(file, JSON.stringify(merged, null, 2) + '\n', mode);
   return outcome;
+}
+
+/** A fresh file beside the target, its mode set explicitly (not narrowed by the umask), flushed, then renamed over it. */
+function writeAtomically(file: string, content: string, mode: number): void {
+  const temp = `${file}.keybroker-${process.pid}-${Date.now()}.tmp`;
+  const fd = fs.openSync(temp, 'wx', mode);
+  try {
+    fs.fchmodSync(fd, mode);
+    fs.writeFileSync(fd, content);
+    fs.fsyncSync(fd);
+  } catch (error) {
+    fs.closeSync(fd);
+    fs.rmSync(temp, { force: true });
+    throw error;
+  }
+  fs.closeSync(fd);
+  try {
+    fs.renameSync(temp, file);
+  } catch (error) {
+    fs.rmSync(temp, { force: true });
+    throw error;
+  }
 }

@@ -6,6 +6,7 @@ import * as v from 'valibot';
 import { ConfigError } from '../kernel/errors.ts';
 import { parseDuration } from '../kernel/duration.ts';
 import { machineConfigPath, userConfigPath } from '../kernel/paths.ts';
+import { isPlainHttpToAnotherHost } from '../kernel/transport.ts';
 import { storeTypes } from '../../providers/index.ts';
 import { storeSchemas } from '../../providers/schemas.ts';
 import type { StoreConfig } from '../../providers/provider.ts';
@@ -44,11 +45,19 @@ const StoreSchema = v.looseObject({
 
 /** The gateway's key-management API that `admin rotate`/`revoke` mint and delete keys through. */
 const keyIssuerTypes = ['litellm'] as const;
+/** Variables that hold another tool's credential: a master key read from one would be that credential, sent to the gateway. */
+const OTHER_CREDENTIAL_VARIABLES = /^(AWS_|GOOGLE_|AZURE_|ARM_|VAULT_|ANTHROPIC_|KEYBROKER_)|^(GITHUB_TOKEN|GH_TOKEN|NPM_TOKEN|CLAUDE_CODE_MESSAGING_TOKEN)$/i;
 const KeyIssuerSchema = v.strictObject({
   type: v.picklist(keyIssuerTypes, `must be one of: ${keyIssuerTypes.join(', ')}`),
   url: v.pipe(v.string(), v.url('must be a URL such as "https://llm.example.com"')),
   /** The environment variable holding the admin credential (never the credential itself). */
-  masterKeyEnv: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name such as "LITELLM_MASTER_KEY"'))),
+  masterKeyEnv: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name such as "LITELLM_MASTER_KEY"'),
+      v.check((name) => !OTHER_CREDENTIAL_VARIABLES.test(name), 'names another credential\'s variable (AWS_*, GOOGLE_*, AZURE_*, VAULT_*, ANTHROPIC_*, …): the gateway would receive that credential as its master key; use a variable of its own such as "LITELLM_MASTER_KEY"'),
+    ),
+  ),
   /** How long a minted key lives at the gateway ("90d"); absent: no expiry. */
   keyDuration: v.optional(duration(...DURATION_BOUNDS.keyDuration)),
   /** Models a minted key may call; absent: all. */
@@ -100,6 +109,8 @@ const ProfileSchema = v.strictObject({
       v.check((map) => Object.values(map).every((value) => !value.includes('{key}')), 'must not contain {key} (the key travels in its own header)'),
     ),
   ),
+  /** Lets this profile's store, gateway and key API be plain http:// to another host (a credential then crosses the network unencrypted). */
+  allowInsecureHttp: v.optional(v.boolean('must be true or false')),
 });
 
 /** The whole file; exported for the docs check (test/cli/docs-check.test.ts). */
@@ -139,6 +150,8 @@ export interface Profile {
   headers?: Record<string, string>;
   /** Static headers for the gateway beyond the key. */
   gatewayHeaders?: Record<string, string>;
+  /** Plain http:// to another host was allowed by the profile (`"allowInsecureHttp": true`). */
+  allowInsecureHttp?: boolean;
 }
 
 export type KeyIssuerConfig = v.InferOutput<typeof KeyIssuerSchema>;
@@ -351,8 +364,31 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
   if (merged.keyIssuer) profile.keyIssuer = merged.keyIssuer;
   if (merged.headers) profile.headers = merged.headers;
   if (merged.gatewayHeaders) profile.gatewayHeaders = merged.gatewayHeaders;
+  if (merged.allowInsecureHttp) profile.allowInsecureHttp = true;
   if (sources['store']) profile.storeSource = sources['store'];
+  if (!profile.allowInsecureHttp) refusePlainHttp(profile, sources);
   return { layers, profile, sources };
+}
+
+/**
+ * A store address, gateway or key API over plain http:// to another host would carry the store
+ * token, the developer's key or the gateway's master key unencrypted: refused unless the profile
+ * says "allowInsecureHttp": true. Loopback (an emulator, a local proxy) is fine.
+ */
+function refusePlainHttp(profile: Profile, sources: Record<string, string>): void {
+  const addresses: { field: string; value: unknown; carries: string }[] = [
+    ...Object.entries(profile.store).map(([field, value]) => ({ field: `store.${field}`, value, carries: "the store's credentials and your key" })),
+    { field: 'gateway', value: profile.gateway, carries: 'your key' },
+    { field: 'keyIssuer.url', value: profile.keyIssuer?.url, carries: "the gateway's master key" },
+  ];
+  for (const { field, value, carries } of addresses) {
+    if (typeof value !== 'string' || !/^http:\/\//i.test(value) || !isPlainHttpToAnotherHost(value)) continue;
+    const source = sources[field.split('.')[0]!] ?? 'the configuration';
+    throw new ConfigError(
+      `${source}: profile "${profile.name}": field "${field}" is plain http:// to ${new URL(value).host}, another machine: ${carries} would cross the network unencrypted`,
+      `use its https:// address (or, only on a network you trust end to end, set "allowInsecureHttp": true in the profile)`,
+    );
+  }
 }
 
 function chooseProfileName(layers: Layer[], requested: string | undefined): { name: string; source: string } {

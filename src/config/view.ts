@@ -34,6 +34,8 @@ export function effectiveConfig(config: LoadedConfig): EffectiveValue[] {
     { field: 'cache.fallback', value: profile.cache.fallback, source: source('cache.fallback') },
   );
   if (profile.gateway) rows.push({ field: 'gateway', value: profile.gateway, source: source('gateway') });
+  // Shown whenever set: it lets a credential cross the network unencrypted.
+  if (profile.allowInsecureHttp) rows.push({ field: 'allowInsecureHttp', value: true, source: source('allowInsecureHttp') });
   return rows;
 }
 

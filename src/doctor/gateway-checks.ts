@@ -1,7 +1,8 @@
 // Layer 5: the LLM gateway Claude Code talks to, with the developer's key: the URL, redirects
 // (followed none), the models listing, one minimal message per model, and a streamed message
 // whose events must arrive as they are produced.
-import { effectiveVariable, describeScope } from '../claude/settings.ts';
+import { effectiveVariable, describeScope, isProjectScope, readClaudeSettings } from '../claude/settings.ts';
+import { isPlainHttpToAnotherHost } from '../kernel/transport.ts';
 import { fingerprint } from '../secret/value.ts';
 import { maskSecrets } from '../kernel/output.ts';
 import { oneLine, ExitCode } from '../kernel/errors.ts';
@@ -13,16 +14,18 @@ const STREAM_TIMEOUT_MS = 6_000;
 /** Events spread over less than this arrived in one burst: the gateway (or a proxy) buffered them. */
 const BUFFERED_SPREAD_MS = 20;
 const ANTHROPIC_VERSION = '2023-06-01';
-const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
 export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
   const ready = (): CheckOutcome | undefined => {
     if (!state.gatewayUrl) return skip('no gateway to check');
+    if (state.keyWithheld) return skip(`not tried: ${state.keyWithheld.why}`, state.keyWithheld.fix);
     if (state.gatewayDown) return skip(`not tried: ${state.gatewayDown}`, 'fix the gateway connection first');
     if (!state.key) return skip('no key to test with (neither the store nor the cache gave one)', 'fix the store checks first');
     return undefined;
   };
   const request = (pathname: string, init: { method: string; body?: unknown; signal: AbortSignal }) => {
+    // The one place the key leaves: checked here again, whatever a check above decided.
+    if (state.keyWithheld || state.gatewayUntrusted || isPlainHttpToAnotherHost(state.gatewayUrl!)) throw new Error('internal: the key may not go to this gateway');
     // Relative to the base URL's path, as Claude Code appends /v1/messages to ANTHROPIC_BASE_URL.
     const base = state.gatewayUrl!.href.endsWith('/') ? state.gatewayUrl!.href : `${state.gatewayUrl!.href}/`;
     const url = new URL(pathname, base);
@@ -63,13 +66,34 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
         } catch {
           return fail(`the gateway "${chosen.value}" from ${chosen.from} is not a URL`, 'set it to e.g. https://llm.example.com');
         }
+        if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+          return fail(`${url.href} (from ${chosen.from}) is neither http nor https`, 'set it to the gateway\'s https:// address', { url: url.href, from: chosen.from });
+        }
         state.gatewayUrl = url;
-        const details = { url: url.href, from: chosen.from };
+        const details = { url: url.href, from: chosen.from, keySent: false };
+        if (chosen.project) {
+          // A cloned repository chose this address: the developer did not. Not contacted, key or not.
+          state.gatewayUntrusted = true;
+          state.keyWithheld = {
+            why: `the gateway address comes from the project's settings, so keybroker does not send your key there`,
+            fix: `if you trust ${url.origin}, check it with 'keybroker doctor --gateway ${url.href}'`,
+          };
+          return warn(
+            `this project overrides the gateway: ANTHROPIC_BASE_URL=${url.href} in ${chosen.from}; Claude Code will send your key there once this folder is trusted; doctor did not contact it`,
+            `trust this folder only if ${url.host} is your company's gateway; otherwise remove ANTHROPIC_BASE_URL from ${chosen.path}. To test it with your key: 'keybroker doctor --gateway ${url.href}'`,
+            { ...details, projectOverride: true },
+          );
+        }
+        if (isPlainHttpToAnotherHost(url)) {
+          state.keyWithheld = {
+            why: `${url.origin} is plain HTTP to another machine, so keybroker does not send your key there`,
+            fix: "use the gateway's https:// address",
+          };
+          return fail(`${url.href} (from ${chosen.from}) is plain HTTP to another machine: Claude Code would send your key across the network unencrypted; doctor did not send it`, "use the gateway's https:// address", details);
+        }
+        details.keySent = true;
         if (url.protocol === 'https:') return ok(`${url.href} (from ${chosen.from})`, details);
-        if (url.protocol === 'http:' && LOCAL_HOSTS.has(url.hostname)) return ok(`${url.href} (from ${chosen.from}; plain HTTP on this machine only)`, details);
-        if (url.protocol === 'http:') return warn(`${url.href} (from ${chosen.from}) is plain HTTP: the key crosses the network unencrypted`, 'use the gateway\'s https:// address', details);
-        state.gatewayUrl = undefined;
-        return fail(`${url.href} (from ${chosen.from}) is neither http nor https`, 'set it to the gateway\'s https:// address', details);
+        return ok(`${url.href} (from ${chosen.from}; plain HTTP on this machine only)`, details);
       },
     },
     {
@@ -79,6 +103,7 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
       timeoutMs: GATEWAY_CALL_TIMEOUT_MS,
       async run(signal) {
         if (!state.gatewayUrl) return skip('no gateway to check');
+        if (state.gatewayUntrusted) return skip(`not tried: ${state.keyWithheld!.why}`, state.keyWithheld!.fix);
         // Claude Code's own first request: HEAD / without a key. Any HTTP answer means the host is there.
         const started = performance.now();
         let response: Response;
@@ -186,9 +211,14 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
   return checks;
 }
 
-function chooseGateway(deps: DoctorDeps, state: DoctorState): { value: string; from: string } | undefined {
+/** The gateway Claude Code would use; `project` when a cloned repository's settings chose it. */
+function chooseGateway(deps: DoctorDeps, state: DoctorState): { value: string; from: string; project?: boolean; path?: string } | undefined {
+  // The developer's explicit choice is the only way to send the key to an address a project names.
   if (deps.gateway) return { value: deps.gateway, from: '--gateway' };
-  const variable = effectiveVariable(state.claudeFiles ?? [], deps.env, 'ANTHROPIC_BASE_URL');
+  // Read here too: a project's address must be seen even when the Claude Code checks did not run.
+  state.claudeFiles ??= readClaudeSettings(deps.env, deps.projectDir, deps.platform);
+  const variable = effectiveVariable(state.claudeFiles, deps.env, 'ANTHROPIC_BASE_URL');
+  if (variable && isProjectScope(variable.scope)) return { value: variable.value, from: describeScope(variable), project: true, ...(variable.path ? { path: variable.path } : {}) };
   if (variable) return { value: variable.value, from: `ANTHROPIC_BASE_URL in ${describeScope(variable)}` };
   const profile = state.config?.profile;
   if (profile?.gateway) return { value: profile.gateway, from: `"gateway" of profile "${profile.name}"` };

@@ -42,5 +42,9 @@ export interface DoctorState {
   /** Set when the gateway did not answer: later gateway checks skip. */
   gatewayDown?: string;
   gatewayUrl?: URL;
+  /** Why the developer's key is not sent to the gateway (an address from project settings, plain HTTP to another host). */
+  keyWithheld?: { why: string; fix: string };
+  /** The address came from project settings: not contacted at all, not even without the key. */
+  gatewayUntrusted?: boolean;
   listedModels?: string[];
 }

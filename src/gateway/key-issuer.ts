@@ -30,6 +30,8 @@ export interface KeyIssuer {
 
 export interface IssuerContext {
   env: NodeJS.ProcessEnv;
+  /** The profile allows plain http:// to another host; otherwise the master key never goes there. */
+  allowInsecureHttp?: boolean;
   timeoutMs: number;
   fetch?: typeof fetch;
 }

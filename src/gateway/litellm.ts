@@ -4,6 +4,7 @@ import type { KeyIssuerConfig } from '../config/config.ts';
 import { parseDuration } from '../kernel/duration.ts';
 import { AccessDenied, ConfigError, NotAuthenticated, StoreUnreachable } from '../kernel/errors.ts';
 import { markThrottled, retryAfterMs } from '../kernel/retry.ts';
+import { isPlainHttpToAnotherHost } from '../kernel/transport.ts';
 import type { IssuerContext, KeyIssuer, MintedKey } from './key-issuer.ts';
 
 const DEFAULT_MASTER_KEY_ENV = 'LITELLM_MASTER_KEY';
@@ -18,6 +19,10 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
   const where = `LiteLLM at ${base}`;
   const masterKeyEnv = config.masterKeyEnv ?? DEFAULT_MASTER_KEY_ENV;
   const doFetch = context.fetch ?? fetch;
+  if (isPlainHttpToAnotherHost(base) && !context.allowInsecureHttp) {
+    // Every call carries the master key as Authorization: Bearer.
+    throw new ConfigError(`keyIssuer.url ${base} is plain http:// to another machine: the gateway's master key would cross the network unencrypted`, 'use the gateway\'s https:// address (or, only on a network you trust end to end, set "allowInsecureHttp": true in the profile)');
+  }
 
   function masterKey(): string {
     const value = context.env[masterKeyEnv];

@@ -145,6 +145,18 @@ describe('login', () => {
     expect((await machine.run(['status'])).stdout).toContain(fingerprint(KEY));
   });
 
+  test('a cache that cannot keep the key: never says "cached", exits 9 as its help says', async () => {
+    // The cache folder lies below a regular file: every write fails (ENOTDIR), whoever runs it.
+    const blocker = path.join(machine.home, 'not-a-folder');
+    fs.writeFileSync(blocker, '');
+    const result = await machine.run(['login'], { KEYBROKER_CACHE_DIR: path.join(blocker, 'keybroker') });
+    expect(result.stderr).not.toMatch(/cached key/);
+    expect(result.stderr).toMatch(new RegExp(`read key ${fingerprint(KEY)} .* but it was not cached in the file cache`));
+    expect(result.code).toBe(9);
+    expect(result.stdout).toBe('');
+    expect((await machine.run(['login', '--help'])).stdout).toMatch(/9 when the key was read but the cache did not\s+keep it/);
+  });
+
   test('not logged in: prints the exact login command and exits 4', async () => {
     const env = { ...machine.env, AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_CONFIG_FILE: '/nonexistent/c', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/d', AWS_PROFILE: 'dev-sso' };
     const result = await machine.run(['login'], {}, { replaceEnv: env });

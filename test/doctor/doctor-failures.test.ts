@@ -147,10 +147,11 @@ describe('doctor against each gateway failure', () => {
     }
   });
 
-  test('plain http to another host is a warning', async () => {
+  test('plain http to another host is a failure, and the key is not sent (test/doctor/gateway-trust.test.ts shows it)', async () => {
     const { report } = await doctor(['--gateway', 'http://gateway.example.invalid:1']);
-    expect(check(report, 'gateway.url').verdict).toBe('WARN');
-    expect(check(report, 'gateway.url').finding).toMatch(/plain HTTP/);
+    expect(check(report, 'gateway.url').verdict).toBe('FAIL');
+    expect(check(report, 'gateway.url').finding).toMatch(/plain HTTP to another machine/);
+    expect(check(report, 'gateway.models').verdict).toBe('SKIP');
   });
 });
 

@@ -5,6 +5,8 @@ import { NotAuthenticated } from '../../src/kernel/errors.ts';
 import { helperProgram, shellQuote } from '../../src/claude/settings.ts';
 import { recommendedTtlMs } from '../../src/claude/setup.ts';
 import type { Provider } from '../../providers/provider.ts';
+import type { CacheStore } from '../../src/cache/cache-store.ts';
+import { serializeEntry } from '../../src/cache/entry.ts';
 
 function provider(overrides: Partial<Provider>): Provider {
   return {
@@ -19,6 +21,14 @@ function provider(overrides: Partial<Provider>): Provider {
   };
 }
 const served = { key: 'sk-test-unit', version: '7', secret: 'keys/alice', fetchedAt: 0, from: 'store' as const };
+/** A file cache that holds `held` for the login's account (what a refresh left there). */
+const cacheHolding = (held: string | undefined, kind: CacheStore['kind'] = 'file'): CacheStore => ({
+  kind,
+  read: async (account) => (account === 'default:abc' ? held : undefined),
+  write: async () => {},
+  remove: async () => false,
+});
+const cacheDeps = (held: string | null = serializeEntry(served), kind: CacheStore['kind'] = 'file') => ({ cache: cacheHolding(held ?? undefined, kind), account: 'default:abc' });
 
 describe('login', () => {
   test('runs the provider\'s interactive login (with a browser opener), then warms the cache', async () => {
@@ -37,6 +47,7 @@ describe('login', () => {
       say: (line) => steps.push(`say ${line}`),
       openBrowser: async (url) => void steps.push(`browser ${url}`),
       refresh: async () => (steps.push('refresh'), served),
+      ...cacheDeps(),
     });
     expect(result.kind).toBe('cached');
     expect(steps).toEqual(['say logging in to Test Store', 'say visit the page', 'browser https://vault.example.com/ui/oidc', 'interactive', 'refresh', expect.stringMatching(/^say cached key sha256:[0-9a-f]{8} \(version 7/)]);
@@ -53,9 +64,25 @@ describe('login', () => {
       say: () => {},
       openBrowser: async () => {},
       refresh: async () => ((refreshed = true), served),
+      ...cacheDeps(),
     });
     expect(result).toMatchObject({ kind: 'needs-cli-login', command: 'teststore login --profile dev' });
     expect(refreshed).toBe(false);
+  });
+
+  test('says "cached" only when the cache gives the key back', async () => {
+    const lines: string[] = [];
+    const base = { provider: provider({}), say: (line: string) => void lines.push(line), openBrowser: async () => {}, refresh: async () => served };
+    const missing = await login({ ...base, ...cacheDeps(null) });
+    expect(missing.kind).toBe('not-cached');
+    expect(missing.kind === 'not-cached' && missing.error.exitCode).toBe(9);
+    expect(missing.kind === 'not-cached' && missing.error.message).toMatch(/^read key sha256:[0-9a-f]{8} .* but it was not cached in the file cache/);
+    const older = await login({ ...base, ...cacheDeps(serializeEntry({ ...served, key: 'sk-test-older' })) });
+    expect(older.kind).toBe('not-cached');
+    const none = await login({ ...base, ...cacheDeps(null, 'none') });
+    expect(none.kind).toBe('no-cache');
+    expect(lines.some((line) => line.startsWith('cached'))).toBe(false);
+    expect(lines.at(-1)).toMatch(/nothing is cached \(cache backend "none"\)/);
   });
 });
 

@@ -281,7 +281,7 @@ async function adminDeps(values: ParsedValues, config: LoadedConfig, context: Ru
     bulk: { ceiling: concurrencyFlag(values), relay },
     json: Boolean(values['json']),
   };
-  if (profile.keyIssuer) deps.issuer = openKeyIssuer(profile.keyIssuer, { env: context.env, timeoutMs: Math.max(profile.timeoutMs, 10_000) });
+  if (profile.keyIssuer) deps.issuer = openKeyIssuer(profile.keyIssuer, { env: context.env, timeoutMs: Math.max(profile.timeoutMs, 10_000), ...(profile.allowInsecureHttp ? { allowInsecureHttp: true } : {}) });
   return deps;
 }
 

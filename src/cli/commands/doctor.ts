@@ -30,7 +30,10 @@ Options:
                     present ({} when a check has no facts to add)
   --model NAME      send the test message to this model (repeatable; default: ANTHROPIC_MODEL,
                     else the first model the gateway lists)
-  --gateway URL     check this gateway instead of ANTHROPIC_BASE_URL
+  --gateway URL     check this gateway instead of ANTHROPIC_BASE_URL. Your key goes only to an
+                    address you chose: one from the project's .claude/settings*.json is named but
+                    not contacted (pass it here to test it), and never over plain HTTP to
+                    another machine
   --project DIR     read Claude Code's project settings from DIR/.claude (default: this folder)
 
 Exit code: 0 when no check failed; otherwise the code of the first failure (see keybroker --help).

@@ -3,6 +3,7 @@ import type { Command } from '../command.ts';
 import { getKey } from '../../broker/broker.ts';
 import { brokerDeps, loadConfigFor } from '../wiring.ts';
 import { login, openInBrowser } from '../../broker/login.ts';
+import { cacheAccount } from '../../cache/account.ts';
 
 export const loginCommand: Command = {
   name: 'login',
@@ -22,7 +23,9 @@ Options:
   --no-browser      only print the sign-in address (to open it yourself, e.g. over SSH with
                     the callback port forwarded)
 
-Exit code: 0 when the key is cached; 4 when you still need to run the printed command.
+Exit code: 0 when the key is cached (read back from the cache to be sure), or when the profile
+caches nothing (cache backend "none": said so); 9 when the key was read but the cache did not
+keep it; 4 when you still need to run the printed command.
 
 Examples:
   keybroker login
@@ -43,7 +46,10 @@ Examples:
       },
       // Always the store: the verdict of a recent 401 re-check (kept 15 s) must not answer for a login.
       refresh: () => getKey({ ...deps, state: { ...deps.state, lastRecheck: () => undefined } }, { recheck: true }),
+      cache: deps.cache,
+      account: cacheAccount(config.profile),
     });
+    if (result.kind === 'not-cached') throw result.error;
     if (result.kind === 'needs-cli-login') {
       context.output.stdout(`${result.command}\n`);
       say(`${result.error.message}: run the command above, then 'keybroker login' again`);

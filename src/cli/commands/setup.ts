@@ -3,7 +3,7 @@ import type { Command } from '../command.ts';
 import { loadConfigFor } from '../wiring.ts';
 import { callerTtlMs } from '../../claude/helper-ttl.ts';
 import { managedSettingsPath, userSettingsPath } from '../../claude/settings.ts';
-import { mergeIntoSettings, settingsSnippet, thisProgram } from '../../claude/setup.ts';
+import { helperTarget, mergeIntoSettings, settingsSnippet, thisProgram } from '../../claude/setup.ts';
 import { UsageError } from '../../kernel/errors.ts';
 import { customHeadersValue } from '../../claude/surfaces.ts';
 import { desktopConfigPath, desktopKeys, helperCommand, mcpServerName, mcpSnippets, mergeDesktopConfig, otelSnippet, thisProgramArgv } from '../../claude/surface-setup.ts';
@@ -11,11 +11,13 @@ import { desktopConfigPath, desktopKeys, helperCommand, mcpServerName, mcpSnippe
 export const setupCommand: Command = {
   name: 'setup',
   summary: 'print (or --write) the Claude Code settings that make it use keybroker',
-  help: `Usage: keybroker setup [--profile NAME] [--gateway URL] [--managed] [--write [--force]]
+  help: `Usage: keybroker setup [--config FILE] [--profile NAME] [--gateway URL] [--managed] [--write [--force]]
        keybroker setup --desktop [--write [--force]] | --mcp SERVER_URL [--mcp-name NAME] | --otel
 
 Prints the Claude Code settings JSON that makes Claude Code call keybroker:
-  apiKeyHelper                        this binary's absolute path, quoted for the shell
+  apiKeyHelper                        this binary's absolute path, quoted for the shell; with
+                                      get --config FILE --profile NAME when setup was given them
+                                      (flags, KEYBROKER_CONFIG, KEYBROKER_PROFILE), FILE absolute
   env.ANTHROPIC_BASE_URL              the gateway (--gateway, else the profile's "gateway",
                                       else ANTHROPIC_BASE_URL)
   env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS  half of keybroker's refresh interval, at most 5 minutes,
@@ -34,9 +36,11 @@ The other surfaces (printed; --desktop also writes):
 Options:
   --write     merge it into ~/.claude/settings.json (CLAUDE_CONFIG_DIR is honoured): other keys
               are kept, a backup is written next to it first, and an apiKeyHelper that is not
-              keybroker is left alone unless --force
+              keybroker is left alone unless --force; the write is atomic, and a symlinked
+              settings.json (dotfiles) is written through to its target, the link kept
   --force     with --write: replace an apiKeyHelper keybroker did not write
-  --managed   target Claude Code's managed settings instead (admins; /etc/claude-code/
+  --managed   target Claude Code's managed settings instead, written 0644 so every user's
+              Claude Code can read it (admins; /etc/claude-code/
               managed-settings.json on Linux, /Library/Application Support/ClaudeCode/ on macOS,
               C:\\ProgramData\\ClaudeCode\\ on Windows)
   --gateway URL  the gateway to put in env.ANTHROPIC_BASE_URL
@@ -60,9 +64,18 @@ Examples:
     if (values['force'] && !values['write']) throw new UsageError('setup: --force only makes sense with --write', "run 'keybroker setup --write --force'");
     const config = loadConfigFor(values, context);
     const gateway = typeof values['gateway'] === 'string' ? values['gateway'] : config.profile.gateway ?? context.env['ANTHROPIC_BASE_URL'];
+    const helper = helperTarget(
+      { ...(typeof values['config'] === 'string' ? { config: values['config'] } : {}), ...(typeof values['profile'] === 'string' ? { profile: values['profile'] } : {}) },
+      context.env,
+      process.cwd(),
+    );
+    if (helper.notCarried.length) {
+      context.output.stderr(`keybroker: ${helper.notCarried.join(', ')} ${helper.notCarried.length === 1 ? 'is' : 'are'} set in this shell but not written: Claude Code's helper sees ${helper.notCarried.length === 1 ? 'it' : 'them'} only from Claude Code's own environment (or put the value in the config file)`);
+    }
     const snippet = settingsSnippet({
       program: thisProgram(),
-      ...(typeof values['profile'] === 'string' ? { profileFlag: values['profile'] } : {}),
+      // The helper reads what setup read: the same config file (absolute) and profile.
+      target: helper,
       profile: config.profile,
       ...(gateway ? { gateway } : {}),
     });
@@ -113,10 +126,10 @@ Examples:
       context.output.stderr(`keybroker: merge this into ${target}, or run 'keybroker setup${values['managed'] ? ' --managed' : ''} --write'`);
       return 0;
     }
-    const outcome = mergeIntoSettings(target, snippet, { force: values['force'] === true, now: context.now() });
+    const outcome = mergeIntoSettings(target, snippet, { force: values['force'] === true, now: context.now(), managed: values['managed'] === true });
     context.output.stdout(JSON.stringify(snippet, null, 2) + '\n');
     const notes = [
-      `wrote ${outcome.file}`,
+      `wrote ${outcome.file}${outcome.through ? ` (through the link, to ${outcome.through})` : ''}`,
       outcome.backup ? `backup at ${outcome.backup}` : undefined,
       outcome.replacedHelper ? `replaced apiKeyHelper ${JSON.stringify(outcome.replacedHelper)}` : undefined,
     ].filter(Boolean);
