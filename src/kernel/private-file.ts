@@ -29,9 +29,13 @@ export function privateDirProblem(dir: string): FileProblem {
 }
 
 export class UnsafeFile extends Error {
-  constructor(readonly file: string, readonly problem: string) {
+  readonly file: string;
+  readonly problem: string;
+  constructor(file: string, problem: string) {
     super(`${file} ${problem}`);
     this.name = 'UnsafeFile';
+    this.file = file;
+    this.problem = problem;
   }
 }
 
