@@ -76,7 +76,8 @@ export function fileLock(dir: string, options: LockOptions = {}): Lock {
   return {
     async acquire(name, waitMs) {
       // No lock can be taken here at all: go ahead without one rather than wait for nothing.
-      const problem = makePrivateDir(dir);
+      // The runtime folder and its locks folder must both be this user's own.
+      const problem = makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir);
       if (problem) return noLock(problem);
       const file = lockFilePath(dir, name);
       const me: LockHolder = { pid: process.pid, start: processStartTime(process.pid) ?? '', nonce: randomBytes(6).toString('hex') };

@@ -55,7 +55,8 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
   function ensureDir(): boolean {
     if (ready !== undefined) return ready;
     // Without the folder the 401 rule and failure sharing are off; `get` still works.
-    ready = makePrivateDir(dir) === undefined;
+    // The runtime folder itself and its state folder must both be this user's own.
+    ready = makePrivateDir(path.dirname(dir)) === undefined && makePrivateDir(dir) === undefined;
     return ready;
   }
   function read<T>(file: string): T | undefined {

@@ -15,7 +15,8 @@ export function fileCache(dir: string): CacheStore {
     path.join(dir, `${sha256Hex(account).slice(0, 24)}.json`);
 
   function ensureDir(): void {
-    const problem = makePrivateDir(dir);
+    // The cache folder and its keys folder must both be this user's own.
+    const problem = makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir);
     if (problem) throw new CacheUnavailable(`the cache folder cannot be used: ${shortPath(problem, 300)}`, 'set KEYBROKER_CACHE_DIR to a private folder of yours');
   }
 

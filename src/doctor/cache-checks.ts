@@ -9,7 +9,6 @@ import { assessFreshness, readAgo } from '../broker/broker.ts';
 import { cacheAccount } from '../cache/account.ts';
 import { callerTtlMs } from '../claude/helper-ttl.ts';
 import { fingerprint } from '../secret/value.ts';
-import { formatDuration } from '../kernel/duration.ts';
 import { fail, ok, skip, warn, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 

@@ -104,7 +104,7 @@ function verifiedAddon(asset: string, hash: string, env: NodeJS.ProcessEnv): { p
   const sea = seaModule();
   if (!sea) return { path: path.join(path.dirname(__filename), asset), close: () => {} };
   const dir = path.join(userCacheDir(env), 'addons');
-  const problem = makePrivateDir(dir);
+  const problem = makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir);
   if (problem) throw new Error(`the keychain addon cannot be kept in ${dir}: ${problem}`);
   // The asset is a view of the executable's own bytes, not a copy.
   const built = Buffer.from(sea.getRawAsset(asset) as ArrayBuffer);
