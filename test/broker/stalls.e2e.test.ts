@@ -35,7 +35,7 @@ beforeAll(async () => {
   }
   baseline.remove();
   console.info(`normal cold get: ${Math.round(coldMs)} ms (the slowest of 3)`);
-});
+}, 180_000);
 afterAll(async () => chain?.stop());
 beforeEach(() => chain.faults.set({ kind: 'pass' }));
 afterEach(() => {
