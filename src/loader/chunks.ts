@@ -120,7 +120,8 @@ function verifiedAddon(asset: string, hash: string, env: NodeJS.ProcessEnv): { p
   }
   const opened = fd;
   return {
-    path: process.platform === 'linux' ? `/proc/self/fd/${opened}` : target,
+    // Without /proc (some sandboxes) the path is loaded right after the check, as on macOS and Windows.
+    path: process.platform === 'linux' && fs.existsSync(`/proc/self/fd/${opened}`) ? `/proc/self/fd/${opened}` : target,
     close: () => fs.closeSync(opened),
   };
 }
