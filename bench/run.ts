@@ -2,6 +2,7 @@
 //   warm get (cache hit)           vs a bare single executable that prints a constant (target ≤ 1.25x)
 //   cold get (store read, moto)    vs `aws secretsmanager get-secret-value` on the same moto (target ≤ 0.4x)
 // Compared commands run in alternating rounds, so a burst of load on a shared machine hits both.
+// BENCH_COMPARE=/path/to/another/keybroker adds that build to the warm rounds (this build vs it).
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,6 +17,8 @@ const binary = path.join(root, 'dist', 'keybroker');
 const KEY = 'sk-test-bench-0123456789abcdef';
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
 const RUNS_PER_ROUND = Number(process.env['BENCH_RUNS'] ?? 10);
+/** Another build of keybroker (say, main's) timed in the same rounds, to show what a change costs on the warm path. */
+const COMPARE = process.env['BENCH_COMPARE'];
 
 interface Command {
   name: string;
@@ -124,6 +127,11 @@ async function main(): Promise<void> {
       warm.push({ name: 'warm keychain', argv: [binary, '--profile', 'keychain'] });
       checkPrints(warm[2]!.argv, env, KEY); // fills the keychain
     }
+    if (COMPARE) {
+      warm.push({ name: 'compared warm file', argv: [COMPARE, '--profile', 'file'] });
+      if (keyring) warm.push({ name: 'compared warm keychain', argv: [COMPARE, '--profile', 'keychain'] });
+      for (const command of warm.slice(-2)) if (command.name.startsWith('compared')) checkPrints(command.argv, env, KEY);
+    }
     const awsArgv = `aws --endpoint-url ${moto.endpoint} --region us-east-1 secretsmanager get-secret-value --secret-id ${secret} --query SecretString --output text`.split(' ');
     const cold: Command[] = [
       { name: 'cold get', argv: [binary, '--profile', 'cold'] },
@@ -141,6 +149,10 @@ async function main(): Promise<void> {
         ? row('warm `get`, keychain hit (gnome-keyring, Secret Service)', warmTimes.get('warm keychain')!, 'bare SEA', bareTimes, 1.25)
         : `| warm \`get\`, keychain hit | not measured: no Secret Service (${keychainProblem}) | | | | | |`,
     );
+    if (COMPARE) {
+      rows.push(row('warm `get`, file cache hit: this build vs BENCH_COMPARE', warmTimes.get('warm file')!, path.basename(COMPARE), warmTimes.get('compared warm file')!, 1.05));
+      if (keyring) rows.push(row('warm `get`, keychain hit: this build vs BENCH_COMPARE', warmTimes.get('warm keychain')!, path.basename(COMPARE), warmTimes.get('compared warm keychain')!, 1.05));
+    }
     rows.push(row('cold `get`, store read from moto', coldTimes.get('cold get')!, '`aws secretsmanager get-secret-value`', coldTimes.get('aws CLI')!, 0.4));
 
     const cpu = os.cpus()[0]?.model ?? 'unknown CPU';

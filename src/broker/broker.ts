@@ -191,7 +191,8 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   const acceptable = (entry: CacheEntry | undefined): entry is CacheEntry =>
     entry !== undefined && freshness(entry) === 'fresh' && (refused === undefined || fingerprint(entry.key) !== refused);
   /** A store failure recorded since this call started: shared with this call, not repeated. */
-  const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt ? failure : undefined);
+  // One stamped after now is from the future (clock stepped back, or planted): never shared.
+  const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt && failure.at <= deps.now() ? failure : undefined);
   const deadline = startedAt + lockWaitMs(profile);
   let release: (() => Promise<void>) | undefined;
   let latest = cached;
@@ -224,7 +225,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
         deps.state.recordStoreFailure(account, { at: deps.now(), kind: error.name, message: error.message, fix: error.fix });
       }
       if (usable && isTransientStoreFailure(error)) {
-        deps.warn(`keybroker: ${(error as Error).message}; serving the cached key read ${formatDuration(deps.now() - usable.fetchedAt)} ago`);
+        deps.warn(`keybroker: ${(error as Error).message}; serving the cached key ${readAgo(deps.now() - usable.fetchedAt)}`);
         return serve(usable, 'stale-cache');
       }
       throw error;
@@ -298,6 +299,11 @@ export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not
   } finally {
     await release();
   }
+}
+
+/** When a cached key was read, for a message; a read "in the future" means the clock went back. */
+export function readAgo(ageMs: number): string {
+  return ageMs < 0 ? 'read at a time still ahead of this clock (the clock was set back)' : `read ${formatDuration(ageMs)} ago`;
 }
 
 /** `askedAgoMs`: how long ago the store was asked, when it was not asked in this call. */

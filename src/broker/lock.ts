@@ -6,12 +6,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { sha256Hex } from '../kernel/sha256.ts';
-import { makePrivateDir } from '../kernel/paths.ts';
+import { describeErrno, makePrivateDir, shortPath } from '../kernel/paths.ts';
+import { UnsafeFile, openPrivateFile } from '../kernel/private-file.ts';
 import { processStartTime } from './caller.ts';
 
 export interface Lock {
   /** Waits up to `waitMs` for the lock; resolves to its release (a no-op where no lock can be taken at all), or undefined when the wait ran out. */
   acquire(name: string, waitMs: number): Promise<(() => Promise<void>) | undefined>;
+}
+
+export interface LockOptions {
+  /** Told why, when no lock can be taken at all (a folder that cannot be written, a full disk) and the caller goes ahead without one. */
+  noLock?(reason: string): void;
 }
 
 /** A lock older than this is taken over even if its pid looks alive (pid reuse where start times are unknown). */
@@ -35,35 +41,64 @@ export function parseHolder(text: string): LockHolder | undefined {
   return { pid: Number(pid), start: start === '-' ? '' : (start ?? ''), nonce };
 }
 
-/** True when the process that wrote `holder` still runs (same pid and same start time). */
+/**
+ * True when the process that wrote `holder` may still run, judged by what can be checked: the
+ * pid exists and is this user's (a lock of ours is never held by another user's process), its
+ * start time matches where both are known, and where they are not, it runs the same program.
+ */
 function holderAlive(holder: LockHolder): boolean {
   try {
     process.kill(holder.pid, 0);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ESRCH' || code === 'EPERM') return false;
   }
-  if (!holder.start) return true;
-  const start = processStartTime(holder.pid);
-  return start === undefined || start === holder.start;
+  const start = holder.start ? processStartTime(holder.pid) : undefined;
+  if (start !== undefined) return start === holder.start;
+  return sameProgram(holder.pid) ?? true;
 }
 
-export function fileLock(dir: string): Lock {
+/** Whether `pid` runs the same executable as this process (Linux only; undefined where it cannot be told). */
+function sameProgram(pid: number): boolean | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`) === fs.readlinkSync('/proc/self/exe');
+  } catch {
+    return undefined;
+  }
+}
+
+export function fileLock(dir: string, options: LockOptions = {}): Lock {
+  const noLock = (reason: string) => {
+    options.noLock?.(reason);
+    return async () => {};
+  };
   return {
     async acquire(name, waitMs) {
       // No lock can be taken here at all: go ahead without one rather than wait for nothing.
-      if (makePrivateDir(dir)) return async () => {};
+      // The runtime folder and its locks folder must both be this user's own.
+      const problem = makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir);
+      if (problem) return noLock(problem);
       const file = lockFilePath(dir, name);
       const me: LockHolder = { pid: process.pid, start: processStartTime(process.pid) ?? '', nonce: randomBytes(6).toString('hex') };
       const content = `${me.pid} ${me.start || '-'} ${me.nonce}\n`;
       const deadline = Date.now() + waitMs;
       for (;;) {
+        let fd: number | undefined;
         try {
-          const fd = fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o600);
+          fd = fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | (fs.constants.O_NOFOLLOW ?? 0), 0o600);
           fs.writeSync(fd, content);
           fs.closeSync(fd);
           return async () => releaseIfMine(file, me.nonce);
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+            // Not "someone holds it" but "it cannot be taken" (read-only, full disk, no permission): no lock.
+            if (fd !== undefined) {
+              fs.closeSync(fd);
+              fs.rmSync(file, { force: true });
+            }
+            return noLock(`cannot write ${shortPath(file)} (${describeErrno(error)})`);
+          }
         }
         takeOverIfAbandoned(file);
         if (Date.now() >= deadline) return undefined;
@@ -73,9 +108,25 @@ export function fileLock(dir: string): Lock {
   };
 }
 
+/** The lock file's text and stat, read without blocking; 'not a lock' for anything but a regular file of ours. */
+function readLock(file: string): { text: string; stat: fs.Stats } | 'not a lock' | undefined {
+  try {
+    const opened = openPrivateFile(file);
+    if (!opened) return undefined;
+    try {
+      return { text: fs.readFileSync(opened.fd, 'utf8'), stat: opened.stat };
+    } finally {
+      fs.closeSync(opened.fd);
+    }
+  } catch (error) {
+    return error instanceof UnsafeFile ? 'not a lock' : undefined;
+  }
+}
+
 function releaseIfMine(file: string, nonce: string): void {
   try {
-    if (parseHolder(fs.readFileSync(file, 'utf8'))?.nonce === nonce) fs.unlinkSync(file);
+    const lock = readLock(file);
+    if (typeof lock === 'object' && parseHolder(lock.text)?.nonce === nonce) fs.unlinkSync(file);
   } catch {
     // Already taken over or removed: nothing of ours to release.
   }
@@ -87,19 +138,18 @@ function releaseIfMine(file: string, nonce: string): void {
  * waiters judging the same dead holder) can at worst let two processes read the store once each.
  */
 function takeOverIfAbandoned(file: string): void {
-  let text: string;
-  let stat: fs.Stats;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-    stat = fs.statSync(file);
-  } catch {
-    return;
-  }
+  const lock = readLock(file);
+  if (lock === undefined) return;
+  // A FIFO, a link or another user's file where the lock belongs (in our own folder) is nobody's lock.
+  if (lock === 'not a lock') return void fs.rmSync(file, { force: true });
+  const { text, stat } = lock;
   const holder = parseHolder(text);
+  // A modification time ahead of the clock (the clock was set back) says nothing about the age: not young.
+  const age = Date.now() - stat.mtimeMs;
+  const young = age >= 0 && age < 1_000;
   // An empty file is a holder between open and write: give it a moment before calling it dead.
-  const young = Date.now() - stat.mtimeMs < 1_000;
   if (!holder && young) return;
-  if (holder && holderAlive(holder) && Date.now() - stat.mtimeMs < LOCK_MAX_AGE_MS) return;
+  if (holder && age >= 0 && age < LOCK_MAX_AGE_MS && holderAlive(holder)) return;
   const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.stale`;
   try {
     fs.renameSync(file, aside);
@@ -107,7 +157,8 @@ function takeOverIfAbandoned(file: string): void {
     return;
   }
   try {
-    if (fs.readFileSync(aside, 'utf8') !== text) fs.linkSync(aside, file);
+    const moved = readLock(aside);
+    if (typeof moved === 'object' && moved.text !== text) fs.linkSync(aside, file);
   } catch {
     // Someone holds a newer lock already: ours is just the stale copy.
   }

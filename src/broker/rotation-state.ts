@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sha256Hex } from '../kernel/sha256.ts';
 import { makePrivateDir } from '../kernel/paths.ts';
+import { readPrivateFile } from '../kernel/private-file.ts';
 
 export interface ServedRecord {
   fingerprint: string;
@@ -44,19 +45,26 @@ export interface RotationState {
 /** Served records older than this are useless (callers re-ask within their TTL) and are swept. */
 const SWEEP_AFTER_MS = 24 * 3_600_000;
 
-/** One small 0600 JSON file per fact in a 0700 folder; every write is an atomic rename. Never throws. */
+/**
+ * One small 0600 JSON file per fact in a 0700 folder of this user; every write is an atomic
+ * rename. A record is read only from a regular file of this user (no FIFO, no link). Never throws.
+ */
 export function fileRotationState(dir: string, now: () => number = Date.now): RotationState {
   const name = (...parts: string[]) => path.join(dir, sha256Hex(parts.join('\0')).slice(0, 24));
   let ready: boolean | undefined;
   function ensureDir(): boolean {
     if (ready !== undefined) return ready;
     // Without the folder the 401 rule and failure sharing are off; `get` still works.
-    ready = makePrivateDir(dir) === undefined;
+    // The runtime folder itself and its state folder must both be this user's own.
+    ready = makePrivateDir(path.dirname(dir)) === undefined && makePrivateDir(dir) === undefined;
     return ready;
   }
   function read<T>(file: string): T | undefined {
+    // A folder of another user, or a file that is not a regular file of ours, holds nothing to trust.
+    if (!ensureDir()) return undefined;
     try {
-      return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+      const text = readPrivateFile(file);
+      return text === undefined ? undefined : (JSON.parse(text) as T);
     } catch {
       return undefined;
     }

@@ -3,48 +3,56 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sha256Hex } from '../kernel/sha256.ts';
 import { CacheUnavailable } from '../kernel/errors.ts';
-import { makePrivateDir } from '../kernel/paths.ts';
+import { describeErrno, fixForErrno, makePrivateDir, shortPath } from '../kernel/paths.ts';
+import { UnsafeFile, readPrivateFile } from '../kernel/private-file.ts';
 import type { CacheStore } from './cache-store.ts';
+
+/** What every file of the file cache is named like: an entry, or a write that never finished. */
+export const CACHE_FILE_PATTERN = /^[0-9a-f]{24}\.json(\.\d+\.tmp)?$/;
 
 export function fileCache(dir: string): CacheStore {
   const fileOf = (account: string) =>
     path.join(dir, `${sha256Hex(account).slice(0, 24)}.json`);
 
   function ensureDir(): void {
-    const problem = makePrivateDir(dir);
-    if (problem) throw new CacheUnavailable(`the cache folder cannot be used: ${problem}`, 'check its permissions or set KEYBROKER_CACHE_DIR to a private folder');
-    try {
-      const stat = fs.statSync(dir);
-      if (typeof process.getuid === 'function' && stat.uid !== process.getuid()) {
-        throw new CacheUnavailable(`the cache folder ${dir} belongs to another user`, 'remove it or set KEYBROKER_CACHE_DIR');
-      }
-      if ((stat.mode & 0o077) !== 0 && process.platform !== 'win32') fs.chmodSync(dir, 0o700);
-    } catch (error) {
-      if (error instanceof CacheUnavailable) throw error;
-      throw new CacheUnavailable(`cannot use the cache folder ${dir} (${(error as NodeJS.ErrnoException).code})`, 'check its permissions or set KEYBROKER_CACHE_DIR');
-    }
+    // The cache folder and its keys folder must both be this user's own.
+    const problem = makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir);
+    if (problem) throw new CacheUnavailable(`the cache folder cannot be used: ${shortPath(problem, 300)}`, 'set KEYBROKER_CACHE_DIR to a private folder of yours');
   }
 
   return {
     kind: 'file',
     async read(account) {
+      const file = fileOf(account);
       try {
-        return fs.readFileSync(fileOf(account), 'utf8');
+        // Only a regular file of this user that no one else can write is read; a FIFO does not block.
+        return readPrivateFile(file);
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw new CacheUnavailable(`cannot read the cache file ${fileOf(account)} (${(error as NodeJS.ErrnoException).code})`, 'run \'keybroker cache clear\'');
+        if (error instanceof UnsafeFile) {
+          throw new CacheUnavailable(`the cache file ${shortPath(file)} ${error.problem}: not used`, 'nothing to do: keybroker reads the store and replaces it');
+        }
+        // A path over the system's limit cannot be read or written: the write says so, once.
+        if ((error as NodeJS.ErrnoException).code === 'ENAMETOOLONG') return undefined;
+        throw new CacheUnavailable(`cannot read the cache file ${shortPath(file)} (${describeErrno(error)})`, fixForErrno(error, 'KEYBROKER_CACHE_DIR'));
       }
     },
     async write(account, data) {
-      ensureDir();
       const target = fileOf(account);
+      if (target.length >= 4_096) {
+        throw new CacheUnavailable(`the cache folder's path is too long (${dir.length} characters)`, 'set KEYBROKER_CACHE_DIR to a shorter folder');
+      }
+      ensureDir();
       const temp = `${target}.${process.pid}.tmp`;
       try {
-        fs.writeFileSync(temp, data, { mode: 0o600 });
+        fs.rmSync(temp, { force: true }); // left by an earlier process with this pid
+        fs.writeFileSync(temp, data, { mode: 0o600, flag: 'wx' });
         fs.renameSync(temp, target);
       } catch (error) {
         fs.rmSync(temp, { force: true });
-        throw new CacheUnavailable(`cannot write the cache file ${target} (${(error as NodeJS.ErrnoException).code})`, 'check the folder\'s permissions or set KEYBROKER_CACHE_DIR');
+        if ((error as NodeJS.ErrnoException).code === 'ENAMETOOLONG') {
+          throw new CacheUnavailable(`the cache folder's path is too long (${dir.length} characters)`, 'set KEYBROKER_CACHE_DIR to a shorter folder');
+        }
+        throw new CacheUnavailable(`cannot write the cache file ${shortPath(target)} (${describeErrno(error)})`, fixForErrno(error, 'KEYBROKER_CACHE_DIR'));
       }
     },
     async remove(account) {
@@ -53,8 +61,34 @@ export function fileCache(dir: string): CacheStore {
         return true;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-        throw new CacheUnavailable(`cannot remove the cache file ${fileOf(account)} (${(error as NodeJS.ErrnoException).code})`, 'remove it by hand');
+        throw new CacheUnavailable(`cannot remove the cache file ${shortPath(fileOf(account))} (${describeErrno(error)})`, 'remove it by hand');
       }
     },
   };
+}
+
+/**
+ * Removes every file of the file cache in `dir` (entries of any profile, including profiles whose
+ * store, secret, field or user changed since, and writes that never finished). The names removed.
+ */
+export function removeAllCacheFiles(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new CacheUnavailable(`cannot list the cache folder ${shortPath(dir)} (${describeErrno(error)})`, 'remove its files by hand');
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!CACHE_FILE_PATTERN.test(name)) continue;
+    try {
+      fs.unlinkSync(path.join(dir, name));
+      removed.push(name);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new CacheUnavailable(`cannot remove the cache file ${shortPath(path.join(dir, name))} (${describeErrno(error)})`, 'remove it by hand');
+    }
+  }
+  return removed;
 }

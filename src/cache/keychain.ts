@@ -35,18 +35,25 @@ export interface KeychainOptions {
   now?(): number;
 }
 
-export function keychainCache(options: KeychainOptions): CacheStore {
+export interface KeychainCache extends CacheStore {
+  /** Every account keybroker has an item for (service "keybroker"). */
+  accounts(): Promise<string[]>;
+}
+
+export function keychainCache(options: KeychainOptions): KeychainCache {
   const platform = options.platform ?? process.platform;
   const timeoutMs = options.timeoutMs ?? KEYCHAIN_TIMEOUT_MS;
   const name = keychainName(platform);
 
-  async function entry(account: string) {
-    let binding;
+  async function loadBinding() {
     try {
-      binding = await loadKeyring(options.env);
+      return await loadKeyring(options.env);
     } catch (error) {
       throw new CacheUnavailable(`cannot load the keychain library (${(error as Error).message})`, 'set "cache": {"backend": "file"} in the profile', { cause: error });
     }
+  }
+  async function entry(account: string) {
+    const binding = await loadBinding();
     return new binding.AsyncEntry(KEYCHAIN_SERVICE, account, { linux: { store: 'secret-service' } });
   }
 
@@ -81,6 +88,11 @@ export function keychainCache(options: KeychainOptions): CacheStore {
     read: (account) => bounded('read', async () => (await (await entry(account)).getPassword()) ?? undefined),
     write: (account, data) => bounded('write', async () => (await entry(account)).setPassword(data)),
     remove: (account) => bounded('delete', async () => (await entry(account)).deleteCredential()),
+    accounts: () =>
+      bounded('list', async () => {
+        const binding = await loadBinding();
+        return (await binding.findCredentialsAsync(KEYCHAIN_SERVICE)).map((credential) => credential.account);
+      }),
   };
 }
 

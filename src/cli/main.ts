@@ -5,6 +5,7 @@ import { format, parseArgs } from 'node:util';
 import { globalHelp, globalOptions, type Command, type RunContext } from './command.ts';
 import { ExitCode, KeybrokerError, UsageError, oneLine } from '../kernel/errors.ts';
 import { processOutput, maskSecrets, type Output } from '../kernel/output.ts';
+import { relativePathVariables } from '../kernel/paths.ts';
 import { commands, resolveCommand } from './commands/index.ts';
 import { getCommand } from './commands/get.ts';
 
@@ -30,6 +31,10 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
     },
     debug: verbose ? (message) => output.stderr(`keybroker: debug: ${maskSecrets(message)}`) : () => {},
   };
+  const relative = relativePathVariables(runtime.env);
+  if (relative.length) {
+    output.stderr(`keybroker: ignoring ${relative.join(', ')}: not an absolute path (Claude Code runs keybroker in your project's folder, which would then choose where keys are kept); set an absolute path`);
+  }
   const restore = routeLibraryOutput(context.debug);
   try {
     if (argv[0] === '--version' || argv[0] === '-V') {
@@ -121,7 +126,8 @@ ${globalHelp}
 Run 'keybroker COMMAND --help' for a command's options and examples.
 Exit codes: 0 ok, 1 internal, 2 usage, 3 configuration, 4 not authenticated to the store,
 5 secret not found, 6 access denied, 7 store unreachable or timed out, 8 unusable key,
-9 cache unavailable, 10 key rejected by the gateway, 130 an admin bulk action interrupted.
+9 cache unavailable, 10 key rejected by the gateway, 11 output could not be written,
+130 an admin bulk action interrupted.
 `;
 }
 

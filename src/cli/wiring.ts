@@ -40,7 +40,7 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
       warn: (line) => context.output.stderr(line),
     }),
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
-    lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks')),
+    lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks'), (line) => context.output.stderr(line)),
     now: context.now,
     osUser: () => osLoginName(context.env),
     callerTtlMs: callerTtlMs(context.env),
@@ -55,9 +55,15 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
 }
 
 /** The lock module (and node:crypto with it) loads only when a store read takes the lock, never on a warm get. */
-function lazyFileLock(dir: string): Lock {
+function lazyFileLock(dir: string, warn: (line: string) => void): Lock {
+  let told = false;
+  const noLock = (reason: string) => {
+    if (told) return;
+    told = true;
+    warn(`keybroker: no refresh lock: ${reason}; reading the store without it`);
+  };
   return {
-    acquire: async (name, waitMs) => (await import('../broker/lock.ts')).fileLock(dir).acquire(name, waitMs),
+    acquire: async (name, waitMs) => (await import('../broker/lock.ts')).fileLock(dir, { noLock }).acquire(name, waitMs),
   };
 }
 

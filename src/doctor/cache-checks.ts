@@ -5,11 +5,10 @@ import { noCache } from '../cache/cache-store.ts';
 import { fileCache } from '../cache/file.ts';
 import { parseEntry } from '../cache/entry.ts';
 import { keyFilesDir } from '../kernel/paths.ts';
-import { assessFreshness } from '../broker/broker.ts';
+import { assessFreshness, readAgo } from '../broker/broker.ts';
 import { cacheAccount } from '../cache/account.ts';
 import { callerTtlMs } from '../claude/helper-ttl.ts';
 import { fingerprint } from '../secret/value.ts';
-import { formatDuration } from '../kernel/duration.ts';
 import { fail, ok, skip, warn, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 
@@ -108,7 +107,7 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
           expiresAt: entry.expiresAt ? new Date(entry.expiresAt).toISOString() : undefined,
           freshness,
         };
-        const about = `${fingerprint(entry.key)}, version ${entry.version} of "${entry.secret}", read ${formatDuration(now - entry.fetchedAt)} ago, ${freshness}`;
+        const about = `${fingerprint(entry.key)}, version ${entry.version} of "${entry.secret}", ${readAgo(now - entry.fetchedAt)}, ${freshness}`;
         if (freshness === 'expired') return warn(`cached ${about}: it has expired and will not be served`, 'nothing to do if the store check passed: the next get replaces it', details);
         if (state.version && state.version !== entry.version && state.keyFrom?.startsWith('the store')) {
           return ok(`cached ${about}; the store has version ${state.version}, which the next refresh picks up`, details);

@@ -14,6 +14,7 @@ export const ExitCode = {
   unusableKey: 8,
   cacheUnavailable: 9,
   keyRejected: 10,
+  outputFailed: 11,
   /** Stopped by SIGINT/SIGTERM (128 + SIGINT, the shell's convention). */
   interrupted: 130,
 } as const;
@@ -58,6 +59,10 @@ export class UnusableKey extends KeybrokerError {
 }
 export class CacheUnavailable extends KeybrokerError {
   readonly exitCode = ExitCode.cacheUnavailable;
+}
+/** Standard output could not be written (a full disk it is redirected to, an I/O error): the key was not delivered. */
+export class OutputFailed extends KeybrokerError {
+  readonly exitCode = ExitCode.outputFailed;
 }
 export class KeyRejected extends KeybrokerError {
   readonly exitCode = ExitCode.keyRejected;

@@ -1,5 +1,6 @@
 // Everything keybroker prints goes through here: stdout for results, stderr for people.
 import fs from 'node:fs';
+import { OutputFailed } from './errors.ts';
 
 export interface Output {
   /** Exactly these bytes on stdout. */
@@ -9,9 +10,27 @@ export interface Output {
 }
 
 export const processOutput: Output = {
-  stdout: (text) => writeAll(1, text),
-  stderr: (line) => writeAll(2, line.endsWith('\n') ? line : line + '\n'),
+  stdout: (text) => {
+    try {
+      writeAll(1, text);
+    } catch (error) {
+      throw outputFailed(error);
+    }
+  },
+  stderr: (line) => {
+    try {
+      writeAll(2, line.endsWith('\n') ? line : line + '\n');
+    } catch {
+      // Nowhere left to say it; the exit code still does.
+    }
+  },
 };
+
+function outputFailed(error: unknown): OutputFailed {
+  const code = (error as NodeJS.ErrnoException).code;
+  const why = code === 'ENOSPC' || code === 'EDQUOT' ? 'the disk it goes to is full' : code === 'EROFS' ? 'it goes to a read-only file system' : `${code ?? (error as Error).message}`;
+  return new OutputFailed(`cannot write to standard output (${why}); nothing was delivered`, 'free space where the output goes, or send it elsewhere');
+}
 
 /** Synchronous, so that an exit right after cannot cut the output short. */
 function writeAll(fd: number, text: string): void {

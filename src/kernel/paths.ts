@@ -5,13 +5,53 @@ import path from 'node:path';
 
 type Env = NodeJS.ProcessEnv;
 
-function home(env: Env): string {
-  return env['HOME'] || env['USERPROFILE'] || os.homedir();
+/** The variables that move keybroker's files. A relative value is ignored (as the XDG spec says): Claude Code runs the helper in the developer's project, which would then choose where keys, locks and the keychain addon live. */
+const PATH_VARIABLES = [
+  'HOME',
+  'USERPROFILE',
+  'APPDATA',
+  'LOCALAPPDATA',
+  'XDG_CONFIG_HOME',
+  'XDG_CACHE_HOME',
+  'XDG_RUNTIME_DIR',
+  'KEYBROKER_CONFIG',
+  'KEYBROKER_MACHINE_CONFIG',
+  'KEYBROKER_CACHE_DIR',
+  'KEYBROKER_RUNTIME_DIR',
+] as const;
+
+function isAbsoluteOn(value: string, platform: NodeJS.Platform): boolean {
+  return platform === 'win32' ? path.win32.isAbsolute(value) : path.posix.isAbsolute(value);
+}
+
+/** The variable's value when it is set to an absolute path; a relative one counts as unset. */
+function absolute(env: Env, name: (typeof PATH_VARIABLES)[number], platform: NodeJS.Platform = process.platform): string | undefined {
+  const value = env[name];
+  return value && isAbsoluteOn(value, platform) ? value : undefined;
+}
+
+/** The set variables that are ignored because they are relative paths (for one warning line). */
+export function relativePathVariables(env: Env, platform: NodeJS.Platform = process.platform): string[] {
+  return PATH_VARIABLES.filter((name) => env[name] && !isAbsoluteOn(env[name]!, platform));
+}
+
+function home(env: Env, platform: NodeJS.Platform = process.platform): string {
+  return absolute(env, 'HOME', platform) || absolute(env, 'USERPROFILE', platform) || passwdHome();
+}
+
+/** The home folder from the user database, for a HOME that is unset or relative ('' where there is none). */
+function passwdHome(): string {
+  try {
+    return os.userInfo().homedir;
+  } catch {
+    return '';
+  }
 }
 
 /** The machine-wide file that admins distribute (MDM, config management). */
 export function machineConfigPath(env: Env, platform: NodeJS.Platform = process.platform): string {
-  if (env['KEYBROKER_MACHINE_CONFIG']) return env['KEYBROKER_MACHINE_CONFIG'];
+  const moved = absolute(env, 'KEYBROKER_MACHINE_CONFIG', platform);
+  if (moved) return moved;
   if (platform === 'win32') return path.win32.join(env['ProgramData'] || 'C:\\ProgramData', 'keybroker', 'config.json');
   if (platform === 'darwin') return '/Library/Application Support/keybroker/config.json';
   return '/etc/keybroker/config.json';
@@ -19,22 +59,24 @@ export function machineConfigPath(env: Env, platform: NodeJS.Platform = process.
 
 /** The user's own file. */
 export function userConfigPath(env: Env, platform: NodeJS.Platform = process.platform): string {
-  if (env['KEYBROKER_CONFIG']) return env['KEYBROKER_CONFIG'];
+  const moved = absolute(env, 'KEYBROKER_CONFIG', platform);
+  if (moved) return moved;
   if (platform === 'win32') {
-    return path.win32.join(env['APPDATA'] || path.win32.join(home(env), 'AppData', 'Roaming'), 'keybroker', 'config.json');
+    return path.win32.join(absolute(env, 'APPDATA', platform) || path.win32.join(home(env, platform), 'AppData', 'Roaming'), 'keybroker', 'config.json');
   }
-  const base = env['XDG_CONFIG_HOME'] || path.join(home(env), '.config');
+  const base = absolute(env, 'XDG_CONFIG_HOME', platform) || path.join(home(env, platform), '.config');
   return path.join(base, 'keybroker', 'config.json');
 }
 
 /** Private per-user folder for the file cache and the extracted keychain addon. */
 export function userCacheDir(env: Env, platform: NodeJS.Platform = process.platform): string {
-  if (env['KEYBROKER_CACHE_DIR']) return env['KEYBROKER_CACHE_DIR'];
+  const moved = absolute(env, 'KEYBROKER_CACHE_DIR', platform);
+  if (moved) return moved;
   if (platform === 'win32') {
-    return path.win32.join(env['LOCALAPPDATA'] || path.win32.join(home(env), 'AppData', 'Local'), 'keybroker', 'cache');
+    return path.win32.join(absolute(env, 'LOCALAPPDATA', platform) || path.win32.join(home(env, platform), 'AppData', 'Local'), 'keybroker', 'cache');
   }
-  if (platform === 'darwin') return path.join(home(env), 'Library', 'Caches', 'keybroker');
-  return path.join(env['XDG_CACHE_HOME'] || path.join(home(env), '.cache'), 'keybroker');
+  if (platform === 'darwin') return path.join(home(env, platform), 'Library', 'Caches', 'keybroker');
+  return path.join(absolute(env, 'XDG_CACHE_HOME', platform) || path.join(home(env, platform), '.cache'), 'keybroker');
 }
 
 /** The file cache's folder: where `get` writes cached keys and `cache clear` and `doctor` look. */
@@ -44,29 +86,66 @@ export function keyFilesDir(env: Env, platform: NodeJS.Platform = process.platfo
 
 /** Short-lived per-user state: locks and the record of which Claude Code process was served. */
 export function userRuntimeDir(env: Env, platform: NodeJS.Platform = process.platform): string {
-  if (env['KEYBROKER_RUNTIME_DIR']) return env['KEYBROKER_RUNTIME_DIR'];
-  if (platform === 'linux' && env['XDG_RUNTIME_DIR']) return path.join(env['XDG_RUNTIME_DIR'], 'keybroker');
+  const moved = absolute(env, 'KEYBROKER_RUNTIME_DIR', platform);
+  if (moved) return moved;
+  const xdg = absolute(env, 'XDG_RUNTIME_DIR', platform);
+  if (platform === 'linux' && xdg) return path.join(xdg, 'keybroker');
   return path.join(userCacheDir(env, platform), 'run');
 }
 
 /** Refuse folders that cannot hold private files (and `/proc`, where mkdir spins forever in Node). */
 function checkPrivateDir(dir: string): string | undefined {
-  if (!path.isAbsolute(dir)) return `${dir} is not an absolute path`;
+  if (!path.isAbsolute(dir)) return `${shortPath(dir)} is not an absolute path`;
   const normalized = path.resolve(dir);
   for (const pseudo of ['/proc', '/sys', '/dev']) {
-    if (normalized === pseudo || normalized.startsWith(pseudo + '/')) return `${dir} is under ${pseudo}`;
+    if (normalized === pseudo || normalized.startsWith(pseudo + '/')) return `${shortPath(dir)} is under ${pseudo}`;
   }
   return undefined;
 }
 
-/** Creates `dir` (0700) where needed; why it cannot hold private files, or undefined when it can. */
-export function makePrivateDir(dir: string): string | undefined {
+/**
+ * Creates `dir` (0700) where needed and makes sure only this user can use it: a folder of
+ * another user is refused, one of ours that others can read or write is made 0700 again.
+ * Why it cannot hold private files, or undefined when it can.
+ */
+export function makePrivateDir(dir: string, platform: NodeJS.Platform = process.platform): string | undefined {
   const problem = checkPrivateDir(dir);
   if (problem) return problem;
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const stat = fs.statSync(dir);
+    if (!stat.isDirectory()) return `${shortPath(dir)} is not a folder`;
+    if (platform === 'win32') return undefined;
+    if (typeof process.getuid === 'function' && stat.uid !== process.getuid()) return `${shortPath(dir)} belongs to another user (uid ${stat.uid})`;
+    if ((stat.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
     return undefined;
   } catch (error) {
-    return `cannot create ${dir} (${(error as NodeJS.ErrnoException).code})`;
+    return `cannot create ${shortPath(dir)} (${describeErrno(error)})`;
   }
+}
+
+/** An errno code with what it means to a user: a full disk is not a permissions problem. */
+export function describeErrno(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return `${code}: the disk is full`;
+  if (code === 'EROFS') return 'EROFS: the file system is read-only';
+  if (code === 'EACCES' || code === 'EPERM') return `${code}: permission denied`;
+  if (code === 'ENAMETOOLONG') return `${code}: the path is too long`;
+  return code ?? (error as Error).message;
+}
+
+/** What to do about an errno code met writing keybroker's files. */
+export function fixForErrno(error: unknown, folderVariable: string): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return 'free some disk space';
+  if (code === 'EROFS') return `set ${folderVariable} to a writable folder`;
+  if (code === 'ENAMETOOLONG') return `set ${folderVariable} to a shorter folder`;
+  return `check the folder's permissions or set ${folderVariable} to a private folder`;
+}
+
+/** A path short enough for a message: a very long one keeps its start and its end. */
+export function shortPath(file: string, max = 120): string {
+  if (file.length <= max) return file;
+  const keep = Math.floor((max - 1) / 2);
+  return `${file.slice(0, keep)}…${file.slice(-keep)} (${file.length} characters)`;
 }

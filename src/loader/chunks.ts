@@ -8,6 +8,7 @@ import vm from 'node:vm';
 import type { ProviderModule } from '../../providers/provider.ts';
 import type { StoreType } from '../../providers/index.ts';
 import { makePrivateDir, userCacheDir } from '../kernel/paths.ts';
+import { UnsafeFile, openPrivateFile } from '../kernel/private-file.ts';
 import * as errors from '../kernel/errors.ts';
 
 /** Set by the esbuild build (bin/build.ts); absent when the TypeScript source runs under vitest. */
@@ -36,7 +37,12 @@ export async function loadKeyring(env: NodeJS.ProcessEnv): Promise<KeyringBindin
     return keyring;
   }
   const module = { exports: {} as KeyringBinding };
-  process.dlopen(module, nativeAddonPath(built.keyringAsset, built.keyringHash, env));
+  const addon = verifiedAddon(built.keyringAsset, built.keyringHash, env);
+  try {
+    process.dlopen(module, addon.path);
+  } finally {
+    addon.close();
+  }
   keyring = module.exports;
   return keyring;
 }
@@ -88,19 +94,59 @@ function readCodeCache(name: string, file: string, sea: typeof import('node:sea'
 }
 
 /**
- * A native addon cannot be loaded from memory: write it once to the per-user cache (the name
- * carries its hash, the write is an atomic rename) and dlopen it from there.
+ * A native addon cannot be loaded from memory: it is written to the per-user cache (a 0700
+ * folder of this user; the name carries its hash, the write is an atomic rename) and loaded
+ * from there. What is loaded is checked on every load, byte for byte against the copy built into
+ * this executable, on the open descriptor, and on Linux that very descriptor is what dlopen opens
+ * (/proc/self/fd/N): a file planted or replaced there, by anyone, is written over, never run.
  */
-function nativeAddonPath(asset: string, hash: string, env: NodeJS.ProcessEnv): string {
+function verifiedAddon(asset: string, hash: string, env: NodeJS.ProcessEnv): { path: string; close(): void } {
   const sea = seaModule();
-  if (!sea) return path.join(path.dirname(__filename), asset);
+  if (!sea) return { path: path.join(path.dirname(__filename), asset), close: () => {} };
   const dir = path.join(userCacheDir(env), 'addons');
+  const problem = makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir);
+  if (problem) throw new Error(`the keychain addon cannot be kept in ${dir}: ${problem}`);
+  // The asset is a view of the executable's own bytes, not a copy.
+  const built = Buffer.from(sea.getRawAsset(asset) as ArrayBuffer);
   const target = path.join(dir, `${path.basename(asset, '.node')}-${hash}.node`);
-  if (fs.existsSync(target)) return target;
-  const problem = makePrivateDir(dir);
-  if (problem) throw new Error(`the keychain addon cannot be written: ${problem}`);
-  const temp = `${target}.${process.pid}.tmp`;
-  fs.writeFileSync(temp, new Uint8Array(sea.getRawAsset(asset) as ArrayBuffer), { mode: 0o500 });
-  fs.renameSync(temp, target);
-  return target;
+  let fd = openIfIdentical(target, built);
+  if (fd === undefined) {
+    const temp = `${target}.${process.pid}.tmp`;
+    fs.rmSync(temp, { force: true });
+    fs.writeFileSync(temp, built, { mode: 0o500, flag: 'wx' });
+    fs.renameSync(temp, target);
+    fd = openIfIdentical(target, built);
+    if (fd === undefined) throw new Error(`the keychain addon at ${target} changed while it was written`);
+  }
+  const opened = fd;
+  return {
+    // Without /proc (some sandboxes) the path is loaded right after the check, as on macOS and Windows.
+    path: process.platform === 'linux' && fs.existsSync(`/proc/self/fd/${opened}`) ? `/proc/self/fd/${opened}` : target,
+    close: () => fs.closeSync(opened),
+  };
+}
+
+/** An open descriptor of `file` when it is a regular file of this user, others cannot write it, and its bytes are `expected`. */
+export function openIfIdentical(file: string, expected: Uint8Array): number | undefined {
+  let opened;
+  try {
+    opened = openPrivateFile(file);
+  } catch (error) {
+    if (error instanceof UnsafeFile) return undefined;
+    throw error;
+  }
+  if (!opened) return undefined;
+  const { fd, stat } = opened;
+  // Compared in slices through one small buffer: a 3 MB buffer costs more in page faults than the comparison.
+  const slice = Buffer.allocUnsafe(Math.min(256 * 1024, expected.length || 1));
+  const want = Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength);
+  let same = stat.size === expected.length;
+  for (let at = 0; same && at < expected.length; ) {
+    const count = fs.readSync(fd, slice, 0, Math.min(slice.length, expected.length - at), at);
+    same = count > 0 && slice.subarray(0, count).equals(want.subarray(at, at + count));
+    at += count;
+  }
+  if (same) return fd;
+  fs.closeSync(fd);
+  return undefined;
 }

@@ -239,6 +239,28 @@ describe('getKey', () => {
   });
 });
 
+describe('records from the future', () => {
+  it('does not share a store failure stamped after now (clock set back, or planted): get and --recheck read the store', async () => {
+    const w = world();
+    const account = cacheAccount(testProfile());
+    const planted = { at: w.clock.now + 60 * MINUTE, kind: 'StoreUnreachable', message: 'planted failure', fix: 'wait' };
+    w.state.recordStoreFailure(account, planted);
+    expect((await getKey(w.deps('claude-1'))).key).toBe('sk-test-one');
+    w.state.recordStoreFailure(account, planted);
+    expect((await getKey(w.deps('claude-2'), { recheck: true })).key).toBe('sk-test-one');
+    expect(w.store.reads).toBe(2);
+  });
+
+  it('says a cached key read "in the future" was read at a time ahead of the clock, not "-59m ago"', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now -= 60 * MINUTE;
+    w.store.fail = down;
+    expect((await getKey(w.deps('claude-2'))).from).toBe('stale-cache');
+    expect(w.warnings).toEqual([expect.stringMatching(/serving the cached key read at a time still ahead of this clock \(the clock was set back\)$/)]);
+  });
+});
+
 describe('refresh-ahead', () => {
   it('serves a key past 80 % of refreshAfter at once and starts one background refresh per 30 s', async () => {
     const w = world();

@@ -144,7 +144,8 @@ describe('with no Secret Service at all, backend auto', () => {
     const env = home.env({ KEYBROKER_CACHE_DIR: '/proc/keybroker-e2e/cache', KEYBROKER_RUNTIME_DIR: '/proc/keybroker-e2e/run', KEYBROKER_SECRET: secret });
     const result = await runBinary([], { env, timeoutMs: 15_000 });
     expect(result).toMatchObject({ code: 0, stdout: key });
-    expect(result.stderr).toMatch(/^keybroker: no usable keychain \(cannot load the keychain library \(the keychain addon cannot be written: \/proc\/keybroker-e2e\/cache\/addons is under \/proc\)\); not caching the key/);
+    expect(result.stderr).toMatch(/^keybroker: no usable keychain \(cannot load the keychain library \(the keychain addon cannot be kept in \/proc\/keybroker-e2e\/cache\/addons: \/proc\/keybroker-e2e\/cache is under \/proc\)\); not caching the key/);
+    expect(result.stderr).toMatch(/\nkeybroker: no refresh lock: \/proc\/keybroker-e2e\/run is under \/proc; reading the store without it\n$/);
     expect(result.ms).toBeLessThan(NO_KEYCHAIN_BOUND_MS);
   });
 

@@ -12,10 +12,12 @@ export const cacheCommand: Command = {
   help: `Usage: keybroker cache clear [--profile NAME] [--all]
 
 Removes the cached key of the profile from the OS keychain and from the file cache, so that
-the next 'keybroker get' reads the store again. The store is not touched.
+the next 'keybroker get' reads the store again, and what no profile uses any more: keys cached
+before a profile's store, secret, field or user changed, keys of removed profiles, unfinished
+writes (*.tmp). The store is not touched.
 
 Options:
-  --all     every profile in the configuration, not just the one in use
+  --all     every keybroker entry, of every profile, not just the one in use
 
 Examples:
   keybroker cache clear
@@ -31,11 +33,19 @@ Examples:
       ? profileNames(config.layers)
       : [config.profile.name];
     const profiles = names.map((name) => (name === config.profile.name ? config.profile : resolveProfile(config.layers, name).profile));
-    const removed = await clearCachedKeys(profiles, context.env, context.debug);
+    const current = profileNames(config.layers).flatMap((name) => {
+      try {
+        return [cacheAccount(name === config.profile.name ? config.profile : resolveProfile(config.layers, name).profile)];
+      } catch {
+        return [];
+      }
+    });
+    const { removed, leftovers } = await clearCachedKeys(profiles, context.env, context.debug, { everything: Boolean(values['all']), current });
     for (const profile of profiles) {
       const where = removed.get(cacheAccount(profile)) ?? [];
       context.output.stdout(`profile "${profile.name}": ${where.length ? `removed the cached key from ${where.join(' and ')}` : 'no cached key'}\n`);
     }
+    if (leftovers) context.output.stdout(`removed ${leftovers} more: keys cached under earlier settings or for removed profiles, and unfinished writes\n`);
     return 0;
   },
 };
