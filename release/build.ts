@@ -1,10 +1,10 @@
 // `npm run build:release`: keybroker for every platform, into dist/release/, from the Node and
 // keychain-addon tarballs pinned in release/pins.json (checked by integrity before use). For each
-// target: the bundles (bin/build.ts --bundle-only, with that target's addon), a SEA blob made by
-// the pinned Node of this machine's target (same version as every target's; a code cache only for
-// the target this machine is), injected with postject into the target's pinned Node, which is
-// stripped (Linux), has Node's Authenticode signature removed and is optionally re-signed
-// (Windows), or is ad-hoc signed and verified (macOS, release/macho.ts). Then the archives,
+// target: the bundles (bin/build.ts --bundle-only, with that target's addon), then the pinned Node
+// of this machine's target (the same version as every target's) builds the single executable from
+// the target's pinned Node with `--build-sea` (a code cache only for the target this machine is);
+// Linux binaries are stripped, Windows' has Node's Authenticode signature removed and is optionally
+// re-signed, macOS' are ad-hoc signed and verified (release/macho.ts). Then the archives,
 // packages, SBOM, Homebrew formula, winget manifest and SHA256SUMS (release/packages.ts).
 //
 //   node release/build.ts [--targets linux-x64,darwin-arm64] [--packages deb,rpm,...] [--out DIR]
@@ -12,12 +12,12 @@
 // SOURCE_DATE_EPOCH (default: the commit's time) dates every file, so a commit builds the same bytes.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { createRequire } from 'node:module';
 import { sign, verify } from './macho.ts';
 import { embeddedNodeVersion } from './inspect.ts';
-import { hostTarget, pinnedFile, readPins, root, TARGETS, type Target } from './fetch.ts';
+import { hostTarget, pinnedFile, readPins, root, sourceDateEpoch, TARGETS, type Target } from './fetch.ts';
 import { PACKAGE_KINDS, type PackageKind, writePackages } from './packages.ts';
 
 const started = Date.now();
@@ -30,17 +30,9 @@ const out = path.resolve(root, flags.out ?? 'dist/release');
 const work = `${out}.work`;
 const pins = readPins();
 const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
-const epoch = process.env['SOURCE_DATE_EPOCH'] ?? commitTime();
-const require = createRequire(import.meta.url);
+const epoch = sourceDateEpoch();
 const log = (line: string): void => console.log(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`);
 
-function commitTime(): string {
-  try {
-    return execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || '315532800';
-  } catch {
-    return '315532800'; // 1980-01-01, the earliest a zip can hold
-  }
-}
 
 const run = (command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string =>
   execFileSync(command, args, { cwd: options.cwd ?? root, env: options.env ?? process.env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
@@ -58,8 +50,8 @@ if (hostVersion !== `v${pins.node.version}`) throw new Error(`the pinned host No
 log(`blobs made by the pinned Node ${hostVersion} (${host}); targets ${targets.join(', ')}`);
 
 const seaConfig = JSON.parse(fs.readFileSync(path.join(root, 'pkg.config.json'), 'utf8')) as Record<string, unknown> & { main: string; output: string; assets: Record<string, string> };
-const postject = path.join(path.dirname(require.resolve('postject/package.json')), 'dist', 'cli.js');
 const binaries: Partial<Record<Target, string>> = {};
+const postject = path.join(path.dirname(createRequire(import.meta.url).resolve('postject/package.json')), 'dist', 'cli.js');
 
 for (const target of targets) {
   const dir = path.join(work, target);
@@ -75,26 +67,36 @@ for (const target of targets) {
     run(hostNode, [path.join(root, 'release', 'code-cache.ts'), ...chunks]);
     for (const [asset, file] of Object.entries(assets)) if (asset.endsWith('.cjs')) assets[asset.replace(/\.cjs$/, '.cache')] = file.replace(/\.cjs$/, '.cache');
   }
-  const blob = path.join(dir, 'keybroker.blob');
-  const config = path.join(dir, 'sea-config.json');
-  fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: inBundle(seaConfig.main), output: blob, assets, useCodeCache, useSnapshot: false }, null, 2));
-  run(hostNode, ['--experimental-sea-config', config], { cwd: dir });
-
   const node = pinnedFile(pins.node.targets[target], pins.node.version, path.join(dir, 'node'));
-  const exe = path.join(dir, target.startsWith('win') ? 'keybroker.exe' : 'keybroker');
+  // The Node the SEA is made of: for Windows without Node's Authenticode signature (invalid once the
+  // blob is in; osslsigncode re-signs below), for Linux stripped (94 -> 86 MiB; llvm-strip knows arm64).
+  let executable = node;
   if (target === 'win-x64') {
-    // Node's Authenticode signature would be invalid after the injection (postject warns): remove it first.
-    run('osslsigncode', ['remove-signature', '-in', node, '-out', exe]);
+    executable = path.join(dir, 'node-unsigned.exe');
+    run('osslsigncode', ['remove-signature', '-in', node, '-out', executable]);
+  } else if (target.startsWith('linux')) {
+    executable = path.join(dir, 'node-stripped');
+    fs.copyFileSync(node, executable);
+    run(target === 'linux-x64' ? 'strip' : 'llvm-strip', [executable]);
+  }
+  const exe = path.join(dir, target.startsWith('win') ? 'keybroker.exe' : 'keybroker');
+  const config = path.join(dir, 'sea-config.json');
+  if (target === 'win-x64') {
+    // PE: blob, then postject, the way measured under wine (FIELD-NOTES).
+    const blob = path.join(dir, 'keybroker.blob');
+    fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: inBundle(seaConfig.main), output: blob, assets, useCodeCache, useSnapshot: false }, null, 2));
+    run(hostNode, ['--experimental-sea-config', config], { cwd: dir });
+    fs.copyFileSync(executable, exe);
+    run(process.execPath, [postject, exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2']);
   } else {
-    fs.copyFileSync(node, exe);
+    // ELF and Mach-O: Node's own builder (26), blob and injection in one step, several times faster
+    // than postject on a Mach-O; it drops Apple's signature, which would no longer match (signed below).
+    fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: inBundle(seaConfig.main), executable, output: exe, assets, useCodeCache, useSnapshot: false }, null, 2));
+    run(hostNode, ['--build-sea', config], { cwd: dir });
   }
   fs.chmodSync(exe, 0o755);
-  if (target === 'linux-x64') run('strip', [exe]);
-  if (target === 'linux-arm64') run('llvm-strip', [exe]); // the host's strip knows x86 only
-  const macho = target.startsWith('darwin') ? ['--macho-segment-name', 'NODE_SEA'] : [];
-  run(process.execPath, [postject, exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2', ...macho]);
   if (target.startsWith('darwin')) {
-    // Apple's signature no longer matches the pages postject changed: replace it by an ad-hoc one, and check it.
+    // No arm64 Mac runs an unsigned binary: an ad-hoc signature over every page, checked at once.
     fs.writeFileSync(exe, sign(fs.readFileSync(exe), 'keybroker'));
     const report = verify(fs.readFileSync(exe));
     if (!report.valid || report.kind !== 'adhoc') throw new Error(`${target}: the ad-hoc signature does not verify: ${report.problems.join('; ')}`);

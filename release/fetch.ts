@@ -67,3 +67,13 @@ export function hostTarget(): Target | undefined {
   const name = `${process.platform === 'win32' ? 'win' : process.platform}-${process.arch}`;
   return (TARGETS as readonly string[]).includes(name) ? (name as Target) : undefined;
 }
+
+/** SOURCE_DATE_EPOCH, else the commit's time: every file of the release is dated by it. */
+export function sourceDateEpoch(): string {
+  if (process.env['SOURCE_DATE_EPOCH']) return process.env['SOURCE_DATE_EPOCH'];
+  try {
+    return execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || '315532800';
+  } catch {
+    return '315532800'; // 1980-01-01, the earliest a zip can hold
+  }
+}

@@ -62,6 +62,7 @@ export async function writePackages(input: PackageInput): Promise<void> {
   for (const [target, binary] of Object.entries(binaries) as [Target, string][]) {
     const windows = target.startsWith('win');
     const stage = path.join(work, 'stage', target);
+    fs.rmSync(stage, { recursive: true, force: true });
     fs.mkdirSync(stage, { recursive: true });
     const name = windows ? 'keybroker.exe' : 'keybroker';
     fs.copyFileSync(binary, path.join(stage, name));
@@ -163,6 +164,11 @@ export async function writePackages(input: PackageInput): Promise<void> {
     const file = path.join(out, `keybroker-${version}.cdx.json`);
     fs.writeFileSync(file, sbom(input));
     log(path.basename(file));
+  }
+  // Archives of this run, and of an earlier run in the same folder (the macOS job re-signs and re-archives darwin only).
+  for (const target of ['linux-x64', 'linux-arm64', 'darwin-arm64', 'darwin-x64'] as const) {
+    const existing = path.join(out, `keybroker-${version}-${target}.tar.gz`);
+    if (!archives[target] && fs.existsSync(existing)) archives[target] = existing;
   }
   if (kinds.includes('homebrew') && Object.keys(archives).some((target) => !target.startsWith('win'))) {
     fs.writeFileSync(path.join(out, 'keybroker.rb'), homebrewFormula(version, archives));

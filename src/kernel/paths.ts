@@ -9,6 +9,11 @@ function home(env: Env): string {
   return env['HOME'] || env['USERPROFILE'] || os.homedir();
 }
 
+/** The path syntax of `platform` (the functions here answer for any platform, tests ask for each). */
+function pathsOf(platform: NodeJS.Platform): typeof path.posix {
+  return platform === 'win32' ? path.win32 : path.posix;
+}
+
 /** The machine-wide file that admins distribute (MDM, config management). */
 export function machineConfigPath(env: Env, platform: NodeJS.Platform = process.platform): string {
   if (env['KEYBROKER_MACHINE_CONFIG']) return env['KEYBROKER_MACHINE_CONFIG'];
@@ -39,14 +44,14 @@ export function userCacheDir(env: Env, platform: NodeJS.Platform = process.platf
 
 /** The file cache's folder: where `get` writes cached keys and `cache clear` and `doctor` look. */
 export function keyFilesDir(env: Env, platform: NodeJS.Platform = process.platform): string {
-  return path.join(userCacheDir(env, platform), 'keys');
+  return pathsOf(platform).join(userCacheDir(env, platform), 'keys');
 }
 
 /** Short-lived per-user state: locks and the record of which Claude Code process was served. */
 export function userRuntimeDir(env: Env, platform: NodeJS.Platform = process.platform): string {
   if (env['KEYBROKER_RUNTIME_DIR']) return env['KEYBROKER_RUNTIME_DIR'];
   if (platform === 'linux' && env['XDG_RUNTIME_DIR']) return path.join(env['XDG_RUNTIME_DIR'], 'keybroker');
-  return path.join(userCacheDir(env, platform), 'run');
+  return pathsOf(platform).join(userCacheDir(env, platform), 'run');
 }
 
 /** Refuse folders that cannot hold private files (and `/proc`, where mkdir spins forever in Node). */

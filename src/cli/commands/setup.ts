@@ -25,7 +25,7 @@ Options:
   --force     with --write: replace an apiKeyHelper keybroker did not write
   --managed   target Claude Code's managed settings instead (admins; /etc/claude-code/
               managed-settings.json on Linux, /Library/Application Support/ClaudeCode/ on macOS,
-              C:\\ProgramData\\ClaudeCode\\ on Windows)
+              C:\\Program Files\\ClaudeCode\\ on Windows)
   --gateway URL  the gateway to put in env.ANTHROPIC_BASE_URL
 
 Examples:
