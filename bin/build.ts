@@ -32,7 +32,8 @@ for (const [asset, file] of Object.entries(seaConfig.assets)) seaConfig.assets[a
 const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
 const started = Date.now();
 
-fs.rmSync(dist, { recursive: true, force: true });
+// Only what this build writes: dist/ also holds other builds' output (dist/release/).
+for (const name of ['chunks', 'keybroker', 'keybroker.exe', 'keybroker.cjs', 'keybroker.blob', 'keyring.node', 'sea-config.json']) fs.rmSync(path.join(dist, name), { recursive: true, force: true });
 fs.mkdirSync(path.join(dist, 'chunks'), { recursive: true });
 
 // The keychain addon for this platform, shipped as an asset and loaded with process.dlopen.

@@ -145,7 +145,7 @@ export async function writePackages(input: PackageInput): Promise<void> {
         use_source_date_epoch_as_buildtime: '1',
         clamp_mtime_to_source_date_epoch: '1',
       };
-      run('rpmbuild', ['--quiet', '--target', rpmArch, ...Object.entries(defines).flatMap(([key, value]) => ['--define', `${key} ${value}`]), '-bb', spec], { env });
+      run('rpmbuild', ['--quiet', '--noclean', '--target', rpmArch, ...Object.entries(defines).flatMap(([key, value]) => ['--define', `${key} ${value}`]), '-bb', spec], { env });
       const built = path.join(top, 'RPMS', rpmArch, `keybroker-${version}-1.${rpmArch}.rpm`);
       const rpm = path.join(out, path.basename(built));
       fs.copyFileSync(built, rpm);
@@ -208,7 +208,7 @@ function msi(dir: string, binary: string, version: string, productCode: string, 
     `<?xml version="1.0" encoding="utf-8"?>
 <Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
   <Product Id="${productCode}" Name="keybroker" Language="1033" Version="${version}" Manufacturer="keybroker" UpgradeCode="${MSI_UPGRADE_CODE}">
-    <Package InstallerVersion="500" Compressed="yes" InstallScope="perMachine" Platform="x64" Description="${DESCRIPTION.split(':')[0]}" />
+    <Package InstallerVersion="500" Compressed="yes" InstallScope="perMachine" Description="${DESCRIPTION.split(':')[0]}" />
     <MajorUpgrade DowngradeErrorMessage="A newer keybroker is already installed." />
     <Media Id="1" Cabinet="keybroker.cab" EmbedCab="yes" />
     <Directory Id="TARGETDIR" Name="SourceDir">
@@ -232,7 +232,7 @@ function msi(dir: string, binary: string, version: string, productCode: string, 
 function sbom(input: PackageInput): string {
   const document = JSON.parse(run('npm', ['sbom', '--sbom-format', 'cyclonedx', '--omit', 'dev', '--package-lock-only', '--loglevel=error'])) as {
     serialNumber?: string;
-    metadata?: { timestamp?: string };
+    metadata?: { timestamp?: string; component?: Record<string, unknown> };
     components?: unknown[];
   };
   const embedded = (Object.keys(input.binaries) as Target[]).flatMap((target) =>
@@ -252,6 +252,8 @@ function sbom(input: PackageInput): string {
     }),
   );
   document.components = [...(document.components ?? []), ...embedded];
+  // npm names the root after its folder; what ships is the keybroker application.
+  if (document.metadata?.component) Object.assign(document.metadata.component, { name: 'keybroker', type: 'application' });
   // npm stamps the time and a random serial number: pin both so the file is the same for a commit.
   if (document.metadata) document.metadata.timestamp = new Date(Number(input.epoch) * 1000).toISOString();
   const hex = createHash('sha256').update(JSON.stringify(document.components)).digest('hex');
