@@ -91,7 +91,7 @@ const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-dpkg-'));
 try {
   for (const dir of ['var/lib/dpkg/updates', 'var/lib/dpkg/info']) fs.mkdirSync(path.join(scratch, dir), { recursive: true });
   fs.writeFileSync(path.join(scratch, 'var/lib/dpkg/status'), '');
-  const install = sh('dpkg', [`--root=${scratch}`, '--force-not-root', '-i', path.join(out, `keybroker_${version}_amd64.deb`)]);
+  const install = sh('dpkg', [`--root=${scratch}`, '--force-depends', '--force-not-root', '-i', path.join(out, `keybroker_${version}_amd64.deb`)]);
   const run = sh(path.join(scratch, 'usr/bin/keybroker'), ['--version']);
   check(`dpkg -i keybroker_${version}_amd64.deb (scratch root), then its /usr/bin/keybroker --version: "${run.stdout.trim()}"`, install.status === 0 && run.stdout === `keybroker ${version}\n`, install.stderr);
 } finally {

@@ -15,6 +15,9 @@ const DESCRIPTION = "Claude Code's apiKeyHelper: each developer's LLM-gateway ke
 const HOMEPAGE = 'https://github.com/OWNER/keybroker';
 const DEB_ARCH: Partial<Record<Target, string>> = { 'linux-x64': 'amd64', 'linux-arm64': 'arm64' };
 const RPM_ARCH: Partial<Record<Target, string>> = { 'linux-x64': 'x86_64', 'linux-arm64': 'aarch64' };
+/** What Node 26's Linux binaries link (readelf -d: NEEDED), beyond what every system has; minimal images lack libatomic. */
+const DEB_DEPENDS = 'libc6 (>= 2.28), libstdc++6, libgcc-s1 | libgcc1, libatomic1';
+const RPM_REQUIRES = 'glibc >= 2.28, libstdc++, libgcc, libatomic';
 /** Never changes: Windows Installer finds the installed keybroker by it to upgrade it. */
 const MSI_UPGRADE_CODE = '6B2E5A8C-3C1F-4E51-9D4A-6F0B1C7E2A41';
 
@@ -94,7 +97,7 @@ export async function writePackages(input: PackageInput): Promise<void> {
       const size = Math.ceil(fs.statSync(binary).size / 1024);
       fs.writeFileSync(
         path.join(tree, 'DEBIAN', 'control'),
-        `Package: keybroker\nVersion: ${version}\nArchitecture: ${debArch}\nMaintainer: keybroker maintainers <keybroker@example.com>\nInstalled-Size: ${size}\nSection: utils\nPriority: optional\nHomepage: ${HOMEPAGE}\nDescription: ${DESCRIPTION.split(':')[0]}\n ${DESCRIPTION}.\n A single executable (Node ${input.nodeVersion} inside); needs no Node on the machine.\n`,
+        `Package: keybroker\nVersion: ${version}\nArchitecture: ${debArch}\nMaintainer: keybroker maintainers <keybroker@example.com>\nInstalled-Size: ${size}\nDepends: ${DEB_DEPENDS}\nSection: utils\nPriority: optional\nHomepage: ${HOMEPAGE}\nDescription: ${DESCRIPTION.split(':')[0]}\n ${DESCRIPTION}.\n A single executable (Node ${input.nodeVersion} inside); needs no Node on the machine.\n`,
       );
       fs.chmodSync(path.join(tree, 'DEBIAN'), 0o755);
       for (const dir of ['', 'usr', 'usr/bin']) fs.chmodSync(path.join(tree, dir), 0o755);
@@ -121,8 +124,9 @@ export async function writePackages(input: PackageInput): Promise<void> {
           `Summary: ${DESCRIPTION.split(':')[0]}`,
           'License: Apache-2.0',
           `URL: ${HOMEPAGE}`,
-          // The binary needs only the C library: rpm's scan would add nothing useful, and it cannot read a foreign arch.
+          // Named by hand: rpm's own scan cannot read a foreign architecture's binary.
           'AutoReqProv: no',
+          `Requires: ${RPM_REQUIRES}`,
           '%description',
           `${DESCRIPTION}. A single executable (Node ${input.nodeVersion} inside); needs no Node on the machine.`,
           '%install',

@@ -126,9 +126,12 @@ describe('npm run build:release (linux-arm64 and darwin-arm64)', () => {
       fs.mkdirSync(path.join(rootDir, 'var', 'lib', 'dpkg', 'updates'), { recursive: true });
       fs.mkdirSync(path.join(rootDir, 'var', 'lib', 'dpkg', 'info'), { recursive: true });
       fs.writeFileSync(path.join(rootDir, 'var', 'lib', 'dpkg', 'status'), '');
-      execFileSync('dpkg', [`--root=${rootDir}`, '--force-architecture', '--force-not-root', '-i', path.join(out, `keybroker_${version}_arm64.deb`)], { stdio: ['ignore', 'ignore', 'inherit'] });
+      // The scratch root has no libc6 etc. to satisfy Depends (checked just below instead).
+      execFileSync('dpkg', [`--root=${rootDir}`, '--force-architecture', '--force-depends', '--force-not-root', '-i', path.join(out, `keybroker_${version}_arm64.deb`)], { stdio: ['ignore', 'ignore', 'inherit'] });
       const status = execFileSync('dpkg-query', [`--admindir=${path.join(rootDir, 'var', 'lib', 'dpkg')}`, '-W', '-f', '${Package} ${Version} ${Architecture} ${Status}', 'keybroker'], { encoding: 'utf8' });
       expect(status).toBe(`keybroker ${version} arm64 install ok installed`);
+      // What the binary links beyond libc (readelf: libatomic.so.1, which minimal images lack) is declared.
+      expect(execFileSync('dpkg-deb', ['-f', path.join(out, `keybroker_${version}_arm64.deb`), 'Depends'], { encoding: 'utf8' })).toMatch(/libatomic1/);
       const installed = path.join(rootDir, 'usr', 'bin', 'keybroker');
       expect(fs.statSync(installed).mode & 0o777).toBe(0o755);
       const result = await underQemu(installed, ['--version'], { PATH: process.env['PATH'] });

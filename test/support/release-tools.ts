@@ -17,6 +17,7 @@ export const RELEASE_TOOLS: ReleaseTool[] = [
   { command: '/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1', apt: ['libc6-arm64-cross'], neededBy: "the arm64 C library qemu-aarch64 -L loads" },
   { command: '/usr/aarch64-linux-gnu/lib/libstdc++.so.6', apt: ['libstdc++6-arm64-cross'], neededBy: "the arm64 C++ library Node links" },
   { command: '/usr/aarch64-linux-gnu/lib/libgcc_s.so.1', apt: ['libgcc-s1-arm64-cross'], neededBy: 'the arm64 libgcc Node links' },
+  { command: '/usr/aarch64-linux-gnu/lib/libatomic.so.1', apt: ['libatomic1-arm64-cross'], neededBy: 'the arm64 libatomic Node 26 links' },
   { command: 'llvm-strip', apt: ['llvm'], neededBy: 'stripping the linux-arm64 binary (binutils strip knows x86 only)' },
   { command: 'strip', apt: ['binutils'], neededBy: 'stripping the linux-x64 binary' },
   { command: 'osslsigncode', apt: ['osslsigncode'], neededBy: "removing Node's Authenticode signature before injecting, and signing keybroker-win-x64.exe" },
