@@ -81,17 +81,19 @@ for (const target of targets) {
   }
   const exe = path.join(dir, target.startsWith('win') ? 'keybroker.exe' : 'keybroker');
   const config = path.join(dir, 'sea-config.json');
+  // `main` relative to the folder the builder runs in: the blob records main's path as given, and an
+  // absolute one (this clone's folder) would make every clone build different bytes.
   if (target === 'win-x64') {
     // PE: blob, then postject, the way measured under wine (FIELD-NOTES).
     const blob = path.join(dir, 'keybroker.blob');
-    fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: inBundle(seaConfig.main), output: blob, assets, useCodeCache, useSnapshot: false }, null, 2));
+    fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: path.relative(dir, inBundle(seaConfig.main)), output: blob, assets, useCodeCache, useSnapshot: false }, null, 2));
     run(hostNode, ['--experimental-sea-config', config], { cwd: dir });
     fs.copyFileSync(executable, exe);
     run(process.execPath, [postject, exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2']);
   } else {
     // ELF and Mach-O: Node's own builder (26), blob and injection in one step, several times faster
     // than postject on a Mach-O; it drops Apple's signature, which would no longer match (signed below).
-    fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: inBundle(seaConfig.main), executable, output: exe, assets, useCodeCache, useSnapshot: false }, null, 2));
+    fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: path.relative(dir, inBundle(seaConfig.main)), executable, output: exe, assets, useCodeCache, useSnapshot: false }, null, 2));
     run(hostNode, ['--build-sea', config], { cwd: dir });
   }
   fs.chmodSync(exe, 0o755);
