@@ -1,11 +1,14 @@
 // Builds dist/keybroker: esbuild bundles the CLI (no SDK inside) and one chunk per provider,
 // then Node's single-executable machinery embeds them, as pkg.config.json says, into a copy
 // of the Node 24 binary. Run with `npm run build:binary`.
+// `--out DIR --keyring FILE --bundle-only` (release/build.ts): bundles for another platform's addon
+// into DIR, no code cache, no executable; release/build.ts makes those with that platform's Node.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { parseArgs } from 'node:util';
 import vm from 'node:vm';
 import * as esbuild from 'esbuild';
 import { storeTypes } from '../providers/index.ts';
@@ -13,25 +16,36 @@ import { runChunk, wrapChunk } from '../src/loader/chunks.ts';
 import * as errors from '../src/kernel/errors.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
-const dist = path.join(root, 'dist');
+const flags = parseArgs({ options: { out: { type: 'string' }, keyring: { type: 'string' }, 'bundle-only': { type: 'boolean' } } }).values;
+const dist = path.resolve(root, flags.out ?? 'dist');
 const require = createRequire(import.meta.url);
 const seaConfig = JSON.parse(fs.readFileSync(path.join(root, 'pkg.config.json'), 'utf8')) as {
   main: string;
   output: string;
   assets: Record<string, string>;
 };
+// pkg.config.json's paths are under dist/; --out moves them.
+const inDist = (file: string): string => path.relative(root, path.join(dist, path.relative('dist', file)));
+seaConfig.main = inDist(seaConfig.main);
+seaConfig.output = inDist(seaConfig.output);
+for (const [asset, file] of Object.entries(seaConfig.assets)) seaConfig.assets[asset] = inDist(file);
 const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
 const started = Date.now();
 
-fs.rmSync(dist, { recursive: true, force: true });
+// Only what this build writes: dist/ also holds other builds' output (dist/release/).
+for (const name of ['chunks', 'keybroker', 'keybroker.exe', 'keybroker.cjs', 'keybroker.blob', 'keyring.node', 'sea-config.json']) fs.rmSync(path.join(dist, name), { recursive: true, force: true });
 fs.mkdirSync(path.join(dist, 'chunks'), { recursive: true });
 
 // The keychain addon for this platform, shipped as an asset and loaded with process.dlopen.
 const keyringPackage = `@napi-rs/keyring-${process.platform}-${process.arch}${process.platform === 'linux' ? '-gnu' : process.platform === 'win32' ? '-msvc' : ''}`;
-const keyringDir = path.dirname(require.resolve(`${keyringPackage}/package.json`));
-const keyringFile = fs.readdirSync(keyringDir).find((name) => name.endsWith('.node'));
-if (!keyringFile) throw new Error(`no .node file in ${keyringDir}`);
-fs.copyFileSync(path.join(keyringDir, keyringFile), path.join(dist, 'keyring.node'));
+if (flags.keyring) {
+  fs.copyFileSync(path.resolve(flags.keyring), path.join(dist, 'keyring.node'));
+} else {
+  const keyringDir = path.dirname(require.resolve(`${keyringPackage}/package.json`));
+  const keyringFile = fs.readdirSync(keyringDir).find((name) => name.endsWith('.node'));
+  if (!keyringFile) throw new Error(`no .node file in ${keyringDir}`);
+  fs.copyFileSync(path.join(keyringDir, keyringFile), path.join(dist, 'keyring.node'));
+}
 const keyringHash = createHash('sha256').update(fs.readFileSync(path.join(dist, 'keyring.node'))).digest('hex').slice(0, 16);
 
 const common: esbuild.BuildOptions = {
@@ -99,7 +113,11 @@ for (const type of storeTypes) {
   };
   await esbuild.build({ ...common, entryPoints: [entry], outfile, plugins: [hostModules] });
   if (!sharesErrors) throw new Error(`providers/${type}.ts does not import ${path.relative(root, errorsModule)}: its errors would not be the CLI's KeybrokerError`);
-  writeCodeCache(outfile);
+  if (!flags['bundle-only']) writeCodeCache(outfile);
+}
+if (flags['bundle-only']) {
+  console.log(`bundled into ${path.relative(root, dist)} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  process.exit(0);
 }
 
 /**

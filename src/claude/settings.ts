@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { UsageError } from '../kernel/errors.ts';
 
 export type SettingsScope = 'user' | 'project' | 'local' | 'managed';
 
@@ -21,7 +22,9 @@ export interface SettingsFile {
 export function managedSettingsPath(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = process.platform): string {
   if (env['KEYBROKER_CLAUDE_MANAGED_SETTINGS']) return env['KEYBROKER_CLAUDE_MANAGED_SETTINGS'];
   if (platform === 'darwin') return '/Library/Application Support/ClaudeCode/managed-settings.json';
-  if (platform === 'win32') return path.win32.join(env['ProgramData'] || 'C:\\ProgramData', 'ClaudeCode', 'managed-settings.json');
+  // Claude Code's own fixed folder (not %ProgramData%); it also reads HKLM\SOFTWARE\Policies\ClaudeCode
+  // value Settings (REG_SZ, the same JSON) and prefers that to the file (README "Managed settings").
+  if (platform === 'win32') return 'C:\\Program Files\\ClaudeCode\\managed-settings.json';
   return '/etc/claude-code/managed-settings.json';
 }
 
@@ -137,9 +140,20 @@ export function isKeybrokerProgram(program: string): boolean {
   return /^keybroker(\.exe)?$/i.test(path.basename(program));
 }
 
-/** A path as one shell word for Claude Code's /bin/sh (or cmd on Windows). */
+/**
+ * A path or argument as one shell word for the shell Claude Code runs apiKeyHelper through:
+ * `/bin/sh -c` on Linux and macOS; on Windows Node's `shell: true`, which is `cmd.exe /d /s /c "…"`
+ * (%ComSpec%; Claude Code 2.1.197 runs the helper with execa and `shell: true`). Inside double
+ * quotes cmd.exe still expands `%NAME%` and cannot hold a `"`, so those are refused; a
+ * double-quoted Windows path also reads the same in Git Bash (backslashes kept inside quotes).
+ */
 export function shellQuote(file: string, platform: NodeJS.Platform = process.platform): string {
-  if (platform === 'win32') return `"${file}"`;
+  if (platform === 'win32') {
+    if (/["%\x00-\x1f]/.test(file)) {
+      throw new UsageError(`${JSON.stringify(file)} cannot be written into a Windows apiKeyHelper: cmd.exe would expand a % or end the quoting at a "`, 'use a path and profile name without %, " or control characters');
+    }
+    return `"${file}"`;
+  }
   return `'${file.replaceAll("'", `'\\''`)}'`;
 }
 

@@ -48,6 +48,11 @@ function passwdHome(): string {
   }
 }
 
+/** The path syntax of `platform` (the functions here answer for any platform, tests ask for each). */
+function pathsOf(platform: NodeJS.Platform): typeof path.posix {
+  return platform === 'win32' ? path.win32 : path.posix;
+}
+
 /** The machine-wide file that admins distribute (MDM, config management). */
 export function machineConfigPath(env: Env, platform: NodeJS.Platform = process.platform): string {
   const moved = absolute(env, 'KEYBROKER_MACHINE_CONFIG', platform);
@@ -81,7 +86,7 @@ export function userCacheDir(env: Env, platform: NodeJS.Platform = process.platf
 
 /** The file cache's folder: where `get` writes cached keys and `cache clear` and `doctor` look. */
 export function keyFilesDir(env: Env, platform: NodeJS.Platform = process.platform): string {
-  return path.join(userCacheDir(env, platform), 'keys');
+  return pathsOf(platform).join(userCacheDir(env, platform), 'keys');
 }
 
 /** Short-lived per-user state: locks and the record of which Claude Code process was served. */
@@ -90,7 +95,7 @@ export function userRuntimeDir(env: Env, platform: NodeJS.Platform = process.pla
   if (moved) return moved;
   const xdg = absolute(env, 'XDG_RUNTIME_DIR', platform);
   if (platform === 'linux' && xdg) return path.join(xdg, 'keybroker');
-  return path.join(userCacheDir(env, platform), 'run');
+  return pathsOf(platform).join(userCacheDir(env, platform), 'run');
 }
 
 /** Refuse folders that cannot hold private files (and `/proc`, where mkdir spins forever in Node). */

@@ -42,7 +42,7 @@ Options:
   --managed   target Claude Code's managed settings instead, written 0644 so every user's
               Claude Code can read it (admins; /etc/claude-code/
               managed-settings.json on Linux, /Library/Application Support/ClaudeCode/ on macOS,
-              C:\\ProgramData\\ClaudeCode\\ on Windows)
+              C:\\Program Files\\ClaudeCode\\ on Windows)
   --gateway URL  the gateway to put in env.ANTHROPIC_BASE_URL
 
 Examples:
