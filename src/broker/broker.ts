@@ -51,6 +51,13 @@ export interface BrokerDeps {
   cache: CacheStore;
   /** Opens the store; called only when the cache cannot answer, so the SDK loads only then. */
   openProvider(): Promise<Provider>;
+  /**
+   * Where a fresh entry comes from when it is not the profile's store: an `oidc` profile's token
+   * endpoint (src/sso/). Called under the same lock and cached the same way; absent: the store.
+   */
+  fetchEntry?: (() => Promise<CacheEntry>) | undefined;
+  /** The clock slack of the freshness rule (default CLOCK_SLACK_MS); shorter for short-lived tokens. */
+  clockSlackMs?: number | undefined;
   lock: Lock;
   now(): number;
   osUser(): string;
@@ -85,16 +92,16 @@ export const RECHECK_MIN_INTERVAL_MS = 15_000;
 export type Freshness = 'fresh' | 'stale' | 'expired';
 
 /** How long before expires_at a key stops being handed out fresh (see the rules above). */
-export function expiryMarginMs(callerTtlMs: number): number {
-  return 2 * callerTtlMs + CLOCK_SLACK_MS;
+export function expiryMarginMs(callerTtlMs: number, slackMs = CLOCK_SLACK_MS): number {
+  return 2 * callerTtlMs + slackMs;
 }
 
-export function assessFreshness(entry: CacheEntry, now: number, refreshAfterMs: number, callerTtlMs: number): Freshness {
-  if (entry.expiresAt !== undefined && now >= entry.expiresAt - CLOCK_SLACK_MS) return 'expired';
+export function assessFreshness(entry: CacheEntry, now: number, refreshAfterMs: number, callerTtlMs: number, slackMs = CLOCK_SLACK_MS): Freshness {
+  if (entry.expiresAt !== undefined && now >= entry.expiresAt - slackMs) return 'expired';
   const age = now - entry.fetchedAt;
   // A fetch time in the future means the clock moved back: trust nothing about the age.
   if (age < 0 || age >= refreshAfterMs) return 'stale';
-  if (entry.expiresAt !== undefined && now >= entry.expiresAt - expiryMarginMs(callerTtlMs)) return 'stale';
+  if (entry.expiresAt !== undefined && now >= entry.expiresAt - expiryMarginMs(callerTtlMs, slackMs)) return 'stale';
   return 'fresh';
 }
 
@@ -151,7 +158,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   const { profile } = deps;
   const account = cacheAccount(profile);
   const startedAt = deps.now();
-  const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs);
+  const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs);
   const serve = (entry: CacheEntry, from: Served['from']): Served => {
     if (deps.caller) deps.state.recordServed(account, deps.caller.id, { fingerprint: fingerprint(entry.key), version: entry.version, at: deps.now() });
     return { ...entry, from };
@@ -182,8 +189,12 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
 
   // Wait for the refresh lock in short rounds, looking at the cache between them: the holder's
   // result reaches every waiter at once instead of through 49 lock hand-overs.
+  // An entry read since this call started is as new as this call could get, even when it is born
+  // inside the margin (a token that lives shorter than 2 × TTL + slack): not read again per waiter.
   const acceptable = (entry: CacheEntry | undefined): entry is CacheEntry =>
-    entry !== undefined && freshness(entry) === 'fresh' && (refused === undefined || fingerprint(entry.key) !== refused);
+    entry !== undefined &&
+    (freshness(entry) === 'fresh' || (entry.fetchedAt >= startedAt && entry.fetchedAt <= deps.now() && freshness(entry) === 'stale')) &&
+    (refused === undefined || fingerprint(entry.key) !== refused);
   /** A store failure recorded since this call started: shared with this call, not repeated. */
   const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt ? failure : undefined);
   const deadline = startedAt + lockWaitMs(profile);
@@ -283,7 +294,7 @@ export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not
     const cached = await readCachedEntry(deps);
     if (cached && cached.fetchedAt <= deps.now() && !dueForRefreshAhead(cached, deps.now(), deps.profile.cache.refreshAfterMs)) return 'not needed';
     const entry = await fetchFromStore(deps);
-    if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs) === 'expired') return 'failed';
+    if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs) === 'expired') return 'failed';
     await deps.cache.write(account, serializeEntry(entry));
     return 'refreshed';
   } catch (error) {
@@ -316,7 +327,8 @@ function revive(record: StoreFailureRecord): KeybrokerError {
   return new Kind(record.message, record.fix);
 }
 
-export async function fetchFromStore(deps: Pick<BrokerDeps, 'profile' | 'openProvider' | 'osUser' | 'now'>): Promise<CacheEntry> {
+export async function fetchFromStore(deps: Pick<BrokerDeps, 'profile' | 'openProvider' | 'osUser' | 'now' | 'fetchEntry'>): Promise<CacheEntry> {
+  if (deps.fetchEntry) return deps.fetchEntry();
   const { profile } = deps;
   const provider = await deps.openProvider();
   const user = profile.user === 'store' ? (await provider.whoami()).user : deps.osUser();

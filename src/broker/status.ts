@@ -36,7 +36,7 @@ export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promi
   const entry = await readCachedEntry({ cache: deps.cache, profile, warn: () => {}, debug: () => {} });
   const status: CacheStatus = {
     profile: profile.name,
-    store: describeStoreConfig(profile.store),
+    store: profile.store ? describeStoreConfig(profile.store) : `oidc (issuer ${profile.oidc?.issuer})`,
     secret: secretName(config, deps, entry?.secret),
     cacheBackend: { configured: profile.cache.backend, inUse: deps.cache.kind },
     cached: false,

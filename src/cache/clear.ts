@@ -9,12 +9,17 @@ import type { CacheStore } from './cache-store.ts';
 import { keyFilesDir } from '../kernel/paths.ts';
 
 /** account → the caches it was removed from. */
-export async function clearCachedKeys(profiles: Profile[], env: NodeJS.ProcessEnv, debug: (message: string) => void): Promise<Map<string, string[]>> {
+export async function clearCachedKeys(
+  profiles: Profile[],
+  env: NodeJS.ProcessEnv,
+  debug: (message: string) => void,
+  /** The entries of a profile to remove; `keybroker logout` adds the refresh token's. */
+  accountsOf: (profile: Profile) => string[] = (profile) => [cacheAccount(profile)],
+): Promise<Map<string, string[]>> {
   const removed = new Map<string, string[]>();
   const files = fileCache(keyFilesDir(env));
   let keychain: CacheStore | undefined;
-  for (const profile of profiles) {
-    const account = cacheAccount(profile);
+  for (const [profile, account] of profiles.flatMap((profile) => accountsOf(profile).map((account) => [profile, account] as const))) {
     const where: string[] = [];
     if (await files.remove(account)) where.push('the file cache');
     if (profile.cache.backend === 'auto' || profile.cache.backend === 'keychain') {

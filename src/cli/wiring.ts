@@ -14,6 +14,9 @@ import { fileRotationState } from '../broker/rotation-state.ts';
 import { checkKeyWithGateway } from '../gateway/key-check.ts';
 import { callerTtlMs } from '../claude/helper-ttl.ts';
 import type { Provider } from '../../providers/provider.ts';
+import { isOidcProfile, tokenSource, TOKEN_CLOCK_SLACK_MS, type SsoDeps } from '../sso/tokens.ts';
+import { loadSsoLibrary } from '../sso/library.ts';
+import type { CacheStore } from '../cache/cache-store.ts';
 
 export function loadConfigFor(values: ParsedValues, context: RunContext): LoadedConfig {
   const request: Parameters<typeof loadConfig>[0] = { env: context.env };
@@ -31,14 +34,18 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
   const { profile } = config;
   let provider: Promise<Provider> | undefined;
   const gateway = profile.gateway ?? (context.env['ANTHROPIC_BASE_URL'] || undefined);
+  const cache = openCache({
+    backend: profile.cache.backend,
+    fallback: profile.cache.fallback,
+    env: context.env,
+    warn: (line) => context.output.stderr(line),
+  });
   return {
     profile,
-    cache: openCache({
-      backend: profile.cache.backend,
-      fallback: profile.cache.fallback,
-      env: context.env,
-      warn: (line) => context.output.stderr(line),
-    }),
+    cache,
+    // An oidc profile's entries come from its token endpoint, refreshed with the stored refresh token.
+    fetchEntry: isOidcProfile(profile) ? tokenSource(ssoDeps(config, context, cache)) : undefined,
+    clockSlackMs: isOidcProfile(profile) ? TOKEN_CLOCK_SLACK_MS : undefined,
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
     lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks')),
     now: context.now,
@@ -71,4 +78,18 @@ function startDetached(args: string[], env: NodeJS.ProcessEnv): void {
   const child = process.getBuiltinModule('node:child_process').spawn(self[0]!, [...self.slice(1), ...args], { detached: true, stdio: 'ignore', env, windowsHide: true });
   child.on('error', () => {});
   child.unref();
+}
+
+/** What the SSO part needs for an `oidc` profile; `cache` is the broker's, so both tokens share one backend. */
+export function ssoDeps(config: LoadedConfig, context: RunContext, cache?: CacheStore): SsoDeps {
+  const { profile } = config;
+  if (!isOidcProfile(profile)) throw new Error('ssoDeps needs an oidc profile');
+  return {
+    profile,
+    cache: cache ?? openCache({ backend: profile.cache.backend, fallback: profile.cache.fallback, env: context.env, warn: (line) => context.output.stderr(line) }),
+    now: context.now,
+    loadLibrary: () => loadSsoLibrary(context.debug),
+    warn: (line) => context.output.stderr(line),
+    debug: context.debug,
+  };
 }

@@ -42,6 +42,29 @@ const KeyIssuerSchema = v.strictObject({
   models: v.optional(v.array(v.pipe(v.string(), v.minLength(1)))),
 });
 
+/** RFC 8693 token exchange: the access token is traded for one bound to the gateway's audience. */
+const ExchangeSchema = v.strictObject({
+  tokenEndpoint: v.pipe(v.string(), v.url('must be a URL such as "https://idp.example.com/oauth2/token"')),
+  audience: v.pipe(v.string(), v.minLength(1, 'must not be empty')),
+});
+
+/** A profile that serves short-lived access tokens from the company's identity provider (src/sso/). */
+const OidcSchema = v.pipe(
+  v.strictObject({
+    issuer: v.pipe(v.string(), v.url('must be the issuer URL, such as "https://login.example.com"')),
+    clientId: v.pipe(v.string(), v.minLength(1, 'must not be empty')),
+    scopes: v.optional(v.array(v.pipe(v.string(), v.regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be scope names without spaces')))),
+    /** The API the token is for, as the IdP names it: `audience` (Auth0, Okta custom servers) or an RFC 8707 `resource`. */
+    audience: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
+    resource: v.optional(v.pipe(v.string(), v.url('must be an absolute URI (RFC 8707), such as "https://llm.example.com"'))),
+    flow: v.optional(v.picklist(['device', 'browser'], 'must be "device" or "browser"')),
+    /** The loopback port of the browser flow's redirect (the IdP's registered redirect URI); absent: any free port. */
+    redirectPort: v.optional(v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(1, 'must be a port number'), v.maxValue(65535, 'must be a port number'))),
+    exchange: v.optional(ExchangeSchema),
+  }),
+  v.check((oidc) => !(oidc.audience && oidc.resource), 'has both "audience" and "resource": give the one your identity provider uses'),
+);
+
 /** Notes for people: config files are JSON, which has no comments (`keybroker config init` writes these). */
 const comment = v.optional(v.union([v.string(), v.array(v.string())]));
 
@@ -57,6 +80,7 @@ const ProfileSchema = v.strictObject({
   cache: v.optional(CacheSchema),
   gateway: v.optional(v.pipe(v.string(), v.url('must be a URL such as "https://llm.example.com"'))),
   keyIssuer: v.optional(KeyIssuerSchema),
+  oidc: v.optional(OidcSchema),
 });
 
 const FileSchema = v.strictObject({
@@ -80,7 +104,9 @@ export interface Profile {
   name: string;
   /** Where the `store` section came from, for messages. */
   storeSource?: string;
-  store: StoreConfig;
+  /** Absent for an `oidc` profile (it has one or the other): use storeOf() where a store is needed. */
+  store?: StoreConfig;
+  /** The secret's name template; for an `oidc` profile, its issuer (what its tokens come from). */
   secret: string;
   field: string;
   user: 'os' | 'store';
@@ -89,6 +115,19 @@ export interface Profile {
   gateway?: string;
   /** Only admin commands read it. */
   keyIssuer?: KeyIssuerConfig;
+  /** Present for a profile that serves SSO access tokens instead of a stored key. */
+  oidc?: OidcConfig;
+}
+
+export type OidcConfig = v.InferOutput<typeof OidcSchema>;
+
+/** The profile's store, for the commands that need one; an `oidc` profile has none. */
+export function storeOf(profile: Profile): StoreConfig {
+  if (profile.store) return profile.store;
+  throw new ConfigError(
+    `profile "${profile.name}" serves SSO tokens from ${profile.oidc?.issuer ?? 'an identity provider'} and has no "store"`,
+    'use a profile with a "store" section for this command (--profile NAME)',
+  );
 }
 
 export type KeyIssuerConfig = v.InferOutput<typeof KeyIssuerSchema>;
@@ -253,12 +292,15 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
     );
   }
   const where = `profile "${name}" (${layers.filter((l) => l.data.profiles?.[name]).map((l) => l.source).join(', ')})`;
-  if (!merged.store) throw new ConfigError(`${where}: field "store" is required`, 'add "store": {"type": "aws", ...}');
-  if (!merged.secret) throw new ConfigError(`${where}: field "secret" is required`, 'add "secret": "claude-code/keys/{user}"');
+  if (merged.store && merged.oidc) {
+    throw new ConfigError(`${where}: has both "store" and "oidc"`, 'keep one: "store" for a stored key, "oidc" for SSO tokens');
+  }
+  if (!merged.store && !merged.oidc) throw new ConfigError(`${where}: field "store" is required`, 'add "store": {"type": "aws", ...} (or "oidc": {...} for SSO tokens)');
+  if (merged.oidc && merged.secret) throw new ConfigError(`${where}: field "secret" is for a "store" profile, and this one has "oidc"`, 'remove "secret"');
+  if (!merged.oidc && !merged.secret) throw new ConfigError(`${where}: field "secret" is required`, 'add "secret": "claude-code/keys/{user}"');
   const profile: Profile = {
     name,
-    store: merged.store as StoreConfig,
-    secret: merged.secret,
+    secret: merged.oidc ? merged.oidc.issuer : merged.secret!,
     field: merged.field ?? DEFAULTS.field,
     user: merged.user ?? DEFAULTS.user,
     timeoutMs: parseDuration(merged.timeout ?? DEFAULTS.timeout)!,
@@ -270,6 +312,8 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
   };
   if (merged.gateway) profile.gateway = merged.gateway;
   if (merged.keyIssuer) profile.keyIssuer = merged.keyIssuer;
+  if (merged.store) profile.store = merged.store as StoreConfig;
+  if (merged.oidc) profile.oidc = merged.oidc;
   if (sources['store']) profile.storeSource = sources['store'];
   return { layers, profile, sources };
 }

@@ -20,7 +20,7 @@ export function effectiveConfig(config: LoadedConfig): EffectiveValue[] {
   const { profile, sources } = config;
   const source = (field: string) => sources[field] ?? 'default';
   const rows: EffectiveValue[] = [{ field: 'profile', value: profile.name, source: source('profile') }];
-  for (const [name, value] of Object.entries(profile.store)) {
+  for (const [name, value] of Object.entries(profile.store ?? {})) {
     // Store sections may carry credentials for some auth methods (Vault approle): never shown.
     rows.push({ field: `store.${name}`, value: SECRET_FIELD.test(name) && name !== 'type' ? '‹hidden›' : value, source: source('store') });
   }

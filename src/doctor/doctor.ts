@@ -1,4 +1,4 @@
-// Part src/doctor/: doctor: one check per layer, each bounded. May use: kernel, providers, secret, config, loader, cache, claude, gateway, broker.
+// Part src/doctor/: doctor: one check per layer, each bounded. May use: kernel, providers, secret, config, loader, cache, claude, gateway, broker, sso.
 // `keybroker doctor`: every layer's checks in order, each bounded, the whole run bounded, as
 // one report that the edge prints as text or JSON. The key never leaves memory.
 import { KeybrokerError, oneLine, ExitCode } from '../kernel/errors.ts';
