@@ -53,7 +53,8 @@ export interface BrokerDeps {
   openProvider(): Promise<Provider>;
   /**
    * Where a fresh entry comes from when it is not the profile's store: an `oidc` profile's token
-   * endpoint (src/sso/). Called under the same lock and cached the same way; absent: the store.
+   * endpoint (src/sso/). Cached the same way; absent: the store. Called only under the lock: it
+   * spends a refresh token, so it never runs beside another process's refresh.
    */
   fetchEntry?: (() => Promise<CacheEntry>) | undefined;
   /** The clock slack of the freshness rule (default CLOCK_SLACK_MS); shorter for short-lived tokens. */
@@ -210,6 +211,14 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
       return serve(latest, 'cache');
     }
     if (release || deps.now() >= deadline || sinceStart(deps.state.lastStoreFailure(account))) break;
+  }
+  if (!release && deps.fetchEntry) {
+    // A second refresh beside a slow one would present a spent refresh token (the IdP may then end the session).
+    const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
+    const slow = new StoreUnreachable(`another keybroker is still refreshing the token of profile "${profile.name}" after ${formatDuration(lockWaitMs(profile))}`, 'try again; if it persists, run keybroker doctor');
+    if (!usable) throw slow;
+    deps.warn(`keybroker: ${slow.message}; serving the cached token read ${formatDuration(deps.now() - usable.fetchedAt)} ago`);
+    return serve(usable, 'stale-cache');
   }
   if (!release) deps.debug('did not get the refresh lock in time; reading the store without it');
   try {

@@ -18,10 +18,10 @@ export function ssoConfig(op: TestOp, oidc: Record<string, unknown> = {}, profil
 }
 
 /** `keybroker login` with the device flow, completed as `accountId` once the code is printed. */
-export function deviceLogin(op: TestOp, env: NodeJS.ProcessEnv, accountId: string, args: string[] = []): Promise<RunResult> {
+export function deviceLogin(op: TestOp, env: NodeJS.ProcessEnv, accountId: string, args: string[] = [], command: string[] = [BINARY]): Promise<RunResult> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(BINARY, ['login', ...args], { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command[0]!, [...command.slice(1), 'login', ...args], { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let signingIn: Promise<void> | undefined;
