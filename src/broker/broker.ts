@@ -57,7 +57,7 @@ export interface BrokerDeps {
    * spends a refresh token, so it never runs beside another process's refresh.
    */
   fetchEntry?: (() => Promise<CacheEntry>) | undefined;
-  /** The clock slack of the freshness rule (default CLOCK_SLACK_MS); shorter for short-lived tokens. */
+  /** The clock slack of the freshness rule; default clockSlackFor(profile). */
   clockSlackMs?: number | undefined;
   lock: Lock;
   now(): number;
@@ -87,6 +87,18 @@ export interface GetOptions {
 
 /** Fixed slack for clocks and for the time a request takes after the key was handed out. */
 export const CLOCK_SLACK_MS = 60_000;
+/**
+ * The clock slack for access tokens of `oidc` profiles. They often live 5–60 minutes, some 60 s:
+ * a minute of slack would retire a 60-second token at birth. 10 s covers NTP-synced clocks
+ * between this machine and the gateway that checks `exp`.
+ */
+export const TOKEN_CLOCK_SLACK_MS = 10_000;
+
+/** The freshness rule's clock slack for a profile's entries. */
+export function clockSlackFor(profile: Profile): number {
+  return profile.oidc ? TOKEN_CLOCK_SLACK_MS : CLOCK_SLACK_MS;
+}
+
 /** At most one 401 re-check of a profile's key in this long; repeats get its verdict. */
 export const RECHECK_MIN_INTERVAL_MS = 15_000;
 
@@ -111,9 +123,9 @@ function repeatToleranceMs(callerTtlMs: number): number {
   return Math.min(5_000, callerTtlMs / 10);
 }
 
-/** How long a `get` waits for another process's refresh: its store timeout plus a little. */
+/** How long a `get` waits for another process's refresh: its store timeout (an oidc refresh: discovery, then the token call) plus a little. */
 function lockWaitMs(profile: Profile): number {
-  return profile.timeoutMs + 1_000;
+  return (profile.oidc ? 2 : 1) * profile.timeoutMs + 1_000;
 }
 
 /** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */
@@ -159,7 +171,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   const { profile } = deps;
   const account = cacheAccount(profile);
   const startedAt = deps.now();
-  const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs);
+  const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile));
   const serve = (entry: CacheEntry, from: Served['from']): Served => {
     if (deps.caller) deps.state.recordServed(account, deps.caller.id, { fingerprint: fingerprint(entry.key), version: entry.version, at: deps.now() });
     return { ...entry, from };
@@ -303,7 +315,7 @@ export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not
     const cached = await readCachedEntry(deps);
     if (cached && cached.fetchedAt <= deps.now() && !dueForRefreshAhead(cached, deps.now(), deps.profile.cache.refreshAfterMs)) return 'not needed';
     const entry = await fetchFromStore(deps);
-    if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs) === 'expired') return 'failed';
+    if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile)) === 'expired') return 'failed';
     await deps.cache.write(account, serializeEntry(entry));
     return 'refreshed';
   } catch (error) {

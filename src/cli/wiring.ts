@@ -14,7 +14,7 @@ import { fileRotationState } from '../broker/rotation-state.ts';
 import { checkKeyWithGateway } from '../gateway/key-check.ts';
 import { callerTtlMs } from '../claude/helper-ttl.ts';
 import type { Provider } from '../../providers/provider.ts';
-import { isOidcProfile, tokenSource, TOKEN_CLOCK_SLACK_MS, type SsoDeps } from '../sso/tokens.ts';
+import { isOidcProfile, tokenSource, type SsoDeps } from '../sso/tokens.ts';
 import { loadSsoLibrary } from '../sso/library.ts';
 import type { CacheStore } from '../cache/cache-store.ts';
 
@@ -45,7 +45,6 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
     cache,
     // An oidc profile's entries come from its token endpoint, refreshed with the stored refresh token.
     fetchEntry: isOidcProfile(profile) ? tokenSource(ssoDeps(config, context, cache)) : undefined,
-    clockSlackMs: isOidcProfile(profile) ? TOKEN_CLOCK_SLACK_MS : undefined,
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
     lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks')),
     now: context.now,

@@ -7,6 +7,7 @@ import { CheckTimeout, fail, runCheck, type CheckOutcome, type CheckResult, type
 import { configChecks } from './config-checks.ts';
 import { storeChecks, storeErrorOutcome } from './store-checks.ts';
 import { cacheChecks } from './cache-checks.ts';
+import { ssoChecks } from './sso-checks.ts';
 import { claudeChecks } from './claude-checks.ts';
 import { gatewayChecks } from './gateway-checks.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
@@ -31,12 +32,16 @@ export async function runDoctor(deps: DoctorDeps, onResult: (result: CheckResult
   const specs: CheckSpec[] = [
     ...configChecks(deps, state),
     ...storeChecks(deps, state),
+    ...ssoChecks(deps, state),
     ...cacheChecks(deps, state),
     ...claudeChecks(deps, state),
     ...gatewayChecks(deps, state),
   ];
   const checks: CheckResult[] = [];
   for (const spec of specs) {
+    // An oidc profile has an identity provider where a store profile has a store: one set of checks or the other.
+    const sso = state.config?.profile.oidc !== undefined;
+    if (state.config && (spec.id.startsWith('sso.') ? !sso : sso && spec.id.startsWith('store.'))) continue;
     const result = await runCheck(spec, budget, (error) => describeError(spec, error, state));
     // Defence in depth: whatever a check wrote, the key itself never reaches the report.
     const clean = scrub(result, state.key);

@@ -11,13 +11,6 @@ import { CacheUnavailable, NotAuthenticated, UnusableKey } from '../kernel/error
 import { fingerprint, keyProblem } from '../secret/value.ts';
 import type { LoginIo, SsoContext, SsoLibrary, TokenSet } from './library.ts';
 
-/**
- * The clock slack of the freshness rule for access tokens (stored keys: 60 s). Access tokens
- * often live 5–60 minutes, some 60 s: a minute of slack would retire a 60-second token at birth.
- * 10 s covers NTP-synced clocks between this machine and the gateway that checks `exp`.
- */
-export const TOKEN_CLOCK_SLACK_MS = 10_000;
-
 export interface SsoDeps {
   profile: Profile & { oidc: OidcConfig };
   /** The same backend as the key cache: the access token as an entry, the refresh token next to it. */

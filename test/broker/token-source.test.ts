@@ -2,10 +2,9 @@
 // cache → lock → source → cache, the freshness rule against the token's exp with the token slack,
 // a 401 re-run that forces a refresh, and never a refresh beside another process's refresh.
 import { describe, expect, it } from 'vitest';
-import { getKey } from '../../src/broker/broker.ts';
+import { getKey, TOKEN_CLOCK_SLACK_MS } from '../../src/broker/broker.ts';
 import type { CacheEntry } from '../../src/cache/entry.ts';
 import type { Lock } from '../../src/broker/lock.ts';
-import { TOKEN_CLOCK_SLACK_MS } from '../../src/sso/tokens.ts';
 import { world } from './fakes.ts';
 
 const TTL = 10_000;

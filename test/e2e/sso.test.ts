@@ -158,6 +158,32 @@ describe('SSO tokens from a real OpenID Provider', () => {
     expect(testHome.files().filter((file) => file.includes(`keybroker${path.sep}keys`))).toEqual([]);
   });
 
+  it('doctor checks the issuer, the sign-in and the token (audience, seconds left, lifetime against the TTL), then the gateway with it; status shows the token; neither prints a token', async () => {
+    const testHome = home(ssoConfig(op));
+    expect((await deviceLogin(op, testHome.env(), 'gina')).code).toBe(0);
+    const env = testHome.env({ ANTHROPIC_BASE_URL: gateway.url, CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '20000' });
+    const token = (await runBinary(['get'], { env })).stdout;
+    const doctor = await runBinary(['doctor', '--json'], { env });
+    const report = JSON.parse(doctor.stdout) as { checks: { id: string; verdict: string; finding: string }[] };
+    const verdicts = Object.fromEntries(report.checks.map((check) => [check.id, check.verdict]));
+    expect(verdicts).toMatchObject({ configuration: 'OK', 'sso.discovery': 'OK', 'sso.sign-in': 'OK', 'sso.token': 'OK', 'gateway.models': 'OK' });
+    expect(Object.keys(verdicts).filter((id) => id.startsWith('store.'))).toEqual([]);
+    const finding = (id: string) => report.checks.find((check) => check.id === id)!.finding;
+    expect(finding('sso.discovery')).toContain(`${op.issuer} answered discovery`);
+    expect(finding('sso.sign-in')).toMatch(/a refresh token is kept in the private file cache/);
+    expect(finding('sso.token')).toMatch(new RegExp(`for gina, audience ${op.resource.replace(/[./]/g, '\\$&')}; \\d+ s left`));
+    const status = await runBinary(['status'], { env });
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain(`oidc (issuer ${op.issuer})`);
+    for (const output of [doctor.stdout, doctor.stderr, status.stdout, status.stderr]) expect(output).not.toContain(token);
+
+    // A TTL the token cannot outlive: doctor says which TTL would fit.
+    const tooLong = JSON.parse((await runBinary(['doctor', '--json'], { env: { ...env, CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } })).stdout) as typeof report;
+    const check = tooLong.checks.find((item) => item.id === 'sso.token')! as { verdict: string; fix?: string };
+    expect(check.verdict).toBe('WARN');
+    expect(check.fix).toContain('CLAUDE_CODE_API_KEY_HELPER_TTL_MS to at most 55000');
+  });
+
   it('logout removes the refresh and access tokens: get then asks for a login', async () => {
     const testHome = home(ssoConfig(op));
     expect((await deviceLogin(op, testHome.env(), 'frank')).code).toBe(0);
