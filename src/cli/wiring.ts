@@ -3,7 +3,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { BrokerDeps } from '../broker/broker.ts';
-import { loadConfig, type LoadedConfig } from '../config/config.ts';
+import { loadConfig, type LoadedConfig, type OidcConfig, type Profile } from '../config/config.ts';
 import type { RunContext, ParsedValues } from './command.ts';
 import { openCache } from '../cache/select.ts';
 import type { Lock } from '../broker/lock.ts';
@@ -14,8 +14,7 @@ import { fileRotationState } from '../broker/rotation-state.ts';
 import { checkKeyWithGateway } from '../gateway/key-check.ts';
 import { callerTtlMs } from '../claude/helper-ttl.ts';
 import type { Provider } from '../../providers/provider.ts';
-import { isOidcProfile, tokenSource, type SsoDeps } from '../sso/tokens.ts';
-import { loadSsoLibrary } from '../sso/library.ts';
+import type { SsoDeps } from '../sso/tokens.ts';
 import type { CacheStore } from '../cache/cache-store.ts';
 
 export function loadConfigFor(values: ParsedValues, context: RunContext): LoadedConfig {
@@ -43,8 +42,9 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
   return {
     profile,
     cache,
-    // An oidc profile's entries come from its token endpoint, refreshed with the stored refresh token.
-    fetchEntry: isOidcProfile(profile) ? tokenSource(ssoDeps(config, context, cache)) : undefined,
+    // An oidc profile's entries come from its token endpoint, refreshed with the stored refresh token
+    // (src/sso/ is evaluated only then: a warm get, of either kind of profile, never runs it).
+    fetchEntry: profile.oidc ? async () => (await import('../sso/tokens.ts')).tokenSource(await ssoDeps(config, context, cache))() : undefined,
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
     lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks')),
     now: context.now,
@@ -80,11 +80,12 @@ function startDetached(args: string[], env: NodeJS.ProcessEnv): void {
 }
 
 /** What the SSO part needs for an `oidc` profile; `cache` is the broker's, so both tokens share one backend. */
-export function ssoDeps(config: LoadedConfig, context: RunContext, cache?: CacheStore): SsoDeps {
+export async function ssoDeps(config: LoadedConfig, context: RunContext, cache?: CacheStore): Promise<SsoDeps> {
   const { profile } = config;
-  if (!isOidcProfile(profile)) throw new Error('ssoDeps needs an oidc profile');
+  if (!profile.oidc) throw new Error('ssoDeps needs an oidc profile');
+  const { loadSsoLibrary } = await import('../sso/library.ts');
   return {
-    profile,
+    profile: profile as Profile & { oidc: OidcConfig },
     cache: cache ?? openCache({ backend: profile.cache.backend, fallback: profile.cache.fallback, env: context.env, warn: (line) => context.output.stderr(line) }),
     now: context.now,
     loadLibrary: () => loadSsoLibrary(context.debug),

@@ -3,10 +3,12 @@
 // OP's own pages; browser flow through a $BROWSER script), the real Claude Code completing
 // `claude -p` with the token from `get`, and offboarding (grant revoked → exit 4 with the login command).
 import { spawn } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeJwt } from 'jose';
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { startTestOp, type TestOp } from '../fakes/oidc-op.ts';
 import { startJwtGateway, type JwtGateway } from '../fakes/jwt-gateway.ts';
 import { startFakeGateway, type FakeGateway } from '../fakes/gateway.ts';
@@ -182,6 +184,44 @@ describe('SSO tokens from a real OpenID Provider', () => {
     const check = tooLong.checks.find((item) => item.id === 'sso.token')! as { verdict: string; fix?: string };
     expect(check.verdict).toBe('WARN');
     expect(check.fix).toContain('CLAUDE_CODE_API_KEY_HELPER_TTL_MS to at most 55000');
+  });
+
+  it('token exchange (RFC 8693): get serves the gateway\'s own token, traded for the IdP\'s, never living past it', async () => {
+    // A gateway token service: takes a valid IdP access token, answers a token for its own audience.
+    const jwks = createRemoteJWKSet(new URL(`${op.issuer}/jwks`));
+    const exchanges: Record<string, string>[] = [];
+    const sts = http.createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk) => (body += chunk));
+      request.on('end', async () => {
+        const params = Object.fromEntries(new URLSearchParams(body));
+        exchanges.push({ grant_type: params['grant_type']!, audience: params['audience']!, subject_token_type: params['subject_token_type']! });
+        try {
+          await jwtVerify(params['subject_token']!, jwks, { issuer: op.issuer, audience: op.resource });
+        } catch {
+          response.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'invalid_grant' }));
+          return;
+        }
+        response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+        response.end(JSON.stringify({ access_token: `gw-test-${exchanges.length}-exchanged`, token_type: 'Bearer', expires_in: 3600, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' }));
+      });
+    });
+    await new Promise<void>((resolve) => sts.listen(0, '127.0.0.1', resolve));
+    try {
+      const tokenEndpoint = `http://127.0.0.1:${(sts.address() as AddressInfo).port}/token`;
+      const testHome = home(ssoConfig(op, { exchange: { tokenEndpoint, audience: 'llm-gateway' } }));
+      expect((await deviceLogin(op, testHome.env(), 'hana')).code).toBe(0);
+      const get = await runBinary(['get'], { env: testHome.env() });
+      expect(get.code, get.stderr).toBe(0);
+      expect(get.stdout).toMatch(/^gw-test-\d+-exchanged$/);
+      expect(exchanges.at(-1)).toEqual({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', audience: 'llm-gateway', subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' });
+      // 3600 s asked, but never past the IdP token it came from (120 s here).
+      const status = JSON.parse((await runBinary(['status', '--json'], { env: testHome.env() })).stdout) as { cached: { expiresAt: string } };
+      expect(Date.parse(status.cached.expiresAt) - Date.now()).toBeLessThanOrEqual(120_000);
+    } finally {
+      sts.closeAllConnections();
+      await new Promise((resolve) => sts.close(resolve));
+    }
   });
 
   it('logout removes the refresh and access tokens: get then asks for a login', async () => {

@@ -44,7 +44,7 @@ Examples:
     if (config.profile.oidc) {
       const say = (line: string) => context.output.stderr(`keybroker: ${line}`);
       await ssoLogin(
-        ssoDeps(config, context),
+        await ssoDeps(config, context),
         {
           say,
           openBrowser: async (url) => {
