@@ -97,7 +97,7 @@ describe('SSO tokens from a real OpenID Provider', () => {
     for (const request of messages) expect(request).toMatchObject({ verdict: 'ok', sub: 'alice', status: 200 });
     // Served from the cache: Claude Code's get did not ask the OP.
     expect(op.tokens.length).toBe(tokenRequests);
-  });
+   }, 180_000);
 
   it('browser login (authorization code + PKCE, loopback redirect) through a $BROWSER script', async () => {
     const testHome = home(ssoConfig(op, { flow: 'browser' }));
