@@ -21,6 +21,10 @@
 // - Refresh-ahead. A fresh key older than 80 % of refreshAfter is served at once and a detached
 //   process re-reads the store (at most one per profile per 30 s), so most callers never meet a
 //   stale cache; the 100 % deadline above still holds for everyone.
+// - SSO tokens (`oidc` profiles): the same rules with the token endpoint as the source
+//   (fetchEntry, src/sso/) and a 10 s slack instead of 60 s. A refresh spends the refresh token,
+//   so it runs only under the lock; a waiter that outlasts a slow refresh gets the unexpired cached
+//   token with a warning, never a second refresh.
 import { cacheAccount } from '../cache/account.ts';
 import type { Profile } from '../config/config.ts';
 import {
