@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig, storeOf } from '../../src/config/config.ts';
 import { cacheAccount, refreshTokenAccount } from '../../src/cache/account.ts';
 import { ConfigError } from '../../src/kernel/errors.ts';
+import { effectiveConfig } from '../../src/config/view.ts';
 
 let dir: string;
 let user: string;
@@ -38,6 +39,13 @@ describe('oidc profiles', () => {
     expect(profile.store).toBeUndefined();
     expect(profile.secret).toBe(oidc.issuer);
     expect(() => storeOf(profile)).toThrow(/serves SSO tokens from https:\/\/login\.example\.com and has no "store"/);
+  });
+
+  it('keybroker config shows the oidc fields and where they came from', () => {
+    const rows = effectiveConfig(load({ oidc }));
+    expect(rows).toContainEqual({ field: 'oidc.issuer', value: oidc.issuer, source: user });
+    expect(rows).toContainEqual({ field: 'oidc.resource', value: oidc.resource, source: user });
+    expect(rows.filter((row) => row.field.startsWith('store.'))).toEqual([]);
   });
 
   it('a profile has store or oidc, not both, and not neither', () => {
