@@ -118,7 +118,7 @@ describe('SSO tokens from a real OpenID Provider', () => {
     expect(decodeJwt(get.stdout)).toMatchObject({ sub: 'bob', aud: op.resource });
   });
 
-  it('offboarding: the grant revoked at the OP → the next refresh fails with exit 4 and the login command; the gateway refuses the last token', async () => {
+  it('offboarding: the grant revoked at the OP → the next refresh fails with exit 4 and the login command; the last token is never renewed', async () => {
     const testHome = home(ssoConfig(op));
     expect((await deviceLogin(op, testHome.env(), 'carol')).code).toBe(0);
     const last = (await runBinary(['get'], { env: testHome.env() })).stdout;
