@@ -10,10 +10,11 @@ const mayUse = {
   'src/cache': ['src/kernel', 'providers', 'src/config', 'src/loader'],
   'src/claude': ['src/kernel', 'src/config'],
   'src/gateway': ['src/kernel', 'src/config'],
+  'src/sso': ['src/kernel', 'src/secret', 'src/config', 'src/loader', 'src/cache'],
   'src/broker': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader', 'src/cache', 'src/claude', 'src/gateway'],
   'src/admin': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader', 'src/gateway'],
-  'src/doctor': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader', 'src/cache', 'src/claude', 'src/gateway', 'src/broker'],
-  'src/cli': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader', 'src/cache', 'src/claude', 'src/gateway', 'src/broker', 'src/admin', 'src/doctor'],
+  'src/doctor': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader', 'src/cache', 'src/claude', 'src/gateway', 'src/broker', 'src/sso'],
+  'src/cli': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader', 'src/cache', 'src/claude', 'src/gateway', 'src/broker', 'src/admin', 'src/doctor', 'src/sso'],
 };
 
 const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -11,6 +11,11 @@ import { startMoto, type Moto } from '../test/support/moto.ts';
 import { makeTestHome } from '../test/support/e2e-home.ts';
 import { startSecretService, type SecretService } from '../test/support/secret-service.ts';
 import { buildBareSea } from './bare-sea.ts';
+import { loadConfig } from '../src/config/config.ts';
+import { cacheAccount } from '../src/cache/account.ts';
+import { fileCache } from '../src/cache/file.ts';
+import { serializeEntry } from '../src/cache/entry.ts';
+import { keyFilesDir } from '../src/kernel/paths.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const binary = path.join(root, 'dist', 'keybroker');
@@ -107,6 +112,8 @@ async function main(): Promise<void> {
         cold: profile({ backend: 'none' }),
         file: profile({ backend: 'file', refreshAfter: '1h' }),
         keychain: profile({ backend: 'keychain', refreshAfter: '1h' }),
+        // An SSO profile whose access token is cached: its warm get must cost what a key's does.
+        sso: { oidc: { issuer: 'https://login.example.invalid', clientId: 'bench', resource: 'https://llm.example.invalid' }, cache: { backend: 'file' } },
       },
     };
     let keychainProblem: string | undefined;
@@ -121,11 +128,17 @@ async function main(): Promise<void> {
     const warm: Command[] = [
       { name: 'bare SEA', argv: [bare] },
       { name: 'warm file', argv: [binary, '--profile', 'file'] },
+      { name: 'warm sso', argv: [binary, '--profile', 'sso'] },
     ];
     checkPrints(warm[1]!.argv, env, KEY); // fills the file cache
+    // The sso profile's cached access token, as a login leaves it (no identity provider runs here).
+    const ssoToken = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.sig-test-bench';
+    const ssoProfile = loadConfig({ env: { ...env, KEYBROKER_PROFILE: 'sso' } }).profile;
+    await fileCache(keyFilesDir(env)).write(cacheAccount(ssoProfile), serializeEntry({ key: ssoToken, version: 'bench', secret: ssoProfile.secret, fetchedAt: Date.now(), expiresAt: Date.now() + 3_600_000 }));
+    checkPrints(warm[2]!.argv, env, ssoToken);
     if (keyring) {
       warm.push({ name: 'warm keychain', argv: [binary, '--profile', 'keychain'] });
-      checkPrints(warm[2]!.argv, env, KEY); // fills the keychain
+      checkPrints(warm[3]!.argv, env, KEY); // fills the keychain
     }
     if (COMPARE) {
       warm.push({ name: 'compared warm file', argv: [COMPARE, '--profile', 'file'] });
@@ -143,7 +156,10 @@ async function main(): Promise<void> {
     const warmTimes = measure(warm, env, scratch);
     const coldTimes = measure(cold, env, scratch);
     const bareTimes = warmTimes.get('bare SEA')!;
-    const rows = [row('warm `get`, file cache hit', warmTimes.get('warm file')!, 'bare SEA', bareTimes, 1.25)];
+    const rows = [
+      row('warm `get`, file cache hit', warmTimes.get('warm file')!, 'bare SEA', bareTimes, 1.25),
+      row('warm `get`, SSO profile, cached access token (file)', warmTimes.get('warm sso')!, 'bare SEA', bareTimes, 1.25),
+    ];
     rows.push(
       keyring
         ? row('warm `get`, keychain hit (gnome-keyring, Secret Service)', warmTimes.get('warm keychain')!, 'bare SEA', bareTimes, 1.25)

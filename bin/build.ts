@@ -96,10 +96,15 @@ await esbuild.build({
 // not by how an import spells it, and a chunk that never imports it fails the build: a moved
 // errors module must not silently give each chunk its own KeybrokerError class.
 const errorsModule = path.join(root, 'src', 'kernel', 'errors.ts');
-for (const type of storeTypes) {
-  if (!seaConfig.assets[`provider-${type}.cjs`]) throw new Error(`pkg.config.json lists no asset provider-${type}.cjs: the binary could not open ${type} stores`);
-  const entry = path.join(root, 'providers', `${type}.ts`);
-  const outfile = path.join(dist, 'chunks', `provider-${type}.cjs`);
+// The stores' chunks, and the chunks that are not stores (loaded by src/loader/chunks.ts loadChunk).
+const chunks = [
+  ...storeTypes.map((type) => ({ name: `provider-${type}`, source: `providers/${type}.ts`, purpose: `open ${type} stores` })),
+  { name: 'sso', source: 'src/sso/oidc-lib.ts', purpose: 'sign in or refresh SSO tokens (oidc profiles)' },
+];
+for (const chunk of chunks) {
+  if (!seaConfig.assets[`${chunk.name}.cjs`]) throw new Error(`pkg.config.json lists no asset ${chunk.name}.cjs: the binary could not ${chunk.purpose}`);
+  const entry = path.join(root, chunk.source);
+  const outfile = path.join(dist, 'chunks', `${chunk.name}.cjs`);
   let sharesErrors = false;
   const hostModules: esbuild.Plugin = {
     name: 'host-modules',
@@ -112,7 +117,7 @@ for (const type of storeTypes) {
     },
   };
   await esbuild.build({ ...common, entryPoints: [entry], outfile, plugins: [hostModules] });
-  if (!sharesErrors) throw new Error(`providers/${type}.ts does not import ${path.relative(root, errorsModule)}: its errors would not be the CLI's KeybrokerError`);
+  if (!sharesErrors) throw new Error(`${chunk.source} does not import ${path.relative(root, errorsModule)}: its errors would not be the CLI's KeybrokerError`);
   if (!flags['bundle-only']) writeCodeCache(outfile);
 }
 if (flags['bundle-only']) {

@@ -51,8 +51,8 @@ export async function policyRequestFor(type: StoreType, users: string[], context
   const { profile } = context;
   const request: PolicyRequest = { type, template: profile.secret, users };
   if (context.storageName) request.storeNameOf = context.storageName;
-  if (type !== profile.store.type) return request;
   const store = profile.store;
+  if (!store || type !== store.type) return request;
   const text = (field: string) => (typeof store[field] === 'string' ? (store[field] as string) : undefined);
   const region = text('region') ?? (type === 'aws' ? context.env['AWS_REGION'] : undefined);
   if (region) request.region = region;

@@ -22,6 +22,10 @@
 // - Refresh-ahead. A fresh key older than 80 % of refreshAfter is served at once and a detached
 //   process re-reads the store (at most one per profile per 30 s), so most callers never meet a
 //   stale cache; the 100 % deadline above still holds for everyone.
+// - SSO tokens (`oidc` profiles): the same rules with the token endpoint as the source
+//   (fetchEntry, src/sso/) and a 10 s slack instead of 60 s. A refresh spends the refresh token,
+//   so it runs only under the lock; a waiter that outlasts a slow refresh gets the unexpired cached
+//   token with a warning, never a second refresh.
 import { cacheAccount } from '../cache/account.ts';
 import type { Profile } from '../config/config.ts';
 import {
@@ -52,6 +56,14 @@ export interface BrokerDeps {
   cache: CacheStore;
   /** Opens the store; called only when the cache cannot answer, so the SDK loads only then. */
   openProvider(): Promise<Provider>;
+  /**
+   * Where a fresh entry comes from when it is not the profile's store: an `oidc` profile's token
+   * endpoint (src/sso/). Cached the same way; absent: the store. Called only under the lock: it
+   * spends a refresh token, so it never runs beside another process's refresh.
+   */
+  fetchEntry?: (() => Promise<CacheEntry>) | undefined;
+  /** The clock slack of the freshness rule; default clockSlackFor(profile). */
+  clockSlackMs?: number | undefined;
   lock: Lock;
   now(): number;
   osUser(): string;
@@ -80,22 +92,34 @@ export interface GetOptions {
 
 /** Fixed slack for clocks and for the time a request takes after the key was handed out. */
 export const CLOCK_SLACK_MS = 60_000;
+/**
+ * The clock slack for access tokens of `oidc` profiles. They often live 5–60 minutes, some 60 s:
+ * a minute of slack would retire a 60-second token at birth. 10 s covers NTP-synced clocks
+ * between this machine and the gateway that checks `exp`.
+ */
+export const TOKEN_CLOCK_SLACK_MS = 10_000;
+
+/** The freshness rule's clock slack for a profile's entries. */
+export function clockSlackFor(profile: Profile): number {
+  return profile.oidc ? TOKEN_CLOCK_SLACK_MS : CLOCK_SLACK_MS;
+}
+
 /** At most one 401 re-check of a profile's key in this long; repeats get its verdict. */
 export const RECHECK_MIN_INTERVAL_MS = 15_000;
 
 export type Freshness = 'fresh' | 'stale' | 'expired';
 
 /** How long before expires_at a key stops being handed out fresh (see the rules above). */
-export function expiryMarginMs(callerTtlMs: number): number {
-  return 2 * callerTtlMs + CLOCK_SLACK_MS;
+export function expiryMarginMs(callerTtlMs: number, slackMs = CLOCK_SLACK_MS): number {
+  return 2 * callerTtlMs + slackMs;
 }
 
-export function assessFreshness(entry: CacheEntry, now: number, refreshAfterMs: number, callerTtlMs: number): Freshness {
-  if (entry.expiresAt !== undefined && now >= entry.expiresAt - CLOCK_SLACK_MS) return 'expired';
+export function assessFreshness(entry: CacheEntry, now: number, refreshAfterMs: number, callerTtlMs: number, slackMs = CLOCK_SLACK_MS): Freshness {
+  if (entry.expiresAt !== undefined && now >= entry.expiresAt - slackMs) return 'expired';
   const age = now - entry.fetchedAt;
   // A fetch time in the future means the clock moved back: trust nothing about the age.
   if (age < 0 || age >= refreshAfterMs) return 'stale';
-  if (entry.expiresAt !== undefined && now >= entry.expiresAt - expiryMarginMs(callerTtlMs)) return 'stale';
+  if (entry.expiresAt !== undefined && now >= entry.expiresAt - expiryMarginMs(callerTtlMs, slackMs)) return 'stale';
   return 'fresh';
 }
 
@@ -104,9 +128,9 @@ function repeatToleranceMs(callerTtlMs: number): number {
   return Math.min(5_000, callerTtlMs / 10);
 }
 
-/** How long a `get` waits for another process's refresh: its store timeout plus a little. */
+/** How long a `get` waits for another process's refresh: its store timeout (an oidc refresh: discovery, then the token call) plus a little. */
 function lockWaitMs(profile: Profile): number {
-  return profile.timeoutMs + 1_000;
+  return (profile.oidc ? 2 : 1) * profile.timeoutMs + 1_000;
 }
 
 /** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */
@@ -152,7 +176,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   const { profile } = deps;
   const account = cacheAccount(profile);
   const startedAt = deps.now();
-  const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs);
+  const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile));
   const serve = (entry: CacheEntry, from: Served['from']): Served => {
     if (deps.caller) deps.state.recordServed(account, deps.caller.id, { fingerprint: fingerprint(entry.key), version: entry.version, at: deps.now() });
     return { ...entry, from };
@@ -188,8 +212,12 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
 
   // Wait for the refresh lock in short rounds, looking at the cache between them: the holder's
   // result reaches every waiter at once instead of through 49 lock hand-overs.
+  // An entry read since this call started is as new as this call could get, even when it is born
+  // inside the margin (a token that lives shorter than 2 × TTL + slack): not read again per waiter.
   const acceptable = (entry: CacheEntry | undefined): entry is CacheEntry =>
-    entry !== undefined && freshness(entry) === 'fresh' && (refused === undefined || fingerprint(entry.key) !== refused);
+    entry !== undefined &&
+    (freshness(entry) === 'fresh' || (entry.fetchedAt >= startedAt && entry.fetchedAt <= deps.now() && freshness(entry) === 'stale')) &&
+    (refused === undefined || fingerprint(entry.key) !== refused);
   /** A store failure recorded since this call started: shared with this call, not repeated. */
   // One stamped after now is from the future (clock stepped back, or planted): never shared.
   const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt && failure.at <= deps.now() ? failure : undefined);
@@ -206,6 +234,14 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
       return serve(latest, 'cache');
     }
     if (release || deps.now() >= deadline || sinceStart(deps.state.lastStoreFailure(account))) break;
+  }
+  if (!release && deps.fetchEntry) {
+    // A second refresh beside a slow one would present a spent refresh token (the IdP may then end the session).
+    const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
+    const slow = new StoreUnreachable(`another keybroker is still refreshing the token of profile "${profile.name}" after ${formatDuration(lockWaitMs(profile))}`, 'try again; if it persists, run keybroker doctor');
+    if (!usable) throw slow;
+    deps.warn(`keybroker: ${slow.message}; serving the cached token read ${formatDuration(deps.now() - usable.fetchedAt)} ago`);
+    return serve(usable, 'stale-cache');
   }
   if (!release) deps.debug('did not get the refresh lock in time; reading the store without it');
   try {
@@ -290,7 +326,7 @@ export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not
     const cached = await readCachedEntry(deps);
     if (cached && cached.fetchedAt <= deps.now() && !dueForRefreshAhead(cached, deps.now(), deps.profile.cache.refreshAfterMs)) return 'not needed';
     const entry = await fetchFromStore(deps);
-    if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs) === 'expired') return 'failed';
+    if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile)) === 'expired') return 'failed';
     await deps.cache.write(account, serializeEntry(entry));
     return 'refreshed';
   } catch (error) {
@@ -332,7 +368,8 @@ function revive(record: StoreFailureRecord): KeybrokerError {
   return new Kind(record.message, record.fix);
 }
 
-export async function fetchFromStore(deps: Pick<BrokerDeps, 'profile' | 'openProvider' | 'osUser' | 'now'>): Promise<CacheEntry> {
+export async function fetchFromStore(deps: Pick<BrokerDeps, 'profile' | 'openProvider' | 'osUser' | 'now' | 'fetchEntry'>): Promise<CacheEntry> {
+  if (deps.fetchEntry) return deps.fetchEntry();
   const { profile } = deps;
   const provider = await deps.openProvider();
   const user = profile.user === 'store' ? (await provider.whoami()).user : deps.osUser();

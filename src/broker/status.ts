@@ -2,7 +2,7 @@
 // cache only (no store, no network).
 import type { LoadedConfig } from '../config/config.ts';
 import type { CacheStore } from '../cache/cache-store.ts';
-import { assessFreshness, expiryMarginMs, readCachedEntry, type Freshness } from './broker.ts';
+import { assessFreshness, clockSlackFor, expiryMarginMs, readCachedEntry, type Freshness } from './broker.ts';
 import { resolveSecretName } from '../secret/name.ts';
 import { fingerprint } from '../secret/value.ts';
 import { formatDuration } from '../kernel/duration.ts';
@@ -36,7 +36,7 @@ export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promi
   const entry = await readCachedEntry({ cache: deps.cache, profile, warn: () => {}, debug: () => {} });
   const status: CacheStatus = {
     profile: profile.name,
-    store: describeStoreConfig(profile.store),
+    store: profile.store ? describeStoreConfig(profile.store) : `oidc (issuer ${profile.oidc?.issuer})`,
     secret: secretName(config, deps, entry?.secret),
     cacheBackend: { configured: profile.cache.backend, inUse: deps.cache.kind },
     cached: false,
@@ -44,14 +44,14 @@ export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promi
   if (!entry) return status;
   const now = deps.now();
   let nextRefresh = entry.fetchedAt + profile.cache.refreshAfterMs;
-  if (entry.expiresAt !== undefined) nextRefresh = Math.min(nextRefresh, entry.expiresAt - expiryMarginMs(deps.callerTtlMs));
+  if (entry.expiresAt !== undefined) nextRefresh = Math.min(nextRefresh, entry.expiresAt - expiryMarginMs(deps.callerTtlMs, clockSlackFor(profile)));
   status.cached = {
     fingerprint: fingerprint(entry.key),
     version: entry.version,
     secret: entry.secret,
     fetchedAt: new Date(entry.fetchedAt).toISOString(),
     ageMs: now - entry.fetchedAt,
-    freshness: assessFreshness(entry, now, profile.cache.refreshAfterMs, deps.callerTtlMs),
+    freshness: assessFreshness(entry, now, profile.cache.refreshAfterMs, deps.callerTtlMs, clockSlackFor(profile)),
     nextRefreshAt: new Date(nextRefresh).toISOString(),
   };
   if (entry.expiresAt !== undefined) status.cached.expiresAt = new Date(entry.expiresAt).toISOString();

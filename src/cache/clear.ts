@@ -19,24 +19,26 @@ export interface ClearResult {
   leftovers: number;
 }
 
-/**
- * Removes the profiles' cached keys. `everything`: also every other keybroker entry (cache clear
- * --all); otherwise also the entries no configured profile uses any more (`current` lists the
- * accounts still in use) and the profiles' own earlier entries in the keychain.
- */
-export async function clearCachedKeys(
-  profiles: Profile[],
-  env: NodeJS.ProcessEnv,
-  debug: (message: string) => void,
-  scope: { everything: boolean; current: string[] } = { everything: false, current: profiles.map(cacheAccount) },
-): Promise<ClearResult> {
+export interface ClearOptions {
+  /** The entries of a profile to remove (default its cached key); `keybroker logout` adds the refresh token's. */
+  accountsOf?: (profile: Profile) => string[];
+  /**
+   * Also sweep leftovers (`cache clear`): `everything`, every other keybroker entry (--all);
+   * otherwise the entries no configured profile uses any more (`current` lists the accounts still
+   * in use, refresh tokens included) and the profiles' own earlier entries in the keychain.
+   */
+  sweep?: { everything: boolean; current: string[] };
+}
+
+/** Removes the profiles' cached entries, and with `sweep` what no profile uses any more. */
+export async function clearCachedKeys(profiles: Profile[], env: NodeJS.ProcessEnv, debug: (message: string) => void, options: ClearOptions = {}): Promise<ClearResult> {
+  const accountsOf = options.accountsOf ?? ((profile: Profile) => [cacheAccount(profile)]);
   const removed = new Map<string, string[]>();
   const dir = keyFilesDir(env);
   const files = fileCache(dir);
   let keychain: KeychainCache | undefined;
   let keychainUsable = false;
-  for (const profile of profiles) {
-    const account = cacheAccount(profile);
+  for (const [profile, account] of profiles.flatMap((profile) => accountsOf(profile).map((account) => [profile, account] as const))) {
     const where: string[] = [];
     if (await files.remove(account)) where.push('the file cache');
     if (profile.cache.backend === 'auto' || profile.cache.backend === 'keychain') {
@@ -53,6 +55,8 @@ export async function clearCachedKeys(
     removed.set(account, where);
   }
 
+  const scope = options.sweep;
+  if (!scope) return { removed, leftovers: 0 };
   // The file cache names a file by its account's hash: what no current account hashes to is a leftover.
   const inUse = new Set(scope.current.map((account) => `${sha256Hex(account).slice(0, 24)}.json`));
   let leftovers = 0;

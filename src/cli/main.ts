@@ -1,4 +1,4 @@
-// Part src/cli/: the edge: argv, one file per command, the wiring of the real world, errors to exit codes. May use: kernel, providers, secret, config, loader, cache, claude, gateway, broker, admin, doctor.
+// Part src/cli/: the edge: argv, one file per command, the wiring of the real world, errors to exit codes. May use: kernel, providers, secret, config, loader, cache, claude, gateway, broker, admin, doctor, sso.
 // The edge: parses argv, runs one command, and turns every failure into one stderr line and
 // its exit code. Nothing else in keybroker exits or prints errors.
 import { format, parseArgs } from 'node:util';

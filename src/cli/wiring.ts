@@ -3,7 +3,7 @@
 import { osLoginName } from '../kernel/login-name.ts';
 import path from 'node:path';
 import type { BrokerDeps } from '../broker/broker.ts';
-import { loadConfig, type LoadedConfig } from '../config/config.ts';
+import { loadConfig, type LoadedConfig, type OidcConfig, type Profile } from '../config/config.ts';
 import type { RunContext, ParsedValues } from './command.ts';
 import { openCache } from '../cache/select.ts';
 import type { Lock } from '../broker/lock.ts';
@@ -14,6 +14,8 @@ import { fileRotationState } from '../broker/rotation-state.ts';
 import { checkKeyWithGateway } from '../gateway/key-check.ts';
 import { callerTtlMs } from '../claude/helper-ttl.ts';
 import type { Provider } from '../../providers/provider.ts';
+import type { SsoDeps } from '../sso/tokens.ts';
+import type { CacheStore } from '../cache/cache-store.ts';
 
 export function loadConfigFor(values: ParsedValues, context: RunContext): LoadedConfig {
   const request: Parameters<typeof loadConfig>[0] = { env: context.env };
@@ -31,14 +33,18 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
   const { profile } = config;
   let provider: Promise<Provider> | undefined;
   const gateway = profile.gateway ?? (context.env['ANTHROPIC_BASE_URL'] || undefined);
+  const cache = openCache({
+    backend: profile.cache.backend,
+    fallback: profile.cache.fallback,
+    env: context.env,
+    warn: (line) => context.output.stderr(line),
+  });
   return {
     profile,
-    cache: openCache({
-      backend: profile.cache.backend,
-      fallback: profile.cache.fallback,
-      env: context.env,
-      warn: (line) => context.output.stderr(line),
-    }),
+    cache,
+    // An oidc profile's entries come from its token endpoint, refreshed with the stored refresh token
+    // (src/sso/ is evaluated only then: a warm get, of either kind of profile, never runs it).
+    fetchEntry: profile.oidc ? async () => (await import('../sso/tokens.ts')).tokenSource(await ssoDeps(config, context, cache))() : undefined,
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
     lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks'), (line) => context.output.stderr(line)),
     now: context.now,
@@ -77,4 +83,19 @@ function startDetached(args: string[], env: NodeJS.ProcessEnv): void {
   const child = process.getBuiltinModule('node:child_process').spawn(self[0]!, [...self.slice(1), ...args], { detached: true, stdio: 'ignore', env, windowsHide: true });
   child.on('error', () => {});
   child.unref();
+}
+
+/** What the SSO part needs for an `oidc` profile; `cache` is the broker's, so both tokens share one backend. */
+export async function ssoDeps(config: LoadedConfig, context: RunContext, cache?: CacheStore): Promise<SsoDeps> {
+  const { profile } = config;
+  if (!profile.oidc) throw new Error('ssoDeps needs an oidc profile');
+  const { loadSsoLibrary } = await import('../sso/library.ts');
+  return {
+    profile: profile as Profile & { oidc: OidcConfig },
+    cache: cache ?? openCache({ backend: profile.cache.backend, fallback: profile.cache.fallback, env: context.env, warn: (line) => context.output.stderr(line) }),
+    now: context.now,
+    loadLibrary: () => loadSsoLibrary(context.debug),
+    warn: (line) => context.output.stderr(line),
+    debug: context.debug,
+  };
 }

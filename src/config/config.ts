@@ -84,6 +84,29 @@ const McpServerSchema = v.strictObject({
   profile: v.optional(v.string()),
 });
 
+/** RFC 8693 token exchange: the access token is traded for one bound to the gateway's audience. */
+const ExchangeSchema = v.strictObject({
+  tokenEndpoint: v.pipe(v.string(), v.url('must be a URL such as "https://idp.example.com/oauth2/token"')),
+  audience: v.pipe(v.string(), v.minLength(1, 'must not be empty')),
+});
+
+/** A profile that serves short-lived access tokens from the company's identity provider (src/sso/). */
+const OidcSchema = v.pipe(
+  v.strictObject({
+    issuer: v.pipe(v.string(), v.url('must be the issuer URL, such as "https://login.example.com"')),
+    clientId: v.pipe(v.string(), v.minLength(1, 'must not be empty')),
+    scopes: v.optional(v.array(v.pipe(v.string(), v.regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be scope names without spaces')))),
+    /** The API the token is for, as the IdP names it: `audience` (Auth0, Okta custom servers) or an RFC 8707 `resource`. */
+    audience: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
+    resource: v.optional(v.pipe(v.string(), v.url('must be an absolute URI (RFC 8707), such as "https://llm.example.com"'))),
+    flow: v.optional(v.picklist(['device', 'browser'], 'must be "device" or "browser"')),
+    /** The loopback port of the browser flow's redirect (the IdP's registered redirect URI); absent: any free port. */
+    redirectPort: v.optional(v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(1, 'must be a port number'), v.maxValue(65535, 'must be a port number'))),
+    exchange: v.optional(ExchangeSchema),
+  }),
+  v.check((oidc) => !(oidc.audience && oidc.resource), 'has both "audience" and "resource": give the one your identity provider uses'),
+);
+
 /** Notes for people: config files are JSON, which has no comments (`keybroker config init` writes these). */
 const comment = v.optional(v.union([v.string(), v.array(v.string())]));
 
@@ -111,6 +134,7 @@ const ProfileSchema = v.strictObject({
   ),
   /** Lets this profile's store, gateway and key API be plain http:// to another host (a credential then crosses the network unencrypted). */
   allowInsecureHttp: v.optional(v.boolean('must be true or false')),
+  oidc: v.optional(OidcSchema),
 });
 
 /** The whole file; exported for the docs check (test/cli/docs-check.test.ts). */
@@ -137,7 +161,9 @@ export interface Profile {
   name: string;
   /** Where the `store` section came from, for messages. */
   storeSource?: string;
-  store: StoreConfig;
+  /** Absent for an `oidc` profile (it has one or the other): use storeOf() where a store is needed. */
+  store?: StoreConfig;
+  /** The secret's name template; for an `oidc` profile, its issuer (what its tokens come from). */
   secret: string;
   field: string;
   user: 'os' | 'store';
@@ -152,6 +178,19 @@ export interface Profile {
   gatewayHeaders?: Record<string, string>;
   /** Plain http:// to another host was allowed by the profile (`"allowInsecureHttp": true`). */
   allowInsecureHttp?: boolean;
+  /** Present for a profile that serves SSO access tokens instead of a stored key. */
+  oidc?: OidcConfig;
+}
+
+export type OidcConfig = v.InferOutput<typeof OidcSchema>;
+
+/** The profile's store, for the commands that need one; an `oidc` profile has none. */
+export function storeOf(profile: Profile): StoreConfig {
+  if (profile.store) return profile.store;
+  throw new ConfigError(
+    `profile "${profile.name}" serves SSO tokens from ${profile.oidc?.issuer ?? 'an identity provider'} and has no "store"`,
+    'use a profile with a "store" section for this command (--profile NAME)',
+  );
 }
 
 export type KeyIssuerConfig = v.InferOutput<typeof KeyIssuerSchema>;
@@ -345,12 +384,15 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
     );
   }
   const where = `profile "${name}" (${layers.filter((l) => l.data.profiles?.[name]).map((l) => l.source).join(', ')})`;
-  if (!merged.store) throw new ConfigError(`${where}: field "store" is required`, 'add "store": {"type": "aws", ...}');
-  if (!merged.secret) throw new ConfigError(`${where}: field "secret" is required`, 'add "secret": "claude-code/keys/{user}"');
+  if (merged.store && merged.oidc) {
+    throw new ConfigError(`${where}: has both "store" and "oidc"`, 'keep one: "store" for a stored key, "oidc" for SSO tokens');
+  }
+  if (!merged.store && !merged.oidc) throw new ConfigError(`${where}: field "store" is required`, 'add "store": {"type": "aws", ...} (or "oidc": {...} for SSO tokens)');
+  if (merged.oidc && merged.secret) throw new ConfigError(`${where}: field "secret" is for a "store" profile, and this one has "oidc"`, 'remove "secret"');
+  if (!merged.oidc && !merged.secret) throw new ConfigError(`${where}: field "secret" is required`, 'add "secret": "claude-code/keys/{user}"');
   const profile: Profile = {
     name,
-    store: merged.store as StoreConfig,
-    secret: merged.secret,
+    secret: merged.oidc ? merged.oidc.issuer : merged.secret!,
     field: merged.field ?? DEFAULTS.field,
     user: merged.user ?? DEFAULTS.user,
     timeoutMs: parseDuration(merged.timeout ?? DEFAULTS.timeout)!,
@@ -365,6 +407,8 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
   if (merged.headers) profile.headers = merged.headers;
   if (merged.gatewayHeaders) profile.gatewayHeaders = merged.gatewayHeaders;
   if (merged.allowInsecureHttp) profile.allowInsecureHttp = true;
+  if (merged.store) profile.store = merged.store as StoreConfig;
+  if (merged.oidc) profile.oidc = merged.oidc;
   if (sources['store']) profile.storeSource = sources['store'];
   if (!profile.allowInsecureHttp) refusePlainHttp(profile, sources);
   return { layers, profile, sources };
@@ -377,7 +421,9 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
  */
 function refusePlainHttp(profile: Profile, sources: Record<string, string>): void {
   const addresses: { field: string; value: unknown; carries: string }[] = [
-    ...Object.entries(profile.store).map(([field, value]) => ({ field: `store.${field}`, value, carries: "the store's credentials and your key" })),
+    ...Object.entries(profile.store ?? {}).map(([field, value]) => ({ field: `store.${field}`, value, carries: "the store's credentials and your key" })),
+    { field: 'oidc.issuer', value: profile.oidc?.issuer, carries: 'your sign-in (refresh and access tokens)' },
+    { field: 'oidc.exchange.tokenEndpoint', value: profile.oidc?.exchange?.tokenEndpoint, carries: 'your access token' },
     { field: 'gateway', value: profile.gateway, carries: 'your key' },
     { field: 'keyIssuer.url', value: profile.keyIssuer?.url, carries: "the gateway's master key" },
   ];

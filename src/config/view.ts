@@ -20,12 +20,13 @@ export function effectiveConfig(config: LoadedConfig): EffectiveValue[] {
   const { profile, sources } = config;
   const source = (field: string) => sources[field] ?? 'default';
   const rows: EffectiveValue[] = [{ field: 'profile', value: profile.name, source: source('profile') }];
-  for (const [name, value] of Object.entries(profile.store)) {
+  for (const [name, value] of Object.entries(profile.store ?? {})) {
     // Store sections may carry credentials for some auth methods (Vault approle): never shown.
     rows.push({ field: `store.${name}`, value: SECRET_FIELD.test(name) && name !== 'type' ? '‹hidden›' : value, source: source('store') });
   }
+  for (const [name, value] of Object.entries(profile.oidc ?? {})) rows.push({ field: `oidc.${name}`, value, source: source('oidc') });
   rows.push(
-    { field: 'secret', value: profile.secret, source: source('secret') },
+    { field: 'secret', value: profile.secret, source: source(profile.oidc ? 'oidc' : 'secret') },
     { field: 'field', value: profile.field, source: source('field') },
     { field: 'user', value: profile.user, source: source('user') },
     { field: 'timeout', value: formatDuration(profile.timeoutMs), source: source('timeout') },

@@ -1,4 +1,4 @@
-// Part src/doctor/: doctor: one check per layer, each bounded. May use: kernel, providers, secret, config, loader, cache, claude, gateway, broker.
+// Part src/doctor/: doctor: one check per layer, each bounded. May use: kernel, providers, secret, config, loader, cache, claude, gateway, broker, sso.
 // `keybroker doctor`: every layer's checks in order, each bounded, the whole run bounded, as
 // one report that the edge prints as text or JSON. The key never leaves memory.
 import { KeybrokerError, oneLine, ExitCode } from '../kernel/errors.ts';
@@ -7,6 +7,7 @@ import { CheckTimeout, fail, runCheck, type CheckOutcome, type CheckResult, type
 import { configChecks } from './config-checks.ts';
 import { storeChecks, storeErrorOutcome } from './store-checks.ts';
 import { cacheChecks } from './cache-checks.ts';
+import { ssoChecks } from './sso-checks.ts';
 import { claudeChecks } from './claude-checks.ts';
 import { surfaceChecks } from './surface-checks.ts';
 import { gatewayChecks } from './gateway-checks.ts';
@@ -33,6 +34,7 @@ export async function runDoctor(deps: DoctorDeps, onResult: (result: CheckResult
   const specs: CheckSpec[] = [
     ...configChecks(deps, state),
     ...storeChecks(deps, state),
+    ...ssoChecks(deps, state),
     ...cacheChecks(deps, state),
     ...claudeChecks(deps, state),
     ...surfaceChecks(deps, state),
@@ -40,6 +42,9 @@ export async function runDoctor(deps: DoctorDeps, onResult: (result: CheckResult
   ];
   const checks: CheckResult[] = [];
   for (const spec of specs) {
+    // An oidc profile has an identity provider where a store profile has a store: one set of checks or the other.
+    const sso = state.config?.profile.oidc !== undefined;
+    if (state.config && (spec.id.startsWith('sso.') ? !sso : sso && spec.id.startsWith('store.'))) continue;
     const result = await runCheck(spec, budget, (error) => describeError(spec, error, state));
     // Defence in depth: whatever a check wrote, the key itself never reaches the report.
     const clean = scrub(result, state.key);

@@ -28,6 +28,18 @@ export async function loadProviderModule(type: StoreType, debug: (message: strin
   return loadBundledChunk(`provider-${type}`, debug) as ProviderModule;
 }
 
+/**
+ * A chunk that is not a store: `sso` (openid-client and jose, src/sso/oidc-lib.ts). The caller
+ * types what it gets (the loader sits below the parts that define it).
+ */
+export async function loadChunk(name: 'sso', debug: (message: string) => void = () => {}): Promise<unknown> {
+  if (!bundle()) {
+    const source = '../sso/' + 'oidc-lib.ts';
+    return await import(source);
+  }
+  return loadBundledChunk(name, debug);
+}
+
 let keyring: KeyringBinding | undefined;
 export async function loadKeyring(env: NodeJS.ProcessEnv): Promise<KeyringBinding> {
   if (keyring) return keyring;

@@ -2,13 +2,13 @@
 // store section with the provider's own schema, and creates the provider.
 import * as v from 'valibot';
 import type { Profile } from '../config/config.ts';
-import { describeIssue } from '../config/config.ts';
+import { describeIssue, storeOf } from '../config/config.ts';
 import { ConfigError } from '../kernel/errors.ts';
 import { loadProviderModule } from './chunks.ts';
 import type { Provider, ProviderContext } from '../../providers/provider.ts';
 
 export async function openProvider(profile: Profile, context: Omit<ProviderContext, 'profile' | 'timeoutMs'>): Promise<Provider> {
-  const module = await loadProviderModule(profile.store.type, context.debug);
+  const module = await loadProviderModule(storeOf(profile).type, context.debug);
   const result = v.safeParse(module.storeSchema, profile.store);
   if (!result.success) {
     const issue = describeIssue(result.issues[0], ['store']);

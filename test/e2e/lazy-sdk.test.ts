@@ -63,3 +63,47 @@ describe.each(storeTypes.filter((type) => harnesses[type]))('the %s SDK', (type)
     }
   });
 });
+
+describe('the OIDC libraries (openid-client, jose) of an oidc profile', () => {
+  it('stay out of the bundle; a login and a refresh parse the sso chunk, a warm get parses none', async () => {
+    const text = fs.readFileSync(bundle, 'utf8');
+    for (const marker of ['oauth4webapi', 'pollDeviceAuthorizationGrant', 'JWSSignatureVerificationFailed']) expect(text).not.toContain(marker);
+    const { startTestOp } = await import('../fakes/oidc-op.ts');
+    const { deviceLogin, ssoConfig } = await import('../support/sso.ts');
+    const op = await startTestOp({ accessTokenTtl: 120 });
+    try {
+      const home = fs.mkdtempSync(path.join(dir, 'sso-'));
+      const config = path.join(home, 'config.json');
+      fs.writeFileSync(config, JSON.stringify(ssoConfig(op)));
+      const log = path.join(home, 'chunks.log');
+      const env = {
+        PATH: process.env['PATH'],
+        HOME: home,
+        KEYBROKER_CONFIG: config,
+        KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json'),
+        KEYBROKER_CACHE_DIR: path.join(home, 'cache'),
+        CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '10000',
+        NODE_OPTIONS: `--require ${preload}`,
+        CHUNK_LOG: log,
+      };
+      const chunks = () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n').filter(Boolean) : []);
+      // The login through the bundle under node, as the binary would run it.
+      const login = await deviceLogin(op, env, 'alice', [], [process.execPath, bundle]);
+      expect(login.code, login.stderr).toBe(0);
+      expect(chunks()).toEqual(['sso.cjs']);
+
+      fs.rmSync(log);
+      const warm = await runBinary([bundle, 'get'], { env, command: process.execPath });
+      expect(warm.code, warm.stderr).toBe(0);
+      expect(warm.stdout.split('.')).toHaveLength(3);
+      expect(chunks()).toEqual([]);
+
+      const refreshed = await runBinary([bundle, 'get', '--recheck'], { env, command: process.execPath });
+      expect(refreshed.code, refreshed.stderr).toBe(0);
+      expect(refreshed.stdout).not.toBe(warm.stdout);
+      expect(chunks()).toEqual(['sso.cjs']);
+    } finally {
+      await op.stop();
+    }
+  });
+});

@@ -5,7 +5,7 @@ import type { Command, ParsedValues, RunContext } from '../command.ts';
 import { parseDuration } from '../../kernel/duration.ts';
 import { UsageError } from '../../kernel/errors.ts';
 import { storeTypes, type StoreType } from '../../../providers/index.ts';
-import type { LoadedConfig } from '../../config/config.ts';
+import { storeOf, type LoadedConfig } from '../../config/config.ts';
 import { parseExpiry, readKeyInput, refuseKeysInArguments, type AdminDeps } from '../../admin/common.ts';
 
 const subcommands = ['put', 'import', 'rotate', 'revoke', 'list', 'policy'] as const;
@@ -288,7 +288,8 @@ async function adminDeps(values: ParsedValues, config: LoadedConfig, context: Ru
 async function policy(values: ParsedValues, config: LoadedConfig, context: RunContext): Promise<number> {
   const { policyRequestFor, renderPolicy } = await import('../../admin/policy.ts');
   const { profile } = config;
-  const type = (values['store'] ?? profile.store.type) as string;
+  const store = storeOf(profile); // an oidc profile has no secrets to write a policy for
+  const type = (values['store'] ?? store.type) as string;
   if (!(storeTypes as readonly string[]).includes(type)) throw new UsageError(`--store must be one of ${storeTypes.join(', ')}, not "${type}"`, 'e.g. --store aws');
   const { loadProviderModule } = await import('../../loader/chunks.ts');
   const { openProvider } = await import('../../loader/open-store.ts');

@@ -1,7 +1,7 @@
 // `keybroker cache clear`: forget the cached key (of one profile, or of every profile).
 import type { Command } from '../command.ts';
 import { UsageError } from '../../kernel/errors.ts';
-import { cacheAccount } from '../../cache/account.ts';
+import { cacheAccount, refreshTokenAccount } from '../../cache/account.ts';
 import { profileNames, resolveProfile } from '../../config/config.ts';
 import { loadConfigFor } from '../wiring.ts';
 import { clearCachedKeys } from '../../cache/clear.ts';
@@ -35,12 +35,14 @@ Examples:
     const profiles = names.map((name) => (name === config.profile.name ? config.profile : resolveProfile(config.layers, name).profile));
     const current = profileNames(config.layers).flatMap((name) => {
       try {
-        return [cacheAccount(name === config.profile.name ? config.profile : resolveProfile(config.layers, name).profile)];
+        const profile = name === config.profile.name ? config.profile : resolveProfile(config.layers, name).profile;
+        // An SSO profile's sign-in (its refresh token) is logout's to remove, not cache clear's.
+        return profile.oidc ? [cacheAccount(profile), refreshTokenAccount(profile)] : [cacheAccount(profile)];
       } catch {
         return [];
       }
     });
-    const { removed, leftovers } = await clearCachedKeys(profiles, context.env, context.debug, { everything: Boolean(values['all']), current });
+    const { removed, leftovers } = await clearCachedKeys(profiles, context.env, context.debug, { sweep: { everything: Boolean(values['all']), current } });
     for (const profile of profiles) {
       const where = removed.get(cacheAccount(profile)) ?? [];
       context.output.stdout(`profile "${profile.name}": ${where.length ? `removed the cached key from ${where.join(' and ')}` : 'no cached key'}\n`);

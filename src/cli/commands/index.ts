@@ -15,6 +15,7 @@ export const commands: CommandEntry[] = [
   lazy('setup', 'print (or --write) the Claude Code settings that make it use keybroker', async () => (await import('./setup.ts')).setupCommand),
   lazy('config', 'show the effective configuration and where each value came from; config init', async () => (await import('./config.ts')).configCommand),
   lazy('login', 'log in to the store (browser flow, or the exact CLI command), then cache the key', async () => (await import('./login.ts')).loginCommand),
+  lazy('logout', 'forget the SSO sign-in of an oidc profile (refresh and access tokens)', async () => (await import('./logout.ts')).logoutCommand),
   lazy('cache', 'cache clear: forget the cached key (the next get reads the store)', async () => (await import('./cache.ts')).cacheCommand),
   lazy('admin', 'provision, rotate, revoke and list developers\' keys; print the store\'s access policy', async () => (await import('./admin.ts')).adminCommand),
 ];

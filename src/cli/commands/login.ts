@@ -1,14 +1,22 @@
 // `keybroker login`: log in to the store the way its ecosystem does, then warm the cache.
 import type { Command } from '../command.ts';
 import { getKey } from '../../broker/broker.ts';
-import { brokerDeps, loadConfigFor } from '../wiring.ts';
+import { brokerDeps, loadConfigFor, ssoDeps } from '../wiring.ts';
+import { ssoLogin } from '../../sso/tokens.ts';
+import { UsageError } from '../../kernel/errors.ts';
 import { login, openInBrowser } from '../../broker/login.ts';
 import { cacheAccount } from '../../cache/account.ts';
 
 export const loginCommand: Command = {
   name: 'login',
   summary: 'log in to the store (browser flow, or the exact CLI command), then cache the key',
-  help: `Usage: keybroker login [--profile NAME] [--no-browser]
+  help: `Usage: keybroker login [--profile NAME] [--no-browser] [--flow device|browser]
+
+For a profile with an "oidc" section (SSO tokens): signs in to the identity provider with the
+device flow (the address and code are printed on stderr: open it on any device, also over SSH)
+or the browser flow (authorization code + PKCE, redirected to 127.0.0.1 on this machine), then
+keeps the refresh token in the keychain and caches the access token. 'keybroker get' refreshes
+it from then on without prompting.
 
 Does the interactive part that 'keybroker get' never does. Stores with a browser flow in
 keybroker (Vault OIDC) run it here: the sign-in address is printed on stderr and opened with
@@ -31,9 +39,26 @@ Examples:
   keybroker login
   keybroker login --profile eu
   keybroker login --no-browser`,
-  options: { 'no-browser': { type: 'boolean' } },
+  options: { 'no-browser': { type: 'boolean' }, flow: { type: 'string' } },
   async run(values, _positionals, context) {
     const config = loadConfigFor(values, context);
+    const flow = values['flow'];
+    if (flow !== undefined && flow !== 'device' && flow !== 'browser') throw new UsageError(`--flow must be "device" or "browser", not "${String(flow)}"`, 'e.g. --flow device');
+    if (config.profile.oidc) {
+      const say = (line: string) => context.output.stderr(`keybroker: ${line}`);
+      await ssoLogin(
+        await ssoDeps(config, context),
+        {
+          say,
+          openBrowser: async (url) => {
+            if (values['no-browser']) return;
+            await openInBrowser(url, { env: context.env, say, debug: context.debug });
+          },
+        },
+        flow ?? config.profile.oidc.flow ?? 'device',
+      );
+      return 0;
+    }
     const deps = brokerDeps(config, context);
     const provider = await deps.openProvider();
     const say = (line: string) => context.output.stderr(`keybroker: ${line}`);
