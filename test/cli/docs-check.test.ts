@@ -20,14 +20,17 @@ function help(args: string[]): string {
 }
 
 /** The rows of the README table whose header row starts with `| header |`. */
+/** The rows of every README table headed `| header |` (the SSO section has its own field table). */
 function tableRows(header: string): string[][] {
   const lines = readme.split('\n');
-  const start = lines.findIndex((line) => line.startsWith(`| ${header} |`));
-  expect(start, `README has a table headed "${header}"`).toBeGreaterThanOrEqual(0);
+  const starts = lines.flatMap((line, index) => (line.startsWith(`| ${header} |`) ? [index] : []));
+  expect(starts.length, `README has a table headed "${header}"`).toBeGreaterThan(0);
   const rows: string[][] = [];
-  for (const line of lines.slice(start + 2)) {
-    if (!line.startsWith('|')) break;
-    rows.push(line.split(/(?<!\\)\|/).slice(1, -1).map((cell) => cell.trim()));
+  for (const start of starts) {
+    for (const line of lines.slice(start + 2)) {
+      if (!line.startsWith('|')) break;
+      rows.push(line.split(/(?<!\\)\|/).slice(1, -1).map((cell) => cell.trim()));
+    }
   }
   return rows;
 }
