@@ -19,8 +19,6 @@ import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
 /** The suite's Claude Code (npm); KEYBROKER_TEST_CLAUDE runs another build's executable instead. */
 const CLAUDE = process.env['KEYBROKER_TEST_CLAUDE'] ?? path.resolve(import.meta.dirname, '../../node_modules/.bin/claude');
 const SECRET = `claude-code/keys/${os.userInfo().username}`;
-/** How the MCP server refuses the old key (see the measurement in the test). */
-const REFUSAL = 403;
 
 let moto: Moto;
 let gateway: ToolGateway;
@@ -41,8 +39,8 @@ interface ToolGateway {
 }
 
 /**
- * A Messages API that asks for the MCP tool `mcp__capture__echo` once (while no tool result is in
- * the conversation and the tool is offered), then answers "pong". Any key is accepted: the model
+ * A Messages API that asks for the MCP tool `mcp__capture__echo` once (loading it first through
+ * ToolSearch when Claude Code defers it), then answers "pong". Any key is accepted: the model
  * key is not what these tests look at.
  */
 async function startToolGateway(): Promise<ToolGateway> {
@@ -54,17 +52,25 @@ async function startToolGateway(): Promise<ToolGateway> {
       if (url.pathname === '/v1/models') return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ data: [], has_more: false }));
       if (url.pathname === '/v1/messages/count_tokens') return void response.writeHead(200, { 'content-type': 'application/json' }).end('{"input_tokens":12}');
       if (url.pathname !== '/v1/messages') return void response.writeHead(url.pathname === '/' ? 200 : 404).end();
-      const parsed = JSON.parse(body || '{}') as { model?: string; stream?: boolean; tools?: { name: string }[]; messages?: { content: unknown }[] };
-      const offered = (name: string) => (parsed.tools ?? []).some((tool) => tool.name === name);
+      const parsed = JSON.parse(body || '{}') as { model?: string; stream?: boolean; tools?: { name: string; defer_loading?: boolean }[]; messages?: { content: unknown }[] };
+      const offered = (name: string) => (parsed.tools ?? []).find((tool) => tool.name === name);
       const conversation = JSON.stringify(parsed.messages ?? []);
-      // -p starts before the MCP server is connected: wait for it (Claude Code's own tool), then call it.
-      const tool = offered('mcp__capture__echo') && !conversation.includes('toolu_test_echo')
-        ? 'mcp__capture__echo'
-        : offered('WaitForMcpServers') && !conversation.includes('toolu_test_wait') && !conversation.includes('toolu_test_echo')
-          ? 'WaitForMcpServers'
-          : undefined;
-      const useTool = tool !== undefined;
-      const block = tool ? { type: 'tool_use', id: tool === 'WaitForMcpServers' ? 'toolu_test_wait' : 'toolu_test_echo', name: tool, input: {} } : { type: 'text', text: 'pong' };
+      const searches = new Set(conversation.match(/toolu_test_search_\d+/g) ?? []).size;
+      const echo = offered('mcp__capture__echo');
+      // -p starts before the MCP server is connected. 2.1.332 defers MCP tools (`defer_loading`)
+      // behind its ToolSearch tool, which waits for the server: select the tool, then call it.
+      // Older builds (2.1.197) offered the tool directly once connected, after WaitForMcpServers.
+      const block =
+        conversation.includes('toolu_test_echo')
+          ? { type: 'text', text: 'pong' }
+          : echo && (!echo.defer_loading || searches > 0)
+            ? { type: 'tool_use', id: 'toolu_test_echo', name: 'mcp__capture__echo', input: {} }
+            : offered('ToolSearch') && searches < 3
+              ? { type: 'tool_use', id: `toolu_test_search_${searches + 1}`, name: 'ToolSearch', input: { query: 'select:mcp__capture__echo' } }
+              : offered('WaitForMcpServers') && !conversation.includes('toolu_test_wait')
+                ? { type: 'tool_use', id: 'toolu_test_wait', name: 'WaitForMcpServers', input: {} }
+                : { type: 'text', text: 'pong' };
+      const useTool = block.type === 'tool_use';
       const base = { id: 'msg_test', type: 'message', role: 'assistant', model: parsed.model ?? 'claude-sonnet-4-5', stop_sequence: null, usage: { input_tokens: 12, output_tokens: 2 } };
       if (!parsed.stream) {
         return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...base, content: [block], stop_reason: useTool ? 'tool_use' : 'end_turn' }));
@@ -72,7 +78,7 @@ async function startToolGateway(): Promise<ToolGateway> {
       const events: unknown[] = [
         { type: 'message_start', message: { ...base, content: [], stop_reason: null } },
         { type: 'content_block_start', index: 0, content_block: useTool ? { ...block, input: {} } : { type: 'text', text: '' } },
-        { type: 'content_block_delta', index: 0, delta: useTool ? { type: 'input_json_delta', partial_json: '{}' } : { type: 'text_delta', text: 'pong' } },
+        { type: 'content_block_delta', index: 0, delta: useTool ? { type: 'input_json_delta', partial_json: JSON.stringify((block as { input?: unknown }).input) } : { type: 'text_delta', text: 'pong' } },
         { type: 'content_block_stop', index: 0 },
         { type: 'message_delta', delta: { stop_reason: useTool ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: 2 } },
         { type: 'message_stop' },
@@ -123,11 +129,18 @@ function runClaude(testHome: TestHome, args: string[], settings: Record<string, 
 }
 
 describe('MCP headersHelper = keybroker headers, under the real Claude Code', () => {
-  it('sends the store\'s key as Bearer; after a rotation and one refusal (403) the next request carries the new key', async () => {
-    const first = 'sk-test-mcp-first-key';
-    const second = 'sk-test-mcp-rotated-key';
-    await moto.aws(['secretsmanager', 'create-secret', '--name', SECRET, '--secret-string', first]);
-    const testHome = home({ ...awsConfig(moto.endpoint, { cache: { backend: 'file' } }), mcpServers: { capture: { url: mcp.url } } });
+  // How the MCP server refuses the old key. Measured with Claude Code 2.1.197: a 401 on a tool call
+  // sent it into OAuth discovery (GET /.well-known/oauth-protected-resource, …-authorization-server,
+  // POST /register) and it did not re-run the helper; a 403 re-ran headersHelper. Measured with
+  // 2.1.332: either one (the 401 carrying `WWW-Authenticate: Bearer error="invalid_token"`, no
+  // resource_metadata) re-runs headersHelper and reconnects — server/discover probe, initialize,
+  // retried tools/call — with no OAuth discovery. keybroker treats either re-run the same way.
+  it.each([401, 403] as const)('sends the store\'s key as Bearer; after a rotation and one refusal (%i) the next request carries the new key', async (REFUSAL) => {
+    const first = `sk-test-mcp-first-key-${REFUSAL}`;
+    const second = `sk-test-mcp-rotated-key-${REFUSAL}`;
+    const secret = `${SECRET}-mcp-${REFUSAL}`;
+    await moto.aws(['secretsmanager', 'create-secret', '--name', secret, '--secret-string', first]);
+    const testHome = home({ ...awsConfig(moto.endpoint, { cache: { backend: 'file' }, secret }), mcpServers: { capture: { url: mcp.url } } });
     const mcpConfig = path.join(testHome.dir, 'mcp.json');
     fs.writeFileSync(mcpConfig, JSON.stringify({ mcpServers: { capture: { type: 'http', url: mcp.url, headersHelper: `${BINARY} headers` } } }));
     const args = ['-p', 'call the echo tool', '--mcp-config', mcpConfig, '--strict-mcp-config', '--allowedTools', 'mcp__capture__echo'];
@@ -142,11 +155,7 @@ describe('MCP headersHelper = keybroker headers, under the real Claude Code', ()
 
     // The admin rotates the key in the store. The developer's cache still holds the first key,
     // fresh (refreshAfter 30m), and the MCP server refuses it from the tool call on, once.
-    // Measured with Claude Code 2.1.197: a 401 on a tool call sends it into OAuth discovery
-    // (GET /.well-known/oauth-protected-resource, …-authorization-server, POST /register) and it
-    // does not re-run the helper; a 403 re-runs headersHelper and retries the call once. keybroker
-    // treats either re-run the same way (the 401 rule), so the server refuses with 403 here.
-    await moto.aws(['secretsmanager', 'put-secret-value', '--secret-id', SECRET, '--secret-string', second]);
+    await moto.aws(['secretsmanager', 'put-secret-value', '--secret-id', secret, '--secret-string', second]);
     let refusals = 0;
     mcp.accept((authorization, rpc) => authorization === `Bearer ${second}` || (authorization === `Bearer ${first}` && (rpc !== 'tools/call' || refusals++ > 0 ? rpc !== 'tools/call' : false)), REFUSAL);
     const two = await runClaude(testHome, args);

@@ -1,5 +1,9 @@
-// A Streamable HTTP MCP server (JSON responses, no SSE stream) that records every request's
-// headers and refuses, with 401, requests whose Authorization is not one it accepts.
+// A Streamable HTTP MCP server of protocol revision 2025-06-18 (JSON responses, no SSE stream, no
+// sessions) that records every request's headers and refuses, with 401 or 403, requests whose
+// Authorization is not one it accepts. Claude Code 2.1.332 speaks 2026-07-28 first: it probes with
+// `server/discover` (header MCP-Protocol-Version: 2026-07-28), which this server, like any server of
+// an earlier revision, answers JSON-RPC -32601 Method not found; the client then falls back to the
+// initialize handshake (it logs protocolEra "legacy", negotiated 2025-06-18).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -46,7 +50,10 @@ export async function startFakeMcpServer(): Promise<FakeMcpServer> {
         response.end(json === undefined ? undefined : JSON.stringify(json));
       };
       if (!(request.url ?? '').startsWith('/mcp')) return answer(404, { error: 'not found' });
-      if (!accepted(authorization, rpc?.method)) return answer(refusal, { error: 'invalid_token' });
+      if (!accepted(authorization, rpc?.method)) {
+        // RFC 6750: a 401 names the scheme and the error; no resource_metadata, as this server offers no OAuth.
+        return answer(refusal, { error: 'invalid_token' }, refusal === 401 ? { 'www-authenticate': 'Bearer realm="capture", error="invalid_token"' } : {});
+      }
       if (request.method !== 'POST') return answer(405, undefined, { allow: 'POST' });
       if (!rpc || rpc.id === undefined) return answer(202);
       if (!['initialize', 'tools/list', 'tools/call', 'ping'].includes(rpc.method ?? '')) {
