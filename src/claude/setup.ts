@@ -46,7 +46,9 @@ export interface HelperTarget {
  */
 export function helperTarget(flags: { config?: string; profile?: string }, env: NodeJS.ProcessEnv, cwd: string): HelperTarget {
   const target: HelperTarget = { notCarried: FIELD_VARIABLES.filter((name) => env[name]) };
-  const configFile = flags.config ?? (env['KEYBROKER_CONFIG'] || undefined);
+  // A relative KEYBROKER_CONFIG is ignored everywhere (src/kernel/paths.ts); a relative --config was typed here, in this folder.
+  const fromEnv = env['KEYBROKER_CONFIG'];
+  const configFile = flags.config ?? (fromEnv && path.isAbsolute(fromEnv) ? fromEnv : undefined);
   if (configFile) target.configFile = path.resolve(cwd, configFile);
   const profile = flags.profile ?? (env['KEYBROKER_PROFILE'] || undefined);
   if (profile) target.profile = profile;

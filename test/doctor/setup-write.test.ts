@@ -60,7 +60,7 @@ describe('setup writes a helper that reads what setup read', () => {
   });
 
   test('KEYBROKER_CONFIG and KEYBROKER_PROFILE: the same, from the environment setup ran with', async () => {
-    const result = await machine.run(['setup'], { KEYBROKER_CONFIG: 'two.json', KEYBROKER_PROFILE: 'eu' }, { cwd: configDir() });
+    const result = await machine.run(['setup'], { KEYBROKER_CONFIG: path.join(configDir(), 'two.json'), KEYBROKER_PROFILE: 'eu' }, { cwd: '/' });
     expect(result.code, result.stderr).toBe(0);
     const run = runHelperAsClaudeCode((JSON.parse(result.stdout) as { apiKeyHelper: string }).apiKeyHelper);
     expect(run.stdout).toBe(EU_KEY);

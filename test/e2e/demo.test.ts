@@ -111,7 +111,7 @@ describe('npm run demo', () => {
     expect(run.output).toMatch(/with key 1 sha256:[0-9a-f]{8} -> HTTP 200/);
     expect(run.output).toMatch(/stdout: key 2 sha256:[0-9a-f]{8}/);
     // 9: setup's snippet has this binary and the demo gateway.
-    expect(run.output).toMatch(/"apiKeyHelper": ".*dist\/keybroker'?"/);
+    expect(run.output).toMatch(/"apiKeyHelper": ".*dist\/keybroker'?( get --config '[^']+')?"/);
     expect(run.output).toMatch(/"ANTHROPIC_BASE_URL": "http:\/\/127\.0\.0\.1:\d+"/);
     // 10: doctor went through every layer and failed none.
     for (const check of ['configuration', 'store identity', 'secret readable', 'key usable', 'cache round trip', 'apiKeyHelper', 'gateway models', 'gateway message', 'gateway streaming']) {
