@@ -1,6 +1,7 @@
 // Starting and stopping the servers tests need, on 127.0.0.1 only.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import net from 'node:net';
+import { runTag } from './run-tag.ts';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -38,7 +39,7 @@ export interface Started {
 
 /** Spawns a server in its own process group, so stop() ends it and anything it started. */
 export function startProcess(command: string, args: string[], options: SpawnOptions = {}): Started {
-  const child = spawn(command, args, { ...options, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { ...options, env: { ...(options.env ?? process.env), ...runTag() }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (chunk) => (output += chunk));
   child.stderr?.on('data', (chunk) => (output += chunk));
