@@ -44,6 +44,7 @@ import type { CallerIdentity } from './caller.ts';
 import type { GatewayVerdict } from './gateway-check.ts';
 import type { RotationState, StoreFailureRecord } from './rotation-state.ts';
 import type { Provider } from '../providers/provider.ts';
+import { storeCallCeilingMs } from './retry.ts';
 
 export interface BrokerDeps {
   profile: Profile;
@@ -102,9 +103,13 @@ function repeatToleranceMs(callerTtlMs: number): number {
   return Math.min(5_000, callerTtlMs / 10);
 }
 
-/** How long a `get` waits for another process's refresh: its store timeout plus a little. */
+/**
+ * How long a `get` waits for another process's refresh: as long as that process's store call may
+ * take in wall time on a busy machine (src/retry.ts), plus a little. Giving up sooner on a live
+ * holder only starts a second read that the same starved CPU makes no faster.
+ */
 function lockWaitMs(profile: Profile): number {
-  return profile.timeoutMs + 1_000;
+  return storeCallCeilingMs(profile.timeoutMs) + 1_000;
 }
 
 /** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */
