@@ -122,8 +122,13 @@ function dueForRefreshAhead(entry: CacheEntry, now: number, refreshAfterMs: numb
 /** At most one background refresh of a profile started in this long. */
 export const REFRESH_AHEAD_EVERY_MS = 30_000;
 
-/** One round of waiting for the lock before the cache is looked at again. */
+/**
+ * The first round of waiting for the lock before the cache is looked at again. Rounds then grow by
+ * half up to LOCK_ROUND_MAX_MS: each round costs a waiter CPU, and 49 waiters polling at a fixed
+ * pace burned most of a core, on a starved machine slowing the very holder they waited for.
+ */
 const LOCK_ROUND_MS = 100;
+const LOCK_ROUND_MAX_MS = 500;
 
 /** The keychain account (or cache file) of a profile: changes when what it reads changes. */
 export function cacheAccount(profile: Profile): string {
@@ -199,8 +204,8 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   const deadline = startedAt + lockWaitMs(profile);
   let release: (() => Promise<void>) | undefined;
   let latest = cached;
-  for (;;) {
-    release = await deps.lock.acquire(account, LOCK_ROUND_MS);
+  for (let round = LOCK_ROUND_MS; ; round = Math.min(LOCK_ROUND_MAX_MS, round * 1.5)) {
+    release = await deps.lock.acquire(account, round);
     // Another process may have refreshed (or failed to) while this one waited; the cache already
     // said what it had to say above, so it is read quietly here.
     latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;

@@ -16,7 +16,10 @@ export interface Lock {
 
 /** A lock older than this is taken over even if its pid looks alive (pid reuse where start times are unknown). */
 const LOCK_MAX_AGE_MS = 60_000;
-const POLL_MS = 15;
+/** A waiter looks again after 1-2 × this: a quarter of its wait, at least 15 ms, at most 125 ms. */
+function pollMs(waitMs: number): number {
+  return Math.min(125, Math.max(15, waitMs / 4));
+}
 
 export interface LockHolder {
   pid: number;
@@ -65,9 +68,11 @@ export function fileLock(dir: string): Lock {
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
         }
-        takeOverIfAbandoned(file);
+        // A dead holder's lock is taken at once, not after another poll.
+        if (takeOverIfAbandoned(file)) continue;
         if (Date.now() >= deadline) return undefined;
-        await new Promise((resolve) => setTimeout(resolve, POLL_MS + Math.random() * POLL_MS));
+        const poll = pollMs(waitMs);
+        await new Promise((resolve) => setTimeout(resolve, poll + Math.random() * poll));
       }
     },
   };
@@ -86,30 +91,35 @@ function releaseIfMine(file: string, nonce: string): void {
  * that a live process re-created in between is put back, not deleted. The remaining race (two
  * waiters judging the same dead holder) can at worst let two processes read the store once each.
  */
-function takeOverIfAbandoned(file: string): void {
+function takeOverIfAbandoned(file: string): boolean {
   let text: string;
   let stat: fs.Stats;
   try {
     text = fs.readFileSync(file, 'utf8');
     stat = fs.statSync(file);
   } catch {
-    return;
+    return false;
   }
   const holder = parseHolder(text);
   // An empty file is a holder between open and write: give it a moment before calling it dead.
   const young = Date.now() - stat.mtimeMs < 1_000;
-  if (!holder && young) return;
-  if (holder && holderAlive(holder) && Date.now() - stat.mtimeMs < LOCK_MAX_AGE_MS) return;
+  if (!holder && young) return false;
+  if (holder && holderAlive(holder) && Date.now() - stat.mtimeMs < LOCK_MAX_AGE_MS) return false;
   const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.stale`;
   try {
     fs.renameSync(file, aside);
   } catch {
-    return;
+    return false;
   }
+  let restored = false;
   try {
-    if (fs.readFileSync(aside, 'utf8') !== text) fs.linkSync(aside, file);
+    if (fs.readFileSync(aside, 'utf8') !== text) {
+      fs.linkSync(aside, file);
+      restored = true;
+    }
   } catch {
     // Someone holds a newer lock already: ours is just the stale copy.
   }
   fs.rmSync(aside, { force: true });
+  return !restored;
 }
