@@ -4,7 +4,7 @@ import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startProcess, type Started } from './processes.ts';
+import { startProcess, track, type Started } from './processes.ts';
 import { runTag } from './run-tag.ts';
 
 export interface SecretService {
@@ -102,6 +102,7 @@ export async function startSecretService(options: SecretServiceOptions = {}): Pr
 /** A private D-Bus session bus (its own process group); `address` is its DBUS_SESSION_BUS_ADDRESS. */
 export async function startSessionBus(env: NodeJS.ProcessEnv): Promise<{ address: string; stop(): void }> {
   const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], { env: { ...env, ...runTag() }, detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+  track(bus);
   const stop = () => {
     try {
       process.kill(-bus.pid!, 'SIGTERM');
