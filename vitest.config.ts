@@ -4,8 +4,11 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    setupFiles: ['test/support/per-file.ts'],
+    // Safety nets for a hung test, not speed bounds (those are relative: test/support/time-bounds.ts).
+    // Generous, because the same suite must pass on a slow or busy machine.
+    testTimeout: 300_000,
+    hookTimeout: 300_000,
     // Two cores: the end-to-end files each start servers and the binary.
     maxWorkers: 2,
     pool: 'forks',

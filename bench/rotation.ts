@@ -8,9 +8,11 @@
 //     is sent once more, and at once after a 401), one admin rotation at 4 h. Store reads against
 //     a naive helper that reads the store on every call.
 import fs from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { getKey, refreshAhead } from '../src/broker/broker.ts';
-import { BINARY, runBinary } from '../test/support/binary.ts';
+import { BINARY } from '../test/support/binary.ts';
+import { runMany } from '../test/support/launch-many.ts';
 import { adminPut, developer, startStoreChain } from '../test/broker/e2e-world.ts';
 import { MINUTE, testProfile, world } from '../test/broker/fakes.ts';
 
@@ -29,9 +31,11 @@ async function storm(sizes: number[]): Promise<void> {
     for (const n of sizes) {
       const dev = developer(chain.counter.url);
       const before = chain.counter.count('GetSecretValue');
-      const gets = await Promise.all(Array.from({ length: n }, () => dev.get()));
+      // From a launcher process: spawning them here would stall the counting proxy meanwhile.
+      const envs = Array.from({ length: n }, () => ({ ...dev.env, CLAUDE_CODE_MESSAGING_TOKEN: randomUUID() }));
+      const gets = await runMany({ command: BINARY, args: ['get'], envs });
       const reads = chain.counter.count('GetSecretValue') - before;
-      const starts = await Promise.all(Array.from({ length: n }, () => runBinary(['--version'], { env: dev.env })));
+      const starts = await runMany({ command: BINARY, args: ['--version'], envs });
       const failed = gets.filter((r) => r.code !== 0 || r.stdout !== 'sk-test-bench-storm').length;
       const ms = gets.map((r) => r.ms);
       const startMs = starts.map((r) => r.ms);

@@ -50,6 +50,7 @@ import type { CallerIdentity } from './caller.ts';
 import type { GatewayVerdict } from '../gateway/key-check.ts';
 import type { RotationState, StoreFailureRecord } from './rotation-state.ts';
 import type { Provider } from '../../providers/provider.ts';
+import { storeCallCeilingMs } from '../kernel/retry.ts';
 
 export interface BrokerDeps {
   profile: Profile;
@@ -128,9 +129,14 @@ function repeatToleranceMs(callerTtlMs: number): number {
   return Math.min(5_000, callerTtlMs / 10);
 }
 
-/** How long a `get` waits for another process's refresh: its store timeout (an oidc refresh: discovery, then the token call) plus a little. */
+/**
+ * How long a `get` waits for another process's refresh: as long as that process's store call may
+ * take in wall time on a busy machine (src/kernel/retry.ts), plus a little (an oidc refresh makes two
+ * calls: discovery, then the token). Giving up sooner on a live holder only starts a second read
+ * that the same starved CPU makes no faster.
+ */
 function lockWaitMs(profile: Profile): number {
-  return (profile.oidc ? 2 : 1) * profile.timeoutMs + 1_000;
+  return storeCallCeilingMs((profile.oidc ? 2 : 1) * profile.timeoutMs) + 1_000;
 }
 
 /** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */
@@ -143,8 +149,13 @@ function dueForRefreshAhead(entry: CacheEntry, now: number, refreshAfterMs: numb
 /** At most one background refresh of a profile started in this long. */
 export const REFRESH_AHEAD_EVERY_MS = 30_000;
 
-/** One round of waiting for the lock before the cache is looked at again. */
+/**
+ * The first round of waiting for the lock before the cache is looked at again. Rounds then grow by
+ * half up to LOCK_ROUND_MAX_MS: each round costs a waiter CPU, and 49 waiters polling at a fixed
+ * pace burned most of a core, on a starved machine slowing the very holder they waited for.
+ */
 const LOCK_ROUND_MS = 100;
+const LOCK_ROUND_MAX_MS = 500;
 
 export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile' | 'warn' | 'debug'>): Promise<CacheEntry | undefined> {
   let text: string | undefined;
@@ -224,8 +235,8 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   const deadline = startedAt + lockWaitMs(profile);
   let release: (() => Promise<void>) | undefined;
   let latest = cached;
-  for (;;) {
-    release = await deps.lock.acquire(account, LOCK_ROUND_MS);
+  for (let round = LOCK_ROUND_MS; ; round = Math.min(LOCK_ROUND_MAX_MS, round * 1.5)) {
+    release = await deps.lock.acquire(account, round);
     // Another process may have refreshed (or failed to) while this one waited; the cache already
     // said what it had to say above, so it is read quietly here.
     latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;

@@ -22,7 +22,10 @@ export interface LockOptions {
 
 /** A lock older than this is taken over even if its pid looks alive (pid reuse where start times are unknown). */
 const LOCK_MAX_AGE_MS = 60_000;
-const POLL_MS = 15;
+/** A waiter looks again after 1-2 × this: a quarter of its wait, at least 15 ms, at most 125 ms. */
+function pollMs(waitMs: number): number {
+  return Math.min(125, Math.max(15, waitMs / 4));
+}
 
 export interface LockHolder {
   pid: number;
@@ -100,9 +103,11 @@ export function fileLock(dir: string, options: LockOptions = {}): Lock {
             return noLock(`cannot write ${shortPath(file)} (${describeErrno(error)})`);
           }
         }
-        takeOverIfAbandoned(file);
+        // A dead holder's lock is taken at once, not after another poll.
+        if (takeOverIfAbandoned(file)) continue;
         if (Date.now() >= deadline) return undefined;
-        await new Promise((resolve) => setTimeout(resolve, POLL_MS + Math.random() * POLL_MS));
+        const poll = pollMs(waitMs);
+        await new Promise((resolve) => setTimeout(resolve, poll + Math.random() * poll));
       }
     },
   };
@@ -137,30 +142,38 @@ function releaseIfMine(file: string, nonce: string): void {
  * that a live process re-created in between is put back, not deleted. The remaining race (two
  * waiters judging the same dead holder) can at worst let two processes read the store once each.
  */
-function takeOverIfAbandoned(file: string): void {
+function takeOverIfAbandoned(file: string): boolean {
   const lock = readLock(file);
-  if (lock === undefined) return;
+  if (lock === undefined) return false;
   // A FIFO, a link or another user's file where the lock belongs (in our own folder) is nobody's lock.
-  if (lock === 'not a lock') return void fs.rmSync(file, { force: true });
+  if (lock === 'not a lock') {
+    fs.rmSync(file, { force: true });
+    return true;
+  }
   const { text, stat } = lock;
   const holder = parseHolder(text);
   // A modification time ahead of the clock (the clock was set back) says nothing about the age: not young.
   const age = Date.now() - stat.mtimeMs;
   const young = age >= 0 && age < 1_000;
   // An empty file is a holder between open and write: give it a moment before calling it dead.
-  if (!holder && young) return;
-  if (holder && age >= 0 && age < LOCK_MAX_AGE_MS && holderAlive(holder)) return;
+  if (!holder && young) return false;
+  if (holder && age >= 0 && age < LOCK_MAX_AGE_MS && holderAlive(holder)) return false;
   const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.stale`;
   try {
     fs.renameSync(file, aside);
   } catch {
-    return;
+    return false;
   }
+  let restored = false;
   try {
     const moved = readLock(aside);
-    if (typeof moved === 'object' && moved.text !== text) fs.linkSync(aside, file);
+    if (typeof moved === 'object' && moved.text !== text) {
+      fs.linkSync(aside, file);
+      restored = true;
+    }
   } catch {
     // Someone holds a newer lock already: ours is just the stale copy.
   }
   fs.rmSync(aside, { force: true });
+  return !restored;
 }

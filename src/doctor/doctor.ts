@@ -14,7 +14,6 @@ import { gatewayChecks } from './gateway-checks.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 
 /** The whole doctor's bound: checks still waiting when it runs out are skipped. */
-/** The whole doctor's time bound (its --help and the README say it). */
 export const DOCTOR_BUDGET_MS = 13_000;
 
 export interface DoctorReport {

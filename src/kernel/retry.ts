@@ -2,6 +2,10 @@
 // waiting as long as the store asks when it throttles (AWS ThrottlingException, HTTP 429 with
 // Retry-After, gRPC RESOURCE_EXHAUSTED) and backing off with jitter on transient failures.
 //
+// The budget is the store's time: time this process could not run (it waited for a CPU on a
+// starved machine, or was busy with the SDK's first use: compiling, credential chain, signing) is
+// not counted against the store, up to a hard ceiling in wall time (see storeClock).
+//
 // How a provider uses it (providers/aws.ts does):
 //   return withStoreRetry((signal) => client.send(command, { abortSignal: signal }), { budgetMs: context.timeoutMs });
 // Turn the SDK's own retries off (AWS maxAttempts: 1, Azure retryOptions.maxRetries: 0,
@@ -9,8 +13,10 @@
 // then map the final error to a KeybrokerError as before.
 
 export interface RetryOptions {
-  /** The whole call, attempts and waits included, ends within this. */
+  /** The whole call, attempts and waits included, ends within this much of the store's time. */
   budgetMs: number;
+  /** Ends the call after this much wall time even if the process was starved all along; default storeCallCeilingMs(budgetMs). */
+  ceilingMs?: number;
   /** Attempts at most (the first one included). */
   attempts?: number;
   /** First back-off for transient failures; doubles per attempt, with full jitter. */
@@ -21,6 +27,8 @@ export interface RetryOptions {
   classify?(error: unknown): RetryClass;
   now?(): number;
   sleep?(ms: number): Promise<void>;
+  /** Runs `callback` after `ms` (the budget's clock ticks); tests give a fake clock's. */
+  setTimer?(callback: () => void, ms: number): { cancel(): void };
   random?(): number;
   /** Told before each wait (for debug traces). */
   onRetry?(info: { attempt: number; waitMs: number; reason: RetryClass }): void;
@@ -30,25 +38,91 @@ export type RetryClass = 'throttled' | 'transient' | 'final';
 
 const STORE_RETRY_DEFAULTS = { attempts: 4, baseDelayMs: 150, maxDelayMs: 2_000 } as const;
 
+/**
+ * The longest a store call takes in wall time, starved or not: its budget and half again. With
+ * the default 5 s timeout a store that is really down fails a `get` within 7.5 s, inside Claude
+ * Code's 10 s warning, while a starved machine's own slowness is not blamed on the store.
+ */
+export function storeCallCeilingMs(budgetMs: number): number {
+  return Math.round(budgetMs * 1.5);
+}
+
+/** How often the budget's clock looks at the time; a look that comes late shows the process could not run. */
+const CLOCK_TICK_MS = 50;
+/**
+ * Lateness up to this is a sleeping process's ordinary wake-up delay (measured: p99 under 30 ms
+ * at a load of 60 on 2 cores), not a stall: it stays the store's time, so an idle wait for a store
+ * that is down ends at the budget even on a busy machine.
+ */
+const WAKE_UP_SLACK_MS = 30;
+
 /** The call's budget ran out (before an attempt, or while one ignored its signal); providers map it as a timeout. */
 export class RetryBudgetExceeded extends Error {
   override name = 'TimeoutError';
 }
 
+interface StoreClock {
+  /** The store's time so far: wall time since the start, less the time this process could not run. */
+  elapsed(): number;
+  /** Aborted with RetryBudgetExceeded once the budget or the ceiling is spent. */
+  signal: AbortSignal;
+  spent: Promise<never>;
+  stop(): void;
+}
+
+/**
+ * A clock for the store's time. It ticks every CLOCK_TICK_MS; a tick that fires late means the
+ * event loop did not turn for that long (the process waited for a CPU, or ran its own code, such
+ * as the SDK's first use), and that time is not the store's. A store answer that arrived while
+ * the process was starved is read before the budget is judged, instead of a late timer blaming
+ * the store for it. The ceiling is plain wall time, so the call ends whatever happens.
+ */
+function storeClock(budgetMs: number, ceilingMs: number, now: () => number, setTimer: NonNullable<RetryOptions['setTimer']>): StoreClock {
+  const controller = new AbortController();
+  const started = now();
+  let starved = 0;
+  let lastTick = started;
+  let timer: { cancel(): void } | undefined;
+  let fail: (error: RetryBudgetExceeded) => void = () => {};
+  const spent = new Promise<never>((_, reject) => (fail = reject));
+  spent.catch(() => {});
+  const elapsed = () => now() - started - starved;
+  const tick = () => {
+    const at = now();
+    const late = at - lastTick - CLOCK_TICK_MS;
+    if (late > WAKE_UP_SLACK_MS) starved += late;
+    lastTick = at;
+    const wall = at - started;
+    if (elapsed() >= budgetMs || wall >= ceilingMs) {
+      const reason = new RetryBudgetExceeded(
+        elapsed() >= budgetMs ? `no answer within ${budgetMs} ms` : `no answer within ${budgetMs} ms (${Math.round(wall)} ms in all on a busy machine)`,
+      );
+      controller.abort(reason);
+      fail(reason);
+      return;
+    }
+    timer = setTimer(tick, CLOCK_TICK_MS);
+  };
+  timer = setTimer(tick, CLOCK_TICK_MS);
+  return { elapsed, signal: controller.signal, spent, stop: () => timer?.cancel() };
+}
+
+function realTimer(callback: () => void, ms: number): { cancel(): void } {
+  const handle = setTimeout(callback, ms);
+  return { cancel: () => clearTimeout(handle) };
+}
+
 export async function withStoreRetry<T>(attempt: (signal: AbortSignal, attemptNumber: number) => Promise<T>, options: RetryOptions): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  // An attempt that ignores its signal (the `az` process, a token refresh) still ends the call in time.
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RetryBudgetExceeded(`no answer within ${options.budgetMs} ms`)), options.budgetMs);
-  });
+  const clock = storeClock(options.budgetMs, options.ceilingMs ?? storeCallCeilingMs(options.budgetMs), options.now ?? Date.now, options.setTimer ?? realTimer);
   try {
-    return await Promise.race([attemptWithinBudget(attempt, options), deadline]);
+    // An attempt that ignores its signal (the `az` process, a token refresh) still ends the call in time.
+    return await Promise.race([attemptWithinBudget(attempt, options, clock), clock.spent]);
   } finally {
-    clearTimeout(timer);
+    clock.stop();
   }
 }
 
-async function attemptWithinBudget<T>(attempt: (signal: AbortSignal, attemptNumber: number) => Promise<T>, options: RetryOptions): Promise<T> {
+async function attemptWithinBudget<T>(attempt: (signal: AbortSignal, attemptNumber: number) => Promise<T>, options: RetryOptions, clock: StoreClock): Promise<T> {
   const now = options.now ?? Date.now;
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const random = options.random ?? Math.random;
@@ -56,12 +130,10 @@ async function attemptWithinBudget<T>(attempt: (signal: AbortSignal, attemptNumb
   const attempts = options.attempts ?? STORE_RETRY_DEFAULTS.attempts;
   const base = options.baseDelayMs ?? STORE_RETRY_DEFAULTS.baseDelayMs;
   const cap = options.maxDelayMs ?? STORE_RETRY_DEFAULTS.maxDelayMs;
-  const deadline = now() + options.budgetMs;
   for (let number = 1; ; number++) {
-    const remaining = deadline - now();
-    if (remaining <= 0) throw new RetryBudgetExceeded(`no answer within ${options.budgetMs} ms`);
+    if (clock.signal.aborted) throw clock.signal.reason;
     try {
-      return await attempt(AbortSignal.timeout(remaining), number);
+      return await attempt(clock.signal, number);
     } catch (error) {
       const reason = classify(error);
       if (reason === 'final' || number >= attempts) throw error;
@@ -72,7 +144,7 @@ async function attemptWithinBudget<T>(attempt: (signal: AbortSignal, attemptNumb
       // A throttling answer waits at least `base`, even when Retry-After (whole seconds, truncated) says 0.
       const waitMs = Math.min(cap, Math.max(asked ?? backoff, reason === 'throttled' ? base : 0));
       // A wait that would leave no time for the next attempt only delays the failure.
-      if (now() + waitMs >= deadline - 50) throw error;
+      if (clock.elapsed() + waitMs >= options.budgetMs - 50) throw error;
       options.onRetry?.({ attempt: number, waitMs, reason });
       await sleep(waitMs);
     }

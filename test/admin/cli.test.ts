@@ -52,6 +52,7 @@ describe('keybroker admin (binary)', () => {
 
   it('puts a key from stdin with an audit line in the file; the developer\'s get serves it; revoke ends it', async () => {
     const audit = path.join(home, 'audit.log');
+    const before = Date.now();
     const put = await runBinary(['admin', 'put', '--user', 'alice', '--audit-log', audit], { env: adminEnv, input: 'sk-test-cli-alice\n' });
     expect(put.stderr).toBe('');
     expect(put.code).toBe(0);
@@ -59,7 +60,9 @@ describe('keybroker admin (binary)', () => {
     const lines = fs.readFileSync(audit, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, string>);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ actor: 'arn:aws:iam::123456789012:user/keybroker-admin', action: 'put', user: 'alice', secret: 'claude-code/keys/alice', outcome: 'created' });
-    expect(Date.now() - Date.parse(lines[0]!['time']!)).toBeLessThan(60_000);
+    // Stamped while the command ran (whole seconds or better), not some other time.
+    expect(Date.parse(lines[0]!['time']!)).toBeGreaterThanOrEqual(Math.floor(before / 1_000) * 1_000);
+    expect(Date.parse(lines[0]!['time']!)).toBeLessThanOrEqual(Date.now());
     expect(fs.statSync(audit).mode & 0o777).toBe(0o600);
     expect(fs.readFileSync(audit, 'utf8')).not.toContain('sk-test-cli-alice');
 

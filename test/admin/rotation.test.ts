@@ -82,11 +82,14 @@ describe('admin rotate through a LiteLLM gateway', () => {
 
     const get = developerGet();
     const seen: { key: string; status: number }[] = [];
+    let slowestRound = 0;
     let running = true;
     const loop = (async () => {
       while (running) {
+        const started = Date.now();
         const served = await getKey(get);
         seen.push({ key: served.key, status: await message(served.key) });
+        slowestRound = Math.max(slowestRound, Date.now() - started);
         await sleep(40);
       }
     })();
@@ -113,10 +116,12 @@ describe('admin rotate through a LiteLLM gateway', () => {
     expect(seen.filter((request) => request.status !== 200)).toEqual([]);
     expect(seen.some((request) => request.key === first)).toBe(true);
     expect(seen.at(-1)?.key).toBe(second);
-    // The developer moved to the new key within the refresh interval, well inside the grace period.
+    // The developer moved to the new key within the refresh interval, well inside the grace period:
+    // the old key's last use came at most one of the developer's own rounds (get, then a message)
+    // after that, however long a round takes on this machine.
     const firstNew = litellm.gateway.log.findIndex((request) => request.xApiKey === second);
     const lastOld = litellm.gateway.log.findLastIndex((request) => request.xApiKey === first && request.status === 200);
-    expect(litellm.gateway.log[lastOld]!.at - rotatedAt).toBeLessThan(profile.cache.refreshAfterMs + 300);
+    expect(litellm.gateway.log[lastOld]!.at - rotatedAt).toBeLessThanOrEqual(profile.cache.refreshAfterMs + slowestRound + 40);
     expect(firstNew).toBeGreaterThan(0);
   });
 

@@ -37,7 +37,7 @@ function runClaude(home: string, env: NodeJS.ProcessEnv): Promise<{ code: number
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
   return new Promise((resolve) => child.on('close', (code) => (clearTimeout(timer), resolve({ code, output }))));
 }
 

@@ -1,12 +1,34 @@
 // 50 Claude Code processes start at once on a cold cache: one store read, one key for all, and a
 // refresh holder killed with SIGKILL mid-read does not leave the others stuck.
+//
+// No fixed time bound: machines differ tenfold (a bare single executable starts in 22 ms on one
+// and 80 ms on another, and 50 at once take seconds). The yardstick is measured right before each
+// storm on this machine: how long the slowest of 50 concurrent `keybroker --version` takes, which
+// is what starting 50 processes costs here. Claude Code waits on every `get` (and warns after
+// 10 s), so the promise a storm must keep is: no caller waits longer than the machine needs to
+// start the callers (twice the yardstick: a `get` also reads its cache and waits on the lock) plus
+// the store's own bounded time (the profile's timeout, up to its wall-clock ceiling on a busy
+// machine, src/kernel/retry.ts).
+//
+// The callers are started by a separate launcher process (test/support/launch-many.ts): Node
+// spawns synchronously, and 50 spawns from this process would stall the store proxy that runs in
+// it for seconds, a store slowness that is the harness's, not keybroker's.
 import fs from 'node:fs';
 import path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseHolder } from '../../src/broker/lock.ts';
+import { storeCallCeilingMs } from '../../src/kernel/retry.ts';
+import { BINARY } from '../support/binary.ts';
+import { runMany, type ManyResult } from '../support/launch-many.ts';
 import { adminPut, developer, startStoreChain, type Developer, type StoreChain } from './e2e-world.ts';
 
 const CALLERS = 50;
+/** The profile's default store timeout; its wall-clock ceiling is what a holder may take. */
+const STORE_TIMEOUT_MS = 5_000;
+/** How long the store takes to answer in the SIGKILL test, so that the holder dies mid-read. */
+const STORE_DELAY_MS = 1_500;
+
 let chain: StoreChain;
 let dev: Developer;
 beforeAll(async () => {
@@ -19,27 +41,51 @@ afterEach(() => {
   dev?.remove();
 });
 
+/** Each caller as its own Claude Code process (its own messaging token). */
+function callers(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv[] {
+  return Array.from({ length: CALLERS }, () => ({ ...env, CLAUDE_CODE_MESSAGING_TOKEN: randomUUID() }));
+}
+
+/** The slowest of CALLERS concurrent `keybroker --version`, started the same way as the storm. */
+async function startupYardstick(env: NodeJS.ProcessEnv): Promise<number> {
+  const runs = await runMany({ command: BINARY, args: ['--version'], envs: callers(env) });
+  expect(runs.filter((run) => run.code !== 0)).toEqual([]);
+  return Math.max(...runs.map((run) => run.ms));
+}
+
+const slowestOf = (results: ManyResult[]) => Math.max(...results.map((result) => result.ms));
+
 describe('storm', () => {
   it(`${CALLERS} concurrent gets on a cold cache read the store once and all print the same key`, async () => {
     dev = developer(chain.counter.url);
+    const yardstick = await startupYardstick(dev.env);
     const before = chain.counter.count('GetSecretValue');
-    const results = await Promise.all(Array.from({ length: CALLERS }, () => dev.get()));
+    const results = await runMany({ command: BINARY, args: ['get'], envs: callers(dev.env) });
+    const reads = chain.counter.count('GetSecretValue') - before;
+    const ms = results.map((r) => r.ms).sort((a, b) => a - b);
+    const bound = 2 * yardstick + storeCallCeilingMs(STORE_TIMEOUT_MS);
+    console.log(
+      `storm: ${CALLERS} cold gets: ${results.filter((r) => r.code === 0).length} succeeded, ${reads} store read(s), p50 ${Math.round(ms[Math.floor(CALLERS / 2)]!)} ms, slowest ${Math.round(ms.at(-1)!)} ms; ` +
+        `baseline (slowest of ${CALLERS} concurrent --version) ${Math.round(yardstick)} ms; bound ${Math.round(bound)} ms`,
+    );
     expect(results.filter((r) => r.code !== 0).map((r) => r.stderr)).toEqual([]);
     expect(new Set(results.map((r) => r.stdout))).toEqual(new Set(['sk-test-storm-one']));
-    expect(chain.counter.count('GetSecretValue') - before).toBe(1);
-    const ms = results.map((r) => r.ms).sort((a, b) => a - b);
-    console.log(`storm: ${CALLERS} gets, 1 store read, p50 ${Math.round(ms[Math.floor(CALLERS / 2)]!)} ms, max ${Math.round(ms.at(-1)!)} ms`);
+    expect(reads).toBe(1);
+    expect(slowestOf(results)).toBeLessThan(bound);
   });
 
   it('the others all succeed within the bound when the lock holder is killed with SIGKILL mid-read', async () => {
     dev = developer(chain.counter.url);
+    const yardstick = await startupYardstick(dev.env);
     const locks = path.join(dev.home, 'run', 'locks');
-    chain.counter.delay(1_500);
+    chain.counter.delay(STORE_DELAY_MS);
     const before = chain.counter.count('GetSecretValue');
     const started = performance.now();
-    const runs = Array.from({ length: CALLERS }, () => dev.get());
+    const storm = runMany({ command: BINARY, args: ['get'], envs: callers(dev.env) });
     let victim: number | undefined;
-    while (victim === undefined && performance.now() - started < 10_000) {
+    let finished = false;
+    void storm.finally(() => (finished = true));
+    while (victim === undefined && !finished) {
       await new Promise((resolve) => setTimeout(resolve, 20));
       for (const name of fs.existsSync(locks) ? fs.readdirSync(locks) : []) {
         if (!name.endsWith('.lock')) continue;
@@ -48,20 +94,25 @@ describe('storm', () => {
         if (holder && chain.counter.count('GetSecretValue') > before) victim = holder.pid;
       }
     }
-    expect(victim).toBeDefined();
+    expect(victim, 'no lock holder was seen reading the store').toBeDefined();
     process.kill(victim!, 'SIGKILL');
-    const killedAt = performance.now();
-    const results = await Promise.all(runs);
+    const killedAt = performance.now() - started;
+    const results = await storm;
     const killed = results.filter((r) => r.signal === 'SIGKILL');
     const others = results.filter((r) => r.signal !== 'SIGKILL');
-    expect(killed).toHaveLength(1);
+    const reads = chain.counter.count('GetSecretValue') - before;
+    const slowest = slowestOf(others);
+    // The killed holder's read and the one that takes over each wait for the slow store.
+    const bound = 2 * yardstick + 2 * STORE_DELAY_MS + storeCallCeilingMs(STORE_TIMEOUT_MS);
+    console.log(
+      `storm with SIGKILL: ${others.filter((r) => r.code === 0).length} of ${others.length} succeeded, ${reads} store reads, killed at ${Math.round(killedAt)} ms, slowest ${Math.round(slowest)} ms ` +
+        `(${Math.round(slowest - killedAt)} ms after the kill); baseline (slowest of ${CALLERS} concurrent --version) ${Math.round(yardstick)} ms; bound ${Math.round(bound)} ms`,
+    );
+    expect(killed.map((r) => r.pid)).toEqual([victim]);
     expect(others.filter((r) => r.code !== 0).map((r) => r.stderr)).toEqual([]);
     expect(new Set(others.map((r) => r.stdout))).toEqual(new Set(['sk-test-storm-one']));
-    const slowest = Math.max(...others.map((r) => r.ms));
-    expect(slowest).toBeLessThan(8_000);
-    const reads = chain.counter.count('GetSecretValue') - before;
     expect(reads).toBeGreaterThanOrEqual(2);
     expect(reads).toBeLessThanOrEqual(3);
-    console.log(`storm with SIGKILL: ${others.length} succeeded, ${reads} store reads, slowest ${Math.round(slowest)} ms, done ${Math.round(performance.now() - killedAt)} ms after the kill`);
+    expect(slowest).toBeLessThan(bound);
   });
 });

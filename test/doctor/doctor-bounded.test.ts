@@ -1,7 +1,10 @@
 // With every network target black-holed (connections accepted, never answered), the whole
-// doctor still finishes within 15 s and says which layer did not answer.
+// doctor still finishes within its own budget and says which layer did not answer. A developer
+// runs doctor when auth is already broken; a doctor that hangs on a dead network explains nothing.
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
+import { expectWithinBound, processStart } from '../support/time-bounds.ts';
+import { DOCTOR_BUDGET_MS } from '../../src/doctor/doctor.ts';
 import { awsProfile, check, startMachine, type Machine } from './setup.ts';
 
 let machine: Machine;
@@ -24,9 +27,10 @@ afterAll(async () => {
   await machine?.stop();
 });
 
-test('finishes within 15 s with the store and the gateway black-holed, naming both', async () => {
+test('finishes within its budget with the store and the gateway black-holed, naming both', async () => {
+  const yardstick = await processStart();
   const { result, report } = await machine.doctorJson([], { ANTHROPIC_BASE_URL: gatewayProxy.url() });
-  expect(result.ms).toBeLessThan(15_000);
+  await expectWithinBound('doctor with everything black-holed', result.ms, DOCTOR_BUDGET_MS, yardstick);
   expect(result.code).toBe(7);
   const identity = check(report, 'store.identity');
   expect(identity.verdict).toBe('FAIL');
@@ -42,12 +46,13 @@ test('finishes within 15 s with the store and the gateway black-holed, naming bo
   expect(storeProxy.connections()).toBeGreaterThan(1);
   expect(gatewayProxy.connections()).toBeGreaterThan(0);
   console.log(`doctor with everything black-holed: ${Math.round(result.ms)} ms`);
-}, 30_000);
+});
 
 test('prints every line on a black-holed run too (text)', async () => {
+  const yardstick = await processStart();
   const result = await machine.run(['doctor', '--model', 'claude-sonnet-4-5'], { ANTHROPIC_BASE_URL: gatewayProxy.url() });
-  expect(result.ms).toBeLessThan(15_000);
+  await expectWithinBound('doctor (text) with everything black-holed', result.ms, DOCTOR_BUDGET_MS, yardstick);
   expect(result.stdout).toMatch(/^\[FAIL\] store identity: /m);
   expect(result.stdout).toMatch(/^\[FAIL\] gateway reachable: /m);
   expect(result.stdout).toMatch(/^doctor: 2 failed/m);
-}, 30_000);
+});

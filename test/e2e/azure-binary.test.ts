@@ -8,6 +8,7 @@ import { installFakeAzureCli, writeAzureLogin } from '../fakes/azure-cli.ts';
 import { KEY_VAULT_RESOURCE, startKeyVaultFake, type KeyVaultFake } from '../fakes/azure-keyvault.ts';
 import { cleanEnv, runBinary } from '../support/binary.ts';
 import { startSecretService, type SecretService } from '../support/secret-service.ts';
+import { expectWithinBound, processStart } from '../support/time-bounds.ts';
 
 const TENANT = '3c4d5e6f-0000-4000-8000-0000000000e2';
 const SECRET = 'claude-code/keys/alice@corp.com';
@@ -83,10 +84,11 @@ describe('keybroker get against Azure Key Vault, the built binary', () => {
     vault.setSecret(keyVaultName(SECRET), JSON.stringify({ api_key: 'sk-test-azure-e2e-1' }));
   });
 
-  it('serves a cold get (store read every time) well under Claude Code\'s 10 s warning', async () => {
+  it('serves a cold get (store read every time) in a cold get\'s worth of process starts, waiting on nothing else', async () => {
     const config = path.join(keychain.home, 'nocache.json');
     writeConfig(config, { backend: 'none' });
     const env = envFor(path.join(keychain.home, '.azure'), config);
+    const yardstick = await processStart();
     const times: number[] = [];
     for (let run = 0; run < 5; run++) {
       const result = await runBinary(['get'], { env });
@@ -95,6 +97,7 @@ describe('keybroker get against Azure Key Vault, the built binary', () => {
     }
     times.sort((a, b) => a - b);
     console.log(`azure cold get (fake vault, fake az), median of 5: ${Math.round(times[2]!)} ms`);
-    expect(times[2]).toBeLessThan(5_000);
+    // The fake `az` is a process start of its own (a Node script), and the SDK's token request one more round trip.
+    await expectWithinBound('the median azure cold get', times[2]!, 0, yardstick);
   });
 });

@@ -68,7 +68,7 @@ function runClaude(home: TestHome, prompt: string, until?: RegExp): Promise<Clau
     };
     child.stdout.on('data', (chunk) => void ((stdout += chunk), check()));
     child.stderr.on('data', (chunk) => void ((stderr += chunk), check()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);

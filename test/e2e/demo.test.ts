@@ -36,7 +36,7 @@ function runDemo(env: NodeJS.ProcessEnv, interruptAt?: string): Promise<DemoRun>
     };
     child.stdout.on('data', collect);
     child.stderr.on('data', collect);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 55_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
     child.on('error', reject);
     child.on('close', (status, signal) => {
       clearTimeout(timer);

@@ -13,8 +13,12 @@ import { cacheAccount } from '../../src/cache/account.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { parseEntry } from '../../src/cache/entry.ts';
 
-/** What Claude Code tolerates before its prompt bar warns is 10 s; `auto` must decide far sooner. */
-const NO_KEYCHAIN_BOUND_MS = 3_000;
+import { expectWithinBound, processStart } from '../support/time-bounds.ts';
+
+// With no Secret Service, `auto` must decide at once (no bus, or no keyring on it, answers in
+// milliseconds): nothing configured to wait for, so a cold get's worth of process starts, not the
+// keychain's 2 s bound.
+const NO_KEYCHAIN_WAIT_MS = 0;
 
 let moto: Moto;
 const started: Moto[] = [];
@@ -105,11 +109,12 @@ describe('with no Secret Service at all, backend auto', () => {
   afterAll(() => home?.remove());
 
   async function expectServedWithOneNotice(env: NodeJS.ProcessEnv, key: string): Promise<number> {
+    const yardstick = await processStart();
     const first = await runBinary([], { env });
     expect(first.code).toBe(0);
     expect(first.stdout).toBe(key);
     expect(first.stderr).toMatch(/^keybroker: no usable keychain \(the Secret Service keyring is not usable \([^\n]+\)\); not caching the key \(each call reads the store\)[^\n]*\n$/);
-    expect(first.ms).toBeLessThan(NO_KEYCHAIN_BOUND_MS);
+    await expectWithinBound('a get with no usable keychain', first.ms, NO_KEYCHAIN_WAIT_MS, yardstick);
 
     const second = await runBinary([], { env });
     expect(second).toMatchObject({ code: 0, stdout: key, stderr: '' });
@@ -142,11 +147,12 @@ describe('with no Secret Service at all, backend auto', () => {
     const key = 'sk-test-e2e-proc-folders';
     const secret = await provision(key);
     const env = home.env({ KEYBROKER_CACHE_DIR: '/proc/keybroker-e2e/cache', KEYBROKER_RUNTIME_DIR: '/proc/keybroker-e2e/run', KEYBROKER_SECRET: secret });
-    const result = await runBinary([], { env, timeoutMs: 15_000 });
+    const yardstick = await processStart();
+    const result = await runBinary([], { env, timeoutMs: 60_000 });
     expect(result).toMatchObject({ code: 0, stdout: key });
     expect(result.stderr).toMatch(/^keybroker: no usable keychain \(cannot load the keychain library \(the keychain addon cannot be kept in \/proc\/keybroker-e2e\/cache\/addons: \/proc\/keybroker-e2e\/cache is under \/proc\)\); not caching the key/);
     expect(result.stderr).toMatch(/\nkeybroker: no refresh lock: \/proc\/keybroker-e2e\/run is under \/proc; reading the store without it\n$/);
-    expect(result.ms).toBeLessThan(NO_KEYCHAIN_BOUND_MS);
+    await expectWithinBound('a get whose folders are under /proc', result.ms, NO_KEYCHAIN_WAIT_MS, yardstick);
   });
 
   it('caches in a private file instead when the profile says "fallback": "file"', async () => {

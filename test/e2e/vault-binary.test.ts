@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, runBinary } from '../support/binary.ts';
 import { startSecretService, type SecretService } from '../support/secret-service.ts';
+import { expectWithinBound, processStart } from '../support/time-bounds.ts';
 import { startFakeVault, type FakeVault } from '../fakes/vault.ts';
 
 let vault: FakeVault;
@@ -66,14 +67,15 @@ describe('keybroker get against Vault, the built binary', () => {
     expect(result.stderr).toMatch(/^keybroker: .*no token in VAULT_TOKEN or ~\/\.vault-token: run 'vault login -address=http:\/\/127\.0\.0\.1:\d+ -method=oidc role=developer'\n$/);
   });
 
-  it('reads a new version on a cold start with no cache, well within Claude Code\'s 10 s', async () => {
+  it('reads a new version on a cold start with no cache, in a cold get\'s worth of process starts', async () => {
     await vault.kvPut('claude-code/keys/alice', { api_key: 'sk-test-vault-e2e-second' });
+    const yardstick = await processStart();
     const times: number[] = [];
     for (let run = 0; run < 5; run++) {
       const result = await runBinary([], { env: env({ KEYBROKER_CACHE_BACKEND: 'none' }) });
       expect(result).toMatchObject({ code: 0, stdout: 'sk-test-vault-e2e-second', stderr: '' });
       times.push(result.ms);
     }
-    expect(times.sort((a, b) => a - b)[2]).toBeLessThan(2_000);
+    await expectWithinBound('the median vault cold get', times.sort((a, b) => a - b)[2]!, 0, yardstick);
   });
 });

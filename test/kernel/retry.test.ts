@@ -1,7 +1,8 @@
 // The shared store retry policy: bounded attempts inside one time budget, honouring throttling.
 import { describe, expect, it } from 'vitest';
-import { classifyStoreError, retryAfterMs, throttlingOnly, withStoreRetry } from '../../src/kernel/retry.ts';
+import { classifyStoreError, retryAfterMs, storeCallCeilingMs, throttlingOnly, withStoreRetry } from '../../src/kernel/retry.ts';
 
+/** Time that moves only when the policy sleeps (the budget's clock never ticks). */
 function fakeTime() {
   const time = { now: 0, waits: [] as number[] };
   return {
@@ -11,8 +12,44 @@ function fakeTime() {
       time.waits.push(ms);
       time.now += ms;
     },
+    setTimer: () => ({ cancel() {} }),
     random: () => 0.5,
   };
+}
+
+/**
+ * A fake clock whose timers fire `lateMs` after they are due, as on a machine where the process
+ * waits that long for a CPU each time it wakes. `run` fires timers until `done` settles.
+ */
+function starvedClock(lateMs: number) {
+  let now = 0;
+  const timers: { at: number; callback: () => void }[] = [];
+  return {
+    now: () => now,
+    setTimer(callback: () => void, ms: number) {
+      const timer = { at: now + ms + lateMs, callback };
+      timers.push(timer);
+      return { cancel: () => void timers.splice(timers.indexOf(timer), 1) };
+    },
+    async run(done: Promise<unknown>): Promise<number> {
+      let settled = false;
+      done.then(() => (settled = true), () => (settled = true));
+      for (;;) {
+        await new Promise((resolve) => setImmediate(resolve));
+        if (settled || timers.length === 0) return now;
+        timers.sort((a, b) => a.at - b.at);
+        const next = timers.shift()!;
+        now = next.at;
+        next.callback();
+      }
+    },
+  };
+}
+
+/** Blocks the event loop, as compiling the SDK or waiting for a CPU does. */
+function blockFor(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
 }
 
 const throttled = (headers: Record<string, string> = {}) =>
@@ -110,17 +147,58 @@ describe('withStoreRetry', () => {
   });
 
   it('gives each attempt a signal that fires when the whole budget is spent', async () => {
-    const started = Date.now();
-    await expect(
-      withStoreRetry((signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))), { budgetMs: 200 }),
-    ).rejects.toMatchObject({ name: 'TimeoutError' });
-    expect(Date.now() - started).toBeLessThan(1_000);
+    const clock = starvedClock(0);
+    let abortedAt: number | undefined;
+    const call = withStoreRetry(
+      (signal) => new Promise((_, reject) => signal.addEventListener('abort', () => ((abortedAt = clock.now()), reject(signal.reason)))),
+      { budgetMs: 200, now: clock.now, setTimer: clock.setTimer },
+    );
+    await clock.run(call);
+    await expect(call).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(abortedAt).toBe(200);
   });
 
   it('ends within the budget even when an attempt ignores its signal (a child process, a stuck token request)', async () => {
-    const started = Date.now();
-    await expect(withStoreRetry(() => new Promise(() => {}), { budgetMs: 200 })).rejects.toMatchObject({ name: 'TimeoutError' });
-    expect(Date.now() - started).toBeLessThan(1_000);
+    const clock = starvedClock(0);
+    const call = withStoreRetry(() => new Promise(() => {}), { budgetMs: 200, now: clock.now, setTimer: clock.setTimer });
+    const endedAt = await clock.run(call);
+    await expect(call).rejects.toMatchObject({ name: 'TimeoutError', message: 'no answer within 200 ms' });
+    expect(endedAt).toBe(200);
+  });
+
+  it('does not count time the process could not run against the store: an answer that came while it was starved is taken', async () => {
+    // The attempt holds the event loop for three budgets before its request goes out (the SDK's
+    // first use on a starved machine), then the store answers at once. A deadline timer judged in
+    // wall time fires first when the loop turns again, and blamed the store: 19 of 50 cold gets
+    // failed that way on a 2-core machine.
+    const result = await withStoreRetry(
+      async (signal) => {
+        blockFor(600);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        signal.throwIfAborted();
+        return 'the key';
+      },
+      { budgetMs: 200, ceilingMs: 60_000 },
+    );
+    expect(result).toBe('the key');
+  });
+
+  it('still ends a call at the ceiling in wall time when the process stays starved and the store never answers', async () => {
+    // Every wake-up comes 450 ms late: the store's own time grows 50 ms per 500 ms of wall time.
+    const clock = starvedClock(450);
+    const call = withStoreRetry(() => new Promise(() => {}), { budgetMs: 1_000, now: clock.now, setTimer: clock.setTimer });
+    const endedAt = await clock.run(call);
+    await expect(call).rejects.toMatchObject({ name: 'TimeoutError', message: /no answer within 1000 ms \(1500 ms in all on a busy machine\)/ });
+    expect(endedAt).toBe(storeCallCeilingMs(1_000));
+  });
+
+  it('counts a sleeping process\'s ordinary wake-up delays as the store\'s time: a store that is down fails at the budget on a busy machine', async () => {
+    const clock = starvedClock(20);
+    const call = withStoreRetry(() => new Promise(() => {}), { budgetMs: 1_000, now: clock.now, setTimer: clock.setTimer });
+    const endedAt = await clock.run(call);
+    await expect(call).rejects.toMatchObject({ message: 'no answer within 1000 ms' });
+    // Each tick comes 20 ms late and all of it is the store's: spent after 15 ticks of 70 ms.
+    expect(endedAt).toBe(15 * 70);
   });
 });
 

@@ -14,7 +14,6 @@ import { verify } from '../../release/macho.ts';
 import { runBinary, type RunResult } from '../support/binary.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
 import { startMoto, type Moto } from '../support/moto.ts';
-import { ensureReleaseTools } from '../support/release-tools.ts';
 
 const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
 const pins = readPins();
@@ -30,7 +29,6 @@ const underQemu = (binary: string, args: string[], env: NodeJS.ProcessEnv, timeo
 const prebuilt = process.env['KEYBROKER_RELEASE_DIR'] ? path.resolve(root, process.env['KEYBROKER_RELEASE_DIR']) : undefined;
 
 beforeAll(async () => {
-  ensureReleaseTools();
   if (prebuilt) {
     out = prebuilt;
   } else {

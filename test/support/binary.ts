@@ -1,6 +1,7 @@
 // Runs the built single executable the way Claude Code does: no TTY, stdin a pipe.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { runTag } from './run-tag.ts';
 
 export const BINARY = path.resolve(import.meta.dirname, '../../dist/keybroker');
 
@@ -25,7 +26,7 @@ export function runBinary(args: string[], options: RunOptions): Promise<RunResul
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(options.command ?? BINARY, args, {
-      env: options.env,
+      env: { ...options.env, ...runTag() },
       cwd: options.cwd ?? '/',
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -33,7 +34,8 @@ export function runBinary(args: string[], options: RunOptions): Promise<RunResul
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    // A safety net for a hung binary, not a speed bound: time bounds are test/support/time-bounds.ts.
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -53,6 +55,7 @@ export function cleanEnv(extra: NodeJS.ProcessEnv, home: string): NodeJS.Process
     XDG_CONFIG_HOME: path.join(home, '.config'),
     XDG_CACHE_HOME: path.join(home, '.cache'),
     KEYBROKER_MACHINE_CONFIG: path.join(home, 'machine-config.json'),
+    ...runTag(),
     ...extra,
   };
 }

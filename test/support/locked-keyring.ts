@@ -16,18 +16,28 @@ export interface LockedKeyring {
 export async function startLockedKeyring(mode: 'prompt' | 'silent' = 'prompt'): Promise<LockedKeyring> {
   const bus = await startSessionBus(process.env);
   const env = { DBUS_SESSION_BUS_ADDRESS: bus.address };
-  const service: Started = startProcess('/usr/bin/python3', [path.join(import.meta.dirname, 'locked-keyring.py'), ...(mode === 'silent' ? ['silent'] : [])], { env: { ...process.env, ...env } });
-  const deadline = Date.now() + 10_000;
-  while (!service.output().includes('ready')) {
-    if (Date.now() > deadline) throw new Error(`the locked keyring did not start: ${service.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+  let service: Started | undefined;
+  const stop = async () => {
+    await service?.stop();
+    bus.stop();
+  };
+  // The bus is stopped again if the service does not come up: nothing outlives a failed set-up.
+  try {
+    service = startProcess('/usr/bin/python3', [path.join(import.meta.dirname, 'locked-keyring.py'), ...(mode === 'silent' ? ['silent'] : [])], { env: { ...process.env, ...env } });
+    const deadline = Date.now() + 10_000;
+    while (!service.output().includes('ready')) {
+      const exited = service.child.exitCode !== null || service.child.signalCode !== null;
+      if (exited || Date.now() > deadline) throw new Error(`the locked keyring did not start: ${service.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } catch (error) {
+    await stop();
+    throw error;
   }
+  const started = service;
   return {
     env,
-    calls: () => service.output().split('\n').filter((line) => line && line !== 'ready'),
-    async stop() {
-      await service.stop();
-      bus.stop();
-    },
+    calls: () => started.output().split('\n').filter((line) => line && line !== 'ready'),
+    stop,
   };
 }

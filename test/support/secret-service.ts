@@ -4,7 +4,8 @@ import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startProcess, type Started } from './processes.ts';
+import { startProcess, track, type Started } from './processes.ts';
+import { runTag } from './run-tag.ts';
 
 export interface SecretService {
   home: string;
@@ -36,16 +37,37 @@ export async function startSecretService(options: SecretServiceOptions = {}): Pr
     XDG_CACHE_HOME: path.join(home, '.cache'),
     XDG_CONFIG_HOME: path.join(home, '.config'),
     XDG_RUNTIME_DIR: runtime,
+    ...runTag(),
   };
-  const bus = await startSessionBus(base);
+  const removeHome = () => {
+    if (!options.home) fs.rmSync(home, { recursive: true, force: true });
+  };
+  let bus: { address: string; stop(): void };
+  try {
+    bus = await startSessionBus(base);
+  } catch (error) {
+    removeHome();
+    throw error;
+  }
   const env = { ...base, DBUS_SESSION_BUS_ADDRESS: bus.address };
   let keyring: Started | undefined;
+  // Whatever is started is stopped again when a later step fails: nothing outlives a failed set-up.
+  const stopAll = async () => {
+    await keyring?.stop();
+    bus.stop();
+    removeHome();
+  };
   if (!options.withoutKeyring) {
-    keyring = startProcess('sh', ['-c', 'printf %s "$KEYRING_PASSWORD" | exec gnome-keyring-daemon --foreground --unlock --components=secrets'], {
-      env: { ...env, KEYRING_PASSWORD: 'keybroker-test' },
-    });
-    await waitForLoginKeyring(base);
-    await waitForSecretService(env);
+    try {
+      keyring = startProcess('sh', ['-c', 'printf %s "$KEYRING_PASSWORD" | exec gnome-keyring-daemon --foreground --unlock --components=secrets'], {
+        env: { ...env, KEYRING_PASSWORD: 'keybroker-test' },
+      });
+      await waitForLoginKeyring(base, keyring);
+      await waitForSecretService(env);
+    } catch (error) {
+      await stopAll();
+      throw error;
+    }
   }
   const secretTool = (args: string[], input?: string) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
@@ -73,44 +95,49 @@ export async function startSecretService(options: SecretServiceOptions = {}): Pr
       // secret-tool prints each item's label and secret on stdout and its attributes on stderr.
       return [...result.stderr.matchAll(/^attribute\.username = (.*)$/gm)].map((match) => match[1]!);
     },
-    async stop() {
-      await keyring?.stop();
-      bus.stop();
-      if (!options.home) fs.rmSync(home, { recursive: true, force: true });
-    },
+    stop: stopAll,
   };
 }
 
 /** A private D-Bus session bus (its own process group); `address` is its DBUS_SESSION_BUS_ADDRESS. */
 export async function startSessionBus(env: NodeJS.ProcessEnv): Promise<{ address: string; stop(): void }> {
-  const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], { env, detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
-  const address = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    bus.stdout.on('data', (chunk) => {
-      text += chunk;
-      if (text.includes('\n')) resolve(text.split('\n')[0]!.trim());
-    });
-    bus.on('exit', () => reject(new Error('dbus-daemon exited before printing its address')));
-    setTimeout(() => reject(new Error('dbus-daemon printed no address')), 5_000).unref();
-  });
-  return {
-    address,
-    stop() {
-      try {
-        process.kill(-bus.pid!, 'SIGTERM');
-      } catch {
-        // already gone
-      }
-    },
+  const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], { env: { ...env, ...runTag() }, detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+  track(bus);
+  const stop = () => {
+    try {
+      process.kill(-bus.pid!, 'SIGTERM');
+    } catch {
+      // already gone
+    }
   };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const address = await new Promise<string>((resolve, reject) => {
+      let text = '';
+      bus.stdout.on('data', (chunk) => {
+        text += chunk;
+        if (text.includes('\n')) resolve(text.split('\n')[0]!.trim());
+      });
+      bus.on('error', (error) => reject(new Error(`dbus-daemon did not start (${error.message}): apt-get install dbus`)));
+      bus.on('exit', () => reject(new Error('dbus-daemon exited before printing its address')));
+      timer = setTimeout(() => reject(new Error('dbus-daemon printed no address within 10 s')), 10_000);
+    });
+    return { address, stop };
+  } catch (error) {
+    stop();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The daemon creates the login keyring from the password it reads; D-Bus calls made before that can leave it without one. */
-async function waitForLoginKeyring(env: NodeJS.ProcessEnv): Promise<void> {
+async function waitForLoginKeyring(env: NodeJS.ProcessEnv, daemon: Started): Promise<void> {
   const file = path.join(env['XDG_DATA_HOME']!, 'keyrings', 'login.keyring');
   const deadline = Date.now() + 10_000;
   while (!fs.existsSync(file)) {
-    if (Date.now() > deadline) throw new Error('gnome-keyring-daemon created no login keyring');
+    const exited = daemon.child.exitCode !== null || daemon.child.signalCode !== null;
+    if (exited || Date.now() > deadline) throw new Error(`gnome-keyring-daemon created no login keyring${exited ? ' (it exited)' : ' within 10 s'}: ${daemon.output().trim() || 'no output'}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
