@@ -12,6 +12,8 @@ import { processStartTime } from './caller.ts';
 export interface Lock {
   /** Waits up to `waitMs` for the lock; resolves to its release (a no-op where no lock can be taken at all), or undefined when the wait ran out. */
   acquire(name: string, waitMs: number): Promise<(() => Promise<void>) | undefined>;
+  /** When the present holder took the lock (epoch ms), undefined when nobody holds it or it cannot be told. */
+  heldSince?(name: string): Promise<number | undefined>;
 }
 
 /** A lock older than this is taken over even if its pid looks alive (pid reuse where start times are unknown). */
@@ -52,6 +54,14 @@ function holderAlive(holder: LockHolder): boolean {
 
 export function fileLock(dir: string): Lock {
   return {
+    async heldSince(name) {
+      try {
+        // The file is written once, when its holder creates it.
+        return fs.statSync(lockFilePath(dir, name)).mtimeMs;
+      } catch {
+        return undefined;
+      }
+    },
     async acquire(name, waitMs) {
       // No lock can be taken here at all: go ahead without one rather than wait for nothing.
       if (makePrivateDir(dir)) return async () => {};

@@ -49,6 +49,8 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
     lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks')),
     now: context.now,
+    // In the single executable, the time since the process was started.
+    startupMs: performance.now(),
     osUser: () => os.userInfo().username,
     callerTtlMs: callerTtlMs(context.env),
     caller: identifyCaller(context.env),
@@ -65,6 +67,7 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
 function lazyFileLock(dir: string): Lock {
   return {
     acquire: async (name, waitMs) => (await import('./lock.ts')).fileLock(dir).acquire(name, waitMs),
+    heldSince: async (name) => (await import('./lock.ts')).fileLock(dir).heldSince!(name),
   };
 }
 
