@@ -67,6 +67,11 @@ export interface BrokerDeps {
   clockSlackMs?: number | undefined;
   lock: Lock;
   now(): number;
+  /**
+   * How long this process took to start and reach `get` (ms). On a starved machine it measures how
+   * slowly every process runs, the lock holder included; absent in tests without processes.
+   */
+  startupMs?: number;
   osUser(): string;
   /** Claude Code's own cache lifetime (CLAUDE_CODE_API_KEY_HELPER_TTL_MS). */
   callerTtlMs: number;
@@ -131,13 +136,17 @@ function repeatToleranceMs(callerTtlMs: number): number {
 
 /**
  * How long a `get` waits for another process's refresh: as long as that process's store call may
- * take in wall time on a busy machine (src/kernel/retry.ts), plus a little (an oidc refresh makes two
- * calls: discovery, then the token). Giving up sooner on a live holder only starts a second read
- * that the same starved CPU makes no faster.
+ * take in wall time on a busy machine (src/kernel/retry.ts; an oidc refresh makes two calls:
+ * discovery, then the token), plus a second, plus the holder's own work around it (loading the
+ * store's SDK, its first use: about HOLDER_WORK_STARTS process starts), at the pace this process
+ * itself started. Giving up sooner on a live holder only starts a second read that the same
+ * starved CPU makes no faster: 50 cold gets on a busy 2-core machine made 17 store reads that way.
  */
-function lockWaitMs(profile: Profile): number {
-  return storeCallCeilingMs((profile.oidc ? 2 : 1) * profile.timeoutMs) + 1_000;
+function lockWaitMs(profile: Profile, startupMs: number): number {
+  return storeCallCeilingMs((profile.oidc ? 2 : 1) * profile.timeoutMs) + 1_000 + HOLDER_WORK_STARTS * startupMs;
 }
+/** A cold get's work beyond a bare start, in process starts (README benchmark: 88.6 against 22.1 ms). */
+const HOLDER_WORK_STARTS = 4;
 
 /** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */
 const REFRESH_AHEAD_AT = 0.8;
@@ -232,7 +241,10 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   /** A store failure recorded since this call started: shared with this call, not repeated. */
   // One stamped after now is from the future (clock stepped back, or planted): never shared.
   const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt && failure.at <= deps.now() ? failure : undefined);
-  const deadline = startedAt + lockWaitMs(profile);
+  // Each holder gets the whole wait from when it took the lock: one that took over from a killed
+  // holder starts its work (loading the SDK, the store call) from the beginning.
+  const waitMs = lockWaitMs(profile, deps.startupMs ?? 0);
+  let deadline = startedAt + waitMs;
   let release: (() => Promise<void>) | undefined;
   let latest = cached;
   for (let round = LOCK_ROUND_MS; ; round = Math.min(LOCK_ROUND_MAX_MS, round * 1.5)) {
@@ -244,12 +256,16 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
       await release?.();
       return serve(latest, 'cache');
     }
-    if (release || deps.now() >= deadline || sinceStart(deps.state.lastStoreFailure(account))) break;
+    if (release || sinceStart(deps.state.lastStoreFailure(account))) break;
+    // A lock stamped in the future (the clock went back) counts from now, not from then.
+    const heldSince = Math.min((await deps.lock.heldSince?.(account)) ?? 0, deps.now());
+    deadline = Math.max(deadline, heldSince + waitMs);
+    if (deps.now() >= deadline) break;
   }
   if (!release && deps.fetchEntry) {
     // A second refresh beside a slow one would present a spent refresh token (the IdP may then end the session).
     const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
-    const slow = new StoreUnreachable(`another keybroker is still refreshing the token of profile "${profile.name}" after ${formatDuration(lockWaitMs(profile))}`, 'try again; if it persists, run keybroker doctor');
+    const slow = new StoreUnreachable(`another keybroker is still refreshing the token of profile "${profile.name}" after ${formatDuration(waitMs)}`, 'try again; if it persists, run keybroker doctor');
     if (!usable) throw slow;
     deps.warn(`keybroker: ${slow.message}; serving the cached token read ${formatDuration(deps.now() - usable.fetchedAt)} ago`);
     return serve(usable, 'stale-cache');

@@ -13,6 +13,8 @@ import { processStartTime } from './caller.ts';
 export interface Lock {
   /** Waits up to `waitMs` for the lock; resolves to its release (a no-op where no lock can be taken at all), or undefined when the wait ran out. */
   acquire(name: string, waitMs: number): Promise<(() => Promise<void>) | undefined>;
+  /** When the present holder took the lock (epoch ms), undefined when nobody holds it or it cannot be told. */
+  heldSince?(name: string): Promise<number | undefined>;
 }
 
 export interface LockOptions {
@@ -77,6 +79,14 @@ export function fileLock(dir: string, options: LockOptions = {}): Lock {
     return async () => {};
   };
   return {
+    async heldSince(name) {
+      try {
+        // The file is written once, when its holder creates it.
+        return fs.statSync(lockFilePath(dir, name)).mtimeMs;
+      } catch {
+        return undefined;
+      }
+    },
     async acquire(name, waitMs) {
       // No lock can be taken here at all: go ahead without one rather than wait for nothing.
       // The runtime folder and its locks folder must both be this user's own.

@@ -48,6 +48,8 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
     lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks'), (line) => context.output.stderr(line)),
     now: context.now,
+    // In the single executable, the time since the process was started.
+    startupMs: performance.now(),
     osUser: () => osLoginName(context.env),
     callerTtlMs: callerTtlMs(context.env),
     caller: identifyCaller(context.env),
@@ -70,6 +72,7 @@ function lazyFileLock(dir: string, warn: (line: string) => void): Lock {
   };
   return {
     acquire: async (name, waitMs) => (await import('../broker/lock.ts')).fileLock(dir, { noLock }).acquire(name, waitMs),
+    heldSince: async (name) => (await import('../broker/lock.ts')).fileLock(dir, { noLock }).heldSince!(name),
   };
 }
 

@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { CLOCK_SLACK_MS, RECHECK_MIN_INTERVAL_MS, REFRESH_AHEAD_EVERY_MS, assessFreshness, expiryMarginMs, getKey, refreshAhead } from '../../src/broker/broker.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
 import { KeyRejected, NotAuthenticated, StoreUnreachable } from '../../src/kernel/errors.ts';
+import { storeCallCeilingMs } from '../../src/kernel/retry.ts';
+import type { Lock } from '../../src/broker/lock.ts';
 import { MINUTE, testProfile, world } from './fakes.ts';
 
 const TTL = 5 * MINUTE;
@@ -258,6 +260,58 @@ describe('records from the future', () => {
     w.store.fail = down;
     expect((await getKey(w.deps('claude-2'))).from).toBe('stale-cache');
     expect(w.warnings).toEqual([expect.stringMatching(/serving the cached key read at a time still ahead of this clock \(the clock was set back\)$/)]);
+  });
+});
+
+describe('waiting for a live lock holder', () => {
+  /** A lock another live process holds for ever; each wait moves the fake clock on by its length. */
+  function heldLock(clock: { now: number }, waits: number[]): Lock {
+    return {
+      acquire: async (_name, waitMs) => {
+        waits.push(waitMs);
+        clock.now += waitMs;
+        return undefined;
+      },
+    };
+  }
+
+  async function waitedBeforeReadingItself(startupMs: number): Promise<{ waited: number; waits: number[] }> {
+    const w = world();
+    const waits: number[] = [];
+    const started = w.clock.now;
+    let readAt = 0;
+    w.store.during = async () => void (readAt = w.clock.now);
+    await getKey(w.deps('claude-1', { lock: heldLock(w.clock, waits), startupMs }));
+    expect(w.store.reads).toBe(1);
+    return { waited: readAt - started, waits };
+  }
+
+  it('waits as long as the holder\'s store call may take, plus a second, then reads the store itself', async () => {
+    const { waited, waits } = await waitedBeforeReadingItself(40);
+    const bound = storeCallCeilingMs(testProfile().timeoutMs) + 1_000 + 4 * 40;
+    expect(waited).toBeGreaterThanOrEqual(bound);
+    expect(waited).toBeLessThan(bound + 500);
+    // Rounds grow from 100 ms to 500 ms: a long wait costs the waiter few looks.
+    expect(waits.slice(0, 5)).toEqual([100, 150, 225, 337.5, 500]);
+    expect(waits.at(-1)).toBe(500);
+  });
+
+  it('gives a holder that took over from a killed one the whole wait again, from when it took the lock', async () => {
+    const w = world();
+    const waits: number[] = [];
+    const started = w.clock.now;
+    const lock = heldLock(w.clock, waits);
+    // The first holder dies 6 s in; the next one holds the lock from then on.
+    lock.heldSince = async () => (w.clock.now - started < 6_000 ? started : started + 6_000);
+    let readAt = 0;
+    w.store.during = async () => void (readAt = w.clock.now);
+    await getKey(w.deps('claude-1', { lock, startupMs: 40 }));
+    expect(readAt - started).toBeGreaterThanOrEqual(6_000 + storeCallCeilingMs(testProfile().timeoutMs) + 1_000 + 4 * 40);
+  });
+
+  it('waits longer on a machine where this process itself started slowly: the holder runs as slowly', async () => {
+    const { waited } = await waitedBeforeReadingItself(5_000);
+    expect(waited).toBeGreaterThanOrEqual(storeCallCeilingMs(testProfile().timeoutMs) + 1_000 + 4 * 5_000);
   });
 });
 
