@@ -24,7 +24,8 @@ export interface SystemTool {
 
 export const SYSTEM_TOOLS: SystemTool[] = [
   { command: 'dbus-daemon', apt: ['dbus'], neededBy: 'a private D-Bus session bus for the keychain tests', testsNeedIt: true },
-  { command: 'dbus-launch', apt: ['dbus-x11'], neededBy: "libdbus's autolaunch when a run has no session bus, as on a desktop", testsNeedIt: true },
+  // The keychain addon's D-Bus has X11 autolaunch compiled out, and the tests start their own bus.
+  { command: 'dbus-launch', apt: ['dbus-x11'], neededBy: 'starting a session bus by hand to debug the keychain tests', testsNeedIt: false },
   { command: 'gnome-keyring-daemon', apt: ['gnome-keyring'], neededBy: 'a real Secret Service (the Linux keychain)', testsNeedIt: true },
   { command: 'secret-tool', apt: ['libsecret-tools'], neededBy: 'the independent client that checks what keybroker wrote to the keychain', testsNeedIt: true },
   {
@@ -115,7 +116,9 @@ export function ensureSystemTools(options: EnsureOptions = {}): void {
   if (installable.length && debian && root && env[NO_INSTALL_VARIABLE] !== '1') {
     log(`test set-up: installing ${installable.join(' ')} with apt-get (set ${NO_INSTALL_VARIABLE}=1 to only check)`);
     const aptEnv = { ...env, DEBIAN_FRONTEND: 'noninteractive' };
-    for (const args of [['update', '-q'], ['install', '-y', '-q', '--no-install-recommends', ...installable]]) {
+    // Waits for another apt run (unattended-upgrades, a parallel job) instead of failing on its lock.
+    const lockWait = ['-o', 'DPkg::Lock::Timeout=300'];
+    for (const args of [['update', '-q', ...lockWait], ['install', '-y', '-q', '--no-install-recommends', ...lockWait, ...installable]]) {
       const result = spawnSync('apt-get', args, { env: aptEnv, stdio: ['ignore', 2, 2] });
       if (result.status !== 0) {
         log(`test set-up: apt-get ${args[0]} failed (exit ${result.status ?? result.signal})`);
