@@ -16,6 +16,8 @@ export const AWS_TEST_CREDENTIALS = {
 export interface Moto {
   endpoint: string;
   port: number;
+  /** The server's process (its group leader). */
+  pid: number;
   /** The real aws CLI against this server, as an admin (stdout returned). */
   aws(args: string[], input?: string): Promise<string>;
   reset(): Promise<void>;
@@ -42,6 +44,7 @@ export async function startMoto(options: MotoOptions = {}): Promise<Moto> {
   return {
     endpoint,
     port,
+    pid: server.child.pid!,
     async aws(args, input) {
       const child = run('aws', ['--endpoint-url', endpoint, '--region', 'us-east-1', '--output', 'json', ...args], {
         env: { ...process.env, ...AWS_TEST_CREDENTIALS, AWS_PAGER: '' },
