@@ -1,6 +1,6 @@
 // Builds dist/keybroker: esbuild bundles the CLI (no SDK inside) and one chunk per provider,
 // then Node's single-executable machinery embeds them, as pkg.config.json says, into a copy
-// of the Node 24 binary. Run with `npm run build:binary`.
+// of the Node binary that runs the build (the pinned one, package.json's optionalDependencies). Run with `npm run build:binary`.
 // `--out DIR --keyring FILE --bundle-only` (release/build.ts): bundles for another platform's addon
 // into DIR, no code cache, no executable; release/build.ts makes those with that platform's Node.
 import { execFileSync } from 'node:child_process';
@@ -33,7 +33,7 @@ const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'ut
 const started = Date.now();
 
 // Only what this build writes: dist/ also holds other builds' output (dist/release/).
-for (const name of ['chunks', 'keybroker', 'keybroker.exe', 'keybroker.cjs', 'keybroker.blob', 'keyring.node', 'sea-config.json']) fs.rmSync(path.join(dist, name), { recursive: true, force: true });
+for (const name of ['chunks', 'keybroker', 'keybroker.exe', 'keybroker.cjs', 'keybroker.blob', 'keyring.node', 'sea-config.json', 'node-stripped']) fs.rmSync(path.join(dist, name), { recursive: true, force: true });
 fs.mkdirSync(path.join(dist, 'chunks'), { recursive: true });
 
 // The keychain addon for this platform, shipped as an asset and loaded with process.dlopen.
@@ -145,23 +145,33 @@ for (const [asset, file] of Object.entries(seaConfig.assets)) {
   if (asset.endsWith('.cjs') && fs.existsSync(cache)) assets[asset.replace(/\.cjs$/, '.cache')] = cache;
 }
 const builtConfig = path.join(dist, 'sea-config.json');
-fs.writeFileSync(builtConfig, JSON.stringify({ ...seaConfig, main: path.join(root, seaConfig.main), output: path.join(root, seaConfig.output), assets }, null, 2));
-execFileSync(process.execPath, ['--experimental-sea-config', builtConfig], { cwd: root, stdio: 'inherit' });
 const binary = path.join(dist, process.platform === 'win32' ? 'keybroker.exe' : 'keybroker');
-fs.copyFileSync(process.execPath, binary);
-fs.chmodSync(binary, 0o755);
-if (process.platform === 'linux') {
-  try {
-    execFileSync('strip', [binary], { stdio: 'ignore' }); // 94 -> 86 MiB and a faster inject; optional
-  } catch {
-    // no strip on this machine: a larger binary, same behaviour
+const seaSettings = { ...seaConfig, main: path.join(root, seaConfig.main), assets };
+if (process.platform === 'win32') {
+  // PE: blob, then postject (as the release build does for Windows).
+  fs.writeFileSync(builtConfig, JSON.stringify({ ...seaSettings, output: path.join(root, seaConfig.output) }, null, 2));
+  execFileSync(process.execPath, ['--experimental-sea-config', builtConfig], { cwd: root, stdio: 'inherit' });
+  fs.copyFileSync(process.execPath, binary);
+  const postject = path.join(path.dirname(require.resolve('postject/package.json')), 'dist', 'cli.js');
+  execFileSync(process.execPath, [postject, binary, 'NODE_SEA_BLOB', path.join(root, seaConfig.output), '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
+} else {
+  // ELF and Mach-O: Node's own builder makes the blob and injects it in one step, into a copy of
+  // this Node (on Linux stripped first: 94 -> 86 MiB; strip is optional).
+  let executable = process.execPath;
+  if (process.platform === 'linux') {
+    const stripped = path.join(dist, 'node-stripped');
+    fs.copyFileSync(process.execPath, stripped);
+    try {
+      execFileSync('strip', [stripped], { stdio: 'ignore' });
+      executable = stripped;
+    } catch {
+      // no strip on this machine: a larger binary, same behaviour
+    }
   }
+  fs.writeFileSync(builtConfig, JSON.stringify({ ...seaSettings, executable, output: binary }, null, 2));
+  execFileSync(process.execPath, ['--build-sea', builtConfig], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  fs.rmSync(path.join(dist, 'node-stripped'), { force: true });
 }
-const postject = path.join(path.dirname(require.resolve('postject/package.json')), 'dist', 'cli.js');
-execFileSync(
-  process.execPath,
-  [postject, binary, 'NODE_SEA_BLOB', path.join(root, seaConfig.output), '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2', ...(process.platform === 'darwin' ? ['--macho-segment-name', 'NODE_SEA'] : [])],
-  { stdio: ['ignore', 'ignore', 'inherit'] },
-);
+fs.chmodSync(binary, 0o755);
 if (process.platform === 'darwin') execFileSync('codesign', ['--sign', '-', binary]);
 console.log(`built ${path.relative(root, binary)} (node ${process.version}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -4,6 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { embeddedNodeVersion } from '../release/inspect.ts';
+import { BINARY } from './support/binary.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 
@@ -41,5 +43,36 @@ describe('dependencies', () => {
     const lock = JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, unknown> };
     const present = ['node-vault', 'mustache', 'tv4'].filter((name) => `node_modules/${name}` in lock.packages);
     expect(present).toEqual([]);
+  });
+});
+
+// The Node runtime that goes into dist/keybroker is the one npm installs for the `npm run` scripts.
+// It must come from the lockfile (integrity-checked by npm ci), not from an install script that
+// fetches it outside the lockfile (the `node` package's preinstall does), and it must be the
+// version and bytes release/pins.json pins for the release binaries.
+describe('the embedded Node runtime', () => {
+  const pins = JSON.parse(fs.readFileSync(path.join(root, 'release/pins.json'), 'utf8')) as {
+    node: { version: string; targets: Record<string, { package: string; integrity: string }> };
+  };
+  const manifest = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as Record<string, Record<string, string> | undefined>;
+  const lock = JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { version?: string; integrity?: string; hasInstallScript?: boolean }>;
+  };
+
+  it('comes from per-platform packages in the lockfile, pinned to release/pins.json, with no install script', () => {
+    expect(manifest.devDependencies?.node).toBeUndefined();
+    expect(manifest.dependencies?.node).toBeUndefined();
+    for (const [target, pin] of Object.entries(pins.node.targets)) {
+      expect(manifest.optionalDependencies?.[pin.package], target).toBe(pins.node.version);
+      const locked = lock.packages[`node_modules/${pin.package}`];
+      expect(locked?.version, target).toBe(pins.node.version);
+      expect(locked?.integrity, target).toBe(pin.integrity);
+      expect(locked?.hasInstallScript, target).toBeFalsy();
+    }
+  });
+
+  it('is what runs the npm scripts and what dist/keybroker embeds', () => {
+    expect(process.version).toBe(`v${pins.node.version}`);
+    expect(embeddedNodeVersion(fs.readFileSync(BINARY))).toBe(pins.node.version);
   });
 });
