@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import type { Profile } from '../config/config.ts';
 import { ConfigError, KeybrokerError, oneLine, SecretNotFound, UsageError, UnusableKey } from '../kernel/errors.ts';
 import { keyProblem, parseSecretValue, rfc3339Time } from '../secret/value.ts';
-import type { Output } from '../kernel/output.ts';
+import { maskKeyLike, type Output } from '../kernel/output.ts';
 import { userNameProblem } from '../secret/name.ts';
 import type { KeyIssuer } from '../gateway/key-issuer.ts';
 import type { Provider } from '../../providers/provider.ts';
@@ -178,10 +178,6 @@ export async function writeKey(
 /** An error's one line for messages and the audit (typed errors carry no key; others are masked). */
 export function errorLine(error: unknown): string {
   if (error instanceof KeybrokerError) return error.line();
-  return maskKeys(oneLine(error instanceof Error ? error.message : String(error))).slice(0, 300);
+  return maskKeyLike(oneLine(error instanceof Error ? error.message : String(error))).slice(0, 300);
 }
 
-/** Anything in `text` that could be a key (a long run of letters and digits, whatever its prefix) replaced by "…". */
-export function maskKeys(text: string): string {
-  return text.replace(/(?=[A-Za-z0-9_\-+/=]*\d)(?=[A-Za-z0-9_\-+/=]*[A-Za-z])[A-Za-z0-9_\-+/=]{16,}/g, '…');
-}

@@ -47,9 +47,28 @@ function writeAll(fd: number, text: string): void {
   }
 }
 
-/** Masks anything that looks like a key in a debug trace. */
+/**
+ * Masks what could be a key before text reaches stderr (debug trace, internal errors, doctor):
+ * the values the caller knows, anything `sk-`/`key-`/`token-` prefixed, and any long run of
+ * letters and digits, whatever its prefix (gateway keys, JWTs, tokens of any vendor). Request ids
+ * and other long identifiers are masked too: a trace that says less is the safe side.
+ */
 export function maskSecrets(text: string, known: string[] = []): string {
   let masked = text;
   for (const secret of known) if (secret.length >= 4) masked = masked.split(secret).join('‹key›');
-  return masked.replace(/\b(sk|key|token)-[A-Za-z0-9_-]{6,}/gi, (match) => `${match.slice(0, 3)}…`);
+  masked = masked.replace(/\b(sk|key|token)-[A-Za-z0-9_-]{6,}/gi, (match) => `${match.slice(0, 3)}…`);
+  return maskKeyLike(masked);
+}
+
+/**
+ * Any run of 16 or more key characters (letters, digits, `_-+/=`) holding both a letter and a
+ * digit, replaced by "…". A run that is a path (every `/`-separated part shorter than 16, such as
+ * `invalid/v1/models`) stays: addresses in messages must stay readable.
+ */
+export function maskKeyLike(text: string): string {
+  return text.replace(/[A-Za-z0-9_\-+/=]{16,}/g, (run) => {
+    if (!/\d/.test(run) || !/[A-Za-z]/.test(run)) return run;
+    const parts = run.split('/');
+    return parts.length > 1 && parts.every((part) => part.length < 16) ? run : '…';
+  });
 }

@@ -107,7 +107,8 @@ describe('never over plain HTTP to another machine', () => {
     expect(url.verdict).toBe('FAIL');
     expect(url.finding).toMatch(/plain HTTP to another machine: Claude Code would send your key across the network unencrypted; doctor did not send it/);
     // The route through the capture server works (the keyless HEAD arrived there)...
-    expect(capture.requests.map((request) => `${request.method} ${request.headers.host} ${request.url}`)).toContain('HEAD gateway.example.invalid:81 /');
+    // (A proxy gets the absolute form, `http://host/`, from Node 26; the origin form `/` before.)
+    expect(capture.requests.map((request) => `${request.method} ${request.headers.host} ${new URL(request.url ?? '', `http://${request.headers.host}`).pathname}`)).toContain('HEAD gateway.example.invalid:81 /');
     // ...and nothing with the key did.
     expect(capture.requests.filter(carriesKey)).toEqual([]);
     expect(report.checks.find((entry) => entry.id === 'gateway.models')!.verdict).toBe('SKIP');
