@@ -1,7 +1,9 @@
 // Issue 12, must-show 1 and 3, through the built binary: a real OpenID Provider (oidc-provider),
 // a gateway that accepts only JWTs its JWKS signed for it, `keybroker login` (device flow on the
 // OP's own pages; browser flow through a $BROWSER script), the real Claude Code completing
-// `claude -p` with the token from `get`, and offboarding (grant revoked → exit 4 with the login command).
+// `claude -p` with the token from `get`, a 401 re-run forcing one refresh, and offboarding with
+// 20-second tokens (account disabled → exit 4 with the login command; the gateway refuses the last
+// token once it expires; nothing works after).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
