@@ -103,7 +103,13 @@ export function tokenSource(deps: SsoDeps): () => Promise<CacheEntry> {
     }
     const library = await deps.loadLibrary();
     deps.debug(`refreshing the access token at ${deps.profile.oidc.issuer}`);
-    const tokens = await library.refresh(deps.profile.oidc, context(deps), stored.refreshToken);
+    let tokens: TokenSet;
+    try {
+      tokens = await library.refresh(deps.profile.oidc, context(deps), stored.refreshToken);
+    } catch (error) {
+      if (error instanceof NotAuthenticated) await forgetAccessToken(deps);
+      throw error;
+    }
     if (tokens.refreshToken && tokens.refreshToken !== stored.refreshToken) {
       // Rotation: the old refresh token is spent. Keep the new one before anything is printed.
       try {
@@ -116,6 +122,20 @@ export function tokenSource(deps: SsoDeps): () => Promise<CacheEntry> {
     }
     return entryFor(await maybeExchange(deps, library, tokens), deps, library);
   };
+}
+
+/**
+ * The identity provider refused the refresh (invalid_grant: the session ended, the account was
+ * disabled): nothing from that sign-in is handed out again, not even an access token that still
+ * looks fresh to the cache. Fail closed; the gateway's own `exp` check ends the one Claude Code holds.
+ */
+async function forgetAccessToken(deps: SsoDeps): Promise<void> {
+  try {
+    if (await deps.cache.remove(cacheAccount(deps.profile))) deps.debug('the sign-in was refused: removed the cached access token');
+  } catch (error) {
+    if (!(error instanceof CacheUnavailable)) throw error;
+    deps.debug(`the sign-in was refused; the cached access token could not be removed: ${error.message}`);
+  }
 }
 
 export type LoginFlow = 'device' | 'browser';

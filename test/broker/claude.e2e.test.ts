@@ -1,14 +1,13 @@
 // Real Claude Code against a gateway that accepts only the current key, with the key rotated by
 // an admin with the real aws CLI in moto. The gateway's request log proves the sequence.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BINARY } from '../support/binary.ts';
+import { runClaude as launchClaude } from '../support/claude.ts';
 import { startFakeGateway, type FakeGateway } from '../fakes/gateway.ts';
 import { adminPut, developer, startStoreChain, type Developer, type StoreChain } from './e2e-world.ts';
 
-const CLAUDE = path.resolve(import.meta.dirname, '../../node_modules/.bin/claude');
 const OLD = 'sk-test-rotation-old';
 const NEW = 'sk-test-rotation-new';
 
@@ -26,19 +25,11 @@ afterAll(async () => {
 afterEach(() => dev?.remove());
 
 /** `claude -p` as a developer runs it, with keybroker as its apiKeyHelper. */
-function runClaude(home: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
+async function runClaude(home: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
   fs.mkdirSync(path.join(home, '.claude'), { recursive: true });
   fs.writeFileSync(path.join(home, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: BINARY }));
-  const child = spawn(CLAUDE, ['-p', 'say pong'], {
-    cwd: home,
-    env: { ...env, ANTHROPIC_BASE_URL: gateway.url, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_TELEMETRY: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-  return new Promise((resolve) => child.on('close', (code) => (clearTimeout(timer), resolve({ code, output }))));
+  const run = await launchClaude(['-p', 'say pong'], { env, cwd: home, gateway: gateway.url });
+  return { code: run.code, output: run.stdout + run.stderr };
 }
 
 /** The gateway's log from `from` on, as "status key" lines for the keyed requests. */

@@ -3,9 +3,9 @@
 // Claude Code then gets its key from keybroker and talks to the gateway with it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { BINARY } from '../support/binary.ts';
+import { runClaude } from '../support/claude.ts';
 import { check, KEY, startMachine, type Machine } from './setup.ts';
 
 let machine: Machine;
@@ -165,7 +165,7 @@ describe('setup', () => {
     const before = machine.gateway.log.length;
     // No ANTHROPIC_BASE_URL in Claude Code's own environment: only the written settings carry it.
     const { ANTHROPIC_BASE_URL: _unused, ...env } = machine.env;
-    const claude = await runClaude(['-p', 'say pong'], { ...env, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_TELEMETRY: '1' }, machine.home);
+    const claude = await runClaude(['-p', 'say pong'], { env, cwd: machine.home });
     expect(claude.code, claude.stderr).toBe(0);
     expect(claude.stdout).toContain('pong');
     const messages = machine.gateway.log.slice(before).filter((entry) => entry.path === '/v1/messages');
@@ -184,7 +184,7 @@ describe('the overrides doctor fails on are real in Claude Code', () => {
     try {
       const before = machine.gateway.log.length;
       const { ANTHROPIC_BASE_URL: _unused, ...env } = machine.env;
-      const claude = await runClaude(['-p', 'say pong'], { ...env, [name]: value, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_TELEMETRY: '1' }, machine.home);
+      const claude = await runClaude(['-p', 'say pong'], { env: { ...env, [name]: value }, cwd: machine.home });
       expect(claude.code, claude.stderr).toBe(0);
       const messages = machine.gateway.log.slice(before).filter((entry) => entry.path === '/v1/messages');
       expect(messages.length).toBeGreaterThan(0);
@@ -194,22 +194,3 @@ describe('the overrides doctor fails on are real in Claude Code', () => {
     }
   });
 });
-
-const CLAUDE = path.resolve(import.meta.dirname, '../../node_modules/.bin/claude');
-
-function runClaude(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    // stdin ignored: Claude Code otherwise waits 3 s for piped input.
-    const child = spawn(CLAUDE, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}

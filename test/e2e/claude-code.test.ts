@@ -1,16 +1,11 @@
 // Must-show 3: the real Claude Code, offline, with apiKeyHelper = the built binary, against a
 // local fake gateway; keybroker reads the key from moto.
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMoto, type Moto } from '../support/moto.ts';
-import { BINARY } from '../support/binary.ts';
+import { runClaudeIn } from '../support/claude.ts';
 import { closedPort } from '../support/fault-proxy.ts';
 import { startFakeGateway, type FakeGateway } from '../fakes/gateway.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
-
-const CLAUDE = path.resolve(import.meta.dirname, '../../node_modules/.bin/claude');
 
 let moto: Moto;
 let gateway: FakeGateway;
@@ -28,53 +23,7 @@ afterAll(async () => {
 function claudeHome(keybrokerConfig: unknown): TestHome {
   const home = makeTestHome(keybrokerConfig);
   homes.push(home);
-  fs.mkdirSync(path.join(home.dir, '.claude'), { recursive: true });
-  const settings = { apiKeyHelper: BINARY, env: { KEYBROKER_CONFIG: home.configFile } };
-  fs.writeFileSync(path.join(home.dir, '.claude', 'settings.json'), JSON.stringify(settings, null, 2));
   return home;
-}
-
-interface ClaudeRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/**
- * `claude -p PROMPT`, offline, stdin ignored (else it waits 3 s for stdin). With `until`, it is
- * stopped as soon as its output matches (a failing helper is retried for a long time).
- */
-function runClaude(home: TestHome, prompt: string, until?: RegExp): Promise<ClaudeRun> {
-  const env = {
-    ...home.env(),
-    KEYBROKER_CONFIG: undefined,
-    ANTHROPIC_BASE_URL: gateway.url,
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-    DISABLE_TELEMETRY: '1',
-    DISABLE_AUTOUPDATER: '1',
-  };
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(CLAUDE, ['-p', prompt], { env, cwd: home.dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let ms = 0;
-    const check = () => {
-      if (until && !ms && until.test(stdout + stderr)) {
-        ms = performance.now() - started;
-        child.kill('SIGTERM');
-      }
-    };
-    child.stdout.on('data', (chunk) => void ((stdout += chunk), check()));
-    child.stderr.on('data', (chunk) => void ((stderr += chunk), check()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: ms || performance.now() - started });
-    });
-  });
 }
 
 describe('the real Claude Code with apiKeyHelper = dist/keybroker', () => {
@@ -86,7 +35,7 @@ describe('the real Claude Code with apiKeyHelper = dist/keybroker', () => {
     const home = claudeHome(awsConfig(moto.endpoint, { cache: { backend: 'none' } }));
 
     const before = gateway.log.length;
-    const result = await runClaude(home, 'say pong');
+    const result = await runClaudeIn(home, ['-p', 'say pong'], { gateway: gateway.url });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('pong');
 
@@ -102,7 +51,7 @@ describe('the real Claude Code with apiKeyHelper = dist/keybroker', () => {
     const before = gateway.log.length;
     const message =
       /apiKeyHelper failed: exited 7: keybroker: cannot reach AWS Secrets Manager \(us-east-1, http:\/\/127\.0\.0\.1:\d+\) \(ECONNREFUSED\): check your network or VPN and the store endpoint\n/;
-    const result = await runClaude(home, 'say pong', message);
+    const result = await runClaudeIn(home, ['-p', 'say pong'], { gateway: gateway.url, until: message });
     expect(result.stdout + result.stderr).toMatch(message);
     console.info(`Claude Code showed keybroker's message after ${Math.round(result.ms)} ms`);
     // No request with a key reached the gateway.

@@ -1,7 +1,6 @@
 // Issue 11, must-show 1 and 2: the real Claude Code (npm, offline) runs `keybroker headers` as an
 // HTTP MCP server's headersHelper and as its otelHeadersHelper; the built binary reads the key
 // from moto and the servers (local capture servers) receive it.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,9 +14,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startFakeMcpServer, type FakeMcpServer } from '../fakes/mcp-server.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
+import { runClaudeIn } from '../support/claude.ts';
 
-/** The suite's Claude Code (npm); KEYBROKER_TEST_CLAUDE runs another build's executable instead. */
-const CLAUDE = process.env['KEYBROKER_TEST_CLAUDE'] ?? path.resolve(import.meta.dirname, '../../node_modules/.bin/claude');
 const SECRET = `claude-code/keys/${os.userInfo().username}`;
 
 let moto: Moto;
@@ -100,32 +98,9 @@ function home(config: unknown): TestHome {
   return made;
 }
 
-/** `claude -p PROMPT` offline with extra arguments; apiKeyHelper and keybroker's config in user settings. */
-function runClaude(testHome: TestHome, args: string[], settings: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  fs.mkdirSync(path.join(testHome.dir, '.claude'), { recursive: true });
-  const base = { apiKeyHelper: BINARY, ...settings, env: { KEYBROKER_CONFIG: testHome.configFile, ...((settings['env'] as object) ?? {}) } };
-  fs.writeFileSync(path.join(testHome.dir, '.claude', 'settings.json'), JSON.stringify(base, null, 2));
-  const childEnv = {
-    ...testHome.env(),
-    KEYBROKER_CONFIG: undefined,
-    ANTHROPIC_BASE_URL: gateway.url,
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-    DISABLE_AUTOUPDATER: '1',
-    ...env,
-  };
-  return new Promise((resolve, reject) => {
-    const child = spawn(CLAUDE, args, { env: childEnv, cwd: testHome.dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** `claude ARGS` offline against the tool gateway; apiKeyHelper and keybroker's config in user settings. Telemetry stays off unless `env` turns it on (the OTLP test). */
+function runClaude(testHome: TestHome, args: string[], settings: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}) {
+  return runClaudeIn(testHome, args, { gateway: gateway.url, settings, env, timeoutMs: 150_000, telemetry: 'CLAUDE_CODE_ENABLE_TELEMETRY' in env });
 }
 
 describe('MCP headersHelper = keybroker headers, under the real Claude Code', () => {

@@ -1,8 +1,9 @@
 // Issue 12, must-show 1 and 3, through the built binary: a real OpenID Provider (oidc-provider),
 // a gateway that accepts only JWTs its JWKS signed for it, `keybroker login` (device flow on the
 // OP's own pages; browser flow through a $BROWSER script), the real Claude Code completing
-// `claude -p` with the token from `get`, and offboarding (grant revoked → exit 4 with the login command).
-import { spawn } from 'node:child_process';
+// `claude -p` with the token from `get`, a 401 re-run forcing one refresh, and offboarding with
+// 20-second tokens (account disabled → exit 4 with the login command; the gateway refuses the last
+// token once it expires; nothing works after).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
@@ -12,11 +13,12 @@ import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { startTestOp, type TestOp } from '../fakes/oidc-op.ts';
 import { startJwtGateway, type JwtGateway } from '../fakes/jwt-gateway.ts';
 import { startFakeGateway, type FakeGateway } from '../fakes/gateway.ts';
-import { BINARY, runBinary } from '../support/binary.ts';
+import { runBinary } from '../support/binary.ts';
+import { runClaudeIn, type ClaudeRun } from '../support/claude.ts';
 import { makeTestHome, type TestHome } from '../support/e2e-home.ts';
 import { deviceLogin, ssoConfig } from '../support/sso.ts';
 
-const CLAUDE = path.resolve(import.meta.dirname, '../../node_modules/.bin/claude');
+const HELPER_TTL_MS = 20_000;
 const UPSTREAM_KEY = 'sk-test-sso-upstream';
 
 let op: TestOp;
@@ -39,32 +41,10 @@ function home(config: unknown): TestHome {
   return made;
 }
 
-function runClaude(testHome: TestHome, prompt: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  fs.mkdirSync(path.join(testHome.dir, '.claude'), { recursive: true });
+/** `claude -p PROMPT` through the JWT gateway, keybroker as its helper. */
+function runClaude(testHome: TestHome, prompt: string, options: { until?: RegExp } = {}): Promise<ClaudeRun> {
   // A TTL that fits the token's lifetime: 2 × 20 s + 10 s of slack < 120 s (README, SSO tokens).
-  const settings = { apiKeyHelper: BINARY, env: { KEYBROKER_CONFIG: testHome.configFile, CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '20000' } };
-  fs.writeFileSync(path.join(testHome.dir, '.claude', 'settings.json'), JSON.stringify(settings));
-  const env = {
-    ...testHome.env(),
-    KEYBROKER_CONFIG: undefined,
-    ANTHROPIC_BASE_URL: gateway.url,
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-    DISABLE_TELEMETRY: '1',
-    DISABLE_AUTOUPDATER: '1',
-  };
-  return new Promise((resolve, reject) => {
-    const child = spawn(CLAUDE, ['-p', prompt], { env, cwd: testHome.dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runClaudeIn(testHome, ['-p', prompt], { gateway: gateway.url, settings: { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(HELPER_TTL_MS) } }, timeoutMs: 60_000, ...options });
 }
 
 describe('SSO tokens from a real OpenID Provider', () => {
@@ -118,29 +98,55 @@ describe('SSO tokens from a real OpenID Provider', () => {
     expect(decodeJwt(get.stdout)).toMatchObject({ sub: 'bob', aud: op.resource });
   });
 
-  it('offboarding: the grant revoked at the OP → the next refresh fails with exit 4 and the login command; the last token is never renewed', async () => {
+  it('a 401 re-run from the same Claude Code process forces one refresh: the real Claude Code completes with the new token', async () => {
     const testHome = home(ssoConfig(op));
-    expect((await deviceLogin(op, testHome.env(), 'carol')).code).toBe(0);
-    const last = (await runBinary(['get'], { env: testHome.env() })).stdout;
+    expect((await deviceLogin(op, testHome.env(), 'judy')).code).toBe(0);
+    // The login's token, still fresh (120 s token, margin 2 × 20 s + 10 s): Claude Code's first call is served it from the cache.
+    const first = await runBinary(['get'], { env: testHome.env({ CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(HELPER_TTL_MS) }) });
+    expect(first.code, first.stderr).toBe(0);
+    const refused = decodeJwt(first.stdout);
+    // The gateway stops taking that token although it has not expired (its deny list; an introspecting gateway alike).
+    gateway.revoke(refused.jti!);
+    const from = gateway.log.length;
+    const refreshes = () => op.tokens.filter((request) => request.grantType === 'refresh_token').length;
+    const before = refreshes();
+
+    const result = await runClaude(testHome, 'say pong');
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('pong');
+    const keyed = gateway.log.slice(from).filter((request) => request.verdict !== 'unauthenticated-path');
+    const trace = keyed.map((request) => `${request.method} ${request.path} ${request.jti === refused.jti ? 'refused token' : request.jti ? 'new token' : 'no token'} -> ${request.status} ${request.verdict}`);
+    console.info(`the gateway saw:\n${trace.join('\n')}`);
+    // One refusal of the revoked token, then Claude Code re-ran keybroker and retried with a new one.
+    expect(keyed[0]).toMatchObject({ path: '/v1/messages', jti: refused.jti, status: 401, verdict: 'revoked' });
+    expect(keyed.filter((request) => request.status === 401)).toHaveLength(1);
+    const after = keyed.slice(1);
+    expect(after.length).toBeGreaterThan(0);
+    for (const request of after) expect(request).toMatchObject({ verdict: 'ok', sub: 'judy', status: 200 });
+    expect(new Set(after.map((request) => request.jti)).size).toBe(1);
+    expect(after[0]!.jti).not.toBe(refused.jti);
+    // keybroker took the second call for a 401 re-run: exactly one refresh at the OP (the token was
+    // still fresh, so without the re-run rule it would have served the refused token again).
+    expect(refreshes() - before).toBe(1);
+  }, 180_000);
+
+  it('a revoked grant: the refresh a 401 forces fails with exit 4 and the login command, and the still-fresh cached token is not served any more', async () => {
+    const testHome = home(ssoConfig(op));
+    const env = testHome.env({ CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(HELPER_TTL_MS) });
+    expect((await deviceLogin(op, env, 'carol')).code).toBe(0);
+    const last = await runBinary(['get'], { env });
+    expect(last.code, last.stderr).toBe(0);
     expect(await op.revokeGrants('carol')).toBeGreaterThan(0);
-    // --recheck: the refresh a 401 would force; without it the cached token is served until its margin.
-    const refused = await runBinary(['get', '--recheck'], { env: testHome.env() });
+    // --recheck: the refresh a 401 forces; without one the token is fresh for 120 − 50 s after its login.
+    const refused = await runBinary(['get', '--recheck'], { env });
     expect(refused.code).toBe(4);
     expect(refused.stdout).toBe('');
     expect(refused.stderr).toMatch(/invalid_grant.*run keybroker login --profile default\n$/);
-    // The OP revoked the grant's access tokens too; the gateway here checks signatures and exp only,
-    // so the last token stops working at its exp (what a JWT gateway does): it is never refreshed.
-    const exp = decodeJwt(last).exp!;
-    expect(exp * 1000).toBeGreaterThan(Date.now());
-  });
-
-  it('a disabled account at the OP: exit 4 with the login command', async () => {
-    const testHome = home(ssoConfig(op));
-    expect((await deviceLogin(op, testHome.env(), 'dave')).code).toBe(0);
-    op.disable('dave');
-    const refused = await runBinary(['get', '--recheck'], { env: testHome.env() });
-    expect(refused.code).toBe(4);
-    expect(refused.stderr).toContain('run keybroker login --profile default');
+    // The identity provider ended the sign-in: the cached token, fresh by its exp, is not handed out again.
+    const again = await runBinary(['get'], { env });
+    expect({ code: again.code, stdout: again.stdout }).toEqual({ code: 4, stdout: '' });
+    expect(again.stderr).toMatch(/invalid_grant.*run keybroker login --profile default\n$/);
+    expect(Date.now()).toBeLessThan(decodeJwt(last.stdout).exp! * 1000 - 2 * HELPER_TTL_MS - 10_000);
   });
 
   it('get without a login exits 4 with the login command, and never prompts', async () => {
@@ -233,4 +239,91 @@ describe('SSO tokens from a real OpenID Provider', () => {
     const get = await runBinary(['get'], { env: testHome.env() });
     expect(get.code).toBe(4);
   });
+});
+
+describe('offboarding with 20-second access tokens', () => {
+  const TOKEN_TTL_S = 20;
+  // Claude Code's TTL for such tokens: the freshness margin 2 × 2 s + 10 s leaves each token 6 s fresh.
+  const SHORT_TTL_MS = 2_000;
+  const MARGIN_MS = 2 * SHORT_TTL_MS + 10_000;
+  let shortOp: TestOp;
+  let shortGateway: JwtGateway;
+  beforeAll(async () => {
+    shortOp = await startTestOp({ accessTokenTtl: TOKEN_TTL_S });
+    shortGateway = await startJwtGateway({ issuer: shortOp.issuer, audience: shortOp.resource, upstream: upstream.url, upstreamKey: UPSTREAM_KEY });
+  });
+  afterAll(async () => {
+    await Promise.all([shortOp?.stop(), shortGateway?.stop()]);
+  });
+
+  const sleepUntil = (at: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())));
+  const gatewayAnswer = async (token: string) => (await fetch(`${shortGateway.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } })).status;
+
+  it('the account disabled at the OP: the next refresh exits 4 with the login command, the gateway takes the last token until its exp and then refuses it, and nothing works after', async () => {
+    const testHome = home(ssoConfig(shortOp));
+    const env = testHome.env({ CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(SHORT_TTL_MS) });
+    const claude = (until?: RegExp) =>
+      runClaudeIn(testHome, ['-p', 'say pong'], { gateway: shortGateway.url, settings: { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(SHORT_TTL_MS) } }, timeoutMs: 120_000, ...(until ? { until } : {}) });
+    const refreshes = () => shortOp.tokens.filter((request) => request.grantType === 'refresh_token');
+    const timeline: string[] = [];
+    const started = Date.now();
+    const mark = (what: string) => timeline.push(`${((Date.now() - started) / 1000).toFixed(1)} s  ${what}`);
+
+    // Working: signed in, Claude Code gets through the gateway.
+    expect((await deviceLogin(shortOp, env, 'kim')).code).toBe(0);
+    const working = await claude();
+    expect(working.code, working.stderr).toBe(0);
+    expect(working.stdout).toContain('pong');
+    mark('claude -p completed');
+    const served = await runBinary(['get'], { env });
+    expect(served.code, served.stderr).toBe(0);
+    const last = served.stdout;
+    const exp = decodeJwt(last).exp! * 1000;
+    mark(`get printed the last token (${Math.round((exp - Date.now()) / 1000)} s left)`);
+
+    // Offboarding: the account is disabled at the identity provider.
+    shortOp.disable('kim');
+    mark('account disabled at the OP');
+    // keybroker prints no token with under 10 s left, so the gateway still takes this one.
+    expect(await gatewayAnswer(last)).toBe(200);
+
+    // The next get that needs a refresh: once the last token has less than the margin left.
+    await sleepUntil(exp - MARGIN_MS + 100);
+    const refusedAt = refreshes().length;
+    const refused = await runBinary(['get'], { env });
+    mark(`get exited ${refused.code}`);
+    expect(refused.code).toBe(4);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(/^keybroker: http:\/\/127\.0\.0\.1:\d+ refused the sign-in for profile "default" \(invalid_grant[^\n]*: run keybroker login --profile default\n$/);
+    expect(refreshes().slice(refusedAt)).toMatchObject([{ status: 400, error: 'invalid_grant' }]);
+
+    // The gateway takes the last token until its exp (it checks the signature and exp, not the OP)...
+    const beforeExp = await gatewayAnswer(last);
+    mark(`gateway answered the last token ${beforeExp}`);
+    expect(Date.now()).toBeLessThan(exp);
+    expect(beforeExp).toBe(200);
+    // ...and refuses it once it has expired.
+    await sleepUntil(exp + 1_000);
+    expect(await gatewayAnswer(last)).toBe(401);
+    expect(shortGateway.log.at(-1)).toMatchObject({ verdict: 'expired', status: 401 });
+    mark('gateway refused the last token: expired');
+
+    // After that nothing works: get keeps exiting 4 and never prints the expired token...
+    for (let run = 0; run < 2; run++) {
+      const after = await runBinary(['get'], { env });
+      expect({ code: after.code, stdout: after.stdout }).toEqual({ code: 4, stdout: '' });
+      expect(after.stderr).toContain('run keybroker login --profile default');
+    }
+    mark('get exited 4 twice more');
+    // ...and the real Claude Code fails with keybroker's line, no request of it accepted.
+    const from = shortGateway.log.length;
+    const failing = await claude(/apiKeyHelper failed: exited 4: keybroker: [^\n]*run keybroker login --profile default/);
+    mark(`claude -p stopped after ${Math.round(failing.ms)} ms`);
+    expect(failing.stdout + failing.stderr).toMatch(/apiKeyHelper failed: exited 4: keybroker: [^\n]*refused the sign-in[^\n]*run keybroker login --profile default/);
+    expect(failing.stdout).not.toContain('pong');
+    expect(shortGateway.log.slice(from).filter((request) => request.verdict === 'ok')).toEqual([]);
+    // Not one refresh succeeded after the account was disabled.
+    expect(refreshes().slice(refusedAt).filter((request) => request.status === 200)).toEqual([]);
+    console.info(`offboarding timeline (token exp at ${((exp - started) / 1000).toFixed(1)} s):\n${timeline.join('\n')}`);
+  }, 240_000);
 });

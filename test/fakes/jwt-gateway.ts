@@ -10,7 +10,7 @@ export interface JwtGatewayRequest {
   at: number;
   method: string;
   path: string;
-  verdict: 'ok' | 'expired' | 'invalid' | 'missing' | 'unauthenticated-path';
+  verdict: 'ok' | 'expired' | 'revoked' | 'invalid' | 'missing' | 'unauthenticated-path';
   sub?: string;
   jti?: string;
   exp?: number;
@@ -20,6 +20,8 @@ export interface JwtGatewayRequest {
 export interface JwtGateway {
   url: string;
   log: JwtGatewayRequest[];
+  /** Refuses a still-valid token from now on by its jti (a gateway's deny list, or introspection saying inactive). */
+  revoke(jti: string): void;
   stop(): Promise<void>;
 }
 
@@ -28,6 +30,7 @@ const ANTHROPIC_ERROR = (message: string) => JSON.stringify({ type: 'error', err
 export async function startJwtGateway(options: { issuer: string; audience: string; upstream: string; upstreamKey: string }): Promise<JwtGateway> {
   const jwks = createRemoteJWKSet(new URL(`${options.issuer}/jwks`));
   const log: JwtGatewayRequest[] = [];
+  const revoked = new Set<string>();
   const server = http.createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -53,6 +56,7 @@ export async function startJwtGateway(options: { issuer: string; audience: strin
           if (payload.sub) entry.sub = payload.sub;
           if (payload.jti) entry.jti = payload.jti;
           if (payload.exp) entry.exp = payload.exp;
+          if (payload.jti && revoked.has(payload.jti)) return refuse('revoked', 'token revoked');
         } catch (error) {
           return refuse(error instanceof errors.JWTExpired ? 'expired' : 'invalid', error instanceof errors.JWTExpired ? 'token expired' : 'invalid token');
         }
@@ -74,6 +78,7 @@ export async function startJwtGateway(options: { issuer: string; audience: strin
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     log,
+    revoke: (jti) => void revoked.add(jti),
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

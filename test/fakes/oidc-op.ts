@@ -40,6 +40,10 @@ export interface TestOp {
 
 export async function startTestOp(options: { accessTokenTtl?: number; resource?: string } = {}): Promise<TestOp> {
   const server = http.createServer();
+  // Idle connections kept for a minute, as IdPs' front ends do (nginx 75 s). Node's 5 s default races
+  // the client's reuse of its discovery connection for the token request after a sign-in that took
+  // about that long: the browser-flow test met "UND_ERR_SOCKET" (other side closed) on a busy machine.
+  server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const resource = options.resource ?? 'https://llm-gateway.test/';
