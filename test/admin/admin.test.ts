@@ -192,7 +192,8 @@ describe('admin put, import, revoke, list on AWS', () => {
       expect(summary.written.map((result) => result.user)).toEqual(['rae', 'sam']);
       expect(again.output.out.join('')).toBe('imported 4 keys from keys.csv: 2 created, 0 new versions, 2 unchanged\n');
       for (const user of users) expect(await versionsOf(store, `claude-code/keys/${user}`)).toBe(1);
-      expect(again.audit.map((entry) => `${entry.user}:${entry.outcome}`)).toEqual(['pam:unchanged', 'quinn:unchanged', 'rae:created', 'sam:created']);
+      // One audit line per row; rows run concurrently, so lines come in the order the writes finished.
+      expect(again.audit.map((entry) => `${entry.user}:${entry.outcome}`).sort()).toEqual(['pam:unchanged', 'quinn:unchanged', 'rae:created', 'sam:created']);
     });
 
     it('shows progress on a terminal', async () => {
