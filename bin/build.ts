@@ -33,7 +33,7 @@ const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'ut
 const started = Date.now();
 
 // Only what this build writes: dist/ also holds other builds' output (dist/release/).
-for (const name of ['chunks', 'keybroker', 'keybroker.exe', 'keybroker.cjs', 'keybroker.blob', 'keyring.node', 'sea-config.json', 'node-stripped']) fs.rmSync(path.join(dist, name), { recursive: true, force: true });
+for (const name of ['chunks', 'keybroker', 'keybroker.exe', 'boot.cjs', 'keybroker.cjs', 'keybroker.cache', 'keybroker.blob', 'keyring.node', 'sea-config.json', 'node-stripped']) fs.rmSync(path.join(dist, name), { recursive: true, force: true });
 fs.mkdirSync(path.join(dist, 'chunks'), { recursive: true });
 
 // The keychain addon for this platform, shipped as an asset and loaded with process.dlopen.
@@ -79,10 +79,14 @@ const builtinsOnce: esbuild.Plugin = {
 };
 
 // The CLI: everything but the SDKs. `@napi-rs/keyring` is only imported when running from source.
+// It is the asset keybroker.cjs; the executable's main is bin/boot.ts, which runs it with its code cache.
+const programAsset = seaConfig.assets['keybroker.cjs'];
+if (!programAsset) throw new Error('pkg.config.json lists no asset keybroker.cjs: bin/boot.ts would have no program to run');
+const programFile = path.join(root, programAsset);
 await esbuild.build({
   ...common,
   entryPoints: [path.join(root, 'bin/keybroker.ts')],
-  outfile: path.join(root, seaConfig.main),
+  outfile: programFile,
   external: ['@napi-rs/keyring'],
   plugins: [builtinsOnce],
   define: {
@@ -90,6 +94,8 @@ await esbuild.build({
     __KEYBROKER_VERSION__: JSON.stringify(version),
   },
 });
+
+await esbuild.build({ ...common, entryPoints: [path.join(root, 'bin/boot.ts')], outfile: path.join(root, seaConfig.main) });
 
 // One chunk per provider. Its imports of src/kernel/errors.ts resolve at run time to the CLI's own
 // module, so `instanceof KeybrokerError` holds across the boundary. Matched by the resolved file,
@@ -120,6 +126,7 @@ for (const chunk of chunks) {
   if (!sharesErrors) throw new Error(`${chunk.source} does not import ${path.relative(root, errorsModule)}: its errors would not be the CLI's KeybrokerError`);
   if (!flags['bundle-only']) writeCodeCache(outfile);
 }
+if (!flags['bundle-only']) trainProgramCache();
 if (flags['bundle-only']) {
   console.log(`bundled into ${path.relative(root, dist)} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   process.exit(0);
@@ -133,6 +140,15 @@ function writeCodeCache(chunk: string): void {
   const script = new vm.Script(wrapChunk(fs.readFileSync(chunk, 'utf8')), { filename: chunk });
   runChunk(script, chunk, errors);
   fs.writeFileSync(chunk.replace(/\.cjs$/, '.cache'), script.createCachedData());
+}
+
+/**
+ * The program's V8 code cache, made by running a warm `get` with it (bin/train-code-cache.ts) in a
+ * child of this Node: holds every function the hot path calls, not only the top level.
+ */
+function trainProgramCache(): void {
+  const printed = execFileSync(process.execPath, [path.join(root, 'bin', 'train-code-cache.ts'), programFile, programFile.replace(/\.cjs$/, '.cache')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (printed !== 'sk-test-train-code-cacheeyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0cmFpbiJ9.sig-test-train') throw new Error(`bin/train-code-cache.ts printed ${printed.length} bytes, not its two cached test credentials: a warm get it trains on failed`);
 }
 
 // The single executable: blob from pkg.config.json, injected into a copy of this Node binary.

@@ -51,6 +51,8 @@ log(`blobs made by the pinned Node ${hostVersion} (${host}); targets ${targets.j
 
 const seaConfig = JSON.parse(fs.readFileSync(path.join(root, 'pkg.config.json'), 'utf8')) as Record<string, unknown> & { main: string; output: string; assets: Record<string, string> };
 const binaries: Partial<Record<Target, string>> = {};
+/** The asset bin/boot.ts runs: the program itself. */
+const PROGRAM_ASSET = 'keybroker.cjs';
 const postject = path.join(path.dirname(createRequire(import.meta.url).resolve('postject/package.json')), 'dist', 'cli.js');
 
 for (const target of targets) {
@@ -63,8 +65,10 @@ for (const target of targets) {
   const assets: Record<string, string> = {};
   for (const [asset, file] of Object.entries(seaConfig.assets)) assets[asset] = inBundle(file);
   if (useCodeCache) {
-    const chunks = Object.values(assets).filter((file) => file.endsWith('.cjs'));
+    // The program's cache is made by running a warm get with it (bin/train-code-cache.ts), each chunk's by running its top level.
+    const chunks = Object.entries(assets).filter(([asset, file]) => file.endsWith('.cjs') && asset !== PROGRAM_ASSET).map(([, file]) => file);
     run(hostNode, [path.join(root, 'release', 'code-cache.ts'), ...chunks]);
+    run(hostNode, [path.join(root, 'bin', 'train-code-cache.ts'), assets[PROGRAM_ASSET]!, assets[PROGRAM_ASSET]!.replace(/\.cjs$/, '.cache')]);
     for (const [asset, file] of Object.entries(assets)) if (asset.endsWith('.cjs')) assets[asset.replace(/\.cjs$/, '.cache')] = file.replace(/\.cjs$/, '.cache');
   }
   const node = pinnedFile(pins.node.targets[target], pins.node.version, path.join(dir, 'node'));

@@ -48,8 +48,9 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
     lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks'), (line) => context.output.stderr(line)),
     now: context.now,
-    // In the single executable, the time since the process was started.
-    startupMs: performance.now(),
+    // The time since the process was started. process.uptime(), not performance.now(): the
+    // `performance` global loads perf_hooks (about 1 ms) on every warm get.
+    startupMs: process.uptime() * 1000,
     osUser: () => osLoginName(context.env),
     callerTtlMs: callerTtlMs(context.env),
     caller: identifyCaller(context.env),

@@ -10,6 +10,7 @@ import type { StoreType } from '../../providers/index.ts';
 import { makePrivateDir, userCacheDir } from '../kernel/paths.ts';
 import { UnsafeFile, openPrivateFile } from '../kernel/private-file.ts';
 import * as errors from '../kernel/errors.ts';
+import { wrapCommonJs } from './wrap.ts';
 
 /** Set by the esbuild build (bin/build.ts); absent when the TypeScript source runs under vitest. */
 declare const __KEYBROKER_BUNDLE__: { keyringAsset: string; keyringHash: string } | undefined;
@@ -82,9 +83,7 @@ function loadBundledChunk(name: string, debug: (message: string) => void): unkno
 }
 
 /** The function a chunk's CommonJS code runs in; bin/build.ts makes the code cache from the same text. */
-export function wrapChunk(code: string): string {
-  return `(function (exports, require, module, __filename, __dirname) {${code}\n})`;
-}
+export const wrapChunk = wrapCommonJs;
 
 /** Runs a wrapped chunk; its `require('keybroker:errors')` gets `hostErrors`, anything else a built-in. */
 export function runChunk(script: vm.Script, file: string, hostErrors: unknown): unknown {

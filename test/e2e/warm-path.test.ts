@@ -51,3 +51,15 @@ it('serves a fresh cached key without loading node:crypto or node:child_process'
   expect(cold.result.code).toBe(7);
   expect(cold.loads.crypto).toBe(true);
 });
+
+// Node's own code cache holds only what compiling the program's top level compiles; the build runs
+// a warm get with the program and embeds the cache of everything that ran (bin/train-code-cache.ts),
+// which bin/boot.ts hands to V8: a cache V8 rejects would silently cost the hot path its compiling.
+it('the binary runs its program with the code cache its build made after a warm get, and V8 accepts it', async () => {
+  const home = makeTestHome(awsConfig(`http://127.0.0.1:${await closedPort()}`, { cache: { backend: 'file', refreshAfter: '1h' } }), fs.mkdtempSync(path.join(dir, 'home-')));
+  const profile = loadConfig({ env: home.env() }).profile;
+  await fileCache(path.join(home.dir, '.cache/keybroker/keys')).write(cacheAccount(profile), serializeEntry({ key: 'sk-test-warm-path', version: 'v1', secret: 'claude-code/keys/x', fetchedAt: Date.now() }));
+  const result = await runBinary([], { env: home.env({ KEYBROKER_DEBUG: '1' }) });
+  expect(result).toMatchObject({ code: 0, stdout: 'sk-test-warm-path' });
+  expect(result.stderr.split('\n')[0]).toMatch(/^keybroker: debug: the program runs with the code cache its build made after a warm get \(\d+ KiB\)$/);
+});
