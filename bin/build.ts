@@ -13,6 +13,7 @@ import vm from 'node:vm';
 import * as esbuild from 'esbuild';
 import { storeTypes } from '../providers/index.ts';
 import { runChunk, wrapChunk } from '../src/loader/chunks.ts';
+import { TRAINING_FLAGS } from '../src/loader/wrap.ts';
 import * as errors from '../src/kernel/errors.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -147,7 +148,7 @@ function writeCodeCache(chunk: string): void {
  * child of this Node: holds every function the hot path calls, not only the top level.
  */
 function trainProgramCache(): void {
-  const printed = execFileSync(process.execPath, [path.join(root, 'bin', 'train-code-cache.ts'), programFile, programFile.replace(/\.cjs$/, '.cache')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const printed = execFileSync(process.execPath, [...TRAINING_FLAGS, path.join(root, 'bin', 'train-code-cache.ts'), programFile, programFile.replace(/\.cjs$/, '.cache')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (printed !== 'sk-test-train-code-cacheeyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0cmFpbiJ9.sig-test-train') throw new Error(`bin/train-code-cache.ts printed ${printed.length} bytes, not its two cached test credentials: a warm get it trains on failed`);
 }
 

@@ -14,8 +14,10 @@ import { loadConfig } from '../src/config/config.ts';
 import { keyFilesDir } from '../src/kernel/paths.ts';
 import { wrapCommonJs } from '../src/loader/wrap.ts';
 
-const [bundle, out] = process.argv.slice(2);
-if (!bundle || !out) throw new Error('usage: node bin/train-code-cache.ts BUNDLE OUT');
+const [bundleArg, outArg] = process.argv.slice(2);
+if (!bundleArg || !outArg) throw new Error('usage: node bin/train-code-cache.ts BUNDLE OUT');
+const bundle = path.resolve(bundleArg);
+const out = path.resolve(outArg);
 
 const home = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-train-'));
 process.on('exit', () => fs.rmSync(home, { recursive: true, force: true }));
@@ -43,7 +45,8 @@ for (const [name, key] of Object.entries(cached)) {
 
 // The program as the executable runs it: same wrapper text, its argv and environment, once per
 // profile kind; the cache holds every function either run compiled.
-const script = new vm.Script(wrapCommonJs(fs.readFileSync(bundle, 'utf8')), { filename: bundle });
+// A fixed filename: the cache records it, and a release must not depend on the folder it was built in.
+const script = new vm.Script(wrapCommonJs(fs.readFileSync(bundle, 'utf8')), { filename: 'keybroker.cjs' });
 const program = script.runInThisContext() as (...args: unknown[]) => void;
 const require = (await import('node:module')).createRequire(bundle);
 process.env = env;

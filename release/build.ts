@@ -19,6 +19,7 @@ import { sign, verify } from './macho.ts';
 import { embeddedNodeVersion } from './inspect.ts';
 import { hostTarget, pinnedFile, readPins, root, sourceDateEpoch, TARGETS, type Target } from './fetch.ts';
 import { PACKAGE_KINDS, type PackageKind, writePackages } from './packages.ts';
+import { TRAINING_FLAGS } from '../src/loader/wrap.ts';
 
 const started = Date.now();
 const flags = parseArgs({ options: { targets: { type: 'string' }, packages: { type: 'string' }, out: { type: 'string' }, 'keep-work': { type: 'boolean' } } }).values;
@@ -61,14 +62,17 @@ for (const target of targets) {
   const addon = pinnedFile(pins.keyring.targets[target], pins.keyring.version, path.join(dir, 'addon'));
   run(process.execPath, ['bin/build.ts', '--out', bundle, '--keyring', addon, '--bundle-only']);
   const inBundle = (file: string): string => path.join(bundle, path.relative('dist', file));
-  const useCodeCache = target === host;
+  // Code caches (the program's, trained; each chunk's) only where this machine's Node is the target's.
+  const withCodeCaches = target === host;
   const assets: Record<string, string> = {};
   for (const [asset, file] of Object.entries(seaConfig.assets)) assets[asset] = inBundle(file);
-  if (useCodeCache) {
+  if (withCodeCaches) {
     // The program's cache is made by running a warm get with it (bin/train-code-cache.ts), each chunk's by running its top level.
-    const chunks = Object.entries(assets).filter(([asset, file]) => file.endsWith('.cjs') && asset !== PROGRAM_ASSET).map(([, file]) => file);
-    run(hostNode, [path.join(root, 'release', 'code-cache.ts'), ...chunks]);
-    run(hostNode, [path.join(root, 'bin', 'train-code-cache.ts'), assets[PROGRAM_ASSET]!, assets[PROGRAM_ASSET]!.replace(/\.cjs$/, '.cache')]);
+    // Named relative to the bundle: a chunk's cache records the path it was given (measured), and must
+    // not depend on the folder the release is built in.
+    const chunks = Object.entries(assets).filter(([asset, file]) => file.endsWith('.cjs') && asset !== PROGRAM_ASSET).map(([, file]) => path.relative(bundle, file));
+    run(hostNode, [...TRAINING_FLAGS, path.join(root, 'release', 'code-cache.ts'), ...chunks], { cwd: bundle });
+    run(hostNode, [...TRAINING_FLAGS, path.join(root, 'bin', 'train-code-cache.ts'), assets[PROGRAM_ASSET]!, assets[PROGRAM_ASSET]!.replace(/\.cjs$/, '.cache')]);
     for (const [asset, file] of Object.entries(assets)) if (asset.endsWith('.cjs')) assets[asset.replace(/\.cjs$/, '.cache')] = file.replace(/\.cjs$/, '.cache');
   }
   const node = pinnedFile(pins.node.targets[target], pins.node.version, path.join(dir, 'node'));
@@ -90,14 +94,14 @@ for (const target of targets) {
   if (target === 'win-x64') {
     // PE: blob, then postject, the way measured under wine (FIELD-NOTES).
     const blob = path.join(dir, 'keybroker.blob');
-    fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: path.relative(dir, inBundle(seaConfig.main)), output: blob, assets, useCodeCache, useSnapshot: false }, null, 2));
+    fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: path.relative(dir, inBundle(seaConfig.main)), output: blob, assets, useSnapshot: false }, null, 2));
     run(hostNode, ['--experimental-sea-config', config], { cwd: dir });
     fs.copyFileSync(executable, exe);
     run(process.execPath, [postject, exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2']);
   } else {
     // ELF and Mach-O: Node's own builder (26), blob and injection in one step, several times faster
     // than postject on a Mach-O; it drops Apple's signature, which would no longer match (signed below).
-    fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: path.relative(dir, inBundle(seaConfig.main)), executable, output: exe, assets, useCodeCache, useSnapshot: false }, null, 2));
+    fs.writeFileSync(config, JSON.stringify({ ...seaConfig, main: path.relative(dir, inBundle(seaConfig.main)), executable, output: exe, assets, useSnapshot: false }, null, 2));
     run(hostNode, ['--build-sea', config], { cwd: dir });
   }
   fs.chmodSync(exe, 0o755);
