@@ -14,7 +14,13 @@ try {
 } catch {
   // A build that made none (a release for another platform: a code cache only fits the Node that made it).
 }
-const program = new vm.Script(wrapCommonJs(sea.getAsset('keybroker.cjs', 'utf8')), { filename: __filename, ...(cachedData ? { cachedData } : {}) });
+// The program's own `import('node:…')` (what loads only when a command needs it) resolves as in any
+// main script: through Node's default loader.
+const program = new vm.Script(wrapCommonJs(sea.getAsset('keybroker.cjs', 'utf8')), {
+  filename: __filename,
+  importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  ...(cachedData ? { cachedData } : {}),
+});
 if (!cachedData) debug('the program runs without a code cache (this build made none): compiled as it runs');
 else if (program.cachedDataRejected) debug('the code cache of the program was rejected (made by another Node?): compiled as it runs');
 else debug(`the program runs with the code cache its build made after a warm get (${Math.round(cachedData.length / 1024)} KiB)`);

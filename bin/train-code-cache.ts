@@ -46,7 +46,7 @@ for (const [name, key] of Object.entries(cached)) {
 // The program as the executable runs it: same wrapper text, its argv and environment, once per
 // profile kind; the cache holds every function either run compiled.
 // A fixed filename: the cache records it, and a release must not depend on the folder it was built in.
-const script = new vm.Script(wrapCommonJs(fs.readFileSync(bundle, 'utf8')), { filename: 'keybroker.cjs' });
+const script = new vm.Script(wrapCommonJs(fs.readFileSync(bundle, 'utf8')), { filename: 'keybroker.cjs', importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
 const program = script.runInThisContext() as (...args: unknown[]) => void;
 const require = (await import('node:module')).createRequire(bundle);
 process.env = env;
