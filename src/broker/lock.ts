@@ -162,12 +162,16 @@ function takeOverIfAbandoned(file: string): boolean {
   }
   const { text, stat } = lock;
   const holder = parseHolder(text);
-  // A modification time ahead of the clock (the clock was set back) says nothing about the age: not young.
-  const age = Date.now() - stat.mtimeMs;
-  const young = age >= 0 && age < 1_000;
+  // A modification time up to a second ahead of Date.now() is the clocks' granularity (mtime has
+  // sub-millisecond precision, Date.now() whole ones: a lock looked at within the millisecond it was
+  // made is "ahead"); further ahead, the clock was set back and the age says nothing: not young.
+  const ahead = stat.mtimeMs - Date.now();
+  const age = ahead > 1_000 ? undefined : Math.max(0, -ahead);
+  const young = age !== undefined && age < 1_000;
   // An empty file is a holder between open and write: give it a moment before calling it dead.
   if (!holder && young) return false;
-  if (holder && age >= 0 && age < LOCK_MAX_AGE_MS && holderAlive(holder)) return false;
+  // A holder that is alive keeps its lock, up to the maximum age (older, its pid may have been reused).
+  if (holder && (age === undefined || age < LOCK_MAX_AGE_MS) && holderAlive(holder)) return false;
   const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.stale`;
   try {
     fs.renameSync(file, aside);
