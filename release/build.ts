@@ -2,7 +2,7 @@
 // keychain-addon tarballs pinned in release/pins.json (checked by integrity before use). For each
 // target: the bundles (bin/build.ts --bundle-only, with that target's addon), then the pinned Node
 // of this machine's target (the same version as every target's) builds the single executable from
-// the target's pinned Node with `--build-sea` (a code cache only for the target this machine is);
+// the target's pinned Node with `--build-sea` (no V8 code cache: it is not byte-reproducible);
 // Linux binaries are stripped, Windows' has Node's Authenticode signature removed and is optionally
 // re-signed, macOS' are ad-hoc signed and verified (release/macho.ts). Then the archives,
 // packages, SBOM, Homebrew formula, winget manifest and SHA256SUMS (release/packages.ts).
@@ -59,14 +59,12 @@ for (const target of targets) {
   const addon = pinnedFile(pins.keyring.targets[target], pins.keyring.version, path.join(dir, 'addon'));
   run(process.execPath, ['bin/build.ts', '--out', bundle, '--keyring', addon, '--bundle-only']);
   const inBundle = (file: string): string => path.join(bundle, path.relative('dist', file));
-  const useCodeCache = target === host;
+  // No V8 code cache in any release binary, not even this machine's target: V8's cached data is not
+  // byte-reproducible (two builds of linux-x64 with one differed in 8.6 million bytes), and a
+  // release must be the same bytes for the same commit. dist/keybroker (bin/build.ts) keeps its own.
+  const useCodeCache = false;
   const assets: Record<string, string> = {};
   for (const [asset, file] of Object.entries(seaConfig.assets)) assets[asset] = inBundle(file);
-  if (useCodeCache) {
-    const chunks = Object.values(assets).filter((file) => file.endsWith('.cjs'));
-    run(hostNode, [path.join(root, 'release', 'code-cache.ts'), ...chunks]);
-    for (const [asset, file] of Object.entries(assets)) if (asset.endsWith('.cjs')) assets[asset.replace(/\.cjs$/, '.cache')] = file.replace(/\.cjs$/, '.cache');
-  }
   const node = pinnedFile(pins.node.targets[target], pins.node.version, path.join(dir, 'node'));
   // The Node the SEA is made of: for Windows without Node's Authenticode signature (invalid once the
   // blob is in; osslsigncode re-signs below), for Linux stripped (94 -> 86 MiB; llvm-strip knows arm64).
