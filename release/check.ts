@@ -3,8 +3,9 @@
 //   SHA256SUMS (sha256sum -c), `file` on each binary, the same pinned Node in all five, the macOS
 //   signatures (release/macho.ts), linux-x64 run here and linux-arm64 under qemu-user (--version,
 //   NODE_OPTIONS ignored), the .deb installed with dpkg into a scratch root (amd64 run there), the
-//   .rpm headers, the .msi's tables (msiinfo, when msitools is installed), and keybroker-win-x64.exe
-//   under wine when KEYBROKER_WINE names a wine >= 10 (Debian 12's wine 8 cannot run Node >= 24).
+//   .rpm headers, the .msi's tables (msiinfo); a second full build from the same commit compared
+//   byte for byte with the first (--no-rebuild skips it); and keybroker-win-x64.exe and the .msi
+//   under wine 10 from a Debian 13 root (release/wine-check.ts; --no-wine skips it).
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,8 +14,9 @@ import { parseArgs } from 'node:util';
 import { readPins, root, TARGETS } from './fetch.ts';
 import { embeddedNodeVersion } from './inspect.ts';
 import { verify } from './macho.ts';
+import { checkUnderWine } from './wine-check.ts';
 
-const flags = parseArgs({ options: { build: { type: 'boolean' }, out: { type: 'string' } } }).values;
+const flags = parseArgs({ options: { build: { type: 'boolean' }, out: { type: 'string' }, 'no-wine': { type: 'boolean' }, 'no-rebuild': { type: 'boolean' } } }).values;
 const out = path.resolve(root, flags.out ?? 'dist/release');
 const pins = readPins();
 const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
@@ -102,17 +104,40 @@ for (const arch of ['x86_64', 'aarch64']) {
   const files = sh('rpm', ['-qlp', `keybroker-${version}-1.${arch}.rpm`]);
   check(`rpm -qp keybroker-${version}-1.${arch}.rpm: ${rpm.stdout.trim()}: ${files.stdout.trim()}`, rpm.stdout.trim() === `keybroker ${version} ${arch}` && files.stdout.trim() === '/usr/bin/keybroker', rpm.stderr);
 }
-if (sh('sh', ['-c', 'command -v msiinfo']).status === 0) {
-  const tables = sh('msiinfo', ['export', `keybroker-${version}-x64.msi`, 'File']);
-  check(`msiinfo: the .msi installs keybroker.exe`, tables.status === 0 && tables.stdout.includes('keybroker.exe'), tables.stderr);
-} else skip('the .msi tables (apt: msitools)');
+const tables = sh('msiinfo', ['export', `keybroker-${version}-x64.msi`, 'File']);
+check(`msiinfo: the .msi installs keybroker.exe`, tables.status === 0 && tables.stdout.includes('keybroker.exe'), tables.stderr);
 
-const wine = process.env['KEYBROKER_WINE'];
-if (wine) {
-  const result = sh(wine, [path.join(out, 'keybroker-win-x64.exe'), '--version'], { ...process.env, WINEDEBUG: '-all' });
-  check(`wine: keybroker-win-x64.exe --version: "${result.stdout.trim()}"`, result.status === 0 && result.stdout.replace(/\r/g, '') === `keybroker ${version}\n`, result.stderr.slice(-500));
+// The same commit builds the same bytes: a second full build, every file compared with the first.
+if (flags['no-rebuild']) {
+  skip('a second build compared byte for byte (--no-rebuild): nothing here shows that this commit builds the same bytes again');
 } else {
-  skip('keybroker-win-x64.exe under wine: set KEYBROKER_WINE to a wine >= 10 (a Debian 13 root: FIELD-NOTES "Cross-platform builds")');
+  const again = `${out}.again`;
+  try {
+    const started = Date.now();
+    // Dated like the first build (every file of it carries SOURCE_DATE_EPOCH as its mtime), so a later
+    // commit that changes nothing built (a README edit) still compares equal.
+    const epoch = process.env['SOURCE_DATE_EPOCH'] ?? String(Math.round(fs.statSync(path.join(out, 'SHA256SUMS')).mtimeMs / 1000));
+    execFileSync(process.execPath, ['release/build.ts', '--out', again], { cwd: root, env: { ...process.env, SOURCE_DATE_EPOCH: epoch }, stdio: ['ignore', 'ignore', 'inherit'] });
+    const files = fs.readdirSync(out).sort();
+    const different = files.filter((file) => !fs.existsSync(path.join(again, file)) || !fs.readFileSync(path.join(out, file)).equals(fs.readFileSync(path.join(again, file))));
+    const extra = fs.readdirSync(again).filter((file) => !files.includes(file));
+    check(
+      `a second build (${((Date.now() - started) / 1000).toFixed(0)} s) is byte-identical: ${files.length - different.length} of ${files.length} files`,
+      different.length === 0 && extra.length === 0,
+      `different: ${[...different, ...extra].join(', ')} (was ${path.relative(root, out)} built from this code? --build rebuilds it)`,
+    );
+  } catch (error) {
+    fail(`a second build: ${(error as Error).message}`);
+  } finally {
+    fs.rmSync(again, { recursive: true, force: true });
+    fs.rmSync(`${again}.work`, { recursive: true, force: true });
+  }
+}
+
+if (flags['no-wine']) {
+  skip('keybroker-win-x64.exe and the .msi under wine (--no-wine): the Windows binary, its Credential Manager cache and its installer are then not run at all before release');
+} else {
+  await checkUnderWine(out, version, { check });
 }
 skip('running the macOS binaries and notarization: no Mac here (.github/workflows/release.yml does both)');
 console.log(failures ? `${failures} check(s) failed` : 'all checks passed');

@@ -1,7 +1,7 @@
 // Everything around the binaries in dist/release/: archives, .deb, .rpm, .msi, the CycloneDX SBOM,
 // a Homebrew formula and a winget manifest carrying the SHA-256s, and SHA256SUMS over every file.
 // Every file is dated SOURCE_DATE_EPOCH and archived in a fixed order with fixed owners, so the same
-// commit gives the same bytes (the .msi is the exception: see msi()).
+// commit gives the same bytes (the .msi too: see msi()).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -200,12 +200,21 @@ function listFiles(dir: string, prefix = ''): string[] {
 /**
  * The Windows installer (wixl, from Debian): keybroker.exe into Program Files\keybroker, per
  * machine, a newer version replacing an older one. wixl cannot edit PATH, which Claude Code's
- * apiKeyHelper (an absolute path) does not need. wixl stamps the MSI's summary with the build
- * time, so two builds differ in those bytes (the payload does not).
+ * apiKeyHelper (an absolute path) does not need.
+ *
+ * Reproducible: the cabinet records the file's modification time (set to SOURCE_DATE_EPOCH);
+ * wixl stamps the summary's Created/Last saved with the clock and draws a random
+ * package code (the summary's revision number; it ignores Package/@Id). So wixl runs under
+ * faketime with the clock frozen at SOURCE_DATE_EPOCH, and msibuild (msitools) then writes the
+ * summary again with a package code derived from what the package holds (Windows Installer treats
+ * two packages with one code as the same package, so it changes whenever a byte of the input does).
  */
-function msi(dir: string, binary: string, version: string, productCode: string, file: string, env: NodeJS.ProcessEnv): void {
+export function msi(dir: string, binary: string, version: string, productCode: string, file: string, env: NodeJS.ProcessEnv): void {
   fs.mkdirSync(dir, { recursive: true });
   fs.copyFileSync(binary, path.join(dir, 'keybroker.exe'));
+  const epoch = env['SOURCE_DATE_EPOCH'] ?? '315532800';
+  // The cabinet records each file's modification time.
+  fs.utimesSync(path.join(dir, 'keybroker.exe'), Number(epoch), Number(epoch));
   const wxs = path.join(dir, 'keybroker.wxs');
   fs.writeFileSync(
     wxs,
@@ -229,7 +238,12 @@ function msi(dir: string, binary: string, version: string, productCode: string, 
 </Wix>
 `,
   );
-  run('wixl', ['--arch', 'x64', '-o', file, wxs], { cwd: dir, env });
+  // faketime's absolute form without '@' freezes the clock (with '@' it would tick from there).
+  const frozen = new Date(Number(epoch) * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
+  const timeEnv = { ...env, TZ: 'UTC' };
+  run('faketime', ['-f', frozen, 'wixl', '--arch', 'x64', '-o', file, wxs], { cwd: dir, env: timeEnv });
+  const packageCode = stableGuid(`keybroker-msi-package-${createHash('sha256').update(fs.readFileSync(wxs)).update(fs.readFileSync(binary)).digest('hex')}`);
+  run('faketime', ['-f', frozen, 'msibuild', file, '-s', DESCRIPTION.split(':')[0]!, 'keybroker', 'x64;1033', `{${packageCode}}`], { cwd: dir, env: timeEnv });
 }
 
 /** npm's CycloneDX SBOM of the shipped dependencies, plus the Node runtime and addon each binary embeds. */

@@ -54,7 +54,8 @@ export const SYSTEM_TOOLS: SystemTool[] = [
   { command: 'dpkg-deb', apt: ['dpkg'], neededBy: 'the .deb packages', testsNeedIt: true },
   { command: 'zip', apt: ['zip'], neededBy: 'the Windows .zip', testsNeedIt: true },
   { command: 'file', apt: ['file'], neededBy: "checking each binary's platform", testsNeedIt: true },
-  { command: 'msiinfo', apt: ['msitools'], neededBy: "npm run release:check's look at the .msi tables", testsNeedIt: false },
+  { command: 'msibuild', apt: ['msitools'], neededBy: "the .msi's summary rewritten with a derived package code (reproducible), and msiinfo reading it", testsNeedIt: true },
+  { command: 'faketime', apt: ['faketime'], neededBy: 'wixl run with its clock frozen at SOURCE_DATE_EPOCH (a reproducible .msi)', testsNeedIt: true },
 ];
 
 export const NO_INSTALL_VARIABLE = 'KEYBROKER_TEST_NO_INSTALL';
