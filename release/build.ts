@@ -2,7 +2,7 @@
 // keychain-addon tarballs pinned in release/pins.json (checked by integrity before use). For each
 // target: the bundles (bin/build.ts --bundle-only, with that target's addon), then the pinned Node
 // of this machine's target (the same version as every target's) builds the single executable from
-// the target's pinned Node with `--build-sea` (no V8 code cache: it is not byte-reproducible);
+// the target's pinned Node with `--build-sea` (V8 code caches only for the target this machine is, made reproducibly);
 // Linux binaries are stripped, Windows' has Node's Authenticode signature removed and is optionally
 // re-signed, macOS' are ad-hoc signed and verified (release/macho.ts). Then the archives,
 // packages, SBOM, Homebrew formula, winget manifest and SHA256SUMS (release/packages.ts).
