@@ -4,7 +4,7 @@
 // gateway's key API) has its own rate gate: every call to it, each retry included, takes a slot;
 // a throttle pauses that service's calls for the wait asked and caps its rate at 0.85 of the rate
 // it was accepting just before (never at the rate it refused), raised 5% a minute while nothing is
-// throttled, up to 0.95 of that accepted rate. A failed row or an interrupt stops new rows; rows in
+// throttled, up to 0.9 of that accepted rate. A failed row or an interrupt stops new rows; rows in
 // flight finish, so the report is exact.
 import { retryAfterMs as retryAfterOf, throttledError, type Pace } from '../kernel/retry.ts';
 import type { Provider } from '../../providers/provider.ts';
@@ -45,7 +45,7 @@ const DECREASE_WINDOW_MS = 1_000;
 /** The rate a service was accepting: its calls answered well over this much time. */
 const ACCEPTED_WINDOW_MS = 2_000;
 const CAP_OF_ACCEPTED = 0.85;
-const PROBE_LIMIT_OF_ACCEPTED = 0.95;
+const PROBE_LIMIT_OF_ACCEPTED = 0.9;
 const PROBE_AFTER_MS = 60_000;
 const MAX_THROTTLED_ATTEMPTS = 12;
 
@@ -75,7 +75,7 @@ export class RateGate {
   private lastThrottle = -Infinity;
   private lastProbe = -Infinity;
   private nextSlot = 0;
-  /** The cap never probes above this (0.95 of the rate accepted when the cap was set). */
+  /** The cap never probes above this (0.9 of the rate answered when the cap was set): jitter in when calls arrive stays under the limit. */
   private probeLimit = Infinity;
   /** Completion times of recent calls the service answered (not refused). */
   private readonly accepted: number[] = [];

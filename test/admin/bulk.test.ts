@@ -86,7 +86,7 @@ describe('the bulk limiter', () => {
     expect(now - before).toBe(0);
   });
 
-  it('raises a cap 5% a minute while nothing is throttled, never above 0.95 of the rate accepted', async () => {
+  it('raises a cap 5% a minute while nothing is throttled, never above 0.9 of the rate answered', async () => {
     let now = 0;
     const limiter = new BulkLimiter(8, { now: () => now, sleep: async (ms) => void (now += ms) });
     for (let index = 0; index < 40; index++) await limiter.store.call(async () => void (now += 50));
@@ -98,7 +98,7 @@ describe('the bulk limiter', () => {
       await limiter.store.call(async () => 'ok');
     }
     expect(limiter.state.store.rateCap).toBeGreaterThan(first);
-    expect(limiter.state.store.rateCap).toBeLessThanOrEqual(19);
+    expect(limiter.state.store.rateCap).toBeCloseTo(18, 5);
   });
 
   it('gives up on a call that is not throttled at once, and on one throttled 12 times', async () => {
