@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 export interface RateProxy {
   url: string;
   /** throttledAfterFirst: refusals after the first; afterReaction: those more than a second after it (the calls already in flight then are the client's reaction time). */
-  stats(): { calls: number; accepted: number; throttled: number; throttledAfterFirst: number; afterReaction: number };
+  stats(): { calls: number; accepted: number; throttled: number; throttledAfterFirst: number; afterReaction: number; refusedAtSeconds: number[] };
   reset(): void;
   setRate(perSecond: number | undefined): void;
   stop(): Promise<void>;
@@ -30,6 +30,7 @@ export async function startRateProxy(targetPorts: number[], options: { latencyMs
   let accepted = 0;
   let throttled = 0;
   let throttleTimes: number[] = [];
+  let since = Date.now();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
   function forward(request: http.IncomingMessage, response: http.ServerResponse, body: Buffer): void {
@@ -109,10 +110,19 @@ export async function startRateProxy(targetPorts: number[], options: { latencyMs
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    stats: () => ({ calls, accepted, throttled, throttledAfterFirst: Math.max(0, throttled - 1), afterReaction: throttleTimes.filter((at) => at - throttleTimes[0]! > 1_000).length }),
+    stats: () => ({
+      calls,
+      accepted,
+      throttled,
+      throttledAfterFirst: Math.max(0, throttled - 1),
+      afterReaction: throttleTimes.filter((at) => at - throttleTimes[0]! > 1_000).length,
+      // When each refusal came, from the last reset: one burst of calls already in flight, or refusals all along.
+      refusedAtSeconds: throttleTimes.slice(0, 50).map((at) => Math.round((at - since) / 100) / 10),
+    }),
     reset: () => {
       calls = accepted = throttled = 0;
       throttleTimes = [];
+      since = Date.now();
     },
     setRate: (rate) => void (perSecond = rate),
     stop: () =>

@@ -3,9 +3,9 @@
 // halves on a throttle (AIMD), up to the `--concurrency N` ceiling. Each service (the store, the
 // gateway's key API) has its own rate gate: every call to it, each retry included, takes a slot;
 // a throttle pauses that service's calls for the wait asked and caps its rate at 0.85 of the rate
-// it was accepting just before (never at the rate it refused), raised 5% a minute while nothing is
-// throttled, up to 0.9 of that accepted rate. A failed row or an interrupt stops new rows; rows in
-// flight finish, so the report is exact.
+// it was answering just before (never at the rate it refused); the cap only goes down within a run
+// (a probe back up is a refusal when the quota did not move). A failed row or an interrupt stops
+// new rows; rows in flight finish, so the report is exact.
 import { retryAfterMs as retryAfterOf, throttledError, type Pace } from '../kernel/retry.ts';
 import type { Provider } from '../../providers/provider.ts';
 import type { KeyIssuer } from '../gateway/key-issuer.ts';
@@ -45,8 +45,6 @@ const DECREASE_WINDOW_MS = 1_000;
 /** The rate a service was accepting: its calls answered well over this much time. */
 const ACCEPTED_WINDOW_MS = 2_000;
 const CAP_OF_ACCEPTED = 0.85;
-const PROBE_LIMIT_OF_ACCEPTED = 0.9;
-const PROBE_AFTER_MS = 60_000;
 const MAX_THROTTLED_ATTEMPTS = 12;
 
 export interface GateState {
@@ -72,11 +70,7 @@ type Clock = { now: () => number; sleep: (ms: number) => Promise<void> };
 export class RateGate {
   readonly state: GateState = { rateCap: undefined, throttles: 0, pausedUntil: 0 };
   private lastDecrease = -Infinity;
-  private lastThrottle = -Infinity;
-  private lastProbe = -Infinity;
   private nextSlot = 0;
-  /** The cap never probes above this (0.9 of the rate answered when the cap was set): jitter in when calls arrive stays under the limit. */
-  private probeLimit = Infinity;
   /** Completion times of recent calls the service answered (not refused). */
   private readonly accepted: number[] = [];
 
@@ -89,7 +83,6 @@ export class RateGate {
   throttled(waitMs = 0): void {
     const now = this.clock.now();
     this.state.throttles++;
-    this.lastThrottle = now;
     this.state.pausedUntil = Math.max(this.state.pausedUntil, now + waitMs);
     this.onThrottle(now);
     if (now - this.lastDecrease < DECREASE_WINDOW_MS) return;
@@ -101,7 +94,6 @@ export class RateGate {
     const accepting = (recent.length - 1) / Math.max(0.5, (recent.at(-1)! - recent[0]!) / 1_000);
     const cap = Math.max(1, accepting * CAP_OF_ACCEPTED);
     this.state.rateCap = this.state.rateCap === undefined ? cap : Math.min(this.state.rateCap, cap);
-    this.probeLimit = Math.max(this.state.rateCap, accepting * PROBE_LIMIT_OF_ACCEPTED);
   }
 
   /** One call: sent when a slot is free under the rate cap, sent again while throttled. */
@@ -134,10 +126,6 @@ export class RateGate {
 
   private async slot(): Promise<void> {
     let now = this.clock.now();
-    if (this.state.rateCap !== undefined && now - this.lastThrottle > PROBE_AFTER_MS && now - this.lastProbe > PROBE_AFTER_MS) {
-      this.lastProbe = now;
-      this.state.rateCap = Math.min(this.probeLimit, this.state.rateCap * 1.05);
-    }
     if (this.state.pausedUntil > now) {
       await this.clock.sleep(this.state.pausedUntil - now);
       now = this.clock.now();
