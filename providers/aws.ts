@@ -48,6 +48,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       return await withStoreRetry(send, {
         budgetMs: context.timeoutMs,
         ...(classify ? { classify } : {}),
+        ...(context.paceCall ? { pace: context.paceCall } : {}),
         onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
       });
     } catch (error) {
@@ -79,19 +80,38 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
 
     async write(name, value, options) {
       const tags: Tag[] = Object.entries(options.labels).map(([Key, Value]) => ({ Key, Value }));
+      const create = () =>
+        call('CreateSecret', name, (abortSignal) =>
+          secrets
+            .send(
+              new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ClientRequestToken: randomUUID(), ...(options.description ? { Description: options.description } : {}) }),
+              { abortSignal },
+            )
+            // Only with `known: {exists: false}`: the secret is there after all (created since, or scheduled for deletion).
+            .catch((error: unknown): typeof EXISTS => {
+              if (options.known?.exists === false && existsAlready(error)) return EXISTS;
+              throw error;
+            }),
+        );
       let existing: { DeletedDate?: Date } | undefined;
-      try {
-        existing = await call('DescribeSecret', name, (abortSignal) => secrets.send(new DescribeSecretCommand({ SecretId: name }), { abortSignal }));
-      } catch (error) {
-        if (!(error instanceof SecretNotFound)) throw error;
+      if (options.known?.exists === true) {
+        // A read just returned its value: it exists and is not scheduled for deletion.
+        existing = {};
+      } else if (options.known?.exists === false) {
+        // A read just said "not found": create it, without a DescribeSecret first.
+        const created = await create();
+        if (created !== EXISTS) return { version: created.VersionId ?? 'unknown', created: true };
       }
       if (!existing) {
-        const created = await call('CreateSecret', name, (abortSignal) =>
-          secrets.send(
-            new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ClientRequestToken: randomUUID(), ...(options.description ? { Description: options.description } : {}) }),
-            { abortSignal },
-          ),
-        );
+        try {
+          existing = await call('DescribeSecret', name, (abortSignal) => secrets.send(new DescribeSecretCommand({ SecretId: name }), { abortSignal }));
+        } catch (error) {
+          if (!(error instanceof SecretNotFound)) throw error;
+        }
+      }
+      if (!existing) {
+        const created = await create();
+        if (created === EXISTS) throw new StoreUnreachable(`${where} answered CreateSecret for "${name}" with "already exists" right after DescribeSecret said it does not`, 'run the same command again');
         return { version: created.VersionId ?? 'unknown', created: true };
       }
       // A soft-revoked secret (scheduled for deletion) is restored first: re-provisioning a developer.
@@ -142,6 +162,14 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       );
     },
   };
+}
+
+/** CreateSecret's answer when the name is taken: by a live secret, or by one scheduled for deletion. */
+const EXISTS: unique symbol = Symbol('exists');
+
+function existsAlready(error: unknown): boolean {
+  const { name, message } = error as { name?: string; message?: string };
+  return name === 'ResourceExistsException' || (name === 'InvalidRequestException' && /scheduled for deletion|marked for deletion|deleted/i.test(message ?? ''));
 }
 
 /** `{user}` from a caller ARN: an IAM user's name, a role session's name, a federated user's name. */

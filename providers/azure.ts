@@ -209,6 +209,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
       return await withStoreRetry(run, {
         budgetMs: context.timeoutMs,
         classify,
+        ...(context.paceCall ? { pace: context.paceCall } : {}),
         onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
       });
     } catch (error) {

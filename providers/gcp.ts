@@ -80,18 +80,19 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
    * profile's timeout with its retries and token refresh. Calls that are not idempotent pass `throttlingOnly`.
    */
   async function call<T>(what: string, secret: string | undefined, work: (session: Session, options: CallOptions) => Promise<T>, classify: (error: unknown) => RetryClass = classifyStoreError): Promise<T> {
-    const started = Date.now();
-    const attempt = async () => {
+    const attempt = async (_signal: AbortSignal, _number: number, remainingMs: number) => {
       const current = open();
+      const started = Date.now();
       // The token first: a login problem then says so, rather than surfacing as a gRPC metadata failure.
       await (await current.auth.getClient()).getAccessToken();
-      const remaining = Math.max(1, context.timeoutMs - (Date.now() - started));
+      const remaining = Math.max(1, remainingMs - (Date.now() - started));
       return work(current, { timeout: remaining, retry: null });
     };
     try {
       return await withStoreRetry(attempt, {
         budgetMs: context.timeoutMs,
         classify,
+        ...(context.paceCall ? { pace: context.paceCall } : {}),
         onRetry: ({ attempt: number, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`)),
       });
     } catch (error) {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as v from 'valibot';
 import type { StoreType } from './index.ts';
 import { ConfigError, StoreUnreachable } from '../src/kernel/errors.ts';
-import { markThrottled } from '../src/kernel/retry.ts';
+import { markThrottled, type Pace } from '../src/kernel/retry.ts';
 
 /** A profile's `store` section: the type, and the fields that type's provider validates (its `storeSchema`). */
 export type StoreConfig = { type: StoreType; [field: string]: unknown };
@@ -45,6 +45,13 @@ export interface WriteOptions {
   /** Labels/tags where the store has them (`managed-by: keybroker`, `keybroker-user: alice`). */
   labels: Record<string, string>;
   description?: string;
+  /**
+   * What a read just before this write found (import and rotate read the current value first):
+   * `exists: true`, the read returned a value; `exists: false`, it answered SecretNotFound (which
+   * includes a secret scheduled for deletion). A store may skip its own existence check with it,
+   * and must still be right when the secret changed since (fall back to checking). Absent: it checks.
+   */
+  known?: { exists: boolean };
 }
 
 export interface WriteResult {
@@ -85,6 +92,12 @@ export interface ProviderContext {
   debug(message: string): void;
   /** Told each time the store throttles a call (before the retry policy waits), for bulk admin actions to slow down. */
   onThrottle?(waitMs: number): void;
+  /**
+   * Bulk admin actions: every call to the store, each retry included, is sent through this (the
+   * action's limiter: a slot under the store's learned rate, throttled calls sent again after the
+   * wait). A provider passes it to withStoreRetry as `pace`.
+   */
+  paceCall?: Pace;
 }
 
 /** What each providers/<type>.ts exports. */

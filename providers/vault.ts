@@ -173,6 +173,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
           budgetMs: Math.max(1, call.endsAt - Date.now()),
           // A write the server may have applied (a reset, a 5xx) is not sent twice; a throttled one it refused is.
           classify: idempotent ? classifyStoreError : throttlingOnly,
+          ...(context.paceCall ? { pace: context.paceCall } : {}),
           onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`vault: ${method} ${apiPath}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
         },
       );

@@ -1,9 +1,12 @@
 // Bulk admin actions at fleet scale: rows run a few at a time, as fast as the store and gateway
-// allow and never more. The width grows by one per width's worth of successes and halves on a
-// throttle (AIMD); a throttle also sets a call-rate ceiling at what the service was accepting
-// (raised 5% a minute while nothing is throttled); a `--concurrency N` ceiling bounds the width.
-// A failed row or an interrupt stops new rows; rows in flight finish, so the report is exact.
-import { retryAfterMs as retryAfterOf, throttledError } from '../kernel/retry.ts';
+// allow and never more. The width (rows in flight) grows by one per width's worth of successes and
+// halves on a throttle (AIMD), up to the `--concurrency N` ceiling. Each service (the store, the
+// gateway's key API) has its own rate gate: every call to it, each retry included, takes a slot;
+// a throttle pauses that service's calls for the wait asked and caps its rate at 0.85 of the rate
+// it was answering just before (never at the rate it refused); the cap only goes down within a run
+// (a probe back up is a refusal when the quota did not move). A failed row or an interrupt stops
+// new rows; rows in flight finish, so the report is exact.
+import { retryAfterMs as retryAfterOf, throttledError, type Pace } from '../kernel/retry.ts';
 import type { Provider } from '../../providers/provider.ts';
 import type { KeyIssuer } from '../gateway/key-issuer.ts';
 
@@ -12,19 +15,23 @@ export interface BulkOptions {
   ceiling: number;
   /** Stops new rows (SIGINT/SIGTERM); rows in flight finish. */
   signal?: AbortSignal;
-  /** Where the store's own retries report throttling (ProviderContext.onThrottle), to the running limiter. */
+  /** Present when the provider was opened with this relay's `pace` as its paceCall (and `notify` as onThrottle). */
   relay?: ThrottleRelay;
 }
 
-/** Forwards throttling seen inside a provider's retry policy to the bulk action running now. */
+/**
+ * The provider is opened before any bulk action starts: its paceCall and onThrottle go through
+ * this, to the limiter of the action running now (straight through when none runs).
+ */
 export class ThrottleRelay {
   target: BulkLimiter | undefined;
   notify(waitMs: number): void {
-    this.target?.throttled(waitMs);
+    this.target?.store.throttled(waitMs);
   }
+  readonly pace: Pace = (send) => (this.target ? this.target.store.call(send) : send());
 }
 
-/** The limiter for one bulk action, wired to the provider's throttling reports. */
+/** The limiter for one bulk action, wired to the provider's calls. */
 export function limiterFor(bulk: BulkOptions | undefined): BulkLimiter {
   const limiter = new BulkLimiter(bulk?.ceiling ?? DEFAULT_CONCURRENCY);
   if (bulk?.relay) bulk.relay.target = limiter;
@@ -35,54 +42,125 @@ export const DEFAULT_CONCURRENCY = 16;
 const START_WIDTH = 4;
 /** One throttle per window halves the width; more in the same window are the same event. */
 const DECREASE_WINDOW_MS = 1_000;
-const PROBE_AFTER_MS = 60_000;
+/** The rate a service was accepting: its calls answered well over this much time. */
+const ACCEPTED_WINDOW_MS = 2_000;
+const CAP_OF_ACCEPTED = 0.85;
 const MAX_THROTTLED_ATTEMPTS = 12;
+
+export interface GateState {
+  /** Calls per second at most, once a throttle was seen. */
+  rateCap: number | undefined;
+  throttles: number;
+  /** Until when new calls wait (a Retry-After or back-off), ms since the epoch. */
+  pausedUntil: number;
+}
 
 export interface LimiterState {
   width: number;
   ceiling: number;
-  /** Calls per second at most, once a throttle was seen. */
-  rateCap: number | undefined;
+  /** Throttling answers from any service. */
   throttles: number;
-  /** Until when new calls wait (a Retry-After), ms since the epoch. */
-  pausedUntil: number;
+  store: GateState;
+  gateway: GateState;
+}
+
+type Clock = { now: () => number; sleep: (ms: number) => Promise<void> };
+
+/** One service's calls: paced under its learned rate, sent again while it throttles. */
+export class RateGate {
+  readonly state: GateState = { rateCap: undefined, throttles: 0, pausedUntil: 0 };
+  private lastDecrease = -Infinity;
+  private nextSlot = 0;
+  /** Completion times of recent calls the service answered (not refused). */
+  private readonly accepted: number[] = [];
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly onThrottle: (at: number) => void,
+  ) {}
+
+  /** The service said "too many": pause its calls as asked and cap its rate under what it accepted. */
+  throttled(waitMs = 0): void {
+    const now = this.clock.now();
+    this.state.throttles++;
+    this.state.pausedUntil = Math.max(this.state.pausedUntil, now + waitMs);
+    this.onThrottle(now);
+    if (now - this.lastDecrease < DECREASE_WINDOW_MS) return;
+    this.lastDecrease = now;
+    // Only answered calls count: the refused ones are the rate the service does not take.
+    const recent = this.accepted.filter((at) => now - at <= ACCEPTED_WINDOW_MS);
+    if (recent.length < 4) return;
+    // Answers per second between the first and last in the window (n answers span n - 1 gaps).
+    const accepting = (recent.length - 1) / Math.max(0.5, (recent.at(-1)! - recent[0]!) / 1_000);
+    const cap = Math.max(1, accepting * CAP_OF_ACCEPTED);
+    this.state.rateCap = this.state.rateCap === undefined ? cap : Math.min(this.state.rateCap, cap);
+  }
+
+  /** One call: sent when a slot is free under the rate cap, sent again while throttled. */
+  async call<T>(send: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      await this.slot();
+      try {
+        const result = await send();
+        this.answered();
+        return result;
+      } catch (error) {
+        if (!throttledError(error)) {
+          // A refusal for another reason (not found, denied) is still an answer.
+          this.answered();
+          throw error;
+        }
+        if (attempt >= MAX_THROTTLED_ATTEMPTS) throw error;
+        const asked = retryAfterOf(error, this.clock.now()) ?? 0;
+        const backoff = Math.min(20_000, 250 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
+        this.throttled(Math.max(asked, backoff));
+      }
+    }
+  }
+
+  private answered(): void {
+    const now = this.clock.now();
+    this.accepted.push(now);
+    while (this.accepted.length && now - this.accepted[0]! > ACCEPTED_WINDOW_MS) this.accepted.shift();
+  }
+
+  private async slot(): Promise<void> {
+    let now = this.clock.now();
+    if (this.state.pausedUntil > now) {
+      await this.clock.sleep(this.state.pausedUntil - now);
+      now = this.clock.now();
+    }
+    if (this.state.rateCap === undefined) return;
+    const gap = 1_000 / this.state.rateCap;
+    const at = Math.max(now, this.nextSlot);
+    this.nextSlot = at + gap;
+    if (at > now) await this.clock.sleep(at - now);
+  }
 }
 
 export class BulkLimiter {
   readonly state: LimiterState;
-  private readonly now: () => number;
-  private readonly sleep: (ms: number) => Promise<void>;
-  private lastDecrease = -Infinity;
-  private lastThrottle = -Infinity;
-  private lastProbe = -Infinity;
+  /** Every call to the store goes through this (the provider's paceCall, through the relay). */
+  readonly store: RateGate;
+  /** Every call to the gateway's key API, on its own rate. */
+  readonly gateway: RateGate;
   private successes = 0;
-  private nextSlot = 0;
-  /** Completion times of recent successful calls (for the rate the service accepts). */
-  private readonly accepted: number[] = [];
+  private lastDecrease = -Infinity;
 
   constructor(ceiling: number, clock: { now?: () => number; sleep?: (ms: number) => Promise<void> } = {}) {
     const top = Math.max(1, Math.floor(ceiling));
-    this.state = { width: Math.min(START_WIDTH, top), ceiling: top, rateCap: undefined, throttles: 0, pausedUntil: 0 };
-    this.now = clock.now ?? Date.now;
-    this.sleep = clock.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
-  }
-
-  /** The store or gateway said "too many": halve the width, cap the rate, wait as asked. */
-  throttled(waitMs = 0): void {
-    const now = this.now();
-    this.state.throttles++;
-    this.lastThrottle = now;
-    this.state.pausedUntil = Math.max(this.state.pausedUntil, now + waitMs);
-    if (now - this.lastDecrease < DECREASE_WINDOW_MS) return;
-    this.lastDecrease = now;
-    this.successes = 0;
-    this.state.width = Math.max(1, Math.floor(this.state.width / 2));
-    // The rate the service was accepting just now, a little under it from here on.
-    const recent = this.accepted.filter((at) => now - at <= 2_000);
-    if (recent.length < 4) return;
-    const accepting = recent.length / Math.max(0.5, (now - recent[0]!) / 1_000);
-    const cap = Math.max(1, accepting * 0.9);
-    this.state.rateCap = this.state.rateCap === undefined ? cap : Math.max(1, Math.min(this.state.rateCap * 0.9, cap));
+    const times: Clock = { now: clock.now ?? Date.now, sleep: clock.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))) };
+    // A throttle from either service halves the width, once per window (the calls already in flight are refused together).
+    const onThrottle = (at: number) => {
+      this.state.throttles++;
+      if (at - this.lastDecrease < DECREASE_WINDOW_MS) return;
+      this.lastDecrease = at;
+      this.successes = 0;
+      this.state.width = Math.max(1, Math.floor(this.state.width / 2));
+    };
+    this.store = new RateGate(times, onThrottle);
+    this.gateway = new RateGate(times, onThrottle);
+    this.state = { width: Math.min(START_WIDTH, top), ceiling: top, throttles: 0, store: this.store.state, gateway: this.gateway.state };
   }
 
   /** A row finished well: one more row in flight per width's worth of successes. */
@@ -93,65 +171,32 @@ export class BulkLimiter {
     }
   }
 
-  /** One call to the store or gateway, paced under the learned rate, sent again while throttled. */
-  async call<T>(send: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      await this.slot();
-      try {
-        const result = await send();
-        const now = this.now();
-        this.accepted.push(now);
-        while (this.accepted.length && now - this.accepted[0]! > 2_000) this.accepted.shift();
-        return result;
-      } catch (error) {
-        const throttle = throttledError(error);
-        if (!throttle || attempt >= MAX_THROTTLED_ATTEMPTS) throw error;
-        const asked = retryAfterOf(error, this.now()) ?? 0;
-        const backoff = Math.min(20_000, 250 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
-        this.throttled(Math.max(asked, backoff));
-      }
-    }
-  }
-
-  private async slot(): Promise<void> {
-    let now = this.now();
-    if (this.state.rateCap !== undefined && now - this.lastThrottle > PROBE_AFTER_MS && now - this.lastProbe > PROBE_AFTER_MS) {
-      this.lastProbe = now;
-      this.state.rateCap *= 1.05;
-    }
-    if (this.state.pausedUntil > now) {
-      await this.sleep(this.state.pausedUntil - now);
-      now = this.now();
-    }
-    if (this.state.rateCap === undefined) return;
-    const gap = 1_000 / this.state.rateCap;
-    const at = Math.max(now, this.nextSlot);
-    this.nextSlot = at + gap;
-    if (at > now) await this.sleep(at - now);
-  }
-
-  /** The store with its per-secret calls through this limiter (its listing is one paged call). */
-  provider(provider: Provider): Provider {
+  /**
+   * The store for this action. A provider opened with the relay paces each of its own calls (each
+   * retry included) through `store`; one opened without it (a test's) is paced here per method.
+   */
+  provider(provider: Provider, pacedInside: boolean): Provider {
+    const paced = <T>(send: () => Promise<T>) => (pacedInside ? send() : this.store.call(send));
     return {
       ...provider,
       describe: () => provider.describe(),
       loginCommand: () => provider.loginCommand(),
       whoami: () => provider.whoami(),
       list: (prefix) => provider.list(prefix),
-      readCurrent: (name) => this.call(() => provider.readCurrent(name)),
-      write: (name, value, options) => this.call(() => provider.write(name, value, options)),
-      revoke: (name, options) => this.call(() => provider.revoke(name, options)),
+      readCurrent: (name) => paced(() => provider.readCurrent(name)),
+      write: (name, value, options) => paced(() => provider.write(name, value, options)),
+      revoke: (name, options) => paced(() => provider.revoke(name, options)),
     };
   }
 
-  /** The gateway's key API through this limiter. */
+  /** The gateway's key API, each call (one HTTP request) through the gateway's own gate. */
   issuer(issuer: KeyIssuer): KeyIssuer {
     return {
       describe: () => issuer.describe(),
-      mint: (user) => this.call(() => issuer.mint(user)),
-      retire: (key, graceMs) => this.call(() => issuer.retire(key, graceMs)),
-      revoke: (keys) => this.call(() => issuer.revoke(keys)),
-      revokeUser: (user) => this.call(() => issuer.revokeUser(user)),
+      mint: (user) => this.gateway.call(() => issuer.mint(user)),
+      retire: (key, graceMs) => this.gateway.call(() => issuer.retire(key, graceMs)),
+      revoke: (keys) => this.gateway.call(() => issuer.revoke(keys)),
+      revokeUser: (user) => this.gateway.call(() => issuer.revokeUser(user)),
     };
   }
 }
@@ -236,11 +281,13 @@ export function progressLine(progress: BulkProgress, label: string): string {
   const filled = total ? Math.round((done / total) * width) : width;
   const rate = elapsedMs > 0 ? (done * 1_000) / elapsedMs : 0;
   const eta = rate > 0 && done < total ? `ETA ${formatSeconds((total - done) / rate)}` : done >= total ? 'done' : 'ETA -';
-  const throttle = limiter.pausedUntil > Date.now()
-    ? 'throttled: waiting'
-    : limiter.rateCap !== undefined
-      ? `throttled earlier: paced at ${limiter.rateCap.toFixed(0)} calls/s`
-      : 'no throttling';
+  const gate = (name: string, state: GateState) =>
+    state.pausedUntil > Date.now()
+      ? `${name} throttled: waiting`
+      : state.rateCap !== undefined
+        ? `${name} paced at ${state.rateCap.toFixed(0)} calls/s`
+        : undefined;
+  const throttle = [gate('store', limiter.store), gate('gateway', limiter.gateway)].filter(Boolean).join(', ') || 'no throttling';
   return `${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${done}/${total}  ${rate.toFixed(1)}/s  ${eta}  ${limiter.width} at a time  ${throttle}`;
 }
 

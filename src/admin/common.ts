@@ -127,36 +127,58 @@ function secretValue(deps: Pick<AdminDeps, 'valueFormat' | 'profile' | 'actor'>,
   return JSON.stringify(value);
 }
 
-/** The key currently stored for `secret`, or undefined when there is none (or it is unusable). */
-export async function currentKey(deps: Pick<AdminDeps, 'provider' | 'profile'>, secret: string): Promise<{ key: string; version: string; expiresAt?: Date } | undefined> {
+export interface StoredKey {
+  key: string;
+  version: string;
+  expiresAt?: Date;
+}
+
+/** What one read of `secret` found: whether it exists (for the write after it), and its key when it holds a usable one. */
+export interface StoredState {
+  exists: boolean;
+  current: StoredKey | undefined;
+}
+
+/** Reads `secret` once: SecretNotFound (none, or revoked) is `exists: false`; a value that is not a key is `current: undefined`. */
+export async function readStored(deps: Pick<AdminDeps, 'provider' | 'profile'>, secret: string): Promise<StoredState> {
   let current;
   try {
     current = await deps.provider.readCurrent(secret);
   } catch (error) {
-    if (error instanceof SecretNotFound) return undefined;
+    if (error instanceof SecretNotFound) return { exists: false, current: undefined };
     throw error;
   }
   try {
     const parsed = parseSecretValue(current.value, deps.profile.field, `secret "${secret}"`);
-    return { ...parsed, version: current.version };
+    return { exists: true, current: { ...parsed, version: current.version } };
   } catch (error) {
-    if (error instanceof UnusableKey) return undefined;
+    if (error instanceof UnusableKey) return { exists: true, current: undefined };
     throw error;
   }
 }
 
-/** Writes a new version unless the same key (and expiry) is already current; audits either way, failures included. */
+/** The key currently stored for `secret`, or undefined when there is none (or it is unusable). */
+export async function currentKey(deps: Pick<AdminDeps, 'provider' | 'profile'>, secret: string): Promise<StoredKey | undefined> {
+  return (await readStored(deps, secret)).current;
+}
+
+/**
+ * Writes a new version unless the same key (and expiry) is already current; audits either way, failures included.
+ * `stored`: what a read just before found (rotate reads first); absent, this reads. The write is told
+ * whether the secret exists, so a store skips its own check (AWS: no DescribeSecret).
+ */
 export async function writeKey(
   deps: AdminDeps,
   write: KeyWrite,
   action: AuditRecord['action'],
-  options: { gateway?: string; current?: { key: string; version: string; expiresAt?: Date } | undefined; currentKnown?: boolean } = {},
+  options: { gateway?: string; stored?: StoredState } = {},
 ): Promise<WriteOutcome> {
   const secret = secretNameFor(deps.profile.secret, write.user);
   const gateway = options.gateway ? { gateway: options.gateway } : {};
   let result: WriteOutcome;
   try {
-    const current = options.currentKnown ? options.current : await currentKey(deps, secret);
+    const stored = options.stored ?? (await readStored(deps, secret));
+    const current = stored.current;
     const expiry = (date: Date | undefined) => date?.getTime();
     if (current && current.key === write.key && expiry(current.expiresAt) === expiry(write.expiresAt)) {
       result = { user: write.user, secret, version: current.version, outcome: 'unchanged' };
@@ -164,7 +186,11 @@ export async function writeKey(
       const now = deps.now();
       const labels: Record<string, string> = { [MANAGED_BY_LABEL]: 'keybroker', [USER_LABEL]: write.user, [ROTATED_LABEL]: String(Math.floor(now / 1000)) };
       if (write.expiresAt) labels[EXPIRES_LABEL] = String(Math.floor(write.expiresAt.getTime() / 1000));
-      const written = await deps.provider.write(secret, secretValue(deps, write, now), { labels, description: `Claude Code gateway key of ${write.user} (keybroker)` });
+      const written = await deps.provider.write(secret, secretValue(deps, write, now), {
+        labels,
+        description: `Claude Code gateway key of ${write.user} (keybroker)`,
+        known: { exists: stored.exists },
+      });
       result = { user: write.user, secret, version: written.version, outcome: written.created ? 'created' : 'updated' };
     }
   } catch (error) {

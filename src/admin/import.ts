@@ -125,7 +125,7 @@ export async function importKeys(deps: AdminDeps, text: string, format: 'csv' | 
     throw new UsageError(`${source} has ${problems.length} problem${problems.length === 1 ? '' : 's'} (listed above); nothing was written`, 'fix those lines and run the import again');
   }
   const limiter = limiterFor(deps.bulk);
-  const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider) };
+  const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined) };
   const progress = terminalProgress(deps.output.stderr, 'import', deps.isTTY);
   const run = await runBulk(rows, (row) => writeKey(paced, row, 'import'), limiter, {
     ...(deps.bulk?.signal ? { signal: deps.bulk.signal } : {}),

@@ -17,7 +17,7 @@ export async function revokeKeys(deps: AdminDeps, request: { users: string[]; pu
   for (const user of request.users) secretNameFor(deps.profile.secret, user);
   if (request.users.length === 1) return revokeKey(deps, { user: request.users[0]!, purge: request.purge });
   const limiter = limiterFor(deps.bulk);
-  const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider), ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}) };
+  const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined), ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}) };
   const progress = terminalProgress(deps.output.stderr, 'revoke', deps.isTTY);
   const run = await runBulk(request.users, (user) => revokeOne(paced, user, request.purge, false), limiter, {
     ...(deps.bulk?.signal ? { signal: deps.bulk.signal } : {}),

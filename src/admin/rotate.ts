@@ -6,7 +6,7 @@ import { formatDuration } from '../kernel/duration.ts';
 import { Interrupted, UsageError } from '../kernel/errors.ts';
 import { sha256Hex } from '../kernel/sha256.ts';
 import type { MintedKey } from '../gateway/key-issuer.ts';
-import { currentKey, errorLine, secretNameFor, templatePrefix, userFromSecretName, writeKey, USER_LABEL, type AdminDeps, type WriteOutcome } from './common.ts';
+import { errorLine, readStored, secretNameFor, templatePrefix, userFromSecretName, writeKey, USER_LABEL, type AdminDeps, type WriteOutcome } from './common.ts';
 import { limiterFor, runBulk, terminalProgress } from './bulk.ts';
 
 export interface RotateRequest {
@@ -70,7 +70,7 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
 
   // Many developers: each row mint → write → retire, a bounded and adaptive number at a time.
   const limiter = limiterFor(deps.bulk);
-  const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider), ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}) };
+  const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined), ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}) };
   const progress = terminalProgress(deps.output.stderr, 'rotate', deps.isTTY);
   const run = await runBulk(request.users, (user) => rotateOne(paced, user, request, false), limiter, {
     ...(deps.bulk?.signal ? { signal: deps.bulk.signal } : {}),
@@ -120,7 +120,8 @@ function gatewayToken(key: string): string {
 
 async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest, speak: boolean): Promise<WriteOutcome | undefined> {
   const secret = secretNameFor(deps.profile.secret, user);
-  const old = await currentKey(deps, secret);
+  const stored = await readStored(deps, secret);
+  const old = stored.current;
   const issuer = request.key === undefined ? deps.issuer : undefined;
   const grace = request.graceMs > 0 ? `after a grace period of ${formatDuration(request.graceMs)}` : 'at once';
 
@@ -141,7 +142,7 @@ async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest, 
   const expiresAt = request.expiresAt ?? minted.expiresAt;
   let result: WriteOutcome;
   try {
-    result = await writeKey(deps, { user, key: minted.key, ...(expiresAt ? { expiresAt } : {}) }, 'rotate', { ...(issuer ? { gateway: issuer.describe() } : {}), current: old, currentKnown: true });
+    result = await writeKey(deps, { user, key: minted.key, ...(expiresAt ? { expiresAt } : {}) }, 'rotate', { ...(issuer ? { gateway: issuer.describe() } : {}), stored });
   } catch (error) {
     if (!issuer) throw error;
     // The store does not hold the minted key: it must not stay live at the gateway.

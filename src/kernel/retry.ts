@@ -32,7 +32,16 @@ export interface RetryOptions {
   random?(): number;
   /** Told before each wait (for debug traces). */
   onRetry?(info: { attempt: number; waitMs: number; reason: RetryClass }): void;
+  /**
+   * Runs each attempt when a bulk admin action's limiter gives it a slot (ProviderContext.paceCall),
+   * and sends a throttled one again itself. Its waits are the client's, not the store's: they count
+   * neither against the budget nor the ceiling; only the time inside `send` does.
+   */
+  pace?: Pace;
 }
+
+/** Sends `send` when the service's rate allows, again while it is throttled; see RetryOptions.pace. */
+export type Pace = <T>(send: () => Promise<T>) => Promise<T>;
 
 export type RetryClass = 'throttled' | 'transient' | 'final';
 
@@ -62,8 +71,11 @@ export class RetryBudgetExceeded extends Error {
 }
 
 interface StoreClock {
-  /** The store's time so far: wall time since the start, less the time this process could not run. */
+  /** The store's time so far: wall time since the start, less the time this process could not run or was held. */
   elapsed(): number;
+  /** From now until release(), the time is the client's own (a pacing wait): the budget and the ceiling stop. */
+  hold(): void;
+  release(): void;
   /** Aborted with RetryBudgetExceeded once the budget or the ceiling is spent. */
   signal: AbortSignal;
   spent: Promise<never>;
@@ -81,18 +93,22 @@ function storeClock(budgetMs: number, ceilingMs: number, now: () => number, setT
   const controller = new AbortController();
   const started = now();
   let starved = 0;
+  let held = 0;
+  let holdingSince: number | undefined;
   let lastTick = started;
   let timer: { cancel(): void } | undefined;
   let fail: (error: RetryBudgetExceeded) => void = () => {};
   const spent = new Promise<never>((_, reject) => (fail = reject));
   spent.catch(() => {});
-  const elapsed = () => now() - started - starved;
+  const heldSoFar = (at: number) => held + (holdingSince === undefined ? 0 : at - holdingSince);
+  const elapsed = () => now() - started - starved - heldSoFar(now());
   const tick = () => {
     const at = now();
     const late = at - lastTick - CLOCK_TICK_MS;
-    if (late > WAKE_UP_SLACK_MS) starved += late;
+    // Lateness while held is already off the store's time.
+    if (late > WAKE_UP_SLACK_MS && holdingSince === undefined) starved += late;
     lastTick = at;
-    const wall = at - started;
+    const wall = at - started - heldSoFar(at);
     if (elapsed() >= budgetMs || wall >= ceilingMs) {
       const reason = new RetryBudgetExceeded(
         elapsed() >= budgetMs ? `no answer within ${budgetMs} ms` : `no answer within ${budgetMs} ms (${Math.round(wall)} ms in all on a busy machine)`,
@@ -104,7 +120,18 @@ function storeClock(budgetMs: number, ceilingMs: number, now: () => number, setT
     timer = setTimer(tick, CLOCK_TICK_MS);
   };
   timer = setTimer(tick, CLOCK_TICK_MS);
-  return { elapsed, signal: controller.signal, spent, stop: () => timer?.cancel() };
+  return {
+    elapsed,
+    hold: () => void (holdingSince ??= now()),
+    release: () => {
+      if (holdingSince === undefined) return;
+      held += now() - holdingSince;
+      holdingSince = undefined;
+    },
+    signal: controller.signal,
+    spent,
+    stop: () => timer?.cancel(),
+  };
 }
 
 function realTimer(callback: () => void, ms: number): { cancel(): void } {
@@ -112,7 +139,10 @@ function realTimer(callback: () => void, ms: number): { cancel(): void } {
   return { cancel: () => clearTimeout(handle) };
 }
 
-export async function withStoreRetry<T>(attempt: (signal: AbortSignal, attemptNumber: number) => Promise<T>, options: RetryOptions): Promise<T> {
+/** One attempt: `remainingMs` is what is left of the store's budget (an SDK that takes its own timeout gets that). */
+export type Attempt<T> = (signal: AbortSignal, attemptNumber: number, remainingMs: number) => Promise<T>;
+
+export async function withStoreRetry<T>(attempt: Attempt<T>, options: RetryOptions): Promise<T> {
   const clock = storeClock(options.budgetMs, options.ceilingMs ?? storeCallCeilingMs(options.budgetMs), options.now ?? Date.now, options.setTimer ?? realTimer);
   try {
     // An attempt that ignores its signal (the `az` process, a token refresh) still ends the call in time.
@@ -122,7 +152,26 @@ export async function withStoreRetry<T>(attempt: (signal: AbortSignal, attemptNu
   }
 }
 
-async function attemptWithinBudget<T>(attempt: (signal: AbortSignal, attemptNumber: number) => Promise<T>, options: RetryOptions, clock: StoreClock): Promise<T> {
+/** The attempt, through the pace when there is one: the clock is held except while `send` runs. */
+async function pacedAttempt<T>(attempt: Attempt<T>, pace: Pace | undefined, clock: StoreClock, budgetMs: number, number: number): Promise<T> {
+  if (!pace) return attempt(clock.signal, number, budgetMs - clock.elapsed());
+  clock.hold();
+  try {
+    return await pace(async () => {
+      clock.release();
+      try {
+        clock.signal.throwIfAborted();
+        return await attempt(clock.signal, number, budgetMs - clock.elapsed());
+      } finally {
+        clock.hold();
+      }
+    });
+  } finally {
+    clock.release();
+  }
+}
+
+async function attemptWithinBudget<T>(attempt: Attempt<T>, options: RetryOptions, clock: StoreClock): Promise<T> {
   const now = options.now ?? Date.now;
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const random = options.random ?? Math.random;
@@ -133,7 +182,7 @@ async function attemptWithinBudget<T>(attempt: (signal: AbortSignal, attemptNumb
   for (let number = 1; ; number++) {
     if (clock.signal.aborted) throw clock.signal.reason;
     try {
-      return await attempt(clock.signal, number);
+      return await pacedAttempt(attempt, options.pace, clock, options.budgetMs, number);
     } catch (error) {
       const reason = classify(error);
       if (reason === 'final' || number >= attempts) throw error;

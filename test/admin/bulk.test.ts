@@ -1,7 +1,13 @@
 // Bulk admin actions at fleet scale: the adaptive limiter on its own (no I/O), then rotate --all
 // against moto while the gateway's key API answers 429 + Retry-After above a rate.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BulkLimiter, runBulk } from '../../src/admin/bulk.ts';
+import { BulkLimiter, runBulk, ThrottleRelay } from '../../src/admin/bulk.ts';
+import { importKeys } from '../../src/admin/import.ts';
+import { revokeKeys } from '../../src/admin/revoke.ts';
+import { openProvider } from '../../src/loader/open-store.ts';
+import { AWS_TEST_CREDENTIALS, startMoto, type Moto } from '../support/moto.ts';
+import { startStoreProxy, type StoreProxy } from '../support/store-proxy.ts';
+import { withEnvironment } from '../support/environment.ts';
 import { currentKey } from '../../src/admin/common.ts';
 import { putKey } from '../../src/admin/put.ts';
 import { allUsers, rotateKeys } from '../../src/admin/rotate.ts';
@@ -25,42 +31,80 @@ describe('the bulk limiter', () => {
     expect(limiter.state.width).toBe(5);
     for (let index = 0; index < 20; index++) limiter.rowSucceeded();
     expect(limiter.state.width).toBe(6);
-    limiter.throttled(0);
+    limiter.store.throttled(0);
     expect(limiter.state.width).toBe(3);
     // A burst of refusals from the calls already in flight is one event, not three halvings.
-    limiter.throttled(0);
-    limiter.throttled(0);
+    limiter.store.throttled(0);
+    limiter.gateway.throttled(0);
     expect(limiter.state.width).toBe(3);
     expect(limiter.state.throttles).toBe(3);
     expect(new BulkLimiter(1).state.width).toBe(1);
   });
 
-  it('sends a throttled call again after the wait the service asked for, and paces calls after it', async () => {
+  it('sends a throttled call again after the wait the service asked for, then paces calls at 0.85 of the rate it accepted', async () => {
     let now = 0;
     const waits: number[] = [];
     const limiter = new BulkLimiter(8, { now: () => now, sleep: async (ms) => void (waits.push(ms), (now += ms)) });
-    // Ten calls accepted over the last second: the service takes about 10 a second.
-    for (let index = 0; index < 10; index++) await limiter.call(async () => void (now += 100));
+    // Ten calls answered over the last second: the service takes about 10 a second.
+    for (let index = 0; index < 10; index++) await limiter.store.call(async () => void (now += 100));
+    // A burst of refused calls is not a rate the service accepted.
     let calls = 0;
-    const answer = await limiter.call(async () => {
-      if (++calls === 1) throw markThrottled(new StoreUnreachable('the store is throttling requests (HTTP 429)', 'later'), 3_000);
+    const answer = await limiter.store.call(async () => {
+      if (++calls <= 3) throw markThrottled(new StoreUnreachable('the store is throttling requests (HTTP 429)', 'later'), 3_000);
       return 'ok';
     });
     expect(answer).toBe('ok');
-    expect(calls).toBe(2);
+    expect(calls).toBe(4);
     expect(waits[0]).toBeGreaterThanOrEqual(3_000);
-    expect(limiter.state.rateCap).toBeCloseTo(10, 0);
+    expect(limiter.state.store.rateCap).toBeCloseTo(8.5, 0);
+    expect(limiter.state.gateway.rateCap).toBeUndefined();
     // Paced: consecutive calls are spaced by 1/rateCap.
     const before = now;
-    for (let index = 0; index < 5; index++) await limiter.call(async () => 'ok');
-    expect(now - before).toBeGreaterThanOrEqual(Math.floor((4 * 1_000) / limiter.state.rateCap!));
+    for (let index = 0; index < 5; index++) await limiter.store.call(async () => 'ok');
+    expect(now - before).toBeGreaterThanOrEqual(Math.floor((4 * 1_000) / limiter.state.store.rateCap!));
+  });
+
+  it('keeps a cap per service: a throttled gateway does not slow the store\'s calls', async () => {
+    let now = 0;
+    const limiter = new BulkLimiter(8, { now: () => now, sleep: async (ms) => void (now += ms) });
+    for (let index = 0; index < 20; index++) {
+      await limiter.store.call(async () => void (now += 25));
+      await limiter.gateway.call(async () => void (now += 25));
+    }
+    let refused = false;
+    await limiter.gateway.call(async () => {
+      if (refused) return;
+      refused = true;
+      throw markThrottled(new StoreUnreachable('the gateway is throttling requests (HTTP 429)', 'later'), 1_000);
+    });
+    // Both services answered 20 calls a second; only the gateway is capped, under that.
+    expect(limiter.state.gateway.rateCap).toBeGreaterThan(10);
+    expect(limiter.state.gateway.rateCap).toBeLessThan(20);
+    expect(limiter.state.store.rateCap).toBeUndefined();
+    const before = now;
+    for (let index = 0; index < 10; index++) await limiter.store.call(async () => 'ok');
+    expect(now - before).toBe(0);
+  });
+
+  it('never raises a cap within a run: ten quiet minutes later calls are still paced under it', async () => {
+    let now = 0;
+    const limiter = new BulkLimiter(8, { now: () => now, sleep: async (ms) => void (now += ms) });
+    for (let index = 0; index < 40; index++) await limiter.store.call(async () => void (now += 50));
+    limiter.store.throttled(0);
+    const cap = limiter.state.store.rateCap!;
+    expect(cap).toBeCloseTo(17, 5);
+    now += 600_000;
+    const before = now;
+    for (let index = 0; index < 18; index++) await limiter.store.call(async () => 'ok');
+    expect(limiter.state.store.rateCap).toBe(cap);
+    expect(now - before).toBeGreaterThanOrEqual(Math.floor((17 * 1_000) / cap));
   });
 
   it('gives up on a call that is not throttled at once, and on one throttled 12 times', async () => {
     const limiter = new BulkLimiter(4, { sleep: async () => {} });
-    await expect(limiter.call(async () => Promise.reject(new StoreUnreachable('down', 'later')))).rejects.toThrow('down');
+    await expect(limiter.store.call(async () => Promise.reject(new StoreUnreachable('down', 'later')))).rejects.toThrow('down');
     let calls = 0;
-    await expect(limiter.call(async () => Promise.reject(markThrottled(new StoreUnreachable(`throttled ${++calls}`, 'later'), 0)))).rejects.toThrow('throttled 12');
+    await expect(limiter.store.call(async () => Promise.reject(markThrottled(new StoreUnreachable(`throttled ${++calls}`, 'later'), 0)))).rejects.toThrow('throttled 12');
   });
 
   it('after an abort starts no new row, lets the ones in flight finish, and says which is which', async () => {
@@ -158,4 +202,81 @@ describe('admin rotate --all while the gateway throttles (429 + Retry-After)', (
     expect(audit.filter((entry) => entry.action === 'rotate').map((entry) => `${entry.user}:${entry.outcome}`).sort()).toEqual(users.map((user) => `${user}:updated`));
     expect(audit.filter((entry) => entry.action === 'revoke' && entry.outcome === 'old key expires at the gateway in 10m')).toHaveLength(40);
   }, 240_000);
+});
+
+describe('admin import on AWS: store calls per row, each paced by the limiter', () => {
+  let moto: Moto;
+  let proxy: StoreProxy;
+  let profile: Profile;
+  let relay: ThrottleRelay;
+  let provider: Provider;
+  let paced = 0;
+  const env = { ...AWS_TEST_CREDENTIALS, PATH: process.env['PATH'] };
+  const users = Array.from({ length: 12 }, (_, index) => `row${String(index).padStart(2, '0')}`);
+  const csv = (tag: string) => ['user,key', ...users.map((user) => `${user},sk-test-${tag}-${user}-0123456789`)].join('\n') + '\n';
+  const counted = () => Object.fromEntries(['GetSecretValue', 'DescribeSecret', 'CreateSecret', 'PutSecretValue', 'TagResource', 'RestoreSecret'].map((operation) => [operation, proxy.count(operation)]));
+  const delta = (before: Record<string, number>) => Object.fromEntries(Object.entries(counted()).map(([operation, count]) => [operation, count - before[operation]!]));
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    proxy = await startStoreProxy(moto.port);
+    profile = adminProfile({ type: 'aws', region: 'us-east-1', endpoint: proxy.url }, { secret: 'rows/{user}' });
+    relay = new ThrottleRelay();
+    // Each SDK client resolves credentials on its first call: both made inside `env`.
+    provider = await withEnvironment(env, async () => {
+      // Counts what goes out through the limiter: each call to the store, each retry included.
+      const paceCall: typeof relay.pace = (send) => relay.pace(() => (paced++, send()));
+      const opened = await openProvider(profile, { env, debug: () => {}, onThrottle: (waitMs) => relay.notify(waitMs), paceCall });
+      await opened.whoami();
+      await opened.readCurrent('keybroker-warm-up').catch(() => undefined);
+      return opened;
+    });
+  }, 240_000);
+  afterAll(async () => {
+    await proxy?.stop();
+    await moto?.stop();
+  });
+
+  it('creates a new developer in two calls and adds a version in three: no DescribeSecret after the read', async () => {
+    const first = adminDeps(provider, profile, { bulk: { ceiling: 4, relay } });
+    let before = counted();
+    await importKeys(first.deps, csv('first'), 'csv', 'keys.csv');
+    expect(delta(before)).toEqual({ GetSecretValue: 12, DescribeSecret: 0, CreateSecret: 12, PutSecretValue: 0, TagResource: 0, RestoreSecret: 0 });
+    before = counted();
+    await importKeys(adminDeps(provider, profile, { bulk: { ceiling: 4, relay } }).deps, csv('second'), 'csv', 'keys.csv');
+    expect(delta(before)).toEqual({ GetSecretValue: 12, DescribeSecret: 0, CreateSecret: 0, PutSecretValue: 12, TagResource: 12, RestoreSecret: 0 });
+  }, 120_000);
+
+  it('re-provisions a revoked developer (the read says not found, the create finds it scheduled for deletion)', async () => {
+    const { deps } = adminDeps(provider, profile, { bulk: { ceiling: 4, relay } });
+    await revokeKeys(deps, { users: ['row03'], purge: false });
+    const before = counted();
+    await importKeys(deps, csv('third'), 'csv', 'keys.csv');
+    expect(delta(before)).toMatchObject({ CreateSecret: 1, DescribeSecret: 1, RestoreSecret: 1, PutSecretValue: 12 });
+    expect((await currentKey(deps, 'rows/row03'))?.key).toBe('sk-test-third-row03-0123456789');
+  }, 120_000);
+
+  it('sends each throttled store call again through the limiter, and writes one version per row', async () => {
+    const { deps } = adminDeps(provider, profile, { bulk: { ceiling: 4, relay } });
+    const versions = async () => {
+      const counts: number[] = [];
+      for (const user of users) counts.push((JSON.parse(await moto.aws(['secretsmanager', 'list-secret-version-ids', '--secret-id', `rows/${user}`])) as { Versions: unknown[] }).Versions.length);
+      return counts;
+    };
+    const versionsBefore = await versions();
+    proxy.throttle('PutSecretValue', 3);
+    proxy.throttle('TagResource', 2);
+    const before = counted();
+    const pacedBefore = paced;
+    const summary = await importKeys(deps, csv('fourth'), 'csv', 'keys.csv');
+    expect(summary.written).toHaveLength(12);
+    expect(proxy.throttled('PutSecretValue')).toBe(3);
+    expect(proxy.throttled('TagResource')).toBe(2);
+    // Every call the store saw, the 5 refused and their re-sends included, went out through the limiter, which saw each refusal.
+    expect(paced - pacedBefore).toBe(Object.values(delta(before)).reduce((sum, count) => sum + count, 0));
+    expect(paced - pacedBefore).toBe(12 * 3 + 5);
+    expect(relay.target!.state.store.throttles).toBe(5);
+    const versionsAfter = await versions();
+    expect(versionsAfter.map((count, index) => count - versionsBefore[index]!)).toEqual(users.map(() => 1));
+  }, 120_000);
 });

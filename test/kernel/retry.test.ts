@@ -192,6 +192,41 @@ describe('withStoreRetry', () => {
     expect(endedAt).toBe(storeCallCeilingMs(1_000));
   });
 
+  it('sends each attempt through the pace, whose waits are not the store\'s time: a limiter\'s queue does not time a call out', async () => {
+    let paced = 0;
+    const result = await withStoreRetry(
+      async (signal) => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        signal.throwIfAborted();
+        return 'written';
+      },
+      {
+        budgetMs: 200,
+        // A limiter that holds the call three budgets (and two ceilings) before its slot.
+        pace: async (send) => {
+          paced++;
+          await new Promise((resolve) => setTimeout(resolve, 700));
+          return send();
+        },
+      },
+    );
+    expect(result).toBe('written');
+    expect(paced).toBe(1);
+  });
+
+  it('still ends a paced call at the budget when the store itself does not answer', async () => {
+    const started = Date.now();
+    const call = withStoreRetry((signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))), {
+      budgetMs: 200,
+      pace: async (send) => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return send();
+      },
+    });
+    await expect(call).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(480);
+  });
+
   it('counts a sleeping process\'s ordinary wake-up delays as the store\'s time: a store that is down fails at the budget on a busy machine', async () => {
     const clock = starvedClock(20);
     const call = withStoreRetry(() => new Promise(() => {}), { budgetMs: 1_000, now: clock.now, setTimer: clock.setTimer });

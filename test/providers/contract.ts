@@ -307,6 +307,23 @@ export function describeProviderContract(harness: ProviderHarness): void {
         expect(ivan?.labels['keybroker-user']).toBe('ivan');
       });
 
+      it('a write told what a read just found (known) adds a version, creates, and restores a revoked secret as one that checks', async () => {
+        const labels = { 'managed-by': 'keybroker', 'keybroker-user': 'judy' };
+        const created = await admin.write(`${prefix}judy`, 'sk-test-admin-judy-1', { labels, known: { exists: false } });
+        expect(created.created).toBe(true);
+        const updated = await admin.write(`${prefix}judy`, 'sk-test-admin-judy-2', { labels, known: { exists: true } });
+        expect(updated.created).toBe(false);
+        expect(await admin.readCurrent(`${prefix}judy`)).toMatchObject({ value: 'sk-test-admin-judy-2', version: updated.version });
+        // A revoked secret reads as SecretNotFound: the write is told it does not exist, and must restore it.
+        await admin.revoke(`${prefix}judy`, { purge: false });
+        expect(await admin.readCurrent(`${prefix}judy`).catch((caught: unknown) => caught)).toBeInstanceOf(SecretNotFound);
+        const restored = await admin.write(`${prefix}judy`, 'sk-test-admin-judy-3', { labels, known: { exists: false } });
+        expect(await admin.readCurrent(`${prefix}judy`)).toMatchObject({ value: 'sk-test-admin-judy-3', version: restored.version });
+        const listed = [];
+        for await (const summary of admin.list(prefix)) listed.push(summary);
+        expect(listed.find((summary) => summary.name === `${prefix}judy`)?.enabled).toBe(true);
+      });
+
       it('purges: the secret is gone', async () => {
         await admin.write(`${prefix}hank`, 'sk-test-admin-hank-1', { labels: { 'managed-by': 'keybroker' } });
         await admin.revoke(`${prefix}hank`, { purge: true });

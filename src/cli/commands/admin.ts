@@ -266,7 +266,7 @@ async function adminDeps(values: ParsedValues, config: LoadedConfig, context: Ru
   const { ThrottleRelay } = await import('../../admin/bulk.ts');
   const { profile } = config;
   const relay = new ThrottleRelay();
-  const provider = await openProvider(profile, { env: context.env, debug: context.debug, onThrottle: (waitMs) => relay.notify(waitMs) });
+  const provider = await openProvider(profile, { env: context.env, debug: context.debug, onThrottle: (waitMs) => relay.notify(waitMs), paceCall: relay.pace });
   // Who did it, for the audit and created_by: the admin as the store sees them.
   const actor = writes ? (await provider.whoami()).principal : 'unknown';
   const deps: AdminDeps = {
