@@ -74,10 +74,13 @@ export class RateGate {
   /** Completion times of recent calls the service answered (not refused). */
   private readonly accepted: number[] = [];
 
-  constructor(
-    private readonly clock: Clock,
-    private readonly onThrottle: (at: number) => void,
-  ) {}
+  private readonly clock: Clock;
+  private readonly onThrottle: (at: number) => void;
+
+  constructor(clock: Clock, onThrottle: (at: number) => void) {
+    this.clock = clock;
+    this.onThrottle = onThrottle;
+  }
 
   /** The service said "too many": pause its calls as asked and cap its rate under what it accepted. */
   throttled(waitMs = 0): void {
