@@ -86,6 +86,16 @@ describe('the bulk limiter', () => {
     expect(now - before).toBe(0);
   });
 
+  it('caps a service that took a burst of 40 in a run\'s first half second at 0.85 of 40 a second, not of the burst\'s rate', async () => {
+    // A quota of 40 in any one second, taken at once: what the first half second of a run looks like.
+    let now = 0;
+    const limiter = new BulkLimiter(16, { now: () => now, sleep: async (ms) => void (now += ms) });
+    for (let index = 0; index < 40; index++) await limiter.store.call(async () => void (now += 12));
+    limiter.store.throttled(0);
+    expect(now).toBeLessThan(500);
+    expect(limiter.state.store.rateCap).toBeLessThanOrEqual(0.85 * 40);
+  });
+
   it('never raises a cap within a run: ten quiet minutes later calls are still paced under it', async () => {
     let now = 0;
     const limiter = new BulkLimiter(8, { now: () => now, sleep: async (ms) => void (now += ms) });
