@@ -12,8 +12,8 @@ import { parseArgs } from 'node:util';
 import vm from 'node:vm';
 import * as esbuild from 'esbuild';
 import { storeTypes } from '../providers/index.ts';
-import { runChunk, wrapChunk } from '../src/loader/chunks.ts';
-import { TRAINING_FLAGS } from '../src/loader/wrap.ts';
+import { runChunk } from '../src/loader/chunks.ts';
+import { TRAINING_FLAGS, wrapCommonJs } from '../src/loader/wrap.ts';
 import * as errors from '../src/kernel/errors.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -138,7 +138,7 @@ if (flags['bundle-only']) {
  * after running the chunk's top level: a cold `get` then skips most of the SDK's compiling.
  */
 function writeCodeCache(chunk: string): void {
-  const script = new vm.Script(wrapChunk(fs.readFileSync(chunk, 'utf8')), { filename: chunk });
+  const script = new vm.Script(wrapCommonJs(fs.readFileSync(chunk, 'utf8')), { filename: chunk });
   runChunk(script, chunk, errors);
   fs.writeFileSync(chunk.replace(/\.cjs$/, '.cache'), script.createCachedData());
 }

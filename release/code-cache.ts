@@ -5,13 +5,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import vm from 'node:vm';
-import { runChunk, wrapChunk } from '../src/loader/chunks.ts';
+import { runChunk } from '../src/loader/chunks.ts';
+import { wrapCommonJs } from '../src/loader/wrap.ts';
 import * as errors from '../src/kernel/errors.ts';
 
 for (const chunk of process.argv.slice(2)) {
   // Named and run as if in a fixed folder (release/build.ts passes paths relative to the bundle):
   // the cache records names and paths, and must not depend on the folder the release is built in.
-  const script = new vm.Script(wrapChunk(fs.readFileSync(chunk, 'utf8')), { filename: path.basename(chunk) });
+  const script = new vm.Script(wrapCommonJs(fs.readFileSync(chunk, 'utf8')), { filename: path.basename(chunk) });
   runChunk(script, path.join(path.sep, 'keybroker', 'chunks', path.basename(chunk)), errors);
   fs.writeFileSync(chunk.replace(/\.cjs$/, '.cache'), script.createCachedData());
 }

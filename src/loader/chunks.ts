@@ -75,15 +75,13 @@ function loadBundledChunk(name: string, debug: (message: string) => void): unkno
   const file = path.join(path.dirname(__filename), 'chunks', `${name}.cjs`);
   const code = sea ? sea.getAsset(`${name}.cjs`, 'utf8') : fs.readFileSync(file, 'utf8');
   const cachedData = readCodeCache(name, file, sea);
-  const wrapper = new vm.Script(wrapChunk(code), { filename: file, ...(cachedData ? { cachedData } : {}) });
+  const wrapper = new vm.Script(wrapCommonJs(code), { filename: file, ...(cachedData ? { cachedData } : {}) });
   if (!cachedData) debug(`loading ${name} without a code cache`);
   else if (wrapper.cachedDataRejected) debug(`the code cache of ${name} was rejected (built by another Node?); compiling it`);
   else debug(`loading ${name} with its code cache`);
   return runChunk(wrapper, file, errors);
 }
 
-/** The function a chunk's CommonJS code runs in; bin/build.ts makes the code cache from the same text. */
-export const wrapChunk = wrapCommonJs;
 
 /** Runs a wrapped chunk; its `require('keybroker:errors')` gets `hostErrors`, anything else a built-in. */
 export function runChunk(script: vm.Script, file: string, hostErrors: unknown): unknown {
