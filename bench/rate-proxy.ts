@@ -1,7 +1,8 @@
 // A store in a far region with a write quota: an HTTP proxy in front of moto that adds a fixed
 // latency to every call and answers AWS's ThrottlingException (HTTP 400, no Retry-After, as
 // Secrets Manager does) to any call above `perSecond` in a sliding one-second window. It counts
-// what a polite client must keep at zero: calls refused after the first refusal.
+// what a polite client must keep at zero: calls refused after the client was told of the first
+// refusal (the calls it had already sent then could not know).
 // With several moto servers (shards), each secret lives on one, chosen by its name; ListSecrets
 // pages through them in turn (the proxy prefixes NextToken with the shard), so the client sees one store.
 import http from 'node:http';
@@ -9,8 +10,8 @@ import type { AddressInfo } from 'node:net';
 
 export interface RateProxy {
   url: string;
-  /** throttledAfterFirst: refusals after the first; afterReaction: those more than a second after it (the calls already in flight then are the client's reaction time). */
-  stats(): { calls: number; accepted: number; throttled: number; throttledAfterFirst: number; afterReaction: number; refusedAtSeconds: number[] };
+  /** throttledAfterFirst: refusals after the first; afterTold: those of calls that came after the first refusal was answered (not already in flight then). */
+  stats(): { calls: number; accepted: number; throttled: number; throttledAfterFirst: number; afterTold: number; refusedAtSeconds: number[] };
   reset(): void;
   setRate(perSecond: number | undefined): void;
   stop(): Promise<void>;
@@ -30,6 +31,8 @@ export async function startRateProxy(targetPorts: number[], options: { latencyMs
   let accepted = 0;
   let throttled = 0;
   let throttleTimes: number[] = [];
+  let firstToldAt: number | undefined;
+  let afterTold = 0;
   let since = Date.now();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
@@ -93,8 +96,10 @@ export async function startRateProxy(targetPorts: number[], options: { latencyMs
       if (secretsManager && perSecond !== undefined && window.length >= perSecond) {
         throttled++;
         throttleTimes.push(now);
+        if (firstToldAt !== undefined && now > firstToldAt) afterTold++;
         // The refusal takes the same round trip as an answer.
         setTimeout(() => {
+          firstToldAt ??= Date.now();
           response.writeHead(400, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': 'ThrottlingException' });
           response.end(JSON.stringify({ __type: 'ThrottlingException', message: 'Rate exceeded' }));
         }, options.latencyMs);
@@ -115,13 +120,14 @@ export async function startRateProxy(targetPorts: number[], options: { latencyMs
       accepted,
       throttled,
       throttledAfterFirst: Math.max(0, throttled - 1),
-      afterReaction: throttleTimes.filter((at) => at - throttleTimes[0]! > 1_000).length,
+      afterTold,
       // When each refusal came, from the last reset: one burst of calls already in flight, or refusals all along.
       refusedAtSeconds: throttleTimes.slice(0, 50).map((at) => Math.round((at - since) / 100) / 10),
     }),
     reset: () => {
-      calls = accepted = throttled = 0;
+      calls = accepted = throttled = afterTold = 0;
       throttleTimes = [];
+      firstToldAt = undefined;
       since = Date.now();
     },
     setRate: (rate) => void (perSecond = rate),

@@ -2,8 +2,8 @@
 // allow and never more. The width (rows in flight) grows by one per width's worth of successes and
 // halves on a throttle (AIMD), up to the `--concurrency N` ceiling. Each service (the store, the
 // gateway's key API) has its own rate gate: every call to it, each retry included, takes a slot;
-// a throttle pauses that service's calls for the wait asked and caps its rate at 0.85 of the rate
-// it was answering just before (never at the rate it refused); the cap only goes down within a run
+// a throttle pauses that service's calls for the wait asked and caps its rate at 0.85 of the calls
+// it took in the second before the refused one (never at the rate it refused); the cap only goes down within a run
 // (a probe back up is a refusal when the quota did not move). A failed row or an interrupt stops
 // new rows; rows in flight finish, so the report is exact.
 import { retryAfterMs as retryAfterOf, throttledError, type Pace } from '../kernel/retry.ts';
@@ -43,20 +43,22 @@ const START_WIDTH = 4;
 /** One throttle per window halves the width; more in the same window are the same event. */
 const DECREASE_WINDOW_MS = 1_000;
 /**
- * The rate a service was accepting: its calls answered in the last second, counted over the whole
- * second. Quotas are per second or per sliding window, and a service that refuses now took at most
- * its quota in the last second; a rate taken between the first and last answer of a shorter span
- * (a run's first half second, answers bunched by the round trip) overstated it, and the first cap
- * was refused again (bench:admin, throttled at 40/s: refusals up to 2.3 s after the first).
+ * Quotas count calls over a second (a sliding window, or a bucket refilled per second). When a call
+ * is refused, the calls sent in the second before it, all of which the service took (it is the
+ * first refusal), are the rate it allows: that is what the cap is taken from. Answers are not a
+ * measure of it: calls still in flight are missing from them (0.65 of the quota at 40/s, 50 ms
+ * away, in bench:admin), and answers bunched by the round trip overstate it over a shorter span.
  */
-const ACCEPTED_WINDOW_MS = 1_000;
+const QUOTA_WINDOW_MS = 1_000;
 const CAP_OF_ACCEPTED = 0.85;
 const MAX_THROTTLED_ATTEMPTS = 12;
 
 export interface GateState {
-  /** Calls per second at most, once a throttle was seen. */
+  /** Calls per second at most, once a throttle was seen: in any one second, and spaced evenly. */
   rateCap: number | undefined;
   throttles: number;
+  /** Calls sent through this gate, each re-send included. */
+  calls: number;
   /** Until when new calls wait (a Retry-After or back-off), ms since the epoch. */
   pausedUntil: number;
 }
@@ -72,13 +74,20 @@ export interface LimiterState {
 
 type Clock = { now: () => number; sleep: (ms: number) => Promise<void> };
 
+/** One call sent to the service, in the order sent; `refused` once it answered "too many". */
+interface Sent {
+  at: number;
+  order: number;
+  refused: boolean;
+}
+
 /** One service's calls: paced under its learned rate, sent again while it throttles. */
 export class RateGate {
-  readonly state: GateState = { rateCap: undefined, throttles: 0, pausedUntil: 0 };
+  readonly state: GateState = { rateCap: undefined, throttles: 0, calls: 0, pausedUntil: 0 };
   private lastDecrease = -Infinity;
   private nextSlot = 0;
-  /** Completion times of recent calls the service answered (not refused). */
-  private readonly accepted: number[] = [];
+  /** The calls sent in the last quota window (and the one before it: a refusal looks back from its own send). */
+  private readonly sent: Sent[] = [];
 
   private readonly clock: Clock;
   private readonly onThrottle: (at: number) => void;
@@ -88,61 +97,74 @@ export class RateGate {
     this.onThrottle = onThrottle;
   }
 
-  /** The service said "too many": pause its calls as asked and cap its rate under what it accepted. */
-  throttled(waitMs = 0): void {
+  /**
+   * The service said "too many" to `refusedCall` (when the caller knows which; else to one sent now):
+   * pause its calls as asked and cap its rate under the calls it took in the second before.
+   */
+  throttled(waitMs = 0, refusedCall?: Sent): void {
     const now = this.clock.now();
     this.state.throttles++;
     this.state.pausedUntil = Math.max(this.state.pausedUntil, now + waitMs);
     this.onThrottle(now);
     if (now - this.lastDecrease < DECREASE_WINDOW_MS) return;
     this.lastDecrease = now;
-    // Only answered calls count: the refused ones are the rate the service does not take.
-    const recent = this.accepted.filter((at) => now - at < ACCEPTED_WINDOW_MS);
-    if (recent.length < 4) return;
-    const accepting = recent.length / (ACCEPTED_WINDOW_MS / 1_000);
-    const cap = Math.max(1, accepting * CAP_OF_ACCEPTED);
+    // Refused calls are not counted: they are the rate the service does not take.
+    const refused = refusedCall ?? { at: now, order: this.state.calls, refused: true };
+    const taken = this.sent.filter((call) => !call.refused && call.order < refused.order && refused.at - call.at <= QUOTA_WINDOW_MS).length;
+    if (taken < 4) return;
+    const cap = Math.max(1, (taken * 1_000 * CAP_OF_ACCEPTED) / QUOTA_WINDOW_MS);
     this.state.rateCap = this.state.rateCap === undefined ? cap : Math.min(this.state.rateCap, cap);
   }
 
   /** One call: sent when a slot is free under the rate cap, sent again while throttled. */
   async call<T>(send: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      await this.slot();
+      const call = await this.slot();
       try {
-        const result = await send();
-        this.answered();
-        return result;
+        return await send();
       } catch (error) {
-        if (!throttledError(error)) {
-          // A refusal for another reason (not found, denied) is still an answer.
-          this.answered();
-          throw error;
-        }
+        // A refusal for another reason (not found, denied) is still an answer.
+        if (!throttledError(error)) throw error;
+        call.refused = true;
         if (attempt >= MAX_THROTTLED_ATTEMPTS) throw error;
         const asked = retryAfterOf(error, this.clock.now()) ?? 0;
         const backoff = Math.min(20_000, 250 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
-        this.throttled(Math.max(asked, backoff));
+        this.throttled(Math.max(asked, backoff), call);
       }
     }
   }
 
-  private answered(): void {
-    const now = this.clock.now();
-    this.accepted.push(now);
-    while (this.accepted.length && now - this.accepted[0]! >= ACCEPTED_WINDOW_MS) this.accepted.shift();
+  /** Waits out a pause, then for a slot (under the cap in the last second, and 1/cap after the slot before), and takes it. */
+  private async slot(): Promise<Sent> {
+    for (;;) {
+      const now = this.clock.now();
+      while (this.sent.length && now - this.sent[0]!.at > 2 * QUOTA_WINDOW_MS) this.sent.shift();
+      if (this.state.pausedUntil > now) {
+        await this.clock.sleep(this.state.pausedUntil - now);
+        continue;
+      }
+      const cap = this.state.rateCap;
+      if (cap === undefined) return this.take(now);
+      // The quota's own window: after a burst, wait until enough of it is more than a second old.
+      const inWindow = this.sent.filter((call) => !call.refused && call.at + QUOTA_WINDOW_MS > now);
+      const allowed = Math.max(1, Math.floor((cap * QUOTA_WINDOW_MS) / 1_000));
+      if (inWindow.length >= allowed) {
+        await this.clock.sleep(inWindow[inWindow.length - allowed]!.at + QUOTA_WINDOW_MS - now);
+        continue;
+      }
+      if (this.nextSlot > now) {
+        await this.clock.sleep(this.nextSlot - now);
+        continue;
+      }
+      this.nextSlot = now + 1_000 / cap;
+      return this.take(now);
+    }
   }
 
-  private async slot(): Promise<void> {
-    let now = this.clock.now();
-    if (this.state.pausedUntil > now) {
-      await this.clock.sleep(this.state.pausedUntil - now);
-      now = this.clock.now();
-    }
-    if (this.state.rateCap === undefined) return;
-    const gap = 1_000 / this.state.rateCap;
-    const at = Math.max(now, this.nextSlot);
-    this.nextSlot = at + gap;
-    if (at > now) await this.clock.sleep(at - now);
+  private take(now: number): Sent {
+    const call: Sent = { at: now, order: this.state.calls++, refused: false };
+    this.sent.push(call);
+    return call;
   }
 }
 
@@ -207,6 +229,12 @@ export class BulkLimiter {
       revokeUser: (user) => this.gateway.call(() => issuer.revokeUser(user)),
     };
   }
+}
+
+/** The rates a run ended paced at, calls per second (null: never throttled), for the --json summary. */
+export function pacedAt(state: LimiterState): { store: number | null; gateway: number | null } {
+  const rate = (gate: GateState) => (gate.rateCap === undefined ? null : Math.round(gate.rateCap * 10) / 10);
+  return { store: rate(state.store), gateway: rate(state.gateway) };
 }
 
 export type RowStatus<R> = { state: 'done'; result: R } | { state: 'failed'; error: unknown } | { state: 'not started' };

@@ -5,7 +5,7 @@ import { Interrupted, UsageError } from '../kernel/errors.ts';
 import { keyProblem } from '../secret/value.ts';
 import { userNameProblem } from '../secret/name.ts';
 import { errorLine, looksLikeKey, parseExpiry, writeKey, type AdminDeps, type KeyWrite, type WriteOutcome } from './common.ts';
-import { limiterFor, runBulk, terminalProgress } from './bulk.ts';
+import { limiterFor, pacedAt, runBulk, terminalProgress } from './bulk.ts';
 
 export interface ImportRow extends KeyWrite {
   /** "line 4" or "entry 3": where the row came from, for messages. */
@@ -158,6 +158,7 @@ export async function importKeys(deps: AdminDeps, text: string, format: 'csv' | 
         interrupted: run.interrupted,
         elapsedMs: run.elapsedMs,
         throttles: limiter.state.throttles,
+        pacedAt: pacedAt(limiter.state),
       }) + '\n',
     );
   }

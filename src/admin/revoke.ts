@@ -6,7 +6,7 @@ import { Interrupted, SecretNotFound, UnusableKey } from '../kernel/errors.ts';
 import { formatDuration } from '../kernel/duration.ts';
 import { parseSecretValue } from '../secret/value.ts';
 import { errorLine, secretNameFor, type AdminDeps } from './common.ts';
-import { limiterFor, runBulk, terminalProgress } from './bulk.ts';
+import { limiterFor, pacedAt, runBulk, terminalProgress } from './bulk.ts';
 
 export async function revokeKey(deps: AdminDeps, request: { user: string; purge: boolean }): Promise<void> {
   await revokeOne(deps, request.user, request.purge, true);
@@ -36,7 +36,7 @@ export async function revokeKeys(deps: AdminDeps, request: { users: string[]; pu
   const complete = failed.length === 0 && !run.interrupted;
   const left = [...failed.map((failure) => failure.user), ...notStarted];
   if (deps.json) {
-    deps.output.stdout(JSON.stringify({ action: request.purge ? 'purge' : 'revoke', complete, total: request.users.length, revoked: revoked.length, failed, notRevoked: left, interrupted: run.interrupted, elapsedMs: run.elapsedMs, throttles: limiter.state.throttles }) + '\n');
+    deps.output.stdout(JSON.stringify({ action: request.purge ? 'purge' : 'revoke', complete, total: request.users.length, revoked: revoked.length, failed, notRevoked: left, interrupted: run.interrupted, elapsedMs: run.elapsedMs, throttles: limiter.state.throttles, pacedAt: pacedAt(limiter.state) }) + '\n');
   } else if (complete) {
     deps.output.stdout(`${request.purge ? 'deleted' : 'disabled'} ${revoked.length} secrets${deps.issuer ? ' and their keys at the gateway' : ''} in ${formatDuration(run.elapsedMs)}\n`);
   }

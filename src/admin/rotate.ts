@@ -7,10 +7,13 @@ import { Interrupted, UsageError } from '../kernel/errors.ts';
 import { sha256Hex } from '../kernel/sha256.ts';
 import type { MintedKey } from '../gateway/key-issuer.ts';
 import { errorLine, readStored, secretNameFor, templatePrefix, userFromSecretName, writeKey, USER_LABEL, type AdminDeps, type WriteOutcome } from './common.ts';
-import { limiterFor, runBulk, terminalProgress } from './bulk.ts';
+import { limiterFor, pacedAt, runBulk, terminalProgress } from './bulk.ts';
 
 export interface RotateRequest {
+  /** The developers to rotate (with `all`, none: the store's listing says who). */
   users: string[];
+  /** Every developer with a key under the profile's template (`--all`), listed through the action's limiter. */
+  all?: boolean;
   /** A key from stdin/--from-file (one user only); otherwise the gateway mints one. */
   key?: string;
   expiresAt?: Date;
@@ -45,41 +48,43 @@ export interface RotateSummary {
 }
 
 export async function rotateKeys(deps: AdminDeps, request: RotateRequest, callerTtlMs: number): Promise<WriteOutcome[]> {
-  if (request.key !== undefined && request.users.length !== 1) {
-    throw new UsageError('a key from stdin or --from-file can rotate one developer only', 'use --user NAME, or configure "keyIssuer" to mint a key per developer');
-  }
   if (request.key === undefined && !deps.issuer) {
     throw new UsageError('no new key: none was given and no gateway key API is configured', 'pipe the new key on stdin or use --from-file, or add "keyIssuer" to the profile');
   }
-  for (const user of request.users) secretNameFor(deps.profile.secret, user);
+  // Many developers: one limiter for the whole action. With --all the listing's calls come first
+  // and count against the same quota as the rotations after them (a store paces them through it).
+  const limiter = request.all || request.users.length > 1 ? limiterFor(deps.bulk) : undefined;
+  const users = request.all ? await allUsers(deps) : request.users;
+  if (request.key !== undefined && users.length !== 1) {
+    throw new UsageError('a key from stdin or --from-file can rotate one developer only', 'use --user NAME, or configure "keyIssuer" to mint a key per developer');
+  }
+  for (const user of users) secretNameFor(deps.profile.secret, user);
   const safeGrace = minimumSafeGraceMs(deps.profile.cache.refreshAfterMs, callerTtlMs);
   if (deps.issuer && request.key === undefined && request.graceMs > 0 && request.graceMs < safeGrace) {
     deps.output.stderr(
       `keybroker: warning: a grace period of ${formatDuration(request.graceMs)} is shorter than the ${formatDuration(safeGrace)} a developer may keep the old key (refresh interval + 2 × Claude Code's TTL): some will see one 401 and recover through it`,
     );
   }
-  const bulk = request.users.length > 1;
-  if (!bulk || request.dryRun) {
+  if (users.length <= 1 || request.dryRun || !limiter) {
     const results: WriteOutcome[] = [];
-    for (const user of request.users) {
+    for (const user of users) {
       const result = await rotateOne(deps, user, request, true);
       if (result) results.push(result);
     }
     return results;
   }
 
-  // Many developers: each row mint → write → retire, a bounded and adaptive number at a time.
-  const limiter = limiterFor(deps.bulk);
+  // Each row mint → write → retire, a bounded and adaptive number at a time.
   const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined), ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}) };
   const progress = terminalProgress(deps.output.stderr, 'rotate', deps.isTTY);
-  const run = await runBulk(request.users, (user) => rotateOne(paced, user, request, false), limiter, {
+  const run = await runBulk(users, (user) => rotateOne(paced, user, request, false), limiter, {
     ...(deps.bulk?.signal ? { signal: deps.bulk.signal } : {}),
     onProgress: (state) => progress.update(state),
   });
   progress.end();
   const summary: RotateSummary = { rotated: [], failed: [], notStarted: [], interrupted: run.interrupted, elapsedMs: run.elapsedMs, throttles: limiter.state.throttles };
   for (const [index, status] of run.statuses.entries()) {
-    const user = request.users[index]!;
+    const user = users[index]!;
     if (status.state === 'done') {
       if (status.result) summary.rotated.push(status.result);
     } else if (status.state === 'failed') summary.failed.push({ user, error: errorLine(status.error) });
@@ -91,13 +96,14 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
       JSON.stringify({
         action: 'rotate',
         complete,
-        total: request.users.length,
+        total: users.length,
         rotated: summary.rotated.length,
         failed: summary.failed,
         notRotated: [...summary.failed.map((failure) => failure.user), ...summary.notStarted],
         interrupted: run.interrupted,
         elapsedMs: run.elapsedMs,
         throttles: summary.throttles,
+        pacedAt: pacedAt(limiter.state),
       }) + '\n',
     );
   } else if (complete) {

@@ -19,6 +19,7 @@ import type { KeyIssuer } from '../../src/gateway/key-issuer.ts';
 import type { Provider } from '../../providers/provider.ts';
 import type { HarnessInstance } from '../providers/contract.ts';
 import { startFakeLiteLlm, type FakeLiteLlm } from '../fakes/litellm.ts';
+import { virtualClock } from '../support/virtual-clock.ts';
 import { adminDeps, adminProfile, providerAs, startAwsStore } from './support.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -96,6 +97,75 @@ describe('the bulk limiter', () => {
     expect(limiter.state.store.rateCap).toBeLessThanOrEqual(0.85 * 40);
   });
 
+  // A service 50 ms away that takes `quota` calls a second, run in virtual time: 1,000 rows of two
+  // calls each at a width of 16. What the proxy of bench:admin counts, here without a clock to wait on.
+  async function throttledRun(shape: 'sliding window' | 'token bucket', quota = 40) {
+    const clock = virtualClock();
+    const limiter = new BulkLimiter(16, clock);
+    const accepted: number[] = [];
+    let tokens = quota;
+    let refilledAt = 0;
+    let refused = 0;
+    let toldAt: number | undefined;
+    const refusedAfterTold: number[] = [];
+    const takes = (at: number) => {
+      if (shape === 'sliding window') {
+        while (accepted.length && at - accepted[0]! >= 1_000) accepted.shift();
+        if (accepted.length >= quota) return false;
+        accepted.push(at);
+        return true;
+      }
+      tokens = Math.min(quota, tokens + ((at - refilledAt) * quota) / 1_000);
+      refilledAt = at;
+      if (tokens < 1) return false;
+      tokens -= 1;
+      return true;
+    };
+    const send = async () => {
+      const arrived = clock.now();
+      const taken = takes(arrived);
+      if (!taken) {
+        refused++;
+        if (toldAt !== undefined && arrived > toldAt) refusedAfterTold.push(arrived);
+      }
+      await clock.sleep(50);
+      if (!taken) {
+        toldAt ??= clock.now();
+        throw markThrottled(new StoreUnreachable('the store is throttling requests (ThrottlingException)', 'later'));
+      }
+    };
+    const rows = Array.from({ length: 1_000 }, (_, index) => index);
+    const run = await clock.run(
+      runBulk(rows, async () => {
+        await limiter.store.call(send);
+        await limiter.store.call(send);
+      }, limiter, { now: clock.now }),
+    );
+    const done = run.statuses.filter((status) => status.state === 'done').length;
+    return { done, refused, refusedAfterTold, callsPerSecond: (2 * rows.length * 1_000) / run.elapsedMs, cap: limiter.state.store.rateCap };
+  }
+
+  it('against a quota of 40 calls in any one second: no call refused after the first refusal reached it, at over 0.8 of the quota', async () => {
+    const result = await throttledRun('sliding window');
+    expect(result.done).toBe(1_000);
+    expect(result.refused).toBeGreaterThan(0);
+    expect(result.refusedAfterTold).toEqual([]);
+    // The cap is 0.85 of the 40 the service took in the second before its first refusal.
+    expect(result.cap).toBeCloseTo(34, 5);
+    expect(result.callsPerSecond).toBeGreaterThan(0.8 * 40);
+    expect(result.callsPerSecond).toBeLessThanOrEqual(40);
+  });
+
+  it('against a token bucket (40 at once, 40 a second after), whose stored burst overstates the rate: each later refusal lowers the cap by 0.85, until the refill sustains it', async () => {
+    const result = await throttledRun('token bucket');
+    expect(result.done).toBe(1_000);
+    // The calls taken in a second include what the bucket had saved: 0.85 of them is above the
+    // refill once or twice (measured: refusals at 3.7 s and 17.5 s of 58 s), then below it.
+    expect(result.refusedAfterTold.length).toBeLessThanOrEqual(3);
+    expect(result.cap).toBeLessThan(40);
+    expect(result.callsPerSecond).toBeGreaterThan(0.8 * 40);
+  });
+
   it('never raises a cap within a run: ten quiet minutes later calls are still paced under it', async () => {
     let now = 0;
     const limiter = new BulkLimiter(8, { now: () => now, sleep: async (ms) => void (now += ms) });
@@ -111,7 +181,8 @@ describe('the bulk limiter', () => {
   });
 
   it('gives up on a call that is not throttled at once, and on one throttled 12 times', async () => {
-    const limiter = new BulkLimiter(4, { sleep: async () => {} });
+    let now = 0;
+    const limiter = new BulkLimiter(4, { now: () => now, sleep: async (ms) => void (now += ms) });
     await expect(limiter.store.call(async () => Promise.reject(new StoreUnreachable('down', 'later')))).rejects.toThrow('down');
     let calls = 0;
     await expect(limiter.store.call(async () => Promise.reject(markThrottled(new StoreUnreachable(`throttled ${++calls}`, 'later'), 0)))).rejects.toThrow('throttled 12');
@@ -264,6 +335,26 @@ describe('admin import on AWS: store calls per row, each paced by the limiter', 
     await importKeys(deps, csv('third'), 'csv', 'keys.csv');
     expect(delta(before)).toMatchObject({ CreateSecret: 1, DescribeSecret: 1, RestoreSecret: 1, PutSecretValue: 12 });
     expect((await currentKey(deps, 'rows/row03'))?.key).toBe('sk-test-third-row03-0123456789');
+  }, 120_000);
+
+  it('rotate --all lists the developers through the same limiter as the rotations: its ListSecrets pages count against the one quota', async () => {
+    const litellm = await startFakeLiteLlm();
+    try {
+      const { deps, output } = adminDeps(provider, profile, { bulk: { ceiling: 4, relay } });
+      deps.issuer = openKeyIssuer({ type: 'litellm', url: litellm.url, masterKeyEnv: 'TEST_LITELLM_MASTER_KEY' }, { env: { TEST_LITELLM_MASTER_KEY: litellm.masterKey }, timeoutMs: 10_000 });
+      const listed = proxy.count('ListSecrets');
+      const before = counted();
+      await rotateKeys(deps, { users: [], all: true, graceMs: 0, dryRun: true }, 60_000);
+      expect(output.out.join('')).toContain('row11: 1. mint a new key');
+      const pages = proxy.count('ListSecrets') - listed;
+      expect(pages).toBeGreaterThan(0);
+      // Every store call of the action, the listing's included, went through this action's store gate.
+      const reads = delta(before)['GetSecretValue']!;
+      expect(reads).toBe(12);
+      expect(relay.target!.state.store.calls).toBe(pages + reads);
+    } finally {
+      await litellm.stop();
+    }
   }, 120_000);
 
   it('sends each throttled store call again through the limiter, and writes one version per row', async () => {

@@ -234,14 +234,13 @@ async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string
       return 0;
     }
     case 'rotate': {
-      const { rotateKeys, allUsers } = await import('../../admin/rotate.ts');
+      const { rotateKeys } = await import('../../admin/rotate.ts');
       if (values['all'] && users.length) throw new UsageError('--all and --user exclude each other', 'give one of them');
       if (!values['all'] && users.length !== 1) throw new UsageError('admin rotate needs --user NAME or --all', 'keybroker admin rotate --user alice');
       const graceMs = values['now'] ? 0 : durationFlag(values, 'grace', '24h');
       const fromInput = values['from-file'] !== undefined || (!deps.issuer && !values['all']);
       const key = fromInput ? await readKey(values) : undefined;
-      const targets = values['all'] ? await allUsers(deps) : users;
-      await bulk(deps, () => rotateKeys(deps, { users: targets, graceMs, dryRun: Boolean(values['dry-run']), ...(key !== undefined ? { key } : {}), ...expiry(values) }, callerTtlMs(context.env)));
+      await bulk(deps, () => rotateKeys(deps, { users, ...(values['all'] ? { all: true } : {}), graceMs, dryRun: Boolean(values['dry-run']), ...(key !== undefined ? { key } : {}), ...expiry(values) }, callerTtlMs(context.env)));
       return 0;
     }
     case 'revoke': {
