@@ -18,7 +18,7 @@ import {
   StoreUnreachable,
   UsageError,
 } from '../src/kernel/errors.ts';
-import { classifyStoreError, throttlingOnly, withStoreRetry } from '../src/kernel/retry.ts';
+import { classifyStoreError, operationDeadline, throttlingOnly, withStoreRetry, type OperationDeadline } from '../src/kernel/retry.ts';
 import { isPlainHttpToAnotherHost } from '../src/kernel/transport.ts';
 import { readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity, type StoreConfig } from './provider.ts';
 import { storeSchema, type VaultAuth } from './vault.schema.ts';
@@ -74,11 +74,9 @@ interface Session {
   fresh: boolean;
 }
 
-interface Call {
-  signal: AbortSignal;
+/** One operation (a read, a write: a few HTTP calls) under one deadline of the profile's timeout. */
+interface Call extends OperationDeadline {
   what: string;
-  /** When `signal` fires: the budget the retry policy shares out among this call's requests. */
-  endsAt: number;
 }
 
 /** A token is renewed once less than this share of its TTL is left, as Vault's own LifetimeWatcher does (at ~2/3). */
@@ -137,7 +135,9 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
   const oidcPort = () => (auth.method === 'oidc' && auth.callbackPort) || VAULT_CLI_OIDC_PORT;
 
   function deadline(what: string): Call {
-    return { signal: AbortSignal.timeout(context.timeoutMs), what, endsAt: Date.now() + context.timeoutMs };
+    // A bulk action's pacing waits are held off the deadline (as in one call's retries).
+    const deadline = operationDeadline(context.timeoutMs, context.paceCall);
+    return { signal: deadline.signal, remainingMs: () => deadline.remainingMs(), pace: deadline.pace, what };
   }
 
   function caBundle(): string | undefined {
@@ -170,10 +170,10 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
           return response;
         },
         {
-          budgetMs: Math.max(1, call.endsAt - Date.now()),
+          budgetMs: call.remainingMs(),
           // A write the server may have applied (a reset, a 5xx) is not sent twice; a throttled one it refused is.
           classify: idempotent ? classifyStoreError : throttlingOnly,
-          ...(context.paceCall ? { pace: context.paceCall } : {}),
+          ...(call.pace ? { pace: call.pace } : {}),
           onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`vault: ${method} ${apiPath}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
         },
       );

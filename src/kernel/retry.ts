@@ -134,6 +134,68 @@ function storeClock(budgetMs: number, ceilingMs: number, now: () => number, setT
   };
 }
 
+/**
+ * The deadline of one operation made of several store calls (Vault: a token lookup, then the read),
+ * `budgetMs` of the store's time. Time a bulk action's limiter holds a call back (its pace) is the
+ * client's own, as within one call's retries: it moves the deadline on. The timer never keeps the
+ * process alive.
+ */
+export interface OperationDeadline {
+  /** Aborted with RetryBudgetExceeded once the store's time is spent. */
+  readonly signal: AbortSignal;
+  /** The store's time left, ms (at least 1): the budget for the next call's retries. */
+  remainingMs(): number;
+  /** `pace` with its waits held off this deadline; undefined when there is no pace. */
+  readonly pace: Pace | undefined;
+}
+
+export function operationDeadline(budgetMs: number, pace?: Pace, now: () => number = Date.now): OperationDeadline {
+  const controller = new AbortController();
+  const started = now();
+  let held = 0;
+  let holding = 0;
+  let holdingSince = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const remaining = () => started + budgetMs + held + (holding > 0 ? now() - holdingSince : 0) - now();
+  const arm = () => {
+    clearTimeout(timer);
+    if (holding > 0 || controller.signal.aborted) return;
+    const left = remaining();
+    if (left <= 0) return controller.abort(new RetryBudgetExceeded(`no answer within ${budgetMs} ms`));
+    timer = setTimeout(arm, left);
+    timer.unref?.();
+  };
+  const hold = () => {
+    if (holding++ > 0) return;
+    holdingSince = now();
+    clearTimeout(timer);
+  };
+  const release = () => {
+    if (--holding > 0) return;
+    held += now() - holdingSince;
+    arm();
+  };
+  arm();
+  const heldPace: Pace | undefined =
+    pace &&
+    (async (send) => {
+      hold();
+      try {
+        return await pace(async () => {
+          release();
+          try {
+            return await send();
+          } finally {
+            hold();
+          }
+        });
+      } finally {
+        release();
+      }
+    });
+  return { signal: controller.signal, remainingMs: () => Math.max(1, remaining()), pace: heldPace };
+}
+
 function realTimer(callback: () => void, ms: number): { cancel(): void } {
   const handle = setTimeout(callback, ms);
   return { cancel: () => clearTimeout(handle) };

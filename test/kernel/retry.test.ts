@@ -1,6 +1,6 @@
 // The shared store retry policy: bounded attempts inside one time budget, honouring throttling.
 import { describe, expect, it } from 'vitest';
-import { classifyStoreError, retryAfterMs, storeCallCeilingMs, throttlingOnly, withStoreRetry } from '../../src/kernel/retry.ts';
+import { classifyStoreError, operationDeadline, retryAfterMs, storeCallCeilingMs, throttlingOnly, withStoreRetry, type Pace } from '../../src/kernel/retry.ts';
 
 /** Time that moves only when the policy sleeps (the budget's clock never ticks). */
 function fakeTime() {
@@ -225,6 +225,22 @@ describe('withStoreRetry', () => {
     });
     await expect(call).rejects.toMatchObject({ name: 'TimeoutError' });
     expect(Date.now() - started).toBeGreaterThanOrEqual(480);
+  });
+
+  it('an operation of several calls: its deadline moves on by the time the pace held each call, and still ends a call the store does not answer', async () => {
+    const pace: Pace = async (send) => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return send();
+    };
+    const deadline = operationDeadline(200, pace);
+    // Two calls, each held 300 ms (three held budgets in all), each answered in 20 ms.
+    for (let call = 0; call < 2; call++) await deadline.pace!(() => new Promise((resolve) => setTimeout(resolve, 20)));
+    expect(deadline.signal.aborted).toBe(false);
+    const started = Date.now();
+    const unanswered = deadline.pace!(() => new Promise((_, reject) => deadline.signal.addEventListener('abort', () => reject(deadline.signal.reason))));
+    await expect(unanswered).rejects.toMatchObject({ name: 'TimeoutError', message: 'no answer within 200 ms' });
+    // Held 300 ms, then the store time left (200 ms less the two answers).
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300 + 100);
   });
 
   it('counts a sleeping process\'s ordinary wake-up delays as the store\'s time: a store that is down fails at the budget on a busy machine', async () => {

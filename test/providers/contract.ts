@@ -222,6 +222,29 @@ export function describeProviderContract(harness: ProviderHarness): void {
       expect(throttle.given()).toBeGreaterThan(1);
     });
 
+    it('does not count a bulk action\'s pacing waits against the timeout: each call held back longer than it still reads', async () => {
+      // The limiter of an `admin` bulk action holds every store call until its slot (ProviderContext.paceCall).
+      await server.seed(server.developerSecret, 'sk-test-contract-paced');
+      const timeoutMs = 1_000;
+      let held = 0;
+      const paced = await inEnvironment(
+        server.developerEnv,
+        await withEnvironment(server.developerEnv, () =>
+          openProvider(profileFor(server.storeConfig(server.port), timeoutMs), {
+            env: server.developerEnv,
+            debug: () => {},
+            paceCall: async (send) => {
+              held++;
+              await new Promise((resolve) => setTimeout(resolve, 1.5 * timeoutMs));
+              return send();
+            },
+          }),
+        ),
+      );
+      expect((await paced.readCurrent(server.developerSecret)).value).toBe('sk-test-contract-paced');
+      expect(held).toBeGreaterThan(0);
+    });
+
     it('never puts the secret value into an error', async () => {
       await server.seed(server.forbidden.secret, 'sk-test-contract-private');
       const outsider = await open(server.storeConfig(server.port), server.forbidden.env);
