@@ -36,7 +36,10 @@ it('serves the cached key at once near refreshAfter and refreshes it in a detach
   fs.writeFileSync(file!, JSON.stringify({ ...entry, fetchedAt: Date.now() - 9 * 60_000 }));
   const served = await dev.get();
   expect(served).toMatchObject({ code: 0, stdout: 'sk-test-ahead-one', stderr: '' });
-  await expectWithinBound('a get near refreshAfter', served.ms, 0, yardstick);
+  // This get is a warm get and the start of a second process (the detached refresh), which runs on
+  // the same cores while this one ends: twice the units of a warm get. A wait on the store or on
+  // the child's pipes is the store's delay, far above either bound.
+  await expectWithinBound('a get near refreshAfter (a warm get that also starts the refresh)', served.ms, 0, yardstick, 2 * DEFAULT_UNITS);
   expect(served.ms).toBeLessThan(storeDelayMs);
 
   // The detached run reads the store once and caches the new key (the test's own timeout bounds the wait).
