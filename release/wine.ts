@@ -25,13 +25,38 @@ export function wineRoot(env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(env['KEYBROKER_WINE_ROOT'] ?? path.join(os.homedir(), '.cache', 'keybroker', `wine-root-${DEBIAN_SUITE}`));
 }
 
-/** The wine version recorded when the root was finished, or undefined when there is no finished root. */
+/**
+ * Why `dir` is not safe to run programs from as this user, or undefined: it and every directory
+ * above it must belong to root or to this user and be writable by no one else (a sticky directory
+ * such as /tmp may be shared above it). The root's programs run as root in a chroot: a root another
+ * user could write to would be theirs to run code as root with.
+ */
+export function untrustedDirectory(dir: string, uid = process.getuid?.() ?? 0): string | undefined {
+  let at = fs.realpathSync(dir);
+  for (let own = true; ; own = false) {
+    const stat = fs.statSync(at);
+    if (stat.uid !== 0 && stat.uid !== uid) return `${at} belongs to uid ${stat.uid}, not to root or this user`;
+    const sharedButSticky = !own && (stat.mode & 0o1000) !== 0;
+    if ((stat.mode & 0o022) !== 0 && !sharedButSticky) return `${at} is writable by ${stat.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(stat.mode & 0o7777).toString(8)})`;
+    if (at === '/') return undefined;
+    at = path.dirname(at);
+  }
+}
+
+/**
+ * The wine version recorded when the root was finished, or undefined when there is no finished root.
+ * A finished root someone else could have changed is refused, not used.
+ */
 export function readyWine(root = wineRoot()): string | undefined {
+  let version: string | undefined;
   try {
-    return fs.readFileSync(path.join(root, READY), 'utf8').trim() || undefined;
+    version = fs.readFileSync(path.join(root, READY), 'utf8').trim() || undefined;
   } catch {
     return undefined;
   }
+  const why = version && untrustedDirectory(root);
+  if (why) throw new Error(`the wine root ${root} is not safe to use: ${why}. Remove it (rm -rf ${root}) and run again to make a new one, or set KEYBROKER_WINE_ROOT to a directory only you can write`);
+  return version;
 }
 
 /** Why this machine cannot make or use the root, or undefined when it can. */
@@ -88,7 +113,9 @@ export function ensureWineRoot(options: { root?: string; mirror?: string; log?: 
   const mirror = options.mirror ?? process.env['KEYBROKER_DEBIAN_MIRROR'] ?? 'http://deb.debian.org/debian';
   const partial = `${root}.partial`;
   fs.rmSync(partial, { recursive: true, force: true });
-  fs.mkdirSync(path.dirname(root), { recursive: true });
+  fs.mkdirSync(path.dirname(root), { recursive: true, mode: 0o700 });
+  const unsafe = untrustedDirectory(path.dirname(root));
+  if (unsafe) throw new Error(`cannot make the wine root in ${path.dirname(root)}: ${unsafe}. Set KEYBROKER_WINE_ROOT to a directory only you can write`);
   const started = Date.now();
   log(`debootstrap --variant=minbase ${DEBIAN_SUITE} ${partial} ${mirror} (once; minutes)`);
   must('debootstrap', ['--variant=minbase', DEBIAN_SUITE, partial, mirror], 'debootstrap');
