@@ -7,7 +7,7 @@
 // moto is bench/moto-indexed.py (moto_server with its per-call scans of every secret taken out),
 // --shards of them behind the proxy, split by secret name. Each step's CPU time per process
 // (keybroker, this process = proxy + gateway fake, moto) is printed: what bounds the run.
-// Run: npm run bench:admin [-- --developers 10000 --sample 200 --rate 40 --latency 50 --concurrency 16 --shards 2 --scenarios allows,throttled]
+// Run: npm run bench:admin [-- --developers 10000 --sample 200 --rate 40 --latency 50 --concurrency 16 --shards 2 --scenarios allows,throttled --moto indexed|plain]
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -29,6 +29,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '16' },
     shards: { type: 'string', default: '2' },
     scenarios: { type: 'string', default: 'allows,throttled' },
+    moto: { type: 'string', default: 'indexed' },
   },
 });
 const N = Number(values.developers);
@@ -37,6 +38,12 @@ const rate = Number(values.rate);
 const latencyMs = Number(values.latency);
 const shardCount = Math.max(1, Number(values.shards));
 const scenarios = values.scenarios.split(',').map((name) => name.trim());
+// `--moto plain`: moto_server as released, to see what bench/moto-indexed.py takes out.
+if (values.moto !== 'indexed' && values.moto !== 'plain') {
+  console.error('bench: --moto is indexed (bench/moto-indexed.py, the default) or plain (moto_server)');
+  process.exit(2);
+}
+const motoCommand: [string, string[]] = values.moto === 'plain' ? ['moto_server', []] : ['python3', [path.join(root, 'bench', 'moto-indexed.py')]];
 if (!fs.existsSync(binary)) {
   console.error('bench: build the binary first: npm run build:binary');
   process.exit(2);
@@ -51,7 +58,7 @@ interface Shard {
 
 async function startShard(): Promise<Shard> {
   const port = await freePort();
-  const server = startProcess('python3', [path.join(root, 'bench', 'moto-indexed.py'), '-H', '127.0.0.1', '-p', String(port)], { env: { ...process.env, ...AWS_TEST_CREDENTIALS } });
+  const server = startProcess(motoCommand[0], [...motoCommand[1], '-H', '127.0.0.1', '-p', String(port)], { env: { ...process.env, ...AWS_TEST_CREDENTIALS } });
   await waitForPort(port, 30_000);
   return { port, server };
 }
@@ -200,7 +207,7 @@ try {
 
   const loadAtEnd = os.loadavg();
   console.log(
-    `\nkeybroker admin at fleet scale: ${N} developers, ${shardCount} moto server${shardCount === 1 ? '' : 's'} (bench/moto-indexed.py) behind a proxy adding ${latencyMs} ms per call; serial = --concurrency 1 on ${S}, extrapolated; concurrent = --concurrency ${values.concurrency}` +
+    `\nkeybroker admin at fleet scale: ${N} developers, ${shardCount} moto server${shardCount === 1 ? '' : 's'} (${values.moto === 'plain' ? 'moto_server as released' : 'bench/moto-indexed.py'}) behind a proxy adding ${latencyMs} ms per call; serial = --concurrency 1 on ${S}, extrapolated; concurrent = --concurrency ${values.concurrency}` +
       ` (${os.cpus().length} cores, ${new Date().toISOString().slice(0, 16)}Z, load average ${loadAtStart.map((load) => load.toFixed(2)).join(' ')} at the start, ${loadAtEnd.map((load) => load.toFixed(2)).join(' ')} at the end)`,
   );
   console.log('| scenario | action | serial (extrapolated) | concurrent | speed-up | failed rows | store calls/s | calls refused by the proxy (after the first; sent after the first refusal was answered) |');
