@@ -9,12 +9,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
-import vm from 'node:vm';
 import * as esbuild from 'esbuild';
 import { storeTypes } from '../providers/index.ts';
-import { runChunk } from '../src/loader/chunks.ts';
-import { TRAINING_FLAGS, wrapCommonJs } from '../src/loader/wrap.ts';
-import * as errors from '../src/kernel/errors.ts';
+import { TRAINING_FLAGS } from '../src/loader/wrap.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const flags = parseArgs({ options: { out: { type: 'string' }, keyring: { type: 'string' }, 'bundle-only': { type: 'boolean' } } }).values;
@@ -125,22 +122,16 @@ for (const chunk of chunks) {
   };
   await esbuild.build({ ...common, entryPoints: [entry], outfile, plugins: [hostModules] });
   if (!sharesErrors) throw new Error(`${chunk.source} does not import ${path.relative(root, errorsModule)}: its errors would not be the CLI's KeybrokerError`);
-  if (!flags['bundle-only']) writeCodeCache(outfile);
 }
-if (!flags['bundle-only']) trainProgramCache();
+if (!flags['bundle-only']) {
+  // Each chunk's cache, made as the release makes it (bin/chunk-code-cache.ts), then the program's.
+  const chunkFiles = chunks.map((chunk) => path.join('chunks', `${chunk.name}.cjs`));
+  execFileSync(process.execPath, [...TRAINING_FLAGS, path.join(root, 'bin', 'chunk-code-cache.ts'), ...chunkFiles], { cwd: dist, stdio: ['ignore', 'inherit', 'inherit'] });
+  trainProgramCache();
+}
 if (flags['bundle-only']) {
   console.log(`bundled into ${path.relative(root, dist)} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   process.exit(0);
-}
-
-/**
- * A V8 code cache for a chunk, made by this Node binary (the one the executable is built from)
- * after running the chunk's top level: a cold `get` then skips most of the SDK's compiling.
- */
-function writeCodeCache(chunk: string): void {
-  const script = new vm.Script(wrapCommonJs(fs.readFileSync(chunk, 'utf8')), { filename: chunk });
-  runChunk(script, chunk, errors);
-  fs.writeFileSync(chunk.replace(/\.cjs$/, '.cache'), script.createCachedData());
 }
 
 /**

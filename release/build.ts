@@ -71,7 +71,7 @@ for (const target of targets) {
     // Named relative to the bundle: a chunk's cache records the path it was given (measured), and must
     // not depend on the folder the release is built in.
     const chunks = Object.entries(assets).filter(([asset, file]) => file.endsWith('.cjs') && asset !== PROGRAM_ASSET).map(([, file]) => path.relative(bundle, file));
-    run(hostNode, [...TRAINING_FLAGS, path.join(root, 'release', 'code-cache.ts'), ...chunks], { cwd: bundle });
+    run(hostNode, [...TRAINING_FLAGS, path.join(root, 'bin', 'chunk-code-cache.ts'), ...chunks], { cwd: bundle });
     run(hostNode, [...TRAINING_FLAGS, path.join(root, 'bin', 'train-code-cache.ts'), assets[PROGRAM_ASSET]!, assets[PROGRAM_ASSET]!.replace(/\.cjs$/, '.cache')]);
     for (const [asset, file] of Object.entries(assets)) if (asset.endsWith('.cjs')) assets[asset.replace(/\.cjs$/, '.cache')] = file.replace(/\.cjs$/, '.cache');
   }

@@ -19,7 +19,7 @@ function caches(folder: string, flags: string[]): { program: Buffer; chunk: Buff
   fs.mkdirSync(path.join(bundle, 'chunks'), { recursive: true });
   fs.copyFileSync(path.join(root, 'dist', 'keybroker.cjs'), path.join(bundle, 'keybroker.cjs'));
   fs.copyFileSync(path.join(root, 'dist', 'chunks', 'provider-vault.cjs'), path.join(bundle, 'chunks', 'provider-vault.cjs'));
-  execFileSync(process.execPath, [...flags, path.join(root, 'release', 'code-cache.ts'), 'chunks/provider-vault.cjs'], { cwd: bundle });
+  execFileSync(process.execPath, [...flags, path.join(root, 'bin', 'chunk-code-cache.ts'), 'chunks/provider-vault.cjs'], { cwd: bundle });
   const printed = execFileSync(process.execPath, [...flags, path.join(root, 'bin', 'train-code-cache.ts'), path.join(bundle, 'keybroker.cjs'), path.join(bundle, 'keybroker.cache')], { encoding: 'utf8' });
   expect(printed).toContain('sk-test-train-code-cache');
   return { program: fs.readFileSync(path.join(bundle, 'keybroker.cache')), chunk: fs.readFileSync(path.join(bundle, 'chunks', 'provider-vault.cache')) };

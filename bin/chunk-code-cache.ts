@@ -1,7 +1,9 @@
-// Run by the pinned Node of the host target (release/build.ts): writes each chunk's V8 code cache
-// next to it, as bin/build.ts does for dist/keybroker. A code cache only helps the Node that made
-// it, so the release makes one only for the target this machine is. Run with TRAINING_FLAGS
-// (src/loader/wrap.ts): the same chunk then makes the same bytes.
+// Writes each chunk's V8 code cache next to it (CHUNK.cache), made by running the chunk's top
+// level: a cold `get` then skips most of its SDK's compiling. Run by the Node the executable is
+// made of (bin/build.ts for dist/keybroker, release/build.ts for the host target: a code cache only
+// helps the Node that made it), with TRAINING_FLAGS (src/loader/wrap.ts), from the bundle's folder
+// with paths relative to it: the same chunk then makes the same bytes wherever it is built.
+// Usage: node --predictable bin/chunk-code-cache.ts chunks/provider-aws.cjs … (in the bundle's folder)
 import fs from 'node:fs';
 import path from 'node:path';
 import vm from 'node:vm';
