@@ -13,6 +13,8 @@ import type { KeyIssuer } from '../gateway/key-issuer.ts';
 export interface BulkOptions {
   /** Rows in flight at most (`--concurrency`). */
   ceiling: number;
+  /** Store calls a second at most from the first call (`--max-rate`): the cap a throttle would set, set beforehand. */
+  maxRate?: number;
   /** Stops new rows (SIGINT/SIGTERM); rows in flight finish. */
   signal?: AbortSignal;
   /** Present when the provider was opened with this relay's `pace` as its paceCall (and `notify` as onThrottle). */
@@ -33,7 +35,7 @@ export class ThrottleRelay {
 
 /** The limiter for one bulk action, wired to the provider's calls. */
 export function limiterFor(bulk: BulkOptions | undefined): BulkLimiter {
-  const limiter = new BulkLimiter(bulk?.ceiling ?? DEFAULT_CONCURRENCY);
+  const limiter = new BulkLimiter(bulk?.ceiling ?? DEFAULT_CONCURRENCY, {}, bulk?.maxRate);
   if (bulk?.relay) bulk.relay.target = limiter;
   return limiter;
 }
@@ -177,7 +179,8 @@ export class BulkLimiter {
   private successes = 0;
   private lastDecrease = -Infinity;
 
-  constructor(ceiling: number, clock: { now?: () => number; sleep?: (ms: number) => Promise<void> } = {}) {
+  /** `maxStoreRate`: the store's calls a second at most from the first call (`--max-rate`). */
+  constructor(ceiling: number, clock: { now?: () => number; sleep?: (ms: number) => Promise<void> } = {}, maxStoreRate?: number) {
     const top = Math.max(1, Math.floor(ceiling));
     const times: Clock = { now: clock.now ?? Date.now, sleep: clock.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))) };
     // A throttle from either service halves the width, once per window (the calls already in flight are refused together).
@@ -189,6 +192,7 @@ export class BulkLimiter {
       this.state.width = Math.max(1, Math.floor(this.state.width / 2));
     };
     this.store = new RateGate(times, onThrottle);
+    if (maxStoreRate !== undefined) this.store.state.rateCap = maxStoreRate;
     this.gateway = new RateGate(times, onThrottle);
     this.state = { width: Math.min(START_WIDTH, top), ceiling: top, throttles: 0, store: this.store.state, gateway: this.gateway.state };
   }

@@ -99,9 +99,9 @@ describe('the bulk limiter', () => {
 
   // A service 50 ms away that takes `quota` calls a second, run in virtual time: 1,000 rows of two
   // calls each at a width of 16. What the proxy of bench:admin counts, here without a clock to wait on.
-  async function throttledRun(shape: 'sliding window' | 'token bucket', quota = 40) {
+  async function throttledRun(shape: 'sliding window' | 'token bucket', quota = 40, maxRate?: number) {
     const clock = virtualClock();
-    const limiter = new BulkLimiter(16, clock);
+    const limiter = new BulkLimiter(16, clock, maxRate);
     const accepted: number[] = [];
     let tokens = quota;
     let refilledAt = 0;
@@ -154,6 +154,15 @@ describe('the bulk limiter', () => {
     expect(result.cap).toBeCloseTo(34, 5);
     expect(result.callsPerSecond).toBeGreaterThan(0.8 * 40);
     expect(result.callsPerSecond).toBeLessThanOrEqual(40);
+  });
+
+  it('with --max-rate 30 under a quota of 40: not one call refused, at the rate given', async () => {
+    const result = await throttledRun('sliding window', 40, 30);
+    expect(result.done).toBe(1_000);
+    expect(result.refused).toBe(0);
+    expect(result.cap).toBe(30);
+    expect(result.callsPerSecond).toBeLessThanOrEqual(30);
+    expect(result.callsPerSecond).toBeGreaterThan(0.9 * 30);
   });
 
   it('against a token bucket (40 at once, 40 a second after), whose stored burst overstates the rate: each later refusal lowers the cap by 0.85, until the refill sustains it', async () => {

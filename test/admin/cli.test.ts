@@ -104,6 +104,24 @@ describe('keybroker admin (binary)', () => {
     expect(list.stdout).not.toContain('sk-test-cli');
   });
 
+  it('import --max-rate: a bad rate is refused before any call; a good one paces the store from the first call', async () => {
+    const file = path.join(home, 'paced.csv');
+    fs.writeFileSync(file, 'user,key\n' + Array.from({ length: 8 }, (_, index) => `paced${index},sk-test-cli-paced-${index}`).join('\n') + '\n');
+    for (const bad of ['0', 'fast', '200000']) {
+      const refused = await runBinary(['admin', 'import', file, '--max-rate', bad], { env: adminEnv });
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain(`--max-rate must be a number of store calls a second from 0.1 to 100000, not "${bad}"`);
+    }
+    expect(await exists('claude-code/keys/paced0')).toBe(false);
+    const started = Date.now();
+    const imported = await runBinary(['admin', 'import', file, '--max-rate', '4', '--json'], { env: adminEnv });
+    expect(imported.code).toBe(0);
+    const summary = JSON.parse(imported.stdout) as { created: number; pacedAt: { store: number | null } };
+    expect(summary).toMatchObject({ created: 8, pacedAt: { store: 4 } });
+    // 16 store calls (a read and a create each) at 4 a second: at least 3.5 s after the first.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(3_500);
+  });
+
   it('put --from-file and import of the JSON form', async () => {
     const keyFile = path.join(home, 'hal.key');
     fs.writeFileSync(keyFile, 'sk-test-cli-hal\n', { mode: 0o600 });

@@ -16,6 +16,9 @@ const AUDIT_LOG_OPTION = `  --audit-log FILE   append one JSON line per action (
 
 const BULK_OPTIONS = `  --concurrency N    at most N developers at a time (default 16); starts at 4, halves when the
                      store or gateway throttles, grows again while calls succeed
+  --max-rate R       at most R store calls a second from the first call (a share of a quota
+                     you know, e.g. 20 of AWS's 50 writes/s); without it the rate is learned
+                     from the store's first throttle
   --json             one JSON summary on stdout (counts, failures, who was not done)
 
 On a terminal a progress line shows done/total, rate, ETA and throttling; otherwise only the
@@ -45,6 +48,7 @@ Options:
   --grace D          how long the gateway keeps accepting the old key (default 24h)
   --now              retire the old key at once (same as --grace 0)
   --concurrency N    bulk actions (import, rotate --all, revoke of several): N at a time at most
+  --max-rate R       bulk actions: R store calls a second at most
 
 The gateway's admin credential is read from the environment variable the profile names in
 "keyIssuer.masterKeyEnv" (default LITELLM_MASTER_KEY), never from argv.
@@ -74,7 +78,7 @@ ${AUDIT_LOG_OPTION}
 Examples:
   printf %s "$KEY" | keybroker admin put --user alice
   keybroker admin put --user bob --from-file bob.key --expires-at 2027-01-31T00:00:00Z`,
-    import: `Usage: keybroker admin import FILE [--format csv|json] [--concurrency N] [--json] [--audit-log FILE]
+    import: `Usage: keybroker admin import FILE [--format csv|json] [--concurrency N] [--max-rate R] [--json] [--audit-log FILE]
 
 Stores many developers' keys. CSV: one "user,key[,expires_at]" per line (an optional
 "user,key" header, # comments). JSON: [{"user": "...", "key": "...", "expires_at": "..."}].
@@ -121,7 +125,7 @@ Examples:
   keybroker admin rotate --all --grace 24h --dry-run
   keybroker admin rotate --user alice --now
   printf %s "$NEW_KEY" | keybroker admin rotate --user bob`,
-    revoke: `Usage: keybroker admin revoke --user NAME... [--purge] [--concurrency N] [--json] [--audit-log FILE]
+    revoke: `Usage: keybroker admin revoke --user NAME... [--purge] [--concurrency N] [--max-rate R] [--json] [--audit-log FILE]
 
 Offboards a developer. With "keyIssuer" in the profile the key is first deleted at the
 gateway (that is what ends access); then the secret is disabled in the store (recoverable:
@@ -189,6 +193,7 @@ Examples:
     only: { type: 'string' },
     'audit-log': { type: 'string' },
     concurrency: { type: 'string' },
+    'max-rate': { type: 'string' },
     // Accepted only to be refused with a useful message: keys never come from argv.
     key: { type: 'string' },
     'api-key': { type: 'string' },
@@ -277,7 +282,7 @@ async function adminDeps(values: ParsedValues, config: LoadedConfig, context: Ru
     audit: auditLog({ ...(typeof values['audit-log'] === 'string' ? { file: values['audit-log'] } : {}), output: context.output, actor: () => actor, now: context.now }),
     actor: () => actor,
     isTTY: context.isTTY,
-    bulk: { ceiling: concurrencyFlag(values), relay },
+    bulk: { ceiling: concurrencyFlag(values), ...maxRateFlag(values), relay },
     json: Boolean(values['json']),
   };
   if (profile.keyIssuer) deps.issuer = openKeyIssuer(profile.keyIssuer, { env: context.env, timeoutMs: Math.max(profile.timeoutMs, 10_000), ...(profile.allowInsecureHttp ? { allowInsecureHttp: true } : {}) });
@@ -334,6 +339,14 @@ function concurrencyFlag(values: ParsedValues): number {
   const count = typeof text === 'string' && /^\d+$/.test(text) ? Number(text) : NaN;
   if (!(count >= 1 && count <= 256)) throw new UsageError(`--concurrency must be a whole number from 1 to 256, not "${String(text)}"`, 'e.g. --concurrency 8 to stay under a shared quota');
   return count;
+}
+
+function maxRateFlag(values: ParsedValues): { maxRate?: number } {
+  const text = values['max-rate'];
+  if (text === undefined) return {};
+  const rate = typeof text === 'string' && /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+  if (!(rate >= 0.1 && rate <= 100_000)) throw new UsageError(`--max-rate must be a number of store calls a second from 0.1 to 100000, not "${String(text)}"`, 'e.g. --max-rate 20 to use 20 of a 50-a-second quota');
+  return { maxRate: rate };
 }
 
 function single(users: string[], sub: string): string {
