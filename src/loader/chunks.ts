@@ -82,7 +82,6 @@ function loadBundledChunk(name: string, debug: (message: string) => void): unkno
   return runChunk(wrapper, file, errors);
 }
 
-
 /** Runs a wrapped chunk; its `require('keybroker:errors')` gets `hostErrors`, anything else a built-in. */
 export function runChunk(script: vm.Script, file: string, hostErrors: unknown): unknown {
   const builtins = createRequire(file);
