@@ -145,7 +145,7 @@ function repeatToleranceMs(callerTtlMs: number): number {
 function lockWaitMs(profile: Profile, startupMs: number): number {
   return storeCallCeilingMs((profile.oidc ? 2 : 1) * profile.timeoutMs) + 1_000 + HOLDER_WORK_STARTS * startupMs;
 }
-/** A cold get's work beyond a bare start, in process starts (README benchmark: 88.6 against 22.1 ms). */
+/** A cold get's work beyond a bare start, in process starts (docs/performance.md: 88.6 against 22.1 ms). */
 const HOLDER_WORK_STARTS = 4;
 
 /** From this share of refreshAfter on, a fresh key is served and refreshed in the background. */

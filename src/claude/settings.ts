@@ -23,7 +23,7 @@ export function managedSettingsPath(env: NodeJS.ProcessEnv, platform: NodeJS.Pla
   if (env['KEYBROKER_CLAUDE_MANAGED_SETTINGS']) return env['KEYBROKER_CLAUDE_MANAGED_SETTINGS'];
   if (platform === 'darwin') return '/Library/Application Support/ClaudeCode/managed-settings.json';
   // Claude Code's own fixed folder (not %ProgramData%); it also reads HKLM\SOFTWARE\Policies\ClaudeCode
-  // value Settings (REG_SZ, the same JSON) and prefers that to the file (README "Managed settings").
+  // value Settings (REG_SZ, the same JSON) and prefers that to the file (docs/release.md, fleet rollout).
   if (platform === 'win32') return 'C:\\Program Files\\ClaudeCode\\managed-settings.json';
   return '/etc/claude-code/managed-settings.json';
 }

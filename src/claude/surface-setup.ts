@@ -19,7 +19,7 @@ export function thisProgramArgv(): string[] {
  * string). The helper is an absolute path run without a shell; arguments go one per entry in
  * inferenceCredentialHelperArgs, which may hold no `"`, `%` or control character (cmd.exe).
  * The TTL is the one `setup` gives Claude Code: a rotation then reaches the app within
- * refreshAfter + TTL, which the gateway's grace period must cover (README, "Surfaces").
+ * refreshAfter + TTL, which the gateway's grace period must cover (docs/surfaces.md).
  */
 export function desktopKeys(options: { argv: string[]; profileFlag?: string | undefined; profile: Profile; gateway?: string | undefined }): Record<string, string> {
   const [program, ...rest] = options.argv;

@@ -2,8 +2,8 @@
 // The edge: parses argv, runs one command, and turns every failure into one stderr line and
 // its exit code. Nothing else in keybroker exits or prints errors.
 import { format, parseArgs } from 'node:util';
-import { globalHelp, globalOptions, type Command, type RunContext } from './command.ts';
-import { ExitCode, KeybrokerError, UsageError, oneLine } from '../kernel/errors.ts';
+import { globalHelp, globalOptions, type Command, type ParsedValues, type RunContext } from './command.ts';
+import { EXIT_MEANINGS, ExitCode, KeybrokerError, UsageError, oneLine } from '../kernel/errors.ts';
 import { processOutput, maskSecrets, type Output } from '../kernel/output.ts';
 import { relativePathVariables } from '../kernel/paths.ts';
 import { commands, resolveCommand } from './commands/index.ts';
@@ -37,18 +37,19 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
   }
   const restore = routeLibraryOutput(context.debug);
   try {
-    if (argv[0] === '--version' || argv[0] === '-V') {
-      output.stdout(`keybroker ${VERSION}\n`);
+    const topLevel = topLevelRequest(argv);
+    if (topLevel) {
+      output.stdout(topLevel === 'version' ? `keybroker ${VERSION}\n` : topHelp());
       return ExitCode.ok;
     }
-    if (argv[0] === 'help' || ((argv[0] === '--help' || argv[0] === '-h') && argv.length === 1)) {
-      output.stdout(topHelp());
+    const { command, values, positionals } = await parseCommandLine(argv);
+    if (values['help']) {
+      const sub = positionals[0];
+      const help = sub !== undefined && command.subcommandHelp && Object.hasOwn(command.subcommandHelp, sub) ? command.subcommandHelp[sub]! : command.help;
+      context.output.stdout(`${help}\n\n${globalHelp}\n`);
       return ExitCode.ok;
     }
-    const name = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : undefined;
-    const entry = name === undefined ? getCommand : commands.find((command) => command.name === name);
-    if (!entry) throw new UsageError(`unknown command "${name}"`, `run 'keybroker --help' for the commands`);
-    return await runCommand(await resolveCommand(entry), name === undefined ? argv : argv.slice(1), context);
+    return await command.run(values, positionals, context);
   } catch (error) {
     return report(error, output, context);
   } finally {
@@ -78,25 +79,39 @@ function routeLibraryOutput(debug: (message: string) => void): () => void {
   };
 }
 
-async function runCommand(command: Command, args: string[], context: RunContext): Promise<number> {
-  let parsed;
+/** `keybroker --version` and `keybroker --help`/`help`: answered before any command is parsed. */
+export function topLevelRequest(argv: string[]): 'version' | 'help' | undefined {
+  if (argv[0] === '--version' || argv[0] === '-V') return 'version';
+  if (argv[0] === 'help' || ((argv[0] === '--help' || argv[0] === '-h') && argv.length === 1)) return 'help';
+  return undefined;
+}
+
+/** Global flags given before the command (`keybroker -v get`, `--profile eu status`), as gh and kubectl take them. */
+const LEADING_GLOBAL = /^(?:-v|--verbose|--(?:profile|config)(?:=.*)?)$/;
+
+/**
+ * The command an argv names and its flags, parsed as `main` runs them (the docs' command lines are
+ * checked with this too). Global flags may come before the command; no command is `get`.
+ */
+export async function parseCommandLine(argv: string[]): Promise<{ command: Command; values: ParsedValues; positionals: string[] }> {
+  const leading: string[] = [];
+  let at = 0;
+  while (at < argv.length && LEADING_GLOBAL.test(argv[at]!)) {
+    const flag = argv[at++]!;
+    leading.push(flag);
+    if ((flag === '--profile' || flag === '--config') && at < argv.length) leading.push(argv[at++]!);
+  }
+  const name = argv[at] !== undefined && !argv[at]!.startsWith('-') ? argv[at] : undefined;
+  const entry = name === undefined ? getCommand : commands.find((command) => command.name === name);
+  if (!entry) throw new UsageError(`unknown command "${name}"`, `run 'keybroker --help' for the commands`);
+  const command = await resolveCommand(entry);
+  const args = [...argv.slice(name === undefined ? at : at + 1), ...leading];
   try {
-    parsed = parseArgs({
-      args,
-      options: { ...globalOptions, ...command.options },
-      allowPositionals: command.allowPositionals ?? false,
-      strict: true,
-    });
+    const parsed = parseArgs({ args, options: { ...globalOptions, ...command.options }, allowPositionals: command.allowPositionals ?? false, strict: true });
+    return { command, values: parsed.values, positionals: parsed.positionals };
   } catch (error) {
     throw new UsageError(`${command.name}: ${oneLine((error as Error).message).replace(/\. To specify a positional.*$/, '')}`, `run 'keybroker ${command.name} --help'`);
   }
-  if (parsed.values['help']) {
-    const sub = parsed.positionals[0];
-    const help = sub !== undefined && command.subcommandHelp && Object.hasOwn(command.subcommandHelp, sub) ? command.subcommandHelp[sub]! : command.help;
-    context.output.stdout(`${help}\n\n${globalHelp}\n`);
-    return ExitCode.ok;
-  }
-  return command.run(parsed.values, parsed.positionals, context);
 }
 
 function report(error: unknown, output: Output, context: RunContext): number {
@@ -124,10 +139,8 @@ ${globalHelp}
   -V, --version     print the version
 
 Run 'keybroker COMMAND --help' for a command's options and examples.
-Exit codes: 0 ok, 1 internal, 2 usage, 3 configuration, 4 not authenticated to the store,
-5 secret not found, 6 access denied, 7 store unreachable or timed out, 8 unusable key,
-9 cache unavailable, 10 key rejected by the gateway, 11 output could not be written,
-130 an admin bulk action interrupted.
+Exit codes:
+${Object.entries(EXIT_MEANINGS).map(([code, meaning]) => `  ${code.padStart(3)}  ${meaning}`).join('\n')}
 `;
 }
 

@@ -21,7 +21,7 @@ const duration = (min: string, max: string) =>
       return ms >= parseDuration(min)! && ms <= parseDuration(max)!;
     }, `must be between ${min} and ${max}`),
   );
-/** The bounds of each duration field (README "Configuration"). */
+/** The bounds of each duration field (docs/configuration.md). */
 export const DURATION_BOUNDS = {
   timeout: ['100ms', '10m'],
   refreshAfter: ['1s', '365d'],
@@ -289,7 +289,7 @@ export function describeIssue(issue: v.BaseIssue<unknown>, at: string[] = []): {
     const key = path.pop();
     return {
       what: `unknown field "${key}"${path.length ? ` in ${path.join('.')}` : ''}`,
-      fix: 'remove it or correct its spelling (the README lists every field)',
+      fix: 'remove it or correct its spelling (docs/configuration.md lists every field)',
     };
   }
   if (issue.input === undefined && issue.kind === 'schema') return { what: `field "${where}" is required`, fix: 'add it' };

@@ -20,6 +20,23 @@ export const ExitCode = {
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
+/** What each exit code means: `--help` prints these and the README's table must say the same (test/docs/drift.test.ts). */
+export const EXIT_MEANINGS: Record<ExitCode, string> = {
+  0: 'the key is on stdout',
+  1: 'internal error',
+  2: 'usage error',
+  3: 'configuration error',
+  4: 'not authenticated to the store',
+  5: 'secret not found',
+  6: 'access denied',
+  7: 'store unreachable or timed out',
+  8: 'unusable key value',
+  9: 'cache unavailable',
+  10: 'key rejected by the gateway',
+  11: 'output failed',
+  130: 'interrupted',
+};
+
 export abstract class KeybrokerError extends Error {
   abstract readonly exitCode: ExitCode;
   /** What to do next, in one clause: "run 'aws sso login --profile dev'". */

@@ -36,3 +36,17 @@ it('refuses an option the command does not take with exit 2, naming the command'
   expect(result).toMatchObject({ code: 2, stdout: '' });
   expect(result.stderr).toEqual([expect.stringMatching(/^keybroker: get: .*--no-such-flag.*: run 'keybroker get --help'$/)]);
 });
+
+it('takes global flags before the command, as gh, kubectl and the AWS CLI do', async () => {
+  const config = path.join(home, 'eu.json');
+  fs.writeFileSync(config, JSON.stringify({ profiles: { eu: { store: { type: 'aws', region: 'eu-west-1' }, secret: 'claude-code/keys/{user}' } } }));
+  // `config` prints the effective profile: the leading flags chose the file and the profile.
+  const shown = await run('--config', config, '--profile', 'eu', 'config');
+  expect(shown.code).toBe(0);
+  expect(shown.stdout).toContain('eu-west-1');
+  expect(shown.stdout).toContain(config);
+  const verbose = await run('-v', `--config=${config}`, '--profile=nope', 'status');
+  expect(verbose.code).toBe(3);
+  expect(verbose.stderr.at(-1)).toMatch(/"nope"/);
+  expect((await run('-v', 'frobnicate')).stderr).toEqual(['keybroker: unknown command "frobnicate": run \'keybroker --help\' for the commands']);
+});

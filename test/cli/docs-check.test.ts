@@ -1,4 +1,4 @@
-// The docs check: README.md and the built binary say the same thing where a machine can tell.
+// The docs check: the docs (README.md and docs/*.md) and the built binary say the same thing where a machine can tell.
 // Commands and flags (each command's --help against the README's commands), configuration
 // fields (the README's table against the schema, every store type's too) and environment
 // variables (the README's table against what the code reads). Each fails when one side gains
@@ -13,7 +13,10 @@ import { storeSchemas } from '../../providers/schemas.ts';
 import { DOCTOR_BUDGET_MS } from '../../src/doctor/doctor.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
-const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+// The README and every file under docs/, read as one text: a fact may live in any of them.
+const readme = ['README.md', ...fs.readdirSync(path.join(root, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)]
+  .map((file) => fs.readFileSync(path.join(root, file), 'utf8'))
+  .join('\n');
 
 function help(args: string[]): string {
   return execFileSync(BINARY, [...args, '--help'], { encoding: 'utf8', env: { PATH: process.env['PATH'], HOME: '/nonexistent' } });

@@ -1,4 +1,4 @@
-// Every path of README's table, per platform (the functions take the platform, so each OS's rows
+// Every path of the table in docs/configuration.md, per platform (the functions take the platform, so each OS's rows
 // are checked on this Linux machine).
 import { describe, expect, it } from 'vitest';
 import { keyFilesDir, machineConfigPath, userCacheDir, userConfigPath, userRuntimeDir } from '../../src/kernel/paths.ts';
@@ -7,7 +7,7 @@ const linuxEnv = { HOME: '/home/alice' };
 const macEnv = { HOME: '/Users/alice' };
 const winEnv = { USERPROFILE: 'C:\\Users\\Alice Smith', APPDATA: 'C:\\Users\\Alice Smith\\AppData\\Roaming', LOCALAPPDATA: 'C:\\Users\\Alice Smith\\AppData\\Local', ProgramData: 'C:\\ProgramData' };
 
-describe('paths per platform (README "Configuration" table)', () => {
+describe('paths per platform (the table in docs/configuration.md)', () => {
   it('Linux: /etc, XDG folders with their defaults, the runtime folder under XDG_RUNTIME_DIR', () => {
     expect(machineConfigPath(linuxEnv, 'linux')).toBe('/etc/keybroker/config.json');
     expect(userConfigPath(linuxEnv, 'linux')).toBe('/home/alice/.config/keybroker/config.json');
