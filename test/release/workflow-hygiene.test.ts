@@ -8,7 +8,7 @@ import { allowedScripts, checkWorkflow } from '../../release/workflow-hygiene.ts
 
 const root = path.resolve(import.meta.dirname, '../..');
 const allowed = allowedScripts(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
-const FILES = ['.github/workflows/ci.yml', '.github/workflows/release.yml'];
+const FILES = ['.github/workflows/ci.yml', '.github/workflows/release.yml', 'action.yml'];
 
 const CHECKOUT = 'actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1';
 /** A clean workflow; each planted fault replaces one piece of it. */
