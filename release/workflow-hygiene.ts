@@ -33,6 +33,12 @@ export function checkPins(text: string, where: string): string[] {
   return problems;
 }
 
+/** Every `uses:` the YAML holds (steps, reusable-workflow jobs), however it is written: pinned by commit. */
+export function checkParsedPins(owners: Node[], where: string): string[] {
+  const refs = owners.flatMap((owner) => [owner['uses'], ...steps(owner).map((step) => step['uses'])]).filter((ref): ref is string => typeof ref === 'string');
+  return refs.filter((ref) => !ref.startsWith('./') && !PINNED.test(ref)).map((ref) => `${where}: ${ref} is not pinned by a full 40-hex commit SHA`);
+}
+
 /** No `${{ … }}` in a `run:` script but the workflow's own matrix values and the runner's facts. */
 export function checkScripts(owner: Node, where: string): string[] {
   const problems: string[] = [];
@@ -91,7 +97,10 @@ export function allowedScripts(packageJson: string): string[] {
 export function checkWorkflow(text: string, where: string, allowed: string[]): string[] {
   const document = parse(text) as unknown;
   if (!isNode(document)) return [`${where}: not a YAML mapping`];
+  const jobs = Object.values(isNode(document['jobs']) ? document['jobs'] : {}).filter(isNode);
   const problems = checkPins(text, where);
+  // A flow mapping ({ uses: … }) escapes the line check; the parsed YAML does not.
+  if (problems.length === 0) problems.push(...checkParsedPins(isNode(document['runs']) ? [document['runs']] : jobs, where));
   const on = document['on'];
   if (isNode(on) ? 'pull_request_target' in on : String(on).includes('pull_request_target')) problems.push(`${where}: pull_request_target runs a fork's pull request with this repository's secrets`);
   if (isNode(document['runs'])) {

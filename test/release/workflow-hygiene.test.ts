@@ -43,6 +43,11 @@ describe('workflow hygiene', () => {
     ]);
   });
 
+  it('refuses an unpinned action written as a flow mapping, which no line check sees', () => {
+    const planted = workflow().replace(`      - uses: ${CHECKOUT}`, '      - { uses: actions/checkout@v4, with: { persist-credentials: false } }');
+    expect(checkWorkflow(planted, 'planted.yml', allowed)).toEqual(['planted.yml: actions/checkout@v4 is not pinned by a full 40-hex commit SHA']);
+  });
+
   it('refuses ${{ github.ref_name }} (and any outside value) inside a run: script', () => {
     const problems = checkWorkflow(workflow({ run: 'npm ci --ignore-scripts\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code\necho "${{ github.ref_name }}"' }), 'planted.yml', allowed);
     expect(problems).toHaveLength(1);
