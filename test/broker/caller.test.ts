@@ -1,6 +1,7 @@
 // Telling the calling Claude Code process apart, through the shell Claude Code runs the helper in.
 import { describe, expect, it } from 'vitest';
 import { identifyCaller, procInfo, type ProcessInfo } from '../../src/broker/caller.ts';
+import { NOT_LINUX, skipOn } from '../support/platform.ts';
 
 function tree(processes: ProcessInfo[]) {
   const byPid = new Map(processes.map((info) => [info.pid, info]));
@@ -40,7 +41,7 @@ describe('identifyCaller', () => {
     expect(identifyCaller({}, { platform: 'linux', ppid: 20, inspect: () => undefined })).toBeUndefined();
   });
 
-  it('reads this very process from /proc with its parent and start time', () => {
+  it.skipIf(skipOn(NOT_LINUX, 'reads /proc', import.meta.filename))('reads this very process from /proc with its parent and start time', () => {
     const me = procInfo(process.pid)!;
     expect(me.ppid).toBe(process.ppid);
     expect(me.start).toMatch(/^\d+$/);

@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { runTag } from './run-tag.ts';
 
-export const BINARY = path.resolve(import.meta.dirname, '../../dist/keybroker');
+// bin/build.ts writes keybroker.exe on Windows.
+export const BINARY = path.resolve(import.meta.dirname, `../../dist/keybroker${process.platform === 'win32' ? '.exe' : ''}`);
 
 export interface RunResult {
   code: number | null;

@@ -1,9 +1,11 @@
 // Before any test: the system tools the tests need (installed or named, test/support/system-tools.ts),
 // and dist/keybroker built once (end-to-end tests run the binary users run). After the last test:
-// no process this run started may still be running.
+// no process this run started may still be running, and the list of what this platform skipped.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
+import { platformSetup, skipsOfRun, type PlatformSession } from './platform.ts';
 import { ensureSystemTools } from './system-tools.ts';
 import { RUN_TAG, processesOfRun } from './run-tag.ts';
 
@@ -19,7 +21,28 @@ export default function setup(): () => Promise<void> {
     const root = path.resolve(import.meta.dirname, '../..');
     execFileSync(process.execPath, ['bin/build.ts'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
   }
-  return () => checkNothingLeftRunning(id);
+  const keychain = osKeychainForRun(id);
+  return async () => {
+    try {
+      keychain.tearDown();
+      printSkips();
+    } finally {
+      await checkNothingLeftRunning(id);
+    }
+  };
+}
+
+/** macOS: a throwaway default keychain; Windows: what the run writes to Credential Manager is removed after. */
+function osKeychainForRun(id: string): PlatformSession {
+  const run = ({ file, args }: { file: string; args: string[] }) => execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const session = platformSetup(process.platform, run, { workDir: os.tmpdir(), password: `${id}-${randomBytes(16).toString('hex')}` });
+  session.setUp();
+  return session;
+}
+
+function printSkips(): void {
+  const skips = skipsOfRun(process.platform);
+  console.log(skips.length ? `test teardown: ${skips.length} skipped on ${process.platform}, each with its reason:\n${skips.map((line) => `  ${line}`).join('\n')}` : `test teardown: nothing skipped on ${process.platform}`);
 }
 
 async function checkNothingLeftRunning(id: string): Promise<void> {

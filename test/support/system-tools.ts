@@ -20,6 +20,15 @@ export interface SystemTool {
   /** What needs it; a tool that only `npm run bench` needs is installed but never stops the tests. */
   neededBy: string;
   testsNeedIt: boolean;
+  /** Where the tests ask for it; Linux only unless listed (the keychain, qemu and wine tests run on Linux only). */
+  platforms?: NodeJS.Platform[];
+}
+
+const EVERYWHERE: NodeJS.Platform[] = ['linux', 'darwin', 'win32'];
+
+/** The tools the tests ask for on `platform`. */
+export function toolsFor(platform: NodeJS.Platform, tools: SystemTool[] = SYSTEM_TOOLS): SystemTool[] {
+  return tools.filter((tool) => (tool.platforms ?? ['linux']).includes(platform));
 }
 
 export const SYSTEM_TOOLS: SystemTool[] = [
@@ -36,11 +45,11 @@ export const SYSTEM_TOOLS: SystemTool[] = [
     testsNeedIt: true,
   },
   { command: 'tmux', apt: ['tmux'], neededBy: "doctor's output on a real terminal", testsNeedIt: true },
-  { command: 'openssl', apt: ['openssl'], neededBy: 'test CAs and certificates for the HTTPS and gRPC fakes', testsNeedIt: true },
+  { command: 'openssl', apt: ['openssl'], neededBy: 'test CAs and certificates for the HTTPS and gRPC fakes', testsNeedIt: true, platforms: EVERYWHERE },
   { command: 'strip', apt: ['binutils'], neededBy: 'a smaller dist/keybroker (bin/build.ts)', testsNeedIt: false },
   { command: 'hyperfine', apt: ['hyperfine'], neededBy: 'npm run bench', testsNeedIt: false },
-  { command: 'moto_server', apt: [], pip: "'moto[server]'", neededBy: 'the AWS Secrets Manager emulator', testsNeedIt: true },
-  { command: 'aws', apt: [], pip: 'awscli', neededBy: 'the real AWS CLI that seeds moto', testsNeedIt: true },
+  { command: 'moto_server', apt: [], pip: "'moto[server]'", neededBy: 'the AWS Secrets Manager emulator', testsNeedIt: true, platforms: EVERYWHERE },
+  { command: 'aws', apt: [], pip: 'awscli', neededBy: 'the real AWS CLI that seeds moto', testsNeedIt: true, platforms: EVERYWHERE },
   // The release build (npm run build:release) and test/release: other platforms' binaries, packages, signatures.
   { command: 'qemu-aarch64', apt: ['qemu-user'], neededBy: 'running keybroker-linux-arm64 on an x86-64 machine', testsNeedIt: true },
   { command: '/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1', library: true, apt: ['libc6-arm64-cross'], neededBy: 'the arm64 C library qemu-aarch64 -L loads', testsNeedIt: true },
@@ -61,7 +70,9 @@ export const SYSTEM_TOOLS: SystemTool[] = [
 export const NO_INSTALL_VARIABLE = 'KEYBROKER_TEST_NO_INSTALL';
 
 function onPath(command: string, env: NodeJS.ProcessEnv): string | undefined {
-  const candidates = path.isAbsolute(command) ? [command] : (env['PATH'] ?? '').split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, command));
+  // Windows finds `aws` as aws.exe or aws.cmd.
+  const names = process.platform === 'win32' ? ['', ...(env['PATHEXT'] ?? '.EXE;.CMD;.BAT').split(';')].map((ext) => command + ext.toLowerCase()) : [command];
+  const candidates = path.isAbsolute(command) ? [command] : (env['PATH'] ?? '').split(path.delimiter).filter(Boolean).flatMap((dir) => names.map((name) => path.join(dir, name)));
   return candidates.find((file) => {
     try {
       fs.accessSync(file, fs.constants.X_OK);
@@ -98,6 +109,7 @@ export interface EnsureOptions {
   env?: NodeJS.ProcessEnv;
   log?(line: string): void;
   tools?: SystemTool[];
+  platform?: NodeJS.Platform;
 }
 
 /**
@@ -107,11 +119,12 @@ export interface EnsureOptions {
 export function ensureSystemTools(options: EnsureOptions = {}): void {
   const env = options.env ?? process.env;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const tools = options.tools ?? SYSTEM_TOOLS;
+  const platform = options.platform ?? process.platform;
+  const tools = options.tools ?? toolsFor(platform);
   let missing = tools.filter((tool) => !isPresent(tool, env));
   if (missing.length === 0) return;
   const root = process.getuid?.() === 0;
-  const debian = process.platform === 'linux' && debianLike();
+  const debian = platform === 'linux' && debianLike();
   const packages = (list: SystemTool[]) => [...new Set(list.flatMap((tool) => tool.apt))];
   const installable = packages(missing);
   if (installable.length && debian && root && env[NO_INSTALL_VARIABLE] !== '1') {
@@ -136,7 +149,7 @@ export function ensureSystemTools(options: EnsureOptions = {}): void {
   lines.push('Install them, then run the tests again:');
   const aptNeeded = packages(blocking.filter((tool) => tool.apt.length));
   if (aptNeeded.length) {
-    if (debian || process.platform === 'linux') for (const command of aptCommands(aptNeeded, root)) lines.push(`  ${command}`);
+    if (debian || platform === 'linux') for (const command of aptCommands(aptNeeded, root)) lines.push(`  ${command}`);
     else lines.push(`  the equivalents of the Debian packages ${aptNeeded.join(' ')} (the keychain tests need a Linux Secret Service)`);
   }
   const pip = blocking.flatMap((tool) => (tool.pip ? [tool.pip] : []));
