@@ -15,8 +15,6 @@ const ALLOWED: Record<string, string> = {
   'src/broker/broker.ts getKey': 'to split: the cache decision, the single-flight wait and the store read are three steps',
   'providers/vault.ts createProvider': 'to split: its inner helpers (session, KV paths, error mapping) cannot be tested alone',
   'providers/azure.ts createProvider': 'to split: credential and error mapping inside the factory cannot be tested alone',
-  'providers/gcp.ts createProvider': 'to split: the client session and call wrapper inside the factory cannot be tested alone',
-  'providers/aws.ts createProvider': 'to split: write() holds the create-or-put decision inline',
 };
 
 interface FunctionSpan {
