@@ -13,7 +13,6 @@ const LIMIT = 120;
 const ALLOWED: Record<string, string> = {
   'src/doctor/gateway-checks.ts gatewayChecks': 'to split: each gateway probe (models, message per model, stream, redirects) is its own check',
   'src/broker/broker.ts getKey': 'to split: the cache decision, the single-flight wait and the store read are three steps',
-  'providers/vault.ts createProvider': 'to split: its inner helpers (session, KV paths, error mapping) cannot be tested alone',
 };
 
 interface FunctionSpan {
