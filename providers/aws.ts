@@ -11,12 +11,13 @@ import {
   DeleteSecretCommand,
   RestoreSecretCommand,
   DescribeSecretCommand,
+  type SecretListEntry,
   type Tag,
 } from '@aws-sdk/client-secrets-manager';
 import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/kernel/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
-import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreConfig } from './provider.ts';
+import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreConfig, type StoreIdentity, type WriteOptions, type WriteResult } from './provider.ts';
 import { storeSchema } from './aws.schema.ts';
 
 /** Re-exported: a provider module is its schema and its factory (ProviderModule). */
@@ -25,7 +26,28 @@ export { storeSchema };
 type AwsStore = { type: 'aws'; region?: string; endpoint?: string; profile?: string };
 
 export function createProvider(config: StoreConfig, context: ProviderContext): Provider {
-  const store = config as AwsStore;
+  const session = openSession(config as AwsStore, context);
+  return {
+    describe: () => session.where,
+    loginCommand: () => (session.profileName ? `aws sso login --profile ${session.profileName}` : 'aws sso login'),
+    whoami: () => whoami(session),
+    readCurrent: (name) => readCurrent(session, name),
+    write: (name, value, options) => writeSecret(session, name, value, options),
+    list: (prefix) => listSecrets(session, prefix),
+    revoke: (name, { purge }) => revokeSecret(session, name, purge),
+  };
+}
+
+/** What every call of one provider shares: the clients, the names for messages, the bounded call. */
+interface AwsSession {
+  where: string;
+  profileName: string | undefined;
+  secrets: SecretsManagerClient;
+  sts: STSClient;
+  call<T>(what: string, secret: string | undefined, send: (signal: AbortSignal) => Promise<T>, classify?: (error: unknown) => RetryClass): Promise<T>;
+}
+
+function openSession(store: AwsStore, context: ProviderContext): AwsSession {
   const region = store.region ?? context.env['AWS_REGION'] ?? context.env['AWS_DEFAULT_REGION'];
   const profileName = store.profile ?? context.env['AWS_PROFILE'];
   const common = {
@@ -35,145 +57,153 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     // One retry policy for all stores (src/kernel/retry.ts) bounds attempts and waits together.
     maxAttempts: 1,
   };
-  const secrets = new SecretsManagerClient(common);
-  const sts = new STSClient(common);
   const where = `AWS Secrets Manager (${region ?? 'no region'}${profileName ? `, profile ${profileName}` : ''}${store.endpoint ? `, ${store.endpoint}` : ''})`;
   const loginFix = profileName
     ? `run 'aws sso login --profile ${profileName}' (or refresh the profile's credentials)`
     : `run 'aws sso login' or 'aws configure', or set AWS_PROFILE`;
-
-  async function call<T>(what: string, secret: string | undefined, send: (signal: AbortSignal) => Promise<T>, classify?: (error: unknown) => RetryClass): Promise<T> {
-    if (!region) throw new ConfigError(`no AWS region for ${where}`, 'set "region" in the profile\'s store, or AWS_REGION');
-    try {
-      return await withStoreRetry(send, {
-        budgetMs: context.timeoutMs,
-        ...(classify ? { classify } : {}),
-        ...(context.paceCall ? { pace: context.paceCall } : {}),
-        onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
-      });
-    } catch (error) {
-      throw mapAwsError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs });
-    }
-  }
-
   return {
-    describe: () => where,
-    loginCommand: () => (profileName ? `aws sso login --profile ${profileName}` : 'aws sso login'),
-
-    async whoami() {
-      const identity = await call('GetCallerIdentity', undefined, (abortSignal) => sts.send(new GetCallerIdentityCommand({}), { abortSignal }));
-      const arn = identity.Arn ?? '';
-      return { user: userFromArn(arn), principal: arn };
-    },
-
-    async readCurrent(name) {
-      const result = await call('GetSecretValue', name, (abortSignal) =>
-        // VersionStage explicitly: emulators may otherwise return an old version after a stage move.
-        secrets.send(new GetSecretValueCommand({ SecretId: name, VersionStage: 'AWSCURRENT' }), { abortSignal }),
-      );
-      if (result.SecretString === undefined) {
-        throw new SecretNotFound(`secret "${name}" in ${where} holds binary data, not a key`, 'store the key as a string (SecretString)');
+    where,
+    profileName,
+    secrets: new SecretsManagerClient(common),
+    sts: new STSClient(common),
+    async call(what, secret, send, classify) {
+      if (!region) throw new ConfigError(`no AWS region for ${where}`, 'set "region" in the profile\'s store, or AWS_REGION');
+      try {
+        return await withStoreRetry(send, {
+          budgetMs: context.timeoutMs,
+          ...(classify ? { classify } : {}),
+          ...(context.paceCall ? { pace: context.paceCall } : {}),
+          onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
+        });
+      } catch (error) {
+        throw mapAwsError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs });
       }
-      const value = { value: result.SecretString, version: result.VersionId ?? 'unknown' };
-      return result.CreatedDate ? { ...value, createdAt: result.CreatedDate } : value;
-    },
-
-    async write(name, value, options) {
-      const tags: Tag[] = Object.entries(options.labels).map(([Key, Value]) => ({ Key, Value }));
-      const create = () =>
-        call('CreateSecret', name, (abortSignal) =>
-          secrets
-            .send(
-              new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ClientRequestToken: randomUUID(), ...(options.description ? { Description: options.description } : {}) }),
-              { abortSignal },
-            )
-            // Only with `known: {exists: false}`: the secret is there after all (created since, or scheduled for deletion).
-            .catch((error: unknown): typeof EXISTS => {
-              if (options.known?.exists === false && existsAlready(error)) return EXISTS;
-              throw error;
-            }),
-        );
-      let existing: { DeletedDate?: Date } | undefined;
-      if (options.known?.exists === true) {
-        // A read just returned its value: it exists and is not scheduled for deletion.
-        existing = {};
-      } else if (options.known?.exists === false) {
-        // A read just said "not found": create it, without a DescribeSecret first.
-        const created = await create();
-        if (created !== EXISTS) return { version: created.VersionId ?? 'unknown', created: true };
-      }
-      if (!existing) {
-        try {
-          existing = await call('DescribeSecret', name, (abortSignal) => secrets.send(new DescribeSecretCommand({ SecretId: name }), { abortSignal }));
-        } catch (error) {
-          if (!(error instanceof SecretNotFound)) throw error;
-        }
-      }
-      if (!existing) {
-        const created = await create();
-        if (created === EXISTS) throw new StoreUnreachable(`${where} answered CreateSecret for "${name}" with "already exists" right after DescribeSecret said it does not`, 'run the same command again');
-        return { version: created.VersionId ?? 'unknown', created: true };
-      }
-      // A soft-revoked secret (scheduled for deletion) is restored first: re-provisioning a developer.
-      if (existing.DeletedDate) await call('RestoreSecret', name, (abortSignal) => secrets.send(new RestoreSecretCommand({ SecretId: name }), { abortSignal }));
-      // One idempotency token for every attempt (the SDK would mint a new one per send): a retry never adds a second version.
-      const ClientRequestToken = randomUUID();
-      const put = await call('PutSecretValue', name, (abortSignal) =>
-        secrets.send(new PutSecretValueCommand({ SecretId: name, SecretString: value, ClientRequestToken }), { abortSignal }),
-      );
-      if (tags.length) await call('TagResource', name, (abortSignal) => secrets.send(new TagResourceCommand({ SecretId: name, Tags: tags }), { abortSignal }));
-      return { version: put.VersionId ?? 'unknown', created: false };
-    },
-
-    async *list(prefix) {
-      let NextToken: string | undefined;
-      do {
-        const page = await call('ListSecrets', undefined, (abortSignal) =>
-          secrets.send(
-            new ListSecretsCommand({ Filters: prefix ? [{ Key: 'name', Values: [prefix] }] : undefined, NextToken, MaxResults: 100, IncludePlannedDeletion: true }),
-            { abortSignal },
-          ),
-        );
-        for (const entry of page.SecretList ?? []) {
-          if (!entry.Name?.startsWith(prefix)) continue;
-          const current = Object.entries(entry.SecretVersionsToStages ?? {}).find(([, stages]) => stages.includes('AWSCURRENT'));
-          const summary: SecretSummary = {
-            name: entry.Name,
-            enabled: entry.DeletedDate === undefined,
-            labels: Object.fromEntries((entry.Tags ?? []).map((tag) => [tag.Key ?? '', tag.Value ?? ''])),
-          };
-          if (current) summary.version = current[0];
-          if (entry.CreatedDate) summary.createdAt = entry.CreatedDate;
-          if (entry.LastChangedDate) summary.updatedAt = entry.LastChangedDate;
-          yield summary;
-        }
-        NextToken = page.NextToken;
-      } while (NextToken);
-    },
-
-    async revoke(name, { purge }) {
-      await call('DeleteSecret', name, (abortSignal) =>
-        secrets.send(
-          new DeleteSecretCommand(purge ? { SecretId: name, ForceDeleteWithoutRecovery: true } : { SecretId: name, RecoveryWindowInDays: 7 }),
-          { abortSignal },
-        ),
-        // A repeated delete after one that went through answers "marked for deletion": only a throttled one is sent again.
-        throttlingOnly,
-      );
     },
   };
+}
+
+async function whoami({ call, sts }: AwsSession): Promise<StoreIdentity> {
+  const identity = await call('GetCallerIdentity', undefined, (abortSignal) => sts.send(new GetCallerIdentityCommand({}), { abortSignal }));
+  const arn = identity.Arn ?? '';
+  return { user: userFromArn(arn), principal: arn };
+}
+
+async function readCurrent({ call, secrets, where }: AwsSession, name: string): Promise<SecretValue> {
+  const result = await call('GetSecretValue', name, (abortSignal) =>
+    // VersionStage explicitly: emulators may otherwise return an old version after a stage move.
+    secrets.send(new GetSecretValueCommand({ SecretId: name, VersionStage: 'AWSCURRENT' }), { abortSignal }),
+  );
+  if (result.SecretString === undefined) {
+    throw new SecretNotFound(`secret "${name}" in ${where} holds binary data, not a key`, 'store the key as a string (SecretString)');
+  }
+  const value = { value: result.SecretString, version: result.VersionId ?? 'unknown' };
+  return result.CreatedDate ? { ...value, createdAt: result.CreatedDate } : value;
+}
+
+/** CreateSecret; with `known: {exists: false}` a name that turns out taken answers EXISTS instead of failing. */
+function createSecret({ call, secrets }: AwsSession, name: string, value: string, options: WriteOptions, tags: Tag[]) {
+  return call('CreateSecret', name, (abortSignal) =>
+    secrets
+      .send(
+        new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ClientRequestToken: randomUUID(), ...(options.description ? { Description: options.description } : {}) }),
+        { abortSignal },
+      )
+      // Only with `known: {exists: false}`: the secret is there after all (created since, or scheduled for deletion).
+      .catch((error: unknown): typeof EXISTS => {
+        if (options.known?.exists === false && existsAlready(error)) return EXISTS;
+        throw error;
+      }),
+  );
+}
+
+/** Whether the secret exists (and is scheduled for deletion), trusting a read that just told. */
+async function existingSecret({ call, secrets }: AwsSession, name: string, knownToExist: boolean): Promise<{ DeletedDate?: Date } | undefined> {
+  // A read just returned its value: it exists and is not scheduled for deletion.
+  if (knownToExist) return {};
+  try {
+    return await call('DescribeSecret', name, (abortSignal) => secrets.send(new DescribeSecretCommand({ SecretId: name }), { abortSignal }));
+  } catch (error) {
+    if (!(error instanceof SecretNotFound)) throw error;
+    return undefined;
+  }
+}
+
+async function writeSecret(session: AwsSession, name: string, value: string, options: WriteOptions): Promise<WriteResult> {
+  const { call, secrets, where } = session;
+  const tags: Tag[] = Object.entries(options.labels).map(([Key, Value]) => ({ Key, Value }));
+  if (options.known?.exists === false) {
+    // A read just said "not found": create it, without a DescribeSecret first.
+    const created = await createSecret(session, name, value, options, tags);
+    if (created !== EXISTS) return { version: created.VersionId ?? 'unknown', created: true };
+  }
+  const existing = await existingSecret(session, name, options.known?.exists === true);
+  if (!existing) {
+    const created = await createSecret(session, name, value, options, tags);
+    if (created === EXISTS) throw new StoreUnreachable(`${where} answered CreateSecret for "${name}" with "already exists" right after DescribeSecret said it does not`, 'run the same command again');
+    return { version: created.VersionId ?? 'unknown', created: true };
+  }
+  // A soft-revoked secret (scheduled for deletion) is restored first: re-provisioning a developer.
+  if (existing.DeletedDate) await call('RestoreSecret', name, (abortSignal) => secrets.send(new RestoreSecretCommand({ SecretId: name }), { abortSignal }));
+  // One idempotency token for every attempt (the SDK would mint a new one per send): a retry never adds a second version.
+  const ClientRequestToken = randomUUID();
+  const put = await call('PutSecretValue', name, (abortSignal) =>
+    secrets.send(new PutSecretValueCommand({ SecretId: name, SecretString: value, ClientRequestToken }), { abortSignal }),
+  );
+  if (tags.length) await call('TagResource', name, (abortSignal) => secrets.send(new TagResourceCommand({ SecretId: name, Tags: tags }), { abortSignal }));
+  return { version: put.VersionId ?? 'unknown', created: false };
+}
+
+async function* listSecrets({ call, secrets }: AwsSession, prefix: string): AsyncGenerator<SecretSummary> {
+  let NextToken: string | undefined;
+  do {
+    const page = await call('ListSecrets', undefined, (abortSignal) =>
+      secrets.send(
+        new ListSecretsCommand({ Filters: prefix ? [{ Key: 'name', Values: [prefix] }] : undefined, NextToken, MaxResults: 100, IncludePlannedDeletion: true }),
+        { abortSignal },
+      ),
+    );
+    for (const entry of page.SecretList ?? []) {
+      if (entry.Name?.startsWith(prefix)) yield summaryOf(entry as SecretListEntry & { Name: string });
+    }
+    NextToken = page.NextToken;
+  } while (NextToken);
+}
+
+/** One ListSecrets entry as an admin lists it: the AWSCURRENT version, tags as labels, never the value. */
+export function summaryOf(entry: SecretListEntry & { Name: string }): SecretSummary {
+  const current = Object.entries(entry.SecretVersionsToStages ?? {}).find(([, stages]) => stages.includes('AWSCURRENT'));
+  const summary: SecretSummary = {
+    name: entry.Name,
+    enabled: entry.DeletedDate === undefined,
+    labels: Object.fromEntries((entry.Tags ?? []).map((tag) => [tag.Key ?? '', tag.Value ?? ''])),
+  };
+  if (current) summary.version = current[0];
+  if (entry.CreatedDate) summary.createdAt = entry.CreatedDate;
+  if (entry.LastChangedDate) summary.updatedAt = entry.LastChangedDate;
+  return summary;
+}
+
+async function revokeSecret({ call, secrets }: AwsSession, name: string, purge: boolean): Promise<void> {
+  await call('DeleteSecret', name, (abortSignal) =>
+    secrets.send(
+      new DeleteSecretCommand(purge ? { SecretId: name, ForceDeleteWithoutRecovery: true } : { SecretId: name, RecoveryWindowInDays: 7 }),
+      { abortSignal },
+    ),
+    // A repeated delete after one that went through answers "marked for deletion": only a throttled one is sent again.
+    throttlingOnly,
+  );
 }
 
 /** CreateSecret's answer when the name is taken: by a live secret, or by one scheduled for deletion. */
 const EXISTS: unique symbol = Symbol('exists');
 
-function existsAlready(error: unknown): boolean {
+export function existsAlready(error: unknown): boolean {
   const { name, message } = error as { name?: string; message?: string };
   return name === 'ResourceExistsException' || (name === 'InvalidRequestException' && /scheduled for deletion|marked for deletion|deleted/i.test(message ?? ''));
 }
 
 /** `{user}` from a caller ARN: an IAM user's name, a role session's name, a federated user's name. */
-function userFromArn(arn: string): string {
+export function userFromArn(arn: string): string {
   const resource = arn.split(':').slice(5).join(':');
   const parts = resource.split('/');
   if (parts[0] === 'assumed-role') return parts[2] ?? '';
@@ -181,7 +211,7 @@ function userFromArn(arn: string): string {
   return parts.at(-1) ?? '';
 }
 
-function mapAwsError(error: unknown, context: FailedCall): KeybrokerError {
+export function mapAwsError(error: unknown, context: FailedCall): KeybrokerError {
   if (error instanceof KeybrokerError) return error;
   const err = error as { name?: string; message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
   const name = err.name ?? '';

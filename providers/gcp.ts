@@ -9,7 +9,7 @@ import { SecretManagerServiceClient } from '@google-cloud/secret-manager/build/s
 import { GoogleAuth, grpc, type CallOptions } from 'google-gax';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../src/kernel/errors.ts';
 import { classifyStoreError, RetryBudgetExceeded, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
-import { jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type StoreIdentity, type StoreConfig } from './provider.ts';
+import { jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity, type StoreConfig, type WriteOptions, type WriteResult } from './provider.ts';
 import { storeSchema } from './gcp.schema.ts';
 
 /** Re-exported: a provider module is its schema and its factory (ProviderModule). */
@@ -28,8 +28,28 @@ interface Session {
 }
 
 export function createProvider(config: StoreConfig, context: ProviderContext): Provider {
-  const store = config as GcpStore;
-  const projectPath = `projects/${store.project}`;
+  const gcp = gcpContext(config as GcpStore, context);
+  return {
+    describe: () => gcp.where,
+    loginCommand: () => LOGIN_COMMAND,
+    whoami: () => gcp.call('identify', undefined, async ({ auth }) => identityOf(await auth.getClient())),
+    readCurrent: (name) => readCurrent(gcp, name),
+    write: (name, value, options) => writeSecret(gcp, name, value, options),
+    list: (prefix) => listSecrets(gcp, prefix),
+    revoke: (name, { purge }) => revokeSecret(gcp, name, purge),
+  };
+}
+
+/** What every call of one provider shares: the project, the names for messages, the bounded call. */
+interface GcpContext {
+  project: string;
+  /** The version `get` reads: "latest" unless the profile pins one. */
+  version: string;
+  where: string;
+  call<T>(what: string, secret: string | undefined, work: (session: Session, options: CallOptions) => Promise<T>, classify?: (error: unknown) => RetryClass): Promise<T>;
+}
+
+function gcpContext(store: GcpStore, context: ProviderContext): GcpContext {
   const version = store.version ?? 'latest';
   const endpoint = store.endpoint ? new URL(store.endpoint) : undefined;
   const where = `GCP Secret Manager (project ${store.project}${version !== 'latest' ? `, version ${version}` : ''}${endpoint ? `, ${endpoint.host}` : ''})`;
@@ -38,202 +58,195 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     ? `fix or replace the credentials file that GOOGLE_APPLICATION_CREDENTIALS names (${credentialsFile}), or unset it and run '${LOGIN_COMMAND}'`
     : `run '${LOGIN_COMMAND}'`;
   let session: Session | undefined;
-
-  function open(): Session {
-    if (session) return session;
-    const adc = readAdcFile(context.env);
-    const clientOptions: Record<string, unknown> = { transporterOptions: { timeout: context.timeoutMs } };
-    // google-auth-library ignores an authorized_user file's token_uri; Python's google-auth and gcloud honour it.
-    if (adc?.json.type === AUTHORIZED_USER && typeof adc.json.token_uri === 'string') {
-      clientOptions['endpoints'] = { oauth2TokenUrl: adc.json.token_uri, tokenInfoUrl: new URL('tokeninfo', adc.json.token_uri).href };
-    }
-    const auth = new GoogleAuth({
-      scopes: [CLOUD_PLATFORM_SCOPE],
-      // A known project spares the library its `gcloud config config-helper` and metadata-server look-ups.
-      projectId: store.project,
-      clientOptions,
-      // gcloud writes ADC under CLOUDSDK_CONFIG when that is set; the Node library only looks under HOME.
-      ...(adc && adc.source === 'CLOUDSDK_CONFIG' ? { keyFilename: adc.file } : {}),
-    });
-    const options: Record<string, unknown> = { auth, fallback: false };
-    if (endpoint) {
-      options['apiEndpoint'] = endpoint.hostname.replace(/^\[(.*)\]$/, '$1');
-      options['port'] = Number(endpoint.port || 443);
-    }
-    if (store.caFile) {
-      const extra = readCaBundle(store.caFile, 'store.caFile', context.profile);
-      // The same credentials google-gax builds for itself, with these roots added to the public ones.
-      const roots = Buffer.from([...tls.rootCertificates, extra].join('\n'));
-      options['sslCreds'] = grpc.credentials.combineChannelCredentials(
-        grpc.credentials.createSsl(roots),
-        grpc.credentials.createFromGoogleCredential({
-          getRequestHeaders: async (url?: string) => Object.fromEntries((await (await auth.getClient()).getRequestHeaders(url)).entries()),
-        }),
-      );
-    }
-    session = { client: new SecretManagerServiceClient(options as ConstructorParameters<typeof SecretManagerServiceClient>[0]), auth };
-    return session;
-  }
-
-  /**
-   * One call to the store under the shared retry policy (gax's own retries off), bounded by the
-   * profile's timeout with its retries and token refresh. Calls that are not idempotent pass `throttlingOnly`.
-   */
-  async function call<T>(what: string, secret: string | undefined, work: (session: Session, options: CallOptions) => Promise<T>, classify: (error: unknown) => RetryClass = classifyStoreError): Promise<T> {
-    const attempt = async (_signal: AbortSignal, _number: number, remainingMs: number) => {
-      const current = open();
-      const started = Date.now();
-      // The token first: a login problem then says so, rather than surfacing as a gRPC metadata failure.
-      await (await current.auth.getClient()).getAccessToken();
-      const remaining = Math.max(1, remainingMs - (Date.now() - started));
-      return work(current, { timeout: remaining, retry: null });
-    };
-    try {
-      return await withStoreRetry(attempt, {
-        budgetMs: context.timeoutMs,
-        classify,
-        ...(context.paceCall ? { pace: context.paceCall } : {}),
-        onRetry: ({ attempt: number, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`)),
-      });
-    } catch (error) {
-      if (error instanceof RetryBudgetExceeded) {
-        // Start the next call on a fresh channel (the CLI exits regardless of a lingering connect).
-        const stale = session;
-        session = undefined;
-        void stale?.client.close().catch(() => {});
-      }
-      throw mapGcpError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs, project: store.project });
-    }
-  }
-
-  const secretPath = (name: string) => `${projectPath}/secrets/${secretIdFor(name)}`;
-
-  async function newestVersion(name: string, options: CallOptions, client: Client): Promise<VersionInfo | undefined> {
-    if (version !== 'latest') {
-      const [found] = await client.getSecretVersion({ name: `${secretPath(name)}/versions/${version}` }, options);
-      return found as VersionInfo;
-    }
-    // Versions come newest first; `latest` is the newest whatever its state.
-    const [versions] = await client.listSecretVersions({ parent: secretPath(name), pageSize: 1 }, { ...options, autoPaginate: false });
-    return versions[0] as VersionInfo | undefined;
-  }
-
+  const open = () => (session ??= openSession(store, context, endpoint));
   return {
-    describe: () => where,
-    loginCommand: () => LOGIN_COMMAND,
-
-    whoami: () => call('identify', undefined, async ({ auth }) => identityOf(await auth.getClient())),
-
-    async readCurrent(name) {
-      const versionName = `${secretPath(name)}/versions/${version}`;
-      const [response] = await call('AccessSecretVersion', name, ({ client }, options) => client.accessSecretVersion({ name: versionName }, options));
-      const payload = response.payload;
-      const data = payload?.data;
-      const bytes = typeof data === 'string' ? Buffer.from(data, 'base64') : Buffer.from(data ?? new Uint8Array());
-      const expected = checksumOf(payload as { dataCrc32c?: unknown; _dataCrc32c?: unknown } | null | undefined);
-      const number = versionNumberOf(response.name ?? '');
-      if (expected !== undefined && crc32c(bytes) !== expected) {
-        throw new StoreUnreachable(
-          `version ${number} of secret "${name}" in ${where} arrived corrupted (its CRC32C checksum does not match)`,
-          'try again; if it persists, check for a proxy that alters traffic to Secret Manager',
-        );
-      }
-      let value: string;
+    project: store.project,
+    version,
+    where,
+    /**
+     * One call to the store under the shared retry policy (gax's own retries off), bounded by the
+     * profile's timeout with its retries and token refresh. Calls that are not idempotent pass `throttlingOnly`.
+     */
+    async call(what, secret, work, classify = classifyStoreError) {
+      const attempt = async (_signal: AbortSignal, _number: number, remainingMs: number) => {
+        const current = open();
+        const started = Date.now();
+        // The token first: a login problem then says so, rather than surfacing as a gRPC metadata failure.
+        await (await current.auth.getClient()).getAccessToken();
+        return work(current, { timeout: Math.max(1, remainingMs - (Date.now() - started)), retry: null });
+      };
       try {
-        value = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-      } catch {
-        throw new UnusableKey(`version ${number} of secret "${name}" in ${where} is binary data, not UTF-8 text`, 'ask your admin to store the key as text (keybroker admin put)');
-      }
-      return { value, version: number };
-    },
-
-    async write(name, value, options) {
-      const labels = encodeLabels(options.labels);
-      const payload = { data: Buffer.from(value, 'utf8'), dataCrc32c: crc32c(Buffer.from(value, 'utf8')) };
-      const existing = await call('GetSecret', name, ({ client }, callOptions) => client.getSecret({ name: secretPath(name) }, callOptions)).catch((error: unknown) => {
-        if (error instanceof SecretNotFound) return undefined;
-        throw error;
-      });
-      if (!existing) {
-        await call('CreateSecret', name, ({ client }, callOptions) =>
-          client.createSecret(
-            {
-              parent: projectPath,
-              secretId: secretIdFor(name),
-              secret: { replication: { automatic: {} }, labels, ...(options.description ? { annotations: { description: options.description } } : {}) },
-            },
-            callOptions,
-          ),
-          throttlingOnly,
-        );
-      } else {
-        const current = (existing[0].labels ?? {}) as Record<string, string>;
-        if (Object.entries(labels).some(([key, label]) => current[key] !== label)) {
-          await call('UpdateSecret', name, ({ client }, callOptions) =>
-            client.updateSecret({ secret: { name: secretPath(name), labels: { ...current, ...labels } }, updateMask: { paths: ['labels'] } }, callOptions),
-          );
+        return await withStoreRetry(attempt, {
+          budgetMs: context.timeoutMs,
+          classify,
+          ...(context.paceCall ? { pace: context.paceCall } : {}),
+          onRetry: ({ attempt: number, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`)),
+        });
+      } catch (error) {
+        if (error instanceof RetryBudgetExceeded) {
+          // Start the next call on a fresh channel (the CLI exits regardless of a lingering connect).
+          void session?.client.close().catch(() => {});
+          session = undefined;
         }
+        throw mapGcpError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs, project: store.project });
       }
-      // Each call adds a version: sent again only when throttled, which the service did not act on.
-      const [added] = await call('AddSecretVersion', name, ({ client }, callOptions) => client.addSecretVersion({ parent: secretPath(name), payload }, callOptions), throttlingOnly);
-      return { version: versionNumberOf(added.name ?? ''), created: !existing };
-    },
-
-    async *list(prefix) {
-      const filter = prefix ? `name:"${secretIdFor(prefix)}"` : '';
-      let pageToken = '';
-      do {
-        const [secrets, , response] = await call(
-          'ListSecrets',
-          undefined,
-          ({ client }, options) => client.listSecrets({ parent: projectPath, pageSize: 100, pageToken, filter }, { ...options, autoPaginate: false }),
-        );
-        for (const secret of secrets) {
-          const id = (secret.name ?? '').split('/').at(-1) ?? '';
-          const name = nameForSecretId(id);
-          if (name === undefined || !name.startsWith(prefix)) continue;
-          const newest = await call('ListSecretVersions', name, ({ client }, options) => newestVersion(name, options, client));
-          const summary: SecretSummary = { name, enabled: newest?.state === 'ENABLED', labels: decodeLabels((secret.labels ?? {}) as Record<string, string>) };
-          if (newest) summary.version = versionNumberOf(newest.name ?? '');
-          const created = timestampOf(secret.createTime);
-          if (created) summary.createdAt = created;
-          const updated = timestampOf(newest?.createTime);
-          if (updated) summary.updatedAt = updated;
-          const expires = timestampOf(secret.expireTime);
-          if (expires) summary.expiresAt = expires;
-          yield summary;
-        }
-        pageToken = response?.nextPageToken ?? '';
-      } while (pageToken);
-    },
-
-    async revoke(name, { purge }) {
-      if (purge) {
-        // A repeated delete after one that went through answers NOT_FOUND: only a throttled one is sent again.
-        await call('DeleteSecret', name, ({ client }, options) => client.deleteSecret({ name: secretPath(name) }, options), throttlingOnly);
-        return;
-      }
-      // Soft: disable every enabled version (an admin can enable one again); the secret stays.
-      let pageToken = '';
-      do {
-        const [versions, , response] = await call(
-          'ListSecretVersions',
-          name,
-          ({ client }, options) => client.listSecretVersions({ parent: secretPath(name), pageSize: 100, pageToken, filter: 'state:ENABLED' }, { ...options, autoPaginate: false }),
-        );
-        for (const entry of versions) {
-          await call('DisableSecretVersion', name, ({ client }, options) => client.disableSecretVersion({ name: entry.name ?? '' }, options));
-        }
-        pageToken = response?.nextPageToken ?? '';
-      } while (pageToken);
     },
   };
+}
+
+/** The client and its credentials, as Application Default Credentials and the profile say. */
+function openSession(store: GcpStore, context: ProviderContext, endpoint: URL | undefined): Session {
+  const adc = readAdcFile(context.env);
+  const clientOptions: Record<string, unknown> = { transporterOptions: { timeout: context.timeoutMs } };
+  // google-auth-library ignores an authorized_user file's token_uri; Python's google-auth and gcloud honour it.
+  if (adc?.json.type === AUTHORIZED_USER && typeof adc.json.token_uri === 'string') {
+    clientOptions['endpoints'] = { oauth2TokenUrl: adc.json.token_uri, tokenInfoUrl: new URL('tokeninfo', adc.json.token_uri).href };
+  }
+  const auth = new GoogleAuth({
+    scopes: [CLOUD_PLATFORM_SCOPE],
+    // A known project spares the library its `gcloud config config-helper` and metadata-server look-ups.
+    projectId: store.project,
+    clientOptions,
+    // gcloud writes ADC under CLOUDSDK_CONFIG when that is set; the Node library only looks under HOME.
+    ...(adc && adc.source === 'CLOUDSDK_CONFIG' ? { keyFilename: adc.file } : {}),
+  });
+  const options: Record<string, unknown> = { auth, fallback: false };
+  if (endpoint) {
+    options['apiEndpoint'] = endpoint.hostname.replace(/^\[(.*)\]$/, '$1');
+    options['port'] = Number(endpoint.port || 443);
+  }
+  if (store.caFile) options['sslCreds'] = channelCredentials(readCaBundle(store.caFile, 'store.caFile', context.profile), auth);
+  return { client: new SecretManagerServiceClient(options as ConstructorParameters<typeof SecretManagerServiceClient>[0]), auth };
+}
+
+/** The same credentials google-gax builds for itself, with the profile's CA bundle added to the public roots. */
+function channelCredentials(extraCa: string, auth: GoogleAuth): grpc.ChannelCredentials {
+  const roots = Buffer.from([...tls.rootCertificates, extraCa].join('\n'));
+  return grpc.credentials.combineChannelCredentials(
+    grpc.credentials.createSsl(roots),
+    grpc.credentials.createFromGoogleCredential({
+      getRequestHeaders: async (url?: string) => Object.fromEntries((await (await auth.getClient()).getRequestHeaders(url)).entries()),
+    }),
+  );
+}
+
+const secretPath = (gcp: GcpContext, name: string) => `projects/${gcp.project}/secrets/${secretIdFor(name)}`;
+
+async function readCurrent(gcp: GcpContext, name: string): Promise<SecretValue> {
+  const versionName = `${secretPath(gcp, name)}/versions/${gcp.version}`;
+  const [response] = await gcp.call('AccessSecretVersion', name, ({ client }, options) => client.accessSecretVersion({ name: versionName }, options));
+  const number = versionNumberOf(response.name ?? '');
+  return { value: payloadText(response.payload, `version ${number} of secret "${name}" in ${gcp.where}`), version: number };
+}
+
+/** A version's payload as text: a checksum that does not match is a corrupted transfer, binary data an unusable key. */
+export function payloadText(payload: { data?: Uint8Array | string | null; dataCrc32c?: unknown; _dataCrc32c?: unknown } | null | undefined, subject: string): string {
+  const data = payload?.data;
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'base64') : Buffer.from(data ?? new Uint8Array());
+  const expected = checksumOf(payload);
+  if (expected !== undefined && crc32c(bytes) !== expected) {
+    throw new StoreUnreachable(`${subject} arrived corrupted (its CRC32C checksum does not match)`, 'try again; if it persists, check for a proxy that alters traffic to Secret Manager');
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new UnusableKey(`${subject} is binary data, not UTF-8 text`, 'ask your admin to store the key as text (keybroker admin put)');
+  }
+}
+
+async function writeSecret(gcp: GcpContext, name: string, value: string, options: WriteOptions): Promise<WriteResult> {
+  const labels = encodeLabels(options.labels);
+  const payload = { data: Buffer.from(value, 'utf8'), dataCrc32c: crc32c(Buffer.from(value, 'utf8')) };
+  const existing = await gcp.call('GetSecret', name, ({ client }, callOptions) => client.getSecret({ name: secretPath(gcp, name) }, callOptions)).catch((error: unknown) => {
+    if (error instanceof SecretNotFound) return undefined;
+    throw error;
+  });
+  if (!existing) {
+    const secret = { replication: { automatic: {} }, labels, ...(options.description ? { annotations: { description: options.description } } : {}) };
+    const request = { parent: `projects/${gcp.project}`, secretId: secretIdFor(name), secret };
+    await gcp.call('CreateSecret', name, ({ client }, callOptions) => client.createSecret(request, callOptions), throttlingOnly);
+  } else {
+    const current = (existing[0].labels ?? {}) as Record<string, string>;
+    if (Object.entries(labels).some(([key, label]) => current[key] !== label)) {
+      const request = { secret: { name: secretPath(gcp, name), labels: { ...current, ...labels } }, updateMask: { paths: ['labels'] } };
+      await gcp.call('UpdateSecret', name, ({ client }, callOptions) => client.updateSecret(request, callOptions));
+    }
+  }
+  // Each call adds a version: sent again only when throttled, which the service did not act on.
+  const [added] = await gcp.call('AddSecretVersion', name, ({ client }, callOptions) => client.addSecretVersion({ parent: secretPath(gcp, name), payload }, callOptions), throttlingOnly);
+  return { version: versionNumberOf(added.name ?? ''), created: !existing };
+}
+
+async function* listSecrets(gcp: GcpContext, prefix: string): AsyncGenerator<SecretSummary> {
+  const filter = prefix ? `name:"${secretIdFor(prefix)}"` : '';
+  let pageToken = '';
+  do {
+    const request = { parent: `projects/${gcp.project}`, pageSize: 100, pageToken, filter };
+    const [secrets, , response] = await gcp.call('ListSecrets', undefined, ({ client }, options) => client.listSecrets(request, { ...options, autoPaginate: false }));
+    for (const secret of secrets) {
+      const name = nameForSecretId((secret.name ?? '').split('/').at(-1) ?? '');
+      if (name === undefined || !name.startsWith(prefix)) continue;
+      const newest = await gcp.call('ListSecretVersions', name, ({ client }, options) => newestVersion(gcp, name, options, client));
+      yield summaryOf(name, secret, newest);
+    }
+    pageToken = response?.nextPageToken ?? '';
+  } while (pageToken);
+}
+
+/** The version `list` reports: the pinned one, else the newest whatever its state. */
+async function newestVersion(gcp: GcpContext, name: string, options: CallOptions, client: Client): Promise<VersionInfo | undefined> {
+  if (gcp.version !== 'latest') {
+    const [found] = await client.getSecretVersion({ name: `${secretPath(gcp, name)}/versions/${gcp.version}` }, options);
+    return found as VersionInfo;
+  }
+  // Versions come newest first; `latest` is the newest whatever its state.
+  const [versions] = await client.listSecretVersions({ parent: secretPath(gcp, name), pageSize: 1 }, { ...options, autoPaginate: false });
+  return versions[0] as VersionInfo | undefined;
+}
+
+/** One secret as an admin lists it: enabled when its newest version is, labels unescaped, never the value. */
+export function summaryOf(name: string, secret: SecretInfo, newest: VersionInfo | undefined): SecretSummary {
+  const summary: SecretSummary = { name, enabled: newest?.state === 'ENABLED', labels: decodeLabels((secret.labels ?? {}) as Record<string, string>) };
+  if (newest) summary.version = versionNumberOf(newest.name ?? '');
+  const created = timestampOf(secret.createTime);
+  if (created) summary.createdAt = created;
+  const updated = timestampOf(newest?.createTime);
+  if (updated) summary.updatedAt = updated;
+  const expires = timestampOf(secret.expireTime);
+  if (expires) summary.expiresAt = expires;
+  return summary;
+}
+
+async function revokeSecret(gcp: GcpContext, name: string, purge: boolean): Promise<void> {
+  if (purge) {
+    // A repeated delete after one that went through answers NOT_FOUND: only a throttled one is sent again.
+    await gcp.call('DeleteSecret', name, ({ client }, options) => client.deleteSecret({ name: secretPath(gcp, name) }, options), throttlingOnly);
+    return;
+  }
+  // Soft: disable every enabled version (an admin can enable one again); the secret stays.
+  let pageToken = '';
+  do {
+    const request = { parent: secretPath(gcp, name), pageSize: 100, pageToken, filter: 'state:ENABLED' };
+    const [versions, , response] = await gcp.call('ListSecretVersions', name, ({ client }, options) => client.listSecretVersions(request, { ...options, autoPaginate: false }));
+    for (const entry of versions) {
+      await gcp.call('DisableSecretVersion', name, ({ client }, options) => client.disableSecretVersion({ name: entry.name ?? '' }, options));
+    }
+    pageToken = response?.nextPageToken ?? '';
+  } while (pageToken);
+}
+
+type Timestamp = { seconds?: unknown; nanos?: unknown } | null | undefined;
+
+interface SecretInfo {
+  labels?: Record<string, string> | null;
+  createTime?: Timestamp;
+  expireTime?: Timestamp;
 }
 
 interface VersionInfo {
   name?: string | null;
   state?: string | number | null;
-  createTime?: { seconds?: unknown; nanos?: unknown } | null;
+  createTime?: Timestamp;
 }
 
 interface AdcFile {
@@ -372,7 +385,7 @@ function versionNumberOf(resourceName: string): string {
   return resourceName.split('/').at(-1) || 'unknown';
 }
 
-function timestampOf(stamp: { seconds?: unknown; nanos?: unknown } | null | undefined): Date | undefined {
+function timestampOf(stamp: Timestamp): Date | undefined {
   if (!stamp || stamp.seconds === undefined || stamp.seconds === null) return undefined;
   return new Date(Number(String(stamp.seconds)) * 1000 + Math.floor(Number(stamp.nanos ?? 0) / 1e6));
 }
@@ -401,7 +414,7 @@ export function crc32c(bytes: Uint8Array): number {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-function mapGcpError(error: unknown, context: FailedCall & { project: string }): KeybrokerError {
+export function mapGcpError(error: unknown, context: FailedCall & { project: string }): KeybrokerError {
   if (error instanceof KeybrokerError) return error;
   const subject = context.secret ? `secret "${context.secret}" in ${context.where}` : context.where;
   if (error instanceof RetryBudgetExceeded) {

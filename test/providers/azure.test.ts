@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as v from 'valibot';
-import { keyVaultName, logicalName, storeSchema } from '../../providers/azure.ts';
+import { credentialError, identityFromClaims, keyVaultName, logicalName, mapAzureError, storeSchema, summaryOf, type AzureTarget } from '../../providers/azure.ts';
 import type { Provider } from '../../providers/provider.ts';
 import type { StoreConfig } from '../../providers/provider.ts';
 import { AccessDenied, ConfigError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/kernel/errors.ts';
@@ -42,6 +42,67 @@ describe('Key Vault secret names', () => {
     const error = await provider.readCurrent('claude-code/keys/' + 'a.'.repeat(40)).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toMatch(/127/);
+  });
+});
+
+describe('Azure error classification and identity', () => {
+  const target = (extra: Partial<AzureTarget['store']> = {}): AzureTarget => ({
+    store: { type: 'azure', vaultUrl: 'https://kv.vault.azure.net', tenant: TENANT, ...extra },
+    vaultUrl: 'https://kv.vault.azure.net',
+    where: 'Azure Key Vault https://kv.vault.azure.net',
+    profile: 'p',
+    timeoutMs: 5000,
+    tenantAsked: OTHER_TENANT,
+  });
+  const restError = (statusCode: number | undefined, message: string, extra: Record<string, unknown> = {}) => Object.assign(new Error(message), { name: 'RestError', statusCode, ...extra });
+
+  it('maps Key Vault\'s answers to the typed error that names the fix', () => {
+    const cases: [unknown, new (...args: never[]) => Error, RegExp, RegExp?][] = [
+      [restError(404, 'A secret with (name/id) x was not found'), SecretNotFound, /secret "claude-code\/keys\/alice" \(Key Vault name "claude-2dcode--keys--alice"\) .* does not exist/],
+      [restError(403, 'Operation get is not allowed on a disabled secret.'), SecretNotFound, /is disabled \(revoked\)/],
+      [restError(403, 'Caller is not authorized'), AccessDenied, /access denied to secret/, /Key Vault Secrets User/],
+      // The tenant the vault's challenge asked for, not the configured one, names the login.
+      [restError(401, 'Unauthorized'), NotAuthenticated, /rejected your Azure token/, new RegExp(`az login --tenant ${OTHER_TENANT}`)],
+      [restError(409, 'Secret is currently in a deleted but recoverable state'), SecretNotFound, /deleted but recoverable/, /deletedsecrets\/claude-2dcode--keys--alice/],
+      [restError(429, 'Too many requests'), StoreUnreachable, /is throttling requests \(HTTP 429/],
+      [restError(400, 'Bad name'), ConfigError, /refused GetSecret \(Bad name\)/],
+      [restError(503, 'Service Unavailable'), StoreUnreachable, /is unavailable \(HTTP 503/],
+      [restError(undefined, 'connect ECONNREFUSED', { code: 'ECONNREFUSED' }), StoreUnreachable, /cannot reach .*ECONNREFUSED/],
+      [restError(undefined, 'self signed', { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }), StoreUnreachable, /TLS certificate .* is not trusted/, /store.caFile/],
+      [restError(undefined, 'The challenge resource \'x\' does not match the requested domain'), ConfigError, /not a Key Vault URL the SDK recognises/],
+      [Object.assign(new Error('aborted'), { name: 'AbortError' }), StoreUnreachable, /did not answer GetSecret within 5000 ms/],
+    ];
+    for (const [error, type, message, fix] of cases) {
+      const mapped = mapAzureError(error, 'GetSecret', 'claude-code/keys/alice', target());
+      expect(mapped, (error as Error).message).toBeInstanceOf(type);
+      expect(mapped.message).toMatch(message);
+      if (fix) expect(mapped.fix).toMatch(fix);
+    }
+  });
+
+  it('maps a failed token request to another tenant, a missing az, no network, or not signed in', () => {
+    const wrongTenant = credentialError(new Error(`The current credential is not configured to acquire tokens for tenant ${OTHER_TENANT}. more`), TENANT, target());
+    expect(wrongTenant).toBeInstanceOf(ConfigError);
+    expect(wrongTenant.fix).toBe(`set store.tenant to "${OTHER_TENANT}" and run 'az login --tenant ${OTHER_TENANT}'`);
+    expect(credentialError(new Error('Azure CLI could not be found.'), TENANT, target())).toBeInstanceOf(NotAuthenticated);
+    expect(credentialError(new Error('request failed: getaddrinfo ENOTFOUND login.microsoftonline.com'), TENANT, target())).toBeInstanceOf(StoreUnreachable);
+    const expired = credentialError(new Error('ERROR: AADSTS700082: The refresh token has expired due to inactivity. Trace ID: x'), TENANT, target({ credential: 'default' }));
+    expect(expired).toBeInstanceOf(NotAuthenticated);
+    expect(expired.message).toMatch(/with the DefaultAzureCredential chain .*\(AADSTS700082: The refresh token has expired due to inactivity\.\)/);
+    expect(expired.fix).toMatch(/AZURE_TENANT_ID/);
+  });
+
+  it('names the user by UPN (lower case), else by object id, and by object id when the profile says so', () => {
+    const claims = { upn: 'Alice@Corp.com', oid: 'oid-1', tid: TENANT };
+    expect(identityFromClaims(claims, undefined)).toEqual({ user: 'alice@corp.com', principal: `Alice@Corp.com (object id oid-1, tenant ${TENANT})` });
+    expect(identityFromClaims(claims, 'oid')?.user).toBe('oid-1');
+    expect(identityFromClaims({ oid: 'sp-oid', appid: 'app-1', tid: TENANT }, undefined)).toEqual({ user: 'sp-oid', principal: `app app-1 (object id sp-oid, tenant ${TENANT})` });
+    expect(identityFromClaims({ tid: TENANT }, undefined)).toBeUndefined();
+  });
+
+  it('lists a secret with its tags as labels and its dates', () => {
+    const createdOn = new Date('2026-01-02T03:04:05Z');
+    expect(summaryOf('claude-code/keys/alice', { tags: { 'managed-by': 'keybroker' }, createdOn }, false)).toEqual({ name: 'claude-code/keys/alice', enabled: false, labels: { 'managed-by': 'keybroker' }, createdAt: createdOn });
   });
 });
 

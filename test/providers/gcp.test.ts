@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Profile } from '../../src/config/config.ts';
 import type { StoreConfig } from '../../providers/provider.ts';
 import { openProvider } from '../../src/loader/open-store.ts';
-import { AccessDenied, ConfigError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/kernel/errors.ts';
-import { crc32c, decodeLabels, encodeLabels, nameForSecretId, secretIdFor } from '../../providers/gcp.ts';
+import { AccessDenied, ConfigError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../../src/kernel/errors.ts';
+import { crc32c, decodeLabels, encodeLabels, mapGcpError, nameForSecretId, payloadText, secretIdFor, summaryOf } from '../../providers/gcp.ts';
 import type { Provider } from '../../providers/provider.ts';
 import { referenceCrc32c } from '../fakes/gcp.ts';
 import { closedPort } from '../support/fault-proxy.ts';
@@ -52,6 +52,60 @@ describe('GCP names and checksums', () => {
 
   it('refuses a name too long for a secret id with a ConfigError', () => {
     expect(() => secretIdFor('x/'.repeat(100))).toThrow(ConfigError);
+  });
+});
+
+describe('GCP helpers', () => {
+  const CALL = { what: 'AccessSecretVersion', secret: 'claude-code/keys/alice', where: 'GCP Secret Manager (project p)', loginFix: "run 'gcloud auth application-default login'", timeoutMs: 5000, project: 'p' };
+  const grpcError = (code: number, details: string) => Object.assign(new Error(`${code} X: ${details}`), { code, details });
+
+  it('maps each gRPC status to the typed error that names the fix', () => {
+    const cases: [unknown, new (...args: never[]) => Error, RegExp][] = [
+      [grpcError(5, 'Secret not found'), SecretNotFound, /secret "claude-code\/keys\/alice" .* does not exist/],
+      [grpcError(9, 'Secret Version [1] is in DISABLED state.'), SecretNotFound, /is disabled \(revoked\)/],
+      [grpcError(9, 'something else'), StoreUnreachable, /was refused by/],
+      [grpcError(7, 'Secret Manager API has not been used in project p'), AccessDenied, /API is not enabled for project p/],
+      [grpcError(7, 'Permission denied or it may not exist'), AccessDenied, /\(or it does not exist\)/],
+      [grpcError(16, 'bad token'), NotAuthenticated, /did not accept your credentials/],
+      [grpcError(3, 'bad name'), ConfigError, /refused AccessSecretVersion as invalid/],
+      [grpcError(4, 'deadline'), StoreUnreachable, /did not answer AccessSecretVersion within 5000 ms/],
+      [grpcError(14, 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1'), StoreUnreachable, /cannot reach .*ECONNREFUSED 127.0.0.1:1\)/],
+      [grpcError(8, 'quota'), StoreUnreachable, /is throttling requests/],
+      [Object.assign(new Error('invalid_grant'), { response: { data: { error: 'invalid_grant', error_description: 'reauth related error' } } }), NotAuthenticated, /rejected your application default credentials \(invalid_grant: reauth related error\)/],
+      [new Error('Could not load the default credentials.'), NotAuthenticated, /no Google application default credentials/],
+      [Object.assign(new Error('getaddrinfo'), { code: 'ENOTFOUND' }), StoreUnreachable, /cannot reach Google's sign-in service/],
+    ];
+    for (const [error, type, message] of cases) {
+      const mapped = mapGcpError(error, CALL);
+      expect(mapped, (error as Error).message).toBeInstanceOf(type);
+      expect(mapped.message).toMatch(message);
+    }
+  });
+
+  it('reads a payload as text, refusing a checksum that does not match and bytes that are not UTF-8', () => {
+    const text = Buffer.from('sk-test-gcp-payload');
+    expect(payloadText({ data: text, dataCrc32c: crc32c(text) }, 'version 1')).toBe('sk-test-gcp-payload');
+    expect(payloadText({ data: text.toString('base64') }, 'version 1')).toBe('sk-test-gcp-payload');
+    // proto3 optional: a checksum field the server did not set is no checksum.
+    expect(payloadText({ data: text, dataCrc32c: 0, _dataCrc32c: undefined }, 'version 1')).toBe('sk-test-gcp-payload');
+    expect(() => payloadText({ data: text, dataCrc32c: crc32c(text) + 1 }, 'version 1')).toThrow(StoreUnreachable);
+    const binary = Buffer.from([0xff, 0xfe, 0x00]);
+    expect(() => payloadText({ data: binary, dataCrc32c: crc32c(binary) }, 'version 1')).toThrow(UnusableKey);
+  });
+
+  it('lists a secret enabled only when its newest version is, with its labels unescaped and its times', () => {
+    const secret = { labels: encodeLabels({ 'keybroker-user': 'alice@example.com' }), createTime: { seconds: '1767322800', nanos: 5e8 } };
+    const summary = summaryOf(ALICE_SECRET, secret, { name: 'projects/p/secrets/x/versions/3', state: 'ENABLED', createTime: { seconds: 1767326400 } });
+    expect(summary).toEqual({
+      name: ALICE_SECRET,
+      enabled: true,
+      version: '3',
+      labels: { 'keybroker-user': 'alice@example.com' },
+      createdAt: new Date(1767322800_500),
+      updatedAt: new Date(1767326400_000),
+    });
+    expect(summaryOf(ALICE_SECRET, secret, { name: 'projects/p/secrets/x/versions/3', state: 'DISABLED' }).enabled).toBe(false);
+    expect(summaryOf(ALICE_SECRET, {}, undefined)).toEqual({ name: ALICE_SECRET, enabled: false, labels: {} });
   });
 });
 
