@@ -128,3 +128,28 @@ describe('nothing unusable is printed, wherever it came from (item B)', () => {
   });
 });
 
+/** Runs `script` in bash with $0 = the binary; its exit code and stderr. */
+async function inShell(script: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
+  const result = await runBinary(['-c', script, BINARY], { env, command: 'bash' });
+  return { code: result.code, stderr: result.stderr };
+}
+
+describe('standard output closed or a broken pipe is exit 11 (item D)', () => {
+  it('get >&- (fd 1 closed at start): exit 11 with one line, though Node reopens fd 1 on /dev/null', async () => {
+    dev = developer(storeUrl);
+    const result = await inShell('exec "$0" get >&-', dev.env);
+    expect(result).toEqual({ code: 11, stderr: "keybroker: standard output is closed; nothing was delivered: run keybroker with its output going somewhere (Claude Code reads it through a pipe)\n" });
+  });
+
+  it('get >/dev/null (a shell\'s choice to discard, write-only) still exits 0', async () => {
+    dev = developer(storeUrl);
+    expect(await inShell('exec "$0" get >/dev/null', dev.env)).toEqual({ code: 0, stderr: '' });
+  });
+
+  it('a pipe whose reader has closed it: exit 11 with one line (EPIPE), not a silent 0', async () => {
+    dev = developer(storeUrl);
+    // The reader closes its end at once and lives on: keybroker's write meets a pipe no one reads.
+    const result = await inShell('"$0" get | { exec 0<&-; sleep 2; }; exit "${PIPESTATUS[0]}"', dev.env);
+    expect(result).toEqual({ code: 11, stderr: 'keybroker: cannot write to standard output (EPIPE: the program reading it has closed the pipe); nothing was delivered: keep the reading end open until keybroker exits\n' });
+  });
+});
