@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { developer, stderrLines, type Developer } from '../broker/e2e-world.ts';
 import { BINARY, runBinary } from '../support/binary.ts';
+import { bindReadOnly } from '../support/other-user.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { serializeEntry } from '../../src/cache/entry.ts';
@@ -151,5 +152,23 @@ describe('standard output closed or a broken pipe is exit 11 (item D)', () => {
     // The reader closes its end at once and lives on: keybroker's write meets a pipe no one reads.
     const result = await inShell('"$0" get | { exec 0<&-; sleep 2; }; exit "${PIPESTATUS[0]}"', dev.env);
     expect(result).toEqual({ code: 11, stderr: 'keybroker: cannot write to standard output (EPIPE: the program reading it has closed the pipe); nothing was delivered: keep the reading end open until keybroker exits\n' });
+  });
+});
+
+describe('messages name the real cause (item E)', () => {
+  it('a read-only XDG_RUNTIME_DIR is reported as read-only (EROFS), not ENOENT', async () => {
+    dev = developer(storeUrl);
+    const runtime = path.join(dev.home, 'xdg-runtime');
+    fs.mkdirSync(runtime, { mode: 0o700 });
+    const undo = bindReadOnly(runtime);
+    try {
+      const env: NodeJS.ProcessEnv = { ...dev.env, XDG_RUNTIME_DIR: runtime };
+      delete env['KEYBROKER_RUNTIME_DIR'];
+      const result = await runBinary(['get'], { env });
+      expect(result).toMatchObject({ code: 0, stdout: STORED });
+      expect(stderrLines(result)).toEqual([`keybroker: no refresh lock: cannot create ${runtime}/keybroker (EROFS: the file system is read-only); reading the store without it`]);
+    } finally {
+      undo();
+    }
   });
 });
