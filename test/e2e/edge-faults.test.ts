@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { developer, stderrLines, type Developer } from '../broker/e2e-world.ts';
 import { BINARY, runBinary } from '../support/binary.ts';
-import { bindReadOnly } from '../support/other-user.ts';
+import { bindReadOnly, fullTmpfs } from '../support/other-user.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { serializeEntry } from '../../src/cache/entry.ts';
@@ -167,6 +167,66 @@ describe('messages name the real cause (item E)', () => {
       const result = await runBinary(['get'], { env });
       expect(result).toMatchObject({ code: 0, stdout: STORED });
       expect(stderrLines(result)).toEqual([`keybroker: no refresh lock: cannot create ${runtime}/keybroker (EROFS: the file system is read-only); reading the store without it`]);
+    } finally {
+      undo();
+    }
+  });
+});
+
+/** A pid that was just used and is gone (its process exited). */
+function deadPid(): number {
+  const gone = spawnSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' });
+  return Number(gone.stdout.trim());
+}
+
+/** Plants an unfinished write `<name>.<pid>.tmp` holding a plaintext key, `ageMs` old. */
+function plantTemp(dir: string, name: string, pid: number, ageMs: number): string {
+  const file = path.join(dir, `${name}.${pid}.tmp`);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.writeFileSync(file, serializeEntry({ key: 'sk-test-edge-leftover', version: 'v0', secret: 's', fetchedAt: 0 }), { mode: 0o600 });
+  const then = new Date(Date.now() - ageMs);
+  fs.utimesSync(file, then, then);
+  return path.basename(file);
+}
+
+describe('nothing left behind (item C)', () => {
+  it('a cache write killed before its rename: the next write removes temps older than 10 s or of a dead process, not a live writer\'s young one', async () => {
+    dev = developer(storeUrl);
+    const keys = path.join(dev.home, 'cache', 'keys');
+    const entry = `${sha256Hex(cacheAccount(loadConfig({ env: dev.env }).profile)).slice(0, 24)}.json`;
+    const other = `${'a'.repeat(24)}.json`;
+    const killed = plantTemp(keys, entry, deadPid(), 0);
+    const oldOfLive = plantTemp(keys, other, 1, 60_000);
+    const liveYoung = plantTemp(keys, other, process.pid, 0);
+    const result = await dev.get();
+    expect(result).toMatchObject({ code: 0, stdout: STORED, stderr: '' });
+    const left = fs.readdirSync(keys);
+    expect(left).not.toContain(killed);
+    expect(left).not.toContain(oldOfLive);
+    expect(left.sort()).toEqual([entry, liveYoung].sort());
+  });
+
+  it('a full disk during the addon extraction leaves no temp, and cache clear --all works without the keychain (exit 0, says what it left)', async () => {
+    dev = developer(storeUrl, { cache: { backend: 'keychain' } });
+    const addons = path.join(dev.home, 'cache', 'addons');
+    const undo = fullTmpfs(addons, (dir) => plantTemp(dir, 'keyring-0123456789abcdef.node', deadPid(), 60_000));
+    try {
+      const get = await dev.get();
+      expect({ code: get.code, stdout: get.stdout }).toEqual({ code: 9, stdout: '' });
+      expect(get.stderr).toMatch(/ENOSPC/);
+      // Neither its own unfinished write nor an earlier killed one's is left.
+      expect(fs.readdirSync(addons)).toEqual(['filler']);
+
+      // A killed extraction's temp (empty: the disk is full) is swept by clear too.
+      const killed = path.join(addons, `keyring-0123456789abcdef.node.${deadPid()}.tmp`);
+      fs.writeFileSync(killed, '');
+      fs.utimesSync(killed, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+
+      const clear = await runBinary(['cache', 'clear', '--all'], { env: dev.env });
+      expect(clear.code).toBe(0);
+      expect(clear.stdout).toBe('profile "default": no cached key; the keychain could not be opened: an entry there is left\nremoved 1 more: keys cached under earlier settings or for removed profiles, and unfinished writes\n');
+      expect(stderrLines(clear)).toEqual([expect.stringMatching(/^keybroker: the keychain was not cleared \(cannot load the keychain library \(ENOSPC: .*\)\): its keybroker entries are left; run 'keybroker cache clear' again once it can be opened$/)]);
+      expect(fs.readdirSync(addons)).toEqual(['filler']);
     } finally {
       undo();
     }
