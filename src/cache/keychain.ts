@@ -63,7 +63,7 @@ export function keychainCache(options: KeychainOptions): KeychainCache {
   async function bounded<T>(what: string, call: () => Promise<T>): Promise<T> {
     const hungAgo = keychainState.hung ? 0 : markerAge(hungMarker, now());
     if (hungAgo !== undefined && hungAgo < KEYCHAIN_HUNG_SKIP_MS) {
-      // The marker is another process's finding (or this one's, from an earlier run): say whose.
+      // keychainState.hung is this process's own finding; the marker file is another process's.
       const seen = keychainState.hung ? `${name} did not answer earlier in this run` : `another keybroker process found ${name} not answering ${Math.round(hungAgo / 1_000)} s ago`;
       throw new CacheUnavailable(`${seen} (it may be locked and waiting for a password); not asking it again for ${KEYCHAIN_HUNG_SKIP_MS / 60_000} min`, unavailableFix(platform));
     }
