@@ -220,6 +220,13 @@ export function mapAwsError(error: unknown, context: FailedCall): KeybrokerError
   const message = name === 'SyntaxError' && status ? `HTTP ${status}` : (err.message ?? String(error)).split('\n')[0]!;
   const subject = context.secret ? `secret "${context.secret}" in ${context.where}` : context.where;
 
+  // The SDK's credential and config chain calls os.homedir() before any request is sent.
+  if ((error as { syscall?: string }).syscall === 'uv_os_homedir' || /\buv_os_homedir\b/.test(message)) {
+    return new ConfigError(
+      `the AWS SDK cannot find your home folder for ${context.where}: HOME is not set and this user (uid ${process.getuid?.() ?? '?'}) has no entry in the user database; no request was sent`,
+      'set HOME to your home folder (the AWS SDK reads ~/.aws there)',
+    );
+  }
   if (name === 'ResourceNotFoundException') {
     return new SecretNotFound(`${subject} does not exist`, 'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile');
   }

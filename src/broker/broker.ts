@@ -16,7 +16,8 @@
 //   is served. One re-check per profile per 15 s: within that window a repeat gets the last
 //   verdict (the key, or KeyRejected saying when the store was asked) without touching the store
 //   or the gateway. An explicit re-check (`get --recheck`, `status --refresh`) always reads the store.
-// - Store down, slow or throttled (StoreUnreachable): a cached key not yet `expired` is served
+// - Store down, slow or throttled (StoreUnreachable), or answering with an unusable value
+//   (UnusableKey, e.g. a SecretString that is a number): a cached key not yet `expired` is served
 //   with one warning; with none, the error. A waiter for the lock whose holder failed gets that
 //   failure instead of reading the store again, so 50 callers fail together within one timeout.
 // - Refresh-ahead. A fresh key older than 80 % of refreshAfter is served at once and a detached
@@ -40,7 +41,7 @@ import {
   UnusableKey,
   isTransientStoreFailure,
 } from '../kernel/errors.ts';
-import { fingerprint, parseSecretValue } from '../secret/value.ts';
+import { checkKey, fingerprint, keyProblem, parseSecretValue } from '../secret/value.ts';
 import { resolveSecretName } from '../secret/name.ts';
 import { formatDuration } from '../kernel/duration.ts';
 import type { CacheStore } from '../cache/cache-store.ts';
@@ -178,7 +179,10 @@ export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile'
   if (text === undefined) return undefined;
   const entry = parseEntry(text);
   if (!entry) deps.debug('the cached entry is not readable; it will be replaced');
-  return entry;
+  // A key the output check (serve) would refuse is replaced from the store, not refused.
+  else if (keyProblem(entry.key)) deps.debug('the cached key is not one Claude Code accepts; it will be replaced');
+  else return entry;
+  return undefined;
 }
 
 /** The fingerprint of the key this caller was refused with, when its call looks like a 401 re-run. */
@@ -198,6 +202,8 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   const startedAt = deps.now();
   const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile));
   const serve = (entry: CacheEntry, from: Served['from']): Served => {
+    // Every key handed out passes here, whatever its source: the one check before stdout.
+    checkKey(entry.key, `secret "${entry.secret}" (from the ${from === 'store' ? 'store' : 'cache'})`);
     if (deps.caller) deps.state.recordServed(account, deps.caller.id, { fingerprint: fingerprint(entry.key), version: entry.version, at: deps.now() });
     return { ...entry, from };
   };

@@ -5,6 +5,7 @@ import { sha256Hex } from '../kernel/sha256.ts';
 import { CacheUnavailable } from '../kernel/errors.ts';
 import { describeErrno, fixForErrno, makePrivateDir, shortPath } from '../kernel/paths.ts';
 import { UnsafeFile, readPrivateFile } from '../kernel/private-file.ts';
+import { removeStaleTemps, writeFileAtomic } from '../kernel/temp-files.ts';
 import type { CacheStore } from './cache-store.ts';
 
 /** What every file of the file cache is named like: an entry, or a write that never finished. */
@@ -42,13 +43,11 @@ export function fileCache(dir: string): CacheStore {
         throw new CacheUnavailable(`the cache folder's path is too long (${dir.length} characters)`, 'set KEYBROKER_CACHE_DIR to a shorter folder');
       }
       ensureDir();
-      const temp = `${target}.${process.pid}.tmp`;
+      // A writer killed between its write and its rename left a plaintext key: gone at the next write.
+      removeStaleTemps(dir, (name) => CACHE_FILE_PATTERN.test(name));
       try {
-        fs.rmSync(temp, { force: true }); // left by an earlier process with this pid
-        fs.writeFileSync(temp, data, { mode: 0o600, flag: 'wx' });
-        fs.renameSync(temp, target);
+        writeFileAtomic(target, data, 0o600);
       } catch (error) {
-        fs.rmSync(temp, { force: true });
         if ((error as NodeJS.ErrnoException).code === 'ENAMETOOLONG') {
           throw new CacheUnavailable(`the cache folder's path is too long (${dir.length} characters)`, 'set KEYBROKER_CACHE_DIR to a shorter folder');
         }

@@ -63,7 +63,9 @@ export function keychainCache(options: KeychainOptions): KeychainCache {
   async function bounded<T>(what: string, call: () => Promise<T>): Promise<T> {
     const hungAgo = keychainState.hung ? 0 : markerAge(hungMarker, now());
     if (hungAgo !== undefined && hungAgo < KEYCHAIN_HUNG_SKIP_MS) {
-      throw new CacheUnavailable(`${name} did not answer ${hungAgo < 1_000 ? 'earlier in this run' : `${Math.round(hungAgo / 1_000)} s ago`} (it may be locked and waiting for a password); not asking it again for ${KEYCHAIN_HUNG_SKIP_MS / 60_000} min`, unavailableFix(platform));
+      // keychainState.hung is this process's own finding; the marker file is another process's.
+      const seen = keychainState.hung ? `${name} did not answer earlier in this run` : `another keybroker process found ${name} not answering ${Math.round(hungAgo / 1_000)} s ago`;
+      throw new CacheUnavailable(`${seen} (it may be locked and waiting for a password); not asking it again for ${KEYCHAIN_HUNG_SKIP_MS / 60_000} min`, unavailableFix(platform));
     }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -101,9 +103,12 @@ function describe(error: unknown): string {
   return message.split('\n')[0]!.slice(0, 200);
 }
 
+/** How old the hang marker is; undefined when there is none, or it is dated ahead of this clock (a record from the future says nothing). */
 function markerAge(file: string, now: number): number | undefined {
   try {
-    return now - fs.statSync(file).mtimeMs;
+    const age = now - fs.statSync(file).mtimeMs;
+    // Up to a second ahead is the clocks' granularity (mtime is finer than Date.now()).
+    return age < -1_000 ? undefined : Math.max(0, age);
   } catch {
     return undefined;
   }

@@ -90,9 +90,12 @@ export class Interrupted extends KeybrokerError {
   readonly exitCode = ExitCode.interrupted;
 }
 
-/** Errors of the store that a cached key may paper over (stale-if-error). */
+/**
+ * Errors of the store that a cached key may paper over (stale-if-error): the store cannot answer,
+ * or answers with a value no one can use (a malformed answer, a broken put); not a denial or a revocation.
+ */
 export function isTransientStoreFailure(error: unknown): boolean {
-  return error instanceof StoreUnreachable;
+  return error instanceof StoreUnreachable || error instanceof UnusableKey;
 }
 
 export function oneLine(text: string): string {

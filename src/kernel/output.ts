@@ -11,6 +11,9 @@ export interface Output {
 
 export const processOutput: Output = {
   stdout: (text) => {
+    if (stdoutWasClosed()) {
+      throw new OutputFailed('standard output is closed; nothing was delivered', 'run keybroker with its output going somewhere (Claude Code reads it through a pipe)');
+    }
     try {
       writeAll(1, text);
     } catch (error) {
@@ -28,8 +31,36 @@ export const processOutput: Output = {
 
 function outputFailed(error: unknown): OutputFailed {
   const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EPIPE') {
+    return new OutputFailed('cannot write to standard output (EPIPE: the program reading it has closed the pipe); nothing was delivered', 'keep the reading end open until keybroker exits');
+  }
   const why = code === 'ENOSPC' || code === 'EDQUOT' ? 'the disk it goes to is full' : code === 'EROFS' ? 'it goes to a read-only file system' : `${code ?? (error as Error).message}`;
   return new OutputFailed(`cannot write to standard output (${why}); nothing was delivered`, 'free space where the output goes, or send it elsewhere');
+}
+
+let closedAtStart: boolean | undefined;
+
+/**
+ * Whether fd 1 was closed when the process started (`get >&-`). Node then puts /dev/null on it,
+ * opened read-write; a shell's `>/dev/null` opens it write-only, a choice to discard that is
+ * honoured. Linux only (the open mode is in /proc); the same read-write /dev/null given by a
+ * parent (Node's stdio 'ignore', Python's DEVNULL) cannot be told apart and counts as closed.
+ * Costs one fstat (two stats and a /proc read only when fd 1 is a character device).
+ */
+function stdoutWasClosed(): boolean {
+  if (closedAtStart !== undefined) return closedAtStart;
+  closedAtStart = false;
+  if (process.platform !== 'linux') return closedAtStart;
+  try {
+    const stdout = fs.fstatSync(1);
+    if (!stdout.isCharacterDevice() || stdout.rdev !== fs.statSync('/dev/null').rdev) return closedAtStart;
+    const flags = /^flags:\s*([0-7]+)$/m.exec(fs.readFileSync('/proc/self/fdinfo/1', 'utf8'));
+    // O_ACCMODE (3) = O_RDWR (2): how Node reopens a closed standard descriptor.
+    closedAtStart = flags !== null && (parseInt(flags[1]!, 8) & 3) === 2;
+  } catch (error) {
+    closedAtStart = (error as NodeJS.ErrnoException).code === 'EBADF';
+  }
+  return closedAtStart;
 }
 
 /** Synchronous, so that an exit right after cannot cut the output short. */
@@ -41,7 +72,6 @@ function writeAll(fd: number, text: string): void {
       offset += fs.writeSync(fd, buffer, offset);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EAGAIN') continue;
-      if ((error as NodeJS.ErrnoException).code === 'EPIPE') return;
       throw error;
     }
   }

@@ -125,8 +125,24 @@ export function makePrivateDir(dir: string, platform: NodeJS.Platform = process.
     if ((stat.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
     return undefined;
   } catch (error) {
-    return `cannot create ${shortPath(dir)} (${describeErrno(error)})`;
+    return `cannot create ${shortPath(dir)} (${describeErrno(realMkdirError(dir, error))})`;
   }
+}
+
+/**
+ * Node's recursive mkdir reports ENOENT when creating a folder fails for another reason (a
+ * read-only XDG_RUNTIME_DIR gives "ENOENT"): the first missing folder, created alone, tells the truth.
+ */
+function realMkdirError(dir: string, error: unknown): unknown {
+  if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return error;
+  let missing = path.resolve(dir);
+  while (path.dirname(missing) !== missing && !fs.existsSync(path.dirname(missing))) missing = path.dirname(missing);
+  try {
+    fs.mkdirSync(missing, { mode: 0o700 });
+  } catch (real) {
+    return real;
+  }
+  return error;
 }
 
 /** An errno code with what it means to a user: a full disk is not a permissions problem. */

@@ -9,6 +9,7 @@ import type { ProviderModule } from '../../providers/provider.ts';
 import type { StoreType } from '../../providers/index.ts';
 import { makePrivateDir, userCacheDir } from '../kernel/paths.ts';
 import { UnsafeFile, openPrivateFile } from '../kernel/private-file.ts';
+import { removeStaleTemps, writeFileAtomic } from '../kernel/temp-files.ts';
 import * as errors from '../kernel/errors.ts';
 import { wrapCommonJs } from './wrap.ts';
 
@@ -111,7 +112,7 @@ function readCodeCache(name: string, file: string, sea: typeof import('node:sea'
 function verifiedAddon(asset: string, hash: string, env: NodeJS.ProcessEnv): { path: string; close(): void } {
   const sea = seaModule();
   if (!sea) return { path: path.join(path.dirname(__filename), asset), close: () => {} };
-  const dir = path.join(userCacheDir(env), 'addons');
+  const dir = addonsDir(env);
   const problem = makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir);
   if (problem) throw new Error(`the keychain addon cannot be kept in ${dir}: ${problem}`);
   // The asset is a view of the executable's own bytes, not a copy.
@@ -119,10 +120,8 @@ function verifiedAddon(asset: string, hash: string, env: NodeJS.ProcessEnv): { p
   const target = path.join(dir, `${path.basename(asset, '.node')}-${hash}.node`);
   let fd = openIfIdentical(target, built);
   if (fd === undefined) {
-    const temp = `${target}.${process.pid}.tmp`;
-    fs.rmSync(temp, { force: true });
-    fs.writeFileSync(temp, built, { mode: 0o500, flag: 'wx' });
-    fs.renameSync(temp, target);
+    removeStaleTemps(dir, isAddonFile);
+    writeFileAtomic(target, built, 0o500);
     fd = openIfIdentical(target, built);
     if (fd === undefined) throw new Error(`the keychain addon at ${target} changed while it was written`);
   }
@@ -132,6 +131,16 @@ function verifiedAddon(asset: string, hash: string, env: NodeJS.ProcessEnv): { p
     path: process.platform === 'linux' && fs.existsSync(`/proc/self/fd/${opened}`) ? `/proc/self/fd/${opened}` : target,
     close: () => fs.closeSync(opened),
   };
+}
+
+/** The folder the keychain addon is extracted to (`cache clear` sweeps its unfinished writes). */
+export function addonsDir(env: NodeJS.ProcessEnv): string {
+  return path.join(userCacheDir(env), 'addons');
+}
+
+/** What an extracted addon is named like: `keyring-<hash>.node`. */
+export function isAddonFile(name: string): boolean {
+  return /^keyring-[0-9a-f]+\.node$/.test(name);
 }
 
 /** An open descriptor of `file` when it is a regular file of this user, others cannot write it, and its bytes are `expected`. */

@@ -3,6 +3,25 @@
 import { sha256Hex } from '../kernel/sha256.ts';
 import { UnusableKey } from '../kernel/errors.ts';
 
+const NOT_JSON: unique symbol = Symbol('not JSON');
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return NOT_JSON;
+  }
+}
+
+/** What a JSON value is, for a message that must not show it. */
+function jsonKind(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return 'a string in quotes';
+  if (typeof value === 'object') return 'an object';
+  return typeof value === 'number' || typeof value === 'boolean' ? `a ${typeof value}` : `no value (${typeof value})`;
+}
+
 /** Claude Code rejects a helper's output longer than this (SPEC §1). */
 export const MAX_KEY_LENGTH = 16_384;
 
@@ -15,22 +34,24 @@ export interface StoredKey {
 /**
  * A secret's value is either the key itself or a JSON object holding the key in `field`
  * (and optional `expires_at`). `where` names the secret in messages; the value never appears.
+ * `raw` is typed unknown: what a store answers is not checked by its SDK (a number, an object).
  */
-export function parseSecretValue(raw: string, field: string, where: string): StoredKey {
+export function parseSecretValue(raw: unknown, field: string, where: string): StoredKey {
+  if (typeof raw !== 'string') {
+    throw new UnusableKey(`the store answered ${where} with ${jsonKind(raw)} where the value's text belongs`, `store the key as text (or a JSON object such as {"${field}": "sk-..."}) with 'keybroker admin put'`);
+  }
   const trimmed = raw.trim();
-  if (!trimmed.startsWith('{')) return { key: checkKey(trimmed, where) };
-
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(trimmed);
-  } catch {
+  const parsed = parseJson(trimmed);
+  if (parsed === NOT_JSON) {
+    if (!trimmed.startsWith('{')) return { key: checkKey(trimmed, where) };
     throw new UnusableKey(
       `the value of ${where} starts with '{' but is not valid JSON`,
       `store the key itself, or a JSON object such as {"${field}": "sk-..."}`,
     );
   }
+  // `[1,2]`, `null`, `123` or `"sk-..."` with its quotes would otherwise be printed as the key.
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new UnusableKey(`the value of ${where} is JSON but not an object`, `store {"${field}": "sk-..."}`);
+    throw new UnusableKey(`the value of ${where} is JSON (${jsonKind(parsed)}) but not an object`, `store the key itself, or {"${field}": "sk-..."}`);
   }
   const record = parsed as Record<string, unknown>;
   const key = record[field];

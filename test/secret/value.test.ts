@@ -28,6 +28,45 @@ describe('the secret value', () => {
   });
 });
 
+describe('a value that would print something Claude Code cannot use', () => {
+  it.each([
+    ['[1,2]', 'an array'],
+    ['null', 'null'],
+    ['123', 'a number'],
+    ['"sk-test-quoted"', 'a string in quotes'],
+    [' true\n', 'a boolean'],
+  ])('%j is JSON but not an object: refused, never served as the key', (raw, kind) => {
+    const error = catchError(() => parseSecretValue(raw, 'api_key', 'secret "x"'));
+    expect(error).toBeInstanceOf(UnusableKey);
+    expect(error.message).toBe(`the value of secret "x" is JSON (${kind}) but not an object`);
+    expect(error.message).not.toContain('sk-test-quoted');
+  });
+
+  it.each([
+    [123, 'a number'],
+    [{ api_key: 'sk-test-object' }, 'an object'],
+    [null, 'null'],
+  ])('a store answer %j that is not text is an unusable value', (raw, kind) => {
+    const error = catchError(() => parseSecretValue(raw, 'api_key', 'secret "x"'));
+    expect(error).toBeInstanceOf(UnusableKey);
+    expect(error.message).toBe(`the store answered secret "x" with ${kind} where the value's text belongs`);
+  });
+
+  it.each([
+    ['sk-test-a b', 'a space at position 10'],
+    ['sk-test-a\nb', 'a line break at position 10'],
+    ['sk-test-\u007f', 'a control character (U+007F) at position 9'],
+  ])('a JSON field holding %j is checked like a bare key', (key, problem) => {
+    const error = catchError(() => parseSecretValue(JSON.stringify({ api_key: key }), 'api_key', 'secret "x"'));
+    expect(error).toBeInstanceOf(UnusableKey);
+    expect(error.message).toBe(`the value of secret "x" is not a usable key: it contains ${problem}`);
+  });
+
+  it('a bare key that is not JSON, even one starting with "[", is still a key', () => {
+    expect(parseSecretValue('[sk-test-bracket', 'api_key', 's')).toEqual({ key: '[sk-test-bracket' });
+  });
+});
+
 describe('a key Claude Code would reject', () => {
   it.each([
     ['', 'it is empty'],
@@ -35,6 +74,8 @@ describe('a key Claude Code would reject', () => {
     ['sk-test a', 'a space at position 8'],
     ['sk-test\ta', 'a tab at position 8'],
     ['sk-test\u0007', 'a control character (U+0007) at position 8'],
+    ['sk-test\u007f', 'a control character (U+007F) at position 8'],
+    ['sk-test\u0080', 'a non-ASCII character at position 8'],
     ['sk-test-é', 'a non-ASCII character at position 9'],
     ['x'.repeat(MAX_KEY_LENGTH + 1), `${MAX_KEY_LENGTH + 1} characters long`],
   ])('%j: %s', (key, problem) => {

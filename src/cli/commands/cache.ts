@@ -14,7 +14,10 @@ export const cacheCommand: Command = {
 Removes the cached key of the profile from the OS keychain and from the file cache, so that
 the next 'keybroker get' reads the store again, and what no profile uses any more: keys cached
 before a profile's store, secret, field or user changed, keys of removed profiles, unfinished
-writes (*.tmp). The store is not touched.
+writes (*.tmp, of the cache and of the keychain addon). The store is not touched. Files are cleared
+without the keychain; a keychain that cannot be opened (locked, or its addon cannot be extracted on a
+full disk) keeps its entries, and clear says so on stderr and still exits 0: such a keychain serves
+nothing either ("backend": "keychain" then exits 9 on get). Run it again once the keychain opens.
 
 Options:
   --all     every keybroker entry, of every profile, not just the one in use
@@ -42,10 +45,15 @@ Examples:
         return [];
       }
     });
-    const { removed, leftovers } = await clearCachedKeys(profiles, context.env, context.debug, { sweep: { everything: Boolean(values['all']), current } });
+    const { removed, leftovers, keychainUnusable } = await clearCachedKeys(profiles, context.env, context.debug, { sweep: { everything: Boolean(values['all']), current }, leaveUnusableKeychain: true });
     for (const profile of profiles) {
       const where = removed.get(cacheAccount(profile)) ?? [];
-      context.output.stdout(`profile "${profile.name}": ${where.length ? `removed the cached key from ${where.join(' and ')}` : 'no cached key'}\n`);
+      const left = keychainUnusable && profile.cache.backend === 'keychain' ? '; the keychain could not be opened: an entry there is left' : '';
+      context.output.stdout(`profile "${profile.name}": ${where.length ? `removed the cached key from ${where.join(' and ')}` : 'no cached key'}${left}\n`);
+    }
+    if (keychainUnusable) {
+      // Not a failure of clear: a keychain that cannot be opened serves nothing either (get exits 9).
+      context.output.stderr(`keybroker: the keychain was not cleared (${keychainUnusable.message}): its keybroker entries are left; run 'keybroker cache clear' again once it can be opened`);
     }
     if (leftovers) context.output.stdout(`removed ${leftovers} more: keys cached under earlier settings or for removed profiles, and unfinished writes\n`);
     return 0;
