@@ -209,9 +209,9 @@ export function shortPath(file: string, max = 120): string {
 
 /**
  * The project a cloned repository controls, as seen from `cwd` (the folder Claude Code runs a
- * helper in): the nearest folder at or above it holding `.git` or `.mcp.json`, else `cwd` itself.
- * Never `/`, the home folder from the user database (HOME can be moved by a command line) or a
- * folder above it: undefined then.
+ * helper in): the nearest folder at or above it holding `.git` or `.mcp.json` (where a project's
+ * MCP helpers come from). Never `/`, the home folder from the user database (HOME can be moved
+ * by a command line) or a folder above it: undefined then, and when there is none.
  */
 export function projectFolder(cwd: string): string | undefined {
   let real: string;
@@ -225,7 +225,7 @@ export function projectFolder(cwd: string): string | undefined {
   for (let dir = real; !excluded(dir); dir = path.dirname(dir)) {
     if (fs.existsSync(path.join(dir, '.git')) || fs.existsSync(path.join(dir, '.mcp.json'))) return dir;
   }
-  return excluded(real) ? undefined : real;
+  return undefined;
 }
 
 function realOrSame(dir: string): string {
