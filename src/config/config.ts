@@ -529,6 +529,15 @@ function refuseOverride(name: string, field: string, value: unknown, machine: La
   );
 }
 
+/** A flag that would set a field the machine-wide file enforces to another value: refused, as a file or variable would be. */
+export function refuseEnforcedFlag(config: LoadedConfig, field: 'gateway', flag: string, value: string | undefined): void {
+  if (value === undefined || !config.enforced.includes(field) || value === config.profile[field]) return;
+  throw new ConfigError(
+    `profile "${config.profile.name}": field "${field}" is enforced by the machine-wide file ${config.layers.find((layer) => layer.role === 'machine')?.source}, and ${flag} ${value} sets it otherwise`,
+    `drop ${flag}`,
+  );
+}
+
 function chooseProfileName(layers: Layer[], requested: string | undefined): { name: string; source: string } {
   if (requested) return { name: requested, source: '--profile or KEYBROKER_PROFILE' };
   let chosen = { name: 'default', source: 'default' };

@@ -286,6 +286,16 @@ describe('the machine-wide file binds the fields it enforces', () => {
     expect(same.stdout).toMatch(new RegExp(`secret\\s+"corp/\\{user\\}"\\s+\\(${home.configFile}; enforced by the machine-wide file\\)`));
   });
 
+  it('a flag cannot move an enforced gateway: env --gateway elsewhere is refused before the store is asked', async () => {
+    const machine = machineFile({ enforce: ['gateway'], profiles: { default: { ...corp, store: { ...corp.store, endpoint: recorder.url } } } });
+    const home = newHome({ profiles: {} });
+    const env = home.env({ KEYBROKER_MACHINE_CONFIG: machine });
+    const moved = await runBinary(['env', '--format', 'shell', '--gateway', 'https://elsewhere.example'], { env });
+    expect(moved).toMatchObject({ code: 3, stdout: '' });
+    expect(moved.stderr).toBe(`keybroker: profile "default": field "gateway" is enforced by the machine-wide file ${machine}, and --gateway https://elsewhere.example sets it otherwise: drop --gateway\n`);
+    expect(recorder.requests).toBe(0);
+  });
+
   it('"enforce" in a user file is an error: only the admins\' file binds', async () => {
     const home = newHome({ enforce: ['store'], ...awsConfig('http://127.0.0.1:9') });
     const result = await runBinary(['config'], { env: home.env() });

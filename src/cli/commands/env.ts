@@ -9,6 +9,7 @@ import { memoryRotationState } from '../../broker/rotation-state.ts';
 import { noCache } from '../../cache/cache-store.ts';
 import { ciAssignments, ciFormats, keyVariables, renderGithub, renderGitlab, renderShell, type CiFormat, type KeyVariable } from '../../claude/ci-env.ts';
 import { UsageError } from '../../kernel/errors.ts';
+import { refuseEnforcedFlag } from '../../config/config.ts';
 import { brokerDeps, configForMcp, loadConfigFor } from '../wiring.ts';
 
 export const envCommand: Command = {
@@ -44,6 +45,7 @@ Examples:
     if (format === 'github' && !githubEnv) throw new UsageError('env --format github: GITHUB_ENV is not set', 'run it as a step of a GitHub Actions job');
 
     const { config } = configForMcp(loadConfigFor(values, context), values, context);
+    refuseEnforcedFlag(config, 'gateway', '--gateway', typeof values['gateway'] === 'string' ? values['gateway'] : undefined);
     const deps = brokerDeps(config, context);
     // A runner keeps nothing: no cache, no lock or state files, no background refresh, no 401 memory.
     Object.assign(deps, { cache: noCache, state: memoryRotationState(), lock: { acquire: async () => async () => {} }, caller: undefined, startBackgroundRefresh: undefined });
