@@ -1,6 +1,7 @@
 // Part src/config/: configuration: files, layers, validation, the effective view. May use: kernel, providers.
 // Configuration: JSON files in layers (machine-wide < user < environment < flags), validated
 // with messages that name the file, the field and what is wrong.
+import fs from 'node:fs';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import * as v from 'valibot';
@@ -234,6 +235,8 @@ export interface ConfigRequest {
   env: NodeJS.ProcessEnv;
   configFlag?: string;
   profileFlag?: string;
+  /** The OS's machine-wide path (tests give another: /etc is shared by every test). */
+  osMachineConfig?: string;
 }
 
 export function loadConfig(request: ConfigRequest): LoadedConfig {
@@ -241,9 +244,10 @@ export function loadConfig(request: ConfigRequest): LoadedConfig {
   return resolveProfile(layers, request.profileFlag ?? request.env['KEYBROKER_PROFILE']);
 }
 
-function readLayers({ env, configFlag }: ConfigRequest): Layer[] {
+function readLayers({ env, configFlag, osMachineConfig }: ConfigRequest): Layer[] {
   const layers: Layer[] = [];
-  const machine = readConfigFile(machineConfigPath(env), false, 'machine');
+  const osPath = osMachineConfig ?? machineConfigPath({ ...env, KEYBROKER_MACHINE_CONFIG: undefined });
+  const machine = readConfigFile(machineFileOf(env, osPath), false, 'machine');
   if (machine) layers.push(machine);
   const userPath = configFlag ?? userConfigPath(env);
   const explicit = configFlag !== undefined || userConfigPath(env) !== userConfigPath({ ...env, KEYBROKER_CONFIG: undefined });
@@ -252,6 +256,22 @@ function readLayers({ env, configFlag }: ConfigRequest): Layer[] {
   const fromEnv = environmentLayer(env);
   if (fromEnv) layers.push(fromEnv);
   return layers;
+}
+
+/**
+ * The machine-wide file: KEYBROKER_MACHINE_CONFIG moves it only where the admins' file at the OS
+ * path is absent; else a variable would shed every field that file enforces.
+ */
+function machineFileOf(env: NodeJS.ProcessEnv, osPath: string): string {
+  const moved = machineConfigPath(env);
+  if (moved === machineConfigPath({ ...env, KEYBROKER_MACHINE_CONFIG: undefined })) return osPath;
+  if (moved !== osPath && fs.existsSync(osPath)) {
+    throw new ConfigError(
+      `KEYBROKER_MACHINE_CONFIG names ${moved}, but the machine-wide file ${osPath} exists: a variable cannot replace the admins' file`,
+      'unset KEYBROKER_MACHINE_CONFIG',
+    );
+  }
+  return moved;
 }
 
 /** Reads and validates one file; undefined when it is absent and not required. */
