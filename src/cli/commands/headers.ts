@@ -24,7 +24,8 @@ it ({"x-api-key": "{key}", "x-tenant": "acme"}). Same cache, exit codes and stde
 
 As an MCP headersHelper (Claude Code sets CLAUDE_CODE_MCP_SERVER_URL and _NAME), keybroker
 sends a key only to a server listed in the config's "mcpServers" ({"NAME": {"url": "https://…",
-"profile": "…"}}), chosen by URL; the entry's profile serves it. When Claude Code runs it again
+"profile": "…"}}), chosen by URL; the entry's profile serves it. Either variable present (even
+emptied) requires a listed URL; entries of a file inside the project are not used. When Claude Code runs it again
 for the same server right after connecting (its re-run after a 401/403), the store is re-read.
 
 Options:
