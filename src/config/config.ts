@@ -246,7 +246,7 @@ export function loadConfig(request: ConfigRequest): LoadedConfig {
 
 function readLayers({ env, configFlag, osMachineConfig }: ConfigRequest): Layer[] {
   const layers: Layer[] = [];
-  const osPath = osMachineConfig ?? machineConfigPath({ ...env, KEYBROKER_MACHINE_CONFIG: undefined });
+  const osPath = osMachineConfig ?? machineConfigPath(UNMOVED);
   const machine = readConfigFile(machineFileOf(env, osPath), false, 'machine');
   if (machine) layers.push(machine);
   const userPath = configFlag ?? userConfigPath(env);
@@ -258,17 +258,21 @@ function readLayers({ env, configFlag, osMachineConfig }: ConfigRequest): Layer[
   return layers;
 }
 
+/** No variable that moves the machine-wide file: its OS path (Windows: C:\ProgramData). */
+const UNMOVED: NodeJS.ProcessEnv = {};
+
 /**
- * The machine-wide file: KEYBROKER_MACHINE_CONFIG moves it only where the admins' file at the OS
- * path is absent; else a variable would shed every field that file enforces.
+ * The machine-wide file: a variable (KEYBROKER_MACHINE_CONFIG; ProgramData on Windows) moves it
+ * only where no file exists at the OS path; else a variable would shed what the admins' file enforces.
  */
 function machineFileOf(env: NodeJS.ProcessEnv, osPath: string): string {
   const moved = machineConfigPath(env);
-  if (moved === machineConfigPath({ ...env, KEYBROKER_MACHINE_CONFIG: undefined })) return osPath;
+  if (moved === machineConfigPath(UNMOVED)) return osPath;
   if (moved !== osPath && fs.existsSync(osPath)) {
+    const variable = machineConfigPath({ ...env, KEYBROKER_MACHINE_CONFIG: undefined }) === moved ? 'ProgramData' : 'KEYBROKER_MACHINE_CONFIG';
     throw new ConfigError(
-      `KEYBROKER_MACHINE_CONFIG names ${moved}, but the machine-wide file ${osPath} exists: a variable cannot replace the admins' file`,
-      'unset KEYBROKER_MACHINE_CONFIG',
+      `${variable} moves the machine-wide file to ${moved}, but the admins' file ${osPath} exists: a variable cannot replace it`,
+      `unset ${variable}`,
     );
   }
   return moved;

@@ -126,7 +126,7 @@ describe('the machine-wide file binds what it enforces', () => {
     write(machine, { profiles: { default: { store: aws, secret: 'anything/i/like' } } });
     write(user, {});
     expect(() => loadConfig({ env: env(), osMachineConfig: osFile })).toThrow(
-      new ConfigError(`KEYBROKER_MACHINE_CONFIG names ${machine}, but the machine-wide file ${osFile} exists: a variable cannot replace the admins' file`, 'unset KEYBROKER_MACHINE_CONFIG'),
+      new ConfigError(`KEYBROKER_MACHINE_CONFIG moves the machine-wide file to ${machine}, but the admins' file ${osFile} exists: a variable cannot replace it`, 'unset KEYBROKER_MACHINE_CONFIG'),
     );
     const atOsPath = loadConfig({ env: { KEYBROKER_CONFIG: user }, osMachineConfig: osFile });
     expect(atOsPath.profile.secret).toBe('corp/{user}');
