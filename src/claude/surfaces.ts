@@ -61,6 +61,24 @@ export function urlCovers(configured: string, url: string): boolean {
 }
 
 /**
+ * What Claude Code says an MCP headersHelper is serving, or undefined when neither variable is
+ * present. Either one present makes this an MCP call: an emptied URL (`CLAUDE_CODE_MCP_SERVER_URL=`
+ * written into the helper's own command) is refused, not read as "no server".
+ */
+export function mcpRequestOf(env: NodeJS.ProcessEnv): { url: string; name: string | undefined } | undefined {
+  const url = env['CLAUDE_CODE_MCP_SERVER_URL'];
+  const name = env['CLAUDE_CODE_MCP_SERVER_NAME'];
+  if (url === undefined && name === undefined) return undefined;
+  if (!url) {
+    throw new ConfigError(
+      `keybroker runs as an MCP headersHelper${name ? ` for "${name}"` : ''} but CLAUDE_CODE_MCP_SERVER_URL is ${url === undefined ? 'not set' : 'empty'}, so the server that would receive the key is unknown; keybroker sends a key only to a server its "mcpServers" lists`,
+      'remove any CLAUDE_CODE_MCP_SERVER_URL=… from the headersHelper command in .mcp.json (Claude Code sets it)',
+    );
+  }
+  return { url, name: name || undefined };
+}
+
+/**
  * The MCP server entry for what Claude Code says it is calling (CLAUDE_CODE_MCP_SERVER_URL, _NAME).
  * The URL decides: a server name is chosen by whoever wrote the .mcp.json (a cloned repo may),
  * so a name alone never sends a key anywhere. Among entries covering the URL, the one named as

@@ -5,7 +5,7 @@ import { format, parseArgs } from 'node:util';
 import { globalHelp, globalOptions, type Command, type ParsedValues, type RunContext } from './command.ts';
 import { EXIT_MEANINGS, ExitCode, KeybrokerError, UsageError, oneLine } from '../kernel/errors.ts';
 import { processOutput, maskSecrets, type Output } from '../kernel/output.ts';
-import { relativePathVariables } from '../kernel/paths.ts';
+import { procPathVariables, relativePathVariables } from '../kernel/paths.ts';
 import { commands, resolveCommand } from './commands/index.ts';
 import { getCommand } from './commands/get.ts';
 
@@ -34,6 +34,10 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
   const relative = relativePathVariables(runtime.env);
   if (relative.length) {
     output.stderr(`keybroker: ignoring ${relative.join(', ')}: not an absolute path (Claude Code runs keybroker in your project's folder, which would then choose where keys are kept); set an absolute path`);
+  }
+  const intoProc = procPathVariables(runtime.env);
+  if (intoProc.length) {
+    output.stderr(`keybroker: ignoring ${intoProc.join(', ')}: it leads into /proc (/proc/self/cwd is the folder Claude Code runs in, your project's, which would then choose where keys are kept and sent); set a path outside /proc`);
   }
   const restore = routeLibraryOutput(context.debug);
   try {

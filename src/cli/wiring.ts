@@ -3,11 +3,13 @@
 import { osLoginName } from '../kernel/login-name.ts';
 import path from 'node:path';
 import type { BrokerDeps } from '../broker/broker.ts';
-import { loadConfig, type LoadedConfig, type OidcConfig, type Profile } from '../config/config.ts';
+import { loadConfig, mcpServers, resolveProfile, type LoadedConfig, type McpServerConfig, type OidcConfig, type Profile } from '../config/config.ts';
+import { ConfigError } from '../kernel/errors.ts';
+import { chooseMcpServer, mcpRequestOf } from '../claude/surfaces.ts';
 import type { RunContext, ParsedValues } from './command.ts';
 import { openCache } from '../cache/select.ts';
 import type { Lock } from '../broker/lock.ts';
-import { userRuntimeDir } from '../kernel/paths.ts';
+import { isInsideFolder, projectFolder, userRuntimeDir } from '../kernel/paths.ts';
 import { openProvider } from '../loader/open-store.ts';
 import { identifyCaller } from '../broker/caller.ts';
 import { fileRotationState } from '../broker/rotation-state.ts';
@@ -19,9 +21,37 @@ import type { CacheStore } from '../cache/cache-store.ts';
 
 export function loadConfigFor(values: ParsedValues, context: RunContext): LoadedConfig {
   const request: Parameters<typeof loadConfig>[0] = { env: context.env };
-  if (typeof values['config'] === 'string') request.configFlag = path.resolve(values['config']);
+  if (typeof values['config'] === 'string') request.configFlag = configFlagPath(values['config'], context.env);
   if (typeof values['profile'] === 'string') request.profileFlag = values['profile'];
   return loadConfig(request);
+}
+
+/** --config as an absolute path; a relative one under an MCP headersHelper would be a file of the project Claude Code runs in. */
+function configFlagPath(value: string, env: NodeJS.ProcessEnv): string {
+  const mcp = env['CLAUDE_CODE_MCP_SERVER_URL'] !== undefined || env['CLAUDE_CODE_MCP_SERVER_NAME'] !== undefined;
+  if (mcp && !path.isAbsolute(value)) {
+    throw new ConfigError(
+      `--config ${value} is a relative path, and keybroker runs as an MCP headersHelper: it would be read from the project Claude Code runs in`,
+      'give --config an absolute path outside the project (or drop it: the user config file is the default)',
+    );
+  }
+  return path.resolve(value);
+}
+
+/**
+ * Under an MCP headersHelper (CLAUDE_CODE_MCP_SERVER_* present), whatever command prints the key:
+ * the server must be listed in a trusted "mcpServers" (not one of a file in the project), and its
+ * entry's profile serves it. Without those variables: the config as it is.
+ */
+export function configForMcp(config: LoadedConfig, values: ParsedValues, context: RunContext): { config: LoadedConfig; server?: McpServerConfig & { source: string } } {
+  const request = mcpRequestOf(context.env);
+  if (!request) return { config };
+  const project = projectFolder(process.cwd());
+  const { name, server } = chooseMcpServer(mcpServers(config.layers, project ? (file) => isInsideFolder(file, project) : undefined), request);
+  const requested = typeof values['profile'] === 'string' ? values['profile'] : server.profile ?? context.env['KEYBROKER_PROFILE'];
+  const served = resolveProfile(config.layers, requested);
+  context.debug(`MCP server "${name}" (${server.url}, from ${server.source}) is served by profile "${served.profile.name}"`);
+  return { config: served, server };
 }
 
 export interface BrokerOptions {

@@ -2,11 +2,15 @@
 // Configuration: JSON files in layers (machine-wide < user < environment < flags), validated
 // with messages that name the file, the field and what is wrong.
 import fs from 'node:fs';
+import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import * as v from 'valibot';
 import { ConfigError } from '../kernel/errors.ts';
 import { parseDuration } from '../kernel/duration.ts';
 import { machineConfigPath, userConfigPath } from '../kernel/paths.ts';
 import { isPlainHttpToAnotherHost } from '../kernel/transport.ts';
+import { readTrustRoot, UnsafeFile } from '../kernel/private-file.ts';
+import { machineConfigAclProblem, powershellSddl, type SddlReader } from '../kernel/windows-acl.ts';
 import { storeTypes } from '../../providers/index.ts';
 import { storeSchemas } from '../../providers/schemas.ts';
 import type { StoreConfig } from '../../providers/provider.ts';
@@ -107,6 +111,11 @@ const OidcSchema = v.pipe(
   v.check((oidc) => !(oidc.audience && oidc.resource), 'has both "audience" and "resource": give the one your identity provider uses'),
 );
 
+/** The profile fields a machine-wide file can enforce: no user file, KEYBROKER_* variable or flag may set them otherwise. */
+export const ENFORCEABLE_FIELDS = ['store', 'secret', 'field', 'user', 'timeout', 'cache', 'gateway', 'keyIssuer', 'headers', 'gatewayHeaders', 'allowInsecureHttp', 'oidc'] as const;
+const enforceList = <const T extends readonly string[]>(names: T) =>
+  v.optional(v.array(v.picklist(names, `must list field names among: ${names.join(', ')}`)));
+
 /** Notes for people: config files are JSON, which has no comments (`keybroker config init` writes these). */
 const comment = v.optional(v.union([v.string(), v.array(v.string())]));
 
@@ -135,6 +144,8 @@ const ProfileSchema = v.strictObject({
   /** Lets this profile's store, gateway and key API be plain http:// to another host (a credential then crosses the network unencrypted). */
   allowInsecureHttp: v.optional(v.boolean('must be true or false')),
   oidc: v.optional(OidcSchema),
+  /** Machine-wide file only: this profile's fields that no other layer may set otherwise. */
+  enforce: enforceList(ENFORCEABLE_FIELDS),
 });
 
 /** The whole file; exported for the docs check (test/cli/docs-check.test.ts). */
@@ -145,6 +156,8 @@ export const FileSchema = v.strictObject({
   profiles: v.optional(v.record(v.string(), ProfileSchema)),
   /** MCP servers (by name) that `keybroker headers` serves, each with its URL and profile. */
   mcpServers: v.optional(v.record(v.pipe(v.string(), v.minLength(1)), McpServerSchema)),
+  /** Machine-wide file only: fields of every profile (and "mcpServers") that no other layer may set otherwise. */
+  enforce: enforceList([...ENFORCEABLE_FIELDS, 'mcpServers'] as const),
 });
 
 export type ConfigFile = v.InferOutput<typeof FileSchema>;
@@ -196,9 +209,15 @@ export function storeOf(profile: Profile): StoreConfig {
 export type KeyIssuerConfig = v.InferOutput<typeof KeyIssuerSchema>;
 
 /** One place a value can come from, in increasing precedence. */
+/** machine: the admins' file; user: the user's file at its usual path; explicit: named by KEYBROKER_CONFIG or --config; environment: KEYBROKER_* variables. */
+export type LayerRole = 'machine' | 'user' | 'explicit' | 'environment';
+
 export interface Layer {
   source: string;
+  role: LayerRole;
   data: ConfigFile;
+  /** Field (dotted) → what set it, where one layer holds several sources (each KEYBROKER_* variable). */
+  fieldSources?: Record<string, string>;
 }
 
 export interface LoadedConfig {
@@ -206,12 +225,18 @@ export interface LoadedConfig {
   profile: Profile;
   /** For `keybroker config`: dotted field path → the source that set it ("default" when none). */
   sources: Record<string, string>;
+  /** Dotted field path → the sources it was set in before the one that won, lowest first. */
+  overridden: Record<string, string[]>;
+  /** The profile's fields the machine-wide file enforces. */
+  enforced: string[];
 }
 
 export interface ConfigRequest {
   env: NodeJS.ProcessEnv;
   configFlag?: string;
   profileFlag?: string;
+  /** The OS's machine-wide path (tests give another: /etc is shared by every test). */
+  osMachineConfig?: string;
 }
 
 export function loadConfig(request: ConfigRequest): LoadedConfig {
@@ -219,33 +244,84 @@ export function loadConfig(request: ConfigRequest): LoadedConfig {
   return resolveProfile(layers, request.profileFlag ?? request.env['KEYBROKER_PROFILE']);
 }
 
-function readLayers({ env, configFlag }: ConfigRequest): Layer[] {
+function readLayers({ env, configFlag, osMachineConfig }: ConfigRequest): Layer[] {
   const layers: Layer[] = [];
-  const machine = readConfigFile(machineConfigPath(env), false);
+  const osPath = osMachineConfig ?? machineConfigPath(UNMOVED);
+  const machine = readConfigFile(machineFileOf(env, osPath), false, 'machine');
   if (machine) layers.push(machine);
   const userPath = configFlag ?? userConfigPath(env);
-  const explicit = configFlag !== undefined || env['KEYBROKER_CONFIG'] !== undefined;
-  const user = readConfigFile(userPath, explicit);
+  const explicit = configFlag !== undefined || userConfigPath(env) !== userConfigPath({ ...env, KEYBROKER_CONFIG: undefined });
+  const user = readConfigFile(userPath, explicit, explicit ? 'explicit' : 'user');
   if (user) layers.push(user);
   const fromEnv = environmentLayer(env);
   if (fromEnv) layers.push(fromEnv);
   return layers;
 }
 
-/** Reads and validates one file; undefined when it is absent and not required. */
-function readConfigFile(file: string, required: boolean): Layer | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && !required) return undefined;
-    if (code === 'ENOENT') {
-      throw new ConfigError(`config file ${file} does not exist`, 'create it (keybroker config init) or fix KEYBROKER_CONFIG/--config');
-    }
-    throw new ConfigError(`cannot read config file ${file} (${code})`, 'check its permissions');
+/** No variable that moves the machine-wide file: its OS path (Windows: C:\ProgramData). */
+const UNMOVED: NodeJS.ProcessEnv = {};
+
+/**
+ * The machine-wide file: a variable (KEYBROKER_MACHINE_CONFIG; ProgramData on Windows) moves it
+ * only where no file exists at the OS path; else a variable would shed what the admins' file enforces.
+ */
+function machineFileOf(env: NodeJS.ProcessEnv, osPath: string): string {
+  const moved = machineConfigPath(env);
+  if (moved === machineConfigPath(UNMOVED)) return osPath;
+  if (moved !== osPath && fs.existsSync(osPath)) {
+    const variable = machineConfigPath({ ...env, KEYBROKER_MACHINE_CONFIG: undefined }) === moved ? 'ProgramData' : 'KEYBROKER_MACHINE_CONFIG';
+    throw new ConfigError(
+      `${variable} moves the machine-wide file to ${moved}, but the admins' file ${osPath} exists: a variable cannot replace it`,
+      `unset ${variable}`,
+    );
   }
-  return { source: file, data: parseConfigText(text, file) };
+  return moved;
+}
+
+/** Reads and validates one file; undefined when it is absent and not required. */
+function readConfigFile(file: string, required: boolean, role: LayerRole): Layer | undefined {
+  let text: string | undefined;
+  try {
+    text = readTrustRoot(file);
+    if (text !== undefined && role === 'machine' && process.platform === 'win32') refuseUnadministered(file);
+  } catch (error) {
+    if (error instanceof UnsafeFile) throw untrustedConfig(file, error);
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError(`cannot read config file ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'check its permissions');
+  }
+  if (text === undefined && !required) return undefined;
+  if (text === undefined) {
+    throw new ConfigError(`config file ${file} does not exist`, 'create it (keybroker config init) or fix KEYBROKER_CONFIG/--config');
+  }
+  const data = parseConfigText(text, file);
+  if (role !== 'machine' && (data.enforce || Object.values(data.profiles ?? {}).some((profile) => profile.enforce))) {
+    throw new ConfigError(`${file}: field "enforce" is for the machine-wide file only`, 'remove it (only the admins\' file can enforce fields)');
+  }
+  return { source: file, role, data };
+}
+
+/** A config file (or a folder above it) that someone else could have written: it would choose where the developer's credentials go. */
+function untrustedConfig(file: string, unsafe: UnsafeFile): ConfigError {
+  const folder = unsafe.file !== file;
+  const what = folder ? `config file ${file} is in ${unsafe.file}, which ${unsafe.problem}` : `config file ${file} ${unsafe.problem}`;
+  if (/written by other users/.test(unsafe.problem)) {
+    return new ConfigError(`${what}: not used (whoever can write it chooses where your credentials go)`, `run 'chmod go-w ${unsafe.file}'${folder ? ' (or make the folder sticky: chmod +t)' : ''}`);
+  }
+  if (/another user/.test(unsafe.problem)) {
+    return new ConfigError(`${what}: not used (its owner chooses where your credentials go)`, `make it yours or root's (chown), or remove it`);
+  }
+  return new ConfigError(`${what}: not used`, 'replace it with a regular JSON file');
+}
+
+/** Windows: a machine file counts only when Administrators or SYSTEM own it and its folder, and no one else can write them. */
+function refuseUnadministered(file: string, read: SddlReader = powershellSddl): void {
+  const problem = machineConfigAclProblem(path.win32.dirname(file), file, read);
+  if (problem) {
+    throw new ConfigError(
+      `the machine-wide config ${problem.path} ${problem.problem}: not used (a standard user can create folders in ProgramData)`,
+      'ask your admin to reinstall it owned by Administrators, writable by Administrators and SYSTEM only',
+    );
+  }
 }
 
 export function parseConfigText(text: string, source: string): ConfigFile {
@@ -297,25 +373,27 @@ export function describeIssue(issue: v.BaseIssue<unknown>, at: string[] = []): {
   return { what: `field "${where}" ${message}`, fix: 'correct that field' };
 }
 
-const ENV_FIELDS: Record<string, (layer: ProfileLayer, value: string) => void> = {
-  KEYBROKER_SECRET: (layer, value) => void (layer.secret = value),
-  KEYBROKER_FIELD: (layer, value) => void (layer.field = value),
-  KEYBROKER_USER: (layer, value) => void (layer.user = value as 'os'),
-  KEYBROKER_TIMEOUT: (layer, value) => void (layer.timeout = value),
-  KEYBROKER_CACHE_BACKEND: (layer, value) => void ((layer.cache ??= {}).backend = value as CacheBackendName),
-  KEYBROKER_REFRESH_AFTER: (layer, value) => void ((layer.cache ??= {}).refreshAfter = value),
+/** Each KEYBROKER_* variable, the profile field it sets (dotted) and how. */
+const ENV_FIELDS: Record<string, { field: string; apply: (layer: ProfileLayer, value: string) => void }> = {
+  KEYBROKER_SECRET: { field: 'secret', apply: (layer, value) => void (layer.secret = value) },
+  KEYBROKER_FIELD: { field: 'field', apply: (layer, value) => void (layer.field = value) },
+  KEYBROKER_USER: { field: 'user', apply: (layer, value) => void (layer.user = value as 'os') },
+  KEYBROKER_TIMEOUT: { field: 'timeout', apply: (layer, value) => void (layer.timeout = value) },
+  KEYBROKER_CACHE_BACKEND: { field: 'cache.backend', apply: (layer, value) => void ((layer.cache ??= {}).backend = value as CacheBackendName) },
+  KEYBROKER_REFRESH_AFTER: { field: 'cache.refreshAfter', apply: (layer, value) => void ((layer.cache ??= {}).refreshAfter = value) },
 };
 
-/** KEYBROKER_* variables override fields of whichever profile is in use. */
+/** KEYBROKER_* variables override fields of whichever profile is in use; each field names the variable that set it. */
 function environmentLayer(env: NodeJS.ProcessEnv): Layer | undefined {
   const profile: ProfileLayer = {};
-  const set: string[] = [];
-  for (const [name, apply] of Object.entries(ENV_FIELDS)) {
+  const fieldSources: Record<string, string> = {};
+  for (const [name, { field, apply }] of Object.entries(ENV_FIELDS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
     apply(profile, value);
-    set.push(name);
+    fieldSources[field] = name;
   }
+  const set = Object.values(fieldSources);
   if (set.length === 0) return undefined;
   const source = `environment (${set.join(', ')})`;
   const data = { profiles: { '*': profile } };
@@ -323,16 +401,23 @@ function environmentLayer(env: NodeJS.ProcessEnv): Layer | undefined {
   if (!result.success) {
     throw new ConfigError(`${source}: ${describeIssue(result.issues[0]).what.replace('profiles.*.', '')}`, 'correct or unset that variable');
   }
-  return { source, data: result.output };
+  return { source, role: 'environment', data: result.output, fieldSources };
 }
 
 export type McpServerConfig = v.InferOutput<typeof McpServerSchema>;
 
-/** Every layer's `mcpServers`, a later layer's entry replacing an earlier one of the same name. */
-export function mcpServers(layers: Layer[]): Record<string, McpServerConfig & { source: string }> {
+/**
+ * The MCP servers keybroker may send a key to: the machine-wide file's and the user file's
+ * entries (a later one replacing an earlier one of the same name), only the machine's when it
+ * enforces "mcpServers", and none from a file `inProject` says lies in the project Claude Code
+ * runs in (a cloned repository would list its own server).
+ */
+export function mcpServers(layers: Layer[], inProject: (file: string) => boolean = () => false): Record<string, McpServerConfig & { source: string }> {
+  const machineOnly = layers.some((layer) => layer.role === 'machine' && layer.data.enforce?.includes('mcpServers'));
   const servers: Record<string, McpServerConfig & { source: string }> = {};
   for (const layer of layers) {
-    for (const [name, server] of Object.entries(layer.data.mcpServers ?? {})) servers[name] = { ...server, source: layer.source };
+    if (layer.role === 'environment' || (machineOnly && layer.role !== 'machine') || !layer.data.mcpServers || inProject(layer.source)) continue;
+    for (const [name, server] of Object.entries(layer.data.mcpServers)) servers[name] = { ...server, source: layer.source };
   }
   return servers;
 }
@@ -352,30 +437,8 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
   }
   const chosen = chooseProfileName(layers, requested);
   const name = chosen.name;
-  const sources: Record<string, string> = { profile: chosen.source };
-
-  const merged: ProfileLayer & { cache: NonNullable<ProfileLayer['cache']> } = { cache: {} };
-  let found = false;
-  for (const layer of layers) {
-    for (const key of [name, '*']) {
-      const part = layer.data.profiles?.[key];
-      if (!part) continue;
-      if (key === name) found = true;
-      for (const [field, value] of Object.entries(part) as [keyof ProfileLayer, unknown][]) {
-        if (value === undefined || field === '$comment' || field === '$schema') continue;
-        if (field === 'cache') {
-          for (const [cacheField, cacheValue] of Object.entries(value as object)) {
-            if (cacheValue === undefined) continue;
-            (merged.cache as Record<string, unknown>)[cacheField] = cacheValue;
-            sources[`cache.${cacheField}`] = layer.source;
-          }
-        } else {
-          (merged as Record<string, unknown>)[field] = value;
-          sources[field] = layer.source;
-        }
-      }
-    }
-  }
+  const { merged, sources, overridden, enforced, found } = mergeLayers(layers, name);
+  sources['profile'] = chosen.source;
   if (!found) {
     const known = profileNames(layers);
     throw new ConfigError(
@@ -411,7 +474,7 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
   if (merged.oidc) profile.oidc = merged.oidc;
   if (sources['store']) profile.storeSource = sources['store'];
   if (!profile.allowInsecureHttp) refusePlainHttp(profile, sources);
-  return { layers, profile, sources };
+  return { layers, profile, sources, overridden, enforced };
 }
 
 /**
@@ -435,6 +498,68 @@ function refusePlainHttp(profile: Profile, sources: Record<string, string>): voi
       `use its https:// address (or, only on a network you trust end to end, set "allowInsecureHttp": true in the profile)`,
     );
   }
+}
+
+type MergedProfile = ProfileLayer & { cache: NonNullable<ProfileLayer['cache']> };
+
+/** The machine layer's enforced fields for profile `name`: its top-level list and the profile's own. */
+function enforcedFields(layers: Layer[], name: string): { machine: Layer | undefined; fields: Set<string> } {
+  const machine = layers.find((layer) => layer.role === 'machine');
+  const fields = new Set<string>([...(machine?.data.enforce ?? []), ...(machine?.data.profiles?.[name]?.enforce ?? [])]);
+  fields.delete('mcpServers');
+  return { machine, fields };
+}
+
+/** Merges the layers for profile `name` (and the `*` wildcard), noting who set each field and whom it overrode. */
+function mergeLayers(layers: Layer[], name: string) {
+  const merged: MergedProfile = { cache: {} };
+  const sources: Record<string, string> = {};
+  const overridden: Record<string, string[]> = {};
+  const { machine, fields: enforced } = enforcedFields(layers, name);
+  const set = (target: Record<string, unknown>, key: string, dotted: string, value: unknown, layer: Layer) => {
+    if (sources[dotted]) (overridden[dotted] ??= []).push(sources[dotted]);
+    target[key] = value;
+    sources[dotted] = layer.fieldSources?.[dotted] ?? layer.source;
+  };
+  let found = false;
+  for (const layer of layers) {
+    for (const key of [name, '*']) {
+      const part = layer.data.profiles?.[key];
+      if (!part) continue;
+      if (key === name) found = true;
+      for (const [field, value] of Object.entries(part) as [keyof ProfileLayer, unknown][]) {
+        if (value === undefined || field === '$comment' || field === '$schema' || field === 'enforce') continue;
+        if (enforced.has(field) && layer !== machine) refuseOverride(name, field, value, machine!, layer);
+        if (field !== 'cache') set(merged as Record<string, unknown>, field, field, value, layer);
+        else for (const [sub, subValue] of Object.entries(value as object)) if (subValue !== undefined) set(merged.cache, sub, `cache.${sub}`, subValue, layer);
+      }
+    }
+  }
+  return { merged, sources, overridden, enforced: [...enforced], found };
+}
+
+/**
+ * A field the machine-wide file enforces, set by another layer: an error (fail closed) unless it
+ * is the same value. Ignoring it would hand the developer a store or secret other than the one
+ * they asked for, silently.
+ */
+function refuseOverride(name: string, field: string, value: unknown, machine: Layer, layer: Layer): void {
+  if (isDeepStrictEqual(value, machine.data.profiles?.[name]?.[field as keyof ProfileLayer])) return;
+  const variables = Object.entries(layer.fieldSources ?? {}).filter(([dotted]) => dotted === field || dotted.startsWith(`${field}.`)).map(([, variable]) => variable);
+  const by = variables.length ? variables.join(', ') : layer.source;
+  throw new ConfigError(
+    `profile "${name}": field "${field}" is enforced by the machine-wide file ${machine.source}, and ${by} sets it otherwise`,
+    variables.length ? `unset ${variables.join(' ')}` : `remove "${field}" from profile "${name}" in ${layer.source} (ask your admin to change ${machine.source})`,
+  );
+}
+
+/** A flag that would set a field the machine-wide file enforces to another value: refused, as a file or variable would be. */
+export function refuseEnforcedFlag(config: LoadedConfig, field: 'gateway', flag: string, value: string | undefined): void {
+  if (value === undefined || !config.enforced.includes(field) || value === config.profile[field]) return;
+  throw new ConfigError(
+    `profile "${config.profile.name}": field "${field}" is enforced by the machine-wide file ${config.layers.find((layer) => layer.role === 'machine')?.source}, and ${flag} ${value} sets it otherwise`,
+    `drop ${flag}`,
+  );
 }
 
 function chooseProfileName(layers: Layer[], requested: string | undefined): { name: string; source: string } {

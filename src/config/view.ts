@@ -11,33 +11,48 @@ import { storeTypes, type StoreType } from '../../providers/index.ts';
 export interface EffectiveValue {
   field: string;
   value: unknown;
+  /** The layer that won: a file, the one KEYBROKER_* variable that set it, or "default". */
   source: string;
+  /** Why it won: "enforced" (the machine-wide file binds it) or "latest" (the highest-precedence layer setting it). */
+  why: 'enforced' | 'latest' | 'default';
+  /** The layers that set it too and lost, lowest precedence first. */
+  overrides: string[];
 }
 
 const SECRET_FIELD = /secret|token|password|credential/i;
 
 export function effectiveConfig(config: LoadedConfig): EffectiveValue[] {
-  const { profile, sources } = config;
-  const source = (field: string) => sources[field] ?? 'default';
-  const rows: EffectiveValue[] = [{ field: 'profile', value: profile.name, source: source('profile') }];
+  const { profile, sources, overridden, enforced } = config;
+  const row = (field: string, value: unknown, from: string = field): EffectiveValue => {
+    const source = sources[from] ?? 'default';
+    const why = source === 'default' ? 'default' : enforced.includes(from.split('.')[0]!) ? 'enforced' : 'latest';
+    return { field, value, source, why, overrides: overridden[from] ?? [] };
+  };
+  const rows: EffectiveValue[] = [row('profile', profile.name)];
   for (const [name, value] of Object.entries(profile.store ?? {})) {
     // Store sections may carry credentials for some auth methods (Vault approle): never shown.
-    rows.push({ field: `store.${name}`, value: SECRET_FIELD.test(name) && name !== 'type' ? '‹hidden›' : value, source: source('store') });
+    rows.push(row(`store.${name}`, SECRET_FIELD.test(name) && name !== 'type' ? '‹hidden›' : value, 'store'));
   }
-  for (const [name, value] of Object.entries(profile.oidc ?? {})) rows.push({ field: `oidc.${name}`, value, source: source('oidc') });
+  for (const [name, value] of Object.entries(profile.oidc ?? {})) rows.push(row(`oidc.${name}`, value, 'oidc'));
   rows.push(
-    { field: 'secret', value: profile.secret, source: source(profile.oidc ? 'oidc' : 'secret') },
-    { field: 'field', value: profile.field, source: source('field') },
-    { field: 'user', value: profile.user, source: source('user') },
-    { field: 'timeout', value: formatDuration(profile.timeoutMs), source: source('timeout') },
-    { field: 'cache.backend', value: profile.cache.backend, source: source('cache.backend') },
-    { field: 'cache.refreshAfter', value: formatDuration(profile.cache.refreshAfterMs), source: source('cache.refreshAfter') },
-    { field: 'cache.fallback', value: profile.cache.fallback, source: source('cache.fallback') },
+    row('secret', profile.secret, profile.oidc ? 'oidc' : 'secret'),
+    row('field', profile.field),
+    row('user', profile.user),
+    row('timeout', formatDuration(profile.timeoutMs)),
+    row('cache.backend', profile.cache.backend),
+    row('cache.refreshAfter', formatDuration(profile.cache.refreshAfterMs)),
+    row('cache.fallback', profile.cache.fallback),
   );
-  if (profile.gateway) rows.push({ field: 'gateway', value: profile.gateway, source: source('gateway') });
+  if (profile.gateway) rows.push(row('gateway', profile.gateway));
   // Shown whenever set: it lets a credential cross the network unencrypted.
-  if (profile.allowInsecureHttp) rows.push({ field: 'allowInsecureHttp', value: true, source: source('allowInsecureHttp') });
+  if (profile.allowInsecureHttp) rows.push(row('allowInsecureHttp', true));
   return rows;
+}
+
+/** "(source)", with why it won: enforced by the machine-wide file, or over the layers it overrode. */
+function describeSource(row: EffectiveValue): string {
+  if (row.why === 'enforced') return `(${row.source}; enforced by the machine-wide file)`;
+  return row.overrides.length ? `(${row.source}; over ${row.overrides.join(', ')})` : `(${row.source})`;
 }
 
 export function configFiles(env: NodeJS.ProcessEnv, configFlag?: string): { role: string; path: string; exists: boolean }[] {
@@ -50,7 +65,7 @@ export function configFiles(env: NodeJS.ProcessEnv, configFlag?: string): { role
 export function formatEffective(rows: EffectiveValue[], files: ReturnType<typeof configFiles>): string {
   const width = Math.max(0, ...rows.map((row) => row.field.length));
   const valueWidth = Math.min(48, Math.max(0, ...rows.map((row) => JSON.stringify(row.value).length)));
-  const lines = rows.map((row) => `${row.field.padEnd(width)}  ${JSON.stringify(row.value).padEnd(valueWidth)}  (${row.source})`);
+  const lines = rows.map((row) => `${row.field.padEnd(width)}  ${JSON.stringify(row.value).padEnd(valueWidth)}  ${describeSource(row)}`);
   if (lines.length) lines.push('');
   lines.push('files (lowest precedence first; then KEYBROKER_* variables, then flags):');
   for (const file of files) lines.push(`  ${file.role.padEnd(12)}  ${file.path}${file.exists ? '' : '  (absent)'}`);

@@ -24,15 +24,67 @@ function isAbsoluteOn(value: string, platform: NodeJS.Platform): boolean {
   return platform === 'win32' ? path.win32.isAbsolute(value) : path.posix.isAbsolute(value);
 }
 
-/** The variable's value when it is set to an absolute path; a relative one counts as unset. */
+/** Under /proc, a path names the running process's own things: /proc/self/cwd is the folder Claude Code runs in. */
+const PROCESS_FOLDER = '/proc';
+
+function underProc(file: string): boolean {
+  const normalized = path.posix.resolve(file);
+  return normalized === PROCESS_FOLDER || normalized.startsWith(`${PROCESS_FOLDER}/`);
+}
+
+const MAX_LINKS = 40;
+
+/**
+ * True when `file`, its links followed one by one as the kernel would, passes through /proc (a
+ * link to /proc/self/cwd, /dev/fd/N). One lstat per component, and one readlink per link.
+ */
+export function leadsIntoProc(file: string): boolean {
+  const pending = file.split('/').filter(Boolean);
+  let at = '/';
+  for (let links = 0; pending.length > 0; ) {
+    const next = path.posix.join(at, pending.shift()!);
+    if (underProc(next)) return true;
+    let target: string;
+    try {
+      if (!fs.lstatSync(next).isSymbolicLink()) {
+        at = next;
+        continue;
+      }
+      target = fs.readlinkSync(next);
+    } catch {
+      return false; // what does not exist (yet) has no link to follow
+    }
+    if (++links > MAX_LINKS) return false;
+    if (target.startsWith('/')) at = '/';
+    pending.unshift(...target.split('/').filter(Boolean));
+  }
+  return false;
+}
+
+/** Why a path variable's value is ignored, or undefined when it is used. Memoized: several paths read the same variable. */
+const verdicts = new Map<string, 'relative' | 'proc' | undefined>();
+function pathVerdict(value: string, platform: NodeJS.Platform): 'relative' | 'proc' | undefined {
+  if (!isAbsoluteOn(value, platform)) return 'relative';
+  if (platform === 'win32' || platform !== process.platform) return undefined;
+  const key = value;
+  if (!verdicts.has(key)) verdicts.set(key, leadsIntoProc(value) ? 'proc' : undefined);
+  return verdicts.get(key);
+}
+
+/** The variable's value when it is set to an absolute path that does not lead into /proc; otherwise it counts as unset. */
 function absolute(env: Env, name: (typeof PATH_VARIABLES)[number], platform: NodeJS.Platform = process.platform): string | undefined {
   const value = env[name];
-  return value && isAbsoluteOn(value, platform) ? value : undefined;
+  return value && pathVerdict(value, platform) === undefined ? value : undefined;
 }
 
 /** The set variables that are ignored because they are relative paths (for one warning line). */
 export function relativePathVariables(env: Env, platform: NodeJS.Platform = process.platform): string[] {
-  return PATH_VARIABLES.filter((name) => env[name] && !isAbsoluteOn(env[name]!, platform));
+  return PATH_VARIABLES.filter((name) => env[name] && pathVerdict(env[name]!, platform) === 'relative');
+}
+
+/** The set variables that are ignored because they lead into /proc, a link followed or not (for one warning line). */
+export function procPathVariables(env: Env, platform: NodeJS.Platform = process.platform): string[] {
+  return PATH_VARIABLES.filter((name) => env[name] && pathVerdict(env[name]!, platform) === 'proc');
 }
 
 function home(env: Env, platform: NodeJS.Platform = process.platform): string {
@@ -169,4 +221,39 @@ export function shortPath(file: string, max = 120): string {
   if (file.length <= max) return file;
   const keep = Math.floor((max - 1) / 2);
   return `${file.slice(0, keep)}…${file.slice(-keep)} (${file.length} characters)`;
+}
+
+/**
+ * The project a cloned repository controls, as seen from `cwd` (the folder Claude Code runs a
+ * helper in): the nearest folder at or above it holding `.git` or `.mcp.json` (where a project's
+ * MCP helpers come from). Never `/`, the home folder from the user database (HOME can be moved
+ * by a command line) or a folder above it: undefined then, and when there is none.
+ */
+export function projectFolder(cwd: string): string | undefined {
+  let real: string;
+  try {
+    real = fs.realpathSync(cwd);
+  } catch {
+    return undefined;
+  }
+  const homeDir = realOrSame(passwdHome());
+  const excluded = (dir: string) => path.dirname(dir) === dir || dir === homeDir || homeDir.startsWith(`${dir}${path.sep}`);
+  for (let dir = real; !excluded(dir); dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, '.git')) || fs.existsSync(path.join(dir, '.mcp.json'))) return dir;
+  }
+  return undefined;
+}
+
+function realOrSame(dir: string): string {
+  try {
+    return fs.realpathSync(dir);
+  } catch {
+    return dir;
+  }
+}
+
+/** True when `file` (links resolved) lies inside `folder`. */
+export function isInsideFolder(file: string, folder: string): boolean {
+  const real = realOrSame(path.resolve(file));
+  return real === folder || real.startsWith(`${folder}${path.sep}`);
 }

@@ -116,3 +116,32 @@ describe('configuration errors name the file, the field and what is wrong', () =
     expect(() => loadConfig({ env: env() })).toThrow(/profiles\.default\.store\.auth.*approle needs "secretIdFile" or "secretIdEnv"/);
   });
 });
+
+describe('the machine-wide file binds what it enforces', () => {
+  const corp = { store: aws, secret: 'corp/{user}', gateway: 'https://llm.corp.example' };
+
+  it('KEYBROKER_MACHINE_CONFIG cannot replace the admins\' file at the OS path (it would shed what that file enforces)', () => {
+    const osFile = path.join(dir, 'os-machine.json');
+    write(osFile, { enforce: ['secret'], profiles: { default: corp } });
+    write(machine, { profiles: { default: { store: aws, secret: 'anything/i/like' } } });
+    write(user, {});
+    expect(() => loadConfig({ env: env(), osMachineConfig: osFile })).toThrow(
+      new ConfigError(`KEYBROKER_MACHINE_CONFIG moves the machine-wide file to ${machine}, but the admins' file ${osFile} exists: a variable cannot replace it`, 'unset KEYBROKER_MACHINE_CONFIG'),
+    );
+    const atOsPath = loadConfig({ env: { KEYBROKER_CONFIG: user }, osMachineConfig: osFile });
+    expect(atOsPath.profile.secret).toBe('corp/{user}');
+    expect(atOsPath.enforced).toEqual(['secret']);
+    // Absent at the OS path: the variable moves it (tests, a relocated install).
+    fs.rmSync(osFile);
+    expect(loadConfig({ env: env(), osMachineConfig: osFile }).profile.secret).toBe('anything/i/like');
+  });
+
+  it('a per-profile "enforce" binds that profile only; a cache field enforced binds each of its fields', () => {
+    write(machine, { profiles: { corp: { ...corp, enforce: ['cache'], cache: { backend: 'keychain' } }, free: { store: aws, secret: 'free' } } });
+    write(user, { profiles: { free: { secret: 'mine' }, corp: { cache: { backend: 'file' } } } });
+    expect(loadConfig({ env: env(), profileFlag: 'free' }).profile.secret).toBe('mine');
+    expect(() => loadConfig({ env: env(), profileFlag: 'corp' })).toThrow(/field "cache" is enforced by the machine-wide file .*, and .*user\.json sets it otherwise/);
+    write(user, { profiles: { free: { secret: 'mine' } } });
+    expect(() => loadConfig({ env: env({ KEYBROKER_CACHE_BACKEND: 'none' }), profileFlag: 'corp' })).toThrow(/and KEYBROKER_CACHE_BACKEND sets it otherwise/);
+  });
+});

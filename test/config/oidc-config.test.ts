@@ -43,8 +43,8 @@ describe('oidc profiles', () => {
 
   it('keybroker config shows the oidc fields and where they came from', () => {
     const rows = effectiveConfig(load({ oidc }));
-    expect(rows).toContainEqual({ field: 'oidc.issuer', value: oidc.issuer, source: user });
-    expect(rows).toContainEqual({ field: 'oidc.resource', value: oidc.resource, source: user });
+    expect(rows).toContainEqual(expect.objectContaining({ field: 'oidc.issuer', value: oidc.issuer, source: user }));
+    expect(rows).toContainEqual(expect.objectContaining({ field: 'oidc.resource', value: oidc.resource, source: user }));
     expect(rows.filter((row) => row.field.startsWith('store.'))).toEqual([]);
   });
 

@@ -85,11 +85,11 @@ describe('config', () => {
     const userFile = path.join(machine.home, '.config', 'keybroker', 'config.json');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`^store\\.type\\s+"aws"\\s+\\(${userFile}\\)$`, 'm'));
-    expect(result.stdout).toMatch(/^cache\.refreshAfter\s+"10m"\s+\(environment \(KEYBROKER_REFRESH_AFTER\)\)$/m);
+    expect(result.stdout).toMatch(/^cache\.refreshAfter\s+"10m"\s+\(KEYBROKER_REFRESH_AFTER\)$/m);
     expect(result.stdout).toMatch(/^timeout\s+"5s"\s+\(default\)$/m);
     expect(result.stdout).toMatch(/machine-wide\s+\S+machine-config\.json\s+\(absent\)/);
     const json = JSON.parse((await machine.run(['config', '--json'])).stdout);
-    expect(json.values.find((row: { field: string }) => row.field === 'secret')).toEqual({ field: 'secret', value: SECRET, source: userFile });
+    expect(json.values.find((row: { field: string }) => row.field === 'secret')).toEqual({ field: 'secret', value: SECRET, source: userFile, why: 'latest', overrides: [] });
   });
 
   test('without any configuration: shows the paths searched and exits 3', async () => {

@@ -46,3 +46,30 @@ describe('paths per platform (the table in docs/configuration.md)', () => {
     }
   });
 });
+
+describe('a path variable that leads into /proc', () => {
+  it('is found written so, through an absolute or a relative link, or through a link inside a folder link; a loop or a missing part is not', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { leadsIntoProc } = await import('../../src/kernel/paths.ts');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-proc-'));
+    try {
+      fs.symlinkSync('/proc/self/cwd', path.join(dir, 'abs'));
+      fs.symlinkSync(path.relative(dir, '/proc/self/cwd'), path.join(dir, 'rel'));
+      fs.mkdirSync(path.join(dir, 'real'));
+      fs.symlinkSync('/dev/fd', path.join(dir, 'real', 'fds'));
+      fs.symlinkSync('real', path.join(dir, 'folder'));
+      fs.symlinkSync('loop', path.join(dir, 'loop'));
+      expect(leadsIntoProc('/proc/self/cwd/kb.json')).toBe(true);
+      expect(leadsIntoProc(path.join(dir, 'abs', 'kb.json'))).toBe(true);
+      expect(leadsIntoProc(path.join(dir, 'rel', 'kb.json'))).toBe(true);
+      expect(leadsIntoProc(path.join(dir, 'folder', 'fds', '3'))).toBe(true);
+      expect(leadsIntoProc(path.join(dir, 'real', 'kb.json'))).toBe(false);
+      expect(leadsIntoProc(path.join(dir, 'loop', 'kb.json'))).toBe(false);
+      expect(leadsIntoProc(path.join(dir, 'absent', 'kb.json'))).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -27,8 +27,10 @@ export const configCommand: Command = {
        keybroker config init --store aws|azure|gcp|vault [store flags] [--secret TEMPLATE]
                              [--gateway URL] [--output FILE] [--force]
 
-config       the profile in use, field by field, with the file or variable that set each
-             value ("default" when none did), and the files searched. Never a secret.
+config       the profile in use, field by field, with the file or the one KEYBROKER_* variable
+             that set each value ("default" when none did), the layers it overrode, "enforced
+             by the machine-wide file" where that file binds it, and the files searched.
+             Never a secret.
 config init  writes a starting file for one store to your user config path (or --output).
              On a terminal it asks for what the flags do not give. JSON has no comments, so
              the explanations are "$comment" fields, which keybroker ignores.

@@ -9,7 +9,8 @@ import { memoryRotationState } from '../../broker/rotation-state.ts';
 import { noCache } from '../../cache/cache-store.ts';
 import { ciAssignments, ciFormats, keyVariables, renderGithub, renderGitlab, renderShell, type CiFormat, type KeyVariable } from '../../claude/ci-env.ts';
 import { UsageError } from '../../kernel/errors.ts';
-import { brokerDeps, loadConfigFor } from '../wiring.ts';
+import { refuseEnforcedFlag } from '../../config/config.ts';
+import { brokerDeps, configForMcp, loadConfigFor } from '../wiring.ts';
 
 export const envCommand: Command = {
   name: 'env',
@@ -43,7 +44,8 @@ Examples:
     const githubEnv = context.env['GITHUB_ENV'];
     if (format === 'github' && !githubEnv) throw new UsageError('env --format github: GITHUB_ENV is not set', 'run it as a step of a GitHub Actions job');
 
-    const config = loadConfigFor(values, context);
+    const { config } = configForMcp(loadConfigFor(values, context), values, context);
+    refuseEnforcedFlag(config, 'gateway', '--gateway', typeof values['gateway'] === 'string' ? values['gateway'] : undefined);
     const deps = brokerDeps(config, context);
     // A runner keeps nothing: no cache, no lock or state files, no background refresh, no 401 memory.
     Object.assign(deps, { cache: noCache, state: memoryRotationState(), lock: { acquire: async () => async () => {} }, caller: undefined, startBackgroundRefresh: undefined });

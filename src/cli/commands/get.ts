@@ -1,7 +1,7 @@
 // `keybroker get` (and plain `keybroker`): the developer's key on stdout, nothing else.
 import type { Command } from '../command.ts';
 import { getKey, refreshAhead } from '../../broker/broker.ts';
-import { brokerDeps, loadConfigFor } from '../wiring.ts';
+import { brokerDeps, configForMcp, loadConfigFor } from '../wiring.ts';
 import { DESKTOP_DEFAULT_TTL_MS, desktopCredential, helperContext } from '../../claude/surfaces.ts';
 import { memoryRotationState } from '../../broker/rotation-state.ts';
 import { noCache } from '../../cache/cache-store.ts';
@@ -40,7 +40,7 @@ Examples:
   keybroker get --recheck        # after an admin rotated the key`,
   options: { recheck: { type: 'boolean' }, 'refresh-ahead': { type: 'boolean' } },
   async run(values, _positionals, context) {
-    const config = loadConfigFor(values, context);
+    const { config } = configForMcp(loadConfigFor(values, context), values, context);
     if (values['refresh-ahead'] === true) {
       // keybroker's own detached background refresh: prints nothing, whatever happens.
       context.debug(`background refresh: ${await refreshAhead(brokerDeps(config, context))}`);

@@ -2,9 +2,8 @@
 // and `otelHeadersHelper`. Same broker as `get` (cache, single flight, 401 rule, exit codes).
 import type { Command } from '../command.ts';
 import { getKey } from '../../broker/broker.ts';
-import { mcpServers, resolveProfile } from '../../config/config.ts';
-import { chooseMcpServer, renderHeaders } from '../../claude/surfaces.ts';
-import { brokerDeps, loadConfigFor } from '../wiring.ts';
+import { renderHeaders } from '../../claude/surfaces.ts';
+import { brokerDeps, configForMcp, loadConfigFor } from '../wiring.ts';
 
 /**
  * Claude Code runs an MCP server's headersHelper when it connects and again at once after a
@@ -25,7 +24,8 @@ it ({"x-api-key": "{key}", "x-tenant": "acme"}). Same cache, exit codes and stde
 
 As an MCP headersHelper (Claude Code sets CLAUDE_CODE_MCP_SERVER_URL and _NAME), keybroker
 sends a key only to a server listed in the config's "mcpServers" ({"NAME": {"url": "https://…",
-"profile": "…"}}), chosen by URL; the entry's profile serves it. When Claude Code runs it again
+"profile": "…"}}), chosen by URL; the entry's profile serves it. Either variable present (even
+emptied) requires a listed URL; entries of a file inside the project are not used. When Claude Code runs it again
 for the same server right after connecting (its re-run after a 401/403), the store is re-read.
 
 Options:
@@ -37,15 +37,10 @@ Examples:
   keybroker setup --otel                              # the otelHeadersHelper settings`,
   options: { recheck: { type: 'boolean' } },
   async run(values, _positionals, context) {
-    let config = loadConfigFor(values, context);
-    const serverUrl = context.env['CLAUDE_CODE_MCP_SERVER_URL'] || undefined;
+    const { config, server } = configForMcp(loadConfigFor(values, context), values, context);
     let surface = 'headers';
     let windowMs = Number(context.env['CLAUDE_CODE_OTEL_HEADERS_HELPER_DEBOUNCE_MS']) || OTEL_DEBOUNCE_DEFAULT_MS;
-    if (serverUrl) {
-      const { name, server } = chooseMcpServer(mcpServers(config.layers), { url: serverUrl, name: context.env['CLAUDE_CODE_MCP_SERVER_NAME'] });
-      const requested = typeof values['profile'] === 'string' ? values['profile'] : server.profile ?? context.env['KEYBROKER_PROFILE'];
-      config = resolveProfile(config.layers, requested);
-      context.debug(`MCP server "${name}" (${server.url}, from ${server.source}) is served by profile "${config.profile.name}"`);
+    if (server) {
       surface = `mcp:${server.url}`;
       windowMs = MCP_REFUSAL_WINDOW_MS;
     }
