@@ -68,7 +68,8 @@ export function configProblem(block: Block): string | undefined {
   }
   const source = `${block.file}:${block.line}`;
   try {
-    const layer = { source, data: parseConfigText(JSON.stringify(config), source) };
+    // Read as the machine-wide file: it may hold all a user file may, and "enforce".
+    const layer = { source, role: 'machine' as const, data: parseConfigText(JSON.stringify(config), source) };
     for (const name of profileNames([layer])) resolveProfile([layer], name);
   } catch (error) {
     return (error as Error).message;
