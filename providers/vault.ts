@@ -20,6 +20,7 @@ import {
 } from '../src/kernel/errors.ts';
 import { classifyStoreError, operationDeadline, throttlingOnly, withStoreRetry, type OperationDeadline } from '../src/kernel/retry.ts';
 import { isPlainHttpToAnotherHost } from '../src/kernel/transport.ts';
+import { checkLoopbackOwner } from '../src/kernel/loopback-owner.ts';
 import { readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity, type StoreConfig } from './provider.ts';
 import { storeSchema, type VaultAuth } from './vault.schema.ts';
 
@@ -161,6 +162,7 @@ export function createProvider(config: StoreConfig, context: ProviderContext): P
     if (payload !== undefined) headers['Content-Type'] = 'application/json';
     const idempotent = method === 'GET';
     const ca = caBundle();
+    checkLoopbackOwner(url, { what: `the Vault address (profile "${context.profile}")`, carries: 'the Vault token or login' });
     try {
       return await withStoreRetry(
         async (signal) => {

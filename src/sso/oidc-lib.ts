@@ -7,6 +7,7 @@ import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
 import type { OidcConfig } from '../config/config.ts';
 import { ConfigError, NotAuthenticated, StoreUnreachable } from '../kernel/errors.ts';
+import { checkLoopbackOwner } from '../kernel/loopback-owner.ts';
 import type { DiscoverySummary, LoginIo, SsoContext, SsoLibrary, TokenClaims, TokenSet } from './library.ts';
 
 const DEFAULT_SCOPES = ['openid', 'offline_access'];
@@ -19,6 +20,12 @@ function isLoopback(url: URL): boolean {
 function loginFix(context: SsoContext): string {
   return `run keybroker login --profile ${context.profile}`;
 }
+
+/** Every request to the identity provider: a plain-HTTP port on this machine must be the developer's. */
+const ownedLoopbackFetch: client.CustomFetch = (url, options) => {
+  checkLoopbackOwner(url, { what: 'the identity provider', carries: 'your sign-in (codes and tokens)' });
+  return fetch(url, options as RequestInit);
+};
 
 /** Discovery results per issuer for this run (a login discovers once, then uses the endpoints). */
 const configurations = new Map<string, Promise<client.Configuration>>();
@@ -43,6 +50,7 @@ async function discoverConfiguration(oidc: OidcConfig, context: SsoContext): Pro
   try {
     const config = await client.discovery(issuer, oidc.clientId, undefined, client.None(), {
       timeout: Math.ceil(context.timeoutMs / 1000),
+      [client.customFetch]: ownedLoopbackFetch,
       ...(insecure ? { execute: [client.allowInsecureRequests] } : {}),
     });
     config.timeout = Math.ceil(context.timeoutMs / 1000);
@@ -93,6 +101,8 @@ function mapError(error: unknown, oidc: OidcConfig, context: SsoContext, what: s
     return new NotAuthenticated(`the sign-in at ${oidc.issuer} ended with ${error.error}${error.error_description ? `: ${error.error_description}` : ''}`, loginFix(context));
   }
   if (error instanceof ConfigError || error instanceof NotAuthenticated || error instanceof StoreUnreachable) return error;
+  // openid-client wraps what its fetch threw: a refusal of ownedLoopbackFetch stays what it is.
+  if ((error as { cause?: unknown }).cause instanceof ConfigError) return (error as { cause: ConfigError }).cause;
   const cause = (error as { cause?: { code?: string } }).cause;
   const code = cause?.code ?? (error as { code?: string }).code;
   const name = (error as Error).name;
@@ -199,6 +209,7 @@ async function exchange(oidc: OidcConfig, context: SsoContext, accessToken: stri
   const endpoint = new URL(oidc.exchange.tokenEndpoint);
   const config = new client.Configuration({ issuer: oidc.issuer, token_endpoint: endpoint.href }, oidc.clientId, undefined, client.None());
   config.timeout = Math.ceil(context.timeoutMs / 1000);
+  config[client.customFetch] = ownedLoopbackFetch;
   if (endpoint.protocol === 'http:' && isLoopback(endpoint)) client.allowInsecureRequests(config);
   try {
     const response = await client.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:token-exchange', {
