@@ -149,7 +149,7 @@ async function browserLogin(oidc: OidcConfig, context: SsoContext, io: LoginIo):
   const config = await configure(oidc, context);
   const verifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
-  const callback = await listenForCallback(oidc.redirectPort ?? 0);
+  const callback = await listenForCallback(oidc.redirectPort ?? 0, state);
   try {
     const redirectUri = `http://127.0.0.1:${callback.port}/callback`;
     const url = client.buildAuthorizationUrl(config, {
@@ -173,14 +173,21 @@ async function browserLogin(oidc: OidcConfig, context: SsoContext, io: LoginIo):
   }
 }
 
-/** The loopback redirect target: answers the first /callback, then stops listening. */
-async function listenForCallback(port: number): Promise<{ port: number; received: Promise<URL>; close(): void }> {
+/**
+ * The loopback redirect target. Any local user can send it a request: only the one carrying this
+ * login's state ends the wait; any other /callback is answered 400 and the wait goes on.
+ */
+async function listenForCallback(port: number, state: string): Promise<{ port: number; received: Promise<URL>; close(): void }> {
   let deliver!: (url: URL) => void;
   const received = new Promise<URL>((resolve) => (deliver = resolve));
   const server = http.createServer((request, response) => {
     const url = new URL(request.url ?? '/', `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
     if (url.pathname !== '/callback') {
       response.writeHead(404).end();
+      return;
+    }
+    if (url.searchParams.get('state') !== state) {
+      response.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end('keybroker: this answer is not for the sign-in in progress (wrong state); it was ignored.\n');
       return;
     }
     response.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end('keybroker: signed in. You can close this tab.\n');
