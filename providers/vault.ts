@@ -660,11 +660,17 @@ async function oidcBrowserLogin(options: {
   const redirectUri = `http://localhost:${options.port}/oidc/callback`;
   const clientNonce = randomBytes(20).toString('hex');
   const server = http.createServer();
+  // Any local user can call the callback: only the answer with the state of Vault's auth URL counts.
+  let expectedState: string | undefined;
   const callback = new Promise<URLSearchParams>((resolve) => {
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (url.pathname !== '/oidc/callback') {
         res.writeHead(404).end();
+        return;
+      }
+      if (!expectedState || url.searchParams.get('state') !== expectedState) {
+        res.writeHead(400, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end('keybroker: this answer is not for the login in progress (wrong state); it was ignored.\n');
         return;
       }
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', Connection: 'close' });
@@ -698,6 +704,8 @@ async function oidcBrowserLogin(options: {
       }
       throw options.fail(started, 'OIDC auth_url');
     }
+    expectedState = new URL(authUrl!).searchParams.get('state') ?? undefined;
+    if (!expectedState) throw new ConfigError(`Vault's OIDC auth URL carries no state, so its callback cannot be told from a forged one`, 'ask your Vault admin to check the OIDC auth method');
     options.io.say(`Complete the login in your browser: ${authUrl}`);
     await options.io.openBrowser(authUrl!);
     options.io.say(`waiting up to ${INTERACTIVE_LOGIN_MS / 60_000} minutes for the sign-in to come back to ${redirectUri}`);

@@ -178,6 +178,31 @@ describe('keybroker login with Vault OIDC, the built binary', () => {
     expect(opened()).toHaveLength(before);
   });
 
+  it('a forged callback with a wrong state, sent first, is answered 400 and the login waits on for the real one', async () => {
+    const child = spawn(BINARY, ['login', '--no-browser'], { env: env({ BROWSER: browser }), stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
+    let stderr = '';
+    const address = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (chunk) => {
+        stderr += chunk;
+        const found = /Complete the login in your browser: (\S+)\n/.exec(stderr);
+        if (found) resolve(found[1]!);
+      });
+      child.on('exit', () => reject(new Error(`login exited before printing an address: ${stderr}`)));
+    });
+    const callbacksBefore = vault.requests.filter((request) => request.path.endsWith('/oidc/callback')).length;
+    const forged = await fetch(`http://127.0.0.1:${callbackPort}/oidc/callback?state=st_forged&code=mallory`);
+    expect(forged.status).toBe(400);
+    expect(child.exitCode).toBeNull();
+    const idp = await fetch(address, { redirect: 'manual' });
+    const callback = new URL(idp.headers.get('location')!);
+    callback.hostname = '127.0.0.1';
+    expect((await fetch(callback)).status).toBe(200);
+    const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)));
+    expect(code, stderr).toBe(0);
+    // Vault was asked to redeem the real callback only.
+    expect(vault.requests.filter((request) => request.path.endsWith('/oidc/callback')).slice(callbacksBefore).map((request) => request.status)).toEqual([200]);
+  });
+
   it('a login right after another still reads the store, so it picks up a key the admin just rotated', async () => {
     const rotated = 'sk-test-login-e2e-rotated-41d2';
     await vault.kvPut('claude-code/keys/alice', { api_key: rotated });
