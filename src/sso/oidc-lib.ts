@@ -8,13 +8,14 @@ import { decodeJwt } from 'jose';
 import type { OidcConfig } from '../config/config.ts';
 import { ConfigError, NotAuthenticated, StoreUnreachable } from '../kernel/errors.ts';
 import { checkLoopbackOwner } from '../kernel/loopback-owner.ts';
+import { isLoopbackHost } from '../kernel/transport.ts';
 import type { DiscoverySummary, LoginIo, SsoContext, SsoLibrary, TokenClaims, TokenSet } from './library.ts';
 
 const DEFAULT_SCOPES = ['openid', 'offline_access'];
 
 /** Plain HTTP only to this machine (a test OP, a local proxy); anything else must be HTTPS. */
 function isLoopback(url: URL): boolean {
-  return url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]';
+  return isLoopbackHost(url.hostname);
 }
 
 function loginFix(context: SsoContext): string {

@@ -107,6 +107,21 @@ describe('on this machine (/proc/net/tcp)', () => {
     expect(() => checkLoopbackOwner(`http://localhost:${other.port}`, { what: 'x', carries: 'y' })).toThrow(ConfigError);
   });
 
+  it('a port of ours that passes to another user is checked again once a second has passed', async () => {
+    const server = http.createServer((_request, response) => response.end('{}'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    checkLoopbackOwner(`http://127.0.0.1:${port}`, { what: 'x', carries: 'y' });
+    await new Promise((resolve) => server.close(resolve));
+    const taken = await listenAsOtherUser('127.0.0.1', port);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      expect(() => checkLoopbackOwner(`http://127.0.0.1:${port}`, { what: 'x', carries: 'y' })).toThrow(/uid 65534 \(nobody\), not you/);
+    } finally {
+      await taken.stop();
+    }
+  });
+
   it("keyIssuer.url on another user's port: the master key is never fetched there", async () => {
     const sent: string[] = [];
     const issuer = createLiteLlmIssuer(

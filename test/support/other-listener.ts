@@ -29,12 +29,12 @@ const server = http.createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
   });
 });
-server.listen(0, process.argv[1], () => process.stdout.write(JSON.stringify({ port: server.address().port }) + '\\n'));
+server.listen(Number(process.argv[2]), process.argv[1], () => process.stdout.write(JSON.stringify({ port: server.address().port }) + '\\n'));
 `;
 
-/** Starts the listener as uid 65534 on `host` (127.0.0.1 by default); resolves once it listens. */
-export function listenAsOtherUser(host = '127.0.0.1'): Promise<OtherListener> {
-  const child: ChildProcess = spawn('setpriv', ['--reuid', String(OTHER_UID), '--regid', String(OTHER_UID), '--clear-groups', process.execPath, '-e', SERVER, host], {
+/** Starts the listener as uid 65534 on `host` (127.0.0.1 by default) and `port` (a free one by default); resolves once it listens. */
+export function listenAsOtherUser(host = '127.0.0.1', port = 0): Promise<OtherListener> {
+  const child: ChildProcess = spawn('setpriv', ['--reuid', String(OTHER_UID), '--regid', String(OTHER_UID), '--clear-groups', process.execPath, '-e', SERVER, host, String(port)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const received: ReceivedRequest[] = [];
