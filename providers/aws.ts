@@ -19,6 +19,8 @@ import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotF
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
 import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreConfig, type StoreIdentity, type WriteOptions, type WriteResult } from './provider.ts';
 import { storeSchema } from './aws.schema.ts';
+import { checkLoopbackOwner } from '../src/kernel/loopback-owner.ts';
+import type { FinalizeRequestMiddleware } from '@smithy/types';
 
 /** Re-exported: a provider module is its schema and its factory (ProviderModule). */
 export { storeSchema };
@@ -57,6 +59,10 @@ function openSession(store: AwsStore, context: ProviderContext): AwsSession {
     // One retry policy for all stores (src/kernel/retry.ts) bounds attempts and waits together.
     maxAttempts: 1,
   };
+  const secrets = new SecretsManagerClient(common);
+  const sts = new STSClient(common);
+  secrets.middlewareStack.add(loopbackOwnerCheck(context.profile), { step: 'finalizeRequest', name: 'keybrokerLoopbackOwner' });
+  sts.middlewareStack.add(loopbackOwnerCheck(context.profile), { step: 'finalizeRequest', name: 'keybrokerLoopbackOwner' });
   const where = `AWS Secrets Manager (${region ?? 'no region'}${profileName ? `, profile ${profileName}` : ''}${store.endpoint ? `, ${store.endpoint}` : ''})`;
   const loginFix = profileName
     ? `run 'aws sso login --profile ${profileName}' (or refresh the profile's credentials)`
@@ -64,8 +70,8 @@ function openSession(store: AwsStore, context: ProviderContext): AwsSession {
   return {
     where,
     profileName,
-    secrets: new SecretsManagerClient(common),
-    sts: new STSClient(common),
+    secrets,
+    sts,
     async call(what, secret, send, classify) {
       if (!region) throw new ConfigError(`no AWS region for ${where}`, 'set "region" in the profile\'s store, or AWS_REGION');
       try {
@@ -209,6 +215,21 @@ export function userFromArn(arn: string): string {
   if (parts[0] === 'assumed-role') return parts[2] ?? '';
   if (resource === 'root') return 'root';
   return parts.at(-1) ?? '';
+}
+
+/**
+ * SigV4 hides the credentials, but a signed request is still the developer's (and the answer is
+ * their key): a plain-HTTP loopback endpoint of another local user gets none, whatever set it.
+ */
+function loopbackOwnerCheck<Input extends object, Output extends object>(profile: string): FinalizeRequestMiddleware<Input, Output> {
+  return (next) => async (args) => {
+    const request = args.request as { protocol?: string; hostname?: string; port?: number };
+    if (request.protocol === 'http:' && request.hostname) {
+      const host = request.hostname.includes(':') ? `[${request.hostname}]` : request.hostname;
+      checkLoopbackOwner(`http://${host}${request.port ? `:${request.port}` : ''}`, { what: `the AWS endpoint (profile "${profile}")`, carries: 'a signed request' });
+    }
+    return next(args);
+  };
 }
 
 export function mapAwsError(error: unknown, context: FailedCall): KeybrokerError {

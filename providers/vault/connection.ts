@@ -7,6 +7,7 @@ import path from 'node:path';
 import * as v from 'valibot';
 import { ConfigError, KeybrokerError, NotAuthenticated, StoreUnreachable } from '../../src/kernel/errors.ts';
 import { classifyStoreError, operationDeadline, throttlingOnly, withStoreRetry, type OperationDeadline } from '../../src/kernel/retry.ts';
+import { checkLoopbackOwner } from '../../src/kernel/loopback-owner.ts';
 import { readCaBundle, storeThrottling, storeTimedOut, type ProviderContext } from '../provider.ts';
 import type { VaultAuth } from '../vault.schema.ts';
 import { Envelope, type TokenInfo } from './answers.ts';
@@ -125,6 +126,7 @@ export async function send(vault: Vault, call: Call, method: string, apiPath: st
   if (payload !== undefined) headers['Content-Type'] = 'application/json';
   const idempotent = method === 'GET';
   const ca = caBundle(vault);
+  checkLoopbackOwner(url, { what: `the Vault address (profile "${context.profile}")`, carries: 'the Vault token or login' });
   try {
     return await withStoreRetry(
       async (signal) => {

@@ -58,7 +58,9 @@ interface OidcLoginOptions {
 export async function oidcBrowserLogin(options: OidcLoginOptions): Promise<{ token: string }> {
   const redirectUri = `http://localhost:${options.port}/oidc/callback`;
   const clientNonce = randomBytes(20).toString('hex');
-  const { server, callback } = await listenForCallback(options.port);
+  // Any local user can call the callback: only the answer with the state of Vault's auth URL counts.
+  let expectedState: string | undefined;
+  const { server, callback } = await listenForCallback(options.port, (state) => expectedState !== undefined && state === expectedState);
   try {
     const started = await options.exchange('POST', `auth/${options.authMount}/oidc/auth_url`, {
       redirect_uri: redirectUri,
@@ -66,6 +68,8 @@ export async function oidcBrowserLogin(options: OidcLoginOptions): Promise<{ tok
       ...(options.role ? { role: options.role } : {}),
     });
     const authUrl = authUrlOf(started, redirectUri, options);
+    expectedState = new URL(authUrl).searchParams.get('state') ?? undefined;
+    if (!expectedState) throw new ConfigError(`Vault's OIDC auth URL carries no state, so its callback cannot be told from a forged one`, 'ask your Vault admin to check the OIDC auth method');
     options.io.say(`Complete the login in your browser: ${authUrl}`);
     await options.io.openBrowser(authUrl);
     options.io.say(`waiting up to ${INTERACTIVE_LOGIN_MS / 60_000} minutes for the sign-in to come back to ${redirectUri}`);
@@ -105,14 +109,18 @@ function authUrlOf(started: VaultResponse, redirectUri: string, options: OidcLog
   return authUrl;
 }
 
-/** A server on 127.0.0.1:port whose `callback` is the query of the first request to /oidc/callback. */
-async function listenForCallback(port: number): Promise<{ server: http.Server; callback: Promise<URLSearchParams> }> {
+/** A server on 127.0.0.1:port whose `callback` is the query of the first request to /oidc/callback with the expected state; others get 400. */
+async function listenForCallback(port: number, isExpected: (state: string | null) => boolean): Promise<{ server: http.Server; callback: Promise<URLSearchParams> }> {
   const server = http.createServer();
   const callback = new Promise<URLSearchParams>((resolve) => {
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (url.pathname !== '/oidc/callback') {
         res.writeHead(404).end();
+        return;
+      }
+      if (!isExpected(url.searchParams.get('state'))) {
+        res.writeHead(400, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end('keybroker: this answer is not for the login in progress (wrong state); it was ignored.\n');
         return;
       }
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', Connection: 'close' });

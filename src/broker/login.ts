@@ -1,6 +1,11 @@
 // `keybroker login`: the interactive step `get` never takes, then a get that warms the cache.
 import type { Provider } from '../../providers/provider.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
 import { CacheUnavailable, NotAuthenticated } from '../kernel/errors.ts';
+import { makePrivateDir, userRuntimeDir } from '../kernel/paths.ts';
 import { fingerprint } from '../secret/value.ts';
 import type { CacheStore } from '../cache/cache-store.ts';
 import { parseEntry } from '../cache/entry.ts';
@@ -99,15 +104,62 @@ export function browserCommands(url: string, env: NodeJS.ProcessEnv, platform: N
   return [...fromEnv, desktop];
 }
 
+/** `text` safe inside an HTML attribute or element. */
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
+}
+
+/** A page that sends the browser on to `url` at once (meta refresh, script, and a link to click). */
+export function signInPage(url: string): string {
+  const attribute = escapeHtml(url);
+  const script = JSON.stringify(url).replace(/</g, '\\u003c');
+  return [
+    '<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">',
+    `<meta http-equiv="refresh" content="0;url=${attribute}"><title>keybroker sign-in</title></head>`,
+    `<body><p>Going on to your sign-in page: <a id="continue" href="${attribute}">continue</a></p>`,
+    `<script>location.replace(${script})</script></body></html>`,
+    '',
+  ].join('\n');
+}
+
 /**
- * Hands `url` to the first of browserCommands() that starts, without waiting for it (a browser
- * may run for hours); says which one, or that the person must open the address themselves.
+ * The sign-in address in a 0600 page in the developer's private runtime folder, removed when
+ * keybroker exits: a command line is readable by every local user (ps), a state and PKCE
+ * challenge there would let one hijack the sign-in. Undefined when no private folder is usable.
+ */
+export function writeSignInPage(url: string, env: NodeJS.ProcessEnv, debug: (message: string) => void): string | undefined {
+  const dir = path.join(userRuntimeDir(env), 'sign-in');
+  const problem = makePrivateDir(dir);
+  if (problem) {
+    debug(`sign-in page: ${problem}`);
+    return undefined;
+  }
+  const file = path.join(dir, `${randomUUID()}.html`);
+  try {
+    fs.writeFileSync(file, signInPage(url), { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    debug(`sign-in page: cannot write ${file} (${(error as NodeJS.ErrnoException).code})`);
+    return undefined;
+  }
+  process.once('exit', () => fs.rmSync(file, { force: true }));
+  return file;
+}
+
+/**
+ * Hands the sign-in address to the first of browserCommands() that starts, without waiting for
+ * it (a browser may run for hours), as a file:// page that holds it: never the address itself in
+ * argv. Says which program, or that the person must open the printed address themselves.
  */
 export async function openInBrowser(url: string, options: { env: NodeJS.ProcessEnv; say(line: string): void; debug(message: string): void; platform?: NodeJS.Platform }): Promise<void> {
+  const page = writeSignInPage(url, options.env, options.debug);
+  if (!page) {
+    options.say('no private folder for the sign-in page (see --verbose): open the address above in a browser on this machine');
+    return;
+  }
   const { spawn } = await import('node:child_process');
-  for (const candidate of browserCommands(url, options.env, options.platform)) {
+  for (const candidate of browserCommands(pathToFileURL(page).href, options.env, options.platform)) {
     const started = await new Promise<true | string>((resolve) => {
-      // The URL travels as one argument, never through a shell.
+      // One argument, never through a shell.
       const child = spawn(candidate.command, candidate.args, { stdio: 'ignore', detached: true, env: options.env, windowsHide: true });
       child.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
       child.once('spawn', () => {

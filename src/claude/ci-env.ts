@@ -45,14 +45,24 @@ export function renderGithub(assignments: CiAssignments, delimiter: string): { l
   return { log: `::add-mask::${assignments.key}\n`, envFile };
 }
 
+/** The variables with which GitLab echoes every command and variable of a job into its log. */
+const GITLAB_TRACE_VARIABLES = ['CI_DEBUG_TRACE', 'CI_DEBUG_SERVICES'] as const;
+/** What Go's strconv.ParseBool reads as true: GitLab's runner decides tracing with it. */
+const GO_TRUE = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
+
 /**
  * GitLab masks only variables defined in the project's settings, never a value made at run time:
- * the lines are shell exports to `eval`, and a job with CI_DEBUG_TRACE (which echoes every
- * command and variable into the log) is refused.
+ * a job whose trace would echo the exports is refused before the store is read.
  */
-export function renderGitlab(assignments: CiAssignments, env: NodeJS.ProcessEnv): string {
-  if (env['CI_DEBUG_TRACE'] === 'true' || env['CI_DEBUG_SERVICES'] === 'true') {
-    throw new UsageError('CI_DEBUG_TRACE is on: GitLab would print the key into the job log', 'turn CI_DEBUG_TRACE off for this job');
+export function refuseGitlabTrace(env: NodeJS.ProcessEnv): void {
+  const traced = GITLAB_TRACE_VARIABLES.find((name) => GO_TRUE.has(env[name] ?? ''));
+  if (traced) {
+    throw new UsageError(`${traced}=${env[traced]} turns GitLab's debug trace on: it would print the key into the job log`, `unset ${traced} for this job (or set it to false)`);
   }
+}
+
+/** GitLab: shell exports to `eval`, refused while the job is traced. */
+export function renderGitlab(assignments: CiAssignments, env: NodeJS.ProcessEnv): string {
+  refuseGitlabTrace(env);
   return renderShell(assignments);
 }

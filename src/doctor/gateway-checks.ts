@@ -3,9 +3,10 @@
 // whose events must arrive as they are produced.
 import { effectiveVariable, describeScope, isProjectScope, readClaudeSettings } from '../claude/settings.ts';
 import { isPlainHttpToAnotherHost } from '../kernel/transport.ts';
+import { checkLoopbackOwner } from '../kernel/loopback-owner.ts';
 import { fingerprint } from '../secret/value.ts';
 import { maskSecrets } from '../kernel/output.ts';
-import { oneLine, ExitCode } from '../kernel/errors.ts';
+import { oneLine, ExitCode, ConfigError } from '../kernel/errors.ts';
 import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 
@@ -14,6 +15,7 @@ const STREAM_TIMEOUT_MS = 6_000;
 /** Events spread over less than this arrived in one burst: the gateway (or a proxy) buffered them. */
 const BUFFERED_SPREAD_MS = 20;
 const ANTHROPIC_VERSION = '2023-06-01';
+const GATEWAY_SEND = { what: 'the gateway', carries: 'your key' };
 
 export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
   const ready = (): CheckOutcome | undefined => {
@@ -26,6 +28,7 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
   const request = (pathname: string, init: { method: string; body?: unknown; signal: AbortSignal }) => {
     // The one place the key leaves: checked here again, whatever a check above decided.
     if (state.keyWithheld || state.gatewayUntrusted || isPlainHttpToAnotherHost(state.gatewayUrl!)) throw new Error('internal: the key may not go to this gateway');
+    checkLoopbackOwner(state.gatewayUrl!, GATEWAY_SEND);
     // Relative to the base URL's path, as Claude Code appends /v1/messages to ANTHROPIC_BASE_URL.
     const base = state.gatewayUrl!.href.endsWith('/') ? state.gatewayUrl!.href : `${state.gatewayUrl!.href}/`;
     const url = new URL(pathname, base);
@@ -90,6 +93,15 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
             fix: "use the gateway's https:// address",
           };
           return fail(`${url.href} (from ${chosen.from}) is plain HTTP to another machine: Claude Code would send your key across the network unencrypted; doctor did not send it`, "use the gateway's https:// address", details);
+        }
+        try {
+          checkLoopbackOwner(url, GATEWAY_SEND);
+        } catch (error) {
+          if (!(error instanceof ConfigError)) throw error;
+          // Another local user's port: not contacted at all, as a project's address.
+          state.gatewayUntrusted = true;
+          state.keyWithheld = { why: error.message, fix: error.fix };
+          return { ...fail(error.message, error.fix, details), exitCode: error.exitCode };
         }
         details.keySent = true;
         if (url.protocol === 'https:') return ok(`${url.href} (from ${chosen.from})`, details);

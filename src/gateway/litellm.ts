@@ -5,6 +5,7 @@ import { parseDuration } from '../kernel/duration.ts';
 import { AccessDenied, ConfigError, NotAuthenticated, StoreUnreachable } from '../kernel/errors.ts';
 import { markThrottled, retryAfterMs } from '../kernel/retry.ts';
 import { isPlainHttpToAnotherHost } from '../kernel/transport.ts';
+import { checkLoopbackOwner } from '../kernel/loopback-owner.ts';
 import type { IssuerContext, KeyIssuer, MintedKey } from './key-issuer.ts';
 
 const DEFAULT_MASTER_KEY_ENV = 'LITELLM_MASTER_KEY';
@@ -33,6 +34,7 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
   /** The parsed JSON answer, or undefined for a 404/400 "no such key" when `missingOk`. */
   async function call(route: string, body: unknown, missingOk = false, method: 'POST' | 'GET' = 'POST'): Promise<unknown> {
     const authorization = `Bearer ${masterKey()}`;
+    checkLoopbackOwner(base, { what: 'keyIssuer.url', carries: "the gateway's master key" });
     let response: Response;
     try {
       response = await doFetch(`${base}${route}`, {

@@ -7,18 +7,26 @@ import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
 import type { OidcConfig } from '../config/config.ts';
 import { ConfigError, NotAuthenticated, StoreUnreachable } from '../kernel/errors.ts';
+import { checkLoopbackOwner } from '../kernel/loopback-owner.ts';
+import { isLoopbackHost } from '../kernel/transport.ts';
 import type { DiscoverySummary, LoginIo, SsoContext, SsoLibrary, TokenClaims, TokenSet } from './library.ts';
 
 const DEFAULT_SCOPES = ['openid', 'offline_access'];
 
 /** Plain HTTP only to this machine (a test OP, a local proxy); anything else must be HTTPS. */
 function isLoopback(url: URL): boolean {
-  return url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]';
+  return isLoopbackHost(url.hostname);
 }
 
 function loginFix(context: SsoContext): string {
   return `run keybroker login --profile ${context.profile}`;
 }
+
+/** Every request to the identity provider: a plain-HTTP port on this machine must be the developer's. */
+const ownedLoopbackFetch: client.CustomFetch = (url, options) => {
+  checkLoopbackOwner(url, { what: 'the identity provider', carries: 'your sign-in (codes and tokens)' });
+  return fetch(url, options as RequestInit);
+};
 
 /** Discovery results per issuer for this run (a login discovers once, then uses the endpoints). */
 const configurations = new Map<string, Promise<client.Configuration>>();
@@ -43,6 +51,7 @@ async function discoverConfiguration(oidc: OidcConfig, context: SsoContext): Pro
   try {
     const config = await client.discovery(issuer, oidc.clientId, undefined, client.None(), {
       timeout: Math.ceil(context.timeoutMs / 1000),
+      [client.customFetch]: ownedLoopbackFetch,
       ...(insecure ? { execute: [client.allowInsecureRequests] } : {}),
     });
     config.timeout = Math.ceil(context.timeoutMs / 1000);
@@ -93,6 +102,8 @@ function mapError(error: unknown, oidc: OidcConfig, context: SsoContext, what: s
     return new NotAuthenticated(`the sign-in at ${oidc.issuer} ended with ${error.error}${error.error_description ? `: ${error.error_description}` : ''}`, loginFix(context));
   }
   if (error instanceof ConfigError || error instanceof NotAuthenticated || error instanceof StoreUnreachable) return error;
+  // openid-client wraps what its fetch threw: a refusal of ownedLoopbackFetch stays what it is.
+  if ((error as { cause?: unknown }).cause instanceof ConfigError) return (error as { cause: ConfigError }).cause;
   const cause = (error as { cause?: { code?: string } }).cause;
   const code = cause?.code ?? (error as { code?: string }).code;
   const name = (error as Error).name;
@@ -139,7 +150,7 @@ async function browserLogin(oidc: OidcConfig, context: SsoContext, io: LoginIo):
   const config = await configure(oidc, context);
   const verifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
-  const callback = await listenForCallback(oidc.redirectPort ?? 0);
+  const callback = await listenForCallback(oidc.redirectPort ?? 0, state);
   try {
     const redirectUri = `http://127.0.0.1:${callback.port}/callback`;
     const url = client.buildAuthorizationUrl(config, {
@@ -163,14 +174,21 @@ async function browserLogin(oidc: OidcConfig, context: SsoContext, io: LoginIo):
   }
 }
 
-/** The loopback redirect target: answers the first /callback, then stops listening. */
-async function listenForCallback(port: number): Promise<{ port: number; received: Promise<URL>; close(): void }> {
+/**
+ * The loopback redirect target. Any local user can send it a request: only the one carrying this
+ * login's state ends the wait; any other /callback is answered 400 and the wait goes on.
+ */
+async function listenForCallback(port: number, state: string): Promise<{ port: number; received: Promise<URL>; close(): void }> {
   let deliver!: (url: URL) => void;
   const received = new Promise<URL>((resolve) => (deliver = resolve));
   const server = http.createServer((request, response) => {
     const url = new URL(request.url ?? '/', `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
     if (url.pathname !== '/callback') {
       response.writeHead(404).end();
+      return;
+    }
+    if (url.searchParams.get('state') !== state) {
+      response.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end('keybroker: this answer is not for the sign-in in progress (wrong state); it was ignored.\n');
       return;
     }
     response.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end('keybroker: signed in. You can close this tab.\n');
@@ -199,6 +217,7 @@ async function exchange(oidc: OidcConfig, context: SsoContext, accessToken: stri
   const endpoint = new URL(oidc.exchange.tokenEndpoint);
   const config = new client.Configuration({ issuer: oidc.issuer, token_endpoint: endpoint.href }, oidc.clientId, undefined, client.None());
   config.timeout = Math.ceil(context.timeoutMs / 1000);
+  config[client.customFetch] = ownedLoopbackFetch;
   if (endpoint.protocol === 'http:' && isLoopback(endpoint)) client.allowInsecureRequests(config);
   try {
     const response = await client.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:token-exchange', {

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { browserCommands, openInBrowser } from '../../src/broker/login.ts';
+import { browserCommands, openInBrowser, signInPage } from '../../src/broker/login.ts';
+import { addressInPage } from '../support/fake-browser.ts';
 
 const URL_WITH_QUERY = 'https://idp.example.com/authorize?client_id=vault&state=st_1&redirect_uri=http%3A%2F%2Flocalhost%3A8250%2Foidc%2Fcallback';
 
@@ -29,19 +30,35 @@ describe('browserCommands', () => {
 });
 
 describe('openInBrowser', () => {
-  test('skips a $BROWSER entry that cannot start and hands the address, as one argument, to the next', async () => {
+  test('skips a $BROWSER entry that cannot start and hands the next one a 0600 file:// page that leads to the address, never the address', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-browser-'));
     try {
       const record = path.join(dir, 'argv');
       const browser = path.join(dir, 'browser');
       fs.writeFileSync(browser, `#!/bin/sh\nprintf '%s\\n' "$#" "$@" > '${record}'\n`, { mode: 0o755 });
       const said: string[] = [];
-      await openInBrowser(URL_WITH_QUERY, { env: { PATH: dir, BROWSER: `${path.join(dir, 'missing')}:${browser} --new-window` }, say: (line) => said.push(line), debug: () => {} });
+      const env = { PATH: dir, KEYBROKER_RUNTIME_DIR: path.join(dir, 'run'), BROWSER: `${path.join(dir, 'missing')}:${browser} --new-window` };
+      await openInBrowser(URL_WITH_QUERY, { env, say: (line) => said.push(line), debug: () => {} });
       expect(said).toEqual([`opened the address with $BROWSER (${browser})`]);
-      await expect.poll(() => fs.existsSync(record) && fs.readFileSync(record, 'utf8')).toBe(`2\n--new-window\n${URL_WITH_QUERY}\n`);
+      await expect.poll(() => fs.existsSync(record) && fs.readFileSync(record, 'utf8').split('\n').length).toBe(4);
+      const [count, flag, page, ...rest] = fs.readFileSync(record, 'utf8').split('\n');
+      expect([count, flag, rest]).toEqual(['2', '--new-window', ['']]);
+      expect(page).toMatch(new RegExp(`^file://${path.join(dir, 'run', 'sign-in')}/[0-9a-f-]{36}\\.html$`));
+      expect(page).not.toContain('st_1');
+      const file = new URL(page!).pathname;
+      expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+      expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+      expect(addressInPage(fs.readFileSync(file, 'utf8'))).toBe(URL_WITH_QUERY);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test('the page escapes the address for HTML and for its script', () => {
+    const page = signInPage('https://idp.example/a?x="</script><b>&y=\'');
+    expect(page).not.toContain('</script><b>');
+    expect(page).toContain('href="https://idp.example/a?x=&#34;&#60;/script&#62;&#60;b&#62;&#38;y=&#39;"');
+    expect(addressInPage(page)).toBe('https://idp.example/a?x="</script><b>&y=\'');
   });
 
   test('says so when nothing could be started, so the person opens the printed address', async () => {
@@ -49,11 +66,17 @@ describe('openInBrowser', () => {
     try {
       const said: string[] = [];
       const debug: string[] = [];
-      await openInBrowser(URL_WITH_QUERY, { env: { PATH: dir, BROWSER: path.join(dir, 'missing') }, say: (line) => said.push(line), debug: (line) => debug.push(line), platform: 'linux' });
+      await openInBrowser(URL_WITH_QUERY, { env: { PATH: dir, KEYBROKER_RUNTIME_DIR: path.join(dir, 'run'), BROWSER: path.join(dir, 'missing') }, say: (line) => said.push(line), debug: (line) => debug.push(line), platform: 'linux' });
       expect(said).toEqual(['no browser could be opened (set BROWSER to one): open the address above in a browser on this machine']);
       expect(debug).toEqual([`$BROWSER (${path.join(dir, 'missing')}): ${path.join(dir, 'missing')} could not be started (ENOENT)`, 'xdg-open: xdg-open could not be started (ENOENT)']);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test('with no private folder for the page, opens nothing and says to open the printed address', async () => {
+    const said: string[] = [];
+    await openInBrowser(URL_WITH_QUERY, { env: { PATH: '/nonexistent', KEYBROKER_RUNTIME_DIR: '/proc/keybroker', BROWSER: 'true' }, say: (line) => said.push(line), debug: () => {} });
+    expect(said).toEqual(['no private folder for the sign-in page (see --verbose): open the address above in a browser on this machine']);
   });
 });

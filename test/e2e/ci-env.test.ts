@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBinary } from '../support/binary.ts';
+import { BINARY, runBinary } from '../support/binary.ts';
 import { makeTestHome, type TestHome } from '../support/e2e-home.ts';
 import { startFakeVault, type FakeVault } from '../fakes/vault.ts';
 
@@ -91,5 +91,45 @@ describe('keybroker env for CI runners', () => {
     const traced = await runBinary(['env', '--format', 'gitlab'], { env: runner.env({ GITLAB_CI: 'true', CI_DEBUG_TRACE: 'true' }) });
     expect(traced).toMatchObject({ code: 2, stdout: '' });
     expect(traced.stderr).not.toContain(KEY);
+  });
+
+  it.each([
+    ['CI_DEBUG_TRACE', '1'],
+    ['CI_DEBUG_TRACE', 't'],
+    ['CI_DEBUG_TRACE', 'TRUE'],
+    ['CI_DEBUG_TRACE', 'True'],
+    ['CI_DEBUG_SERVICES', 'true'],
+    ['CI_DEBUG_SERVICES', 'T'],
+  ])('gitlab with %s=%s (true to Go\'s ParseBool, as GitLab reads it): exit 2, no key, and the store is never asked', async (name, value) => {
+    const asked = vault.requests.length;
+    const traced = await runBinary(['env', '--format', 'gitlab'], { env: runner.env({ GITLAB_CI: 'true', [name]: value }) });
+    expect(traced).toMatchObject({ code: 2, stdout: '' });
+    expect(traced.stderr).toContain(`${name}=${value}`);
+    expect(traced.stderr).not.toContain(KEY);
+    expect(vault.requests.length).toBe(asked);
+  });
+
+  it('gitlab with tracing off in words GitLab reads as false (0, false, yes is not a bool): the exports are printed', async () => {
+    for (const value of ['0', 'false', 'FALSE', 'yes', '']) {
+      const result = await runBinary(['env', '--format', 'gitlab'], { env: runner.env({ GITLAB_CI: 'true', CI_DEBUG_TRACE: value }) });
+      expect(result.code, `CI_DEBUG_TRACE=${value}: ${result.stderr}`).toBe(0);
+      expect(result.stdout).toContain(`ANTHROPIC_API_KEY='${KEY}'`);
+    }
+  });
+
+  it('github with RUNNER_DEBUG and ACTIONS_STEP_DEBUG on and a debug trace: in the merged log the mask comes before any line with the key, and is the only one', async () => {
+    const githubEnv = path.join(runner.dir, 'github_env_debug');
+    fs.writeFileSync(githubEnv, '');
+    // The runner reads stdout and stderr into one log: merge them, in the order they were written.
+    const result = await runBinary(['-c', `exec '${BINARY}' env --format github --verbose 2>&1`], {
+      command: 'sh',
+      env: runner.env({ GITHUB_ENV: githubEnv, GITHUB_ACTIONS: 'true', RUNNER_DEBUG: '1', ACTIONS_STEP_DEBUG: 'true', KEYBROKER_DEBUG: '1' }),
+    });
+    expect(result.code, result.stdout).toBe(0);
+    const log = result.stdout.split('\n');
+    expect(log.some((line) => line.startsWith('keybroker: debug:'))).toBe(true);
+    expect(log.filter((line) => line.includes(KEY))).toEqual([`::add-mask::${KEY}`]);
+    expect(log.findIndex((line) => line.includes('::add-mask::'))).toBeLessThan(log.findIndex((line) => line.includes('for the rest of the job')));
+    expect(fs.readFileSync(githubEnv, 'utf8')).toContain(`ANTHROPIC_API_KEY=${KEY}\n`);
   });
 });

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BINARY, cleanEnv, runBinary } from '../support/binary.ts';
+import { makeFakeBrowser, type FakeBrowser } from '../support/fake-browser.ts';
 import { freePort } from '../support/processes.ts';
 import { closedPort } from '../support/fault-proxy.ts';
 import { startSecretService, type SecretService } from '../support/secret-service.ts';
@@ -18,13 +19,13 @@ let keyring: SecretService;
 let configFile: string;
 let callbackPort: number;
 let browser: string;
-/** Where the test's browser notes each address it was asked to open. */
-let browserLog: string;
+/** The test's browser: notes its argv and each address its page led to. */
+let fakeBrowser: FakeBrowser;
 
 const tokenFile = () => path.join(keyring.home, '.vault-token');
 const env = (extra: NodeJS.ProcessEnv = {}) => cleanEnv({ ...keyring.env, KEYBROKER_CONFIG: configFile, ...extra }, keyring.home);
 const loginRequests = () => vault.requests.filter((request) => request.path.startsWith('/v1/auth/oidc/')).length;
-const opened = () => (fs.existsSync(browserLog) ? fs.readFileSync(browserLog, 'utf8').split('\n').filter(Boolean) : []);
+const opened = () => fakeBrowser.addresses();
 
 beforeAll(async () => {
   [vault, keyring] = await Promise.all([startFakeVault(), startSecretService()]);
@@ -51,10 +52,8 @@ beforeAll(async () => {
   );
   // The browser: the identity provider signs the person in at once and redirects to the local
   // callback, which curl follows (to localhost, as a real browser would).
-  browserLog = path.join(keyring.home, 'browser.log');
-  browser = path.join(keyring.home, 'bin', 'test-browser');
-  fs.mkdirSync(path.dirname(browser), { recursive: true });
-  fs.writeFileSync(browser, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${browserLog}'\nexec curl -sS -L -o '${browserLog}.page' "$1"\n`, { mode: 0o755 });
+  fakeBrowser = makeFakeBrowser(path.join(keyring.home, 'bin'), { follow: true });
+  browser = fakeBrowser.script;
 });
 
 afterAll(async () => {
@@ -82,10 +81,12 @@ describe('keybroker login with Vault OIDC, the built binary', () => {
 
     // The browser was handed exactly the address printed for a person on a headless box.
     const [address] = opened();
+    // It was handed a page, not the address: no argv holds the state.
+    expect(fakeBrowser.argv().at(-1)).toEqual([expect.stringMatching(/^file:\/\/\/.+\.html$/)]);
     expect(address).toMatch(new RegExp(`^${vault.address}/v1/fake-idp/authorize\\?`));
     expect(new URL(address!).searchParams.get('redirect_uri')).toBe(`http://localhost:${callbackPort}/oidc/callback`);
     expect(result.stderr).toContain(`keybroker: Complete the login in your browser: ${address}\n`);
-    expect(fs.readFileSync(`${browserLog}.page`, 'utf8')).toContain('Signed in to Vault');
+    expect(fs.readFileSync(fakeBrowser.pageFile, 'utf8')).toContain('Signed in to Vault');
     expect(result.stderr).toContain(`keybroker: Logged in to Vault at ${vault.address}, KV v2 mount "secret" as alice; the token is in ${tokenFile()}`);
 
     const token = fs.readFileSync(tokenFile(), 'utf8');
@@ -175,6 +176,31 @@ describe('keybroker login with Vault OIDC, the built binary', () => {
     const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)));
     expect(code, stderr).toBe(0);
     expect(opened()).toHaveLength(before);
+  });
+
+  it('a forged callback with a wrong state, sent first, is answered 400 and the login waits on for the real one', async () => {
+    const child = spawn(BINARY, ['login', '--no-browser'], { env: env({ BROWSER: browser }), stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
+    let stderr = '';
+    const address = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (chunk) => {
+        stderr += chunk;
+        const found = /Complete the login in your browser: (\S+)\n/.exec(stderr);
+        if (found) resolve(found[1]!);
+      });
+      child.on('exit', () => reject(new Error(`login exited before printing an address: ${stderr}`)));
+    });
+    const callbacksBefore = vault.requests.filter((request) => request.path.endsWith('/oidc/callback')).length;
+    const forged = await fetch(`http://127.0.0.1:${callbackPort}/oidc/callback?state=st_forged&code=mallory`);
+    expect(forged.status).toBe(400);
+    expect(child.exitCode).toBeNull();
+    const idp = await fetch(address, { redirect: 'manual' });
+    const callback = new URL(idp.headers.get('location')!);
+    callback.hostname = '127.0.0.1';
+    expect((await fetch(callback)).status).toBe(200);
+    const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)));
+    expect(code, stderr).toBe(0);
+    // Vault was asked to redeem the real callback only.
+    expect(vault.requests.filter((request) => request.path.endsWith('/oidc/callback')).slice(callbacksBefore).map((request) => request.status)).toEqual([200]);
   });
 
   it('a login right after another still reads the store, so it picks up a key the admin just rotated', async () => {

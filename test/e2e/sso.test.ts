@@ -17,6 +17,7 @@ import { runBinary } from '../support/binary.ts';
 import { runClaudeIn, type ClaudeRun } from '../support/claude.ts';
 import { makeTestHome, type TestHome } from '../support/e2e-home.ts';
 import { deviceLogin, ssoConfig } from '../support/sso.ts';
+import { makeFakeBrowser } from '../support/fake-browser.ts';
 
 const HELPER_TTL_MS = 20_000;
 const UPSTREAM_KEY = 'sk-test-sso-upstream';
@@ -81,12 +82,10 @@ describe('SSO tokens from a real OpenID Provider', () => {
 
   it('browser login (authorization code + PKCE, loopback redirect) through a $BROWSER script', async () => {
     const testHome = home(ssoConfig(op, { flow: 'browser' }));
-    const opened = path.join(testHome.dir, 'opened-url');
-    const script = path.join(testHome.dir, 'browser.sh');
-    fs.writeFileSync(script, `#!/bin/sh\nprintf %s "$1" > '${opened}.tmp' && mv '${opened}.tmp' '${opened}'\n`, { mode: 0o755 });
-    const child = runBinary(['login'], { env: testHome.env({ BROWSER: script }), timeoutMs: 60_000 });
-    while (!fs.existsSync(opened)) await new Promise((resolve) => setTimeout(resolve, 50));
-    const authorizationUrl = fs.readFileSync(opened, 'utf8');
+    const browser = makeFakeBrowser(path.join(testHome.dir, 'browser'), { follow: false });
+    const child = runBinary(['login'], { env: testHome.env({ BROWSER: browser.script }), timeoutMs: 60_000 });
+    while (browser.addresses().length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    const authorizationUrl = browser.addresses()[0]!;
     expect(new URL(authorizationUrl).searchParams.get('code_challenge_method')).toBe('S256');
     const redirect = await op.completeBrowserLogin(authorizationUrl, 'bob');
     expect(redirect).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/callback\?code=/);

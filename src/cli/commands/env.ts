@@ -7,7 +7,7 @@ import type { Command } from '../command.ts';
 import { getKey } from '../../broker/broker.ts';
 import { memoryRotationState } from '../../broker/rotation-state.ts';
 import { noCache } from '../../cache/cache-store.ts';
-import { ciAssignments, ciFormats, keyVariables, renderGithub, renderGitlab, renderShell, type CiFormat, type KeyVariable } from '../../claude/ci-env.ts';
+import { ciAssignments, ciFormats, keyVariables, renderGithub, refuseGitlabTrace, renderGitlab, renderShell, type CiFormat, type KeyVariable } from '../../claude/ci-env.ts';
 import { UsageError } from '../../kernel/errors.ts';
 import { refuseEnforcedFlag } from '../../config/config.ts';
 import { brokerDeps, configForMcp, loadConfigFor } from '../wiring.ts';
@@ -26,7 +26,8 @@ written but what the CI reads) and sets, for the rest of the job:
   github  prints ::add-mask:: with the key first (GitHub then hides it in every log line) and
           appends the assignments to the file named by $GITHUB_ENV
   gitlab  prints shell exports to eval (GitLab cannot mask a value made at run time; refused
-          while CI_DEBUG_TRACE is on)
+          while CI_DEBUG_TRACE or CI_DEBUG_SERVICES is
+          true, 1 or t, as GitLab reads them)
   shell   prints shell exports to eval
 
 Examples:
@@ -43,6 +44,8 @@ Examples:
     if (!(keyVariables as readonly string[]).includes(keyVariable)) throw new UsageError(`env: --key-var must be one of ${keyVariables.join(', ')}`, 'ANTHROPIC_API_KEY (x-api-key) or ANTHROPIC_AUTH_TOKEN (Bearer)');
     const githubEnv = context.env['GITHUB_ENV'];
     if (format === 'github' && !githubEnv) throw new UsageError('env --format github: GITHUB_ENV is not set', 'run it as a step of a GitHub Actions job');
+    // Before the store is read: a traced job gets no key at all.
+    if (format === 'gitlab') refuseGitlabTrace(context.env);
 
     const { config } = configForMcp(loadConfigFor(values, context), values, context);
     refuseEnforcedFlag(config, 'gateway', '--gateway', typeof values['gateway'] === 'string' ? values['gateway'] : undefined);

@@ -21,7 +21,8 @@ it from then on without prompting.
 Does the interactive part that 'keybroker get' never does. Stores with a browser flow in
 keybroker (Vault OIDC) run it here: the sign-in address is printed on stderr and opened with
 $BROWSER (a ':'-separated list of programs, %s for the address) or else the desktop's opener
-(xdg-open, open); the Vault token is kept in ~/.vault-token (0600), as 'vault login' does.
+(xdg-open, open), handed as a private file:// page that leads to it (a command line is
+visible to every local user); the Vault token is kept in ~/.vault-token (0600), as 'vault login' does.
 For the cloud stores, whose own CLI owns the login (aws sso login, az login, gcloud auth
 application-default login), it prints the exact command on stdout when you are not logged
 in. Then it reads your key and caches it, so that the next Claude Code call is fast. It
