@@ -217,7 +217,10 @@ async function compensateWrite(deps: AdminDeps, issuer: KeyIssuer, step: Rotatio
   const line = { action: 'rotate' as const, user: step.user, secret: step.secret, step: step.step, gateway: where, token };
   if (error instanceof UnsettledWrite) {
     deps.audit.record({ ...line, outcome: 'unsettled: the store may still apply the write; the minted key stays live and the old key unchanged until --resume settles it' });
-    deps.output.stderr(`keybroker: ${step.user}: the store did not confirm writing the new key to "${step.secret}"; the key just minted at ${where} is kept (the store may still apply the write) and the old key is unchanged: run 'keybroker admin rotate --resume' with the same --audit-log once the store answers`);
+    const next = deps.audit.history
+      ? "run 'keybroker admin rotate --resume' with the same --audit-log once the store answers"
+      : `once the store answers, the key it does not hold must be deleted at the gateway by hand (new key token ${token}${step.oldToken ? `, old key token ${step.oldToken}` : ''}); with no --audit-log there is nothing to resume from`;
+    deps.output.stderr(`keybroker: ${step.user}: the store did not confirm writing the new key to "${step.secret}"; the key just minted at ${where} is kept (the store may still apply the write) and the old key is unchanged: ${next}`);
     return;
   }
   try {

@@ -11,6 +11,7 @@ import { currentKey } from '../../src/admin/common.ts';
 import { rotateKeys } from '../../src/admin/rotate.ts';
 import { revokeKey, revokeKeys } from '../../src/admin/revoke.ts';
 import type { Provider } from '../../providers/provider.ts';
+import type { AuditRecord } from '../../src/admin/audit.ts';
 import type { HarnessInstance } from '../providers/contract.ts';
 import { startFakeLiteLlm, type FakeLiteLlm } from '../fakes/litellm.ts';
 import { startStoreProxy, type StoreProxy } from '../support/store-proxy.ts';
@@ -147,4 +148,25 @@ describe('offboarding and lost answers', () => {
     expect(output.err).toEqual([]);
     expect(audit.map((entry) => entry.outcome).slice(-3)).toEqual(['intent: store write', 'updated', 'old key deleted at the gateway']);
   }, 30_000);
+
+  it('a store write never confirmed and not shown by the store: the minted key is kept (unsettled), the old one untouched; --resume then deletes the key the store does not hold', async () => {
+    const lines: AuditRecord[] = [];
+    const log = { record: (entry: AuditRecord) => void lines.push(entry), history: () => lines };
+    const { deps } = adminDeps(admin, profile, { issuer, audit: log });
+    await rotateKeys(deps, { users: ['moe'], graceMs: 0, dryRun: false }, CALLER_TTL_MS);
+    const before = (await currentKey(deps, 'claude-code/keys/moe'))!;
+    const silent: Provider = { ...admin, write: async () => Promise.reject(new StoreUnreachable('AWS Secrets Manager did not answer PutSecretValue within 2000 ms', 'check your network')) };
+    const failing = adminDeps(silent, profile, { issuer, audit: log });
+    const error = await rotateKeys(failing.deps, { users: ['moe'], graceMs: 0, dryRun: false }, CALLER_TTL_MS).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StoreUnreachable);
+    expect(lines.at(-1)!.outcome).toMatch(/^unsettled: the store may still apply the write/);
+    expect(failing.output.err.join('\n')).toMatch(/rotate --resume' with the same --audit-log/);
+    // Nobody is locked out: the stored key works, and the minted one was not deleted on a guess.
+    expect(liveKeys('moe')).toHaveLength(2);
+    expect(liveKeys('moe')).toContain(before.key);
+
+    await rotateKeys(deps, { users: [], resume: true, graceMs: 0, dryRun: false }, CALLER_TTL_MS);
+    expect(liveKeys('moe')).toEqual([before.key]);
+    expect(lines.at(-1)).toMatchObject({ settled: true, outcome: 'resumed: the store does not hold the minted key: deleted at the gateway; the old key is still the stored one, unchanged' });
+  });
 });
