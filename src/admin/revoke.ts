@@ -54,9 +54,16 @@ export async function revokeKeys(deps: AdminDeps, request: { users: string[]; pu
 
 async function revokeOne(deps: AdminDeps, user: string, purge: boolean, speak: boolean): Promise<void> {
   const secret = secretNameFor(deps.profile.secret, user);
-  const stored = await readForRevoke(deps, secret);
-  const version = stored.version ? { version: stored.version } : {};
   const step = newStepId();
+  let stored: StoredForRevoke;
+  try {
+    stored = await readForRevoke(deps, secret);
+  } catch (error) {
+    // Offboarding does not wait for the store: the gateway is asked for every keybroker key of theirs anyway.
+    deps.audit.record({ action: purge ? 'purge' : 'revoke', user, secret, step, outcome: `failed: store read: ${errorLine(error)}` });
+    stored = { exists: true, readFailed: true, unreadable: `the store could not be read: ${errorLine(error)}` };
+  }
+  const version = stored.version ? { version: stored.version } : {};
   deps.audit.record({ action: purge ? 'purge' : 'revoke', user, secret, ...version, step, outcome: `intent: ${deps.issuer ? 'delete every keybroker key of this user at the gateway, then ' : ''}${purge ? 'delete' : 'disable'} the secret` });
 
   // 1. The gateway: what ends access. Every key keybroker minted for them, whatever the store holds.
@@ -90,6 +97,8 @@ interface StoredForRevoke {
   key?: string;
   /** Why the value does not read as a key. */
   unreadable?: string;
+  /** The store itself could not be read. */
+  readFailed?: true;
 }
 
 async function readForRevoke(deps: AdminDeps, secret: string): Promise<StoredForRevoke> {
@@ -137,7 +146,8 @@ async function endGatewayKeys(
     };
   }
   const count = minted + (storedDeleted ? 1 : 0);
-  const storedPart = key !== undefined ? (storedDeleted ? 'the stored key' : 'the stored key was unknown there') : unreadable ? 'the stored value is unreadable' : 'no stored key';
+  const storedPart =
+    key !== undefined ? (storedDeleted ? 'the stored key' : 'the stored key was unknown there') : target.readFailed ? 'the store could not be read' : unreadable ? 'the stored value is unreadable' : 'no stored key';
   deps.audit.record({ ...base, outcome: `${count} key${count === 1 ? '' : 's'} deleted at the gateway (${storedPart}; ${minted} ${key !== undefined ? 'other ' : ''}key${minted === 1 ? '' : 's'} keybroker minted for this user)` });
   if (unreadable && count === 0) {
     return {

@@ -169,4 +169,21 @@ describe('offboarding and lost answers', () => {
     expect(liveKeys('moe')).toEqual([before.key]);
     expect(lines.at(-1)).toMatchObject({ settled: true, outcome: 'resumed: the store does not hold the minted key: deleted at the gateway; the old key is still the stored one, unchanged' });
   });
+
+  it('revoke when the store cannot be read: the gateway still ends every keybroker key of theirs, and the read failure is audited', async () => {
+    const { deps } = adminDeps(admin, profile, { issuer });
+    await rotateKeys(deps, { users: ['ned'], graceMs: 24 * HOUR, dryRun: false }, CALLER_TTL_MS);
+    await rotateKeys(deps, { users: ['ned'], graceMs: 24 * HOUR, dryRun: false }, CALLER_TTL_MS);
+    expect(liveKeys('ned')).toHaveLength(2);
+    const unreadable: Provider = { ...admin, readCurrent: async () => Promise.reject(new StoreUnreachable('AWS Secrets Manager did not answer GetSecretValue within 2000 ms', 'check your network')) };
+    const offboard = adminDeps(unreadable, profile, { issuer });
+    await revokeKey(offboard.deps, { user: 'ned', purge: false });
+    expect(liveKeys('ned')).toEqual([]);
+    expect(offboard.audit.map((entry) => entry.outcome)).toEqual([
+      'failed: store read: AWS Secrets Manager did not answer GetSecretValue within 2000 ms: check your network',
+      'intent: delete every keybroker key of this user at the gateway, then disable the secret',
+      '2 keys deleted at the gateway (the store could not be read; 2 keys keybroker minted for this user)',
+      'disabled (recoverable)',
+    ]);
+  });
 });
