@@ -111,7 +111,7 @@ function createSecret({ call, secrets }: AwsSession, name: string, value: string
   return call('CreateSecret', name, (abortSignal) =>
     secrets
       .send(
-        new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ClientRequestToken: randomUUID(), ...(options.description ? { Description: options.description } : {}) }),
+        new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ClientRequestToken: options.requestToken ?? randomUUID(), ...(options.description ? { Description: options.description } : {}) }),
         { abortSignal },
       )
       // Only with `known: {exists: false}`: the secret is there after all (created since, or scheduled for deletion).
@@ -151,7 +151,7 @@ async function writeSecret(session: AwsSession, name: string, value: string, opt
   // A soft-revoked secret (scheduled for deletion) is restored first: re-provisioning a developer.
   if (existing.DeletedDate) await call('RestoreSecret', name, (abortSignal) => secrets.send(new RestoreSecretCommand({ SecretId: name }), { abortSignal }));
   // One idempotency token for every attempt (the SDK would mint a new one per send): a retry never adds a second version.
-  const ClientRequestToken = randomUUID();
+  const ClientRequestToken = options.requestToken ?? randomUUID();
   const put = await call('PutSecretValue', name, (abortSignal) =>
     secrets.send(new PutSecretValueCommand({ SecretId: name, SecretString: value, ClientRequestToken }), { abortSignal }),
   );

@@ -52,6 +52,11 @@ export interface WriteOptions {
    * and must still be right when the secret changed since (fall back to checking). Absent: it checks.
    */
   known?: { exists: boolean };
+  /**
+   * The idempotency token of this write (AWS ClientRequestToken): the same write sent again with
+   * the same token and value is applied once. Stores without one write the same value again.
+   */
+  requestToken?: string;
 }
 
 export interface WriteResult {

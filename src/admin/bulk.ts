@@ -227,10 +227,11 @@ export class BulkLimiter {
   issuer(issuer: KeyIssuer): KeyIssuer {
     return {
       describe: () => issuer.describe(),
-      mint: (user) => this.gateway.call(() => issuer.mint(user)),
+      mint: (user, alias) => this.gateway.call(() => issuer.mint(user, alias)),
       retire: (key, graceMs) => this.gateway.call(() => issuer.retire(key, graceMs)),
       revoke: (keys) => this.gateway.call(() => issuer.revoke(keys)),
       revokeUser: (user) => this.gateway.call(() => issuer.revokeUser(user)),
+      revokeAlias: (user, alias) => this.gateway.call(() => issuer.revokeAlias(user, alias)),
     };
   }
 }

@@ -3,12 +3,14 @@
 // where the key comes from (never argv), and the write that skips unchanged keys.
 import fs from 'node:fs';
 import type { Profile } from '../config/config.ts';
-import { ConfigError, KeybrokerError, oneLine, SecretNotFound, UsageError, UnusableKey } from '../kernel/errors.ts';
+import { randomUUID } from 'node:crypto';
+import { ConfigError, KeybrokerError, oneLine, SecretNotFound, StoreUnreachable, UsageError, UnusableKey } from '../kernel/errors.ts';
 import { keyProblem, parseSecretValue, rfc3339Time } from '../secret/value.ts';
 import { maskKeyLike, type Output } from '../kernel/output.ts';
+import { sha256Hex } from '../kernel/sha256.ts';
 import { userNameProblem } from '../secret/name.ts';
 import type { KeyIssuer } from '../gateway/key-issuer.ts';
-import type { Provider } from '../../providers/provider.ts';
+import type { Provider, WriteOptions, WriteResult } from '../../providers/provider.ts';
 import type { AuditLog, AuditRecord } from './audit.ts';
 import type { BulkOptions } from './bulk.ts';
 
@@ -162,43 +164,92 @@ export async function currentKey(deps: Pick<AdminDeps, 'provider' | 'profile'>, 
   return (await readStored(deps, secret)).current;
 }
 
+/** A store write whose outcome is unknown (no answer, sent again without one, and the store does not show it): it may still land. */
+export class UnsettledWrite extends StoreUnreachable {}
+
+/** Audit fields a caller adds to the write's lines: its step, and the hashed token of the key written. */
+type WriteAudit = Pick<AuditRecord, 'gateway' | 'step' | 'token'>;
+
 /**
- * Writes a new version unless the same key (and expiry) is already current; audits either way, failures included.
- * `stored`: what a read just before found (rotate reads first); absent, this reads. The write is told
- * whether the secret exists, so a store skips its own check (AWS: no DescribeSecret).
+ * Writes a new version unless the same key (and expiry) is already current; audits the intent before
+ * the write (flushed) and its outcome after, failures included. `stored`: what a read just before
+ * found (rotate reads first); absent, this reads. The write is told whether the secret exists, so a
+ * store skips its own check (AWS: no DescribeSecret).
  */
 export async function writeKey(
   deps: AdminDeps,
   write: KeyWrite,
   action: AuditRecord['action'],
-  options: { gateway?: string; stored?: StoredState } = {},
+  options: WriteAudit & { stored?: StoredState } = {},
 ): Promise<WriteOutcome> {
   const secret = secretNameFor(deps.profile.secret, write.user);
-  const gateway = options.gateway ? { gateway: options.gateway } : {};
-  let result: WriteOutcome;
+  const { stored: given, ...fields } = options;
+  const extra = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as WriteAudit;
+  const stored = given ?? (await readStoredAudited(deps, write.user, secret, action, extra));
+  const current = stored.current;
+  const expiry = (date: Date | undefined) => date?.getTime();
+  if (current && current.key === write.key && expiry(current.expiresAt) === expiry(write.expiresAt)) {
+    deps.audit.record({ action, user: write.user, secret, version: current.version, outcome: 'unchanged', ...extra });
+    return { user: write.user, secret, version: current.version, outcome: 'unchanged' };
+  }
+  const now = deps.now();
+  const labels: Record<string, string> = { [MANAGED_BY_LABEL]: 'keybroker', [USER_LABEL]: write.user, [ROTATED_LABEL]: String(Math.floor(now / 1000)) };
+  if (write.expiresAt) labels[EXPIRES_LABEL] = String(Math.floor(write.expiresAt.getTime() / 1000));
+  const request = { secret, value: secretValue(deps, write, now), key: write.key, options: { labels, description: `Claude Code gateway key of ${write.user} (keybroker)`, known: { exists: stored.exists }, requestToken: randomUUID() } };
+  // The intent is on disk before the store is asked: a crash after it leaves a line, and a log that cannot be written stops here.
+  deps.audit.record({ action, user: write.user, secret, ...(current ? { version: current.version } : {}), outcome: 'intent: store write', ...extra });
+  let written: WriteResult;
   try {
-    const stored = options.stored ?? (await readStored(deps, secret));
-    const current = stored.current;
-    const expiry = (date: Date | undefined) => date?.getTime();
-    if (current && current.key === write.key && expiry(current.expiresAt) === expiry(write.expiresAt)) {
-      result = { user: write.user, secret, version: current.version, outcome: 'unchanged' };
-    } else {
-      const now = deps.now();
-      const labels: Record<string, string> = { [MANAGED_BY_LABEL]: 'keybroker', [USER_LABEL]: write.user, [ROTATED_LABEL]: String(Math.floor(now / 1000)) };
-      if (write.expiresAt) labels[EXPIRES_LABEL] = String(Math.floor(write.expiresAt.getTime() / 1000));
-      const written = await deps.provider.write(secret, secretValue(deps, write, now), {
-        labels,
-        description: `Claude Code gateway key of ${write.user} (keybroker)`,
-        known: { exists: stored.exists },
-      });
-      result = { user: write.user, secret, version: written.version, outcome: written.created ? 'created' : 'updated' };
-    }
+    written = await settledWrite(deps, request);
   } catch (error) {
-    deps.audit.record({ action, user: write.user, secret, outcome: `failed: store write: ${errorLine(error)}`, ...gateway });
+    const what = error instanceof UnsettledWrite ? 'unsettled: store write' : 'failed: store write';
+    deps.audit.record({ action, user: write.user, secret, outcome: `${what}: ${errorLine(error)}`, ...extra });
     throw error;
   }
-  deps.audit.record({ action, user: write.user, secret, version: result.version, outcome: result.outcome, ...gateway });
+  const result: WriteOutcome = { user: write.user, secret, version: written.version, outcome: written.created ? 'created' : 'updated' };
+  deps.audit.record({ action, user: write.user, secret, version: result.version, outcome: result.outcome, ...extra });
   return result;
+}
+
+async function readStoredAudited(deps: AdminDeps, user: string, secret: string, action: AuditRecord['action'], extra: WriteAudit): Promise<StoredState> {
+  try {
+    return await readStored(deps, secret);
+  } catch (error) {
+    deps.audit.record({ action, user, secret, outcome: `failed: store read: ${errorLine(error)}`, ...extra });
+    throw error;
+  }
+}
+
+/**
+ * One write whose outcome is known. A refusal is final (nothing was written). No answer (a timeout,
+ * a reset, a 5xx) may still have been applied: the same write is sent again (same value, same
+ * idempotency token), then the store is read; UnsettledWrite when neither shows the key stored.
+ */
+async function settledWrite(deps: AdminDeps, request: { secret: string; value: string; key: string; options: WriteOptions }): Promise<WriteResult> {
+  const { secret, value, key, options } = request;
+  try {
+    return await deps.provider.write(secret, value, options);
+  } catch (first) {
+    if (!(first instanceof StoreUnreachable)) throw first;
+    try {
+      // `known` is dropped: the first attempt may have created the secret.
+      return { ...(await deps.provider.write(secret, value, { ...options, known: undefined })), created: options.known?.exists === false };
+    } catch (again) {
+      if (!(again instanceof StoreUnreachable)) throw again;
+    }
+    const held = await readStored(deps, secret).catch(() => undefined);
+    if (held?.current?.key === key) return { version: held.current.version, created: options.known?.exists === false };
+    throw new UnsettledWrite(
+      `the store did not confirm the write of "${secret}" (${errorLine(first)}), nor the same write sent again; it may still be applied`,
+      'run the same command again once the store answers (a rotation with --audit-log finishes it: admin rotate --resume)',
+      { cause: first },
+    );
+  }
+}
+
+/** LiteLLM's own id for a key (the SHA-256 of it, hex): what its UI and /key/delete accept, and all the audit keeps. */
+export function gatewayToken(key: string): string {
+  return sha256Hex(key);
 }
 
 /** An error's one line for messages and the audit (typed errors carry no key; others are masked). */

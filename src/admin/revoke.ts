@@ -1,8 +1,11 @@
-// `admin revoke`: offboarding. The gateway stops accepting the key first (that is what ends
-// access), then the store disables the secret (soft, recoverable) or deletes it (--purge). When the
-// stored value cannot be read as a key, the gateway is still asked to delete the developer's
-// keybroker keys; when that cannot be done the command fails, naming what to do by hand.
-import { Interrupted, SecretNotFound, UnusableKey } from '../kernel/errors.ts';
+// `admin revoke`: offboarding. The gateway stops accepting the developer's keys first (that is what
+// ends access): the stored key and every other key keybroker minted for them (a rotation's old key
+// in its grace, a mint whose store write was lost), whatever the store holds or fails to hold. Then
+// the store disables the secret (soft, recoverable) or deletes it (--purge). When the gateway part
+// cannot be done the command fails, naming what to do by hand.
+import { Interrupted, SecretNotFound, StoreUnreachable, UnusableKey, type KeybrokerError } from '../kernel/errors.ts';
+import type { KeyIssuer } from '../gateway/key-issuer.ts';
+import { newStepId } from './audit.ts';
 import { formatDuration } from '../kernel/duration.ts';
 import { parseSecretValue } from '../secret/value.ts';
 import { errorLine, secretNameFor, type AdminDeps } from './common.ts';
@@ -51,73 +54,109 @@ export async function revokeKeys(deps: AdminDeps, request: { users: string[]; pu
 
 async function revokeOne(deps: AdminDeps, user: string, purge: boolean, speak: boolean): Promise<void> {
   const secret = secretNameFor(deps.profile.secret, user);
-  let stored: { value: string; version: string } | undefined;
+  const step = newStepId();
+  let stored: StoredForRevoke;
   try {
-    stored = await deps.provider.readCurrent(secret);
+    stored = await readForRevoke(deps, secret);
   } catch (error) {
-    if (!(error instanceof SecretNotFound)) throw error;
+    // Offboarding does not wait for the store: the gateway is asked for every keybroker key of theirs anyway.
+    deps.audit.record({ action: purge ? 'purge' : 'revoke', user, secret, step, outcome: `failed: store read: ${errorLine(error)}` });
+    stored = { exists: true, readFailed: true, unreadable: `the store could not be read: ${errorLine(error)}` };
   }
-  let key: string | undefined;
-  let unreadable: string | undefined;
-  if (stored) {
-    try {
-      key = parseSecretValue(stored.value, deps.profile.field, `secret "${secret}"`).key;
-    } catch (error) {
-      if (!(error instanceof UnusableKey)) throw error;
-      unreadable = error.message;
-    }
-  }
-  const version = stored ? { version: stored.version } : {};
+  const version = stored.version ? { version: stored.version } : {};
+  deps.audit.record({ action: purge ? 'purge' : 'revoke', user, secret, ...version, step, outcome: `intent: ${deps.issuer ? 'delete every keybroker key of this user at the gateway, then ' : ''}${purge ? 'delete' : 'disable'} the secret` });
 
-  // 1. The gateway: what ends access.
-  let gatewayNote = '';
-  let leftLive: UnusableKey | undefined;
-  if (deps.issuer) {
-    const where = deps.issuer.describe();
-    if (key !== undefined) {
-      const deleted = await deps.issuer.revoke([key]);
-      deps.audit.record({ action: 'revoke', user, secret, ...version, outcome: deleted ? 'key deleted at the gateway' : 'key unknown to the gateway', gateway: where });
-      gatewayNote = deleted ? `; key deleted at ${where}` : `; ${where} did not know the key`;
-    } else if (stored) {
-      // The value does not say which key is theirs: ask the gateway for the keys it holds for them.
-      let count: number;
-      try {
-        count = await deps.issuer.revokeUser(user);
-      } catch (error) {
-        deps.audit.record({ action: 'revoke', user, secret, ...version, outcome: `failed: the stored value is unreadable and deleting ${user}'s keys at the gateway failed (${errorLine(error)})`, gateway: where });
-        count = -1;
-        leftLive = new UnusableKey(
-          `the stored value of "${secret}" cannot be read as a key, and deleting ${user}'s keys at ${where} failed (${errorLine(error)}): ${user}'s gateway key may still work`,
-          `delete ${user}'s keys at the gateway by hand (LiteLLM: GET /key/list?user_id=${user}, then POST /key/delete with their tokens)`,
-        );
-      }
-      if (count === 0) {
-        deps.audit.record({ action: 'revoke', user, secret, ...version, outcome: 'failed: the stored value is unreadable and the gateway holds no key keybroker minted for this user', gateway: where });
-        leftLive = new UnusableKey(
-          `the stored value of "${secret}" cannot be read as a key (${unreadable}), and ${where} holds no key keybroker minted for ${user}: a key put there another way may still work`,
-          `check ${user}'s keys at the gateway and delete them by hand (LiteLLM: GET /key/list?user_id=${user}, then POST /key/delete)`,
-        );
-      } else if (count > 0) {
-        deps.audit.record({ action: 'revoke', user, secret, ...version, outcome: `stored value unreadable; deleted the ${count} key${count === 1 ? '' : 's'} keybroker minted for this user at the gateway`, gateway: where });
-        gatewayNote = `; the stored value was unreadable, so the ${count} key${count === 1 ? '' : 's'} keybroker minted for ${user} ${count === 1 ? 'was' : 'were'} deleted at ${where}`;
-      }
-    } else {
-      gatewayNote = `; no stored key to delete at ${where}`;
-    }
-  }
+  // 1. The gateway: what ends access. Every key keybroker minted for them, whatever the store holds.
+  const gateway = deps.issuer ? await endGatewayKeys(deps, deps.issuer, { user, secret, step, ...stored }) : { note: '' };
 
   // 2. The store: disabled (recoverable) or deleted; even when the gateway part failed, so no one fetches it again.
+  const action = purge ? 'purge' : 'revoke';
+  let outcome = purge ? 'deleted for good' : 'disabled (recoverable)';
   try {
     await deps.provider.revoke(secret, { purge });
   } catch (error) {
-    deps.audit.record({ action: purge ? 'purge' : 'revoke', user, secret, ...version, outcome: `failed: store: ${errorLine(error)}` });
+    // No secret at all (never stored, or the write of a rotation was lost): the gateway part was the whole job.
+    if (!(error instanceof SecretNotFound && !stored.exists && deps.issuer && !gateway.leftLive)) {
+      deps.audit.record({ action, user, secret, ...version, step, outcome: `failed: store: ${errorLine(error)}` });
+      throw error;
+    }
+    outcome = 'no secret in the store (nothing to disable)';
+  }
+  deps.audit.record({ action, user, secret, ...version, step, outcome });
+  if (gateway.leftLive) {
+    deps.output.stderr(`keybroker: ${user}: secret "${secret}" ${outcome}, but the gateway key was not retired`);
+    throw gateway.leftLive;
+  }
+  if (speak) deps.output.stdout(`${user}: secret "${secret}" ${outcome}${gateway.note}\n`);
+}
+
+interface StoredForRevoke {
+  exists: boolean;
+  version?: string;
+  /** The stored key, when the value reads as one. */
+  key?: string;
+  /** Why the value does not read as a key. */
+  unreadable?: string;
+  /** The store itself could not be read. */
+  readFailed?: true;
+}
+
+async function readForRevoke(deps: AdminDeps, secret: string): Promise<StoredForRevoke> {
+  let stored: { value: string; version: string };
+  try {
+    stored = await deps.provider.readCurrent(secret);
+  } catch (error) {
+    if (error instanceof SecretNotFound) return { exists: false };
     throw error;
   }
-  const outcome = purge ? 'deleted for good' : 'disabled (recoverable)';
-  deps.audit.record({ action: purge ? 'purge' : 'revoke', user, secret, ...version, outcome });
-  if (leftLive) {
-    deps.output.stderr(`keybroker: ${user}: secret "${secret}" ${outcome}, but the gateway key was not retired`);
-    throw leftLive;
+  try {
+    return { exists: true, version: stored.version, key: parseSecretValue(stored.value, deps.profile.field, `secret "${secret}"`).key };
+  } catch (error) {
+    if (!(error instanceof UnusableKey)) throw error;
+    return { exists: true, version: stored.version, unreadable: error.message };
   }
-  if (speak) deps.output.stdout(`${user}: secret "${secret}" ${outcome}${gatewayNote}\n`);
+}
+
+/**
+ * Deletes the stored key (it may have been put by hand) and every other key keybroker minted for
+ * `user` (a rotation's old key in its grace, a mint whose store write was lost): one audit line
+ * that counts them. A failure is returned, to be thrown once the store side is done.
+ */
+async function endGatewayKeys(
+  deps: AdminDeps,
+  issuer: KeyIssuer,
+  target: StoredForRevoke & { user: string; secret: string; step: string },
+): Promise<{ note: string; leftLive?: KeybrokerError }> {
+  const { user, secret, step, key, unreadable } = target;
+  const where = issuer.describe();
+  const base = { action: 'revoke' as const, user, secret, ...(target.version ? { version: target.version } : {}), step, gateway: where };
+  let storedDeleted = false;
+  let minted: number;
+  try {
+    if (key !== undefined) storedDeleted = await issuer.revoke([key]);
+    minted = await issuer.revokeUser(user);
+  } catch (error) {
+    deps.audit.record({ ...base, outcome: `failed: deleting ${user}'s keys at the gateway failed (${errorLine(error)})${storedDeleted ? '; the stored key was deleted' : ''}` });
+    return {
+      note: '',
+      leftLive: new StoreUnreachable(
+        `deleting ${user}'s keys at ${where} failed (${errorLine(error)}): ${user}'s gateway key${storedDeleted ? 's other than the stored one' : ''} may still work`,
+        `run the same revoke again, or delete ${user}'s keys at the gateway by hand (LiteLLM: GET /key/list?user_id=${user}, then POST /key/delete with their tokens)`,
+      ),
+    };
+  }
+  const count = minted + (storedDeleted ? 1 : 0);
+  const storedPart =
+    key !== undefined ? (storedDeleted ? 'the stored key' : 'the stored key was unknown there') : target.readFailed ? 'the store could not be read' : unreadable ? 'the stored value is unreadable' : 'no stored key';
+  deps.audit.record({ ...base, outcome: `${count} key${count === 1 ? '' : 's'} deleted at the gateway (${storedPart}; ${minted} ${key !== undefined ? 'other ' : ''}key${minted === 1 ? '' : 's'} keybroker minted for this user)` });
+  if (unreadable && count === 0) {
+    return {
+      note: '',
+      leftLive: new UnusableKey(
+        `the stored value of "${secret}" cannot be read as a key (${unreadable}), and ${where} holds no key keybroker minted for ${user}: a key put there another way may still work`,
+        `check ${user}'s keys at the gateway and delete them by hand (LiteLLM: GET /key/list?user_id=${user}, then POST /key/delete)`,
+      ),
+    };
+  }
+  return { note: `; ${count} key${count === 1 ? '' : 's'} deleted at ${where}${storedDeleted ? ' (the stored one' + (minted ? ` and ${minted} more keybroker minted` : '') + ')' : ''}` };
 }

@@ -3,10 +3,11 @@
 // untouched) → write the new version (on failure: delete the minted key) → retire the old key
 // (its grace period starts now, or at once when asked).
 import { formatDuration } from '../kernel/duration.ts';
-import { Interrupted, UsageError } from '../kernel/errors.ts';
-import { sha256Hex } from '../kernel/sha256.ts';
-import type { MintedKey } from '../gateway/key-issuer.ts';
-import { errorLine, readStored, secretNameFor, templatePrefix, userFromSecretName, writeKey, USER_LABEL, type AdminDeps, type WriteOutcome } from './common.ts';
+import { Interrupted, StoreUnreachable, UsageError } from '../kernel/errors.ts';
+import { MINT_INTENT, resumeRotations } from './resume.ts';
+import { mintAlias, type KeyIssuer, type MintedKey } from '../gateway/key-issuer.ts';
+import { newStepId } from './audit.ts';
+import { errorLine, gatewayToken, readStored, secretNameFor, templatePrefix, userFromSecretName, writeKey, UnsettledWrite, USER_LABEL, type AdminDeps, type StoredKey, type WriteOutcome } from './common.ts';
 import { limiterFor, pacedAt, runBulk, terminalProgress } from './bulk.ts';
 
 export interface RotateRequest {
@@ -20,6 +21,8 @@ export interface RotateRequest {
   /** How long the gateway keeps accepting the old key; 0 retires it at once. */
   graceMs: number;
   dryRun: boolean;
+  /** Finish the rotations the audit log says were started and not settled (all of them when no user is named). */
+  resume?: boolean;
 }
 
 /** Claude Code may keep a key this long after keybroker last served it (TTL, then once more). */
@@ -48,6 +51,10 @@ export interface RotateSummary {
 }
 
 export async function rotateKeys(deps: AdminDeps, request: RotateRequest, callerTtlMs: number): Promise<WriteOutcome[]> {
+  if (request.resume && !request.all && request.users.length === 0) {
+    await resumeRotations(deps);
+    return [];
+  }
   if (request.key === undefined && !deps.issuer) {
     throw new UsageError('no new key: none was given and no gateway key API is configured', 'pipe the new key on stdin or use --from-file, or add "keyIssuer" to the profile');
   }
@@ -59,6 +66,8 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
     throw new UsageError('a key from stdin or --from-file can rotate one developer only', 'use --user NAME, or configure "keyIssuer" to mint a key per developer');
   }
   for (const user of users) secretNameFor(deps.profile.secret, user);
+  // A rotation a crash left half-done is finished first, so this one starts from what the store holds.
+  if (request.resume || (deps.audit.history && deps.issuer && request.key === undefined && !request.dryRun)) await resumeRotations(deps, new Set(users));
   const safeGrace = minimumSafeGraceMs(deps.profile.cache.refreshAfterMs, callerTtlMs);
   if (deps.issuer && request.key === undefined && request.graceMs > 0 && request.graceMs < safeGrace) {
     deps.output.stderr(
@@ -119,11 +128,6 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
   throw run.firstFailure!.error;
 }
 
-/** LiteLLM's own id for a key (the SHA-256 of it, hex): what its UI and /key/delete accept, never the key. */
-function gatewayToken(key: string): string {
-  return sha256Hex(key);
-}
-
 async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest, speak: boolean): Promise<WriteOutcome | undefined> {
   const secret = secretNameFor(deps.profile.secret, user);
   const stored = await readStored(deps, secret);
@@ -141,51 +145,109 @@ async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest, 
     return undefined;
   }
 
+  // Every line of this rotation carries `step`; the first one (before the mint) says what a crash would leave.
+  const step: RotationStep = { user, secret, step: newStepId(), ...(old ? { oldToken: gatewayToken(old.key) } : {}), graceMs: request.graceMs };
   // 1. Mint a new key; the old one is untouched (no grace starts) until the new one is stored.
-  const minted: MintedKey = issuer ? await issuer.mint(user) : { key: request.key! };
+  const minted: MintedKey = issuer ? await mintAudited(deps, issuer, step) : { key: request.key! };
+  const token = gatewayToken(minted.key);
 
   // 2. Write: from here on every `get` that refreshes serves the new key.
   const expiresAt = request.expiresAt ?? minted.expiresAt;
   let result: WriteOutcome;
   try {
-    result = await writeKey(deps, { user, key: minted.key, ...(expiresAt ? { expiresAt } : {}) }, 'rotate', { ...(issuer ? { gateway: issuer.describe() } : {}), stored });
+    result = await writeKey(deps, { user, key: minted.key, ...(expiresAt ? { expiresAt } : {}) }, 'rotate', { ...(issuer ? { gateway: issuer.describe(), token } : {}), step: step.step, stored });
   } catch (error) {
-    if (!issuer) throw error;
-    // The store does not hold the minted key: it must not stay live at the gateway.
-    const where = issuer.describe();
-    try {
-      await issuer.revoke([minted.key]);
-      deps.audit.record({ action: 'rotate', user, secret, outcome: 'rolled back: the store write failed; the minted key was deleted at the gateway; the old key is unchanged', gateway: where });
-      deps.output.stderr(`keybroker: ${user}: writing the new key to "${secret}" failed, so the key just minted at ${where} was deleted there; the old key is unchanged and still works: fix the write (below) and re-run`);
-    } catch (deleteError) {
-      const token = gatewayToken(minted.key);
-      deps.audit.record({ action: 'rotate', user, secret, outcome: `failed: the store write failed and deleting the minted key at the gateway failed too (${errorLine(deleteError)}); it is live and unstored: delete token ${token} by hand`, gateway: where });
-      deps.output.stderr(`keybroker: ${user}: writing the new key to "${secret}" failed, and deleting the key just minted at ${where} failed too (${errorLine(deleteError)}): delete it by hand there (POST /key/delete {"keys": ["${token}"]}, its hashed token); the old key is unchanged`);
-    }
+    if (issuer) await compensateWrite(deps, issuer, step, minted.key, error);
     throw error;
   }
 
   // 3. Retire the old key now that the new one is where developers read it: the grace starts here.
-  let retired = '';
-  if (issuer && old && old.key !== minted.key) {
-    let outcome: 'retired' | 'unknown';
-    try {
-      outcome = await issuer.retire(old.key, request.graceMs);
-    } catch (error) {
-      const token = gatewayToken(old.key);
-      deps.audit.record({ action: 'rotate', user, secret, version: old.version, outcome: `partial: the new key is stored; retiring the old key at the gateway failed (${errorLine(error)}); it stays live until retired by hand (token ${token})`, gateway: issuer.describe() });
-      deps.output.stderr(`keybroker: ${user}: the new key is stored (version ${result.version}), but retiring the old key at ${issuer.describe()} failed: it stays valid until you delete it there (POST /key/delete {"keys": ["${token}"]}, its hashed token)`);
-      throw error;
-    }
-    const what = outcome === 'unknown' ? 'old key unknown to the gateway' : request.graceMs > 0 ? `old key expires at the gateway in ${formatDuration(request.graceMs)}` : 'old key deleted at the gateway';
-    deps.audit.record({ action: 'revoke', user, secret, version: old.version, outcome: what, gateway: issuer.describe() });
-    retired =
-      outcome === 'unknown'
-        ? '; the old key was not one the gateway knows (nothing to retire there)'
-        : request.graceMs > 0
-          ? `; the gateway accepts the old key for ${formatDuration(request.graceMs)} more`
-          : '; old key deleted at the gateway';
-  }
+  const retired = issuer && old && old.key !== minted.key ? await retireOld(deps, issuer, step, old, request.graceMs, result.version) : '';
   if (speak) deps.output.stdout(`${user}: rotated to version ${result.version} of "${secret}"${retired}\n`);
   return result;
+}
+
+/** What every line of one developer's rotation carries. */
+interface RotationStep {
+  user: string;
+  secret: string;
+  step: string;
+  oldToken?: string;
+  graceMs: number;
+}
+
+/**
+ * Audits the intent (alias included) before asking the gateway; when the answer is lost (timeout,
+ * reset, 5xx) the gateway may have made the key: it is looked up by its alias and deleted.
+ */
+async function mintAudited(deps: AdminDeps, issuer: KeyIssuer, step: RotationStep): Promise<MintedKey> {
+  const where = issuer.describe();
+  const alias = mintAlias(step.user, deps.now());
+  const line = { action: 'rotate' as const, user: step.user, secret: step.secret, step: step.step, gateway: where };
+  deps.audit.record({ ...line, alias, ...(step.oldToken ? { oldToken: step.oldToken } : {}), graceMs: step.graceMs, outcome: MINT_INTENT });
+  try {
+    return await issuer.mint(step.user, alias);
+  } catch (error) {
+    if (!(error instanceof StoreUnreachable)) {
+      deps.audit.record({ ...line, alias, settled: true, outcome: `failed: mint: ${errorLine(error)}` });
+      throw error;
+    }
+    let found: number;
+    try {
+      found = await issuer.revokeAlias(step.user, alias);
+    } catch (lookupError) {
+      deps.audit.record({ ...line, alias, outcome: `unsettled: mint: ${errorLine(error)}; finding the key by its alias failed too (${errorLine(lookupError)})` });
+      deps.output.stderr(`keybroker: ${step.user}: ${where} did not answer the mint and could not be asked whether it made the key (alias ${alias}): run 'keybroker admin rotate --resume' with this --audit-log, or 'admin revoke --user ${step.user}' to offboard`);
+      throw error;
+    }
+    const what = found ? 'the gateway had made the key: deleted by its alias' : 'the gateway holds no key under its alias';
+    deps.audit.record({ ...line, alias, settled: true, outcome: `failed: mint: ${errorLine(error)}; ${what}` });
+    throw error;
+  }
+}
+
+/**
+ * The store write failed. Refused: the store does not hold the minted key, so it is deleted.
+ * Unsettled (the write may still land): the minted key stays live, so nobody is locked out, and
+ * the log says what --resume must settle.
+ */
+async function compensateWrite(deps: AdminDeps, issuer: KeyIssuer, step: RotationStep, mintedKey: string, error: unknown): Promise<void> {
+  const where = issuer.describe();
+  const token = gatewayToken(mintedKey);
+  const line = { action: 'rotate' as const, user: step.user, secret: step.secret, step: step.step, gateway: where, token };
+  if (error instanceof UnsettledWrite) {
+    deps.audit.record({ ...line, outcome: 'unsettled: the store may still apply the write; the minted key stays live and the old key unchanged until --resume settles it' });
+    const next = deps.audit.history
+      ? "run 'keybroker admin rotate --resume' with the same --audit-log once the store answers"
+      : `once the store answers, the key it does not hold must be deleted at the gateway by hand (new key token ${token}${step.oldToken ? `, old key token ${step.oldToken}` : ''}); with no --audit-log there is nothing to resume from`;
+    deps.output.stderr(`keybroker: ${step.user}: the store did not confirm writing the new key to "${step.secret}"; the key just minted at ${where} is kept (the store may still apply the write) and the old key is unchanged: ${next}`);
+    return;
+  }
+  try {
+    await issuer.revoke([mintedKey]);
+    deps.audit.record({ ...line, settled: true, outcome: 'rolled back: the store refused the write; the minted key was deleted at the gateway; the old key is unchanged' });
+    deps.output.stderr(`keybroker: ${step.user}: writing the new key to "${step.secret}" failed, so the key just minted at ${where} was deleted there; the old key is unchanged and still works: fix the write (below) and re-run`);
+  } catch (deleteError) {
+    deps.audit.record({ ...line, outcome: `failed: the store write failed and deleting the minted key at the gateway failed too (${errorLine(deleteError)}); it is live and unstored: delete token ${token} by hand` });
+    deps.output.stderr(`keybroker: ${step.user}: writing the new key to "${step.secret}" failed, and deleting the key just minted at ${where} failed too (${errorLine(deleteError)}): delete it by hand there (POST /key/delete {"keys": ["${token}"]}, its hashed token); the old key is unchanged`);
+  }
+}
+
+/** Retires the replaced key (its intent is the mint's line: oldToken and grace); the outcome line settles the step. */
+async function retireOld(deps: AdminDeps, issuer: KeyIssuer, step: RotationStep, old: StoredKey, graceMs: number, version: string): Promise<string> {
+  const where = issuer.describe();
+  const line = { user: step.user, secret: step.secret, version: old.version, step: step.step, gateway: where };
+  let outcome: 'retired' | 'unknown';
+  try {
+    outcome = await issuer.retire(old.key, graceMs);
+  } catch (error) {
+    const token = gatewayToken(old.key);
+    deps.audit.record({ action: 'rotate', ...line, oldToken: token, outcome: `partial: the new key is stored; retiring the old key at the gateway failed (${errorLine(error)}); it stays live until --resume or a retire by hand (token ${token})` });
+    deps.output.stderr(`keybroker: ${step.user}: the new key is stored (version ${version}), but retiring the old key at ${where} failed: it stays valid until 'keybroker admin rotate --resume' (with this --audit-log) or you delete it there (POST /key/delete {"keys": ["${token}"]}, its hashed token)`);
+    throw error;
+  }
+  const what = outcome === 'unknown' ? 'old key unknown to the gateway' : graceMs > 0 ? `old key expires at the gateway in ${formatDuration(graceMs)}` : 'old key deleted at the gateway';
+  deps.audit.record({ action: 'revoke', ...line, settled: true, outcome: what });
+  if (outcome === 'unknown') return '; the old key was not one the gateway knows (nothing to retire there)';
+  return graceMs > 0 ? `; the gateway accepts the old key for ${formatDuration(graceMs)} more` : '; old key deleted at the gateway';
 }

@@ -6,9 +6,19 @@ import { AccessDenied, ConfigError, NotAuthenticated, StoreUnreachable } from '.
 import { markThrottled, retryAfterMs } from '../kernel/retry.ts';
 import { isPlainHttpToAnotherHost } from '../kernel/transport.ts';
 import { checkLoopbackOwner } from '../kernel/loopback-owner.ts';
-import type { IssuerContext, KeyIssuer, MintedKey } from './key-issuer.ts';
+import { mintAlias, type IssuerContext, type KeyIssuer, type MintedKey } from './key-issuer.ts';
 
 const DEFAULT_MASTER_KEY_ENV = 'LITELLM_MASTER_KEY';
+
+const LIST_PAGE_SIZE = 100;
+const MAX_LIST_PAGES = 100;
+
+interface ListedKey {
+  token: string;
+  user_id?: unknown;
+  key_alias?: unknown;
+  metadata?: Record<string, unknown>;
+}
 
 interface GenerateResponse {
   key?: string;
@@ -88,11 +98,27 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
     metadata: { 'managed-by': 'keybroker' },
   });
 
+  /** Every key the gateway holds for `user` that keybroker minted, page by page; full objects carry the hashed `token`. */
+  async function managedKeys(user: string): Promise<ListedKey[]> {
+    const found: ListedKey[] = [];
+    for (let page = 1; page <= MAX_LIST_PAGES; page++) {
+      const answer = (await call(`/key/list?user_id=${encodeURIComponent(user)}&return_full_object=true&size=${LIST_PAGE_SIZE}&page=${page}`, undefined, false, 'GET')) as
+        | { keys?: unknown[]; total_pages?: unknown }
+        | undefined;
+      const keys = answer?.keys ?? [];
+      for (const entry of keys as ListedKey[]) {
+        if (typeof entry?.token === 'string' && entry.user_id === user && entry.metadata?.['managed-by'] === 'keybroker') found.push(entry);
+      }
+      const pages = typeof answer?.total_pages === 'number' ? answer.total_pages : 1;
+      if (page >= pages || keys.length === 0) return found;
+    }
+    throw new StoreUnreachable(`${where} listed more than ${MAX_LIST_PAGES * LIST_PAGE_SIZE} keys for ${user}`, `delete ${user}'s keys at the gateway by hand`);
+  }
+
   return {
     describe: () => where,
-    async mint(user) {
+    async mint(user, alias = mintAlias(user, Date.now())) {
       // Aliases are unique at the gateway and the old key lives on until retired: one alias per mint.
-      const alias = `keybroker-${user}-${new Date().toISOString().replace(/[-:]/g, '')}`;
       return minted(await call('/key/generate', { ...keyFields(user), key_alias: alias }), '/key/generate');
     },
     async retire(key, graceMs) {
@@ -106,12 +132,13 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
       return (await call('/key/delete', { keys }, true)) !== undefined;
     },
     async revokeUser(user) {
-      const answer = (await call(`/key/list?user_id=${encodeURIComponent(user)}&return_full_object=true&size=100`, undefined, false, 'GET')) as { keys?: unknown[] } | undefined;
-      // Full objects carry the hashed `token`, which /key/delete accepts in place of the key.
-      const tokens = (answer?.keys ?? [])
-        .filter((entry): entry is { token: string; user_id?: unknown; metadata?: Record<string, unknown> } => typeof (entry as { token?: unknown })?.token === 'string')
-        .filter((entry) => entry.user_id === user && entry.metadata?.['managed-by'] === 'keybroker')
-        .map((entry) => entry.token);
+      const tokens = (await managedKeys(user)).map((entry) => entry.token);
+      if (tokens.length === 0) return 0;
+      await call('/key/delete', { keys: tokens }, true);
+      return tokens.length;
+    },
+    async revokeAlias(user, alias) {
+      const tokens = (await managedKeys(user)).filter((entry) => entry.key_alias === alias).map((entry) => entry.token);
       if (tokens.length === 0) return 0;
       await call('/key/delete', { keys: tokens }, true);
       return tokens.length;

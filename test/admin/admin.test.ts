@@ -54,7 +54,10 @@ describe('admin put, import, revoke, list on AWS', () => {
       const entry = await fetchFromStore({ profile, openProvider: async () => developer, osUser: () => 'unused', now: () => Date.parse('2026-12-01T00:00:00Z') });
       expect(entry.key).toBe('sk-test-put-alice-1');
       expect(entry.expiresAt).toBe(Date.parse('2027-01-31T00:00:00Z'));
-      expect(audit).toEqual([{ action: 'put', user: 'alice', secret: 'claude-code/keys/alice', version: result.version, outcome: 'created' }]);
+      expect(audit).toEqual([
+        { action: 'put', user: 'alice', secret: 'claude-code/keys/alice', outcome: 'intent: store write' },
+        { action: 'put', user: 'alice', secret: 'claude-code/keys/alice', version: result.version, outcome: 'created' },
+      ]);
       expect(output.out.join('') + JSON.stringify(audit)).not.toContain('sk-test-put-alice-1');
     });
 
@@ -169,8 +172,9 @@ describe('admin put, import, revoke, list on AWS', () => {
       let writes = 0;
       const flaky: Provider = {
         ...admin,
+        // rae's write and the same write sent again get no answer, and were not applied.
         write: async (...args) => {
-          if (++writes === 3) throw new StoreUnreachable('AWS Secrets Manager did not answer PutSecretValue within 5000 ms', 'check your network');
+          if (args[0].endsWith('/rae') && ++writes <= 2) throw new StoreUnreachable('AWS Secrets Manager did not answer PutSecretValue within 5000 ms', 'check your network');
           return admin.write(...args);
         },
       };
@@ -179,7 +183,7 @@ describe('admin put, import, revoke, list on AWS', () => {
       const error = await importKeys(first.deps, text, 'csv', 'keys.csv').catch((caught: unknown) => caught);
       expect(error).toBeInstanceOf(StoreUnreachable);
       expect(first.output.err).toEqual([
-        'keybroker: import stopped at rae (line 4): AWS Secrets Manager did not answer PutSecretValue within 5000 ms: check your network',
+        'keybroker: import stopped at rae (line 4): the store did not confirm the write of "claude-code/keys/rae" (AWS Secrets Manager did not answer PutSecretValue within 5000 ms: check your network), nor the same write sent again; it may still be applied: run the same command again once the store answers (a rotation with --audit-log finishes it: admin rotate --resume)',
         'keybroker: written or already current (2): pam, quinn',
         'keybroker: not written (2): rae, sam',
         'keybroker: fix the cause and run the same import again: keys already current are not written twice',
@@ -193,7 +197,7 @@ describe('admin put, import, revoke, list on AWS', () => {
       expect(again.output.out.join('')).toBe('imported 4 keys from keys.csv: 2 created, 0 new versions, 2 unchanged\n');
       for (const user of users) expect(await versionsOf(store, `claude-code/keys/${user}`)).toBe(1);
       // One audit line per row; rows run concurrently, so lines come in the order the writes finished.
-      expect(again.audit.map((entry) => `${entry.user}:${entry.outcome}`).sort()).toEqual(['pam:unchanged', 'quinn:unchanged', 'rae:created', 'sam:created']);
+      expect(again.audit.map((entry) => `${entry.user}:${entry.outcome}`).sort()).toEqual(['pam:unchanged', 'quinn:unchanged', 'rae:created', 'rae:intent: store write', 'sam:created', 'sam:intent: store write']);
     });
 
     it('shows progress on a terminal', async () => {

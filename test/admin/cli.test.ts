@@ -58,7 +58,10 @@ describe('keybroker admin (binary)', () => {
     expect(put.code).toBe(0);
     expect(put.stdout).toMatch(/^alice: created secret "claude-code\/keys\/alice" \(version [0-9a-f-]+\)\n$/);
     const lines = fs.readFileSync(audit, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, string>);
-    expect(lines).toHaveLength(1);
+    // The intent, on disk before the write, then its outcome.
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({ action: 'put', user: 'alice', outcome: 'intent: store write' });
+    lines.shift();
     expect(lines[0]).toMatchObject({ actor: 'arn:aws:iam::123456789012:user/keybroker-admin', action: 'put', user: 'alice', secret: 'claude-code/keys/alice', outcome: 'created' });
     // Stamped while the command ran (whole seconds or better), not some other time.
     expect(Date.parse(lines[0]!['time']!)).toBeGreaterThanOrEqual(Math.floor(before / 1_000) * 1_000);

@@ -64,9 +64,15 @@ describe(`admin import of ${ROWS} developers, interrupted`, () => {
     return new Promise((resolve) => child.on('close', (code, signal) => (clearInterval(poll), resolve({ code, signal, stdout, stderr }))));
   }
 
+  /** The outcome lines (each write's intent line, written before it, left out). */
   function auditLines(): { user: string; outcome: string }[] {
     if (!fs.existsSync(auditFile)) return [];
-    return fs.readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as { user: string; outcome: string });
+    return fs
+      .readFileSync(auditFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { user: string; outcome: string })
+      .filter((line) => !line.outcome.startsWith('intent:'));
   }
 
   /** Each secret under the template and how many versions it has, straight from the store. */

@@ -130,10 +130,11 @@ describe('admin rotate through a LiteLLM gateway', () => {
     const recordingAdmin: Provider = { ...admin, write: async (...args) => (events.push('store write'), admin.write(...args)) };
     const recordingIssuer: KeyIssuer = {
       describe: () => issuer.describe(),
-      mint: async (user) => (events.push('mint'), issuer.mint(user)),
+      mint: async (user, alias) => (events.push('mint'), issuer.mint(user, alias)),
       retire: async (key, graceMs) => (events.push(graceMs ? 'grace for old' : 'delete old'), issuer.retire(key, graceMs)),
       revoke: async (keys) => (events.push('delete'), issuer.revoke(keys)),
       revokeUser: async (user) => (events.push('delete user keys'), issuer.revokeUser(user)),
+      revokeAlias: async (user, alias) => (events.push('delete by alias'), issuer.revokeAlias(user, alias)),
     };
     const { deps, audit } = adminDeps(recordingAdmin, profile, { issuer: recordingIssuer });
     const get = developerGet();
@@ -143,7 +144,7 @@ describe('admin rotate through a LiteLLM gateway', () => {
 
     await rotateKeys(deps, { users: [store.developerUser], graceMs: 0, dryRun: false }, CALLER_TTL_MS);
     expect(events).toEqual(['mint', 'store write', 'delete old']);
-    expect(audit.map((entry) => `${entry.action}:${entry.outcome}`)).toEqual(['rotate:updated', 'revoke:old key deleted at the gateway']);
+    expect(audit.map((entry) => `${entry.action}:${entry.outcome}`)).toEqual(['rotate:intent: mint a new key', 'rotate:intent: store write', 'rotate:updated', 'revoke:old key deleted at the gateway']);
 
     const cached = await getKey(get);
     expect(cached.key).toBe(before.key);
@@ -214,17 +215,19 @@ describe('admin rotate through a LiteLLM gateway', () => {
     expect(output.err.join('\n')).toMatch(/alice: writing the new key to "claude-code\/keys\/alice" failed, so the key just minted at LiteLLM .* was deleted there; the old key is unchanged and still works/);
     expect(output.err.join('\n')).not.toMatch(/read/);
     expect(audit.map((entry) => `${entry.action}:${entry.outcome}`)).toEqual([
+      'rotate:intent: mint a new key',
+      'rotate:intent: store write',
       'rotate:failed: store write: AWS Secrets Manager denied PutSecretValue on "claude-code/keys/alice": ask for secretsmanager:PutSecretValue',
-      'rotate:rolled back: the store write failed; the minted key was deleted at the gateway; the old key is unchanged',
+      'rotate:rolled back: the store refused the write; the minted key was deleted at the gateway; the old key is unchanged',
     ]);
   });
 
   it('when the write and the clean-up both fail, the audit and the message name the live key by its hashed token, never the key', async () => {
-    const failingAdmin: Provider = { ...admin, write: async () => Promise.reject(new StoreUnreachable('AWS Secrets Manager did not answer PutSecretValue within 5000 ms', 'check your network')) };
+    const failingAdmin: Provider = { ...admin, write: async () => Promise.reject(new AccessDenied('AWS Secrets Manager denied PutSecretValue on "claude-code/keys/alice"', 'ask for secretsmanager:PutSecretValue')) };
     const { deps, output, audit } = adminDeps(failingAdmin, profile, { issuer });
     const issuedBefore = litellm.keys.length;
     litellm.failNext('/key/delete', 500);
-    await expect(rotateKeys(deps, { users: [store.developerUser], graceMs: 0, dryRun: false }, CALLER_TTL_MS)).rejects.toBeInstanceOf(StoreUnreachable);
+    await expect(rotateKeys(deps, { users: [store.developerUser], graceMs: 0, dryRun: false }, CALLER_TTL_MS)).rejects.toBeInstanceOf(AccessDenied);
     const minted = litellm.keys.slice(issuedBefore)[0]!;
     const token = createHash('sha256').update(minted.key).digest('hex');
     expect(audit.at(-1)!.outcome).toContain(`delete token ${token} by hand`);
@@ -242,10 +245,10 @@ describe('admin rotate through a LiteLLM gateway', () => {
     await revokeKey(deps, { user: 'erin', purge: false });
     expect(await message(key)).toBe(401);
     expect(audit.slice(-2).map((entry) => `${entry.action}:${entry.outcome}`)).toEqual([
-      'revoke:stored value unreadable; deleted the 1 key keybroker minted for this user at the gateway',
+      'revoke:1 key deleted at the gateway (the stored value is unreadable; 1 key keybroker minted for this user)',
       'revoke:disabled (recoverable)',
     ]);
-    expect(output.out.at(-1)).toMatch(/the stored value was unreadable, so the 1 key keybroker minted for erin was deleted at LiteLLM/);
+    expect(output.out.at(-1)).toMatch(/erin: secret "claude-code\/keys\/erin" disabled \(recoverable\); 1 key deleted at LiteLLM/);
   });
 
   it('revoke fails loudly, naming the manual step, when an unparsable key cannot be retired at the gateway', async () => {
@@ -257,7 +260,7 @@ describe('admin rotate through a LiteLLM gateway', () => {
     expect((error as UnusableKey).line()).toMatch(/holds no key keybroker minted for fay: a key put there another way may still work: check fay's keys at the gateway and delete them by hand/);
     expect(output.err.at(-1)).toMatch(/fay: secret "claude-code\/keys\/fay" disabled \(recoverable\), but the gateway key was not retired/);
     expect(audit.map((entry) => `${entry.action}:${entry.outcome}`).slice(-2)).toEqual([
-      'revoke:failed: the stored value is unreadable and the gateway holds no key keybroker minted for this user',
+      'revoke:0 keys deleted at the gateway (the stored value is unreadable; 0 keys keybroker minted for this user)',
       'revoke:disabled (recoverable)',
     ]);
     expect(await admin.readCurrent('claude-code/keys/fay').catch((caught: unknown) => caught)).toBeInstanceOf(SecretNotFound);
@@ -271,7 +274,7 @@ describe('admin rotate through a LiteLLM gateway', () => {
     await revokeKey(deps, { user: 'dan', purge: false });
     expect(await message(key)).toBe(401);
     expect(await admin.readCurrent('claude-code/keys/dan').catch((caught: unknown) => caught)).toBeInstanceOf(SecretNotFound);
-    expect(audit.slice(-2).map((entry) => `${entry.action}:${entry.outcome}`)).toEqual(['revoke:key deleted at the gateway', 'revoke:disabled (recoverable)']);
-    expect(output.out.at(-1)).toMatch(/^dan: secret "claude-code\/keys\/dan" disabled \(recoverable\); key deleted at LiteLLM at http/);
+    expect(audit.slice(-2).map((entry) => `${entry.action}:${entry.outcome}`)).toEqual(['revoke:1 key deleted at the gateway (the stored key; 0 other keys keybroker minted for this user)', 'revoke:disabled (recoverable)']);
+    expect(output.out.at(-1)).toMatch(/^dan: secret "claude-code\/keys\/dan" disabled \(recoverable\); 1 key deleted at LiteLLM at http.* \(the stored one\)\n$/);
   });
 });

@@ -3,8 +3,8 @@
 // POST /key/regenerate {key, grace_period} (the old key keeps working until the grace period
 // ends, then only the new one), POST /key/update {key, duration} (the key now expires that long
 // from now), POST /key/delete {keys} (keys or their hashed tokens), GET /key/info?key=,
-// GET /key/list?user_id=&return_full_object=true (full objects carry `token`, the SHA-256 of the
-// key). Errors in LiteLLM's {"error": {message, type, param, code}} shape; above a rate set with
+// GET /key/list?user_id=&return_full_object=true&page=&size= (full objects carry `token`, the SHA-256 of the
+// key; paged). Errors in LiteLLM's {"error": {message, type, param, code}} shape; above a rate set with
 // `limitRate`, 429 with Retry-After, as LiteLLM answers a rate-limited caller. Everything else is the Anthropic-API fake
 // gateway (test/fakes/gateway.ts), which accepts exactly the keys valid at that moment.
 import http from 'node:http';
@@ -44,6 +44,15 @@ export interface FakeLiteLlm {
   accepts(key: string): boolean;
   /** Makes the next call to `route` fail with this HTTP status. */
   failNext(route: string, status: number): void;
+  /**
+   * The next call to `route` is carried out (a key minted, deleted, …) and then its answer is lost:
+   * sent `delayMs` late, replaced by an HTTP 5xx, or the connection reset.
+   */
+  failAfterCommit(route: string, fault: { delayMs: number } | { status: number } | 'reset'): void;
+  /** The next call to `route` waits `ms` before the gateway acts on it (a slow gateway: nothing done yet). */
+  holdNext(route: string, ms: number): void;
+  /** Calls to `route` that have arrived so far, held ones included. */
+  received(route: string): number;
   /** Key API calls above `perSecond` (in any one-second window) are answered 429 with Retry-After; undefined lifts it. */
   limitRate(perSecond: number | undefined, retryAfterSeconds?: number): void;
   /** Calls answered 429 so far. */
@@ -67,6 +76,9 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
   const keys: IssuedKey[] = [];
   const adminCalls: AdminCall[] = [];
   const failures = new Map<string, number>();
+  const afterCommit = new Map<string, { delayMs: number } | { status: number } | 'reset'>();
+  const holds = new Map<string, number>();
+  const arrivals = new Map<string, number>();
 
   const valid = (entry: IssuedKey, at: number) =>
     (entry.expires === null || at < entry.expires) && (entry.graceUntil !== undefined ? at < entry.graceUntil : !entry.revoked);
@@ -100,6 +112,13 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
     let text = '';
     request.on('data', (chunk) => (text += chunk));
     request.on('end', () => {
+      arrivals.set(url.pathname, (arrivals.get(url.pathname) ?? 0) + 1);
+      const hold = holds.get(url.pathname);
+      if (hold === undefined) return handle();
+      holds.delete(url.pathname);
+      setTimeout(handle, hold);
+    });
+    const handle = () => {
       let body: Record<string, unknown> = {};
       try {
         body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
@@ -109,10 +128,18 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
       const authorized = request.headers['authorization'] === `Bearer ${masterKey}`;
       const call: AdminCall = { route: url.pathname, authorized, status: 0, body };
       adminCalls.push(call);
-      const send = (status: number, payload: string) => {
+      const lost = authorized ? afterCommit.get(url.pathname) : undefined;
+      if (lost) afterCommit.delete(url.pathname);
+      const answer = (status: number, payload: string) => {
         call.status = status;
         response.writeHead(status, { 'content-type': 'application/json' });
         response.end(payload);
+      };
+      const send = (status: number, payload: string) => {
+        if (!lost) return answer(status, payload);
+        if (lost === 'reset') return void response.socket?.destroy();
+        if ('status' in lost) return answer(lost.status, liteLlmError('Internal Server Error', 'internal_server_error', lost.status));
+        setTimeout(() => answer(status, payload), lost.delayMs);
       };
       if (!authorized) return send(401, liteLlmError('Authentication Error, Invalid proxy server token passed. Received API Key = sk-...', 'auth_error', 401));
       if (rate) {
@@ -157,7 +184,7 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
         return send(200, JSON.stringify(describe(entry)));
       }
       if (request.method === 'POST' && url.pathname === '/key/update') {
-        const entry = keys.find((candidate) => candidate.key === body['key'] && valid(candidate, now()));
+        const entry = keys.find((candidate) => (candidate.key === body['key'] || tokenOf(candidate.key) === body['key']) && valid(candidate, now()));
         if (!entry) return send(404, liteLlmError('Key not found', 'not_found_error', 404));
         if (body['duration'] !== undefined) {
           const ms = typeof body['duration'] === 'string' ? durationMs(body['duration']) : undefined;
@@ -170,7 +197,11 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
         const user = url.searchParams.get('user_id');
         const found = keys.filter((entry) => !entry.revoked && (user === null || entry.userId === user));
         const full = url.searchParams.get('return_full_object') === 'true';
-        return send(200, JSON.stringify({ keys: found.map((entry) => (full ? { ...describe(entry), key: undefined, token: tokenOf(entry.key) } : tokenOf(entry.key))), total_count: found.length, current_page: 1, total_pages: 1 }));
+        // Paged as LiteLLM pages it: `page` from 1, `size` per page (its default 10).
+        const size = Math.max(1, Number(url.searchParams.get('size') ?? 10));
+        const page = Math.max(1, Number(url.searchParams.get('page') ?? 1));
+        const shown = found.slice((page - 1) * size, page * size);
+        return send(200, JSON.stringify({ keys: shown.map((entry) => (full ? { ...describe(entry), key: undefined, token: tokenOf(entry.key) } : tokenOf(entry.key))), total_count: found.length, current_page: page, total_pages: Math.max(1, Math.ceil(found.length / size)) }));
       }
       if (request.method === 'POST' && url.pathname === '/key/delete') {
         const wanted = Array.isArray(body['keys']) ? (body['keys'] as string[]) : [];
@@ -188,7 +219,7 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
         return send(200, JSON.stringify({ key: entry.key, info: describe(entry) }));
       }
       send(404, liteLlmError(`Not Found: ${request.method} ${url.pathname}`, 'not_found_error', 404));
-    });
+    };
   });
 
   /** The model API: the gateway fake, told which keys are valid at this instant. */
@@ -212,6 +243,9 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
     adminCalls,
     accepts,
     failNext: (route, status) => void failures.set(route, status),
+    failAfterCommit: (route, fault) => void afterCommit.set(route, fault),
+    holdNext: (route, ms) => void holds.set(route, ms),
+    received: (route) => arrivals.get(route) ?? 0,
     limitRate: (perSecond, retryAfterSeconds = 1) => void (rate = perSecond === undefined ? undefined : { perSecond, retryAfter: retryAfterSeconds }),
     throttled: () => throttledCount,
     async stop() {

@@ -13,6 +13,11 @@ export interface StoreProxy {
   throttle(operation: string, n: number): void;
   /** Every call waits this long before it is forwarded. */
   delay(ms: number): void;
+  /**
+   * The next call of `operation` is held `ms` and then forwarded even when the client has given up
+   * meanwhile: the store applies a write whose answer the client never saw.
+   */
+  holdNext(operation: string, ms: number): void;
   stop(): Promise<void>;
 }
 
@@ -21,6 +26,7 @@ export async function startStoreProxy(targetPort: number): Promise<StoreProxy> {
   const throttles = new Map<string, number>();
   const throttled = new Map<string, number>();
   let delayMs = 0;
+  const holds = new Map<string, number>();
   const server = http.createServer((request, response) => {
     const target = String(request.headers['x-amz-target'] ?? '');
     const operation = target.split('.').at(-1) ?? '';
@@ -46,7 +52,10 @@ export async function startStoreProxy(targetPort: number): Promise<StoreProxy> {
         upstream.on('error', () => response.destroy());
         upstream.end(Buffer.concat(chunks));
       };
-      if (delayMs > 0) setTimeout(forward, delayMs);
+      const hold = holds.get(operation);
+      if (hold !== undefined) holds.delete(operation);
+      const wait = (hold ?? 0) + delayMs;
+      if (wait > 0) setTimeout(forward, wait);
       else forward();
     });
   });
@@ -58,6 +67,7 @@ export async function startStoreProxy(targetPort: number): Promise<StoreProxy> {
     throttled: (operation) => throttled.get(operation) ?? 0,
     throttle: (operation, n) => void throttles.set(operation, n),
     delay: (ms) => void (delayMs = ms),
+    holdNext: (operation, ms) => void holds.set(operation, ms),
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -96,6 +96,7 @@ Examples:
   keybroker admin import keys.json --audit-log /var/log/keybroker-admin.log`,
     rotate: `Usage: keybroker admin rotate (--user NAME | --all) [--grace D | --now] [--dry-run]
                               [--expires-at T] [--from-file F] [--audit-log FILE]
+       keybroker admin rotate --resume --audit-log FILE
 
 Gives developers a new key, in the order that locks no one out and leaves no key live at the
 gateway that the store does not hold: mint a new key (or take the one given) -> write it as a
@@ -115,6 +116,9 @@ Options:
   --dry-run          print each developer's steps, change nothing
   --expires-at T     the new key's expiry, RFC 3339 (default: what the gateway says)
   --from-file F      read the new key from F instead of stdin
+  --resume           first finish the rotations --audit-log FILE says were started and not
+                     settled (a kill, a lost answer); alone, only that. A rotation with a file
+                     --audit-log does this for its developers anyway
 ${BULK_OPTIONS}
 ${AUDIT_LOG_OPTION}
 
@@ -185,6 +189,7 @@ Examples:
     grace: { type: 'string' },
     now: { type: 'boolean' },
     'dry-run': { type: 'boolean' },
+    resume: { type: 'boolean' },
     purge: { type: 'boolean' },
     json: { type: 'boolean' },
     'max-age': { type: 'string' },
@@ -241,11 +246,13 @@ async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string
     case 'rotate': {
       const { rotateKeys } = await import('../../admin/rotate.ts');
       if (values['all'] && users.length) throw new UsageError('--all and --user exclude each other', 'give one of them');
-      if (!values['all'] && users.length !== 1) throw new UsageError('admin rotate needs --user NAME or --all', 'keybroker admin rotate --user alice');
+      const resume = Boolean(values['resume']);
+      if (!values['all'] && users.length !== 1 && !(resume && users.length === 0)) throw new UsageError('admin rotate needs --user NAME or --all (or --resume alone)', 'keybroker admin rotate --user alice');
+      if (resume && typeof values['audit-log'] !== 'string') throw new UsageError('--resume needs --audit-log FILE: the log of the rotation it finishes (with the audit on stderr there is nothing to resume from)', 'keybroker admin rotate --resume --audit-log /var/log/keybroker-admin.log');
       const graceMs = values['now'] ? 0 : durationFlag(values, 'grace', '24h');
-      const fromInput = values['from-file'] !== undefined || (!deps.issuer && !values['all']);
+      const fromInput = values['from-file'] !== undefined || (!deps.issuer && !values['all'] && !resume);
       const key = fromInput ? await readKey(values) : undefined;
-      await bulk(deps, () => rotateKeys(deps, { users, ...(values['all'] ? { all: true } : {}), graceMs, dryRun: Boolean(values['dry-run']), ...(key !== undefined ? { key } : {}), ...expiry(values) }, callerTtlMs(context.env)));
+      await bulk(deps, () => rotateKeys(deps, { users, ...(values['all'] ? { all: true } : {}), graceMs, dryRun: Boolean(values['dry-run']), ...(resume ? { resume } : {}), ...(key !== undefined ? { key } : {}), ...expiry(values) }, callerTtlMs(context.env)));
       return 0;
     }
     case 'revoke': {
