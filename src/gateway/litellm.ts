@@ -60,24 +60,7 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
       const code = ((error as { cause?: { code?: string } }).cause?.code) ?? name;
       throw new StoreUnreachable(`cannot reach ${where} (${code})`, 'check keyIssuer.url and that the gateway is up');
     }
-    const text = await response.text();
-    const message = errorMessage(text);
-    if (response.ok) {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        throw new StoreUnreachable(`${where} answered ${route} with something that is not JSON`, 'check keyIssuer.url points at the LiteLLM proxy');
-      }
-    }
-    if (missingOk && (response.status === 404 || (response.status === 400 && /not found|does not exist|invalid key/i.test(message)))) return undefined;
-    if (response.status === 429) {
-      // Not acted on: a bulk action waits as asked and sends it again (src/admin/bulk.ts).
-      const wait = retryAfterMs({ headers: response.headers });
-      throw markThrottled(new StoreUnreachable(`${where} is throttling requests (HTTP 429 on ${route}: ${message})`, 'try again in a minute, or lower --concurrency'), wait);
-    }
-    if (response.status === 401) throw new NotAuthenticated(`${where} refused the master key from ${masterKeyEnv} (${message})`, `set ${masterKeyEnv} to the proxy's master key`);
-    if (response.status === 403) throw new AccessDenied(`${where} does not allow ${route} with the key from ${masterKeyEnv} (${message})`, 'use an admin (master) key for key management');
-    throw new StoreUnreachable(`${where} failed ${route} (HTTP ${response.status}: ${message})`, 'check the gateway\'s logs, then re-run');
+    return answerOf(response, await response.text(), { where, masterKeyEnv, route, missingOk });
   }
 
   function minted(answer: unknown, route: string): MintedKey {
@@ -144,6 +127,28 @@ export function createLiteLlmIssuer(config: KeyIssuerConfig, context: IssuerCont
       return tokens.length;
     },
   };
+}
+
+/** A key API answer as JSON, undefined for "no such key" when `missingOk`, or the typed error its status means. */
+function answerOf(response: Response, text: string, call: { where: string; masterKeyEnv: string; route: string; missingOk: boolean }): unknown {
+  const { where, masterKeyEnv, route } = call;
+  const message = errorMessage(text);
+  if (response.ok) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new StoreUnreachable(`${where} answered ${route} with something that is not JSON`, 'check keyIssuer.url points at the LiteLLM proxy');
+    }
+  }
+  if (call.missingOk && (response.status === 404 || (response.status === 400 && /not found|does not exist|invalid key/i.test(message)))) return undefined;
+  if (response.status === 429) {
+    // Not acted on: a bulk action waits as asked and sends it again (src/admin/bulk.ts).
+    const wait = retryAfterMs({ headers: response.headers });
+    throw markThrottled(new StoreUnreachable(`${where} is throttling requests (HTTP 429 on ${route}: ${message})`, 'try again in a minute, or lower --concurrency'), wait);
+  }
+  if (response.status === 401) throw new NotAuthenticated(`${where} refused the master key from ${masterKeyEnv} (${message})`, `set ${masterKeyEnv} to the proxy's master key`);
+  if (response.status === 403) throw new AccessDenied(`${where} does not allow ${route} with the key from ${masterKeyEnv} (${message})`, 'use an admin (master) key for key management');
+  throw new StoreUnreachable(`${where} failed ${route} (HTTP ${response.status}: ${message})`, 'check the gateway\'s logs, then re-run');
 }
 
 /** LiteLLM durations are one number and one unit: "30s", "30m", "30h", "30d". */
