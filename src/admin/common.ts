@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import type { Profile } from '../config/config.ts';
 import { ConfigError, KeybrokerError, oneLine, SecretNotFound, UsageError, UnusableKey } from '../kernel/errors.ts';
 import { keyProblem, parseSecretValue, rfc3339Time } from '../secret/value.ts';
-import { maskKeyLike, type Output } from '../kernel/output.ts';
+import { maskSecrets, type Output } from '../kernel/output.ts';
 import { userNameProblem } from '../secret/name.ts';
 import type { KeyIssuer } from '../gateway/key-issuer.ts';
 import type { Provider } from '../../providers/provider.ts';
@@ -201,9 +201,9 @@ export async function writeKey(
   return result;
 }
 
-/** An error's one line for messages and the audit (typed errors carry no key; others are masked). */
+/** An error's one line for row errors, summaries and the audit, masked: a store's own text may quote the key. */
 export function errorLine(error: unknown): string {
-  if (error instanceof KeybrokerError) return error.line();
-  return maskKeyLike(oneLine(error instanceof Error ? error.message : String(error))).slice(0, 300);
+  const line = error instanceof KeybrokerError ? error.line() : oneLine(error instanceof Error ? error.message : String(error));
+  return maskSecrets(line).slice(0, 300);
 }
 
