@@ -6,7 +6,7 @@ import type { Profile } from '../config/config.ts';
 import { randomUUID } from 'node:crypto';
 import { ConfigError, KeybrokerError, oneLine, SecretNotFound, StoreUnreachable, UsageError, UnusableKey } from '../kernel/errors.ts';
 import { keyProblem, parseSecretValue, rfc3339Time } from '../secret/value.ts';
-import { maskKeyLike, type Output } from '../kernel/output.ts';
+import { maskSecrets, type Output } from '../kernel/output.ts';
 import { sha256Hex } from '../kernel/sha256.ts';
 import { userNameProblem } from '../secret/name.ts';
 import type { KeyIssuer } from '../gateway/key-issuer.ts';
@@ -252,9 +252,9 @@ export function gatewayToken(key: string): string {
   return sha256Hex(key);
 }
 
-/** An error's one line for messages and the audit (typed errors carry no key; others are masked). */
+/** An error's one line for row errors, summaries and the audit, masked: a store's own text may quote the key. */
 export function errorLine(error: unknown): string {
-  if (error instanceof KeybrokerError) return error.line();
-  return maskKeyLike(oneLine(error instanceof Error ? error.message : String(error))).slice(0, 300);
+  const line = error instanceof KeybrokerError ? error.line() : oneLine(error instanceof Error ? error.message : String(error));
+  return maskSecrets(line).slice(0, 300);
 }
 

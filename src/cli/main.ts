@@ -120,7 +120,8 @@ export async function parseCommandLine(argv: string[]): Promise<{ command: Comma
 
 function report(error: unknown, output: Output, context: RunContext): number {
   if (error instanceof KeybrokerError) {
-    output.stderr(`keybroker: ${error.line()}`);
+    // Typed errors quote what a store or identity provider said, and that text may hold the key.
+    output.stderr(`keybroker: ${maskSecrets(error.line())}`);
     if (error.cause) context.debug(`cause: ${String((error.cause as Error).stack ?? error.cause)}`);
     return error.exitCode;
   }

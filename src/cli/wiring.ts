@@ -18,6 +18,7 @@ import { callerTtlMs } from '../claude/helper-ttl.ts';
 import type { Provider } from '../../providers/provider.ts';
 import type { SsoDeps } from '../sso/tokens.ts';
 import type { CacheStore } from '../cache/cache-store.ts';
+import { maskSecrets } from '../kernel/output.ts';
 
 export function loadConfigFor(values: ParsedValues, context: RunContext): LoadedConfig {
   const request: Parameters<typeof loadConfig>[0] = { env: context.env };
@@ -67,7 +68,7 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
     backend: profile.cache.backend,
     fallback: profile.cache.fallback,
     env: context.env,
-    warn: (line) => context.output.stderr(line),
+    warn: warnLine(context),
   });
   return {
     profile,
@@ -76,7 +77,7 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
     // (src/sso/ is evaluated only then: a warm get, of either kind of profile, never runs it).
     fetchEntry: profile.oidc ? async () => (await import('../sso/tokens.ts')).tokenSource(await ssoDeps(config, context, cache))() : undefined,
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
-    lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks'), (line) => context.output.stderr(line)),
+    lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks'), warnLine(context)),
     now: context.now,
     // The time since the process was started. process.uptime(), not performance.now(): the
     // `performance` global loads perf_hooks (about 1 ms) on every warm get.
@@ -88,9 +89,14 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
     checkWithGateway: gateway ? (key) => checkKeyWithGateway(gateway, key) : undefined,
     gatewayName: gateway,
     startBackgroundRefresh: options.backgroundArgs ? () => startDetached(options.backgroundArgs!, context.env) : undefined,
-    warn: (line) => context.output.stderr(line),
+    warn: warnLine(context),
     debug: context.debug,
   };
+}
+
+/** A warning on stderr, masked: a store-down warning quotes the store's error, which may quote the key. */
+function warnLine(context: RunContext): (line: string) => void {
+  return (line) => context.output.stderr(maskSecrets(line));
 }
 
 /** The lock module (and node:crypto with it) loads only when a store read takes the lock, never on a warm get. */
@@ -126,10 +132,10 @@ export async function ssoDeps(config: LoadedConfig, context: RunContext, cache?:
   const { loadSsoLibrary } = await import('../sso/library.ts');
   return {
     profile: profile as Profile & { oidc: OidcConfig },
-    cache: cache ?? openCache({ backend: profile.cache.backend, fallback: profile.cache.fallback, env: context.env, warn: (line) => context.output.stderr(line) }),
+    cache: cache ?? openCache({ backend: profile.cache.backend, fallback: profile.cache.fallback, env: context.env, warn: warnLine(context) }),
     now: context.now,
     loadLibrary: () => loadSsoLibrary(context.debug),
-    warn: (line) => context.output.stderr(line),
+    warn: warnLine(context),
     debug: context.debug,
   };
 }

@@ -69,11 +69,9 @@ function describeError(spec: CheckSpec, error: unknown, state: DoctorState): Che
   return { ...fail(`unexpected error: ${oneLine(error instanceof Error ? error.message : String(error)).slice(0, 300)}`, 'run again with --verbose and report it'), exitCode: ExitCode.internal };
 }
 
+/** A check's result masked: a store's or gateway's error may quote a key, even one doctor never read. */
 function scrub(result: CheckResult, key: string | undefined): CheckResult {
-  if (!key) return result;
-  const text = JSON.stringify(result);
-  if (!text.includes(key)) return result;
-  return JSON.parse(maskSecrets(text, [key])) as CheckResult;
+  return JSON.parse(maskSecrets(JSON.stringify(result), key ? [key] : [])) as CheckResult;
 }
 
 /** 0 when nothing failed; otherwise the exit code behind the first failure (1 when none is known). */

@@ -258,7 +258,7 @@ function describeFailure(what: string, response: Response, body: string, state: 
   const returned = shown(body, state);
   if (status >= 300 && status < 400) {
     const location = response.headers.get('location') ?? '(no Location header)';
-    return fail(`${what}: ${status} redirect to ${maskSecrets(location, [state.key!])}; keybroker follows none and Claude Code would send the key elsewhere or fail`, `set ANTHROPIC_BASE_URL to the gateway's final API address (a redirect usually means a login page or a moved host)`, { status, location });
+    return fail(`${what}: ${status} redirect to ${location}; keybroker follows none and Claude Code would send the key elsewhere or fail`, `set ANTHROPIC_BASE_URL to the gateway's final API address (a redirect usually means a login page or a moved host)`, { status, location });
   }
   if (status === 401) {
     return { ...fail(`${what}: 401, the gateway rejected key ${fingerprint(state.key!)} from ${state.keyFrom} (${returned})`, `ask the gateway admin whether key ${fingerprint(state.key!)} is active and yours; after a rotation run 'keybroker status --refresh'`, { status, fingerprint: fingerprint(state.key!) }), exitCode: ExitCode.keyRejected };
@@ -286,6 +286,7 @@ function shown(body: string, state: DoctorState): string {
   } catch {
     text = body.replace(/<[^>]+>/g, ' ');
   }
+  // Masked before it is cut to 200 characters: half a key is no longer recognised (doctor's report is masked again whole).
   const line = oneLine(maskSecrets(text, state.key ? [state.key] : []));
   if (!line) return 'empty body';
   return line.length > 200 ? `${line.slice(0, 200)}…` : line;

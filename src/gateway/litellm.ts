@@ -7,6 +7,7 @@ import { markThrottled, retryAfterMs } from '../kernel/retry.ts';
 import { isPlainHttpToAnotherHost } from '../kernel/transport.ts';
 import { checkLoopbackOwner } from '../kernel/loopback-owner.ts';
 import { mintAlias, type IssuerContext, type KeyIssuer, type MintedKey } from './key-issuer.ts';
+import { maskSecrets } from '../kernel/output.ts';
 
 const DEFAULT_MASTER_KEY_ENV = 'LITELLM_MASTER_KEY';
 
@@ -163,14 +164,9 @@ function errorMessage(text: string): string {
   try {
     const body = JSON.parse(text) as { error?: { message?: string } | string; detail?: unknown };
     const message = typeof body.error === 'string' ? body.error : (body.error?.message ?? (typeof body.detail === 'string' ? body.detail : JSON.stringify(body.detail ?? body)));
-    return maskTokens(String(message)).slice(0, 200);
+    return maskSecrets(String(message)).slice(0, 200);
   } catch {
-    return maskTokens(text).slice(0, 200) || 'no body';
+    return maskSecrets(text).slice(0, 200) || 'no body';
   }
-}
-
-/** A gateway may quote the key it refused, with any prefix: every long run of letters and digits goes. */
-function maskTokens(text: string): string {
-  return text.replace(/(?=[A-Za-z0-9_\-+/=]*\d)(?=[A-Za-z0-9_\-+/=]*[A-Za-z])[A-Za-z0-9_\-+/=]{16,}/g, '…');
 }
 

@@ -78,27 +78,31 @@ function writeAll(fd: number, text: string): void {
 }
 
 /**
- * Masks what could be a key before text reaches stderr (debug trace, internal errors, doctor):
- * the values the caller knows, anything `sk-`/`key-`/`token-` prefixed, and any long run of
- * letters and digits, whatever its prefix (gateway keys, JWTs, tokens of any vendor). Request ids
- * and other long identifiers are masked too: a trace that says less is the safe side.
+ * The one mask for text from outside (a store's or gateway's error, an identity provider's
+ * description, a library's trace) before it reaches stderr, doctor's report, an admin summary or
+ * the audit: the values the caller knows, anything `sk-`/`key-`/`token-` prefixed, and any long
+ * run of letters and digits, whatever its prefix (gateway keys, JWTs, tokens of any vendor).
+ * Request ids and other long identifiers are masked too: a line that says less is the safe side.
+ * Mask before cutting a line short: a key cut in half is no longer recognised.
  */
 export function maskSecrets(text: string, known: string[] = []): string {
   let masked = text;
   for (const secret of known) if (secret.length >= 4) masked = masked.split(secret).join('‹key›');
-  masked = masked.replace(/\b(sk|key|token)-[A-Za-z0-9_-]{6,}/gi, (match) => `${match.slice(0, 3)}…`);
-  return maskKeyLike(masked);
+  // `key-`/`token-` only with a digit after: `key-helper` and `token-endpoint` are words, not keys.
+  masked = masked.replace(/\b(?:sk-[A-Za-z0-9_-]{6,}|(?:key|token)-(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{6,})/gi, (match) => `${match.slice(0, 3)}…`);
+  return masked.replace(/[A-Za-z0-9_\-+/=]{16,}/g, (run) => (looksLikeKey(run) ? '…' : run));
 }
 
 /**
- * Any run of 16 or more key characters (letters, digits, `_-+/=`) holding both a letter and a
- * digit, replaced by "…". A run that is a path (every `/`-separated part shorter than 16, such as
- * `invalid/v1/models`) stays: addresses in messages must stay readable.
+ * A run of 16 or more key characters (letters, digits, `_-+/=`) holding both a letter and a digit,
+ * unless it reads as a path (every `/`-separated part shorter than 16: `invalid/v1/models`; in an
+ * absolute path, shorter than 24: `/tmp/kb-doctor-i6HSRA/`) or a model name (lower-case words and
+ * numbers joined by `-`: `claude-sonnet-4-5-20250929`). Messages must keep naming files and models.
  */
-export function maskKeyLike(text: string): string {
-  return text.replace(/[A-Za-z0-9_\-+/=]{16,}/g, (run) => {
-    if (!/\d/.test(run) || !/[A-Za-z]/.test(run)) return run;
-    const parts = run.split('/');
-    return parts.length > 1 && parts.every((part) => part.length < 16) ? run : '…';
-  });
+function looksLikeKey(run: string): boolean {
+  if (!/\d/.test(run) || !/[A-Za-z]/.test(run)) return false;
+  const parts = run.split('/');
+  const longestPart = run.startsWith('/') ? 24 : 16;
+  if (parts.length > 1 && parts.every((part) => part.length < longestPart)) return false;
+  return !/^(?:[a-z]+|\d+)(?:-(?:[a-z]+|\d+))+$/.test(run);
 }

@@ -45,7 +45,7 @@ export type Pace = <T>(send: () => Promise<T>) => Promise<T>;
 
 export type RetryClass = 'throttled' | 'transient' | 'final';
 
-const STORE_RETRY_DEFAULTS = { attempts: 4, baseDelayMs: 150, maxDelayMs: 2_000 } as const;
+export const STORE_RETRY_DEFAULTS = { attempts: 4, baseDelayMs: 150, maxDelayMs: 2_000 } as const;
 
 /**
  * The longest a store call takes in wall time, starved or not: its budget and half again. With

@@ -8,7 +8,7 @@ import vm from 'node:vm';
 import type { ProviderModule } from '../../providers/provider.ts';
 import type { StoreType } from '../../providers/index.ts';
 import { makePrivateDir, userCacheDir } from '../kernel/paths.ts';
-import { UnsafeFile, openPrivateFile } from '../kernel/private-file.ts';
+import { openPrivateFile } from '../kernel/private-file.ts';
 import { removeStaleTemps, writeFileAtomic } from '../kernel/temp-files.ts';
 import * as errors from '../kernel/errors.ts';
 import { wrapCommonJs } from './wrap.ts';
@@ -120,6 +120,8 @@ function verifiedAddon(asset: string, hash: string, env: NodeJS.ProcessEnv): { p
   const target = path.join(dir, `${path.basename(asset, '.node')}-${hash}.node`);
   let fd = openIfIdentical(target, built);
   if (fd === undefined) {
+    // Whatever is there (another user's file, one we cannot read) goes: the folder is ours.
+    fs.rmSync(target, { force: true, recursive: true });
     removeStaleTemps(dir, isAddonFile);
     writeFileAtomic(target, built, 0o500);
     fd = openIfIdentical(target, built);
@@ -143,14 +145,17 @@ export function isAddonFile(name: string): boolean {
   return /^keyring-[0-9a-f]+\.node$/.test(name);
 }
 
-/** An open descriptor of `file` when it is a regular file of this user, others cannot write it, and its bytes are `expected`. */
+/**
+ * An open descriptor of `file` when it is a regular file of this user, others cannot write it, and
+ * its bytes are `expected`; undefined for anything else, a file that cannot be opened included
+ * (EACCES: another user's 0700 file), so that the caller writes the built-in copy over it.
+ */
 export function openIfIdentical(file: string, expected: Uint8Array): number | undefined {
   let opened;
   try {
     opened = openPrivateFile(file);
-  } catch (error) {
-    if (error instanceof UnsafeFile) return undefined;
-    throw error;
+  } catch {
+    return undefined;
   }
   if (!opened) return undefined;
   const { fd, stat } = opened;

@@ -65,6 +65,22 @@ describe('the bulk limiter', () => {
     expect(now - before).toBeGreaterThanOrEqual(Math.floor((4 * 1_000) / limiter.state.store.rateCap!));
   });
 
+  it('backs off before sending a throttled call again when the service named no wait, longer each time', async () => {
+    let now = 0;
+    const waits: number[] = [];
+    const limiter = new BulkLimiter(8, { now: () => now, sleep: async (ms) => void (waits.push(ms), (now += ms)) });
+    let calls = 0;
+    const answer = await limiter.store.call(async () => {
+      if (++calls <= 3) throw markThrottled(new StoreUnreachable('the store is throttling requests (HTTP 429)', 'later'));
+      return 'ok';
+    });
+    expect(answer).toBe('ok');
+    // No Retry-After: the n-th back-off is 250 ms × 2^n, from half of it (jitter); not a hammering.
+    expect(waits).toHaveLength(3);
+    waits.forEach((wait, index) => expect(wait).toBeGreaterThanOrEqual(125 * 2 ** (index + 1)));
+    expect(now).toBeGreaterThanOrEqual(125 * (2 + 4 + 8));
+  });
+
   it('keeps a cap per service: a throttled gateway does not slow the store\'s calls', async () => {
     let now = 0;
     const limiter = new BulkLimiter(8, { now: () => now, sleep: async (ms) => void (now += ms) });

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BINARY, runBinary } from '../support/binary.ts';
 import { startMoto, type Moto } from '../support/moto.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
-import { chownToOther, OTHER_UID } from '../support/other-user.ts';
+import { chownToOther, OTHER_UID, runBinaryAsOther } from '../support/other-user.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { serializeEntry } from '../../src/cache/entry.ts';
@@ -93,6 +93,23 @@ describe('the keychain addon', () => {
     await runBinary([], { env: home.env() });
     expect(fs.existsSync(marker)).toBe(false);
     expect(fs.statSync(target).uid).toBe(process.getuid!());
+  });
+
+  // Run as a developer who is not root (uid 65534): root reads any file whatever its mode.
+  it('replaces an addon it cannot read (a 0700 file of another user in its folder) instead of failing every load', async () => {
+    const home = newHome(keychainConfig);
+    fs.mkdirSync(addonsDir(home), { recursive: true, mode: 0o700 });
+    const target = path.join(addonsDir(home), ADDON_NAME);
+    fs.copyFileSync(planted, target);
+    chownToOther(home.dir);
+    fs.chownSync(target, 0, 0);
+    fs.chmodSync(target, 0o700);
+
+    const result = await runBinaryAsOther([], { env: home.env() });
+    expect(result.stderr).not.toContain('cannot load the keychain library');
+    expect(fs.existsSync(marker)).toBe(false);
+    expect(fs.statSync(target).uid).toBe(OTHER_UID);
+    expect(fs.readFileSync(target).equals(fs.readFileSync(path.join(path.dirname(BINARY), 'keyring.node')))).toBe(true);
   });
 
   it('does not load anything from an addons folder that belongs to another user', async () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { maskSecrets } from '../../src/kernel/output.ts';
 
-// What reaches stderr from a debug trace, an internal error or doctor never holds a key,
-// whatever the key's vendor prefix (hardening item 5: not only `sk-`).
+// What reaches stderr (error lines, warnings, the debug trace), doctor's report, admin summaries
+// and the audit never holds a key, whatever the key's vendor prefix: one mask for all of them.
 describe('maskSecrets', () => {
   const keys = [
     'sk-test-0123456789abcdef',
@@ -41,5 +41,27 @@ describe('maskSecrets on addresses', () => {
 
   it('masks a base64 key that holds a slash', () => {
     expect(maskSecrets('value aGVsbG8/dGVzdC1vbmx5LWJhc2U2NA== end')).toBe('value … end');
+  });
+});
+
+describe('maskSecrets on names that must stay readable', () => {
+  it('keeps absolute paths whose folders are temporary names, and masks a key that is one part of a path', () => {
+    const line = 'project settings /tmp/kb-doctor-i6HSRA/project/.claude/settings.json set it';
+    expect(maskSecrets(line)).toBe(line);
+    expect(maskSecrets('read /v1/keys/TESTONLYx9Q2mZ7pL4vR8kT1wY6n/info')).not.toContain('x9Q2mZ7pL4vR8kT1');
+  });
+
+  it('keeps words after key- and token- (check ids, endpoints), masks key-/token- with a digit in it', () => {
+    const line = 'claude.api-key-helper: the token-endpoint of the key-issuer';
+    expect(maskSecrets(line)).toBe(line);
+    expect(maskSecrets('mailgun key-3ax6xnjp29jd6fds refused')).toBe('mailgun key… refused');
+    expect(maskSecrets('sk-test-ahead-one refused')).toBe('sk-… refused');
+  });
+
+  it('keeps model names (lower-case words and numbers joined by -), masks a key shaped like one with mixed parts', () => {
+    const line = 'claude-sonnet-4-5-20250929: 404 model not routed; claude-3-5-haiku-latest: 200';
+    expect(maskSecrets(line)).toBe(line);
+    expect(maskSecrets('key 550e8400-e29b-41d4-a716-446655440000 refused')).toBe('key … refused');
+    expect(maskSecrets('token a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6 refused')).toBe('token … refused');
   });
 });

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { AWS_TEST_CREDENTIALS, startMoto } from '../support/moto.ts';
 import { startStoreProxy } from '../support/store-proxy.ts';
 import type { ProviderHarness } from './contract.ts';
+import { STORE_RETRY_DEFAULTS } from '../../src/kernel/retry.ts';
 
 /** The calls below, made before moto starts enforcing IAM. */
 const SETUP_CALLS = 9;
@@ -50,7 +51,7 @@ export const awsHarness: ProviderHarness = {
         const before = proxy.throttled('GetSecretValue');
         proxy.throttle('GetSecretValue', count);
         // AWS's ThrottlingException names no wait: the SDK's (and our) back-off decides.
-        return { given: () => proxy.throttled('GetSecretValue') - before, stop: () => proxy.throttle('GetSecretValue', 0) };
+        return { leastWaitMs: STORE_RETRY_DEFAULTS.baseDelayMs, given: () => proxy.throttled('GetSecretValue') - before, stop: () => proxy.throttle('GetSecretValue', 0) };
       },
       async stop() {
         await proxy.stop();

@@ -51,7 +51,7 @@ export const azureHarness: ProviderHarness = {
       throttleReads(count) {
         const before = vault.throttledReads();
         vault.throttleReads(count, 1);
-        return { retryAfterMs: 1_000, given: () => vault.throttledReads() - before, stop: () => vault.throttleReads(0) };
+        return { leastWaitMs: 1_000, given: () => vault.throttledReads() - before, stop: () => vault.throttleReads(0) };
       },
       async stop() {
         await vault.stop();

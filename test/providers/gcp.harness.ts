@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startGcpFake, GCLOUD_CLIENT, type FakeUser, type GcpFake } from '../fakes/gcp.ts';
 import type { HarnessInstance, ProviderHarness } from './contract.ts';
+import { STORE_RETRY_DEFAULTS } from '../../src/kernel/retry.ts';
 
 export const GCP_PROJECT = { id: 'acme-llm-keys', number: '284019283746' };
 export const ALICE: FakeUser = { email: 'alice@example.com', refreshToken: 'test-refresh-token-alice', openid: true };
@@ -110,7 +111,7 @@ export const gcpHarness: ProviderHarness = {
         const before = bed.fake.throttledReads();
         // No RetryInfo: none is documented for Secret Manager's quota errors, so the client backs off.
         bed.fake.throttleReads(count);
-        return { given: () => bed.fake.throttledReads() - before, stop: () => bed.fake.throttleReads(0) };
+        return { leastWaitMs: STORE_RETRY_DEFAULTS.baseDelayMs, given: () => bed.fake.throttledReads() - before, stop: () => bed.fake.throttleReads(0) };
       },
       stop: () => bed.stop(),
     };

@@ -50,7 +50,7 @@ export const vaultHarness: ProviderHarness = {
         const before = vault.throttled();
         // A rate limit quota on the KV mount: the reads of secrets, not the token's lookup-self.
         vault.throttle(count, { pathPrefix: 'secret/data/', retryAfterSeconds: 1 });
-        return { retryAfterMs: 1_000, given: () => vault.throttled() - before, stop: () => vault.throttle(0) };
+        return { leastWaitMs: 1_000, given: () => vault.throttled() - before, stop: () => vault.throttle(0) };
       },
       async stop() {
         await vault.stop();

@@ -60,3 +60,26 @@ export async function expectWithinBound(what: string, ms: number, configuredMs: 
     `${what} took ${Math.round(ms)} ms; bound ${Math.round(bound(unitMs))} ms = ${configuredMs} ms configured + ${units} × ${Math.round(unitMs)} ms (${yardstick.unit} here, now)`,
   ).toBeLessThanOrEqual(bound(unitMs));
 }
+
+/**
+ * Polls `done` every 100 ms until it holds; fails with a message naming `what` once it has not
+ * within `configuredMs` + `units` yardsticks (judged again against a yardstick measured then),
+ * instead of running into the test runner's timeout with no message.
+ */
+export async function waitWithinBound(what: string, done: () => boolean, configuredMs: number, yardstick: Yardstick, units = DEFAULT_UNITS): Promise<void> {
+  const started = performance.now();
+  let unitMs = yardstick.unitMs;
+  let remeasured = false;
+  for (;;) {
+    if (done()) return;
+    const waited = performance.now() - started;
+    if (waited > configuredMs + units * unitMs) {
+      if (remeasured) {
+        expect.fail(`${what} did not happen within ${Math.round(waited)} ms = ${Math.round(configuredMs)} ms configured + ${units} × ${Math.round(unitMs)} ms (${yardstick.unit} here, now)`);
+      }
+      unitMs = Math.max(unitMs, (await yardstick.remeasure()).unitMs);
+      remeasured = true;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
