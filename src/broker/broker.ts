@@ -51,6 +51,7 @@ import type { GatewayVerdict } from '../gateway/key-check.ts';
 import type { RotationState, StoreFailureRecord } from './rotation-state.ts';
 import type { Provider } from '../../providers/provider.ts';
 import { storeCallCeilingMs } from '../kernel/retry.ts';
+import { FILE_TIME_GRACE_MS, recordAgeMs } from '../kernel/record-age.ts';
 
 export interface BrokerDeps {
   profile: Profile;
@@ -67,6 +68,8 @@ export interface BrokerDeps {
   clockSlackMs?: number | undefined;
   lock: Lock;
   now(): number;
+  /** A clock that is never set back (ms; default performance.now()): waits for the lock are measured on it. */
+  monotonicNow?(): number;
   /**
    * How long this process took to start and reach `get` (ms). On a starved machine it measures how
    * slowly every process runs, the lock holder included; absent in tests without processes.
@@ -142,9 +145,14 @@ function repeatToleranceMs(callerTtlMs: number): number {
  * itself started. Giving up sooner on a live holder only starts a second read that the same
  * starved CPU makes no faster: 50 cold gets on a busy 2-core machine made 17 store reads that way.
  */
-function lockWaitMs(profile: Profile, startupMs: number): number {
+export function lockWaitMs(profile: Profile, startupMs: number): number {
   return storeCallCeilingMs((profile.oidc ? 2 : 1) * profile.timeoutMs) + 1_000 + HOLDER_WORK_STARTS * startupMs;
 }
+/**
+ * A waiter's whole wait for the lock, in lockWaitMs: one for the holder it found, one more for a
+ * holder that took over late (from a killed one); whatever the lock files' times say.
+ */
+export const LOCK_WAIT_MAX_WAITS = 2;
 /** A cold get's work beyond a bare start, in process starts (README benchmark: 88.6 against 22.1 ms). */
 const HOLDER_WORK_STARTS = 4;
 
@@ -186,8 +194,8 @@ function suspectedRefusal(deps: Pick<BrokerDeps, 'caller' | 'state' | 'callerTtl
   if (!deps.caller || !cached) return undefined;
   const served = deps.state.servedTo(account, deps.caller.id);
   if (!served) return undefined;
-  const since = now - served.at;
-  if (since < 0 || since >= deps.callerTtlMs - repeatToleranceMs(deps.callerTtlMs)) return undefined;
+  const since = recordAgeMs(served.at, now);
+  if (since === undefined || since >= deps.callerTtlMs - repeatToleranceMs(deps.callerTtlMs)) return undefined;
   // A caller that got an older key than the cache now holds just needs the cached one.
   return served.fingerprint === fingerprint(cached.key) ? served.fingerprint : undefined;
 }
@@ -210,8 +218,8 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   const recentVerdict = (refusedKey: string, entry: CacheEntry | undefined): Served | undefined => {
     if (options.recheck) return undefined;
     const last = deps.state.lastRecheck(account);
-    const since = last ? deps.now() - last.at : -1;
-    if (!last || last.fingerprint !== refusedKey || since < 0 || since >= RECHECK_MIN_INTERVAL_MS) return undefined;
+    const since = last ? recordAgeMs(last.at, deps.now()) : undefined;
+    if (!last || last.fingerprint !== refusedKey || since === undefined || since >= RECHECK_MIN_INTERVAL_MS) return undefined;
     if (last.verdict === 'rejected') throw keyRejected(refusedKey, last.gateway ?? deps.gatewayName, since);
     if (!entry || freshness(entry) === 'expired') return undefined;
     deps.debug(`re-checked ${formatDuration(since)} ago (${last.verdict}); not asking the store again yet`);
@@ -240,15 +248,21 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     (refused === undefined || fingerprint(entry.key) !== refused);
   /** A store failure recorded since this call started: shared with this call, not repeated. */
   // One stamped after now is from the future (clock stepped back, or planted): never shared.
-  const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt && failure.at <= deps.now() ? failure : undefined);
+  const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt && recordAgeMs(failure.at, deps.now()) !== undefined ? failure : undefined);
   // Each holder gets the whole wait from when it took the lock: one that took over from a killed
   // holder starts its work (loading the SDK, the store call) from the beginning.
   const waitMs = lockWaitMs(profile, deps.startupMs ?? 0);
-  let deadline = startedAt + waitMs;
+  const monotonic = deps.monotonicNow ?? (() => performance.now());
+  const waitStarted = monotonic();
+  let deadline = waitStarted + waitMs;
   let release: (() => Promise<void>) | undefined;
   let latest = cached;
+  // Once the holder's store read failed, its failure answers every waiter at once: no lock is taken to hear it.
+  const failedMeanwhile = () => sinceStart(deps.state.lastStoreFailure(account)) !== undefined;
   for (let round = LOCK_ROUND_MS; ; round = Math.min(LOCK_ROUND_MAX_MS, round * 1.5)) {
-    release = await deps.lock.acquire(account, round);
+    if (failedMeanwhile()) break;
+    release = await deps.lock.acquire(account, round, failedMeanwhile);
+    if (release) deps.debug('took the refresh lock');
     // Another process may have refreshed (or failed to) while this one waited; the cache already
     // said what it had to say above, so it is read quietly here.
     latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;
@@ -256,11 +270,12 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
       await release?.();
       return serve(latest, 'cache');
     }
-    if (release || sinceStart(deps.state.lastStoreFailure(account))) break;
-    // A lock stamped in the future (the clock went back) counts from now, not from then.
-    const heldSince = Math.min((await deps.lock.heldSince?.(account)) ?? 0, deps.now());
-    deadline = Math.max(deadline, heldSince + waitMs);
-    if (deps.now() >= deadline) break;
+    if (release || failedMeanwhile()) break;
+    // A lock stamped in the future (the clock went back) says nothing of its holder: no extra wait.
+    const heldSince = await deps.lock.heldSince?.(account);
+    const heldFor = heldSince === undefined ? undefined : recordAgeMs(heldSince, deps.now(), FILE_TIME_GRACE_MS);
+    if (heldFor !== undefined) deadline = Math.min(waitStarted + LOCK_WAIT_MAX_WAITS * waitMs, Math.max(deadline, monotonic() - heldFor + waitMs));
+    if (monotonic() >= deadline) break;
   }
   if (!release && deps.fetchEntry) {
     // A second refresh beside a slow one would present a spent refresh token (the IdP may then end the session).
@@ -270,7 +285,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     deps.warn(`keybroker: ${slow.message}; serving the cached token read ${formatDuration(deps.now() - usable.fetchedAt)} ago`);
     return serve(usable, 'stale-cache');
   }
-  if (!release) deps.debug('did not get the refresh lock in time; reading the store without it');
+  if (!release && !failedMeanwhile()) deps.debug('did not get the refresh lock in time; reading the store without it');
   try {
     // Another caller refused with the same key may have re-checked while this one waited.
     const answer = refused !== undefined && release ? recentVerdict(refused, latest) : undefined;
@@ -331,7 +346,8 @@ function maybeRefreshAhead(deps: BrokerDeps, account: string, entry: CacheEntry)
   const now = deps.now();
   if (!dueForRefreshAhead(entry, now, deps.profile.cache.refreshAfterMs)) return;
   const last = deps.state.lastRefreshAhead(account);
-  if (last !== undefined && now - last >= 0 && now - last < REFRESH_AHEAD_EVERY_MS) return;
+  const sinceLast = last === undefined ? undefined : recordAgeMs(last, now);
+  if (sinceLast !== undefined && sinceLast < REFRESH_AHEAD_EVERY_MS) return;
   deps.state.recordRefreshAhead(account, now);
   deps.debug('the cached key is nearing refreshAfter: refreshing it in the background');
   try {
