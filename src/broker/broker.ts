@@ -262,6 +262,11 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   for (let round = LOCK_ROUND_MS; ; round = Math.min(LOCK_ROUND_MAX_MS, round * 1.5)) {
     if (failedMeanwhile()) break;
     release = await deps.lock.acquire(account, round, failedMeanwhile);
+    // Taken in the moment the holder failed and let go: given back at once, not held while serving.
+    if (release && failedMeanwhile()) {
+      await release();
+      release = undefined;
+    }
     if (release) deps.debug('took the refresh lock');
     // Another process may have refreshed (or failed to) while this one waited; the cache already
     // said what it had to say above, so it is read quietly here.
@@ -295,7 +300,10 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     const shared = sinceStart(lastFailure);
     let entry: CacheEntry;
     try {
-      if (shared) throw revive(shared);
+      if (shared) {
+        deps.debug(`another process's store read failed ${formatDuration(deps.now() - shared.at)} ago: sharing its failure`);
+        throw revive(shared);
+      }
       entry = await fetchFromStore(deps);
       if (lastFailure) deps.state.recordStoreFailure(account, undefined);
     } catch (error) {
