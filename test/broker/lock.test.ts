@@ -142,6 +142,16 @@ describe('planted lock files, judged with an injected clock', () => {
 });
 
 describe('holders that are not there', () => {
+  /** Whether a waiter that looks once takes a lock naming `pid` with its real start time. */
+  async function takesLockNaming(pid: number): Promise<boolean> {
+    const dir = tempDir();
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(lockFilePath(dir, 'k'), `${pid} ${processStartTime(pid)} 0123456789ab\n`, { mode: 0o600 });
+    const release = await fileLock(dir).acquire('k', 0);
+    await release?.();
+    return release !== undefined;
+  }
+
   it('a zombie holder (exited, not reaped by its parent) counts as dead', async () => {
     // sh starts a short sleep, then becomes a long one that never reaps it: a zombie with a pid and a start time.
     const parent = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -149,12 +159,7 @@ describe('holders that are not there', () => {
       const pid = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (data) => resolve(String(data).trim()))));
       for (let i = 0; i < 200 && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); i++) await new Promise((resolve) => setTimeout(resolve, 10));
       expect(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')).toMatch(/\) Z /);
-      const dir = tempDir();
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      fs.writeFileSync(lockFilePath(dir, 'k'), `${pid} ${processStartTime(pid)} 0123456789ab\n`, { mode: 0o600 });
-      const release = await fileLock(dir).acquire('k', 0);
-      expect(release).toBeDefined();
-      await release!();
+      expect(await takesLockNaming(pid)).toBe(true);
     } finally {
       parent.kill('SIGKILL');
     }
@@ -166,12 +171,7 @@ describe('holders that are not there', () => {
       await new Promise((resolve) => other.once('spawn', resolve));
       // Until exec is done the child is still node: wait for it to become sleep.
       for (let i = 0; i < 200 && fs.readlinkSync(`/proc/${other.pid}/exe`) === process.execPath; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-      const dir = tempDir();
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      fs.writeFileSync(lockFilePath(dir, 'k'), `${other.pid} ${processStartTime(other.pid!)} 0123456789ab\n`, { mode: 0o600 });
-      const release = await fileLock(dir).acquire('k', 0);
-      expect(release).toBeDefined();
-      await release!();
+      expect(await takesLockNaming(other.pid!)).toBe(true);
     } finally {
       other.kill('SIGKILL');
     }
