@@ -238,8 +238,6 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     if (answer) return answer;
   }
 
-  // Wait for the refresh lock in short rounds, looking at the cache between them: the holder's
-  // result reaches every waiter at once instead of through 49 lock hand-overs.
   // An entry read since this call started is as new as this call could get, even when it is born
   // inside the margin (a token that lives shorter than 2 × TTL + slack): not read again per waiter.
   const acceptable = (entry: CacheEntry | undefined): entry is CacheEntry =>
@@ -249,39 +247,13 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   /** A store failure recorded since this call started: shared with this call, not repeated. */
   // One stamped after now is from the future (clock stepped back, or planted): never shared.
   const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt && recordAgeMs(failure.at, deps.now()) !== undefined ? failure : undefined);
-  // Each holder gets the whole wait from when it took the lock: one that took over from a killed
-  // holder starts its work (loading the SDK, the store call) from the beginning.
   const waitMs = lockWaitMs(profile, deps.startupMs ?? 0);
-  const monotonic = deps.monotonicNow ?? (() => performance.now());
-  const waitStarted = monotonic();
-  let deadline = waitStarted + waitMs;
-  let release: (() => Promise<void>) | undefined;
-  let latest = cached;
   // Once the holder's store read failed, its failure answers every waiter at once: no lock is taken to hear it.
   const failedMeanwhile = () => sinceStart(deps.state.lastStoreFailure(account)) !== undefined;
-  for (let round = LOCK_ROUND_MS; ; round = Math.min(LOCK_ROUND_MAX_MS, round * 1.5)) {
-    if (failedMeanwhile()) break;
-    release = await deps.lock.acquire(account, round, failedMeanwhile);
-    // Taken in the moment the holder failed and let go: given back at once, not held while serving.
-    if (release && failedMeanwhile()) {
-      await release();
-      release = undefined;
-    }
-    if (release) deps.debug('took the refresh lock');
-    // Another process may have refreshed (or failed to) while this one waited; the cache already
-    // said what it had to say above, so it is read quietly here.
-    latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;
-    if (acceptable(latest)) {
-      await release?.();
-      return serve(latest, 'cache');
-    }
-    if (release || failedMeanwhile()) break;
-    // A lock stamped in the future (the clock went back) says nothing of its holder: no extra wait.
-    const heldSince = await deps.lock.heldSince?.(account);
-    const heldFor = heldSince === undefined ? undefined : recordAgeMs(heldSince, deps.now(), FILE_TIME_GRACE_MS);
-    if (heldFor !== undefined) deadline = Math.min(waitStarted + LOCK_WAIT_MAX_WAITS * waitMs, Math.max(deadline, monotonic() - heldFor + waitMs));
-    if (monotonic() >= deadline) break;
-  }
+  const waited = await waitForLock(deps, { account, waitMs, cached, acceptable, failedMeanwhile });
+  const latest = waited.latest;
+  const release = waited.release;
+  if (waited.acceptable) return serve(waited.acceptable, 'cache');
   if (!release && deps.fetchEntry) {
     // A second refresh beside a slow one would present a spent refresh token (the IdP may then end the session).
     const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
@@ -346,6 +318,57 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     return serve(entry, 'store');
   } finally {
     await release?.();
+  }
+}
+
+interface LockWait {
+  account: string;
+  waitMs: number;
+  /** What the cache held when this call began. */
+  cached: CacheEntry | undefined;
+  /** True for an entry this call may serve as it is: a waiter stops waiting when the cache holds one. */
+  acceptable(entry: CacheEntry | undefined): entry is CacheEntry;
+  /** True once the holder's store read failed since this call started. */
+  failedMeanwhile(): boolean;
+}
+
+/**
+ * Waits for the refresh lock in rounds, looking at the cache between them: the holder's result
+ * reaches every waiter at once instead of through 49 lock hand-overs. Ends with the lock (its
+ * release), with an acceptable entry (no lock held), or without either: the holder failed, or the
+ * wait ran out. Each holder gets the whole wait from when it took the lock (one that took over from
+ * a killed holder starts its work from the beginning), never more than LOCK_WAIT_MAX_WAITS waits in
+ * all, measured on the monotonic clock.
+ */
+async function waitForLock(deps: BrokerDeps, wait: LockWait): Promise<{ release?: () => Promise<void>; latest?: CacheEntry; acceptable?: CacheEntry }> {
+  const { account, waitMs, failedMeanwhile } = wait;
+  const monotonic = deps.monotonicNow ?? (() => performance.now());
+  const waitStarted = monotonic();
+  let deadline = waitStarted + waitMs;
+  let latest = wait.cached;
+  for (let round = LOCK_ROUND_MS; ; round = Math.min(LOCK_ROUND_MAX_MS, round * 1.5)) {
+    if (failedMeanwhile()) return { latest };
+    let release = await deps.lock.acquire(account, round, failedMeanwhile);
+    // Taken in the moment the holder failed and let go: given back at once, not held while serving.
+    if (release && failedMeanwhile()) {
+      await release();
+      release = undefined;
+    }
+    if (release) deps.debug('took the refresh lock');
+    // Another process may have refreshed (or failed to) while this one waited; the cache already
+    // said what it had to say, so it is read quietly here.
+    latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;
+    if (wait.acceptable(latest)) {
+      await release?.();
+      return { acceptable: latest };
+    }
+    if (release) return { release, latest };
+    if (failedMeanwhile()) return { latest };
+    // A lock stamped in the future (the clock went back) says nothing of its holder: no extra wait.
+    const heldSince = await deps.lock.heldSince?.(account);
+    const heldFor = heldSince === undefined ? undefined : recordAgeMs(heldSince, deps.now(), FILE_TIME_GRACE_MS);
+    if (heldFor !== undefined) deadline = Math.min(waitStarted + LOCK_WAIT_MAX_WAITS * waitMs, Math.max(deadline, monotonic() - heldFor + waitMs));
+    if (monotonic() >= deadline) return { latest };
   }
 }
 

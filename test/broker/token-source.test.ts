@@ -65,7 +65,9 @@ describe('getKey with an SSO token source', () => {
     const deps = w.deps('a', { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS });
     await getKey(deps);
     w.clock.now += TOKEN_LIFETIME - 2 * TTL - TOKEN_CLOCK_SLACK_MS;
-    const blocked = w.deps('b', { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS, lock: neverFree, now: ticking });
+    // Each look at the clock moves it on a second; each look at the wait's own clock, two.
+    let waited = 0;
+    const blocked = w.deps('b', { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS, lock: neverFree, now: ticking, monotonicNow: () => (waited += 2_000) });
     expect(await getKey(blocked)).toMatchObject({ from: 'stale-cache', version: 'jti-1' });
     expect(w.warnings.at(-1)).toMatch(/another keybroker is still refreshing the token/);
     w.cache.data.clear();
