@@ -26,7 +26,7 @@
 //   (fetchEntry, src/sso/) and a 10 s slack instead of 60 s. A refresh spends the refresh token,
 //   so it runs only under the lock; a waiter that outlasts a slow refresh gets the unexpired cached
 //   token with a warning, never a second refresh.
-import { cacheAccount } from '../cache/account.ts';
+import { cacheSlot, entryBelongs } from '../cache/account.ts';
 import type { Profile } from '../config/config.ts';
 import {
   AccessDenied,
@@ -174,10 +174,12 @@ export const REFRESH_AHEAD_EVERY_MS = 30_000;
 const LOCK_ROUND_MS = 100;
 const LOCK_ROUND_MAX_MS = 500;
 
-export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile' | 'warn' | 'debug'>): Promise<CacheEntry | undefined> {
+/** The profile's cached entry, when there is one read from the secret this user resolves to. */
+export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile' | 'osUser' | 'warn' | 'debug'>): Promise<CacheEntry | undefined> {
+  const slot = cacheSlot(deps.profile, deps.osUser);
   let text: string | undefined;
   try {
-    text = await deps.cache.read(cacheAccount(deps.profile));
+    text = await deps.cache.read(slot.account);
   } catch (error) {
     if (!(error instanceof CacheUnavailable) || deps.cache.required) throw error;
     deps.warn(`keybroker: ${error.line()}`);
@@ -186,7 +188,9 @@ export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile'
   if (text === undefined) return undefined;
   const entry = parseEntry(text);
   if (!entry) deps.debug('the cached entry is not readable; it will be replaced');
-  return entry;
+  if (!entry || entryBelongs(slot, deps.profile, entry.secret)) return entry;
+  deps.debug(`the cached entry was read from secret "${entry.secret}", not this user's; it will be replaced`);
+  return undefined;
 }
 
 /** The fingerprint of the key this caller was refused with, when its call looks like a 401 re-run. */
@@ -202,7 +206,7 @@ function suspectedRefusal(deps: Pick<BrokerDeps, 'caller' | 'state' | 'callerTtl
 
 export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promise<Served> {
   const { profile } = deps;
-  const account = cacheAccount(profile);
+  const account = cacheSlot(profile, deps.osUser).account;
   const startedAt = deps.now();
   const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile));
   const serve = (entry: CacheEntry, from: Served['from']): Served => {
@@ -393,7 +397,7 @@ function maybeRefreshAhead(deps: BrokerDeps, account: string, entry: CacheEntry)
  * process holds the refresh lock or already refreshed. Prints nothing; errors stay here.
  */
 export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not needed' | 'failed'> {
-  const account = cacheAccount(deps.profile);
+  const account = cacheSlot(deps.profile, deps.osUser).account;
   const release = await deps.lock.acquire(account, 0);
   if (!release) return 'not needed';
   try {

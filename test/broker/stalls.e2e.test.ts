@@ -11,6 +11,7 @@ import { adminPut, developer, startStoreChain, stderrLines, type Developer, type
 import { BINARY, runBinary } from '../support/binary.ts';
 import { bindReadOnly, chownToOther, fullTmpfs, runBinaryAsOther } from '../support/other-user.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
+import { osLoginName } from '../../src/kernel/login-name.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { lockFilePath } from '../../src/broker/lock.ts';
 import { processStartTime } from '../../src/broker/caller.ts';
@@ -47,7 +48,7 @@ afterEach(() => {
   dev = undefined;
 });
 
-const accountOf = (d: Developer) => cacheAccount(loadConfig({ env: d.env }).profile);
+const accountOf = (d: Developer) => cacheAccount(loadConfig({ env: d.env }).profile, () => osLoginName(d.env));
 const locksDir = (d: Developer) => path.join(d.home, 'run', 'locks');
 const lockFile = (d: Developer) => lockFilePath(locksDir(d), accountOf(d));
 

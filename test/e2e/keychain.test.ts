@@ -10,6 +10,7 @@ import { startSecretService, type SecretService } from '../support/secret-servic
 import { startStoreProxy, type StoreProxy } from '../support/store-proxy.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
+import { osLoginName } from '../../src/kernel/login-name.ts';
 import { userRuntimeDir } from '../../src/kernel/paths.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { parseEntry } from '../../src/cache/entry.ts';
@@ -42,7 +43,7 @@ async function provision(key: string): Promise<string> {
 
 /** The keychain account keybroker uses for this environment's profile (service "keybroker"). */
 function accountFor(env: NodeJS.ProcessEnv): string {
-  return cacheAccount(loadConfig({ env }).profile);
+  return cacheAccount(loadConfig({ env }).profile, () => osLoginName(env));
 }
 
 /** Files under `dir` whose bytes contain `text`. */
