@@ -18,7 +18,8 @@
 //   or the gateway. An explicit re-check (`get --recheck`, `status --refresh`) always reads the store.
 // - Store down, slow or throttled (StoreUnreachable): a cached key not yet `expired` is served
 //   with one warning; with none, the error. A waiter for the lock whose holder failed gets that
-//   failure instead of reading the store again, so 50 callers fail together within one timeout.
+//   failure instead of reading the store again, without taking the lock, so 50 callers fail (or
+//   are served the cached key) together within one timeout.
 // - Refresh-ahead. A fresh key older than 80 % of refreshAfter is served at once and a detached
 //   process re-reads the store (at most one per profile per 30 s), so most callers never meet a
 //   stale cache; the 100 % deadline above still holds for everyone.
