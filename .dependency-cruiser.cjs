@@ -7,7 +7,7 @@ const mayUse = {
   'src/secret': ['src/kernel'],
   'src/config': ['src/kernel', 'providers'],
   'src/loader': ['src/kernel', 'providers', 'src/config'],
-  'src/cache': ['src/kernel', 'providers', 'src/config', 'src/loader'],
+  'src/cache': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader'],
   'src/claude': ['src/kernel', 'src/config'],
   'src/gateway': ['src/kernel', 'src/config'],
   'src/sso': ['src/kernel', 'src/secret', 'src/config', 'src/loader', 'src/cache'],

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import vm from 'node:vm';
-import { cacheAccount } from '../src/cache/account.ts';
+import { cacheSlot } from '../src/cache/account.ts';
+import { osLoginName } from '../src/kernel/login-name.ts';
 import { serializeEntry } from '../src/cache/entry.ts';
 import { fileCache } from '../src/cache/file.ts';
 import { loadConfig } from '../src/config/config.ts';
@@ -40,7 +41,9 @@ fs.writeFileSync(env['KEYBROKER_CONFIG']!, JSON.stringify({ profiles: { default:
 const cached = { default: 'sk-test-train-code-cache', sso: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0cmFpbiJ9.sig-test-train' };
 for (const [name, key] of Object.entries(cached)) {
   const profile = loadConfig({ env: { ...env, KEYBROKER_PROFILE: name } }).profile;
-  await fileCache(keyFilesDir(env)).write(cacheAccount(profile), serializeEntry({ key, version: 'v1', secret: profile.secret, fetchedAt: Date.now(), ...(name === 'sso' ? { expiresAt: Date.now() + 3_600_000 } : {}) }));
+  // The name the program itself resolves {user} to (the passwd entry's, else USER).
+  const slot = cacheSlot(profile, () => osLoginName(env));
+  await fileCache(keyFilesDir(env)).write(slot.account, serializeEntry({ key, version: 'v1', secret: slot.secret ?? profile.secret, fetchedAt: Date.now(), ...(name === 'sso' ? { expiresAt: Date.now() + 3_600_000 } : {}) }));
 }
 
 // The program as the executable runs it: same wrapper text, its argv and environment, once per

@@ -19,7 +19,8 @@
 // - Store down, slow or throttled (StoreUnreachable), or answering with an unusable value
 //   (UnusableKey, e.g. a SecretString that is a number): a cached key not yet `expired` is served
 //   with one warning; with none, the error. A waiter for the lock whose holder failed gets that
-//   failure instead of reading the store again, so 50 callers fail together within one timeout.
+//   failure instead of reading the store again, without taking the lock, so 50 callers fail (or
+//   are served the cached key) together within one timeout.
 // - Refresh-ahead. A fresh key older than 80 % of refreshAfter is served at once and a detached
 //   process re-reads the store (at most one per profile per 30 s), so most callers never meet a
 //   stale cache; the 100 % deadline above still holds for everyone.
@@ -27,7 +28,7 @@
 //   (fetchEntry, src/sso/) and a 10 s slack instead of 60 s. A refresh spends the refresh token,
 //   so it runs only under the lock; a waiter that outlasts a slow refresh gets the unexpired cached
 //   token with a warning, never a second refresh.
-import { cacheAccount } from '../cache/account.ts';
+import { cacheSlot, entryBelongs } from '../cache/account.ts';
 import type { Profile } from '../config/config.ts';
 import {
   AccessDenied,
@@ -52,6 +53,7 @@ import type { GatewayVerdict } from '../gateway/key-check.ts';
 import type { RotationState, StoreFailureRecord } from './rotation-state.ts';
 import type { Provider } from '../../providers/provider.ts';
 import { storeCallCeilingMs } from '../kernel/retry.ts';
+import { FILE_TIME_GRACE_MS, recordAgeMs } from '../kernel/record-age.ts';
 
 export interface BrokerDeps {
   profile: Profile;
@@ -68,6 +70,8 @@ export interface BrokerDeps {
   clockSlackMs?: number | undefined;
   lock: Lock;
   now(): number;
+  /** A clock that is never set back (ms; default performance.now()): waits for the lock are measured on it. */
+  monotonicNow?(): number;
   /**
    * How long this process took to start and reach `get` (ms). On a starved machine it measures how
    * slowly every process runs, the lock holder included; absent in tests without processes.
@@ -143,9 +147,14 @@ function repeatToleranceMs(callerTtlMs: number): number {
  * itself started. Giving up sooner on a live holder only starts a second read that the same
  * starved CPU makes no faster: 50 cold gets on a busy 2-core machine made 17 store reads that way.
  */
-function lockWaitMs(profile: Profile, startupMs: number): number {
+export function lockWaitMs(profile: Profile, startupMs: number): number {
   return storeCallCeilingMs((profile.oidc ? 2 : 1) * profile.timeoutMs) + 1_000 + HOLDER_WORK_STARTS * startupMs;
 }
+/**
+ * A waiter's whole wait for the lock, in lockWaitMs: one for the holder it found, one more for a
+ * holder that took over late (from a killed one); whatever the lock files' times say.
+ */
+export const LOCK_WAIT_MAX_WAITS = 2;
 /** A cold get's work beyond a bare start, in process starts (docs/performance.md: 88.6 against 22.1 ms). */
 const HOLDER_WORK_STARTS = 4;
 
@@ -167,10 +176,12 @@ export const REFRESH_AHEAD_EVERY_MS = 30_000;
 const LOCK_ROUND_MS = 100;
 const LOCK_ROUND_MAX_MS = 500;
 
-export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile' | 'warn' | 'debug'>): Promise<CacheEntry | undefined> {
+/** The profile's cached entry, when there is one read from the secret this user resolves to. */
+export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile' | 'osUser' | 'warn' | 'debug'>): Promise<CacheEntry | undefined> {
+  const slot = cacheSlot(deps.profile, deps.osUser);
   let text: string | undefined;
   try {
-    text = await deps.cache.read(cacheAccount(deps.profile));
+    text = await deps.cache.read(slot.account);
   } catch (error) {
     if (!(error instanceof CacheUnavailable) || deps.cache.required) throw error;
     deps.warn(`keybroker: ${error.line()}`);
@@ -181,7 +192,8 @@ export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile'
   if (!entry) deps.debug('the cached entry is not readable; it will be replaced');
   // A key the output check (serve) would refuse is replaced from the store, not refused.
   else if (keyProblem(entry.key)) deps.debug('the cached key is not one Claude Code accepts; it will be replaced');
-  else return entry;
+  else if (entryBelongs(slot, deps.profile, entry.secret)) return entry;
+  else deps.debug(`the cached entry was read from secret "${entry.secret}", not this user's; it will be replaced`);
   return undefined;
 }
 
@@ -190,15 +202,15 @@ function suspectedRefusal(deps: Pick<BrokerDeps, 'caller' | 'state' | 'callerTtl
   if (!deps.caller || !cached) return undefined;
   const served = deps.state.servedTo(account, deps.caller.id);
   if (!served) return undefined;
-  const since = now - served.at;
-  if (since < 0 || since >= deps.callerTtlMs - repeatToleranceMs(deps.callerTtlMs)) return undefined;
+  const since = recordAgeMs(served.at, now);
+  if (since === undefined || since >= deps.callerTtlMs - repeatToleranceMs(deps.callerTtlMs)) return undefined;
   // A caller that got an older key than the cache now holds just needs the cached one.
   return served.fingerprint === fingerprint(cached.key) ? served.fingerprint : undefined;
 }
 
 export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promise<Served> {
   const { profile } = deps;
-  const account = cacheAccount(profile);
+  const account = cacheSlot(profile, deps.osUser).account;
   const startedAt = deps.now();
   const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile));
   const serve = (entry: CacheEntry, from: Served['from']): Served => {
@@ -216,8 +228,8 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   const recentVerdict = (refusedKey: string, entry: CacheEntry | undefined): Served | undefined => {
     if (options.recheck) return undefined;
     const last = deps.state.lastRecheck(account);
-    const since = last ? deps.now() - last.at : -1;
-    if (!last || last.fingerprint !== refusedKey || since < 0 || since >= RECHECK_MIN_INTERVAL_MS) return undefined;
+    const since = last ? recordAgeMs(last.at, deps.now()) : undefined;
+    if (!last || last.fingerprint !== refusedKey || since === undefined || since >= RECHECK_MIN_INTERVAL_MS) return undefined;
     if (last.verdict === 'rejected') throw keyRejected(refusedKey, last.gateway ?? deps.gatewayName, since);
     if (!entry || freshness(entry) === 'expired') return undefined;
     deps.debug(`re-checked ${formatDuration(since)} ago (${last.verdict}); not asking the store again yet`);
@@ -236,8 +248,6 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     if (answer) return answer;
   }
 
-  // Wait for the refresh lock in short rounds, looking at the cache between them: the holder's
-  // result reaches every waiter at once instead of through 49 lock hand-overs.
   // An entry read since this call started is as new as this call could get, even when it is born
   // inside the margin (a token that lives shorter than 2 × TTL + slack): not read again per waiter.
   const acceptable = (entry: CacheEntry | undefined): entry is CacheEntry =>
@@ -246,28 +256,14 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     (refused === undefined || fingerprint(entry.key) !== refused);
   /** A store failure recorded since this call started: shared with this call, not repeated. */
   // One stamped after now is from the future (clock stepped back, or planted): never shared.
-  const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt && failure.at <= deps.now() ? failure : undefined);
-  // Each holder gets the whole wait from when it took the lock: one that took over from a killed
-  // holder starts its work (loading the SDK, the store call) from the beginning.
+  const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt && recordAgeMs(failure.at, deps.now()) !== undefined ? failure : undefined);
   const waitMs = lockWaitMs(profile, deps.startupMs ?? 0);
-  let deadline = startedAt + waitMs;
-  let release: (() => Promise<void>) | undefined;
-  let latest = cached;
-  for (let round = LOCK_ROUND_MS; ; round = Math.min(LOCK_ROUND_MAX_MS, round * 1.5)) {
-    release = await deps.lock.acquire(account, round);
-    // Another process may have refreshed (or failed to) while this one waited; the cache already
-    // said what it had to say above, so it is read quietly here.
-    latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;
-    if (acceptable(latest)) {
-      await release?.();
-      return serve(latest, 'cache');
-    }
-    if (release || sinceStart(deps.state.lastStoreFailure(account))) break;
-    // A lock stamped in the future (the clock went back) counts from now, not from then.
-    const heldSince = Math.min((await deps.lock.heldSince?.(account)) ?? 0, deps.now());
-    deadline = Math.max(deadline, heldSince + waitMs);
-    if (deps.now() >= deadline) break;
-  }
+  // Once the holder's store read failed, its failure answers every waiter at once: no lock is taken to hear it.
+  const failedMeanwhile = () => sinceStart(deps.state.lastStoreFailure(account)) !== undefined;
+  const waited = await waitForLock(deps, { account, waitMs, cached, acceptable, failedMeanwhile });
+  const latest = waited.latest;
+  const release = waited.release;
+  if (waited.acceptable) return serve(waited.acceptable, 'cache');
   if (!release && deps.fetchEntry) {
     // A second refresh beside a slow one would present a spent refresh token (the IdP may then end the session).
     const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
@@ -276,7 +272,7 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     deps.warn(`keybroker: ${slow.message}; serving the cached token read ${formatDuration(deps.now() - usable.fetchedAt)} ago`);
     return serve(usable, 'stale-cache');
   }
-  if (!release) deps.debug('did not get the refresh lock in time; reading the store without it');
+  if (!release && !failedMeanwhile()) deps.debug('did not get the refresh lock in time; reading the store without it');
   try {
     // Another caller refused with the same key may have re-checked while this one waited.
     const answer = refused !== undefined && release ? recentVerdict(refused, latest) : undefined;
@@ -286,7 +282,10 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     const shared = sinceStart(lastFailure);
     let entry: CacheEntry;
     try {
-      if (shared) throw revive(shared);
+      if (shared) {
+        deps.debug(`another process's store read failed ${formatDuration(deps.now() - shared.at)} ago: sharing its failure`);
+        throw revive(shared);
+      }
       entry = await fetchFromStore(deps);
       if (lastFailure) deps.state.recordStoreFailure(account, undefined);
     } catch (error) {
@@ -332,12 +331,64 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   }
 }
 
+interface LockWait {
+  account: string;
+  waitMs: number;
+  /** What the cache held when this call began. */
+  cached: CacheEntry | undefined;
+  /** True for an entry this call may serve as it is: a waiter stops waiting when the cache holds one. */
+  acceptable(entry: CacheEntry | undefined): entry is CacheEntry;
+  /** True once the holder's store read failed since this call started. */
+  failedMeanwhile(): boolean;
+}
+
+/**
+ * Waits for the refresh lock in rounds, looking at the cache between them: the holder's result
+ * reaches every waiter at once instead of through 49 lock hand-overs. Ends with the lock (its
+ * release), with an acceptable entry (no lock held), or without either: the holder failed, or the
+ * wait ran out. Each holder gets the whole wait from when it took the lock (one that took over from
+ * a killed holder starts its work from the beginning), never more than LOCK_WAIT_MAX_WAITS waits in
+ * all, measured on the monotonic clock.
+ */
+async function waitForLock(deps: BrokerDeps, wait: LockWait): Promise<{ release?: () => Promise<void>; latest?: CacheEntry; acceptable?: CacheEntry }> {
+  const { account, waitMs, failedMeanwhile } = wait;
+  const monotonic = deps.monotonicNow ?? (() => performance.now());
+  const waitStarted = monotonic();
+  let deadline = waitStarted + waitMs;
+  let latest = wait.cached;
+  for (let round = LOCK_ROUND_MS; ; round = Math.min(LOCK_ROUND_MAX_MS, round * 1.5)) {
+    if (failedMeanwhile()) return { latest };
+    let release = await deps.lock.acquire(account, round, failedMeanwhile);
+    // Taken in the moment the holder failed and let go: given back at once, not held while serving.
+    if (release && failedMeanwhile()) {
+      await release();
+      release = undefined;
+    }
+    if (release) deps.debug('took the refresh lock');
+    // Another process may have refreshed (or failed to) while this one waited; the cache already
+    // said what it had to say, so it is read quietly here.
+    latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;
+    if (wait.acceptable(latest)) {
+      await release?.();
+      return { acceptable: latest };
+    }
+    if (release) return { release, latest };
+    if (failedMeanwhile()) return { latest };
+    // A lock stamped in the future (the clock went back) says nothing of its holder: no extra wait.
+    const heldSince = await deps.lock.heldSince?.(account);
+    const heldFor = heldSince === undefined ? undefined : recordAgeMs(heldSince, deps.now(), FILE_TIME_GRACE_MS);
+    if (heldFor !== undefined) deadline = Math.min(waitStarted + LOCK_WAIT_MAX_WAITS * waitMs, Math.max(deadline, monotonic() - heldFor + waitMs));
+    if (monotonic() >= deadline) return { latest };
+  }
+}
+
 function maybeRefreshAhead(deps: BrokerDeps, account: string, entry: CacheEntry): void {
   if (!deps.startBackgroundRefresh) return;
   const now = deps.now();
   if (!dueForRefreshAhead(entry, now, deps.profile.cache.refreshAfterMs)) return;
   const last = deps.state.lastRefreshAhead(account);
-  if (last !== undefined && now - last >= 0 && now - last < REFRESH_AHEAD_EVERY_MS) return;
+  const sinceLast = last === undefined ? undefined : recordAgeMs(last, now);
+  if (sinceLast !== undefined && sinceLast < REFRESH_AHEAD_EVERY_MS) return;
   deps.state.recordRefreshAhead(account, now);
   deps.debug('the cached key is nearing refreshAfter: refreshing it in the background');
   try {
@@ -352,7 +403,7 @@ function maybeRefreshAhead(deps: BrokerDeps, account: string, entry: CacheEntry)
  * process holds the refresh lock or already refreshed. Prints nothing; errors stay here.
  */
 export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not needed' | 'failed'> {
-  const account = cacheAccount(deps.profile);
+  const account = cacheSlot(deps.profile, deps.osUser).account;
   const release = await deps.lock.acquire(account, 0);
   if (!release) return 'not needed';
   try {

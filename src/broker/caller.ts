@@ -32,6 +32,8 @@ export interface ProcessInfo {
   start: string;
   name: string;
   args: string[];
+  /** Linux: the state letter of /proc/PID/stat (Z: a zombie, exited and not yet reaped). */
+  state?: string;
 }
 
 export function identifyCaller(env: NodeJS.ProcessEnv, options: { platform?: NodeJS.Platform; ppid?: number; inspect?: (pid: number) => ProcessInfo | undefined } = {}): CallerIdentity | undefined {
@@ -71,7 +73,7 @@ export function procInfo(pid: number): ProcessInfo | undefined {
     const fields = stat.slice(close + 2).split(' ');
     const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
     const base = args[0] ? args[0].split('/').at(-1)! : name;
-    return { pid, ppid: Number(fields[1]), start: fields[19] ?? '', name: SHELLS.has(base) ? base : name, args };
+    return { pid, ppid: Number(fields[1]), start: fields[19] ?? '', name: SHELLS.has(base) ? base : name, args, state: fields[0] ?? '' };
   } catch {
     return undefined;
   }

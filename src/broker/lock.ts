@@ -8,11 +8,15 @@ import { randomBytes } from 'node:crypto';
 import { sha256Hex } from '../kernel/sha256.ts';
 import { describeErrno, makePrivateDir, shortPath } from '../kernel/paths.ts';
 import { UnsafeFile, openPrivateFile } from '../kernel/private-file.ts';
-import { processStartTime } from './caller.ts';
+import { procInfo, processStartTime } from './caller.ts';
+import { FILE_TIME_GRACE_MS, recordAgeMs } from '../kernel/record-age.ts';
 
 export interface Lock {
-  /** Waits up to `waitMs` for the lock; resolves to its release (a no-op where no lock can be taken at all), or undefined when the wait ran out. */
-  acquire(name: string, waitMs: number): Promise<(() => Promise<void>) | undefined>;
+  /**
+   * Waits up to `waitMs` for the lock, and only while `giveUp` (asked before each try) says false;
+   * resolves to its release (a no-op where no lock can be taken at all), or undefined when it gave up.
+   */
+  acquire(name: string, waitMs: number, giveUp?: () => boolean): Promise<(() => Promise<void>) | undefined>;
   /** When the present holder took the lock (epoch ms), undefined when nobody holds it or it cannot be told. */
   heldSince?(name: string): Promise<number | undefined>;
 }
@@ -20,10 +24,17 @@ export interface Lock {
 export interface LockOptions {
   /** Told why, when no lock can be taken at all (a folder that cannot be written, a full disk) and the caller goes ahead without one. */
   noLock?(reason: string): void;
+  /** The wall clock that lock files' modification times are compared with (tests plant a time). */
+  now?(): number;
 }
 
-/** A lock older than this is taken over even if its pid looks alive (pid reuse where start times are unknown). */
-const LOCK_MAX_AGE_MS = 60_000;
+/**
+ * A lock older than this is taken over even if its pid looks alive (pid reuse where start times are
+ * unknown, a holder stopped with SIGSTOP). One stamped in the future may be older: taken over too.
+ */
+export const LOCK_MAX_AGE_MS = 60_000;
+/** An empty lock file is a holder between its open and its write for this long; after that, nobody's. */
+export const EMPTY_LOCK_GRACE_MS = 1_000;
 /** A waiter looks again after 1-2 × this: a quarter of its wait, at least 15 ms, at most 125 ms. */
 function pollMs(waitMs: number): number {
   return Math.min(125, Math.max(15, waitMs / 4));
@@ -48,8 +59,8 @@ export function parseHolder(text: string): LockHolder | undefined {
 
 /**
  * True when the process that wrote `holder` may still run, judged by what can be checked: the
- * pid exists and is this user's (a lock of ours is never held by another user's process), its
- * start time matches where both are known, and where they are not, it runs the same program.
+ * pid exists and is this user's (a lock of ours is never held by another user's process), it is
+ * not a zombie, it does not provably run another program, and its start time matches where known.
  */
 function holderAlive(holder: LockHolder): boolean {
   try {
@@ -58,9 +69,11 @@ function holderAlive(holder: LockHolder): boolean {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ESRCH' || code === 'EPERM') return false;
   }
+  // An exited process that its parent has not reaped yet holds nothing.
+  if (process.platform === 'linux' && procInfo(holder.pid)?.state === 'Z') return false;
+  if (sameProgram(holder.pid) === false) return false;
   const start = holder.start ? processStartTime(holder.pid) : undefined;
-  if (start !== undefined) return start === holder.start;
-  return sameProgram(holder.pid) ?? true;
+  return start === undefined || start === holder.start;
 }
 
 /** Whether `pid` runs the same executable as this process (Linux only; undefined where it cannot be told). */
@@ -74,6 +87,7 @@ function sameProgram(pid: number): boolean | undefined {
 }
 
 export function fileLock(dir: string, options: LockOptions = {}): Lock {
+  const now = options.now ?? Date.now;
   const noLock = (reason: string) => {
     options.noLock?.(reason);
     return async () => {};
@@ -87,7 +101,7 @@ export function fileLock(dir: string, options: LockOptions = {}): Lock {
         return undefined;
       }
     },
-    async acquire(name, waitMs) {
+    async acquire(name, waitMs, giveUp) {
       // No lock can be taken here at all: go ahead without one rather than wait for nothing.
       // The runtime folder and its locks folder must both be this user's own.
       const problem = makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir);
@@ -95,8 +109,10 @@ export function fileLock(dir: string, options: LockOptions = {}): Lock {
       const file = lockFilePath(dir, name);
       const me: LockHolder = { pid: process.pid, start: processStartTime(process.pid) ?? '', nonce: randomBytes(6).toString('hex') };
       const content = `${me.pid} ${me.start || '-'} ${me.nonce}\n`;
-      const deadline = Date.now() + waitMs;
+      // The wait is measured on the monotonic clock: a wall clock set back must not lengthen it.
+      const deadline = performance.now() + waitMs;
       for (;;) {
+        if (giveUp?.()) return undefined;
         let fd: number | undefined;
         try {
           fd = fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | (fs.constants.O_NOFOLLOW ?? 0), 0o600);
@@ -114,8 +130,10 @@ export function fileLock(dir: string, options: LockOptions = {}): Lock {
           }
         }
         // A dead holder's lock is taken at once, not after another poll.
-        if (takeOverIfAbandoned(file)) continue;
-        if (Date.now() >= deadline) return undefined;
+        const verdict = takeOverIfAbandoned(file, now());
+        if (verdict === 'taken') continue;
+        if (verdict !== 'held') return noLock(`${shortPath(file)} ${verdict}`);
+        if (performance.now() >= deadline) return undefined;
         const poll = pollMs(waitMs);
         await new Promise((resolve) => setTimeout(resolve, poll + Math.random() * poll));
       }
@@ -148,35 +166,38 @@ function releaseIfMine(file: string, nonce: string): void {
 }
 
 /**
- * Removes a lock whose holder is gone. The file is first renamed aside and re-read, so a lock
- * that a live process re-created in between is put back, not deleted. The remaining race (two
- * waiters judging the same dead holder) can at worst let two processes read the store once each.
+ * Removes a lock whose holder is gone: 'taken' (try again), 'held', or why something that is no lock
+ * is in the way and cannot be removed (a folder): then there is no lock to take. The file is first
+ * renamed aside and re-read, so a lock that a live process re-created in between is put back, not
+ * deleted. The remaining race (two waiters judging the same dead holder) can at worst let two
+ * processes read the store once each.
  */
-function takeOverIfAbandoned(file: string): boolean {
+function takeOverIfAbandoned(file: string, now: number): 'taken' | 'held' | string {
   const lock = readLock(file);
-  if (lock === undefined) return false;
-  // A FIFO, a link or another user's file where the lock belongs (in our own folder) is nobody's lock.
+  if (lock === undefined) return 'held';
+  // A FIFO, a link, a folder or another user's file where the lock belongs (in our own folder) is nobody's lock.
   if (lock === 'not a lock') {
-    fs.rmSync(file, { force: true });
-    return true;
+    try {
+      fs.rmSync(file, { force: true });
+      return 'taken';
+    } catch (error) {
+      const folder = (error as NodeJS.ErrnoException).code === 'ERR_FS_EISDIR';
+      return folder ? 'is a folder, not a lock file' : `is not a lock file and cannot be removed (${describeErrno(error)})`;
+    }
   }
   const { text, stat } = lock;
   const holder = parseHolder(text);
-  // A modification time up to a second ahead of Date.now() is the clocks' granularity (mtime has
-  // sub-millisecond precision, Date.now() whole ones: a lock looked at within the millisecond it was
-  // made is "ahead"); further ahead, the clock was set back and the age says nothing: not young.
-  const ahead = stat.mtimeMs - Date.now();
-  const age = ahead > 1_000 ? undefined : Math.max(0, -ahead);
-  const young = age !== undefined && age < 1_000;
+  // Undefined from the future (the clock was set back): its age is unknown, so not within any limit.
+  const age = recordAgeMs(stat.mtimeMs, now, FILE_TIME_GRACE_MS);
   // An empty file is a holder between open and write: give it a moment before calling it dead.
-  if (!holder && young) return false;
+  if (!holder && age !== undefined && age < EMPTY_LOCK_GRACE_MS) return 'held';
   // A holder that is alive keeps its lock, up to the maximum age (older, its pid may have been reused).
-  if (holder && (age === undefined || age < LOCK_MAX_AGE_MS) && holderAlive(holder)) return false;
+  if (holder && age !== undefined && age < LOCK_MAX_AGE_MS && holderAlive(holder)) return 'held';
   const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.stale`;
   try {
     fs.renameSync(file, aside);
   } catch {
-    return false;
+    return 'held';
   }
   let restored = false;
   try {
@@ -189,5 +210,5 @@ function takeOverIfAbandoned(file: string): boolean {
     // Someone holds a newer lock already: ours is just the stale copy.
   }
   fs.rmSync(aside, { force: true });
-  return !restored;
+  return restored ? 'held' : 'taken';
 }

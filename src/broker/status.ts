@@ -33,7 +33,7 @@ export interface StatusDeps {
 
 export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promise<CacheStatus> {
   const { profile } = config;
-  const entry = await readCachedEntry({ cache: deps.cache, profile, warn: () => {}, debug: () => {} });
+  const entry = await readCachedEntry({ cache: deps.cache, profile, osUser: deps.osUser, warn: () => {}, debug: () => {} });
   const status: CacheStatus = {
     profile: profile.name,
     store: profile.store ? describeStoreConfig(profile.store) : `oidc (issuer ${profile.oidc?.issuer})`,

@@ -1,4 +1,4 @@
-// Part src/cache/: where keys are kept between runs: keychain, private file, or none. May use: kernel, providers, config, loader.
+// Part src/cache/: where keys are kept between runs: keychain, private file, or none. May use: kernel, providers, secret, config, loader.
 // Where keys are kept between runs: the OS keychain, a private file, or nowhere.
 
 export type CacheBackendKind = 'keychain' | 'file' | 'none';

@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Profile } from '../config/config.ts';
 import { CacheUnavailable } from '../kernel/errors.ts';
-import { cacheAccount } from './account.ts';
+import { knownCacheAccount } from './account.ts';
+import { osLoginName } from '../kernel/login-name.ts';
 import { fileCache, removeAllCacheFiles, CACHE_FILE_PATTERN } from './file.ts';
 import { keychainCache, type KeychainCache } from './keychain.ts';
 import { keyFilesDir } from '../kernel/paths.ts';
@@ -44,7 +45,7 @@ export interface ClearOptions {
  * in files goes first, without the keychain: a keychain that cannot be opened stops nothing else.
  */
 export async function clearCachedKeys(profiles: Profile[], env: NodeJS.ProcessEnv, debug: (message: string) => void, options: ClearOptions = {}): Promise<ClearResult> {
-  const accountsOf = options.accountsOf ?? ((profile: Profile) => [cacheAccount(profile)]);
+  const accountsOf = options.accountsOf ?? ((profile: Profile) => [knownCacheAccount(profile, () => osLoginName(env))].filter((account) => account !== undefined));
   const pairs = profiles.flatMap((profile) => accountsOf(profile).map((account) => [profile, account] as const));
   const removed = new Map<string, string[]>();
   const dir = keyFilesDir(env);

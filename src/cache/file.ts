@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sha256Hex } from '../kernel/sha256.ts';
 import { CacheUnavailable } from '../kernel/errors.ts';
-import { describeErrno, fixForErrno, makePrivateDir, shortPath } from '../kernel/paths.ts';
+import { describeErrno, fixForErrno, makePrivateDir, shortPath, unusableFolder } from '../kernel/paths.ts';
 import { UnsafeFile, readPrivateFile } from '../kernel/private-file.ts';
 import { removeStaleTemps, writeFileAtomic } from '../kernel/temp-files.ts';
 import type { CacheStore } from './cache-store.ts';
@@ -15,15 +15,18 @@ export function fileCache(dir: string): CacheStore {
   const fileOf = (account: string) =>
     path.join(dir, `${sha256Hex(account).slice(0, 24)}.json`);
 
-  function ensureDir(): void {
+  /** A folder that cannot hold private files, for a read (nothing is created) or, with `create`, a write. */
+  function checkDir(create: boolean): void {
     // The cache folder and its keys folder must both be this user's own.
-    const problem = makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir);
+    const problem = create ? (makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir)) : unusableFolder(dir);
     if (problem) throw new CacheUnavailable(`the cache folder cannot be used: ${shortPath(problem, 300)}`, 'set KEYBROKER_CACHE_DIR to a private folder of yours');
   }
 
   return {
     kind: 'file',
     async read(account) {
+      // A relative folder would be the repository's: its files choose no key.
+      checkDir(false);
       const file = fileOf(account);
       try {
         // Only a regular file of this user that no one else can write is read; a FIFO does not block.
@@ -42,7 +45,7 @@ export function fileCache(dir: string): CacheStore {
       if (target.length >= 4_096) {
         throw new CacheUnavailable(`the cache folder's path is too long (${dir.length} characters)`, 'set KEYBROKER_CACHE_DIR to a shorter folder');
       }
-      ensureDir();
+      checkDir(true);
       // A writer killed between its write and its rename left a plaintext key: gone at the next write.
       removeStaleTemps(dir, (name) => CACHE_FILE_PATTERN.test(name));
       try {

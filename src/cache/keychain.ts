@@ -4,7 +4,8 @@
 import { CacheUnavailable } from '../kernel/errors.ts';
 import { loadKeyring } from '../loader/chunks.ts';
 import { KEYCHAIN_SERVICE, type CacheStore } from './cache-store.ts';
-import { makePrivateDir, userRuntimeDir } from '../kernel/paths.ts';
+import { makePrivateDir, unusableFolder, userRuntimeDir } from '../kernel/paths.ts';
+import { FILE_TIME_GRACE_MS, recordAgeMs } from '../kernel/record-age.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -103,12 +104,11 @@ function describe(error: unknown): string {
   return message.split('\n')[0]!.slice(0, 200);
 }
 
-/** How old the hang marker is; undefined when there is none, or it is dated ahead of this clock (a record from the future says nothing). */
+/** How long ago the marker was written; undefined when there is none, or it is from the future or in a relative folder. */
 function markerAge(file: string, now: number): number | undefined {
+  if (unusableFolder(path.dirname(file))) return undefined;
   try {
-    const age = now - fs.statSync(file).mtimeMs;
-    // Up to a second ahead is the clocks' granularity (mtime is finer than Date.now()).
-    return age < -1_000 ? undefined : Math.max(0, age);
+    return recordAgeMs(fs.statSync(file).mtimeMs, now, FILE_TIME_GRACE_MS);
   } catch {
     return undefined;
   }

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CacheBackendName } from '../config/config.ts';
 import { CacheUnavailable } from '../kernel/errors.ts';
-import { keyFilesDir, makePrivateDir, userCacheDir } from '../kernel/paths.ts';
+import { keyFilesDir, makePrivateDir, unusableFolder, userCacheDir } from '../kernel/paths.ts';
 import { noCache, type CacheStore } from './cache-store.ts';
 import { fileCache } from './file.ts';
 import { keychainCache } from './keychain.ts';
@@ -77,7 +77,8 @@ function autoCache(keychain: CacheStore, choice: CacheChoice): CacheStore {
 function announceOnce(error: CacheUnavailable, choice: CacheChoice): void {
   const dir = userCacheDir(choice.env);
   const marker = path.join(dir, `auto-fallback-${choice.fallback}.notice`);
-  if (fs.existsSync(marker)) return;
+  // A relative folder's marker would be the repository's to plant: the notice is then said each time.
+  if (!unusableFolder(dir) && fs.existsSync(marker)) return;
   const instead =
     choice.fallback === 'file'
       ? `caching the key in a private file under ${keyFilesDir(choice.env)} instead`

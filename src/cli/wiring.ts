@@ -108,7 +108,7 @@ function lazyFileLock(dir: string, warn: (line: string) => void): Lock {
     warn(`keybroker: no refresh lock: ${reason}; reading the store without it`);
   };
   return {
-    acquire: async (name, waitMs) => (await import('../broker/lock.ts')).fileLock(dir, { noLock }).acquire(name, waitMs),
+    acquire: async (name, waitMs, giveUp) => (await import('../broker/lock.ts')).fileLock(dir, { noLock }).acquire(name, waitMs, giveUp),
     heldSince: async (name) => (await import('../broker/lock.ts')).fileLock(dir, { noLock }).heldSince!(name),
   };
 }

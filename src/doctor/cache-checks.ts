@@ -88,7 +88,7 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         if (!cache || !state.config) return skip('no cache backend could be used');
         if (cache.kind === 'none') return skip('no cache in use');
         const { profile } = state.config;
-        const text = await cache.read(cacheAccount(profile));
+        const text = await cache.read(cacheAccount(profile, deps.osUser));
         if (text === undefined) return ok(`no key cached yet for profile "${profile.name}" (the next get caches one)`, { cached: false });
         const entry = parseEntry(text);
         if (!entry) return warn('the cached entry is not readable', 'run \'keybroker cache clear\'', { cached: false });

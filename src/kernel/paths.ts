@@ -150,8 +150,11 @@ export function userRuntimeDir(env: Env, platform: NodeJS.Platform = process.pla
   return pathsOf(platform).join(userCacheDir(env, platform), 'run');
 }
 
-/** Refuse folders that cannot hold private files (and `/proc`, where mkdir spins forever in Node). */
-function checkPrivateDir(dir: string): string | undefined {
+/**
+ * Why a folder cannot hold private files (a relative path: it would be resolved in the folder Claude
+ * Code runs in, a repository; `/proc`, where mkdir spins forever in Node), or undefined when it can.
+ */
+export function unusableFolder(dir: string): string | undefined {
   if (!path.isAbsolute(dir)) return `${shortPath(dir)} is not an absolute path`;
   const normalized = path.resolve(dir);
   for (const pseudo of ['/proc', '/sys', '/dev']) {
@@ -166,7 +169,7 @@ function checkPrivateDir(dir: string): string | undefined {
  * Why it cannot hold private files, or undefined when it can.
  */
 export function makePrivateDir(dir: string, platform: NodeJS.Platform = process.platform): string | undefined {
-  const problem = checkPrivateDir(dir);
+  const problem = unusableFolder(dir);
   if (problem) return problem;
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });

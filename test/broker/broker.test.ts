@@ -238,9 +238,9 @@ describe('getKey', () => {
 
   it('replaces a corrupt cached entry with the store\'s key', async () => {
     const w = world();
-    w.cache.data.set(cacheAccount(testProfile()), '{"v":1,"key":');
+    w.cache.data.set(cacheAccount(testProfile(), () => 'alice'), '{"v":1,"key":');
     expect((await getKey(w.deps('claude-1'))).from).toBe('store');
-    expect(JSON.parse(w.cache.data.get(cacheAccount(testProfile()))!).key).toBe('sk-test-one');
+    expect(JSON.parse(w.cache.data.get(cacheAccount(testProfile(), () => 'alice'))!).key).toBe('sk-test-one');
   });
 
   it('lets many concurrent callers on a cold cache share one store read', async () => {
@@ -264,7 +264,7 @@ describe('getKey', () => {
 describe('records from the future', () => {
   it('does not share a store failure stamped after now (clock set back, or planted): get and --recheck read the store', async () => {
     const w = world();
-    const account = cacheAccount(testProfile());
+    const account = cacheAccount(testProfile(), () => 'alice');
     const planted = { at: w.clock.now + 60 * MINUTE, kind: 'StoreUnreachable', message: 'planted failure', fix: 'wait' };
     w.state.recordStoreFailure(account, planted);
     expect((await getKey(w.deps('claude-1'))).key).toBe('sk-test-one');

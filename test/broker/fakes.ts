@@ -101,6 +101,8 @@ export function world(profile: Profile = testProfile(), callerTtlMs = 5 * MINUTE
         openProvider: async () => w.store.provider(),
         lock: w.lock,
         now: () => w.clock.now,
+        // One virtual clock for both: tests that step the wall clock alone override this.
+        monotonicNow: () => w.clock.now,
         osUser: () => 'alice',
         callerTtlMs,
         caller: caller ? { id: caller, how: 'process-tree', description: caller } : undefined,

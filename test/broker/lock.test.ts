@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fileLock, lockFilePath, parseHolder } from '../../src/broker/lock.ts';
+import { EMPTY_LOCK_GRACE_MS, LOCK_MAX_AGE_MS, fileLock, lockFilePath, parseHolder } from '../../src/broker/lock.ts';
+import { processStartTime } from '../../src/broker/caller.ts';
 import { callTime, expectWithinBound } from '../support/time-bounds.ts';
 
 const dirs: string[] = [];
@@ -100,5 +101,90 @@ describe('fileLock', () => {
     const release = await fileLock(dir).acquire('k', 1_000);
     expect(release).toBeDefined();
     await release!();
+  });
+});
+
+describe('planted lock files, judged with an injected clock', () => {
+  /** A lock file at `dir` for key 'k' with `text`, modified at `mtimeMs`. */
+  function plant(text: string, mtimeMs: number): string {
+    const dir = tempDir();
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const file = lockFilePath(dir, 'k');
+    fs.writeFileSync(file, text, { mode: 0o600 });
+    fs.utimesSync(file, mtimeMs / 1000, mtimeMs / 1000);
+    return dir;
+  }
+  /** Whether a waiter that looks once, at `now`, takes the lock. */
+  async function takenAt(dir: string, now: number): Promise<boolean> {
+    const release = await fileLock(dir, { now: () => now }).acquire('k', 0);
+    await release?.();
+    return release !== undefined;
+  }
+  const T = Date.parse('2026-12-07T00:00:00Z');
+  // This very process: alive, the same program, its real start time.
+  const liveHolder = () => `${process.pid} ${processStartTime(process.pid) ?? '-'} 0123456789ab\n`;
+
+  it('a live holder keeps its lock up to the 60 s maximum age, and loses it after', async () => {
+    expect(await takenAt(plant(liveHolder(), T), T + LOCK_MAX_AGE_MS - 1_000)).toBe(false);
+    expect(await takenAt(plant(liveHolder(), T), T + LOCK_MAX_AGE_MS + 1_000)).toBe(true);
+  });
+
+  it('a live holder\'s lock stamped more than a second ahead (the clock was set back) is past any age: taken', async () => {
+    expect(await takenAt(plant(liveHolder(), T + 3_600_000), T)).toBe(true);
+    // Within the clocks' granularity it is the holder's, as when just made.
+    expect(await takenAt(plant(liveHolder(), T + 500), T)).toBe(false);
+  });
+
+  it('an empty lock file is a holder between open and write for a second, then nobody\'s', async () => {
+    expect(await takenAt(plant('', T), T + EMPTY_LOCK_GRACE_MS - 500)).toBe(false);
+    expect(await takenAt(plant('', T), T + EMPTY_LOCK_GRACE_MS + 500)).toBe(true);
+  });
+});
+
+describe('holders that are not there', () => {
+  /** Whether a waiter that looks once takes a lock naming `pid` with its real start time. */
+  async function takesLockNaming(pid: number): Promise<boolean> {
+    const dir = tempDir();
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(lockFilePath(dir, 'k'), `${pid} ${processStartTime(pid)} 0123456789ab\n`, { mode: 0o600 });
+    const release = await fileLock(dir).acquire('k', 0);
+    await release?.();
+    return release !== undefined;
+  }
+
+  it('a zombie holder (exited, not reaped by its parent) counts as dead', async () => {
+    // sh starts a short sleep, then becomes a long one that never reaps it: a zombie with a pid and a start time.
+    const parent = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const pid = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (data) => resolve(String(data).trim()))));
+      for (let i = 0; i < 200 && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')).toMatch(/\) Z /);
+      expect(await takesLockNaming(pid)).toBe(true);
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+
+  it('a live process that runs another program is not a holder, even with its own start time', async () => {
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => other.once('spawn', resolve));
+      // Until exec is done the child is still node: wait for it to become sleep.
+      for (let i = 0; i < 200 && fs.readlinkSync(`/proc/${other.pid}/exe`) === process.execPath; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(await takesLockNaming(other.pid!)).toBe(true);
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
+  it('a folder where the lock file belongs is no lock: the caller goes ahead without one, told why', async () => {
+    const dir = tempDir();
+    fs.mkdirSync(lockFilePath(dir, 'k'), { recursive: true, mode: 0o700 });
+    const told: string[] = [];
+    const release = await fileLock(dir, { noLock: (reason) => void told.push(reason) }).acquire('k', 60_000);
+    expect(release).toBeDefined();
+    await release!();
+    expect(told).toEqual([expect.stringMatching(/\.lock is a folder, not a lock file$/)]);
+    expect(fs.statSync(lockFilePath(dir, 'k')).isDirectory()).toBe(true);
   });
 });

@@ -2,6 +2,8 @@
 // a stale lock from the future, a FIFO where a file belongs, and the messages of disk faults.
 // Times are bounded against a normal cold get measured in this run, never an absolute number.
 import { spawn, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -9,8 +11,10 @@ import { adminPut, developer, startStoreChain, stderrLines, type Developer, type
 import { BINARY, runBinary } from '../support/binary.ts';
 import { bindReadOnly, chownToOther, fullTmpfs, runBinaryAsOther } from '../support/other-user.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
+import { osLoginName } from '../../src/kernel/login-name.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { lockFilePath } from '../../src/broker/lock.ts';
+import { processStartTime } from '../../src/broker/caller.ts';
 import { serializeEntry } from '../../src/cache/entry.ts';
 import { sha256Hex } from '../../src/kernel/sha256.ts';
 
@@ -44,7 +48,7 @@ afterEach(() => {
   dev = undefined;
 });
 
-const accountOf = (d: Developer) => cacheAccount(loadConfig({ env: d.env }).profile);
+const accountOf = (d: Developer) => cacheAccount(loadConfig({ env: d.env }).profile, () => osLoginName(d.env));
 const locksDir = (d: Developer) => path.join(d.home, 'run', 'locks');
 const lockFile = (d: Developer) => lockFilePath(locksDir(d), accountOf(d));
 
@@ -108,6 +112,48 @@ describe('stale locks', () => {
     const result = await dev.get();
     expectQuickKey(result);
     expect(result.stderr).toBe('');
+  });
+
+  it('a lock stamped an hour ahead, held by a live but stopped keybroker, is not waited for', async () => {
+    // The holder: the same executable, stopped while it waits on a store that never answers.
+    const hole = net.createServer(() => {}).listen(0, '127.0.0.1');
+    await once(hole, 'listening');
+    const other = developer(`http://127.0.0.1:${(hole.address() as net.AddressInfo).port}`, PROFILE);
+    const holder = spawn(BINARY, ['get'], { env: other.env, stdio: 'ignore' });
+    await once(holder, 'spawn');
+    holder.kill('SIGSTOP');
+    undo.push(() => {
+      holder.kill('SIGKILL');
+      hole.close();
+      other.remove();
+    });
+    dev = developer(chain.faults.url(), PROFILE);
+    fs.mkdirSync(locksDir(dev), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(lockFile(dev), `${holder.pid} ${processStartTime(holder.pid!)} 0123456789ab\n`, { mode: 0o600 });
+    const future = new Date(Date.now() + 3_600_000);
+    fs.utimesSync(lockFile(dev), future, future);
+    // A safety net well past the bound: the old wait ran until killed.
+    const result = await runBinary(['get'], { env: dev.env, timeoutMs: Math.max(30_000, 10 * coldMs) });
+    expectQuickKey(result);
+    expect(result.stderr).toBe('');
+  });
+});
+
+describe('a folder where the lock file belongs', () => {
+  it('means no lock: the store is read, and while it is down the cached key is served', async () => {
+    dev = developer(chain.faults.url(), { timeout: '10s', cache: { backend: 'file', refreshAfter: '1s' } });
+    expect(await dev.get()).toMatchObject({ code: 0, stdout: KEY });
+    fs.mkdirSync(lockFile(dev), { recursive: true, mode: 0o700 });
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const noLock = /^keybroker: no refresh lock: .*\.lock is a folder, not a lock file; reading the store without it$/;
+    const fresh = await dev.get();
+    expectQuickKey(fresh);
+    expect(stderrLines(fresh)).toEqual([expect.stringMatching(noLock)]);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    chain.faults.set({ kind: 'reset' });
+    const stale = await dev.get();
+    expect(stale).toMatchObject({ code: 0, stdout: KEY });
+    expect(stderrLines(stale)).toEqual([expect.stringMatching(noLock), expect.stringMatching(/serving the cached key read \d+s ago$/)]);
   });
 });
 

@@ -126,4 +126,37 @@ describe('storm', () => {
     expect(reads).toBeLessThanOrEqual(3);
     expect(slowest).toBeLessThan(bound);
   });
+
+  it(`${CALLERS} concurrent gets against a black-holed store with a stale cached key: all served within a store call per store read, and no caller takes the lock to hear its holder's failure`, async () => {
+    dev = developer(chain.faults.url(), { cache: { backend: 'file', refreshAfter: '1s' } });
+    expect(await dev.get()).toMatchObject({ code: 0, stdout: 'sk-test-storm-one' });
+    // Measuring it takes longer than the second after which the cached key is stale.
+    const yardstick = await startupYardstick(dev.env);
+    chain.faults.set({ kind: 'blackhole' });
+    try {
+      const results = await runMany({ command: BINARY, args: ['get'], envs: callers({ ...dev.env, KEYBROKER_DEBUG: '1' }) });
+      const slowest = slowestOf(results);
+      const tookLock = (r: ManyResult) => r.stderr.includes('keybroker: debug: took the refresh lock');
+      const lockTakers = results.filter(tookLock).length;
+      // A caller that shares a failure heard it from the lock's holder: it needs no lock of its own.
+      const sharedUnderLock = results.filter((r) => tookLock(r) && /debug: another process's store read failed .* ago: sharing its failure/.test(r.stderr)).length;
+      // Callers that started after a failure was recorded do not share it: they read the store again
+      // (on a machine this busy, 50 starts can spread over more than one store call).
+      const storeReads = lockTakers - sharedUnderLock + results.filter((r) => r.stderr.includes('reading the store without it')).length;
+      // A store call (its wall-clock ceiling) per read, and the callers' starts; no hand-over of the lock, caller by caller.
+      const bound = 2 * yardstick + storeReads * storeCallCeilingMs(STORE_TIMEOUT_MS);
+      console.log(
+        `storm against a black hole: ${results.filter((r) => r.code === 0).length} of ${CALLERS} served, ${lockTakers} took the lock (${sharedUnderLock} only to share a failure), ${storeReads} store read(s), slowest ${Math.round(slowest)} ms; ` +
+          `baseline (slowest of ${CALLERS} concurrent --version) ${Math.round(yardstick)} ms; bound ${Math.round(bound)} ms`,
+      );
+      expect(results.filter((r) => r.code !== 0).map((r) => r.stderr)).toEqual([]);
+      expect(new Set(results.map((r) => r.stdout))).toEqual(new Set(['sk-test-storm-one']));
+      expect(results.filter((r) => !/serving the cached key read \d+s ago/.test(r.stderr))).toEqual([]);
+      expect(lockTakers).toBeGreaterThanOrEqual(1);
+      expect(sharedUnderLock).toBe(0);
+      expect(slowest).toBeLessThan(bound);
+    } finally {
+      chain.faults.set({ kind: 'pass' });
+    }
+  });
 });

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { getKey, TOKEN_CLOCK_SLACK_MS } from '../../src/broker/broker.ts';
 import type { CacheEntry } from '../../src/cache/entry.ts';
 import type { Lock } from '../../src/broker/lock.ts';
-import { world } from './fakes.ts';
+import type { Profile } from '../../src/config/config.ts';
+import { testProfile, world } from './fakes.ts';
 
 const TTL = 10_000;
 const TOKEN_LIFETIME = 60_000;
@@ -22,9 +23,12 @@ function tokenEndpoint(now: () => number) {
   return endpoint;
 }
 
+/** An `oidc` profile: its tokens' entries name the issuer, as src/sso/ writes them. */
+const ssoProfile = (): Profile => ({ ...testProfile(), secret: 'https://idp.test', oidc: { issuer: 'https://idp.test', clientId: 'keybroker-test' } });
+
 describe('getKey with an SSO token source', () => {
   it('serves the cached token while it has more than 2 × TTL + slack left, then refreshes ahead of exp', async () => {
-    const w = world(undefined, TTL);
+    const w = world(ssoProfile(), TTL);
     const idp = tokenEndpoint(() => w.clock.now);
     const deps = (caller: string) => w.deps(caller, { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS, openProvider: () => Promise.reject(new Error('no store')) });
     expect((await getKey(deps('a'))).from).toBe('store');
@@ -39,7 +43,7 @@ describe('getKey with an SSO token source', () => {
   });
 
   it('a 401 re-run from the same Claude Code process forces a refresh', async () => {
-    const w = world(undefined, TTL);
+    const w = world(ssoProfile(), TTL);
     const idp = tokenEndpoint(() => w.clock.now);
     const deps = (caller: string) => w.deps(caller, { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS });
     await getKey(deps('claude-1'));
@@ -49,7 +53,7 @@ describe('getKey with an SSO token source', () => {
   });
 
   it('20 callers of a stale token: one refresh, even for tokens shorter than the margin', async () => {
-    const w = world(undefined, 5 * 60_000); // default TTL: margin 610 s > a 60 s token
+    const w = world(ssoProfile(), 5 * 60_000); // default TTL: margin 610 s > a 60 s token
     const idp = tokenEndpoint(() => w.clock.now);
     const deps = (caller: string) => w.deps(caller, { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS });
     const served = await Promise.all(Array.from({ length: 20 }, (_, index) => getKey(deps(`claude-${index}`))));
@@ -58,14 +62,16 @@ describe('getKey with an SSO token source', () => {
   });
 
   it('never refreshes beside another process that holds the lock: serves the unexpired token with a warning, else fails', async () => {
-    const w = world(undefined, TTL);
+    const w = world(ssoProfile(), TTL);
     const idp = tokenEndpoint(() => w.clock.now);
     const neverFree: Lock = { acquire: async () => undefined };
     const ticking = () => (w.clock.now += 1_000);
     const deps = w.deps('a', { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS });
     await getKey(deps);
     w.clock.now += TOKEN_LIFETIME - 2 * TTL - TOKEN_CLOCK_SLACK_MS;
-    const blocked = w.deps('b', { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS, lock: neverFree, now: ticking });
+    // Each look at the clock moves it on a second; each look at the wait's own clock, two.
+    let waited = 0;
+    const blocked = w.deps('b', { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS, lock: neverFree, now: ticking, monotonicNow: () => (waited += 2_000) });
     expect(await getKey(blocked)).toMatchObject({ from: 'stale-cache', version: 'jti-1' });
     expect(w.warnings.at(-1)).toMatch(/another keybroker is still refreshing the token/);
     w.cache.data.clear();

@@ -12,6 +12,7 @@ import { startMoto, type Moto } from '../support/moto.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
 import { chownToOther, OTHER_UID, runBinaryAsOther } from '../support/other-user.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
+import { osLoginName } from '../../src/kernel/login-name.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { serializeEntry } from '../../src/cache/entry.ts';
 import { sha256Hex } from '../../src/kernel/sha256.ts';
@@ -165,7 +166,7 @@ describe('cache entries and state records', () => {
   function fileProfile(secret: string, profile: Record<string, unknown> = {}) {
     return awsConfig(moto.endpoint, { secret, cache: { backend: 'file' }, ...profile });
   }
-  const accountOf = (home: TestHome) => cacheAccount(loadConfig({ env: home.env() }).profile);
+  const accountOf = (home: TestHome) => cacheAccount(loadConfig({ env: home.env() }).profile, () => osLoginName(home.env()));
   const keysDir = (home: TestHome) => path.join(home.dir, '.cache', 'keybroker', 'keys');
   const cacheFileOf = (home: TestHome) => path.join(keysDir(home), `${sha256Hex(accountOf(home)).slice(0, 24)}.json`);
   const stateDir = (home: TestHome) => path.join(home.dir, 'run', 'state');

@@ -10,6 +10,8 @@ import { startSecretService, type SecretService } from '../support/secret-servic
 import { startStoreProxy, type StoreProxy } from '../support/store-proxy.ts';
 import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
+import { osLoginName } from '../../src/kernel/login-name.ts';
+import { userRuntimeDir } from '../../src/kernel/paths.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { parseEntry } from '../../src/cache/entry.ts';
 
@@ -41,7 +43,7 @@ async function provision(key: string): Promise<string> {
 
 /** The keychain account keybroker uses for this environment's profile (service "keybroker"). */
 function accountFor(env: NodeJS.ProcessEnv): string {
-  return cacheAccount(loadConfig({ env }).profile);
+  return cacheAccount(loadConfig({ env }).profile, () => osLoginName(env));
 }
 
 /** Files under `dir` whose bytes contain `text`. */
@@ -75,6 +77,26 @@ describe('with a real Secret Service (gnome-keyring)', () => {
     const result = await runBinary([], { env: env({ KEYBROKER_SECRET: secret }) });
     expect(result).toMatchObject({ code: 0, stdout: key, stderr: '' });
     expect(parseEntry((await keyring.lookup({ service: 'keybroker', username: account }))!)).toMatchObject({ key, secret });
+  });
+
+  it('a keychain-hung marker stamped an hour ahead (the clock was set back) switches nothing off: "keychain" and "auto" use the keychain', async () => {
+    const key = 'sk-test-e2e-keychain-future-marker';
+    const secret = await provision(key);
+    const named = env({ KEYBROKER_SECRET: secret, KEYBROKER_CACHE_BACKEND: 'keychain' });
+    const marker = path.join(userRuntimeDir(named), 'keychain-hung');
+    fs.mkdirSync(path.dirname(marker), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(marker, 'planted\n', { mode: 0o600 });
+    const future = new Date(Date.now() + 3_600_000);
+    fs.utimesSync(marker, future, future);
+    try {
+      expect(await runBinary([], { env: named })).toMatchObject({ code: 0, stdout: key, stderr: '' });
+      expect(parseEntry((await keyring.lookup({ service: 'keybroker', username: accountFor(named) }))!)).toMatchObject({ key, secret });
+      // auto: no fall back to the plaintext file cache either.
+      expect(await runBinary([], { env: env({ KEYBROKER_SECRET: secret }) })).toMatchObject({ code: 0, stdout: key, stderr: '' });
+      expect(fs.existsSync(path.join(home.dir, '.cache/keybroker/keys'))).toBe(false);
+    } finally {
+      fs.rmSync(marker, { force: true });
+    }
   });
 
   it('caches the key in the keychain and serves it with the store stopped, writing no cache file', async () => {

@@ -9,7 +9,8 @@ import { afterAll, expect, it } from 'vitest';
 import { runBinary } from '../support/binary.ts';
 import { closedPort } from '../support/fault-proxy.ts';
 import { awsConfig, makeTestHome } from '../support/e2e-home.ts';
-import { cacheAccount } from '../../src/cache/account.ts';
+import { cacheSlot } from '../../src/cache/account.ts';
+import { osLoginName } from '../../src/kernel/login-name.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { serializeEntry } from '../../src/cache/entry.ts';
 import { fileCache } from '../../src/cache/file.ts';
@@ -37,9 +38,10 @@ it('serves a fresh cached key without loading node:crypto or node:child_process'
   const home = makeTestHome(awsConfig(`http://127.0.0.1:${await closedPort()}`, { cache: { backend: 'file', refreshAfter: '1h' } }), fs.mkdtempSync(path.join(dir, 'home-')));
   const env = home.env();
   const profile = loadConfig({ env }).profile;
+  const slot = cacheSlot(profile, () => osLoginName(env));
   await fileCache(path.join(home.dir, '.cache/keybroker/keys')).write(
-    cacheAccount(profile),
-    serializeEntry({ key: 'sk-test-warm-path', version: 'v1', secret: 'claude-code/keys/x', fetchedAt: Date.now() }),
+    slot.account,
+    serializeEntry({ key: 'sk-test-warm-path', version: 'v1', secret: slot.secret!, fetchedAt: Date.now() }),
   );
 
   const warm = await loadsOf([], env);
@@ -58,7 +60,8 @@ it('serves a fresh cached key without loading node:crypto or node:child_process'
 it('the binary runs its program with the code cache its build made after a warm get, and V8 accepts it', async () => {
   const home = makeTestHome(awsConfig(`http://127.0.0.1:${await closedPort()}`, { cache: { backend: 'file', refreshAfter: '1h' } }), fs.mkdtempSync(path.join(dir, 'home-')));
   const profile = loadConfig({ env: home.env() }).profile;
-  await fileCache(path.join(home.dir, '.cache/keybroker/keys')).write(cacheAccount(profile), serializeEntry({ key: 'sk-test-warm-path', version: 'v1', secret: 'claude-code/keys/x', fetchedAt: Date.now() }));
+  const slot = cacheSlot(profile, () => osLoginName(home.env()));
+  await fileCache(path.join(home.dir, '.cache/keybroker/keys')).write(slot.account, serializeEntry({ key: 'sk-test-warm-path', version: 'v1', secret: slot.secret!, fetchedAt: Date.now() }));
   const result = await runBinary([], { env: home.env({ KEYBROKER_DEBUG: '1' }) });
   expect(result).toMatchObject({ code: 0, stdout: 'sk-test-warm-path' });
   expect(result.stderr.split('\n')[0]).toMatch(/^keybroker: debug: the program runs with the code cache its build made after a warm get \(\d+ KiB\)$/);

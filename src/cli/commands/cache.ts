@@ -1,7 +1,8 @@
 // `keybroker cache clear`: forget the cached key (of one profile, or of every profile).
 import type { Command } from '../command.ts';
 import { UsageError } from '../../kernel/errors.ts';
-import { cacheAccount, refreshTokenAccount } from '../../cache/account.ts';
+import { cacheAccount, knownCacheAccount, refreshTokenAccount } from '../../cache/account.ts';
+import { osLoginName } from '../../kernel/login-name.ts';
 import { profileNames, resolveProfile } from '../../config/config.ts';
 import { loadConfigFor } from '../wiring.ts';
 import { clearCachedKeys } from '../../cache/clear.ts';
@@ -32,6 +33,7 @@ Examples:
       throw new UsageError(positionals.length ? `unknown cache command "${positionals.join(' ')}"` : 'cache: say what to do', "run 'keybroker cache clear' (see 'keybroker cache --help')");
     }
     const config = loadConfigFor(values, context);
+    const osUser = () => osLoginName(context.env);
     const names = values['all']
       ? profileNames(config.layers)
       : [config.profile.name];
@@ -40,14 +42,14 @@ Examples:
       try {
         const profile = name === config.profile.name ? config.profile : resolveProfile(config.layers, name).profile;
         // An SSO profile's sign-in (its refresh token) is logout's to remove, not cache clear's.
-        return profile.oidc ? [cacheAccount(profile), refreshTokenAccount(profile)] : [cacheAccount(profile)];
+        return profile.oidc ? [cacheAccount(profile), refreshTokenAccount(profile)] : [cacheAccount(profile, osUser)];
       } catch {
         return [];
       }
     });
     const { removed, leftovers, keychainUnusable } = await clearCachedKeys(profiles, context.env, context.debug, { sweep: { everything: Boolean(values['all']), current }, leaveUnusableKeychain: true });
     for (const profile of profiles) {
-      const where = removed.get(cacheAccount(profile)) ?? [];
+      const where = removed.get(knownCacheAccount(profile, osUser) ?? '') ?? [];
       const left = keychainUnusable && profile.cache.backend === 'keychain' ? '; the keychain could not be opened: an entry there is left' : '';
       context.output.stdout(`profile "${profile.name}": ${where.length ? `removed the cached key from ${where.join(' and ')}` : 'no cached key'}${left}\n`);
     }

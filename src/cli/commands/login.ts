@@ -73,7 +73,7 @@ Examples:
       // Always the store: the verdict of a recent 401 re-check (kept 15 s) must not answer for a login.
       refresh: () => getKey({ ...deps, state: { ...deps.state, lastRecheck: () => undefined } }, { recheck: true }),
       cache: deps.cache,
-      account: cacheAccount(config.profile),
+      account: cacheAccount(config.profile, deps.osUser),
     });
     if (result.kind === 'not-cached') throw result.error;
     if (result.kind === 'needs-cli-login') {

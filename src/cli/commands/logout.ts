@@ -2,6 +2,7 @@
 import type { Command } from '../command.ts';
 import { cacheAccount, refreshTokenAccount } from '../../cache/account.ts';
 import { clearCachedKeys } from '../../cache/clear.ts';
+import { osLoginName } from '../../kernel/login-name.ts';
 import { loadConfigFor } from '../wiring.ts';
 
 export const logoutCommand: Command = {
@@ -19,8 +20,9 @@ Examples:
   options: {},
   async run(values, _positionals, context) {
     const { profile } = loadConfigFor(values, context);
-    const { removed } = await clearCachedKeys([profile], context.env, context.debug, { accountsOf: (chosen) => [cacheAccount(chosen), refreshTokenAccount(chosen)] });
-    const token = removed.get(cacheAccount(profile)) ?? [];
+    const account = cacheAccount(profile, () => osLoginName(context.env));
+    const { removed } = await clearCachedKeys([profile], context.env, context.debug, { accountsOf: (chosen) => [account, refreshTokenAccount(chosen)] });
+    const token = removed.get(account) ?? [];
     const refresh = removed.get(refreshTokenAccount(profile)) ?? [];
     const parts = [
       refresh.length ? `removed the sign-in (refresh token) from ${refresh.join(' and ')}` : 'no sign-in kept',

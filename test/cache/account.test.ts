@@ -1,0 +1,81 @@
+// Where a profile's key is cached is bound to the user it was read for: the slot of "user": "os"
+// is the resolved secret name's, an entry from another secret is not served, and a relative cache
+// folder (a repository's) is never read.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cacheAccount, cacheSlot, entryBelongs } from '../../src/cache/account.ts';
+import { fileCache } from '../../src/cache/file.ts';
+import { CacheUnavailable, ConfigError } from '../../src/kernel/errors.ts';
+import { sha256Hex } from '../../src/kernel/sha256.ts';
+import { getKey } from '../../src/broker/broker.ts';
+import { serializeEntry } from '../../src/cache/entry.ts';
+import type { Profile } from '../../src/config/config.ts';
+import { testProfile, world } from '../broker/fakes.ts';
+
+const storeProfile = (): Profile => ({ ...testProfile(), user: 'store' });
+const noUser = (): string => {
+  throw new ConfigError('cannot tell your OS login name: this user has no passwd entry and neither USER nor LOGNAME is set', 'set USER');
+};
+
+describe('the cache slot', () => {
+  it('"user": "os": one slot per resolved secret, so alice\'s key is never carol\'s', () => {
+    const alice = cacheSlot(testProfile(), () => 'alice');
+    const carol = cacheSlot(testProfile(), () => 'carol');
+    expect(alice.secret).toBe('claude-code/keys/alice');
+    expect(carol.secret).toBe('claude-code/keys/carol');
+    expect(alice.account).not.toBe(carol.account);
+    expect(alice.account).toMatch(/^default:[0-9a-f]{12}$/);
+  });
+
+  it('"user": "os" with no user that can be told: a ConfigError before any cache is read', async () => {
+    expect(() => cacheSlot(testProfile(), noUser)).toThrow(ConfigError);
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    let reads = 0;
+    const cache = { ...w.cache, read: async (account: string) => (reads++, w.cache.read(account)) };
+    await expect(getKey(w.deps('claude-2', { cache, osUser: noUser }))).rejects.toThrow(ConfigError);
+    expect(reads).toBe(0);
+  });
+
+  it('"user": "store": the slot is the template\'s (a warm get asks the store nothing); an entry must name a secret the template resolves to', () => {
+    const profile = storeProfile();
+    const slot = cacheSlot(profile, noUser);
+    expect(slot).toEqual({ account: cacheAccount(profile, noUser), secret: undefined });
+    expect(entryBelongs(slot, profile, 'claude-code/keys/alice')).toBe(true);
+    expect(entryBelongs(slot, profile, 'claude-code/other/alice')).toBe(false);
+    expect(entryBelongs(slot, profile, 'claude-code/keys/')).toBe(false);
+    expect(entryBelongs(slot, profile, 'claude-code/keys/a/b')).toBe(false);
+    const twice = { ...profile, secret: 'keys/{user}/api-{user}' };
+    expect(entryBelongs(cacheSlot(twice, noUser), twice, 'keys/bob/api-bob')).toBe(true);
+    expect(entryBelongs(cacheSlot(twice, noUser), twice, 'keys/bob/api-eve')).toBe(false);
+  });
+
+  it('an entry in the slot that was read from another secret is not served: the store is read', async () => {
+    const w = world();
+    const slot = cacheSlot(testProfile(), () => 'alice');
+    w.cache.data.set(slot.account, serializeEntry({ key: 'sk-test-carols', version: 'v9', secret: 'claude-code/keys/carol', fetchedAt: w.clock.now }));
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-one', from: 'store', secret: 'claude-code/keys/alice' });
+    expect(w.store.reads).toBe(1);
+  });
+});
+
+describe('the file cache in a relative folder', () => {
+  it('is never read, even when the file is there: a repository would choose the key', async () => {
+    const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-relative-'));
+    const cwd = process.cwd();
+    try {
+      const keys = path.join('.cache', 'keybroker', 'keys');
+      fs.mkdirSync(path.join(repo, keys), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(path.join(repo, keys, `${sha256Hex('default:x').slice(0, 24)}.json`), '{"planted":true}', { mode: 0o600 });
+      process.chdir(repo);
+      await expect(fileCache(keys).read('default:x')).rejects.toThrow(CacheUnavailable);
+      await expect(fileCache(keys).read('default:x')).rejects.toThrow(/is not an absolute path/);
+      await expect(fileCache(keys).write('default:x', 'data')).rejects.toThrow(/is not an absolute path/);
+    } finally {
+      process.chdir(cwd);
+      fs.rmSync(repo, { recursive: true, force: true });
+    }
+  });
+});
