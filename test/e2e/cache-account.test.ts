@@ -11,7 +11,7 @@ import { startMoto, AWS_TEST_CREDENTIALS, type Moto } from '../support/moto.ts';
 import { BINARY, runBinary, type RunResult } from '../support/binary.ts';
 import { awsConfig } from '../support/e2e-home.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
-import { loadConfig, type Profile } from '../../src/config/config.ts';
+import { loadConfig, parseConfigText, resolveProfile, type Profile } from '../../src/config/config.ts';
 import { serializeEntry } from '../../src/cache/entry.ts';
 import { sha256Hex } from '../../src/kernel/sha256.ts';
 
@@ -63,6 +63,12 @@ describe('"user": "os" with no passwd entry', () => {
   });
 });
 
+/** The profile the binary will use, read without the trust check (the file belongs to the test's other user, not to root). */
+function profileOf(env: NodeJS.ProcessEnv): Profile {
+  const file = env['KEYBROKER_CONFIG']!;
+  return resolveProfile([{ source: file, role: 'user', data: parseConfigText(fs.readFileSync(file, 'utf8'), file) }], undefined).profile;
+}
+
 describe('no HOME and no passwd entry: the cache folder would be relative', () => {
   /** The account names a key is looked up under, this version's and the one before (which hashed the template). */
   function accountsOf(profile: Profile, user: string): string[] {
@@ -77,7 +83,7 @@ describe('no HOME and no passwd entry: the cache folder would be relative', () =
       const keys = path.join(repo, '.cache', 'keybroker', 'keys');
       fs.mkdirSync(keys, { recursive: true, mode: 0o700 });
       const planted = serializeEntry({ key: 'sk-test-account-planted', version: 'planted', secret: 'claude-code/keys/carol', fetchedAt: Date.now() });
-      for (const account of accountsOf(loadConfig({ env }).profile, 'carol')) {
+      for (const account of accountsOf(profileOf(env), 'carol')) {
         fs.writeFileSync(path.join(keys, `${sha256Hex(account).slice(0, 24)}.json`), planted, { mode: 0o600 });
       }
       spawnSync('chown', ['-R', `${UID}:${UID}`, repo]);

@@ -15,6 +15,7 @@ import { cacheAccount } from '../../src/cache/account.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { serializeEntry } from '../../src/cache/entry.ts';
 import { sha256Hex } from '../../src/kernel/sha256.ts';
+import { osLoginName } from '../../src/kernel/login-name.ts';
 
 const STORED = 'sk-test-edge-stored';
 /** What the fake store puts in `SecretString` (any JSON value, as a broken store or proxy might). */
@@ -46,7 +47,7 @@ afterEach(() => {
 
 /** Plants the profile's file-cache entry as an earlier `get` would have written it. */
 function plantCached(d: Developer, key: string, ageMs: number): string {
-  const file = path.join(d.home, 'cache', 'keys', `${sha256Hex(cacheAccount(loadConfig({ env: d.env }).profile)).slice(0, 24)}.json`);
+  const file = path.join(d.home, 'cache', 'keys', `${sha256Hex(cacheAccount(loadConfig({ env: d.env }).profile, () => osLoginName(d.env))).slice(0, 24)}.json`);
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   fs.writeFileSync(file, serializeEntry({ key, version: 'v0', secret: 'claude-code/keys/alice', fetchedAt: Date.now() - ageMs }), { mode: 0o600 });
   return file;
@@ -193,7 +194,7 @@ describe('nothing left behind (item C)', () => {
   it('a cache write killed before its rename: the next write removes temps older than 10 s or of a dead process, not a live writer\'s young one', async () => {
     dev = developer(storeUrl);
     const keys = path.join(dev.home, 'cache', 'keys');
-    const entry = `${sha256Hex(cacheAccount(loadConfig({ env: dev.env }).profile)).slice(0, 24)}.json`;
+    const entry = `${sha256Hex(cacheAccount(loadConfig({ env: dev.env }).profile, () => osLoginName(dev!.env))).slice(0, 24)}.json`;
     const other = `${'a'.repeat(24)}.json`;
     const killed = plantTemp(keys, entry, deadPid(), 0);
     const oldOfLive = plantTemp(keys, other, 1, 60_000);
