@@ -52,8 +52,17 @@ const accountOf = (d: Developer) => cacheAccount(loadConfig({ env: d.env }).prof
 const locksDir = (d: Developer) => path.join(d.home, 'run', 'locks');
 const lockFile = (d: Developer) => lockFilePath(locksDir(d), accountOf(d));
 
-function expectQuickKey(result: { code: number | null; stdout: string; ms: number }): void {
+/** The key, in at most twice a normal cold get; a slower run is held against a cold get measured again now (the machine's load moves). */
+async function expectQuickKey(result: { code: number | null; stdout: string; ms: number }): Promise<void> {
   expect(result).toMatchObject({ code: 0, stdout: KEY });
+  if (result.ms > 2 * coldMs) {
+    const baseline = developer(chain.faults.url(), PROFILE);
+    try {
+      coldMs = Math.max(coldMs, (await baseline.get()).ms);
+    } finally {
+      baseline.remove();
+    }
+  }
   expect(result.ms).toBeLessThanOrEqual(2 * coldMs);
 }
 
@@ -63,7 +72,7 @@ describe('a lock that cannot be taken means no lock: at once, said once', () => 
     fs.mkdirSync(locksDir(dev), { recursive: true, mode: 0o700 });
     undo.push(bindReadOnly(locksDir(dev)));
     const result = await dev.get();
-    expectQuickKey(result);
+    await expectQuickKey(result);
     expect(stderrLines(result)).toEqual([expect.stringMatching(/^keybroker: no refresh lock: cannot write .*\.lock \(EROFS: the file system is read-only\); reading the store without it$/)]);
   });
 
@@ -85,7 +94,7 @@ describe('a lock that cannot be taken means no lock: at once, said once', () => 
     dev = developer(chain.faults.url(), PROFILE);
     undo.push(fullTmpfs(path.join(dev.home, 'run'), (dir) => fs.mkdirSync(path.join(dir, 'locks'), { mode: 0o700 })));
     const result = await dev.get();
-    expectQuickKey(result);
+    await expectQuickKey(result);
     expect(stderrLines(result)).toEqual([expect.stringMatching(/^keybroker: no refresh lock: cannot write .* \(ENOSPC: the disk is full\); reading the store without it$/)]);
     expect(fs.readdirSync(locksDir(dev))).toEqual([]);
   });
@@ -99,7 +108,7 @@ describe('stale locks', () => {
     const future = new Date(Date.now() + 3_600_000);
     fs.utimesSync(lockFile(dev), future, future);
     const result = await dev.get();
-    expectQuickKey(result);
+    await expectQuickKey(result);
     expect(result.stderr).toBe('');
   });
 
@@ -110,7 +119,7 @@ describe('stale locks', () => {
     fs.mkdirSync(locksDir(dev), { recursive: true, mode: 0o700 });
     fs.writeFileSync(lockFile(dev), `${unrelated.pid} - 0123456789ab\n`, { mode: 0o600 });
     const result = await dev.get();
-    expectQuickKey(result);
+    await expectQuickKey(result);
     expect(result.stderr).toBe('');
   });
 
@@ -134,7 +143,7 @@ describe('stale locks', () => {
     fs.utimesSync(lockFile(dev), future, future);
     // A safety net well past the bound: the old wait ran until killed.
     const result = await runBinary(['get'], { env: dev.env, timeoutMs: Math.max(30_000, 10 * coldMs) });
-    expectQuickKey(result);
+    await expectQuickKey(result);
     expect(result.stderr).toBe('');
   });
 });
@@ -147,7 +156,7 @@ describe('a folder where the lock file belongs', () => {
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     const noLock = /^keybroker: no refresh lock: .*\.lock is a folder, not a lock file; reading the store without it$/;
     const fresh = await dev.get();
-    expectQuickKey(fresh);
+    await expectQuickKey(fresh);
     expect(stderrLines(fresh)).toEqual([expect.stringMatching(noLock)]);
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     chain.faults.set({ kind: 'reset' });
@@ -168,7 +177,7 @@ describe('a FIFO where a file belongs never blocks get', () => {
     const file = path.join(dev.home, 'cache', 'keys', `${sha256Hex(accountOf(dev)).slice(0, 24)}.json`);
     mkfifo(file);
     const result = await dev.get();
-    expectQuickKey(result);
+    await expectQuickKey(result);
     expect(stderrLines(result)).toEqual([expect.stringMatching(/the cache file .* is a FIFO, not a regular file: not used/)]);
     expect(fs.statSync(file).isFile()).toBe(true);
   });
@@ -178,7 +187,7 @@ describe('a FIFO where a file belongs never blocks get', () => {
     mkfifo(path.join(dev.home, 'run', 'state', `${sha256Hex(['failure', accountOf(dev)].join('\0')).slice(0, 24)}.failure`));
     mkfifo(lockFile(dev));
     const result = await dev.get();
-    expectQuickKey(result);
+    await expectQuickKey(result);
     expect(result.stderr).toBe('');
   });
 });

@@ -173,7 +173,7 @@ describe('the GitLab template', () => {
     const { result, seen } = job({ [variable]: 'true' }, true);
     expect(result.code).not.toBe(0);
     expect(result.stdout + result.stderr).not.toContain(KEY);
-    expect(result.stderr).toContain('CI_DEBUG_TRACE is on');
+    expect(result.stderr).toContain(`${variable}=true turns GitLab's debug trace on`);
     expect(fs.existsSync(seen)).toBe(false);
   });
 });
