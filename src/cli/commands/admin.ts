@@ -19,9 +19,9 @@ const BULK_OPTIONS = `  --concurrency N    at most N developers at a time (defau
   --max-rate R       at most R store calls a second from the first call (a share of a quota
                      you know, e.g. 20 of AWS's 50 writes/s); without it the rate is learned
                      from the store's first throttle
-  --json             one JSON summary on stdout (counts, failures, who was not done)
+  --json             one JSON summary on stdout (counts, failures, who was not done)`;
 
-On a terminal a progress line shows done/total, rate, ETA and throttling; otherwise only the
+const BULK_PARAGRAPH = `On a terminal a progress line shows done/total, rate, ETA and throttling; otherwise only the
 summary is printed. Ctrl-C or SIGTERM starts no new developer, lets those in flight finish,
 prints who was done and who was not, and exits 130.`;
 
@@ -91,6 +91,8 @@ Options:
 ${BULK_OPTIONS}
 ${AUDIT_LOG_OPTION}
 
+${BULK_PARAGRAPH}
+
 Examples:
   keybroker admin import keys.csv
   keybroker admin import keys.json --audit-log /var/log/keybroker-admin.log`,
@@ -118,6 +120,8 @@ Options:
 ${BULK_OPTIONS}
 ${AUDIT_LOG_OPTION}
 
+${BULK_PARAGRAPH}
+
 The gateway's admin credential is read from the environment variable the profile names in
 "keyIssuer.masterKeyEnv" (default LITELLM_MASTER_KEY), never from argv.
 
@@ -138,6 +142,8 @@ Options:
   --purge            delete the secret instead of disabling it
 ${BULK_OPTIONS}
 ${AUDIT_LOG_OPTION}
+
+${BULK_PARAGRAPH}
 
 Examples:
   keybroker admin revoke --user bob
