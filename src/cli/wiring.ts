@@ -33,12 +33,7 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
   const { profile } = config;
   let provider: Promise<Provider> | undefined;
   const gateway = profile.gateway ?? (context.env['ANTHROPIC_BASE_URL'] || undefined);
-  const cache = openCache({
-    backend: profile.cache.backend,
-    fallback: profile.cache.fallback,
-    env: context.env,
-    warn: (line) => context.output.stderr(line),
-  });
+  const cache = profileCache(profile, context);
   return {
     profile,
     cache,
@@ -61,6 +56,18 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
     warn: (line) => context.output.stderr(line),
     debug: context.debug,
   };
+}
+
+/** The profile's cache; `auto`'s fallback notice waits for the command's success. */
+function profileCache(profile: Profile, context: RunContext): CacheStore {
+  const hold = context.afterSuccess;
+  return openCache({
+    backend: profile.cache.backend,
+    fallback: profile.cache.fallback,
+    env: context.env,
+    warn: (line) => context.output.stderr(line),
+    ...(hold ? { holdNotice: (say: () => void) => hold(say) } : {}),
+  });
 }
 
 /** The lock module (and node:crypto with it) loads only when a store read takes the lock, never on a warm get. */
@@ -96,7 +103,7 @@ export async function ssoDeps(config: LoadedConfig, context: RunContext, cache?:
   const { loadSsoLibrary } = await import('../sso/library.ts');
   return {
     profile: profile as Profile & { oidc: OidcConfig },
-    cache: cache ?? openCache({ backend: profile.cache.backend, fallback: profile.cache.fallback, env: context.env, warn: (line) => context.output.stderr(line) }),
+    cache: cache ?? profileCache(profile, context),
     now: context.now,
     loadLibrary: () => loadSsoLibrary(context.debug),
     warn: (line) => context.output.stderr(line),

@@ -3,6 +3,7 @@
 import { CacheUnavailable } from '../kernel/errors.ts';
 import { noCache } from '../cache/cache-store.ts';
 import { fileCache } from '../cache/file.ts';
+import { plainKeychainReason } from '../cache/select.ts';
 import { parseEntry } from '../cache/entry.ts';
 import { keyFilesDir } from '../kernel/paths.ts';
 import { assessFreshness, readAgo } from '../broker/broker.ts';
@@ -50,7 +51,8 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
           const fallback = cache.fallback;
           state.cache = fallback === 'file' ? fileCache(filesDir) : noCache;
           const instead = fallback === 'file' ? `private files under ${filesDir}` : 'no cache (every call reads the store)';
-          return warn(`"backend": "auto" found no usable keychain (${error.message}); using ${instead} ("fallback": "${fallback}")`, error.fix, { backend: fallback, configured: 'auto', reason: error.message });
+          const fix = fallback === 'none' ? 'set "cache": {"fallback": "file"} in the profile to cache the key in a private file (0600), or start a keyring' : error.fix;
+          return warn(`"backend": "auto" found no usable keychain (${plainKeychainReason(error.message)}); using ${instead} ("fallback": "${fallback}")`, fix, { backend: fallback, configured: 'auto', reason: error.message });
         }
       },
     },

@@ -1,0 +1,43 @@
+// A first run on headless Linux (SSH, WSL, a container): no session bus, so no keychain.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMoto, type Moto } from '../support/moto.ts';
+import { runBinary } from '../support/binary.ts';
+import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
+
+let moto: Moto;
+let home: TestHome;
+beforeAll(async () => {
+  moto = await startMoto();
+  home = makeTestHome(awsConfig(moto.endpoint, { cache: { backend: 'auto' } }));
+});
+afterAll(async () => {
+  await moto?.stop();
+  home?.remove();
+});
+
+/** The environment of a session with no D-Bus: no bus address, no display, its own runtime folder. */
+function headless(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return home.env({ XDG_RUNTIME_DIR: fs.mkdtempSync(path.join(home.dir, 'run-')), ...extra });
+}
+
+describe('first run with no keychain', () => {
+  it('a failure prints its one line only; the fallback notice comes once, after a success, and names the fix, not X11', async () => {
+    const secret = 'e2e/headless/first';
+    const failed = await runBinary([], { env: headless({ KEYBROKER_SECRET: secret }) });
+    expect(failed.code).toBe(5);
+    expect(failed.stdout).toBe('');
+    expect(failed.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(failed.stderr).not.toContain('keychain');
+
+    await moto.aws(['secretsmanager', 'create-secret', '--name', secret, '--secret-string', 'sk-test-headless-first']);
+    const served = await runBinary([], { env: headless({ KEYBROKER_SECRET: secret }) });
+    expect(served).toMatchObject({ code: 0, stdout: 'sk-test-headless-first' });
+    expect(served.stderr).toMatch(/^keybroker: no usable keychain \(this session has no Secret Service[^\n]*\); not caching the key \(each call reads the store\): set "cache": \{"fallback": "file"\} in the profile[^\n]*\n$/);
+    expect(served.stderr).not.toMatch(/X11|DISPLAY|autolaunch/i);
+
+    const again = await runBinary([], { env: headless({ KEYBROKER_SECRET: secret }) });
+    expect(again).toMatchObject({ code: 0, stderr: '' });
+  });
+});
