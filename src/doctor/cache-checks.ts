@@ -51,8 +51,10 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
           const fallback = cache.fallback;
           state.cache = fallback === 'file' ? fileCache(filesDir) : noCache;
           const instead = fallback === 'file' ? `private files under ${filesDir}` : 'no cache (every call reads the store)';
+          const plain = plainKeychainReason(error.message);
+          const reason = plain === error.message ? plain : `${plain}; in detail: ${error.message}`;
           const fix = fallback === 'none' ? 'set "cache": {"fallback": "file"} in the profile to cache the key in a private file (0600), or start a keyring' : error.fix;
-          return warn(`"backend": "auto" found no usable keychain (${plainKeychainReason(error.message)}); using ${instead} ("fallback": "${fallback}")`, fix, { backend: fallback, configured: 'auto', reason: error.message });
+          return warn(`"backend": "auto" found no usable keychain (${reason}); using ${instead} ("fallback": "${fallback}")`, fix, { backend: fallback, configured: 'auto', reason: error.message });
         }
       },
     },
