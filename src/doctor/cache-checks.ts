@@ -6,7 +6,7 @@ import { fileCache } from '../cache/file.ts';
 import { plainKeychainReason } from '../cache/select.ts';
 import { parseEntry } from '../cache/entry.ts';
 import { keyFilesDir } from '../kernel/paths.ts';
-import { assessFreshness, readAgo } from '../broker/broker.ts';
+import { profileFreshness, readAgo } from '../broker/broker.ts';
 import { cacheAccount } from '../cache/account.ts';
 import { callerTtlMs } from '../claude/helper-ttl.ts';
 import { fingerprint } from '../secret/value.ts';
@@ -97,7 +97,7 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         const entry = parseEntry(text);
         if (!entry) return warn('the cached entry is not readable', 'run \'keybroker cache clear\'', { cached: false });
         const now = deps.now();
-        const freshness = assessFreshness(entry, now, profile.cache.refreshAfterMs, callerTtlMs(deps.env));
+        const freshness = profileFreshness(entry, now, profile, callerTtlMs(deps.env));
         if (!state.key) {
           state.key = entry.key;
           state.keyFrom = `the cache (version ${entry.version})`;
