@@ -40,3 +40,33 @@ it('get --json prints {"Version": 1, "key", "version", "expires_at"} on stdout o
   expect(missing.code).toBe(5);
   expect(missing.stdout).toBe('');
 });
+
+it('status --check: the store identity and whether the secret is readable; no cache written, no gateway request; a missing secret exits 5 after the identity', async () => {
+  const { startFakeGateway } = await import('../fakes/gateway.ts');
+  const gateway = await startFakeGateway({ keys: ['sk-test-status-check'] });
+  try {
+    const secret = 'e2e/status-check/dev';
+    await moto.aws(['secretsmanager', 'create-secret', '--name', secret, '--secret-string', JSON.stringify({ api_key: 'sk-test-status-check' })]);
+    const checkHome = makeTestHome(awsConfig(moto.endpoint, { field: 'api_key', cache: { backend: 'file' } }));
+    try {
+      const env = checkHome.env({ KEYBROKER_SECRET: secret, ANTHROPIC_BASE_URL: gateway.url });
+      const result = await runBinary(['status', '--check'], { env });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/^store: {4}AWS Secrets Manager[^\n]*\nyou are: {2}arn:aws:[^\n]+\nsecret: {3}"e2e\/status-check\/dev": readable, version [0-9a-f-]{36}, sha256:[0-9a-f]{8}\n$/);
+      const json = JSON.parse((await runBinary(['status', '--check', '--json'], { env })).stdout) as Record<string, unknown>;
+      expect(json).toMatchObject({ secret, readable: true });
+      expect(checkHome.files().filter((file) => file.includes('keys'))).toEqual([]);
+      expect(gateway.log).toEqual([]);
+
+      const missing = await runBinary(['status', '--check'], { env: checkHome.env({ KEYBROKER_SECRET: 'e2e/status-check/none' }) });
+      expect(missing.code).toBe(5);
+      expect(missing.stdout).toMatch(/^store: .*\nyou are: {2}arn:aws:.*\nsecret: {3}"e2e\/status-check\/none": NOT readable/);
+      expect(missing.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+      for (const output of [result, missing]) expect(output.stdout + output.stderr).not.toContain('sk-test-status-check');
+    } finally {
+      checkHome.remove();
+    }
+  } finally {
+    await gateway.stop();
+  }
+});
