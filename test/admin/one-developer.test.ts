@@ -88,4 +88,63 @@ describe('admin for one developer (binary)', () => {
     expect(options).toContain('--audit-log FILE');
     expect(options).toContain('--json');
   });
+
+  it('footguns refused before any write: a past --expires-at (done with --force), --grace with --now; a template without {user}: admin refuses, doctor warns', async () => {
+    const past = await runBinary(['admin', 'put', '--user', 'sam', '--expires-at', '2020-01-01T00:00:00Z'], { env: adminEnv, input: 'sk-test-one-sam' });
+    expect(past.code).toBe(2);
+    expect(past.stderr).toMatch(/^keybroker: --expires-at 2020-01-01T00:00:00.000Z is in the past: the key would be refused at once: .*--force/);
+    const listed = await runBinary(['admin', 'list', '--json'], { env: adminEnv });
+    expect(listed.stdout).not.toContain('"sam"');
+    const forced = await runBinary(['admin', 'put', '--user', 'sam', '--expires-at', '2020-01-01T00:00:00Z', '--force'], { env: adminEnv, input: 'sk-test-one-sam' });
+    expect(forced.code, forced.stderr).toBe(0);
+
+    const both = await runBinary(['admin', 'rotate', '--user', 'sam', '--grace', '1h', '--now', '--force'], { env: adminEnv, input: 'sk-test-one-sam-2' });
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--grace and --now contradict each other');
+
+    const shared = path.join(home, 'shared.json');
+    fs.writeFileSync(shared, JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/shared-key', user: 'store' } } }));
+    const env = { ...adminEnv, KEYBROKER_CONFIG: shared };
+    // Admin actions refuse it (a configuration error, --force or not); doctor warns the developer.
+    for (const args of [['put', '--user', 'tom'], ['rotate', '--user', 'tom'], ['put', '--user', 'tom', '--force']]) {
+      const refused = await runBinary(['admin', ...args], { env, input: 'sk-test-one-shared' });
+      expect(refused.code, args.join(' ')).toBe(3);
+      expect(refused.stderr).toContain('the profile\'s secret "claude-code/shared-key" has no {user}: every developer would share one key');
+    }
+    const doctor = JSON.parse((await runBinary(['doctor', '--json'], { env })).stdout) as { checks: { id: string; verdict: string; finding: string }[] };
+    const name = doctor.checks.find((check) => check.id === 'store.secret-name')!;
+    expect(name.verdict).toBe('WARN');
+    expect(name.finding).toContain('has no {user}: every developer reads this one shared key');
+  });
+
+  it('"user": "os" with an AWS store: policy and doctor warn and say which to pick', async () => {
+    const osUser = path.join(home, 'os-user.json');
+    fs.writeFileSync(osUser, JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/keys/{user}', user: 'os' } } }));
+    const env = { ...adminEnv, KEYBROKER_CONFIG: osUser };
+    const policy = await runBinary(['admin', 'policy', '--only', 'developer'], { env });
+    expect(policy.code, policy.stderr).toBe(0);
+    expect(policy.stderr).toMatch(/^keybroker: warning: profile "default" has "user": "os": .*exit 6: set "user": "store"/);
+    const doctor = JSON.parse((await runBinary(['doctor', '--json'], { env })).stdout) as { checks: { id: string; verdict: string; finding: string; fix?: string }[] };
+    const name = doctor.checks.find((check) => check.id === 'store.secret-name')!;
+    expect(name.verdict).toBe('WARN');
+    expect(name.finding).toMatch(/\{user\} comes from the OS login "[^"]+" while AWS knows you as "[^"]+"/);
+    expect(name.fix).toContain('set "user": "store"');
+  });
+
+  it('login --flow on a profile without SSO is refused; setup --write makes no backup when nothing changes', async () => {
+    const login = await runBinary(['login', '--flow', 'device'], { env: adminEnv });
+    expect(login.code).toBe(2);
+    expect(login.stderr).toMatch(/^keybroker: --flow is for SSO profiles, and profile "default" reads a store \(aws\)/);
+
+    const setup = ['setup', '--write', '--gateway', 'http://127.0.0.1:9'];
+    const backups = () => fs.readdirSync(path.join(home, '.claude')).filter((name) => name.includes('keybroker-backup'));
+    expect((await runBinary(setup, { env: adminEnv })).code).toBe(0);
+    const again = await runBinary(setup, { env: adminEnv });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('already has these settings; not written, no backup');
+    expect(backups()).toEqual([]);
+    // A change is still written with its backup.
+    expect((await runBinary(['setup', '--write', '--gateway', 'http://127.0.0.1:10'], { env: adminEnv })).code).toBe(0);
+    expect(backups()).toHaveLength(1);
+  });
 });

@@ -129,7 +129,7 @@ Examples:
     const outcome = mergeIntoSettings(target, snippet, { force: values['force'] === true, now: context.now(), managed: values['managed'] === true });
     context.output.stdout(JSON.stringify(snippet, null, 2) + '\n');
     const notes = [
-      `wrote ${outcome.file}${outcome.through ? ` (through the link, to ${outcome.through})` : ''}`,
+      outcome.unchanged ? `${outcome.file} already has these settings; not written, no backup` : `wrote ${outcome.file}${outcome.through ? ` (through the link, to ${outcome.through})` : ''}`,
       outcome.backup ? `backup at ${outcome.backup}` : undefined,
       outcome.replacedHelper ? `replaced apiKeyHelper ${JSON.stringify(outcome.replacedHelper)}` : undefined,
     ].filter(Boolean);
