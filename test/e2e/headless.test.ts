@@ -41,3 +41,22 @@ describe('first run with no keychain', () => {
     expect(again).toMatchObject({ code: 0, stderr: '' });
   });
 });
+
+describe('SSO login with no keychain and no fallback', () => {
+  it('exits 9 before any request to the identity provider, naming "fallback": "file"', async () => {
+    const { startTestOp } = await import('../fakes/oidc-op.ts');
+    const { ssoConfig } = await import('../support/sso.ts');
+    const op = await startTestOp({ accessTokenTtl: 60 });
+    try {
+      home.writeConfig(ssoConfig(op, {}, { cache: { backend: 'auto', fallback: 'none' } }));
+      const before = op.requests.length;
+      const login = await runBinary(['login', '--no-browser'], { env: headless(), timeoutMs: 30_000 });
+      expect(login.code).toBe(9);
+      expect(login.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^keybroker: there is no keychain to keep the sign-in of profile "default" in: .*"fallback": "file"/)]);
+      expect(op.requests.slice(before)).toEqual([]);
+    } finally {
+      home.writeConfig(awsConfig(moto.endpoint, { cache: { backend: 'auto' } }));
+      await op.stop();
+    }
+  });
+});
