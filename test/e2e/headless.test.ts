@@ -60,3 +60,20 @@ describe('SSO login with no keychain and no fallback', () => {
     }
   });
 });
+
+describe('config init on a machine without a keychain', () => {
+  it('says there is no keychain and names --fallback file; with it the file says "fallback": "file"', async () => {
+    const plain = path.join(home.dir, 'init-plain.json');
+    const said = await runBinary(['config', 'init', '--store', 'aws', '--region', 'us-east-1', '--output', plain], { env: headless() });
+    expect(said.code, said.stderr).toBe(0);
+    expect(said.stderr).toMatch(/keybroker: no keychain on this machine \(this session has no Secret Service[^\n]*\): without a fallback nothing is cached and every call reads the store\n/);
+    expect(said.stderr).toContain('run config init again with --fallback file');
+    expect(said.stderr).not.toMatch(/X11|autolaunch/);
+    expect(JSON.parse(fs.readFileSync(plain, 'utf8')).profiles.default.cache).not.toHaveProperty('fallback');
+
+    const withFile = path.join(home.dir, 'init-file.json');
+    const chosen = await runBinary(['config', 'init', '--store', 'aws', '--region', 'us-east-1', '--fallback', 'file', '--output', withFile], { env: headless() });
+    expect(chosen.code, chosen.stderr).toBe(0);
+    expect(JSON.parse(fs.readFileSync(withFile, 'utf8')).profiles.default.cache).toMatchObject({ backend: 'auto', fallback: 'file' });
+  });
+});
