@@ -2,6 +2,7 @@
 // validated before anything is written; a re-run skips keys that are already current.
 import { parse } from 'csv-parse/sync';
 import { Interrupted, UsageError } from '../kernel/errors.ts';
+import { jsonErrorPosition } from '../kernel/json-position.ts';
 import { keyProblem } from '../secret/value.ts';
 import { userNameProblem } from '../secret/name.ts';
 import { errorLine, looksLikeKey, parseExpiry, writeKey, type AdminDeps, type KeyWrite, type WriteOutcome } from './common.ts';
@@ -86,14 +87,12 @@ function jsonCandidates(text: string): Candidates {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
-  } catch (error) {
+  } catch {
     // V8's message quotes the text around the error, which may be a key: only line and column.
-    const position = /at position (\d+)/.exec((error as Error).message);
+    const position = jsonErrorPosition(text);
     if (!position) return { problem: 'not valid JSON' };
-    const before = text.slice(0, Number(position[1]));
-    const line = before.split('\n').length;
-    const column = before.length - before.lastIndexOf('\n');
-    return { problem: `line ${line}, column ${column}: not valid JSON` };
+    const hint = /^\s*[[{]/.test(text) ? '' : ' (it must start with "["; for "user,key" lines use --format csv)';
+    return { problem: `line ${position.line}, column ${position.column}: not valid JSON${hint}` };
   }
   if (!Array.isArray(parsed)) return { problem: 'the JSON must be an array of {"user": "...", "key": "...", "expires_at": "..."}' };
   return {

@@ -18,7 +18,8 @@ export async function revokeKey(deps: AdminDeps, request: { user: string; purge:
 /** Offboards several developers, a bounded and adaptive number at a time; exact report on failure or interrupt. */
 export async function revokeKeys(deps: AdminDeps, request: { users: string[]; purge: boolean }): Promise<void> {
   for (const user of request.users) secretNameFor(deps.profile.secret, user);
-  if (request.users.length === 1) return revokeKey(deps, { user: request.users[0]!, purge: request.purge });
+  // --json: the bulk summary for one developer too, so a script reads one shape.
+  if (request.users.length === 1 && !deps.json) return revokeKey(deps, { user: request.users[0]!, purge: request.purge });
   const limiter = limiterFor(deps.bulk);
   const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined), ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}) };
   const progress = terminalProgress(deps.output.stderr, 'revoke', deps.isTTY);

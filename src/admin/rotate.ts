@@ -60,7 +60,8 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
   }
   // Many developers: one limiter for the whole action. With --all the listing's calls come first
   // and count against the same quota as the rotations after them (a store paces them through it).
-  const limiter = request.all || request.users.length > 1 ? limiterFor(deps.bulk) : undefined;
+  // --json: the bulk path's summary for one developer too, so a script reads one shape.
+  const limiter = request.all || request.users.length > 1 || (deps.json && !request.dryRun) ? limiterFor(deps.bulk) : undefined;
   const users = request.all ? await allUsers(deps) : request.users;
   if (request.key !== undefined && users.length !== 1) {
     throw new UsageError('a key from stdin or --from-file can rotate one developer only', 'use --user NAME, or configure "keyIssuer" to mint a key per developer');
@@ -74,7 +75,13 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
       `keybroker: warning: a grace period of ${formatDuration(request.graceMs)} is shorter than the ${formatDuration(safeGrace)} a developer may keep the old key (refresh interval + 2 × Claude Code's TTL): some will see one 401 and recover through it`,
     );
   }
-  if (users.length <= 1 || request.dryRun || !limiter) {
+  if (request.dryRun && deps.json) {
+    const plan = [];
+    for (const user of users) plan.push({ user, steps: await dryRunSteps(deps, user, request) });
+    deps.output.stdout(JSON.stringify({ action: 'rotate', dryRun: true, complete: true, total: users.length, rotated: 0, failed: [], notRotated: [], plan }) + '\n');
+    return [];
+  }
+  if ((users.length <= 1 && !deps.json) || request.dryRun || !limiter) {
     const results: WriteOutcome[] = [];
     for (const user of users) {
       const result = await rotateOne(deps, user, request, true);
@@ -128,22 +135,29 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
   throw run.firstFailure!.error;
 }
 
+/** What a rotation of `user` would do, step by step; reads the store, changes nothing. */
+async function dryRunSteps(deps: AdminDeps, user: string, request: RotateRequest): Promise<string[]> {
+  const secret = secretNameFor(deps.profile.secret, user);
+  const old = (await readStored(deps, secret)).current;
+  const issuer = request.key === undefined ? deps.issuer : undefined;
+  const grace = request.graceMs > 0 ? `after a grace period of ${formatDuration(request.graceMs)}` : 'at once';
+  return [
+    issuer ? `mint a new key at ${issuer.describe()}` : 'take the new key from the input',
+    `write it as a new version of "${secret}"${old ? ` (now version ${old.version})` : ' (a new secret)'}`,
+    issuer && old ? `retire the old key at the gateway ${grace}` : old ? 'leave the old key to the gateway (no key API configured)' : 'nothing to retire',
+  ];
+}
+
 async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest, speak: boolean): Promise<WriteOutcome | undefined> {
+  if (request.dryRun) {
+    const steps = await dryRunSteps(deps, user, request);
+    deps.output.stdout(`${user}: ${steps.map((step, index) => `${index + 1}. ${step}`).join('; ')}\n`);
+    return undefined;
+  }
   const secret = secretNameFor(deps.profile.secret, user);
   const stored = await readStored(deps, secret);
   const old = stored.current;
   const issuer = request.key === undefined ? deps.issuer : undefined;
-  const grace = request.graceMs > 0 ? `after a grace period of ${formatDuration(request.graceMs)}` : 'at once';
-
-  if (request.dryRun) {
-    const steps = [
-      issuer ? `mint a new key at ${issuer.describe()}` : 'take the new key from the input',
-      `write it as a new version of "${secret}"${old ? ` (now version ${old.version})` : ' (a new secret)'}`,
-      issuer && old ? `retire the old key at the gateway ${grace}` : old ? 'leave the old key to the gateway (no key API configured)' : 'nothing to retire',
-    ];
-    deps.output.stdout(`${user}: ${steps.map((step, index) => `${index + 1}. ${step}`).join('; ')}\n`);
-    return undefined;
-  }
 
   // Every line of this rotation carries `step`; the first one (before the mint) says what a crash would leave.
   const step: RotationStep = { user, secret, step: newStepId(), ...(old ? { oldToken: gatewayToken(old.key) } : {}), graceMs: request.graceMs };

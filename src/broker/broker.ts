@@ -134,6 +134,11 @@ export function assessFreshness(entry: CacheEntry, now: number, refreshAfterMs: 
   return 'fresh';
 }
 
+/** The one freshness rule for a profile's cached entry, as get, status and doctor all judge it (SSO tokens: 10 s slack). */
+export function profileFreshness(entry: CacheEntry, now: number, profile: Profile, callerTtlMs: number): Freshness {
+  return assessFreshness(entry, now, profile.cache.refreshAfterMs, callerTtlMs, clockSlackFor(profile));
+}
+
 /** A repeat call this close to the TTL's end is Claude Code's regular re-run, not a 401. */
 function repeatToleranceMs(callerTtlMs: number): number {
   return Math.min(5_000, callerTtlMs / 10);

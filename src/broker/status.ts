@@ -2,7 +2,7 @@
 // cache only (no store, no network).
 import type { LoadedConfig } from '../config/config.ts';
 import type { CacheStore } from '../cache/cache-store.ts';
-import { assessFreshness, clockSlackFor, expiryMarginMs, readCachedEntry, type Freshness } from './broker.ts';
+import { clockSlackFor, expiryMarginMs, profileFreshness, readCachedEntry, type Freshness } from './broker.ts';
 import { resolveSecretName } from '../secret/name.ts';
 import { fingerprint } from '../secret/value.ts';
 import { formatDuration } from '../kernel/duration.ts';
@@ -51,7 +51,7 @@ export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promi
     secret: entry.secret,
     fetchedAt: new Date(entry.fetchedAt).toISOString(),
     ageMs: now - entry.fetchedAt,
-    freshness: assessFreshness(entry, now, profile.cache.refreshAfterMs, deps.callerTtlMs, clockSlackFor(profile)),
+    freshness: profileFreshness(entry, now, profile, deps.callerTtlMs),
     nextRefreshAt: new Date(nextRefresh).toISOString(),
   };
   if (entry.expiresAt !== undefined) status.cached.expiresAt = new Date(entry.expiresAt).toISOString();

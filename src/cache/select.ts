@@ -15,6 +15,8 @@ export interface CacheChoice {
   env: NodeJS.ProcessEnv;
   /** One stderr line for a person. */
   warn(line: string): void;
+  /** Takes the fallback notice to say once the command succeeded; absent: said at once. */
+  holdNotice?(say: () => void): void;
   keychain?: CacheStore;
 }
 
@@ -73,7 +75,7 @@ function autoCache(keychain: CacheStore, choice: CacheChoice): CacheStore {
   };
 }
 
-/** Says once per machine state (a marker in the cache folder) what `auto` did instead. */
+/** Says once per machine state (a marker in the cache folder) what `auto` did instead, and the fix. */
 function announceOnce(error: CacheUnavailable, choice: CacheChoice): void {
   const dir = userCacheDir(choice.env);
   const marker = path.join(dir, `auto-fallback-${choice.fallback}.notice`);
@@ -81,9 +83,25 @@ function announceOnce(error: CacheUnavailable, choice: CacheChoice): void {
   if (!unusableFolder(dir) && fs.existsSync(marker)) return;
   const instead =
     choice.fallback === 'file'
-      ? `caching the key in a private file under ${keyFilesDir(choice.env)} instead`
-      : 'not caching the key (each call reads the store); set "cache": {"fallback": "file"} to cache it in a private file';
-  choice.warn(`keybroker: no usable keychain (${error.message}); ${instead}`);
+      ? `caching the key in a private file under ${keyFilesDir(choice.env)} instead ("fallback": "file")`
+      : 'not caching the key (each call reads the store): set "cache": {"fallback": "file"} in the profile to cache it in a private file (0600), or "backend": "none" to say no cache is wanted';
+  const say = () => {
+    choice.warn(`keybroker: no usable keychain (${plainKeychainReason(error.message)}); ${instead}`);
+    rememberNotice(dir, marker, error);
+  };
+  // Held until the command succeeded: a failure's one line is the only line.
+  if (choice.holdNotice) choice.holdNotice(say);
+  else say();
+}
+
+/** A D-Bus error speaks of X11 and autolaunch; what the developer needs is that there is no keyring here. */
+export function plainKeychainReason(message: string): string {
+  if (/X11|\$DISPLAY|autolaunch|dbus|d-bus/i.test(message)) return 'this session has no Secret Service: usual over SSH, in WSL and in containers';
+  if (/Secret Service: no result found/i.test(message)) return 'no keyring answers on this session bus: start gnome-keyring or KeePassXC';
+  return message;
+}
+
+function rememberNotice(dir: string, marker: string, error: CacheUnavailable): void {
   if (makePrivateDir(dir)) return;
   try {
     fs.writeFileSync(marker, `${new Date().toISOString()} ${error.message}\n`, { mode: 0o600 });

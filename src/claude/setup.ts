@@ -76,6 +76,8 @@ export interface WriteOutcome {
   through?: string;
   backup?: string;
   replacedHelper?: string;
+  /** The file already said all of it: not written, no backup. */
+  unchanged?: boolean;
 }
 
 /** Managed settings are read by every developer's Claude Code: world-readable, written by an admin. */
@@ -147,6 +149,7 @@ export function mergeIntoSettings(link: string, snippet: ClaudeSettingsSnippet, 
   const oldEnv = existing['env'] && typeof existing['env'] === 'object' && !Array.isArray(existing['env']) ? (existing['env'] as Record<string, unknown>) : {};
   const merged = { ...existing, apiKeyHelper: snippet.apiKeyHelper, env: { ...oldEnv, ...snippet.env } };
 
+  if (text !== undefined && JSON.stringify(merged) === JSON.stringify(existing)) return { ...outcome, unchanged: true };
   makeFolders(path.dirname(file), options.managed ? MANAGED_FOLDER_MODE : undefined);
   if (text !== undefined) {
     const stamp = new Date(options.now).toISOString().replace(/[:.]/g, '-');

@@ -30,8 +30,18 @@ export function desktopKeys(options: { argv: string[]; profileFlag?: string | un
   keys['inferenceGatewayAuthScheme'] = 'bearer';
   keys['inferenceCredentialHelper'] = program!;
   if (args.length) keys['inferenceCredentialHelperArgs'] = JSON.stringify(args);
-  keys['inferenceCredentialHelperTtlSec'] = String(Math.floor(recommendedTtlMs(options.profile.cache.refreshAfterMs) / 1000));
+  keys['inferenceCredentialHelperTtlSec'] = String(desktopTtlSec(options.profile.cache.refreshAfterMs));
   return keys;
+}
+
+/** The desktop app's TTL that setup distributes: Claude Code's rule, in whole seconds. */
+export function desktopTtlSec(refreshAfterMs: number): number {
+  return Math.floor(recommendedTtlMs(refreshAfterMs) / 1000);
+}
+
+/** The desktop app keeps a key its TTL and then asks again: the old key may be sent until refreshAfter + TTL. */
+export function desktopGraceMs(refreshAfterMs: number, ttlSec: number): number {
+  return refreshAfterMs + ttlSec * 1000;
 }
 
 /** The app's local (non-MDM) configuration file; KEYBROKER_DESKTOP_CONFIG moves it. */

@@ -10,6 +10,8 @@ export interface RunContext {
   isTTY: boolean;
   /** Debug trace on stderr (--verbose or KEYBROKER_DEBUG=1); src/cli/main.ts masks key-like text in it. */
   debug(message: string): void;
+  /** Runs `say` after the command succeeded (exit 0), so that a failure's one line stays the only line. */
+  afterSuccess?(say: () => void): void;
 }
 
 export type Options = NonNullable<ParseArgsConfig['options']>;

@@ -21,6 +21,7 @@ export interface CliRuntime {
 
 export async function main(argv: string[], runtime: CliRuntime = defaultRuntime()): Promise<number> {
   const { output } = runtime;
+  const afterSuccess: (() => void)[] = [];
   const verbose = argv.includes('--verbose') || argv.includes('-v') || runtime.env['KEYBROKER_DEBUG'] === '1';
   const context: RunContext = {
     env: runtime.env,
@@ -30,6 +31,7 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
       return runtime.isTTY;
     },
     debug: verbose ? (message) => output.stderr(`keybroker: debug: ${maskSecrets(message)}`) : () => {},
+    afterSuccess: (say) => afterSuccess.push(say),
   };
   const relative = relativePathVariables(runtime.env);
   if (relative.length) {
@@ -53,7 +55,9 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
       context.output.stdout(`${help}\n\n${globalHelp}\n`);
       return ExitCode.ok;
     }
-    return await command.run(values, positionals, context);
+    const code = await command.run(values, positionals, context);
+    if (code === ExitCode.ok) for (const say of afterSuccess) say();
+    return code;
   } catch (error) {
     return report(error, output, context);
   } finally {

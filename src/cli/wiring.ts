@@ -64,12 +64,7 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
   const { profile } = config;
   let provider: Promise<Provider> | undefined;
   const gateway = profile.gateway ?? (context.env['ANTHROPIC_BASE_URL'] || undefined);
-  const cache = openCache({
-    backend: profile.cache.backend,
-    fallback: profile.cache.fallback,
-    env: context.env,
-    warn: warnLine(context),
-  });
+  const cache = profileCache(profile, context);
   return {
     profile,
     cache,
@@ -97,6 +92,18 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
 /** A warning on stderr, masked: a store-down warning quotes the store's error, which may quote the key. */
 function warnLine(context: RunContext): (line: string) => void {
   return (line) => context.output.stderr(maskSecrets(line));
+}
+
+/** The profile's cache; `auto`'s fallback notice waits for the command's success. */
+function profileCache(profile: Profile, context: RunContext): CacheStore {
+  const hold = context.afterSuccess;
+  return openCache({
+    backend: profile.cache.backend,
+    fallback: profile.cache.fallback,
+    env: context.env,
+    warn: warnLine(context),
+    ...(hold ? { holdNotice: (say: () => void) => hold(say) } : {}),
+  });
 }
 
 /** The lock module (and node:crypto with it) loads only when a store read takes the lock, never on a warm get. */
@@ -132,7 +139,7 @@ export async function ssoDeps(config: LoadedConfig, context: RunContext, cache?:
   const { loadSsoLibrary } = await import('../sso/library.ts');
   return {
     profile: profile as Profile & { oidc: OidcConfig },
-    cache: cache ?? openCache({ backend: profile.cache.backend, fallback: profile.cache.fallback, env: context.env, warn: warnLine(context) }),
+    cache: cache ?? profileCache(profile, context),
     now: context.now,
     loadLibrary: () => loadSsoLibrary(context.debug),
     warn: warnLine(context),

@@ -78,6 +78,8 @@ export interface InitAnswers {
   fields: Record<string, string>;
   secret: string;
   gateway?: string;
+  /** What `auto` does without a keychain: "file" when the machine has none and the admin agreed. */
+  fallback?: 'file' | 'none';
 }
 
 /** The questions `config init` asks per store type: field, prompt, required. */
@@ -122,7 +124,7 @@ export function initialConfig(answers: InitAnswers): string {
     secret: answers.secret,
     field: DEFAULTS.field,
     user: DEFAULTS.user,
-    cache: { backend: DEFAULTS.cache.backend, refreshAfter: DEFAULTS.cache.refreshAfter },
+    cache: { backend: DEFAULTS.cache.backend, ...(answers.fallback ? { fallback: answers.fallback } : {}), refreshAfter: DEFAULTS.cache.refreshAfter },
   };
   if (answers.gateway) profile['gateway'] = answers.gateway;
   const file = {

@@ -3,9 +3,10 @@
 import { CacheUnavailable } from '../kernel/errors.ts';
 import { noCache } from '../cache/cache-store.ts';
 import { fileCache } from '../cache/file.ts';
+import { plainKeychainReason } from '../cache/select.ts';
 import { parseEntry } from '../cache/entry.ts';
 import { keyFilesDir } from '../kernel/paths.ts';
-import { assessFreshness, readAgo } from '../broker/broker.ts';
+import { profileFreshness, readAgo } from '../broker/broker.ts';
 import { cacheAccount } from '../cache/account.ts';
 import { callerTtlMs } from '../claude/helper-ttl.ts';
 import { fingerprint } from '../secret/value.ts';
@@ -50,7 +51,10 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
           const fallback = cache.fallback;
           state.cache = fallback === 'file' ? fileCache(filesDir) : noCache;
           const instead = fallback === 'file' ? `private files under ${filesDir}` : 'no cache (every call reads the store)';
-          return warn(`"backend": "auto" found no usable keychain (${error.message}); using ${instead} ("fallback": "${fallback}")`, error.fix, { backend: fallback, configured: 'auto', reason: error.message });
+          const plain = plainKeychainReason(error.message);
+          const reason = plain === error.message ? plain : `${plain}; in detail: ${error.message}`;
+          const fix = fallback === 'none' ? 'set "cache": {"fallback": "file"} in the profile to cache the key in a private file (0600), or start a keyring' : error.fix;
+          return warn(`"backend": "auto" found no usable keychain (${reason}); using ${instead} ("fallback": "${fallback}")`, fix, { backend: fallback, configured: 'auto', reason: error.message });
         }
       },
     },
@@ -93,7 +97,7 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         const entry = parseEntry(text);
         if (!entry) return warn('the cached entry is not readable', 'run \'keybroker cache clear\'', { cached: false });
         const now = deps.now();
-        const freshness = assessFreshness(entry, now, profile.cache.refreshAfterMs, callerTtlMs(deps.env));
+        const freshness = profileFreshness(entry, now, profile, callerTtlMs(deps.env));
         if (!state.key) {
           state.key = entry.key;
           state.keyFrom = `the cache (version ${entry.version})`;

@@ -5,6 +5,7 @@ import { resolveSecretName } from '../secret/name.ts';
 import { formatDuration } from '../kernel/duration.ts';
 import { CLOCK_SLACK_MS, expiryMarginMs } from '../broker/broker.ts';
 import { callerTtlMs } from '../claude/helper-ttl.ts';
+import { userSourceMismatch } from '../secret/user-source.ts';
 import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
 
@@ -59,7 +60,13 @@ export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         const from = profile.user === 'store' ? 'the store identity' : 'the OS login';
         state.secret = resolveSecretName(profile.secret, user, from);
         const how = profile.secret.includes('{user}') ? ` (template "${profile.secret}", {user} = "${user}" from ${from})` : '';
-        return ok(`"${state.secret}"${how}`, { secret: state.secret, template: profile.secret });
+        const details = { secret: state.secret, template: profile.secret };
+        if (!profile.secret.includes('{user}')) {
+          return warn(`"${state.secret}" has no {user}: every developer reads this one shared key, and the admin commands refuse such a template`, 'put {user} in the profile\'s "secret" (e.g. "claude-code/keys/{user}")', details);
+        }
+        const mismatch = userSourceMismatch(profile, state.identity?.user, user);
+        if (mismatch) return warn(`"${state.secret}"${how}; ${mismatch.finding}`, mismatch.fix, details);
+        return ok(`"${state.secret}"${how}`, details);
       },
     },
     {

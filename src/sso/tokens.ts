@@ -59,12 +59,21 @@ export async function readRefreshToken(deps: Pick<SsoDeps, 'cache' | 'profile'>)
 async function storeRefreshToken(deps: SsoDeps, refreshToken: string): Promise<void> {
   const account = refreshTokenAccount(deps.profile);
   await deps.cache.write(account, JSON.stringify({ v: 1, refreshToken, storedAt: deps.now() } satisfies StoredRefreshToken));
-  if (deps.cache.kind === 'none') {
-    throw new CacheUnavailable(
-      `there is no keychain to keep the sign-in of profile "${deps.profile.name}" in`,
-      'unlock or start the keychain (Secret Service, macOS Keychain, Credential Manager), or set "cache": {"fallback": "file"} to allow a private file',
-    );
-  }
+  if (deps.cache.kind === 'none') throw noTokenStore(deps);
+}
+
+/** Before the IdP is asked anything: a sign-in with nowhere to keep it would be lost after the user signed in. */
+async function refuseWithoutTokenStore(deps: SsoDeps): Promise<void> {
+  // One read settles what `auto` uses (the keychain, or its fallback); a named keychain that fails throws here.
+  await deps.cache.read(refreshTokenAccount(deps.profile));
+  if (deps.cache.kind === 'none') throw noTokenStore(deps);
+}
+
+function noTokenStore(deps: SsoDeps): CacheUnavailable {
+  return new CacheUnavailable(
+    `there is no keychain to keep the sign-in of profile "${deps.profile.name}" in`,
+    'unlock or start the keychain (Secret Service, macOS Keychain, Credential Manager), or set "cache": {"fallback": "file"} to allow a private file',
+  );
 }
 
 /** The cache entry for an access token: the token, its jti (or fingerprint) as the version, its issuer, its exp. */
@@ -142,6 +151,7 @@ export type LoginFlow = 'device' | 'browser';
 
 /** `keybroker login` for an `oidc` profile: the interactive sign-in, then both tokens cached. */
 export async function ssoLogin(deps: SsoDeps, io: LoginIo, flow: LoginFlow = deps.profile.oidc.flow ?? 'device'): Promise<CacheEntry> {
+  await refuseWithoutTokenStore(deps);
   const library = await deps.loadLibrary();
   io.say(`signing in to ${deps.profile.oidc.issuer} (${flow === 'device' ? 'device code' : 'browser'} flow) for profile "${deps.profile.name}"`);
   const tokens = flow === 'device' ? await library.deviceLogin(deps.profile.oidc, context(deps), io) : await library.browserLogin(deps.profile.oidc, context(deps), io);

@@ -202,6 +202,8 @@ describe('config init on a terminal', () => {
         [/Key Vault URL .*: $/m, 'https://team-keys.vault.azure.net'],
         [/secret name template \[claude-code\/keys\/\{user\}\]: $/m, ''],
         [/LLM gateway URL \(empty: none\): $/m, 'https://llm.example.com'],
+        // This machine has no keychain (no session bus): init says so and offers the private file.
+        [/cache the key in a private file \(0600\) instead\? \(yes\/no\) \[yes\]: $/m, ''],
       ] as const) {
         await waitFor(prompt);
         tmux('send-keys', '-t', session, answer, 'Enter');
@@ -214,5 +216,6 @@ describe('config init on a terminal', () => {
     expect(profile.store).toEqual({ type: 'azure', vaultUrl: 'https://team-keys.vault.azure.net' });
     expect(profile.secret).toBe('claude-code/keys/{user}');
     expect(profile.gateway).toBe('https://llm.example.com');
+    expect(profile.cache).toMatchObject({ backend: 'auto', fallback: 'file' });
   });
 });

@@ -135,7 +135,7 @@ describe('with no Secret Service at all, backend auto', () => {
     const first = await runBinary([], { env });
     expect(first.code).toBe(0);
     expect(first.stdout).toBe(key);
-    expect(first.stderr).toMatch(/^keybroker: no usable keychain \(the Secret Service keyring is not usable \([^\n]+\)\); not caching the key \(each call reads the store\)[^\n]*\n$/);
+    expect(first.stderr).toMatch(/^keybroker: no usable keychain \((this session has no Secret Service|no keyring answers on this session bus)[^\n]+\); not caching the key \(each call reads the store\): set "cache": \{"fallback": "file"\}[^\n]*\n$/);
     await expectWithinBound('a get with no usable keychain', first.ms, NO_KEYCHAIN_WAIT_MS, yardstick);
 
     const second = await runBinary([], { env });
@@ -185,7 +185,7 @@ describe('with no Secret Service at all, backend auto', () => {
     const env = home.env({ XDG_RUNTIME_DIR: fs.mkdtempSync(path.join(home.dir, 'run-')), KEYBROKER_SECRET: secret });
     const first = await runBinary([], { env });
     expect(first).toMatchObject({ code: 0, stdout: key });
-    expect(first.stderr).toMatch(/^keybroker: no usable keychain .*; caching the key in a private file under \S+ instead\n$/);
+    expect(first.stderr).toMatch(/^keybroker: no usable keychain .*; caching the key in a private file under \S+ instead \("fallback": "file"\)\n$/);
     const files = filesContaining(home.dir, key);
     expect(files).toHaveLength(1);
     const file = path.join(home.dir, files[0]!);

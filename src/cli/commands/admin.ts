@@ -6,6 +6,7 @@ import { parseDuration } from '../../kernel/duration.ts';
 import { UsageError } from '../../kernel/errors.ts';
 import { storeTypes, type StoreType } from '../../../providers/index.ts';
 import { storeOf, type LoadedConfig } from '../../config/config.ts';
+import { userSourceMismatch } from '../../secret/user-source.ts';
 import { parseExpiry, readKeyInput, refuseKeysInArguments, type AdminDeps } from '../../admin/common.ts';
 
 const subcommands = ['put', 'import', 'rotate', 'revoke', 'list', 'policy'] as const;
@@ -19,9 +20,9 @@ const BULK_OPTIONS = `  --concurrency N    at most N developers at a time (defau
   --max-rate R       at most R store calls a second from the first call (a share of a quota
                      you know, e.g. 20 of AWS's 50 writes/s); without it the rate is learned
                      from the store's first throttle
-  --json             one JSON summary on stdout (counts, failures, who was not done)
+  --json             one JSON summary on stdout (counts, failures, who was not done)`;
 
-On a terminal a progress line shows done/total, rate, ETA and throttling; otherwise only the
+const BULK_PARAGRAPH = `On a terminal a progress line shows done/total, rate, ETA and throttling; otherwise only the
 summary is printed. Ctrl-C or SIGTERM starts no new developer, lets those in flight finish,
 prints who was done and who was not, and exits 130.`;
 
@@ -49,6 +50,7 @@ Options:
   --now              retire the old key at once (same as --grace 0)
   --concurrency N    bulk actions (import, rotate --all, revoke of several): N at a time at most
   --max-rate R       bulk actions: R store calls a second at most
+  --force            put/rotate with an --expires-at in the past (refused without it)
 
 The gateway's admin credential is read from the environment variable the profile names in
 "keyIssuer.masterKeyEnv" (default LITELLM_MASTER_KEY), never from argv.
@@ -91,6 +93,8 @@ Options:
 ${BULK_OPTIONS}
 ${AUDIT_LOG_OPTION}
 
+${BULK_PARAGRAPH}
+
 Examples:
   keybroker admin import keys.csv
   keybroker admin import keys.json --audit-log /var/log/keybroker-admin.log`,
@@ -122,6 +126,8 @@ Options:
 ${BULK_OPTIONS}
 ${AUDIT_LOG_OPTION}
 
+${BULK_PARAGRAPH}
+
 The gateway's admin credential is read from the environment variable the profile names in
 "keyIssuer.masterKeyEnv" (default LITELLM_MASTER_KEY), never from argv.
 
@@ -142,6 +148,8 @@ Options:
   --purge            delete the secret instead of disabling it
 ${BULK_OPTIONS}
 ${AUDIT_LOG_OPTION}
+
+${BULK_PARAGRAPH}
 
 Examples:
   keybroker admin revoke --user bob
@@ -199,6 +207,7 @@ Examples:
     'audit-log': { type: 'string' },
     concurrency: { type: 'string' },
     'max-rate': { type: 'string' },
+    force: { type: 'boolean' },
     // Accepted only to be refused with a useful message: keys never come from argv.
     key: { type: 'string' },
     'api-key': { type: 'string' },
@@ -224,6 +233,7 @@ async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string
   const config = loadConfigFor(values, context);
 
   if (sub === 'policy') return policy(values, config, context);
+  refuseFootguns(sub, values, context.now());
   const deps = await adminDeps(values, config, context, sub !== 'list');
   const users = (values['user'] as string[] | undefined) ?? [];
 
@@ -311,6 +321,8 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
     openProvider: () => openProvider(profile, { env: context.env, debug: context.debug }),
   });
   const result = renderPolicy(request);
+  const mismatch = type === 'aws' ? userSourceMismatch(profile, undefined, '') : undefined;
+  if (mismatch) context.output.stderr(`keybroker: warning: profile "${profile.name}" has "user": "os": ${mismatch.finding}; where a laptop login differs from the IAM user name, that developer gets exit 6: ${mismatch.fix}`);
   const only = values['only'];
   if (only !== undefined) {
     const document = result.documents[String(only)];
@@ -337,6 +349,16 @@ async function bulk<T>(deps: AdminDeps, action: () => Promise<T>): Promise<T> {
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
+  }
+}
+
+/** Mistakes an admin makes once: refused before any store call, unless --force says they are meant. */
+function refuseFootguns(sub: Subcommand, values: ParsedValues, now: number): void {
+  if (values['grace'] !== undefined && values['now']) throw new UsageError('--grace and --now contradict each other (--now is --grace 0)', 'give one of them');
+  if (values['force'] || (sub !== 'put' && sub !== 'rotate')) return;
+  const expiresAt = expiry(values).expiresAt;
+  if (expiresAt && expiresAt.getTime() <= now) {
+    throw new UsageError(`--expires-at ${expiresAt.toISOString()} is in the past: the key would be refused at once`, 'give a future time (RFC 3339), or add --force to store an expired key on purpose');
   }
 }
 

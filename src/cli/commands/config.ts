@@ -25,7 +25,7 @@ export const configCommand: Command = {
   summary: 'show the effective configuration and where each value came from; config init',
   help: `Usage: keybroker config [--profile NAME] [--json]
        keybroker config init --store aws|azure|gcp|vault [store flags] [--secret TEMPLATE]
-                             [--gateway URL] [--output FILE] [--force]
+                             [--gateway URL] [--fallback file|none] [--output FILE] [--force]
 
 config       the profile in use, field by field, with the file or the one KEYBROKER_* variable
              that set each value ("default" when none did), the layers it overrode, "enforced
@@ -34,6 +34,9 @@ config       the profile in use, field by field, with the file or the one KEYBRO
 config init  writes a starting file for one store to your user config path (or --output).
              On a terminal it asks for what the flags do not give. JSON has no comments, so
              the explanations are "$comment" fields, which keybroker ignores.
+
+Where this machine has no keychain (SSH, WSL, containers), init says so: on a terminal it offers
+"fallback": "file" (the key cached in a private 0600 file); otherwise pass --fallback file.
 
 Store flags: --region, --endpoint, --aws-profile (aws); --vault-url (azure); --project (gcp);
              --address, --mount, --vault-auth token|oidc|userpass|ldap (vault)
@@ -51,6 +54,7 @@ Examples:
     gateway: { type: 'string' },
     output: { type: 'string' },
     force: { type: 'boolean' },
+    fallback: { type: 'string' },
     ...Object.fromEntries(STORE_FLAGS.map((flag) => [flag, { type: 'string' as const }])),
   },
   allowPositionals: true,
@@ -98,7 +102,8 @@ async function init(values: Record<string, unknown>, context: Parameters<Command
     }
     const secret = typeof values['secret'] === 'string' ? values['secret'] : await ask('secret name template', 'claude-code/keys/{user}') || 'claude-code/keys/{user}';
     const gateway = typeof values['gateway'] === 'string' ? values['gateway'] : await ask('LLM gateway URL (empty: none)');
-    const answers: InitAnswers = { store, fields, secret, ...(gateway ? { gateway } : {}) };
+    const fallback = await initFallback(values['fallback'], context, prompt ? ask : undefined);
+    const answers: InitAnswers = { store, fields, secret, ...(gateway ? { gateway } : {}), ...(fallback ? { fallback } : {}) };
     const file = typeof values['output'] === 'string' ? path.resolve(values['output']) : typeof values['config'] === 'string' ? path.resolve(values['config']) : userConfigPath(context.env);
     writeInitialConfig(file, initialConfig(answers), values['force'] === true);
     context.output.stdout(`wrote ${file}\n`);
@@ -107,4 +112,20 @@ async function init(values: Record<string, unknown>, context: Parameters<Command
   } finally {
     prompt?.close();
   }
+}
+
+/** `--fallback`, or on a machine without a keychain the question (on a terminal) or a note that names the flag. */
+async function initFallback(flag: unknown, context: Parameters<Command['run']>[2], ask?: (question: string, fallback?: string) => Promise<string>): Promise<'file' | 'none' | undefined> {
+  if (flag !== undefined && flag !== 'file' && flag !== 'none') throw new UsageError(`--fallback must be file or none, not "${String(flag)}"`, 'e.g. --fallback file on a machine without a keychain');
+  if (flag !== undefined) return flag;
+  const { missingKeychain } = await import('../../cache/keychain-probe.ts');
+  const missing = await missingKeychain(context.env);
+  if (missing === undefined) return undefined;
+  context.output.stderr(`keybroker: no keychain on this machine (${missing}): without a fallback nothing is cached and every call reads the store`);
+  if (!ask) {
+    context.output.stderr('keybroker: to cache the key in a private file (0600, in a 0700 folder) instead, run config init again with --fallback file, or add "fallback": "file" to "cache"');
+    return undefined;
+  }
+  const answer = (await ask('cache the key in a private file (0600) instead? (yes/no)', 'yes')).toLowerCase();
+  return answer.startsWith('y') ? 'file' : 'none';
 }

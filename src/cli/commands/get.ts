@@ -1,6 +1,6 @@
 // `keybroker get` (and plain `keybroker`): the developer's key on stdout, nothing else.
 import type { Command } from '../command.ts';
-import { getKey, refreshAhead } from '../../broker/broker.ts';
+import { getKey, refreshAhead, type Served } from '../../broker/broker.ts';
 import { brokerDeps, configForMcp, loadConfigFor } from '../wiring.ts';
 import { DESKTOP_DEFAULT_TTL_MS, desktopCredential, helperContext } from '../../claude/surfaces.ts';
 import { memoryRotationState } from '../../broker/rotation-state.ts';
@@ -9,7 +9,7 @@ import { noCache } from '../../cache/cache-store.ts';
 export const getCommand: Command = {
   name: 'get',
   summary: 'print the developer\'s gateway key (what Claude Code\'s apiKeyHelper runs)',
-  help: `Usage: keybroker [get] [--profile NAME] [--recheck]
+  help: `Usage: keybroker [get] [--profile NAME] [--recheck] [--json]
 
 Prints your LLM-gateway key on stdout with no newline, for Claude Code's apiKeyHelper.
 A fresh key comes from the cache (the OS keychain); otherwise from the company's secrets
@@ -33,12 +33,16 @@ detached background run (keybroker get --refresh-ahead), so a warm get stays fas
 Options:
   --recheck         ignore a fresh cached key and ask the store (what a 401 does)
   --refresh-ahead   re-read the store into the cache and print nothing (what the background run does)
+  --json            for scripts that want the expiry: one line on stdout,
+                    {"Version": 1, "key": "…", "version": "…", "expires_at": "<RFC 3339>" or null}
+                    (Version is the shape's version, as in AWS credential_process; version the key's)
 
 Examples:
   keybroker                      # what Claude Code runs
   keybroker get --profile eu     # another gateway's key
-  keybroker get --recheck        # after an admin rotated the key`,
-  options: { recheck: { type: 'boolean' }, 'refresh-ahead': { type: 'boolean' } },
+  keybroker get --recheck        # after an admin rotated the key
+  keybroker get --json           # the key with its version and expiry, for a script`,
+  options: { recheck: { type: 'boolean' }, 'refresh-ahead': { type: 'boolean' }, json: { type: 'boolean' } },
   async run(values, _positionals, context) {
     const { config } = configForMcp(loadConfigFor(values, context), values, context);
     if (values['refresh-ahead'] === true) {
@@ -64,7 +68,13 @@ Examples:
     const recheck = values['recheck'] === true || desktop === 'mid-session-refresh';
     const served = await getKey(deps, { recheck });
     context.debug(`served version ${served.version} of "${served.secret}" from ${served.from}`);
-    context.output.stdout(desktop === undefined ? served.key : desktopCredential(config.profile, served.key));
+    if (values['json'] === true) context.output.stdout(keyDocument(served) + '\n');
+    else context.output.stdout(desktop === undefined ? served.key : desktopCredential(config.profile, served.key));
     return 0;
   },
 };
+
+/** `get --json`: the key with its version and expiry, in the shape of AWS's credential_process output (Version 1). */
+export function keyDocument(served: Served): string {
+  return JSON.stringify({ Version: 1, key: served.key, version: served.version, expires_at: served.expiresAt === undefined ? null : new Date(served.expiresAt).toISOString() });
+}

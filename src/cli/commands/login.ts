@@ -60,6 +60,7 @@ Examples:
       );
       return 0;
     }
+    if (flow !== undefined) throw new UsageError(`--flow is for SSO profiles, and profile "${config.profile.name}" reads a store (${config.profile.store?.type})`, 'run \'keybroker login\' without --flow, or pick an SSO profile with --profile');
     const deps = brokerDeps(config, context);
     const provider = await deps.openProvider();
     const say = (line: string) => context.output.stderr(`keybroker: ${line}`);

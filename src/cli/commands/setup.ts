@@ -1,12 +1,23 @@
 // `keybroker setup`: the Claude Code settings that make it call keybroker, printed or merged in.
-import type { Command } from '../command.ts';
+import type { Command, ParsedValues, RunContext } from '../command.ts';
 import { loadConfigFor } from '../wiring.ts';
 import { callerTtlMs } from '../../claude/helper-ttl.ts';
-import { managedSettingsPath, userSettingsPath } from '../../claude/settings.ts';
+import { managedSettingsPath, shellQuote, userSettingsPath } from '../../claude/settings.ts';
+import { checkedBinary, isSystemLocation } from '../../claude/helper-binary.ts';
 import { helperTarget, mergeIntoSettings, settingsSnippet, thisProgram } from '../../claude/setup.ts';
 import { UsageError } from '../../kernel/errors.ts';
 import { customHeadersValue } from '../../claude/surfaces.ts';
 import { desktopConfigPath, desktopKeys, helperCommand, mcpServerName, mcpSnippets, mergeDesktopConfig, otelSnippet, thisProgramArgv } from '../../claude/surface-setup.ts';
+
+/** The program the settings run, shell-quoted: --binary's path or this binary; a managed file outside the system folders is warned about. */
+function helperProgram(values: ParsedValues, context: RunContext): string {
+  const binary = typeof values['binary'] === 'string' ? checkedBinary(values['binary']) : undefined;
+  const file = binary ?? (process.getBuiltinModule('node:sea').isSea() ? process.execPath : undefined);
+  if (values['managed'] && file && !isSystemLocation(file)) {
+    context.output.stderr(`keybroker: warning: every developer's Claude Code will run ${file}, which is not in a system folder (a download or build folder moves, and its owner can change it): install keybroker under /usr/local/bin or /opt/… and pass --binary with that path`);
+  }
+  return binary ? shellQuote(binary) : thisProgram();
+}
 
 export const setupCommand: Command = {
   name: 'setup',
@@ -44,17 +55,22 @@ Options:
               managed-settings.json on Linux, /Library/Application Support/ClaudeCode/ on macOS,
               C:\\Program Files\\ClaudeCode\\ on Windows)
   --gateway URL  the gateway to put in env.ANTHROPIC_BASE_URL
+  --binary PATH  the installed keybroker the settings run (default: this binary); with
+              --managed a path outside the system folders (/usr/bin, /usr/local/bin, /opt/…,
+              /Applications/…, Program Files) is warned about
 
 Examples:
   keybroker setup                             # look first
   keybroker setup --write                     # then write it into your user settings
   keybroker setup --profile eu --gateway https://llm-eu.example.com --write
-  sudo keybroker setup --managed --write      # for every user of this machine`,
+  sudo keybroker setup --managed --write      # for every user of this machine
+  sudo ./keybroker setup --managed --binary /usr/local/bin/keybroker --write`,
   options: {
     write: { type: 'boolean' },
     force: { type: 'boolean' },
     managed: { type: 'boolean' },
     gateway: { type: 'string' },
+    binary: { type: 'string' },
     desktop: { type: 'boolean' },
     mcp: { type: 'string' },
     'mcp-name': { type: 'string' },
@@ -72,8 +88,9 @@ Examples:
     if (helper.notCarried.length) {
       context.output.stderr(`keybroker: ${helper.notCarried.join(', ')} ${helper.notCarried.length === 1 ? 'is' : 'are'} set in this shell but not written: Claude Code's helper sees ${helper.notCarried.length === 1 ? 'it' : 'them'} only from Claude Code's own environment (or put the value in the config file)`);
     }
+    const program = helperProgram(values, context);
     const snippet = settingsSnippet({
-      program: thisProgram(),
+      program,
       // The helper reads what setup read: the same config file (absolute) and profile.
       target: helper,
       profile: config.profile,
@@ -129,7 +146,7 @@ Examples:
     const outcome = mergeIntoSettings(target, snippet, { force: values['force'] === true, now: context.now(), managed: values['managed'] === true });
     context.output.stdout(JSON.stringify(snippet, null, 2) + '\n');
     const notes = [
-      `wrote ${outcome.file}${outcome.through ? ` (through the link, to ${outcome.through})` : ''}`,
+      outcome.unchanged ? `${outcome.file} already has these settings; not written, no backup` : `wrote ${outcome.file}${outcome.through ? ` (through the link, to ${outcome.through})` : ''}`,
       outcome.backup ? `backup at ${outcome.backup}` : undefined,
       outcome.replacedHelper ? `replaced apiKeyHelper ${JSON.stringify(outcome.replacedHelper)}` : undefined,
     ].filter(Boolean);
