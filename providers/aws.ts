@@ -15,7 +15,7 @@ import {
   type Tag,
 } from '@aws-sdk/client-secrets-manager';
 import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
-import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/kernel/errors.ts';
+import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreRefused, StoreUnreachable } from '../src/kernel/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
 import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreConfig, type StoreIdentity, type WriteOptions, type WriteResult } from './provider.ts';
 import { storeSchema } from './aws.schema.ts';
@@ -294,7 +294,9 @@ export function mapAwsError(error: unknown, context: FailedCall): KeybrokerError
   if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|socket hang up|ECONNRESET/.test(message)) {
     return new StoreUnreachable(`cannot reach ${context.where} (${message})`, 'check your network or VPN and the store endpoint');
   }
-  return new StoreUnreachable(`${context.what} failed at ${context.where} (${name || 'error'}: ${message})`, 'run \'keybroker doctor\' for details');
+  const failed = `${context.what} failed at ${context.where} (${name || 'error'}: ${message})`;
+  if (status !== undefined && status >= 400 && status < 500) return new StoreRefused(failed, 'run \'keybroker doctor\' for details');
+  return new StoreUnreachable(failed, 'run \'keybroker doctor\' for details');
 }
 
 export const module: ProviderModule = { storeSchema, createProvider };

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import type { Profile } from '../config/config.ts';
 import { randomUUID } from 'node:crypto';
-import { ConfigError, KeybrokerError, oneLine, SecretNotFound, StoreUnreachable, UsageError, UnusableKey } from '../kernel/errors.ts';
+import { ConfigError, KeybrokerError, oneLine, SecretNotFound, StoreRefused, StoreUnreachable, UsageError, UnusableKey } from '../kernel/errors.ts';
 import { keyProblem, parseSecretValue, rfc3339Time } from '../secret/value.ts';
 import { maskSecrets, type Output } from '../kernel/output.ts';
 import { sha256Hex } from '../kernel/sha256.ts';
@@ -230,7 +230,8 @@ async function settledWrite(deps: AdminDeps, request: { secret: string; value: s
   try {
     return await deps.provider.write(secret, value, options);
   } catch (first) {
-    if (!(first instanceof StoreUnreachable)) throw first;
+    // A refusal, an answered one included, is final: only no answer may still be applied.
+    if (!(first instanceof StoreUnreachable) || first instanceof StoreRefused) throw first;
     try {
       // `known` is dropped: the first attempt may have created the secret.
       return { ...(await deps.provider.write(secret, value, { ...options, known: undefined })), created: options.known?.exists === false };

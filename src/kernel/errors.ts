@@ -71,6 +71,8 @@ export class AccessDenied extends KeybrokerError {
 export class StoreUnreachable extends KeybrokerError {
   readonly exitCode = ExitCode.storeUnreachable;
 }
+/** The store answered and refused the request (a 4xx it gives no other meaning): nothing was done, so nothing is left to settle. */
+export class StoreRefused extends StoreUnreachable {}
 export class UnusableKey extends KeybrokerError {
   readonly exitCode = ExitCode.unusableKey;
 }

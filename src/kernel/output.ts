@@ -90,7 +90,15 @@ export function maskSecrets(text: string, known: string[] = []): string {
   for (const secret of known) if (secret.length >= 4) masked = masked.split(secret).join('‹key›');
   // `key-`/`token-` only with a digit after: `key-helper` and `token-endpoint` are words, not keys.
   masked = masked.replace(/\b(?:sk-[A-Za-z0-9_-]{6,}|(?:key|token)-(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{6,})/gi, (match) => `${match.slice(0, 3)}…`);
-  return masked.replace(/[A-Za-z0-9_\-+/=]{16,}/g, (run) => (looksLikeKey(run) ? '…' : run));
+  return masked.replace(/[A-Za-z0-9_\-+/=]{16,}/g, maskRun);
+}
+
+/** One run of key characters; in `NAME_OF_VARIABLE=value` the name stays and the value is judged alone. */
+function maskRun(run: string): string {
+  const assignment = /^([A-Z][A-Z0-9]*_[A-Z0-9_]*=)([^=].*)$/.exec(run);
+  if (!assignment) return looksLikeKey(run) ? '…' : run;
+  const value = assignment[2]!;
+  return assignment[1] + (value.length >= 16 && looksLikeKey(value) ? '…' : value);
 }
 
 /**

@@ -65,3 +65,12 @@ describe('maskSecrets on names that must stay readable', () => {
     expect(maskSecrets('token a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6 refused')).toBe('token … refused');
   });
 });
+
+describe('a variable and its value', () => {
+  it('keeps the name of NAME_OF_VARIABLE=value and judges the value alone', () => {
+    expect(maskSecrets('CI_DEBUG_TRACE=1 turns the trace on')).toBe('CI_DEBUG_TRACE=1 turns the trace on');
+    expect(maskSecrets('LITELLM_MASTER_KEY=Zx81mQ27pL04aB9cD3eF is set')).toBe('LITELLM_MASTER_KEY=… is set');
+    // Base64 padding is not an assignment: the whole run is judged.
+    expect(maskSecrets('QUJDREVGR0gxMjM0NTY3OA==')).toBe('…');
+  });
+});
