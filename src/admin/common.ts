@@ -255,7 +255,8 @@ export function gatewayToken(key: string): string {
 
 /** An error's one line for row errors, summaries and the audit, masked: a store's own text may quote the key. */
 export function errorLine(error: unknown): string {
-  const line = error instanceof KeybrokerError ? error.line() : oneLine(error instanceof Error ? error.message : String(error));
-  return maskSecrets(line).slice(0, 300);
+  // Our own lines are kept whole (the fix is at their end); another's text is cut after masking.
+  if (error instanceof KeybrokerError) return maskSecrets(error.line());
+  return maskSecrets(oneLine(error instanceof Error ? error.message : String(error))).slice(0, 300);
 }
 
