@@ -3,13 +3,17 @@
 // (test/support/apps-gateway.ts). Through the built binary: sign in to the gateway itself (its
 // RFC 8414 metadata, its device flow completed on its own pages), serve its session token to every
 // caller as a key, a Messages call with it, and the end of the session: exit 4, never a stale token.
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJwt } from 'jose';
 import { runBinary } from '../support/binary.ts';
 import { makeTestHome, type TestHome } from '../support/e2e-home.ts';
 import { deviceLogin } from '../support/sso.ts';
+import { startFakeVault } from '../fakes/vault.ts';
 import { appsGatewayConfig, ORG_KEY, startAppsGateway, type AppsGateway } from '../support/apps-gateway.ts';
 
+const FOREIGN_KEY = 'sk-test-not-issued-by-the-gateway';
 let gateway: AppsGateway;
 const homes: TestHome[] = [];
 
@@ -112,5 +116,76 @@ describe('the end of a gateway session', () => {
     // The gateway itself refuses the token once its exp has passed.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, exp - Date.now()) + 1_500));
     expect((await messages(short.url, first.stdout)).status).toBe(401);
+  }, 180_000);
+});
+
+describe('doctor at a Claude apps gateway', () => {
+  let checked: AppsGateway;
+  beforeAll(async () => {
+    checked = await startAppsGateway();
+  }, 120_000);
+  afterAll(async () => {
+    await checked?.stop();
+  });
+
+  interface Report {
+    checks: { id: string; verdict: string; finding: string; fix: string; details: Record<string, unknown> }[];
+  }
+  const doctor = async (env: NodeJS.ProcessEnv) => {
+    const run = await runBinary(['doctor', '--json'], { env });
+    const report = JSON.parse(run.stdout) as Report;
+    return { run, report, check: (id: string) => report.checks.find((check) => check.id === id)! };
+  };
+
+  it('recognises the gateway, says Claude Code and Desktop sign in natively, streams with the signed-in token; then names the upstream and the IdP going down; a stored key is never sent to it', async () => {
+    const testHome = home(appsGatewayConfig(checked));
+    expect((await deviceLogin(checked, testHome.env(), 'dora')).code).toBe(0);
+    const env = testHome.env();
+    const token = (await runBinary(['get'], { env })).stdout;
+
+    const healthy = await doctor(env);
+    expect(healthy.check('sso.discovery')).toMatchObject({ verdict: 'OK' });
+    expect(healthy.check('sso.discovery').finding).toContain('a Claude apps gateway, protocol 1');
+    expect(healthy.check('sso.sign-in')).toMatchObject({ verdict: 'WARN' });
+    expect(healthy.check('sso.sign-in').finding).toContain('signed in without a refresh token');
+    const apps = healthy.check('gateway.apps-gateway');
+    // Plain HTTP on loopback: everything else is ready, but Claude Code's /login wants HTTPS on a private network.
+    expect(apps.verdict, apps.finding).toBe('WARN');
+    expect(apps.finding).toContain(`${checked.url} is a Claude apps gateway (protocol 1)`);
+    expect(apps.finding).toContain('Claude Code and the Claude Desktop app sign in to it natively');
+    expect(apps.finding).toContain('is not HTTPS');
+    expect(apps.details).toMatchObject({ healthz: 200, keySent: true, addressAccepted: false });
+    expect(healthy.check('gateway.models')).toMatchObject({ verdict: 'OK' });
+    expect(healthy.check('gateway.streaming')).toMatchObject({ verdict: 'OK' });
+    for (const output of [healthy.run.stdout, healthy.run.stderr]) expect(output).not.toContain(token);
+
+    // A profile with a stored key pointed at the gateway: doctor recognises it and sends the key nowhere.
+    const vault = await startFakeVault();
+    vault.mountKv('secret', 2);
+    await vault.kvPut('claude-code/keys/dora', { api_key: FOREIGN_KEY });
+    const store = { type: 'vault', address: vault.address, mount: 'secret', auth: { method: 'oidc', role: 'developer' } };
+    const keyed = home({ profiles: { default: { store, secret: 'claude-code/keys/dora', gateway: checked.url, cache: { backend: 'none' } } } });
+    fs.writeFileSync(path.join(keyed.dir, '.vault-token'), vault.rootToken, { mode: 0o600 });
+    const seen = checked.upstream.log.length;
+    const foreign = await doctor(keyed.env());
+    await vault.stop();
+    expect(foreign.check('gateway.apps-gateway')).toMatchObject({ verdict: 'WARN', details: { keySent: false } });
+    expect(foreign.check('gateway.apps-gateway').finding).toContain('takes only the session tokens it issues');
+    expect(foreign.check('gateway.streaming').verdict).toBe('SKIP');
+    expect(foreign.check('gateway.models').verdict).toBe('SKIP');
+    expect(checked.output()).not.toContain(FOREIGN_KEY);
+    expect(checked.upstream.log.length).toBe(seen);
+
+    // The upstream down: the gateway is still healthy, the streamed message through it is not.
+    await checked.upstream.stop();
+    const noUpstream = await doctor(env);
+    expect(noUpstream.check('gateway.apps-gateway').verdict).toBe('WARN');
+    expect(noUpstream.check('gateway.streaming').verdict).toBe('FAIL');
+
+    // The IdP down: a developer cannot sign in.
+    await checked.op.stop();
+    const noIdp = await doctor(env);
+    expect(noIdp.check('gateway.apps-gateway').verdict, noIdp.check('gateway.apps-gateway').finding).toBe('FAIL');
+    expect(noIdp.check('gateway.apps-gateway').finding).toContain(`its identity provider ${checked.op.issuer}, where developers sign in, did not answer`);
   }, 180_000);
 });
