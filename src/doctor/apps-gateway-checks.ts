@@ -11,7 +11,7 @@ import type { DoctorDeps, DoctorState } from './state.ts';
 
 const CALL_TIMEOUT_MS = 4_000;
 const NATIVE_SIGN_IN =
-  'Claude Code and the Claude Desktop app sign in to it natively (/login; managed settings "forceLoginMethod": "gateway" and "forceLoginGatewayUrl", which keybroker setup --managed --apps-gateway writes) and need no apiKeyHelper; with that sign-in pinned, Claude Code refuses to start when an API key or apiKeyHelper is configured too. keybroker serves the callers that do not sign in natively (scripts, CI, MCP servers)';
+  'Claude Code and the Claude Desktop app sign in to it natively (/login; managed settings "forceLoginMethod": "gateway" and "forceLoginGatewayUrl", which keybroker setup --managed --apps-gateway URL prints) and need no apiKeyHelper; with that sign-in pinned, Claude Code refuses to start when an API key or apiKeyHelper is configured too. keybroker serves the callers that do not sign in natively (scripts, CI, MCP servers)';
 
 interface GatewayMetadata {
   gateway_protocol_version?: unknown;

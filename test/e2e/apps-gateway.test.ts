@@ -189,3 +189,19 @@ describe('doctor at a Claude apps gateway', () => {
     expect(noIdp.check('gateway.apps-gateway').finding).toContain(`its identity provider ${checked.op.issuer}, where developers sign in, did not answer`);
   }, 180_000);
 });
+
+describe('setup for a Claude apps gateway', () => {
+  it('setup --managed --apps-gateway prints the managed settings for Claude Code\'s native sign-in there (no apiKeyHelper); plain HTTP and --write are refused', async () => {
+    const testHome = home({ profiles: { default: { oidc: { issuer: 'https://claude-gateway.corp.example', clientId: 'keybroker', flow: 'device' } } } });
+    const printed = await runBinary(['setup', '--managed', '--apps-gateway', 'https://claude-gateway.corp.example/'], { env: testHome.env() });
+    expect(printed.code, printed.stderr).toBe(0);
+    expect(JSON.parse(printed.stdout)).toEqual({ forceLoginMethod: 'gateway', forceLoginGatewayUrl: 'https://claude-gateway.corp.example', parentSettingsBehavior: 'merge' });
+    expect(printed.stderr).toContain('leave apiKeyHelper and ANTHROPIC_API_KEY out of them');
+    const plain = await runBinary(['setup', '--managed', '--apps-gateway', 'http://claude-gateway.corp.example'], { env: testHome.env() });
+    expect(plain).toMatchObject({ code: 2, stdout: '' });
+    expect(plain.stderr).toContain('only over HTTPS on a private network');
+    const written = await runBinary(['setup', '--managed', '--write', '--apps-gateway', 'https://claude-gateway.corp.example'], { env: testHome.env() });
+    expect(written).toMatchObject({ code: 2, stdout: '' });
+    expect(testHome.files().filter((file) => file.includes('managed'))).toEqual([]);
+  });
+});
