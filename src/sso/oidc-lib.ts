@@ -145,6 +145,7 @@ async function deviceLogin(oidc: OidcConfig, context: SsoContext, io: LoginIo): 
     io.say(`to sign in, open ${started.verification_uri} and enter the code ${started.user_code}`);
     if (started.verification_uri_complete) io.say(`(or open ${started.verification_uri_complete})`);
     io.say(`waiting for the sign-in (the code expires in ${Math.round(started.expires_in / 60)} min)`);
+    await io.openBrowser(started.verification_uri_complete ?? started.verification_uri);
     // Polls at the server's interval, slowing down when told to (RFC 8628 §3.5).
     const response = await client.pollDeviceAuthorizationGrant(config, started, tokenParameters(oidc, false));
     return toTokenSet(response);

@@ -43,8 +43,13 @@ async function messages(url: string, token: string): Promise<Response> {
 describe('the Claude apps gateway as the sign-in', () => {
   it('login discovers the gateway by its OAuth metadata and signs in with its device flow; get prints its session token; the gateway answers a Messages call with it and the upstream sees only the org key', async () => {
     const testHome = home(appsGatewayConfig(gateway));
-    const login = await deviceLogin(gateway, testHome.env(), 'alice');
+    // The browser is opened on the gateway's device page (how the address reaches it is the opener's business).
+    const opened = path.join(testHome.dir, 'browser-started');
+    const browser = path.join(testHome.dir, 'browser.sh');
+    fs.writeFileSync(browser, `#!/bin/sh\ntouch '${opened}'\n`, { mode: 0o755 });
+    const login = await deviceLogin(gateway, testHome.env({ BROWSER: browser }), 'alice');
     expect(login.code, login.stderr).toBe(0);
+    expect(fs.existsSync(opened)).toBe(true);
     expect(login.stdout).toBe('');
     expect(login.stderr).toContain(`keybroker: to sign in, open ${gateway.url}/device and enter the code `);
     // The gateway issues no refresh token (even with offline_access asked for): login says so.
