@@ -120,3 +120,18 @@ export function otelSnippet(command: string): Record<string, unknown> {
 export function runsKeybroker(command: unknown): boolean {
   return typeof command === 'string' && isKeybrokerProgram(helperProgram(command));
 }
+
+/**
+ * Claude Code's managed settings for a Claude apps gateway's native sign-in (the keys the gateway
+ * itself names at boot): Claude Code's /login signs in there, with no apiKeyHelper.
+ */
+export function appsGatewayManagedSettings(address: string): Record<string, string> {
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    throw new UsageError(`--apps-gateway "${address}" is not a URL`, 'give the gateway\'s https:// address (its listen.public_url)');
+  }
+  if (url.protocol !== 'https:') throw new UsageError(`--apps-gateway ${url.href} is not HTTPS`, "Claude Code's /login reaches a gateway only over HTTPS on a private network: give its https:// address");
+  return { forceLoginMethod: 'gateway', forceLoginGatewayUrl: url.origin, parentSettingsBehavior: 'merge' };
+}

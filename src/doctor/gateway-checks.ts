@@ -9,6 +9,7 @@ import { maskSecrets } from '../kernel/output.ts';
 import { oneLine, ExitCode, ConfigError } from '../kernel/errors.ts';
 import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
+import { appsGatewayCheck } from './apps-gateway-checks.ts';
 
 const GATEWAY_CALL_TIMEOUT_MS = 4_000;
 const STREAM_TIMEOUT_MS = 6_000;
@@ -128,6 +129,7 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
         return ok(`${state.gatewayUrl.origin} answered HEAD / with HTTP ${response.status} in ${Math.round(performance.now() - started)} ms`, { status: response.status });
       },
     },
+    appsGatewayCheck(deps, state),
     {
       id: 'gateway.models',
       layer: 'gateway',

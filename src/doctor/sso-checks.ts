@@ -54,7 +54,8 @@ export function ssoChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         if (flow === 'browser' && found.codeChallengeMethods && !found.codeChallengeMethods.includes('S256')) {
           return warn(`${found.issuer} does not list PKCE S256`, 'ask your admin to enable PKCE (S256) for the client', details);
         }
-        return ok(`${found.issuer} answered discovery in ${ms} ms: token endpoint ${found.tokenEndpoint}${flow === 'device' ? ', device flow offered' : ', authorization code flow'}`, details);
+        const kind = found.gatewayProtocolVersion !== undefined ? ` (a Claude apps gateway, protocol ${found.gatewayProtocolVersion}: OAuth 2.0 metadata, no OpenID configuration)` : '';
+        return ok(`${found.issuer} answered discovery in ${ms} ms${kind}: token endpoint ${found.tokenEndpoint}${flow === 'device' ? ', device flow offered' : ', authorization code flow'}`, details);
       },
     },
     {
@@ -69,6 +70,11 @@ export function ssoChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         const store = cache();
         const kept = await readRefreshToken({ cache: store, profile });
         if (!kept) {
+          // An issuer that grants no refresh token (the Claude apps gateway): the sign-in is the cached token, until its expiry.
+          const session = parseEntry((await store.read(cacheAccount(profile))) ?? '');
+          if (session?.expiresAt !== undefined && session.expiresAt > deps.now()) {
+            return warn(`signed in without a refresh token (${profile.oidc.issuer} issued none): the session token is cached until ${new Date(session.expiresAt).toISOString()}, then get exits 4`, `run ${loginCommandFor(profile)} when the session ends`, { backend: store.kind, refreshToken: false });
+          }
           const error = new NotAuthenticated(`profile "${profile.name}" is not signed in to ${profile.oidc.issuer} (no refresh token in the ${store.kind === 'none' ? 'cache: there is none' : store.kind})`, `run ${loginCommandFor(profile)}`);
           return { ...fail(error.message, error.fix), exitCode: error.exitCode };
         }

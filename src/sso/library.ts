@@ -31,6 +31,8 @@ export interface DiscoverySummary {
   authorizationEndpoint?: string;
   grantTypes?: string[];
   codeChallengeMethods?: string[];
+  /** Set only by a Claude apps gateway (Anthropic's own gateway, `claude gateway`), in its RFC 8414 metadata. */
+  gatewayProtocolVersion?: number;
 }
 
 export interface SsoContext {

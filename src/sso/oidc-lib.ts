@@ -47,19 +47,35 @@ async function discoverConfiguration(oidc: OidcConfig, context: SsoContext): Pro
   if (issuer.protocol !== 'https:' && !(issuer.protocol === 'http:' && isLoopback(issuer))) {
     throw new ConfigError(`the issuer ${oidc.issuer} is not HTTPS`, 'use the identity provider\'s https:// issuer URL');
   }
-  const insecure = issuer.protocol === 'http:';
+  const options: client.DiscoveryRequestOptions = {
+    timeout: Math.ceil(context.timeoutMs / 1000),
+    [client.customFetch]: ownedLoopbackFetch,
+    ...(issuer.protocol === 'http:' ? { execute: [client.allowInsecureRequests] } : {}),
+  };
+  let config: client.Configuration;
   try {
-    const config = await client.discovery(issuer, oidc.clientId, undefined, client.None(), {
-      timeout: Math.ceil(context.timeoutMs / 1000),
-      [client.customFetch]: ownedLoopbackFetch,
-      ...(insecure ? { execute: [client.allowInsecureRequests] } : {}),
-    });
-    config.timeout = Math.ceil(context.timeoutMs / 1000);
-    context.debug(`discovered ${oidc.issuer}: token endpoint ${config.serverMetadata().token_endpoint}`);
-    return config;
-  } catch (error) {
-    throw mapError(error, oidc, context, `discovery of ${oidc.issuer}`);
+    config = await client.discovery(issuer, oidc.clientId, undefined, client.None(), options);
+  } catch (openIdError) {
+    // An OAuth 2.0 authorization server (the Claude apps gateway) publishes RFC 8414 metadata instead.
+    if (isTransportFailure(openIdError)) throw mapError(openIdError, oidc, context, `discovery of ${oidc.issuer}`);
+    try {
+      config = await client.discovery(issuer, oidc.clientId, undefined, client.None(), { ...options, algorithm: 'oauth2' });
+    } catch {
+      throw mapError(openIdError, oidc, context, `discovery of ${oidc.issuer} (neither OpenID configuration nor OAuth 2.0 metadata)`);
+    }
+    context.debug(`${oidc.issuer} has no OpenID configuration; using its OAuth 2.0 authorization server metadata`);
   }
+  config.timeout = Math.ceil(context.timeoutMs / 1000);
+  context.debug(`discovered ${oidc.issuer}: token endpoint ${config.serverMetadata().token_endpoint}`);
+  return config;
+}
+
+/** No answer at all (refused, reset, DNS, timeout), as opposed to an answer keybroker will not accept. */
+function isTransportFailure(error: unknown): boolean {
+  const cause = (error as { cause?: { code?: string } }).cause;
+  const code = cause?.code ?? (error as { code?: string }).code;
+  const name = (error as Error).name;
+  return name === 'TimeoutError' || name === 'AbortError' || error instanceof TypeError || Boolean(code && /^E[A-Z]+$/.test(code));
 }
 
 /** The parameters that say which API the token is for: scope and the audience or resource indicator. */
@@ -125,6 +141,8 @@ async function discover(oidc: OidcConfig, context: SsoContext): Promise<Discover
   if (metadata.authorization_endpoint) summary.authorizationEndpoint = metadata.authorization_endpoint;
   if (metadata.grant_types_supported) summary.grantTypes = metadata.grant_types_supported;
   if (metadata.code_challenge_methods_supported) summary.codeChallengeMethods = metadata.code_challenge_methods_supported;
+  const gatewayProtocol = metadata['gateway_protocol_version'];
+  if (typeof gatewayProtocol === 'number') summary.gatewayProtocolVersion = gatewayProtocol;
   return summary;
 }
 
@@ -138,6 +156,7 @@ async function deviceLogin(oidc: OidcConfig, context: SsoContext, io: LoginIo): 
     io.say(`to sign in, open ${started.verification_uri} and enter the code ${started.user_code}`);
     if (started.verification_uri_complete) io.say(`(or open ${started.verification_uri_complete})`);
     io.say(`waiting for the sign-in (the code expires in ${Math.round(started.expires_in / 60)} min)`);
+    await io.openBrowser(started.verification_uri_complete ?? started.verification_uri);
     // Polls at the server's interval, slowing down when told to (RFC 8628 §3.5).
     const response = await client.pollDeviceAuthorizationGrant(config, started, tokenParameters(oidc, false));
     return toTokenSet(response);

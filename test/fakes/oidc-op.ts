@@ -38,7 +38,14 @@ export interface TestOp {
   stop(): Promise<void>;
 }
 
-export async function startTestOp(options: { accessTokenTtl?: number; resource?: string } = {}): Promise<TestOp> {
+/** A confidential web client, as a server-side gateway (the Claude apps gateway) is registered at the IdP. */
+export interface ConfidentialClient {
+  clientId: string;
+  secret: string;
+  redirectUri: string;
+}
+
+export async function startTestOp(options: { accessTokenTtl?: number; resource?: string; confidential?: ConfidentialClient } = {}): Promise<TestOp> {
   const server = http.createServer();
   // Idle connections kept for a minute, as IdPs' front ends do (nginx 75 s). Node's 5 s default races
   // the client's reuse of its discovery connection for the token request after a sign-in that took
@@ -62,11 +69,25 @@ export async function startTestOp(options: { accessTokenTtl?: number; resource?:
         response_types: ['code'],
         redirect_uris: ['http://127.0.0.1/callback'],
       },
+      ...(options.confidential
+        ? [
+            {
+              client_id: options.confidential.clientId,
+              client_secret: options.confidential.secret,
+              token_endpoint_auth_method: 'client_secret_post',
+              grant_types: ['authorization_code', 'refresh_token'],
+              response_types: ['code'],
+              redirect_uris: [options.confidential.redirectUri],
+            },
+          ]
+        : []),
     ],
     jwks: { keys: [jwk] },
-    pkce: { required: () => true },
+    // The public CLI client must use PKCE; a confidential client may (as its own server decides).
+    pkce: { required: (_ctx: unknown, client: { clientAuthMethod?: string }) => client.clientAuthMethod === 'none' },
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
     rotateRefreshToken: true,
-    scopes: ['openid', 'offline_access', 'gateway'],
+    scopes: ['openid', 'offline_access', 'gateway', 'email', 'profile'],
     features: {
       devInteractions: { enabled: true },
       deviceFlow: { enabled: true },
@@ -83,7 +104,7 @@ export async function startTestOp(options: { accessTokenTtl?: number; resource?:
     },
     ttl: { AccessToken: options.accessTokenTtl ?? 60, RefreshToken: 3600, DeviceCode: 600, Grant: 3600, Interaction: 600, Session: 3600 },
     issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }, code: { scopes: Set<string> }) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
-    findAccount: async (_ctx: unknown, id: string) => (disabled.has(id) ? undefined : { accountId: id, claims: async () => ({ sub: id }) }),
+    findAccount: async (_ctx: unknown, id: string) => (disabled.has(id) ? undefined : { accountId: id, claims: async () => ({ sub: id, email: `${id}@example.test`, email_verified: true, name: id }) }),
     // The dev consent page grants what was asked; no other policy.
   } as ConstructorParameters<typeof Provider>[1]);
   provider.proxy = false;
@@ -146,7 +167,7 @@ export async function startTestOp(options: { accessTokenTtl?: number; resource?:
   };
 }
 
-interface Page {
+export interface Page {
   url: string;
   status: number;
   html: string;
@@ -154,20 +175,28 @@ interface Page {
   leftTo?: string;
 }
 
-/** A minimal browser for the OP's dev pages: cookies, redirects, and form posts. */
-function cookieBrowser(issuer: string) {
+/**
+ * A minimal browser for the OP's dev pages (and, given more origins, a gateway's pages in front of
+ * it): one cookie jar (cookies ignore the port), redirects, and form posts that say, as a browser
+ * does, which page they came from (Origin, Sec-Fetch-Site).
+ */
+export function cookieBrowser(...origins: string[]) {
   const jar = new Map<string, string>();
-  const origin = new URL(issuer).origin;
+  const allowed = new Set(origins.map((url) => new URL(url).origin));
 
-  async function request(url: string, init: RequestInit = {}): Promise<Page> {
+  async function request(url: string, init: RequestInit = {}, from?: string): Promise<Page> {
     let current = url;
     let method = init.method ?? 'GET';
     let body = init.body;
     for (let hops = 0; hops < 20; hops++) {
       const target = new URL(current);
-      if (target.origin !== origin) return { url: current, status: 302, html: '', leftTo: current };
+      if (!allowed.has(target.origin)) return { url: current, status: 302, html: '', leftTo: current };
       const headers: Record<string, string> = { cookie: [...jar].map(([name, value]) => `${name}=${value}`).join('; ') };
       if (body) headers['content-type'] = 'application/x-www-form-urlencoded';
+      if (body && from) {
+        headers['origin'] = new URL(from).origin;
+        headers['sec-fetch-site'] = new URL(from).origin === target.origin ? 'same-origin' : 'cross-site';
+      }
       const response = await fetch(current, { method, headers, body: body ?? null, redirect: 'manual' });
       for (const cookie of response.headers.getSetCookie()) {
         const [pair] = cookie.split(';');
@@ -198,7 +227,7 @@ function cookieBrowser(issuer: string) {
       if (name && !(name in fields)) data.set(name, value.replace(/&amp;/g, '&'));
     }
     for (const [name, value] of Object.entries(fields)) data.set(name, value);
-    return request(new URL(action.replace(/&amp;/g, '&'), page.url).href, { method: 'POST', body: data.toString() });
+    return request(new URL(action.replace(/&amp;/g, '&'), page.url).href, { method: 'POST', body: data.toString() }, page.url);
   }
 
   /** Login and consent on the OP's dev pages until the OP is done; returns where it sent the browser. */
@@ -208,8 +237,8 @@ function cookieBrowser(issuer: string) {
       if (page.leftTo) return page.leftTo;
       if (/name="login"/.test(page.html)) page = await submit(page, { login: accountId, password: 'any' });
       else if (/name="confirm"|Authorize|consent/i.test(page.html) && /<form/i.test(page.html)) page = await submit(page, {});
-      else if (/Sign-in Success|success/i.test(page.html)) return page.url;
-      else throw new Error(`unexpected page at ${page.url} (HTTP ${page.status}): ${page.html.replace(/\s+/g, ' ').slice(0, 400)}`);
+      else if (/Sign-in Success|success|signed in/i.test(page.html)) return page.url;
+      else throw new Error(`unexpected page at ${page.url} (HTTP ${page.status}): ${page.html.replace(/<(style|script)[\s\S]*?<\/\1>/gi, '').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 400)}`);
     }
     throw new Error('the sign-in did not finish');
   }

@@ -17,8 +17,8 @@ export function ssoConfig(op: TestOp, oidc: Record<string, unknown> = {}, profil
   };
 }
 
-/** `keybroker login` with the device flow, completed as `accountId` once the code is printed. */
-export function deviceLogin(op: TestOp, env: NodeJS.ProcessEnv, accountId: string, args: string[] = [], command: string[] = [BINARY]): Promise<RunResult> {
+/** `keybroker login` with the device flow, completed as `accountId` once the code is printed (at an OP, or a gateway in front of one). */
+export function deviceLogin(op: Pick<TestOp, 'completeDeviceLogin'>, env: NodeJS.ProcessEnv, accountId: string, args: string[] = [], command: string[] = [BINARY]): Promise<RunResult> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(command[0]!, [...command.slice(1), 'login', ...args], { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });

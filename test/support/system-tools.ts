@@ -44,6 +44,8 @@ export const SYSTEM_TOOLS: SystemTool[] = [
     neededBy: 'a locked keyring whose unlock prompt is never answered (test/support/locked-keyring.py)',
     testsNeedIt: true,
   },
+  // Debian keeps initdb and postgres off PATH (/usr/lib/postgresql/<version>/bin); pg_lsclusters is on it.
+  { command: 'pg_lsclusters', apt: ['postgresql'], neededBy: "the Claude apps gateway's store in its tests (test/support/apps-gateway.ts)", testsNeedIt: true },
   { command: 'tmux', apt: ['tmux'], neededBy: "doctor's output on a real terminal", testsNeedIt: true },
   { command: 'openssl', apt: ['openssl'], neededBy: 'test CAs and certificates for the HTTPS and gRPC fakes', testsNeedIt: true, platforms: EVERYWHERE },
   { command: 'strip', apt: ['binutils'], neededBy: 'a smaller dist/keybroker (bin/build.ts)', testsNeedIt: false },

@@ -50,8 +50,10 @@ Examples:
     const { config } = configForMcp(loadConfigFor(values, context), values, context);
     refuseEnforcedFlag(config, 'gateway', '--gateway', typeof values['gateway'] === 'string' ? values['gateway'] : undefined);
     const deps = brokerDeps(config, context);
-    // A runner keeps nothing: no cache, no lock or state files, no background refresh, no 401 memory.
-    Object.assign(deps, { cache: noCache, state: memoryRotationState(), lock: { acquire: async () => async () => {} }, caller: undefined, startBackgroundRefresh: undefined });
+    Object.assign(deps, { caller: undefined, startBackgroundRefresh: undefined });
+    // A runner keeps nothing: no cache, no lock or state files, no 401 memory. An SSO profile's
+    // sign-in lives in its cache (the only place when the gateway issues no refresh token): kept.
+    if (!config.profile.oidc) Object.assign(deps, { cache: noCache, state: memoryRotationState(), lock: { acquire: async () => async () => {} } });
     const served = await getKey(deps);
     const gateway = typeof values['gateway'] === 'string' ? values['gateway'] : config.profile.gateway ?? (context.env['ANTHROPIC_BASE_URL'] || undefined);
     if (!gateway) context.output.stderr('keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): ANTHROPIC_BASE_URL is not set');

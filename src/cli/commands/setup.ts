@@ -7,7 +7,7 @@ import { checkedBinary, isSystemLocation } from '../../claude/helper-binary.ts';
 import { helperTarget, mergeIntoSettings, settingsSnippet, thisProgram } from '../../claude/setup.ts';
 import { UsageError } from '../../kernel/errors.ts';
 import { customHeadersValue } from '../../claude/surfaces.ts';
-import { desktopConfigPath, desktopKeys, helperCommand, mcpServerName, mcpSnippets, mergeDesktopConfig, otelSnippet, thisProgramArgv } from '../../claude/surface-setup.ts';
+import { appsGatewayManagedSettings, desktopConfigPath, desktopKeys, helperCommand, mcpServerName, mcpSnippets, mergeDesktopConfig, otelSnippet, thisProgramArgv } from '../../claude/surface-setup.ts';
 
 /** The program the settings run, shell-quoted: --binary's path or this binary; a managed file outside the system folders is warned about. */
 function helperProgram(values: ParsedValues, context: RunContext): string {
@@ -24,6 +24,7 @@ export const setupCommand: Command = {
   summary: 'print (or --write) the Claude Code settings that make it use keybroker',
   help: `Usage: keybroker setup [--config FILE] [--profile NAME] [--gateway URL] [--managed] [--write [--force]]
        keybroker setup --desktop [--write [--force]] | --mcp SERVER_URL [--mcp-name NAME] | --otel
+       keybroker setup --managed --apps-gateway URL
 
 Prints the Claude Code settings JSON that makes Claude Code call keybroker:
   apiKeyHelper                        this binary's absolute path, quoted for the shell; with
@@ -43,6 +44,9 @@ The other surfaces (printed; --desktop also writes):
   --mcp URL       the .mcp.json entry whose headersHelper is 'keybroker headers', and the
                   keybroker "mcpServers" entry that lets a key go to that URL (--mcp-name NAME)
   --otel          the settings lines for otelHeadersHelper (OTLP over HTTP)
+  --managed --apps-gateway URL  the managed settings that point Claude Code (and the Desktop
+                  app's Code tab) at a Claude apps gateway for its native sign-in: forceLoginMethod
+                  "gateway", forceLoginGatewayUrl, parentSettingsBehavior "merge"; no apiKeyHelper
 
 Options:
   --write     merge it into ~/.claude/settings.json (CLAUDE_CONFIG_DIR is honoured): other keys
@@ -74,10 +78,17 @@ Examples:
     desktop: { type: 'boolean' },
     mcp: { type: 'string' },
     'mcp-name': { type: 'string' },
+    'apps-gateway': { type: 'string' },
     otel: { type: 'boolean' },
   },
   async run(values, _positionals, context) {
     if (values['force'] && !values['write']) throw new UsageError('setup: --force only makes sense with --write', "run 'keybroker setup --write --force'");
+    if (values['apps-gateway'] !== undefined) {
+      if (!values['managed'] || values['write']) throw new UsageError('setup --apps-gateway prints managed settings only', "run 'keybroker setup --managed --apps-gateway https://…' and deliver the JSON as your managed settings");
+      context.output.stdout(`${JSON.stringify(appsGatewayManagedSettings(String(values['apps-gateway'])), null, 2)}\n`);
+      context.output.stderr(`keybroker: merge this into ${managedSettingsPath(context.env)} (or your MDM's managed settings) and leave apiKeyHelper and ANTHROPIC_API_KEY out of them: Claude Code refuses to start when a pinned gateway sign-in meets an API key`);
+      return 0;
+    }
     const config = loadConfigFor(values, context);
     const gateway = typeof values['gateway'] === 'string' ? values['gateway'] : config.profile.gateway ?? context.env['ANTHROPIC_BASE_URL'];
     const helper = helperTarget(
