@@ -118,37 +118,48 @@ function makeFolders(dir: string, mode: number | undefined): void {
 }
 
 export function mergeIntoSettings(link: string, snippet: ClaudeSettingsSnippet, options: { force: boolean; now: number; managed?: boolean }): WriteOutcome {
-  const file = writeTarget(link);
-  let existing: Record<string, unknown> = {};
-  let text: string | undefined;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new ConfigError(`cannot read ${file} (${(error as NodeJS.ErrnoException).code})`, 'check its permissions');
+  return mergeSettingsFile(link, options, (existing, file) => {
+    const current = existing['apiKeyHelper'];
+    let replacedHelper: string | undefined;
+    if (current !== undefined && current !== snippet.apiKeyHelper) {
+      if (!isKeybrokerHelper(current) && !options.force) {
+        throw new UsageError(`${file} already has an apiKeyHelper that keybroker did not write (${JSON.stringify(current)}); left unchanged`, 'run with --force to replace it (a backup is kept)');
+      }
+      replacedHelper = String(current);
     }
-  }
-  if (text !== undefined && text.trim() !== '') {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      throw new ConfigError(`${file} is not valid JSON (${(error as Error).message}); not touching it`, 'fix it by hand, then run setup --write again');
-    }
-    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${file} is not a JSON object; not touching it`, 'fix it by hand');
-    existing = parsed as Record<string, unknown>;
-  }
-  const current = existing['apiKeyHelper'];
-  const outcome: WriteOutcome = { file: link, ...(file !== link ? { through: file } : {}) };
-  if (current !== undefined && current !== snippet.apiKeyHelper) {
-    if (!isKeybrokerHelper(current) && !options.force) {
-      throw new UsageError(`${file} already has an apiKeyHelper that keybroker did not write (${JSON.stringify(current)}); left unchanged`, 'run with --force to replace it (a backup is kept)');
-    }
-    outcome.replacedHelper = String(current);
-  }
-  const oldEnv = existing['env'] && typeof existing['env'] === 'object' && !Array.isArray(existing['env']) ? (existing['env'] as Record<string, unknown>) : {};
-  const merged = { ...existing, apiKeyHelper: snippet.apiKeyHelper, env: { ...oldEnv, ...snippet.env } };
+    const oldEnv = existing['env'] && typeof existing['env'] === 'object' && !Array.isArray(existing['env']) ? (existing['env'] as Record<string, unknown>) : {};
+    return { merged: { ...existing, apiKeyHelper: snippet.apiKeyHelper, env: { ...oldEnv, ...snippet.env } }, ...(replacedHelper ? { replacedHelper } : {}) };
+  });
+}
 
+/**
+ * Merges the Claude apps gateway's sign-in settings into a managed settings file. Claude Code refuses
+ * to start with a pinned gateway sign-in and an API key helper both set, so an apiKeyHelper there is
+ * refused, or removed with --force.
+ */
+export function mergeAppsGatewaySettings(link: string, settings: Record<string, string>, options: { force: boolean; now: number }): WriteOutcome {
+  return mergeSettingsFile(link, { ...options, managed: true }, (existing, file) => {
+    const { apiKeyHelper, ...rest } = existing;
+    if (apiKeyHelper !== undefined && !options.force) {
+      throw new UsageError(
+        `${file} has an apiKeyHelper (${JSON.stringify(apiKeyHelper)}): with a pinned gateway sign-in as well, Claude Code refuses to start; left unchanged`,
+        'run with --force to remove the apiKeyHelper (a backup is kept): Claude Code signs in to the gateway itself',
+      );
+    }
+    return { merged: { ...rest, ...settings }, ...(apiKeyHelper !== undefined ? { replacedHelper: String(apiKeyHelper) } : {}) };
+  });
+}
+
+/** Reads a settings file (a link written through), merges, and writes it atomically after a backup; nothing when unchanged. */
+function mergeSettingsFile(
+  link: string,
+  options: { now: number; managed?: boolean },
+  merge: (existing: Record<string, unknown>, file: string) => { merged: Record<string, unknown>; replacedHelper?: string },
+): WriteOutcome {
+  const file = writeTarget(link);
+  const { existing, text } = readSettings(file);
+  const { merged, replacedHelper } = merge(existing, file);
+  const outcome: WriteOutcome = { file: link, ...(file !== link ? { through: file } : {}), ...(replacedHelper ? { replacedHelper } : {}) };
   if (text !== undefined && JSON.stringify(merged) === JSON.stringify(existing)) return { ...outcome, unchanged: true };
   makeFolders(path.dirname(file), options.managed ? MANAGED_FOLDER_MODE : undefined);
   if (text !== undefined) {
@@ -160,6 +171,27 @@ export function mergeIntoSettings(link: string, snippet: ClaudeSettingsSnippet, 
   const mode = options.managed ? MANAGED_FILE_MODE : text !== undefined ? fs.statSync(file).mode & 0o777 : 0o600;
   writeAtomically(file, JSON.stringify(merged, null, 2) + '\n', mode);
   return outcome;
+}
+
+/** A settings file's JSON object ({} when absent or empty) and its text (undefined when absent). */
+function readSettings(file: string): { existing: Record<string, unknown>; text: string | undefined } {
+  let text: string | undefined;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new ConfigError(`cannot read ${file} (${(error as NodeJS.ErrnoException).code})`, 'check its permissions');
+    }
+  }
+  if (text === undefined || text.trim() === '') return { existing: {}, text };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${file} is not valid JSON (${(error as Error).message}); not touching it`, 'fix it by hand, then run setup --write again');
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${file} is not a JSON object; not touching it`, 'fix it by hand');
+  return { existing: parsed as Record<string, unknown>, text };
 }
 
 /** A fresh file beside the target, its mode set explicitly (not narrowed by the umask), flushed, then renamed over it. */

@@ -3,6 +3,7 @@
 // (test/support/apps-gateway.ts). Through the built binary: sign in to the gateway itself (its
 // RFC 8414 metadata, its device flow completed on its own pages), serve its session token to every
 // caller as a key, a Messages call with it, and the end of the session: exit 4, never a stale token.
+import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -196,7 +197,7 @@ describe('doctor at a Claude apps gateway', () => {
 });
 
 describe('setup for a Claude apps gateway', () => {
-  it('setup --managed --apps-gateway prints the managed settings for Claude Code\'s native sign-in there (no apiKeyHelper); plain HTTP and --write are refused', async () => {
+  it('setup --managed --apps-gateway prints the managed settings for Claude Code\'s native sign-in there (no apiKeyHelper); plain HTTP is refused; --write merges them and refuses (or with --force removes) an apiKeyHelper', async () => {
     const testHome = home({ profiles: { default: { oidc: { issuer: 'https://claude-gateway.corp.example', clientId: 'keybroker', flow: 'device' } } } });
     const printed = await runBinary(['setup', '--managed', '--apps-gateway', 'https://claude-gateway.corp.example/'], { env: testHome.env() });
     expect(printed.code, printed.stderr).toBe(0);
@@ -205,8 +206,21 @@ describe('setup for a Claude apps gateway', () => {
     const plain = await runBinary(['setup', '--managed', '--apps-gateway', 'http://claude-gateway.corp.example'], { env: testHome.env() });
     expect(plain).toMatchObject({ code: 2, stdout: '' });
     expect(plain.stderr).toContain('only over HTTPS on a private network');
-    const written = await runBinary(['setup', '--managed', '--write', '--apps-gateway', 'https://claude-gateway.corp.example'], { env: testHome.env() });
-    expect(written).toMatchObject({ code: 2, stdout: '' });
-    expect(testHome.files().filter((file) => file.includes('managed'))).toEqual([]);
+    // --write: merged into the managed file, 0644, other keys kept; an apiKeyHelper there is refused, or removed with --force.
+    const managed = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kb-managed-')), 'managed-settings.json');
+    const env = testHome.env({ KEYBROKER_CLAUDE_MANAGED_SETTINGS: managed });
+    fs.writeFileSync(managed, JSON.stringify({ apiKeyHelper: '/usr/bin/keybroker', permissions: { deny: ['WebFetch'] } }));
+    const refused = await runBinary(['setup', '--managed', '--write', '--apps-gateway', 'https://claude-gateway.corp.example'], { env });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('Claude Code refuses to start');
+    expect(JSON.parse(fs.readFileSync(managed, 'utf8'))).toEqual({ apiKeyHelper: '/usr/bin/keybroker', permissions: { deny: ['WebFetch'] } });
+    const forced = await runBinary(['setup', '--managed', '--write', '--force', '--apps-gateway', 'https://claude-gateway.corp.example'], { env });
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(JSON.parse(fs.readFileSync(managed, 'utf8'))).toEqual({ permissions: { deny: ['WebFetch'] }, forceLoginMethod: 'gateway', forceLoginGatewayUrl: 'https://claude-gateway.corp.example', parentSettingsBehavior: 'merge' });
+    expect(fs.statSync(managed).mode & 0o777).toBe(0o644);
+    expect(forced.stderr).toMatch(/backup at .*removed apiKeyHelper/);
+    const again = await runBinary(['setup', '--managed', '--write', '--apps-gateway', 'https://claude-gateway.corp.example'], { env });
+    expect(again.stderr).toContain('already has these settings; not written, no backup');
+    fs.rmSync(path.dirname(managed), { recursive: true, force: true });
   });
 });

@@ -4,7 +4,7 @@ import { loadConfigFor } from '../wiring.ts';
 import { callerTtlMs } from '../../claude/helper-ttl.ts';
 import { managedSettingsPath, shellQuote, userSettingsPath } from '../../claude/settings.ts';
 import { checkedBinary, isSystemLocation } from '../../claude/helper-binary.ts';
-import { helperTarget, mergeIntoSettings, settingsSnippet, thisProgram } from '../../claude/setup.ts';
+import { helperTarget, mergeAppsGatewaySettings, mergeIntoSettings, settingsSnippet, thisProgram } from '../../claude/setup.ts';
 import { UsageError } from '../../kernel/errors.ts';
 import { customHeadersValue } from '../../claude/surfaces.ts';
 import { appsGatewayManagedSettings, desktopConfigPath, desktopKeys, helperCommand, mcpServerName, mcpSnippets, mergeDesktopConfig, otelSnippet, thisProgramArgv } from '../../claude/surface-setup.ts';
@@ -24,7 +24,7 @@ export const setupCommand: Command = {
   summary: 'print (or --write) the Claude Code settings that make it use keybroker',
   help: `Usage: keybroker setup [--config FILE] [--profile NAME] [--gateway URL] [--managed] [--write [--force]]
        keybroker setup --desktop [--write [--force]] | --mcp SERVER_URL [--mcp-name NAME] | --otel
-       keybroker setup --managed --apps-gateway URL
+       keybroker setup --managed --apps-gateway URL [--write [--force]]
 
 Prints the Claude Code settings JSON that makes Claude Code call keybroker:
   apiKeyHelper                        this binary's absolute path, quoted for the shell; with
@@ -47,6 +47,8 @@ The other surfaces (printed; --desktop also writes):
   --managed --apps-gateway URL  the managed settings that point Claude Code (and the Desktop
                   app's Code tab) at a Claude apps gateway for its native sign-in: forceLoginMethod
                   "gateway", forceLoginGatewayUrl, parentSettingsBehavior "merge"; no apiKeyHelper
+                  (--write merges them into the managed file and refuses one that has an
+                  apiKeyHelper, which --force removes: Claude Code will not start with both)
 
 Options:
   --write     merge it into ~/.claude/settings.json (CLAUDE_CONFIG_DIR is honoured): other keys
@@ -83,12 +85,7 @@ Examples:
   },
   async run(values, _positionals, context) {
     if (values['force'] && !values['write']) throw new UsageError('setup: --force only makes sense with --write', "run 'keybroker setup --write --force'");
-    if (values['apps-gateway'] !== undefined) {
-      if (!values['managed'] || values['write']) throw new UsageError('setup --apps-gateway prints managed settings only', "run 'keybroker setup --managed --apps-gateway https://…' and deliver the JSON as your managed settings");
-      context.output.stdout(`${JSON.stringify(appsGatewayManagedSettings(String(values['apps-gateway'])), null, 2)}\n`);
-      context.output.stderr(`keybroker: merge this into ${managedSettingsPath(context.env)} (or your MDM's managed settings) and leave apiKeyHelper and ANTHROPIC_API_KEY out of them: Claude Code refuses to start when a pinned gateway sign-in meets an API key`);
-      return 0;
-    }
+    if (values['apps-gateway'] !== undefined) return setupAppsGateway(values, context);
     const config = loadConfigFor(values, context);
     const gateway = typeof values['gateway'] === 'string' ? values['gateway'] : config.profile.gateway ?? context.env['ANTHROPIC_BASE_URL'];
     const helper = helperTarget(
@@ -165,3 +162,22 @@ Examples:
     return 0;
   },
 };
+
+/** `setup --managed --apps-gateway URL [--write [--force]]`: Claude Code signs in to the Claude apps gateway itself. */
+function setupAppsGateway(values: ParsedValues, context: RunContext): number {
+    if (!values['managed']) throw new UsageError('setup --apps-gateway is for the managed settings', "run 'keybroker setup --managed --apps-gateway https://…' (add --write, as admin, to merge it into the managed settings file)");
+    const settings = appsGatewayManagedSettings(String(values['apps-gateway']));
+    context.output.stdout(`${JSON.stringify(settings, null, 2)}\n`);
+    if (!values['write']) {
+      context.output.stderr(`keybroker: merge this into ${managedSettingsPath(context.env)} (or your MDM's managed settings) and leave apiKeyHelper and ANTHROPIC_API_KEY out of them: Claude Code refuses to start when a pinned gateway sign-in meets an API key`);
+      return 0;
+    }
+    const outcome = mergeAppsGatewaySettings(managedSettingsPath(context.env), settings, { force: values['force'] === true, now: context.now() });
+    const notes = [
+      outcome.unchanged ? `${outcome.file} already has these settings; not written, no backup` : `wrote ${outcome.file}`,
+      outcome.backup ? `backup at ${outcome.backup}` : undefined,
+      outcome.replacedHelper ? `removed apiKeyHelper ${JSON.stringify(outcome.replacedHelper)} (Claude Code signs in to the gateway itself)` : undefined,
+    ].filter(Boolean);
+    context.output.stderr(`keybroker: ${notes.join('; ')}`);
+    return 0;
+}
