@@ -76,7 +76,14 @@ describe('openInBrowser', () => {
 
   test('with no private folder for the page, opens nothing and says to open the printed address', async () => {
     const said: string[] = [];
-    await openInBrowser(URL_WITH_QUERY, { env: { PATH: '/nonexistent', KEYBROKER_RUNTIME_DIR: '/proc/keybroker', BROWSER: 'true' }, say: (line) => said.push(line), debug: () => {} });
+    // A runtime folder that cannot be made: its parent is a file (a /proc path would now be ignored, not refused).
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kb-no-folder-')), 'a-file');
+    fs.writeFileSync(file, '');
+    try {
+      await openInBrowser(URL_WITH_QUERY, { env: { PATH: '/nonexistent', KEYBROKER_RUNTIME_DIR: path.join(file, 'run'), BROWSER: 'true' }, say: (line) => said.push(line), debug: () => {} });
+    } finally {
+      fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    }
     expect(said).toEqual(['no private folder for the sign-in page (see --verbose): open the address above in a browser on this machine']);
   });
 });

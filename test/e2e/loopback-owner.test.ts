@@ -52,7 +52,8 @@ describe('a plain-HTTP loopback port of another local user gets no credential', 
   });
 
   it('login with an OIDC issuer there: exit 3 before any request to it', async () => {
-    home.writeConfig({ profiles: { default: { oidc: { issuer: other.url, clientId: 'keybroker-cli', flow: 'device' } } } });
+    // A file cache, so login gets past its check that the sign-in can be kept, to the issuer.
+    home.writeConfig({ profiles: { default: { oidc: { issuer: other.url, clientId: 'keybroker-cli', flow: 'device' }, cache: { backend: 'file' } } } });
     const result = await runBinary(['login'], { env: home.env() });
     expect(result.code, result.stderr).toBe(3);
     expect(result.stderr).toContain(`the identity provider ${other.url} is a port on this machine that another local user listens on`);
