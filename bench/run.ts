@@ -114,6 +114,8 @@ async function main(): Promise<void> {
         keychain: profile({ backend: 'keychain', refreshAfter: '1h' }),
         // An SSO profile whose access token is cached: its warm get must cost what a key's does.
         sso: { oidc: { issuer: 'https://login.example.invalid', clientId: 'bench', resource: 'https://llm.example.invalid' }, cache: { backend: 'file' } },
+        // Signed in to a Claude apps gateway itself: its session token, cached as any SSO token is.
+        appsGateway: { oidc: { issuer: 'https://claude-gateway.example.invalid', clientId: 'keybroker', flow: 'device' }, cache: { backend: 'file' } },
       },
     };
     let keychainProblem: string | undefined;
@@ -136,9 +138,15 @@ async function main(): Promise<void> {
     const ssoProfile = loadConfig({ env: { ...env, KEYBROKER_PROFILE: 'sso' } }).profile;
     await fileCache(keyFilesDir(env)).write(cacheAccount(ssoProfile), serializeEntry({ key: ssoToken, version: 'bench', secret: ssoProfile.secret, fetchedAt: Date.now(), expiresAt: Date.now() + 3_600_000 }));
     checkPrints(warm[2]!.argv, env, ssoToken);
+    // A session token of the shape the gateway issues (HS256, aud claude-gateway, 1 h); no gateway runs here.
+    warm.push({ name: 'warm apps gateway', argv: [binary, '--profile', 'appsGateway'] });
+    const sessionToken = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhdWQiOiJjbGF1ZGUtZ2F0ZXdheSIsInN1YiI6ImJlbmNoIn0.sig-test-bench-session';
+    const gatewayProfile = loadConfig({ env: { ...env, KEYBROKER_PROFILE: 'appsGateway' } }).profile;
+    await fileCache(keyFilesDir(env)).write(cacheAccount(gatewayProfile), serializeEntry({ key: sessionToken, version: 'bench', secret: gatewayProfile.secret, fetchedAt: Date.now(), expiresAt: Date.now() + 3_600_000 }));
+    checkPrints(warm[3]!.argv, env, sessionToken);
     if (keyring) {
       warm.push({ name: 'warm keychain', argv: [binary, '--profile', 'keychain'] });
-      checkPrints(warm[3]!.argv, env, KEY); // fills the keychain
+      checkPrints(warm[4]!.argv, env, KEY); // fills the keychain
     }
     if (COMPARE) {
       warm.push({ name: 'compared warm file', argv: [COMPARE, '--profile', 'file'] });
@@ -159,6 +167,7 @@ async function main(): Promise<void> {
     const rows = [
       row('warm `get`, file cache hit', warmTimes.get('warm file')!, 'bare SEA', bareTimes, 1.25),
       row('warm `get`, SSO profile, cached access token (file)', warmTimes.get('warm sso')!, 'bare SEA', bareTimes, 1.25),
+      row('warm `get`, Claude apps gateway session token (file)', warmTimes.get('warm apps gateway')!, 'bare SEA', bareTimes, 1.25),
     ];
     rows.push(
       keyring
