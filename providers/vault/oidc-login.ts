@@ -1,12 +1,12 @@
 // Vault's OIDC login as `vault login -method=oidc` does it, for `keybroker login` (never `get`):
 // the browser signs in, the callback comes to 127.0.0.1, and the token goes where the vault CLI keeps it.
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import http from 'node:http';
 import { ConfigError, KeybrokerError, NotAuthenticated, UsageError } from '../../src/kernel/errors.ts';
 import { answerOf, LoginAuth, OidcAuthUrl } from './answers.ts';
 import { deadline, send, unexpected, vaultMessage, type Vault, type VaultResponse } from './connection.ts';
 import { loggedInAs, loginFix, oidcPort } from './token.ts';
+import { writeFileAtomic } from '../../src/kernel/temp-files.ts';
 
 const INTERACTIVE_LOGIN_MS = 300_000;
 
@@ -35,9 +35,7 @@ export async function interactiveLogin(vault: Vault, io: { say(line: string): vo
 
 /** Where `vault login` keeps the token: ~/.vault-token, 0600, replaced atomically. */
 export function writeTokenFile(file: string, tokenValue: string): void {
-  const temp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(temp, tokenValue, { mode: 0o600 });
-  fs.renameSync(temp, file);
+  writeFileAtomic(file, tokenValue, 0o600);
 }
 
 interface OidcLoginOptions {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { sha256Hex } from '../kernel/sha256.ts';
 import { makePrivateDir } from '../kernel/paths.ts';
 import { readPrivateFile } from '../kernel/private-file.ts';
+import { writeFileAtomic } from '../kernel/temp-files.ts';
 
 export interface ServedRecord {
   fingerprint: string;
@@ -71,13 +72,11 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
   }
   function write(file: string, value: unknown): void {
     if (!ensureDir()) return;
-    const temp = `${file}.${process.pid}.tmp`;
     try {
       if (value === undefined) return void fs.rmSync(file, { force: true });
-      fs.writeFileSync(temp, JSON.stringify(value), { mode: 0o600 });
-      fs.renameSync(temp, file);
+      writeFileAtomic(file, JSON.stringify(value), 0o600);
     } catch {
-      fs.rmSync(temp, { force: true });
+      // A record that cannot be written is a record not kept: the next call asks again.
     }
   }
   function sweep(): void {

@@ -7,6 +7,7 @@ import type { Profile } from '../config/config.ts';
 import { ConfigError, UsageError } from '../kernel/errors.ts';
 import { recommendedTtlMs } from './setup.ts';
 import { helperProgram, isKeybrokerProgram, shellQuote } from './settings.ts';
+import { writeFileAtomic } from '../kernel/temp-files.ts';
 
 /** This program as an argv: the SEA's own path, or node plus the script when run from source. */
 export function thisProgramArgv(): string[] {
@@ -83,9 +84,7 @@ export function mergeDesktopConfig(file: string, keys: Record<string, string>, o
     outcome.backup = `${file}.keybroker-backup-${new Date(options.now).toISOString().replace(/[:.]/g, '-')}`;
     fs.copyFileSync(file, outcome.backup);
   }
-  const temp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(temp, JSON.stringify(merged, null, 2) + '\n', { mode: 0o600 });
-  fs.renameSync(temp, file);
+  writeFileAtomic(file, JSON.stringify(merged, null, 2) + '\n', 0o600);
   return outcome;
 }
 
