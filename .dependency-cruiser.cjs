@@ -13,8 +13,32 @@ const mayUse = {
   'src/sso': ['src/kernel', 'src/secret', 'src/config', 'src/loader', 'src/cache'],
   'src/broker': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader', 'src/cache', 'src/claude', 'src/gateway'],
   'src/admin': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader', 'src/gateway'],
-  'src/doctor': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader', 'src/cache', 'src/claude', 'src/gateway', 'src/broker', 'src/sso'],
-  'src/cli': ['src/kernel', 'providers', 'src/secret', 'src/config', 'src/loader', 'src/cache', 'src/claude', 'src/gateway', 'src/broker', 'src/admin', 'src/doctor', 'src/sso'],
+  'src/doctor': [
+    'src/kernel',
+    'providers',
+    'src/secret',
+    'src/config',
+    'src/loader',
+    'src/cache',
+    'src/claude',
+    'src/gateway',
+    'src/broker',
+    'src/sso',
+  ],
+  'src/cli': [
+    'src/kernel',
+    'providers',
+    'src/secret',
+    'src/config',
+    'src/loader',
+    'src/cache',
+    'src/claude',
+    'src/gateway',
+    'src/broker',
+    'src/admin',
+    'src/doctor',
+    'src/sso',
+  ],
 };
 
 const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -31,7 +55,7 @@ module.exports = {
     {
       name: 'no-unknown-folder',
       severity: 'error',
-      comment: 'Every file under src/ lives in one of the architecture\'s folders (add a new one to mayUse with its place).',
+      comment: "Every file under src/ lives in one of the architecture's folders (add a new one to mayUse with its place).",
       from: { path: '^src/', pathNot: `^(${Object.keys(mayUse).map(escape).join('|')})/` },
       to: {},
     },

@@ -43,7 +43,8 @@ if (values.moto !== 'indexed' && values.moto !== 'plain') {
   console.error('bench: --moto is indexed (bench/moto-indexed.py, the default) or plain (moto_server)');
   process.exit(2);
 }
-const motoCommand: [string, string[]] = values.moto === 'plain' ? ['moto_server', []] : ['python3', [path.join(root, 'bench', 'moto-indexed.py')]];
+const motoCommand: [string, string[]] =
+  values.moto === 'plain' ? ['moto_server', []] : ['python3', [path.join(root, 'bench', 'moto-indexed.py')]];
 if (!fs.existsSync(binary)) {
   console.error('bench: build the binary first: npm run build:binary');
   process.exit(2);
@@ -58,7 +59,9 @@ interface Shard {
 
 async function startShard(): Promise<Shard> {
   const port = await freePort();
-  const server = startProcess(motoCommand[0], [...motoCommand[1], '-H', '127.0.0.1', '-p', String(port)], { env: { ...process.env, ...AWS_TEST_CREDENTIALS } });
+  const server = startProcess(motoCommand[0], [...motoCommand[1], '-H', '127.0.0.1', '-p', String(port)], {
+    env: { ...process.env, ...AWS_TEST_CREDENTIALS },
+  });
   await waitForPort(port, 30_000);
   return { port, server };
 }
@@ -79,7 +82,10 @@ const ownCpu = () => {
 };
 
 const shards = await Promise.all(Array.from({ length: shardCount }, () => startShard()));
-const proxy = await startRateProxy(shards.map((shard) => shard.port), { latencyMs });
+const proxy = await startRateProxy(
+  shards.map((shard) => shard.port),
+  { latencyMs },
+);
 const litellm = await startFakeLiteLlm();
 const home = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-bench-admin-'));
 const loadAtStart = os.loadavg();
@@ -117,7 +123,8 @@ function configFor(template: string): string {
 function csvFor(prefix: string, count: number): string {
   const file = path.join(home, `${prefix}.csv`);
   const lines = ['user,key'];
-  for (let index = 0; index < count; index++) lines.push(`${prefix}-${String(index).padStart(5, '0')},sk-test-bench-${prefix}-${index}-${Math.random().toString(36).slice(2, 12)}`);
+  for (let index = 0; index < count; index++)
+    lines.push(`${prefix}-${String(index).padStart(5, '0')},sk-test-bench-${prefix}-${index}-${Math.random().toString(36).slice(2, 12)}`);
   fs.writeFileSync(file, lines.join('\n') + '\n');
   return file;
 }
@@ -144,7 +151,9 @@ async function admin(scenario: string, what: string, rows: number, config: strin
   const command = [binary, 'admin', ...args, '--audit-log', path.join(home, 'audit.log')];
   const { stdout, stderr, code } = await new Promise<{ stdout: string; stderr: string; code: number }>((resolve) => {
     const [file, ...rest] = timeTool ? [timeTool, '-f', 'bench-cpu %U %S', ...command] : command;
-    execFile(file!, rest, { env, maxBuffer: 256 * 1024 * 1024 }, (error, stdout, stderr) => resolve({ stdout, stderr, code: error ? Number(error.code ?? 1) : 0 }));
+    execFile(file!, rest, { env, maxBuffer: 256 * 1024 * 1024 }, (error, stdout, stderr) =>
+      resolve({ stdout, stderr, code: error ? Number(error.code ?? 1) : 0 }),
+    );
   });
   const ms = performance.now() - started;
   const cpuLine = /bench-cpu ([\d.]+) ([\d.]+)/.exec(stderr);
@@ -188,11 +197,37 @@ try {
     const serialConfig = configFor(`${scenario}-serial/{user}`);
     const fleetConfig = configFor(`${scenario}-fleet/{user}`);
     const concurrency = ['--concurrency', String(values.concurrency)];
-    const serialImport = await admin(scenario, 'import (serial)', S, serialConfig, ['import', csvFor(`${scenario}-serial`, S), '--concurrency', '1', '--json']);
-    const fleetImport = await admin(scenario, 'import', N, fleetConfig, ['import', csvFor(`${scenario}-fleet`, N), ...concurrency, '--json']);
+    const serialImport = await admin(scenario, 'import (serial)', S, serialConfig, [
+      'import',
+      csvFor(`${scenario}-serial`, S),
+      '--concurrency',
+      '1',
+      '--json',
+    ]);
+    const fleetImport = await admin(scenario, 'import', N, fleetConfig, [
+      'import',
+      csvFor(`${scenario}-fleet`, N),
+      ...concurrency,
+      '--json',
+    ]);
     results.push({ serial: serialImport, concurrent: fleetImport });
-    const serialRotate = await admin(scenario, 'rotate --all (serial)', S, serialConfig, ['rotate', '--all', '--grace', '24h', '--concurrency', '1', '--json']);
-    const fleetRotate = await admin(scenario, 'rotate --all', N, fleetConfig, ['rotate', '--all', '--grace', '24h', ...concurrency, '--json']);
+    const serialRotate = await admin(scenario, 'rotate --all (serial)', S, serialConfig, [
+      'rotate',
+      '--all',
+      '--grace',
+      '24h',
+      '--concurrency',
+      '1',
+      '--json',
+    ]);
+    const fleetRotate = await admin(scenario, 'rotate --all', N, fleetConfig, [
+      'rotate',
+      '--all',
+      '--grace',
+      '24h',
+      ...concurrency,
+      '--json',
+    ]);
     results.push({ serial: serialRotate, concurrent: fleetRotate });
     // `list` is one paged listing with no call per developer: the same code either way, timed once.
     results.push({ serial: undefined, concurrent: await admin(scenario, 'list', N, fleetConfig, ['list', '--json']) });
@@ -201,7 +236,9 @@ try {
     const fleet = `${scenario}-fleet-`;
     const live = litellm.keys.filter((entry) => !entry.revoked && entry.expires === null && entry.userId?.startsWith(fleet));
     const graced = litellm.keys.filter((entry) => !entry.revoked && entry.expires !== null && entry.userId?.startsWith(fleet));
-    console.error(`bench: [${scenario}] gateway: ${live.length} unexpiring keys for ${N} developers, ${graced.length} old keys ending with their grace`);
+    console.error(
+      `bench: [${scenario}] gateway: ${live.length} unexpiring keys for ${N} developers, ${graced.length} old keys ending with their grace`,
+    );
     if (live.length !== N) throw new Error(`expected ${N} unexpiring keys at the gateway, found ${live.length}`);
   }
 
@@ -210,26 +247,36 @@ try {
     `\nkeybroker admin at fleet scale: ${N} developers, ${shardCount} moto server${shardCount === 1 ? '' : 's'} (${values.moto === 'plain' ? 'moto_server as released' : 'bench/moto-indexed.py'}) behind a proxy adding ${latencyMs} ms per call; serial = --concurrency 1 on ${S}, extrapolated; concurrent = --concurrency ${values.concurrency}` +
       ` (${os.cpus().length} cores, ${new Date().toISOString().slice(0, 16)}Z, load average ${loadAtStart.map((load) => load.toFixed(2)).join(' ')} at the start, ${loadAtEnd.map((load) => load.toFixed(2)).join(' ')} at the end)`,
   );
-  console.log('| scenario | action | serial (extrapolated) | concurrent | speed-up | failed rows | store calls/s | calls refused by the proxy (after the first; sent after the first refusal was answered) |');
+  console.log(
+    '| scenario | action | serial (extrapolated) | concurrent | speed-up | failed rows | store calls/s | calls refused by the proxy (after the first; sent after the first refusal was answered) |',
+  );
   console.log('|---|---|---|---|---|---|---|---|');
   for (const { serial, concurrent } of results) {
     const scenario = concurrent.scenario === 'throttled' ? `throttled above ${rate} calls/s` : 'quota allows';
     const throttles = `${concurrent.proxy.throttled} (${concurrent.proxy.throttledAfterFirst}; ${concurrent.proxy.afterTold})`;
     const callRate = ((concurrent.proxy.calls * 1000) / concurrent.ms).toFixed(0);
     if (!serial) {
-      console.log(`| ${scenario} | list | one paged listing (${concurrent.proxy.calls} calls), no call per developer | ${seconds(concurrent.ms)} | - | - | ${callRate} | ${throttles} |`);
+      console.log(
+        `| ${scenario} | list | one paged listing (${concurrent.proxy.calls} calls), no call per developer | ${seconds(concurrent.ms)} | - | - | ${callRate} | ${throttles} |`,
+      );
       continue;
     }
     const extrapolated = (serial.ms * N) / S;
-    console.log(`| ${scenario} | ${concurrent.what} | ${seconds(extrapolated)} (${S} in ${seconds(serial.ms)}) | ${seconds(concurrent.ms)} | ${(extrapolated / concurrent.ms).toFixed(1)}× | ${concurrent.failed} | ${callRate} | ${throttles} |`);
+    console.log(
+      `| ${scenario} | ${concurrent.what} | ${seconds(extrapolated)} (${S} in ${seconds(serial.ms)}) | ${seconds(concurrent.ms)} | ${(extrapolated / concurrent.ms).toFixed(1)}× | ${concurrent.failed} | ${callRate} | ${throttles} |`,
+    );
   }
   console.log('\nCPU seconds per step (2 cores = 2 s of CPU per second):');
-  console.log('| scenario | step | wall | keybroker | proxy + gateway fake | moto (all shards) | store calls | CPU ms per store call (all) |');
+  console.log(
+    '| scenario | step | wall | keybroker | proxy + gateway fake | moto (all shards) | store calls | CPU ms per store call (all) |',
+  );
   console.log('|---|---|---|---|---|---|---|---|');
   for (const { serial, concurrent } of results) {
     for (const step of serial ? [serial, concurrent] : [concurrent]) {
       const all = step.cpu.keybroker + step.cpu.bench + step.cpu.moto;
-      console.log(`| ${step.scenario} | ${step.what} | ${seconds(step.ms)} | ${step.cpu.keybroker.toFixed(1)} | ${step.cpu.bench.toFixed(1)} | ${step.cpu.moto.toFixed(1)} | ${step.proxy.calls} | ${((all * 1000) / Math.max(1, step.proxy.calls)).toFixed(1)} |`);
+      console.log(
+        `| ${step.scenario} | ${step.what} | ${seconds(step.ms)} | ${step.cpu.keybroker.toFixed(1)} | ${step.cpu.bench.toFixed(1)} | ${step.cpu.moto.toFixed(1)} | ${step.proxy.calls} | ${((all * 1000) / Math.max(1, step.proxy.calls)).toFixed(1)} |`,
+      );
     }
   }
 } finally {

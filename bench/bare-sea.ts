@@ -13,7 +13,12 @@ export function buildBareSea(dir: string): string {
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'main.cjs'), "process.stdout.write('sk-test-constant');\n");
   // The same SEA options as dist/keybroker (pkg.config.json), minus its program and assets.
-  const { main: _main, output: _output, assets: _assets, ...options } = JSON.parse(fs.readFileSync(path.join(root, 'pkg.config.json'), 'utf8')) as Record<string, unknown>;
+  const {
+    main: _main,
+    output: _output,
+    assets: _assets,
+    ...options
+  } = JSON.parse(fs.readFileSync(path.join(root, 'pkg.config.json'), 'utf8')) as Record<string, unknown>;
   const config = { ...options, main: 'main.cjs', output: 'bare.blob' };
   fs.writeFileSync(path.join(dir, 'sea.json'), JSON.stringify(config));
   execFileSync(process.execPath, ['--experimental-sea-config', 'sea.json'], { cwd: dir, stdio: 'ignore' });
@@ -30,7 +35,15 @@ export function buildBareSea(dir: string): string {
   const postject = path.join(path.dirname(require.resolve('postject/package.json')), 'dist', 'cli.js');
   execFileSync(
     process.execPath,
-    [postject, binary, 'NODE_SEA_BLOB', path.join(dir, 'bare.blob'), '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2', ...(process.platform === 'darwin' ? ['--macho-segment-name', 'NODE_SEA'] : [])],
+    [
+      postject,
+      binary,
+      'NODE_SEA_BLOB',
+      path.join(dir, 'bare.blob'),
+      '--sentinel-fuse',
+      'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+      ...(process.platform === 'darwin' ? ['--macho-segment-name', 'NODE_SEA'] : []),
+    ],
     { stdio: 'ignore' },
   );
   if (process.platform === 'darwin') execFileSync('codesign', ['--sign', '-', binary]);

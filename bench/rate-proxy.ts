@@ -11,7 +11,14 @@ import type { AddressInfo } from 'node:net';
 export interface RateProxy {
   url: string;
   /** throttledAfterFirst: refusals after the first; afterTold: those of calls that came after the first refusal was answered (not already in flight then). */
-  stats(): { calls: number; accepted: number; throttled: number; throttledAfterFirst: number; afterTold: number; refusedAtSeconds: number[] };
+  stats(): {
+    calls: number;
+    accepted: number;
+    throttled: number;
+    throttledAfterFirst: number;
+    afterTold: number;
+    refusedAtSeconds: number[];
+  };
   reset(): void;
   setRate(perSecond: number | undefined): void;
   stop(): Promise<void>;
@@ -37,7 +44,10 @@ export async function startRateProxy(targetPorts: number[], options: { latencyMs
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
   function forward(request: http.IncomingMessage, response: http.ServerResponse, body: Buffer): void {
-    const operation = String(request.headers['x-amz-target'] ?? '').split('.').at(-1) ?? '';
+    const operation =
+      String(request.headers['x-amz-target'] ?? '')
+        .split('.')
+        .at(-1) ?? '';
     let parsed: Record<string, unknown> = {};
     if (operation) {
       try {

@@ -78,7 +78,15 @@ async function developerDay(grace: boolean): Promise<DayResult> {
   const rotateAt = dayStart + 4 * 60 * MINUTE;
   let accepted = new Set(['sk-test-one']);
   w.gateway.verdict = 'accepted';
-  const result: DayResult = { helperCalls: 0, storeReads: 0, requests: 0, unauthorized: 0, failedRequests: 0, failedHelperCalls: 0, waitedForStore: 0 };
+  const result: DayResult = {
+    helperCalls: 0,
+    storeReads: 0,
+    requests: 0,
+    unauthorized: 0,
+    failedRequests: 0,
+    failedHelperCalls: 0,
+    waitedForStore: 0,
+  };
   const background: Promise<unknown>[] = [];
   const processes = Array.from({ length: 6 }, (_, i) => ({
     id: `claude-${i}`,
@@ -146,7 +154,9 @@ async function main(): Promise<void> {
   await storm(sizes);
   console.log('\nDeveloper day (simulated clock through the broker core): 6 Claude Code processes, 8 h, TTL 5 min,');
   console.log('refreshAfter 30 min, one rotation at 4 h. Naive = a helper that reads the store on every call.');
-  console.log('rotation      | helper calls | keybroker store reads | naive store reads | fewer | 401s | failed requests | failed helper calls | calls that waited for the store');
+  console.log(
+    'rotation      | helper calls | keybroker store reads | naive store reads | fewer | 401s | failed requests | failed helper calls | calls that waited for the store',
+  );
   for (const grace of [false, true]) {
     const day = await developerDay(grace);
     const ratio = day.helperCalls / day.storeReads;

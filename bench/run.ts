@@ -56,7 +56,9 @@ function measure(commands: Command[], env: NodeJS.ProcessEnv, scratch: string): 
     // hyperfine's own report and outlier warnings are noise here; its failures are not.
     const run = spawnSync('hyperfine', args, { env, encoding: 'utf8' });
     if (run.status !== 0) throw new Error(`bench: hyperfine failed: ${run.stderr.trim()}`);
-    const { results } = JSON.parse(fs.readFileSync(json, 'utf8')) as { results: { command: string; times: number[]; user: number; system: number }[] };
+    const { results } = JSON.parse(fs.readFileSync(json, 'utf8')) as {
+      results: { command: string; times: number[]; user: number; system: number }[];
+    };
     for (const result of results) {
       const entry = times.get(result.command)!;
       entry.wall.push(...result.times.map((seconds) => seconds * 1000));
@@ -113,9 +115,15 @@ async function main(): Promise<void> {
         file: profile({ backend: 'file', refreshAfter: '1h' }),
         keychain: profile({ backend: 'keychain', refreshAfter: '1h' }),
         // An SSO profile whose access token is cached: its warm get must cost what a key's does.
-        sso: { oidc: { issuer: 'https://login.example.invalid', clientId: 'bench', resource: 'https://llm.example.invalid' }, cache: { backend: 'file' } },
+        sso: {
+          oidc: { issuer: 'https://login.example.invalid', clientId: 'bench', resource: 'https://llm.example.invalid' },
+          cache: { backend: 'file' },
+        },
         // Signed in to a Claude apps gateway itself: its session token, cached as any SSO token is.
-        appsGateway: { oidc: { issuer: 'https://claude-gateway.example.invalid', clientId: 'keybroker', flow: 'device' }, cache: { backend: 'file' } },
+        appsGateway: {
+          oidc: { issuer: 'https://claude-gateway.example.invalid', clientId: 'keybroker', flow: 'device' },
+          cache: { backend: 'file' },
+        },
       },
     };
     let keychainProblem: string | undefined;
@@ -136,13 +144,31 @@ async function main(): Promise<void> {
     // The sso profile's cached access token, as a login leaves it (no identity provider runs here).
     const ssoToken = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.sig-test-bench';
     const ssoProfile = loadConfig({ env: { ...env, KEYBROKER_PROFILE: 'sso' } }).profile;
-    await fileCache(keyFilesDir(env)).write(cacheAccount(ssoProfile), serializeEntry({ key: ssoToken, version: 'bench', secret: ssoProfile.secret, fetchedAt: Date.now(), expiresAt: Date.now() + 3_600_000 }));
+    await fileCache(keyFilesDir(env)).write(
+      cacheAccount(ssoProfile),
+      serializeEntry({
+        key: ssoToken,
+        version: 'bench',
+        secret: ssoProfile.secret,
+        fetchedAt: Date.now(),
+        expiresAt: Date.now() + 3_600_000,
+      }),
+    );
     checkPrints(warm[2]!.argv, env, ssoToken);
     // A session token of the shape the gateway issues (HS256, aud claude-gateway, 1 h); no gateway runs here.
     warm.push({ name: 'warm apps gateway', argv: [binary, '--profile', 'appsGateway'] });
     const sessionToken = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhdWQiOiJjbGF1ZGUtZ2F0ZXdheSIsInN1YiI6ImJlbmNoIn0.sig-test-bench-session';
     const gatewayProfile = loadConfig({ env: { ...env, KEYBROKER_PROFILE: 'appsGateway' } }).profile;
-    await fileCache(keyFilesDir(env)).write(cacheAccount(gatewayProfile), serializeEntry({ key: sessionToken, version: 'bench', secret: gatewayProfile.secret, fetchedAt: Date.now(), expiresAt: Date.now() + 3_600_000 }));
+    await fileCache(keyFilesDir(env)).write(
+      cacheAccount(gatewayProfile),
+      serializeEntry({
+        key: sessionToken,
+        version: 'bench',
+        secret: gatewayProfile.secret,
+        fetchedAt: Date.now(),
+        expiresAt: Date.now() + 3_600_000,
+      }),
+    );
     checkPrints(warm[3]!.argv, env, sessionToken);
     if (keyring) {
       warm.push({ name: 'warm keychain', argv: [binary, '--profile', 'keychain'] });
@@ -153,7 +179,10 @@ async function main(): Promise<void> {
       if (keyring) warm.push({ name: 'compared warm keychain', argv: [COMPARE, '--profile', 'keychain'] });
       for (const command of warm.slice(-2)) if (command.name.startsWith('compared')) checkPrints(command.argv, env, KEY);
     }
-    const awsArgv = `aws --endpoint-url ${moto.endpoint} --region us-east-1 secretsmanager get-secret-value --secret-id ${secret} --query SecretString --output text`.split(' ');
+    const awsArgv =
+      `aws --endpoint-url ${moto.endpoint} --region us-east-1 secretsmanager get-secret-value --secret-id ${secret} --query SecretString --output text`.split(
+        ' ',
+      );
     const cold: Command[] = [
       { name: 'cold get', argv: [binary, '--profile', 'cold'] },
       { name: 'aws CLI', argv: awsArgv },
@@ -175,10 +204,35 @@ async function main(): Promise<void> {
         : `| warm \`get\`, keychain hit | not measured: no Secret Service (${keychainProblem}) | | | | | |`,
     );
     if (COMPARE) {
-      rows.push(row('warm `get`, file cache hit: this build vs BENCH_COMPARE', warmTimes.get('warm file')!, path.basename(COMPARE), warmTimes.get('compared warm file')!, 1.05));
-      if (keyring) rows.push(row('warm `get`, keychain hit: this build vs BENCH_COMPARE', warmTimes.get('warm keychain')!, path.basename(COMPARE), warmTimes.get('compared warm keychain')!, 1.05));
+      rows.push(
+        row(
+          'warm `get`, file cache hit: this build vs BENCH_COMPARE',
+          warmTimes.get('warm file')!,
+          path.basename(COMPARE),
+          warmTimes.get('compared warm file')!,
+          1.05,
+        ),
+      );
+      if (keyring)
+        rows.push(
+          row(
+            'warm `get`, keychain hit: this build vs BENCH_COMPARE',
+            warmTimes.get('warm keychain')!,
+            path.basename(COMPARE),
+            warmTimes.get('compared warm keychain')!,
+            1.05,
+          ),
+        );
     }
-    rows.push(row('cold `get`, store read from moto', coldTimes.get('cold get')!, '`aws secretsmanager get-secret-value`', coldTimes.get('aws CLI')!, 0.4));
+    rows.push(
+      row(
+        'cold `get`, store read from moto',
+        coldTimes.get('cold get')!,
+        '`aws secretsmanager get-secret-value`',
+        coldTimes.get('aws CLI')!,
+        0.4,
+      ),
+    );
 
     const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
     const load = os.loadavg()[0]!.toFixed(1);

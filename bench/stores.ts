@@ -36,7 +36,9 @@ async function hyperfine(command: string, env: NodeJS.ProcessEnv): Promise<{ mea
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-bench-'));
   const out = path.join(dir, 'result.json');
   try {
-    const { stderr } = await run('hyperfine', ['--warmup', '3', '--runs', String(runs), '--shell', 'none', '--export-json', out, command], { env });
+    const { stderr } = await run('hyperfine', ['--warmup', '3', '--runs', String(runs), '--shell', 'none', '--export-json', out, command], {
+      env,
+    });
     process.stderr.write(stderr);
     const result = JSON.parse(fs.readFileSync(out, 'utf8')) as { results: { mean: number; stddev: number }[] };
     return { mean: result.results[0]!.mean * 1000, stddev: result.results[0]!.stddev * 1000 };
@@ -55,10 +57,20 @@ for (const type of storeTypes) {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), `kb-bench-${type}-`));
     const configFor = (backend: string) => {
       const file = path.join(home, `${backend}.json`);
-      fs.writeFileSync(file, JSON.stringify({ profiles: { default: { store: server.storeConfig(server.port), secret: server.developerSecret, cache: { backend } } } }));
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          profiles: { default: { store: server.storeConfig(server.port), secret: server.developerSecret, cache: { backend } } },
+        }),
+      );
       return file;
     };
-    const base = { ...server.developerEnv, HOME: home, KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json'), KEYBROKER_CACHE_DIR: path.join(home, 'cache') };
+    const base = {
+      ...server.developerEnv,
+      HOME: home,
+      KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json'),
+      KEYBROKER_CACHE_DIR: path.join(home, 'cache'),
+    };
     // Cold: no cache, so every run loads the store's SDK chunk and reads the store.
     const cold = await hyperfine(`${binary} get`, { ...base, KEYBROKER_CONFIG: configFor('none') });
     const warmEnv = { ...base, KEYBROKER_CONFIG: configFor('file') };
@@ -76,5 +88,7 @@ console.log(`\nkeybroker get per store (${runs} runs each, ${os.cpus().length} c
 console.log('| store | cold get (store read) | warm get (file cache) | SDK chunk |');
 console.log('|---|---|---|---|');
 for (const row of rows) {
-  console.log(`| ${row.store} | ${row.coldMs.toFixed(1)} ± ${row.coldSd.toFixed(1)} ms | ${row.warmMs.toFixed(1)} ± ${row.warmSd.toFixed(1)} ms | ${row.chunkKiB.toFixed(0)} KiB |`);
+  console.log(
+    `| ${row.store} | ${row.coldMs.toFixed(1)} ± ${row.coldSd.toFixed(1)} ms | ${row.warmMs.toFixed(1)} ± ${row.warmSd.toFixed(1)} ms | ${row.chunkKiB.toFixed(0)} KiB |`,
+  );
 }

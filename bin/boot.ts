@@ -7,7 +7,10 @@ import sea from 'node:sea';
 import vm from 'node:vm';
 import { wrapCommonJs } from '../src/loader/wrap.ts';
 
-const debug = process.env['KEYBROKER_DEBUG'] === '1' || process.argv.includes('--verbose') || process.argv.includes('-v') ? (line: string) => process.stderr.write(`keybroker: debug: ${line}\n`) : () => {};
+const debug =
+  process.env['KEYBROKER_DEBUG'] === '1' || process.argv.includes('--verbose') || process.argv.includes('-v')
+    ? (line: string) => process.stderr.write(`keybroker: debug: ${line}\n`)
+    : () => {};
 let cachedData: Buffer | undefined;
 try {
   cachedData = Buffer.from(sea.getRawAsset('keybroker.cache'));

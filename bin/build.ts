@@ -31,7 +31,19 @@ const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'ut
 const started = Date.now();
 
 // Only what this build writes: dist/ also holds other builds' output (dist/release/).
-for (const name of ['chunks', 'keybroker', 'keybroker.exe', 'boot.cjs', 'keybroker.cjs', 'keybroker.cache', 'keybroker.blob', 'keyring.node', 'sea-config.json', 'node-stripped']) fs.rmSync(path.join(dist, name), { recursive: true, force: true });
+for (const name of [
+  'chunks',
+  'keybroker',
+  'keybroker.exe',
+  'boot.cjs',
+  'keybroker.cjs',
+  'keybroker.cache',
+  'keybroker.blob',
+  'keyring.node',
+  'sea-config.json',
+  'node-stripped',
+])
+  fs.rmSync(path.join(dist, name), { recursive: true, force: true });
 fs.mkdirSync(path.join(dist, 'chunks'), { recursive: true });
 
 // The keychain addon for this platform, shipped as an asset and loaded with process.dlopen.
@@ -44,7 +56,10 @@ if (flags.keyring) {
   if (!keyringFile) throw new Error(`no .node file in ${keyringDir}`);
   fs.copyFileSync(path.join(keyringDir, keyringFile), path.join(dist, 'keyring.node'));
 }
-const keyringHash = createHash('sha256').update(fs.readFileSync(path.join(dist, 'keyring.node'))).digest('hex').slice(0, 16);
+const keyringHash = createHash('sha256')
+  .update(fs.readFileSync(path.join(dist, 'keyring.node')))
+  .digest('hex')
+  .slice(0, 16);
 
 const common: esbuild.BuildOptions = {
   bundle: true,
@@ -70,8 +85,13 @@ const builtinsOnce: esbuild.Plugin = {
     build.onLoad({ filter: /.*/, namespace: 'builtin-once' }, (args) => {
       const builtin = require(args.path) as Record<string, unknown>;
       // Plain values only: reading a getter (fs.promises) would load what Node loads lazily.
-      const names = Object.keys(builtin).filter((name) => /^[A-Za-z_$][\w$]*$/.test(name) && name !== 'default' && 'value' in Object.getOwnPropertyDescriptor(builtin, name)!);
-      return { contents: `const m = require(${JSON.stringify(args.path)});\nexport default m;\nexport const { ${names.join(', ')} } = m;\n`, loader: 'js' };
+      const names = Object.keys(builtin).filter(
+        (name) => /^[A-Za-z_$][\w$]*$/.test(name) && name !== 'default' && 'value' in Object.getOwnPropertyDescriptor(builtin, name)!,
+      );
+      return {
+        contents: `const m = require(${JSON.stringify(args.path)});\nexport default m;\nexport const { ${names.join(', ')} } = m;\n`,
+        loader: 'js',
+      };
     });
   },
 };
@@ -106,7 +126,8 @@ const chunks = [
   { name: 'sso', source: 'src/sso/oidc-lib.ts', purpose: 'sign in or refresh SSO tokens (oidc profiles)' },
 ];
 for (const chunk of chunks) {
-  if (!seaConfig.assets[`${chunk.name}.cjs`]) throw new Error(`pkg.config.json lists no asset ${chunk.name}.cjs: the binary could not ${chunk.purpose}`);
+  if (!seaConfig.assets[`${chunk.name}.cjs`])
+    throw new Error(`pkg.config.json lists no asset ${chunk.name}.cjs: the binary could not ${chunk.purpose}`);
   const entry = path.join(root, chunk.source);
   const outfile = path.join(dist, 'chunks', `${chunk.name}.cjs`);
   let sharesErrors = false;
@@ -121,12 +142,18 @@ for (const chunk of chunks) {
     },
   };
   await esbuild.build({ ...common, entryPoints: [entry], outfile, plugins: [hostModules] });
-  if (!sharesErrors) throw new Error(`${chunk.source} does not import ${path.relative(root, errorsModule)}: its errors would not be the CLI's KeybrokerError`);
+  if (!sharesErrors)
+    throw new Error(
+      `${chunk.source} does not import ${path.relative(root, errorsModule)}: its errors would not be the CLI's KeybrokerError`,
+    );
 }
 if (!flags['bundle-only']) {
   // Each chunk's cache, made as the release makes it (bin/chunk-code-cache.ts), then the program's.
   const chunkFiles = chunks.map((chunk) => path.join('chunks', `${chunk.name}.cjs`));
-  execFileSync(process.execPath, [...TRAINING_FLAGS, path.join(root, 'bin', 'chunk-code-cache.ts'), ...chunkFiles], { cwd: dist, stdio: ['ignore', 'inherit', 'inherit'] });
+  execFileSync(process.execPath, [...TRAINING_FLAGS, path.join(root, 'bin', 'chunk-code-cache.ts'), ...chunkFiles], {
+    cwd: dist,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   trainProgramCache();
 }
 if (flags['bundle-only']) {
@@ -139,15 +166,23 @@ if (flags['bundle-only']) {
  * child of this Node: holds every function the hot path calls, not only the top level.
  */
 function trainProgramCache(): void {
-  const printed = execFileSync(process.execPath, [...TRAINING_FLAGS, path.join(root, 'bin', 'train-code-cache.ts'), programFile, programFile.replace(/\.cjs$/, '.cache')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  if (printed !== 'sk-test-train-code-cacheeyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0cmFpbiJ9.sig-test-train') throw new Error(`bin/train-code-cache.ts printed ${printed.length} bytes, not its two cached test credentials: a warm get it trains on failed`);
+  const printed = execFileSync(
+    process.execPath,
+    [...TRAINING_FLAGS, path.join(root, 'bin', 'train-code-cache.ts'), programFile, programFile.replace(/\.cjs$/, '.cache')],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  if (printed !== 'sk-test-train-code-cacheeyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0cmFpbiJ9.sig-test-train')
+    throw new Error(
+      `bin/train-code-cache.ts printed ${printed.length} bytes, not its two cached test credentials: a warm get it trains on failed`,
+    );
 }
 
 // The single executable: blob from pkg.config.json, injected into a copy of this Node binary.
 // pkg.config.json's assets plus each chunk's code cache (next to it, same name, .cache), absolute paths.
 const assets: Record<string, string> = {};
 for (const [asset, file] of Object.entries(seaConfig.assets)) {
-  if (!fs.existsSync(path.join(root, file))) throw new Error(`pkg.config.json names asset ${asset} at ${file}, which the build did not produce`);
+  if (!fs.existsSync(path.join(root, file)))
+    throw new Error(`pkg.config.json names asset ${asset} at ${file}, which the build did not produce`);
   assets[asset] = path.join(root, file);
   const cache = path.join(root, file.replace(/\.cjs$/, '.cache'));
   if (asset.endsWith('.cjs') && fs.existsSync(cache)) assets[asset.replace(/\.cjs$/, '.cache')] = cache;
@@ -161,7 +196,18 @@ if (process.platform === 'win32') {
   execFileSync(process.execPath, ['--experimental-sea-config', builtConfig], { cwd: root, stdio: 'inherit' });
   fs.copyFileSync(process.execPath, binary);
   const postject = path.join(path.dirname(require.resolve('postject/package.json')), 'dist', 'cli.js');
-  execFileSync(process.execPath, [postject, binary, 'NODE_SEA_BLOB', path.join(root, seaConfig.output), '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(
+    process.execPath,
+    [
+      postject,
+      binary,
+      'NODE_SEA_BLOB',
+      path.join(root, seaConfig.output),
+      '--sentinel-fuse',
+      'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
 } else {
   // ELF and Mach-O: Node's own builder makes the blob and injects it in one step, into a copy of
   // this Node (on Linux stripped first: 94 -> 86 MiB; strip is optional).

@@ -52,7 +52,7 @@ interface Step {
 /** The steps, in order; each prints the command it runs and what came out. */
 const steps: Step[] = [
   {
-    title: 'Provision: the admin mints the developer\'s first key at the gateway\'s key API and stores it',
+    title: "Provision: the admin mints the developer's first key at the gateway's key API and stores it",
     async run(demo) {
       await keybroker(demo, ['admin', 'rotate', '--user', demo.user], { env: demo.adminEnv });
       show(`the gateway issued ${label(demo, issuedKeys(demo)[0]!)}; the store holds it as "claude-code/keys/${demo.user}"`);
@@ -90,11 +90,14 @@ const steps: Step[] = [
     },
   },
   {
-    title: 'Right after the rotation the developer\'s cached key is still fresh, and still accepted by the gateway: no 401',
+    title: "Right after the rotation the developer's cached key is still fresh, and still accepted by the gateway: no 401",
     async run(demo) {
       const result = await get(demo);
       const served = issuedKeys(demo).indexOf(result.stdout);
-      if (served === 0) show(`still the old key from the cache (read ${seconds(result.startedAt - demo.cachedAt)} ago, refreshAfter ${seconds(REFRESH_AFTER_MS)})`);
+      if (served === 0)
+        show(
+          `still the old key from the cache (read ${seconds(result.startedAt - demo.cachedAt)} ago, refreshAfter ${seconds(REFRESH_AFTER_MS)})`,
+        );
       else show('already the new key: this machine was slow enough for the cached key to reach its refresh interval');
       if (served < 0) throw new Error('get printed a key the gateway never issued');
       await gatewayAnswers(demo, result.stdout, 200);
@@ -108,11 +111,12 @@ const steps: Step[] = [
     },
   },
   {
-    title: 'keybroker setup prints the Claude Code settings that make it call keybroker (written into the demo\'s own Claude config folder, not yours)',
+    title:
+      "keybroker setup prints the Claude Code settings that make it call keybroker (written into the demo's own Claude config folder, not yours)",
     run: async (demo) => void (await keybroker(demo, ['setup', '--write'])),
   },
   {
-    title: 'keybroker doctor checks every layer: configuration, store, cache, Claude Code\'s settings and the gateway (ANTHROPIC_BASE_URL)',
+    title: "keybroker doctor checks every layer: configuration, store, cache, Claude Code's settings and the gateway (ANTHROPIC_BASE_URL)",
     run: async (demo) => void (await keybroker(demo, ['doctor'])),
   },
   {
@@ -127,7 +131,7 @@ const steps: Step[] = [
     },
   },
   {
-    title: 'keybroker cache clear removes the demo\'s cached key (from the keychain too, when there is one)',
+    title: "keybroker cache clear removes the demo's cached key (from the keychain too, when there is one)",
     async run(demo) {
       await keybroker(demo, ['cache', 'clear']);
       demo.cleared = true;
@@ -180,7 +184,9 @@ function runBinary(args: string[], env: NodeJS.ProcessEnv, cwd: string, timeoutM
 async function get(demo: Demo, from?: 'store' | 'cache'): Promise<RunResult> {
   const result = await keybroker(demo, ['get', '--verbose'], { showStdout: false });
   const known = issuedKeys(demo).includes(result.stdout);
-  show(`stdout: ${result.stdout ? label(demo, result.stdout) : '(empty)'}${known ? '' : ' (NOT a key the gateway issued)'}, ${(result.endedAt - result.startedAt).toFixed(0)} ms`);
+  show(
+    `stdout: ${result.stdout ? label(demo, result.stdout) : '(empty)'}${known ? '' : ' (NOT a key the gateway issued)'}, ${(result.endedAt - result.startedAt).toFixed(0)} ms`,
+  );
   if (!known) throw new Error('keybroker get did not print a key the gateway issued');
   if (from && !result.stderr.includes(`from ${from}`)) throw new Error(`keybroker get did not serve the key from the ${from}`);
   return result;
@@ -248,9 +254,9 @@ function show(line: string): void {
 
 function buildIfNeeded(): void {
   const built = fs.existsSync(binary) ? fs.statSync(binary).mtimeMs : 0;
-  const sources = ['src', 'providers', 'bin'].flatMap((dir) =>
-    (fs.readdirSync(path.join(root, dir), { recursive: true }) as string[]).map((name) => path.join(root, dir, name)),
-  ).filter((file) => file !== import.meta.filename);
+  const sources = ['src', 'providers', 'bin']
+    .flatMap((dir) => (fs.readdirSync(path.join(root, dir), { recursive: true }) as string[]).map((name) => path.join(root, dir, name)))
+    .filter((file) => file !== import.meta.filename);
   if (built && sources.every((file) => fs.statSync(file).mtimeMs <= built)) return;
   // As in the tests: the caller says the binary is current (e.g. a test run that built it).
   if (built && process.env['KEYBROKER_SKIP_BUILD'] === '1') return;
@@ -260,7 +266,7 @@ function buildIfNeeded(): void {
 
 function requireMoto(): void {
   if (spawnSync('moto_server', ['--help'], { stdio: 'ignore' }).status === 0) return;
-  console.error("demo: moto_server (the local AWS emulator) is not installed: run 'pip install \"moto[server]\"' and npm run demo again");
+  console.error('demo: moto_server (the local AWS emulator) is not installed: run \'pip install "moto[server]"\' and npm run demo again');
   process.exit(2);
 }
 

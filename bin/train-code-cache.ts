@@ -36,20 +36,40 @@ fs.mkdirSync(env['XDG_RUNTIME_DIR']!, { mode: 0o700 });
 // The store is never asked (the cached key is fresh); a closed loopback port in case it were. The
 // SSO profile's access token is cached as a login leaves it (no identity provider is asked either).
 const store = { type: 'aws', region: 'us-east-1', endpoint: 'http://127.0.0.1:9' };
-const sso = { oidc: { issuer: 'https://login.example.invalid', clientId: 'train', resource: 'https://llm.example.invalid' }, cache: { backend: 'file' } };
-fs.writeFileSync(env['KEYBROKER_CONFIG']!, JSON.stringify({ profiles: { default: { store, secret: 'claude-code/keys/{user}', cache: { backend: 'file', refreshAfter: '1h' } }, sso } }));
+const sso = {
+  oidc: { issuer: 'https://login.example.invalid', clientId: 'train', resource: 'https://llm.example.invalid' },
+  cache: { backend: 'file' },
+};
+fs.writeFileSync(
+  env['KEYBROKER_CONFIG']!,
+  JSON.stringify({
+    profiles: { default: { store, secret: 'claude-code/keys/{user}', cache: { backend: 'file', refreshAfter: '1h' } }, sso },
+  }),
+);
 const cached = { default: 'sk-test-train-code-cache', sso: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0cmFpbiJ9.sig-test-train' };
 for (const [name, key] of Object.entries(cached)) {
   const profile = loadConfig({ env: { ...env, KEYBROKER_PROFILE: name } }).profile;
   // The name the program itself resolves {user} to (the passwd entry's, else USER).
   const slot = cacheSlot(profile, () => osLoginName(env));
-  await fileCache(keyFilesDir(env)).write(slot.account, serializeEntry({ key, version: 'v1', secret: slot.secret ?? profile.secret, fetchedAt: Date.now(), ...(name === 'sso' ? { expiresAt: Date.now() + 3_600_000 } : {}) }));
+  await fileCache(keyFilesDir(env)).write(
+    slot.account,
+    serializeEntry({
+      key,
+      version: 'v1',
+      secret: slot.secret ?? profile.secret,
+      fetchedAt: Date.now(),
+      ...(name === 'sso' ? { expiresAt: Date.now() + 3_600_000 } : {}),
+    }),
+  );
 }
 
 // The program as the executable runs it: same wrapper text, its argv and environment, once per
 // profile kind; the cache holds every function either run compiled.
 // A fixed filename: the cache records it, and a release must not depend on the folder it was built in.
-const script = new vm.Script(wrapCommonJs(fs.readFileSync(bundle, 'utf8')), { filename: 'keybroker.cjs', importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
+const script = new vm.Script(wrapCommonJs(fs.readFileSync(bundle, 'utf8')), {
+  filename: 'keybroker.cjs',
+  importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+});
 const program = script.runInThisContext() as (...args: unknown[]) => void;
 const require = (await import('node:module')).createRequire(bundle);
 process.env = env;

@@ -15,9 +15,31 @@ import {
   type Tag,
 } from '@aws-sdk/client-secrets-manager';
 import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';
-import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreRefused, StoreUnreachable } from '../src/kernel/errors.ts';
+import {
+  AccessDenied,
+  ConfigError,
+  KeybrokerError,
+  NotAuthenticated,
+  SecretNotFound,
+  StoreRefused,
+  StoreUnreachable,
+} from '../src/kernel/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
-import { NETWORK_ERROR_CODES, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreConfig, type StoreIdentity, type WriteOptions, type WriteResult } from './provider.ts';
+import {
+  NETWORK_ERROR_CODES,
+  storeThrottling,
+  storeTimedOut,
+  type FailedCall,
+  type Provider,
+  type ProviderContext,
+  type ProviderModule,
+  type SecretSummary,
+  type SecretValue,
+  type StoreConfig,
+  type StoreIdentity,
+  type WriteOptions,
+  type WriteResult,
+} from './provider.ts';
 import { storeSchema } from './aws.schema.ts';
 import { checkLoopbackOwner } from '../src/kernel/loopback-owner.ts';
 import type { FinalizeRequestMiddleware } from '@smithy/types';
@@ -46,7 +68,12 @@ interface AwsSession {
   profileName: string | undefined;
   secrets: SecretsManagerClient;
   sts: STSClient;
-  call<T>(what: string, secret: string | undefined, send: (signal: AbortSignal) => Promise<T>, classify?: (error: unknown) => RetryClass): Promise<T>;
+  call<T>(
+    what: string,
+    secret: string | undefined,
+    send: (signal: AbortSignal) => Promise<T>,
+    classify?: (error: unknown) => RetryClass,
+  ): Promise<T>;
 }
 
 function openSession(store: AwsStore, context: ProviderContext): AwsSession {
@@ -79,7 +106,10 @@ function openSession(store: AwsStore, context: ProviderContext): AwsSession {
           budgetMs: context.timeoutMs,
           ...(classify ? { classify } : {}),
           ...(context.paceCall ? { pace: context.paceCall } : {}),
-          onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
+          onRetry: ({ attempt, waitMs, reason }) => (
+            reason === 'throttled' && context.onThrottle?.(waitMs),
+            context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)
+          ),
         });
       } catch (error) {
         throw mapAwsError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs });
@@ -111,7 +141,13 @@ function createSecret({ call, secrets }: AwsSession, name: string, value: string
   return call('CreateSecret', name, (abortSignal) =>
     secrets
       .send(
-        new CreateSecretCommand({ Name: name, SecretString: value, Tags: tags, ClientRequestToken: options.requestToken ?? randomUUID(), ...(options.description ? { Description: options.description } : {}) }),
+        new CreateSecretCommand({
+          Name: name,
+          SecretString: value,
+          Tags: tags,
+          ClientRequestToken: options.requestToken ?? randomUUID(),
+          ...(options.description ? { Description: options.description } : {}),
+        }),
         { abortSignal },
       )
       // Only with `known: {exists: false}`: the secret is there after all (created since, or scheduled for deletion).
@@ -123,11 +159,17 @@ function createSecret({ call, secrets }: AwsSession, name: string, value: string
 }
 
 /** Whether the secret exists (and is scheduled for deletion), trusting a read that just told. */
-async function existingSecret({ call, secrets }: AwsSession, name: string, knownToExist: boolean): Promise<{ DeletedDate?: Date } | undefined> {
+async function existingSecret(
+  { call, secrets }: AwsSession,
+  name: string,
+  knownToExist: boolean,
+): Promise<{ DeletedDate?: Date } | undefined> {
   // A read just returned its value: it exists and is not scheduled for deletion.
   if (knownToExist) return {};
   try {
-    return await call('DescribeSecret', name, (abortSignal) => secrets.send(new DescribeSecretCommand({ SecretId: name }), { abortSignal }));
+    return await call('DescribeSecret', name, (abortSignal) =>
+      secrets.send(new DescribeSecretCommand({ SecretId: name }), { abortSignal }),
+    );
   } catch (error) {
     if (!(error instanceof SecretNotFound)) throw error;
     return undefined;
@@ -145,17 +187,23 @@ async function writeSecret(session: AwsSession, name: string, value: string, opt
   const existing = await existingSecret(session, name, options.known?.exists === true);
   if (!existing) {
     const created = await createSecret(session, name, value, options, tags);
-    if (created === EXISTS) throw new StoreUnreachable(`${where} answered CreateSecret for "${name}" with "already exists" right after DescribeSecret said it does not`, 'run the same command again');
+    if (created === EXISTS)
+      throw new StoreUnreachable(
+        `${where} answered CreateSecret for "${name}" with "already exists" right after DescribeSecret said it does not`,
+        'run the same command again',
+      );
     return { version: created.VersionId ?? 'unknown', created: true };
   }
   // A soft-revoked secret (scheduled for deletion) is restored first: re-provisioning a developer.
-  if (existing.DeletedDate) await call('RestoreSecret', name, (abortSignal) => secrets.send(new RestoreSecretCommand({ SecretId: name }), { abortSignal }));
+  if (existing.DeletedDate)
+    await call('RestoreSecret', name, (abortSignal) => secrets.send(new RestoreSecretCommand({ SecretId: name }), { abortSignal }));
   // One idempotency token for every attempt (the SDK would mint a new one per send): a retry never adds a second version.
   const ClientRequestToken = options.requestToken ?? randomUUID();
   const put = await call('PutSecretValue', name, (abortSignal) =>
     secrets.send(new PutSecretValueCommand({ SecretId: name, SecretString: value, ClientRequestToken }), { abortSignal }),
   );
-  if (tags.length) await call('TagResource', name, (abortSignal) => secrets.send(new TagResourceCommand({ SecretId: name, Tags: tags }), { abortSignal }));
+  if (tags.length)
+    await call('TagResource', name, (abortSignal) => secrets.send(new TagResourceCommand({ SecretId: name, Tags: tags }), { abortSignal }));
   return { version: put.VersionId ?? 'unknown', created: false };
 }
 
@@ -164,7 +212,12 @@ async function* listSecrets({ call, secrets }: AwsSession, prefix: string): Asyn
   do {
     const page = await call('ListSecrets', undefined, (abortSignal) =>
       secrets.send(
-        new ListSecretsCommand({ Filters: prefix ? [{ Key: 'name', Values: [prefix] }] : undefined, NextToken, MaxResults: 100, IncludePlannedDeletion: true }),
+        new ListSecretsCommand({
+          Filters: prefix ? [{ Key: 'name', Values: [prefix] }] : undefined,
+          NextToken,
+          MaxResults: 100,
+          IncludePlannedDeletion: true,
+        }),
         { abortSignal },
       ),
     );
@@ -190,11 +243,14 @@ export function summaryOf(entry: SecretListEntry & { Name: string }): SecretSumm
 }
 
 async function revokeSecret({ call, secrets }: AwsSession, name: string, purge: boolean): Promise<void> {
-  await call('DeleteSecret', name, (abortSignal) =>
-    secrets.send(
-      new DeleteSecretCommand(purge ? { SecretId: name, ForceDeleteWithoutRecovery: true } : { SecretId: name, RecoveryWindowInDays: 7 }),
-      { abortSignal },
-    ),
+  await call(
+    'DeleteSecret',
+    name,
+    (abortSignal) =>
+      secrets.send(
+        new DeleteSecretCommand(purge ? { SecretId: name, ForceDeleteWithoutRecovery: true } : { SecretId: name, RecoveryWindowInDays: 7 }),
+        { abortSignal },
+      ),
     // A repeated delete after one that went through answers "marked for deletion": only a throttled one is sent again.
     throttlingOnly,
   );
@@ -205,7 +261,10 @@ const EXISTS: unique symbol = Symbol('exists');
 
 export function existsAlready(error: unknown): boolean {
   const { name, message } = error as { name?: string; message?: string };
-  return name === 'ResourceExistsException' || (name === 'InvalidRequestException' && /scheduled for deletion|marked for deletion|deleted/i.test(message ?? ''));
+  return (
+    name === 'ResourceExistsException' ||
+    (name === 'InvalidRequestException' && /scheduled for deletion|marked for deletion|deleted/i.test(message ?? ''))
+  );
 }
 
 /** `{user}` from a caller ARN: an IAM user's name, a role session's name, a federated user's name. */
@@ -226,7 +285,10 @@ function loopbackOwnerCheck<Input extends object, Output extends object>(profile
     const request = args.request as { protocol?: string; hostname?: string; port?: number };
     if (request.protocol === 'http:' && request.hostname) {
       const host = request.hostname.includes(':') ? `[${request.hostname}]` : request.hostname;
-      checkLoopbackOwner(`http://${host}${request.port ? `:${request.port}` : ''}`, { what: `the AWS endpoint (profile "${profile}")`, carries: 'a signed request' });
+      checkLoopbackOwner(`http://${host}${request.port ? `:${request.port}` : ''}`, {
+        what: `the AWS endpoint (profile "${profile}")`,
+        carries: 'a signed request',
+      });
     }
     return next(args);
   };
@@ -249,17 +311,31 @@ export function mapAwsError(error: unknown, context: FailedCall): KeybrokerError
     );
   }
   if (name === 'ResourceNotFoundException') {
-    return new SecretNotFound(`${subject} does not exist`, 'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile');
+    return new SecretNotFound(
+      `${subject} does not exist`,
+      'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile',
+    );
   }
   if (name === 'InvalidRequestException' && /marked for deletion|marked deleted|deleted/i.test(message)) {
     return new SecretNotFound(`${subject} is scheduled for deletion (revoked)`, 'ask your admin for a new key');
   }
   // A 403 whose body the SDK could not parse (emulators answer the JSON protocol in XML) is a denial too.
-  if (name === 'AccessDeniedException' || name === 'AccessDenied' || name === 'DecryptionFailure' || (status === 403 && !/signature|token/i.test(name))) {
-    return new AccessDenied(`access denied to ${subject} (${message})`, 'ask your admin to grant your identity read access (keybroker admin policy)');
+  if (
+    name === 'AccessDeniedException' ||
+    name === 'AccessDenied' ||
+    name === 'DecryptionFailure' ||
+    (status === 403 && !/signature|token/i.test(name))
+  ) {
+    return new AccessDenied(
+      `access denied to ${subject} (${message})`,
+      'ask your admin to grant your identity read access (keybroker admin policy)',
+    );
   }
   if (/\bsso\b/i.test(message) && /expired|refresh|login/i.test(message)) {
-    return new NotAuthenticated(`not logged in to AWS: no valid SSO session (expired, or never logged in on this machine)`, context.loginFix);
+    return new NotAuthenticated(
+      `not logged in to AWS: no valid SSO session (expired, or never logged in on this machine)`,
+      context.loginFix,
+    );
   }
   if (
     name === 'CredentialsProviderError' ||
@@ -295,8 +371,8 @@ export function mapAwsError(error: unknown, context: FailedCall): KeybrokerError
     return new StoreUnreachable(`cannot reach ${context.where} (${message})`, 'check your network or VPN and the store endpoint');
   }
   const failed = `${context.what} failed at ${context.where} (${name || 'error'}: ${message})`;
-  if (status !== undefined && status >= 400 && status < 500) return new StoreRefused(failed, 'run \'keybroker doctor\' for details');
-  return new StoreUnreachable(failed, 'run \'keybroker doctor\' for details');
+  if (status !== undefined && status >= 400 && status < 500) return new StoreRefused(failed, "run 'keybroker doctor' for details");
+  return new StoreUnreachable(failed, "run 'keybroker doctor' for details");
 }
 
 export const module: ProviderModule = { storeSchema, createProvider };

@@ -6,9 +6,15 @@ import { caBundlePath, type ProviderModule } from './provider.ts';
 export const storeSchema = v.strictObject({
   type: v.literal('azure'),
   /** The vault's URL, as the portal shows it: https://NAME.vault.azure.net */
-  vaultUrl: v.pipe(v.string(), v.url('must be a URL such as "https://my-vault.vault.azure.net"'), v.startsWith('https://', 'must be an https:// URL (Key Vault only speaks TLS)')),
+  vaultUrl: v.pipe(
+    v.string(),
+    v.url('must be a URL such as "https://my-vault.vault.azure.net"'),
+    v.startsWith('https://', 'must be an https:// URL (Key Vault only speaks TLS)'),
+  ),
   /** The Entra tenant (id or domain) to sign in to; otherwise the one `az login` chose, or the vault's. */
-  tenant: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-zA-Z.-]+$/, 'must be a tenant id (GUID) or domain such as "contoso.onmicrosoft.com"'))),
+  tenant: v.optional(
+    v.pipe(v.string(), v.regex(/^[0-9a-zA-Z.-]+$/, 'must be a tenant id (GUID) or domain such as "contoso.onmicrosoft.com"')),
+  ),
   /** "cli" (default): the Azure CLI's login. "default": the DefaultAzureCredential chain. */
   credential: v.optional(v.picklist(['cli', 'default'], 'must be "cli" or "default"')),
   /** Which token claim `{user}` is: the UPN (default, lower-cased) or the object id. */

@@ -6,7 +6,22 @@ import { AzureCliCredential, DefaultAzureCredential } from '@azure/identity';
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-auth';
 import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../src/kernel/errors.ts';
 import { classifyStoreError, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
-import { jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity, type StoreConfig, type WriteOptions, type WriteResult } from './provider.ts';
+import {
+  jwtClaims,
+  NETWORK_ERROR_CODES,
+  readCaBundle,
+  storeThrottling,
+  storeTimedOut,
+  type Provider,
+  type ProviderContext,
+  type ProviderModule,
+  type SecretSummary,
+  type SecretValue,
+  type StoreIdentity,
+  type StoreConfig,
+  type WriteOptions,
+  type WriteResult,
+} from './provider.ts';
 import { storeSchema } from './azure.schema.ts';
 
 /** Re-exported: a provider module is its schema and its factory (ProviderModule). */
@@ -69,7 +84,9 @@ export function logicalName(vaultName: string): string | undefined {
 /** The token audience for a vault host: the public cloud's unless the host is a sovereign cloud's. */
 function vaultResource(vaultUrl: string): string {
   const host = new URL(vaultUrl).hostname;
-  const suffix = ['vault.azure.net', 'vault.azure.cn', 'vault.usgovcloudapi.net', 'vault.microsoftazure.de', 'managedhsm.azure.net'].find((domain) => host.endsWith(`.${domain}`));
+  const suffix = ['vault.azure.net', 'vault.azure.cn', 'vault.usgovcloudapi.net', 'vault.microsoftazure.de', 'managedhsm.azure.net'].find(
+    (domain) => host.endsWith(`.${domain}`),
+  );
   return `https://${suffix ?? 'vault.azure.net'}`;
 }
 
@@ -138,7 +155,9 @@ function innerCredential(store: AzureStore, context: ProviderContext, tlsOptions
   }
   const authority = context.env['AZURE_AUTHORITY_HOST'];
   // Instance discovery asks login.microsoftonline.com, which a private authority is not.
-  const privateAuthority = authority !== undefined && !/\.microsoftonline\.(com|us|de)\/?$|\.chinacloudapi\.cn\/?$|login\.partner\.microsoftonline\.cn/.test(authority);
+  const privateAuthority =
+    authority !== undefined &&
+    !/\.microsoftonline\.(com|us|de)\/?$|\.chinacloudapi\.cn\/?$|login\.partner\.microsoftonline\.cn/.test(authority);
   return new DefaultAzureCredential({
     ...(store.tenant ? { tenantId: store.tenant } : {}),
     ...(privateAuthority ? { disableInstanceDiscovery: true } : {}),
@@ -173,19 +192,30 @@ export function credentialError(error: unknown, tenant: string | undefined, targ
   const message = entraReason ?? (err.message ?? String(error)).split('\n').find((line) => line.trim()) ?? '';
   const other = /not configured to acquire tokens for tenant (\S+?)\.? /.exec(err.message ?? '');
   if (other) {
-    return new ConfigError(`the vault ${vaultUrl} belongs to tenant ${other[1]}, but profile "${profile}" signs in to tenant ${store.tenant}`, `set store.tenant to "${other[1]}" and run '${azLogin(other[1])}'`);
+    return new ConfigError(
+      `the vault ${vaultUrl} belongs to tenant ${other[1]}, but profile "${profile}" signs in to tenant ${store.tenant}`,
+      `set store.tenant to "${other[1]}" and run '${azLogin(other[1])}'`,
+    );
   }
   if (err.name === 'AbortError') return new StoreUnreachable(`getting an Azure token for ${where} was cancelled`, 'try again');
   if (/Azure CLI could not be found/i.test(err.message ?? '')) {
-    return new NotAuthenticated(`the Azure CLI (az) is not installed, and profile "${profile}" signs in with it`, `install it (https://aka.ms/azure-cli) and run '${azLogin(tenant)}', or set store.credential to "default"`);
+    return new NotAuthenticated(
+      `the Azure CLI (az) is not installed, and profile "${profile}" signs in with it`,
+      `install it (https://aka.ms/azure-cli) and run '${azLogin(tenant)}', or set store.credential to "default"`,
+    );
   }
   if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|network/i.test(err.message ?? '')) {
-    return new StoreUnreachable(`cannot reach Microsoft Entra ID for a token (${message})`, 'check your network or VPN, and AZURE_AUTHORITY_HOST if set');
+    return new StoreUnreachable(
+      `cannot reach Microsoft Entra ID for a token (${message})`,
+      'check your network or VPN, and AZURE_AUTHORITY_HOST if set',
+    );
   }
   const how = store.credential === 'default' ? 'with the DefaultAzureCredential chain' : 'with the Azure CLI';
   return new NotAuthenticated(
     `not signed in to Azure${tenant ? ` (tenant ${tenant})` : ''} ${how} for ${where} (${message})`,
-    store.credential === 'default' ? `run '${azLogin(tenant)}', or set AZURE_TENANT_ID/AZURE_CLIENT_ID with a secret, certificate or federated token` : `run '${azLogin(tenant)}'`,
+    store.credential === 'default'
+      ? `run '${azLogin(tenant)}', or set AZURE_TENANT_ID/AZURE_CLIENT_ID with a secret, certificate or federated token`
+      : `run '${azLogin(tenant)}'`,
   );
 }
 
@@ -201,27 +231,44 @@ export function mapAzureError(error: unknown, what: string, logical: string | un
   const answered = status === undefined ? undefined : statusError(status, err.message ?? '', message, subject, logical, target);
   if (answered) return answered;
   if (/challenge resource .* does not match/i.test(err.message ?? '')) {
-    return new ConfigError(`${vaultUrl} is not a Key Vault URL the SDK recognises (${message})`, 'use the vault\'s own URL (https://NAME.vault.azure.net), or set store.disableChallengeResourceVerification for a custom domain');
+    return new ConfigError(
+      `${vaultUrl} is not a Key Vault URL the SDK recognises (${message})`,
+      "use the vault's own URL (https://NAME.vault.azure.net), or set store.disableChallengeResourceVerification for a custom domain",
+    );
   }
   const code = err.code ?? '';
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
-    return new StoreUnreachable(`the TLS certificate of ${vaultUrl} is not trusted (${code})`, 'set store.caFile to your organisation\'s CA bundle (PEM), or check the vault URL');
+    return new StoreUnreachable(
+      `the TLS certificate of ${vaultUrl} is not trusted (${code})`,
+      "set store.caFile to your organisation's CA bundle (PEM), or check the vault URL",
+    );
   }
   if ([...NETWORK_ERROR_CODES, 'REQUEST_SEND_ERROR'].includes(code) || /ECONNREFUSED|ENOTFOUND|socket hang up/.test(message)) {
     return new StoreUnreachable(`cannot reach ${where} (${code || message})`, 'check your network or VPN and store.vaultUrl');
   }
-  if (status !== undefined && status >= 500) return new StoreUnreachable(`${where} is unavailable (HTTP ${status}: ${message})`, 'try again in a minute');
+  if (status !== undefined && status >= 500)
+    return new StoreUnreachable(`${where} is unavailable (HTTP ${status}: ${message})`, 'try again in a minute');
   if (status === 400) return new ConfigError(`${where} refused ${what} (${message})`, 'check store.vaultUrl and the secret name');
   return new StoreUnreachable(`${what} failed at ${where} (${err.name ?? 'error'}: ${message})`, "run 'keybroker doctor' for details");
 }
 
 /** Key Vault's answers that say what is wrong by their status alone; `text` is the whole error message. */
-function statusError(status: number, text: string, message: string, subject: string, logical: string | undefined, target: AzureTarget): KeybrokerError | undefined {
+function statusError(
+  status: number,
+  text: string,
+  message: string,
+  subject: string,
+  logical: string | undefined,
+  target: AzureTarget,
+): KeybrokerError | undefined {
   switch (status) {
     case 429:
       return storeThrottling(target.where, `HTTP 429: ${message}`);
     case 404:
-      return new SecretNotFound(`${subject} does not exist`, 'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile');
+      return new SecretNotFound(
+        `${subject} does not exist`,
+        'ask your admin to provision your key (keybroker admin put), or check "secret" in the profile',
+      );
     case 403:
       if (/disabled/i.test(text)) return new SecretNotFound(`${subject} is disabled (revoked)`, 'ask your admin for a new key');
       // With a role on one secret only, Key Vault answers 403 (not 404) for every other name.
@@ -245,14 +292,23 @@ function statusError(status: number, text: string, message: string, subject: str
  * One SDK call under the shared retry policy, within context.timeoutMs even when something does
  * not honour the signal (the `az` process). Calls that are not idempotent pass `throttlingOnly`.
  */
-async function bounded<T>(az: AzureContext, what: string, logical: string | undefined, run: (signal: AbortSignal) => Promise<T>, classify: (error: unknown) => RetryClass = classifyStoreError): Promise<T> {
+async function bounded<T>(
+  az: AzureContext,
+  what: string,
+  logical: string | undefined,
+  run: (signal: AbortSignal) => Promise<T>,
+  classify: (error: unknown) => RetryClass = classifyStoreError,
+): Promise<T> {
   const { context } = az;
   try {
     return await withStoreRetry(run, {
       budgetMs: context.timeoutMs,
       classify,
       ...(context.paceCall ? { pace: context.paceCall } : {}),
-      onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
+      onRetry: ({ attempt, waitMs, reason }) => (
+        reason === 'throttled' && context.onThrottle?.(waitMs),
+        context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)
+      ),
     });
   } catch (error) {
     throw mapAzureError(error, what, logical, az);
@@ -295,7 +351,10 @@ async function* pagesOf<T>(az: AzureContext, what: string, open: (signal: AbortS
 function nameOf(logical: string): string {
   const name = keyVaultName(logical);
   if (name.length > 127) {
-    throw new ConfigError(`secret "${logical}" maps to a Key Vault name of ${name.length} characters; Key Vault allows 127`, 'use a shorter "secret" template in the profile');
+    throw new ConfigError(
+      `secret "${logical}" maps to a Key Vault name of ${name.length} characters; Key Vault allows 127`,
+      'use a shorter "secret" template in the profile',
+    );
   }
   return name;
 }
@@ -306,13 +365,19 @@ async function whoami(az: AzureContext): Promise<StoreIdentity> {
     az.credential.getToken(`${az.resource}/.default`, { abortSignal, ...(store.tenant ? { tenantId: store.tenant } : {}) }),
   );
   const identity = identityFromClaims(jwtClaims(token?.token ?? ''), store.userClaim);
-  if (!identity) throw new NotAuthenticated(`the Azure token for ${az.where} names no user (no upn or oid claim)`, `run '${azLogin(store.tenant)}' as yourself`);
+  if (!identity)
+    throw new NotAuthenticated(
+      `the Azure token for ${az.where} names no user (no upn or oid claim)`,
+      `run '${azLogin(store.tenant)}' as yourself`,
+    );
   return identity;
 }
 
 /** `{user}` from a token's claims: the UPN (lower case), else the object id; undefined when it names neither. */
 export function identityFromClaims(claims: Record<string, unknown>, userClaim: AzureStore['userClaim']): StoreIdentity | undefined {
-  const upn = [claims['upn'], claims['unique_name'], claims['preferred_username']].find((value): value is string => typeof value === 'string' && value.includes('@'));
+  const upn = [claims['upn'], claims['unique_name'], claims['preferred_username']].find(
+    (value): value is string => typeof value === 'string' && value.includes('@'),
+  );
   const oid = typeof claims['oid'] === 'string' ? claims['oid'] : '';
   const tid = typeof claims['tid'] === 'string' ? claims['tid'] : '';
   // A service principal's token has no UPN: its object id is the only stable name.
@@ -325,7 +390,8 @@ export function identityFromClaims(claims: Record<string, unknown>, userClaim: A
 async function readCurrent(az: AzureContext, logical: string): Promise<SecretValue> {
   const name = nameOf(logical);
   const secret = await bounded(az, 'GetSecret', logical, (abortSignal) => az.client.getSecret(name, { abortSignal }));
-  if (secret.value === undefined) throw new SecretNotFound(`secret "${logical}" in ${az.where} has no value`, 'ask your admin to store your key in it');
+  if (secret.value === undefined)
+    throw new SecretNotFound(`secret "${logical}" in ${az.where} has no value`, 'ask your admin to store your key in it');
   const result: SecretValue = { value: secret.value, version: secret.properties.version ?? 'unknown' };
   if (secret.properties.createdOn) result.createdAt = secret.properties.createdOn;
   if (secret.properties.expiresOn) result.expiresAt = secret.properties.expiresOn;
@@ -338,13 +404,20 @@ async function writeSecret(az: AzureContext, logical: string, value: string, opt
     az,
     'SetSecret',
     logical,
-    (abortSignal) => az.client.setSecret(name, value, { abortSignal, tags: options.labels, ...(options.description ? { contentType: options.description } : {}) }),
+    (abortSignal) =>
+      az.client.setSecret(name, value, {
+        abortSignal,
+        tags: options.labels,
+        ...(options.description ? { contentType: options.description } : {}),
+      }),
     // Each set adds a version: sent again only when throttled, which the vault did not act on.
     throttlingOnly,
   );
   // Key Vault's set is create-or-add-version alike: a first version means it was just created.
   let versions = 0;
-  for await (const _ of pagesOf(az, 'ListSecretVersions', (abortSignal) => az.client.listPropertiesOfSecretVersions(name, { abortSignal }).byPage({ maxPageSize: 2 }))) {
+  for await (const _ of pagesOf(az, 'ListSecretVersions', (abortSignal) =>
+    az.client.listPropertiesOfSecretVersions(name, { abortSignal }).byPage({ maxPageSize: 2 }),
+  )) {
     if (++versions > 1) break;
   }
   return { version: written.properties.version ?? 'unknown', created: versions === 1 };
@@ -367,7 +440,11 @@ async function* listSecrets(az: AzureContext, prefix: string): AsyncGenerator<Se
 }
 
 /** A secret's attributes as an admin lists them (tags as labels), never its value. */
-export function summaryOf(logical: string, properties: Pick<SecretProperties, 'tags' | 'createdOn' | 'updatedOn' | 'expiresOn'>, enabled: boolean): SecretSummary {
+export function summaryOf(
+  logical: string,
+  properties: Pick<SecretProperties, 'tags' | 'createdOn' | 'updatedOn' | 'expiresOn'>,
+  enabled: boolean,
+): SecretSummary {
   const summary: SecretSummary = { name: logical, enabled, labels: { ...properties.tags } };
   if (properties.createdOn) summary.createdAt = properties.createdOn;
   if (properties.updatedOn) summary.updatedAt = properties.updatedOn;
@@ -382,7 +459,9 @@ async function currentVersion(az: AzureContext, name: string, properties: Secret
     return latest.properties.version;
   }
   let newest: SecretProperties | undefined;
-  for await (const version of pagesOf(az, 'ListSecretVersions', (abortSignal) => az.client.listPropertiesOfSecretVersions(name, { abortSignal }).byPage())) {
+  for await (const version of pagesOf(az, 'ListSecretVersions', (abortSignal) =>
+    az.client.listPropertiesOfSecretVersions(name, { abortSignal }).byPage(),
+  )) {
     if (!newest || (version.createdOn?.getTime() ?? 0) >= (newest.createdOn?.getTime() ?? 0)) newest = version;
   }
   return newest?.version;
@@ -393,23 +472,38 @@ async function disableSecret(az: AzureContext, logical: string): Promise<void> {
   const name = nameOf(logical);
   let found = 0;
   const enabled: string[] = [];
-  for await (const version of pagesOf(az, 'ListSecretVersions', (abortSignal) => az.client.listPropertiesOfSecretVersions(name, { abortSignal }).byPage())) {
+  for await (const version of pagesOf(az, 'ListSecretVersions', (abortSignal) =>
+    az.client.listPropertiesOfSecretVersions(name, { abortSignal }).byPage(),
+  )) {
     found += 1;
     if (version.enabled !== false && version.version) enabled.push(version.version);
   }
-  if (!found) throw new SecretNotFound(`secret "${logical}" (Key Vault name "${name}") does not exist in ${az.where}`, 'check the name (keybroker admin list)');
+  if (!found)
+    throw new SecretNotFound(
+      `secret "${logical}" (Key Vault name "${name}") does not exist in ${az.where}`,
+      'check the name (keybroker admin list)',
+    );
   for (const version of enabled) {
-    await bounded(az, 'UpdateSecret', logical, (abortSignal) => az.client.updateSecretProperties(name, version, { abortSignal, enabled: false }));
+    await bounded(az, 'UpdateSecret', logical, (abortSignal) =>
+      az.client.updateSecretProperties(name, version, { abortSignal, enabled: false }),
+    );
   }
 }
 
 async function purgeSecret(az: AzureContext, logical: string): Promise<void> {
   const name = nameOf(logical);
   // A repeated delete or purge after one that went through answers 404: only a throttled one is sent again.
-  const poller = await bounded(az, 'DeleteSecret', logical, (abortSignal) => az.client.beginDeleteSecret(name, { abortSignal, intervalInMs: 250 }), throttlingOnly);
+  const poller = await bounded(
+    az,
+    'DeleteSecret',
+    logical,
+    (abortSignal) => az.client.beginDeleteSecret(name, { abortSignal, intervalInMs: 250 }),
+    throttlingOnly,
+  );
   const deleted = await bounded(az, 'GetDeletedSecret', logical, (abortSignal) => poller.pollUntilDone({ abortSignal }));
   // A vault without soft delete has no recovery id: the delete was already final.
-  if (deleted.recoveryId) await bounded(az, 'PurgeDeletedSecret', logical, (abortSignal) => az.client.purgeDeletedSecret(name, { abortSignal }), throttlingOnly);
+  if (deleted.recoveryId)
+    await bounded(az, 'PurgeDeletedSecret', logical, (abortSignal) => az.client.purgeDeletedSecret(name, { abortSignal }), throttlingOnly);
 }
 
 export const storageName = keyVaultName;

@@ -13,7 +13,13 @@ export const storeSchema = v.strictObject({
   /** The version to read: "latest" (default), a version number, or a version alias. */
   version: v.optional(v.pipe(v.string(), v.regex(VERSION, 'must be "latest", a version number such as "3", or a version alias'))),
   /** The Secret Manager endpoint (Private Service Connect, a proxy, an emulator): "https://host[:port]". */
-  endpoint: v.optional(v.pipe(v.string(), v.url('must be a URL such as "https://secretmanager.googleapis.com"'), v.startsWith('https://', 'must be an https:// URL (Secret Manager speaks gRPC over TLS)'))),
+  endpoint: v.optional(
+    v.pipe(
+      v.string(),
+      v.url('must be a URL such as "https://secretmanager.googleapis.com"'),
+      v.startsWith('https://', 'must be an https:// URL (Secret Manager speaks gRPC over TLS)'),
+    ),
+  ),
   /** A PEM file of CA certificates to trust for the endpoint besides the public roots (like gcloud's core/custom_ca_certs_file). */
   caFile: v.optional(caBundlePath),
 }) as unknown as ProviderModule['storeSchema'];

@@ -7,9 +7,33 @@ import tls from 'node:tls';
 // The v1 client alone: the package index also parses v1beta2 and a 1 MB static protobuf module.
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager/build/src/v1/secret_manager_service_client.js';
 import { GoogleAuth, grpc, type CallOptions } from 'google-gax';
-import { AccessDenied, ConfigError, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../src/kernel/errors.ts';
+import {
+  AccessDenied,
+  ConfigError,
+  KeybrokerError,
+  NotAuthenticated,
+  SecretNotFound,
+  StoreUnreachable,
+  UnusableKey,
+} from '../src/kernel/errors.ts';
 import { classifyStoreError, RetryBudgetExceeded, throttlingOnly, withStoreRetry, type RetryClass } from '../src/kernel/retry.ts';
-import { jwtClaims, NETWORK_ERROR_CODES, readCaBundle, storeThrottling, storeTimedOut, type FailedCall, type Provider, type ProviderContext, type ProviderModule, type SecretSummary, type SecretValue, type StoreIdentity, type StoreConfig, type WriteOptions, type WriteResult } from './provider.ts';
+import {
+  jwtClaims,
+  NETWORK_ERROR_CODES,
+  readCaBundle,
+  storeThrottling,
+  storeTimedOut,
+  type FailedCall,
+  type Provider,
+  type ProviderContext,
+  type ProviderModule,
+  type SecretSummary,
+  type SecretValue,
+  type StoreIdentity,
+  type StoreConfig,
+  type WriteOptions,
+  type WriteResult,
+} from './provider.ts';
 import { storeSchema } from './gcp.schema.ts';
 
 /** Re-exported: a provider module is its schema and its factory (ProviderModule). */
@@ -46,7 +70,12 @@ interface GcpContext {
   /** The version `get` reads: "latest" unless the profile pins one. */
   version: string;
   where: string;
-  call<T>(what: string, secret: string | undefined, work: (session: Session, options: CallOptions) => Promise<T>, classify?: (error: unknown) => RetryClass): Promise<T>;
+  call<T>(
+    what: string,
+    secret: string | undefined,
+    work: (session: Session, options: CallOptions) => Promise<T>,
+    classify?: (error: unknown) => RetryClass,
+  ): Promise<T>;
 }
 
 function gcpContext(store: GcpStore, context: ProviderContext): GcpContext {
@@ -80,7 +109,10 @@ function gcpContext(store: GcpStore, context: ProviderContext): GcpContext {
           budgetMs: context.timeoutMs,
           classify,
           ...(context.paceCall ? { pace: context.paceCall } : {}),
-          onRetry: ({ attempt: number, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`)),
+          onRetry: ({ attempt: number, waitMs, reason }) => (
+            reason === 'throttled' && context.onThrottle?.(waitMs),
+            context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`)
+          ),
         });
       } catch (error) {
         if (error instanceof RetryBudgetExceeded) {
@@ -134,18 +166,26 @@ const secretPath = (gcp: GcpContext, name: string) => `projects/${gcp.project}/s
 
 async function readCurrent(gcp: GcpContext, name: string): Promise<SecretValue> {
   const versionName = `${secretPath(gcp, name)}/versions/${gcp.version}`;
-  const [response] = await gcp.call('AccessSecretVersion', name, ({ client }, options) => client.accessSecretVersion({ name: versionName }, options));
+  const [response] = await gcp.call('AccessSecretVersion', name, ({ client }, options) =>
+    client.accessSecretVersion({ name: versionName }, options),
+  );
   const number = versionNumberOf(response.name ?? '');
   return { value: payloadText(response.payload, `version ${number} of secret "${name}" in ${gcp.where}`), version: number };
 }
 
 /** A version's payload as text: a checksum that does not match is a corrupted transfer, binary data an unusable key. */
-export function payloadText(payload: { data?: Uint8Array | string | null; dataCrc32c?: unknown; _dataCrc32c?: unknown } | null | undefined, subject: string): string {
+export function payloadText(
+  payload: { data?: Uint8Array | string | null; dataCrc32c?: unknown; _dataCrc32c?: unknown } | null | undefined,
+  subject: string,
+): string {
   const data = payload?.data;
   const bytes = typeof data === 'string' ? Buffer.from(data, 'base64') : Buffer.from(data ?? new Uint8Array());
   const expected = checksumOf(payload);
   if (expected !== undefined && crc32c(bytes) !== expected) {
-    throw new StoreUnreachable(`${subject} arrived corrupted (its CRC32C checksum does not match)`, 'try again; if it persists, check for a proxy that alters traffic to Secret Manager');
+    throw new StoreUnreachable(
+      `${subject} arrived corrupted (its CRC32C checksum does not match)`,
+      'try again; if it persists, check for a proxy that alters traffic to Secret Manager',
+    );
   }
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -157,12 +197,18 @@ export function payloadText(payload: { data?: Uint8Array | string | null; dataCr
 async function writeSecret(gcp: GcpContext, name: string, value: string, options: WriteOptions): Promise<WriteResult> {
   const labels = encodeLabels(options.labels);
   const payload = { data: Buffer.from(value, 'utf8'), dataCrc32c: crc32c(Buffer.from(value, 'utf8')) };
-  const existing = await gcp.call('GetSecret', name, ({ client }, callOptions) => client.getSecret({ name: secretPath(gcp, name) }, callOptions)).catch((error: unknown) => {
-    if (error instanceof SecretNotFound) return undefined;
-    throw error;
-  });
+  const existing = await gcp
+    .call('GetSecret', name, ({ client }, callOptions) => client.getSecret({ name: secretPath(gcp, name) }, callOptions))
+    .catch((error: unknown) => {
+      if (error instanceof SecretNotFound) return undefined;
+      throw error;
+    });
   if (!existing) {
-    const secret = { replication: { automatic: {} }, labels, ...(options.description ? { annotations: { description: options.description } } : {}) };
+    const secret = {
+      replication: { automatic: {} },
+      labels,
+      ...(options.description ? { annotations: { description: options.description } } : {}),
+    };
     const request = { parent: `projects/${gcp.project}`, secretId: secretIdFor(name), secret };
     await gcp.call('CreateSecret', name, ({ client }, callOptions) => client.createSecret(request, callOptions), throttlingOnly);
   } else {
@@ -173,7 +219,12 @@ async function writeSecret(gcp: GcpContext, name: string, value: string, options
     }
   }
   // Each call adds a version: sent again only when throttled, which the service did not act on.
-  const [added] = await gcp.call('AddSecretVersion', name, ({ client }, callOptions) => client.addSecretVersion({ parent: secretPath(gcp, name), payload }, callOptions), throttlingOnly);
+  const [added] = await gcp.call(
+    'AddSecretVersion',
+    name,
+    ({ client }, callOptions) => client.addSecretVersion({ parent: secretPath(gcp, name), payload }, callOptions),
+    throttlingOnly,
+  );
   return { version: versionNumberOf(added.name ?? ''), created: !existing };
 }
 
@@ -182,7 +233,9 @@ async function* listSecrets(gcp: GcpContext, prefix: string): AsyncGenerator<Sec
   let pageToken = '';
   do {
     const request = { parent: `projects/${gcp.project}`, pageSize: 100, pageToken, filter };
-    const [secrets, , response] = await gcp.call('ListSecrets', undefined, ({ client }, options) => client.listSecrets(request, { ...options, autoPaginate: false }));
+    const [secrets, , response] = await gcp.call('ListSecrets', undefined, ({ client }, options) =>
+      client.listSecrets(request, { ...options, autoPaginate: false }),
+    );
     for (const secret of secrets) {
       const name = nameForSecretId((secret.name ?? '').split('/').at(-1) ?? '');
       if (name === undefined || !name.startsWith(prefix)) continue;
@@ -206,7 +259,11 @@ async function newestVersion(gcp: GcpContext, name: string, options: CallOptions
 
 /** One secret as an admin lists it: enabled when its newest version is, labels unescaped, never the value. */
 export function summaryOf(name: string, secret: SecretInfo, newest: VersionInfo | undefined): SecretSummary {
-  const summary: SecretSummary = { name, enabled: newest?.state === 'ENABLED', labels: decodeLabels((secret.labels ?? {}) as Record<string, string>) };
+  const summary: SecretSummary = {
+    name,
+    enabled: newest?.state === 'ENABLED',
+    labels: decodeLabels((secret.labels ?? {}) as Record<string, string>),
+  };
   if (newest) summary.version = versionNumberOf(newest.name ?? '');
   const created = timestampOf(secret.createTime);
   if (created) summary.createdAt = created;
@@ -220,16 +277,25 @@ export function summaryOf(name: string, secret: SecretInfo, newest: VersionInfo 
 async function revokeSecret(gcp: GcpContext, name: string, purge: boolean): Promise<void> {
   if (purge) {
     // A repeated delete after one that went through answers NOT_FOUND: only a throttled one is sent again.
-    await gcp.call('DeleteSecret', name, ({ client }, options) => client.deleteSecret({ name: secretPath(gcp, name) }, options), throttlingOnly);
+    await gcp.call(
+      'DeleteSecret',
+      name,
+      ({ client }, options) => client.deleteSecret({ name: secretPath(gcp, name) }, options),
+      throttlingOnly,
+    );
     return;
   }
   // Soft: disable every enabled version (an admin can enable one again); the secret stays.
   let pageToken = '';
   do {
     const request = { parent: secretPath(gcp, name), pageSize: 100, pageToken, filter: 'state:ENABLED' };
-    const [versions, , response] = await gcp.call('ListSecretVersions', name, ({ client }, options) => client.listSecretVersions(request, { ...options, autoPaginate: false }));
+    const [versions, , response] = await gcp.call('ListSecretVersions', name, ({ client }, options) =>
+      client.listSecretVersions(request, { ...options, autoPaginate: false }),
+    );
     for (const entry of versions) {
-      await gcp.call('DisableSecretVersion', name, ({ client }, options) => client.disableSecretVersion({ name: entry.name ?? '' }, options));
+      await gcp.call('DisableSecretVersion', name, ({ client }, options) =>
+        client.disableSecretVersion({ name: entry.name ?? '' }, options),
+      );
     }
     pageToken = response?.nextPageToken ?? '';
   } while (pageToken);
@@ -275,7 +341,10 @@ function readAdcFile(env: NodeJS.ProcessEnv): AdcFile | undefined {
     try {
       return { file, source, json: JSON.parse(text) as AdcFile['json'] };
     } catch {
-      throw new NotAuthenticated(`the application default credentials file ${file} is not valid JSON`, `run '${LOGIN_COMMAND}' to write it again`);
+      throw new NotAuthenticated(
+        `the application default credentials file ${file} is not valid JSON`,
+        `run '${LOGIN_COMMAND}' to write it again`,
+      );
     }
   }
   return undefined;
@@ -320,7 +389,10 @@ const SECRET_ID_CHARS = /[A-Za-z0-9-]/;
 export function secretIdFor(name: string): string {
   const id = escapeOutside(name, SECRET_ID_CHARS);
   if (id.length === 0 || id.length > 255) {
-    throw new ConfigError(`the secret name "${name}" becomes the Secret Manager id "${id.slice(0, 40)}…", longer than its 255-character limit`, 'use a shorter "secret" template');
+    throw new ConfigError(
+      `the secret name "${name}" becomes the Secret Manager id "${id.slice(0, 40)}…", longer than its 255-character limit`,
+      'use a shorter "secret" template',
+    );
   }
   return id;
 }
@@ -340,7 +412,10 @@ export function encodeLabels(labels: Record<string, string>): Record<string, str
     const labelKey = escapeOutside(key, /[a-z0-9-]/);
     const labelValue = escapeOutside(value, /[a-z0-9-]/);
     if (!/^[a-z][a-z0-9_-]{0,62}$/.test(labelKey) || labelValue.length > 63) {
-      throw new ConfigError(`the label ${key}=${value} does not fit GCP's label rules once escaped (${labelKey}=${labelValue})`, 'use shorter label keys and values');
+      throw new ConfigError(
+        `the label ${key}=${value} does not fit GCP's label rules once escaped (${labelKey}=${labelValue})`,
+        'use shorter label keys and values',
+      );
     }
     encoded[labelKey] = labelValue;
   }
@@ -420,14 +495,23 @@ export function mapGcpError(error: unknown, context: FailedCall & { project: str
   if (error instanceof RetryBudgetExceeded) {
     return storeTimedOut(context.where, context.what, context.timeoutMs);
   }
-  const err = error as { code?: unknown; details?: string; message?: string; reason?: string; response?: { status?: number; data?: { error?: unknown; error_description?: unknown } } };
+  const err = error as {
+    code?: unknown;
+    details?: string;
+    message?: string;
+    reason?: string;
+    response?: { status?: number; data?: { error?: unknown; error_description?: unknown } };
+  };
   const message = (err.details || (err.message ?? String(error)).replace(/^\d+ [A-Z_]+: /, '')).split('\n')[0]!;
 
   // Errors of Google's OAuth token endpoint (a refresh token revoked, expired or needing reauth).
   const oauthError = typeof err.response?.data?.error === 'string' ? err.response.data.error : undefined;
   if (oauthError || /invalid_grant|invalid_rapt|reauth/i.test(message)) {
     const description = typeof err.response?.data?.error_description === 'string' ? err.response.data.error_description : message;
-    return new NotAuthenticated(`Google rejected your application default credentials (${oauthError ?? 'invalid_grant'}: ${description})`, context.loginFix);
+    return new NotAuthenticated(
+      `Google rejected your application default credentials (${oauthError ?? 'invalid_grant'}: ${description})`,
+      context.loginFix,
+    );
   }
   if (/Could not load the default credentials/i.test(message)) {
     return new NotAuthenticated(`no Google application default credentials found for ${context.where}`, context.loginFix);
@@ -437,19 +521,31 @@ export function mapGcpError(error: unknown, context: FailedCall & { project: str
   }
   if (typeof err.code !== 'number') {
     const code = typeof err.code === 'string' ? err.code : '';
-    if (NETWORK_ERROR_CODES.includes(code) || /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|socket hang up|ECONNRESET|fetch failed|network timeout|timeout of \d+ms exceeded/i.test(message)) {
-      return new StoreUnreachable(`cannot reach Google's sign-in service for ${context.where} (${code || message})`, 'check your network or VPN');
+    if (
+      NETWORK_ERROR_CODES.includes(code) ||
+      /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|socket hang up|ECONNRESET|fetch failed|network timeout|timeout of \d+ms exceeded/i.test(message)
+    ) {
+      return new StoreUnreachable(
+        `cannot reach Google's sign-in service for ${context.where} (${code || message})`,
+        'check your network or VPN',
+      );
     }
     return new StoreUnreachable(`${context.what} failed at ${context.where} (${message})`, "run 'keybroker doctor' for details");
   }
   // gax gives up retrying with DEADLINE_EXCEEDED even when no connection was ever made.
   const connectFailure = /No connection established\. Last error: (?:Error: )?(.*?)(?:\. Resolution note|,|$)/.exec(err.message ?? '')?.[1];
   if (connectFailure && (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)) {
-    return new StoreUnreachable(`cannot reach ${context.where} (${connectFailure.trim()})`, 'check your network or VPN and the store endpoint');
+    return new StoreUnreachable(
+      `cannot reach ${context.where} (${connectFailure.trim()})`,
+      'check your network or VPN and the store endpoint',
+    );
   }
   switch (err.code) {
     case grpc.status.NOT_FOUND:
-      return new SecretNotFound(`${subject} does not exist (${message})`, 'ask your admin to provision your key (keybroker admin put), or check "secret" and "store.project" in the profile');
+      return new SecretNotFound(
+        `${subject} does not exist (${message})`,
+        'ask your admin to provision your key (keybroker admin put), or check "secret" and "store.project" in the profile',
+      );
     case grpc.status.FAILED_PRECONDITION: {
       const state = /\b(DISABLED|DESTROYED)\b/.exec(message)?.[1];
       if (state) {
@@ -462,7 +558,10 @@ export function mapGcpError(error: unknown, context: FailedCall & { project: str
     }
     case grpc.status.PERMISSION_DENIED:
       if (/has not been used|is disabled|SERVICE_DISABLED/i.test(message) || err.reason === 'SERVICE_DISABLED') {
-        return new AccessDenied(`the Secret Manager API is not enabled for project ${context.project} (${message})`, `ask your admin to run 'gcloud services enable secretmanager.googleapis.com --project ${context.project}'`);
+        return new AccessDenied(
+          `the Secret Manager API is not enabled for project ${context.project} (${message})`,
+          `ask your admin to run 'gcloud services enable secretmanager.googleapis.com --project ${context.project}'`,
+        );
       }
       return new AccessDenied(
         `access denied to ${subject}${/may not exist/i.test(message) ? ' (or it does not exist)' : ''} (${message})`,
@@ -471,7 +570,10 @@ export function mapGcpError(error: unknown, context: FailedCall & { project: str
     case grpc.status.UNAUTHENTICATED:
       return new NotAuthenticated(`Google did not accept your credentials for ${context.where} (${message})`, context.loginFix);
     case grpc.status.INVALID_ARGUMENT:
-      return new ConfigError(`${context.where} refused ${context.what} as invalid (${message})`, 'check "store" and "secret" in the profile');
+      return new ConfigError(
+        `${context.where} refused ${context.what} as invalid (${message})`,
+        'check "store" and "secret" in the profile',
+      );
     case grpc.status.DEADLINE_EXCEEDED:
     case grpc.status.CANCELLED:
       return storeTimedOut(context.where, context.what, context.timeoutMs);
@@ -480,7 +582,10 @@ export function mapGcpError(error: unknown, context: FailedCall & { project: str
     case grpc.status.RESOURCE_EXHAUSTED:
       return storeThrottling(context.where, `RESOURCE_EXHAUSTED: ${message}`);
     default:
-      return new StoreUnreachable(`${context.what} failed at ${context.where} (${grpc.status[err.code] ?? err.code}: ${message})`, 'try again in a minute, or run \'keybroker doctor\'');
+      return new StoreUnreachable(
+        `${context.what} failed at ${context.where} (${grpc.status[err.code] ?? err.code}: ${message})`,
+        "try again in a minute, or run 'keybroker doctor'",
+      );
   }
 }
 

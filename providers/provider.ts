@@ -132,7 +132,12 @@ export interface FailedCall {
 export const NETWORK_ERROR_CODES = ['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'];
 
 /** The call's time budget ran out (src/kernel/retry.ts), in the same words for every store. */
-export function storeTimedOut(where: string, what: string, timeoutMs: number, fix = 'check your network or VPN, or raise "timeout" in the profile'): StoreUnreachable {
+export function storeTimedOut(
+  where: string,
+  what: string,
+  timeoutMs: number,
+  fix = 'check your network or VPN, or raise "timeout" in the profile',
+): StoreUnreachable {
   return new StoreUnreachable(`${where} did not answer ${what} within ${timeoutMs} ms`, fix);
 }
 
@@ -153,7 +158,10 @@ export function readCaBundle(file: string, setting: string, profile?: string): s
     return fs.readFileSync(file, 'utf8');
   } catch (error) {
     const where = profile ? ` in profile "${profile}"` : '';
-    throw new ConfigError(`cannot read the CA bundle ${file} that ${setting}${where} names (${(error as NodeJS.ErrnoException).code ?? 'error'})`, `point ${setting} at a readable PEM file, or remove it`);
+    throw new ConfigError(
+      `cannot read the CA bundle ${file} that ${setting}${where} names (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      `point ${setting} at a readable PEM file, or remove it`,
+    );
   }
 }
 

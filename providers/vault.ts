@@ -7,11 +7,40 @@
 // (Vault's answers, typed), vault/oidc-login.ts (`keybroker login`).
 import { ConfigError, SecretNotFound, StoreUnreachable, UsageError } from '../src/kernel/errors.ts';
 import { isPlainHttpToAnotherHost } from '../src/kernel/transport.ts';
-import type { Provider, ProviderContext, ProviderModule, SecretSummary, SecretValue, StoreConfig, StoreIdentity, WriteOptions, WriteResult } from './provider.ts';
+import type {
+  Provider,
+  ProviderContext,
+  ProviderModule,
+  SecretSummary,
+  SecretValue,
+  StoreConfig,
+  StoreIdentity,
+  WriteOptions,
+  WriteResult,
+} from './provider.ts';
 import { storeSchema } from './vault.schema.ts';
 import { answerOf, Entity, KvVersionMetadata, KvWritten, ListKeys } from './vault/answers.ts';
-import { deadline, send, unexpected, vaultContext, vaultMessage, type Vault, type VaultResponse, type VaultStore } from './vault/connection.ts';
-import { contentVersion, dataPath, kvData, kvValue, metadataPath, readMetadata, secretExists, secretLabel, summaryFromMetadata } from './vault/kv.ts';
+import {
+  deadline,
+  send,
+  unexpected,
+  vaultContext,
+  vaultMessage,
+  type Vault,
+  type VaultResponse,
+  type VaultStore,
+} from './vault/connection.ts';
+import {
+  contentVersion,
+  dataPath,
+  kvData,
+  kvValue,
+  metadataPath,
+  readMetadata,
+  secretExists,
+  secretLabel,
+  summaryFromMetadata,
+} from './vault/kv.ts';
 import { interactiveLogin } from './vault/oidc-login.ts';
 import { currentSession, denied, loginCommand, loginFix, settle, token, tokenInfo, userFromToken } from './vault/token.ts';
 
@@ -53,13 +82,22 @@ async function whoami(vault: Vault): Promise<StoreIdentity> {
   let entityName: string | null | undefined;
   if (info.entity_id) {
     const { token: tokenValue } = await currentSession(vault, call);
-    const entity = await send(vault, { ...call, what: 'identity entity lookup' }, 'GET', `identity/entity/id/${encodeURIComponent(info.entity_id)}`, { token: tokenValue });
+    const entity = await send(
+      vault,
+      { ...call, what: 'identity entity lookup' },
+      'GET',
+      `identity/entity/id/${encodeURIComponent(info.entity_id)}`,
+      { token: tokenValue },
+    );
     // Reading one's own entity is in Vault's default policy, but may be removed: then the alias name serves.
     if (entity.status === 200) entityName = answerOf(Entity, entity.body?.data ?? {}, 'identity entity lookup', vault.where).name;
   }
   const user = userFromToken(info, entityName);
   if (!user) {
-    throw new ConfigError(`the token for ${vault.where} carries no user name (display name "${info.display_name ?? ''}")`, `log in as yourself (${loginCommand(vault)}), or set "user": "os" in the profile`);
+    throw new ConfigError(
+      `the token for ${vault.where} carries no user name (display name "${info.display_name ?? ''}")`,
+      `log in as yourself (${loginCommand(vault)}), or set "user": "os" in the profile`,
+    );
   }
   return { user, principal: `${info.display_name ?? user}${info.entity_id ? ` (entity ${info.entity_id})` : ''}` };
 }
@@ -75,10 +113,16 @@ async function readCurrent(vault: Vault, name: string): Promise<SecretValue> {
     // A 404 with the version's metadata: it was deleted or destroyed (revoked).
     const metadata = revokedVersion(vault, name, response.body?.data);
     if (metadata) {
-      throw new SecretNotFound(`${secretLabel(name)} in ${vault.where} was revoked (version ${metadata.version} ${metadata.destroyed ? 'destroyed' : 'deleted'})`, 'ask your admin for a new key');
+      throw new SecretNotFound(
+        `${secretLabel(name)} in ${vault.where} was revoked (version ${metadata.version} ${metadata.destroyed ? 'destroyed' : 'deleted'})`,
+        'ask your admin for a new key',
+      );
     }
     if (response.body?.errors?.length) throw unexpected(vault, response, call, secretLabel(name), loginFix(vault));
-    throw new SecretNotFound(`${secretLabel(name)} does not exist in ${vault.where}`, 'ask your admin to provision your key (keybroker admin put), or check "secret" and "mount" in the profile');
+    throw new SecretNotFound(
+      `${secretLabel(name)} does not exist in ${vault.where}`,
+      'ask your admin to provision your key (keybroker admin put), or check "secret" and "mount" in the profile',
+    );
   } finally {
     await settle(vault);
   }
@@ -86,7 +130,10 @@ async function readCurrent(vault: Vault, name: string): Promise<SecretValue> {
 
 /** The metadata of a KV v2 version that a 404 says was deleted or destroyed; undefined for a plain 404. */
 function revokedVersion(vault: Vault, name: string, data: unknown): KvVersionMetadata | undefined {
-  const metadata = data && typeof data === 'object' && 'metadata' in data ? answerOf(KvVersionMetadata, data.metadata ?? {}, `the read of ${secretLabel(name)}`, vault.where) : undefined;
+  const metadata =
+    data && typeof data === 'object' && 'metadata' in data
+      ? answerOf(KvVersionMetadata, data.metadata ?? {}, `the read of ${secretLabel(name)}`, vault.where)
+      : undefined;
   return metadata?.deletion_time || metadata?.destroyed ? metadata : undefined;
 }
 
@@ -111,14 +158,22 @@ async function writeKv2(vault: Vault, name: string, value: string, options: Writ
   let response = await send(vault, call, 'POST', dataPath(vault, name), { token: tokenValue, body: { options: { cas: 0 }, data } });
   if (casRefused(response)) {
     metadata = await readMetadata(vault, call, tokenValue, name);
-    response = await send(vault, call, 'POST', dataPath(vault, name), { token: tokenValue, body: { options: { cas: metadata?.current_version ?? 0 }, data } });
-    if (casRefused(response)) throw new StoreUnreachable(`${secretLabel(name)} in ${vault.where} changed while it was being written`, 'run the command again');
+    response = await send(vault, call, 'POST', dataPath(vault, name), {
+      token: tokenValue,
+      body: { options: { cas: metadata?.current_version ?? 0 }, data },
+    });
+    if (casRefused(response))
+      throw new StoreUnreachable(`${secretLabel(name)} in ${vault.where} changed while it was being written`, 'run the command again');
   }
   if (response.status === 403) throw await denied(vault, call, secretLabel(name), metadata ? 'update' : 'create', dataPath(vault, name));
   if (response.status !== 200) throw unexpected(vault, response, call, secretLabel(name), loginFix(vault));
   const { version } = answerOf(KvWritten, response.body?.data, `the write of ${secretLabel(name)}`, vault.where);
   if (Object.keys(options.labels).length || options.description) {
-    const labels = { ...(metadata?.custom_metadata ?? {}), ...options.labels, ...(options.description ? { description: options.description } : {}) };
+    const labels = {
+      ...(metadata?.custom_metadata ?? {}),
+      ...options.labels,
+      ...(options.description ? { description: options.description } : {}),
+    };
     const tagged = await send(vault, call, 'POST', metadataPath(vault, name), { token: tokenValue, body: { custom_metadata: labels } });
     if (tagged.status === 403) throw await denied(vault, call, secretLabel(name), 'update', metadataPath(vault, name));
     if (tagged.status !== 200 && tagged.status !== 204) throw unexpected(vault, tagged, call, secretLabel(name), loginFix(vault));
@@ -165,11 +220,15 @@ async function summarize(vault: Vault, name: string): Promise<SecretSummary> {
 async function revokeSecret(vault: Vault, name: string, purge: boolean): Promise<void> {
   const call = deadline(vault, `${purge ? 'purge' : 'revoke'} of ${secretLabel(name)}`);
   if (vault.kvVersion === 1 && !purge) {
-    throw new UsageError(`KV version 1 at mount "${vault.mount}" keeps no versions, so a revoke there cannot be undone`, 'revoke with --purge to delete it for good');
+    throw new UsageError(
+      `KV version 1 at mount "${vault.mount}" keeps no versions, so a revoke there cannot be undone`,
+      'revoke with --purge to delete it for good',
+    );
   }
   const tokenValue = await token(vault, call);
   // Vault answers a delete of a missing path with 204: look first, so a typo is not reported as done.
-  if (!(await secretExists(vault, call, tokenValue, name))) throw new SecretNotFound(`${secretLabel(name)} does not exist in ${vault.where}`, 'check the name (keybroker admin list)');
+  if (!(await secretExists(vault, call, tokenValue, name)))
+    throw new SecretNotFound(`${secretLabel(name)} does not exist in ${vault.where}`, 'check the name (keybroker admin list)');
   // Soft: delete the latest version (vault kv undelete brings it back). Purge: delete metadata and every version.
   const target = purge ? metadataPath(vault, name) : dataPath(vault, name);
   const response = await send(vault, call, 'DELETE', target, { token: tokenValue });

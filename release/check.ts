@@ -16,7 +16,9 @@ import { embeddedNodeVersion } from './inspect.ts';
 import { verify } from './macho.ts';
 import { checkUnderWine } from './wine-check.ts';
 
-const flags = parseArgs({ options: { build: { type: 'boolean' }, out: { type: 'string' }, 'no-wine': { type: 'boolean' }, 'no-rebuild': { type: 'boolean' } } }).values;
+const flags = parseArgs({
+  options: { build: { type: 'boolean' }, out: { type: 'string' }, 'no-wine': { type: 'boolean' }, 'no-rebuild': { type: 'boolean' } },
+}).values;
 const out = path.resolve(root, flags.out ?? 'dist/release');
 const pins = readPins();
 const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
@@ -28,9 +30,11 @@ const fail = (what: string): void => {
 };
 const skip = (what: string): void => console.log(`skip  ${what}`);
 const check = (what: string, pass: boolean, detail = ''): void => (pass ? ok(what) : fail(`${what}${detail ? `: ${detail}` : ''}`));
-const sh = (command: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd = out) => spawnSync(command, args, { cwd, env, encoding: 'utf8', timeout: 300_000 });
+const sh = (command: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd = out) =>
+  spawnSync(command, args, { cwd, env, encoding: 'utf8', timeout: 300_000 });
 
-if (flags.build || !fs.existsSync(path.join(out, 'SHA256SUMS'))) execFileSync(process.execPath, ['release/build.ts', '--out', out], { cwd: root, stdio: 'inherit' });
+if (flags.build || !fs.existsSync(path.join(out, 'SHA256SUMS')))
+  execFileSync(process.execPath, ['release/build.ts', '--out', out], { cwd: root, stdio: 'inherit' });
 
 const expected = [
   ...TARGETS.map((target) => `keybroker-${target}${target.startsWith('win') ? '.exe' : ''}`),
@@ -51,8 +55,21 @@ const expected = [
 for (const file of expected) check(`${file} is there`, fs.existsSync(path.join(out, file)));
 const sums = sh('sha256sum', ['-c', 'SHA256SUMS']);
 check('sha256sum -c SHA256SUMS', sums.status === 0, sums.stdout + sums.stderr);
-const listed = fs.readFileSync(path.join(out, 'SHA256SUMS'), 'utf8').trim().split('\n').map((line) => line.slice(66));
-check('SHA256SUMS covers every other file', JSON.stringify(listed.sort()) === JSON.stringify(fs.readdirSync(out).filter((f) => f !== 'SHA256SUMS').sort()));
+const listed = fs
+  .readFileSync(path.join(out, 'SHA256SUMS'), 'utf8')
+  .trim()
+  .split('\n')
+  .map((line) => line.slice(66));
+check(
+  'SHA256SUMS covers every other file',
+  JSON.stringify(listed.sort()) ===
+    JSON.stringify(
+      fs
+        .readdirSync(out)
+        .filter((f) => f !== 'SHA256SUMS')
+        .sort(),
+    ),
+);
 
 const FILE_SAYS: Record<string, RegExp> = {
   'linux-x64': /ELF 64-bit LSB (pie )?executable, x86-64/,
@@ -84,7 +101,10 @@ const runs: [string, string[]][] = [
 ];
 for (const [name, [command, ...args]] of runs) {
   const result = sh(command!, [...args, '--version'], { PATH: process.env['PATH'], NODE_OPTIONS: `--require ${preload}` });
-  check(`${name}: --version with NODE_OPTIONS=--require …: "${result.stdout.trim()}", preload not run`, result.status === 0 && result.stdout === `keybroker ${version}\n` && !fs.existsSync(marker));
+  check(
+    `${name}: --version with NODE_OPTIONS=--require …: "${result.stdout.trim()}", preload not run`,
+    result.status === 0 && result.stdout === `keybroker ${version}\n` && !fs.existsSync(marker),
+  );
   fs.rmSync(marker, { force: true });
 }
 fs.rmSync(preload, { force: true });
@@ -93,16 +113,30 @@ const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-dpkg-'));
 try {
   for (const dir of ['var/lib/dpkg/updates', 'var/lib/dpkg/info']) fs.mkdirSync(path.join(scratch, dir), { recursive: true });
   fs.writeFileSync(path.join(scratch, 'var/lib/dpkg/status'), '');
-  const install = sh('dpkg', [`--root=${scratch}`, '--force-depends', '--force-not-root', '-i', path.join(out, `keybroker_${version}_amd64.deb`)]);
+  const install = sh('dpkg', [
+    `--root=${scratch}`,
+    '--force-depends',
+    '--force-not-root',
+    '-i',
+    path.join(out, `keybroker_${version}_amd64.deb`),
+  ]);
   const run = sh(path.join(scratch, 'usr/bin/keybroker'), ['--version']);
-  check(`dpkg -i keybroker_${version}_amd64.deb (scratch root), then its /usr/bin/keybroker --version: "${run.stdout.trim()}"`, install.status === 0 && run.stdout === `keybroker ${version}\n`, install.stderr);
+  check(
+    `dpkg -i keybroker_${version}_amd64.deb (scratch root), then its /usr/bin/keybroker --version: "${run.stdout.trim()}"`,
+    install.status === 0 && run.stdout === `keybroker ${version}\n`,
+    install.stderr,
+  );
 } finally {
   fs.rmSync(scratch, { recursive: true, force: true });
 }
 for (const arch of ['x86_64', 'aarch64']) {
   const rpm = sh('rpm', ['-qp', '--queryformat', '%{NAME} %{VERSION} %{ARCH}', `keybroker-${version}-1.${arch}.rpm`]);
   const files = sh('rpm', ['-qlp', `keybroker-${version}-1.${arch}.rpm`]);
-  check(`rpm -qp keybroker-${version}-1.${arch}.rpm: ${rpm.stdout.trim()}: ${files.stdout.trim()}`, rpm.stdout.trim() === `keybroker ${version} ${arch}` && files.stdout.trim() === '/usr/bin/keybroker', rpm.stderr);
+  check(
+    `rpm -qp keybroker-${version}-1.${arch}.rpm: ${rpm.stdout.trim()}: ${files.stdout.trim()}`,
+    rpm.stdout.trim() === `keybroker ${version} ${arch}` && files.stdout.trim() === '/usr/bin/keybroker',
+    rpm.stderr,
+  );
 }
 const tables = sh('msiinfo', ['export', `keybroker-${version}-x64.msi`, 'File']);
 check(`msiinfo: the .msi installs keybroker.exe`, tables.status === 0 && tables.stdout.includes('keybroker.exe'), tables.stderr);
@@ -117,9 +151,16 @@ if (flags['no-rebuild']) {
     // Dated like the first build (every file of it carries SOURCE_DATE_EPOCH as its mtime), so a later
     // commit that changes nothing built (a README edit) still compares equal.
     const epoch = process.env['SOURCE_DATE_EPOCH'] ?? String(Math.round(fs.statSync(path.join(out, 'SHA256SUMS')).mtimeMs / 1000));
-    execFileSync(process.execPath, ['release/build.ts', '--out', again], { cwd: root, env: { ...process.env, SOURCE_DATE_EPOCH: epoch }, stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(process.execPath, ['release/build.ts', '--out', again], {
+      cwd: root,
+      env: { ...process.env, SOURCE_DATE_EPOCH: epoch },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     const files = fs.readdirSync(out).sort();
-    const different = files.filter((file) => !fs.existsSync(path.join(again, file)) || !fs.readFileSync(path.join(out, file)).equals(fs.readFileSync(path.join(again, file))));
+    const different = files.filter(
+      (file) =>
+        !fs.existsSync(path.join(again, file)) || !fs.readFileSync(path.join(out, file)).equals(fs.readFileSync(path.join(again, file))),
+    );
     const extra = fs.readdirSync(again).filter((file) => !files.includes(file));
     check(
       `a second build (${((Date.now() - started) / 1000).toFixed(0)} s) is byte-identical: ${files.length - different.length} of ${files.length} files`,
@@ -135,7 +176,9 @@ if (flags['no-rebuild']) {
 }
 
 if (flags['no-wine']) {
-  skip('keybroker-win-x64.exe and the .msi under wine (--no-wine): the Windows binary, its Credential Manager cache and its installer are then not run at all before release');
+  skip(
+    'keybroker-win-x64.exe and the .msi under wine (--no-wine): the Windows binary, its Credential Manager cache and its installer are then not run at all before release',
+  );
 } else {
   await checkUnderWine(out, version, { check });
 }

@@ -39,7 +39,11 @@ export function pinnedTarball(pin: Pin, version: string): string {
   if (!fs.existsSync(cached)) {
     const temp = fs.mkdtempSync(path.join(fs.mkdirSync(cacheDir, { recursive: true }) ?? cacheDir, 'fetch-'));
     try {
-      const out = execFileSync('npm', ['pack', `${pin.package}@${version}`, '--pack-destination', temp, '--json', '--loglevel=error'], { cwd: temp, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      const out = execFileSync('npm', ['pack', `${pin.package}@${version}`, '--pack-destination', temp, '--json', '--loglevel=error'], {
+        cwd: temp,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       const [{ filename }] = JSON.parse(out) as [{ filename: string }];
       fs.renameSync(path.join(temp, filename.replace(/^@/, '').replace('/', '-')), cached);
     } finally {
@@ -49,7 +53,9 @@ export function pinnedTarball(pin: Pin, version: string): string {
   const actual = integrityOf(cached);
   if (actual !== pin.integrity) {
     fs.rmSync(cached, { force: true });
-    throw new Error(`${pin.package}@${version}: the tarball's integrity is ${actual}, release/pins.json pins ${pin.integrity}; refusing it (removed from the cache)`);
+    throw new Error(
+      `${pin.package}@${version}: the tarball's integrity is ${actual}, release/pins.json pins ${pin.integrity}; refusing it (removed from the cache)`,
+    );
   }
   return cached;
 }
@@ -72,7 +78,10 @@ export function hostTarget(): Target | undefined {
 export function sourceDateEpoch(): string {
   if (process.env['SOURCE_DATE_EPOCH']) return process.env['SOURCE_DATE_EPOCH'];
   try {
-    return execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || '315532800';
+    return (
+      execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() ||
+      '315532800'
+    );
   } catch {
     return '315532800'; // 1980-01-01, the earliest a zip can hold
   }

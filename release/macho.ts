@@ -42,7 +42,11 @@ interface MachO {
 
 function parse(file: Buffer): MachO {
   if (file.length < 32 || file.readUInt32LE(0) !== MH_MAGIC_64) {
-    throw new Error(file.readUInt32BE(0) === 0xcafebabe ? 'a universal (fat) Mach-O: sign each architecture on its own' : 'not a 64-bit little-endian Mach-O');
+    throw new Error(
+      file.readUInt32BE(0) === 0xcafebabe
+        ? 'a universal (fat) Mach-O: sign each architecture on its own'
+        : 'not a 64-bit little-endian Mach-O',
+    );
   }
   const ncmds = file.readUInt32LE(16);
   const sizeofcmds = file.readUInt32LE(20);
@@ -53,8 +57,17 @@ function parse(file: Buffer): MachO {
     const size = file.readUInt32LE(at + 4);
     if (size < 8 || at + size > macho.headerEnd) throw new Error(`load command ${i} runs past the header`);
     if (cmd === LC_SEGMENT_64) {
-      const name = file.subarray(at + 8, at + 24).toString('latin1').replace(/\0.*$/s, '');
-      macho.segments.push({ name, at, vmsize: file.readBigUInt64LE(at + 32), fileoff: file.readBigUInt64LE(at + 40), filesize: file.readBigUInt64LE(at + 48) });
+      const name = file
+        .subarray(at + 8, at + 24)
+        .toString('latin1')
+        .replace(/\0.*$/s, '');
+      macho.segments.push({
+        name,
+        at,
+        vmsize: file.readBigUInt64LE(at + 32),
+        fileoff: file.readBigUInt64LE(at + 40),
+        filesize: file.readBigUInt64LE(at + 48),
+      });
     } else if (cmd === LC_CODE_SIGNATURE) {
       macho.signature = { at, dataoff: file.readUInt32LE(at + 8), datasize: file.readUInt32LE(at + 12) };
     }
@@ -92,9 +105,13 @@ export function sign(input: Buffer, identifier: string): Buffer {
   } else {
     if (linkeditEnd !== input.length) throw new Error('__LINKEDIT does not end the file');
     // Room for one more load command before the first section's data?
-    const firstData = Math.min(...macho.segments.filter((s) => s.filesize > 0n && s.fileoff > 0n).map((s) => Number(s.fileoff)), ...sectionOffsets(input, macho));
+    const firstData = Math.min(
+      ...macho.segments.filter((s) => s.filesize > 0n && s.fileoff > 0n).map((s) => Number(s.fileoff)),
+      ...sectionOffsets(input, macho),
+    );
     if (macho.headerEnd + 16 > firstData) throw new Error('no room for LC_CODE_SIGNATURE after the load commands');
-    if (input.subarray(macho.headerEnd, macho.headerEnd + 16).some((b) => b !== 0)) throw new Error('the space after the load commands is not empty');
+    if (input.subarray(macho.headerEnd, macho.headerEnd + 16).some((b) => b !== 0))
+      throw new Error('the space after the load commands is not empty');
     cmdAt = macho.headerEnd;
     header.writeUInt32LE(input.readUInt32LE(16) + 1, 16);
     header.writeUInt32LE(input.readUInt32LE(20) + 16, 20);
@@ -139,7 +156,10 @@ export function sign(input: Buffer, identifier: string): Buffer {
   id.copy(cd, CODE_DIRECTORY_HEADER);
   for (let page = 0; page < pages; page++) {
     const start = page << PAGE_BITS;
-    createHash('sha256').update(out.subarray(start, Math.min(start + (1 << PAGE_BITS), codeLimit))).digest().copy(cd, CODE_DIRECTORY_HEADER + id.length + page * 32);
+    createHash('sha256')
+      .update(out.subarray(start, Math.min(start + (1 << PAGE_BITS), codeLimit)))
+      .digest()
+      .copy(cd, CODE_DIRECTORY_HEADER + id.length + page * 32);
   }
   const superBlob = out.subarray(codeLimit);
   superBlob.writeUInt32BE(CSMAGIC_EMBEDDED_SIGNATURE, 0);
@@ -177,7 +197,12 @@ export interface SignatureReport {
   hashTypes: number[];
 }
 
-const HASHES: Record<number, { algorithm: string; size: number }> = { 1: { algorithm: 'sha1', size: 20 }, 2: { algorithm: 'sha256', size: 32 }, 3: { algorithm: 'sha256', size: 20 }, 4: { algorithm: 'sha384', size: 48 } };
+const HASHES: Record<number, { algorithm: string; size: number }> = {
+  1: { algorithm: 'sha1', size: 20 },
+  2: { algorithm: 'sha256', size: 32 },
+  3: { algorithm: 'sha256', size: 20 },
+  4: { algorithm: 'sha384', size: 48 },
+};
 
 function cstring(buffer: Buffer, at: number): string {
   const end = buffer.indexOf(0, at);
@@ -192,7 +217,8 @@ export function verify(file: Buffer): SignatureReport {
   const problems: string[] = [];
   const linkedit = segment(macho, '__LINKEDIT');
   if (dataoff + datasize > file.length) throw new Error('the signature runs past the end of the file');
-  if (dataoff < Number(linkedit.fileoff) || dataoff + datasize > Number(linkedit.fileoff + linkedit.filesize)) problems.push('the signature is not inside __LINKEDIT');
+  if (dataoff < Number(linkedit.fileoff) || dataoff + datasize > Number(linkedit.fileoff + linkedit.filesize))
+    problems.push('the signature is not inside __LINKEDIT');
   const sig = file.subarray(dataoff, dataoff + datasize);
   if (sig.readUInt32BE(0) !== CSMAGIC_EMBEDDED_SIGNATURE) throw new Error('LC_CODE_SIGNATURE does not point at an embedded signature');
   const count = sig.readUInt32BE(8);

@@ -20,12 +20,19 @@ function fail(message, fix) {
 }
 
 const name = PACKAGES[`${process.platform} ${process.arch}`];
-if (!name) fail(`no keybroker binary is published for ${process.platform}-${process.arch}`, `use one of ${Object.keys(PACKAGES).join(', ')}, or build it: npm run build:binary`);
+if (!name)
+  fail(
+    `no keybroker binary is published for ${process.platform}-${process.arch}`,
+    `use one of ${Object.keys(PACKAGES).join(', ')}, or build it: npm run build:binary`,
+  );
 let binary;
 try {
   binary = require.resolve(`${name}/bin/keybroker${process.platform === 'win32' ? '.exe' : ''}`);
 } catch {
-  fail(`the package ${name} is not installed (optional dependencies were left out)`, 'reinstall without --omit=optional: npm install -g keybroker');
+  fail(
+    `the package ${name} is not installed (optional dependencies were left out)`,
+    'reinstall without --omit=optional: npm install -g keybroker',
+  );
 }
 const result = spawnSync(binary, process.argv.slice(2), { stdio: 'inherit', windowsHide: true });
 if (result.error) fail(`cannot run ${binary} (${result.error.code ?? result.error.message})`, 'reinstall: npm install -g keybroker');

@@ -49,7 +49,10 @@ function stagePlatform(target: NpmTarget, binary: string, version: string, dir: 
     preferUnplugged: true,
   };
   fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  fs.writeFileSync(path.join(dir, 'README.md'), `# ${name}\n\nThe \`${target}\` binary of keybroker. Install \`keybroker\` instead: \`npm install -g keybroker\`.\n`);
+  fs.writeFileSync(
+    path.join(dir, 'README.md'),
+    `# ${name}\n\nThe \`${target}\` binary of keybroker. Install \`keybroker\` instead: \`npm install -g keybroker\`.\n`,
+  );
 }
 
 /** The main package: the launcher as `bin`, every platform package at exactly this version. */
@@ -72,7 +75,11 @@ function stageMain(version: string, dir: string): void {
 
 /** `npm pack` of a staged folder into `out`; the tarball's path. */
 function pack(dir: string, out: string): string {
-  const output = execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', out], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const output = execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', out], {
+    cwd: dir,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const [{ filename }] = JSON.parse(output) as [{ filename: string }];
   return path.join(out, filename);
 }
@@ -101,7 +108,8 @@ export function buildNpmPackages(options: { binaries: Partial<Record<NpmTarget, 
 /** This machine's target, for `npm run build:npm` from dist/keybroker. */
 export function hostTarget(platform: NodeJS.Platform = process.platform, arch: string = process.arch): NpmTarget {
   const target = `${platform === 'win32' ? 'win' : platform}-${arch}`;
-  if (!(target in NPM_TARGETS)) throw new Error(`keybroker is not built for ${platform}-${arch}; the npm packages cover ${Object.keys(NPM_TARGETS).join(', ')}`);
+  if (!(target in NPM_TARGETS))
+    throw new Error(`keybroker is not built for ${platform}-${arch}; the npm packages cover ${Object.keys(NPM_TARGETS).join(', ')}`);
   return target as NpmTarget;
 }
 

@@ -23,5 +23,15 @@ for (const target of targets) {
 const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
 const work = `${out}.work`;
 const pins = readPins();
-await writePackages({ out, work, version, epoch: sourceDateEpoch(), binaries, kinds, nodeVersion: pins.node.version, pins, log: (line) => console.log(line) });
+await writePackages({
+  out,
+  work,
+  version,
+  epoch: sourceDateEpoch(),
+  binaries,
+  kinds,
+  nodeVersion: pins.node.version,
+  pins,
+  log: (line) => console.log(line),
+});
 fs.rmSync(work, { recursive: true, force: true });

@@ -11,7 +11,8 @@ import { root, type Pins, type Target } from './fetch.ts';
 export const PACKAGE_KINDS = ['archives', 'deb', 'rpm', 'msi', 'sbom', 'homebrew', 'winget', 'sums'] as const;
 export type PackageKind = (typeof PACKAGE_KINDS)[number];
 
-const DESCRIPTION = "Claude Code's apiKeyHelper: each developer's LLM-gateway key from the company's secrets store, cached in the OS keychain";
+const DESCRIPTION =
+  "Claude Code's apiKeyHelper: each developer's LLM-gateway key from the company's secrets store, cached in the OS keychain";
 const HOMEPAGE = 'https://github.com/OWNER/keybroker';
 const DEB_ARCH: Partial<Record<Target, string>> = { 'linux-x64': 'amd64', 'linux-arm64': 'arm64' };
 const RPM_ARCH: Partial<Record<Target, string>> = { 'linux-x64': 'x86_64', 'linux-arm64': 'aarch64' };
@@ -42,7 +43,12 @@ function stableGuid(seed: string): string {
 }
 
 function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
-  return execFileSync(command, args, { cwd: options.cwd ?? root, env: options.env ?? process.env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return execFileSync(command, args, {
+    cwd: options.cwd ?? root,
+    env: options.env ?? process.env,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
 }
 
 /** Every file and folder under `dir` dated `epoch` (links themselves, not their targets). */
@@ -80,7 +86,11 @@ export async function writePackages(input: PackageInput): Promise<void> {
       } else {
         archives[target] = path.join(out, `${base}.tar.gz`);
         const tar = path.join(work, `${base}.tar`);
-        run('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', `--mtime=@${epoch}`, '--format=gnu', '-cf', tar, '-C', stage, name], { env });
+        run(
+          'tar',
+          ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', `--mtime=@${epoch}`, '--format=gnu', '-cf', tar, '-C', stage, name],
+          { env },
+        );
         execFileSync('sh', ['-c', 'gzip -n -c "$1" > "$2"', 'sh', tar, archives[target]]);
         fs.rmSync(tar);
       }
@@ -149,7 +159,19 @@ export async function writePackages(input: PackageInput): Promise<void> {
         use_source_date_epoch_as_buildtime: '1',
         clamp_mtime_to_source_date_epoch: '1',
       };
-      run('rpmbuild', ['--quiet', '--noclean', '--target', rpmArch, ...Object.entries(defines).flatMap(([key, value]) => ['--define', `${key} ${value}`]), '-bb', spec], { env });
+      run(
+        'rpmbuild',
+        [
+          '--quiet',
+          '--noclean',
+          '--target',
+          rpmArch,
+          ...Object.entries(defines).flatMap(([key, value]) => ['--define', `${key} ${value}`]),
+          '-bb',
+          spec,
+        ],
+        { env },
+      );
       const built = path.join(top, 'RPMS', rpmArch, `keybroker-${version}-1.${rpmArch}.rpm`);
       const rpm = path.join(out, path.basename(built));
       fs.copyFileSync(built, rpm);
@@ -179,7 +201,8 @@ export async function writePackages(input: PackageInput): Promise<void> {
     log('keybroker.rb');
   }
   if (kinds.includes('winget') && msiFile && msiProductCode) {
-    for (const [name, text] of Object.entries(wingetManifests(version, msiFile, msiProductCode))) fs.writeFileSync(path.join(out, name), text);
+    for (const [name, text] of Object.entries(wingetManifests(version, msiFile, msiProductCode)))
+      fs.writeFileSync(path.join(out, name), text);
     log('winget manifests');
   }
   if (kinds.includes('sums')) {
@@ -239,16 +262,26 @@ export function msi(dir: string, binary: string, version: string, productCode: s
 `,
   );
   // faketime's absolute form without '@' freezes the clock (with '@' it would tick from there).
-  const frozen = new Date(Number(epoch) * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
+  const frozen = new Date(Number(epoch) * 1000)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, '');
   const timeEnv = { ...env, TZ: 'UTC' };
   run('faketime', ['-f', frozen, 'wixl', '--arch', 'x64', '-o', file, wxs], { cwd: dir, env: timeEnv });
-  const packageCode = stableGuid(`keybroker-msi-package-${createHash('sha256').update(fs.readFileSync(wxs)).update(fs.readFileSync(binary)).digest('hex')}`);
-  run('faketime', ['-f', frozen, 'msibuild', file, '-s', DESCRIPTION.split(':')[0]!, 'keybroker', 'x64;1033', `{${packageCode}}`], { cwd: dir, env: timeEnv });
+  const packageCode = stableGuid(
+    `keybroker-msi-package-${createHash('sha256').update(fs.readFileSync(wxs)).update(fs.readFileSync(binary)).digest('hex')}`,
+  );
+  run('faketime', ['-f', frozen, 'msibuild', file, '-s', DESCRIPTION.split(':')[0]!, 'keybroker', 'x64;1033', `{${packageCode}}`], {
+    cwd: dir,
+    env: timeEnv,
+  });
 }
 
 /** npm's CycloneDX SBOM of the shipped dependencies, plus the Node runtime and addon each binary embeds. */
 function sbom(input: PackageInput): string {
-  const document = JSON.parse(run('npm', ['sbom', '--sbom-format', 'cyclonedx', '--omit', 'dev', '--package-lock-only', '--loglevel=error'])) as {
+  const document = JSON.parse(
+    run('npm', ['sbom', '--sbom-format', 'cyclonedx', '--omit', 'dev', '--package-lock-only', '--loglevel=error']),
+  ) as {
     serialNumber?: string;
     metadata?: { timestamp?: string; component?: Record<string, unknown> };
     components?: unknown[];
@@ -289,7 +322,13 @@ function homebrewFormula(version: string, archives: Partial<Record<Target, strin
     const armLines = block(arm, '      ');
     const intelLines = block(intel, '      ');
     if (!armLines.length && !intelLines.length) return [];
-    return [`  ${name} do`, ...(armLines.length ? ['    on_arm do', ...armLines, '    end'] : []), ...(intelLines.length ? ['    on_intel do', ...intelLines, '    end'] : []), '  end', ''];
+    return [
+      `  ${name} do`,
+      ...(armLines.length ? ['    on_arm do', ...armLines, '    end'] : []),
+      ...(intelLines.length ? ['    on_intel do', ...intelLines, '    end'] : []),
+      '  end',
+      '',
+    ];
   };
   return [
     '# Generated by `npm run build:release` (release/packages.ts) with the SHA-256s of this release.',
@@ -315,7 +354,8 @@ function homebrewFormula(version: string, archives: Partial<Record<Target, strin
 
 function wingetManifests(version: string, msiFile: string, productCode: string): Record<string, string> {
   const id = 'Keybroker.Keybroker';
-  const head = (type: string): string => `# Generated by \`npm run build:release\` (release/packages.ts). winget-pkgs: manifests/k/Keybroker/Keybroker/${version}/\n# yaml-language-server: $schema=https://aka.ms/winget-manifest.${type}.1.6.0.schema.json\nPackageIdentifier: ${id}\nPackageVersion: ${version}\n`;
+  const head = (type: string): string =>
+    `# Generated by \`npm run build:release\` (release/packages.ts). winget-pkgs: manifests/k/Keybroker/Keybroker/${version}/\n# yaml-language-server: $schema=https://aka.ms/winget-manifest.${type}.1.6.0.schema.json\nPackageIdentifier: ${id}\nPackageVersion: ${version}\n`;
   return {
     'Keybroker.Keybroker.yaml': `${head('version')}DefaultLocale: en-US\nManifestType: version\nManifestVersion: 1.6.0\n`,
     'Keybroker.Keybroker.installer.yaml': `${head('installer')}InstallerType: wix\nScope: machine\nUpgradeBehavior: install\nProductCode: '{${productCode}}'\nInstallers:\n- Architecture: x64\n  InstallerUrl: ${baseUrl(version)}/${path.basename(msiFile)}\n  InstallerSha256: ${sha256(msiFile).toUpperCase()}\nManifestType: installer\nManifestVersion: 1.6.0\n`,

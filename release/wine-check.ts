@@ -25,7 +25,8 @@ export interface Reporter {
 export const windowsPath = (file: string): string => `Z:${path.resolve(file).replace(/\//g, '\\')}`;
 
 /** What a failed run said, for a FAIL line: exit code and the end of stderr (never stdout: it may hold the key). */
-const said = (run: WineRun): string => `exit ${run.code ?? run.signal}${run.timedOut ? ' (timed out)' : ''}, ${(run.ms / 1000).toFixed(1)} s, stderr: ${JSON.stringify(run.stderr.trim().slice(-400))}`;
+const said = (run: WineRun): string =>
+  `exit ${run.code ?? run.signal}${run.timedOut ? ' (timed out)' : ''}, ${(run.ms / 1000).toFixed(1)} s, stderr: ${JSON.stringify(run.stderr.trim().slice(-400))}`;
 const fingerprint = (key: string): string => createHash('sha256').update(key).digest('hex').slice(0, 8);
 
 export async function checkUnderWine(out: string, version: string, report: Reporter): Promise<void> {
@@ -47,11 +48,16 @@ export async function checkUnderWine(out: string, version: string, report: Repor
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-wine-check-'));
   // A fresh prefix (Windows' C: drive, registry and Credential Manager) inside the bound work folder.
   const prefix = path.join(work, 'prefix');
-  const wineRun = (program: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<WineRun> => runUnderWine(program, args, { binds: [out, work], prefix, env });
+  const wineRun = (program: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<WineRun> =>
+    runUnderWine(program, args, { binds: [out, work], prefix, env });
   let moto: Awaited<ReturnType<typeof startMoto>> | undefined;
   try {
     const first = await wineRun(exe, ['--version']);
-    check(`wine: fresh prefix, keybroker-win-x64.exe --version: "${first.stdout.trim()}" (${(first.ms / 1000).toFixed(1)} s with the prefix's creation)`, first.code === 0 && first.stdout === `keybroker ${version}\n`, said(first));
+    check(
+      `wine: fresh prefix, keybroker-win-x64.exe --version: "${first.stdout.trim()}" (${(first.ms / 1000).toFixed(1)} s with the prefix's creation)`,
+      first.code === 0 && first.stdout === `keybroker ${version}\n`,
+      said(first),
+    );
 
     // NODE_OPTIONS: the preload runs in the plain node.exe of the same pinned Node, not in keybroker.
     const marker = path.join(work, 'preloaded');
@@ -82,7 +88,14 @@ export async function checkUnderWine(out: string, version: string, report: Repor
     // try the store and serves the cache only because it cannot reach it (with a warning).
     const profile = (backend: string) => ({ store, secret: 'release/wine', user: 'os', cache: { backend, refreshAfter: '1s' } });
     const config = path.join(work, 'config.json');
-    fs.writeFileSync(config, JSON.stringify({ defaultProfile: 'file', profiles: { file: profile('file'), keychain: profile('keychain'), nocache: profile('none') } }, null, 2));
+    fs.writeFileSync(
+      config,
+      JSON.stringify(
+        { defaultProfile: 'file', profiles: { file: profile('file'), keychain: profile('keychain'), nocache: profile('none') } },
+        null,
+        2,
+      ),
+    );
     const env = {
       ...AWS_TEST_CREDENTIALS,
       AWS_CONFIG_FILE: windowsPath(path.join(work, 'no-aws-config')),
@@ -92,10 +105,17 @@ export async function checkUnderWine(out: string, version: string, report: Repor
     const get = (profileName: string) => wineRun(exe, ['get', '--profile', profileName], env);
     // Under drive_c only: the prefix's dosdevices/z: is a link to / (readdir's recursion follows it).
     const driveC = path.join(prefix, 'drive_c');
-    const cacheFiles = (): string[] => (fs.readdirSync(driveC, { recursive: true }) as string[]).filter((name) => /keybroker[\\/]cache[\\/]/i.test(name) && fs.lstatSync(path.join(driveC, name)).isFile());
+    const cacheFiles = (): string[] =>
+      (fs.readdirSync(driveC, { recursive: true }) as string[]).filter(
+        (name) => /keybroker[\\/]cache[\\/]/i.test(name) && fs.lstatSync(path.join(driveC, name)).isFile(),
+      );
 
     const fileGet = await get('file');
-    check(`wine: get (file cache) from moto at ${moto.endpoint}: the key (${fingerprint(key)}), ${(fileGet.ms / 1000).toFixed(1)} s, a cache file in the prefix: ${cacheFiles().length > 0}`, fileGet.code === 0 && fileGet.stdout === key && cacheFiles().length > 0, said(fileGet));
+    check(
+      `wine: get (file cache) from moto at ${moto.endpoint}: the key (${fingerprint(key)}), ${(fileGet.ms / 1000).toFixed(1)} s, a cache file in the prefix: ${cacheFiles().length > 0}`,
+      fileGet.code === 0 && fileGet.stdout === key && cacheFiles().length > 0,
+      said(fileGet),
+    );
     const keychainGet = await get('keychain');
     // Wine keeps the Credential Manager in the prefix's registry (user.reg, written when wineserver exits).
     const userReg = fs.readFileSync(path.join(prefix, 'user.reg'), 'utf8');
@@ -111,7 +131,11 @@ export async function checkUnderWine(out: string, version: string, report: Repor
     try {
       cachedFingerprint = (JSON.parse(status.stdout) as { cached?: { fingerprint?: unknown } }).cached?.fingerprint;
     } catch {}
-    check(`wine: status --json (Credential Manager): cached fingerprint ${String(cachedFingerprint)}, no key in its output`, status.code === 0 && cachedFingerprint === `sha256:${fingerprint(key)}` && !status.stdout.includes(key), said(status));
+    check(
+      `wine: status --json (Credential Manager): cached fingerprint ${String(cachedFingerprint)}, no key in its output`,
+      status.code === 0 && cachedFingerprint === `sha256:${fingerprint(key)}` && !status.stdout.includes(key),
+      said(status),
+    );
 
     await moto.stop();
     moto = undefined;
@@ -120,15 +144,27 @@ export async function checkUnderWine(out: string, version: string, report: Repor
     for (const name of ['file', 'keychain']) {
       const down = await get(name);
       const warning = down.stderr.trim();
-      check(`wine: store down, get (${name === 'file' ? 'file cache' : 'Credential Manager'}) served from the cache with a warning: ${JSON.stringify(warning.slice(0, 160))}`, down.code === 0 && down.stdout === key && /cannot reach|unreachable/i.test(warning) && !warning.includes(key), said(down));
+      check(
+        `wine: store down, get (${name === 'file' ? 'file cache' : 'Credential Manager'}) served from the cache with a warning: ${JSON.stringify(warning.slice(0, 160))}`,
+        down.code === 0 && down.stdout === key && /cannot reach|unreachable/i.test(warning) && !warning.includes(key),
+        said(down),
+      );
     }
     const none = await get('nocache');
-    check(`wine: store down, get with no cache: exit ${none.code} (7: store unreachable) in ${(none.ms / 1000).toFixed(1)} s, stderr: ${JSON.stringify(none.stderr.trim().slice(0, 160))}`, none.code === 7 && none.stdout === '' && !none.stderr.includes(key), said(none));
+    check(
+      `wine: store down, get with no cache: exit ${none.code} (7: store unreachable) in ${(none.ms / 1000).toFixed(1)} s, stderr: ${JSON.stringify(none.stderr.trim().slice(0, 160))}`,
+      none.code === 7 && none.stdout === '' && !none.stderr.includes(key),
+      said(none),
+    );
 
     const install = await wineRun('msiexec', ['/i', windowsPath(msi), '/qn']);
     const installed = await wineRun('C:\\Program Files\\keybroker\\keybroker.exe', ['--version']);
     const onDisk = fs.existsSync(path.join(prefix, 'drive_c', 'Program Files', 'keybroker', 'keybroker.exe'));
-    check(`wine: msiexec /i ${path.basename(msi)} /qn (exit ${install.code}), then C:\\Program Files\\keybroker\\keybroker.exe --version: "${installed.stdout.trim()}"`, install.code === 0 && onDisk && installed.code === 0 && installed.stdout === `keybroker ${version}\n`, `${said(install)}; installed: ${said(installed)}`);
+    check(
+      `wine: msiexec /i ${path.basename(msi)} /qn (exit ${install.code}), then C:\\Program Files\\keybroker\\keybroker.exe --version: "${installed.stdout.trim()}"`,
+      install.code === 0 && onDisk && installed.code === 0 && installed.stdout === `keybroker ${version}\n`,
+      `${said(install)}; installed: ${said(installed)}`,
+    );
   } catch (error) {
     check('wine: the check itself', false, (error as Error).stack ?? String(error));
   } finally {

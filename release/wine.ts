@@ -37,7 +37,8 @@ export function untrustedDirectory(dir: string, uid = process.getuid?.() ?? 0): 
     const stat = fs.statSync(at);
     if (stat.uid !== 0 && stat.uid !== uid) return `${at} belongs to uid ${stat.uid}, not to root or this user`;
     const sharedButSticky = !own && (stat.mode & 0o1000) !== 0;
-    if ((stat.mode & 0o022) !== 0 && !sharedButSticky) return `${at} is writable by ${stat.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(stat.mode & 0o7777).toString(8)})`;
+    if ((stat.mode & 0o022) !== 0 && !sharedButSticky)
+      return `${at} is writable by ${stat.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(stat.mode & 0o7777).toString(8)})`;
     if (at === '/') return undefined;
     at = path.dirname(at);
   }
@@ -55,7 +56,10 @@ export function readyWine(root = wineRoot()): string | undefined {
     return undefined;
   }
   const why = version && untrustedDirectory(root);
-  if (why) throw new Error(`the wine root ${root} is not safe to use: ${why}. Remove it (rm -rf ${root}) and run again to make a new one, or set KEYBROKER_WINE_ROOT to a directory only you can write`);
+  if (why)
+    throw new Error(
+      `the wine root ${root} is not safe to use: ${why}. Remove it (rm -rf ${root}) and run again to make a new one, or set KEYBROKER_WINE_ROOT to a directory only you can write`,
+    );
   return version;
 }
 
@@ -64,7 +68,8 @@ export function cannotRunWine(): string | undefined {
   if (process.platform !== 'linux') return `wine roots are made on Linux (this is ${process.platform})`;
   if (process.arch !== 'x64') return `wine runs keybroker-win-x64.exe on x86-64 (this is ${process.arch})`;
   if (process.getuid?.() !== 0) return 'making and entering the wine root needs root (debootstrap, chroot, mount): run as root';
-  for (const tool of ['unshare', 'chroot', 'mount']) if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is missing (apt: util-linux / coreutils / mount)`;
+  for (const tool of ['unshare', 'chroot', 'mount'])
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is missing (apt: util-linux / coreutils / mount)`;
   return undefined;
 }
 
@@ -83,13 +88,18 @@ export function ensureDebootstrap(log: (line: string) => void): void {
   if (process.getuid?.() === 0 && debianLike()) {
     log('installing debootstrap with apt-get');
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    for (const args of [['update', '-q', '-o', 'DPkg::Lock::Timeout=300'], ['install', '-y', '-q', '--no-install-recommends', '-o', 'DPkg::Lock::Timeout=300', 'debootstrap']]) {
+    for (const args of [
+      ['update', '-q', '-o', 'DPkg::Lock::Timeout=300'],
+      ['install', '-y', '-q', '--no-install-recommends', '-o', 'DPkg::Lock::Timeout=300', 'debootstrap'],
+    ]) {
       const result = spawnSync('apt-get', args, { env, stdio: ['ignore', 2, 2] });
       if (result.status !== 0) break;
     }
     if (present()) return;
   }
-  throw new Error(`debootstrap is missing: ${process.getuid?.() === 0 ? '' : 'sudo '}apt-get install -y --no-install-recommends debootstrap (or your system's package of it)`);
+  throw new Error(
+    `debootstrap is missing: ${process.getuid?.() === 0 ? '' : 'sudo '}apt-get install -y --no-install-recommends debootstrap (or your system's package of it)`,
+  );
 }
 
 function must(command: string, args: string[], what: string, env: NodeJS.ProcessEnv = process.env): void {
@@ -115,7 +125,10 @@ export function ensureWineRoot(options: { root?: string; mirror?: string; log?: 
   fs.rmSync(partial, { recursive: true, force: true });
   fs.mkdirSync(path.dirname(root), { recursive: true, mode: 0o700 });
   const unsafe = untrustedDirectory(path.dirname(root));
-  if (unsafe) throw new Error(`cannot make the wine root in ${path.dirname(root)}: ${unsafe}. Set KEYBROKER_WINE_ROOT to a directory only you can write`);
+  if (unsafe)
+    throw new Error(
+      `cannot make the wine root in ${path.dirname(root)}: ${unsafe}. Set KEYBROKER_WINE_ROOT to a directory only you can write`,
+    );
   const started = Date.now();
   log(`debootstrap --variant=minbase ${DEBIAN_SUITE} ${partial} ${mirror} (once; minutes)`);
   must('debootstrap', ['--variant=minbase', DEBIAN_SUITE, partial, mirror], 'debootstrap');
@@ -222,11 +235,15 @@ export function runUnderWine(program: string, args: string[], options: WineOptio
   const stderrFd = fs.openSync(path.join(outputs, 'stderr'), 'w+');
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', root, String(binds.length), ...binds, program, ...args], {
-      env: hostEnv,
-      stdio: ['ignore', stdoutFd, stderrFd],
-      detached: true,
-    });
+    const child = spawn(
+      'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', root, String(binds.length), ...binds, program, ...args],
+      {
+        env: hostEnv,
+        stdio: ['ignore', stdoutFd, stderrFd],
+        detached: true,
+      },
+    );
     fs.closeSync(stdoutFd);
     fs.closeSync(stderrFd);
     let timedOut = false;
@@ -250,7 +267,14 @@ export function runUnderWine(program: string, args: string[], options: WineOptio
           fs.rmdirSync(dir);
         } catch {}
       }
-      resolve({ code, signal, stdout: stdout.replace(/\r\n/g, '\n'), stderr: stderr.replace(/\r\n/g, '\n'), timedOut, ms: Date.now() - started });
+      resolve({
+        code,
+        signal,
+        stdout: stdout.replace(/\r\n/g, '\n'),
+        stderr: stderr.replace(/\r\n/g, '\n'),
+        timedOut,
+        ms: Date.now() - started,
+      });
     });
   });
 }

@@ -35,8 +35,12 @@ export function checkPins(text: string, where: string): string[] {
 
 /** Every `uses:` the YAML holds (steps, reusable-workflow jobs), however it is written: pinned by commit. */
 export function checkParsedPins(owners: Node[], where: string): string[] {
-  const refs = owners.flatMap((owner) => [owner['uses'], ...steps(owner).map((step) => step['uses'])]).filter((ref): ref is string => typeof ref === 'string');
-  return refs.filter((ref) => !ref.startsWith('./') && !PINNED.test(ref)).map((ref) => `${where}: ${ref} is not pinned by a full 40-hex commit SHA`);
+  const refs = owners
+    .flatMap((owner) => [owner['uses'], ...steps(owner).map((step) => step['uses'])])
+    .filter((ref): ref is string => typeof ref === 'string');
+  return refs
+    .filter((ref) => !ref.startsWith('./') && !PINNED.test(ref))
+    .map((ref) => `${where}: ${ref} is not pinned by a full 40-hex commit SHA`);
 }
 
 /** No `${{ … }}` in a `run:` script but the workflow's own matrix values and the runner's facts. */
@@ -47,7 +51,9 @@ export function checkScripts(owner: Node, where: string): string[] {
     if (typeof script !== 'string') continue;
     for (const [, expression] of script.matchAll(/\$\{\{(.*?)\}\}/gs)) {
       if (!SAFE_EXPRESSION.test(expression!)) {
-        problems.push(`${where}: step ${index + 1} (${String(step['name'] ?? step['run']).split('\n')[0]}) expands \${{${expression}}} inside run:; pass it through env: and quote "$VAR"`);
+        problems.push(
+          `${where}: step ${index + 1} (${String(step['name'] ?? step['run']).split('\n')[0]}) expands \${{${expression}}} inside run:; pass it through env: and quote "$VAR"`,
+        );
       }
     }
   }
@@ -63,7 +69,8 @@ function readOnly(permissions: unknown): boolean {
 export function checkPermissions(workflow: Node, where: string): string[] {
   const problems: string[] = [];
   if (!('permissions' in workflow)) problems.push(`${where}: no top-level permissions: (write "permissions: {}" and grant per job)`);
-  else if (!readOnly(workflow['permissions'])) problems.push(`${where}: top-level permissions grant write; grant it in the job that needs it`);
+  else if (!readOnly(workflow['permissions']))
+    problems.push(`${where}: top-level permissions grant write; grant it in the job that needs it`);
   for (const [name, job] of Object.entries(isNode(workflow['jobs']) ? workflow['jobs'] : {})) {
     if (isNode(job) && !('permissions' in job)) problems.push(`${where}: job ${name} has no permissions: of its own`);
   }
@@ -78,12 +85,20 @@ export function checkInstallScripts(owner: Node, where: string, allowed: string[
   if (ciAt === -1) return problems;
   for (const script of scripts) {
     for (const line of script.split('\n').filter((text) => /\bnpm ci\b/.test(text))) {
-      if (!line.includes('--ignore-scripts')) problems.push(`${where}: "${line.trim()}" runs every dependency's install script (npm before 11.16 ignores allowScripts); add --ignore-scripts`);
+      if (!line.includes('--ignore-scripts'))
+        problems.push(
+          `${where}: "${line.trim()}" runs every dependency's install script (npm before 11.16 ignores allowScripts); add --ignore-scripts`,
+        );
     }
   }
-  const rebuild = scripts.slice(ciAt).join('\n').match(/\bnpm rebuild\b[^\n]*/)?.[0] ?? '';
+  const rebuild =
+    scripts
+      .slice(ciAt)
+      .join('\n')
+      .match(/\bnpm rebuild\b[^\n]*/)?.[0] ?? '';
   const missing = allowed.filter((name) => !rebuild.split(/\s+/).includes(name));
-  if (missing.length) problems.push(`${where}: after npm ci --ignore-scripts, no "npm rebuild" of ${missing.join(', ')} (package.json allowScripts)`);
+  if (missing.length)
+    problems.push(`${where}: after npm ci --ignore-scripts, no "npm rebuild" of ${missing.join(', ')} (package.json allowScripts)`);
   return problems;
 }
 
@@ -102,7 +117,8 @@ export function checkWorkflow(text: string, where: string, allowed: string[]): s
   // A flow mapping ({ uses: … }) escapes the line check; the parsed YAML does not.
   if (problems.length === 0) problems.push(...checkParsedPins(isNode(document['runs']) ? [document['runs']] : jobs, where));
   const on = document['on'];
-  if (isNode(on) ? 'pull_request_target' in on : String(on).includes('pull_request_target')) problems.push(`${where}: pull_request_target runs a fork's pull request with this repository's secrets`);
+  if (isNode(on) ? 'pull_request_target' in on : String(on).includes('pull_request_target'))
+    problems.push(`${where}: pull_request_target runs a fork's pull request with this repository's secrets`);
   if (isNode(document['runs'])) {
     problems.push(...checkScripts(document['runs'], where), ...checkInstallScripts(document['runs'], where, allowed));
     return problems;

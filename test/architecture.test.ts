@@ -21,7 +21,11 @@ interface Violation {
 function violations(cwd: string, folders: string[]): Violation[] {
   const depcruise = path.join(root, 'node_modules', '.bin', 'depcruise');
   const existing = folders.filter((folder) => fs.existsSync(path.join(cwd, folder)));
-  const text = execFileSync(depcruise, [...existing, '--config', config, '--output-type', 'json'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const text = execFileSync(depcruise, [...existing, '--config', config, '--output-type', 'json'], {
+    cwd,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const result = JSON.parse(text) as { summary: { violations: Violation[]; totalCruised: number } };
   expect(result.summary.totalCruised).toBeGreaterThan(0);
   return result.summary.violations;

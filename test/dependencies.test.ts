@@ -54,7 +54,10 @@ describe('the embedded Node runtime', () => {
   const pins = JSON.parse(fs.readFileSync(path.join(root, 'release/pins.json'), 'utf8')) as {
     node: { version: string; targets: Record<string, { package: string; integrity: string }> };
   };
-  const manifest = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as Record<string, Record<string, string> | undefined>;
+  const manifest = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as Record<
+    string,
+    Record<string, string> | undefined
+  >;
   const lock = JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as {
     packages: Record<string, { version?: string; integrity?: string; hasInstallScript?: boolean }>;
   };

@@ -10,7 +10,11 @@ const root = path.resolve(import.meta.dirname, '..');
 it('the whole tree type-checks under tsconfig.json (strict, erasable syntax only)', () => {
   let output = '';
   try {
-    execFileSync(path.join(root, 'node_modules', '.bin', 'tsc'), ['-p', root], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(path.join(root, 'node_modules', '.bin', 'tsc'), ['-p', root], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (error) {
     output = String((error as { stdout?: string }).stdout ?? error);
   }

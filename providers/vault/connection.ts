@@ -116,7 +116,13 @@ function caBundle(vault: Vault): string | undefined {
  * (rate limit quota) is sent again as Retry-After asks; a GET also on 5xx and resets. The last
  * answer is returned for the caller to map, as any other status.
  */
-export async function send(vault: Vault, call: Call, method: string, apiPath: string, options: { token?: string; body?: unknown } = {}): Promise<VaultResponse> {
+export async function send(
+  vault: Vault,
+  call: Call,
+  method: string,
+  apiPath: string,
+  options: { token?: string; body?: unknown } = {},
+): Promise<VaultResponse> {
   const { context } = vault;
   const url = new URL(`${vault.address}/v1/${apiPath}`);
   const headers: Record<string, string> = { 'X-Vault-Request': 'true', Accept: 'application/json' };
@@ -140,7 +146,10 @@ export async function send(vault: Vault, call: Call, method: string, apiPath: st
         // A write the server may have applied (a reset, a 5xx) is not sent twice; a throttled one it refused is.
         classify: idempotent ? classifyStoreError : throttlingOnly,
         ...(call.pace ? { pace: call.pace } : {}),
-        onRetry: ({ attempt, waitMs, reason }) => (reason === 'throttled' && context.onThrottle?.(waitMs), context.debug(`vault: ${method} ${apiPath}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)),
+        onRetry: ({ attempt, waitMs, reason }) => (
+          reason === 'throttled' && context.onThrottle?.(waitMs),
+          context.debug(`vault: ${method} ${apiPath}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)
+        ),
       },
     );
   } catch (error) {
@@ -155,12 +164,23 @@ export function networkFailure(vault: Vault, error: unknown, call: Call): Keybro
   const code = (error as NodeJS.ErrnoException).code ?? (error as Error).name;
   const name = (error as Error).name;
   if (call.signal.aborted || code === 'ABORT_ERR' || name === 'TimeoutError' || name === 'AbortError') {
-    return storeTimedOut(vault.where, call.what, vault.context.timeoutMs, 'check your network or VPN and VAULT_ADDR, or raise "timeout" in the profile');
+    return storeTimedOut(
+      vault.where,
+      call.what,
+      vault.context.timeoutMs,
+      'check your network or VPN and VAULT_ADDR, or raise "timeout" in the profile',
+    );
   }
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
-    return new ConfigError(`cannot verify the TLS certificate of ${vault.address} (${code})`, 'point VAULT_CACERT (or "caCert" in the store) at your Vault CA bundle');
+    return new ConfigError(
+      `cannot verify the TLS certificate of ${vault.address} (${code})`,
+      'point VAULT_CACERT (or "caCert" in the store) at your Vault CA bundle',
+    );
   }
-  return new StoreUnreachable(`cannot reach ${vault.where} (${code}: ${(error as Error).message})`, 'check your network or VPN and VAULT_ADDR (or "address" in the store)');
+  return new StoreUnreachable(
+    `cannot reach ${vault.where} (${code}: ${(error as Error).message})`,
+    'check your network or VPN and VAULT_ADDR (or "address" in the store)',
+  );
 }
 
 /** A status no caller handles itself. */
@@ -175,15 +195,28 @@ export function unexpected(vault: Vault, response: VaultResponse, call: Call, su
     return new StoreUnreachable(`${where} is sealed`, 'ask your Vault operators to unseal it, then try again');
   }
   if (response.status === 429) {
-    return storeThrottling(where, `HTTP 429: ${message}`, 'try again in a minute; if it persists, ask your Vault operators about its rate limit quotas');
+    return storeThrottling(
+      where,
+      `HTTP 429: ${message}`,
+      'try again in a minute; if it persists, ask your Vault operators about its rate limit quotas',
+    );
   }
   if (response.status >= 500) {
-    return new StoreUnreachable(`${where} failed ${call.what} for ${subject} (HTTP ${response.status}: ${message})`, 'try again in a minute; if it persists, tell your Vault operators');
+    return new StoreUnreachable(
+      `${where} failed ${call.what} for ${subject} (HTTP ${response.status}: ${message})`,
+      'try again in a minute; if it persists, tell your Vault operators',
+    );
   }
   if (response.status === 404) {
-    return new ConfigError(`${where} has no such path for ${subject} (${message})`, 'check "mount", "kvVersion" and "namespace" in the store (vault secrets list shows the mounts)');
+    return new ConfigError(
+      `${where} has no such path for ${subject} (${message})`,
+      'check "mount", "kvVersion" and "namespace" in the store (vault secrets list shows the mounts)',
+    );
   }
-  return new ConfigError(`${where} refused ${call.what} for ${subject} (HTTP ${response.status}: ${message})`, 'check "mount" and "kvVersion" in the store');
+  return new ConfigError(
+    `${where} refused ${call.what} for ${subject} (HTTP ${response.status}: ${message})`,
+    'check "mount" and "kvVersion" in the store',
+  );
 }
 
 /** Vault's error JSON: {"errors": ["1 error occurred:\n\t* permission denied\n\n"]}. */
@@ -216,12 +249,18 @@ function request(
   return new Promise((resolve, reject) => {
     if (init.signal.aborted) return reject(init.signal.reason);
     const client = url.protocol === 'https:' ? https : http;
-    const req = client.request(url, { method: init.method, headers: init.headers, signal: init.signal, ...(init.ca ? { ca: init.ca } : {}) }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parseBody(Buffer.concat(chunks).toString('utf8')) }));
-    });
+    const req = client.request(
+      url,
+      { method: init.method, headers: init.headers, signal: init.signal, ...(init.ca ? { ca: init.ca } : {}) },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', reject);
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parseBody(Buffer.concat(chunks).toString('utf8')) }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(init.payload);
   });

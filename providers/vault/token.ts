@@ -29,14 +29,27 @@ export function loginCommand(vault: Vault): string {
       return ['vault login', ...flags].join(' ');
     case 'oidc':
       // The vault CLI's callback port must match the role's allowed_redirect_uris, as keybroker's does.
-      return ['vault login', ...flags, '-method=oidc', ...pathFlag, ...(auth.role ? [`role=${auth.role}`] : []), ...(oidcPort(vault) !== VAULT_CLI_OIDC_PORT ? [`port=${oidcPort(vault)}`] : [])].join(' ');
+      return [
+        'vault login',
+        ...flags,
+        '-method=oidc',
+        ...pathFlag,
+        ...(auth.role ? [`role=${auth.role}`] : []),
+        ...(oidcPort(vault) !== VAULT_CLI_OIDC_PORT ? [`port=${oidcPort(vault)}`] : []),
+      ].join(' ');
     case 'userpass':
     case 'ldap':
       return ['vault login', ...flags, `-method=${auth.method}`, ...pathFlag, `username=${auth.username ?? osUser()}`].join(' ');
     case 'approle':
       return ['vault write', ...flags, `auth/${authMount}/login`, `role_id=${auth.roleId}`, 'secret_id=-'].join(' ');
     case 'jwt':
-      return ['vault write', ...flags, `auth/${authMount}/login`, `role=${auth.role}`, auth.jwtFile ? `jwt=@${auth.jwtFile}` : `jwt=$${auth.jwtEnv}`].join(' ');
+      return [
+        'vault write',
+        ...flags,
+        `auth/${authMount}/login`,
+        `role=${auth.role}`,
+        auth.jwtFile ? `jwt=@${auth.jwtFile}` : `jwt=$${auth.jwtEnv}`,
+      ].join(' ');
   }
 }
 
@@ -61,14 +74,19 @@ async function openSession(vault: Vault, call: Call): Promise<Session> {
   const { auth, authMount } = vault;
   switch (auth.method) {
     case 'approle':
-      return login(vault, call, `auth/${authMount}/login`, { role_id: auth.roleId, secret_id: secretFrom(vault, auth.secretIdFile, auth.secretIdEnv, 'secret_id') });
+      return login(vault, call, `auth/${authMount}/login`, {
+        role_id: auth.roleId,
+        secret_id: secretFrom(vault, auth.secretIdFile, auth.secretIdEnv, 'secret_id'),
+      });
     case 'jwt':
       return login(vault, call, `auth/${authMount}/login`, { role: auth.role, jwt: secretFrom(vault, auth.jwtFile, auth.jwtEnv, 'JWT') });
     case 'userpass':
     case 'ldap':
       if (auth.passwordFile) {
         const username = auth.username ?? osUser();
-        return login(vault, call, `auth/${authMount}/login/${encodeURIComponent(username)}`, { password: secretFrom(vault, auth.passwordFile, undefined, 'password') });
+        return login(vault, call, `auth/${authMount}/login/${encodeURIComponent(username)}`, {
+          password: secretFrom(vault, auth.passwordFile, undefined, 'password'),
+        });
       }
       return storedToken(vault);
     default:
@@ -85,7 +103,10 @@ export function storedToken(vault: Vault): Session {
     fromFile = fs.readFileSync(vault.tokenFile, 'utf8').trim();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new NotAuthenticated(`cannot read ${vault.tokenFile} (${(error as NodeJS.ErrnoException).code})`, `fix its permissions, or ${loginFix(vault)}`);
+      throw new NotAuthenticated(
+        `cannot read ${vault.tokenFile} (${(error as NodeJS.ErrnoException).code})`,
+        `fix its permissions, or ${loginFix(vault)}`,
+      );
     }
   }
   if (fromFile) return { token: fromFile, source: '~/.vault-token', fresh: false };
@@ -103,7 +124,10 @@ function secretFrom(vault: Vault, file: string | undefined, variable: string | u
   try {
     return fs.readFileSync(file!, 'utf8').trim();
   } catch (error) {
-    throw new NotAuthenticated(`cannot read the Vault ${method} ${what} from ${file} (${(error as NodeJS.ErrnoException).code})`, `check the file the profile names, or ${loginFix(vault)}`);
+    throw new NotAuthenticated(
+      `cannot read the Vault ${method} ${what} from ${file} (${(error as NodeJS.ErrnoException).code})`,
+      `check the file the profile names, or ${loginFix(vault)}`,
+    );
   }
 }
 
@@ -121,7 +145,10 @@ async function login(vault: Vault, call: Call, loginPath: string, body: Record<s
       userpass: `check the password file, or ${loginFix(vault)}`,
       ldap: `check the password file, or ${loginFix(vault)}`,
     };
-    throw new NotAuthenticated(`${where} refused the ${auth.method} login at auth/${authMount} (${vaultMessage(response)})`, fixes[auth.method] ?? loginFix(vault));
+    throw new NotAuthenticated(
+      `${where} refused the ${auth.method} login at auth/${authMount} (${vaultMessage(response)})`,
+      fixes[auth.method] ?? loginFix(vault),
+    );
   }
   throw unexpected(vault, response, call, `auth/${authMount}`, loginFix(vault));
 }
@@ -137,9 +164,13 @@ export function tokenInfo(vault: Vault, call: Call): Promise<TokenInfo> {
     if (response.status !== 200) throw unexpected(vault, response, call, 'your token', loginFix(vault));
     const info = answerOf(TokenInfo, response.body?.data ?? {}, 'token lookup-self', vault.where);
     if (renewalDue(info)) {
-      const renewed = await send(vault, { ...call, what: 'token renew-self' }, 'POST', 'auth/token/renew-self', { token, body: {} }).catch((error: unknown) => error);
+      const renewed = await send(vault, { ...call, what: 'token renew-self' }, 'POST', 'auth/token/renew-self', { token, body: {} }).catch(
+        (error: unknown) => error,
+      );
       // Best effort: the token still works now; the next run tries again.
-      vault.context.debug(`vault: renew-self of the token from ${source}: ${renewed && typeof renewed === 'object' && 'status' in renewed ? `HTTP ${renewed.status}` : String(renewed)}`);
+      vault.context.debug(
+        `vault: renew-self of the token from ${source}: ${renewed && typeof renewed === 'object' && 'status' in renewed ? `HTTP ${renewed.status}` : String(renewed)}`,
+      );
     }
     return info;
   })();
@@ -185,7 +216,9 @@ export async function settle(vault: Vault): Promise<void> {
 
 /** The name a fresh token carries, for the login message (the OIDC response's metadata has only the role). */
 export async function loggedInAs(vault: Vault, tokenValue: string): Promise<string> {
-  const response = await send(vault, deadline(vault, 'token lookup-self'), 'GET', 'auth/token/lookup-self', { token: tokenValue }).catch(() => undefined);
+  const response = await send(vault, deadline(vault, 'token lookup-self'), 'GET', 'auth/token/lookup-self', { token: tokenValue }).catch(
+    () => undefined,
+  );
   // Only for a message: an answer not understood names nobody.
   const parsed = response?.status === 200 ? v.safeParse(TokenInfo, response.body?.data) : undefined;
   const info = parsed?.success ? parsed.output : undefined;

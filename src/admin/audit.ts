@@ -49,7 +49,10 @@ export function auditLog(options: { file?: string; output: Output; actor: () => 
   try {
     fs.closeSync(fs.openSync(file, 'a', 0o600));
   } catch (error) {
-    throw new ConfigError(`cannot open the audit log ${file} (${(error as NodeJS.ErrnoException).code})`, 'choose a writable --audit-log path');
+    throw new ConfigError(
+      `cannot open the audit log ${file} (${(error as NodeJS.ErrnoException).code})`,
+      'choose a writable --audit-log path',
+    );
   }
   return {
     record: (entry) => appendFlushed(file, line(entry) + '\n'),
@@ -66,10 +69,19 @@ function appendFlushed(file: string, text: string): void {
     fs.fsyncSync(fd);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    const why = code === 'ENOSPC' ? 'the disk holding it is full' : code === 'EROFS' ? 'its file system is read-only' : code === 'EDQUOT' ? 'the disk quota is used up' : 'it cannot be written';
+    const why =
+      code === 'ENOSPC'
+        ? 'the disk holding it is full'
+        : code === 'EROFS'
+          ? 'its file system is read-only'
+          : code === 'EDQUOT'
+            ? 'the disk quota is used up'
+            : 'it cannot be written';
     throw new ConfigError(
       `cannot write the audit log ${file}: ${why} (${code}); the action stopped before its next change, and every change made so far has its line`,
-      code === 'ENOSPC' || code === 'EDQUOT' ? `free space on the disk of ${file} (or choose another --audit-log) and run the same command again` : 'choose a writable --audit-log and run the same command again',
+      code === 'ENOSPC' || code === 'EDQUOT'
+        ? `free space on the disk of ${file} (or choose another --audit-log) and run the same command again`
+        : 'choose a writable --audit-log and run the same command again',
     );
   } finally {
     if (fd !== undefined) fs.closeSync(fd);

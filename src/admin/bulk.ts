@@ -291,22 +291,24 @@ export async function runBulk<T, R>(
       while (!stopped() && next < rows.length && inFlight < limiter.state.width) {
         const index = next++;
         inFlight++;
-        work(rows[index]!, index).then(
-          (result) => {
-            statuses[index] = { state: 'done', result };
-            limiter.rowSucceeded();
-          },
-          (error: unknown) => {
-            statuses[index] = { state: 'failed', error };
-            firstFailure ??= { index, error };
-          },
-        ).finally(() => {
-          inFlight--;
-          done++;
-          options.onProgress?.({ done, total: rows.length, elapsedMs: now() - started, limiter: limiter.state });
-          if (inFlight === 0 && (stopped() || next >= rows.length)) finish();
-          else pump();
-        });
+        work(rows[index]!, index)
+          .then(
+            (result) => {
+              statuses[index] = { state: 'done', result };
+              limiter.rowSucceeded();
+            },
+            (error: unknown) => {
+              statuses[index] = { state: 'failed', error };
+              firstFailure ??= { index, error };
+            },
+          )
+          .finally(() => {
+            inFlight--;
+            done++;
+            options.onProgress?.({ done, total: rows.length, elapsedMs: now() - started, limiter: limiter.state });
+            if (inFlight === 0 && (stopped() || next >= rows.length)) finish();
+            else pump();
+          });
       }
       if (inFlight === 0 && (stopped() || next >= rows.length)) finish();
     };
@@ -341,7 +343,11 @@ function formatSeconds(seconds: number): string {
 }
 
 /** Prints progress on a terminal at most every 200 ms, each line replacing the one before. */
-export function terminalProgress(stderr: (line: string) => void, label: string, enabled: boolean): { update(progress: BulkProgress): void; end(progress?: BulkProgress): void } {
+export function terminalProgress(
+  stderr: (line: string) => void,
+  label: string,
+  enabled: boolean,
+): { update(progress: BulkProgress): void; end(progress?: BulkProgress): void } {
   let last = 0;
   let shown = false;
   let latest: BulkProgress | undefined;

@@ -4,7 +4,16 @@
 import fs from 'node:fs';
 import type { Profile } from '../config/config.ts';
 import { randomUUID } from 'node:crypto';
-import { ConfigError, KeybrokerError, oneLine, SecretNotFound, StoreRefused, StoreUnreachable, UsageError, UnusableKey } from '../kernel/errors.ts';
+import {
+  ConfigError,
+  KeybrokerError,
+  oneLine,
+  SecretNotFound,
+  StoreRefused,
+  StoreUnreachable,
+  UsageError,
+  UnusableKey,
+} from '../kernel/errors.ts';
 import { keyProblem, parseSecretValue, rfc3339Time } from '../secret/value.ts';
 import { maskSecrets, type Output } from '../kernel/output.ts';
 import { sha256Hex } from '../kernel/sha256.ts';
@@ -43,10 +52,17 @@ export const EXPIRES_LABEL = 'keybroker-expires';
 /** The secret that holds `user`'s key, or a UsageError naming why `user` cannot be used. */
 export function secretNameFor(template: string, user: string): string {
   if (!template.includes('{user}')) {
-    throw new ConfigError(`the profile's secret "${template}" has no {user}: every developer would share one key`, 'set "secret" to a template such as "claude-code/keys/{user}"');
+    throw new ConfigError(
+      `the profile's secret "${template}" has no {user}: every developer would share one key`,
+      'set "secret" to a template such as "claude-code/keys/{user}"',
+    );
   }
   const problem = userNameProblem(user);
-  if (problem) throw new UsageError(`the user name ${JSON.stringify(user)} cannot be used in the secret name "${template}": ${problem}`, 'give the developer\'s plain name, e.g. --user alice');
+  if (problem)
+    throw new UsageError(
+      `the user name ${JSON.stringify(user)} cannot be used in the secret name "${template}": ${problem}`,
+      "give the developer's plain name, e.g. --user alice",
+    );
   return template.replaceAll('{user}', user);
 }
 
@@ -94,7 +110,11 @@ export function refuseKeysInArguments(args: string[]): void {
 export function readKeyInput(text: string, where: string): string {
   const key = text.trim();
   const problem = keyProblem(key);
-  if (problem) throw new UnusableKey(`the key from ${where} is not usable: ${problem}`, 'give one token of printable ASCII (no spaces or line breaks)');
+  if (problem)
+    throw new UnusableKey(
+      `the key from ${where} is not usable: ${problem}`,
+      'give one token of printable ASCII (no spaces or line breaks)',
+    );
   return key;
 }
 
@@ -193,11 +213,32 @@ export async function writeKey(
     return { user: write.user, secret, version: current.version, outcome: 'unchanged' };
   }
   const now = deps.now();
-  const labels: Record<string, string> = { [MANAGED_BY_LABEL]: 'keybroker', [USER_LABEL]: write.user, [ROTATED_LABEL]: String(Math.floor(now / 1000)) };
+  const labels: Record<string, string> = {
+    [MANAGED_BY_LABEL]: 'keybroker',
+    [USER_LABEL]: write.user,
+    [ROTATED_LABEL]: String(Math.floor(now / 1000)),
+  };
   if (write.expiresAt) labels[EXPIRES_LABEL] = String(Math.floor(write.expiresAt.getTime() / 1000));
-  const request = { secret, value: secretValue(deps, write, now), key: write.key, options: { labels, description: `Claude Code gateway key of ${write.user} (keybroker)`, known: { exists: stored.exists }, requestToken: randomUUID() } };
+  const request = {
+    secret,
+    value: secretValue(deps, write, now),
+    key: write.key,
+    options: {
+      labels,
+      description: `Claude Code gateway key of ${write.user} (keybroker)`,
+      known: { exists: stored.exists },
+      requestToken: randomUUID(),
+    },
+  };
   // The intent is on disk before the store is asked: a crash after it leaves a line, and a log that cannot be written stops here.
-  deps.audit.record({ action, user: write.user, secret, ...(current ? { version: current.version } : {}), outcome: 'intent: store write', ...extra });
+  deps.audit.record({
+    action,
+    user: write.user,
+    secret,
+    ...(current ? { version: current.version } : {}),
+    outcome: 'intent: store write',
+    ...extra,
+  });
   let written: WriteResult;
   try {
     written = await settledWrite(deps, request);
@@ -211,7 +252,13 @@ export async function writeKey(
   return result;
 }
 
-async function readStoredAudited(deps: AdminDeps, user: string, secret: string, action: AuditRecord['action'], extra: WriteAudit): Promise<StoredState> {
+async function readStoredAudited(
+  deps: AdminDeps,
+  user: string,
+  secret: string,
+  action: AuditRecord['action'],
+  extra: WriteAudit,
+): Promise<StoredState> {
   try {
     return await readStored(deps, secret);
   } catch (error) {
@@ -225,7 +272,10 @@ async function readStoredAudited(deps: AdminDeps, user: string, secret: string, 
  * a reset, a 5xx) may still have been applied: the same write is sent again (same value, same
  * idempotency token), then the store is read; UnsettledWrite when neither shows the key stored.
  */
-async function settledWrite(deps: AdminDeps, request: { secret: string; value: string; key: string; options: WriteOptions }): Promise<WriteResult> {
+async function settledWrite(
+  deps: AdminDeps,
+  request: { secret: string; value: string; key: string; options: WriteOptions },
+): Promise<WriteResult> {
   const { secret, value, key, options } = request;
   try {
     return await deps.provider.write(secret, value, options);
@@ -259,4 +309,3 @@ export function errorLine(error: unknown): string {
   if (error instanceof KeybrokerError) return maskSecrets(error.line());
   return maskSecrets(oneLine(error instanceof Error ? error.message : String(error))).slice(0, 300);
 }
-

@@ -62,7 +62,9 @@ const CSV_REASONS: Record<string, string> = {
 
 /** A user field as messages show it: a value that could be a key is never echoed. */
 function shownUser(user: string): string {
-  return looksLikeKey(user) || /[A-Za-z0-9_\-+/=]{24,}/.test(user) || user.length > 64 ? '(a value that looks like a key, not shown)' : JSON.stringify(user);
+  return looksLikeKey(user) || /[A-Za-z0-9_\-+/=]{24,}/.test(user) || user.length > 64
+    ? '(a value that looks like a key, not shown)'
+    : JSON.stringify(user);
 }
 
 type Candidates = { items: { where: string; fields: string[] }[] } | { problem: string };
@@ -70,7 +72,14 @@ type Candidates = { items: { where: string; fields: string[] }[] } | { problem: 
 function csvCandidates(text: string): Candidates {
   let records: { record: string[]; info: { lines: number } }[];
   try {
-    records = parse(text, { info: true, relax_column_count: true, skip_empty_lines: true, comment: '#', trim: false, bom: true }) as unknown as typeof records;
+    records = parse(text, {
+      info: true,
+      relax_column_count: true,
+      skip_empty_lines: true,
+      comment: '#',
+      trim: false,
+      bom: true,
+    }) as unknown as typeof records;
   } catch (error) {
     // csv-parse's message quotes the field it choked on, which may be a key: only its line and code.
     const { lines, code } = error as { lines?: number; code?: string };
@@ -121,7 +130,10 @@ export async function importKeys(deps: AdminDeps, text: string, format: 'csv' | 
   const { rows, problems } = parseImport(text, format);
   if (problems.length) {
     for (const problem of problems) deps.output.stderr(`keybroker: ${source}: ${problem}`);
-    throw new UsageError(`${source} has ${problems.length} problem${problems.length === 1 ? '' : 's'} (listed above); nothing was written`, 'fix those lines and run the import again');
+    throw new UsageError(
+      `${source} has ${problems.length} problem${problems.length === 1 ? '' : 's'} (listed above); nothing was written`,
+      'fix those lines and run the import again',
+    );
   }
   const limiter = limiterFor(deps.bulk);
   const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined) };
@@ -168,8 +180,14 @@ export async function importKeys(deps: AdminDeps, text: string, format: 'csv' | 
     for (const { row, error } of failed) deps.output.stderr(`keybroker: import stopped at ${row.user} (${row.where}): ${errorLine(error)}`);
     deps.output.stderr(`keybroker: written or already current (${done.length}): ${done.join(', ') || 'none'}`);
     deps.output.stderr(`keybroker: not written (${left.length}): ${left.join(', ')}`);
-    deps.output.stderr(`keybroker: ${run.interrupted ? 'run' : 'fix the cause and run'} the same import again: keys already current are not written twice`);
-    if (run.interrupted) throw new Interrupted(`import from ${source} interrupted: ${done.length} written or already current, ${left.length} not written`, 'run the same import again to write the rest');
+    deps.output.stderr(
+      `keybroker: ${run.interrupted ? 'run' : 'fix the cause and run'} the same import again: keys already current are not written twice`,
+    );
+    if (run.interrupted)
+      throw new Interrupted(
+        `import from ${source} interrupted: ${done.length} written or already current, ${left.length} not written`,
+        'run the same import again to write the rest',
+      );
     throw failed[0]!.error;
   }
   if (!deps.json) {

@@ -59,7 +59,7 @@ function rowFor(user: string, summary: SecretSummary, now: number, policy: ListP
 }
 
 export function renderTable(rows: KeyRow[], now: number): string {
-  if (rows.length === 0) return 'no keys under this profile\'s secret template\n';
+  if (rows.length === 0) return "no keys under this profile's secret template\n";
   const header = ['USER', 'VERSION', 'CREATED', 'LAST ROTATED', 'EXPIRES', 'AGE', 'FLAGS'];
   const day = (text: string | null) => (text ? text.slice(0, 10) : '-');
   const lines = rows.map((row) => [
@@ -72,7 +72,13 @@ export function renderTable(rows: KeyRow[], now: number): string {
     row.flags.join(',') || '-',
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));
-  const format = (cells: string[]) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
+  const format = (cells: string[]) =>
+    cells
+      .map((cell, column) => cell.padEnd(widths[column]!))
+      .join('  ')
+      .trimEnd();
   const flagged = rows.filter((row) => row.flags.length).length;
-  return [format(header), ...lines.map(format), `${rows.length} developer${rows.length === 1 ? '' : 's'}, ${flagged} flagged`].join('\n') + '\n';
+  return (
+    [format(header), ...lines.map(format), `${rows.length} developer${rows.length === 1 ? '' : 's'}, ${flagged} flagged`].join('\n') + '\n'
+  );
 }

@@ -62,7 +62,10 @@ export async function policyRequestFor(type: StoreType, users: string[], context
   const provider = await context.openProvider();
   if (type === 'aws') {
     // The account id from the admin's own ARN; without credentials the policy says "*".
-    const principal = await provider.whoami().then((identity) => identity.principal, () => '');
+    const principal = await provider.whoami().then(
+      (identity) => identity.principal,
+      () => '',
+    );
     const account = principal.split(':')[4];
     if (account && /^\d{12}$/.test(account)) request.accountId = account;
   }
@@ -282,7 +285,9 @@ ${admin}
 // ---- Azure Key Vault (RBAC) ---------------------------------------------------------------------
 
 function azurePolicy(request: PolicyRequest): Policy {
-  const vault = request.azureVaultScope ?? '/subscriptions/SUBSCRIPTION_ID/resourceGroups/RESOURCE_GROUP/providers/Microsoft.KeyVault/vaults/VAULT_NAME';
+  const vault =
+    request.azureVaultScope ??
+    '/subscriptions/SUBSCRIPTION_ID/resourceGroups/RESOURCE_GROUP/providers/Microsoft.KeyVault/vaults/VAULT_NAME';
   const users = request.users.length ? request.users : ['{user}'];
   const developer = users
     .map((user) =>

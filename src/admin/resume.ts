@@ -24,14 +24,22 @@ export function openRotations(history: AuditRecord[], users?: Set<string>): Audi
     if (intent.outcome !== MINT_INTENT || (users && !users.has(intent.user))) return false;
     if (lines.some((line) => line.settled)) return false;
     // Nothing to retire: a stored write ends it.
-    return !(intent.oldToken === undefined && lines.some((line) => line.outcome === 'created' || line.outcome === 'updated' || line.outcome === 'unchanged'));
+    return !(
+      intent.oldToken === undefined &&
+      lines.some((line) => line.outcome === 'created' || line.outcome === 'updated' || line.outcome === 'unchanged')
+    );
   });
 }
 
 /** Settles every open rotation of `users`; the number settled. Needs a file audit log. */
 export async function resumeRotations(deps: AdminDeps, users?: Set<string>): Promise<number> {
-  if (!deps.audit.history) throw new UsageError('--resume needs the audit log of the rotation it finishes', "pass the same --audit-log FILE (with the audit on stderr there is nothing to resume from)");
-  if (!deps.issuer) throw new UsageError('--resume needs the profile\'s gateway key API ("keyIssuer")', 'run it with the profile the rotation used');
+  if (!deps.audit.history)
+    throw new UsageError(
+      '--resume needs the audit log of the rotation it finishes',
+      'pass the same --audit-log FILE (with the audit on stderr there is nothing to resume from)',
+    );
+  if (!deps.issuer)
+    throw new UsageError('--resume needs the profile\'s gateway key API ("keyIssuer")', 'run it with the profile the rotation used');
   const open = openRotations(deps.audit.history(), users);
   for (const lines of open) await settleRotation(deps, deps.issuer, lines);
   return open.length;
@@ -48,13 +56,25 @@ async function settleRotation(deps: AdminDeps, issuer: KeyIssuer, lines: AuditRe
     const heldToken = held ? gatewayToken(held.key) : undefined;
     let minted: string;
     if (token && heldToken === token) minted = 'the store holds the minted key';
-    else if (token) minted = (await issuer.revoke([token])) ? 'the store does not hold the minted key: deleted at the gateway' : 'the store does not hold the minted key, unknown to the gateway';
-    else minted = alias && (await issuer.revokeAlias(user, alias)) ? 'the minted key was never stored: found by its alias and deleted' : 'no key was minted under its alias';
+    else if (token)
+      minted = (await issuer.revoke([token]))
+        ? 'the store does not hold the minted key: deleted at the gateway'
+        : 'the store does not hold the minted key, unknown to the gateway';
+    else
+      minted =
+        alias && (await issuer.revokeAlias(user, alias))
+          ? 'the minted key was never stored: found by its alias and deleted'
+          : 'no key was minted under its alias';
     let previous = 'no old key';
     if (oldToken && oldToken === heldToken) previous = 'the old key is still the stored one, unchanged';
     else if (oldToken) {
       const retired = await issuer.retire(oldToken, graceMs);
-      previous = retired === 'unknown' ? 'the old key is unknown to the gateway' : graceMs > 0 ? `the old key expires at the gateway in ${formatDuration(graceMs)}` : 'the old key was deleted at the gateway';
+      previous =
+        retired === 'unknown'
+          ? 'the old key is unknown to the gateway'
+          : graceMs > 0
+            ? `the old key expires at the gateway in ${formatDuration(graceMs)}`
+            : 'the old key was deleted at the gateway';
     }
     deps.audit.record({ ...line, settled: true, outcome: `resumed: ${minted}; ${previous}` });
     deps.output.stdout(`${user}: finished an interrupted rotation (step ${step}): ${minted}; ${previous}\n`);

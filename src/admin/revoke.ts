@@ -21,7 +21,11 @@ export async function revokeKeys(deps: AdminDeps, request: { users: string[]; pu
   // --json: the bulk summary for one developer too, so a script reads one shape.
   if (request.users.length === 1 && !deps.json) return revokeKey(deps, { user: request.users[0]!, purge: request.purge });
   const limiter = limiterFor(deps.bulk);
-  const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined), ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}) };
+  const paced: AdminDeps = {
+    ...deps,
+    provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined),
+    ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}),
+  };
   const progress = terminalProgress(deps.output.stderr, 'revoke', deps.isTTY);
   const run = await runBulk(request.users, (user) => revokeOne(paced, user, request.purge, false), limiter, {
     ...(deps.bulk?.signal ? { signal: deps.bulk.signal } : {}),
@@ -40,16 +44,32 @@ export async function revokeKeys(deps: AdminDeps, request: { users: string[]; pu
   const complete = failed.length === 0 && !run.interrupted;
   const left = [...failed.map((failure) => failure.user), ...notStarted];
   if (deps.json) {
-    deps.output.stdout(JSON.stringify({ action: request.purge ? 'purge' : 'revoke', complete, total: request.users.length, revoked: revoked.length, failed, notRevoked: left, interrupted: run.interrupted, elapsedMs: run.elapsedMs, throttles: limiter.state.throttles, pacedAt: pacedAt(limiter.state) }) + '\n');
+    deps.output.stdout(
+      JSON.stringify({
+        action: request.purge ? 'purge' : 'revoke',
+        complete,
+        total: request.users.length,
+        revoked: revoked.length,
+        failed,
+        notRevoked: left,
+        interrupted: run.interrupted,
+        elapsedMs: run.elapsedMs,
+        throttles: limiter.state.throttles,
+        pacedAt: pacedAt(limiter.state),
+      }) + '\n',
+    );
   } else if (complete) {
-    deps.output.stdout(`${request.purge ? 'deleted' : 'disabled'} ${revoked.length} secrets${deps.issuer ? ' and their keys at the gateway' : ''} in ${formatDuration(run.elapsedMs)}\n`);
+    deps.output.stdout(
+      `${request.purge ? 'deleted' : 'disabled'} ${revoked.length} secrets${deps.issuer ? ' and their keys at the gateway' : ''} in ${formatDuration(run.elapsedMs)}\n`,
+    );
   }
   if (complete) return;
   for (const failure of failed) deps.output.stderr(`keybroker: revoke of ${failure.user} failed: ${failure.error}`);
   deps.output.stderr(`keybroker: revoked (${revoked.length}): ${revoked.join(', ') || 'none'}`);
   deps.output.stderr(`keybroker: not revoked (${left.length}): ${left.join(', ')}`);
   deps.output.stderr('keybroker: run the revoke again for those (a revoked developer revoked again is harmless)');
-  if (run.interrupted) throw new Interrupted(`revoke interrupted: ${revoked.length} revoked, ${left.length} not`, 'the lists above say who');
+  if (run.interrupted)
+    throw new Interrupted(`revoke interrupted: ${revoked.length} revoked, ${left.length} not`, 'the lists above say who');
   throw run.firstFailure!.error;
 }
 
@@ -65,7 +85,14 @@ async function revokeOne(deps: AdminDeps, user: string, purge: boolean, speak: b
     stored = { exists: true, readFailed: true, unreadable: `the store could not be read: ${errorLine(error)}` };
   }
   const version = stored.version ? { version: stored.version } : {};
-  deps.audit.record({ action: purge ? 'purge' : 'revoke', user, secret, ...version, step, outcome: `intent: ${deps.issuer ? 'delete every keybroker key of this user at the gateway, then ' : ''}${purge ? 'delete' : 'disable'} the secret` });
+  deps.audit.record({
+    action: purge ? 'purge' : 'revoke',
+    user,
+    secret,
+    ...version,
+    step,
+    outcome: `intent: ${deps.issuer ? 'delete every keybroker key of this user at the gateway, then ' : ''}${purge ? 'delete' : 'disable'} the secret`,
+  });
 
   // 1. The gateway: what ends access. Every key keybroker minted for them, whatever the store holds.
   const gateway = deps.issuer ? await endGatewayKeys(deps, deps.issuer, { user, secret, step, ...stored }) : { note: '' };
@@ -137,7 +164,10 @@ async function endGatewayKeys(
     if (key !== undefined) storedDeleted = await issuer.revoke([key]);
     minted = await issuer.revokeUser(user);
   } catch (error) {
-    deps.audit.record({ ...base, outcome: `failed: deleting ${user}'s keys at the gateway failed (${errorLine(error)})${storedDeleted ? '; the stored key was deleted' : ''}` });
+    deps.audit.record({
+      ...base,
+      outcome: `failed: deleting ${user}'s keys at the gateway failed (${errorLine(error)})${storedDeleted ? '; the stored key was deleted' : ''}`,
+    });
     return {
       note: '',
       leftLive: new StoreUnreachable(
@@ -148,8 +178,19 @@ async function endGatewayKeys(
   }
   const count = minted + (storedDeleted ? 1 : 0);
   const storedPart =
-    key !== undefined ? (storedDeleted ? 'the stored key' : 'the stored key was unknown there') : target.readFailed ? 'the store could not be read' : unreadable ? 'the stored value is unreadable' : 'no stored key';
-  deps.audit.record({ ...base, outcome: `${count} key${count === 1 ? '' : 's'} deleted at the gateway (${storedPart}; ${minted} ${key !== undefined ? 'other ' : ''}key${minted === 1 ? '' : 's'} keybroker minted for this user)` });
+    key !== undefined
+      ? storedDeleted
+        ? 'the stored key'
+        : 'the stored key was unknown there'
+      : target.readFailed
+        ? 'the store could not be read'
+        : unreadable
+          ? 'the stored value is unreadable'
+          : 'no stored key';
+  deps.audit.record({
+    ...base,
+    outcome: `${count} key${count === 1 ? '' : 's'} deleted at the gateway (${storedPart}; ${minted} ${key !== undefined ? 'other ' : ''}key${minted === 1 ? '' : 's'} keybroker minted for this user)`,
+  });
   if (unreadable && count === 0) {
     return {
       note: '',
@@ -159,5 +200,7 @@ async function endGatewayKeys(
       ),
     };
   }
-  return { note: `; ${count} key${count === 1 ? '' : 's'} deleted at ${where}${storedDeleted ? ' (the stored one' + (minted ? ` and ${minted} more keybroker minted` : '') + ')' : ''}` };
+  return {
+    note: `; ${count} key${count === 1 ? '' : 's'} deleted at ${where}${storedDeleted ? ' (the stored one' + (minted ? ` and ${minted} more keybroker minted` : '') + ')' : ''}`,
+  };
 }

@@ -7,7 +7,20 @@ import { Interrupted, StoreUnreachable, UsageError } from '../kernel/errors.ts';
 import { MINT_INTENT, resumeRotations } from './resume.ts';
 import { mintAlias, type KeyIssuer, type MintedKey } from '../gateway/key-issuer.ts';
 import { newStepId } from './audit.ts';
-import { errorLine, gatewayToken, readStored, secretNameFor, templatePrefix, userFromSecretName, writeKey, UnsettledWrite, USER_LABEL, type AdminDeps, type StoredKey, type WriteOutcome } from './common.ts';
+import {
+  errorLine,
+  gatewayToken,
+  readStored,
+  secretNameFor,
+  templatePrefix,
+  userFromSecretName,
+  writeKey,
+  UnsettledWrite,
+  USER_LABEL,
+  type AdminDeps,
+  type StoredKey,
+  type WriteOutcome,
+} from './common.ts';
 import { limiterFor, pacedAt, runBulk, terminalProgress } from './bulk.ts';
 
 export interface RotateRequest {
@@ -56,7 +69,10 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
     return [];
   }
   if (request.key === undefined && !deps.issuer) {
-    throw new UsageError('no new key: none was given and no gateway key API is configured', 'pipe the new key on stdin or use --from-file, or add "keyIssuer" to the profile');
+    throw new UsageError(
+      'no new key: none was given and no gateway key API is configured',
+      'pipe the new key on stdin or use --from-file, or add "keyIssuer" to the profile',
+    );
   }
   // Many developers: one limiter for the whole action. With --all the listing's calls come first
   // and count against the same quota as the rotations after them (a store paces them through it).
@@ -64,11 +80,15 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
   const limiter = request.all || request.users.length > 1 || (deps.json && !request.dryRun) ? limiterFor(deps.bulk) : undefined;
   const users = request.all ? await allUsers(deps) : request.users;
   if (request.key !== undefined && users.length !== 1) {
-    throw new UsageError('a key from stdin or --from-file can rotate one developer only', 'use --user NAME, or configure "keyIssuer" to mint a key per developer');
+    throw new UsageError(
+      'a key from stdin or --from-file can rotate one developer only',
+      'use --user NAME, or configure "keyIssuer" to mint a key per developer',
+    );
   }
   for (const user of users) secretNameFor(deps.profile.secret, user);
   // A rotation a crash left half-done is finished first, so this one starts from what the store holds.
-  if (request.resume || (deps.audit.history && deps.issuer && request.key === undefined && !request.dryRun)) await resumeRotations(deps, new Set(users));
+  if (request.resume || (deps.audit.history && deps.issuer && request.key === undefined && !request.dryRun))
+    await resumeRotations(deps, new Set(users));
   const safeGrace = minimumSafeGraceMs(deps.profile.cache.refreshAfterMs, callerTtlMs);
   if (deps.issuer && request.key === undefined && request.graceMs > 0 && request.graceMs < safeGrace) {
     deps.output.stderr(
@@ -78,7 +98,18 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
   if (request.dryRun && deps.json) {
     const plan = [];
     for (const user of users) plan.push({ user, steps: await dryRunSteps(deps, user, request) });
-    deps.output.stdout(JSON.stringify({ action: 'rotate', dryRun: true, complete: true, total: users.length, rotated: 0, failed: [], notRotated: [], plan }) + '\n');
+    deps.output.stdout(
+      JSON.stringify({
+        action: 'rotate',
+        dryRun: true,
+        complete: true,
+        total: users.length,
+        rotated: 0,
+        failed: [],
+        notRotated: [],
+        plan,
+      }) + '\n',
+    );
     return [];
   }
   if ((users.length <= 1 && !deps.json) || request.dryRun || !limiter) {
@@ -91,14 +122,25 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
   }
 
   // Each row mint → write → retire, a bounded and adaptive number at a time.
-  const paced: AdminDeps = { ...deps, provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined), ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}) };
+  const paced: AdminDeps = {
+    ...deps,
+    provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined),
+    ...(deps.issuer ? { issuer: limiter.issuer(deps.issuer) } : {}),
+  };
   const progress = terminalProgress(deps.output.stderr, 'rotate', deps.isTTY);
   const run = await runBulk(users, (user) => rotateOne(paced, user, request, false), limiter, {
     ...(deps.bulk?.signal ? { signal: deps.bulk.signal } : {}),
     onProgress: (state) => progress.update(state),
   });
   progress.end();
-  const summary: RotateSummary = { rotated: [], failed: [], notStarted: [], interrupted: run.interrupted, elapsedMs: run.elapsedMs, throttles: limiter.state.throttles };
+  const summary: RotateSummary = {
+    rotated: [],
+    failed: [],
+    notStarted: [],
+    interrupted: run.interrupted,
+    elapsedMs: run.elapsedMs,
+    throttles: limiter.state.throttles,
+  };
   for (const [index, status] of run.statuses.entries()) {
     const user = users[index]!;
     if (status.state === 'done') {
@@ -123,15 +165,23 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
       }) + '\n',
     );
   } else if (complete) {
-    deps.output.stdout(`rotated ${summary.rotated.length} key${summary.rotated.length === 1 ? '' : 's'} in ${formatDuration(run.elapsedMs)}${summary.throttles ? ` (throttled ${summary.throttles} times, slowed down)` : ''}\n`);
+    deps.output.stdout(
+      `rotated ${summary.rotated.length} key${summary.rotated.length === 1 ? '' : 's'} in ${formatDuration(run.elapsedMs)}${summary.throttles ? ` (throttled ${summary.throttles} times, slowed down)` : ''}\n`,
+    );
   }
   if (complete) return summary.rotated;
   const left = [...summary.failed.map((failure) => failure.user), ...summary.notStarted];
   for (const failure of summary.failed) deps.output.stderr(`keybroker: rotation of ${failure.user} failed: ${failure.error}`);
-  deps.output.stderr(`keybroker: rotated (${summary.rotated.length}): ${summary.rotated.map((outcome) => outcome.user).join(', ') || 'none'}`);
+  deps.output.stderr(
+    `keybroker: rotated (${summary.rotated.length}): ${summary.rotated.map((outcome) => outcome.user).join(', ') || 'none'}`,
+  );
   deps.output.stderr(`keybroker: not rotated (${left.length}): ${left.join(', ')}`);
   deps.output.stderr(`keybroker: rotate those again with --user, or re-run --all (that rotates everyone again)`);
-  if (run.interrupted) throw new Interrupted(`rotation interrupted: ${summary.rotated.length} rotated, ${left.length} not`, 'the lists above say who; no key is live at the gateway that the store does not hold');
+  if (run.interrupted)
+    throw new Interrupted(
+      `rotation interrupted: ${summary.rotated.length} rotated, ${left.length} not`,
+      'the lists above say who; no key is live at the gateway that the store does not hold',
+    );
   throw run.firstFailure!.error;
 }
 
@@ -144,7 +194,11 @@ async function dryRunSteps(deps: AdminDeps, user: string, request: RotateRequest
   return [
     issuer ? `mint a new key at ${issuer.describe()}` : 'take the new key from the input',
     `write it as a new version of "${secret}"${old ? ` (now version ${old.version})` : ' (a new secret)'}`,
-    issuer && old ? `retire the old key at the gateway ${grace}` : old ? 'leave the old key to the gateway (no key API configured)' : 'nothing to retire',
+    issuer && old
+      ? `retire the old key at the gateway ${grace}`
+      : old
+        ? 'leave the old key to the gateway (no key API configured)'
+        : 'nothing to retire',
   ];
 }
 
@@ -160,7 +214,13 @@ async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest, 
   const issuer = request.key === undefined ? deps.issuer : undefined;
 
   // Every line of this rotation carries `step`; the first one (before the mint) says what a crash would leave.
-  const step: RotationStep = { user, secret, step: newStepId(), ...(old ? { oldToken: gatewayToken(old.key) } : {}), graceMs: request.graceMs };
+  const step: RotationStep = {
+    user,
+    secret,
+    step: newStepId(),
+    ...(old ? { oldToken: gatewayToken(old.key) } : {}),
+    graceMs: request.graceMs,
+  };
   // 1. Mint a new key; the old one is untouched (no grace starts) until the new one is stored.
   const minted: MintedKey = issuer ? await mintAudited(deps, issuer, step) : { key: request.key! };
   const token = gatewayToken(minted.key);
@@ -169,7 +229,11 @@ async function rotateOne(deps: AdminDeps, user: string, request: RotateRequest, 
   const expiresAt = request.expiresAt ?? minted.expiresAt;
   let result: WriteOutcome;
   try {
-    result = await writeKey(deps, { user, key: minted.key, ...(expiresAt ? { expiresAt } : {}) }, 'rotate', { ...(issuer ? { gateway: issuer.describe(), token } : {}), step: step.step, stored });
+    result = await writeKey(deps, { user, key: minted.key, ...(expiresAt ? { expiresAt } : {}) }, 'rotate', {
+      ...(issuer ? { gateway: issuer.describe(), token } : {}),
+      step: step.step,
+      stored,
+    });
   } catch (error) {
     if (issuer) await compensateWrite(deps, issuer, step, minted.key, error);
     throw error;
@@ -210,8 +274,14 @@ async function mintAudited(deps: AdminDeps, issuer: KeyIssuer, step: RotationSte
     try {
       found = await issuer.revokeAlias(step.user, alias);
     } catch (lookupError) {
-      deps.audit.record({ ...line, alias, outcome: `unsettled: mint: ${errorLine(error)}; finding the key by its alias failed too (${errorLine(lookupError)})` });
-      deps.output.stderr(`keybroker: ${step.user}: ${where} did not answer the mint and could not be asked whether it made the key (alias ${alias}): run 'keybroker admin rotate --resume' with this --audit-log, or 'admin revoke --user ${step.user}' to offboard`);
+      deps.audit.record({
+        ...line,
+        alias,
+        outcome: `unsettled: mint: ${errorLine(error)}; finding the key by its alias failed too (${errorLine(lookupError)})`,
+      });
+      deps.output.stderr(
+        `keybroker: ${step.user}: ${where} did not answer the mint and could not be asked whether it made the key (alias ${alias}): run 'keybroker admin rotate --resume' with this --audit-log, or 'admin revoke --user ${step.user}' to offboard`,
+      );
       throw error;
     }
     const what = found ? 'the gateway had made the key: deleted by its alias' : 'the gateway holds no key under its alias';
@@ -230,25 +300,49 @@ async function compensateWrite(deps: AdminDeps, issuer: KeyIssuer, step: Rotatio
   const token = gatewayToken(mintedKey);
   const line = { action: 'rotate' as const, user: step.user, secret: step.secret, step: step.step, gateway: where, token };
   if (error instanceof UnsettledWrite) {
-    deps.audit.record({ ...line, outcome: 'unsettled: the store may still apply the write; the minted key stays live and the old key unchanged until --resume settles it' });
+    deps.audit.record({
+      ...line,
+      outcome:
+        'unsettled: the store may still apply the write; the minted key stays live and the old key unchanged until --resume settles it',
+    });
     const next = deps.audit.history
       ? "run 'keybroker admin rotate --resume' with the same --audit-log once the store answers"
       : `once the store answers, the key it does not hold must be deleted at the gateway by hand (new key token ${token}${step.oldToken ? `, old key token ${step.oldToken}` : ''}); with no --audit-log there is nothing to resume from`;
-    deps.output.stderr(`keybroker: ${step.user}: the store did not confirm writing the new key to "${step.secret}"; the key just minted at ${where} is kept (the store may still apply the write) and the old key is unchanged: ${next}`);
+    deps.output.stderr(
+      `keybroker: ${step.user}: the store did not confirm writing the new key to "${step.secret}"; the key just minted at ${where} is kept (the store may still apply the write) and the old key is unchanged: ${next}`,
+    );
     return;
   }
   try {
     await issuer.revoke([mintedKey]);
-    deps.audit.record({ ...line, settled: true, outcome: 'rolled back: the store refused the write; the minted key was deleted at the gateway; the old key is unchanged' });
-    deps.output.stderr(`keybroker: ${step.user}: writing the new key to "${step.secret}" failed, so the key just minted at ${where} was deleted there; the old key is unchanged and still works: fix the write (below) and re-run`);
+    deps.audit.record({
+      ...line,
+      settled: true,
+      outcome: 'rolled back: the store refused the write; the minted key was deleted at the gateway; the old key is unchanged',
+    });
+    deps.output.stderr(
+      `keybroker: ${step.user}: writing the new key to "${step.secret}" failed, so the key just minted at ${where} was deleted there; the old key is unchanged and still works: fix the write (below) and re-run`,
+    );
   } catch (deleteError) {
-    deps.audit.record({ ...line, outcome: `failed: the store write failed and deleting the minted key at the gateway failed too (${errorLine(deleteError)}); it is live and unstored: delete token ${token} by hand` });
-    deps.output.stderr(`keybroker: ${step.user}: writing the new key to "${step.secret}" failed, and deleting the key just minted at ${where} failed too (${errorLine(deleteError)}): delete it by hand there (POST /key/delete {"keys": ["${token}"]}, its hashed token); the old key is unchanged`);
+    deps.audit.record({
+      ...line,
+      outcome: `failed: the store write failed and deleting the minted key at the gateway failed too (${errorLine(deleteError)}); it is live and unstored: delete token ${token} by hand`,
+    });
+    deps.output.stderr(
+      `keybroker: ${step.user}: writing the new key to "${step.secret}" failed, and deleting the key just minted at ${where} failed too (${errorLine(deleteError)}): delete it by hand there (POST /key/delete {"keys": ["${token}"]}, its hashed token); the old key is unchanged`,
+    );
   }
 }
 
 /** Retires the replaced key (its intent is the mint's line: oldToken and grace); the outcome line settles the step. */
-async function retireOld(deps: AdminDeps, issuer: KeyIssuer, step: RotationStep, old: StoredKey, graceMs: number, version: string): Promise<string> {
+async function retireOld(
+  deps: AdminDeps,
+  issuer: KeyIssuer,
+  step: RotationStep,
+  old: StoredKey,
+  graceMs: number,
+  version: string,
+): Promise<string> {
   const where = issuer.describe();
   const line = { user: step.user, secret: step.secret, version: old.version, step: step.step, gateway: where };
   let outcome: 'retired' | 'unknown';
@@ -256,11 +350,23 @@ async function retireOld(deps: AdminDeps, issuer: KeyIssuer, step: RotationStep,
     outcome = await issuer.retire(old.key, graceMs);
   } catch (error) {
     const token = gatewayToken(old.key);
-    deps.audit.record({ action: 'rotate', ...line, oldToken: token, outcome: `partial: the new key is stored; retiring the old key at the gateway failed (${errorLine(error)}); it stays live until --resume or a retire by hand (token ${token})` });
-    deps.output.stderr(`keybroker: ${step.user}: the new key is stored (version ${version}), but retiring the old key at ${where} failed: it stays valid until 'keybroker admin rotate --resume' (with this --audit-log) or you delete it there (POST /key/delete {"keys": ["${token}"]}, its hashed token)`);
+    deps.audit.record({
+      action: 'rotate',
+      ...line,
+      oldToken: token,
+      outcome: `partial: the new key is stored; retiring the old key at the gateway failed (${errorLine(error)}); it stays live until --resume or a retire by hand (token ${token})`,
+    });
+    deps.output.stderr(
+      `keybroker: ${step.user}: the new key is stored (version ${version}), but retiring the old key at ${where} failed: it stays valid until 'keybroker admin rotate --resume' (with this --audit-log) or you delete it there (POST /key/delete {"keys": ["${token}"]}, its hashed token)`,
+    );
     throw error;
   }
-  const what = outcome === 'unknown' ? 'old key unknown to the gateway' : graceMs > 0 ? `old key expires at the gateway in ${formatDuration(graceMs)}` : 'old key deleted at the gateway';
+  const what =
+    outcome === 'unknown'
+      ? 'old key unknown to the gateway'
+      : graceMs > 0
+        ? `old key expires at the gateway in ${formatDuration(graceMs)}`
+        : 'old key deleted at the gateway';
   deps.audit.record({ action: 'revoke', ...line, settled: true, outcome: what });
   if (outcome === 'unknown') return '; the old key was not one the gateway knows (nothing to retire there)';
   return graceMs > 0 ? `; the gateway accepts the old key for ${formatDuration(graceMs)} more` : '; old key deleted at the gateway';

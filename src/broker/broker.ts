@@ -125,7 +125,13 @@ export function expiryMarginMs(callerTtlMs: number, slackMs = CLOCK_SLACK_MS): n
   return 2 * callerTtlMs + slackMs;
 }
 
-export function assessFreshness(entry: CacheEntry, now: number, refreshAfterMs: number, callerTtlMs: number, slackMs = CLOCK_SLACK_MS): Freshness {
+export function assessFreshness(
+  entry: CacheEntry,
+  now: number,
+  refreshAfterMs: number,
+  callerTtlMs: number,
+  slackMs = CLOCK_SLACK_MS,
+): Freshness {
   if (entry.expiresAt !== undefined && now >= entry.expiresAt - slackMs) return 'expired';
   const age = now - entry.fetchedAt;
   // A fetch time in the future means the clock moved back: trust nothing about the age.
@@ -182,7 +188,9 @@ const LOCK_ROUND_MS = 100;
 const LOCK_ROUND_MAX_MS = 500;
 
 /** The profile's cached entry, when there is one read from the secret this user resolves to. */
-export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile' | 'osUser' | 'warn' | 'debug'>): Promise<CacheEntry | undefined> {
+export async function readCachedEntry(
+  deps: Pick<BrokerDeps, 'cache' | 'profile' | 'osUser' | 'warn' | 'debug'>,
+): Promise<CacheEntry | undefined> {
   const slot = cacheSlot(deps.profile, deps.osUser);
   let text: string | undefined;
   try {
@@ -203,7 +211,12 @@ export async function readCachedEntry(deps: Pick<BrokerDeps, 'cache' | 'profile'
 }
 
 /** The fingerprint of the key this caller was refused with, when its call looks like a 401 re-run. */
-function suspectedRefusal(deps: Pick<BrokerDeps, 'caller' | 'state' | 'callerTtlMs'>, account: string, cached: CacheEntry | undefined, now: number): string | undefined {
+function suspectedRefusal(
+  deps: Pick<BrokerDeps, 'caller' | 'state' | 'callerTtlMs'>,
+  account: string,
+  cached: CacheEntry | undefined,
+  now: number,
+): string | undefined {
   if (!deps.caller || !cached) return undefined;
   const served = deps.state.servedTo(account, deps.caller.id);
   if (!served) return undefined;
@@ -217,11 +230,13 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   const { profile } = deps;
   const account = cacheSlot(profile, deps.osUser).account;
   const startedAt = deps.now();
-  const freshness = (entry: CacheEntry) => assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile));
+  const freshness = (entry: CacheEntry) =>
+    assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile));
   const serve = (entry: CacheEntry, from: Served['from']): Served => {
     // Every key handed out passes here, whatever its source: the one check before stdout.
     checkKey(entry.key, `secret "${entry.secret}" (from the ${from === 'store' ? 'store' : 'cache'})`);
-    if (deps.caller) deps.state.recordServed(account, deps.caller.id, { fingerprint: fingerprint(entry.key), version: entry.version, at: deps.now() });
+    if (deps.caller)
+      deps.state.recordServed(account, deps.caller.id, { fingerprint: fingerprint(entry.key), version: entry.version, at: deps.now() });
     return { ...entry, from };
   };
 
@@ -261,7 +276,8 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
     (refused === undefined || fingerprint(entry.key) !== refused);
   /** A store failure recorded since this call started: shared with this call, not repeated. */
   // One stamped after now is from the future (clock stepped back, or planted): never shared.
-  const sinceStart = (failure: StoreFailureRecord | undefined) => (failure && failure.at >= startedAt && recordAgeMs(failure.at, deps.now()) !== undefined ? failure : undefined);
+  const sinceStart = (failure: StoreFailureRecord | undefined) =>
+    failure && failure.at >= startedAt && recordAgeMs(failure.at, deps.now()) !== undefined ? failure : undefined;
   const waitMs = lockWaitMs(profile, deps.startupMs ?? 0);
   // Once the holder's store read failed, its failure answers every waiter at once: no lock is taken to hear it.
   const failedMeanwhile = () => sinceStart(deps.state.lastStoreFailure(account)) !== undefined;
@@ -272,7 +288,10 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   if (!release && deps.fetchEntry) {
     // A second refresh beside a slow one would present a spent refresh token (the IdP may then end the session).
     const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
-    const slow = new StoreUnreachable(`another keybroker is still refreshing the token of profile "${profile.name}" after ${formatDuration(waitMs)}`, 'try again; if it persists, run keybroker doctor');
+    const slow = new StoreUnreachable(
+      `another keybroker is still refreshing the token of profile "${profile.name}" after ${formatDuration(waitMs)}`,
+      'try again; if it persists, run keybroker doctor',
+    );
     if (!usable) throw slow;
     deps.warn(`keybroker: ${slow.message}; serving the cached token read ${formatDuration(deps.now() - usable.fetchedAt)} ago`);
     return serve(usable, 'stale-cache');
@@ -355,7 +374,10 @@ interface LockWait {
  * a killed holder starts its work from the beginning), never more than LOCK_WAIT_MAX_WAITS waits in
  * all, measured on the monotonic clock.
  */
-async function waitForLock(deps: BrokerDeps, wait: LockWait): Promise<{ release?: () => Promise<void>; latest?: CacheEntry; acceptable?: CacheEntry }> {
+async function waitForLock(
+  deps: BrokerDeps,
+  wait: LockWait,
+): Promise<{ release?: () => Promise<void>; latest?: CacheEntry; acceptable?: CacheEntry }> {
   const { account, waitMs, failedMeanwhile } = wait;
   const monotonic = deps.monotonicNow ?? (() => performance.now());
   const waitStarted = monotonic();
@@ -382,7 +404,8 @@ async function waitForLock(deps: BrokerDeps, wait: LockWait): Promise<{ release?
     // A lock stamped in the future (the clock went back) says nothing of its holder: no extra wait.
     const heldSince = await deps.lock.heldSince?.(account);
     const heldFor = heldSince === undefined ? undefined : recordAgeMs(heldSince, deps.now(), FILE_TIME_GRACE_MS);
-    if (heldFor !== undefined) deadline = Math.min(waitStarted + LOCK_WAIT_MAX_WAITS * waitMs, Math.max(deadline, monotonic() - heldFor + waitMs));
+    if (heldFor !== undefined)
+      deadline = Math.min(waitStarted + LOCK_WAIT_MAX_WAITS * waitMs, Math.max(deadline, monotonic() - heldFor + waitMs));
     if (monotonic() >= deadline) return { latest };
   }
 }
@@ -413,9 +436,19 @@ export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not
   if (!release) return 'not needed';
   try {
     const cached = await readCachedEntry(deps);
-    if (cached && cached.fetchedAt <= deps.now() && !dueForRefreshAhead(cached, deps.now(), deps.profile.cache.refreshAfterMs)) return 'not needed';
+    if (cached && cached.fetchedAt <= deps.now() && !dueForRefreshAhead(cached, deps.now(), deps.profile.cache.refreshAfterMs))
+      return 'not needed';
     const entry = await fetchFromStore(deps);
-    if (assessFreshness(entry, deps.now(), deps.profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile)) === 'expired') return 'failed';
+    if (
+      assessFreshness(
+        entry,
+        deps.now(),
+        deps.profile.cache.refreshAfterMs,
+        deps.callerTtlMs,
+        deps.clockSlackMs ?? clockSlackFor(deps.profile),
+      ) === 'expired'
+    )
+      return 'failed';
     await deps.cache.write(account, serializeEntry(entry));
     return 'refreshed';
   } catch (error) {
@@ -433,7 +466,8 @@ export function readAgo(ageMs: number): string {
 
 /** `askedAgoMs`: how long ago the store was asked, when it was not asked in this call. */
 function keyRejected(fingerprintText: string, gateway: string | undefined, askedAgoMs?: number): KeyRejected {
-  const store = askedAgoMs === undefined ? 'the store holds no newer one' : `the store held no newer one when asked ${formatDuration(askedAgoMs)} ago`;
+  const store =
+    askedAgoMs === undefined ? 'the store holds no newer one' : `the store held no newer one when asked ${formatDuration(askedAgoMs)} ago`;
   return new KeyRejected(
     `the gateway${gateway ? ` at ${gateway}` : ''} rejects your key (${fingerprintText}) and ${store}: it was revoked`,
     askedAgoMs === undefined
@@ -457,12 +491,18 @@ function revive(record: StoreFailureRecord): KeybrokerError {
   return new Kind(record.message, record.fix);
 }
 
-export async function fetchFromStore(deps: Pick<BrokerDeps, 'profile' | 'openProvider' | 'osUser' | 'now' | 'fetchEntry'>): Promise<CacheEntry> {
+export async function fetchFromStore(
+  deps: Pick<BrokerDeps, 'profile' | 'openProvider' | 'osUser' | 'now' | 'fetchEntry'>,
+): Promise<CacheEntry> {
   if (deps.fetchEntry) return deps.fetchEntry();
   const { profile } = deps;
   const provider = await deps.openProvider();
   const user = profile.user === 'store' ? (await provider.whoami()).user : deps.osUser();
-  const secret = resolveSecretName(profile.secret, user, profile.user === 'store' ? `the store identity (${provider.describe()})` : 'the OS login');
+  const secret = resolveSecretName(
+    profile.secret,
+    user,
+    profile.user === 'store' ? `the store identity (${provider.describe()})` : 'the OS login',
+  );
   const current = await provider.readCurrent(secret);
   const parsed = parseSecretValue(current.value, profile.field, `secret "${secret}"`);
   const expiries = [parsed.expiresAt?.getTime(), current.expiresAt?.getTime()].filter((time): time is number => time !== undefined);

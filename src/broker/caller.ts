@@ -36,7 +36,10 @@ export interface ProcessInfo {
   state?: string;
 }
 
-export function identifyCaller(env: NodeJS.ProcessEnv, options: { platform?: NodeJS.Platform; ppid?: number; inspect?: (pid: number) => ProcessInfo | undefined } = {}): CallerIdentity | undefined {
+export function identifyCaller(
+  env: NodeJS.ProcessEnv,
+  options: { platform?: NodeJS.Platform; ppid?: number; inspect?: (pid: number) => ProcessInfo | undefined } = {},
+): CallerIdentity | undefined {
   const token = env['CLAUDE_CODE_MESSAGING_TOKEN'];
   if (token) {
     return { id: `token:${sha256Hex(token).slice(0, 24)}`, how: 'messaging-token', description: 'Claude Code (messaging token)' };
@@ -82,13 +85,25 @@ export function procInfo(pid: number): ProcessInfo | undefined {
 /** macOS (and other Unixes with BSD ps): one `ps` call per process looked at. */
 function psInfo(pid: number): ProcessInfo | undefined {
   // Loaded here, not at the top: node:child_process costs a warm `get` ~2 ms to load.
-  const result = process.getBuiltinModule('node:child_process').spawnSync('ps', ['-o', 'ppid=', '-o', 'lstart=', '-o', 'command=', '-p', String(pid)], { encoding: 'utf8', timeout: 1_000, stdio: ['ignore', 'pipe', 'ignore'] });
+  const result = process
+    .getBuiltinModule('node:child_process')
+    .spawnSync('ps', ['-o', 'ppid=', '-o', 'lstart=', '-o', 'command=', '-p', String(pid)], {
+      encoding: 'utf8',
+      timeout: 1_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
   const line = result.status === 0 ? result.stdout.trim() : '';
   // lstart is always five words: "Fri Nov 27 14:18:01 2026".
   const match = /^(\d+)\s+(\S+\s+\S+\s+\S+\s+\S+\s+\S+)\s+(.*)$/.exec(line);
   if (!match) return undefined;
   const args = match[3]!.split(/\s+/);
-  return { pid, ppid: Number(match[1]), start: match[2]!.replace(/\s+/g, '_'), name: (args[0] ?? '').split('/').at(-1)!.replace(/^-/, ''), args };
+  return {
+    pid,
+    ppid: Number(match[1]),
+    start: match[2]!.replace(/\s+/g, '_'),
+    name: (args[0] ?? '').split('/').at(-1)!.replace(/^-/, ''),
+    args,
+  };
 }
 
 /** The start time of a process (for telling a live lock holder from a reused pid); undefined when unknown. */

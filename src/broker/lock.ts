@@ -115,7 +115,11 @@ export function fileLock(dir: string, options: LockOptions = {}): Lock {
         if (giveUp?.()) return undefined;
         let fd: number | undefined;
         try {
-          fd = fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | (fs.constants.O_NOFOLLOW ?? 0), 0o600);
+          fd = fs.openSync(
+            file,
+            fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | (fs.constants.O_NOFOLLOW ?? 0),
+            0o600,
+          );
           fs.writeSync(fd, content);
           fs.closeSync(fd);
           return async () => releaseIfMine(file, me.nonce);

@@ -150,7 +150,10 @@ export function writeSignInPage(url: string, env: NodeJS.ProcessEnv, debug: (mes
  * it (a browser may run for hours), as a file:// page that holds it: never the address itself in
  * argv. Says which program, or that the person must open the printed address themselves.
  */
-export async function openInBrowser(url: string, options: { env: NodeJS.ProcessEnv; say(line: string): void; debug(message: string): void; platform?: NodeJS.Platform }): Promise<void> {
+export async function openInBrowser(
+  url: string,
+  options: { env: NodeJS.ProcessEnv; say(line: string): void; debug(message: string): void; platform?: NodeJS.Platform },
+): Promise<void> {
   const page = writeSignInPage(url, options.env, options.debug);
   if (!page) {
     options.say('no private folder for the sign-in page (see --verbose): open the address above in a browser on this machine');

@@ -12,16 +12,18 @@ export interface CacheStatus {
   store: string;
   secret: string;
   cacheBackend: { configured: string; inUse: string };
-  cached: false | {
-    fingerprint: string;
-    version: string;
-    secret: string;
-    fetchedAt: string;
-    ageMs: number;
-    expiresAt?: string;
-    freshness: Freshness;
-    nextRefreshAt: string;
-  };
+  cached:
+    | false
+    | {
+        fingerprint: string;
+        version: string;
+        secret: string;
+        fetchedAt: string;
+        ageMs: number;
+        expiresAt?: string;
+        freshness: Freshness;
+        nextRefreshAt: string;
+      };
 }
 
 export interface StatusDeps {
@@ -44,7 +46,8 @@ export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promi
   if (!entry) return status;
   const now = deps.now();
   let nextRefresh = entry.fetchedAt + profile.cache.refreshAfterMs;
-  if (entry.expiresAt !== undefined) nextRefresh = Math.min(nextRefresh, entry.expiresAt - expiryMarginMs(deps.callerTtlMs, clockSlackFor(profile)));
+  if (entry.expiresAt !== undefined)
+    nextRefresh = Math.min(nextRefresh, entry.expiresAt - expiryMarginMs(deps.callerTtlMs, clockSlackFor(profile)));
   status.cached = {
     fingerprint: fingerprint(entry.key),
     version: entry.version,
@@ -75,7 +78,10 @@ function secretName(config: LoadedConfig, deps: StatusDeps, cachedSecret: string
 /** "aws (region us-east-1, endpoint http://…)" from the profile, without loading the provider. */
 function describeStoreConfig(store: { type: string; [field: string]: unknown }): string {
   const fields = Object.entries(store)
-    .filter(([name, value]) => name !== 'type' && (typeof value === 'string' || typeof value === 'number') && !/secret|token|password/i.test(name))
+    .filter(
+      ([name, value]) =>
+        name !== 'type' && (typeof value === 'string' || typeof value === 'number') && !/secret|token|password/i.test(name),
+    )
     .map(([name, value]) => `${name} ${value}`);
   return fields.length ? `${store.type} (${fields.join(', ')})` : store.type;
 }
@@ -85,7 +91,12 @@ export function formatStatus(status: CacheStatus, now: number): string {
     ['profile', status.profile],
     ['store', status.store],
     ['secret', status.secret],
-    ['cache', status.cacheBackend.configured === status.cacheBackend.inUse ? status.cacheBackend.inUse : `${status.cacheBackend.inUse} (configured: ${status.cacheBackend.configured})`],
+    [
+      'cache',
+      status.cacheBackend.configured === status.cacheBackend.inUse
+        ? status.cacheBackend.inUse
+        : `${status.cacheBackend.inUse} (configured: ${status.cacheBackend.configured})`,
+    ],
   ];
   const cached = status.cached;
   if (!cached) rows.push(['cached key', "none (the next 'keybroker get' fetches and caches one)"]);
@@ -95,7 +106,12 @@ export function formatStatus(status: CacheStatus, now: number): string {
       ['version', cached.version],
       ['age', `${formatDuration(cached.ageMs)} (read ${cached.fetchedAt})`],
       ['expires', cached.expiresAt ? `${cached.expiresAt} (in ${formatDuration(Date.parse(cached.expiresAt) - now)})` : 'no expiry set'],
-      ['next refresh', Date.parse(cached.nextRefreshAt) <= now ? 'at the next get (due)' : `${cached.nextRefreshAt} (in ${formatDuration(Date.parse(cached.nextRefreshAt) - now)})`],
+      [
+        'next refresh',
+        Date.parse(cached.nextRefreshAt) <= now
+          ? 'at the next get (due)'
+          : `${cached.nextRefreshAt} (in ${formatDuration(Date.parse(cached.nextRefreshAt) - now)})`,
+      ],
     );
   }
   const width = Math.max(...rows.map(([name]) => name.length));

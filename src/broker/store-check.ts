@@ -21,14 +21,31 @@ export interface StoreCheck {
 }
 
 /** Reads the store as `get` would, keeps nothing; a failure is reported in the result, never thrown past it. */
-export async function checkStore(deps: Pick<BrokerDeps, 'profile' | 'openProvider' | 'osUser'>): Promise<{ check: StoreCheck; failure?: KeybrokerError }> {
+export async function checkStore(
+  deps: Pick<BrokerDeps, 'profile' | 'openProvider' | 'osUser'>,
+): Promise<{ check: StoreCheck; failure?: KeybrokerError }> {
   const { profile } = deps;
-  if (profile.oidc) throw new UsageError(`profile "${profile.name}" signs in with SSO, it reads no store`, 'run \'keybroker doctor\' to check the sign-in and the token');
+  if (profile.oidc)
+    throw new UsageError(
+      `profile "${profile.name}" signs in with SSO, it reads no store`,
+      "run 'keybroker doctor' to check the sign-in and the token",
+    );
   const provider = await deps.openProvider();
   const identity = await provider.whoami();
   const user = profile.user === 'store' ? identity.user : deps.osUser();
-  const secret = resolveSecretName(profile.secret, user, profile.user === 'store' ? `the store identity (${provider.describe()})` : 'the OS login');
-  const check: StoreCheck = { store: provider.describe(), principal: identity.principal, user, userFrom: profile.user, secret, readable: false };
+  const secret = resolveSecretName(
+    profile.secret,
+    user,
+    profile.user === 'store' ? `the store identity (${provider.describe()})` : 'the OS login',
+  );
+  const check: StoreCheck = {
+    store: provider.describe(),
+    principal: identity.principal,
+    user,
+    userFrom: profile.user,
+    secret,
+    readable: false,
+  };
   try {
     const current = await provider.readCurrent(secret);
     const parsed = parseSecretValue(current.value, profile.field, `secret "${secret}"`);

@@ -44,8 +44,15 @@ export interface ClearOptions {
  * Removes the profiles' cached entries, and with `sweep` what no profile uses any more. Everything
  * in files goes first, without the keychain: a keychain that cannot be opened stops nothing else.
  */
-export async function clearCachedKeys(profiles: Profile[], env: NodeJS.ProcessEnv, debug: (message: string) => void, options: ClearOptions = {}): Promise<ClearResult> {
-  const accountsOf = options.accountsOf ?? ((profile: Profile) => [knownCacheAccount(profile, () => osLoginName(env))].filter((account) => account !== undefined));
+export async function clearCachedKeys(
+  profiles: Profile[],
+  env: NodeJS.ProcessEnv,
+  debug: (message: string) => void,
+  options: ClearOptions = {},
+): Promise<ClearResult> {
+  const accountsOf =
+    options.accountsOf ??
+    ((profile: Profile) => [knownCacheAccount(profile, () => osLoginName(env))].filter((account) => account !== undefined));
   const pairs = profiles.flatMap((profile) => accountsOf(profile).map((account) => [profile, account] as const));
   const removed = new Map<string, string[]>();
   const dir = keyFilesDir(env);
@@ -89,14 +96,24 @@ function sweepFiles(dir: string, env: NodeJS.ProcessEnv, scope: { everything: bo
       fs.unlinkSync(path.join(dir, name));
       leftovers++;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new CacheUnavailable(`cannot remove the cache file ${path.join(dir, name)} (${(error as NodeJS.ErrnoException).code})`, 'remove it by hand');
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new CacheUnavailable(
+          `cannot remove the cache file ${path.join(dir, name)} (${(error as NodeJS.ErrnoException).code})`,
+          'remove it by hand',
+        );
     }
   }
   return leftovers;
 }
 
 /** The keychain's keybroker entries of no current profile (every one with `everything`). */
-async function sweepKeychain(keychain: KeychainCache, profiles: Profile[], removed: Map<string, string[]>, scope: { everything: boolean; current: string[] }, debug: (message: string) => void): Promise<number> {
+async function sweepKeychain(
+  keychain: KeychainCache,
+  profiles: Profile[],
+  removed: Map<string, string[]>,
+  scope: { everything: boolean; current: string[] },
+  debug: (message: string) => void,
+): Promise<number> {
   const names = new Set(profiles.map((profile) => profile.name));
   const current = new Set(scope.current);
   const configured = new Set(scope.current.map((account) => account.slice(0, account.lastIndexOf(':'))));

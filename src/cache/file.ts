@@ -12,14 +12,17 @@ import type { CacheStore } from './cache-store.ts';
 export const CACHE_FILE_PATTERN = /^[0-9a-f]{24}\.json(\.\d+\.tmp)?$/;
 
 export function fileCache(dir: string): CacheStore {
-  const fileOf = (account: string) =>
-    path.join(dir, `${sha256Hex(account).slice(0, 24)}.json`);
+  const fileOf = (account: string) => path.join(dir, `${sha256Hex(account).slice(0, 24)}.json`);
 
   /** A folder that cannot hold private files, for a read (nothing is created) or, with `create`, a write. */
   function checkDir(create: boolean): void {
     // The cache folder and its keys folder must both be this user's own.
     const problem = create ? (makePrivateDir(path.dirname(dir)) ?? makePrivateDir(dir)) : unusableFolder(dir);
-    if (problem) throw new CacheUnavailable(`the cache folder cannot be used: ${shortPath(problem, 300)}`, 'set KEYBROKER_CACHE_DIR to a private folder of yours');
+    if (problem)
+      throw new CacheUnavailable(
+        `the cache folder cannot be used: ${shortPath(problem, 300)}`,
+        'set KEYBROKER_CACHE_DIR to a private folder of yours',
+      );
   }
 
   return {
@@ -33,17 +36,26 @@ export function fileCache(dir: string): CacheStore {
         return readPrivateFile(file);
       } catch (error) {
         if (error instanceof UnsafeFile) {
-          throw new CacheUnavailable(`the cache file ${shortPath(file)} ${error.problem}: not used`, 'nothing to do: keybroker reads the store and replaces it');
+          throw new CacheUnavailable(
+            `the cache file ${shortPath(file)} ${error.problem}: not used`,
+            'nothing to do: keybroker reads the store and replaces it',
+          );
         }
         // A path over the system's limit cannot be read or written: the write says so, once.
         if ((error as NodeJS.ErrnoException).code === 'ENAMETOOLONG') return undefined;
-        throw new CacheUnavailable(`cannot read the cache file ${shortPath(file)} (${describeErrno(error)})`, fixForErrno(error, 'KEYBROKER_CACHE_DIR'));
+        throw new CacheUnavailable(
+          `cannot read the cache file ${shortPath(file)} (${describeErrno(error)})`,
+          fixForErrno(error, 'KEYBROKER_CACHE_DIR'),
+        );
       }
     },
     async write(account, data) {
       const target = fileOf(account);
       if (target.length >= 4_096) {
-        throw new CacheUnavailable(`the cache folder's path is too long (${dir.length} characters)`, 'set KEYBROKER_CACHE_DIR to a shorter folder');
+        throw new CacheUnavailable(
+          `the cache folder's path is too long (${dir.length} characters)`,
+          'set KEYBROKER_CACHE_DIR to a shorter folder',
+        );
       }
       checkDir(true);
       // A writer killed between its write and its rename left a plaintext key: gone at the next write.
@@ -52,9 +64,15 @@ export function fileCache(dir: string): CacheStore {
         writeFileAtomic(target, data, 0o600);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENAMETOOLONG') {
-          throw new CacheUnavailable(`the cache folder's path is too long (${dir.length} characters)`, 'set KEYBROKER_CACHE_DIR to a shorter folder');
+          throw new CacheUnavailable(
+            `the cache folder's path is too long (${dir.length} characters)`,
+            'set KEYBROKER_CACHE_DIR to a shorter folder',
+          );
         }
-        throw new CacheUnavailable(`cannot write the cache file ${shortPath(target)} (${describeErrno(error)})`, fixForErrno(error, 'KEYBROKER_CACHE_DIR'));
+        throw new CacheUnavailable(
+          `cannot write the cache file ${shortPath(target)} (${describeErrno(error)})`,
+          fixForErrno(error, 'KEYBROKER_CACHE_DIR'),
+        );
       }
     },
     async remove(account) {
@@ -63,7 +81,10 @@ export function fileCache(dir: string): CacheStore {
         return true;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-        throw new CacheUnavailable(`cannot remove the cache file ${shortPath(fileOf(account))} (${describeErrno(error)})`, 'remove it by hand');
+        throw new CacheUnavailable(
+          `cannot remove the cache file ${shortPath(fileOf(account))} (${describeErrno(error)})`,
+          'remove it by hand',
+        );
       }
     },
   };
@@ -89,7 +110,10 @@ export function removeAllCacheFiles(dir: string): string[] {
       removed.push(name);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw new CacheUnavailable(`cannot remove the cache file ${shortPath(path.join(dir, name))} (${describeErrno(error)})`, 'remove it by hand');
+      throw new CacheUnavailable(
+        `cannot remove the cache file ${shortPath(path.join(dir, name))} (${describeErrno(error)})`,
+        'remove it by hand',
+      );
     }
   }
   return removed;

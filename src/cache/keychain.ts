@@ -50,7 +50,11 @@ export function keychainCache(options: KeychainOptions): KeychainCache {
     try {
       return await loadKeyring(options.env);
     } catch (error) {
-      throw new CacheUnavailable(`cannot load the keychain library (${(error as Error).message})`, 'set "cache": {"backend": "file"} in the profile', { cause: error });
+      throw new CacheUnavailable(
+        `cannot load the keychain library (${(error as Error).message})`,
+        'set "cache": {"backend": "file"} in the profile',
+        { cause: error },
+      );
     }
   }
   async function entry(account: string) {
@@ -65,15 +69,25 @@ export function keychainCache(options: KeychainOptions): KeychainCache {
     const hungAgo = keychainState.hung ? 0 : markerAge(hungMarker, now());
     if (hungAgo !== undefined && hungAgo < KEYCHAIN_HUNG_SKIP_MS) {
       // keychainState.hung is this process's own finding; the marker file is another process's.
-      const seen = keychainState.hung ? `${name} did not answer earlier in this run` : `another keybroker process found ${name} not answering ${Math.round(hungAgo / 1_000)} s ago`;
-      throw new CacheUnavailable(`${seen} (it may be locked and waiting for a password); not asking it again for ${KEYCHAIN_HUNG_SKIP_MS / 60_000} min`, unavailableFix(platform));
+      const seen = keychainState.hung
+        ? `${name} did not answer earlier in this run`
+        : `another keybroker process found ${name} not answering ${Math.round(hungAgo / 1_000)} s ago`;
+      throw new CacheUnavailable(
+        `${seen} (it may be locked and waiting for a password); not asking it again for ${KEYCHAIN_HUNG_SKIP_MS / 60_000} min`,
+        unavailableFix(platform),
+      );
     }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         keychainState.hung = true;
         rememberHang(hungMarker);
-        reject(new CacheUnavailable(`${name} did not answer within ${timeoutMs} ms (${what}); it may be locked and waiting for a password`, unavailableFix(platform)));
+        reject(
+          new CacheUnavailable(
+            `${name} did not answer within ${timeoutMs} ms (${what}); it may be locked and waiting for a password`,
+            unavailableFix(platform),
+          ),
+        );
       }, timeoutMs);
     });
     try {

@@ -96,7 +96,8 @@ function announceOnce(error: CacheUnavailable, choice: CacheChoice): void {
 
 /** A D-Bus error speaks of X11 and autolaunch; what the developer needs is that there is no keyring here. */
 export function plainKeychainReason(message: string): string {
-  if (/X11|\$DISPLAY|autolaunch|dbus|d-bus/i.test(message)) return 'this session has no Secret Service: usual over SSH, in WSL and in containers';
+  if (/X11|\$DISPLAY|autolaunch|dbus|d-bus/i.test(message))
+    return 'this session has no Secret Service: usual over SSH, in WSL and in containers';
   if (/Secret Service: no result found/i.test(message)) return 'no keyring answers on this session bus: start gnome-keyring or KeePassXC';
   return message;
 }

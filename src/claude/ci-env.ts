@@ -15,7 +15,12 @@ export interface CiAssignments {
   key: string;
 }
 
-export function ciAssignments(options: { key: string; keyVariable: KeyVariable; gateway?: string | undefined; gatewayHeaders?: Record<string, string> | undefined }): CiAssignments {
+export function ciAssignments(options: {
+  key: string;
+  keyVariable: KeyVariable;
+  gateway?: string | undefined;
+  gatewayHeaders?: Record<string, string> | undefined;
+}): CiAssignments {
   const values: [string, string][] = [];
   if (options.gateway) values.push(['ANTHROPIC_BASE_URL', options.gateway]);
   values.push([options.keyVariable, options.key]);
@@ -41,7 +46,8 @@ export function renderGithub(assignments: CiAssignments, delimiter: string): { l
   const envFile = assignments.values
     .map(([name, value]) => (value.includes('\n') ? `${name}<<${delimiter}\n${value}\n${delimiter}\n` : `${name}=${value}\n`))
     .join('');
-  if (assignments.values.some(([, value]) => value.includes(delimiter))) throw new UsageError('a value contains the GITHUB_ENV delimiter', 'run again');
+  if (assignments.values.some(([, value]) => value.includes(delimiter)))
+    throw new UsageError('a value contains the GITHUB_ENV delimiter', 'run again');
   return { log: `::add-mask::${assignments.key}\n`, envFile };
 }
 
@@ -57,7 +63,10 @@ const GO_TRUE = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
 export function refuseGitlabTrace(env: NodeJS.ProcessEnv): void {
   const traced = GITLAB_TRACE_VARIABLES.find((name) => GO_TRUE.has(env[name] ?? ''));
   if (traced) {
-    throw new UsageError(`${traced}=${env[traced]} turns GitLab's debug trace on: it would print the key into the job log`, `unset ${traced} for this job (or set it to false)`);
+    throw new UsageError(
+      `${traced}=${env[traced]} turns GitLab's debug trace on: it would print the key into the job log`,
+      `unset ${traced} for this job (or set it to false)`,
+    );
   }
 }
 

@@ -7,12 +7,19 @@ import { UsageError } from '../kernel/errors.ts';
 /** `--binary PATH`: an absolute path to an executable file, checked before anything is written. */
 export function checkedBinary(file: string, platform: NodeJS.Platform = process.platform): string {
   const absolute = platform === 'win32' ? path.win32.isAbsolute(file) : path.posix.isAbsolute(file);
-  if (!absolute) throw new UsageError(`--binary "${file}" is not an absolute path`, 'give the installed binary\'s full path, e.g. --binary /usr/local/bin/keybroker');
+  if (!absolute)
+    throw new UsageError(
+      `--binary "${file}" is not an absolute path`,
+      "give the installed binary's full path, e.g. --binary /usr/local/bin/keybroker",
+    );
   let stat: fs.Stats;
   try {
     stat = fs.statSync(file);
   } catch (error) {
-    throw new UsageError(`--binary ${file} cannot be used (${(error as NodeJS.ErrnoException).code})`, 'install keybroker there first, or give the path where it is installed');
+    throw new UsageError(
+      `--binary ${file} cannot be used (${(error as NodeJS.ErrnoException).code})`,
+      'install keybroker there first, or give the path where it is installed',
+    );
   }
   if (!stat.isFile() || (platform !== 'win32' && (stat.mode & 0o111) === 0)) {
     throw new UsageError(`--binary ${file} is not an executable file`, 'give the path of the installed keybroker binary');
@@ -21,7 +28,18 @@ export function checkedBinary(file: string, platform: NodeJS.Platform = process.
 }
 
 const SYSTEM_PREFIXES: Record<string, string[]> = {
-  posix: ['/usr/bin/', '/usr/local/bin/', '/usr/sbin/', '/usr/local/sbin/', '/bin/', '/opt/', '/usr/lib/', '/usr/libexec/', '/Applications/', '/Library/'],
+  posix: [
+    '/usr/bin/',
+    '/usr/local/bin/',
+    '/usr/sbin/',
+    '/usr/local/sbin/',
+    '/bin/',
+    '/opt/',
+    '/usr/lib/',
+    '/usr/libexec/',
+    '/Applications/',
+    '/Library/',
+  ],
   win32: ['c:\\program files\\', 'c:\\program files (x86)\\', 'c:\\programdata\\'],
 };
 

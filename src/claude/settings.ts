@@ -39,7 +39,11 @@ export function userSettingsPath(env: NodeJS.ProcessEnv): string {
 }
 
 /** The files in increasing precedence. */
-function settingsLocations(env: NodeJS.ProcessEnv, projectDir: string, platform: NodeJS.Platform = process.platform): { scope: SettingsScope; path: string }[] {
+function settingsLocations(
+  env: NodeJS.ProcessEnv,
+  projectDir: string,
+  platform: NodeJS.Platform = process.platform,
+): { scope: SettingsScope; path: string }[] {
   return [
     { scope: 'user', path: userSettingsPath(env) },
     { scope: 'project', path: path.join(projectDir, '.claude', 'settings.json') },
@@ -63,11 +67,16 @@ function readSettingsFile(scope: SettingsScope, file: string): SettingsFile {
   } catch (error) {
     return { scope, path: file, exists: true, error: `it is not valid JSON (${(error as Error).message})` };
   }
-  if (!data || typeof data !== 'object' || Array.isArray(data)) return { scope, path: file, exists: true, error: 'it is not a JSON object' };
+  if (!data || typeof data !== 'object' || Array.isArray(data))
+    return { scope, path: file, exists: true, error: 'it is not a JSON object' };
   return { scope, path: file, exists: true, data: data as Record<string, unknown> };
 }
 
-export function readClaudeSettings(env: NodeJS.ProcessEnv, projectDir: string, platform: NodeJS.Platform = process.platform): SettingsFile[] {
+export function readClaudeSettings(
+  env: NodeJS.ProcessEnv,
+  projectDir: string,
+  platform: NodeJS.Platform = process.platform,
+): SettingsFile[] {
   // A project run from the home folder would read ~/.claude/settings.json twice.
   const seen = new Set<string>();
   return settingsLocations(env, projectDir, platform)
@@ -150,7 +159,10 @@ export function isKeybrokerProgram(program: string): boolean {
 export function shellQuote(file: string, platform: NodeJS.Platform = process.platform): string {
   if (platform === 'win32') {
     if (/["%\x00-\x1f]/.test(file)) {
-      throw new UsageError(`${JSON.stringify(file)} cannot be written into a Windows apiKeyHelper: cmd.exe would expand a % or end the quoting at a "`, 'use a path and profile name without %, " or control characters');
+      throw new UsageError(
+        `${JSON.stringify(file)} cannot be written into a Windows apiKeyHelper: cmd.exe would expand a % or end the quoting at a "`,
+        'use a path and profile name without %, " or control characters',
+      );
     }
     return `"${file}"`;
   }

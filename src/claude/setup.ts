@@ -28,7 +28,14 @@ export function recommendedTtlMs(refreshAfterMs: number): number {
 }
 
 /** Overrides of profile fields that setup may see in its shell but the helper, run by Claude Code, need not. */
-const FIELD_VARIABLES = ['KEYBROKER_SECRET', 'KEYBROKER_FIELD', 'KEYBROKER_USER', 'KEYBROKER_TIMEOUT', 'KEYBROKER_CACHE_BACKEND', 'KEYBROKER_REFRESH_AFTER'];
+const FIELD_VARIABLES = [
+  'KEYBROKER_SECRET',
+  'KEYBROKER_FIELD',
+  'KEYBROKER_USER',
+  'KEYBROKER_TIMEOUT',
+  'KEYBROKER_CACHE_BACKEND',
+  'KEYBROKER_REFRESH_AFTER',
+];
 
 /** What setup was told that the helper must be told again: the config file and profile it read. */
 export interface HelperTarget {
@@ -55,7 +62,13 @@ export function helperTarget(flags: { config?: string; profile?: string }, env: 
   return target;
 }
 
-export function settingsSnippet(options: { program: string; target?: HelperTarget; profile: Profile; gateway?: string; platform?: NodeJS.Platform }): ClaudeSettingsSnippet {
+export function settingsSnippet(options: {
+  program: string;
+  target?: HelperTarget;
+  profile: Profile;
+  gateway?: string;
+  platform?: NodeJS.Platform;
+}): ClaudeSettingsSnippet {
   const args: string[] = [];
   if (options.target?.configFile) args.push('--config', shellQuote(options.target.configFile, options.platform));
   if (options.target?.profile) args.push('--profile', shellQuote(options.target.profile, options.platform));
@@ -117,18 +130,31 @@ function makeFolders(dir: string, mode: number | undefined): void {
   }
 }
 
-export function mergeIntoSettings(link: string, snippet: ClaudeSettingsSnippet, options: { force: boolean; now: number; managed?: boolean }): WriteOutcome {
+export function mergeIntoSettings(
+  link: string,
+  snippet: ClaudeSettingsSnippet,
+  options: { force: boolean; now: number; managed?: boolean },
+): WriteOutcome {
   return mergeSettingsFile(link, options, (existing, file) => {
     const current = existing['apiKeyHelper'];
     let replacedHelper: string | undefined;
     if (current !== undefined && current !== snippet.apiKeyHelper) {
       if (!isKeybrokerHelper(current) && !options.force) {
-        throw new UsageError(`${file} already has an apiKeyHelper that keybroker did not write (${JSON.stringify(current)}); left unchanged`, 'run with --force to replace it (a backup is kept)');
+        throw new UsageError(
+          `${file} already has an apiKeyHelper that keybroker did not write (${JSON.stringify(current)}); left unchanged`,
+          'run with --force to replace it (a backup is kept)',
+        );
       }
       replacedHelper = String(current);
     }
-    const oldEnv = existing['env'] && typeof existing['env'] === 'object' && !Array.isArray(existing['env']) ? (existing['env'] as Record<string, unknown>) : {};
-    return { merged: { ...existing, apiKeyHelper: snippet.apiKeyHelper, env: { ...oldEnv, ...snippet.env } }, ...(replacedHelper ? { replacedHelper } : {}) };
+    const oldEnv =
+      existing['env'] && typeof existing['env'] === 'object' && !Array.isArray(existing['env'])
+        ? (existing['env'] as Record<string, unknown>)
+        : {};
+    return {
+      merged: { ...existing, apiKeyHelper: snippet.apiKeyHelper, env: { ...oldEnv, ...snippet.env } },
+      ...(replacedHelper ? { replacedHelper } : {}),
+    };
   });
 }
 
@@ -137,7 +163,11 @@ export function mergeIntoSettings(link: string, snippet: ClaudeSettingsSnippet, 
  * to start with a pinned gateway sign-in and an API key helper both set, so an apiKeyHelper there is
  * refused, or removed with --force.
  */
-export function mergeAppsGatewaySettings(link: string, settings: Record<string, string>, options: { force: boolean; now: number }): WriteOutcome {
+export function mergeAppsGatewaySettings(
+  link: string,
+  settings: Record<string, string>,
+  options: { force: boolean; now: number },
+): WriteOutcome {
   return mergeSettingsFile(link, { ...options, managed: true }, (existing, file) => {
     const { apiKeyHelper, ...rest } = existing;
     if (apiKeyHelper !== undefined && !options.force) {
@@ -188,9 +218,13 @@ function readSettings(file: string): { existing: Record<string, unknown>; text: 
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`${file} is not valid JSON (${(error as Error).message}); not touching it`, 'fix it by hand, then run setup --write again');
+    throw new ConfigError(
+      `${file} is not valid JSON (${(error as Error).message}); not touching it`,
+      'fix it by hand, then run setup --write again',
+    );
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${file} is not a JSON object; not touching it`, 'fix it by hand');
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new ConfigError(`${file} is not a JSON object; not touching it`, 'fix it by hand');
   return { existing: parsed as Record<string, unknown>, text };
 }
 

@@ -35,11 +35,15 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
   };
   const relative = relativePathVariables(runtime.env);
   if (relative.length) {
-    output.stderr(`keybroker: ignoring ${relative.join(', ')}: not an absolute path (Claude Code runs keybroker in your project's folder, which would then choose where keys are kept); set an absolute path`);
+    output.stderr(
+      `keybroker: ignoring ${relative.join(', ')}: not an absolute path (Claude Code runs keybroker in your project's folder, which would then choose where keys are kept); set an absolute path`,
+    );
   }
   const intoProc = procPathVariables(runtime.env);
   if (intoProc.length) {
-    output.stderr(`keybroker: ignoring ${intoProc.join(', ')}: it leads into /proc (/proc/self/cwd is the folder Claude Code runs in, your project's, which would then choose where keys are kept and sent); set a path outside /proc`);
+    output.stderr(
+      `keybroker: ignoring ${intoProc.join(', ')}: it leads into /proc (/proc/self/cwd is the folder Claude Code runs in, your project's, which would then choose where keys are kept and sent); set a path outside /proc`,
+    );
   }
   const restore = routeLibraryOutput(context.debug);
   try {
@@ -51,7 +55,10 @@ export async function main(argv: string[], runtime: CliRuntime = defaultRuntime(
     const { command, values, positionals } = await parseCommandLine(argv);
     if (values['help']) {
       const sub = positionals[0];
-      const help = sub !== undefined && command.subcommandHelp && Object.hasOwn(command.subcommandHelp, sub) ? command.subcommandHelp[sub]! : command.help;
+      const help =
+        sub !== undefined && command.subcommandHelp && Object.hasOwn(command.subcommandHelp, sub)
+          ? command.subcommandHelp[sub]!
+          : command.help;
       context.output.stdout(`${help}\n\n${globalHelp}\n`);
       return ExitCode.ok;
     }
@@ -75,7 +82,8 @@ const CONSOLE_METHODS = ['log', 'info', 'warn', 'error', 'debug', 'trace'] as co
  */
 function routeLibraryOutput(debug: (message: string) => void): () => void {
   const saved = CONSOLE_METHODS.map((name) => [name, console[name]] as const);
-  for (const name of CONSOLE_METHODS) console[name] = (...args: unknown[]) => debug(`a library said (console.${name}): ${oneLine(format(...args))}`);
+  for (const name of CONSOLE_METHODS)
+    console[name] = (...args: unknown[]) => debug(`a library said (console.${name}): ${oneLine(format(...args))}`);
   const listeners = process.listeners('warning');
   process.removeAllListeners('warning');
   const onWarning = (warning: Error) => debug(`a library warned: ${warning.name}: ${oneLine(warning.message)}`);
@@ -115,10 +123,18 @@ export async function parseCommandLine(argv: string[]): Promise<{ command: Comma
   const command = await resolveCommand(entry);
   const args = [...argv.slice(name === undefined ? at : at + 1), ...leading];
   try {
-    const parsed = parseArgs({ args, options: { ...globalOptions, ...command.options }, allowPositionals: command.allowPositionals ?? false, strict: true });
+    const parsed = parseArgs({
+      args,
+      options: { ...globalOptions, ...command.options },
+      allowPositionals: command.allowPositionals ?? false,
+      strict: true,
+    });
     return { command, values: parsed.values, positionals: parsed.positionals };
   } catch (error) {
-    throw new UsageError(`${command.name}: ${oneLine((error as Error).message).replace(/\. To specify a positional.*$/, '')}`, `run 'keybroker ${command.name} --help'`);
+    throw new UsageError(
+      `${command.name}: ${oneLine((error as Error).message).replace(/\. To specify a positional.*$/, '')}`,
+      `run 'keybroker ${command.name} --help'`,
+    );
   }
 }
 
@@ -130,7 +146,9 @@ function report(error: unknown, output: Output, context: RunContext): number {
     return error.exitCode;
   }
   const message = error instanceof Error ? error.message : String(error);
-  output.stderr(`keybroker: internal error: ${oneLine(maskSecrets(message)).slice(0, 300)}: run again with KEYBROKER_DEBUG=1 and report it`);
+  output.stderr(
+    `keybroker: internal error: ${oneLine(maskSecrets(message)).slice(0, 300)}: run again with KEYBROKER_DEBUG=1 and report it`,
+  );
   context.debug(String((error as Error)?.stack ?? error));
   return ExitCode.internal;
 }
@@ -149,7 +167,9 @@ ${globalHelp}
 
 Run 'keybroker COMMAND --help' for a command's options and examples.
 Exit codes:
-${Object.entries(EXIT_MEANINGS).map(([code, meaning]) => `  ${code.padStart(3)}  ${meaning}`).join('\n')}
+${Object.entries(EXIT_MEANINGS)
+  .map(([code, meaning]) => `  ${code.padStart(3)}  ${meaning}`)
+  .join('\n')}
 `;
 }
 

@@ -3,7 +3,15 @@
 import { osLoginName } from '../kernel/login-name.ts';
 import path from 'node:path';
 import type { BrokerDeps } from '../broker/broker.ts';
-import { loadConfig, mcpServers, resolveProfile, type LoadedConfig, type McpServerConfig, type OidcConfig, type Profile } from '../config/config.ts';
+import {
+  loadConfig,
+  mcpServers,
+  resolveProfile,
+  type LoadedConfig,
+  type McpServerConfig,
+  type OidcConfig,
+  type Profile,
+} from '../config/config.ts';
 import { ConfigError } from '../kernel/errors.ts';
 import { chooseMcpServer, mcpRequestOf } from '../claude/surfaces.ts';
 import type { RunContext, ParsedValues } from './command.ts';
@@ -44,12 +52,19 @@ function configFlagPath(value: string, env: NodeJS.ProcessEnv): string {
  * the server must be listed in a trusted "mcpServers" (not one of a file in the project), and its
  * entry's profile serves it. Without those variables: the config as it is.
  */
-export function configForMcp(config: LoadedConfig, values: ParsedValues, context: RunContext): { config: LoadedConfig; server?: McpServerConfig & { source: string } } {
+export function configForMcp(
+  config: LoadedConfig,
+  values: ParsedValues,
+  context: RunContext,
+): { config: LoadedConfig; server?: McpServerConfig & { source: string } } {
   const request = mcpRequestOf(context.env);
   if (!request) return { config };
   const project = projectFolder(process.cwd());
-  const { name, server } = chooseMcpServer(mcpServers(config.layers, project ? (file) => isInsideFolder(file, project) : undefined), request);
-  const requested = typeof values['profile'] === 'string' ? values['profile'] : server.profile ?? context.env['KEYBROKER_PROFILE'];
+  const { name, server } = chooseMcpServer(
+    mcpServers(config.layers, project ? (file) => isInsideFolder(file, project) : undefined),
+    request,
+  );
+  const requested = typeof values['profile'] === 'string' ? values['profile'] : (server.profile ?? context.env['KEYBROKER_PROFILE']);
   const served = resolveProfile(config.layers, requested);
   context.debug(`MCP server "${name}" (${server.url}, from ${server.source}) is served by profile "${served.profile.name}"`);
   return { config: served, server };
@@ -70,7 +85,9 @@ export function brokerDeps(config: LoadedConfig, context: RunContext, options: B
     cache,
     // An oidc profile's entries come from its token endpoint, refreshed with the stored refresh token
     // (src/sso/ is evaluated only then: a warm get, of either kind of profile, never runs it).
-    fetchEntry: profile.oidc ? async () => (await import('../sso/tokens.ts')).tokenSource(await ssoDeps(config, context, cache))() : undefined,
+    fetchEntry: profile.oidc
+      ? async () => (await import('../sso/tokens.ts')).tokenSource(await ssoDeps(config, context, cache))()
+      : undefined,
     openProvider: () => (provider ??= openProvider(profile, { env: context.env, debug: context.debug })),
     lock: lazyFileLock(path.join(userRuntimeDir(context.env), 'locks'), warnLine(context)),
     now: context.now,
@@ -127,7 +144,9 @@ function lazyFileLock(dir: string, warn: (line: string) => void): Lock {
 function startDetached(args: string[], env: NodeJS.ProcessEnv): void {
   const self = process.getBuiltinModule('node:sea').isSea() ? [process.execPath] : [process.execPath, process.argv[1]!];
   // Loaded here, not at the top: node:child_process costs a warm `get` ~2 ms to load.
-  const child = process.getBuiltinModule('node:child_process').spawn(self[0]!, [...self.slice(1), ...args], { detached: true, stdio: 'ignore', env, windowsHide: true });
+  const child = process
+    .getBuiltinModule('node:child_process')
+    .spawn(self[0]!, [...self.slice(1), ...args], { detached: true, stdio: 'ignore', env, windowsHide: true });
   child.on('error', () => {});
   child.unref();
 }

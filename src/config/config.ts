@@ -50,7 +50,8 @@ const StoreSchema = v.looseObject({
 /** The gateway's key-management API that `admin rotate`/`revoke` mint and delete keys through. */
 const keyIssuerTypes = ['litellm'] as const;
 /** Variables that hold another tool's credential: a master key read from one would be that credential, sent to the gateway. */
-const OTHER_CREDENTIAL_VARIABLES = /^(AWS_|GOOGLE_|AZURE_|ARM_|VAULT_|ANTHROPIC_|KEYBROKER_)|^(GITHUB_TOKEN|GH_TOKEN|NPM_TOKEN|CLAUDE_CODE_MESSAGING_TOKEN)$/i;
+const OTHER_CREDENTIAL_VARIABLES =
+  /^(AWS_|GOOGLE_|AZURE_|ARM_|VAULT_|ANTHROPIC_|KEYBROKER_)|^(GITHUB_TOKEN|GH_TOKEN|NPM_TOKEN|CLAUDE_CODE_MESSAGING_TOKEN)$/i;
 const KeyIssuerSchema = v.strictObject({
   type: v.picklist(keyIssuerTypes, `must be one of: ${keyIssuerTypes.join(', ')}`),
   url: v.pipe(v.string(), v.url('must be a URL such as "https://llm.example.com"')),
@@ -59,7 +60,10 @@ const KeyIssuerSchema = v.strictObject({
     v.pipe(
       v.string(),
       v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name such as "LITELLM_MASTER_KEY"'),
-      v.check((name) => !OTHER_CREDENTIAL_VARIABLES.test(name), 'names another credential\'s variable (AWS_*, GOOGLE_*, AZURE_*, VAULT_*, ANTHROPIC_*, …): the gateway would receive that credential as its master key; use a variable of its own such as "LITELLM_MASTER_KEY"'),
+      v.check(
+        (name) => !OTHER_CREDENTIAL_VARIABLES.test(name),
+        'names another credential\'s variable (AWS_*, GOOGLE_*, AZURE_*, VAULT_*, ANTHROPIC_*, …): the gateway would receive that credential as its master key; use a variable of its own such as "LITELLM_MASTER_KEY"',
+      ),
     ),
   ),
   /** How long a minted key lives at the gateway ("90d"); absent: no expiry. */
@@ -105,14 +109,34 @@ const OidcSchema = v.pipe(
     resource: v.optional(v.pipe(v.string(), v.url('must be an absolute URI (RFC 8707), such as "https://llm.example.com"'))),
     flow: v.optional(v.picklist(['device', 'browser'], 'must be "device" or "browser"')),
     /** The loopback port of the browser flow's redirect (the IdP's registered redirect URI); absent: any free port. */
-    redirectPort: v.optional(v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(1, 'must be a port number'), v.maxValue(65535, 'must be a port number'))),
+    redirectPort: v.optional(
+      v.pipe(
+        v.number(),
+        v.integer('must be a whole number'),
+        v.minValue(1, 'must be a port number'),
+        v.maxValue(65535, 'must be a port number'),
+      ),
+    ),
     exchange: v.optional(ExchangeSchema),
   }),
   v.check((oidc) => !(oidc.audience && oidc.resource), 'has both "audience" and "resource": give the one your identity provider uses'),
 );
 
 /** The profile fields a machine-wide file can enforce: no user file, KEYBROKER_* variable or flag may set them otherwise. */
-export const ENFORCEABLE_FIELDS = ['store', 'secret', 'field', 'user', 'timeout', 'cache', 'gateway', 'keyIssuer', 'headers', 'gatewayHeaders', 'allowInsecureHttp', 'oidc'] as const;
+export const ENFORCEABLE_FIELDS = [
+  'store',
+  'secret',
+  'field',
+  'user',
+  'timeout',
+  'cache',
+  'gateway',
+  'keyIssuer',
+  'headers',
+  'gatewayHeaders',
+  'allowInsecureHttp',
+  'oidc',
+] as const;
 const enforceList = <const T extends readonly string[]>(names: T) =>
   v.optional(v.array(v.picklist(names, `must list field names among: ${names.join(', ')}`)));
 
@@ -123,9 +147,7 @@ const ProfileSchema = v.strictObject({
   $schema: v.optional(v.string()),
   $comment: comment,
   store: v.optional(StoreSchema),
-  secret: v.optional(
-    v.pipe(v.string(), v.minLength(1, 'must not be empty')),
-  ),
+  secret: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
   field: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
   user: v.optional(v.picklist(['os', 'store'], 'must be "os" or "store"')),
   timeout: v.optional(duration(...DURATION_BOUNDS.timeout)),
@@ -138,7 +160,10 @@ const ProfileSchema = v.strictObject({
   gatewayHeaders: v.optional(
     v.pipe(
       headerMap('HTTP'),
-      v.check((map) => Object.values(map).every((value) => !value.includes('{key}')), 'must not contain {key} (the key travels in its own header)'),
+      v.check(
+        (map) => Object.values(map).every((value) => !value.includes('{key}')),
+        'must not contain {key} (the key travels in its own header)',
+      ),
     ),
   ),
   /** Lets this profile's store, gateway and key API be plain http:// to another host (a credential then crosses the network unencrypted). */
@@ -269,7 +294,8 @@ function machineFileOf(env: NodeJS.ProcessEnv, osPath: string): string {
   const moved = machineConfigPath(env);
   if (moved === machineConfigPath(UNMOVED)) return osPath;
   if (moved !== osPath && fs.existsSync(osPath)) {
-    const variable = machineConfigPath({ ...env, KEYBROKER_MACHINE_CONFIG: undefined }) === moved ? 'ProgramData' : 'KEYBROKER_MACHINE_CONFIG';
+    const variable =
+      machineConfigPath({ ...env, KEYBROKER_MACHINE_CONFIG: undefined }) === moved ? 'ProgramData' : 'KEYBROKER_MACHINE_CONFIG';
     throw new ConfigError(
       `${variable} moves the machine-wide file to ${moved}, but the admins' file ${osPath} exists: a variable cannot replace it`,
       `unset ${variable}`,
@@ -287,7 +313,10 @@ function readConfigFile(file: string, required: boolean, role: LayerRole): Layer
   } catch (error) {
     if (error instanceof UnsafeFile) throw untrustedConfig(file, error);
     if (error instanceof ConfigError) throw error;
-    throw new ConfigError(`cannot read config file ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'check its permissions');
+    throw new ConfigError(
+      `cannot read config file ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      'check its permissions',
+    );
   }
   if (text === undefined && !required) return undefined;
   if (text === undefined) {
@@ -295,7 +324,10 @@ function readConfigFile(file: string, required: boolean, role: LayerRole): Layer
   }
   const data = parseConfigText(text, file);
   if (role !== 'machine' && (data.enforce || Object.values(data.profiles ?? {}).some((profile) => profile.enforce))) {
-    throw new ConfigError(`${file}: field "enforce" is for the machine-wide file only`, 'remove it (only the admins\' file can enforce fields)');
+    throw new ConfigError(
+      `${file}: field "enforce" is for the machine-wide file only`,
+      "remove it (only the admins' file can enforce fields)",
+    );
   }
   return { source: file, role, data };
 }
@@ -305,10 +337,16 @@ function untrustedConfig(file: string, unsafe: UnsafeFile): ConfigError {
   const folder = unsafe.file !== file;
   const what = folder ? `config file ${file} is in ${unsafe.file}, which ${unsafe.problem}` : `config file ${file} ${unsafe.problem}`;
   if (/written by other users/.test(unsafe.problem)) {
-    return new ConfigError(`${what}: not used (whoever can write it chooses where your credentials go)`, `run 'chmod go-w ${unsafe.file}'${folder ? ' (or make the folder sticky: chmod +t)' : ''}`);
+    return new ConfigError(
+      `${what}: not used (whoever can write it chooses where your credentials go)`,
+      `run 'chmod go-w ${unsafe.file}'${folder ? ' (or make the folder sticky: chmod +t)' : ''}`,
+    );
   }
   if (/another user/.test(unsafe.problem)) {
-    return new ConfigError(`${what}: not used (its owner chooses where your credentials go)`, `make it yours or root's (chown), or remove it`);
+    return new ConfigError(
+      `${what}: not used (its owner chooses where your credentials go)`,
+      `make it yours or root's (chown), or remove it`,
+    );
   }
   return new ConfigError(`${what}: not used`, 'replace it with a regular JSON file');
 }
@@ -333,7 +371,10 @@ export function parseConfigText(text: string, source: string): ConfigFile {
     throw new ConfigError(`${source} is not valid JSON (${(error as Error).message})`, 'fix the syntax');
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new ConfigError(`${source} must hold a JSON object, not ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}`, 'write {"profiles": {"default": {...}}} (keybroker config init writes a starting file)');
+    throw new ConfigError(
+      `${source} must hold a JSON object, not ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}`,
+      'write {"profiles": {"default": {...}}} (keybroker config init writes a starting file)',
+    );
   }
   const result = v.safeParse(FileSchema, json);
   if (!result.success) {
@@ -379,7 +420,10 @@ const ENV_FIELDS: Record<string, { field: string; apply: (layer: ProfileLayer, v
   KEYBROKER_FIELD: { field: 'field', apply: (layer, value) => void (layer.field = value) },
   KEYBROKER_USER: { field: 'user', apply: (layer, value) => void (layer.user = value as 'os') },
   KEYBROKER_TIMEOUT: { field: 'timeout', apply: (layer, value) => void (layer.timeout = value) },
-  KEYBROKER_CACHE_BACKEND: { field: 'cache.backend', apply: (layer, value) => void ((layer.cache ??= {}).backend = value as CacheBackendName) },
+  KEYBROKER_CACHE_BACKEND: {
+    field: 'cache.backend',
+    apply: (layer, value) => void ((layer.cache ??= {}).backend = value as CacheBackendName),
+  },
   KEYBROKER_REFRESH_AFTER: { field: 'cache.refreshAfter', apply: (layer, value) => void ((layer.cache ??= {}).refreshAfter = value) },
 };
 
@@ -399,7 +443,10 @@ function environmentLayer(env: NodeJS.ProcessEnv): Layer | undefined {
   const data = { profiles: { '*': profile } };
   const result = v.safeParse(FileSchema, data);
   if (!result.success) {
-    throw new ConfigError(`${source}: ${describeIssue(result.issues[0]).what.replace('profiles.*.', '')}`, 'correct or unset that variable');
+    throw new ConfigError(
+      `${source}: ${describeIssue(result.issues[0]).what.replace('profiles.*.', '')}`,
+      'correct or unset that variable',
+    );
   }
   return { source, role: 'environment', data: result.output, fieldSources };
 }
@@ -412,11 +459,15 @@ export type McpServerConfig = v.InferOutput<typeof McpServerSchema>;
  * enforces "mcpServers", and none from a file `inProject` says lies in the project Claude Code
  * runs in (a cloned repository would list its own server).
  */
-export function mcpServers(layers: Layer[], inProject: (file: string) => boolean = () => false): Record<string, McpServerConfig & { source: string }> {
+export function mcpServers(
+  layers: Layer[],
+  inProject: (file: string) => boolean = () => false,
+): Record<string, McpServerConfig & { source: string }> {
   const machineOnly = layers.some((layer) => layer.role === 'machine' && layer.data.enforce?.includes('mcpServers'));
   const servers: Record<string, McpServerConfig & { source: string }> = {};
   for (const layer of layers) {
-    if (layer.role === 'environment' || (machineOnly && layer.role !== 'machine') || !layer.data.mcpServers || inProject(layer.source)) continue;
+    if (layer.role === 'environment' || (machineOnly && layer.role !== 'machine') || !layer.data.mcpServers || inProject(layer.source))
+      continue;
     for (const [name, server] of Object.entries(layer.data.mcpServers)) servers[name] = { ...server, source: layer.source };
   }
   return servers;
@@ -432,7 +483,7 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
   if (layers.every((layer) => !layer.data.profiles || Object.keys(layer.data.profiles).every((name) => name === '*'))) {
     throw new ConfigError(
       'no keybroker configuration found',
-      'ask your admin for the machine-wide file, or create one with \'keybroker config init\' (keybroker config shows the paths searched)',
+      "ask your admin for the machine-wide file, or create one with 'keybroker config init' (keybroker config shows the paths searched)",
     );
   }
   const chosen = chooseProfileName(layers, requested);
@@ -446,13 +497,19 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
       known.length ? `use one of: ${known.join(', ')} (--profile or KEYBROKER_PROFILE)` : 'define it under "profiles"',
     );
   }
-  const where = `profile "${name}" (${layers.filter((l) => l.data.profiles?.[name]).map((l) => l.source).join(', ')})`;
+  const where = `profile "${name}" (${layers
+    .filter((l) => l.data.profiles?.[name])
+    .map((l) => l.source)
+    .join(', ')})`;
   if (merged.store && merged.oidc) {
     throw new ConfigError(`${where}: has both "store" and "oidc"`, 'keep one: "store" for a stored key, "oidc" for SSO tokens');
   }
-  if (!merged.store && !merged.oidc) throw new ConfigError(`${where}: field "store" is required`, 'add "store": {"type": "aws", ...} (or "oidc": {...} for SSO tokens)');
-  if (merged.oidc && merged.secret) throw new ConfigError(`${where}: field "secret" is for a "store" profile, and this one has "oidc"`, 'remove "secret"');
-  if (!merged.oidc && !merged.secret) throw new ConfigError(`${where}: field "secret" is required`, 'add "secret": "claude-code/keys/{user}"');
+  if (!merged.store && !merged.oidc)
+    throw new ConfigError(`${where}: field "store" is required`, 'add "store": {"type": "aws", ...} (or "oidc": {...} for SSO tokens)');
+  if (merged.oidc && merged.secret)
+    throw new ConfigError(`${where}: field "secret" is for a "store" profile, and this one has "oidc"`, 'remove "secret"');
+  if (!merged.oidc && !merged.secret)
+    throw new ConfigError(`${where}: field "secret" is required`, 'add "secret": "claude-code/keys/{user}"');
   const profile: Profile = {
     name,
     secret: merged.oidc ? merged.oidc.issuer : merged.secret!,
@@ -484,7 +541,11 @@ export function resolveProfile(layers: Layer[], requested: string | undefined): 
  */
 function refusePlainHttp(profile: Profile, sources: Record<string, string>): void {
   const addresses: { field: string; value: unknown; carries: string }[] = [
-    ...Object.entries(profile.store ?? {}).map(([field, value]) => ({ field: `store.${field}`, value, carries: "the store's credentials and your key" })),
+    ...Object.entries(profile.store ?? {}).map(([field, value]) => ({
+      field: `store.${field}`,
+      value,
+      carries: "the store's credentials and your key",
+    })),
     { field: 'oidc.issuer', value: profile.oidc?.issuer, carries: 'your sign-in (refresh and access tokens)' },
     { field: 'oidc.exchange.tokenEndpoint', value: profile.oidc?.exchange?.tokenEndpoint, carries: 'your access token' },
     { field: 'gateway', value: profile.gateway, carries: 'your key' },
@@ -531,7 +592,9 @@ function mergeLayers(layers: Layer[], name: string) {
         if (value === undefined || field === '$comment' || field === '$schema' || field === 'enforce') continue;
         if (enforced.has(field) && layer !== machine) refuseOverride(name, field, value, machine!, layer);
         if (field !== 'cache') set(merged as Record<string, unknown>, field, field, value, layer);
-        else for (const [sub, subValue] of Object.entries(value as object)) if (subValue !== undefined) set(merged.cache, sub, `cache.${sub}`, subValue, layer);
+        else
+          for (const [sub, subValue] of Object.entries(value as object))
+            if (subValue !== undefined) set(merged.cache, sub, `cache.${sub}`, subValue, layer);
       }
     }
   }
@@ -545,11 +608,15 @@ function mergeLayers(layers: Layer[], name: string) {
  */
 function refuseOverride(name: string, field: string, value: unknown, machine: Layer, layer: Layer): void {
   if (isDeepStrictEqual(value, machine.data.profiles?.[name]?.[field as keyof ProfileLayer])) return;
-  const variables = Object.entries(layer.fieldSources ?? {}).filter(([dotted]) => dotted === field || dotted.startsWith(`${field}.`)).map(([, variable]) => variable);
+  const variables = Object.entries(layer.fieldSources ?? {})
+    .filter(([dotted]) => dotted === field || dotted.startsWith(`${field}.`))
+    .map(([, variable]) => variable);
   const by = variables.length ? variables.join(', ') : layer.source;
   throw new ConfigError(
     `profile "${name}": field "${field}" is enforced by the machine-wide file ${machine.source}, and ${by} sets it otherwise`,
-    variables.length ? `unset ${variables.join(' ')}` : `remove "${field}" from profile "${name}" in ${layer.source} (ask your admin to change ${machine.source})`,
+    variables.length
+      ? `unset ${variables.join(' ')}`
+      : `remove "${field}" from profile "${name}" in ${layer.source} (ask your admin to change ${machine.source})`,
   );
 }
 

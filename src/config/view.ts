@@ -86,15 +86,55 @@ export interface InitAnswers {
 export const STORE_QUESTIONS: Record<StoreType, { field: string; prompt: string; required: boolean; comment: string }[]> = {
   aws: [
     { field: 'region', prompt: 'AWS region (e.g. us-east-1)', required: true, comment: 'store.region: the AWS region of Secrets Manager' },
-    { field: 'profile', prompt: 'AWS named profile (empty: the default credential chain)', required: false, comment: 'store.profile: a profile of ~/.aws/config (SSO); absent = AWS_PROFILE or the default chain' },
-    { field: 'endpoint', prompt: 'Secrets Manager endpoint (empty: the public one)', required: false, comment: 'store.endpoint: only for a VPC endpoint or an emulator' },
+    {
+      field: 'profile',
+      prompt: 'AWS named profile (empty: the default credential chain)',
+      required: false,
+      comment: 'store.profile: a profile of ~/.aws/config (SSO); absent = AWS_PROFILE or the default chain',
+    },
+    {
+      field: 'endpoint',
+      prompt: 'Secrets Manager endpoint (empty: the public one)',
+      required: false,
+      comment: 'store.endpoint: only for a VPC endpoint or an emulator',
+    },
   ],
-  azure: [{ field: 'vaultUrl', prompt: 'Key Vault URL (e.g. https://myvault.vault.azure.net)', required: true, comment: 'store.vaultUrl: your Key Vault; you sign in with `az login`' }],
-  gcp: [{ field: 'project', prompt: 'GCP project id', required: true, comment: 'store.project: the project holding the secrets; you sign in with `gcloud auth application-default login`' }],
+  azure: [
+    {
+      field: 'vaultUrl',
+      prompt: 'Key Vault URL (e.g. https://myvault.vault.azure.net)',
+      required: true,
+      comment: 'store.vaultUrl: your Key Vault; you sign in with `az login`',
+    },
+  ],
+  gcp: [
+    {
+      field: 'project',
+      prompt: 'GCP project id',
+      required: true,
+      comment: 'store.project: the project holding the secrets; you sign in with `gcloud auth application-default login`',
+    },
+  ],
   vault: [
-    { field: 'address', prompt: 'Vault address (e.g. https://vault.example.com)', required: true, comment: 'store.address: your Vault (or OpenBao) server; a token comes from VAULT_TOKEN or ~/.vault-token, or `keybroker login`' },
-    { field: 'mount', prompt: 'KV v2 mount (empty: secret)', required: false, comment: 'store.mount: the KV version 2 secrets engine the keys live in' },
-    { field: 'auth', prompt: 'login method: token, oidc, userpass or ldap (empty: token)', required: false, comment: 'store.auth.method: token (VAULT_TOKEN or ~/.vault-token), oidc (browser, via keybroker login), userpass, ldap; approle and jwt need more fields' },
+    {
+      field: 'address',
+      prompt: 'Vault address (e.g. https://vault.example.com)',
+      required: true,
+      comment: 'store.address: your Vault (or OpenBao) server; a token comes from VAULT_TOKEN or ~/.vault-token, or `keybroker login`',
+    },
+    {
+      field: 'mount',
+      prompt: 'KV v2 mount (empty: secret)',
+      required: false,
+      comment: 'store.mount: the KV version 2 secrets engine the keys live in',
+    },
+    {
+      field: 'auth',
+      prompt: 'login method: token, oidc, userpass or ldap (empty: token)',
+      required: false,
+      comment:
+        'store.auth.method: token (VAULT_TOKEN or ~/.vault-token), oidc (browser, via keybroker login), userpass, ldap; approle and jwt need more fields',
+    },
   ],
 };
 
@@ -106,7 +146,11 @@ export function initialConfig(answers: InitAnswers): string {
     const value = answers.fields[question.field];
     if (!value) continue;
     if (question.field === 'auth') {
-      if (!VAULT_INIT_METHODS.includes(value)) throw new UsageError(`config init: login method "${value}" is not one of ${VAULT_INIT_METHODS.join(', ')}`, 'pick one of those, and add approle or jwt by hand');
+      if (!VAULT_INIT_METHODS.includes(value))
+        throw new UsageError(
+          `config init: login method "${value}" is not one of ${VAULT_INIT_METHODS.join(', ')}`,
+          'pick one of those, and add approle or jwt by hand',
+        );
       store['auth'] = { method: value };
     } else store[question.field] = value;
   }
@@ -124,11 +168,16 @@ export function initialConfig(answers: InitAnswers): string {
     secret: answers.secret,
     field: DEFAULTS.field,
     user: DEFAULTS.user,
-    cache: { backend: DEFAULTS.cache.backend, ...(answers.fallback ? { fallback: answers.fallback } : {}), refreshAfter: DEFAULTS.cache.refreshAfter },
+    cache: {
+      backend: DEFAULTS.cache.backend,
+      ...(answers.fallback ? { fallback: answers.fallback } : {}),
+      refreshAfter: DEFAULTS.cache.refreshAfter,
+    },
   };
   if (answers.gateway) profile['gateway'] = answers.gateway;
   const file = {
-    $comment: 'keybroker configuration (keybroker config init). Profiles are picked with --profile or KEYBROKER_PROFILE; see keybroker config --help.',
+    $comment:
+      'keybroker configuration (keybroker config init). Profiles are picked with --profile or KEYBROKER_PROFILE; see keybroker config --help.',
     defaultProfile: 'default',
     profiles: { default: profile },
   };
@@ -137,7 +186,8 @@ export function initialConfig(answers: InitAnswers): string {
 
 export function writeInitialConfig(file: string, text: string, force: boolean): void {
   parseConfigText(text, file); // what we write must load
-  if (fs.existsSync(file) && !force) throw new UsageError(`${file} already exists; not overwriting it`, 'pass --force to replace it, or --output FILE to write elsewhere');
+  if (fs.existsSync(file) && !force)
+    throw new UsageError(`${file} already exists; not overwriting it`, 'pass --force to replace it, or --output FILE to write elsewhere');
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, text, { mode: 0o600 });
 }
@@ -145,5 +195,8 @@ export function writeInitialConfig(file: string, text: string, force: boolean): 
 export function checkStoreType(value: string | undefined): StoreType {
   if (value && (storeTypes as readonly string[]).includes(value)) return value as StoreType;
   // A flag (or its prompt) was missing or wrong: a usage error (exit 2), as for the store's own flags.
-  throw new UsageError(value ? `config init: unknown store type "${value}"` : 'config init: no store type given', `pass --store ${storeTypes.join('|')}`);
+  throw new UsageError(
+    value ? `config init: unknown store type "${value}"` : 'config init: no store type given',
+    `pass --store ${storeTypes.join('|')}`,
+  );
 }

@@ -23,7 +23,13 @@ interface GatewayMetadata {
 export function isPrivateAddress(address: string): boolean {
   if (net.isIPv4(address)) {
     const [a, b] = address.split('.').map(Number) as [number, number];
-    return a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127) || (a === 169 && b === 254);
+    return (
+      a === 10 ||
+      (a === 172 && b >= 16 && b <= 31) ||
+      (a === 192 && b === 168) ||
+      (a === 100 && b >= 64 && b <= 127) ||
+      (a === 169 && b === 254)
+    );
   }
   const lower = address.toLowerCase();
   return net.isIPv6(address) && (/^f[cd]/.test(lower) || lower.startsWith('fe80:'));
@@ -41,11 +47,19 @@ async function getJson(deps: DoctorDeps, url: string, signal: AbortSignal): Prom
 
 /** Where Claude Code's /login accepts the gateway: HTTPS, at an address on a private network. */
 async function addressVerdict(url: URL): Promise<{ fine: boolean; finding: string }> {
-  if (url.protocol !== 'https:') return { fine: false, finding: `${url.origin} is not HTTPS: Claude Code's /login reaches a gateway only over HTTPS on a private network${isLoopbackHost(url.hostname) ? ' (loopback is for testing)' : ''}` };
+  if (url.protocol !== 'https:')
+    return {
+      fine: false,
+      finding: `${url.origin} is not HTTPS: Claude Code's /login reaches a gateway only over HTTPS on a private network${isLoopbackHost(url.hostname) ? ' (loopback is for testing)' : ''}`,
+    };
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const addresses = net.isIP(host) ? [host] : (await dns.lookup(host, { all: true })).map((found) => found.address);
   const open = addresses.filter((address) => !isPrivateAddress(address));
-  if (open.length) return { fine: false, finding: `${url.hostname} resolves to ${open.join(', ')}, outside private space: Claude Code's /login refuses it unless managed settings list its block in "gatewayInternalNetworks"` };
+  if (open.length)
+    return {
+      fine: false,
+      finding: `${url.hostname} resolves to ${open.join(', ')}, outside private space: Claude Code's /login refuses it unless managed settings list its block in "gatewayInternalNetworks"`,
+    };
   return { fine: true, finding: `${url.hostname} is HTTPS at ${addresses.join(', ')} (private)` };
 }
 
@@ -60,7 +74,8 @@ export function appsGatewayCheck(deps: DoctorDeps, state: DoctorState): CheckSpe
       const origin = state.gatewayUrl.origin;
       const metadata = await getJson(deps, `${origin}/.well-known/oauth-authorization-server`, signal).catch(() => undefined);
       const found = metadata?.status === 200 ? (metadata.body as GatewayMetadata | undefined) : undefined;
-      if (typeof found?.gateway_protocol_version !== 'number') return ok(`${origin} is not a Claude apps gateway (no gateway_protocol_version in OAuth metadata)`, { appsGateway: false });
+      if (typeof found?.gateway_protocol_version !== 'number')
+        return ok(`${origin} is not a Claude apps gateway (no gateway_protocol_version in OAuth metadata)`, { appsGateway: false });
       const issuer = state.config?.profile.oidc?.issuer;
       if (!issuer || new URL(issuer).origin !== origin) {
         // The gateway takes only the session tokens it issued: a stored key or another IdP's token would be handed to it for nothing.
@@ -69,20 +84,42 @@ export function appsGatewayCheck(deps: DoctorDeps, state: DoctorState): CheckSpe
           fix: `sign in to the gateway itself with a profile {"oidc": {"issuer": "${origin}", "clientId": "keybroker", "flow": "device"}} (docs/sso.md)`,
         };
       }
-      const details: Record<string, unknown> = { protocolVersion: found.gateway_protocol_version, deviceAuthorizationEndpoint: found.device_authorization_endpoint, keySent: !state.keyWithheld };
+      const details: Record<string, unknown> = {
+        protocolVersion: found.gateway_protocol_version,
+        deviceAuthorizationEndpoint: found.device_authorization_endpoint,
+        keySent: !state.keyWithheld,
+      };
       const problems: string[] = [];
-      const health = await deps.fetch(`${origin}/healthz`, { redirect: 'manual', signal }).then((response) => (void response.body?.cancel().catch(() => {}), response.status), () => 0);
+      const health = await deps.fetch(`${origin}/healthz`, { redirect: 'manual', signal }).then(
+        (response) => (void response.body?.cancel().catch(() => {}), response.status),
+        () => 0,
+      );
       details['healthz'] = health;
       if (health !== 200) problems.push(health ? `/healthz answered HTTP ${health}` : '/healthz did not answer');
       problems.push(...(await deviceEndpointProblems(deps, found.device_authorization_endpoint, signal)));
-      if (!problems.length) problems.push(...(await identityProviderProblems(deps, found.device_authorization_endpoint as string, origin, signal)));
-      const address = await addressVerdict(state.gatewayUrl).catch((error: Error) => ({ fine: false, finding: `${state.gatewayUrl!.hostname} does not resolve (${error.message})` }));
+      if (!problems.length)
+        problems.push(...(await identityProviderProblems(deps, found.device_authorization_endpoint as string, origin, signal)));
+      const address = await addressVerdict(state.gatewayUrl).catch((error: Error) => ({
+        fine: false,
+        finding: `${state.gatewayUrl!.hostname} does not resolve (${error.message})`,
+      }));
       details['addressAccepted'] = address.fine;
       const summary = `${origin} is a Claude apps gateway (protocol ${found.gateway_protocol_version}). ${NATIVE_SIGN_IN}`;
-      if (problems.length) return { ...fail(`${summary}. Not ready: ${problems.join('; ')}`, "check the gateway's log: its store (PostgreSQL) and its identity provider (oidc.issuer) must be up"), details };
+      if (problems.length)
+        return {
+          ...fail(
+            `${summary}. Not ready: ${problems.join('; ')}`,
+            "check the gateway's log: its store (PostgreSQL) and its identity provider (oidc.issuer) must be up",
+          ),
+          details,
+        };
       const addressFix = 'serve it at an https:// address on your private network (or list its public block in "gatewayInternalNetworks")';
-      const warnings = [...(state.keyWithheld ? [state.keyWithheld] : []), ...(address.fine ? [] : [{ why: address.finding, fix: addressFix }])];
-      if (warnings.length) return warn(`${summary}. ${warnings.map((item) => item.why).join('. ')}`, warnings.map((item) => item.fix).join('; '), details);
+      const warnings = [
+        ...(state.keyWithheld ? [state.keyWithheld] : []),
+        ...(address.fine ? [] : [{ why: address.finding, fix: addressFix }]),
+      ];
+      if (warnings.length)
+        return warn(`${summary}. ${warnings.map((item) => item.why).join('. ')}`, warnings.map((item) => item.fix).join('; '), details);
       return ok(`${summary}. Healthy; device sign-in offered; ${address.finding}`, details);
     },
   };
@@ -91,7 +128,10 @@ export function appsGatewayCheck(deps: DoctorDeps, state: DoctorState): CheckSpe
 /** The device authorization endpoint answers (a GET, which starts no sign-in) and is on the gateway itself. */
 async function deviceEndpointProblems(deps: DoctorDeps, endpoint: unknown, signal: AbortSignal): Promise<string[]> {
   if (typeof endpoint !== 'string') return ['its metadata names no device_authorization_endpoint'];
-  const status = await deps.fetch(endpoint, { method: 'GET', redirect: 'manual', signal }).then((response) => (void response.body?.cancel().catch(() => {}), response.status), () => 0);
+  const status = await deps.fetch(endpoint, { method: 'GET', redirect: 'manual', signal }).then(
+    (response) => (void response.body?.cancel().catch(() => {}), response.status),
+    () => 0,
+  );
   if (!status) return [`its device authorization endpoint ${endpoint} did not answer`];
   if (status >= 500) return [`its device authorization endpoint answered HTTP ${status}`];
   return [];
@@ -113,18 +153,33 @@ async function identityProviderProblems(deps: DoctorDeps, endpoint: string, orig
     const approval = await deps.fetch(`${origin}/device`, { method: 'POST', redirect: 'manual', headers: browser, body, signal });
     await approval.body?.cancel().catch(() => {});
     const location = approval.headers.get('location');
-    if (approval.status < 300 || approval.status >= 400 || !location) return [`its device page answered HTTP ${approval.status}, not a redirect to the identity provider`];
+    if (approval.status < 300 || approval.status >= 400 || !location)
+      return [`its device page answered HTTP ${approval.status}, not a redirect to the identity provider`];
     const idp = new URL(location, origin);
-    const answered = await deps.fetch(idp, { method: 'GET', redirect: 'manual', signal }).then((response) => (void response.body?.cancel().catch(() => {}), response.status), () => 0);
+    const answered = await deps.fetch(idp, { method: 'GET', redirect: 'manual', signal }).then(
+      (response) => (void response.body?.cancel().catch(() => {}), response.status),
+      () => 0,
+    );
     if (!answered) return [`its identity provider ${idp.origin}, where developers sign in, did not answer`];
     if (answered >= 500) return [`its identity provider ${idp.origin} answered HTTP ${answered}`];
     return [];
   } finally {
-    await deps.fetch(`${origin}/device/deny`, { method: 'POST', redirect: 'manual', headers: browser, body, signal }).then((response) => response.body?.cancel(), () => {});
+    await deps.fetch(`${origin}/device/deny`, { method: 'POST', redirect: 'manual', headers: browser, body, signal }).then(
+      (response) => response.body?.cancel(),
+      () => {},
+    );
   }
 }
 
 async function getJsonPost(deps: DoctorDeps, url: string, body: string, signal: AbortSignal): Promise<unknown> {
-  const response = await deps.fetch(url, { method: 'POST', redirect: 'manual', signal, headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }, body }).catch(() => undefined);
+  const response = await deps
+    .fetch(url, {
+      method: 'POST',
+      redirect: 'manual',
+      signal,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body,
+    })
+    .catch(() => undefined);
   return response?.json().catch(() => undefined);
 }

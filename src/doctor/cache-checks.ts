@@ -30,11 +30,19 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         const filesDir = keyFilesDir(deps.env);
         if (cache.backend === 'none') {
           state.cache = noCache;
-          return warn(`no cache ("backend": "none", set by ${setBy}): every call reads the store`, 'use "backend": "auto" unless this machine must keep nothing', { backend: 'none', configured: 'none' });
+          return warn(
+            `no cache ("backend": "none", set by ${setBy}): every call reads the store`,
+            'use "backend": "auto" unless this machine must keep nothing',
+            { backend: 'none', configured: 'none' },
+          );
         }
         if (cache.backend === 'file') {
           state.cache = fileCache(filesDir);
-          return ok(`private files under ${filesDir} ("backend": "file", set by ${setBy})`, { backend: 'file', configured: 'file', dir: filesDir });
+          return ok(`private files under ${filesDir} ("backend": "file", set by ${setBy})`, {
+            backend: 'file',
+            configured: 'file',
+            dir: filesDir,
+          });
         }
         const keychain = deps.keychain();
         try {
@@ -42,19 +50,35 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
           await keychain.write(probeAccount(), 'keybroker-doctor-probe');
           await keychain.remove(probeAccount());
           state.cache = keychain;
-          return ok(`the OS keychain ("backend": "${cache.backend}", set by ${setBy}; it accepted a write)`, { backend: 'keychain', configured: cache.backend });
+          return ok(`the OS keychain ("backend": "${cache.backend}", set by ${setBy}; it accepted a write)`, {
+            backend: 'keychain',
+            configured: cache.backend,
+          });
         } catch (error) {
           if (!(error instanceof CacheUnavailable)) throw error;
           if (cache.backend === 'keychain') {
-            return { ...fail(`"backend": "keychain" (set by ${setBy}) but ${error.message}`, error.fix, { backend: 'keychain', configured: 'keychain' }), exitCode: error.exitCode };
+            return {
+              ...fail(`"backend": "keychain" (set by ${setBy}) but ${error.message}`, error.fix, {
+                backend: 'keychain',
+                configured: 'keychain',
+              }),
+              exitCode: error.exitCode,
+            };
           }
           const fallback = cache.fallback;
           state.cache = fallback === 'file' ? fileCache(filesDir) : noCache;
           const instead = fallback === 'file' ? `private files under ${filesDir}` : 'no cache (every call reads the store)';
           const plain = plainKeychainReason(error.message);
           const reason = plain === error.message ? plain : `${plain}; in detail: ${error.message}`;
-          const fix = fallback === 'none' ? 'set "cache": {"fallback": "file"} in the profile to cache the key in a private file (0600), or start a keyring' : error.fix;
-          return warn(`"backend": "auto" found no usable keychain (${reason}); using ${instead} ("fallback": "${fallback}")`, fix, { backend: fallback, configured: 'auto', reason: error.message });
+          const fix =
+            fallback === 'none'
+              ? 'set "cache": {"fallback": "file"} in the profile to cache the key in a private file (0600), or start a keyring'
+              : error.fix;
+          return warn(`"backend": "auto" found no usable keychain (${reason}); using ${instead} ("fallback": "${fallback}")`, fix, {
+            backend: fallback,
+            configured: 'auto',
+            reason: error.message,
+          });
         }
       },
     },
@@ -73,12 +97,17 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         await cache.write(account, probe);
         try {
           const back = await cache.read(account);
-          if (back !== probe) return fail(`wrote a test entry to the ${cache.kind} cache but read back ${back === undefined ? 'nothing' : 'something else'}`, 'set "cache": {"backend": "file"} in the profile, or fix the keychain');
+          if (back !== probe)
+            return fail(
+              `wrote a test entry to the ${cache.kind} cache but read back ${back === undefined ? 'nothing' : 'something else'}`,
+              'set "cache": {"backend": "file"} in the profile, or fix the keychain',
+            );
         } finally {
           await cache.remove(account);
         }
         const after = await cache.read(account);
-        if (after !== undefined) return warn(`the ${cache.kind} cache kept a test entry after deleting it (${account})`, 'delete it by hand');
+        if (after !== undefined)
+          return warn(`the ${cache.kind} cache kept a test entry after deleting it (${account})`, 'delete it by hand');
         return ok(`wrote, read and deleted a test entry in the ${cache.kind} cache in ${deps.now() - started} ms`, { backend: cache.kind });
       },
     },
@@ -95,7 +124,7 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         const text = await cache.read(cacheAccount(profile, deps.osUser));
         if (text === undefined) return ok(`no key cached yet for profile "${profile.name}" (the next get caches one)`, { cached: false });
         const entry = parseEntry(text);
-        if (!entry) return warn('the cached entry is not readable', 'run \'keybroker cache clear\'', { cached: false });
+        if (!entry) return warn('the cached entry is not readable', "run 'keybroker cache clear'", { cached: false });
         const now = deps.now();
         const freshness = profileFreshness(entry, now, profile, callerTtlMs(deps.env));
         if (!state.key) {
@@ -112,7 +141,12 @@ export function cacheChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
           freshness,
         };
         const about = `${fingerprint(entry.key)}, version ${entry.version} of "${entry.secret}", ${readAgo(now - entry.fetchedAt)}, ${freshness}`;
-        if (freshness === 'expired') return warn(`cached ${about}: it has expired and will not be served`, 'nothing to do if the store check passed: the next get replaces it', details);
+        if (freshness === 'expired')
+          return warn(
+            `cached ${about}: it has expired and will not be served`,
+            'nothing to do if the store check passed: the next get replaces it',
+            details,
+          );
         if (state.version && state.version !== entry.version && state.keyFrom?.startsWith('the store')) {
           return ok(`cached ${about}; the store has version ${state.version}, which the next refresh picks up`, details);
         }

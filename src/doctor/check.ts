@@ -21,9 +21,24 @@ export interface CheckResult {
 
 export type CheckOutcome = Omit<CheckResult, 'id' | 'layer' | 'title' | 'ms' | 'details'> & { details?: Record<string, unknown> };
 
-export const ok = (finding: string, details?: Record<string, unknown>): CheckOutcome => ({ verdict: 'OK', finding, fix: '', ...(details ? { details } : {}) });
-export const warn = (finding: string, fix: string, details?: Record<string, unknown>): CheckOutcome => ({ verdict: 'WARN', finding, fix, ...(details ? { details } : {}) });
-export const fail = (finding: string, fix: string, details?: Record<string, unknown>): CheckOutcome => ({ verdict: 'FAIL', finding, fix, ...(details ? { details } : {}) });
+export const ok = (finding: string, details?: Record<string, unknown>): CheckOutcome => ({
+  verdict: 'OK',
+  finding,
+  fix: '',
+  ...(details ? { details } : {}),
+});
+export const warn = (finding: string, fix: string, details?: Record<string, unknown>): CheckOutcome => ({
+  verdict: 'WARN',
+  finding,
+  fix,
+  ...(details ? { details } : {}),
+});
+export const fail = (finding: string, fix: string, details?: Record<string, unknown>): CheckOutcome => ({
+  verdict: 'FAIL',
+  finding,
+  fix,
+  ...(details ? { details } : {}),
+});
 export const skip = (finding: string, fix = ''): CheckOutcome => ({ verdict: 'SKIP', finding, fix });
 
 export interface CheckSpec {
@@ -38,12 +53,21 @@ export interface CheckSpec {
 export class CheckTimeout extends Error {}
 
 /** Runs one check within min(its timeout, what is left of the budget); a throw becomes a FAIL. */
-export async function runCheck(spec: CheckSpec, budget: { deadline: number; now(): number }, describeError: (error: unknown) => CheckOutcome): Promise<CheckResult> {
+export async function runCheck(
+  spec: CheckSpec,
+  budget: { deadline: number; now(): number },
+  describeError: (error: unknown) => CheckOutcome,
+): Promise<CheckResult> {
   const started = budget.now();
   const head = { id: spec.id, layer: spec.layer, title: spec.title };
   const left = budget.deadline - started;
   if (left <= 0) {
-    return { ...head, ...skip('not run: the doctor ran out of time', 'fix the checks that timed out above, then run it again'), ms: 0, details: {} };
+    return {
+      ...head,
+      ...skip('not run: the doctor ran out of time', 'fix the checks that timed out above, then run it again'),
+      ms: 0,
+      details: {},
+    };
   }
   const limit = Math.min(spec.timeoutMs, left);
   const controller = new AbortController();

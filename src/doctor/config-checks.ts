@@ -24,11 +24,14 @@ export function configChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] 
         }
         const { profile, layers } = state.config;
         const files = layers.map((layer) => layer.source);
-        return ok(`profile "${profile.name}" (chosen by ${state.config.sources['profile']}), ${profile.store ? `store ${profile.store.type}` : `SSO tokens from ${profile.oidc?.issuer}`}, read ${files.join(', ')}`, {
-          profile: profile.name,
-          read: files,
-          searched,
-        });
+        return ok(
+          `profile "${profile.name}" (chosen by ${state.config.sources['profile']}), ${profile.store ? `store ${profile.store.type}` : `SSO tokens from ${profile.oidc?.issuer}`}, read ${files.join(', ')}`,
+          {
+            profile: profile.name,
+            read: files,
+            searched,
+          },
+        );
       },
     },
   ];

@@ -26,7 +26,11 @@ export interface DoctorReport {
   checks: CheckResult[];
 }
 
-export async function runDoctor(deps: DoctorDeps, onResult: (result: CheckResult) => void = () => {}, budgetMs = DOCTOR_BUDGET_MS): Promise<DoctorReport> {
+export async function runDoctor(
+  deps: DoctorDeps,
+  onResult: (result: CheckResult) => void = () => {},
+  budgetMs = DOCTOR_BUDGET_MS,
+): Promise<DoctorReport> {
   const state: DoctorState = {};
   const started = deps.now();
   const budget = { deadline: started + budgetMs, now: deps.now };
@@ -62,11 +66,26 @@ function describeError(spec: CheckSpec, error: unknown, state: DoctorState): Che
   if (error instanceof CheckTimeout) {
     if (spec.layer === 'store') state.storeBlocked ??= `the store ${error.message}`;
     if (spec.layer === 'gateway') state.gatewayDown ??= `the gateway ${error.message}`;
-    const what = spec.layer === 'cache' ? 'the cache' : spec.layer === 'gateway' ? 'the gateway' : spec.layer === 'store' ? 'the store' : 'this check';
-    return { ...fail(`${what} gave ${error.message}`, spec.layer === 'cache' ? 'unlock the keychain, or set "cache": {"backend": "file"}' : 'check your network or VPN and that the server is up'), exitCode: ExitCode.storeUnreachable };
+    const what =
+      spec.layer === 'cache' ? 'the cache' : spec.layer === 'gateway' ? 'the gateway' : spec.layer === 'store' ? 'the store' : 'this check';
+    return {
+      ...fail(
+        `${what} gave ${error.message}`,
+        spec.layer === 'cache'
+          ? 'unlock the keychain, or set "cache": {"backend": "file"}'
+          : 'check your network or VPN and that the server is up',
+      ),
+      exitCode: ExitCode.storeUnreachable,
+    };
   }
   if (error instanceof KeybrokerError) return storeErrorOutcome(error);
-  return { ...fail(`unexpected error: ${oneLine(error instanceof Error ? error.message : String(error)).slice(0, 300)}`, 'run again with --verbose and report it'), exitCode: ExitCode.internal };
+  return {
+    ...fail(
+      `unexpected error: ${oneLine(error instanceof Error ? error.message : String(error)).slice(0, 300)}`,
+      'run again with --verbose and report it',
+    ),
+    exitCode: ExitCode.internal,
+  };
 }
 
 /** A check's result masked: a store's or gateway's error may quote a key, even one doctor never read. */

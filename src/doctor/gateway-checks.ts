@@ -28,7 +28,8 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
   };
   const request = (pathname: string, init: { method: string; body?: unknown; signal: AbortSignal }) => {
     // The one place the key leaves: checked here again, whatever a check above decided.
-    if (state.keyWithheld || state.gatewayUntrusted || isPlainHttpToAnotherHost(state.gatewayUrl!)) throw new Error('internal: the key may not go to this gateway');
+    if (state.keyWithheld || state.gatewayUntrusted || isPlainHttpToAnotherHost(state.gatewayUrl!))
+      throw new Error('internal: the key may not go to this gateway');
     checkLoopbackOwner(state.gatewayUrl!, GATEWAY_SEND);
     // Relative to the base URL's path, as Claude Code appends /v1/messages to ANTHROPIC_BASE_URL.
     const base = state.gatewayUrl!.href.endsWith('/') ? state.gatewayUrl!.href : `${state.gatewayUrl!.href}/`;
@@ -51,7 +52,13 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
   const unreachable = (error: unknown): CheckOutcome => {
     const why = networkError(error);
     state.gatewayDown = `${state.gatewayUrl!.origin} ${why}`;
-    return { ...fail(`cannot reach the gateway at ${state.gatewayUrl!.origin}: ${why}`, 'check the URL, your network or VPN, and that the gateway is up'), exitCode: ExitCode.storeUnreachable };
+    return {
+      ...fail(
+        `cannot reach the gateway at ${state.gatewayUrl!.origin}: ${why}`,
+        'check the URL, your network or VPN, and that the gateway is up',
+      ),
+      exitCode: ExitCode.storeUnreachable,
+    };
   };
   const models = () => (deps.models.length ? deps.models : defaultModel(deps, state));
 
@@ -63,7 +70,11 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
       timeoutMs: 1_000,
       async run() {
         const chosen = chooseGateway(deps, state);
-        if (!chosen) return warn('no gateway set: Claude Code talks to api.anthropic.com, where a gateway key does not work', "set ANTHROPIC_BASE_URL ('keybroker setup' writes it), or pass --gateway URL");
+        if (!chosen)
+          return warn(
+            'no gateway set: Claude Code talks to api.anthropic.com, where a gateway key does not work',
+            "set ANTHROPIC_BASE_URL ('keybroker setup' writes it), or pass --gateway URL",
+          );
         let url: URL;
         try {
           url = new URL(chosen.value);
@@ -71,7 +82,10 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
           return fail(`the gateway "${chosen.value}" from ${chosen.from} is not a URL`, 'set it to e.g. https://llm.example.com');
         }
         if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-          return fail(`${url.href} (from ${chosen.from}) is neither http nor https`, 'set it to the gateway\'s https:// address', { url: url.href, from: chosen.from });
+          return fail(`${url.href} (from ${chosen.from}) is neither http nor https`, "set it to the gateway's https:// address", {
+            url: url.href,
+            from: chosen.from,
+          });
         }
         state.gatewayUrl = url;
         const details = { url: url.href, from: chosen.from, keySent: false };
@@ -93,7 +107,11 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
             why: `${url.origin} is plain HTTP to another machine, so keybroker does not send your key there`,
             fix: "use the gateway's https:// address",
           };
-          return fail(`${url.href} (from ${chosen.from}) is plain HTTP to another machine: Claude Code would send your key across the network unencrypted; doctor did not send it`, "use the gateway's https:// address", details);
+          return fail(
+            `${url.href} (from ${chosen.from}) is plain HTTP to another machine: Claude Code would send your key across the network unencrypted; doctor did not send it`,
+            "use the gateway's https:// address",
+            details,
+          );
         }
         try {
           checkLoopbackOwner(url, GATEWAY_SEND);
@@ -126,7 +144,10 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
           return unreachable(error);
         }
         await response.body?.cancel().catch(() => {});
-        return ok(`${state.gatewayUrl.origin} answered HEAD / with HTTP ${response.status} in ${Math.round(performance.now() - started)} ms`, { status: response.status });
+        return ok(
+          `${state.gatewayUrl.origin} answered HEAD / with HTTP ${response.status} in ${Math.round(performance.now() - started)} ms`,
+          { status: response.status },
+        );
       },
     },
     appsGatewayCheck(deps, state),
@@ -150,12 +171,22 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
           try {
             ids = ((JSON.parse(body) as { data?: { id?: string }[] }).data ?? []).map((model) => String(model.id));
           } catch {
-            return warn(`GET /v1/models answered 200 but not with JSON: ${shown(body, state)}`, 'check that ANTHROPIC_BASE_URL is the gateway\'s API address, not a web page');
+            return warn(
+              `GET /v1/models answered 200 but not with JSON: ${shown(body, state)}`,
+              "check that ANTHROPIC_BASE_URL is the gateway's API address, not a web page",
+            );
           }
           state.listedModels = ids;
-          return ok(`GET /v1/models: ${ids.length} model${ids.length === 1 ? '' : 's'}${ids.length ? ` (${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', …' : ''})` : ''}`, { models: ids });
+          return ok(
+            `GET /v1/models: ${ids.length} model${ids.length === 1 ? '' : 's'}${ids.length ? ` (${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', …' : ''})` : ''}`,
+            { models: ids },
+          );
         }
-        if (response.status === 404) return warn(`GET /v1/models: 404 (the gateway does not list models): ${shown(body, state)}`, 'nothing to do if the message checks below pass');
+        if (response.status === 404)
+          return warn(
+            `GET /v1/models: 404 (the gateway does not list models): ${shown(body, state)}`,
+            'nothing to do if the message checks below pass',
+          );
         return describeFailure('GET /v1/models', response, body, state);
       },
     },
@@ -182,7 +213,11 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
         const body = await readBody(response, signal);
         if (response.status === 200) return ok(`POST /v1/messages with ${model}: 200`, { model, status: 200 });
         if (response.status === 404 && !isHtml(response, body)) {
-          return fail(`${model} is not routed by the gateway (404: ${shown(body, state)})`, `ask the gateway admin to route ${model}, or use a model it lists`, { model, status: 404 });
+          return fail(
+            `${model} is not routed by the gateway (404: ${shown(body, state)})`,
+            `ask the gateway admin to route ${model}, or use a model it lists`,
+            { model, status: 404 },
+          );
         }
         return describeFailure(`POST /v1/messages with ${model}`, response, body, state);
       },
@@ -205,19 +240,29 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
       } catch (error) {
         return unreachable(error);
       }
-      if (response.status !== 200) return describeFailure(`streaming POST /v1/messages with ${model}`, response, await readBody(response, signal), state);
+      if (response.status !== 200)
+        return describeFailure(`streaming POST /v1/messages with ${model}`, response, await readBody(response, signal), state);
       const type = response.headers.get('content-type') ?? '';
       if (!type.includes('text/event-stream')) {
-        return fail(`a streaming request answered ${type || 'no content type'}, not text/event-stream`, 'ask the gateway admin to pass streaming (SSE) responses through', { contentType: type });
+        return fail(
+          `a streaming request answered ${type || 'no content type'}, not text/event-stream`,
+          'ask the gateway admin to pass streaming (SSE) responses through',
+          { contentType: type },
+        );
       }
       const arrivals = await eventArrivals(response, signal);
-      if (arrivals.length === 0) return fail('the streaming response carried no data: events', 'ask the gateway admin to pass SSE events through');
+      if (arrivals.length === 0)
+        return fail('the streaming response carried no data: events', 'ask the gateway admin to pass SSE events through');
       const first = arrivals[0]! - started;
       const spread = arrivals.at(-1)! - arrivals[0]!;
       const details = { model, events: arrivals.length, firstEventMs: Math.round(first), firstToLastMs: Math.round(spread) };
       const timing = `${arrivals.length} events, first after ${Math.round(first)} ms, ${Math.round(spread)} ms from first to last`;
       if (arrivals.length >= 3 && spread < BUFFERED_SPREAD_MS) {
-        return fail(`${timing}: all at once, so the gateway or a proxy buffers the stream (Claude Code then stalls until the end of every answer)`, 'ask the gateway admin to turn off response buffering for /v1/messages (e.g. proxy_buffering off, X-Accel-Buffering: no)', details);
+        return fail(
+          `${timing}: all at once, so the gateway or a proxy buffers the stream (Claude Code then stalls until the end of every answer)`,
+          'ask the gateway admin to turn off response buffering for /v1/messages (e.g. proxy_buffering off, X-Accel-Buffering: no)',
+          details,
+        );
       }
       return ok(`${timing}: arrived incrementally`, details);
     },
@@ -226,13 +271,17 @@ export function gatewayChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
 }
 
 /** The gateway Claude Code would use; `project` when a cloned repository's settings chose it. */
-function chooseGateway(deps: DoctorDeps, state: DoctorState): { value: string; from: string; project?: boolean; path?: string } | undefined {
+function chooseGateway(
+  deps: DoctorDeps,
+  state: DoctorState,
+): { value: string; from: string; project?: boolean; path?: string } | undefined {
   // The developer's explicit choice is the only way to send the key to an address a project names.
   if (deps.gateway) return { value: deps.gateway, from: '--gateway' };
   // Read here too: a project's address must be seen even when the Claude Code checks did not run.
   state.claudeFiles ??= readClaudeSettings(deps.env, deps.projectDir, deps.platform);
   const variable = effectiveVariable(state.claudeFiles, deps.env, 'ANTHROPIC_BASE_URL');
-  if (variable && isProjectScope(variable.scope)) return { value: variable.value, from: describeScope(variable), project: true, ...(variable.path ? { path: variable.path } : {}) };
+  if (variable && isProjectScope(variable.scope))
+    return { value: variable.value, from: describeScope(variable), project: true, ...(variable.path ? { path: variable.path } : {}) };
   if (variable) return { value: variable.value, from: `ANTHROPIC_BASE_URL in ${describeScope(variable)}` };
   const profile = state.config?.profile;
   if (profile?.gateway) return { value: profile.gateway, from: `"gateway" of profile "${profile.name}"` };
@@ -260,18 +309,42 @@ function describeFailure(what: string, response: Response, body: string, state: 
   const returned = shown(body, state);
   if (status >= 300 && status < 400) {
     const location = response.headers.get('location') ?? '(no Location header)';
-    return fail(`${what}: ${status} redirect to ${location}; keybroker follows none and Claude Code would send the key elsewhere or fail`, `set ANTHROPIC_BASE_URL to the gateway's final API address (a redirect usually means a login page or a moved host)`, { status, location });
+    return fail(
+      `${what}: ${status} redirect to ${location}; keybroker follows none and Claude Code would send the key elsewhere or fail`,
+      `set ANTHROPIC_BASE_URL to the gateway's final API address (a redirect usually means a login page or a moved host)`,
+      { status, location },
+    );
   }
   if (status === 401) {
-    return { ...fail(`${what}: 401, the gateway rejected key ${fingerprint(state.key!)} from ${state.keyFrom} (${returned})`, `ask the gateway admin whether key ${fingerprint(state.key!)} is active and yours; after a rotation run 'keybroker status --refresh'`, { status, fingerprint: fingerprint(state.key!) }), exitCode: ExitCode.keyRejected };
+    return {
+      ...fail(
+        `${what}: 401, the gateway rejected key ${fingerprint(state.key!)} from ${state.keyFrom} (${returned})`,
+        `ask the gateway admin whether key ${fingerprint(state.key!)} is active and yours; after a rotation run 'keybroker status --refresh'`,
+        { status, fingerprint: fingerprint(state.key!) },
+      ),
+      exitCode: ExitCode.keyRejected,
+    };
   }
   if (status === 403 && isHtml(response, body)) {
     const title = /<title>([^<]*)<\/title>|<h1>([^<]*)<\/h1>/i.exec(body);
-    return fail(`${what}: 403 with an HTML page${title ? ` ("${(title[1] ?? title[2] ?? '').trim()}")` : ''}: a web application firewall or proxy is in the way (${returned})`, 'ask the network team to let API traffic to the gateway through (or use the address that bypasses the WAF)', { status, html: true });
+    return fail(
+      `${what}: 403 with an HTML page${title ? ` ("${(title[1] ?? title[2] ?? '').trim()}")` : ''}: a web application firewall or proxy is in the way (${returned})`,
+      'ask the network team to let API traffic to the gateway through (or use the address that bypasses the WAF)',
+      { status, html: true },
+    );
   }
-  if (status === 403) return fail(`${what}: 403, the key is not allowed (${returned})`, `ask the gateway admin what key ${fingerprint(state.key!)} may use`, { status });
-  if (status === 429) return warn(`${what}: 429 rate limited (${returned})`, 'try again later; ask the gateway admin about your limits', { status });
-  if (status >= 500) return fail(`${what}: ${status} from the gateway (${returned})`, 'the gateway or what it forwards to is failing: tell the gateway admin', { status });
+  if (status === 403)
+    return fail(`${what}: 403, the key is not allowed (${returned})`, `ask the gateway admin what key ${fingerprint(state.key!)} may use`, {
+      status,
+    });
+  if (status === 429)
+    return warn(`${what}: 429 rate limited (${returned})`, 'try again later; ask the gateway admin about your limits', { status });
+  if (status >= 500)
+    return fail(
+      `${what}: ${status} from the gateway (${returned})`,
+      'the gateway or what it forwards to is failing: tell the gateway admin',
+      { status },
+    );
   return fail(`${what}: ${status} (${returned})`, 'tell the gateway admin, with this line', { status });
 }
 

@@ -15,7 +15,8 @@ const STORE_CALL_TIMEOUT_MS = 4_000;
 const EXPIRY_WARNING_MS = 7 * 86_400_000;
 
 export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
-  const needConfig = (): CheckOutcome | undefined => (state.config ? undefined : skip('no usable configuration', 'fix the configuration first'));
+  const needConfig = (): CheckOutcome | undefined =>
+    state.config ? undefined : skip('no usable configuration', 'fix the configuration first');
   return [
     {
       id: 'store.identity',
@@ -55,14 +56,19 @@ export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         const missing = needConfig();
         if (missing) return missing;
         const { profile } = state.config!;
-        if (profile.user === 'store' && !state.identity) return skip(`"{user}" comes from the store identity, which is unknown`, 'fix the store identity first');
+        if (profile.user === 'store' && !state.identity)
+          return skip(`"{user}" comes from the store identity, which is unknown`, 'fix the store identity first');
         const user = profile.user === 'store' ? state.identity!.user : deps.osUser();
         const from = profile.user === 'store' ? 'the store identity' : 'the OS login';
         state.secret = resolveSecretName(profile.secret, user, from);
         const how = profile.secret.includes('{user}') ? ` (template "${profile.secret}", {user} = "${user}" from ${from})` : '';
         const details = { secret: state.secret, template: profile.secret };
         if (!profile.secret.includes('{user}')) {
-          return warn(`"${state.secret}" has no {user}: every developer reads this one shared key, and the admin commands refuse such a template`, 'put {user} in the profile\'s "secret" (e.g. "claude-code/keys/{user}")', details);
+          return warn(
+            `"${state.secret}" has no {user}: every developer reads this one shared key, and the admin commands refuse such a template`,
+            'put {user} in the profile\'s "secret" (e.g. "claude-code/keys/{user}")',
+            details,
+          );
         }
         const mismatch = userSourceMismatch(profile, state.identity?.user, user);
         if (mismatch) return warn(`"${state.secret}"${how}; ${mismatch.finding}`, mismatch.fix, details);
@@ -81,7 +87,9 @@ export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         state.rawValue = current.value;
         state.version = current.version;
         if (current.expiresAt) state.storeExpiresAt = current.expiresAt;
-        const created = current.createdAt ? `, created ${current.createdAt.toISOString()} (${formatDuration(deps.now() - current.createdAt.getTime())} ago)` : '';
+        const created = current.createdAt
+          ? `, created ${current.createdAt.toISOString()} (${formatDuration(deps.now() - current.createdAt.getTime())} ago)`
+          : '';
         return ok(`read version ${current.version}${created}`, { version: current.version, createdAt: current.createdAt?.toISOString() });
       },
     },
@@ -98,7 +106,10 @@ export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         state.keyFrom = `the store (version ${state.version})`;
         const expiries = [parsed.expiresAt, state.storeExpiresAt].filter((date): date is Date => date !== undefined);
         if (expiries.length) state.storeExpiresAt = new Date(Math.min(...expiries.map((date) => date.getTime())));
-        return ok(`a key Claude Code accepts: ${fingerprint(parsed.key)}, ${parsed.key.length} characters`, { fingerprint: fingerprint(parsed.key), length: parsed.key.length });
+        return ok(`a key Claude Code accepts: ${fingerprint(parsed.key)}, ${parsed.key.length} characters`, {
+          fingerprint: fingerprint(parsed.key),
+          length: parsed.key.length,
+        });
       },
     },
     {
@@ -113,9 +124,20 @@ export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         const left = expires.getTime() - deps.now();
         const at = expires.toISOString();
         const margin = expiryMarginMs(callerTtlMs(deps.env));
-        if (left <= CLOCK_SLACK_MS) return fail(`the key expired at ${at}${left < 0 ? ` (${formatDuration(-left)} ago)` : ''}; get refuses it`, 'ask your admin to rotate it (keybroker admin rotate)', { expiresAt: at });
-        if (left <= margin) return warn(`the key expires at ${at}, in ${formatDuration(left)}: get already refreshes it on every call`, 'ask your admin to rotate it soon', { expiresAt: at });
-        if (left <= EXPIRY_WARNING_MS) return warn(`the key expires at ${at}, in ${formatDuration(left)}`, 'ask your admin to rotate it before then', { expiresAt: at });
+        if (left <= CLOCK_SLACK_MS)
+          return fail(
+            `the key expired at ${at}${left < 0 ? ` (${formatDuration(-left)} ago)` : ''}; get refuses it`,
+            'ask your admin to rotate it (keybroker admin rotate)',
+            { expiresAt: at },
+          );
+        if (left <= margin)
+          return warn(
+            `the key expires at ${at}, in ${formatDuration(left)}: get already refreshes it on every call`,
+            'ask your admin to rotate it soon',
+            { expiresAt: at },
+          );
+        if (left <= EXPIRY_WARNING_MS)
+          return warn(`the key expires at ${at}, in ${formatDuration(left)}`, 'ask your admin to rotate it before then', { expiresAt: at });
         return ok(`expires at ${at}, in ${formatDuration(left)}`, { expiresAt: at });
       },
     },
@@ -125,6 +147,14 @@ export function storeChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
 /** A store error as a verdict: its own message and fix. */
 export function storeErrorOutcome(error: KeybrokerError): CheckOutcome {
   const kind =
-    error instanceof NotAuthenticated ? 'not logged in' : error instanceof StoreUnreachable ? 'unreachable' : error instanceof SecretNotFound ? 'not found' : error instanceof AccessDenied ? 'access denied' : undefined;
+    error instanceof NotAuthenticated
+      ? 'not logged in'
+      : error instanceof StoreUnreachable
+        ? 'unreachable'
+        : error instanceof SecretNotFound
+          ? 'not found'
+          : error instanceof AccessDenied
+            ? 'access denied'
+            : undefined;
   return { ...fail(error.message, error.fix, kind ? { problem: kind } : undefined), exitCode: error.exitCode };
 }

@@ -57,7 +57,11 @@ export function surfaceChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
       timeoutMs: 1_000,
       async run() {
         const helper = String(desktop['inferenceCredentialHelper']);
-        if (!runsKeybroker(helper)) return warn(`${desktopFile} runs inferenceCredentialHelper ${JSON.stringify(helper)}, not keybroker`, "run 'keybroker setup --desktop --write --force' if keybroker should serve the desktop app");
+        if (!runsKeybroker(helper))
+          return warn(
+            `${desktopFile} runs inferenceCredentialHelper ${JSON.stringify(helper)}, not keybroker`,
+            "run 'keybroker setup --desktop --write --force' if keybroker should serve the desktop app",
+          );
         const ttlSec = Number(desktop['inferenceCredentialHelperTtlSec'] ?? DESKTOP_DEFAULT_TTL_SEC);
         const refreshAfterMs = state.config?.profile.cache.refreshAfterMs;
         if (refreshAfterMs !== undefined && ttlSec * 1000 > refreshAfterMs) {
@@ -82,19 +86,38 @@ export function surfaceChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[]
         if (!state.config) return skip('the configuration did not load');
         const listed = Object.values(mcpServers(state.config.layers));
         const foreign = entries.filter((entry) => !runsKeybroker(entry.headersHelper));
-        const unlisted = entries.filter((entry) => runsKeybroker(entry.headersHelper) && !listed.some((server) => urlCovers(server.url, entry.url)));
+        const unlisted = entries.filter(
+          (entry) => runsKeybroker(entry.headersHelper) && !listed.some((server) => urlCovers(server.url, entry.url)),
+        );
         const details = { servers: entries.map(({ name, where, url }) => ({ name, where, url })) };
         if (unlisted.length) {
           return fail(
-            unlisted.map((entry) => `MCP server "${entry.name}" (${entry.url}, in ${entry.where}) runs keybroker headers, but keybroker's "mcpServers" does not list its URL: it refuses`).join('; '),
+            unlisted
+              .map(
+                (entry) =>
+                  `MCP server "${entry.name}" (${entry.url}, in ${entry.where}) runs keybroker headers, but keybroker's "mcpServers" does not list its URL: it refuses`,
+              )
+              .join('; '),
             `add it with 'keybroker setup --mcp ${unlisted[0]!.url}' (the second block goes into the keybroker config)`,
             details,
           );
         }
         if (foreign.length) {
-          return warn(foreign.map((entry) => `MCP server "${entry.name}" (in ${entry.where}) runs headersHelper ${JSON.stringify(entry.headersHelper)}, not keybroker`).join('; '), "use 'keybroker setup --mcp URL' for servers that take the gateway key", details);
+          return warn(
+            foreign
+              .map(
+                (entry) =>
+                  `MCP server "${entry.name}" (in ${entry.where}) runs headersHelper ${JSON.stringify(entry.headersHelper)}, not keybroker`,
+              )
+              .join('; '),
+            "use 'keybroker setup --mcp URL' for servers that take the gateway key",
+            details,
+          );
         }
-        return ok(`${entries.length} MCP server${entries.length === 1 ? '' : 's'} run keybroker headers, each listed in "mcpServers"`, details);
+        return ok(
+          `${entries.length} MCP server${entries.length === 1 ? '' : 's'} run keybroker headers, each listed in "mcpServers"`,
+          details,
+        );
       },
     });
   }

@@ -90,14 +90,19 @@ function readListeners(): Listener[] {
 /** The uids of the sockets that listen where a connection to host:port would land. */
 export function listenerUids(host: string, port: number, listeners: Listener[]): number[] {
   const reaching = addressesReaching(host);
-  const uids = listeners.filter((listener) => listener.port === port && reaching.some((address) => address.equals(listener.address))).map((listener) => listener.uid);
+  const uids = listeners
+    .filter((listener) => listener.port === port && reaching.some((address) => address.equals(listener.address)))
+    .map((listener) => listener.uid);
   return [...new Set(uids)];
 }
 
 /** "uid 65534 (nobody)", or "uid 1234" when the passwd file does not name it. */
 export function describeUid(uid: number): string {
   try {
-    const entry = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((line) => line.split(':')[2] === String(uid));
+    const entry = fs
+      .readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .find((line) => line.split(':')[2] === String(uid));
     const name = entry?.split(':')[0];
     return name ? `uid ${uid} (${name})` : `uid ${uid}`;
   } catch {
@@ -136,7 +141,10 @@ export function checkLoopbackOwner(address: string | URL, send: LoopbackSend, li
     found = (listeners ?? readListeners)();
   } catch (error) {
     // Fail closed: no way to tell who listens, so the credential stays here.
-    throw new ConfigError(`cannot tell who listens on ${url.host} (${(error as NodeJS.ErrnoException).code ?? 'no /proc/net/tcp'}): keybroker did not send ${send.carries} to ${send.what}`, 'mount /proc, or use an https:// address');
+    throw new ConfigError(
+      `cannot tell who listens on ${url.host} (${(error as NodeJS.ErrnoException).code ?? 'no /proc/net/tcp'}): keybroker did not send ${send.carries} to ${send.what}`,
+      'mount /proc, or use an https:// address',
+    );
   }
   const me = process.getuid?.() ?? 0;
   const stranger = listenerUids(url.hostname, port, found).find((uid) => uid !== me && uid !== 0);

@@ -12,7 +12,10 @@ export interface Output {
 export const processOutput: Output = {
   stdout: (text) => {
     if (stdoutWasClosed()) {
-      throw new OutputFailed('standard output is closed; nothing was delivered', 'run keybroker with its output going somewhere (Claude Code reads it through a pipe)');
+      throw new OutputFailed(
+        'standard output is closed; nothing was delivered',
+        'run keybroker with its output going somewhere (Claude Code reads it through a pipe)',
+      );
     }
     try {
       writeAll(1, text);
@@ -32,10 +35,21 @@ export const processOutput: Output = {
 function outputFailed(error: unknown): OutputFailed {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'EPIPE') {
-    return new OutputFailed('cannot write to standard output (EPIPE: the program reading it has closed the pipe); nothing was delivered', 'keep the reading end open until keybroker exits');
+    return new OutputFailed(
+      'cannot write to standard output (EPIPE: the program reading it has closed the pipe); nothing was delivered',
+      'keep the reading end open until keybroker exits',
+    );
   }
-  const why = code === 'ENOSPC' || code === 'EDQUOT' ? 'the disk it goes to is full' : code === 'EROFS' ? 'it goes to a read-only file system' : `${code ?? (error as Error).message}`;
-  return new OutputFailed(`cannot write to standard output (${why}); nothing was delivered`, 'free space where the output goes, or send it elsewhere');
+  const why =
+    code === 'ENOSPC' || code === 'EDQUOT'
+      ? 'the disk it goes to is full'
+      : code === 'EROFS'
+        ? 'it goes to a read-only file system'
+        : `${code ?? (error as Error).message}`;
+  return new OutputFailed(
+    `cannot write to standard output (${why}); nothing was delivered`,
+    'free space where the output goes, or send it elsewhere',
+  );
 }
 
 let closedAtStart: boolean | undefined;
@@ -89,7 +103,10 @@ export function maskSecrets(text: string, known: string[] = []): string {
   let masked = text;
   for (const secret of known) if (secret.length >= 4) masked = masked.split(secret).join('‹key›');
   // `key-`/`token-` only with a digit after: `key-helper` and `token-endpoint` are words, not keys.
-  masked = masked.replace(/\b(?:sk-[A-Za-z0-9_-]{6,}|(?:key|token)-(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{6,})/gi, (match) => `${match.slice(0, 3)}…`);
+  masked = masked.replace(
+    /\b(?:sk-[A-Za-z0-9_-]{6,}|(?:key|token)-(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{6,})/gi,
+    (match) => `${match.slice(0, 3)}…`,
+  );
   return masked.replace(/[A-Za-z0-9_\-+/=]{16,}/g, maskRun);
 }
 

@@ -119,7 +119,11 @@ export function userConfigPath(env: Env, platform: NodeJS.Platform = process.pla
   const moved = absolute(env, 'KEYBROKER_CONFIG', platform);
   if (moved) return moved;
   if (platform === 'win32') {
-    return path.win32.join(absolute(env, 'APPDATA', platform) || path.win32.join(home(env, platform), 'AppData', 'Roaming'), 'keybroker', 'config.json');
+    return path.win32.join(
+      absolute(env, 'APPDATA', platform) || path.win32.join(home(env, platform), 'AppData', 'Roaming'),
+      'keybroker',
+      'config.json',
+    );
   }
   const base = absolute(env, 'XDG_CONFIG_HOME', platform) || path.join(home(env, platform), '.config');
   return path.join(base, 'keybroker', 'config.json');
@@ -130,7 +134,11 @@ export function userCacheDir(env: Env, platform: NodeJS.Platform = process.platf
   const moved = absolute(env, 'KEYBROKER_CACHE_DIR', platform);
   if (moved) return moved;
   if (platform === 'win32') {
-    return path.win32.join(absolute(env, 'LOCALAPPDATA', platform) || path.win32.join(home(env, platform), 'AppData', 'Local'), 'keybroker', 'cache');
+    return path.win32.join(
+      absolute(env, 'LOCALAPPDATA', platform) || path.win32.join(home(env, platform), 'AppData', 'Local'),
+      'keybroker',
+      'cache',
+    );
   }
   if (platform === 'darwin') return path.join(home(env, platform), 'Library', 'Caches', 'keybroker');
   return path.join(absolute(env, 'XDG_CACHE_HOME', platform) || path.join(home(env, platform), '.cache'), 'keybroker');
@@ -176,7 +184,8 @@ export function makePrivateDir(dir: string, platform: NodeJS.Platform = process.
     const stat = fs.statSync(dir);
     if (!stat.isDirectory()) return `${shortPath(dir)} is not a folder`;
     if (platform === 'win32') return undefined;
-    if (typeof process.getuid === 'function' && stat.uid !== process.getuid()) return `${shortPath(dir)} belongs to another user (uid ${stat.uid})`;
+    if (typeof process.getuid === 'function' && stat.uid !== process.getuid())
+      return `${shortPath(dir)} belongs to another user (uid ${stat.uid})`;
     if ((stat.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
     return undefined;
   } catch (error) {

@@ -21,14 +21,21 @@ export interface TrustRules {
 }
 
 /** What is wrong with a file (or folder) with this stat for holding this user's private data. */
-export function privateStatProblem(stat: fs.Stats, kind: 'file' | 'folder', platform: NodeJS.Platform = process.platform, rules: TrustRules = {}): FileProblem {
-  if (kind === 'file' && !stat.isFile()) return stat.isFIFO() ? 'is a FIFO, not a regular file' : stat.isSymbolicLink() ? 'is a symbolic link' : 'is not a regular file';
+export function privateStatProblem(
+  stat: fs.Stats,
+  kind: 'file' | 'folder',
+  platform: NodeJS.Platform = process.platform,
+  rules: TrustRules = {},
+): FileProblem {
+  if (kind === 'file' && !stat.isFile())
+    return stat.isFIFO() ? 'is a FIFO, not a regular file' : stat.isSymbolicLink() ? 'is a symbolic link' : 'is not a regular file';
   if (kind === 'folder' && !stat.isDirectory()) return 'is not a folder';
   const uid = myUid();
   if (uid !== undefined && stat.uid !== uid && !(rules.rootMayOwn && stat.uid === 0)) return `belongs to another user (uid ${stat.uid})`;
   // A sticky folder (/tmp) lets others add files, never rename or replace ours.
   const sharedButSticky = rules.stickyFolderMayBeShared && kind === 'folder' && (stat.mode & 0o1000) !== 0;
-  if (platform !== 'win32' && (stat.mode & 0o022) !== 0 && !sharedButSticky) return `can be written by other users (mode ${(stat.mode & 0o777).toString(8)})`;
+  if (platform !== 'win32' && (stat.mode & 0o022) !== 0 && !sharedButSticky)
+    return `can be written by other users (mode ${(stat.mode & 0o777).toString(8)})`;
   return undefined;
 }
 

@@ -111,7 +111,9 @@ function storeClock(budgetMs: number, ceilingMs: number, now: () => number, setT
     const wall = at - started - heldSoFar(at);
     if (elapsed() >= budgetMs || wall >= ceilingMs) {
       const reason = new RetryBudgetExceeded(
-        elapsed() >= budgetMs ? `no answer within ${budgetMs} ms` : `no answer within ${budgetMs} ms (${Math.round(wall)} ms in all on a busy machine)`,
+        elapsed() >= budgetMs
+          ? `no answer within ${budgetMs} ms`
+          : `no answer within ${budgetMs} ms (${Math.round(wall)} ms in all on a busy machine)`,
       );
       controller.abort(reason);
       fail(reason);
@@ -205,7 +207,12 @@ function realTimer(callback: () => void, ms: number): { cancel(): void } {
 export type Attempt<T> = (signal: AbortSignal, attemptNumber: number, remainingMs: number) => Promise<T>;
 
 export async function withStoreRetry<T>(attempt: Attempt<T>, options: RetryOptions): Promise<T> {
-  const clock = storeClock(options.budgetMs, options.ceilingMs ?? storeCallCeilingMs(options.budgetMs), options.now ?? Date.now, options.setTimer ?? realTimer);
+  const clock = storeClock(
+    options.budgetMs,
+    options.ceilingMs ?? storeCallCeilingMs(options.budgetMs),
+    options.now ?? Date.now,
+    options.setTimer ?? realTimer,
+  );
   try {
     // An attempt that ignores its signal (the `az` process, a token refresh) still ends the call in time.
     return await Promise.race([attemptWithinBudget(attempt, options, clock), clock.spent]);
@@ -215,7 +222,13 @@ export async function withStoreRetry<T>(attempt: Attempt<T>, options: RetryOptio
 }
 
 /** The attempt, through the pace when there is one: the clock is held except while `send` runs. */
-async function pacedAttempt<T>(attempt: Attempt<T>, pace: Pace | undefined, clock: StoreClock, budgetMs: number, number: number): Promise<T> {
+async function pacedAttempt<T>(
+  attempt: Attempt<T>,
+  pace: Pace | undefined,
+  clock: StoreClock,
+  budgetMs: number,
+  number: number,
+): Promise<T> {
   if (!pace) return attempt(clock.signal, number, budgetMs - clock.elapsed());
   clock.hold();
   try {
@@ -276,7 +289,14 @@ type Loose = {
   message?: unknown;
 };
 
-const THROTTLING_NAMES = new Set(['ThrottlingException', 'Throttling', 'TooManyRequestsException', 'RequestLimitExceeded', 'ProvisionedThroughputExceededException', 'TooManyRequests']);
+const THROTTLING_NAMES = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'ProvisionedThroughputExceededException',
+  'TooManyRequests',
+]);
 const GRPC_RESOURCE_EXHAUSTED = 8;
 const GRPC_UNAVAILABLE = 14;
 const TRANSIENT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'EAI_AGAIN', 'ETIMEDOUT', 'UND_ERR_SOCKET']);

@@ -17,10 +17,27 @@ const FOLDER_WRITE_BITS = 0x40 | 0x10000 | 0x40000 | 0x80000 | 0x10000000 | 0x40
 
 /** SDDL's two-letter rights, as access masks. */
 const RIGHTS: Record<string, number> = {
-  GA: 0x10000000, GW: 0x40000000, GR: 0x80000000, GX: 0x20000000,
-  FA: 0x1f01ff, FW: 0x120116, FR: 0x120089, FX: 0x1200a0,
-  SD: 0x10000, RC: 0x20000, WD: 0x40000, WO: 0x80000,
-  CC: 0x1, DC: 0x2, LC: 0x4, SW: 0x8, RP: 0x10, WP: 0x20, DT: 0x40, LO: 0x80, CR: 0x100,
+  GA: 0x10000000,
+  GW: 0x40000000,
+  GR: 0x80000000,
+  GX: 0x20000000,
+  FA: 0x1f01ff,
+  FW: 0x120116,
+  FR: 0x120089,
+  FX: 0x1200a0,
+  SD: 0x10000,
+  RC: 0x20000,
+  WD: 0x40000,
+  WO: 0x80000,
+  CC: 0x1,
+  DC: 0x2,
+  LC: 0x4,
+  SW: 0x8,
+  RP: 0x10,
+  WP: 0x20,
+  DT: 0x40,
+  LO: 0x80,
+  CR: 0x100,
 };
 
 export interface Ace {
@@ -62,7 +79,10 @@ export type SddlReader = (file: string) => string;
 
 /** Why the machine-wide file (and the folder it is in) is not the administrators', or undefined. */
 export function machineConfigAclProblem(folder: string, file: string, read: SddlReader): { path: string; problem: string } | undefined {
-  for (const [target, kind] of [[folder, 'folder'], [file, 'file']] as const) {
+  for (const [target, kind] of [
+    [folder, 'folder'],
+    [file, 'file'],
+  ] as const) {
     let problem: string | undefined;
     try {
       problem = administeredProblem(read(target), kind);
@@ -77,12 +97,17 @@ export function machineConfigAclProblem(folder: string, file: string, read: Sddl
 /** The real reader: PowerShell's Get-Acl (the path travels in the environment, never in a command line to parse). Not run on Linux. */
 export function powershellSddl(file: string): string {
   const { spawnSync } = process.getBuiltinModule('node:child_process');
-  const result = spawnSync('powershell.exe', ['-NoProfile', '-NonInteractive', '-Command', '(Get-Acl -LiteralPath $env:KB_ACL_TARGET).Sddl'], {
-    env: { ...process.env, KB_ACL_TARGET: file },
-    encoding: 'utf8',
-    timeout: 10_000,
-    windowsHide: true,
-  });
-  if (result.status !== 0 || !result.stdout.trim()) throw new Error(result.error?.message ?? (result.stderr.trim() || `exit ${result.status}`));
+  const result = spawnSync(
+    'powershell.exe',
+    ['-NoProfile', '-NonInteractive', '-Command', '(Get-Acl -LiteralPath $env:KB_ACL_TARGET).Sddl'],
+    {
+      env: { ...process.env, KB_ACL_TARGET: file },
+      encoding: 'utf8',
+      timeout: 10_000,
+      windowsHide: true,
+    },
+  );
+  if (result.status !== 0 || !result.stdout.trim())
+    throw new Error(result.error?.message ?? (result.stderr.trim() || `exit ${result.status}`));
   return result.stdout.trim();
 }

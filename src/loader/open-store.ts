@@ -15,5 +15,10 @@ export async function openProvider(profile: Profile, context: Omit<ProviderConte
     const where = profile.storeSource ? `${profile.storeSource}: profile "${profile.name}"` : `profile "${profile.name}"`;
     throw new ConfigError(`${where}: ${issue.what}`, issue.fix);
   }
-  return module.createProvider(result.output, { ...context, profile: profile.name, timeoutMs: profile.timeoutMs, ...(profile.allowInsecureHttp ? { allowInsecureHttp: true } : {}) });
+  return module.createProvider(result.output, {
+    ...context,
+    profile: profile.name,
+    timeoutMs: profile.timeoutMs,
+    ...(profile.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
+  });
 }

@@ -3,7 +3,11 @@
 // every developer gets AccessDenied (exit 6).
 
 /** The AWS store with `"user": "os"` whose login differs from the IAM name, said with the pick to make; else undefined. */
-export function userSourceMismatch(profile: { store?: { type: string } | undefined; user: 'os' | 'store' }, storeUser: string | undefined, osUser: string): { finding: string; fix: string } | undefined {
+export function userSourceMismatch(
+  profile: { store?: { type: string } | undefined; user: 'os' | 'store' },
+  storeUser: string | undefined,
+  osUser: string,
+): { finding: string; fix: string } | undefined {
   if (profile.store?.type !== 'aws' || profile.user !== 'os') return undefined;
   if (storeUser !== undefined && storeUser === osUser) return undefined;
   const names = storeUser === undefined ? 'the OS login' : `the OS login "${osUser}" while AWS knows you as "${storeUser}"`;

@@ -38,7 +38,10 @@ export interface StoredKey {
  */
 export function parseSecretValue(raw: unknown, field: string, where: string): StoredKey {
   if (typeof raw !== 'string') {
-    throw new UnusableKey(`the store answered ${where} with ${jsonKind(raw)} where the value's text belongs`, `store the key as text (or a JSON object such as {"${field}": "sk-..."}) with 'keybroker admin put'`);
+    throw new UnusableKey(
+      `the store answered ${where} with ${jsonKind(raw)} where the value's text belongs`,
+      `store the key as text (or a JSON object such as {"${field}": "sk-..."}) with 'keybroker admin put'`,
+    );
   }
   const trimmed = raw.trim();
   const parsed = parseJson(trimmed);
@@ -51,15 +54,19 @@ export function parseSecretValue(raw: unknown, field: string, where: string): St
   }
   // `[1,2]`, `null`, `123` or `"sk-..."` with its quotes would otherwise be printed as the key.
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new UnusableKey(`the value of ${where} is JSON (${jsonKind(parsed)}) but not an object`, `store the key itself, or {"${field}": "sk-..."}`);
+    throw new UnusableKey(
+      `the value of ${where} is JSON (${jsonKind(parsed)}) but not an object`,
+      `store the key itself, or {"${field}": "sk-..."}`,
+    );
   }
   const record = parsed as Record<string, unknown>;
   const key = record[field];
   if (typeof key !== 'string') {
-    const present = Object.keys(record).filter((name) => name !== field).slice(0, 5);
+    const present = Object.keys(record)
+      .filter((name) => name !== field)
+      .slice(0, 5);
     throw new UnusableKey(
-      `the JSON value of ${where} has no string field "${field}"` +
-        (present.length ? ` (fields present: ${present.join(', ')})` : ''),
+      `the JSON value of ${where} has no string field "${field}"` + (present.length ? ` (fields present: ${present.join(', ')})` : ''),
       `put the key in "${field}", or set "field" in the keybroker profile to the field that holds it`,
     );
   }
@@ -78,7 +85,17 @@ function inRange(match: RegExpExecArray): boolean {
   const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number];
   const [offsetHour, offsetMinute] = [Number(match[8] ?? 0), Number(match[9] ?? 0)];
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59 && offsetHour <= 23 && offsetMinute <= 59;
+  return (
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= daysInMonth &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59 &&
+    offsetHour <= 23 &&
+    offsetMinute <= 59
+  );
 }
 
 /** An RFC 3339 time whose every field exists, or undefined. */

@@ -45,7 +45,7 @@ function configure(oidc: OidcConfig, context: SsoContext): Promise<client.Config
 async function discoverConfiguration(oidc: OidcConfig, context: SsoContext): Promise<client.Configuration> {
   const issuer = new URL(oidc.issuer);
   if (issuer.protocol !== 'https:' && !(issuer.protocol === 'http:' && isLoopback(issuer))) {
-    throw new ConfigError(`the issuer ${oidc.issuer} is not HTTPS`, 'use the identity provider\'s https:// issuer URL');
+    throw new ConfigError(`the issuer ${oidc.issuer} is not HTTPS`, "use the identity provider's https:// issuer URL");
   }
   const options: client.DiscoveryRequestOptions = {
     timeout: Math.ceil(context.timeoutMs / 1000),
@@ -104,10 +104,16 @@ function mapError(error: unknown, oidc: OidcConfig, context: SsoContext, what: s
   if (error instanceof client.ResponseBodyError) {
     const description = error.error_description ? `: ${error.error_description}` : '';
     if (error.error === 'invalid_grant') {
-      return new NotAuthenticated(`${oidc.issuer} refused the sign-in for profile "${context.profile}" (${error.error}${description}): the session ended or the account was disabled`, loginFix(context));
+      return new NotAuthenticated(
+        `${oidc.issuer} refused the sign-in for profile "${context.profile}" (${error.error}${description}): the session ended or the account was disabled`,
+        loginFix(context),
+      );
     }
     if (error.error === 'invalid_client' || error.error === 'unauthorized_client') {
-      return new ConfigError(`${oidc.issuer} refused client "${oidc.clientId}" in ${what} (${error.error}${description})`, 'ask your admin whether "clientId" is right and the client may use this grant');
+      return new ConfigError(
+        `${oidc.issuer} refused client "${oidc.clientId}" in ${what} (${error.error}${description})`,
+        'ask your admin whether "clientId" is right and the client may use this grant',
+      );
     }
     if (error.status >= 500 || error.error === 'temporarily_unavailable') {
       return new StoreUnreachable(`${oidc.issuer} failed ${what} (HTTP ${error.status}: ${error.error})`, 'try again in a minute');
@@ -115,7 +121,10 @@ function mapError(error: unknown, oidc: OidcConfig, context: SsoContext, what: s
     return new NotAuthenticated(`${oidc.issuer} refused ${what} (${error.error}${description})`, loginFix(context));
   }
   if (error instanceof client.AuthorizationResponseError) {
-    return new NotAuthenticated(`the sign-in at ${oidc.issuer} ended with ${error.error}${error.error_description ? `: ${error.error_description}` : ''}`, loginFix(context));
+    return new NotAuthenticated(
+      `the sign-in at ${oidc.issuer} ended with ${error.error}${error.error_description ? `: ${error.error_description}` : ''}`,
+      loginFix(context),
+    );
   }
   if (error instanceof ConfigError || error instanceof NotAuthenticated || error instanceof StoreUnreachable) return error;
   // openid-client wraps what its fetch threw: a refusal of ownedLoopbackFetch stays what it is.
@@ -124,13 +133,22 @@ function mapError(error: unknown, oidc: OidcConfig, context: SsoContext, what: s
   const code = cause?.code ?? (error as { code?: string }).code;
   const name = (error as Error).name;
   if (name === 'TimeoutError' || name === 'AbortError') {
-    return new StoreUnreachable(`${oidc.issuer} did not answer ${what} within ${context.timeoutMs} ms`, 'check your network or VPN, or raise "timeout" in the profile');
+    return new StoreUnreachable(
+      `${oidc.issuer} did not answer ${what} within ${context.timeoutMs} ms`,
+      'check your network or VPN, or raise "timeout" in the profile',
+    );
   }
   if (error instanceof TypeError || (code && /^E[A-Z]+$/.test(code))) {
-    return new StoreUnreachable(`cannot reach ${oidc.issuer} for ${what}${code ? ` (${code})` : ''}`, 'check your network or VPN and the "issuer" URL');
+    return new StoreUnreachable(
+      `cannot reach ${oidc.issuer} for ${what}${code ? ` (${code})` : ''}`,
+      'check your network or VPN and the "issuer" URL',
+    );
   }
   // Anything else is the provider answering in a way openid-client will not accept: say so, fail closed.
-  return new StoreUnreachable(`${what} at ${oidc.issuer} failed: ${(error as Error).message}`, 'check the "issuer" URL and the identity provider\'s configuration (keybroker doctor)');
+  return new StoreUnreachable(
+    `${what} at ${oidc.issuer} failed: ${(error as Error).message}`,
+    'check the "issuer" URL and the identity provider\'s configuration (keybroker doctor)',
+  );
 }
 
 async function discover(oidc: OidcConfig, context: SsoContext): Promise<DiscoverySummary> {
@@ -149,7 +167,10 @@ async function discover(oidc: OidcConfig, context: SsoContext): Promise<Discover
 async function deviceLogin(oidc: OidcConfig, context: SsoContext, io: LoginIo): Promise<TokenSet> {
   const config = await configure(oidc, context);
   if (!config.serverMetadata().device_authorization_endpoint) {
-    throw new ConfigError(`${oidc.issuer} offers no device authorization endpoint`, 'set "flow": "browser" in the profile\'s "oidc" section');
+    throw new ConfigError(
+      `${oidc.issuer} offers no device authorization endpoint`,
+      'set "flow": "browser" in the profile\'s "oidc" section',
+    );
   }
   try {
     const started = await client.initiateDeviceAuthorization(config, tokenParameters(oidc, true));
@@ -184,7 +205,12 @@ async function browserLogin(oidc: OidcConfig, context: SsoContext, io: LoginIo):
     io.say(`to sign in, open ${url.href}`);
     await io.openBrowser(url.href);
     const returned = await callback.received;
-    const response = await client.authorizationCodeGrant(config, returned, { pkceCodeVerifier: verifier, expectedState: state }, { redirect_uri: redirectUri, ...tokenParameters(oidc, false) });
+    const response = await client.authorizationCodeGrant(
+      config,
+      returned,
+      { pkceCodeVerifier: verifier, expectedState: state },
+      { redirect_uri: redirectUri, ...tokenParameters(oidc, false) },
+    );
     return toTokenSet(response);
   } catch (error) {
     throw mapError(error, oidc, context, 'the browser sign-in');
@@ -207,7 +233,9 @@ async function listenForCallback(port: number, state: string): Promise<{ port: n
       return;
     }
     if (url.searchParams.get('state') !== state) {
-      response.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end('keybroker: this answer is not for the sign-in in progress (wrong state); it was ignored.\n');
+      response
+        .writeHead(400, { 'content-type': 'text/plain; charset=utf-8' })
+        .end('keybroker: this answer is not for the sign-in in progress (wrong state); it was ignored.\n');
       return;
     }
     response.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end('keybroker: signed in. You can close this tab.\n');
@@ -215,7 +243,12 @@ async function listenForCallback(port: number, state: string): Promise<{ port: n
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(new ConfigError(`cannot listen on 127.0.0.1:${port} for the sign-in redirect (${error.code})`, 'free that port or change "redirectPort"')),
+      reject(
+        new ConfigError(
+          `cannot listen on 127.0.0.1:${port} for the sign-in redirect (${error.code})`,
+          'free that port or change "redirectPort"',
+        ),
+      ),
     );
     server.listen(port, '127.0.0.1', resolve);
   });

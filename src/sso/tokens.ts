@@ -45,7 +45,8 @@ export async function readRefreshToken(deps: Pick<SsoDeps, 'cache' | 'profile'>)
   if (text === undefined) return undefined;
   try {
     const data = JSON.parse(text) as Partial<StoredRefreshToken>;
-    if (data.v === 1 && typeof data.refreshToken === 'string' && data.refreshToken && typeof data.storedAt === 'number') return data as StoredRefreshToken;
+    if (data.v === 1 && typeof data.refreshToken === 'string' && data.refreshToken && typeof data.storedAt === 'number')
+      return data as StoredRefreshToken;
   } catch {
     // unreadable: as absent
   }
@@ -80,10 +81,18 @@ function noTokenStore(deps: SsoDeps): CacheUnavailable {
 function entryFor(tokens: TokenSet, deps: Pick<SsoDeps, 'profile' | 'now'>, library: SsoLibrary): CacheEntry {
   const problem = keyProblem(tokens.accessToken);
   if (problem) {
-    throw new UnusableKey(`the access token from ${deps.profile.oidc.issuer} is not something Claude Code can send: ${problem}`, 'ask your admin to check the identity provider\'s token format');
+    throw new UnusableKey(
+      `the access token from ${deps.profile.oidc.issuer} is not something Claude Code can send: ${problem}`,
+      "ask your admin to check the identity provider's token format",
+    );
   }
   const claims = library.readClaims(tokens.accessToken);
-  const entry: CacheEntry = { key: tokens.accessToken, version: claims?.jti ?? fingerprint(tokens.accessToken), secret: deps.profile.oidc.issuer, fetchedAt: deps.now() };
+  const entry: CacheEntry = {
+    key: tokens.accessToken,
+    version: claims?.jti ?? fingerprint(tokens.accessToken),
+    secret: deps.profile.oidc.issuer,
+    fetchedAt: deps.now(),
+  };
   if (tokens.expiresAt !== undefined) entry.expiresAt = tokens.expiresAt;
   return entry;
 }
@@ -108,7 +117,10 @@ export function tokenSource(deps: SsoDeps): () => Promise<CacheEntry> {
   return async () => {
     const stored = await readRefreshToken(deps);
     if (!stored) {
-      throw new NotAuthenticated(`profile "${deps.profile.name}" is not signed in to ${deps.profile.oidc.issuer}`, `run ${loginCommandFor(deps.profile)}`);
+      throw new NotAuthenticated(
+        `profile "${deps.profile.name}" is not signed in to ${deps.profile.oidc.issuer}`,
+        `run ${loginCommandFor(deps.profile)}`,
+      );
     }
     const library = await deps.loadLibrary();
     deps.debug(`refreshing the access token at ${deps.profile.oidc.issuer}`);
@@ -126,7 +138,9 @@ export function tokenSource(deps: SsoDeps): () => Promise<CacheEntry> {
         deps.debug('stored the rotated refresh token');
       } catch (error) {
         if (!(error instanceof CacheUnavailable)) throw error;
-        deps.warn(`keybroker: the renewed sign-in could not be kept (${error.line()}); after this token expires, run ${loginCommandFor(deps.profile)}`);
+        deps.warn(
+          `keybroker: the renewed sign-in could not be kept (${error.line()}); after this token expires, run ${loginCommandFor(deps.profile)}`,
+        );
       }
     }
     return entryFor(await maybeExchange(deps, library, tokens), deps, library);
@@ -153,12 +167,19 @@ export type LoginFlow = 'device' | 'browser';
 export async function ssoLogin(deps: SsoDeps, io: LoginIo, flow: LoginFlow = deps.profile.oidc.flow ?? 'device'): Promise<CacheEntry> {
   await refuseWithoutTokenStore(deps);
   const library = await deps.loadLibrary();
-  io.say(`signing in to ${deps.profile.oidc.issuer} (${flow === 'device' ? 'device code' : 'browser'} flow) for profile "${deps.profile.name}"`);
-  const tokens = flow === 'device' ? await library.deviceLogin(deps.profile.oidc, context(deps), io) : await library.browserLogin(deps.profile.oidc, context(deps), io);
+  io.say(
+    `signing in to ${deps.profile.oidc.issuer} (${flow === 'device' ? 'device code' : 'browser'} flow) for profile "${deps.profile.name}"`,
+  );
+  const tokens =
+    flow === 'device'
+      ? await library.deviceLogin(deps.profile.oidc, context(deps), io)
+      : await library.browserLogin(deps.profile.oidc, context(deps), io);
   if (tokens.refreshToken) {
     await storeRefreshToken(deps, tokens.refreshToken);
   } else {
-    io.say(`${deps.profile.oidc.issuer} issued no refresh token (is the "offline_access" scope allowed for this client?): get works until this token expires, then run login again`);
+    io.say(
+      `${deps.profile.oidc.issuer} issued no refresh token (is the "offline_access" scope allowed for this client?): get works until this token expires, then run login again`,
+    );
   }
   const entry = entryFor(await maybeExchange(deps, library, tokens), deps, library);
   try {
@@ -168,6 +189,8 @@ export async function ssoLogin(deps: SsoDeps, io: LoginIo, flow: LoginFlow = dep
     deps.warn(`keybroker: the access token was not cached: ${error.line()}`);
   }
   const left = entry.expiresAt !== undefined ? `, valid for ${Math.round((entry.expiresAt - deps.now()) / 1000)} s` : '';
-  io.say(`signed in: access token ${fingerprint(entry.key)}${left}${tokens.refreshToken ? '; the refresh token is kept in the ' + (deps.cache.kind === 'keychain' ? 'keychain' : 'private file cache') : ''}`);
+  io.say(
+    `signed in: access token ${fingerprint(entry.key)}${left}${tokens.refreshToken ? '; the refresh token is kept in the ' + (deps.cache.kind === 'keychain' ? 'keychain' : 'private file cache') : ''}`,
+  );
   return entry;
 }

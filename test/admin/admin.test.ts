@@ -35,12 +35,15 @@ describe('admin put, import, revoke, list on AWS', () => {
   });
 
   describe('put', () => {
-    it('writes JSON with the key and metadata, labelled; the aws CLI and the developer\'s get read it back', async () => {
+    it("writes JSON with the key and metadata, labelled; the aws CLI and the developer's get read it back", async () => {
       const { deps, audit, output } = adminDeps(admin, profile, { now: () => Date.parse('2026-11-27T10:00:00Z') });
       const result = await putKey(deps, { user: 'alice', key: 'sk-test-put-alice-1', expiresAt: new Date('2027-01-31T00:00:00Z') });
       expect(result.outcome).toBe('created');
 
-      const read = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/alice'])) as { SecretString: string; VersionId: string };
+      const read = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/alice'])) as {
+        SecretString: string;
+        VersionId: string;
+      };
       expect(JSON.parse(read.SecretString)).toEqual({
         api_key: 'sk-test-put-alice-1',
         expires_at: '2027-01-31T00:00:00Z',
@@ -48,10 +51,21 @@ describe('admin put, import, revoke, list on AWS', () => {
         created_by: 'arn:aws:iam::123456789012:user/keybroker-admin',
       });
       expect(read.VersionId).toBe(result.version);
-      const described = (await awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', 'claude-code/keys/alice'])) as { Tags: { Key: string; Value: string }[] };
-      expect(Object.fromEntries(described.Tags.map((tag) => [tag.Key, tag.Value]))).toMatchObject({ 'managed-by': 'keybroker', 'keybroker-user': 'alice', 'keybroker-expires': String(Date.parse('2027-01-31T00:00:00Z') / 1000) });
+      const described = (await awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', 'claude-code/keys/alice'])) as {
+        Tags: { Key: string; Value: string }[];
+      };
+      expect(Object.fromEntries(described.Tags.map((tag) => [tag.Key, tag.Value]))).toMatchObject({
+        'managed-by': 'keybroker',
+        'keybroker-user': 'alice',
+        'keybroker-expires': String(Date.parse('2027-01-31T00:00:00Z') / 1000),
+      });
 
-      const entry = await fetchFromStore({ profile, openProvider: async () => developer, osUser: () => 'unused', now: () => Date.parse('2026-12-01T00:00:00Z') });
+      const entry = await fetchFromStore({
+        profile,
+        openProvider: async () => developer,
+        osUser: () => 'unused',
+        now: () => Date.parse('2026-12-01T00:00:00Z'),
+      });
       expect(entry.key).toBe('sk-test-put-alice-1');
       expect(entry.expiresAt).toBe(Date.parse('2027-01-31T00:00:00Z'));
       expect(audit).toEqual([
@@ -75,7 +89,9 @@ describe('admin put, import, revoke, list on AWS', () => {
     it('writes the bare key when the profile does not name a field', async () => {
       const { deps } = adminDeps(admin, profile, { valueFormat: 'raw' });
       await putKey(deps, { user: 'raw-user', key: 'sk-test-put-raw' });
-      const read = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/raw-user'])) as { SecretString: string };
+      const read = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/raw-user'])) as {
+        SecretString: string;
+      };
       expect(read.SecretString).toBe('sk-test-put-raw');
     });
 
@@ -88,9 +104,14 @@ describe('admin put, import, revoke, list on AWS', () => {
       expect(secretNameFor(profile.secret, 'alice')).toBe('claude-code/keys/alice');
     });
 
-    it('refuses a key Claude Code would reject, with get\'s rules, never echoing it', () => {
+    it("refuses a key Claude Code would reject, with get's rules, never echoing it", () => {
       expect(readKeyInput('  sk-test-trailing-newline\n', 'stdin')).toBe('sk-test-trailing-newline');
-      for (const [input, problem] of [['sk-test bad', 'a space at position 8'], ['', 'it is empty'], ['sk-test-ünïcode', 'non-ASCII'], ['sk-test\nsecond-line', 'line break']] as const) {
+      for (const [input, problem] of [
+        ['sk-test bad', 'a space at position 8'],
+        ['', 'it is empty'],
+        ['sk-test-ünïcode', 'non-ASCII'],
+        ['sk-test\nsecond-line', 'line break'],
+      ] as const) {
         const error = (() => {
           try {
             return readKeyInput(input, 'stdin');
@@ -108,7 +129,17 @@ describe('admin put, import, revoke, list on AWS', () => {
       expect(() => refuseKeysInArguments(['--user', 'alice', 'sk-test-abcdef123456'])).toThrow(UsageError);
       expect(() => refuseKeysInArguments(['Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA'])).toThrow(/looks like a key/);
       expect(looksLikeKey('0123456789abcdef0123456789abcdef')).toBe(true);
-      const harmless = ['alice', 'alice.smith@example.com', 'keys.csv', '/tmp/keys.json', '24h', '2027-01-31T00:00:00Z', 'claude-code-keys', 'botocore-session-1234567890', '3f2504e0-4f89-11d3-9a0c-0305e82c3301'];
+      const harmless = [
+        'alice',
+        'alice.smith@example.com',
+        'keys.csv',
+        '/tmp/keys.json',
+        '24h',
+        '2027-01-31T00:00:00Z',
+        'claude-code-keys',
+        'botocore-session-1234567890',
+        '3f2504e0-4f89-11d3-9a0c-0305e82c3301',
+      ];
       for (const argument of harmless) expect(looksLikeKey(argument), argument).toBe(false);
     });
 
@@ -117,7 +148,9 @@ describe('admin put, import, revoke, list on AWS', () => {
       const error = await putKey(deps, { user: 'zed', key: 'sk-test-put-denied' }).catch((caught: unknown) => caught);
       expect(error).toBeInstanceOf(AccessDenied);
       expect((error as AccessDenied).line()).not.toContain('sk-test-put-denied');
-      await expect(awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', 'claude-code/keys/zed'])).rejects.toThrow(/ResourceNotFound/);
+      await expect(awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', 'claude-code/keys/zed'])).rejects.toThrow(
+        /ResourceNotFound/,
+      );
     });
   });
 
@@ -149,7 +182,9 @@ describe('admin put, import, revoke, list on AWS', () => {
         'keybroker: keys.csv: line 9: the user name "" cannot be used: it is empty',
       ]);
       expect(output.err.join('\n')).not.toContain('sk-test-import');
-      const listed = (await awsCli(store, ['secretsmanager', 'list-secrets', '--filters', 'Key=name,Values=claude-code/keys/ivy'])) as { SecretList: unknown[] };
+      const listed = (await awsCli(store, ['secretsmanager', 'list-secrets', '--filters', 'Key=name,Values=claude-code/keys/ivy'])) as {
+        SecretList: unknown[];
+      };
       expect(listed.SecretList).toEqual([]);
     });
 
@@ -161,9 +196,19 @@ describe('admin put, import, revoke, list on AWS', () => {
     });
 
     it('reads the JSON form, naming entries', () => {
-      const { rows, problems } = parseImport(JSON.stringify([{ user: 'olga', key: 'sk-test-import-olga', expires_at: '2027-01-01T00:00:00Z' }, { user: 'olga', key: 'sk-test-import-olga-2' }, { key: 'sk-test-import-x' }]), 'json');
+      const { rows, problems } = parseImport(
+        JSON.stringify([
+          { user: 'olga', key: 'sk-test-import-olga', expires_at: '2027-01-01T00:00:00Z' },
+          { user: 'olga', key: 'sk-test-import-olga-2' },
+          { key: 'sk-test-import-x' },
+        ]),
+        'json',
+      );
       expect(rows).toEqual([]);
-      expect(problems).toEqual(['entry 2: olga is already on entry 1; one key per developer', 'entry 3: the user name "" cannot be used: it is empty']);
+      expect(problems).toEqual([
+        'entry 2: olga is already on entry 1; one key per developer',
+        'entry 3: the user name "" cannot be used: it is empty',
+      ]);
     });
 
     it('an interrupted import says exactly who was written; the re-run writes the rest and no new versions for the others', async () => {
@@ -174,7 +219,8 @@ describe('admin put, import, revoke, list on AWS', () => {
         ...admin,
         // rae's write and the same write sent again get no answer, and were not applied.
         write: async (...args) => {
-          if (args[0].endsWith('/rae') && ++writes <= 2) throw new StoreUnreachable('AWS Secrets Manager did not answer PutSecretValue within 5000 ms', 'check your network');
+          if (args[0].endsWith('/rae') && ++writes <= 2)
+            throw new StoreUnreachable('AWS Secrets Manager did not answer PutSecretValue within 5000 ms', 'check your network');
           return admin.write(...args);
         },
       };
@@ -188,7 +234,9 @@ describe('admin put, import, revoke, list on AWS', () => {
         'keybroker: not written (2): rae, sam',
         'keybroker: fix the cause and run the same import again: keys already current are not written twice',
       ]);
-      await expect(awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', 'claude-code/keys/rae'])).rejects.toThrow(/ResourceNotFound/);
+      await expect(awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', 'claude-code/keys/rae'])).rejects.toThrow(
+        /ResourceNotFound/,
+      );
 
       const again = adminDeps(admin, profile);
       const summary = await importKeys(again.deps, text, 'csv', 'keys.csv');
@@ -197,7 +245,14 @@ describe('admin put, import, revoke, list on AWS', () => {
       expect(again.output.out.join('')).toBe('imported 4 keys from keys.csv: 2 created, 0 new versions, 2 unchanged\n');
       for (const user of users) expect(await versionsOf(store, `claude-code/keys/${user}`)).toBe(1);
       // One audit line per row; rows run concurrently, so lines come in the order the writes finished.
-      expect(again.audit.map((entry) => `${entry.user}:${entry.outcome}`).sort()).toEqual(['pam:unchanged', 'quinn:unchanged', 'rae:created', 'rae:intent: store write', 'sam:created', 'sam:intent: store write']);
+      expect(again.audit.map((entry) => `${entry.user}:${entry.outcome}`).sort()).toEqual([
+        'pam:unchanged',
+        'quinn:unchanged',
+        'rae:created',
+        'rae:intent: store write',
+        'sam:created',
+        'sam:intent: store write',
+      ]);
     });
 
     it('shows progress on a terminal', async () => {
@@ -213,15 +268,27 @@ describe('admin put, import, revoke, list on AWS', () => {
       const { deps, audit } = adminDeps(admin, profile);
       await putKey(deps, { user: 'vic', key: 'sk-test-revoke-vic' });
       await revokeKey(deps, { user: 'vic', purge: false });
-      const described = (await awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', 'claude-code/keys/vic'])) as { DeletedDate?: unknown };
+      const described = (await awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', 'claude-code/keys/vic'])) as {
+        DeletedDate?: unknown;
+      };
       expect(described.DeletedDate).toBeDefined();
       const vicProfile = { ...profile, secret: 'claude-code/keys/vic' };
-      const error = await fetchFromStore({ profile: vicProfile, openProvider: async () => developer, osUser: () => 'unused', now: Date.now }).catch((caught: unknown) => caught);
+      const error = await fetchFromStore({
+        profile: vicProfile,
+        openProvider: async () => developer,
+        osUser: () => 'unused',
+        now: Date.now,
+      }).catch((caught: unknown) => caught);
       expect(error).toBeInstanceOf(SecretNotFound);
       expect(audit.at(-1)).toMatchObject({ action: 'revoke', user: 'vic', outcome: 'disabled (recoverable)' });
 
       await putKey(deps, { user: 'vic', key: 'sk-test-revoke-vic-2' });
-      const entry = await fetchFromStore({ profile: vicProfile, openProvider: async () => developer, osUser: () => 'unused', now: Date.now });
+      const entry = await fetchFromStore({
+        profile: vicProfile,
+        openProvider: async () => developer,
+        osUser: () => 'unused',
+        now: Date.now,
+      });
       expect(entry.key).toBe('sk-test-revoke-vic-2');
     });
 
@@ -229,7 +296,9 @@ describe('admin put, import, revoke, list on AWS', () => {
       const { deps, audit } = adminDeps(admin, profile);
       await putKey(deps, { user: 'wes', key: 'sk-test-revoke-wes' });
       await revokeKey(deps, { user: 'wes', purge: true });
-      await expect(awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', 'claude-code/keys/wes'])).rejects.toThrow(/ResourceNotFound/);
+      await expect(awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', 'claude-code/keys/wes'])).rejects.toThrow(
+        /ResourceNotFound/,
+      );
       expect(audit.at(-1)).toMatchObject({ action: 'purge', user: 'wes', outcome: 'deleted for good' });
     });
   });
@@ -246,7 +315,10 @@ describe('admin put, import, revoke, list on AWS', () => {
       await revokeKey(written(start + 100 * DAY).deps, { user: 'cy', purge: false });
 
       const now = start + 101 * DAY;
-      const rows = await listKeys({ provider: admin, profile: listProfile, now: () => now }, { maxAgeMs: 90 * DAY, expiringWithinMs: 14 * DAY });
+      const rows = await listKeys(
+        { provider: admin, profile: listProfile, now: () => now },
+        { maxAgeMs: 90 * DAY, expiringWithinMs: 14 * DAY },
+      );
       expect(rows.map((row) => [row.user, row.flags])).toEqual([
         ['amy', ['expiring']],
         ['ben', ['expired']],
@@ -255,7 +327,9 @@ describe('admin put, import, revoke, list on AWS', () => {
       ]);
       const zoe = rows.find((row) => row.user === 'zoe')!;
       expect(zoe).toMatchObject({ lastRotated: '2026-01-01T00:00:00Z', ageDays: 101, expires: null, enabled: true });
-      const current = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'team-list/amy'])) as { VersionId: string };
+      const current = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'team-list/amy'])) as {
+        VersionId: string;
+      };
       expect(rows[0]!.version).toBe(current.VersionId);
       const table = renderTable(rows, now);
       expect(table.split('\n')[0]).toBe('USER  VERSION        CREATED     LAST ROTATED  EXPIRES     AGE   FLAGS');
@@ -263,17 +337,25 @@ describe('admin put, import, revoke, list on AWS', () => {
       expect(JSON.stringify(rows) + table).not.toContain('sk-test-list');
     });
 
-    it('goes through the store\'s paging: 1,050 developers, every one listed once, in order', async () => {
+    it("goes through the store's paging: 1,050 developers, every one listed once, in order", async () => {
       const fleet = { ...profile, secret: 'fleet/{user}' };
       const users = Array.from({ length: 1_050 }, (_, index) => `dev${String(index).padStart(4, '0')}`);
       const started = performance.now();
       for (let index = 0; index < users.length; index += 25) {
-        await Promise.all(users.slice(index, index + 25).map((user) => admin.write(`fleet/${user}`, `sk-test-fleet-${user}`, { labels: { 'managed-by': 'keybroker', 'keybroker-user': user } })));
+        await Promise.all(
+          users
+            .slice(index, index + 25)
+            .map((user) =>
+              admin.write(`fleet/${user}`, `sk-test-fleet-${user}`, { labels: { 'managed-by': 'keybroker', 'keybroker-user': user } }),
+            ),
+        );
       }
       const wroteMs = performance.now() - started;
       const listStarted = performance.now();
       const rows = await listKeys({ provider: admin, profile: fleet, now: Date.now }, { maxAgeMs: 90 * DAY, expiringWithinMs: 14 * DAY });
-      console.log(`paging: wrote ${users.length} secrets in ${Math.round(wroteMs)} ms, listed them in ${Math.round(performance.now() - listStarted)} ms`);
+      console.log(
+        `paging: wrote ${users.length} secrets in ${Math.round(wroteMs)} ms, listed them in ${Math.round(performance.now() - listStarted)} ms`,
+      );
       expect(rows.map((row) => row.user)).toEqual(users);
     });
   });

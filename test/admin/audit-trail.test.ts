@@ -21,7 +21,20 @@ describe('admin import and its audit log (binary)', () => {
     proxy = await startStoreProxy(moto.port);
     home = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-audit-'));
     const config = path.join(home, 'config.json');
-    fs.writeFileSync(config, JSON.stringify({ profiles: { default: { store: { type: 'aws', region: 'us-east-1', endpoint: proxy.url }, secret: 'trail/{user}', field: 'api_key', user: 'os', timeout: '30s' } } }));
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        profiles: {
+          default: {
+            store: { type: 'aws', region: 'us-east-1', endpoint: proxy.url },
+            secret: 'trail/{user}',
+            field: 'api_key',
+            user: 'os',
+            timeout: '30s',
+          },
+        },
+      }),
+    );
     env = cleanEnv({ ...AWS_TEST_CREDENTIALS, KEYBROKER_CONFIG: config }, home);
   }, 120_000);
   afterAll(async () => {
@@ -36,7 +49,9 @@ describe('admin import and its audit log (binary)', () => {
     return file;
   };
   const stored = async (prefix: string): Promise<string[]> => {
-    const listed = JSON.parse(await moto.aws(['secretsmanager', 'list-secrets', '--filters', `Key=name,Values=${prefix}`])) as { SecretList: { Name: string }[] };
+    const listed = JSON.parse(await moto.aws(['secretsmanager', 'list-secrets', '--filters', `Key=name,Values=${prefix}`])) as {
+      SecretList: { Name: string }[];
+    };
     return listed.SecretList.map((secret) => secret.Name.slice('trail/'.length)).sort();
   };
 
@@ -44,7 +59,9 @@ describe('admin import and its audit log (binary)', () => {
     const users = ['ann', 'ben', 'cat', 'dov'];
     const result = await runBinary(['admin', 'import', csvOf('full.csv', users), '--audit-log', '/dev/full'], { env });
     expect(result.code, result.stderr).toBe(3);
-    expect(result.stderr).toMatch(/cannot write the audit log \/dev\/full: the disk holding it is full \(ENOSPC\).*free space on the disk of \/dev\/full/);
+    expect(result.stderr).toMatch(
+      /cannot write the audit log \/dev\/full: the disk holding it is full \(ENOSPC\).*free space on the disk of \/dev\/full/,
+    );
     expect(result.stderr).not.toMatch(/internal error/);
     expect(await stored('trail/')).toEqual([]);
   });
@@ -54,7 +71,10 @@ describe('admin import and its audit log (binary)', () => {
     const auditFile = path.join(home, 'killed.log');
     // Each store call waits, so that writes are still on their way when the kill comes, and land after it.
     proxy.delay(800);
-    const child = spawn(BINARY, ['admin', 'import', csvOf('killed.csv', users), '--audit-log', auditFile, '--concurrency', '8'], { env: { ...env, ...runTag() }, stdio: 'ignore' });
+    const child = spawn(BINARY, ['admin', 'import', csvOf('killed.csv', users), '--audit-log', auditFile, '--concurrency', '8'], {
+      env: { ...env, ...runTag() },
+      stdio: 'ignore',
+    });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_code, signal) => resolve(signal)));
     const creates = proxy.count('CreateSecret');
     while (proxy.count('CreateSecret') - creates < 8) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -64,7 +84,11 @@ describe('admin import and its audit log (binary)', () => {
     proxy.delay(0);
     const inStore = await stored('trail/k');
     expect(inStore.length).toBeGreaterThan(0);
-    const lines = fs.readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as { user: string; outcome: string });
+    const lines = fs
+      .readFileSync(auditFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { user: string; outcome: string });
     const audited = new Set(lines.map((line) => line.user));
     expect(inStore.filter((user) => !audited.has(user))).toEqual([]);
 

@@ -81,7 +81,7 @@ describe('the bulk limiter', () => {
     expect(now).toBeGreaterThanOrEqual(125 * (2 + 4 + 8));
   });
 
-  it('keeps a cap per service: a throttled gateway does not slow the store\'s calls', async () => {
+  it("keeps a cap per service: a throttled gateway does not slow the store's calls", async () => {
     let now = 0;
     const limiter = new BulkLimiter(8, { now: () => now, sleep: async (ms) => void (now += ms) });
     for (let index = 0; index < 20; index++) {
@@ -103,7 +103,7 @@ describe('the bulk limiter', () => {
     expect(now - before).toBe(0);
   });
 
-  it('caps a service that took a burst of 40 in a run\'s first half second at 0.85 of 40 a second, not of the burst\'s rate', async () => {
+  it("caps a service that took a burst of 40 in a run's first half second at 0.85 of 40 a second, not of the burst's rate", async () => {
     // A quota of 40 in any one second, taken at once: what the first half second of a run looks like.
     let now = 0;
     const limiter = new BulkLimiter(16, { now: () => now, sleep: async (ms) => void (now += ms) });
@@ -152,10 +152,15 @@ describe('the bulk limiter', () => {
     };
     const rows = Array.from({ length: 1_000 }, (_, index) => index);
     const run = await clock.run(
-      runBulk(rows, async () => {
-        await limiter.store.call(send);
-        await limiter.store.call(send);
-      }, limiter, { now: clock.now }),
+      runBulk(
+        rows,
+        async () => {
+          await limiter.store.call(send);
+          await limiter.store.call(send);
+        },
+        limiter,
+        { now: clock.now },
+      ),
     );
     const done = run.statuses.filter((status) => status.state === 'done').length;
     return { done, refused, refusedAfterTold, callsPerSecond: (2 * rows.length * 1_000) / run.elapsedMs, cap: limiter.state.store.rateCap };
@@ -210,7 +215,9 @@ describe('the bulk limiter', () => {
     const limiter = new BulkLimiter(4, { now: () => now, sleep: async (ms) => void (now += ms) });
     await expect(limiter.store.call(async () => Promise.reject(new StoreUnreachable('down', 'later')))).rejects.toThrow('down');
     let calls = 0;
-    await expect(limiter.store.call(async () => Promise.reject(markThrottled(new StoreUnreachable(`throttled ${++calls}`, 'later'), 0)))).rejects.toThrow('throttled 12');
+    await expect(
+      limiter.store.call(async () => Promise.reject(markThrottled(new StoreUnreachable(`throttled ${++calls}`, 'later'), 0))),
+    ).rejects.toThrow('throttled 12');
   });
 
   it('after an abort starts no new row, lets the ones in flight finish, and says which is which', async () => {
@@ -240,11 +247,15 @@ describe('the bulk limiter', () => {
     const limiter = new BulkLimiter(3);
     let inFlight = 0;
     let most = 0;
-    await runBulk(Array.from({ length: 30 }, (_, index) => index), async () => {
-      most = Math.max(most, ++inFlight);
-      await sleep(2);
-      inFlight--;
-    }, limiter);
+    await runBulk(
+      Array.from({ length: 30 }, (_, index) => index),
+      async () => {
+        most = Math.max(most, ++inFlight);
+        await sleep(2);
+        inFlight--;
+      },
+      limiter,
+    );
     expect(most).toBe(3);
   });
 });
@@ -305,8 +316,15 @@ describe('admin rotate --all while the gateway throttles (429 + Retry-After)', (
     const open = litellm.keys.filter((entry) => litellm.accepts(entry.key) && entry.expires === null).map((entry) => entry.key);
     expect(new Set(open)).toEqual(stored);
     // Besides the intents: one audit line per developer for the write and one for the old key's retirement.
-    expect(audit.filter((entry) => entry.action === 'rotate' && !entry.outcome.startsWith('intent:')).map((entry) => `${entry.user}:${entry.outcome}`).sort()).toEqual(users.map((user) => `${user}:updated`));
-    expect(audit.filter((entry) => entry.action === 'revoke' && entry.outcome === 'old key expires at the gateway in 10m')).toHaveLength(40);
+    expect(
+      audit
+        .filter((entry) => entry.action === 'rotate' && !entry.outcome.startsWith('intent:'))
+        .map((entry) => `${entry.user}:${entry.outcome}`)
+        .sort(),
+    ).toEqual(users.map((user) => `${user}:updated`));
+    expect(audit.filter((entry) => entry.action === 'revoke' && entry.outcome === 'old key expires at the gateway in 10m')).toHaveLength(
+      40,
+    );
   }, 240_000);
 });
 
@@ -320,8 +338,15 @@ describe('admin import on AWS: store calls per row, each paced by the limiter', 
   const env = { ...AWS_TEST_CREDENTIALS, PATH: process.env['PATH'] };
   const users = Array.from({ length: 12 }, (_, index) => `row${String(index).padStart(2, '0')}`);
   const csv = (tag: string) => ['user,key', ...users.map((user) => `${user},sk-test-${tag}-${user}-0123456789`)].join('\n') + '\n';
-  const counted = () => Object.fromEntries(['GetSecretValue', 'DescribeSecret', 'CreateSecret', 'PutSecretValue', 'TagResource', 'RestoreSecret'].map((operation) => [operation, proxy.count(operation)]));
-  const delta = (before: Record<string, number>) => Object.fromEntries(Object.entries(counted()).map(([operation, count]) => [operation, count - before[operation]!]));
+  const counted = () =>
+    Object.fromEntries(
+      ['GetSecretValue', 'DescribeSecret', 'CreateSecret', 'PutSecretValue', 'TagResource', 'RestoreSecret'].map((operation) => [
+        operation,
+        proxy.count(operation),
+      ]),
+    );
+  const delta = (before: Record<string, number>) =>
+    Object.fromEntries(Object.entries(counted()).map(([operation, count]) => [operation, count - before[operation]!]));
 
   beforeAll(async () => {
     moto = await startMoto();
@@ -347,10 +372,24 @@ describe('admin import on AWS: store calls per row, each paced by the limiter', 
     const first = adminDeps(provider, profile, { bulk: { ceiling: 4, relay } });
     let before = counted();
     await importKeys(first.deps, csv('first'), 'csv', 'keys.csv');
-    expect(delta(before)).toEqual({ GetSecretValue: 12, DescribeSecret: 0, CreateSecret: 12, PutSecretValue: 0, TagResource: 0, RestoreSecret: 0 });
+    expect(delta(before)).toEqual({
+      GetSecretValue: 12,
+      DescribeSecret: 0,
+      CreateSecret: 12,
+      PutSecretValue: 0,
+      TagResource: 0,
+      RestoreSecret: 0,
+    });
     before = counted();
     await importKeys(adminDeps(provider, profile, { bulk: { ceiling: 4, relay } }).deps, csv('second'), 'csv', 'keys.csv');
-    expect(delta(before)).toEqual({ GetSecretValue: 12, DescribeSecret: 0, CreateSecret: 0, PutSecretValue: 12, TagResource: 12, RestoreSecret: 0 });
+    expect(delta(before)).toEqual({
+      GetSecretValue: 12,
+      DescribeSecret: 0,
+      CreateSecret: 0,
+      PutSecretValue: 12,
+      TagResource: 12,
+      RestoreSecret: 0,
+    });
   }, 120_000);
 
   it('re-provisions a revoked developer (the read says not found, the create finds it scheduled for deletion)', async () => {
@@ -366,7 +405,10 @@ describe('admin import on AWS: store calls per row, each paced by the limiter', 
     const litellm = await startFakeLiteLlm();
     try {
       const { deps, output } = adminDeps(provider, profile, { bulk: { ceiling: 4, relay } });
-      deps.issuer = openKeyIssuer({ type: 'litellm', url: litellm.url, masterKeyEnv: 'TEST_LITELLM_MASTER_KEY' }, { env: { TEST_LITELLM_MASTER_KEY: litellm.masterKey }, timeoutMs: 10_000 });
+      deps.issuer = openKeyIssuer(
+        { type: 'litellm', url: litellm.url, masterKeyEnv: 'TEST_LITELLM_MASTER_KEY' },
+        { env: { TEST_LITELLM_MASTER_KEY: litellm.masterKey }, timeoutMs: 10_000 },
+      );
       const listed = proxy.count('ListSecrets');
       const before = counted();
       await rotateKeys(deps, { users: [], all: true, graceMs: 0, dryRun: true }, 60_000);
@@ -386,7 +428,14 @@ describe('admin import on AWS: store calls per row, each paced by the limiter', 
     const { deps } = adminDeps(provider, profile, { bulk: { ceiling: 4, relay } });
     const versions = async () => {
       const counts: number[] = [];
-      for (const user of users) counts.push((JSON.parse(await moto.aws(['secretsmanager', 'list-secret-version-ids', '--secret-id', `rows/${user}`])) as { Versions: unknown[] }).Versions.length);
+      for (const user of users)
+        counts.push(
+          (
+            JSON.parse(await moto.aws(['secretsmanager', 'list-secret-version-ids', '--secret-id', `rows/${user}`])) as {
+              Versions: unknown[];
+            }
+          ).Versions.length,
+        );
       return counts;
     };
     const versionsBefore = await versions();

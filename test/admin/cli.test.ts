@@ -15,14 +15,28 @@ describe('keybroker admin (binary)', () => {
   let home: string;
   let adminEnv: NodeJS.ProcessEnv;
   let developerEnv: NodeJS.ProcessEnv;
-  const exists = (name: string) => awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', name]).then(() => true, () => false);
+  const exists = (name: string) =>
+    awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', name]).then(
+      () => true,
+      () => false,
+    );
 
   beforeAll(async () => {
     store = await startAwsStore();
     home = fs.mkdtempSync(path.join(os.tmpdir(), 'keybroker-admin-'));
     const config = path.join(home, 'config.json');
-    fs.writeFileSync(config, JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/keys/{user}', field: 'api_key', user: 'store' } } }));
-    const pick = (env: NodeJS.ProcessEnv) => ({ AWS_ACCESS_KEY_ID: env['AWS_ACCESS_KEY_ID'], AWS_SECRET_ACCESS_KEY: env['AWS_SECRET_ACCESS_KEY'], AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' });
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/keys/{user}', field: 'api_key', user: 'store' } },
+      }),
+    );
+    const pick = (env: NodeJS.ProcessEnv) => ({
+      AWS_ACCESS_KEY_ID: env['AWS_ACCESS_KEY_ID'],
+      AWS_SECRET_ACCESS_KEY: env['AWS_SECRET_ACCESS_KEY'],
+      AWS_REGION: 'us-east-1',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
     adminEnv = cleanEnv({ ...pick(store.adminEnv), KEYBROKER_CONFIG: config }, home);
     developerEnv = cleanEnv({ ...pick(store.developerEnv), KEYBROKER_CONFIG: config, KEYBROKER_CACHE_BACKEND: 'none' }, home);
   });
@@ -32,7 +46,10 @@ describe('keybroker admin (binary)', () => {
   });
 
   it('refuses a key given as an argument, without echoing it, and writes nothing', async () => {
-    for (const args of [['admin', 'put', '--user', 'alice', 'sk-test-cli-on-argv-123'], ['admin', 'put', '--user', 'alice', '--key', 'sk-test-cli-on-argv-123']]) {
+    for (const args of [
+      ['admin', 'put', '--user', 'alice', 'sk-test-cli-on-argv-123'],
+      ['admin', 'put', '--user', 'alice', '--key', 'sk-test-cli-on-argv-123'],
+    ]) {
       const result = await runBinary(args, { env: adminEnv, input: '' });
       expect(result.code).toBe(2);
       expect(result.stdout).toBe('');
@@ -50,19 +67,29 @@ describe('keybroker admin (binary)', () => {
     }
   });
 
-  it('puts a key from stdin with an audit line in the file; the developer\'s get serves it; revoke ends it', async () => {
+  it("puts a key from stdin with an audit line in the file; the developer's get serves it; revoke ends it", async () => {
     const audit = path.join(home, 'audit.log');
     const before = Date.now();
     const put = await runBinary(['admin', 'put', '--user', 'alice', '--audit-log', audit], { env: adminEnv, input: 'sk-test-cli-alice\n' });
     expect(put.stderr).toBe('');
     expect(put.code).toBe(0);
     expect(put.stdout).toMatch(/^alice: created secret "claude-code\/keys\/alice" \(version [0-9a-f-]+\)\n$/);
-    const lines = fs.readFileSync(audit, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, string>);
+    const lines = fs
+      .readFileSync(audit, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, string>);
     // The intent, on disk before the write, then its outcome.
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatchObject({ action: 'put', user: 'alice', outcome: 'intent: store write' });
     lines.shift();
-    expect(lines[0]).toMatchObject({ actor: 'arn:aws:iam::123456789012:user/keybroker-admin', action: 'put', user: 'alice', secret: 'claude-code/keys/alice', outcome: 'created' });
+    expect(lines[0]).toMatchObject({
+      actor: 'arn:aws:iam::123456789012:user/keybroker-admin',
+      action: 'put',
+      user: 'alice',
+      secret: 'claude-code/keys/alice',
+      outcome: 'created',
+    });
     // Stamped while the command ran (whole seconds or better), not some other time.
     expect(Date.parse(lines[0]!['time']!)).toBeGreaterThanOrEqual(Math.floor(before / 1_000) * 1_000);
     expect(Date.parse(lines[0]!['time']!)).toBeLessThanOrEqual(Date.now());
@@ -102,14 +129,21 @@ describe('keybroker admin (binary)', () => {
     const list = await runBinary(['admin', 'list', '--json'], { env: adminEnv });
     expect(list.code).toBe(0);
     const rows = JSON.parse(list.stdout) as { user: string; expires: string | null; flags: string[] }[];
-    expect(rows.map((row) => [row.user, row.expires])).toEqual([['alice', null], ['fay', null], ['gus', '2027-06-30T00:00:00Z']]);
+    expect(rows.map((row) => [row.user, row.expires])).toEqual([
+      ['alice', null],
+      ['fay', null],
+      ['gus', '2027-06-30T00:00:00Z'],
+    ]);
     expect(rows[0]!.flags).toEqual(['revoked']);
     expect(list.stdout).not.toContain('sk-test-cli');
   });
 
   it('import --max-rate: a bad rate is refused before any call; a good one paces the store from the first call', async () => {
     const file = path.join(home, 'paced.csv');
-    fs.writeFileSync(file, 'user,key\n' + Array.from({ length: 8 }, (_, index) => `paced${index},sk-test-cli-paced-${index}`).join('\n') + '\n');
+    fs.writeFileSync(
+      file,
+      'user,key\n' + Array.from({ length: 8 }, (_, index) => `paced${index},sk-test-cli-paced-${index}`).join('\n') + '\n',
+    );
     for (const bad of ['0', 'fast', '200000']) {
       const refused = await runBinary(['admin', 'import', file, '--max-rate', bad], { env: adminEnv });
       expect(refused.code).toBe(2);
@@ -131,11 +165,19 @@ describe('keybroker admin (binary)', () => {
     const put = await runBinary(['admin', 'put', '--user', 'hal', '--from-file', keyFile], { env: adminEnv });
     expect(put.code).toBe(0);
     const json = path.join(home, 'keys.json');
-    fs.writeFileSync(json, JSON.stringify([{ user: 'hal', key: 'sk-test-cli-hal' }, { user: 'ida', key: 'sk-test-cli-ida', expires_at: '2027-03-01T00:00:00Z' }]));
+    fs.writeFileSync(
+      json,
+      JSON.stringify([
+        { user: 'hal', key: 'sk-test-cli-hal' },
+        { user: 'ida', key: 'sk-test-cli-ida', expires_at: '2027-03-01T00:00:00Z' },
+      ]),
+    );
     const imported = await runBinary(['admin', 'import', json], { env: adminEnv });
     expect(imported.code).toBe(0);
     expect(imported.stdout).toBe('imported 2 keys from keys.json: 1 created, 0 new versions, 1 unchanged\n');
-    const hal = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/hal'])) as { SecretString: string };
+    const hal = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/hal'])) as {
+      SecretString: string;
+    };
     expect(JSON.parse(hal.SecretString).api_key).toBe('sk-test-cli-hal');
   });
 
@@ -143,7 +185,9 @@ describe('keybroker admin (binary)', () => {
     const before = await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/fay']);
     const result = await runBinary(['admin', 'rotate', '--user', 'fay', '--dry-run'], { env: adminEnv, input: 'sk-test-cli-fay-new' });
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/^fay: 1\. take the new key from the input; 2\. write it as a new version of "claude-code\/keys\/fay" \(now version [0-9a-f-]+\); 3\. leave the old key to the gateway/);
+    expect(result.stdout).toMatch(
+      /^fay: 1\. take the new key from the input; 2\. write it as a new version of "claude-code\/keys\/fay" \(now version [0-9a-f-]+\); 3\. leave the old key to the gateway/,
+    );
     const after = await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/fay']);
     expect(after.VersionId).toBe(before.VersionId);
   });
@@ -153,7 +197,9 @@ describe('keybroker admin (binary)', () => {
     expect(result.code).toBe(0);
     const document = JSON.parse(result.stdout) as { Statement: { Resource: string }[] };
     expect(iamPolicyProblems(document)).toEqual([]);
-    expect(document.Statement[0]!.Resource).toBe('arn:aws:secretsmanager:us-east-1:123456789012:secret:claude-code/keys/${aws:username}-??????');
+    expect(document.Statement[0]!.Resource).toBe(
+      'arn:aws:secretsmanager:us-east-1:123456789012:secret:claude-code/keys/${aws:username}-??????',
+    );
     const vault = await runBinary(['admin', 'policy', '--store', 'vault'], { env: adminEnv });
     expect(vault.stdout).toContain('path "secret/data/claude-code/keys/{{identity.entity.name}}"');
   });
@@ -162,19 +208,42 @@ describe('keybroker admin (binary)', () => {
     const litellm = await startFakeLiteLlm();
     try {
       const config = path.join(home, 'litellm.json');
-      fs.writeFileSync(config, JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/keys/{user}', field: 'api_key', user: 'store', keyIssuer: { type: 'litellm', url: litellm.url, keyDuration: '90d' } } } }));
+      fs.writeFileSync(
+        config,
+        JSON.stringify({
+          profiles: {
+            default: {
+              store: store.storeConfig(store.port),
+              secret: 'claude-code/keys/{user}',
+              field: 'api_key',
+              user: 'store',
+              keyIssuer: { type: 'litellm', url: litellm.url, keyDuration: '90d' },
+            },
+          },
+        }),
+      );
       const env = { ...adminEnv, KEYBROKER_CONFIG: config, LITELLM_MASTER_KEY: litellm.masterKey };
-      const before = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/gus'])) as { SecretString: string };
+      const before = (await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/gus'])) as {
+        SecretString: string;
+      };
       const result = await runBinary(['admin', 'rotate', '--user', 'gus', '--now'], { env });
       expect(result.stderr).toMatch(/^keybroker: audit \{.*"action":"rotate"/);
       expect(result.code).toBe(0);
       // gus's first key came from an import, not from this gateway: nothing to delete there.
-      expect(result.stdout).toMatch(/^gus: rotated to version [0-9a-f-]+ of "claude-code\/keys\/gus"; the old key was not one the gateway knows \(nothing to retire there\)\n$/);
-      const after = JSON.parse(((await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/gus'])) as { SecretString: string }).SecretString) as { api_key: string; expires_at: string };
+      expect(result.stdout).toMatch(
+        /^gus: rotated to version [0-9a-f-]+ of "claude-code\/keys\/gus"; the old key was not one the gateway knows \(nothing to retire there\)\n$/,
+      );
+      const after = JSON.parse(
+        ((await awsCli(store, ['secretsmanager', 'get-secret-value', '--secret-id', 'claude-code/keys/gus'])) as { SecretString: string })
+          .SecretString,
+      ) as { api_key: string; expires_at: string };
       expect(after.api_key).not.toBe(JSON.parse(before.SecretString).api_key);
       expect(litellm.accepts(after.api_key)).toBe(true);
       expect(Date.parse(after.expires_at) - Date.now()).toBeGreaterThan(89 * 86_400_000);
-      expect(litellm.adminCalls.map((call) => [call.route, call.authorized, call.body['user_id']])).toEqual([['/key/generate', true, 'gus'], ['/key/delete', true, undefined]]);
+      expect(litellm.adminCalls.map((call) => [call.route, call.authorized, call.body['user_id']])).toEqual([
+        ['/key/generate', true, 'gus'],
+        ['/key/delete', true, undefined],
+      ]);
       expect(result.stdout + result.stderr).not.toContain(litellm.masterKey);
       expect(result.stdout + result.stderr).not.toContain(after.api_key);
 
@@ -186,13 +255,17 @@ describe('keybroker admin (binary)', () => {
     }
   });
 
-  it('policy for another store type names the secrets as that store\'s provider does', async () => {
+  it("policy for another store type names the secrets as that store's provider does", async () => {
     const { secretIdFor } = await import('../../providers/gcp.ts');
     const { keyVaultName } = await import('../../providers/azure.ts');
-    const gcp = await runBinary(['admin', 'policy', '--store', 'gcp', '--user', 'alice@example.com', '--only', 'condition'], { env: adminEnv });
+    const gcp = await runBinary(['admin', 'policy', '--store', 'gcp', '--user', 'alice@example.com', '--only', 'condition'], {
+      env: adminEnv,
+    });
     expect(gcp.code, gcp.stderr).toBe(0);
     expect(gcp.stdout).toContain(`"/secrets/${secretIdFor('claude-code/keys/alice@example.com')}"`);
-    const azure = await runBinary(['admin', 'policy', '--store', 'azure', '--user', 'alice@contoso.com', '--only', 'developer'], { env: adminEnv });
+    const azure = await runBinary(['admin', 'policy', '--store', 'azure', '--user', 'alice@contoso.com', '--only', 'developer'], {
+      env: adminEnv,
+    });
     expect(azure.code, azure.stderr).toBe(0);
     expect(azure.stdout).toContain(`/secrets/${keyVaultName('claude-code/keys/alice@contoso.com')}'`);
   });
@@ -206,13 +279,16 @@ describe('keybroker admin (binary)', () => {
     expect(help.stdout).toContain('keys are read from stdin or --from-file, never argv');
   });
 
-  it.each(['put', 'import', 'rotate', 'revoke', 'list', 'policy'])('admin %s --help prints that command\'s own usage and examples, not the whole admin page', async (sub) => {
-    const help = await runBinary(['admin', sub, '--help'], { env: adminEnv });
-    expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(new RegExp(`^Usage: keybroker admin ${sub} `));
-    const examples = help.stdout.slice(help.stdout.indexOf('Examples:'));
-    expect(examples).toContain(`keybroker admin ${sub}`);
-    expect(examples.match(/keybroker admin \w+/g)!.every((line) => line === `keybroker admin ${sub}`)).toBe(true);
-    expect(help.stdout).toContain('Options for every command:');
-  });
+  it.each(['put', 'import', 'rotate', 'revoke', 'list', 'policy'])(
+    "admin %s --help prints that command's own usage and examples, not the whole admin page",
+    async (sub) => {
+      const help = await runBinary(['admin', sub, '--help'], { env: adminEnv });
+      expect(help.code).toBe(0);
+      expect(help.stdout).toMatch(new RegExp(`^Usage: keybroker admin ${sub} `));
+      const examples = help.stdout.slice(help.stdout.indexOf('Examples:'));
+      expect(examples).toContain(`keybroker admin ${sub}`);
+      expect(examples.match(/keybroker admin \w+/g)!.every((line) => line === `keybroker admin ${sub}`)).toBe(true);
+      expect(help.stdout).toContain('Options for every command:');
+    },
+  );
 });

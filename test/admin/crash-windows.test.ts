@@ -39,7 +39,18 @@ describe('admin rotate killed at each step (binary)', () => {
     const config = path.join(home, 'config.json');
     fs.writeFileSync(
       config,
-      JSON.stringify({ profiles: { default: { store: { type: 'aws', region: 'us-east-1', endpoint: proxy.url }, secret: 'crash/{user}', field: 'api_key', user: 'os', timeout: '30s', keyIssuer: { type: 'litellm', url: litellm.url } } } }),
+      JSON.stringify({
+        profiles: {
+          default: {
+            store: { type: 'aws', region: 'us-east-1', endpoint: proxy.url },
+            secret: 'crash/{user}',
+            field: 'api_key',
+            user: 'os',
+            timeout: '30s',
+            keyIssuer: { type: 'litellm', url: litellm.url },
+          },
+        },
+      }),
     );
     env = cleanEnv({ ...AWS_TEST_CREDENTIALS, KEYBROKER_CONFIG: config, LITELLM_MASTER_KEY: litellm.masterKey }, home);
   }, 120_000);
@@ -51,10 +62,23 @@ describe('admin rotate killed at each step (binary)', () => {
   });
 
   const auditLines = (): AuditLine[] =>
-    fs.existsSync(auditFile) ? fs.readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as AuditLine) : [];
-  const liveKeys = (user: string) => litellm.keys.filter((entry) => entry.userId === user && litellm.accepts(entry.key)).map((entry) => entry.key);
-  const storedKey = async (user: string) => (JSON.parse(JSON.parse(await moto.aws(['secretsmanager', 'get-secret-value', '--secret-id', `crash/${user}`])).SecretString) as { api_key: string }).api_key;
-  const rotate = (user: string, extra: string[] = []) => runBinary(['admin', 'rotate', '--user', user, '--now', '--audit-log', auditFile, ...extra], { env });
+    fs.existsSync(auditFile)
+      ? fs
+          .readFileSync(auditFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => JSON.parse(line) as AuditLine)
+      : [];
+  const liveKeys = (user: string) =>
+    litellm.keys.filter((entry) => entry.userId === user && litellm.accepts(entry.key)).map((entry) => entry.key);
+  const storedKey = async (user: string) =>
+    (
+      JSON.parse(JSON.parse(await moto.aws(['secretsmanager', 'get-secret-value', '--secret-id', `crash/${user}`])).SecretString) as {
+        api_key: string;
+      }
+    ).api_key;
+  const rotate = (user: string, extra: string[] = []) =>
+    runBinary(['admin', 'rotate', '--user', user, '--now', '--audit-log', auditFile, ...extra], { env });
 
   /**
    * A rotation of `user`, SIGKILLed once the audit log has a line of its own matching `at` and the
@@ -62,11 +86,16 @@ describe('admin rotate killed at each step (binary)', () => {
    */
   async function killedRotation(user: string, at: RegExp, arrived: () => boolean): Promise<AuditLine> {
     const start = auditLines().length;
-    const child = spawn(BINARY, ['admin', 'rotate', '--user', user, '--now', '--audit-log', auditFile], { env: { ...env, ...runTag() }, stdio: 'ignore' });
+    const child = spawn(BINARY, ['admin', 'rotate', '--user', user, '--now', '--audit-log', auditFile], {
+      env: { ...env, ...runTag() },
+      stdio: 'ignore',
+    });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_code, signal) => resolve(signal)));
     let cut: AuditLine | undefined;
     for (let waited = 0; !(cut && arrived()) && waited < 60_000; waited += 20) {
-      cut = auditLines().slice(start).find((line) => line.user === user && at.test(line.outcome));
+      cut = auditLines()
+        .slice(start)
+        .find((line) => line.user === user && at.test(line.outcome));
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     expect(arrived(), 'the held call arrived before the kill').toBe(true);
@@ -94,10 +123,16 @@ describe('admin rotate killed at each step (binary)', () => {
 
     const resumed = await runBinary(['admin', 'rotate', '--resume', '--audit-log', auditFile], { env });
     expect(resumed.code, resumed.stderr).toBe(0);
-    expect(resumed.stdout).toMatch(/^mia: finished an interrupted rotation \(step .*\): the minted key was never stored: found by its alias and deleted; the old key is still the stored one, unchanged\n$/);
+    expect(resumed.stdout).toMatch(
+      /^mia: finished an interrupted rotation \(step .*\): the minted key was never stored: found by its alias and deleted; the old key is still the stored one, unchanged\n$/,
+    );
     expect(liveKeys('mia')).toEqual([old]);
     expect(await storedKey('mia')).toBe(old);
-    expect(auditLines().filter((line) => line.step === cut.step).at(-1)).toMatchObject({ settled: true });
+    expect(
+      auditLines()
+        .filter((line) => line.step === cut.step)
+        .at(-1),
+    ).toMatchObject({ settled: true });
   }, 180_000);
 
   it('killed while the store write is in flight (it lands later): the same rotate run again retires the old key first, then rotates; one key live', async () => {
@@ -117,7 +152,9 @@ describe('admin rotate killed at each step (binary)', () => {
 
     const again = await rotate('ned');
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toMatch(/^ned: finished an interrupted rotation \(step .*\): the store holds the minted key; the old key was deleted at the gateway\nned: rotated to version/);
+    expect(again.stdout).toMatch(
+      /^ned: finished an interrupted rotation \(step .*\): the store holds the minted key; the old key was deleted at the gateway\nned: rotated to version/,
+    );
     const now = await storedKey('ned');
     expect(liveKeys('ned')).toEqual([now]);
   }, 180_000);
@@ -133,9 +170,15 @@ describe('admin rotate killed at each step (binary)', () => {
 
     const resumed = await runBinary(['admin', 'rotate', '--resume', '--audit-log', auditFile], { env });
     expect(resumed.code, resumed.stderr).toBe(0);
-    expect(resumed.stdout).toMatch(/^oli: finished an interrupted rotation \(step .*\): the store holds the minted key; the old key was deleted at the gateway\n$/);
+    expect(resumed.stdout).toMatch(
+      /^oli: finished an interrupted rotation \(step .*\): the store holds the minted key; the old key was deleted at the gateway\n$/,
+    );
     expect(liveKeys('oli')).toEqual([stored]);
-    expect(auditLines().filter((line) => line.step === cut.step).at(-1)).toMatchObject({ settled: true });
+    expect(
+      auditLines()
+        .filter((line) => line.step === cut.step)
+        .at(-1),
+    ).toMatchObject({ settled: true });
     // Nothing is left open: a second --resume does nothing.
     const second = await runBinary(['admin', 'rotate', '--resume', '--audit-log', auditFile], { env });
     expect([second.code, second.stdout]).toEqual([0, '']);

@@ -24,8 +24,12 @@ describe('import errors never echo a key', () => {
   });
 
   it('a CSV whose quote never closes or closes early', () => {
-    expect(parseImport(`user,key\nbob,"xoxb-${SECRET}\ncarol,x\n`, 'csv').problems).toEqual(['line 3: not valid CSV (a quote is never closed)']);
-    expect(parseImport(`user,key\nbob,"${SECRET}"junk\n`, 'csv').problems).toEqual(['line 2: not valid CSV (a closing quote is followed by more characters)']);
+    expect(parseImport(`user,key\nbob,"xoxb-${SECRET}\ncarol,x\n`, 'csv').problems).toEqual([
+      'line 3: not valid CSV (a quote is never closed)',
+    ]);
+    expect(parseImport(`user,key\nbob,"${SECRET}"junk\n`, 'csv').problems).toEqual([
+      'line 2: not valid CSV (a closing quote is followed by more characters)',
+    ]);
   });
 
   it('JSON that does not parse: line and column only', () => {
@@ -48,11 +52,16 @@ describe('gateway errors never echo a key', () => {
   it('a LiteLLM error that quotes the key it refused, whatever its prefix, is masked', async () => {
     const server = http.createServer((_request, response) => {
       response.writeHead(400, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ error: { message: `Invalid key: glpat-${SECRET} is not allowed`, type: 'bad_request_error', code: '400' } }));
+      response.end(
+        JSON.stringify({ error: { message: `Invalid key: glpat-${SECRET} is not allowed`, type: 'bad_request_error', code: '400' } }),
+      );
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      const issuer = openKeyIssuer({ type: 'litellm', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }, { env: { LITELLM_MASTER_KEY: 'sk-test-master' }, timeoutMs: 5_000 });
+      const issuer = openKeyIssuer(
+        { type: 'litellm', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` },
+        { env: { LITELLM_MASTER_KEY: 'sk-test-master' }, timeoutMs: 5_000 },
+      );
       const error = (await issuer.mint('alice').catch((caught: unknown) => caught)) as KeybrokerError;
       expect(error.line()).toMatch(/failed \/key\/generate \(HTTP 400: Invalid key: … is not allowed\)/);
       expect(error.line()).not.toContain('TOPSECRET');
@@ -71,8 +80,26 @@ describe('import errors through the binary', () => {
     moto = await startMoto();
     home = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-import-errors-'));
     const config = path.join(home, 'config.json');
-    fs.writeFileSync(config, JSON.stringify({ profiles: { default: { store: { type: 'aws', region: 'us-east-1', endpoint: moto.endpoint }, secret: 'claude-code/keys/{user}', field: 'api_key', timeout: '60s' } } }));
-    env = { PATH: process.env['PATH'], HOME: home, ...AWS_TEST_CREDENTIALS, KEYBROKER_CONFIG: config, KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json') };
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        profiles: {
+          default: {
+            store: { type: 'aws', region: 'us-east-1', endpoint: moto.endpoint },
+            secret: 'claude-code/keys/{user}',
+            field: 'api_key',
+            timeout: '60s',
+          },
+        },
+      }),
+    );
+    env = {
+      PATH: process.env['PATH'],
+      HOME: home,
+      ...AWS_TEST_CREDENTIALS,
+      KEYBROKER_CONFIG: config,
+      KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json'),
+    };
   }, 120_000);
   afterAll(async () => {
     await moto?.stop();
@@ -83,7 +110,9 @@ describe('import errors through the binary', () => {
     new Promise<{ code: number; stderr: string; stdout: string }>((resolve) => {
       const file = path.join(home, name);
       fs.writeFileSync(file, text);
-      execFile(binary, ['admin', 'import', file], { env }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr }));
+      execFile(binary, ['admin', 'import', file], { env }, (error, stdout, stderr) =>
+        resolve({ code: error ? Number(error.code) : 0, stdout, stderr }),
+      );
     });
 
   it('a CSV row with a glpat key and a stray quote, and a JSON syntax error: exit 2, nothing of the key', async () => {

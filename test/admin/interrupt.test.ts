@@ -36,8 +36,26 @@ describe(`admin import of ${ROWS} developers, interrupted`, () => {
     auditFile = path.join(home, 'audit.log');
     fs.writeFileSync(csv, ['user,key', ...users.map((user) => `${user},sk-test-interrupt-${user}`)].join('\n') + '\n');
     const config = path.join(home, 'config.json');
-    fs.writeFileSync(config, JSON.stringify({ profiles: { default: { store: { type: 'aws', region: 'us-east-1', endpoint: moto.endpoint }, secret: 'interrupt/{user}', field: 'api_key', timeout: '60s' } } }));
-    env = { PATH: process.env['PATH'], HOME: home, ...AWS_TEST_CREDENTIALS, KEYBROKER_CONFIG: config, KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json') };
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        profiles: {
+          default: {
+            store: { type: 'aws', region: 'us-east-1', endpoint: moto.endpoint },
+            secret: 'interrupt/{user}',
+            field: 'api_key',
+            timeout: '60s',
+          },
+        },
+      }),
+    );
+    env = {
+      PATH: process.env['PATH'],
+      HOME: home,
+      ...AWS_TEST_CREDENTIALS,
+      KEYBROKER_CONFIG: config,
+      KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json'),
+    };
   }, 120_000);
   afterAll(async () => {
     await moto?.stop();
@@ -77,12 +95,19 @@ describe(`admin import of ${ROWS} developers, interrupted`, () => {
 
   /** Each secret under the template and how many versions it has, straight from the store. */
   async function versions(): Promise<Map<string, number>> {
-    const client = new SecretsManagerClient({ region: 'us-east-1', endpoint: moto.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+    const client = new SecretsManagerClient({
+      region: 'us-east-1',
+      endpoint: moto.endpoint,
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    });
     const found = new Map<string, number>();
     let token: string | undefined;
     do {
-      const page = await client.send(new ListSecretsCommand({ MaxResults: 100, NextToken: token, Filters: [{ Key: 'name', Values: ['interrupt/'] }] }));
-      for (const secret of page.SecretList ?? []) found.set(secret.Name!.slice('interrupt/'.length), Object.keys(secret.SecretVersionsToStages ?? {}).length);
+      const page = await client.send(
+        new ListSecretsCommand({ MaxResults: 100, NextToken: token, Filters: [{ Key: 'name', Values: ['interrupt/'] }] }),
+      );
+      for (const secret of page.SecretList ?? [])
+        found.set(secret.Name!.slice('interrupt/'.length), Object.keys(secret.SecretVersionsToStages ?? {}).length);
       token = page.NextToken;
     } while (token);
     client.destroy();
@@ -108,10 +133,18 @@ describe(`admin import of ${ROWS} developers, interrupted`, () => {
     expect(written.length).toBeGreaterThanOrEqual(Math.floor(ROWS / 8));
     expect(written.length).toBeLessThan(ROWS);
     expect(new Set([...written, ...notWritten])).toEqual(new Set(users));
-    expect(first.stderr).toMatch(/import from keys\.csv interrupted: \d+ written or already current, \d+ not written: run the same import again/);
+    expect(first.stderr).toMatch(
+      /import from keys\.csv interrupted: \d+ written or already current, \d+ not written: run the same import again/,
+    );
     let stored = await versions();
     expect(new Set(stored.keys())).toEqual(new Set(written));
-    expect(new Set(auditLines().filter((entry) => entry.outcome === 'created').map((entry) => entry.user))).toEqual(new Set(written));
+    expect(
+      new Set(
+        auditLines()
+          .filter((entry) => entry.outcome === 'created')
+          .map((entry) => entry.user),
+      ),
+    ).toEqual(new Set(written));
 
     // 2. The re-run, killed with SIGKILL: no report, but nothing half-done either.
     const second = await importRun({ signal: 'SIGKILL', after: Math.floor(ROWS / 4) });
@@ -124,12 +157,16 @@ describe(`admin import of ${ROWS} developers, interrupted`, () => {
     // 3. The last re-run writes exactly the rest.
     const third = await importRun();
     expect(third.code, third.stderr.slice(-500)).toBe(0);
-    expect(third.stdout).toBe(`imported ${ROWS} keys from keys.csv: ${ROWS - stored.size} created, 0 new versions, ${stored.size} unchanged\n`);
+    expect(third.stdout).toBe(
+      `imported ${ROWS} keys from keys.csv: ${ROWS - stored.size} created, 0 new versions, ${stored.size} unchanged\n`,
+    );
     const final = await versions();
     expect(final.size).toBe(ROWS);
     for (const [user, count] of final) expect(count, user).toBe(1);
     // One "created" line per developer across the three runs (a SIGKILL may cut one line, never add one).
-    const created = auditLines().filter((entry) => entry.outcome === 'created').map((entry) => entry.user);
+    const created = auditLines()
+      .filter((entry) => entry.outcome === 'created')
+      .map((entry) => entry.user);
     expect(new Set(created).size).toBe(created.length);
     expect(created.length).toBeGreaterThanOrEqual(ROWS - 16);
   }, 1_800_000);

@@ -61,7 +61,8 @@ describe('offboarding and lost answers', () => {
     return response.status;
   }
   /** Keys of `user` the gateway would accept now. */
-  const liveKeys = (user: string) => litellm.keys.filter((entry) => entry.userId === user && litellm.accepts(entry.key)).map((entry) => entry.key);
+  const liveKeys = (user: string) =>
+    litellm.keys.filter((entry) => entry.userId === user && litellm.accepts(entry.key)).map((entry) => entry.key);
 
   it('revoke after rotate --grace 24h ends the old key in its grace too: both keys 401, the audit counts 2', async () => {
     const { deps, audit } = adminDeps(admin, profile, { issuer });
@@ -95,31 +96,38 @@ describe('offboarding and lost answers', () => {
     expect(liveKeys('kim')).toEqual([]);
     expect(audit.at(-2)!.outcome).toBe('130 keys deleted at the gateway (no stored key; 130 keys keybroker minted for this user)');
     expect(audit.at(-1)!.outcome).toBe('no secret in the store (nothing to disable)');
-    expect(output.out.at(-1)).toMatch(/^kim: secret "claude-code\/keys\/kim" no secret in the store \(nothing to disable\); 130 keys deleted at LiteLLM/);
+    expect(output.out.at(-1)).toMatch(
+      /^kim: secret "claude-code\/keys\/kim" no secret in the store \(nothing to disable\); 130 keys deleted at LiteLLM/,
+    );
   });
 
   it.each([
     ['answered after the issuer timeout', { delayMs: 2_500 }],
     ['answered 502 after the gateway made the key', { status: 502 }],
     ['reset after the gateway made the key', 'reset'],
-  ] as const)('a mint %s: audited before it was sent (alias included), found by its alias and deleted; the old key untouched', async (_name, fault) => {
-    const { deps, audit } = adminDeps(admin, profile, { issuer });
-    await rotateKeys(deps, { users: ['carol'], graceMs: 0, dryRun: false }, CALLER_TTL_MS);
-    const before = (await currentKey(deps, 'claude-code/keys/carol'))!;
-    const lines = audit.length;
-    litellm.failAfterCommit('/key/generate', fault);
-    const error = await rotateKeys(deps, { users: ['carol'], graceMs: 0, dryRun: false }, CALLER_TTL_MS).catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(StoreUnreachable);
-    const [intent, outcome] = audit.slice(lines);
-    expect(intent).toMatchObject({ action: 'rotate', user: 'carol', outcome: 'intent: mint a new key', oldToken: tokenOf(before.key) });
-    expect(intent!.alias).toMatch(/^keybroker-carol-/);
-    expect(outcome).toMatchObject({ step: intent!.step, alias: intent!.alias, settled: true });
-    expect(outcome!.outcome).toMatch(/^failed: mint: .*; the gateway had made the key: deleted by its alias$/);
-    // The one key live is the stored one.
-    expect(liveKeys('carol')).toEqual([before.key]);
-    expect((await currentKey(deps, 'claude-code/keys/carol'))!.version).toBe(before.version);
-    await sleep(typeof fault === 'object' && 'delayMs' in fault ? fault.delayMs : 0);
-  });
+  ] as const)(
+    'a mint %s: audited before it was sent (alias included), found by its alias and deleted; the old key untouched',
+    async (_name, fault) => {
+      const { deps, audit } = adminDeps(admin, profile, { issuer });
+      await rotateKeys(deps, { users: ['carol'], graceMs: 0, dryRun: false }, CALLER_TTL_MS);
+      const before = (await currentKey(deps, 'claude-code/keys/carol'))!;
+      const lines = audit.length;
+      litellm.failAfterCommit('/key/generate', fault);
+      const error = await rotateKeys(deps, { users: ['carol'], graceMs: 0, dryRun: false }, CALLER_TTL_MS).catch(
+        (caught: unknown) => caught,
+      );
+      expect(error).toBeInstanceOf(StoreUnreachable);
+      const [intent, outcome] = audit.slice(lines);
+      expect(intent).toMatchObject({ action: 'rotate', user: 'carol', outcome: 'intent: mint a new key', oldToken: tokenOf(before.key) });
+      expect(intent!.alias).toMatch(/^keybroker-carol-/);
+      expect(outcome).toMatchObject({ step: intent!.step, alias: intent!.alias, settled: true });
+      expect(outcome!.outcome).toMatch(/^failed: mint: .*; the gateway had made the key: deleted by its alias$/);
+      // The one key live is the stored one.
+      expect(liveKeys('carol')).toEqual([before.key]);
+      expect((await currentKey(deps, 'claude-code/keys/carol'))!.version).toBe(before.version);
+      await sleep(typeof fault === 'object' && 'delayMs' in fault ? fault.delayMs : 0);
+    },
+  );
 
   it('revoke of carol when a mint went unstored and the store has no secret: the gateway is asked, the key ends, exit 0', async () => {
     const { deps } = adminDeps(admin, profile, { issuer });
@@ -129,7 +137,7 @@ describe('offboarding and lost answers', () => {
     expect(await message(orphan)).toBe(401);
   });
 
-  it('a store write applied after the client gave up: the rotation settles on what the store holds; the developer\'s key works and no key is live that the store does not hold', async () => {
+  it("a store write applied after the client gave up: the rotation settles on what the store holds; the developer's key works and no key is live that the store does not hold", async () => {
     const { deps, audit, output } = adminDeps(admin, profile, { issuer });
     await rotateKeys(deps, { users: ['lena'], graceMs: 0, dryRun: false }, CALLER_TTL_MS);
     const before = (await currentKey(deps, 'claude-code/keys/lena'))!;
@@ -155,9 +163,15 @@ describe('offboarding and lost answers', () => {
     const { deps } = adminDeps(admin, profile, { issuer, audit: log });
     await rotateKeys(deps, { users: ['moe'], graceMs: 0, dryRun: false }, CALLER_TTL_MS);
     const before = (await currentKey(deps, 'claude-code/keys/moe'))!;
-    const silent: Provider = { ...admin, write: async () => Promise.reject(new StoreUnreachable('AWS Secrets Manager did not answer PutSecretValue within 2000 ms', 'check your network')) };
+    const silent: Provider = {
+      ...admin,
+      write: async () =>
+        Promise.reject(new StoreUnreachable('AWS Secrets Manager did not answer PutSecretValue within 2000 ms', 'check your network')),
+    };
     const failing = adminDeps(silent, profile, { issuer, audit: log });
-    const error = await rotateKeys(failing.deps, { users: ['moe'], graceMs: 0, dryRun: false }, CALLER_TTL_MS).catch((caught: unknown) => caught);
+    const error = await rotateKeys(failing.deps, { users: ['moe'], graceMs: 0, dryRun: false }, CALLER_TTL_MS).catch(
+      (caught: unknown) => caught,
+    );
     expect(error).toBeInstanceOf(StoreUnreachable);
     expect(lines.at(-1)!.outcome).toMatch(/^unsettled: the store may still apply the write/);
     expect(failing.output.err.join('\n')).toMatch(/rotate --resume' with the same --audit-log/);
@@ -167,7 +181,10 @@ describe('offboarding and lost answers', () => {
 
     await rotateKeys(deps, { users: [], resume: true, graceMs: 0, dryRun: false }, CALLER_TTL_MS);
     expect(liveKeys('moe')).toEqual([before.key]);
-    expect(lines.at(-1)).toMatchObject({ settled: true, outcome: 'resumed: the store does not hold the minted key: deleted at the gateway; the old key is still the stored one, unchanged' });
+    expect(lines.at(-1)).toMatchObject({
+      settled: true,
+      outcome: 'resumed: the store does not hold the minted key: deleted at the gateway; the old key is still the stored one, unchanged',
+    });
   });
 
   it('revoke when the store cannot be read: the gateway still ends every keybroker key of theirs, and the read failure is audited', async () => {
@@ -175,7 +192,11 @@ describe('offboarding and lost answers', () => {
     await rotateKeys(deps, { users: ['ned'], graceMs: 24 * HOUR, dryRun: false }, CALLER_TTL_MS);
     await rotateKeys(deps, { users: ['ned'], graceMs: 24 * HOUR, dryRun: false }, CALLER_TTL_MS);
     expect(liveKeys('ned')).toHaveLength(2);
-    const unreadable: Provider = { ...admin, readCurrent: async () => Promise.reject(new StoreUnreachable('AWS Secrets Manager did not answer GetSecretValue within 2000 ms', 'check your network')) };
+    const unreadable: Provider = {
+      ...admin,
+      readCurrent: async () =>
+        Promise.reject(new StoreUnreachable('AWS Secrets Manager did not answer GetSecretValue within 2000 ms', 'check your network')),
+    };
     const offboard = adminDeps(unreadable, profile, { issuer });
     await revokeKey(offboard.deps, { user: 'ned', purge: false });
     expect(liveKeys('ned')).toEqual([]);

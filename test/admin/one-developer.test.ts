@@ -20,9 +20,23 @@ describe('admin for one developer (binary)', () => {
     store = await startAwsStore();
     home = fs.mkdtempSync(path.join(os.tmpdir(), 'keybroker-one-'));
     config = path.join(home, 'config.json');
-    fs.writeFileSync(config, JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/keys/{user}', field: 'api_key', user: 'store' } } }));
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/keys/{user}', field: 'api_key', user: 'store' } },
+      }),
+    );
     const admin = store.adminEnv;
-    adminEnv = cleanEnv({ AWS_ACCESS_KEY_ID: admin['AWS_ACCESS_KEY_ID'], AWS_SECRET_ACCESS_KEY: admin['AWS_SECRET_ACCESS_KEY'], AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true', KEYBROKER_CONFIG: config }, home);
+    adminEnv = cleanEnv(
+      {
+        AWS_ACCESS_KEY_ID: admin['AWS_ACCESS_KEY_ID'],
+        AWS_SECRET_ACCESS_KEY: admin['AWS_SECRET_ACCESS_KEY'],
+        AWS_REGION: 'us-east-1',
+        AWS_EC2_METADATA_DISABLED: 'true',
+        KEYBROKER_CONFIG: config,
+      },
+      home,
+    );
   });
   afterAll(async () => {
     await store?.stop();
@@ -39,7 +53,10 @@ describe('admin for one developer (binary)', () => {
     for (const key of SUMMARY_KEYS) expect(summary, key).toHaveProperty(key);
     expect(summary).toMatchObject({ action: 'rotate', complete: true, total: 1, rotated: 1, failed: [], notRotated: [] });
 
-    const plan = await runBinary(['admin', 'rotate', '--user', 'pia', '--dry-run', '--json'], { env: adminEnv, input: 'sk-test-one-pia-3' });
+    const plan = await runBinary(['admin', 'rotate', '--user', 'pia', '--dry-run', '--json'], {
+      env: adminEnv,
+      input: 'sk-test-one-pia-3',
+    });
     expect(plan.code, plan.stderr).toBe(0);
     const planned = JSON.parse(plan.stdout) as { plan: { user: string; steps: string[] }[] };
     expect(planned).toMatchObject({ action: 'rotate', dryRun: true, complete: true, total: 1, rotated: 0 });
@@ -58,7 +75,20 @@ describe('admin for one developer (binary)', () => {
     const litellm = await startFakeLiteLlm();
     try {
       const issuing = path.join(home, 'litellm.json');
-      fs.writeFileSync(issuing, JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/solo/{user}', field: 'api_key', user: 'store', keyIssuer: { type: 'litellm', url: litellm.url } } } }));
+      fs.writeFileSync(
+        issuing,
+        JSON.stringify({
+          profiles: {
+            default: {
+              store: store.storeConfig(store.port),
+              secret: 'claude-code/solo/{user}',
+              field: 'api_key',
+              user: 'store',
+              keyIssuer: { type: 'litellm', url: litellm.url },
+            },
+          },
+        }),
+      );
       const env = { ...adminEnv, KEYBROKER_CONFIG: issuing, LITELLM_MASTER_KEY: litellm.masterKey };
       expect((await runBinary(['admin', 'put', '--user', 'quinn'], { env, input: 'sk-test-one-quinn' })).code).toBe(0);
       const result = await runBinary(['admin', 'rotate', '--all', '--now', '--json'], { env });
@@ -74,7 +104,9 @@ describe('admin for one developer (binary)', () => {
     fs.writeFileSync(file, 'user,key\nrex,sk-test-one-rex\n');
     const result = await runBinary(['admin', 'import', file], { env: adminEnv });
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain('keys.json: line 1, column 1: not valid JSON (it must start with "["; for "user,key" lines use --format csv)');
+    expect(result.stderr).toContain(
+      'keys.json: line 1, column 1: not valid JSON (it must start with "["; for "user,key" lines use --format csv)',
+    );
     fs.writeFileSync(file, '[{"user": "rex", "key": "sk-test-one-rex"},\n ]');
     const trailing = await runBinary(['admin', 'import', file], { env: adminEnv });
     expect(trailing.stderr).toContain('keys.json: line 2, column 2: not valid JSON');
@@ -90,28 +122,48 @@ describe('admin for one developer (binary)', () => {
   });
 
   it('footguns refused before any write: a past --expires-at (done with --force), --grace with --now; a template without {user}: admin refuses, doctor warns', async () => {
-    const past = await runBinary(['admin', 'put', '--user', 'sam', '--expires-at', '2020-01-01T00:00:00Z'], { env: adminEnv, input: 'sk-test-one-sam' });
+    const past = await runBinary(['admin', 'put', '--user', 'sam', '--expires-at', '2020-01-01T00:00:00Z'], {
+      env: adminEnv,
+      input: 'sk-test-one-sam',
+    });
     expect(past.code).toBe(2);
-    expect(past.stderr).toMatch(/^keybroker: --expires-at 2020-01-01T00:00:00.000Z is in the past: the key would be refused at once: .*--force/);
+    expect(past.stderr).toMatch(
+      /^keybroker: --expires-at 2020-01-01T00:00:00.000Z is in the past: the key would be refused at once: .*--force/,
+    );
     const listed = await runBinary(['admin', 'list', '--json'], { env: adminEnv });
     expect(listed.stdout).not.toContain('"sam"');
-    const forced = await runBinary(['admin', 'put', '--user', 'sam', '--expires-at', '2020-01-01T00:00:00Z', '--force'], { env: adminEnv, input: 'sk-test-one-sam' });
+    const forced = await runBinary(['admin', 'put', '--user', 'sam', '--expires-at', '2020-01-01T00:00:00Z', '--force'], {
+      env: adminEnv,
+      input: 'sk-test-one-sam',
+    });
     expect(forced.code, forced.stderr).toBe(0);
 
-    const both = await runBinary(['admin', 'rotate', '--user', 'sam', '--grace', '1h', '--now', '--force'], { env: adminEnv, input: 'sk-test-one-sam-2' });
+    const both = await runBinary(['admin', 'rotate', '--user', 'sam', '--grace', '1h', '--now', '--force'], {
+      env: adminEnv,
+      input: 'sk-test-one-sam-2',
+    });
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('--grace and --now contradict each other');
 
     const shared = path.join(home, 'shared.json');
-    fs.writeFileSync(shared, JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/shared-key', user: 'store' } } }));
+    fs.writeFileSync(
+      shared,
+      JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/shared-key', user: 'store' } } }),
+    );
     const env = { ...adminEnv, KEYBROKER_CONFIG: shared };
     // Admin actions refuse it (a configuration error, --force or not); doctor warns the developer.
-    for (const args of [['put', '--user', 'tom'], ['rotate', '--user', 'tom'], ['put', '--user', 'tom', '--force']]) {
+    for (const args of [
+      ['put', '--user', 'tom'],
+      ['rotate', '--user', 'tom'],
+      ['put', '--user', 'tom', '--force'],
+    ]) {
       const refused = await runBinary(['admin', ...args], { env, input: 'sk-test-one-shared' });
       expect(refused.code, args.join(' ')).toBe(3);
       expect(refused.stderr).toContain('the profile\'s secret "claude-code/shared-key" has no {user}: every developer would share one key');
     }
-    const doctor = JSON.parse((await runBinary(['doctor', '--json'], { env })).stdout) as { checks: { id: string; verdict: string; finding: string }[] };
+    const doctor = JSON.parse((await runBinary(['doctor', '--json'], { env })).stdout) as {
+      checks: { id: string; verdict: string; finding: string }[];
+    };
     const name = doctor.checks.find((check) => check.id === 'store.secret-name')!;
     expect(name.verdict).toBe('WARN');
     expect(name.finding).toContain('has no {user}: every developer reads this one shared key');
@@ -119,12 +171,17 @@ describe('admin for one developer (binary)', () => {
 
   it('"user": "os" with an AWS store: policy and doctor warn and say which to pick', async () => {
     const osUser = path.join(home, 'os-user.json');
-    fs.writeFileSync(osUser, JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/keys/{user}', user: 'os' } } }));
+    fs.writeFileSync(
+      osUser,
+      JSON.stringify({ profiles: { default: { store: store.storeConfig(store.port), secret: 'claude-code/keys/{user}', user: 'os' } } }),
+    );
     const env = { ...adminEnv, KEYBROKER_CONFIG: osUser };
     const policy = await runBinary(['admin', 'policy', '--only', 'developer'], { env });
     expect(policy.code, policy.stderr).toBe(0);
     expect(policy.stderr).toMatch(/^keybroker: warning: profile "default" has "user": "os": .*exit 6: set "user": "store"/);
-    const doctor = JSON.parse((await runBinary(['doctor', '--json'], { env })).stdout) as { checks: { id: string; verdict: string; finding: string; fix?: string }[] };
+    const doctor = JSON.parse((await runBinary(['doctor', '--json'], { env })).stdout) as {
+      checks: { id: string; verdict: string; finding: string; fix?: string }[];
+    };
     const name = doctor.checks.find((check) => check.id === 'store.secret-name')!;
     expect(name.verdict).toBe('WARN');
     expect(name.finding).toMatch(/\{user\} comes from the OS login "[^"]+" while AWS knows you as "[^"]+"/);

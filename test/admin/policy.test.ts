@@ -37,18 +37,29 @@ describe('admin policy: AWS IAM', () => {
   });
 
   it('the grammar checker rejects what IAM would reject', () => {
-    expect(iamPolicyProblems({ Version: '2012-10-17', Statement: [{ Effect: 'Permit', Action: 'GetSecretValue', Resource: 'claude-code/*' }] })).toEqual([
+    expect(
+      iamPolicyProblems({ Version: '2012-10-17', Statement: [{ Effect: 'Permit', Action: 'GetSecretValue', Resource: 'claude-code/*' }] }),
+    ).toEqual([
       'Statement[0]: Effect must be "Allow" or "Deny"',
       'Statement[0].Action: "GetSecretValue" is not service:Action',
       'Statement[0].Resource: "claude-code/*" is not an ARN or "*"',
     ]);
-    expect(iamPolicyProblems({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::b/${aws:usrname}', Condition: { StringEqualz: { 'aws:username': 'x' } } }] })).toEqual([
-      'Statement[0].Resource: unknown policy variable ${aws:usrname}',
-      'Statement[0].Condition: unknown operator "StringEqualz"',
-    ]);
+    expect(
+      iamPolicyProblems({
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Effect: 'Allow',
+            Action: 's3:GetObject',
+            Resource: 'arn:aws:s3:::b/${aws:usrname}',
+            Condition: { StringEqualz: { 'aws:username': 'x' } },
+          },
+        ],
+      }),
+    ).toEqual(['Statement[0].Resource: unknown policy variable ${aws:usrname}', 'Statement[0].Condition: unknown operator "StringEqualz"']);
   });
 
-  it('the developer statement, for the identity\'s own values, matches exactly the secret get reads, and not a colleague\'s', async () => {
+  it("the developer statement, for the identity's own values, matches exactly the secret get reads, and not a colleague's", async () => {
     const profile = adminProfile(store.storeConfig(store.port));
     const admin = await providerAs(profile, store.adminEnv);
     const developer = await providerAs(profile, store.developerEnv);
@@ -58,7 +69,8 @@ describe('admin policy: AWS IAM', () => {
 
     const read = await fetchFromStore({ profile, openProvider: async () => developer, osUser: () => 'unused', now: Date.now });
     expect(read.key).toBe('sk-test-policy-alice');
-    const arnOf = async (name: string) => ((await awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', name])) as { ARN: string }).ARN;
+    const arnOf = async (name: string) =>
+      ((await awsCli(store, ['secretsmanager', 'describe-secret', '--secret-id', name])) as { ARN: string }).ARN;
     const [ownArn, bobArn] = [await arnOf(read.secret), await arnOf('claude-code/keys/bob')];
 
     // What IAM substitutes for the variables when this developer calls: from their own ARN.
@@ -79,7 +91,9 @@ describe('admin policy: AWS IAM', () => {
 describe('admin policy: the other stores', () => {
   it('Vault: the policy parses as HCL, and its templated path is the KV v2 path of the secret get reads', async () => {
     const policy = renderPolicy({ type: 'vault', template: TEMPLATE, vaultMount: 'kv', users: [] });
-    const developer = (await parseHcl('developer.hcl', policy.documents['developer']!)) as { path: Record<string, { capabilities: string[] }[]> };
+    const developer = (await parseHcl('developer.hcl', policy.documents['developer']!)) as {
+      path: Record<string, { capabilities: string[] }[]>;
+    };
     const admin = (await parseHcl('admin.hcl', policy.documents['admin']!)) as { path: Record<string, { capabilities: string[] }[]> };
     await parseHcl('all.hcl', policy.text);
     const paths = Object.keys(developer.path);
@@ -89,20 +103,38 @@ describe('admin policy: the other stores', () => {
     const secret = resolveSecretName(TEMPLATE, 'alice', 'the store identity');
     expect(paths[0]!.replace(VAULT_USER_TEMPLATE, 'alice')).toBe(`kv/data/${secret}`);
     expect(Object.keys(admin.path)).toContain('kv/data/claude-code/keys/*');
-    expect(Object.values(developer.path).flat().flatMap((rule) => rule.capabilities)).not.toContain('update');
+    expect(
+      Object.values(developer.path)
+        .flat()
+        .flatMap((rule) => rule.capabilities),
+    ).not.toContain('update');
   });
 
   it('GCP: one conditional secretAccessor binding per developer, conditioned on their own secret only, as the provider names it', () => {
-    const policy = renderPolicy({ type: 'gcp', template: TEMPLATE, project: 'acme-ml', users: ['alice@example.com', 'bob@example.com'], storeNameOf: secretIdFor });
+    const policy = renderPolicy({
+      type: 'gcp',
+      template: TEMPLATE,
+      project: 'acme-ml',
+      users: ['alice@example.com', 'bob@example.com'],
+      storeNameOf: secretIdFor,
+    });
     const id = secretIdFor(resolveSecretName(TEMPLATE, 'alice@example.com', 'the store identity'));
     expect(policy.documents['developer']).toContain(`--member='user:alice@example.com' --role='roles/secretmanager.secretAccessor'`);
-    expect(policy.documents['condition']).toBe(`resource.name.endsWith("/secrets/${id}") || resource.name.extract("/secrets/{id}/versions/") == "${id}"`);
+    expect(policy.documents['condition']).toBe(
+      `resource.name.endsWith("/secrets/${id}") || resource.name.extract("/secrets/{id}/versions/") == "${id}"`,
+    );
     expect(policy.documents['developer']!.split('\n\n')).toHaveLength(2);
     expect(policy.text).toMatch(/^# keybroker: GCP IAM bindings/);
   });
 
-  it('GCP: the admins\' clause matches the ids the provider writes under the template', () => {
-    const policy = renderPolicy({ type: 'gcp', template: TEMPLATE, project: 'acme-ml', users: ['alice@example.com'], storeNameOf: secretIdFor });
+  it("GCP: the admins' clause matches the ids the provider writes under the template", () => {
+    const policy = renderPolicy({
+      type: 'gcp',
+      template: TEMPLATE,
+      project: 'acme-ml',
+      users: ['alice@example.com'],
+      storeNameOf: secretIdFor,
+    });
     const written = secretIdFor(resolveSecretName(TEMPLATE, 'alice@example.com', 'the store identity'));
     const prefix = /startsWith\("([^"]*)"\)/.exec(policy.documents['admin']!)![1]!;
     expect(written.startsWith(prefix)).toBe(true);
@@ -142,7 +174,7 @@ describe('what the policy is rendered for', () => {
     },
   });
 
-  it('GCP and Azure bind the developers the store lists (enabled ones), through the provider\'s names', async () => {
+  it("GCP and Azure bind the developers the store lists (enabled ones), through the provider's names", async () => {
     const provider = listing([
       { name: resolveSecretName(TEMPLATE, 'alice@example.com', 't'), enabled: true, labels: {} },
       { name: resolveSecretName(TEMPLATE, 'bob@example.com', 't'), enabled: false, labels: {} },
@@ -158,7 +190,7 @@ describe('what the policy is rendered for', () => {
     expect(renderPolicy(request).documents['developer']).toContain(secretIdFor(resolveSecretName(TEMPLATE, 'alice@example.com', 't')));
   });
 
-  it('AWS takes the account id from the admin\'s own identity', async () => {
+  it("AWS takes the account id from the admin's own identity", async () => {
     const request = await policyRequestFor('aws', [], {
       profile: profileFor({ type: 'aws', region: 'eu-west-1' }),
       env: {},
@@ -168,7 +200,7 @@ describe('what the policy is rendered for', () => {
     expect(request).toMatchObject({ region: 'eu-west-1', accountId: '210987654321' });
   });
 
-  it('a policy for another store type than the profile\'s does not open the profile\'s store', async () => {
+  it("a policy for another store type than the profile's does not open the profile's store", async () => {
     const request = await policyRequestFor('azure', ['carol@contoso.com'], {
       profile: profileFor({ type: 'aws', region: 'eu-west-1' }),
       env: {},

@@ -144,7 +144,12 @@ describe('admin rotate through a LiteLLM gateway', () => {
 
     await rotateKeys(deps, { users: [store.developerUser], graceMs: 0, dryRun: false }, CALLER_TTL_MS);
     expect(events).toEqual(['mint', 'store write', 'delete old']);
-    expect(audit.map((entry) => `${entry.action}:${entry.outcome}`)).toEqual(['rotate:intent: mint a new key', 'rotate:intent: store write', 'rotate:updated', 'revoke:old key deleted at the gateway']);
+    expect(audit.map((entry) => `${entry.action}:${entry.outcome}`)).toEqual([
+      'rotate:intent: mint a new key',
+      'rotate:intent: store write',
+      'rotate:updated',
+      'revoke:old key deleted at the gateway',
+    ]);
 
     const cached = await getKey(get);
     expect(cached.key).toBe(before.key);
@@ -162,7 +167,9 @@ describe('admin rotate through a LiteLLM gateway', () => {
     await rotateKeys(deps, { users: [store.developerUser], graceMs: 86_400_000, dryRun: true }, CALLER_TTL_MS);
     expect(litellm.adminCalls.length).toBe(calls);
     expect((await currentKey(deps, store.developerSecret))?.version).toBe(before?.version);
-    expect(output.out.join('')).toMatch(/alice: 1\. mint a new key at LiteLLM .*; 2\. write it as a new version of "claude-code\/keys\/alice" .*; 3\. retire the old key at the gateway after a grace period of 1d/);
+    expect(output.out.join('')).toMatch(
+      /alice: 1\. mint a new key at LiteLLM .*; 2\. write it as a new version of "claude-code\/keys\/alice" .*; 3\. retire the old key at the gateway after a grace period of 1d/,
+    );
   });
 
   it('warns when the grace period is shorter than a developer may keep the old key', async () => {
@@ -197,11 +204,22 @@ describe('admin rotate through a LiteLLM gateway', () => {
   });
 
   it('a failed store write deletes the minted key at the gateway, starts no grace for the old key, audits the rollback and names the write', async () => {
-    const failingAdmin: Provider = { ...admin, write: async () => Promise.reject(new AccessDenied('AWS Secrets Manager denied PutSecretValue on "claude-code/keys/alice"', 'ask for secretsmanager:PutSecretValue')) };
+    const failingAdmin: Provider = {
+      ...admin,
+      write: async () =>
+        Promise.reject(
+          new AccessDenied(
+            'AWS Secrets Manager denied PutSecretValue on "claude-code/keys/alice"',
+            'ask for secretsmanager:PutSecretValue',
+          ),
+        ),
+    };
     const { deps, output, audit } = adminDeps(failingAdmin, profile, { issuer });
     const before = (await currentKey(deps, store.developerSecret))!;
     const issuedBefore = litellm.keys.length;
-    const error = await rotateKeys(deps, { users: [store.developerUser], graceMs: 60_000, dryRun: false }, CALLER_TTL_MS).catch((caught: unknown) => caught);
+    const error = await rotateKeys(deps, { users: [store.developerUser], graceMs: 60_000, dryRun: false }, CALLER_TTL_MS).catch(
+      (caught: unknown) => caught,
+    );
     expect(error).toBeInstanceOf(AccessDenied);
     // Exactly one key was minted, and it is dead; nothing else at the gateway changed.
     const minted = litellm.keys.slice(issuedBefore);
@@ -212,7 +230,9 @@ describe('admin rotate through a LiteLLM gateway', () => {
     expect(await message(before.key)).toBe(200);
     expect(litellm.keys.find((entry) => entry.key === before.key)!.expires).toBeNull();
     expect((await currentKey(deps, store.developerSecret))!.version).toBe(before.version);
-    expect(output.err.join('\n')).toMatch(/alice: writing the new key to "claude-code\/keys\/alice" failed, so the key just minted at LiteLLM .* was deleted there; the old key is unchanged and still works/);
+    expect(output.err.join('\n')).toMatch(
+      /alice: writing the new key to "claude-code\/keys\/alice" failed, so the key just minted at LiteLLM .* was deleted there; the old key is unchanged and still works/,
+    );
     expect(output.err.join('\n')).not.toMatch(/read/);
     expect(audit.map((entry) => `${entry.action}:${entry.outcome}`)).toEqual([
       'rotate:intent: mint a new key',
@@ -223,11 +243,22 @@ describe('admin rotate through a LiteLLM gateway', () => {
   });
 
   it('when the write and the clean-up both fail, the audit and the message name the live key by its hashed token, never the key', async () => {
-    const failingAdmin: Provider = { ...admin, write: async () => Promise.reject(new AccessDenied('AWS Secrets Manager denied PutSecretValue on "claude-code/keys/alice"', 'ask for secretsmanager:PutSecretValue')) };
+    const failingAdmin: Provider = {
+      ...admin,
+      write: async () =>
+        Promise.reject(
+          new AccessDenied(
+            'AWS Secrets Manager denied PutSecretValue on "claude-code/keys/alice"',
+            'ask for secretsmanager:PutSecretValue',
+          ),
+        ),
+    };
     const { deps, output, audit } = adminDeps(failingAdmin, profile, { issuer });
     const issuedBefore = litellm.keys.length;
     litellm.failNext('/key/delete', 500);
-    await expect(rotateKeys(deps, { users: [store.developerUser], graceMs: 0, dryRun: false }, CALLER_TTL_MS)).rejects.toBeInstanceOf(AccessDenied);
+    await expect(rotateKeys(deps, { users: [store.developerUser], graceMs: 0, dryRun: false }, CALLER_TTL_MS)).rejects.toBeInstanceOf(
+      AccessDenied,
+    );
     const minted = litellm.keys.slice(issuedBefore)[0]!;
     const token = createHash('sha256').update(minted.key).digest('hex');
     expect(audit.at(-1)!.outcome).toContain(`delete token ${token} by hand`);
@@ -236,7 +267,7 @@ describe('admin rotate through a LiteLLM gateway', () => {
     await issuer.revoke([minted.key]);
   });
 
-  it('revoke of a secret whose value cannot be parsed still deletes the developer\'s keybroker keys at the gateway', async () => {
+  it("revoke of a secret whose value cannot be parsed still deletes the developer's keybroker keys at the gateway", async () => {
     const { deps, audit, output } = adminDeps(admin, profile, { issuer });
     await rotateKeys(deps, { users: ['erin'], graceMs: 0, dryRun: false }, CALLER_TTL_MS);
     const key = (await currentKey(deps, 'claude-code/keys/erin'))!.key;
@@ -257,7 +288,9 @@ describe('admin rotate through a LiteLLM gateway', () => {
     await admin.write('claude-code/keys/fay', 'not a key at all', { labels: {} });
     const error = await revokeKey(deps, { user: 'fay', purge: false }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(UnusableKey);
-    expect((error as UnusableKey).line()).toMatch(/holds no key keybroker minted for fay: a key put there another way may still work: check fay's keys at the gateway and delete them by hand/);
+    expect((error as UnusableKey).line()).toMatch(
+      /holds no key keybroker minted for fay: a key put there another way may still work: check fay's keys at the gateway and delete them by hand/,
+    );
     expect(output.err.at(-1)).toMatch(/fay: secret "claude-code\/keys\/fay" disabled \(recoverable\), but the gateway key was not retired/);
     expect(audit.map((entry) => `${entry.action}:${entry.outcome}`).slice(-2)).toEqual([
       'revoke:0 keys deleted at the gateway (the stored value is unreadable; 0 keys keybroker minted for this user)',
@@ -274,7 +307,12 @@ describe('admin rotate through a LiteLLM gateway', () => {
     await revokeKey(deps, { user: 'dan', purge: false });
     expect(await message(key)).toBe(401);
     expect(await admin.readCurrent('claude-code/keys/dan').catch((caught: unknown) => caught)).toBeInstanceOf(SecretNotFound);
-    expect(audit.slice(-2).map((entry) => `${entry.action}:${entry.outcome}`)).toEqual(['revoke:1 key deleted at the gateway (the stored key; 0 other keys keybroker minted for this user)', 'revoke:disabled (recoverable)']);
-    expect(output.out.at(-1)).toMatch(/^dan: secret "claude-code\/keys\/dan" disabled \(recoverable\); 1 key deleted at LiteLLM at http.* \(the stored one\)\n$/);
+    expect(audit.slice(-2).map((entry) => `${entry.action}:${entry.outcome}`)).toEqual([
+      'revoke:1 key deleted at the gateway (the stored key; 0 other keys keybroker minted for this user)',
+      'revoke:disabled (recoverable)',
+    ]);
+    expect(output.out.at(-1)).toMatch(
+      /^dan: secret "claude-code\/keys\/dan" disabled \(recoverable\); 1 key deleted at LiteLLM at http.* \(the stored one\)\n$/,
+    );
   });
 });

@@ -24,7 +24,8 @@ for (const type of storeTypes) {
     let profile: Profile;
     let admin: Provider;
     let developer: Provider;
-    const as = async (env: NodeJS.ProcessEnv) => inEnvironment(env, await withEnvironment(env, () => openProvider(profile, { env, debug: () => {} })));
+    const as = async (env: NodeJS.ProcessEnv) =>
+      inEnvironment(env, await withEnvironment(env, () => openProvider(profile, { env, debug: () => {} })));
 
     beforeAll(async () => {
       server = await harness.start();
@@ -40,9 +41,17 @@ for (const type of storeTypes) {
       const user = server.developerUser;
       const { deps } = adminDeps(admin, profile);
       const put = await putKey(deps, { user, key: `sk-test-${type}-admin-1`, expiresAt: new Date('2031-01-01T00:00:00Z') });
-      const read = () => fetchFromStore({ profile, openProvider: async () => developer, osUser: () => 'unused', now: () => Date.parse('2030-01-01T00:00:00Z') });
+      const read = () =>
+        fetchFromStore({
+          profile,
+          openProvider: async () => developer,
+          osUser: () => 'unused',
+          now: () => Date.parse('2030-01-01T00:00:00Z'),
+        });
       expect((await read()).key).toBe(`sk-test-${type}-admin-1`);
-      expect((await putKey(deps, { user, key: `sk-test-${type}-admin-1`, expiresAt: new Date('2031-01-01T00:00:00Z') })).outcome).toBe('unchanged');
+      expect((await putKey(deps, { user, key: `sk-test-${type}-admin-1`, expiresAt: new Date('2031-01-01T00:00:00Z') })).outcome).toBe(
+        'unchanged',
+      );
 
       const rows = await listKeys({ provider: admin, profile, now: Date.now }, { maxAgeMs: 86_400_000, expiringWithinMs: 86_400_000 });
       expect(rows.find((row) => row.user === user)).toMatchObject({ version: put.version, expires: '2031-01-01T00:00:00Z', enabled: true });

@@ -1,7 +1,15 @@
 // The broker core's rules with a fake clock, store, cache and lock: freshness, 401 re-checks,
 // stale-if-error, single flight of successes and failures. No I/O.
 import { describe, expect, it } from 'vitest';
-import { CLOCK_SLACK_MS, RECHECK_MIN_INTERVAL_MS, REFRESH_AHEAD_EVERY_MS, assessFreshness, expiryMarginMs, getKey, refreshAhead } from '../../src/broker/broker.ts';
+import {
+  CLOCK_SLACK_MS,
+  RECHECK_MIN_INTERVAL_MS,
+  REFRESH_AHEAD_EVERY_MS,
+  assessFreshness,
+  expiryMarginMs,
+  getKey,
+  refreshAhead,
+} from '../../src/broker/broker.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
 import { KeyRejected, NotAuthenticated, StoreUnreachable } from '../../src/kernel/errors.ts';
 import { storeCallCeilingMs } from '../../src/kernel/retry.ts';
@@ -96,7 +104,7 @@ describe('getKey', () => {
     expect(w.store.reads).toBe(2);
   });
 
-  it('serves the cache to a second caller within the first one\'s TTL', async () => {
+  it("serves the cache to a second caller within the first one's TTL", async () => {
     const w = world();
     await getKey(w.deps('claude-1'));
     w.clock.now += 1_000;
@@ -122,7 +130,9 @@ describe('getKey', () => {
     w.clock.now += MINUTE;
     const error = await getKey(w.deps('claude-1')).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(KeyRejected);
-    expect((error as KeyRejected).line()).toMatch(/rejects your key \(sha256:[0-9a-f]{8}\) and the store holds no newer one: it was revoked: ask your admin/);
+    expect((error as KeyRejected).line()).toMatch(
+      /rejects your key \(sha256:[0-9a-f]{8}\) and the store holds no newer one: it was revoked: ask your admin/,
+    );
     expect((error as KeyRejected).line()).not.toContain('sk-test-one');
   });
 
@@ -194,7 +204,7 @@ describe('getKey', () => {
     expect(w.warnings[0]).toMatch(/cannot reach the fake store.*serving the cached key read 45m ago/);
   });
 
-  it('fails with the store\'s error when the store is down and nothing is cached', async () => {
+  it("fails with the store's error when the store is down and nothing is cached", async () => {
     const w = world();
     w.store.fail = down;
     await expect(getKey(w.deps('claude-1'))).rejects.toBeInstanceOf(StoreUnreachable);
@@ -236,9 +246,12 @@ describe('getKey', () => {
     expect((await getKey(w.deps('claude-2'))).from).toBe('store');
   });
 
-  it('replaces a corrupt cached entry with the store\'s key', async () => {
+  it("replaces a corrupt cached entry with the store's key", async () => {
     const w = world();
-    w.cache.data.set(cacheAccount(testProfile(), () => 'alice'), '{"v":1,"key":');
+    w.cache.data.set(
+      cacheAccount(testProfile(), () => 'alice'),
+      '{"v":1,"key":',
+    );
     expect((await getKey(w.deps('claude-1'))).from).toBe('store');
     expect(JSON.parse(w.cache.data.get(cacheAccount(testProfile(), () => 'alice'))!).key).toBe('sk-test-one');
   });
@@ -279,7 +292,9 @@ describe('records from the future', () => {
     w.clock.now -= 60 * MINUTE;
     w.store.fail = down;
     expect((await getKey(w.deps('claude-2'))).from).toBe('stale-cache');
-    expect(w.warnings).toEqual([expect.stringMatching(/serving the cached key read at a time still ahead of this clock \(the clock was set back\)$/)]);
+    expect(w.warnings).toEqual([
+      expect.stringMatching(/serving the cached key read at a time still ahead of this clock \(the clock was set back\)$/),
+    ]);
   });
 });
 
@@ -306,7 +321,7 @@ describe('waiting for a live lock holder', () => {
     return { waited: readAt - started, waits };
   }
 
-  it('waits as long as the holder\'s store call may take, plus a second, then reads the store itself', async () => {
+  it("waits as long as the holder's store call may take, plus a second, then reads the store itself", async () => {
     const { waited, waits } = await waitedBeforeReadingItself(40);
     const bound = storeCallCeilingMs(testProfile().timeoutMs) + 1_000 + 4 * 40;
     expect(waited).toBeGreaterThanOrEqual(bound);
@@ -366,4 +381,3 @@ describe('refresh-ahead', () => {
     expect(await getKey(w.deps('claude-2'))).toMatchObject({ key: 'sk-test-two', from: 'cache' });
   });
 });
-

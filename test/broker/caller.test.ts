@@ -8,7 +8,13 @@ function tree(processes: ProcessInfo[]) {
   return (pid: number) => byPid.get(pid);
 }
 const claude = (pid: number, start: string): ProcessInfo => ({ pid, ppid: 1, start, name: 'claude', args: ['claude', '-p', 'hi'] });
-const shell = (pid: number, ppid: number): ProcessInfo => ({ pid, ppid, start: '900', name: 'sh', args: ['/bin/sh', '-c', '/usr/local/bin/keybroker'] });
+const shell = (pid: number, ppid: number): ProcessInfo => ({
+  pid,
+  ppid,
+  start: '900',
+  name: 'sh',
+  args: ['/bin/sh', '-c', '/usr/local/bin/keybroker'],
+});
 
 describe('identifyCaller', () => {
   it('names the process above the `sh -c` that runs the helper, by pid and start time', () => {
@@ -30,7 +36,10 @@ describe('identifyCaller', () => {
   });
 
   it('prefers a hash of CLAUDE_CODE_MESSAGING_TOKEN and never keeps the token', () => {
-    const caller = identifyCaller({ CLAUDE_CODE_MESSAGING_TOKEN: 'tok-secret-value' }, { platform: 'linux', ppid: 20, inspect: () => undefined });
+    const caller = identifyCaller(
+      { CLAUDE_CODE_MESSAGING_TOKEN: 'tok-secret-value' },
+      { platform: 'linux', ppid: 20, inspect: () => undefined },
+    );
     expect(caller!.how).toBe('messaging-token');
     expect(caller!.id).not.toContain('tok-secret-value');
     expect(caller!.id).toMatch(/^token:[0-9a-f]{24}$/);
@@ -41,11 +50,14 @@ describe('identifyCaller', () => {
     expect(identifyCaller({}, { platform: 'linux', ppid: 20, inspect: () => undefined })).toBeUndefined();
   });
 
-  it.skipIf(skipOn(NOT_LINUX, 'reads /proc', import.meta.filename))('reads this very process from /proc with its parent and start time', () => {
-    const me = procInfo(process.pid)!;
-    expect(me.ppid).toBe(process.ppid);
-    expect(me.start).toMatch(/^\d+$/);
-  });
+  it.skipIf(skipOn(NOT_LINUX, 'reads /proc', import.meta.filename))(
+    'reads this very process from /proc with its parent and start time',
+    () => {
+      const me = procInfo(process.pid)!;
+      expect(me.ppid).toBe(process.ppid);
+      expect(me.start).toMatch(/^\d+$/);
+    },
+  );
 
   it('does not take a terminal or a script for Claude Code (no 401 inferred from their repeats)', () => {
     const terminal: ProcessInfo = { pid: 30, ppid: 1, start: '1', name: 'bash', args: ['-bash'] };

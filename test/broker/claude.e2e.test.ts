@@ -34,7 +34,10 @@ async function runClaude(home: string, env: NodeJS.ProcessEnv): Promise<{ code: 
 
 /** The gateway's log from `from` on, as "status key" lines for the keyed requests. */
 function keyedRequests(from: number): string[] {
-  return gateway.log.slice(from).filter((entry) => entry.path.startsWith('/v1/')).map((entry) => `${entry.status} ${entry.xApiKey === OLD ? 'old' : entry.xApiKey === NEW ? 'new' : 'other'}`);
+  return gateway.log
+    .slice(from)
+    .filter((entry) => entry.path.startsWith('/v1/'))
+    .map((entry) => `${entry.status} ${entry.xApiKey === OLD ? 'old' : entry.xApiKey === NEW ? 'new' : 'other'}`);
 }
 
 describe('rotation with real Claude Code', () => {
@@ -96,7 +99,9 @@ describe('rotation with real Claude Code', () => {
     const refused = await dev.get(sameCaller);
     expect(refused.code).toBe(10);
     expect(refused.stdout).toBe('');
-    expect(refused.stderr).toMatch(/^keybroker: the gateway at http:\/\/127\.0\.0\.1:\d+ rejects your key \(sha256:[0-9a-f]{8}\) and the store holds no newer one: it was revoked: ask your admin to rotate your key/);
+    expect(refused.stderr).toMatch(
+      /^keybroker: the gateway at http:\/\/127\.0\.0\.1:\d+ rejects your key \(sha256:[0-9a-f]{8}\) and the store holds no newer one: it was revoked: ask your admin to rotate your key/,
+    );
     expect(refused.stderr).not.toContain(OLD);
     // Claude Code retries a failing helper: the repeats get the verdict without store or gateway.
     for (let i = 0; i < 3; i++) expect((await dev.get(sameCaller)).code).toBe(10);

@@ -62,7 +62,13 @@ export function developer(storeUrl: string, profile: Record<string, unknown> = {
     // Each call as a new Claude Code process: every test run has the same parent (the test worker),
     // which the 401 rule would otherwise take for one caller asking twice.
     get: (extra = {}) => runBinary(['get'], { env: { ...env, CLAUDE_CODE_MESSAGING_TOKEN: randomUUID(), ...extra } }),
-    cacheFiles: () => (fs.existsSync(keysDir) ? fs.readdirSync(keysDir).filter((name) => name.endsWith('.json')).map((name) => path.join(keysDir, name)) : []),
+    cacheFiles: () =>
+      fs.existsSync(keysDir)
+        ? fs
+            .readdirSync(keysDir)
+            .filter((name) => name.endsWith('.json'))
+            .map((name) => path.join(keysDir, name))
+        : [],
     remove: () => testHome.remove(),
   };
 }

@@ -70,7 +70,7 @@ describe('store faults', () => {
     await expectWithinBound('a cold get against a store slower than its timeout', cold.ms, storeCallCeilingMs(1_000), yardstick);
   });
 
-  it('fails after its timeout when the store never answers (default 5 s; at most 1.5 × that on a busy machine, inside Claude Code\'s 10 s warning)', async () => {
+  it("fails after its timeout when the store never answers (default 5 s; at most 1.5 × that on a busy machine, inside Claude Code's 10 s warning)", async () => {
     dev = developer(chain.faults.url());
     chain.faults.set({ kind: 'blackhole' });
     const yardstick = await processStart();
@@ -91,7 +91,7 @@ describe('store faults', () => {
     expect(reads() - before).toBe(3);
   });
 
-  it('replaces a corrupt cache file with the store\'s key', async () => {
+  it("replaces a corrupt cache file with the store's key", async () => {
     dev = developer(chain.faults.url());
     expect((await dev.get()).code).toBe(0);
     const [file] = dev.cacheFiles();
@@ -152,7 +152,11 @@ describe('clock skew around expires_at', () => {
 describe('keychain faults', () => {
   it('with no keychain at all, says so once and caches in the fallback file', async () => {
     await adminPut(chain.moto, 'sk-test-faults-one');
-    dev = developer(chain.faults.url(), { cache: { backend: 'auto', fallback: 'file' } }, { DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent/bus' });
+    dev = developer(
+      chain.faults.url(),
+      { cache: { backend: 'auto', fallback: 'file' } },
+      { DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent/bus' },
+    );
     const before = reads();
     const first = await dev.get();
     expect(first).toMatchObject({ code: 0, stdout: 'sk-test-faults-one' });
@@ -162,7 +166,7 @@ describe('keychain faults', () => {
     expect(reads() - before).toBe(1);
   });
 
-  it('answers within the bound when the keychain never replies (a locked keyring\'s unanswered prompt)', async () => {
+  it("answers within the bound when the keychain never replies (a locked keyring's unanswered prompt)", async () => {
     await adminPut(chain.moto, 'sk-test-faults-one');
     const keyring = await startLockedKeyring();
     try {
@@ -201,4 +205,3 @@ describe('keychain faults', () => {
     }
   });
 });
-

@@ -57,7 +57,7 @@ describe('a waiter never waits for the lock without limit', () => {
   });
 });
 
-describe('after the holder\'s store read failed, waiters do not take the lock', () => {
+describe("after the holder's store read failed, waiters do not take the lock", () => {
   /** A lock of one holder at a time that counts acquisitions; a waiter polls it until its wait or `giveUp` ends it. */
   function countingLock(): Lock & { taken: number } {
     let held = false;

@@ -129,13 +129,13 @@ describe('planted lock files, judged with an injected clock', () => {
     expect(await takenAt(plant(liveHolder(), T), T + LOCK_MAX_AGE_MS + 1_000)).toBe(true);
   });
 
-  it('a live holder\'s lock stamped more than a second ahead (the clock was set back) is past any age: taken', async () => {
+  it("a live holder's lock stamped more than a second ahead (the clock was set back) is past any age: taken", async () => {
     expect(await takenAt(plant(liveHolder(), T + 3_600_000), T)).toBe(true);
     // Within the clocks' granularity it is the holder's, as when just made.
     expect(await takenAt(plant(liveHolder(), T + 500), T)).toBe(false);
   });
 
-  it('an empty lock file is a holder between open and write for a second, then nobody\'s', async () => {
+  it("an empty lock file is a holder between open and write for a second, then nobody's", async () => {
     expect(await takenAt(plant('', T), T + EMPTY_LOCK_GRACE_MS - 500)).toBe(false);
     expect(await takenAt(plant('', T), T + EMPTY_LOCK_GRACE_MS + 500)).toBe(true);
   });
@@ -157,7 +157,8 @@ describe('holders that are not there', () => {
     const parent = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const pid = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (data) => resolve(String(data).trim()))));
-      for (let i = 0; i < 200 && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      for (let i = 0; i < 200 && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); i++)
+        await new Promise((resolve) => setTimeout(resolve, 10));
       expect(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')).toMatch(/\) Z /);
       expect(await takesLockNaming(pid)).toBe(true);
     } finally {
@@ -170,7 +171,8 @@ describe('holders that are not there', () => {
     try {
       await new Promise((resolve) => other.once('spawn', resolve));
       // Until exec is done the child is still node: wait for it to become sleep.
-      for (let i = 0; i < 200 && fs.readlinkSync(`/proc/${other.pid}/exe`) === process.execPath; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      for (let i = 0; i < 200 && fs.readlinkSync(`/proc/${other.pid}/exe`) === process.execPath; i++)
+        await new Promise((resolve) => setTimeout(resolve, 10));
       expect(await takesLockNaming(other.pid!)).toBe(true);
     } finally {
       other.kill('SIGKILL');

@@ -6,7 +6,8 @@ import { describe, expect, test } from 'vitest';
 import { browserCommands, openInBrowser, signInPage } from '../../src/broker/login.ts';
 import { addressInPage } from '../support/fake-browser.ts';
 
-const URL_WITH_QUERY = 'https://idp.example.com/authorize?client_id=vault&state=st_1&redirect_uri=http%3A%2F%2Flocalhost%3A8250%2Foidc%2Fcallback';
+const URL_WITH_QUERY =
+  'https://idp.example.com/authorize?client_id=vault&state=st_1&redirect_uri=http%3A%2F%2Flocalhost%3A8250%2Foidc%2Fcallback';
 
 describe('browserCommands', () => {
   test('each $BROWSER entry in order, %s replaced by the address or the address last, then xdg-open', () => {
@@ -37,7 +38,11 @@ describe('openInBrowser', () => {
       const browser = path.join(dir, 'browser');
       fs.writeFileSync(browser, `#!/bin/sh\nprintf '%s\\n' "$#" "$@" > '${record}'\n`, { mode: 0o755 });
       const said: string[] = [];
-      const env = { PATH: dir, KEYBROKER_RUNTIME_DIR: path.join(dir, 'run'), BROWSER: `${path.join(dir, 'missing')}:${browser} --new-window` };
+      const env = {
+        PATH: dir,
+        KEYBROKER_RUNTIME_DIR: path.join(dir, 'run'),
+        BROWSER: `${path.join(dir, 'missing')}:${browser} --new-window`,
+      };
       await openInBrowser(URL_WITH_QUERY, { env, say: (line) => said.push(line), debug: () => {} });
       expect(said).toEqual([`opened the address with $BROWSER (${browser})`]);
       await expect.poll(() => fs.existsSync(record) && fs.readFileSync(record, 'utf8').split('\n').length).toBe(4);
@@ -66,9 +71,17 @@ describe('openInBrowser', () => {
     try {
       const said: string[] = [];
       const debug: string[] = [];
-      await openInBrowser(URL_WITH_QUERY, { env: { PATH: dir, KEYBROKER_RUNTIME_DIR: path.join(dir, 'run'), BROWSER: path.join(dir, 'missing') }, say: (line) => said.push(line), debug: (line) => debug.push(line), platform: 'linux' });
+      await openInBrowser(URL_WITH_QUERY, {
+        env: { PATH: dir, KEYBROKER_RUNTIME_DIR: path.join(dir, 'run'), BROWSER: path.join(dir, 'missing') },
+        say: (line) => said.push(line),
+        debug: (line) => debug.push(line),
+        platform: 'linux',
+      });
       expect(said).toEqual(['no browser could be opened (set BROWSER to one): open the address above in a browser on this machine']);
-      expect(debug).toEqual([`$BROWSER (${path.join(dir, 'missing')}): ${path.join(dir, 'missing')} could not be started (ENOENT)`, 'xdg-open: xdg-open could not be started (ENOENT)']);
+      expect(debug).toEqual([
+        `$BROWSER (${path.join(dir, 'missing')}): ${path.join(dir, 'missing')} could not be started (ENOENT)`,
+        'xdg-open: xdg-open could not be started (ENOENT)',
+      ]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -80,7 +93,11 @@ describe('openInBrowser', () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kb-no-folder-')), 'a-file');
     fs.writeFileSync(file, '');
     try {
-      await openInBrowser(URL_WITH_QUERY, { env: { PATH: '/nonexistent', KEYBROKER_RUNTIME_DIR: path.join(file, 'run'), BROWSER: 'true' }, say: (line) => said.push(line), debug: () => {} });
+      await openInBrowser(URL_WITH_QUERY, {
+        env: { PATH: '/nonexistent', KEYBROKER_RUNTIME_DIR: path.join(file, 'run'), BROWSER: 'true' },
+        say: (line) => said.push(line),
+        debug: () => {},
+      });
     } finally {
       fs.rmSync(path.dirname(file), { recursive: true, force: true });
     }

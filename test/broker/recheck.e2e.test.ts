@@ -42,14 +42,20 @@ async function setup(first: string): Promise<{ secret: string; run(args: string[
  * CLI's Python start-up can take seconds on a loaded machine, and all of this must fit in 15 s).
  */
 async function adminPut(secret: string, value: string): Promise<void> {
-  const client = new SecretsManagerClient({ endpoint: moto.endpoint, region: 'us-east-1', credentials: { accessKeyId: AWS_TEST_CREDENTIALS.AWS_ACCESS_KEY_ID, secretAccessKey: AWS_TEST_CREDENTIALS.AWS_SECRET_ACCESS_KEY } });
+  const client = new SecretsManagerClient({
+    endpoint: moto.endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: AWS_TEST_CREDENTIALS.AWS_ACCESS_KEY_ID, secretAccessKey: AWS_TEST_CREDENTIALS.AWS_SECRET_ACCESS_KEY },
+  });
   await client.send(new PutSecretValueCommand({ SecretId: secret, SecretString: value }));
   client.destroy();
 }
 
 /** The second call must land inside the window the first one opened, or the test shows nothing. */
 function expectWithinWindow(since: number): void {
-  expect(performance.now() - since, 'the re-check happened within the 15 s window (a slower machine cannot show this)').toBeLessThan(RECHECK_MIN_INTERVAL_MS);
+  expect(performance.now() - since, 'the re-check happened within the 15 s window (a slower machine cannot show this)').toBeLessThan(
+    RECHECK_MIN_INTERVAL_MS,
+  );
 }
 
 const gatewayChecks = (before: number) => gateway.log.filter((request) => request.path === '/v1/models').length - before;
@@ -78,7 +84,9 @@ describe('after "revoked", an admin stores a new key within the re-check window'
     expectWithinWindow(asked);
     expect(refreshed.code).toBe(0);
     const status = JSON.parse(refreshed.stdout) as { cached: { version: string } };
-    const current = JSON.parse(await moto.aws(['secretsmanager', 'describe-secret', '--secret-id', secret])) as { VersionIdsToStages: Record<string, string[]> };
+    const current = JSON.parse(await moto.aws(['secretsmanager', 'describe-secret', '--secret-id', secret])) as {
+      VersionIdsToStages: Record<string, string[]>;
+    };
     const currentVersion = Object.entries(current.VersionIdsToStages).find(([, stages]) => stages.includes('AWSCURRENT'))![0];
     expect(status.cached.version).toBe(currentVersion);
   });

@@ -73,7 +73,11 @@ describe('a lock that cannot be taken means no lock: at once, said once', () => 
     undo.push(bindReadOnly(locksDir(dev)));
     const result = await dev.get();
     await expectQuickKey(result);
-    expect(stderrLines(result)).toEqual([expect.stringMatching(/^keybroker: no refresh lock: cannot write .*\.lock \(EROFS: the file system is read-only\); reading the store without it$/)]);
+    expect(stderrLines(result)).toEqual([
+      expect.stringMatching(
+        /^keybroker: no refresh lock: cannot write .*\.lock \(EROFS: the file system is read-only\); reading the store without it$/,
+      ),
+    ]);
   });
 
   it('a lock folder its user cannot write (chmod 500, run as uid 65534)', async () => {
@@ -87,7 +91,9 @@ describe('a lock that cannot be taken means no lock: at once, said once', () => 
     const result = await asOther();
     expect(result).toMatchObject({ code: 0, stdout: KEY });
     expect(result.ms).toBeLessThanOrEqual(2 * Math.max(coldMs, normal.ms));
-    expect(stderrLines(result)).toEqual([expect.stringMatching(/^keybroker: no refresh lock: cannot write .*\(EACCES: permission denied\); reading the store without it$/)]);
+    expect(stderrLines(result)).toEqual([
+      expect.stringMatching(/^keybroker: no refresh lock: cannot write .*\(EACCES: permission denied\); reading the store without it$/),
+    ]);
   });
 
   it('a full disk: no wait, no lock file or descriptor left behind', async () => {
@@ -95,7 +101,9 @@ describe('a lock that cannot be taken means no lock: at once, said once', () => 
     undo.push(fullTmpfs(path.join(dev.home, 'run'), (dir) => fs.mkdirSync(path.join(dir, 'locks'), { mode: 0o700 })));
     const result = await dev.get();
     await expectQuickKey(result);
-    expect(stderrLines(result)).toEqual([expect.stringMatching(/^keybroker: no refresh lock: cannot write .* \(ENOSPC: the disk is full\); reading the store without it$/)]);
+    expect(stderrLines(result)).toEqual([
+      expect.stringMatching(/^keybroker: no refresh lock: cannot write .* \(ENOSPC: the disk is full\); reading the store without it$/),
+    ]);
     expect(fs.readdirSync(locksDir(dev))).toEqual([]);
   });
 });
@@ -172,7 +180,7 @@ describe('a FIFO where a file belongs never blocks get', () => {
     execFileSync('mkfifo', ['-m', '600', file]);
   };
 
-  it('at the cache file: warned, replaced by the store\'s key', async () => {
+  it("at the cache file: warned, replaced by the store's key", async () => {
     dev = developer(chain.faults.url(), { timeout: '10s' });
     const file = path.join(dev.home, 'cache', 'keys', `${sha256Hex(accountOf(dev)).slice(0, 24)}.json`);
     mkfifo(file);
@@ -197,7 +205,11 @@ describe('messages that tell the truth', () => {
     dev = developer(chain.faults.url(), { timeout: '10s', cache: { backend: 'file' } });
     const file = path.join(dev.home, 'cache', 'keys', `${sha256Hex(accountOf(dev)).slice(0, 24)}.json`);
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(file, serializeEntry({ key: KEY, version: 'v1', secret: 'claude-code/keys/alice', fetchedAt: Date.now() + 3_600_000 }), { mode: 0o600 });
+    fs.writeFileSync(
+      file,
+      serializeEntry({ key: KEY, version: 'v1', secret: 'claude-code/keys/alice', fetchedAt: Date.now() + 3_600_000 }),
+      { mode: 0o600 },
+    );
     chain.faults.set({ kind: 'reset' });
     const result = await dev.get();
     expect(result).toMatchObject({ code: 0, stdout: KEY });
@@ -212,13 +224,21 @@ describe('messages that tell the truth', () => {
     undo.push(bindReadOnly(keys));
     const readOnly = await dev.get();
     expect(readOnly).toMatchObject({ code: 0, stdout: KEY });
-    expect(stderrLines(readOnly)).toEqual([expect.stringMatching(/^keybroker: the key was not cached: cannot write the cache file .* \(EROFS: the file system is read-only\): set KEYBROKER_CACHE_DIR to a writable folder$/)]);
+    expect(stderrLines(readOnly)).toEqual([
+      expect.stringMatching(
+        /^keybroker: the key was not cached: cannot write the cache file .* \(EROFS: the file system is read-only\): set KEYBROKER_CACHE_DIR to a writable folder$/,
+      ),
+    ]);
     undo.pop()!();
 
     undo.push(fullTmpfs(keys));
     const full = await dev.get();
     expect(full).toMatchObject({ code: 0, stdout: KEY });
-    expect(stderrLines(full)).toEqual([expect.stringMatching(/^keybroker: the key was not cached: cannot write the cache file .* \(ENOSPC: the disk is full\): free some disk space$/)]);
+    expect(stderrLines(full)).toEqual([
+      expect.stringMatching(
+        /^keybroker: the key was not cached: cannot write the cache file .* \(ENOSPC: the disk is full\): free some disk space$/,
+      ),
+    ]);
   });
 
   it('get >/dev/full is an output failure (exit 11) with a truthful line, not an internal error', async () => {
@@ -230,13 +250,16 @@ describe('messages that tell the truth', () => {
     const code = await new Promise((resolve) => child.on('close', resolve));
     fs.closeSync(full);
     expect(code).toBe(11);
-    expect(stderr).toBe('keybroker: cannot write to standard output (the disk it goes to is full); nothing was delivered: free space where the output goes, or send it elsewhere\n');
+    expect(stderr).toBe(
+      'keybroker: cannot write to standard output (the disk it goes to is full); nothing was delivered: free space where the output goes, or send it elsewhere\n',
+    );
   });
 
   it('a 4,100-character HOME gives short lines that do not advise cache clear', async () => {
     dev = developer(chain.faults.url(), { timeout: '10s', cache: { backend: 'file' } });
     const env: NodeJS.ProcessEnv = { ...dev.env, HOME: '/tmp/' + 'h'.repeat(4_100 - 5) };
-    for (const name of ['XDG_CACHE_HOME', 'XDG_CONFIG_HOME', 'XDG_RUNTIME_DIR', 'KEYBROKER_CACHE_DIR', 'KEYBROKER_RUNTIME_DIR']) delete env[name];
+    for (const name of ['XDG_CACHE_HOME', 'XDG_CONFIG_HOME', 'XDG_RUNTIME_DIR', 'KEYBROKER_CACHE_DIR', 'KEYBROKER_RUNTIME_DIR'])
+      delete env[name];
     const result = await runBinary(['get'], { env });
     expect(result).toMatchObject({ code: 0, stdout: KEY });
     const lines = stderrLines(result);

@@ -139,7 +139,9 @@ describe('storm', () => {
       const tookLock = (r: ManyResult) => r.stderr.includes('keybroker: debug: took the refresh lock');
       const lockTakers = results.filter(tookLock).length;
       // A caller that shares a failure heard it from the lock's holder: it needs no lock of its own.
-      const sharedUnderLock = results.filter((r) => tookLock(r) && /debug: another process's store read failed .* ago: sharing its failure/.test(r.stderr)).length;
+      const sharedUnderLock = results.filter(
+        (r) => tookLock(r) && /debug: another process's store read failed .* ago: sharing its failure/.test(r.stderr),
+      ).length;
       // Callers that started after a failure was recorded do not share it: they read the store again
       // (on a machine this busy, 50 starts can spread over more than one store call).
       const storeReads = lockTakers - sharedUnderLock + results.filter((r) => r.stderr.includes('reading the store without it')).length;

@@ -17,20 +17,35 @@ function tokenEndpoint(now: () => number) {
     refreshes: 0,
     fetch: async (): Promise<CacheEntry> => {
       endpoint.refreshes++;
-      return { key: `eyJ.test-token-${endpoint.refreshes}.sig`, version: `jti-${endpoint.refreshes}`, secret: 'https://idp.test', fetchedAt: now(), expiresAt: now() + TOKEN_LIFETIME };
+      return {
+        key: `eyJ.test-token-${endpoint.refreshes}.sig`,
+        version: `jti-${endpoint.refreshes}`,
+        secret: 'https://idp.test',
+        fetchedAt: now(),
+        expiresAt: now() + TOKEN_LIFETIME,
+      };
     },
   };
   return endpoint;
 }
 
 /** An `oidc` profile: its tokens' entries name the issuer, as src/sso/ writes them. */
-const ssoProfile = (): Profile => ({ ...testProfile(), secret: 'https://idp.test', oidc: { issuer: 'https://idp.test', clientId: 'keybroker-test' } });
+const ssoProfile = (): Profile => ({
+  ...testProfile(),
+  secret: 'https://idp.test',
+  oidc: { issuer: 'https://idp.test', clientId: 'keybroker-test' },
+});
 
 describe('getKey with an SSO token source', () => {
   it('serves the cached token while it has more than 2 × TTL + slack left, then refreshes ahead of exp', async () => {
     const w = world(ssoProfile(), TTL);
     const idp = tokenEndpoint(() => w.clock.now);
-    const deps = (caller: string) => w.deps(caller, { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS, openProvider: () => Promise.reject(new Error('no store')) });
+    const deps = (caller: string) =>
+      w.deps(caller, {
+        fetchEntry: idp.fetch,
+        clockSlackMs: TOKEN_CLOCK_SLACK_MS,
+        openProvider: () => Promise.reject(new Error('no store')),
+      });
     expect((await getKey(deps('a'))).from).toBe('store');
     const margin = 2 * TTL + TOKEN_CLOCK_SLACK_MS;
     w.clock.now += TOKEN_LIFETIME - margin - 1;
@@ -71,7 +86,13 @@ describe('getKey with an SSO token source', () => {
     w.clock.now += TOKEN_LIFETIME - 2 * TTL - TOKEN_CLOCK_SLACK_MS;
     // Each look at the clock moves it on a second; each look at the wait's own clock, two.
     let waited = 0;
-    const blocked = w.deps('b', { fetchEntry: idp.fetch, clockSlackMs: TOKEN_CLOCK_SLACK_MS, lock: neverFree, now: ticking, monotonicNow: () => (waited += 2_000) });
+    const blocked = w.deps('b', {
+      fetchEntry: idp.fetch,
+      clockSlackMs: TOKEN_CLOCK_SLACK_MS,
+      lock: neverFree,
+      now: ticking,
+      monotonicNow: () => (waited += 2_000),
+    });
     expect(await getKey(blocked)).toMatchObject({ from: 'stale-cache', version: 'jti-1' });
     expect(w.warnings.at(-1)).toMatch(/another keybroker is still refreshing the token/);
     w.cache.data.clear();

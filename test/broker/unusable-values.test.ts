@@ -18,9 +18,12 @@ async function failure(call: Promise<unknown>): Promise<Error> {
 }
 
 describe('a cached key is checked like a stored one', () => {
-  it('a cached key with a space and a line break is not printed: the store\'s key replaces it', async () => {
+  it("a cached key with a space and a line break is not printed: the store's key replaces it", async () => {
     const w = world(profile);
-    w.cache.data.set(account, serializeEntry({ key: 'sk-test-a b\nc', version: 'v0', secret: 'claude-code/keys/alice', fetchedAt: w.clock.now }));
+    w.cache.data.set(
+      account,
+      serializeEntry({ key: 'sk-test-a b\nc', version: 'v0', secret: 'claude-code/keys/alice', fetchedAt: w.clock.now }),
+    );
     const served = await getKey(w.deps());
     expect(served).toMatchObject({ key: 'sk-test-one', from: 'store' });
     expect(w.store.reads).toBe(1);
@@ -41,7 +44,10 @@ describe('a store answer that is not a usable value', () => {
     ['an object', { api_key: 'sk-test-object' }, /with an object where/],
   ])('SecretString as %s: an unusable value, the still-valid cached key served with a warning', async (_kind, value, message) => {
     const w = world(profile);
-    w.cache.data.set(account, serializeEntry({ key: 'sk-test-cached', version: 'v0', secret: 'claude-code/keys/alice', fetchedAt: w.clock.now - 11 * MINUTE }));
+    w.cache.data.set(
+      account,
+      serializeEntry({ key: 'sk-test-cached', version: 'v0', secret: 'claude-code/keys/alice', fetchedAt: w.clock.now - 11 * MINUTE }),
+    );
     w.store.value = { value: value as unknown as string, version: 'v1' };
     const served = await getKey(w.deps());
     expect(served).toMatchObject({ key: 'sk-test-cached', from: 'stale-cache' });
@@ -54,6 +60,8 @@ describe('a store answer that is not a usable value', () => {
     w.store.value = { value: 123 as unknown as string, version: 'v1' };
     const error = await failure(getKey(w.deps()));
     expect(error).toBeInstanceOf(UnusableKey);
-    expect((error as UnusableKey).line()).toMatch(/^the store answered secret "claude-code\/keys\/alice" with a number where the value's text belongs: store the key as text/);
+    expect((error as UnusableKey).line()).toMatch(
+      /^the store answered secret "claude-code\/keys\/alice" with a number where the value's text belongs: store the key as text/,
+    );
   });
 });

@@ -55,7 +55,10 @@ describe('the cache slot', () => {
   it('an entry in the slot that was read from another secret is not served: the store is read', async () => {
     const w = world();
     const slot = cacheSlot(testProfile(), () => 'alice');
-    w.cache.data.set(slot.account, serializeEntry({ key: 'sk-test-carols', version: 'v9', secret: 'claude-code/keys/carol', fetchedAt: w.clock.now }));
+    w.cache.data.set(
+      slot.account,
+      serializeEntry({ key: 'sk-test-carols', version: 'v9', secret: 'claude-code/keys/carol', fetchedAt: w.clock.now }),
+    );
     expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-one', from: 'store', secret: 'claude-code/keys/alice' });
     expect(w.store.reads).toBe(1);
   });

@@ -31,7 +31,9 @@ function readAt(now: number, timeoutMs = 2_000): Promise<unknown> {
 describe('a keychain that did not answer', () => {
   it('another process\'s note of 300 ms ago is "another keybroker process found … 0 s ago", not "earlier in this run"', async () => {
     const written = fs.statSync(marker).mtimeMs;
-    expect(await readAt(written + 300)).toBe('another keybroker process found the Secret Service keyring not answering 0 s ago (it may be locked and waiting for a password); not asking it again for 5 min');
+    expect(await readAt(written + 300)).toBe(
+      'another keybroker process found the Secret Service keyring not answering 0 s ago (it may be locked and waiting for a password); not asking it again for 5 min',
+    );
     expect(await readAt(written + 42_000)).toMatch(/^another keybroker process found the Secret Service keyring not answering 42 s ago/);
   });
 

@@ -7,7 +7,7 @@ import { helperProgram, managedSettingsPath, shellQuote } from '../../src/claude
 import { settingsSnippet } from '../../src/claude/setup.ts';
 import { KeybrokerError } from '../../src/kernel/errors.ts';
 
-describe("managed settings: where Claude Code reads them on each platform", () => {
+describe('managed settings: where Claude Code reads them on each platform', () => {
   it.each([
     ['linux', '/etc/claude-code/managed-settings.json'],
     ['darwin', '/Library/Application Support/ClaudeCode/managed-settings.json'],
@@ -18,7 +18,8 @@ describe("managed settings: where Claude Code reads them on each platform", () =
   });
 
   it('KEYBROKER_CLAUDE_MANAGED_SETTINGS moves it on every platform', () => {
-    for (const platform of ['linux', 'darwin', 'win32'] as const) expect(managedSettingsPath({ KEYBROKER_CLAUDE_MANAGED_SETTINGS: '/x.json' }, platform)).toBe('/x.json');
+    for (const platform of ['linux', 'darwin', 'win32'] as const)
+      expect(managedSettingsPath({ KEYBROKER_CLAUDE_MANAGED_SETTINGS: '/x.json' }, platform)).toBe('/x.json');
   });
 });
 
@@ -30,7 +31,9 @@ describe('apiKeyHelper values with spaces in the path', () => {
     const program = shellQuote("/Applications/Key Broker/it's/keybroker", 'darwin');
     const snippet = settingsSnippet({ program, target: { profile: 'eu west', notCarried: [] }, profile: profile(), platform: 'darwin' });
     // What /bin/sh makes of it: the words the program gets.
-    const words = spawnSync('/bin/sh', ['-c', `printf '%s\\n' ${snippet.apiKeyHelper}`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    const words = spawnSync('/bin/sh', ['-c', `printf '%s\\n' ${snippet.apiKeyHelper}`], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean);
     expect(words).toEqual(["/Applications/Key Broker/it's/keybroker", 'get', '--profile', 'eu west']);
     expect(helperProgram(snippet.apiKeyHelper)).toBe("/Applications/Key Broker/it's/keybroker");
   });
@@ -41,7 +44,9 @@ describe('apiKeyHelper values with spaces in the path', () => {
     expect(snippet.apiKeyHelper).toBe('"C:\\Program Files\\keybroker\\keybroker.exe" get --profile "eu west"');
     expect(helperProgram(snippet.apiKeyHelper)).toBe('C:\\Program Files\\keybroker\\keybroker.exe');
     // Git Bash (a POSIX shell) keeps the backslashes inside double quotes: the same words.
-    const words = spawnSync('/bin/sh', ['-c', `printf '%s\\n' ${snippet.apiKeyHelper}`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    const words = spawnSync('/bin/sh', ['-c', `printf '%s\\n' ${snippet.apiKeyHelper}`], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean);
     expect(words).toEqual(['C:\\Program Files\\keybroker\\keybroker.exe', 'get', '--profile', 'eu west']);
   });
 

@@ -1,6 +1,13 @@
 // The other Claude surfaces' pure rendering and the config fields they use (issue 11).
 import { describe, expect, it } from 'vitest';
-import { chooseMcpServer, customHeadersValue, desktopCredential, helperContext, renderHeaders, urlCovers } from '../../src/claude/surfaces.ts';
+import {
+  chooseMcpServer,
+  customHeadersValue,
+  desktopCredential,
+  helperContext,
+  renderHeaders,
+  urlCovers,
+} from '../../src/claude/surfaces.ts';
 import { ciAssignments, renderGithub, renderGitlab, renderShell } from '../../src/claude/ci-env.ts';
 import { parseConfigText } from '../../src/config/config.ts';
 import { ConfigError, UsageError } from '../../src/kernel/errors.ts';
@@ -10,7 +17,7 @@ const servers = (entries: Record<string, { url: string; profile?: string }>) =>
   Object.fromEntries(Object.entries(entries).map(([name, server]) => [name, { ...server, source: 'test.json' }]));
 
 describe('keybroker headers: the JSON object', () => {
-  it('is a Bearer Authorization header by default, and the profile\'s templates with {key} filled in otherwise', () => {
+  it("is a Bearer Authorization header by default, and the profile's templates with {key} filled in otherwise", () => {
     expect(renderHeaders({}, KEY)).toEqual({ Authorization: `Bearer ${KEY}` });
     expect(renderHeaders({ headers: { 'x-api-key': '{key}', 'x-tenant': 'acme', 'x-both': 'k={key};again={key}' } }, KEY)).toEqual({
       'x-api-key': KEY,
@@ -32,20 +39,28 @@ describe('which MCP server a key may go to', () => {
     expect(urlCovers('https://mcp.corp.example/', 'not a url')).toBe(false);
   });
 
-  it('chooses by URL; the name only breaks ties, so a repo\'s .mcp.json cannot borrow a listed name for its own URL', () => {
-    const listed = servers({ tools: { url: 'https://mcp.corp.example/', profile: 'tools' }, search: { url: 'https://mcp.corp.example/search', profile: 'search' } });
+  it("chooses by URL; the name only breaks ties, so a repo's .mcp.json cannot borrow a listed name for its own URL", () => {
+    const listed = servers({
+      tools: { url: 'https://mcp.corp.example/', profile: 'tools' },
+      search: { url: 'https://mcp.corp.example/search', profile: 'search' },
+    });
     expect(chooseMcpServer(listed, { url: 'https://mcp.corp.example/search/mcp', name: 'anything' }).name).toBe('search');
     expect(chooseMcpServer(listed, { url: 'https://mcp.corp.example/search/mcp', name: 'tools' }).name).toBe('tools');
     expect(chooseMcpServer(listed, { url: 'https://mcp.corp.example/other' }).server.profile).toBe('tools');
     expect(() => chooseMcpServer(listed, { url: 'https://attacker.example/mcp', name: 'tools' })).toThrow(ConfigError);
-    expect(() => chooseMcpServer({}, { url: 'https://mcp.corp.example/mcp', name: 'tools' })).toThrow(/not listed in keybroker's "mcpServers"/);
+    expect(() => chooseMcpServer({}, { url: 'https://mcp.corp.example/mcp', name: 'tools' })).toThrow(
+      /not listed in keybroker's "mcpServers"/,
+    );
   });
 });
 
 describe('Desktop / Cowork inferenceCredentialHelper', () => {
-  it('prints the bare key, or {token, headers} with the profile\'s gateway headers', () => {
+  it("prints the bare key, or {token, headers} with the profile's gateway headers", () => {
     expect(desktopCredential({}, KEY)).toBe(KEY);
-    expect(JSON.parse(desktopCredential({ gatewayHeaders: { 'x-tenant': 'acme' } }, KEY))).toEqual({ token: KEY, headers: { 'x-tenant': 'acme' } });
+    expect(JSON.parse(desktopCredential({ gatewayHeaders: { 'x-tenant': 'acme' } }, KEY))).toEqual({
+      token: KEY,
+      headers: { 'x-tenant': 'acme' },
+    });
   });
 
   it('reads CLAUDE_HELPER_CONTEXT, an unknown value as unknown (served as interactive)', () => {
@@ -56,16 +71,28 @@ describe('Desktop / Cowork inferenceCredentialHelper', () => {
 });
 
 describe('CI lines', () => {
-  const assignments = ciAssignments({ key: KEY, keyVariable: 'ANTHROPIC_API_KEY', gateway: 'https://llm.example', gatewayHeaders: { 'x-tenant': "o'brien" } });
+  const assignments = ciAssignments({
+    key: KEY,
+    keyVariable: 'ANTHROPIC_API_KEY',
+    gateway: 'https://llm.example',
+    gatewayHeaders: { 'x-tenant': "o'brien" },
+  });
 
   it('sets the gateway, the key and ANTHROPIC_CUSTOM_HEADERS as Claude Code reads them', () => {
     expect(customHeadersValue({ a: '1', b: '2' })).toBe('a: 1\nb: 2');
-    expect(renderShell(assignments)).toBe(`export ANTHROPIC_BASE_URL='https://llm.example'\nexport ANTHROPIC_API_KEY='${KEY}'\nexport ANTHROPIC_CUSTOM_HEADERS='x-tenant: o'\\''brien'\n`);
+    expect(renderShell(assignments)).toBe(
+      `export ANTHROPIC_BASE_URL='https://llm.example'\nexport ANTHROPIC_API_KEY='${KEY}'\nexport ANTHROPIC_CUSTOM_HEADERS='x-tenant: o'\\''brien'\n`,
+    );
   });
 
   it('github: the mask line alone goes to the log; a value holding the delimiter is refused', () => {
-    expect(renderGithub(assignments, 'DELIM')).toEqual({ log: `::add-mask::${KEY}\n`, envFile: `ANTHROPIC_BASE_URL=https://llm.example\nANTHROPIC_API_KEY=${KEY}\nANTHROPIC_CUSTOM_HEADERS=x-tenant: o'brien\n` });
-    expect(() => renderGithub(ciAssignments({ key: KEY, keyVariable: 'ANTHROPIC_API_KEY', gatewayHeaders: { a: 'DELIM', b: 'x' } }), 'DELIM')).toThrow(UsageError);
+    expect(renderGithub(assignments, 'DELIM')).toEqual({
+      log: `::add-mask::${KEY}\n`,
+      envFile: `ANTHROPIC_BASE_URL=https://llm.example\nANTHROPIC_API_KEY=${KEY}\nANTHROPIC_CUSTOM_HEADERS=x-tenant: o'brien\n`,
+    });
+    expect(() =>
+      renderGithub(ciAssignments({ key: KEY, keyVariable: 'ANTHROPIC_API_KEY', gatewayHeaders: { a: 'DELIM', b: 'x' } }), 'DELIM'),
+    ).toThrow(UsageError);
   });
 
   it('gitlab refuses under CI_DEBUG_TRACE', () => {
@@ -78,7 +105,15 @@ describe('config: headers, gatewayHeaders, mcpServers', () => {
     JSON.stringify({ profiles: { default: { store: { type: 'aws' }, secret: 's', ...profile } }, ...top });
 
   it('accepts templates with {key}, static gateway headers and URL entries', () => {
-    expect(() => parseConfigText(file({ headers: { 'x-api-key': '{key}' }, gatewayHeaders: { 'x-tenant': 'acme' } }, { mcpServers: { tools: { url: 'https://mcp.example/mcp', profile: 'default' } } }), 'c.json')).not.toThrow();
+    expect(() =>
+      parseConfigText(
+        file(
+          { headers: { 'x-api-key': '{key}' }, gatewayHeaders: { 'x-tenant': 'acme' } },
+          { mcpServers: { tools: { url: 'https://mcp.example/mcp', profile: 'default' } } },
+        ),
+        'c.json',
+      ),
+    ).not.toThrow();
   });
 
   it.each([

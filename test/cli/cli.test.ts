@@ -13,12 +13,21 @@ async function run(...args: string[]) {
   let stdout = '';
   const stderr: string[] = [];
   const env = { HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'), KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json') };
-  const code = await main(args, { env, output: { stdout: (text) => (stdout += text), stderr: (line) => stderr.push(line) }, now: Date.now, isTTY: false });
+  const code = await main(args, {
+    env,
+    output: { stdout: (text) => (stdout += text), stderr: (line) => stderr.push(line) },
+    now: Date.now,
+    isTTY: false,
+  });
   return { code, stdout, stderr };
 }
 
 it('refuses an unknown command with exit 2 and says where the commands are listed', async () => {
-  expect(await run('frobnicate')).toEqual({ code: 2, stdout: '', stderr: ['keybroker: unknown command "frobnicate": run \'keybroker --help\' for the commands'] });
+  expect(await run('frobnicate')).toEqual({
+    code: 2,
+    stdout: '',
+    stderr: ['keybroker: unknown command "frobnicate": run \'keybroker --help\' for the commands'],
+  });
 });
 
 it('runs get when argv starts with a flag or is empty (what Claude Code runs)', async () => {
@@ -39,7 +48,10 @@ it('refuses an option the command does not take with exit 2, naming the command'
 
 it('takes global flags before the command, as gh, kubectl and the AWS CLI do', async () => {
   const config = path.join(home, 'eu.json');
-  fs.writeFileSync(config, JSON.stringify({ profiles: { eu: { store: { type: 'aws', region: 'eu-west-1' }, secret: 'claude-code/keys/{user}' } } }));
+  fs.writeFileSync(
+    config,
+    JSON.stringify({ profiles: { eu: { store: { type: 'aws', region: 'eu-west-1' }, secret: 'claude-code/keys/{user}' } } }),
+  );
   // `config` prints the effective profile: the leading flags chose the file and the profile.
   const shown = await run('--config', config, '--profile', 'eu', 'config');
   expect(shown.code).toBe(0);
@@ -48,5 +60,7 @@ it('takes global flags before the command, as gh, kubectl and the AWS CLI do', a
   const verbose = await run('-v', `--config=${config}`, '--profile=nope', 'status');
   expect(verbose.code).toBe(3);
   expect(verbose.stderr.at(-1)).toMatch(/"nope"/);
-  expect((await run('-v', 'frobnicate')).stderr).toEqual(['keybroker: unknown command "frobnicate": run \'keybroker --help\' for the commands']);
+  expect((await run('-v', 'frobnicate')).stderr).toEqual([
+    'keybroker: unknown command "frobnicate": run \'keybroker --help\' for the commands',
+  ]);
 });

@@ -14,7 +14,13 @@ import { DOCTOR_BUDGET_MS } from '../../src/doctor/doctor.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 // The README and every file under docs/, read as one text: a fact may live in any of them.
-const readme = ['README.md', ...fs.readdirSync(path.join(root, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)]
+const readme = [
+  'README.md',
+  ...fs
+    .readdirSync(path.join(root, 'docs'))
+    .filter((name) => name.endsWith('.md'))
+    .map((name) => `docs/${name}`),
+]
   .map((file) => fs.readFileSync(path.join(root, file), 'utf8'))
   .join('\n');
 
@@ -32,7 +38,12 @@ function tableRows(header: string): string[][] {
   for (const start of starts) {
     for (const line of lines.slice(start + 2)) {
       if (!line.startsWith('|')) break;
-      rows.push(line.split(/(?<!\\)\|/).slice(1, -1).map((cell) => cell.trim()));
+      rows.push(
+        line
+          .split(/(?<!\\)\|/)
+          .slice(1, -1)
+          .map((cell) => cell.trim()),
+      );
     }
   }
   return rows;
@@ -51,12 +62,14 @@ describe('commands', () => {
     for (const name of named) expect(listed, `README's \`keybroker ${name}\` is a command`).toContain(name);
   });
 
-  it('every flag the README shows with a command is one that command\'s --help lists', () => {
+  it("every flag the README shows with a command is one that command's --help lists", () => {
     // `keybroker …` in a line's backticks, and command lines in code blocks (after `$ ` or a pipe).
-    const snippets = readme.split('\n').flatMap((line) => [
-      ...backticked(line).filter((text) => text.startsWith('keybroker ')),
-      ...(/^(?:\$ |.*\| )?(keybroker [a-z][^#`]*)/.exec(line.startsWith('|') ? '' : line)?.slice(1) ?? []),
-    ]);
+    const snippets = readme
+      .split('\n')
+      .flatMap((line) => [
+        ...backticked(line).filter((text) => text.startsWith('keybroker ')),
+        ...(/^(?:\$ |.*\| )?(keybroker [a-z][^#`]*)/.exec(line.startsWith('|') ? '' : line)?.slice(1) ?? []),
+      ]);
     expect(snippets.length).toBeGreaterThan(30);
     const helps = new Map<string, string>();
     for (const snippet of snippets) {
@@ -126,7 +139,7 @@ describe('configuration fields', () => {
     return fields;
   }
 
-  it('the README\'s table lists every field the schema accepts, every store type\'s too, and no other', () => {
+  it("the README's table lists every field the schema accepts, every store type's too, and no other", () => {
     const documented = readmeFields();
     const accepted = schemaFields();
     expect([...accepted].filter((field) => !documented.has(field)).sort(), 'in the schema, not in the README').toEqual([]);
@@ -135,13 +148,18 @@ describe('configuration fields', () => {
 });
 
 describe('environment variables', () => {
-  it('the README\'s table lists every KEYBROKER_* variable the code reads, and no other', () => {
-    const documented = new Set(tableRows('variable').flatMap(([cell]) => backticked(cell!)).map((name) => name.replace(/=.*$/, '')));
+  it("the README's table lists every KEYBROKER_* variable the code reads, and no other", () => {
+    const documented = new Set(
+      tableRows('variable')
+        .flatMap(([cell]) => backticked(cell!))
+        .map((name) => name.replace(/=.*$/, '')),
+    );
     const read = new Set<string>();
     for (const dir of ['src', 'providers', 'bin']) {
       for (const file of fs.readdirSync(path.join(root, dir), { recursive: true }) as string[]) {
         if (!file.endsWith('.ts') || (dir === 'bin' && file !== 'keybroker.ts')) continue;
-        for (const match of fs.readFileSync(path.join(root, dir, file), 'utf8').matchAll(/\bKEYBROKER_[A-Z_]*[A-Z]\b(?!__)/g)) read.add(match[0]);
+        for (const match of fs.readFileSync(path.join(root, dir, file), 'utf8').matchAll(/\bKEYBROKER_[A-Z_]*[A-Z]\b(?!__)/g))
+          read.add(match[0]);
       }
     }
     read.delete('KEYBROKER_BUNDLE');

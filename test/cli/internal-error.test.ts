@@ -29,7 +29,9 @@ async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
 it('an internal error whose message carries a key: exit 1, the line masks it', async () => {
   const result = await run(['status']);
   expect(result.code).toBe(1);
-  expect(result.stderr).toBe('keybroker: internal error: cannot read the answer {"api_key":"…"}: run again with KEYBROKER_DEBUG=1 and report it');
+  expect(result.stderr).toBe(
+    'keybroker: internal error: cannot read the answer {"api_key":"…"}: run again with KEYBROKER_DEBUG=1 and report it',
+  );
 });
 
 it('with KEYBROKER_DEBUG=1 its stack in the debug trace is masked too', async () => {

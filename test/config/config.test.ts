@@ -21,7 +21,10 @@ afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('configuration layers', () => {
   it('takes the machine-wide file, lets the user file override fields, and the environment override both', () => {
-    write(machine, { defaultProfile: 'corp', profiles: { corp: { store: aws, secret: 'claude-code/keys/{user}', cache: { refreshAfter: '1h', backend: 'keychain' } } } });
+    write(machine, {
+      defaultProfile: 'corp',
+      profiles: { corp: { store: aws, secret: 'claude-code/keys/{user}', cache: { refreshAfter: '1h', backend: 'keychain' } } },
+    });
     write(user, { profiles: { corp: { cache: { refreshAfter: '10m' } } } });
     const loaded = loadConfig({ env: env({ KEYBROKER_CACHE_BACKEND: 'file' }) });
     expect(loaded.profile.name).toBe('corp');
@@ -34,7 +37,10 @@ describe('configuration layers', () => {
   });
 
   it('picks the profile from the flag over KEYBROKER_PROFILE over defaultProfile', () => {
-    write(user, { defaultProfile: 'a', profiles: { a: { store: aws, secret: 'a' }, b: { store: aws, secret: 'b' }, c: { store: aws, secret: 'c' } } });
+    write(user, {
+      defaultProfile: 'a',
+      profiles: { a: { store: aws, secret: 'a' }, b: { store: aws, secret: 'b' }, c: { store: aws, secret: 'c' } },
+    });
     expect(loadConfig({ env: env() }).profile.secret).toBe('a');
     expect(loadConfig({ env: env({ KEYBROKER_PROFILE: 'b' }) }).profile.secret).toBe('b');
     expect(loadConfig({ env: env({ KEYBROKER_PROFILE: 'b' }), profileFlag: 'c' }).profile.secret).toBe('c');
@@ -43,7 +49,12 @@ describe('configuration layers', () => {
   it('fills the documented defaults', () => {
     write(user, { profiles: { default: { store: aws, secret: 's' } } });
     const { profile } = loadConfig({ env: env() });
-    expect(profile).toMatchObject({ field: 'api_key', user: 'os', timeoutMs: 5_000, cache: { backend: 'auto', refreshAfterMs: 1_800_000, fallback: 'none' } });
+    expect(profile).toMatchObject({
+      field: 'api_key',
+      user: 'os',
+      timeoutMs: 5_000,
+      cache: { backend: 'auto', refreshAfterMs: 1_800_000, fallback: 'none' },
+    });
   });
 });
 
@@ -96,7 +107,9 @@ describe('configuration errors name the file, the field and what is wrong', () =
   });
 
   it('a KEYBROKER_CONFIG that does not exist is an error, not silence', () => {
-    expect(failure(() => loadConfig({ env: env({ KEYBROKER_CONFIG: path.join(dir, 'missing.json') }) })).message).toContain('does not exist');
+    expect(failure(() => loadConfig({ env: env({ KEYBROKER_CONFIG: path.join(dir, 'missing.json') }) })).message).toContain(
+      'does not exist',
+    );
   });
 
   it('a bad environment variable names the variable', () => {
@@ -109,7 +122,7 @@ describe('configuration errors name the file, the field and what is wrong', () =
     expect(() => loadConfig({ env: env() })).toThrow(/: unknown field "bucket" in profiles\.default\.store$/);
   });
 
-  it('every store type\'s own schema is applied: a value and a nested field are named', () => {
+  it("every store type's own schema is applied: a value and a nested field are named", () => {
     write(user, { profiles: { default: { store: { type: 'gcp', project: 'UPPER case' }, secret: 's' } } });
     expect(() => loadConfig({ env: env() })).toThrow(/field "profiles\.default\.store\.project" must be a GCP project id/);
     write(user, { profiles: { default: { store: { type: 'vault', auth: { method: 'approle', roleId: 'r' } }, secret: 's' } } });
@@ -120,13 +133,16 @@ describe('configuration errors name the file, the field and what is wrong', () =
 describe('the machine-wide file binds what it enforces', () => {
   const corp = { store: aws, secret: 'corp/{user}', gateway: 'https://llm.corp.example' };
 
-  it('KEYBROKER_MACHINE_CONFIG cannot replace the admins\' file at the OS path (it would shed what that file enforces)', () => {
+  it("KEYBROKER_MACHINE_CONFIG cannot replace the admins' file at the OS path (it would shed what that file enforces)", () => {
     const osFile = path.join(dir, 'os-machine.json');
     write(osFile, { enforce: ['secret'], profiles: { default: corp } });
     write(machine, { profiles: { default: { store: aws, secret: 'anything/i/like' } } });
     write(user, {});
     expect(() => loadConfig({ env: env(), osMachineConfig: osFile })).toThrow(
-      new ConfigError(`KEYBROKER_MACHINE_CONFIG moves the machine-wide file to ${machine}, but the admins' file ${osFile} exists: a variable cannot replace it`, 'unset KEYBROKER_MACHINE_CONFIG'),
+      new ConfigError(
+        `KEYBROKER_MACHINE_CONFIG moves the machine-wide file to ${machine}, but the admins' file ${osFile} exists: a variable cannot replace it`,
+        'unset KEYBROKER_MACHINE_CONFIG',
+      ),
     );
     const atOsPath = loadConfig({ env: { KEYBROKER_CONFIG: user }, osMachineConfig: osFile });
     expect(atOsPath.profile.secret).toBe('corp/{user}');
@@ -137,11 +153,17 @@ describe('the machine-wide file binds what it enforces', () => {
   });
 
   it('a per-profile "enforce" binds that profile only; a cache field enforced binds each of its fields', () => {
-    write(machine, { profiles: { corp: { ...corp, enforce: ['cache'], cache: { backend: 'keychain' } }, free: { store: aws, secret: 'free' } } });
+    write(machine, {
+      profiles: { corp: { ...corp, enforce: ['cache'], cache: { backend: 'keychain' } }, free: { store: aws, secret: 'free' } },
+    });
     write(user, { profiles: { free: { secret: 'mine' }, corp: { cache: { backend: 'file' } } } });
     expect(loadConfig({ env: env(), profileFlag: 'free' }).profile.secret).toBe('mine');
-    expect(() => loadConfig({ env: env(), profileFlag: 'corp' })).toThrow(/field "cache" is enforced by the machine-wide file .*, and .*user\.json sets it otherwise/);
+    expect(() => loadConfig({ env: env(), profileFlag: 'corp' })).toThrow(
+      /field "cache" is enforced by the machine-wide file .*, and .*user\.json sets it otherwise/,
+    );
     write(user, { profiles: { free: { secret: 'mine' } } });
-    expect(() => loadConfig({ env: env({ KEYBROKER_CACHE_BACKEND: 'none' }), profileFlag: 'corp' })).toThrow(/and KEYBROKER_CACHE_BACKEND sets it otherwise/);
+    expect(() => loadConfig({ env: env({ KEYBROKER_CACHE_BACKEND: 'none' }), profileFlag: 'corp' })).toThrow(
+      /and KEYBROKER_CACHE_BACKEND sets it otherwise/,
+    );
   });
 });

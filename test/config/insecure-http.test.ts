@@ -16,8 +16,13 @@ import { cleanEnv, runBinary } from '../support/binary.ts';
 
 let dir: string;
 let user: string;
-const env = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({ KEYBROKER_MACHINE_CONFIG: path.join(dir, 'machine.json'), KEYBROKER_CONFIG: user, ...extra });
-const writeProfile = (profile: Record<string, unknown>) => fs.writeFileSync(user, JSON.stringify({ profiles: { default: { secret: 'claude-code/keys/{user}', ...profile } } }));
+const env = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
+  KEYBROKER_MACHINE_CONFIG: path.join(dir, 'machine.json'),
+  KEYBROKER_CONFIG: user,
+  ...extra,
+});
+const writeProfile = (profile: Record<string, unknown>) =>
+  fs.writeFileSync(user, JSON.stringify({ profiles: { default: { secret: 'claude-code/keys/{user}', ...profile } } }));
 const vault = (address: string) => ({ type: 'vault', address });
 const litellm = (url: string, masterKeyEnv?: string) => ({ type: 'litellm' as const, url, ...(masterKeyEnv ? { masterKeyEnv } : {}) });
 
@@ -39,8 +44,10 @@ function configFailure(): ConfigError {
 
 describe('loopback is the only plain-HTTP destination', () => {
   it('tells this machine from another', () => {
-    for (const host of ['localhost', '127.0.0.1', '127.1.2.3', '[::1]', 'vault.localhost']) expect([host, isLoopbackHost(host)]).toEqual([host, true]);
-    for (const host of ['vault.example.com', '10.0.0.5', '127.0.0.1.nip.io', '[::ffff:7f00:1]', '0.0.0.0']) expect([host, isLoopbackHost(host)]).toEqual([host, false]);
+    for (const host of ['localhost', '127.0.0.1', '127.1.2.3', '[::1]', 'vault.localhost'])
+      expect([host, isLoopbackHost(host)]).toEqual([host, true]);
+    for (const host of ['vault.example.com', '10.0.0.5', '127.0.0.1.nip.io', '[::ffff:7f00:1]', '0.0.0.0'])
+      expect([host, isLoopbackHost(host)]).toEqual([host, false]);
     expect(isPlainHttpToAnotherHost('https://vault.example.com')).toBe(false);
     expect(isPlainHttpToAnotherHost('http://127.0.0.1:8200')).toBe(false);
     expect(isPlainHttpToAnotherHost('http://vault.example.com:8200')).toBe(true);
@@ -69,12 +76,20 @@ describe('plain http:// to another host is refused at config time', () => {
   });
 
   it('loopback (emulators, local proxies) and https are accepted', () => {
-    writeProfile({ store: vault('http://127.0.0.1:8200'), gateway: 'http://localhost:4000', keyIssuer: litellm('https://litellm.example.com') });
+    writeProfile({
+      store: vault('http://127.0.0.1:8200'),
+      gateway: 'http://localhost:4000',
+      keyIssuer: litellm('https://litellm.example.com'),
+    });
     expect(loadConfig({ env: env() }).profile.store).toEqual(vault('http://127.0.0.1:8200'));
   });
 
   it('"allowInsecureHttp": true in the profile lets it through, said in the profile', () => {
-    writeProfile({ store: vault('http://vault.example.com:8200'), keyIssuer: litellm('http://litellm.internal:4000'), allowInsecureHttp: true });
+    writeProfile({
+      store: vault('http://vault.example.com:8200'),
+      keyIssuer: litellm('http://litellm.internal:4000'),
+      allowInsecureHttp: true,
+    });
     const loaded = loadConfig({ env: env() });
     const { profile } = loaded;
     expect(profile.allowInsecureHttp).toBe(true);
@@ -86,11 +101,16 @@ describe('plain http:// to another host is refused at config time', () => {
   it('VAULT_ADDR (when the store names no address) is refused before any request', async () => {
     writeProfile({ store: { type: 'vault' } });
     const { profile } = loadConfig({ env: env() });
-    const opening = openProvider(profile, { env: { VAULT_ADDR: 'http://vault.example.com:8200', VAULT_TOKEN: 'hvs.test-token' }, debug: () => {} });
+    const opening = openProvider(profile, {
+      env: { VAULT_ADDR: 'http://vault.example.com:8200', VAULT_TOKEN: 'hvs.test-token' },
+      debug: () => {},
+    });
     await expect(opening).rejects.toThrow(ConfigError);
     await expect(opening).rejects.toThrow(/VAULT_ADDR is plain http:\/\/ to vault\.example\.com:8200/);
     writeProfile({ store: { type: 'vault' }, allowInsecureHttp: true });
-    await expect(openProvider(loadConfig({ env: env() }).profile, { env: { VAULT_ADDR: 'http://vault.example.com:8200' }, debug: () => {} })).resolves.toBeDefined();
+    await expect(
+      openProvider(loadConfig({ env: env() }).profile, { env: { VAULT_ADDR: 'http://vault.example.com:8200' }, debug: () => {} }),
+    ).resolves.toBeDefined();
   });
 
   it('the key API never sends the master key to a plain-HTTP host, even when handed such a config directly', () => {
@@ -99,22 +119,41 @@ describe('plain http:// to another host is refused at config time', () => {
       calls++;
       return new Response('{}');
     }) as typeof fetch;
-    expect(() => openKeyIssuer(litellm('http://litellm.internal:4000'), { env: { LITELLM_MASTER_KEY: 'sk-test-master' }, timeoutMs: 1_000, fetch: spy })).toThrow(/plain http:\/\/ to another machine/);
+    expect(() =>
+      openKeyIssuer(litellm('http://litellm.internal:4000'), {
+        env: { LITELLM_MASTER_KEY: 'sk-test-master' },
+        timeoutMs: 1_000,
+        fetch: spy,
+      }),
+    ).toThrow(/plain http:\/\/ to another machine/);
     expect(calls).toBe(0);
     expect(() => openKeyIssuer(litellm('http://127.0.0.1:4000'), { env: {}, timeoutMs: 1_000, fetch: spy })).not.toThrow();
-    expect(() => openKeyIssuer(litellm('http://litellm.internal:4000'), { env: {}, timeoutMs: 1_000, fetch: spy, allowInsecureHttp: true })).not.toThrow();
+    expect(() =>
+      openKeyIssuer(litellm('http://litellm.internal:4000'), { env: {}, timeoutMs: 1_000, fetch: spy, allowInsecureHttp: true }),
+    ).not.toThrow();
   });
 });
 
 describe('keyIssuer.masterKeyEnv never names another credential', () => {
-  it.each(['AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'VAULT_TOKEN', 'GOOGLE_APPLICATION_CREDENTIALS', 'AZURE_CLIENT_SECRET', 'ANTHROPIC_API_KEY', 'aws_secret_access_key'])('%s is refused', (name) => {
+  it.each([
+    'AWS_SECRET_ACCESS_KEY',
+    'AWS_SESSION_TOKEN',
+    'VAULT_TOKEN',
+    'GOOGLE_APPLICATION_CREDENTIALS',
+    'AZURE_CLIENT_SECRET',
+    'ANTHROPIC_API_KEY',
+    'aws_secret_access_key',
+  ])('%s is refused', (name) => {
     writeProfile({ store: { type: 'aws', region: 'us-east-1' }, keyIssuer: litellm('https://litellm.example.com', name) });
     const error = configFailure();
     expect(error.message).toMatch(/field "profiles\.default\.keyIssuer\.masterKeyEnv" names another credential's variable/);
   });
 
   it('a variable of its own is accepted', () => {
-    writeProfile({ store: { type: 'aws', region: 'us-east-1' }, keyIssuer: litellm('https://litellm.example.com', 'CORP_LITELLM_MASTER_KEY') });
+    writeProfile({
+      store: { type: 'aws', region: 'us-east-1' },
+      keyIssuer: litellm('https://litellm.example.com', 'CORP_LITELLM_MASTER_KEY'),
+    });
     expect(loadConfig({ env: env() }).profile.keyIssuer?.masterKeyEnv).toBe('CORP_LITELLM_MASTER_KEY');
   });
 });

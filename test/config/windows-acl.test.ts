@@ -34,15 +34,27 @@ describe('the machine-wide config on Windows', () => {
 
   it('is not used when Users may change the file, or delete entries of the folder, or rewrite an ACL', () => {
     const usersWrite = 'O:BAG:SYD:AI(A;ID;FA;;;SY)(A;ID;FA;;;BA)(A;;0x1301bf;;;BU)';
-    expect(machineConfigAclProblem(FOLDER, FILE, reader({ [FOLDER]: ADMIN_FOLDER, [FILE]: usersWrite }))).toEqual({ path: FILE, problem: 'can be changed by Users, not only by Administrators or SYSTEM' });
-    expect(administeredProblem(`${ADMIN_FOLDER}(A;CI;DT;;;BU)`, 'folder')).toBe('can be changed by Users, not only by Administrators or SYSTEM');
-    expect(administeredProblem(`O:BAG:SYD:(A;;WD;;;${USER_SID})`, 'file')).toBe(`can be changed by ${USER_SID}, not only by Administrators or SYSTEM`);
+    expect(machineConfigAclProblem(FOLDER, FILE, reader({ [FOLDER]: ADMIN_FOLDER, [FILE]: usersWrite }))).toEqual({
+      path: FILE,
+      problem: 'can be changed by Users, not only by Administrators or SYSTEM',
+    });
+    expect(administeredProblem(`${ADMIN_FOLDER}(A;CI;DT;;;BU)`, 'folder')).toBe(
+      'can be changed by Users, not only by Administrators or SYSTEM',
+    );
+    expect(administeredProblem(`O:BAG:SYD:(A;;WD;;;${USER_SID})`, 'file')).toBe(
+      `can be changed by ${USER_SID}, not only by Administrators or SYSTEM`,
+    );
     expect(administeredProblem('O:BAG:SYD:(A;;FW;;;AU)', 'file')).toBe('can be changed by AU, not only by Administrators or SYSTEM');
   });
 
   it('a file owned by a user is refused though its ACL looks right; a descriptor that cannot be read refuses too', () => {
-    expect(machineConfigAclProblem(FOLDER, FILE, reader({ [FOLDER]: ADMIN_FOLDER, [FILE]: `O:${USER_SID}D:(A;;FA;;;BA)` }))?.path).toBe(FILE);
-    expect(machineConfigAclProblem(FOLDER, FILE, reader({ [FOLDER]: ADMIN_FOLDER }))).toEqual({ path: FILE, problem: 'has a security descriptor keybroker cannot read (access denied)' });
+    expect(machineConfigAclProblem(FOLDER, FILE, reader({ [FOLDER]: ADMIN_FOLDER, [FILE]: `O:${USER_SID}D:(A;;FA;;;BA)` }))?.path).toBe(
+      FILE,
+    );
+    expect(machineConfigAclProblem(FOLDER, FILE, reader({ [FOLDER]: ADMIN_FOLDER }))).toEqual({
+      path: FILE,
+      problem: 'has a security descriptor keybroker cannot read (access denied)',
+    });
   });
 
   it('reads the owner and the entries of an SDDL string; inherit-only entries do not apply to the object itself', () => {

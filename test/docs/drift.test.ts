@@ -14,7 +14,13 @@ import { EXIT_MEANINGS } from '../../src/kernel/errors.ts';
 import { parseCommandLine, topLevelRequest } from '../../src/cli/main.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
-const docFiles = ['README.md', ...fs.readdirSync(path.join(root, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)];
+const docFiles = [
+  'README.md',
+  ...fs
+    .readdirSync(path.join(root, 'docs'))
+    .filter((name) => name.endsWith('.md'))
+    .map((name) => `docs/${name}`),
+];
 
 interface Block {
   file: string;
@@ -42,7 +48,19 @@ export function codeBlocks(file: string, markdown: string): Block[] {
 
 const PLACEHOLDER = '…';
 const MINIMAL_PROFILE = { store: { type: 'aws', region: 'us-east-1' }, secret: 'claude-code/keys/{user}' };
-const PROFILE_FIELDS = new Set(['store', 'oidc', 'cache', 'keyIssuer', 'headers', 'gatewayHeaders', 'secret', 'field', 'user', 'timeout', 'gateway']);
+const PROFILE_FIELDS = new Set([
+  'store',
+  'oidc',
+  'cache',
+  'keyIssuer',
+  'headers',
+  'gatewayHeaders',
+  'secret',
+  'field',
+  'user',
+  'timeout',
+  'gateway',
+]);
 
 /** Undefined when the block is a config example the loader accepts (or no config at all); else why not. */
 export function configProblem(block: Block): string | undefined {
@@ -81,7 +99,9 @@ export function configProblem(block: Block): string | undefined {
 export function commandLines(block: Block): string[] {
   const found: string[] = [];
   for (const line of block.text.split('\n')) {
-    for (const match of line.matchAll(/(?:^\s*(?:-\s+)?(?:run:\s+)?(?:\$\s+)?(?:sudo\s+)?|\|\s*|&&\s*|;\s*|\$\()keybroker((?:\s+[^|;&)#<>]*)?)/g)) {
+    for (const match of line.matchAll(
+      /(?:^\s*(?:-\s+)?(?:run:\s+)?(?:\$\s+)?(?:sudo\s+)?|\|\s*|&&\s*|;\s*|\$\()keybroker((?:\s+[^|;&)#<>]*)?)/g,
+    )) {
       found.push(`keybroker${match[1]!.trimEnd()}`);
     }
   }
@@ -121,10 +141,16 @@ describe('config examples', () => {
 
   it('finds planted drift: an unknown field, a bad duration, a wrong store type, a broken fragment', () => {
     const planted = (text: string) => configProblem({ file: 'planted.md', line: 1, lang: 'json', text });
-    expect(planted('{"profiles": {"default": {"store": {"type": "aws", "region": "us-east-1"}, "secret": "k/{user}", "refreshAfter": "30m"}}}')).toMatch(/refreshAfter/);
-    expect(planted('{"profiles": {"default": {"store": {"type": "aws"}, "secret": "k/{user}", "timeout": "5 seconds"}}}')).toMatch(/timeout/);
+    expect(
+      planted('{"profiles": {"default": {"store": {"type": "aws", "region": "us-east-1"}, "secret": "k/{user}", "refreshAfter": "30m"}}}'),
+    ).toMatch(/refreshAfter/);
+    expect(planted('{"profiles": {"default": {"store": {"type": "aws"}, "secret": "k/{user}", "timeout": "5 seconds"}}}')).toMatch(
+      /timeout/,
+    );
     expect(planted('{"profiles": {"default": {"store": {"type": "s3"}, "secret": "k/{user}"}}}')).toMatch(/type/);
-    expect(planted('"keyIssuer": { "type": "litellm", "url": "https://llm.example.com", "masterKeyEnv": "AWS_SECRET_ACCESS_KEY" }')).toBeDefined();
+    expect(
+      planted('"keyIssuer": { "type": "litellm", "url": "https://llm.example.com", "masterKeyEnv": "AWS_SECRET_ACCESS_KEY" }'),
+    ).toBeDefined();
     expect(planted('{"apiKeyHelper": "/usr/local/bin/keybroker"}')).toBeUndefined();
     expect(planted('{"profiles": {"default": {"…": "…", "headers": {"x-api-key": "{key}"}}}}')).toBeUndefined();
   });
@@ -144,11 +170,14 @@ describe('command lines', () => {
   });
 
   it('finds planted drift: an unknown command, an unknown flag, a value missing', async () => {
-    expect(commandLines({ file: 'x', line: 1, lang: 'sh', text: 'printf %s "$KEY" | keybroker admin put --user a\n$ keybroker doctor --json\neval "$(keybroker env --format gitlab)"' })).toEqual([
-      'keybroker admin put --user a',
-      'keybroker doctor --json',
-      'keybroker env --format gitlab',
-    ]);
+    expect(
+      commandLines({
+        file: 'x',
+        line: 1,
+        lang: 'sh',
+        text: 'printf %s "$KEY" | keybroker admin put --user a\n$ keybroker doctor --json\neval "$(keybroker env --format gitlab)"',
+      }),
+    ).toEqual(['keybroker admin put --user a', 'keybroker doctor --json', 'keybroker env --format gitlab']);
     expect(await commandProblem('keybroker fetch')).toMatch(/unknown command "fetch"/);
     expect(await commandProblem('keybroker get --refresh-now')).toMatch(/--refresh-now/);
     expect(await commandProblem('keybroker admin rotate --user')).toMatch(/--user/);
@@ -164,7 +193,10 @@ describe('exit codes', () => {
     const table = new Map<number, string>();
     for (const line of lines.slice(start + 2)) {
       if (!line.startsWith('|')) break;
-      const [code, meaning] = line.split('|').slice(1, 3).map((cell) => cell.trim());
+      const [code, meaning] = line
+        .split('|')
+        .slice(1, 3)
+        .map((cell) => cell.trim());
       table.set(Number(code), meaning!);
     }
     return table;
@@ -172,12 +204,16 @@ describe('exit codes', () => {
 
   it("the README's table has every exit code the code has, each with the code's meaning, and no other", () => {
     const table = readmeExitCodes(fs.readFileSync(path.join(root, 'README.md'), 'utf8'));
-    expect(Object.fromEntries(table)).toEqual(Object.fromEntries(Object.entries(EXIT_MEANINGS).map(([code, meaning]) => [Number(code), meaning])));
+    expect(Object.fromEntries(table)).toEqual(
+      Object.fromEntries(Object.entries(EXIT_MEANINGS).map(([code, meaning]) => [Number(code), meaning])),
+    );
   });
 
   it('finds planted drift: a code missing, a meaning changed', () => {
     const good = readmeExitCodes(fs.readFileSync(path.join(root, 'README.md'), 'utf8'));
-    const planted = readmeExitCodes(fs.readFileSync(path.join(root, 'README.md'), 'utf8').replace('| 11 | output failed |', '| 12 | output failed |'));
+    const planted = readmeExitCodes(
+      fs.readFileSync(path.join(root, 'README.md'), 'utf8').replace('| 11 | output failed |', '| 12 | output failed |'),
+    );
     expect(planted).not.toEqual(good);
     expect(planted.has(11)).toBe(false);
   });

@@ -22,7 +22,15 @@ function tableAfter(markdown: string, heading: string): { section: string; rows:
   const end = markdown.indexOf('\n## ', start + heading.length);
   const section = markdown.slice(start, end < 0 ? undefined : end);
   const lines = section.split('\n').filter((line) => line.startsWith('|'));
-  return { section, rows: lines.slice(2).map((line) => line.split('|').slice(1, -1).map((cell) => cell.trim())) };
+  return {
+    section,
+    rows: lines.slice(2).map((line) =>
+      line
+        .split('|')
+        .slice(1, -1)
+        .map((cell) => cell.trim()),
+    ),
+  };
 }
 
 it('the "Choose your grace" table holds what the code computes for the default refreshAfter', () => {

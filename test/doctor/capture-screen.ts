@@ -12,17 +12,38 @@ try {
   await machine.run(['get']);
   const scenarios: [string, () => void, string[]][] = [
     ['healthy', () => {}, []],
-    ['buffering gateway, unrouted model', () => {
-      machine.gateway.setFault('buffered-stream');
-      machine.gateway.routeModels(['claude-sonnet-4-5']);
-    }, ['--model', 'claude-sonnet-4-5', '--model', 'claude-opus-4-1']],
+    [
+      'buffering gateway, unrouted model',
+      () => {
+        machine.gateway.setFault('buffered-stream');
+        machine.gateway.routeModels(['claude-sonnet-4-5']);
+      },
+      ['--model', 'claude-sonnet-4-5', '--model', 'claude-opus-4-1'],
+    ],
   ];
   for (const [name, arrange, args] of scenarios) {
     arrange();
     const env = Object.entries({ ...machine.env, ANTHROPIC_BASE_URL: undefined, TERM: 'xterm-256color' })
       .filter(([, value]) => value !== undefined)
       .map(([key, value]) => `${key}=${value}`);
-    execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '200', '-y', '50', '-c', machine.home, 'env', '-i', ...env, 'sh', '-c', `'${BINARY}' doctor ${args.join(' ')}; sleep 60`]);
+    execFileSync('tmux', [
+      'new-session',
+      '-d',
+      '-s',
+      session,
+      '-x',
+      '200',
+      '-y',
+      '50',
+      '-c',
+      machine.home,
+      'env',
+      '-i',
+      ...env,
+      'sh',
+      '-c',
+      `'${BINARY}' doctor ${args.join(' ')}; sleep 60`,
+    ]);
     let screen = '';
     for (let tries = 0; tries < 100 && !/^doctor: /m.test(screen); tries++) {
       await sleep(100);

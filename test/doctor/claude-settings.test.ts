@@ -27,7 +27,8 @@ const claudeChecks = async (args: string[] = [], extraEnv: NodeJS.ProcessEnv = {
 describe('doctor detects each Claude Code misconfiguration', () => {
   test('a correct setup passes every Claude Code check', async () => {
     const report = await claudeChecks();
-    for (const entry of report.checks.filter((item) => item.layer === 'claude-code')) expect([entry.id, entry.verdict]).toEqual([entry.id, 'OK']);
+    for (const entry of report.checks.filter((item) => item.layer === 'claude-code'))
+      expect([entry.id, entry.verdict]).toEqual([entry.id, 'OK']);
   });
 
   test('ANTHROPIC_API_KEY in the environment overrides the helper', async () => {
@@ -43,7 +44,9 @@ describe('doctor detects each Claude Code misconfiguration', () => {
     const report = await claudeChecks();
     const overrides = check(report, 'claude.overrides');
     expect(overrides.verdict).toBe('FAIL');
-    expect(overrides.finding).toContain(`ANTHROPIC_AUTH_TOKEN in user settings ${path.join(machine.home, '.claude', 'settings.json')}: Claude Code sends it as Authorization: Bearer`);
+    expect(overrides.finding).toContain(
+      `ANTHROPIC_AUTH_TOKEN in user settings ${path.join(machine.home, '.claude', 'settings.json')}: Claude Code sends it as Authorization: Bearer`,
+    );
     expect(JSON.stringify(report)).not.toContain('sk-test-override-in-settings');
   });
 
@@ -93,7 +96,9 @@ describe('doctor detects each Claude Code misconfiguration', () => {
     const report = await claudeChecks(['--project', path.join(machine.home, 'project')]);
     const helper = check(report, 'claude.api-key-helper');
     expect(helper.verdict).toBe('FAIL');
-    expect(helper.finding).toContain(`apiKeyHelper in local settings ${path.join(machine.home, 'project', '.claude', 'settings.local.json')}`);
+    expect(helper.finding).toContain(
+      `apiKeyHelper in local settings ${path.join(machine.home, 'project', '.claude', 'settings.local.json')}`,
+    );
   });
 
   test('a CLAUDE_CODE_API_KEY_HELPER_TTL_MS that is not a number', async () => {
@@ -137,7 +142,11 @@ describe('setup', () => {
     const result = await machine.run(['setup', '--write', '--gateway', 'https://llm.example.com']);
     expect(result.code).toBe(0);
     const after = JSON.parse(fs.readFileSync(userFile(), 'utf8'));
-    expect(after).toEqual({ ...before, apiKeyHelper: `'${BINARY}'`, env: { FOO: 'bar', ANTHROPIC_BASE_URL: 'https://llm.example.com', CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } });
+    expect(after).toEqual({
+      ...before,
+      apiKeyHelper: `'${BINARY}'`,
+      env: { FOO: 'bar', ANTHROPIC_BASE_URL: 'https://llm.example.com', CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' },
+    });
     const backup = /backup at (\S+);/.exec(result.stderr)?.[1];
     expect(backup).toBeDefined();
     expect(JSON.parse(fs.readFileSync(backup!, 'utf8'))).toEqual(before);
@@ -160,8 +169,12 @@ describe('setup', () => {
     expect(written.code).toBe(0);
     const doctor = await machine.doctorJson([], { ANTHROPIC_BASE_URL: '' });
     // The one WARN: this test's profile reads one fixed secret (no {user}), which doctor says every developer would share.
-    for (const entry of doctor.report.checks.filter((item) => item.layer !== 'cache' && item.id !== 'store.secret-name')) expect([entry.id, entry.verdict]).toEqual([entry.id, 'OK']);
-    expect(check(doctor.report, 'store.secret-name')).toMatchObject({ verdict: 'WARN', fix: expect.stringContaining('put {user} in the profile') });
+    for (const entry of doctor.report.checks.filter((item) => item.layer !== 'cache' && item.id !== 'store.secret-name'))
+      expect([entry.id, entry.verdict]).toEqual([entry.id, 'OK']);
+    expect(check(doctor.report, 'store.secret-name')).toMatchObject({
+      verdict: 'WARN',
+      fix: expect.stringContaining('put {user} in the profile'),
+    });
     expect(check(doctor.report, 'gateway.url').finding).toContain('ANTHROPIC_BASE_URL in user settings');
 
     const before = machine.gateway.log.length;
@@ -180,7 +193,7 @@ describe('the overrides doctor fails on are real in Claude Code', () => {
   test.each([
     ['ANTHROPIC_API_KEY', 'sk-test-override-api-key', 'xApiKey'],
     ['ANTHROPIC_AUTH_TOKEN', 'sk-test-override-token', 'bearer'],
-  ] as const)('with %s set, Claude Code sends that instead of the helper\'s key', async (name, value, header) => {
+  ] as const)("with %s set, Claude Code sends that instead of the helper's key", async (name, value, header) => {
     await machine.run(['setup', '--write', '--gateway', machine.gateway.url]);
     machine.gateway.acceptKeys([KEY, value]);
     try {

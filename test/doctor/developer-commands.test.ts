@@ -54,21 +54,35 @@ describe('status', () => {
 
   test('--refresh picks up a rotated key at once', async () => {
     const rotated = 'sk-test-doctor-rotated-00112233445566778899';
-    await machine.moto.aws(['secretsmanager', 'put-secret-value', '--secret-id', SECRET, '--secret-string', JSON.stringify({ api_key: rotated })]);
+    await machine.moto.aws([
+      'secretsmanager',
+      'put-secret-value',
+      '--secret-id',
+      SECRET,
+      '--secret-string',
+      JSON.stringify({ api_key: rotated }),
+    ]);
     try {
       const plain = JSON.parse((await machine.run(['status', '--json'])).stdout);
       expect(plain.cached.fingerprint).toBe(fingerprint(KEY));
       const refreshed = JSON.parse((await machine.run(['status', '--json', '--refresh'])).stdout);
       expect(refreshed.cached.fingerprint).toBe(fingerprint(rotated));
     } finally {
-      await machine.moto.aws(['secretsmanager', 'put-secret-value', '--secret-id', SECRET, '--secret-string', JSON.stringify({ api_key: KEY })]);
+      await machine.moto.aws([
+        'secretsmanager',
+        'put-secret-value',
+        '--secret-id',
+        SECRET,
+        '--secret-string',
+        JSON.stringify({ api_key: KEY }),
+      ]);
       await machine.run(['cache', 'clear']);
     }
   });
 });
 
 describe('cache clear', () => {
-  test('removes the profile\'s cached key, so the next get reads the store', async () => {
+  test("removes the profile's cached key, so the next get reads the store", async () => {
     await machine.run(['get']);
     const cleared = await machine.run(['cache', 'clear']);
     expect(cleared.stdout).toBe('profile "default": removed the cached key from the file cache\n');
@@ -89,7 +103,13 @@ describe('config', () => {
     expect(result.stdout).toMatch(/^timeout\s+"5s"\s+\(default\)$/m);
     expect(result.stdout).toMatch(/machine-wide\s+\S+machine-config\.json\s+\(absent\)/);
     const json = JSON.parse((await machine.run(['config', '--json'])).stdout);
-    expect(json.values.find((row: { field: string }) => row.field === 'secret')).toEqual({ field: 'secret', value: SECRET, source: userFile, why: 'latest', overrides: [] });
+    expect(json.values.find((row: { field: string }) => row.field === 'secret')).toEqual({
+      field: 'secret',
+      value: SECRET,
+      source: userFile,
+      why: 'latest',
+      overrides: [],
+    });
   });
 
   test('without any configuration: shows the paths searched and exits 3', async () => {
@@ -104,7 +124,18 @@ describe('config', () => {
 
   test('init writes a commented file that keybroker loads, and does not overwrite it', async () => {
     const file = path.join(machine.home, 'init', 'config.json');
-    const written = await machine.run(['config', 'init', '--store', 'aws', '--region', 'eu-west-1', '--gateway', 'https://llm.example.com', '--output', file]);
+    const written = await machine.run([
+      'config',
+      'init',
+      '--store',
+      'aws',
+      '--region',
+      'eu-west-1',
+      '--gateway',
+      'https://llm.example.com',
+      '--output',
+      file,
+    ]);
     expect(written.code, written.stderr).toBe(0);
     const data = JSON.parse(fs.readFileSync(file, 'utf8'));
     expect(data.profiles.default.store).toEqual({ type: 'aws', region: 'eu-west-1' });
@@ -158,7 +189,14 @@ describe('login', () => {
   });
 
   test('not logged in: prints the exact login command and exits 4', async () => {
-    const env = { ...machine.env, AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_CONFIG_FILE: '/nonexistent/c', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/d', AWS_PROFILE: 'dev-sso' };
+    const env = {
+      ...machine.env,
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+      AWS_CONFIG_FILE: '/nonexistent/c',
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/d',
+      AWS_PROFILE: 'dev-sso',
+    };
     const result = await machine.run(['login'], {}, { replaceEnv: env });
     expect(result.code).toBe(4);
     expect(result.stdout).toBe('aws sso login --profile dev-sso\n');
@@ -186,8 +224,25 @@ describe('config init on a terminal', () => {
     const file = path.join(machine.home, 'init', 'interactive.json');
     const session = `kb-init-${process.pid}`;
     const tmux = (...args: string[]) => execFileSync('tmux', args, { encoding: 'utf8' });
-    const env = Object.entries({ ...machine.env, TERM: 'xterm' }).filter(([, value]) => value !== undefined).map(([key, value]) => `${key}=${value}`);
-    tmux('new-session', '-d', '-s', session, '-x', '150', '-y', '30', 'env', '-i', ...env, 'sh', '-c', `'${BINARY}' config init --output '${file}'; echo "exit=$?"; sleep 30`);
+    const env = Object.entries({ ...machine.env, TERM: 'xterm' })
+      .filter(([, value]) => value !== undefined)
+      .map(([key, value]) => `${key}=${value}`);
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      session,
+      '-x',
+      '150',
+      '-y',
+      '30',
+      'env',
+      '-i',
+      ...env,
+      'sh',
+      '-c',
+      `'${BINARY}' config init --output '${file}'; echo "exit=$?"; sleep 30`,
+    );
     const screen = () => tmux('capture-pane', '-p', '-J', '-t', session);
     const waitFor = async (pattern: RegExp) => {
       for (let tries = 0; tries < 100; tries++) {

@@ -62,4 +62,3 @@ test('an explicit keychain backend that does not work is a FAIL', async () => {
     machine.writeConfig({ ...awsProfile(machine.moto.endpoint), cache: { backend: 'auto', fallback: 'none' } });
   }
 });
-

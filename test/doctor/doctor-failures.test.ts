@@ -157,7 +157,13 @@ describe('doctor against each gateway failure', () => {
 
 describe('doctor against each store failure', () => {
   test('not logged in: FAIL with the login command, later store checks skipped', async () => {
-    const env = { ...machine.env, AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_CONFIG_FILE: '/nonexistent/config', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials' };
+    const env = {
+      ...machine.env,
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+      AWS_CONFIG_FILE: '/nonexistent/config',
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials',
+    };
     const { text, code, report } = await doctor([], {}, env);
     const identity = check(report, 'store.identity');
     expect(identity.verdict).toBe('FAIL');
@@ -202,7 +208,14 @@ describe('doctor against each store failure', () => {
   });
 
   test('an unusable value: FAIL naming the problem, never the value', async () => {
-    await machine.moto.aws(['secretsmanager', 'create-secret', '--name', 'claude-code/keys/broken', '--secret-string', 'sk-test-has a-space']);
+    await machine.moto.aws([
+      'secretsmanager',
+      'create-secret',
+      '--name',
+      'claude-code/keys/broken',
+      '--secret-string',
+      'sk-test-has a-space',
+    ]);
     machine.writeConfig({ ...awsProfile(machine.moto.endpoint), secret: 'claude-code/keys/broken' });
     try {
       const { report } = await doctor();

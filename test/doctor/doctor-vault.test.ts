@@ -20,16 +20,19 @@ beforeAll(async () => {
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-doctor-vault-'));
   const configFile = path.join(home, '.config', 'keybroker', 'config.json');
   fs.mkdirSync(path.dirname(configFile), { recursive: true });
-  fs.writeFileSync(configFile, JSON.stringify({
-    profiles: {
-      default: {
-        store: { type: 'vault', address: vault.address, mount: 'secret', auth: { method: 'oidc', role: 'developer' } },
-        secret: 'claude-code/keys/{user}',
-        user: 'store',
-        cache: { backend: 'file' },
+  fs.writeFileSync(
+    configFile,
+    JSON.stringify({
+      profiles: {
+        default: {
+          store: { type: 'vault', address: vault.address, mount: 'secret', auth: { method: 'oidc', role: 'developer' } },
+          secret: 'claude-code/keys/{user}',
+          user: 'store',
+          cache: { backend: 'file' },
+        },
       },
-    },
-  }));
+    }),
+  );
   await vault.kvPut('claude-code/keys/alice', { api_key: KEY, expires_at: new Date(Date.now() + 3 * 86_400_000).toISOString() });
 });
 afterAll(async () => {
@@ -38,16 +41,24 @@ afterAll(async () => {
 });
 
 async function doctor(): Promise<{ report: Report; output: string; code: number | null }> {
-  const result = await runBinary(['doctor', '--json'], { env: cleanEnv({ KEYBROKER_CLAUDE_MANAGED_SETTINGS: path.join(home, 'none.json') }, home) });
+  const result = await runBinary(['doctor', '--json'], {
+    env: cleanEnv({ KEYBROKER_CLAUDE_MANAGED_SETTINGS: path.join(home, 'none.json') }, home),
+  });
   return { report: JSON.parse(result.stdout) as Report, output: result.stdout + result.stderr, code: result.code };
 }
 
 test('logged in to Vault: who you are, the name {user} resolves to, the key and its expiry', async () => {
-  fs.writeFileSync(path.join(home, '.vault-token'), vault.createToken({ alias: 'alice', policies: ['claude-code-alice'], authPath: 'auth/oidc/oidc/callback' }), { mode: 0o600 });
+  fs.writeFileSync(
+    path.join(home, '.vault-token'),
+    vault.createToken({ alias: 'alice', policies: ['claude-code-alice'], authPath: 'auth/oidc/oidc/callback' }),
+    { mode: 0o600 },
+  );
   const { report, output } = await doctor();
   expect(check(report, 'store.identity').verdict).toBe('OK');
   expect(check(report, 'store.identity').finding).toMatch(/Vault/);
-  expect(check(report, 'store.secret-name').finding).toBe('"claude-code/keys/alice" (template "claude-code/keys/{user}", {user} = "alice" from the store identity)');
+  expect(check(report, 'store.secret-name').finding).toBe(
+    '"claude-code/keys/alice" (template "claude-code/keys/{user}", {user} = "alice" from the store identity)',
+  );
   expect(check(report, 'store.value').finding).toContain(fingerprint(KEY));
   const expiry = check(report, 'store.expiry');
   expect(expiry.verdict).toBe('WARN');

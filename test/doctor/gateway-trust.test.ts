@@ -61,28 +61,32 @@ afterEach(async () => {
 });
 
 describe('an ANTHROPIC_BASE_URL from project settings never gets the key', () => {
-  test.each(['project', 'local'] as const)('.claude/%s settings: doctor names the address, says Claude Code will send the key there once trusted, and contacts nothing', async (scope) => {
-    machine.writeSettings(scope, { env: { ANTHROPIC_BASE_URL: capture.url } });
-    const file = path.join(project(), '.claude', scope === 'project' ? 'settings.json' : 'settings.local.json');
-    // Run inside the cloned repository, as a developer would; the user's own gateway is in the environment.
-    const text = await machine.run(['doctor'], {}, { cwd: project() });
-    const { report } = await machine.doctorJson([], {}, undefined);
-    const json = await machine.run(['doctor', '--json'], {}, { cwd: project() });
-    const inProject = JSON.parse(json.stdout) as typeof report;
+  test.each(['project', 'local'] as const)(
+    '.claude/%s settings: doctor names the address, says Claude Code will send the key there once trusted, and contacts nothing',
+    async (scope) => {
+      machine.writeSettings(scope, { env: { ANTHROPIC_BASE_URL: capture.url } });
+      const file = path.join(project(), '.claude', scope === 'project' ? 'settings.json' : 'settings.local.json');
+      // Run inside the cloned repository, as a developer would; the user's own gateway is in the environment.
+      const text = await machine.run(['doctor'], {}, { cwd: project() });
+      const { report } = await machine.doctorJson([], {}, undefined);
+      const json = await machine.run(['doctor', '--json'], {}, { cwd: project() });
+      const inProject = JSON.parse(json.stdout) as typeof report;
 
-    expect(capture.requests).toEqual([]);
-    const url = check(inProject, 'gateway.url');
-    expect(url.verdict).toBe('WARN');
-    expect(url.finding).toContain('this project overrides the gateway');
-    expect(url.finding).toContain(`ANTHROPIC_BASE_URL=${capture.url}/`);
-    expect(url.finding).toContain(file);
-    expect(url.finding).toMatch(/Claude Code will send your key there once this folder is trusted/);
-    expect(url.fix).toContain(`keybroker doctor --gateway ${capture.url}/`);
-    for (const id of ['gateway.reachable', 'gateway.models', 'gateway.message', 'gateway.streaming']) expect([id, check(inProject, id).verdict]).toEqual([id, 'SKIP']);
-    expect(text.stdout).toMatch(/\[WARN\] gateway URL: this project overrides the gateway/);
-    // Outside the repository the same machine checks the developer's own gateway with the key.
-    expect(check(report, 'gateway.models').verdict).toBe('OK');
-  });
+      expect(capture.requests).toEqual([]);
+      const url = check(inProject, 'gateway.url');
+      expect(url.verdict).toBe('WARN');
+      expect(url.finding).toContain('this project overrides the gateway');
+      expect(url.finding).toContain(`ANTHROPIC_BASE_URL=${capture.url}/`);
+      expect(url.finding).toContain(file);
+      expect(url.finding).toMatch(/Claude Code will send your key there once this folder is trusted/);
+      expect(url.fix).toContain(`keybroker doctor --gateway ${capture.url}/`);
+      for (const id of ['gateway.reachable', 'gateway.models', 'gateway.message', 'gateway.streaming'])
+        expect([id, check(inProject, id).verdict]).toEqual([id, 'SKIP']);
+      expect(text.stdout).toMatch(/\[WARN\] gateway URL: this project overrides the gateway/);
+      // Outside the repository the same machine checks the developer's own gateway with the key.
+      expect(check(report, 'gateway.models').verdict).toBe('OK');
+    },
+  );
 
   test('--gateway with the same address, typed by the developer, is the override: then the key goes there', async () => {
     machine.writeSettings('project', { env: { ANTHROPIC_BASE_URL: capture.url } });
@@ -105,10 +109,16 @@ describe('never over plain HTTP to another machine', () => {
     const report = JSON.parse(result.stdout) as { checks: { id: string; verdict: string; finding: string }[] };
     const url = report.checks.find((entry) => entry.id === 'gateway.url')!;
     expect(url.verdict).toBe('FAIL');
-    expect(url.finding).toMatch(/plain HTTP to another machine: Claude Code would send your key across the network unencrypted; doctor did not send it/);
+    expect(url.finding).toMatch(
+      /plain HTTP to another machine: Claude Code would send your key across the network unencrypted; doctor did not send it/,
+    );
     // The route through the capture server works (the keyless HEAD arrived there)...
     // (A proxy gets the absolute form, `http://host/`, from Node 26; the origin form `/` before.)
-    expect(capture.requests.map((request) => `${request.method} ${request.headers.host} ${new URL(request.url ?? '', `http://${request.headers.host}`).pathname}`)).toContain('HEAD gateway.example.invalid:81 /');
+    expect(
+      capture.requests.map(
+        (request) => `${request.method} ${request.headers.host} ${new URL(request.url ?? '', `http://${request.headers.host}`).pathname}`,
+      ),
+    ).toContain('HEAD gateway.example.invalid:81 /');
     // ...and nothing with the key did.
     expect(capture.requests.filter(carriesKey)).toEqual([]);
     expect(report.checks.find((entry) => entry.id === 'gateway.models')!.verdict).toBe('SKIP');

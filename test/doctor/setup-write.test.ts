@@ -31,7 +31,16 @@ afterAll(async () => {
 function runHelperAsClaudeCode(command: string): { stdout: string; code: number } {
   const env = cleanEnv({ ...AWS_TEST_CREDENTIALS }, machine.home);
   try {
-    return { stdout: execFileSync('/bin/sh', ['-c', command], { cwd: '/', env, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], timeout: 30_000 }), code: 0 };
+    return {
+      stdout: execFileSync('/bin/sh', ['-c', command], {
+        cwd: '/',
+        env,
+        encoding: 'utf8',
+        stdio: ['pipe', 'pipe', 'pipe'],
+        timeout: 30_000,
+      }),
+      code: 0,
+    };
   } catch (error) {
     const failed = error as { status: number; stdout: string; stderr: string };
     return { stdout: failed.stdout, code: failed.status };
@@ -45,7 +54,15 @@ describe('setup writes a helper that reads what setup read', () => {
     fs.mkdirSync(configDir(), { recursive: true });
     fs.writeFileSync(
       path.join(configDir(), 'two.json'),
-      JSON.stringify({ profiles: { eu: { store: { type: 'aws', region: 'us-east-1', endpoint: machine.moto.endpoint }, secret: EU_SECRET, cache: { backend: 'none' } } } }),
+      JSON.stringify({
+        profiles: {
+          eu: {
+            store: { type: 'aws', region: 'us-east-1', endpoint: machine.moto.endpoint },
+            secret: EU_SECRET,
+            cache: { backend: 'none' },
+          },
+        },
+      }),
     );
   });
 
@@ -60,7 +77,11 @@ describe('setup writes a helper that reads what setup read', () => {
   });
 
   test('KEYBROKER_CONFIG and KEYBROKER_PROFILE: the same, from the environment setup ran with', async () => {
-    const result = await machine.run(['setup'], { KEYBROKER_CONFIG: path.join(configDir(), 'two.json'), KEYBROKER_PROFILE: 'eu' }, { cwd: '/' });
+    const result = await machine.run(
+      ['setup'],
+      { KEYBROKER_CONFIG: path.join(configDir(), 'two.json'), KEYBROKER_PROFILE: 'eu' },
+      { cwd: '/' },
+    );
     expect(result.code, result.stderr).toBe(0);
     const run = runHelperAsClaudeCode((JSON.parse(result.stdout) as { apiKeyHelper: string }).apiKeyHelper);
     expect(run.stdout).toBe(EU_KEY);
@@ -77,10 +98,13 @@ describe('setup writes a helper that reads what setup read', () => {
 describe('setup --managed --write: every developer can read the file', () => {
   test('under a umask of 077, the new file is 0644 in 0755 folders, another user reads it, and nothing is left beside it', async () => {
     const managed = path.join(scratch, 'etc', 'claude-code', 'managed-settings.json');
-    const result = await runBinary(['-c', 'umask 077 && exec "$0" "$@"', BINARY, 'setup', '--managed', '--write', '--gateway', 'https://llm.example.com'], {
-      command: '/bin/sh',
-      env: { ...machine.env, KEYBROKER_CLAUDE_MANAGED_SETTINGS: managed },
-    });
+    const result = await runBinary(
+      ['-c', 'umask 077 && exec "$0" "$@"', BINARY, 'setup', '--managed', '--write', '--gateway', 'https://llm.example.com'],
+      {
+        command: '/bin/sh',
+        env: { ...machine.env, KEYBROKER_CLAUDE_MANAGED_SETTINGS: managed },
+      },
+    );
     expect(result.code, result.stderr).toBe(0);
     expect(fs.statSync(managed).mode & 0o777).toBe(0o644);
     expect(fs.statSync(path.dirname(managed)).mode & 0o777).toBe(0o755);

@@ -59,7 +59,11 @@ export async function startMachine(): Promise<Machine> {
     env,
     transcript,
     async run(args, extraEnv = {}, options = {}) {
-      const result = await runBinary(args, { env: { ...(options.replaceEnv ?? env), ...extraEnv }, cwd: options.cwd ?? home, timeoutMs: 40_000 });
+      const result = await runBinary(args, {
+        env: { ...(options.replaceEnv ?? env), ...extraEnv },
+        cwd: options.cwd ?? home,
+        timeoutMs: 40_000,
+      });
       transcript.push(result.stdout, result.stderr);
       return result;
     },

@@ -28,10 +28,13 @@ const cacheHolding = (held: string | undefined, kind: CacheStore['kind'] = 'file
   write: async () => {},
   remove: async () => false,
 });
-const cacheDeps = (held: string | null = serializeEntry(served), kind: CacheStore['kind'] = 'file') => ({ cache: cacheHolding(held ?? undefined, kind), account: 'default:abc' });
+const cacheDeps = (held: string | null = serializeEntry(served), kind: CacheStore['kind'] = 'file') => ({
+  cache: cacheHolding(held ?? undefined, kind),
+  account: 'default:abc',
+});
 
 describe('login', () => {
-  test('runs the provider\'s interactive login (with a browser opener), then warms the cache', async () => {
+  test("runs the provider's interactive login (with a browser opener), then warms the cache", async () => {
     const steps: string[] = [];
     const result = await login({
       provider: provider({
@@ -50,7 +53,14 @@ describe('login', () => {
       ...cacheDeps(),
     });
     expect(result.kind).toBe('cached');
-    expect(steps).toEqual(['say logging in to Test Store', 'say visit the page', 'browser https://vault.example.com/ui/oidc', 'interactive', 'refresh', expect.stringMatching(/^say cached key sha256:[0-9a-f]{8} \(version 7/)]);
+    expect(steps).toEqual([
+      'say logging in to Test Store',
+      'say visit the page',
+      'browser https://vault.example.com/ui/oidc',
+      'interactive',
+      'refresh',
+      expect.stringMatching(/^say cached key sha256:[0-9a-f]{8} \(version 7/),
+    ]);
   });
 
   test('without an interactive login and not logged in: returns the exact CLI command, reads nothing', async () => {
@@ -72,11 +82,18 @@ describe('login', () => {
 
   test('says "cached" only when the cache gives the key back', async () => {
     const lines: string[] = [];
-    const base = { provider: provider({}), say: (line: string) => void lines.push(line), openBrowser: async () => {}, refresh: async () => served };
+    const base = {
+      provider: provider({}),
+      say: (line: string) => void lines.push(line),
+      openBrowser: async () => {},
+      refresh: async () => served,
+    };
     const missing = await login({ ...base, ...cacheDeps(null) });
     expect(missing.kind).toBe('not-cached');
     expect(missing.kind === 'not-cached' && missing.error.exitCode).toBe(9);
-    expect(missing.kind === 'not-cached' && missing.error.message).toMatch(/^read key sha256:[0-9a-f]{8} .* but it was not cached in the file cache/);
+    expect(missing.kind === 'not-cached' && missing.error.message).toMatch(
+      /^read key sha256:[0-9a-f]{8} .* but it was not cached in the file cache/,
+    );
     const older = await login({ ...base, ...cacheDeps(serializeEntry({ ...served, key: 'sk-test-older' })) });
     expect(older.kind).toBe('not-cached');
     const none = await login({ ...base, ...cacheDeps(null, 'none') });
@@ -102,7 +119,7 @@ describe('apiKeyHelper commands', () => {
     expect(shellQuote('C:\\Program Files\\keybroker\\keybroker.exe', 'win32')).toBe('"C:\\Program Files\\keybroker\\keybroker.exe"');
   });
 
-  test('the TTL setup recommends is half the refresh interval, at most Claude Code\'s default', () => {
+  test("the TTL setup recommends is half the refresh interval, at most Claude Code's default", () => {
     expect(recommendedTtlMs(30 * 60_000)).toBe(300_000);
     expect(recommendedTtlMs(4 * 60_000)).toBe(120_000);
     expect(recommendedTtlMs(1_000)).toBe(1_000);

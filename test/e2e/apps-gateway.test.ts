@@ -170,7 +170,9 @@ describe('doctor at a Claude apps gateway', () => {
     vault.mountKv('secret', 2);
     await vault.kvPut('claude-code/keys/dora', { api_key: FOREIGN_KEY });
     const store = { type: 'vault', address: vault.address, mount: 'secret', auth: { method: 'oidc', role: 'developer' } };
-    const keyed = home({ profiles: { default: { store, secret: 'claude-code/keys/dora', gateway: checked.url, cache: { backend: 'none' } } } });
+    const keyed = home({
+      profiles: { default: { store, secret: 'claude-code/keys/dora', gateway: checked.url, cache: { backend: 'none' } } },
+    });
     fs.writeFileSync(path.join(keyed.dir, '.vault-token'), vault.rootToken, { mode: 0o600 });
     const seen = checked.upstream.log.length;
     const foreign = await doctor(keyed.env());
@@ -192,16 +194,26 @@ describe('doctor at a Claude apps gateway', () => {
     await checked.op.stop();
     const noIdp = await doctor(env);
     expect(noIdp.check('gateway.apps-gateway').verdict, noIdp.check('gateway.apps-gateway').finding).toBe('FAIL');
-    expect(noIdp.check('gateway.apps-gateway').finding).toContain(`its identity provider ${checked.op.issuer}, where developers sign in, did not answer`);
+    expect(noIdp.check('gateway.apps-gateway').finding).toContain(
+      `its identity provider ${checked.op.issuer}, where developers sign in, did not answer`,
+    );
   }, 180_000);
 });
 
 describe('setup for a Claude apps gateway', () => {
-  it('setup --managed --apps-gateway prints the managed settings for Claude Code\'s native sign-in there (no apiKeyHelper); plain HTTP is refused; --write merges them and refuses (or with --force removes) an apiKeyHelper', async () => {
-    const testHome = home({ profiles: { default: { oidc: { issuer: 'https://claude-gateway.corp.example', clientId: 'keybroker', flow: 'device' } } } });
-    const printed = await runBinary(['setup', '--managed', '--apps-gateway', 'https://claude-gateway.corp.example/'], { env: testHome.env() });
+  it("setup --managed --apps-gateway prints the managed settings for Claude Code's native sign-in there (no apiKeyHelper); plain HTTP is refused; --write merges them and refuses (or with --force removes) an apiKeyHelper", async () => {
+    const testHome = home({
+      profiles: { default: { oidc: { issuer: 'https://claude-gateway.corp.example', clientId: 'keybroker', flow: 'device' } } },
+    });
+    const printed = await runBinary(['setup', '--managed', '--apps-gateway', 'https://claude-gateway.corp.example/'], {
+      env: testHome.env(),
+    });
     expect(printed.code, printed.stderr).toBe(0);
-    expect(JSON.parse(printed.stdout)).toEqual({ forceLoginMethod: 'gateway', forceLoginGatewayUrl: 'https://claude-gateway.corp.example', parentSettingsBehavior: 'merge' });
+    expect(JSON.parse(printed.stdout)).toEqual({
+      forceLoginMethod: 'gateway',
+      forceLoginGatewayUrl: 'https://claude-gateway.corp.example',
+      parentSettingsBehavior: 'merge',
+    });
     expect(printed.stderr).toContain('leave apiKeyHelper and ANTHROPIC_API_KEY out of them');
     const plain = await runBinary(['setup', '--managed', '--apps-gateway', 'http://claude-gateway.corp.example'], { env: testHome.env() });
     expect(plain).toMatchObject({ code: 2, stdout: '' });
@@ -213,10 +225,20 @@ describe('setup for a Claude apps gateway', () => {
     const refused = await runBinary(['setup', '--managed', '--write', '--apps-gateway', 'https://claude-gateway.corp.example'], { env });
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('Claude Code refuses to start');
-    expect(JSON.parse(fs.readFileSync(managed, 'utf8'))).toEqual({ apiKeyHelper: '/usr/bin/keybroker', permissions: { deny: ['WebFetch'] } });
-    const forced = await runBinary(['setup', '--managed', '--write', '--force', '--apps-gateway', 'https://claude-gateway.corp.example'], { env });
+    expect(JSON.parse(fs.readFileSync(managed, 'utf8'))).toEqual({
+      apiKeyHelper: '/usr/bin/keybroker',
+      permissions: { deny: ['WebFetch'] },
+    });
+    const forced = await runBinary(['setup', '--managed', '--write', '--force', '--apps-gateway', 'https://claude-gateway.corp.example'], {
+      env,
+    });
     expect(forced.code, forced.stderr).toBe(0);
-    expect(JSON.parse(fs.readFileSync(managed, 'utf8'))).toEqual({ permissions: { deny: ['WebFetch'] }, forceLoginMethod: 'gateway', forceLoginGatewayUrl: 'https://claude-gateway.corp.example', parentSettingsBehavior: 'merge' });
+    expect(JSON.parse(fs.readFileSync(managed, 'utf8'))).toEqual({
+      permissions: { deny: ['WebFetch'] },
+      forceLoginMethod: 'gateway',
+      forceLoginGatewayUrl: 'https://claude-gateway.corp.example',
+      parentSettingsBehavior: 'merge',
+    });
     expect(fs.statSync(managed).mode & 0o777).toBe(0o644);
     expect(forced.stderr).toMatch(/backup at .*removed apiKeyHelper/);
     const again = await runBinary(['setup', '--managed', '--write', '--apps-gateway', 'https://claude-gateway.corp.example'], { env });

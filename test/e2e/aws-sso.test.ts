@@ -31,17 +31,38 @@ beforeAll(() => {
   );
   fs.writeFileSync(
     path.join(home, 'config.json'),
-    JSON.stringify({ profiles: { default: { store: { type: 'aws', region: 'us-east-1', profile: 'dev-sso' }, secret: 'claude-code/keys/{user}', cache: { backend: 'none' } } } }),
+    JSON.stringify({
+      profiles: {
+        default: {
+          store: { type: 'aws', region: 'us-east-1', profile: 'dev-sso' },
+          secret: 'claude-code/keys/{user}',
+          cache: { backend: 'none' },
+        },
+      },
+    }),
   );
 });
 afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
 
-const env = () => ({ PATH: '/nonexistent', HOME: home, KEYBROKER_CONFIG: path.join(home, 'config.json'), KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json') });
+const env = () => ({
+  PATH: '/nonexistent',
+  HOME: home,
+  KEYBROKER_CONFIG: path.join(home, 'config.json'),
+  KEYBROKER_MACHINE_CONFIG: path.join(home, 'none.json'),
+});
 
 it('an expired SSO session: exit 4 and the exact aws sso login command', async () => {
   // Where `aws sso login` leaves its token: ~/.aws/sso/cache/<sha1 of the session name>.json.
   const tokenFile = path.join(cacheDir(), `${createHash('sha1').update('corp').digest('hex')}.json`);
-  fs.writeFileSync(tokenFile, JSON.stringify({ startUrl: 'https://corp.example.invalid/start', region: 'us-east-1', accessToken: 'test-expired-token', expiresAt: '2026-01-01T00:00:00Z' }));
+  fs.writeFileSync(
+    tokenFile,
+    JSON.stringify({
+      startUrl: 'https://corp.example.invalid/start',
+      region: 'us-east-1',
+      accessToken: 'test-expired-token',
+      expiresAt: '2026-01-01T00:00:00Z',
+    }),
+  );
   const result = await runBinary(['get'], { env: env() });
   expect(result.code).toBe(4);
   expect(result.stdout).toBe('');

@@ -19,11 +19,20 @@ let bin: string;
 
 function writeConfig(file: string, cache: Record<string, unknown>): void {
   const store = { type: 'azure', vaultUrl: vault.url(), caFile: vault.caFile, disableChallengeResourceVerification: true };
-  fs.writeFileSync(file, JSON.stringify({ defaultProfile: 'default', profiles: { default: { store, secret: 'claude-code/keys/{user}', user: 'store', cache } } }));
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      defaultProfile: 'default',
+      profiles: { default: { store, secret: 'claude-code/keys/{user}', user: 'store', cache } },
+    }),
+  );
 }
 
 function envFor(azureConfigDir: string, configFile: string): NodeJS.ProcessEnv {
-  return cleanEnv({ ...keychain.env, PATH: `${bin}:${process.env['PATH']}`, AZURE_CONFIG_DIR: azureConfigDir, KEYBROKER_CONFIG: configFile }, keychain.home);
+  return cleanEnv(
+    { ...keychain.env, PATH: `${bin}:${process.env['PATH']}`, AZURE_CONFIG_DIR: azureConfigDir, KEYBROKER_CONFIG: configFile },
+    keychain.home,
+  );
 }
 
 beforeAll(async () => {
@@ -52,7 +61,10 @@ describe('keybroker get against Azure Key Vault, the built binary', () => {
     expect(result).toMatchObject({ code: 0, stdout: 'sk-test-azure-e2e-1', stderr: '' });
     const accounts = await keychain.accounts('keybroker');
     expect(accounts).toHaveLength(1);
-    const cached = JSON.parse((await keychain.lookup({ service: 'keybroker', username: accounts[0]! }))!) as { key: string; secret: string };
+    const cached = JSON.parse((await keychain.lookup({ service: 'keybroker', username: accounts[0]! }))!) as {
+      key: string;
+      secret: string;
+    };
     expect(cached).toMatchObject({ key: 'sk-test-azure-e2e-1', secret: SECRET });
   });
 
@@ -84,7 +96,7 @@ describe('keybroker get against Azure Key Vault, the built binary', () => {
     vault.setSecret(keyVaultName(SECRET), JSON.stringify({ api_key: 'sk-test-azure-e2e-1' }));
   });
 
-  it('serves a cold get (store read every time) in a cold get\'s worth of process starts, waiting on nothing else', async () => {
+  it("serves a cold get (store read every time) in a cold get's worth of process starts, waiting on nothing else", async () => {
     const config = path.join(keychain.home, 'nocache.json');
     writeConfig(config, { backend: 'none' });
     const env = envFor(path.join(keychain.home, '.azure'), config);

@@ -29,7 +29,10 @@ beforeAll(async () => {
     await moto.aws(['secretsmanager', 'create-secret', '--name', `claude-code/keys/${user}`, '--secret-string', key]);
   }
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-account-'));
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(awsConfig(moto.endpoint, { cache: { backend: 'file', refreshAfter: '1h' } })));
+  fs.writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify(awsConfig(moto.endpoint, { cache: { backend: 'file', refreshAfter: '1h' } })),
+  );
   fs.chmodSync(path.join(dir, 'config.json'), 0o644);
   fs.chownSync(dir, UID, UID);
 });
@@ -42,15 +45,28 @@ afterAll(async () => {
 function bareEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   // The AWS SDK asks the OS for a home folder when HOME is unset (and fails without a passwd entry);
   // HOMEDRIVE + HOMEPATH is its own fallback, which keybroker does not read.
-  const aws = { AWS_CONFIG_FILE: path.join(dir, 'no-aws-config'), AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'no-aws-credentials'), HOMEDRIVE: '', HOMEPATH: dir };
-  return { PATH: process.env['PATH'], ...AWS_TEST_CREDENTIALS, ...aws, KEYBROKER_CONFIG: path.join(dir, 'config.json'), KEYBROKER_MACHINE_CONFIG: path.join(dir, 'machine.json'), ...extra };
+  const aws = {
+    AWS_CONFIG_FILE: path.join(dir, 'no-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'no-aws-credentials'),
+    HOMEDRIVE: '',
+    HOMEPATH: dir,
+  };
+  return {
+    PATH: process.env['PATH'],
+    ...AWS_TEST_CREDENTIALS,
+    ...aws,
+    KEYBROKER_CONFIG: path.join(dir, 'config.json'),
+    KEYBROKER_MACHINE_CONFIG: path.join(dir, 'machine.json'),
+    ...extra,
+  };
 }
 function runAs(env: NodeJS.ProcessEnv, cwd = '/'): Promise<RunResult> {
   return runBinary(['--reuid', String(UID), '--regid', String(UID), '--clear-groups', BINARY, 'get'], { env, cwd, command: 'setpriv' });
 }
 
 describe('"user": "os" with no passwd entry', () => {
-  const env = (extra: NodeJS.ProcessEnv) => bareEnv({ HOME: dir, KEYBROKER_CACHE_DIR: path.join(dir, 'cache'), KEYBROKER_RUNTIME_DIR: path.join(dir, 'run'), ...extra });
+  const env = (extra: NodeJS.ProcessEnv) =>
+    bareEnv({ HOME: dir, KEYBROKER_CACHE_DIR: path.join(dir, 'cache'), KEYBROKER_RUNTIME_DIR: path.join(dir, 'run'), ...extra });
 
   it('USER=alice, then USER=carol: each is served their own key; with no user at all, exit 3 and no key', async () => {
     expect(await runAs(env({ USER: 'alice' }))).toMatchObject({ code: 0, stdout: KEYS.alice, stderr: '' });
@@ -59,7 +75,9 @@ describe('"user": "os" with no passwd entry', () => {
     expect(await runAs(env({ USER: 'alice' }))).toMatchObject({ code: 0, stdout: KEYS.alice });
     const nobody = await runAs(env({}));
     expect(nobody).toMatchObject({ code: 3, stdout: '' });
-    expect(nobody.stderr).toMatch(/^keybroker: cannot tell your OS login name: .* no passwd entry and neither USER nor LOGNAME is set: set USER/);
+    expect(nobody.stderr).toMatch(
+      /^keybroker: cannot tell your OS login name: .* no passwd entry and neither USER nor LOGNAME is set: set USER/,
+    );
   });
 });
 
@@ -82,7 +100,12 @@ describe('no HOME and no passwd entry: the cache folder would be relative', () =
       const env = bareEnv({ USER: 'carol' });
       const keys = path.join(repo, '.cache', 'keybroker', 'keys');
       fs.mkdirSync(keys, { recursive: true, mode: 0o700 });
-      const planted = serializeEntry({ key: 'sk-test-account-planted', version: 'planted', secret: 'claude-code/keys/carol', fetchedAt: Date.now() });
+      const planted = serializeEntry({
+        key: 'sk-test-account-planted',
+        version: 'planted',
+        secret: 'claude-code/keys/carol',
+        fetchedAt: Date.now(),
+      });
       for (const account of accountsOf(profileOf(env), 'carol')) {
         fs.writeFileSync(path.join(keys, `${sha256Hex(account).slice(0, 24)}.json`), planted, { mode: 0o600 });
       }

@@ -33,7 +33,12 @@ beforeAll(async () => {
   runner = makeTestHome({
     profiles: {
       default: {
-        store: { type: 'vault', address: vault.address, mount: 'secret', auth: { method: 'jwt', role: 'github-actions', jwtFile: '/placeholder' } },
+        store: {
+          type: 'vault',
+          address: vault.address,
+          mount: 'secret',
+          auth: { method: 'jwt', role: 'github-actions', jwtFile: '/placeholder' },
+        },
         secret: 'ci/claude/{user}',
         user: 'store',
         gateway: GATEWAY,
@@ -63,7 +68,9 @@ describe('keybroker env for CI runners', () => {
     const written = fs.readFileSync(githubEnv, 'utf8');
     const delimiter = /ANTHROPIC_CUSTOM_HEADERS<<(\S+)\n/.exec(written)?.[1];
     expect(delimiter).toMatch(/^keybroker_[0-9a-f-]{36}$/);
-    expect(written).toBe(`EARLIER=kept\nANTHROPIC_BASE_URL=${GATEWAY}\nANTHROPIC_API_KEY=${KEY}\nANTHROPIC_CUSTOM_HEADERS<<${delimiter}\nx-tenant: octo\nx-route: ci\n${delimiter}\n`);
+    expect(written).toBe(
+      `EARLIER=kept\nANTHROPIC_BASE_URL=${GATEWAY}\nANTHROPIC_API_KEY=${KEY}\nANTHROPIC_CUSTOM_HEADERS<<${delimiter}\nx-tenant: octo\nx-route: ci\n${delimiter}\n`,
+    );
     expect(written.split('\n').filter((line) => line.includes(KEY))).toEqual([`ANTHROPIC_API_KEY=${KEY}`]);
     expect(result.stderr).not.toContain(KEY);
     expect(result.stderr).toContain('ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY, ANTHROPIC_CUSTOM_HEADERS');
@@ -85,7 +92,9 @@ describe('keybroker env for CI runners', () => {
   it('shell and gitlab print exports to eval; gitlab refuses while CI_DEBUG_TRACE would echo them', async () => {
     const shell = await runBinary(['env', '--format', 'shell', '--key-var', 'ANTHROPIC_AUTH_TOKEN'], { env: runner.env() });
     expect(shell).toMatchObject({ code: 0, stderr: '' });
-    expect(shell.stdout).toBe(`export ANTHROPIC_BASE_URL='${GATEWAY}'\nexport ANTHROPIC_AUTH_TOKEN='${KEY}'\nexport ANTHROPIC_CUSTOM_HEADERS='x-tenant: octo\nx-route: ci'\n`);
+    expect(shell.stdout).toBe(
+      `export ANTHROPIC_BASE_URL='${GATEWAY}'\nexport ANTHROPIC_AUTH_TOKEN='${KEY}'\nexport ANTHROPIC_CUSTOM_HEADERS='x-tenant: octo\nx-route: ci'\n`,
+    );
     const gitlab = await runBinary(['env', '--format', 'gitlab'], { env: runner.env({ GITLAB_CI: 'true' }) });
     expect(gitlab).toMatchObject({ code: 0, stdout: shell.stdout.replace('ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_API_KEY') });
     const traced = await runBinary(['env', '--format', 'gitlab'], { env: runner.env({ GITLAB_CI: 'true', CI_DEBUG_TRACE: 'true' }) });
@@ -100,14 +109,17 @@ describe('keybroker env for CI runners', () => {
     ['CI_DEBUG_TRACE', 'True'],
     ['CI_DEBUG_SERVICES', 'true'],
     ['CI_DEBUG_SERVICES', 'T'],
-  ])('gitlab with %s=%s (true to Go\'s ParseBool, as GitLab reads it): exit 2, no key, and the store is never asked', async (name, value) => {
-    const asked = vault.requests.length;
-    const traced = await runBinary(['env', '--format', 'gitlab'], { env: runner.env({ GITLAB_CI: 'true', [name]: value }) });
-    expect(traced).toMatchObject({ code: 2, stdout: '' });
-    expect(traced.stderr).toContain(`${name}=${value}`);
-    expect(traced.stderr).not.toContain(KEY);
-    expect(vault.requests.length).toBe(asked);
-  });
+  ])(
+    "gitlab with %s=%s (true to Go's ParseBool, as GitLab reads it): exit 2, no key, and the store is never asked",
+    async (name, value) => {
+      const asked = vault.requests.length;
+      const traced = await runBinary(['env', '--format', 'gitlab'], { env: runner.env({ GITLAB_CI: 'true', [name]: value }) });
+      expect(traced).toMatchObject({ code: 2, stdout: '' });
+      expect(traced.stderr).toContain(`${name}=${value}`);
+      expect(traced.stderr).not.toContain(KEY);
+      expect(vault.requests.length).toBe(asked);
+    },
+  );
 
   it('gitlab with tracing off in words GitLab reads as false (0, false, yes is not a bool): the exports are printed', async () => {
     for (const value of ['0', 'false', 'FALSE', 'yes', '']) {
@@ -123,13 +135,21 @@ describe('keybroker env for CI runners', () => {
     // The runner reads stdout and stderr into one log: merge them, in the order they were written.
     const result = await runBinary(['-c', `exec '${BINARY}' env --format github --verbose 2>&1`], {
       command: 'sh',
-      env: runner.env({ GITHUB_ENV: githubEnv, GITHUB_ACTIONS: 'true', RUNNER_DEBUG: '1', ACTIONS_STEP_DEBUG: 'true', KEYBROKER_DEBUG: '1' }),
+      env: runner.env({
+        GITHUB_ENV: githubEnv,
+        GITHUB_ACTIONS: 'true',
+        RUNNER_DEBUG: '1',
+        ACTIONS_STEP_DEBUG: 'true',
+        KEYBROKER_DEBUG: '1',
+      }),
     });
     expect(result.code, result.stdout).toBe(0);
     const log = result.stdout.split('\n');
     expect(log.some((line) => line.startsWith('keybroker: debug:'))).toBe(true);
     expect(log.filter((line) => line.includes(KEY))).toEqual([`::add-mask::${KEY}`]);
-    expect(log.findIndex((line) => line.includes('::add-mask::'))).toBeLessThan(log.findIndex((line) => line.includes('for the rest of the job')));
+    expect(log.findIndex((line) => line.includes('::add-mask::'))).toBeLessThan(
+      log.findIndex((line) => line.includes('for the rest of the job')),
+    );
     expect(fs.readFileSync(githubEnv, 'utf8')).toContain(`ANTHROPIC_API_KEY=${KEY}\n`);
   });
 });

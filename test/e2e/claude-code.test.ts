@@ -46,7 +46,7 @@ describe('the real Claude Code with apiKeyHelper = dist/keybroker', () => {
     }
   });
 
-  it('shows keybroker\'s one-line message when the store is unreachable and nothing is cached', async () => {
+  it("shows keybroker's one-line message when the store is unreachable and nothing is cached", async () => {
     const home = claudeHome(awsConfig(`http://127.0.0.1:${await closedPort()}`, { cache: { backend: 'none' } }));
     const before = gateway.log.length;
     const message =

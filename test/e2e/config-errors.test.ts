@@ -44,9 +44,21 @@ function expectConfigError(result: RunResult, text: string | RegExp): void {
 describe('durations outside what a store call or a cache can use', () => {
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ['timeout "0s"', { timeout: '0s' }, /field "profiles\.default\.timeout" must be between 100ms and 10m/],
-    ['timeout "99999999h" (a RangeError at the store call before)', { timeout: '99999999h' }, /field "profiles\.default\.timeout" must be between 100ms and 10m/],
-    ['refreshAfter "0s"', { cache: { backend: 'none', refreshAfter: '0s' } }, /field "profiles\.default\.cache\.refreshAfter" must be between 1s and 365d/],
-    ['refreshAfter "99999999h"', { cache: { backend: 'none', refreshAfter: '99999999h' } }, /field "profiles\.default\.cache\.refreshAfter" must be between 1s and 365d/],
+    [
+      'timeout "99999999h" (a RangeError at the store call before)',
+      { timeout: '99999999h' },
+      /field "profiles\.default\.timeout" must be between 100ms and 10m/,
+    ],
+    [
+      'refreshAfter "0s"',
+      { cache: { backend: 'none', refreshAfter: '0s' } },
+      /field "profiles\.default\.cache\.refreshAfter" must be between 1s and 365d/,
+    ],
+    [
+      'refreshAfter "99999999h"',
+      { cache: { backend: 'none', refreshAfter: '99999999h' } },
+      /field "profiles\.default\.cache\.refreshAfter" must be between 1s and 365d/,
+    ],
   ];
   for (const [what, profile, message] of cases) {
     it(`refuses ${what} in config, status and get, naming the file`, async () => {
@@ -61,7 +73,10 @@ describe('durations outside what a store call or a cache can use', () => {
 
   it('refuses the same through KEYBROKER_TIMEOUT, naming the variable', async () => {
     home.writeConfig(awsConfig(moto.endpoint, { cache: { backend: 'none' } }));
-    expectConfigError(await run(['get'], { KEYBROKER_TIMEOUT: '0s' }), /environment \(KEYBROKER_TIMEOUT\): field "timeout" must be between/);
+    expectConfigError(
+      await run(['get'], { KEYBROKER_TIMEOUT: '0s' }),
+      /environment \(KEYBROKER_TIMEOUT\): field "timeout" must be between/,
+    );
   });
 });
 
@@ -98,7 +113,7 @@ describe('the file as a whole', () => {
 });
 
 describe('mistakes inside "store"', () => {
-  it('are refused by config, status, get and doctor\'s configuration check, naming the field', async () => {
+  it("are refused by config, status, get and doctor's configuration check, naming the field", async () => {
     home.writeConfig(awsConfig(moto.endpoint, { cache: { backend: 'none' } }, { regio: 'x' }));
     for (const command of [['config'], ['status'], ['get']]) {
       expectConfigError(await run(command), /unknown field "regio" in profiles\.default\.store/);
@@ -146,10 +161,20 @@ describe('a uid with no passwd entry (containers, a directory service that is do
   function runAs(env: NodeJS.ProcessEnv): Promise<RunResult> {
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(awsConfig(moto.endpoint, { cache: { backend: 'none' } })));
     fs.chmodSync(path.join(dir, 'config.json'), 0o644);
-    const base: NodeJS.ProcessEnv = { ...home.env(), HOME: dir, XDG_CONFIG_HOME: dir, XDG_CACHE_HOME: dir, KEYBROKER_CONFIG: path.join(dir, 'config.json'), KEYBROKER_MACHINE_CONFIG: path.join(dir, 'machine.json') };
+    const base: NodeJS.ProcessEnv = {
+      ...home.env(),
+      HOME: dir,
+      XDG_CONFIG_HOME: dir,
+      XDG_CACHE_HOME: dir,
+      KEYBROKER_CONFIG: path.join(dir, 'config.json'),
+      KEYBROKER_MACHINE_CONFIG: path.join(dir, 'machine.json'),
+    };
     delete base['USER'];
     delete base['LOGNAME'];
-    return runBinary(['--reuid', String(uid), '--regid', String(uid), '--clear-groups', BINARY], { env: { ...base, ...env }, command: 'setpriv' });
+    return runBinary(['--reuid', String(uid), '--regid', String(uid), '--clear-groups', BINARY], {
+      env: { ...base, ...env },
+      command: 'setpriv',
+    });
   }
 
   it('uses USER (or LOGNAME) for {user}', async () => {
@@ -177,7 +202,10 @@ describe('config init flags, doctor --help and --json', () => {
 
   it('doctor --json gives every check a details object, possibly empty', async () => {
     home.writeConfig(awsConfig('http://127.0.0.1:1', { cache: { backend: 'none' }, timeout: '500ms' }));
-    const doctor = await runBinary(['doctor', '--json'], { env: home.env({ CLAUDE_CONFIG_DIR: path.join(home.dir, 'claude') }), timeoutMs: 30_000 });
+    const doctor = await runBinary(['doctor', '--json'], {
+      env: home.env({ CLAUDE_CONFIG_DIR: path.join(home.dir, 'claude') }),
+      timeoutMs: 30_000,
+    });
     const report = JSON.parse(doctor.stdout) as { checks: { id: string; details?: unknown }[] };
     expect(report.checks.length).toBeGreaterThan(5);
     for (const check of report.checks) expect(check.details, check.id).toBeTypeOf('object');

@@ -65,13 +65,19 @@ describe('config files are trust roots', () => {
     fs.chmodSync(home.configFile, 0o666);
     const writable = await runBinary([], { env: home.env() });
     expect(writable).toMatchObject({ code: 3, stdout: '' });
-    expect(writable.stderr).toBe(`keybroker: config file ${home.configFile} can be written by other users (mode 666): not used (whoever can write it chooses where your credentials go): run 'chmod go-w ${home.configFile}'\n`);
+    expect(writable.stderr).toBe(
+      `keybroker: config file ${home.configFile} can be written by other users (mode 666): not used (whoever can write it chooses where your credentials go): run 'chmod go-w ${home.configFile}'\n`,
+    );
 
     fs.chmodSync(home.configFile, 0o644);
     fs.chownSync(home.configFile, OTHER_UID, OTHER_UID);
     const theirs = await runBinary([], { env: home.env() });
     expect(theirs).toMatchObject({ code: 3, stdout: '' });
-    expect(theirs.stderr).toMatch(new RegExp(`^keybroker: config file ${home.configFile} belongs to another user \\(uid 65534\\): not used .*: make it yours or root's \\(chown\\), or remove it\\n$`));
+    expect(theirs.stderr).toMatch(
+      new RegExp(
+        `^keybroker: config file ${home.configFile} belongs to another user \\(uid 65534\\): not used .*: make it yours or root's \\(chown\\), or remove it\\n$`,
+      ),
+    );
     expect(recorder.requests).toBe(0);
   });
 
@@ -123,7 +129,9 @@ describe('config files are trust roots', () => {
     execFileSync('mkfifo', ['-m', '600', home.configFile]);
     const result = await runBinary([], { env: home.env(), timeoutMs: 20_000 });
     expect(result).toMatchObject({ code: 3, signal: null, stdout: '' });
-    expect(result.stderr).toBe(`keybroker: config file ${home.configFile} is a FIFO, not a regular file: not used: replace it with a regular JSON file\n`);
+    expect(result.stderr).toBe(
+      `keybroker: config file ${home.configFile} is a FIFO, not a regular file: not used: replace it with a regular JSON file\n`,
+    );
     await expectWithinBound('get with a FIFO as its config', result.ms, 0, yardstick);
   });
 
@@ -146,7 +154,7 @@ describe('config files are trust roots', () => {
 });
 
 describe('path variables cannot lead into the project through /proc', () => {
-  it('KEYBROKER_CONFIG, KEYBROKER_MACHINE_CONFIG, XDG_CONFIG_HOME or HOME at /proc/self/cwd (or a link to it) are ignored with one line; the repo\'s file is never read', async () => {
+  it("KEYBROKER_CONFIG, KEYBROKER_MACHINE_CONFIG, XDG_CONFIG_HOME or HOME at /proc/self/cwd (or a link to it) are ignored with one line; the repo's file is never read", async () => {
     const home = newHome(awsConfig('http://127.0.0.1:9', { secret: 'the-developers' }));
     const project = scratch(0o755);
     fs.writeFileSync(path.join(project, 'kb.json'), JSON.stringify(plantedConfig('from-the-repo')));
@@ -174,7 +182,7 @@ describe('path variables cannot lead into the project through /proc', () => {
   });
 });
 
-describe('the MCP allow-list holds whatever the helper\'s command line says', () => {
+describe("the MCP allow-list holds whatever the helper's command line says", () => {
   let moto: Moto;
   const KEY = 'sk-test-cfgtrust-mcp';
   const SECRET = 'cfgtrust/mcp/key';
@@ -183,26 +191,39 @@ describe('the MCP allow-list holds whatever the helper\'s command line says', ()
     await moto.aws(['secretsmanager', 'create-secret', '--name', SECRET, '--secret-string', KEY]);
   });
   afterAll(async () => moto?.stop());
-  const listed = () => ({ ...awsConfig(moto.endpoint, { secret: SECRET, cache: { backend: 'none' } }), mcpServers: { corp: { url: 'http://127.0.0.1:1/corp' } } });
+  const listed = () => ({
+    ...awsConfig(moto.endpoint, { secret: SECRET, cache: { backend: 'none' } }),
+    mcpServers: { corp: { url: 'http://127.0.0.1:1/corp' } },
+  });
 
   it('an emptied CLAUDE_CODE_MCP_SERVER_URL is refused, not read as "no MCP server": headers and get print no key', async () => {
     const home = newHome(listed());
-    for (const variables of [{ CLAUDE_CODE_MCP_SERVER_URL: '', CLAUDE_CODE_MCP_SERVER_NAME: 'corp' }, { CLAUDE_CODE_MCP_SERVER_URL: '' }, { CLAUDE_CODE_MCP_SERVER_NAME: 'corp' }]) {
+    for (const variables of [
+      { CLAUDE_CODE_MCP_SERVER_URL: '', CLAUDE_CODE_MCP_SERVER_NAME: 'corp' },
+      { CLAUDE_CODE_MCP_SERVER_URL: '' },
+      { CLAUDE_CODE_MCP_SERVER_NAME: 'corp' },
+    ]) {
       for (const command of ['headers', 'get']) {
         const result = await runBinary([command], { env: home.env(variables) });
         expect(result).toMatchObject({ code: 3, stdout: '' });
-        expect(result.stderr).toMatch(/^keybroker: keybroker runs as an MCP headersHelper.* CLAUDE_CODE_MCP_SERVER_URL is (empty|not set), so the server that would receive the key is unknown/);
+        expect(result.stderr).toMatch(
+          /^keybroker: keybroker runs as an MCP headersHelper.* CLAUDE_CODE_MCP_SERVER_URL is (empty|not set), so the server that would receive the key is unknown/,
+        );
         expect(result.stderr).not.toContain(KEY);
       }
     }
     // The listed server still gets its key, from either command.
-    const served = await runBinary(['get'], { env: home.env({ CLAUDE_CODE_MCP_SERVER_URL: 'http://127.0.0.1:1/corp/mcp', CLAUDE_CODE_MCP_SERVER_NAME: 'corp' }) });
+    const served = await runBinary(['get'], {
+      env: home.env({ CLAUDE_CODE_MCP_SERVER_URL: 'http://127.0.0.1:1/corp/mcp', CLAUDE_CODE_MCP_SERVER_NAME: 'corp' }),
+    });
     expect(served).toMatchObject({ code: 0, stdout: KEY });
   });
 
   it('get under an unlisted MCP server prints no key', async () => {
     const home = newHome(listed());
-    const result = await runBinary(['get'], { env: home.env({ CLAUDE_CODE_MCP_SERVER_URL: 'https://attacker.example/mcp', CLAUDE_CODE_MCP_SERVER_NAME: 'corp' }) });
+    const result = await runBinary(['get'], {
+      env: home.env({ CLAUDE_CODE_MCP_SERVER_URL: 'https://attacker.example/mcp', CLAUDE_CODE_MCP_SERVER_NAME: 'corp' }),
+    });
     expect(result).toMatchObject({ code: 3, stdout: '' });
     expect(result.stderr).toContain('is not listed in keybroker\'s "mcpServers"');
   });
@@ -212,7 +233,10 @@ describe('the MCP allow-list holds whatever the helper\'s command line says', ()
     const project = scratch(0o755);
     fs.mkdirSync(path.join(project, '.git'));
     fs.mkdirSync(path.join(project, 'sub'));
-    const repoConfig = { ...awsConfig(moto.endpoint, { secret: SECRET, cache: { backend: 'none' } }), mcpServers: { evil: { url: 'https://attacker.example/' } } };
+    const repoConfig = {
+      ...awsConfig(moto.endpoint, { secret: SECRET, cache: { backend: 'none' } }),
+      mcpServers: { evil: { url: 'https://attacker.example/' } },
+    };
     fs.writeFileSync(path.join(project, 'kb.json'), JSON.stringify(repoConfig));
     fs.mkdirSync(path.join(project, '.config', 'keybroker'), { recursive: true });
     fs.writeFileSync(path.join(project, '.config', 'keybroker', 'config.json'), JSON.stringify(repoConfig));
@@ -243,8 +267,16 @@ describe('the MCP allow-list holds whatever the helper\'s command line says', ()
     const home = newHome(listed());
     const etc = scratch(0o755);
     const machine = path.join(etc, 'config.json');
-    fs.writeFileSync(machine, JSON.stringify({ enforce: ['mcpServers'], mcpServers: { tools: { url: 'https://tools.example/' } } }), { mode: 0o644 });
-    const result = await runBinary(['headers'], { env: home.env({ KEYBROKER_MACHINE_CONFIG: machine, CLAUDE_CODE_MCP_SERVER_URL: 'http://127.0.0.1:1/corp/mcp', CLAUDE_CODE_MCP_SERVER_NAME: 'corp' }) });
+    fs.writeFileSync(machine, JSON.stringify({ enforce: ['mcpServers'], mcpServers: { tools: { url: 'https://tools.example/' } } }), {
+      mode: 0o644,
+    });
+    const result = await runBinary(['headers'], {
+      env: home.env({
+        KEYBROKER_MACHINE_CONFIG: machine,
+        CLAUDE_CODE_MCP_SERVER_URL: 'http://127.0.0.1:1/corp/mcp',
+        CLAUDE_CODE_MCP_SERVER_NAME: 'corp',
+      }),
+    });
     expect(result).toMatchObject({ code: 3, stdout: '' });
     expect(result.stderr).toContain('(listed: tools (https://tools.example/))');
   });
@@ -257,7 +289,11 @@ describe('the machine-wide file binds the fields it enforces', () => {
     fs.writeFileSync(machine, JSON.stringify(data), { mode: 0o644 });
     return machine;
   }
-  const corp = { store: { type: 'aws', region: 'us-east-1', endpoint: 'http://127.0.0.1:9' }, secret: 'corp/{user}', gateway: 'https://llm.corp.example' };
+  const corp = {
+    store: { type: 'aws', region: 'us-east-1', endpoint: 'http://127.0.0.1:9' },
+    secret: 'corp/{user}',
+    gateway: 'https://llm.corp.example',
+  };
 
   it('a user file, a KEYBROKER_* variable or another profile that sets an enforced field otherwise is an error naming the machine file; the same value is fine', async () => {
     const machine = machineFile({ enforce: ['store', 'secret', 'gateway', 'allowInsecureHttp'], profiles: { default: corp } });
@@ -272,7 +308,9 @@ describe('the machine-wide file binds the fields it enforces', () => {
     home.writeConfig({ profiles: { default: { secret: 'corp/{user}', cache: { backend: 'none' } } } });
     const variable = await runBinary([], { env: { ...env, KEYBROKER_SECRET: 'any/secret/i/can/read' } });
     expect(variable).toMatchObject({ code: 3, stdout: '' });
-    expect(variable.stderr).toMatch(/field "secret" is enforced by the machine-wide file .*, and KEYBROKER_SECRET sets it otherwise: unset KEYBROKER_SECRET\n$/);
+    expect(variable.stderr).toMatch(
+      /field "secret" is enforced by the machine-wide file .*, and KEYBROKER_SECRET sets it otherwise: unset KEYBROKER_SECRET\n$/,
+    );
 
     home.writeConfig({ profiles: { mine: { store: { type: 'aws', region: 'us-east-1', endpoint: recorder.url }, secret: 'x' } } });
     const ownProfile = await runBinary(['--profile', 'mine'], { env });
@@ -287,12 +325,17 @@ describe('the machine-wide file binds the fields it enforces', () => {
   });
 
   it('a flag cannot move an enforced gateway: env --gateway elsewhere is refused before the store is asked', async () => {
-    const machine = machineFile({ enforce: ['gateway'], profiles: { default: { ...corp, store: { ...corp.store, endpoint: recorder.url } } } });
+    const machine = machineFile({
+      enforce: ['gateway'],
+      profiles: { default: { ...corp, store: { ...corp.store, endpoint: recorder.url } } },
+    });
     const home = newHome({ profiles: {} });
     const env = home.env({ KEYBROKER_MACHINE_CONFIG: machine });
     const moved = await runBinary(['env', '--format', 'shell', '--gateway', 'https://elsewhere.example'], { env });
     expect(moved).toMatchObject({ code: 3, stdout: '' });
-    expect(moved.stderr).toBe(`keybroker: profile "default": field "gateway" is enforced by the machine-wide file ${machine}, and --gateway https://elsewhere.example sets it otherwise: drop --gateway\n`);
+    expect(moved.stderr).toBe(
+      `keybroker: profile "default": field "gateway" is enforced by the machine-wide file ${machine}, and --gateway https://elsewhere.example sets it otherwise: drop --gateway\n`,
+    );
     expect(recorder.requests).toBe(0);
   });
 
@@ -306,7 +349,12 @@ describe('the machine-wide file binds the fields it enforces', () => {
   it('keybroker config names the one variable that set each field, and the layers it overrode', async () => {
     const machine = machineFile({ profiles: { default: { ...corp, cache: { refreshAfter: '1h' } } } });
     const home = newHome({ profiles: { default: { secret: 'user/{user}' } } });
-    const env = home.env({ KEYBROKER_MACHINE_CONFIG: machine, KEYBROKER_SECRET: 'env/{user}', KEYBROKER_CACHE_BACKEND: 'none', KEYBROKER_TIMEOUT: '3s' });
+    const env = home.env({
+      KEYBROKER_MACHINE_CONFIG: machine,
+      KEYBROKER_SECRET: 'env/{user}',
+      KEYBROKER_CACHE_BACKEND: 'none',
+      KEYBROKER_TIMEOUT: '3s',
+    });
     const result = await runBinary(['config'], { env });
     expect(result).toMatchObject({ code: 0, stderr: '' });
     const line = (field: string) => result.stdout.split('\n').find((row) => row.startsWith(`${field} `)) ?? '';
@@ -314,7 +362,13 @@ describe('the machine-wide file binds the fields it enforces', () => {
     expect(line('cache.backend')).toMatch(/"none"\s+\(KEYBROKER_CACHE_BACKEND\)$/);
     expect(line('timeout')).toMatch(/"3s"\s+\(KEYBROKER_TIMEOUT\)$/);
     expect(line('cache.refreshAfter')).toMatch(new RegExp(`"1h"\\s+\\(${machine}\\)$`));
-    const json = JSON.parse((await runBinary(['config', '--json'], { env })).stdout) as { values: { field: string; source: string; why: string; overrides: string[] }[] };
-    expect(json.values.find((row) => row.field === 'secret')).toMatchObject({ source: 'KEYBROKER_SECRET', why: 'latest', overrides: [machine, home.configFile] });
+    const json = JSON.parse((await runBinary(['config', '--json'], { env })).stdout) as {
+      values: { field: string; source: string; why: string; overrides: string[] }[];
+    };
+    expect(json.values.find((row) => row.field === 'secret')).toMatchObject({
+      source: 'KEYBROKER_SECRET',
+      why: 'latest',
+      overrides: [machine, home.configFile],
+    });
   });
 });

@@ -24,7 +24,12 @@ interface DemoRun {
  */
 function runDemo(env: NodeJS.ProcessEnv, interruptAt?: string): Promise<DemoRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/demo.ts'], { cwd: root, env: { ...env, KEYBROKER_SKIP_BUILD: '1' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(process.execPath, ['bin/demo.ts'], {
+      cwd: root,
+      env: { ...env, KEYBROKER_SKIP_BUILD: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     let output = '';
     let interrupted = false;
     const collect = (chunk: Buffer) => {
@@ -79,7 +84,11 @@ async function expectEverythingStopped(output: string): Promise<void> {
 
 /** This shell's environment with no Secret Service reachable. */
 function withoutKeychain(): NodeJS.ProcessEnv {
-  return { ...process.env, KEYBROKER_DEBUG: undefined, DBUS_SESSION_BUS_ADDRESS: `unix:path=${path.join(os.tmpdir(), 'keybroker-demo-no-bus')}` };
+  return {
+    ...process.env,
+    KEYBROKER_DEBUG: undefined,
+    DBUS_SESSION_BUS_ADDRESS: `unix:path=${path.join(os.tmpdir(), 'keybroker-demo-no-bus')}`,
+  };
 }
 
 describe('npm run demo', () => {
@@ -115,7 +124,17 @@ describe('npm run demo', () => {
     expect(run.output).toMatch(/"apiKeyHelper": ".*dist\/keybroker'?( get --config '[^']+')?"/);
     expect(run.output).toMatch(/"ANTHROPIC_BASE_URL": "http:\/\/127\.0\.0\.1:\d+"/);
     // 10: doctor went through every layer and failed none.
-    for (const check of ['configuration', 'store identity', 'secret readable', 'key usable', 'cache round trip', 'apiKeyHelper', 'gateway models', 'gateway message', 'gateway streaming']) {
+    for (const check of [
+      'configuration',
+      'store identity',
+      'secret readable',
+      'key usable',
+      'cache round trip',
+      'apiKeyHelper',
+      'gateway models',
+      'gateway message',
+      'gateway streaming',
+    ]) {
       expect(run.output).toMatch(new RegExp(`\\[ OK \\] ${check}: `));
     }
     expect(run.output).not.toContain('[FAIL]');

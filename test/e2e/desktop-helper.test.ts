@@ -35,7 +35,7 @@ function home(profile: Record<string, unknown> = {}, endpoint = moto.endpoint): 
 }
 const desktop = (testHome: TestHome, context: string) => runBinary([], { env: testHome.env({ CLAUDE_HELPER_CONTEXT: context }) });
 
-describe('plain keybroker as Desktop\'s inferenceCredentialHelper', () => {
+describe("plain keybroker as Desktop's inferenceCredentialHelper", () => {
   it('interactive, scheduled-task and background print the bare key (exit 0, nothing on stderr)', async () => {
     const testHome = home();
     for (const context of ['interactive', 'scheduled-task', 'background']) {
@@ -72,7 +72,7 @@ describe('plain keybroker as Desktop\'s inferenceCredentialHelper', () => {
     expect(testHome.files().length).toBeGreaterThan(before.length);
   });
 
-  it('fails as get does: nothing on stdout, one line on stderr, get\'s exit codes', async () => {
+  it("fails as get does: nothing on stdout, one line on stderr, get's exit codes", async () => {
     const down = home({}, `http://127.0.0.1:${await closedPort()}`);
     for (const context of ['scheduled-task', 'background', 'setup-test']) {
       const result = await desktop(down, context);
@@ -85,12 +85,18 @@ describe('plain keybroker as Desktop\'s inferenceCredentialHelper', () => {
 });
 
 describe('keybroker setup for the other surfaces, the built binary', () => {
-  it('--desktop --write merges the helper into the app\'s config, keeps other keys, and leaves a foreign helper alone without --force', async () => {
+  it("--desktop --write merges the helper into the app's config, keeps other keys, and leaves a foreign helper alone without --force", async () => {
     const testHome = home({ gateway: 'https://llm.example.com' });
     const file = `${testHome.dir}/Claude-3p/claude_desktop_config.json`;
     const env = testHome.env({ KEYBROKER_DESKTOP_CONFIG: file });
     fs.mkdirSync(`${testHome.dir}/Claude-3p`);
-    fs.writeFileSync(file, JSON.stringify({ preferences: { theme: 'dark' }, enterpriseConfig: { inferenceCredentialHelper: '/opt/other/helper.sh', inferenceModels: '["claude-sonnet-4-5"]' } }));
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        preferences: { theme: 'dark' },
+        enterpriseConfig: { inferenceCredentialHelper: '/opt/other/helper.sh', inferenceModels: '["claude-sonnet-4-5"]' },
+      }),
+    );
     const refused = await runBinary(['setup', '--desktop', '--write'], { env });
     expect(refused).toMatchObject({ code: 2, stdout: '' });
     expect(refused.stderr).toContain('/opt/other/helper.sh');
@@ -112,15 +118,20 @@ describe('keybroker setup for the other surfaces, the built binary', () => {
     const testHome = home({ gateway: 'https://llm.example.com', gatewayHeaders: { 'x-tenant': 'acme', 'x-route': 'eu' } });
     const result = await runBinary(['setup'], { env: testHome.env() });
     expect(result.code, result.stderr).toBe(0);
-    expect(JSON.parse(result.stdout).env).toMatchObject({ ANTHROPIC_BASE_URL: 'https://llm.example.com', ANTHROPIC_CUSTOM_HEADERS: 'x-tenant: acme\nx-route: eu' });
+    expect(JSON.parse(result.stdout).env).toMatchObject({
+      ANTHROPIC_BASE_URL: 'https://llm.example.com',
+      ANTHROPIC_CUSTOM_HEADERS: 'x-tenant: acme\nx-route: eu',
+    });
   });
 
-  it('--mcp URL prints the .mcp.json entry running this binary\'s absolute path and the mcpServers entry that allows the URL', async () => {
+  it("--mcp URL prints the .mcp.json entry running this binary's absolute path and the mcpServers entry that allows the URL", async () => {
     const testHome = home();
     const result = await runBinary(['setup', '--mcp', 'https://mcp.corp.example/mcp', '--mcp-name', 'corp'], { env: testHome.env() });
     expect(result.code, result.stderr).toBe(0);
     const [mcpJson, keybrokerConfig] = result.stdout.split(/\n(?=\{)/).map((block) => JSON.parse(block));
-    expect(mcpJson).toEqual({ mcpServers: { corp: { type: 'http', url: 'https://mcp.corp.example/mcp', headersHelper: `'${BINARY}' headers` } } });
+    expect(mcpJson).toEqual({
+      mcpServers: { corp: { type: 'http', url: 'https://mcp.corp.example/mcp', headersHelper: `'${BINARY}' headers` } },
+    });
     expect(keybrokerConfig).toEqual({ mcpServers: { corp: { url: 'https://mcp.corp.example/mcp', profile: 'default' } } });
   });
 });
@@ -131,16 +142,34 @@ describe('doctor checks the other surfaces where they are configured', () => {
     const project = `${testHome.dir}/project`;
     fs.mkdirSync(project);
     const desktopFile = `${testHome.dir}/claude_desktop_config.json`;
-    fs.writeFileSync(desktopFile, JSON.stringify({ enterpriseConfig: { inferenceProvider: 'gateway', inferenceCredentialHelper: BINARY } }));
-    fs.writeFileSync(`${project}/.mcp.json`, JSON.stringify({ mcpServers: { corp: { type: 'http', url: 'https://mcp.corp.example/mcp', headersHelper: `${BINARY} headers` } } }));
+    fs.writeFileSync(
+      desktopFile,
+      JSON.stringify({ enterpriseConfig: { inferenceProvider: 'gateway', inferenceCredentialHelper: BINARY } }),
+    );
+    fs.writeFileSync(
+      `${project}/.mcp.json`,
+      JSON.stringify({ mcpServers: { corp: { type: 'http', url: 'https://mcp.corp.example/mcp', headersHelper: `${BINARY} headers` } } }),
+    );
     const env = testHome.env({ KEYBROKER_DESKTOP_CONFIG: desktopFile });
-    const doctor = async () => JSON.parse((await runBinary(['doctor', '--json', '--project', project], { env, timeoutMs: 60_000 })).stdout) as { checks: { id: string; verdict: string; finding: string }[] };
+    const doctor = async () =>
+      JSON.parse((await runBinary(['doctor', '--json', '--project', project], { env, timeoutMs: 60_000 })).stdout) as {
+        checks: { id: string; verdict: string; finding: string }[];
+      };
 
     const before = await doctor();
-    expect(before.checks.find((check) => check.id === 'surfaces.desktop')).toMatchObject({ verdict: 'WARN', finding: expect.stringContaining('inferenceCredentialHelperTtlSec 3600') });
-    expect(before.checks.find((check) => check.id === 'surfaces.mcp')).toMatchObject({ verdict: 'FAIL', finding: expect.stringContaining('does not list its URL') });
+    expect(before.checks.find((check) => check.id === 'surfaces.desktop')).toMatchObject({
+      verdict: 'WARN',
+      finding: expect.stringContaining('inferenceCredentialHelperTtlSec 3600'),
+    });
+    expect(before.checks.find((check) => check.id === 'surfaces.mcp')).toMatchObject({
+      verdict: 'FAIL',
+      finding: expect.stringContaining('does not list its URL'),
+    });
 
-    fs.writeFileSync(desktopFile, JSON.stringify({ enterpriseConfig: { inferenceCredentialHelper: BINARY, inferenceCredentialHelperTtlSec: '300' } }));
+    fs.writeFileSync(
+      desktopFile,
+      JSON.stringify({ enterpriseConfig: { inferenceCredentialHelper: BINARY, inferenceCredentialHelperTtlSec: '300' } }),
+    );
     const config = JSON.parse(fs.readFileSync(testHome.configFile, 'utf8'));
     testHome.writeConfig({ ...config, mcpServers: { corp: { url: 'https://mcp.corp.example/' } } });
     const after = await doctor();
@@ -149,7 +178,14 @@ describe('doctor checks the other surfaces where they are configured', () => {
 
     // Nothing configured: no surface line at all.
     const bare = home();
-    const plain = JSON.parse((await runBinary(['doctor', '--json', '--project', bare.dir], { env: bare.env({ KEYBROKER_DESKTOP_CONFIG: `${bare.dir}/none.json` }), timeoutMs: 60_000 })).stdout) as { checks: { id: string }[] };
+    const plain = JSON.parse(
+      (
+        await runBinary(['doctor', '--json', '--project', bare.dir], {
+          env: bare.env({ KEYBROKER_DESKTOP_CONFIG: `${bare.dir}/none.json` }),
+          timeoutMs: 60_000,
+        })
+      ).stdout,
+    ) as { checks: { id: string }[] };
     expect(plain.checks.filter((check) => check.id.startsWith('surfaces.'))).toEqual([]);
   }, 120_000);
 });

@@ -29,7 +29,15 @@ beforeAll(async () => {
     request.resume();
     request.on('end', () => {
       response.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
-      response.end(JSON.stringify({ ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:edge', Name: 'edge', VersionId: 'v1', SecretString: answer, CreatedDate: 1_700_000_000 }));
+      response.end(
+        JSON.stringify({
+          ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:edge',
+          Name: 'edge',
+          VersionId: 'v1',
+          SecretString: answer,
+          CreatedDate: 1_700_000_000,
+        }),
+      );
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -47,9 +55,16 @@ afterEach(() => {
 
 /** Plants the profile's file-cache entry as an earlier `get` would have written it. */
 function plantCached(d: Developer, key: string, ageMs: number): string {
-  const file = path.join(d.home, 'cache', 'keys', `${sha256Hex(cacheAccount(loadConfig({ env: d.env }).profile, () => osLoginName(d.env))).slice(0, 24)}.json`);
+  const file = path.join(
+    d.home,
+    'cache',
+    'keys',
+    `${sha256Hex(cacheAccount(loadConfig({ env: d.env }).profile, () => osLoginName(d.env))).slice(0, 24)}.json`,
+  );
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  fs.writeFileSync(file, serializeEntry({ key, version: 'v0', secret: 'claude-code/keys/alice', fetchedAt: Date.now() - ageMs }), { mode: 0o600 });
+  fs.writeFileSync(file, serializeEntry({ key, version: 'v0', secret: 'claude-code/keys/alice', fetchedAt: Date.now() - ageMs }), {
+    mode: 0o600,
+  });
   return file;
 }
 
@@ -66,7 +81,11 @@ describe('a store answer that is not a usable value (item A)', () => {
     plantCached(dev, 'sk-test-edge-cached', 5 * 60_000);
     const warm = await dev.get();
     expect({ code: warm.code, stdout: warm.stdout }).toEqual({ code: 0, stdout: 'sk-test-edge-cached' });
-    expect(stderrLines(warm)).toEqual([expect.stringMatching(/^keybroker: the store answered .* with a number where the value's text belongs; serving the cached key read 5m(\d+s)? ago$/)]);
+    expect(stderrLines(warm)).toEqual([
+      expect.stringMatching(
+        /^keybroker: the store answered .* with a number where the value's text belongs; serving the cached key read 5m(\d+s)? ago$/,
+      ),
+    ]);
   });
 
   it('SecretString an object: the same class (exit 8)', async () => {
@@ -84,7 +103,19 @@ describe('a store answer that is not a usable value (item A)', () => {
     expect(spawnSync('getent', ['passwd', String(uid)]).status, 'the test uid must have no passwd entry').toBe(2);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-edge-nohome-'));
     try {
-      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ profiles: { default: { store: { type: 'aws', region: 'us-east-1', endpoint: storeUrl }, secret: 'claude-code/keys/{user}', cache: { backend: 'none' } } } }), { mode: 0o644 });
+      fs.writeFileSync(
+        path.join(dir, 'config.json'),
+        JSON.stringify({
+          profiles: {
+            default: {
+              store: { type: 'aws', region: 'us-east-1', endpoint: storeUrl },
+              secret: 'claude-code/keys/{user}',
+              cache: { backend: 'none' },
+            },
+          },
+        }),
+        { mode: 0o644 },
+      );
       fs.chownSync(dir, uid, uid);
       const env: NodeJS.ProcessEnv = {
         PATH: process.env['PATH'],
@@ -96,7 +127,10 @@ describe('a store answer that is not a usable value (item A)', () => {
         AWS_ACCESS_KEY_ID: 'AKIDEDGETEST',
         AWS_SECRET_ACCESS_KEY: 'edge-test-secret',
       };
-      const result = await runBinary(['--reuid', String(uid), '--regid', String(uid), '--clear-groups', BINARY, 'get'], { env, command: 'setpriv' });
+      const result = await runBinary(['--reuid', String(uid), '--regid', String(uid), '--clear-groups', BINARY, 'get'], {
+        env,
+        command: 'setpriv',
+      });
       expect({ code: result.code, stdout: result.stdout }).toEqual({ code: 3, stdout: '' });
       expect(stderrLines(result)).toEqual([
         `keybroker: the AWS SDK cannot find your home folder for AWS Secrets Manager (us-east-1, ${storeUrl}): HOME is not set and this user (uid ${uid}) has no entry in the user database; no request was sent: set HOME to your home folder (the AWS SDK reads ~/.aws there)`,
@@ -108,7 +142,7 @@ describe('a store answer that is not a usable value (item A)', () => {
 });
 
 describe('nothing unusable is printed, wherever it came from (item B)', () => {
-  it('a fresh cached entry whose key has a space and a line break is not printed: the store\'s key replaces it', async () => {
+  it("a fresh cached entry whose key has a space and a line break is not printed: the store's key replaces it", async () => {
     dev = developer(storeUrl);
     const file = plantCached(dev, 'sk-test-edge a\nb', 0);
     const result = await dev.get();
@@ -126,7 +160,9 @@ describe('nothing unusable is printed, wherever it came from (item B)', () => {
     dev = developer(storeUrl);
     const result = await dev.get();
     expect({ code: result.code, stdout: result.stdout }).toEqual({ code: 8, stdout: '' });
-    expect(stderrLines(result)).toEqual([`keybroker: the value of secret "claude-code/keys/alice" is JSON (${kind}) but not an object: store the key itself, or {"api_key": "sk-..."}`]);
+    expect(stderrLines(result)).toEqual([
+      `keybroker: the value of secret "claude-code/keys/alice" is JSON (${kind}) but not an object: store the key itself, or {"api_key": "sk-..."}`,
+    ]);
   });
 });
 
@@ -140,10 +176,14 @@ describe('standard output closed or a broken pipe is exit 11 (item D)', () => {
   it('get >&- (fd 1 closed at start): exit 11 with one line, though Node reopens fd 1 on /dev/null', async () => {
     dev = developer(storeUrl);
     const result = await inShell('exec "$0" get >&-', dev.env);
-    expect(result).toEqual({ code: 11, stderr: "keybroker: standard output is closed; nothing was delivered: run keybroker with its output going somewhere (Claude Code reads it through a pipe)\n" });
+    expect(result).toEqual({
+      code: 11,
+      stderr:
+        'keybroker: standard output is closed; nothing was delivered: run keybroker with its output going somewhere (Claude Code reads it through a pipe)\n',
+    });
   });
 
-  it('get >/dev/null (a shell\'s choice to discard, write-only) still exits 0', async () => {
+  it("get >/dev/null (a shell's choice to discard, write-only) still exits 0", async () => {
     dev = developer(storeUrl);
     expect(await inShell('exec "$0" get >/dev/null', dev.env)).toEqual({ code: 0, stderr: '' });
   });
@@ -152,7 +192,11 @@ describe('standard output closed or a broken pipe is exit 11 (item D)', () => {
     dev = developer(storeUrl);
     // The reader closes its end at once and lives on: keybroker's write meets a pipe no one reads.
     const result = await inShell('"$0" get | { exec 0<&-; sleep 2; }; exit "${PIPESTATUS[0]}"', dev.env);
-    expect(result).toEqual({ code: 11, stderr: 'keybroker: cannot write to standard output (EPIPE: the program reading it has closed the pipe); nothing was delivered: keep the reading end open until keybroker exits\n' });
+    expect(result).toEqual({
+      code: 11,
+      stderr:
+        'keybroker: cannot write to standard output (EPIPE: the program reading it has closed the pipe); nothing was delivered: keep the reading end open until keybroker exits\n',
+    });
   });
 });
 
@@ -167,7 +211,9 @@ describe('messages name the real cause (item E)', () => {
       delete env['KEYBROKER_RUNTIME_DIR'];
       const result = await runBinary(['get'], { env });
       expect(result).toMatchObject({ code: 0, stdout: STORED });
-      expect(stderrLines(result)).toEqual([`keybroker: no refresh lock: cannot create ${runtime}/keybroker (EROFS: the file system is read-only); reading the store without it`]);
+      expect(stderrLines(result)).toEqual([
+        `keybroker: no refresh lock: cannot create ${runtime}/keybroker (EROFS: the file system is read-only); reading the store without it`,
+      ]);
     } finally {
       undo();
     }
@@ -191,7 +237,7 @@ function plantTemp(dir: string, name: string, pid: number, ageMs: number): strin
 }
 
 describe('nothing left behind (item C)', () => {
-  it('a cache write killed before its rename: the next write removes temps older than 10 s or of a dead process, not a live writer\'s young one', async () => {
+  it("a cache write killed before its rename: the next write removes temps older than 10 s or of a dead process, not a live writer's young one", async () => {
     dev = developer(storeUrl);
     const keys = path.join(dev.home, 'cache', 'keys');
     const entry = `${sha256Hex(cacheAccount(loadConfig({ env: dev.env }).profile, () => osLoginName(dev!.env))).slice(0, 24)}.json`;
@@ -225,8 +271,14 @@ describe('nothing left behind (item C)', () => {
 
       const clear = await runBinary(['cache', 'clear', '--all'], { env: dev.env });
       expect(clear.code).toBe(0);
-      expect(clear.stdout).toBe('profile "default": no cached key; the keychain could not be opened: an entry there is left\nremoved 1 more: keys cached under earlier settings or for removed profiles, and unfinished writes\n');
-      expect(stderrLines(clear)).toEqual([expect.stringMatching(/^keybroker: the keychain was not cleared \(cannot load the keychain library \(ENOSPC: .*\)\): its keybroker entries are left; run 'keybroker cache clear' again once it can be opened$/)]);
+      expect(clear.stdout).toBe(
+        'profile "default": no cached key; the keychain could not be opened: an entry there is left\nremoved 1 more: keys cached under earlier settings or for removed profiles, and unfinished writes\n',
+      );
+      expect(stderrLines(clear)).toEqual([
+        expect.stringMatching(
+          /^keybroker: the keychain was not cleared \(cannot load the keychain library \(ENOSPC: .*\)\): its keybroker entries are left; run 'keybroker cache clear' again once it can be opened$/,
+        ),
+      ]);
       expect(fs.readdirSync(addons)).toEqual(['filler']);
     } finally {
       undo();

@@ -29,7 +29,10 @@ function newHome(config: unknown): TestHome {
 }
 
 /** The name the built binary gives its extracted addon (bin/build.ts: the first 16 hex of its SHA-256). */
-const ADDON_NAME = `keyring-${createHash('sha256').update(fs.readFileSync(path.join(path.dirname(BINARY), 'keyring.node'))).digest('hex').slice(0, 16)}.node`;
+const ADDON_NAME = `keyring-${createHash('sha256')
+  .update(fs.readFileSync(path.join(path.dirname(BINARY), 'keyring.node')))
+  .digest('hex')
+  .slice(0, 16)}.node`;
 
 /** A shared object that, when loaded, writes `marker`: the stand-in for an attacker's addon. */
 function buildPlantedAddon(dir: string, marker: string): string {
@@ -170,7 +173,8 @@ describe('cache entries and state records', () => {
   const keysDir = (home: TestHome) => path.join(home.dir, '.cache', 'keybroker', 'keys');
   const cacheFileOf = (home: TestHome) => path.join(keysDir(home), `${sha256Hex(accountOf(home)).slice(0, 24)}.json`);
   const stateDir = (home: TestHome) => path.join(home.dir, 'run', 'state');
-  const stateFile = (home: TestHome, kind: string) => path.join(stateDir(home), `${sha256Hex([kind, accountOf(home)].join('\0')).slice(0, 24)}.${kind}`);
+  const stateFile = (home: TestHome, kind: string) =>
+    path.join(stateDir(home), `${sha256Hex([kind, accountOf(home)].join('\0')).slice(0, 24)}.${kind}`);
   const entry = (key: string, secret: string) => serializeEntry({ key, version: 'planted', secret, fetchedAt: Date.now() });
 
   it('never serves a cache file another user planted in the folder (or a link to one): it reads the store', async () => {
@@ -184,7 +188,9 @@ describe('cache entries and state records', () => {
     const planted = await runBinary([], { env: home.env() });
     expect(planted.stdout).toBe('sk-test-trust-own');
     expect(planted.code).toBe(0);
-    expect(planted.stderr).toMatch(/^keybroker: the cache file .* belongs to another user \(uid 65534\): not used: nothing to do: keybroker reads the store and replaces it\n$/);
+    expect(planted.stderr).toMatch(
+      /^keybroker: the cache file .* belongs to another user \(uid 65534\): not used: nothing to do: keybroker reads the store and replaces it\n$/,
+    );
     expect(fs.statSync(file).uid).toBe(process.getuid!());
 
     const elsewhere = path.join(home.dir, 'elsewhere.json');
@@ -218,7 +224,12 @@ describe('cache entries and state records', () => {
     const env = home.env({ KEYBROKER_RUNTIME_DIR: path.join(home.dir, 'run') });
     expect((await runBinary([], { env })).stdout).toBe('sk-test-trust-state');
     // Planted: "this key was re-checked a moment ago and the gateway refused it".
-    const verdict = { at: Date.now(), fingerprint: fingerprint('sk-test-trust-state'), verdict: 'rejected', gateway: 'https://planted.example' };
+    const verdict = {
+      at: Date.now(),
+      fingerprint: fingerprint('sk-test-trust-state'),
+      verdict: 'rejected',
+      gateway: 'https://planted.example',
+    };
     fs.writeFileSync(stateFile(home, 'recheck'), JSON.stringify(verdict), { mode: 0o644 });
     chownToOther(stateDir(home));
     fs.chmodSync(stateDir(home), 0o755);
@@ -247,7 +258,9 @@ describe('cache entries and state records', () => {
 
     const cleared = await runBinary(['cache', 'clear'], { env: home.env() });
     expect(cleared.code).toBe(0);
-    expect(cleared.stdout).toBe('profile "default": removed the cached key from the file cache\nremoved 2 more: keys cached under earlier settings or for removed profiles, and unfinished writes\n');
+    expect(cleared.stdout).toBe(
+      'profile "default": removed the cached key from the file cache\nremoved 2 more: keys cached under earlier settings or for removed profiles, and unfinished writes\n',
+    );
     expect(fs.readdirSync(keysDir(home))).toEqual([path.basename(otherFile)]);
 
     fs.writeFileSync(stale, entry('sk-test-trust-old', 'old/secret'), { mode: 0o600 });

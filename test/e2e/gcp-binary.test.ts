@@ -20,7 +20,11 @@ let configFile: string;
 function writeConfig(store: object, extra: object = {}): void {
   fs.writeFileSync(
     configFile,
-    JSON.stringify({ profiles: { default: { store, secret: 'claude-code/keys/{user}', user: 'store', timeout: '2s', cache: { backend: 'keychain' }, ...extra } } }),
+    JSON.stringify({
+      profiles: {
+        default: { store, secret: 'claude-code/keys/{user}', user: 'store', timeout: '2s', cache: { backend: 'keychain' }, ...extra },
+      },
+    }),
   );
 }
 
@@ -60,7 +64,11 @@ describe('keybroker get against GCP Secret Manager, the built binary', () => {
 
     const accounts = await keyring.accounts('keybroker');
     expect(accounts).toHaveLength(1);
-    const cached = JSON.parse((await keyring.lookup({ service: 'keybroker', username: accounts[0]! }))!) as { key: string; version: string; secret: string };
+    const cached = JSON.parse((await keyring.lookup({ service: 'keybroker', username: accounts[0]! }))!) as {
+      key: string;
+      version: string;
+      secret: string;
+    };
     expect(cached).toMatchObject({ key: 'sk-test-gcp-e2e-1', secret: ALICE_SECRET });
 
     const warm = await runBinary([], { env: env() });
@@ -77,7 +85,9 @@ describe('keybroker get against GCP Secret Manager, the built binary', () => {
 
   it('fails with exit 6 for a secret the developer may not read, without its value', async () => {
     await bed.seed('claude-code/keys/bob@example.com', 'sk-test-gcp-e2e-bob');
-    const result = await runBinary([], { env: env({ KEYBROKER_SECRET: 'claude-code/keys/bob@example.com', KEYBROKER_CACHE_BACKEND: 'none' }) });
+    const result = await runBinary([], {
+      env: env({ KEYBROKER_SECRET: 'claude-code/keys/bob@example.com', KEYBROKER_CACHE_BACKEND: 'none' }),
+    });
     const line = expectFailure(result, 6);
     expect(line).toContain('roles/secretmanager.secretAccessor');
     expect(line).not.toContain('sk-test-gcp-e2e-bob');
@@ -103,7 +113,12 @@ describe('keybroker get against GCP Secret Manager, the built binary', () => {
         const result = await runBinary([], { env: env(), timeoutMs: 60_000 });
         expectFailure(result, 7);
         // timeout 2s per call (identity, then the read): the process must not linger on an open socket.
-        await expectWithinBound('a get against a Secret Manager that is down or silent', result.ms, 2 * storeCallCeilingMs(2_000), yardstick);
+        await expectWithinBound(
+          'a get against a Secret Manager that is down or silent',
+          result.ms,
+          2 * storeCallCeilingMs(2_000),
+          yardstick,
+        );
       }
     } finally {
       writeConfig(bed.storeConfig());

@@ -168,9 +168,21 @@ describe('keybroker get against AWS Secrets Manager (moto), the built binary', (
     ['nothing but whitespace', ' \n\t \n', /it is empty/],
     ['an empty JSON field', JSON.stringify({ api_key: '' }), /it is empty/],
     ['over 16,384 characters', `${marker}-${'x'.repeat(16_384)}`, /16401 characters long, over the limit of 16384/],
-    ['JSON without the field', JSON.stringify({ key: `${marker}-json`, note: 'no api_key' }), /has no string field "api_key" \(fields present: key, note\)/],
-    ['a bad expires_at', JSON.stringify({ api_key: `${marker}-json`, expires_at: 'next tuesday' }), /"expires_at" .* is not an RFC 3339 time/],
-    ['a past expires_at', JSON.stringify({ api_key: `${marker}-json`, expires_at: '2020-01-01T00:00:00Z' }), /expired at 2020-01-01T00:00:00.000Z/],
+    [
+      'JSON without the field',
+      JSON.stringify({ key: `${marker}-json`, note: 'no api_key' }),
+      /has no string field "api_key" \(fields present: key, note\)/,
+    ],
+    [
+      'a bad expires_at',
+      JSON.stringify({ api_key: `${marker}-json`, expires_at: 'next tuesday' }),
+      /"expires_at" .* is not an RFC 3339 time/,
+    ],
+    [
+      'a past expires_at',
+      JSON.stringify({ api_key: `${marker}-json`, expires_at: '2020-01-01T00:00:00Z' }),
+      /expired at 2020-01-01T00:00:00.000Z/,
+    ],
   ];
   for (const [problem, value, message] of unusable) {
     it(`refuses a stored value with ${problem}: exit 8, one line, the value never echoed`, async () => {

@@ -17,7 +17,14 @@ afterAll(async () => {
 
 it('get --json prints {"Version": 1, "key", "version", "expires_at"} on stdout only, from the store and from the cache; plain get still prints the bare key', async () => {
   const secret = 'e2e/get-json/dev';
-  await moto.aws(['secretsmanager', 'create-secret', '--name', secret, '--secret-string', JSON.stringify({ api_key: 'sk-test-get-json', expires_at: '2027-05-01T00:00:00Z' })]);
+  await moto.aws([
+    'secretsmanager',
+    'create-secret',
+    '--name',
+    secret,
+    '--secret-string',
+    JSON.stringify({ api_key: 'sk-test-get-json', expires_at: '2027-05-01T00:00:00Z' }),
+  ]);
   const env = home.env({ KEYBROKER_SECRET: secret });
   for (const from of ['store', 'cache']) {
     const result = await runBinary(['get', '--json'], { env });
@@ -46,13 +53,22 @@ it('status --check: the store identity and whether the secret is readable; no ca
   const gateway = await startFakeGateway({ keys: ['sk-test-status-check'] });
   try {
     const secret = 'e2e/status-check/dev';
-    await moto.aws(['secretsmanager', 'create-secret', '--name', secret, '--secret-string', JSON.stringify({ api_key: 'sk-test-status-check' })]);
+    await moto.aws([
+      'secretsmanager',
+      'create-secret',
+      '--name',
+      secret,
+      '--secret-string',
+      JSON.stringify({ api_key: 'sk-test-status-check' }),
+    ]);
     const checkHome = makeTestHome(awsConfig(moto.endpoint, { field: 'api_key', cache: { backend: 'file' } }));
     try {
       const env = checkHome.env({ KEYBROKER_SECRET: secret, ANTHROPIC_BASE_URL: gateway.url });
       const result = await runBinary(['status', '--check'], { env });
       expect(result.code, result.stderr).toBe(0);
-      expect(result.stdout).toMatch(/^store: {4}AWS Secrets Manager[^\n]*\nyou are: {2}arn:aws:[^\n]+\nsecret: {3}"e2e\/status-check\/dev": readable, version [0-9a-f-]{36}, sha256:[0-9a-f]{8}\n$/);
+      expect(result.stdout).toMatch(
+        /^store: {4}AWS Secrets Manager[^\n]*\nyou are: {2}arn:aws:[^\n]+\nsecret: {3}"e2e\/status-check\/dev": readable, version [0-9a-f-]{36}, sha256:[0-9a-f]{8}\n$/,
+      );
       const json = JSON.parse((await runBinary(['status', '--check', '--json'], { env })).stdout) as Record<string, unknown>;
       expect(json).toMatchObject({ secret, readable: true });
       expect(checkHome.files().filter((file) => file.includes('keys'))).toEqual([]);

@@ -34,7 +34,9 @@ describe('first run with no keychain', () => {
     await moto.aws(['secretsmanager', 'create-secret', '--name', secret, '--secret-string', 'sk-test-headless-first']);
     const served = await runBinary([], { env: headless({ KEYBROKER_SECRET: secret }) });
     expect(served).toMatchObject({ code: 0, stdout: 'sk-test-headless-first' });
-    expect(served.stderr).toMatch(/^keybroker: no usable keychain \(this session has no Secret Service[^\n]*\); not caching the key \(each call reads the store\): set "cache": \{"fallback": "file"\} in the profile[^\n]*\n$/);
+    expect(served.stderr).toMatch(
+      /^keybroker: no usable keychain \(this session has no Secret Service[^\n]*\); not caching the key \(each call reads the store\): set "cache": \{"fallback": "file"\} in the profile[^\n]*\n$/,
+    );
     expect(served.stderr).not.toMatch(/X11|DISPLAY|autolaunch/i);
 
     const again = await runBinary([], { env: headless({ KEYBROKER_SECRET: secret }) });
@@ -52,7 +54,9 @@ describe('SSO login with no keychain and no fallback', () => {
       const before = op.requests.length;
       const login = await runBinary(['login', '--no-browser'], { env: headless(), timeoutMs: 30_000 });
       expect(login.code).toBe(9);
-      expect(login.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^keybroker: there is no keychain to keep the sign-in of profile "default" in: .*"fallback": "file"/)]);
+      expect(login.stderr.split('\n').filter(Boolean)).toEqual([
+        expect.stringMatching(/^keybroker: there is no keychain to keep the sign-in of profile "default" in: .*"fallback": "file"/),
+      ]);
       expect(op.requests.slice(before)).toEqual([]);
     } finally {
       home.writeConfig(awsConfig(moto.endpoint, { cache: { backend: 'auto' } }));
@@ -66,13 +70,18 @@ describe('config init on a machine without a keychain', () => {
     const plain = path.join(home.dir, 'init-plain.json');
     const said = await runBinary(['config', 'init', '--store', 'aws', '--region', 'us-east-1', '--output', plain], { env: headless() });
     expect(said.code, said.stderr).toBe(0);
-    expect(said.stderr).toMatch(/keybroker: no keychain on this machine \(this session has no Secret Service[^\n]*\): without a fallback nothing is cached and every call reads the store\n/);
+    expect(said.stderr).toMatch(
+      /keybroker: no keychain on this machine \(this session has no Secret Service[^\n]*\): without a fallback nothing is cached and every call reads the store\n/,
+    );
     expect(said.stderr).toContain('run config init again with --fallback file');
     expect(said.stderr).not.toMatch(/X11|autolaunch/);
     expect(JSON.parse(fs.readFileSync(plain, 'utf8')).profiles.default.cache).not.toHaveProperty('fallback');
 
     const withFile = path.join(home.dir, 'init-file.json');
-    const chosen = await runBinary(['config', 'init', '--store', 'aws', '--region', 'us-east-1', '--fallback', 'file', '--output', withFile], { env: headless() });
+    const chosen = await runBinary(
+      ['config', 'init', '--store', 'aws', '--region', 'us-east-1', '--fallback', 'file', '--output', withFile],
+      { env: headless() },
+    );
     expect(chosen.code, chosen.stderr).toBe(0);
     expect(JSON.parse(fs.readFileSync(withFile, 'utf8')).profiles.default.cache).toMatchObject({ backend: 'auto', fallback: 'file' });
   });

@@ -135,7 +135,9 @@ describe('with no Secret Service at all, backend auto', () => {
     const first = await runBinary([], { env });
     expect(first.code).toBe(0);
     expect(first.stdout).toBe(key);
-    expect(first.stderr).toMatch(/^keybroker: no usable keychain \((this session has no Secret Service|no keyring answers on this session bus)[^\n]+\); not caching the key \(each call reads the store\): set "cache": \{"fallback": "file"\}[^\n]*\n$/);
+    expect(first.stderr).toMatch(
+      /^keybroker: no usable keychain \((this session has no Secret Service|no keyring answers on this session bus)[^\n]+\); not caching the key \(each call reads the store\): set "cache": \{"fallback": "file"\}[^\n]*\n$/,
+    );
     await expectWithinBound('a get with no usable keychain', first.ms, NO_KEYCHAIN_WAIT_MS, yardstick);
 
     const second = await runBinary([], { env });
@@ -165,10 +167,14 @@ describe('with no Secret Service at all, backend auto', () => {
     console.info(`no session bus: first get ${Math.round(ms)} ms`);
   });
 
-  it('serves the key at once when its cache and runtime folders point under /proc (where Node\'s mkdir spins forever)', async () => {
+  it("serves the key at once when its cache and runtime folders point under /proc (where Node's mkdir spins forever)", async () => {
     const key = 'sk-test-e2e-proc-folders';
     const secret = await provision(key);
-    const env = home.env({ KEYBROKER_CACHE_DIR: '/proc/keybroker-e2e/cache', KEYBROKER_RUNTIME_DIR: '/proc/keybroker-e2e/run', KEYBROKER_SECRET: secret });
+    const env = home.env({
+      KEYBROKER_CACHE_DIR: '/proc/keybroker-e2e/cache',
+      KEYBROKER_RUNTIME_DIR: '/proc/keybroker-e2e/run',
+      KEYBROKER_SECRET: secret,
+    });
     const yardstick = await processStart();
     const result = await runBinary([], { env, timeoutMs: 60_000 });
     expect(result).toMatchObject({ code: 0, stdout: key });
@@ -185,7 +191,9 @@ describe('with no Secret Service at all, backend auto', () => {
     const env = home.env({ XDG_RUNTIME_DIR: fs.mkdtempSync(path.join(home.dir, 'run-')), KEYBROKER_SECRET: secret });
     const first = await runBinary([], { env });
     expect(first).toMatchObject({ code: 0, stdout: key });
-    expect(first.stderr).toMatch(/^keybroker: no usable keychain .*; caching the key in a private file under \S+ instead \("fallback": "file"\)\n$/);
+    expect(first.stderr).toMatch(
+      /^keybroker: no usable keychain .*; caching the key in a private file under \S+ instead \("fallback": "file"\)\n$/,
+    );
     const files = filesContaining(home.dir, key);
     expect(files).toHaveLength(1);
     const file = path.join(home.dir, files[0]!);
@@ -236,4 +244,3 @@ describe('"backend": "keychain" (named, not auto) with no usable keychain', () =
     expect(await expectCacheUnavailable(env, ['status'])).toBe(0);
   });
 });
-

@@ -24,19 +24,32 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 it('keeps every SDK out of the bundle that every run parses', () => {
   const text = fs.readFileSync(bundle, 'utf8');
-  for (const marker of ['GetSecretValueCommand', 'SecretClient', 'SecretManagerServiceClient', 'node-vault', '@smithy/', '@azure/', 'google-gax']) {
+  for (const marker of [
+    'GetSecretValueCommand',
+    'SecretClient',
+    'SecretManagerServiceClient',
+    'node-vault',
+    '@smithy/',
+    '@azure/',
+    'google-gax',
+  ]) {
     expect(text).not.toContain(marker);
   }
 });
 
 describe.each(storeTypes.filter((type) => harnesses[type]))('the %s SDK', (type) => {
-  it('is parsed by a cold get only, and no other store\'s SDK ever is', async () => {
+  it("is parsed by a cold get only, and no other store's SDK ever is", async () => {
     const server = await harnesses[type]!.start();
     try {
       await server.seed(server.developerSecret, 'sk-test-lazy');
       const home = fs.mkdtempSync(path.join(dir, `${type}-`));
       const config = path.join(home, 'config.json');
-      fs.writeFileSync(config, JSON.stringify({ profiles: { default: { store: server.storeConfig(server.port), secret: server.developerSecret, cache: { backend: 'file' } } } }));
+      fs.writeFileSync(
+        config,
+        JSON.stringify({
+          profiles: { default: { store: server.storeConfig(server.port), secret: server.developerSecret, cache: { backend: 'file' } } },
+        }),
+      );
       const log = path.join(home, 'chunks.log');
       const env = {
         ...server.developerEnv,
@@ -67,7 +80,8 @@ describe.each(storeTypes.filter((type) => harnesses[type]))('the %s SDK', (type)
 describe('the OIDC libraries (openid-client, jose) of an oidc profile', () => {
   it('stay out of the bundle; a login and a refresh parse the sso chunk, a warm get parses none', async () => {
     const text = fs.readFileSync(bundle, 'utf8');
-    for (const marker of ['oauth4webapi', 'pollDeviceAuthorizationGrant', 'JWSSignatureVerificationFailed']) expect(text).not.toContain(marker);
+    for (const marker of ['oauth4webapi', 'pollDeviceAuthorizationGrant', 'JWSSignatureVerificationFailed'])
+      expect(text).not.toContain(marker);
     const { startTestOp } = await import('../fakes/oidc-op.ts');
     const { deviceLogin, ssoConfig } = await import('../support/sso.ts');
     const op = await startTestOp({ accessTokenTtl: 120 });

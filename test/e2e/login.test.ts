@@ -87,7 +87,9 @@ describe('keybroker login with Vault OIDC, the built binary', () => {
     expect(new URL(address!).searchParams.get('redirect_uri')).toBe(`http://localhost:${callbackPort}/oidc/callback`);
     expect(result.stderr).toContain(`keybroker: Complete the login in your browser: ${address}\n`);
     expect(fs.readFileSync(fakeBrowser.pageFile, 'utf8')).toContain('Signed in to Vault');
-    expect(result.stderr).toContain(`keybroker: Logged in to Vault at ${vault.address}, KV v2 mount "secret" as alice; the token is in ${tokenFile()}`);
+    expect(result.stderr).toContain(
+      `keybroker: Logged in to Vault at ${vault.address}, KV v2 mount "secret" as alice; the token is in ${tokenFile()}`,
+    );
 
     const token = fs.readFileSync(tokenFile(), 'utf8');
     expect(token).toMatch(/^hvs\./);
@@ -141,7 +143,9 @@ describe('keybroker login with Vault OIDC, the built binary', () => {
     expect(callback.host).toBe(`localhost:${callbackPort}`);
     callback.hostname = '127.0.0.1';
     expect(await (await fetch(callback)).text()).toContain('Signed in to Vault');
-    const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)));
+    const code = await new Promise<number | null>((resolve) =>
+      child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve),
+    );
     expect(code, stderr).toBe(0);
     expect(stdout).toBe('');
     expect(stderr).toMatch(/no browser could be opened/);
@@ -173,7 +177,9 @@ describe('keybroker login with Vault OIDC, the built binary', () => {
     const callback = new URL(idp.headers.get('location')!);
     callback.hostname = '127.0.0.1';
     await (await fetch(callback)).text();
-    const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)));
+    const code = await new Promise<number | null>((resolve) =>
+      child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve),
+    );
     expect(code, stderr).toBe(0);
     expect(opened()).toHaveLength(before);
   });
@@ -197,10 +203,17 @@ describe('keybroker login with Vault OIDC, the built binary', () => {
     const callback = new URL(idp.headers.get('location')!);
     callback.hostname = '127.0.0.1';
     expect((await fetch(callback)).status).toBe(200);
-    const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)));
+    const code = await new Promise<number | null>((resolve) =>
+      child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve),
+    );
     expect(code, stderr).toBe(0);
     // Vault was asked to redeem the real callback only.
-    expect(vault.requests.filter((request) => request.path.endsWith('/oidc/callback')).slice(callbacksBefore).map((request) => request.status)).toEqual([200]);
+    expect(
+      vault.requests
+        .filter((request) => request.path.endsWith('/oidc/callback'))
+        .slice(callbacksBefore)
+        .map((request) => request.status),
+    ).toEqual([200]);
   });
 
   it('a login right after another still reads the store, so it picks up a key the admin just rotated', async () => {
@@ -236,9 +249,30 @@ describe('keybroker login for a cloud store', () => {
     );
     const config = path.join(home, 'keybroker.json');
     const endpoint = `http://127.0.0.1:${await closedPort()}`;
-    fs.writeFileSync(config, JSON.stringify({ profiles: { default: { store: { type: 'aws', region: 'us-east-1', endpoint }, secret: 'claude-code/keys/{user}', user: 'os', cache: { backend: 'none' } } } }));
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        profiles: {
+          default: {
+            store: { type: 'aws', region: 'us-east-1', endpoint },
+            secret: 'claude-code/keys/{user}',
+            user: 'os',
+            cache: { backend: 'none' },
+          },
+        },
+      }),
+    );
     const result = await runBinary(['login'], {
-      env: cleanEnv({ KEYBROKER_CONFIG: config, AWS_PROFILE: 'dev-sso', AWS_CONFIG_FILE: awsConfig, AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'none'), BROWSER: browser }, home),
+      env: cleanEnv(
+        {
+          KEYBROKER_CONFIG: config,
+          AWS_PROFILE: 'dev-sso',
+          AWS_CONFIG_FILE: awsConfig,
+          AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'none'),
+          BROWSER: browser,
+        },
+        home,
+      ),
     });
     expect(result.code, result.stderr).toBe(4);
     expect(result.stdout).toBe('aws sso login --profile dev-sso\n');

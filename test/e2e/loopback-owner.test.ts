@@ -32,10 +32,16 @@ async function listenerIsLive(): Promise<void> {
 
 describe('a plain-HTTP loopback port of another local user gets no credential', () => {
   it('get with a Vault address there: exit 3 naming uid 65534 (nobody), nothing on stdout, no request with the token', async () => {
-    home.writeConfig({ profiles: { default: { store: { type: 'vault', address: other.url, mount: 'secret' }, secret: 'claude-code/keys/{user}', user: 'os' } } });
+    home.writeConfig({
+      profiles: {
+        default: { store: { type: 'vault', address: other.url, mount: 'secret' }, secret: 'claude-code/keys/{user}', user: 'os' },
+      },
+    });
     const result = await runBinary([], { env: home.env({ VAULT_TOKEN }) });
     expect(result).toMatchObject({ code: 3, stdout: '' });
-    expect(result.stderr).toContain(`the Vault address (profile "default") ${other.url} is a port on this machine that another local user listens on (uid 65534 (nobody), not you)`);
+    expect(result.stderr).toContain(
+      `the Vault address (profile "default") ${other.url} is a port on this machine that another local user listens on (uid 65534 (nobody), not you)`,
+    );
     expect(result.stderr).toContain(`ss -ltnpe sport = :${other.port}`);
     expect(result.stderr).not.toContain(VAULT_TOKEN);
     expect(other.received).toEqual([]);
@@ -46,14 +52,18 @@ describe('a plain-HTTP loopback port of another local user gets no credential', 
     home.writeConfig(awsConfig(other.url));
     const result = await runBinary([], { env: home.env() });
     expect(result).toMatchObject({ code: 3, stdout: '' });
-    expect(result.stderr).toContain(`the AWS endpoint (profile "default") ${other.url} is a port on this machine that another local user listens on (uid 65534 (nobody)`);
+    expect(result.stderr).toContain(
+      `the AWS endpoint (profile "default") ${other.url} is a port on this machine that another local user listens on (uid 65534 (nobody)`,
+    );
     expect(other.received).toEqual([]);
     await listenerIsLive();
   });
 
   it('login with an OIDC issuer there: exit 3 before any request to it', async () => {
     // A file cache, so login gets past its check that the sign-in can be kept, to the issuer.
-    home.writeConfig({ profiles: { default: { oidc: { issuer: other.url, clientId: 'keybroker-cli', flow: 'device' }, cache: { backend: 'file' } } } });
+    home.writeConfig({
+      profiles: { default: { oidc: { issuer: other.url, clientId: 'keybroker-cli', flow: 'device' }, cache: { backend: 'file' } } },
+    });
     const result = await runBinary(['login'], { env: home.env() });
     expect(result.code, result.stderr).toBe(3);
     expect(result.stderr).toContain(`the identity provider ${other.url} is a port on this machine that another local user listens on`);
@@ -75,8 +85,11 @@ describe('a plain-HTTP loopback port of another local user gets no credential', 
       expect(result.code).toBe(3);
       const url = check(report, 'gateway.url');
       expect(url.verdict).toBe('FAIL');
-      expect(url.finding).toContain(`the gateway ${other.url} is a port on this machine that another local user listens on (uid 65534 (nobody), not you): keybroker did not send your key there`);
-      for (const id of ['gateway.reachable', 'gateway.models', 'gateway.message', 'gateway.streaming']) expect([id, check(report, id).verdict]).toEqual([id, 'SKIP']);
+      expect(url.finding).toContain(
+        `the gateway ${other.url} is a port on this machine that another local user listens on (uid 65534 (nobody), not you): keybroker did not send your key there`,
+      );
+      for (const id of ['gateway.reachable', 'gateway.models', 'gateway.message', 'gateway.streaming'])
+        expect([id, check(report, id).verdict]).toEqual([id, 'SKIP']);
       expect(other.received).toEqual([]);
       expect(machine.transcript.join('\n')).not.toContain(KEY);
       await listenerIsLive();

@@ -18,7 +18,8 @@ const MASTER_KEY = 'TESTONLYm4Sx8Kd2Qw6Zr9Tb3Hv7Jp5';
 
 /** Fails when `text` holds the key or any 8 characters of it in a row. */
 function expectNoPartOf(key: string, text: string): void {
-  for (let at = 0; at + 8 <= key.length; at++) expect(text, `"${key.slice(at, at + 8)}" of the key is in:\n${text}`).not.toContain(key.slice(at, at + 8));
+  for (let at = 0; at + 8 <= key.length; at++)
+    expect(text, `"${key.slice(at, at + 8)}" of the key is in:\n${text}`).not.toContain(key.slice(at, at + 8));
 }
 
 type Answer = { status: number; type?: string; body: unknown };
@@ -41,9 +42,19 @@ async function startFakeSecretsManager(): Promise<{ url: string; answer(operatio
         response.writeHead(200, { 'content-type': 'text/xml' });
         return void response.end(STS_IDENTITY);
       }
-      const operation = String(request.headers['x-amz-target'] ?? '').split('.').at(-1) ?? '';
-      const answer = answers.get(operation) ?? { status: 400, type: 'InvalidRequestException', body: { __type: 'InvalidRequestException', message: `no answer for ${operation}` } };
-      response.writeHead(answer.status, { 'content-type': 'application/x-amz-json-1.1', ...(answer.type ? { 'x-amzn-errortype': answer.type } : {}) });
+      const operation =
+        String(request.headers['x-amz-target'] ?? '')
+          .split('.')
+          .at(-1) ?? '';
+      const answer = answers.get(operation) ?? {
+        status: 400,
+        type: 'InvalidRequestException',
+        body: { __type: 'InvalidRequestException', message: `no answer for ${operation}` },
+      };
+      response.writeHead(answer.status, {
+        'content-type': 'application/x-amz-json-1.1',
+        ...(answer.type ? { 'x-amzn-errortype': answer.type } : {}),
+      });
       response.end(JSON.stringify(answer.body));
     });
   });
@@ -57,11 +68,22 @@ async function startFakeSecretsManager(): Promise<{ url: string; answer(operatio
 
 const secretValue = (value: string): Answer => ({
   status: 200,
-  body: { ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:claude-code/keys/dev-AbCdEf', Name: 'claude-code/keys/dev', VersionId: '11111111-2222-3333-4444-555555555555', VersionStages: ['AWSCURRENT'], SecretString: value, CreatedDate: 1_780_000_000 },
+  body: {
+    ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:claude-code/keys/dev-AbCdEf',
+    Name: 'claude-code/keys/dev',
+    VersionId: '11111111-2222-3333-4444-555555555555',
+    VersionStages: ['AWSCURRENT'],
+    SecretString: value,
+    CreatedDate: 1_780_000_000,
+  },
 });
 const awsError = (status: number, type: string, message: string): Answer => ({ status, type, body: { __type: type, message } });
 /** AWS's refusal of the read, quoting what it refused (as a policy evaluation message might). */
-const deniedQuotingKey = awsError(400, 'AccessDeniedException', `User: arn:aws:sts::123456789012:assumed-role/dev/dev is not authorized to perform: secretsmanager:GetSecretValue; the value ${KEY} is not yours`);
+const deniedQuotingKey = awsError(
+  400,
+  'AccessDeniedException',
+  `User: arn:aws:sts::123456789012:assumed-role/dev/dev is not authorized to perform: secretsmanager:GetSecretValue; the value ${KEY} is not yours`,
+);
 
 let store: Awaited<ReturnType<typeof startFakeSecretsManager>>;
 const homes: TestHome[] = [];
@@ -73,7 +95,9 @@ afterEach(() => {
   for (const home of homes.splice(0)) home.remove();
 });
 function newHome(profile: Record<string, unknown> = {}): TestHome {
-  const home = makeTestHome(awsConfig(store.url, { user: 'os', secret: 'claude-code/keys/dev', timeout: '20s', cache: { backend: 'file' }, ...profile }));
+  const home = makeTestHome(
+    awsConfig(store.url, { user: 'os', secret: 'claude-code/keys/dev', timeout: '20s', cache: { backend: 'file' }, ...profile }),
+  );
   homes.push(home);
   return home;
 }
@@ -89,20 +113,25 @@ describe('get', () => {
   });
 
   it('--verbose: the debug trace of a store answer that names its version after the key masks it', async () => {
-    store.answer('GetSecretValue', { ...secretValue('sk-test-served'), body: { ...(secretValue('sk-test-served').body as object), VersionId: KEY } });
+    store.answer('GetSecretValue', {
+      ...secretValue('sk-test-served'),
+      body: { ...(secretValue('sk-test-served').body as object), VersionId: KEY },
+    });
     const result = await runBinary(['--verbose'], { env: newHome().env() });
     expect(result).toMatchObject({ code: 0, stdout: 'sk-test-served' });
     expect(result.stderr).toContain('keybroker: debug: served version … of "claude-code/keys/dev" from store');
     expectNoPartOf(KEY, result.stderr);
   });
 
-  it('the store down with a cached key: the warning quotes the store\'s error, masked, and the key is served on stdout only', async () => {
+  it("the store down with a cached key: the warning quotes the store's error, masked, and the key is served on stdout only", async () => {
     const home = newHome();
     store.answer('GetSecretValue', secretValue(KEY));
     expect(await runBinary([], { env: home.env() })).toMatchObject({ code: 0, stdout: KEY, stderr: '' });
     // The cached entry made older than refreshAfter (15 min by default): the next get asks the store.
     const cacheDir = path.join(home.dir, '.cache', 'keybroker');
-    const [entry] = (fs.readdirSync(cacheDir, { recursive: true }) as string[]).filter((name) => name.endsWith('.json') && fs.readFileSync(path.join(cacheDir, name), 'utf8').includes('fetchedAt'));
+    const [entry] = (fs.readdirSync(cacheDir, { recursive: true }) as string[]).filter(
+      (name) => name.endsWith('.json') && fs.readFileSync(path.join(cacheDir, name), 'utf8').includes('fetchedAt'),
+    );
     const file = path.join(cacheDir, entry!);
     const cached = JSON.parse(fs.readFileSync(file, 'utf8'));
     fs.writeFileSync(file, JSON.stringify({ ...cached, fetchedAt: Date.now() - 60 * 60_000 }), { mode: 0o600 });
@@ -129,9 +158,12 @@ describe('doctor', () => {
 
 describe('admin', () => {
   it('import: a store write refused quoting the key is masked in the row error and in the audit line', async () => {
-    store.answer('GetSecretValue', awsError(400, 'ResourceNotFoundException', 'Secrets Manager can\'t find the specified secret.'));
-    store.answer('DescribeSecret', awsError(400, 'ResourceNotFoundException', 'Secrets Manager can\'t find the specified secret.'));
-    store.answer('CreateSecret', awsError(400, 'InvalidParameterException', `Invalid SecretString: ${KEY} contains a character that is not allowed`));
+    store.answer('GetSecretValue', awsError(400, 'ResourceNotFoundException', "Secrets Manager can't find the specified secret."));
+    store.answer('DescribeSecret', awsError(400, 'ResourceNotFoundException', "Secrets Manager can't find the specified secret."));
+    store.answer(
+      'CreateSecret',
+      awsError(400, 'InvalidParameterException', `Invalid SecretString: ${KEY} contains a character that is not allowed`),
+    );
     const home = newHome({ secret: 'claude-code/keys/{user}' });
     const csv = path.join(home.dir, 'keys.csv');
     fs.writeFileSync(csv, `alice,${KEY}\n`, { mode: 0o600 });
@@ -150,14 +182,21 @@ describe('admin', () => {
     const gateway = http.createServer((request, response) => {
       request.resume();
       response.writeHead(401, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ error: { message: `${filler}${MASTER_KEY} was received`, type: 'auth_error', param: 'None', code: '401' } }));
+      response.end(
+        JSON.stringify({ error: { message: `${filler}${MASTER_KEY} was received`, type: 'auth_error', param: 'None', code: '401' } }),
+      );
     });
     await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
     try {
       store.answer('GetSecretValue', secretValue('sk-test-old-key'));
-      const home = newHome({ secret: 'claude-code/keys/{user}', keyIssuer: { type: 'litellm', url: `http://127.0.0.1:${(gateway.address() as AddressInfo).port}` } });
+      const home = newHome({
+        secret: 'claude-code/keys/{user}',
+        keyIssuer: { type: 'litellm', url: `http://127.0.0.1:${(gateway.address() as AddressInfo).port}` },
+      });
       const audit = path.join(home.dir, 'audit.log');
-      const result = await runBinary(['admin', 'rotate', '--user', 'dev', '--now', '--audit-log', audit], { env: home.env({ LITELLM_MASTER_KEY: MASTER_KEY }) });
+      const result = await runBinary(['admin', 'rotate', '--user', 'dev', '--now', '--audit-log', audit], {
+        env: home.env({ LITELLM_MASTER_KEY: MASTER_KEY }),
+      });
       expect(result.code).not.toBe(0);
       expect(result.stderr).toMatch(/refused the master key/);
       expectNoPartOf(MASTER_KEY, result.stdout + result.stderr + (fs.existsSync(audit) ? fs.readFileSync(audit, 'utf8') : ''));
@@ -169,14 +208,24 @@ describe('admin', () => {
 });
 
 describe('SSO', () => {
-  it('an identity provider\'s error description that quotes a token is masked', async () => {
+  it("an identity provider's error description that quotes a token is masked", async () => {
     const op = http.createServer((request, response) => {
       request.resume();
       request.on('end', () => {
         const issuer = `http://127.0.0.1:${(op.address() as AddressInfo).port}`;
         if (request.url === '/.well-known/openid-configuration') {
           response.writeHead(200, { 'content-type': 'application/json' });
-          return void response.end(JSON.stringify({ issuer, token_endpoint: `${issuer}/token`, device_authorization_endpoint: `${issuer}/device`, authorization_endpoint: `${issuer}/authorize`, response_types_supported: ['code'], subject_types_supported: ['public'], id_token_signing_alg_values_supported: ['RS256'] }));
+          return void response.end(
+            JSON.stringify({
+              issuer,
+              token_endpoint: `${issuer}/token`,
+              device_authorization_endpoint: `${issuer}/device`,
+              authorization_endpoint: `${issuer}/authorize`,
+              response_types_supported: ['code'],
+              subject_types_supported: ['public'],
+              id_token_signing_alg_values_supported: ['RS256'],
+            }),
+          );
         }
         response.writeHead(400, { 'content-type': 'application/json' });
         response.end(JSON.stringify({ error: 'invalid_request', error_description: `the assertion ${KEY} is not accepted here` }));
@@ -184,7 +233,14 @@ describe('SSO', () => {
     });
     await new Promise<void>((resolve) => op.listen(0, '127.0.0.1', resolve));
     try {
-      const home = makeTestHome({ profiles: { default: { oidc: { issuer: `http://127.0.0.1:${(op.address() as AddressInfo).port}`, clientId: 'keybroker-cli' }, cache: { backend: 'file' } } } });
+      const home = makeTestHome({
+        profiles: {
+          default: {
+            oidc: { issuer: `http://127.0.0.1:${(op.address() as AddressInfo).port}`, clientId: 'keybroker-cli' },
+            cache: { backend: 'file' },
+          },
+        },
+      });
       homes.push(home);
       const result = await runBinary(['login', '--flow', 'device', '--no-browser'], { env: home.env() });
       expect(result.code).not.toBe(0);

@@ -17,7 +17,10 @@ const secret = 'e2e/sdk-warnings/1';
 beforeAll(async () => {
   moto = await startMoto();
   home = makeTestHome(awsConfig(moto.endpoint, { secret, cache: { backend: 'none' } }, { profile: 'dev' }));
-  fs.writeFileSync(path.join(home.dir, 'aws-config'), '[profile dev]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n');
+  fs.writeFileSync(
+    path.join(home.dir, 'aws-config'),
+    '[profile dev]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n',
+  );
   await moto.aws(['secretsmanager', 'create-secret', '--name', secret, '--secret-string', key]);
 });
 afterAll(async () => {

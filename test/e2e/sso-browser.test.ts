@@ -93,7 +93,11 @@ describe('keybroker login --flow browser against another local user', () => {
     const result = await login;
     expect(result.code, result.stderr).toBe(0);
     // Only the real code was redeemed, once.
-    expect(codeGrants().slice(grantsBefore).map((request) => request.status)).toEqual([200]);
+    expect(
+      codeGrants()
+        .slice(grantsBefore)
+        .map((request) => request.status),
+    ).toEqual([200]);
     const get = await runBinary(['get'], { env: home.env() });
     expect(get.code, get.stderr).toBe(0);
     expect(decodeJwt(get.stdout)).toMatchObject({ sub: 'dave', aud: op.resource });

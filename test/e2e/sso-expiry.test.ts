@@ -86,5 +86,7 @@ it(`${CALLERS} concurrent callers over ${DURATION_MS / 1000} s with ${TOKEN_TTL_
   expect(refreshes.length).toBeLessThanOrEqual(Math.ceil(elapsed / (interval - ROUND_EVERY_MS)));
   // Each refresh produced the token the callers were served next: one distinct token per refresh (+ the login's).
   expect(new Set(served.map((entry) => entry.token)).size).toBeLessThanOrEqual(refreshes.length + 1);
-  console.info(`${served.length} gets in ${rounds.length} rounds of ${CALLERS} (slowest round ${Math.max(...rounds)} ms), ${refreshes.length} refreshes at the OP, least time left on a served token when its get ended ${Math.round(leastLeft / 1000)} s, slowest get ${Math.round(Math.max(...served.map((entry) => entry.at - entry.started)))} ms`);
+  console.info(
+    `${served.length} gets in ${rounds.length} rounds of ${CALLERS} (slowest round ${Math.max(...rounds)} ms), ${refreshes.length} refreshes at the OP, least time left on a served token when its get ended ${Math.round(leastLeft / 1000)} s, slowest get ${Math.round(Math.max(...served.map((entry) => entry.at - entry.started)))} ms`,
+  );
 }, 240_000);

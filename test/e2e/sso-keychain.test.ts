@@ -83,10 +83,14 @@ it('login keeps the refresh token in the Secret Service (secret-tool finds it, n
   // logout removes both items: secret-tool finds nothing of the profile's.
   const logout = await runBinary(['logout'], { env });
   expect(logout.code, logout.stderr).toBe(0);
-  expect(logout.stdout).toMatch(/removed the sign-in \(refresh token\) from the keychain; removed the cached access token from the keychain/);
+  expect(logout.stdout).toMatch(
+    /removed the sign-in \(refresh token\) from the keychain; removed the cached access token from the keychain/,
+  );
   expect((await keyring.lookup(item)) === undefined).toBe(true);
   expect((await keyring.lookup(accessItem)) === undefined).toBe(true);
-  expect((await keyring.accounts('keybroker')).filter((account) => account === item.username || account === accessItem.username)).toEqual([]);
+  expect((await keyring.accounts('keybroker')).filter((account) => account === item.username || account === accessItem.username)).toEqual(
+    [],
+  );
   const signedOut = await runBinary(['get'], { env });
   expect({ code: signedOut.code, stdout: signedOut.stdout }).toEqual({ code: 4, stdout: '' });
   expect(signedOut.stderr).toContain('run keybroker login --profile default');

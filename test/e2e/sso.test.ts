@@ -45,7 +45,12 @@ function home(config: unknown): TestHome {
 /** `claude -p PROMPT` through the JWT gateway, keybroker as its helper. */
 function runClaude(testHome: TestHome, prompt: string, options: { until?: RegExp } = {}): Promise<ClaudeRun> {
   // A TTL that fits the token's lifetime: 2 × 20 s + 10 s of slack < 120 s (README, SSO tokens).
-  return runClaudeIn(testHome, ['-p', prompt], { gateway: gateway.url, settings: { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(HELPER_TTL_MS) } }, timeoutMs: 60_000, ...options });
+  return runClaudeIn(testHome, ['-p', prompt], {
+    gateway: gateway.url,
+    settings: { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(HELPER_TTL_MS) } },
+    timeoutMs: 60_000,
+    ...options,
+  });
 }
 
 describe('SSO tokens from a real OpenID Provider', () => {
@@ -78,7 +83,7 @@ describe('SSO tokens from a real OpenID Provider', () => {
     for (const request of messages) expect(request).toMatchObject({ verdict: 'ok', sub: 'alice', status: 200 });
     // Served from the cache: Claude Code's get did not ask the OP.
     expect(op.tokens.length).toBe(tokenRequests);
-   }, 180_000);
+  }, 180_000);
 
   it('browser login (authorization code + PKCE, loopback redirect) through a $BROWSER script', async () => {
     const testHome = home(ssoConfig(op, { flow: 'browser' }));
@@ -114,7 +119,10 @@ describe('SSO tokens from a real OpenID Provider', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('pong');
     const keyed = gateway.log.slice(from).filter((request) => request.verdict !== 'unauthenticated-path');
-    const trace = keyed.map((request) => `${request.method} ${request.path} ${request.jti === refused.jti ? 'refused token' : request.jti ? 'new token' : 'no token'} -> ${request.status} ${request.verdict}`);
+    const trace = keyed.map(
+      (request) =>
+        `${request.method} ${request.path} ${request.jti === refused.jti ? 'refused token' : request.jti ? 'new token' : 'no token'} -> ${request.status} ${request.verdict}`,
+    );
     console.info(`the gateway saw:\n${trace.join('\n')}`);
     // One refusal of the revoked token, then Claude Code re-ran keybroker and retried with a new one.
     expect(keyed[0]).toMatchObject({ path: '/v1/messages', jti: refused.jti, status: 401, verdict: 'revoked' });
@@ -153,7 +161,9 @@ describe('SSO tokens from a real OpenID Provider', () => {
     const result = await runBinary(['get'], { env: testHome.env() });
     expect(result.code).toBe(4);
     expect(result.stdout).toBe('');
-    expect(result.stderr).toBe('keybroker: profile "default" is not signed in to ' + op.issuer + ': run keybroker login --profile default\n');
+    expect(result.stderr).toBe(
+      'keybroker: profile "default" is not signed in to ' + op.issuer + ': run keybroker login --profile default\n',
+    );
   });
 
   it('without a keychain and without "fallback": "file", login refuses to keep the refresh token anywhere', async () => {
@@ -173,7 +183,13 @@ describe('SSO tokens from a real OpenID Provider', () => {
     const doctor = await runBinary(['doctor', '--json'], { env });
     const report = JSON.parse(doctor.stdout) as { checks: { id: string; verdict: string; finding: string }[] };
     const verdicts = Object.fromEntries(report.checks.map((check) => [check.id, check.verdict]));
-    expect(verdicts).toMatchObject({ configuration: 'OK', 'sso.discovery': 'OK', 'sso.sign-in': 'OK', 'sso.token': 'OK', 'gateway.models': 'OK' });
+    expect(verdicts).toMatchObject({
+      configuration: 'OK',
+      'sso.discovery': 'OK',
+      'sso.sign-in': 'OK',
+      'sso.token': 'OK',
+      'gateway.models': 'OK',
+    });
     expect(Object.keys(verdicts).filter((id) => id.startsWith('store.'))).toEqual([]);
     const finding = (id: string) => report.checks.find((check) => check.id === id)!.finding;
     expect(finding('sso.discovery')).toContain(`${op.issuer} answered discovery`);
@@ -185,13 +201,15 @@ describe('SSO tokens from a real OpenID Provider', () => {
     for (const output of [doctor.stdout, doctor.stderr, status.stdout, status.stderr]) expect(output).not.toContain(token);
 
     // A TTL the token cannot outlive: doctor says which TTL would fit.
-    const tooLong = JSON.parse((await runBinary(['doctor', '--json'], { env: { ...env, CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } })).stdout) as typeof report;
+    const tooLong = JSON.parse(
+      (await runBinary(['doctor', '--json'], { env: { ...env, CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } })).stdout,
+    ) as typeof report;
     const check = tooLong.checks.find((item) => item.id === 'sso.token')! as { verdict: string; fix?: string };
     expect(check.verdict).toBe('WARN');
     expect(check.fix).toContain('CLAUDE_CODE_API_KEY_HELPER_TTL_MS to at most 55000');
   });
 
-  it('token exchange (RFC 8693): get serves the gateway\'s own token, traded for the IdP\'s, never living past it', async () => {
+  it("token exchange (RFC 8693): get serves the gateway's own token, traded for the IdP's, never living past it", async () => {
     // A gateway token service: takes a valid IdP access token, answers a token for its own audience.
     const jwks = createRemoteJWKSet(new URL(`${op.issuer}/jwks`));
     const exchanges: Record<string, string>[] = [];
@@ -200,7 +218,11 @@ describe('SSO tokens from a real OpenID Provider', () => {
       request.on('data', (chunk) => (body += chunk));
       request.on('end', async () => {
         const params = Object.fromEntries(new URLSearchParams(body));
-        exchanges.push({ grant_type: params['grant_type']!, audience: params['audience']!, subject_token_type: params['subject_token_type']! });
+        exchanges.push({
+          grant_type: params['grant_type']!,
+          audience: params['audience']!,
+          subject_token_type: params['subject_token_type']!,
+        });
         try {
           await jwtVerify(params['subject_token']!, jwks, { issuer: op.issuer, audience: op.resource });
         } catch {
@@ -208,7 +230,14 @@ describe('SSO tokens from a real OpenID Provider', () => {
           return;
         }
         response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        response.end(JSON.stringify({ access_token: `gw-test-${exchanges.length}-exchanged`, token_type: 'Bearer', expires_in: 3600, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' }));
+        response.end(
+          JSON.stringify({
+            access_token: `gw-test-${exchanges.length}-exchanged`,
+            token_type: 'Bearer',
+            expires_in: 3600,
+            issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          }),
+        );
       });
     });
     await new Promise<void>((resolve) => sts.listen(0, '127.0.0.1', resolve));
@@ -219,9 +248,15 @@ describe('SSO tokens from a real OpenID Provider', () => {
       const get = await runBinary(['get'], { env: testHome.env() });
       expect(get.code, get.stderr).toBe(0);
       expect(get.stdout).toMatch(/^gw-test-\d+-exchanged$/);
-      expect(exchanges.at(-1)).toEqual({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', audience: 'llm-gateway', subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' });
+      expect(exchanges.at(-1)).toEqual({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        audience: 'llm-gateway',
+        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      });
       // 3600 s asked, but never past the IdP token it came from (120 s here).
-      const status = JSON.parse((await runBinary(['status', '--json'], { env: testHome.env() })).stdout) as { cached: { expiresAt: string } };
+      const status = JSON.parse((await runBinary(['status', '--json'], { env: testHome.env() })).stdout) as {
+        cached: { expiresAt: string };
+      };
       expect(Date.parse(status.cached.expiresAt) - Date.now()).toBeLessThanOrEqual(120_000);
     } finally {
       sts.closeAllConnections();
@@ -234,7 +269,9 @@ describe('SSO tokens from a real OpenID Provider', () => {
     expect((await deviceLogin(op, testHome.env(), 'frank')).code).toBe(0);
     const logout = await runBinary(['logout'], { env: testHome.env() });
     expect(logout.code, logout.stderr).toBe(0);
-    expect(logout.stdout).toMatch(/removed the sign-in \(refresh token\) from the file cache; removed the cached access token from the file cache/);
+    expect(logout.stdout).toMatch(
+      /removed the sign-in \(refresh token\) from the file cache; removed the cached access token from the file cache/,
+    );
     const get = await runBinary(['get'], { env: testHome.env() });
     expect(get.code).toBe(4);
   });
@@ -249,20 +286,31 @@ describe('offboarding with 20-second access tokens', () => {
   let shortGateway: JwtGateway;
   beforeAll(async () => {
     shortOp = await startTestOp({ accessTokenTtl: TOKEN_TTL_S });
-    shortGateway = await startJwtGateway({ issuer: shortOp.issuer, audience: shortOp.resource, upstream: upstream.url, upstreamKey: UPSTREAM_KEY });
+    shortGateway = await startJwtGateway({
+      issuer: shortOp.issuer,
+      audience: shortOp.resource,
+      upstream: upstream.url,
+      upstreamKey: UPSTREAM_KEY,
+    });
   });
   afterAll(async () => {
     await Promise.all([shortOp?.stop(), shortGateway?.stop()]);
   });
 
   const sleepUntil = (at: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())));
-  const gatewayAnswer = async (token: string) => (await fetch(`${shortGateway.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } })).status;
+  const gatewayAnswer = async (token: string) =>
+    (await fetch(`${shortGateway.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } })).status;
 
   it('the account disabled at the OP: the next refresh exits 4 with the login command, the gateway takes the last token until its exp and then refuses it, and nothing works after', async () => {
     const testHome = home(ssoConfig(shortOp));
     const env = testHome.env({ CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(SHORT_TTL_MS) });
     const claude = (until?: RegExp) =>
-      runClaudeIn(testHome, ['-p', 'say pong'], { gateway: shortGateway.url, settings: { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(SHORT_TTL_MS) } }, timeoutMs: 120_000, ...(until ? { until } : {}) });
+      runClaudeIn(testHome, ['-p', 'say pong'], {
+        gateway: shortGateway.url,
+        settings: { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(SHORT_TTL_MS) } },
+        timeoutMs: 120_000,
+        ...(until ? { until } : {}),
+      });
     const refreshes = () => shortOp.tokens.filter((request) => request.grantType === 'refresh_token');
     const timeline: string[] = [];
     const started = Date.now();
@@ -293,7 +341,9 @@ describe('offboarding with 20-second access tokens', () => {
     mark(`get exited ${refused.code}`);
     expect(refused.code).toBe(4);
     expect(refused.stdout).toBe('');
-    expect(refused.stderr).toMatch(/^keybroker: http:\/\/127\.0\.0\.1:\d+ refused the sign-in for profile "default" \(invalid_grant[^\n]*: run keybroker login --profile default\n$/);
+    expect(refused.stderr).toMatch(
+      /^keybroker: http:\/\/127\.0\.0\.1:\d+ refused the sign-in for profile "default" \(invalid_grant[^\n]*: run keybroker login --profile default\n$/,
+    );
     expect(refreshes().slice(refusedAt)).toMatchObject([{ status: 400, error: 'invalid_grant' }]);
 
     // The gateway takes the last token until its exp (it checks the signature and exp, not the OP)...
@@ -318,11 +368,17 @@ describe('offboarding with 20-second access tokens', () => {
     const from = shortGateway.log.length;
     const failing = await claude(/apiKeyHelper failed: exited 4: keybroker: [^\n]*run keybroker login --profile default/);
     mark(`claude -p stopped after ${Math.round(failing.ms)} ms`);
-    expect(failing.stdout + failing.stderr).toMatch(/apiKeyHelper failed: exited 4: keybroker: [^\n]*refused the sign-in[^\n]*run keybroker login --profile default/);
+    expect(failing.stdout + failing.stderr).toMatch(
+      /apiKeyHelper failed: exited 4: keybroker: [^\n]*refused the sign-in[^\n]*run keybroker login --profile default/,
+    );
     expect(failing.stdout).not.toContain('pong');
     expect(shortGateway.log.slice(from).filter((request) => request.verdict === 'ok')).toEqual([]);
     // Not one refresh succeeded after the account was disabled.
-    expect(refreshes().slice(refusedAt).filter((request) => request.status === 200)).toEqual([]);
+    expect(
+      refreshes()
+        .slice(refusedAt)
+        .filter((request) => request.status === 200),
+    ).toEqual([]);
     console.info(`offboarding timeline (token exp at ${((exp - started) / 1000).toFixed(1)} s):\n${timeline.join('\n')}`);
   }, 240_000);
 });

@@ -45,7 +45,7 @@ afterAll(async () => {
 });
 
 describe('keybroker get against Vault, the built binary', () => {
-  it('prints the developer\'s key from Vault and keeps it in the keychain, then serves it without asking Vault', async () => {
+  it("prints the developer's key from Vault and keeps it in the keychain, then serves it without asking Vault", async () => {
     const cold = await runBinary([], { env: env() });
     expect(cold).toMatchObject({ code: 0, stdout: 'sk-test-vault-e2e-first', stderr: '' });
 
@@ -64,10 +64,12 @@ describe('keybroker get against Vault, the built binary', () => {
     const result = await runBinary([], { env: env({ HOME: path.join(keyring.home, 'elsewhere'), KEYBROKER_CACHE_BACKEND: 'none' }) });
     expect(result.code).toBe(4);
     expect(result.stdout).toBe('');
-    expect(result.stderr).toMatch(/^keybroker: .*no token in VAULT_TOKEN or ~\/\.vault-token: run 'vault login -address=http:\/\/127\.0\.0\.1:\d+ -method=oidc role=developer'\n$/);
+    expect(result.stderr).toMatch(
+      /^keybroker: .*no token in VAULT_TOKEN or ~\/\.vault-token: run 'vault login -address=http:\/\/127\.0\.0\.1:\d+ -method=oidc role=developer'\n$/,
+    );
   });
 
-  it('reads a new version on a cold start with no cache, in a cold get\'s worth of process starts', async () => {
+  it("reads a new version on a cold start with no cache, in a cold get's worth of process starts", async () => {
     await vault.kvPut('claude-code/keys/alice', { api_key: 'sk-test-vault-e2e-second' });
     const yardstick = await processStart();
     const times: number[] = [];

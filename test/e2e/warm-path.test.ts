@@ -30,12 +30,18 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 async function loadsOf(args: string[], env: NodeJS.ProcessEnv) {
   const report = path.join(dir, `report-${Math.random().toString(36).slice(2)}.json`);
-  const result = await runBinary([bundle, ...args], { env: { ...env, NODE_OPTIONS: `--require ${preload}`, LOAD_REPORT: report }, command: process.execPath });
+  const result = await runBinary([bundle, ...args], {
+    env: { ...env, NODE_OPTIONS: `--require ${preload}`, LOAD_REPORT: report },
+    command: process.execPath,
+  });
   return { result, loads: JSON.parse(fs.readFileSync(report, 'utf8')) as { crypto: boolean; childProcess: boolean } };
 }
 
 it('serves a fresh cached key without loading node:crypto or node:child_process', async () => {
-  const home = makeTestHome(awsConfig(`http://127.0.0.1:${await closedPort()}`, { cache: { backend: 'file', refreshAfter: '1h' } }), fs.mkdtempSync(path.join(dir, 'home-')));
+  const home = makeTestHome(
+    awsConfig(`http://127.0.0.1:${await closedPort()}`, { cache: { backend: 'file', refreshAfter: '1h' } }),
+    fs.mkdtempSync(path.join(dir, 'home-')),
+  );
   const env = home.env();
   const profile = loadConfig({ env }).profile;
   const slot = cacheSlot(profile, () => osLoginName(env));
@@ -58,11 +64,19 @@ it('serves a fresh cached key without loading node:crypto or node:child_process'
 // a warm get with the program and embeds the cache of everything that ran (bin/train-code-cache.ts),
 // which bin/boot.ts hands to V8: a cache V8 rejects would silently cost the hot path its compiling.
 it('the binary runs its program with the code cache its build made after a warm get, and V8 accepts it', async () => {
-  const home = makeTestHome(awsConfig(`http://127.0.0.1:${await closedPort()}`, { cache: { backend: 'file', refreshAfter: '1h' } }), fs.mkdtempSync(path.join(dir, 'home-')));
+  const home = makeTestHome(
+    awsConfig(`http://127.0.0.1:${await closedPort()}`, { cache: { backend: 'file', refreshAfter: '1h' } }),
+    fs.mkdtempSync(path.join(dir, 'home-')),
+  );
   const profile = loadConfig({ env: home.env() }).profile;
   const slot = cacheSlot(profile, () => osLoginName(home.env()));
-  await fileCache(path.join(home.dir, '.cache/keybroker/keys')).write(slot.account, serializeEntry({ key: 'sk-test-warm-path', version: 'v1', secret: slot.secret!, fetchedAt: Date.now() }));
+  await fileCache(path.join(home.dir, '.cache/keybroker/keys')).write(
+    slot.account,
+    serializeEntry({ key: 'sk-test-warm-path', version: 'v1', secret: slot.secret!, fetchedAt: Date.now() }),
+  );
   const result = await runBinary([], { env: home.env({ KEYBROKER_DEBUG: '1' }) });
   expect(result).toMatchObject({ code: 0, stdout: 'sk-test-warm-path' });
-  expect(result.stderr.split('\n')[0]).toMatch(/^keybroker: debug: the program runs with the code cache its build made after a warm get \(\d+ KiB\)$/);
+  expect(result.stderr.split('\n')[0]).toMatch(
+    /^keybroker: debug: the program runs with the code cache its build made after a warm get \(\d+ KiB\)$/,
+  );
 });

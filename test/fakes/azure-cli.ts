@@ -65,7 +65,10 @@ export function writeAzureLogin(configDir: string, login: AzureLogin): void {
     environmentName: 'AzureCloud',
     homeTenantId: login.tenant,
   };
-  fs.writeFileSync(path.join(configDir, 'azureProfile.json'), JSON.stringify({ installationId: 'keybroker-test', subscriptions: [subscription] }));
+  fs.writeFileSync(
+    path.join(configDir, 'azureProfile.json'),
+    JSON.stringify({ installationId: 'keybroker-test', subscriptions: [subscription] }),
+  );
   const expires = Math.floor(Date.now() / 1000) + 3600;
   const tokens = Object.fromEntries(
     Object.entries(login.tokens).map(([tenant, byResource]) => [

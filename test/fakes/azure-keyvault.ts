@@ -23,7 +23,17 @@ const NAME = /^[0-9a-zA-Z-]{1,127}$/;
 export type SecretsRole = 'Key Vault Secrets User' | 'Key Vault Secrets Officer';
 const ROLE_ACTIONS: Record<SecretsRole, Set<string>> = {
   'Key Vault Secrets User': new Set(['getSecret']),
-  'Key Vault Secrets Officer': new Set(['getSecret', 'setSecret', 'listSecrets', 'updateSecret', 'deleteSecret', 'purgeSecret', 'recoverSecret', 'listDeletedSecrets', 'getDeletedSecret']),
+  'Key Vault Secrets Officer': new Set([
+    'getSecret',
+    'setSecret',
+    'listSecrets',
+    'updateSecret',
+    'deleteSecret',
+    'purgeSecret',
+    'recoverSecret',
+    'listDeletedSecrets',
+    'getDeletedSecret',
+  ]),
 };
 
 export interface TokenClaims {
@@ -114,11 +124,24 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
   };
   const key = (name: string) => name.toLowerCase(); // object names are case-insensitive
 
-  const setSecret = (name: string, value: string, attributes: { exp?: number; nbf?: number; enabled?: boolean } = {}, tags: Record<string, string> = {}, contentType?: string) => {
+  const setSecret = (
+    name: string,
+    value: string,
+    attributes: { exp?: number; nbf?: number; enabled?: boolean } = {},
+    tags: Record<string, string> = {},
+    contentType?: string,
+  ) => {
     let secret = secrets.get(key(name));
     if (!secret) secrets.set(key(name), (secret = { name, versions: [] }));
     const at = now();
-    const version: Version = { id: randomUUID().replace(/-/g, ''), value, enabled: attributes.enabled ?? true, created: at, updated: at, tags };
+    const version: Version = {
+      id: randomUUID().replace(/-/g, ''),
+      value,
+      enabled: attributes.enabled ?? true,
+      created: at,
+      updated: at,
+      tags,
+    };
     if (attributes.exp !== undefined) version.exp = attributes.exp;
     if (attributes.nbf !== undefined) version.nbf = attributes.nbf;
     if (contentType !== undefined) version.contentType = contentType;
@@ -168,7 +191,8 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
     const expected = createHmac('sha256', signingKey).update(`${head}.${body}`).digest('base64url');
     if (expected !== signature) return deny('AKV10000: Token validation failed: the signature is invalid.');
     const claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as TokenClaims & { iss: string; exp: number };
-    if (claims.aud !== KEY_VAULT_RESOURCE && claims.aud !== `${KEY_VAULT_RESOURCE}/`) return deny(`AKV10022: Invalid audience. Expected ${KEY_VAULT_RESOURCE}, found: ${claims.aud}.`);
+    if (claims.aud !== KEY_VAULT_RESOURCE && claims.aud !== `${KEY_VAULT_RESOURCE}/`)
+      return deny(`AKV10022: Invalid audience. Expected ${KEY_VAULT_RESOURCE}, found: ${claims.aud}.`);
     if (claims.tid !== options.tenant) {
       return deny(`AKV10032: Invalid issuer. Expected one of https://sts.windows.net/${options.tenant}/, found ${claims.iss}.`);
     }
@@ -232,22 +256,35 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
       return send(response, 429, {
         error: {
           code: 'Throttled',
-          message: 'Request was not processed because too many requests were received. Reason: A generic reason. Please see https://go.microsoft.com/fwlink/?linkid=2147740 for more details.',
+          message:
+            'Request was not processed because too many requests were received. Reason: A generic reason. Please see https://go.microsoft.com/fwlink/?linkid=2147740 for more details.',
         },
       });
     }
-    if (!apiVersion) return send(response, 400, { error: { code: 'BadParameter', message: 'The request URI contains an invalid API version: missing api-version query parameter' } });
-    if (!API_VERSIONS.has(apiVersion)) return send(response, 400, { error: { code: 'BadParameter', message: `The specified version (${apiVersion}) is not recognized. Consider using the latest supported version (2025-07-01).` } });
+    if (!apiVersion)
+      return send(response, 400, {
+        error: { code: 'BadParameter', message: 'The request URI contains an invalid API version: missing api-version query parameter' },
+      });
+    if (!API_VERSIONS.has(apiVersion))
+      return send(response, 400, {
+        error: {
+          code: 'BadParameter',
+          message: `The specified version (${apiVersion}) is not recognized. Consider using the latest supported version (2025-07-01).`,
+        },
+      });
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     const method = request.method ?? 'GET';
     const body = ['PUT', 'PATCH', 'POST'].includes(method) ? await readJson(request) : undefined;
     if (body === null) return send(response, 400, { error: { code: 'BadParameter', message: 'The request body is not valid JSON.' } });
     const [collection, name, third] = parts;
-    if (name !== undefined && !NAME.test(name)) return send(response, 400, { error: { code: 'BadParameter', message: `The request URI contains an invalid name: ${name}` } });
+    if (name !== undefined && !NAME.test(name))
+      return send(response, 400, { error: { code: 'BadParameter', message: `The request URI contains an invalid name: ${name}` } });
 
     if (collection === 'secrets' && name === undefined && method === 'GET') {
       if (!authorize(caller, 'listSecrets', undefined, response)) return;
-      const all = [...secrets.values()].filter((secret) => secret.versions.length).map((secret) => item(secret, secret.versions.at(-1)!, false));
+      const all = [...secrets.values()]
+        .filter((secret) => secret.versions.length)
+        .map((secret) => item(secret, secret.versions.at(-1)!, false));
       return send(response, 200, page(url, all));
     }
     if (collection === 'secrets' && name !== undefined) {
@@ -256,11 +293,20 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
         if (!authorize(caller, 'setSecret', name, response)) return;
         if (deleted.has(key(name))) {
           return send(response, 409, {
-            error: { code: 'Conflict', message: `Secret ${name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged.` },
+            error: {
+              code: 'Conflict',
+              message: `Secret ${name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged.`,
+            },
           });
         }
-        const input = body as { value?: unknown; tags?: Record<string, string>; contentType?: string; attributes?: { enabled?: boolean; exp?: number; nbf?: number } };
-        if (typeof input.value !== 'string') return send(response, 400, { error: { code: 'BadParameter', message: 'Property value is required.' } });
+        const input = body as {
+          value?: unknown;
+          tags?: Record<string, string>;
+          contentType?: string;
+          attributes?: { enabled?: boolean; exp?: number; nbf?: number };
+        };
+        if (typeof input.value !== 'string')
+          return send(response, 400, { error: { code: 'BadParameter', message: 'Property value is required.' } });
         const attributes: { exp?: number; nbf?: number; enabled?: boolean } = {};
         if (input.attributes?.enabled !== undefined) attributes.enabled = input.attributes.enabled;
         if (input.attributes?.exp !== undefined) attributes.exp = input.attributes.exp;
@@ -272,7 +318,14 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
       if (method === 'GET' && third === 'versions') {
         if (!authorize(caller, 'listSecrets', name, response)) return;
         if (!secret) return notFound(response, name);
-        return send(response, 200, page(url, secret.versions.map((version) => item(secret, version, true))));
+        return send(
+          response,
+          200,
+          page(
+            url,
+            secret.versions.map((version) => item(secret, version, true)),
+          ),
+        );
       }
       if (method === 'GET') {
         if (!authorize(caller, 'getSecret', name, response)) return;
@@ -280,7 +333,13 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
         const version = third ? secret.versions.find((candidate) => candidate.id === third) : secret.versions.at(-1);
         if (!version) return notFound(response, `${name}/${third}`);
         if (!version.enabled) {
-          return send(response, 403, { error: { code: 'Forbidden', message: 'Operation get is not allowed on a disabled secret.', innererror: { code: 'SecretDisabled' } } });
+          return send(response, 403, {
+            error: {
+              code: 'Forbidden',
+              message: 'Operation get is not allowed on a disabled secret.',
+              innererror: { code: 'SecretDisabled' },
+            },
+          });
         }
         return send(response, 200, bundle(secret, version));
       }
@@ -289,7 +348,11 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
         if (!secret) return notFound(response, name);
         const version = third ? secret.versions.find((candidate) => candidate.id === third) : secret.versions.at(-1);
         if (!version) return notFound(response, `${name}/${third}`);
-        const input = body as { tags?: Record<string, string>; contentType?: string; attributes?: { enabled?: boolean; exp?: number; nbf?: number } };
+        const input = body as {
+          tags?: Record<string, string>;
+          contentType?: string;
+          attributes?: { enabled?: boolean; exp?: number; nbf?: number };
+        };
         if (input.attributes?.enabled !== undefined) version.enabled = input.attributes.enabled;
         if (input.attributes?.exp !== undefined) version.exp = input.attributes.exp;
         if (input.attributes?.nbf !== undefined) version.nbf = input.attributes.nbf;
@@ -339,7 +402,9 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
         }
       }
     }
-    send(response, 405, { error: { code: 'BadParameter', message: `The requested operation ${method} ${url.pathname} is not supported.` } });
+    send(response, 405, {
+      error: { code: 'BadParameter', message: `The requested operation ${method} ${url.pathname} is not supported.` },
+    });
   }
 
   /** Entra ID v2.0 endpoints under /{tenant}/: discovery and the client-credentials grant. */
@@ -378,16 +443,28 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
     }
     const app = apps.get(form.get('client_id') ?? '');
     if (!app) {
-      fail(400, 'unauthorized_client', `AADSTS700016: Application with identifier '${form.get('client_id')}' was not found in the directory '${tenant}'.`);
+      fail(
+        400,
+        'unauthorized_client',
+        `AADSTS700016: Application with identifier '${form.get('client_id')}' was not found in the directory '${tenant}'.`,
+      );
       return true;
     }
     if (form.get('client_secret') !== app.secret) {
-      fail(401, 'invalid_client', `AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${form.get('client_id')}'.`);
+      fail(
+        401,
+        'invalid_client',
+        `AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${form.get('client_id')}'.`,
+      );
       return true;
     }
     const scope = form.get('scope') ?? '';
     if (!scope.split(' ').some((entry) => entry === `${KEY_VAULT_RESOURCE}/.default`)) {
-      fail(400, 'invalid_scope', `AADSTS70011: The provided value for the input parameter 'scope' is not valid. The scope ${scope} is not valid.`);
+      fail(
+        400,
+        'invalid_scope',
+        `AADSTS70011: The provided value for the input parameter 'scope' is not valid. The scope ${scope} is not valid.`,
+      );
       return true;
     }
     send(response, 200, {
@@ -441,7 +518,11 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions): Promise<K
 
 function send(response: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  response.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'x-ms-keyvault-service-version': '1.9.0.0' });
+  response.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'x-ms-keyvault-service-version': '1.9.0.0',
+  });
   response.end(text);
 }
 
@@ -468,4 +549,3 @@ async function readJson(request: IncomingMessage): Promise<unknown> {
 function b64url(text: string): string {
   return Buffer.from(text, 'utf8').toString('base64url');
 }
-

@@ -73,7 +73,15 @@ export async function startFakeGateway(options: { keys?: string[]; port?: number
 
       if (request.method === 'GET' && url.pathname === '/v1/models') {
         const models = routed === 'any' ? ['claude-sonnet-4-5', 'claude-haiku-4-5'] : [...routed];
-        return send(200, JSON.stringify({ data: models.map((id) => ({ type: 'model', id, display_name: id, created_at: '2025-01-01T00:00:00Z' })), has_more: false, first_id: models[0] ?? null, last_id: models.at(-1) ?? null }));
+        return send(
+          200,
+          JSON.stringify({
+            data: models.map((id) => ({ type: 'model', id, display_name: id, created_at: '2025-01-01T00:00:00Z' })),
+            has_more: false,
+            first_id: models[0] ?? null,
+            last_id: models.at(-1) ?? null,
+          }),
+        );
       }
       if (request.method === 'POST' && url.pathname === '/v1/messages/count_tokens') {
         return send(200, JSON.stringify({ input_tokens: 12 }));

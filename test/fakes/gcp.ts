@@ -26,7 +26,11 @@ export interface FakeUser {
 }
 
 export interface Binding {
-  role: 'roles/secretmanager.secretAccessor' | 'roles/secretmanager.viewer' | 'roles/secretmanager.admin' | 'roles/secretmanager.secretVersionManager';
+  role:
+    | 'roles/secretmanager.secretAccessor'
+    | 'roles/secretmanager.viewer'
+    | 'roles/secretmanager.admin'
+    | 'roles/secretmanager.secretVersionManager';
   member: string;
   /** IAM Condition `resource.name.startsWith("...")` on the name with the project number. */
   resourcePrefix?: string;
@@ -92,10 +96,20 @@ export interface GcpFake {
 
 const PERMISSIONS: Record<Binding['role'], string[]> = {
   'roles/secretmanager.secretAccessor': ['secretmanager.versions.access'],
-  'roles/secretmanager.viewer': ['secretmanager.secrets.get', 'secretmanager.secrets.list', 'secretmanager.versions.get', 'secretmanager.versions.list'],
+  'roles/secretmanager.viewer': [
+    'secretmanager.secrets.get',
+    'secretmanager.secrets.list',
+    'secretmanager.versions.get',
+    'secretmanager.versions.list',
+  ],
   'roles/secretmanager.secretVersionManager': [
-    'secretmanager.secrets.get', 'secretmanager.versions.add', 'secretmanager.versions.enable', 'secretmanager.versions.disable',
-    'secretmanager.versions.destroy', 'secretmanager.versions.get', 'secretmanager.versions.list',
+    'secretmanager.secrets.get',
+    'secretmanager.versions.add',
+    'secretmanager.versions.enable',
+    'secretmanager.versions.disable',
+    'secretmanager.versions.destroy',
+    'secretmanager.versions.get',
+    'secretmanager.versions.list',
   ],
   'roles/secretmanager.admin': ['*'],
 };
@@ -140,11 +154,16 @@ function quotaStatusDetails(message: string, projectNumber: string, retryDelayMs
     }),
   ];
   if (retryDelayMs !== undefined) {
-    details.push(any('google.rpc.RetryInfo', { retryDelay: { seconds: Math.floor(retryDelayMs / 1000), nanos: (retryDelayMs % 1000) * 1e6 } }));
+    details.push(
+      any('google.rpc.RetryInfo', { retryDelay: { seconds: Math.floor(retryDelayMs / 1000), nanos: (retryDelayMs % 1000) * 1e6 } }),
+    );
   }
   const status = rpcStatusRoot.lookupType('google.rpc.Status');
   const metadata = new grpc.Metadata();
-  metadata.set('grpc-status-details-bin', Buffer.from(status.encode(status.fromObject({ code: grpc.status.RESOURCE_EXHAUSTED, message, details })).finish()));
+  metadata.set(
+    'grpc-status-details-bin',
+    Buffer.from(status.encode(status.fromObject({ code: grpc.status.RESOURCE_EXHAUSTED, message, details })).finish()),
+  );
   return metadata;
 }
 
@@ -167,7 +186,6 @@ function loadService() {
   return root.google.cloud.secretmanager.v1.SecretManagerService;
 }
 
-
 export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-gcp-'));
   const certs = makeTestCertificates(dir);
@@ -181,7 +199,11 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
 
   const issueToken = (email: string) => {
     const token = `test-access-token-${randomBytes(12).toString('hex')}`;
-    accessTokens.set(token, { email, expiresAt: Date.now() + 3_600_000, scope: 'openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/cloud-platform' });
+    accessTokens.set(token, {
+      email,
+      expiresAt: Date.now() + 3_600_000,
+      scope: 'openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/cloud-platform',
+    });
     return token;
   };
 
@@ -197,14 +219,20 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
       };
       const form = new URLSearchParams(body);
       if (url.pathname === '/token' && request.method === 'POST') {
-        if (form.get('grant_type') !== 'refresh_token') return answer(400, { error: 'unsupported_grant_type', error_description: `Invalid grant_type: ${form.get('grant_type') ?? ''}` });
+        if (form.get('grant_type') !== 'refresh_token')
+          return answer(400, { error: 'unsupported_grant_type', error_description: `Invalid grant_type: ${form.get('grant_type') ?? ''}` });
         if (form.get('client_id') !== GCLOUD_CLIENT.id || form.get('client_secret') !== GCLOUD_CLIENT.secret) {
           return answer(401, { error: 'invalid_client', error_description: 'Unauthorized' });
         }
         const user = refreshTokens.get(form.get('refresh_token') ?? '');
         if (!user) return answer(400, { error: 'invalid_grant', error_description: 'Token has been expired or revoked.' });
         const token = issueToken(user.email);
-        const reply: Record<string, unknown> = { access_token: token, expires_in: 3599, scope: accessTokens.get(token)!.scope, token_type: 'Bearer' };
+        const reply: Record<string, unknown> = {
+          access_token: token,
+          expires_in: 3599,
+          scope: accessTokens.get(token)!.scope,
+          token_type: 'Bearer',
+        };
         if (user.openid) reply['id_token'] = idToken(user.email);
         return answer(200, reply);
       }
@@ -215,8 +243,14 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
         if (!info || info.expiresAt < Date.now()) return answer(400, { error: 'invalid_token', error_description: 'Invalid Value' });
         const expiresIn = Math.floor((info.expiresAt - Date.now()) / 1000);
         return answer(200, {
-          azp: GCLOUD_CLIENT.id, aud: GCLOUD_CLIENT.id, scope: info.scope, exp: String(Math.floor(info.expiresAt / 1000)),
-          expires_in: String(expiresIn), email: info.email, email_verified: 'true', access_type: 'offline',
+          azp: GCLOUD_CLIENT.id,
+          aud: GCLOUD_CLIENT.id,
+          scope: info.scope,
+          exp: String(Math.floor(info.expiresAt / 1000)),
+          expires_in: String(expiresIn),
+          email: info.email,
+          email_verified: 'true',
+          access_type: 'offline',
         });
       }
       answer(404, { error: 'not_found' });
@@ -229,12 +263,18 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
   const principalOf = (call: grpc.ServerUnaryCall<unknown, unknown>): string => {
     const header = call.metadata.get('authorization')[0];
     if (header === undefined) {
-      throw new StatusError(grpc.status.UNAUTHENTICATED, 'Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.');
+      throw new StatusError(
+        grpc.status.UNAUTHENTICATED,
+        'Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.',
+      );
     }
     const token = /^Bearer (.+)$/.exec(String(header))?.[1] ?? '';
     const info = accessTokens.get(token);
     if (!info || info.expiresAt < Date.now()) {
-      throw new StatusError(grpc.status.UNAUTHENTICATED, 'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.');
+      throw new StatusError(
+        grpc.status.UNAUTHENTICATED,
+        'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.',
+      );
     }
     return info.email;
   };
@@ -253,17 +293,29 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
           (PERMISSIONS[binding.role].includes('*') || PERMISSIONS[binding.role].includes(permission)) &&
           (binding.resourcePrefix === undefined || full.startsWith(binding.resourcePrefix)),
       );
-    if (!allowed) throw new StatusError(grpc.status.PERMISSION_DENIED, `Permission '${permission}' denied for resource '${resource}' (or it may not exist).`);
+    if (!allowed)
+      throw new StatusError(
+        grpc.status.PERMISSION_DENIED,
+        `Permission '${permission}' denied for resource '${resource}' (or it may not exist).`,
+      );
   };
 
   const parseSecret = (name: string): string => {
     const match = /^projects\/[^/]+\/secrets\/([^/]+)$/.exec(name);
-    if (!match) throw new StatusError(grpc.status.INVALID_ARGUMENT, `Invalid resource field value in the request: name "${name}" is not of the form projects/*/secrets/*.`);
+    if (!match)
+      throw new StatusError(
+        grpc.status.INVALID_ARGUMENT,
+        `Invalid resource field value in the request: name "${name}" is not of the form projects/*/secrets/*.`,
+      );
     return match[1]!;
   };
   const parseVersion = (name: string): { secret: string; version: string } => {
     const match = /^projects\/[^/]+\/secrets\/([^/]+)\/versions\/([^/]+)$/.exec(name);
-    if (!match) throw new StatusError(grpc.status.INVALID_ARGUMENT, `Invalid resource field value in the request: name "${name}" is not of the form projects/*/secrets/*/versions/*.`);
+    if (!match)
+      throw new StatusError(
+        grpc.status.INVALID_ARGUMENT,
+        `Invalid resource field value in the request: name "${name}" is not of the form projects/*/secrets/*/versions/*.`,
+      );
     return { secret: match[1]!, version: match[2]! };
   };
   const secretOrFail = (id: string): Secret => {
@@ -275,12 +327,21 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
     const secret = secrets.get(id);
     if (version === 'latest') {
       const newest = secret?.versions.at(-1);
-      if (!secret || !newest) throw new StatusError(grpc.status.NOT_FOUND, `Secret [projects/${projectNumber}/secrets/${id}] not found or has no versions.`);
+      if (!secret || !newest)
+        throw new StatusError(grpc.status.NOT_FOUND, `Secret [projects/${projectNumber}/secrets/${id}] not found or has no versions.`);
       return { secret, version: newest };
     }
-    if (!/^[1-9][0-9]*$/.test(version)) throw new StatusError(grpc.status.NOT_FOUND, `Secret Version [projects/${projectNumber}/secrets/${id}/versions/${version}] not found.`);
+    if (!/^[1-9][0-9]*$/.test(version))
+      throw new StatusError(
+        grpc.status.NOT_FOUND,
+        `Secret Version [projects/${projectNumber}/secrets/${id}/versions/${version}] not found.`,
+      );
     const found = secret?.versions.find((entry) => entry.number === Number(version));
-    if (!secret || !found) throw new StatusError(grpc.status.NOT_FOUND, `Secret Version [projects/${projectNumber}/secrets/${id}/versions/${version}] not found.`);
+    if (!secret || !found)
+      throw new StatusError(
+        grpc.status.NOT_FOUND,
+        `Secret Version [projects/${projectNumber}/secrets/${id}/versions/${version}] not found.`,
+      );
     return { secret, version: found };
   };
   const timestamp = (date: Date) => ({ seconds: String(Math.floor(date.getTime() / 1000)), nanos: (date.getTime() % 1000) * 1e6 });
@@ -312,7 +373,10 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
   const validateLabels = (labels: Record<string, string>) => {
     for (const [key, value] of Object.entries(labels)) {
       if (!/^[\p{Ll}\p{Lo}][\p{Ll}\p{Lo}\p{N}_-]{0,62}$/u.test(key) || !/^[\p{Ll}\p{Lo}\p{N}_-]{0,63}$/u.test(value)) {
-        throw new StatusError(grpc.status.INVALID_ARGUMENT, `Invalid label: ${key}=${value}. Label keys and values can only contain lowercase letters, numeric characters, underscores, and dashes.`);
+        throw new StatusError(
+          grpc.status.INVALID_ARGUMENT,
+          `Invalid label: ${key}=${value}. Label keys and values can only contain lowercase letters, numeric characters, underscores, and dashes.`,
+        );
       }
     }
   };
@@ -325,10 +389,16 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
       const { secret, version: versionName } = parseVersion(name);
       const { version } = versionOrFail(secret, versionName);
       if (version.state !== 'ENABLED') {
-        throw new StatusError(grpc.status.FAILED_PRECONDITION, `Secret Version [projects/${projectNumber}/secrets/${secret}/versions/${version.number}] is in ${version.state} state.`);
+        throw new StatusError(
+          grpc.status.FAILED_PRECONDITION,
+          `Secret Version [projects/${projectNumber}/secrets/${secret}/versions/${version.number}] is in ${version.state} state.`,
+        );
       }
       const crc = faults.corruptChecksum ? (version.crc32c ^ 1) >>> 0 : version.crc32c;
-      return { name: `projects/${projectNumber}/secrets/${secret}/versions/${version.number}`, payload: { data: version.data, dataCrc32c: String(crc) } };
+      return {
+        name: `projects/${projectNumber}/secrets/${secret}/versions/${version.number}`,
+        payload: { data: version.data, dataCrc32c: String(crc) },
+      };
     },
     GetSecretVersion(request, principal) {
       const name = String(request['name']);
@@ -346,12 +416,17 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
       if (filter && !state) throw new StatusError(grpc.status.INVALID_ARGUMENT, `Invalid filter: ${filter}`);
       const newestFirst = [...secret.versions].reverse().filter((version) => !state || version.state === state);
       const { slice, next } = page(newestFirst, request as { pageSize?: number; pageToken?: string }, 25_000);
-      return { versions: slice.map((version) => versionResource(secret, version)), nextPageToken: next, totalSize: filter ? 0 : newestFirst.length };
+      return {
+        versions: slice.map((version) => versionResource(secret, version)),
+        nextPageToken: next,
+        totalSize: filter ? 0 : newestFirst.length,
+      };
     },
     ListSecrets(request, principal) {
       const parent = String(request['parent']);
       authorize(principal, 'secretmanager.secrets.list', parent);
-      if (!/^projects\/[^/]+$/.test(parent)) throw new StatusError(grpc.status.INVALID_ARGUMENT, `Invalid resource field value in the request: parent "${parent}".`);
+      if (!/^projects\/[^/]+$/.test(parent))
+        throw new StatusError(grpc.status.INVALID_ARGUMENT, `Invalid resource field value in the request: parent "${parent}".`);
       const matches = secretFilter(String(request['filter'] ?? ''));
       const all = [...secrets.values()].filter(matches).sort((a, b) => a.id.localeCompare(b.id));
       const { slice, next } = page(all, request as { pageSize?: number; pageToken?: string }, 25_000);
@@ -367,13 +442,28 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
       authorize(principal, 'secretmanager.secrets.create', parent);
       const id = String(request['secretId'] ?? '');
       if (!/^[A-Za-z0-9_-]{1,255}$/.test(id)) {
-        throw new StatusError(grpc.status.INVALID_ARGUMENT, `Invalid secret_id "${id}": a secret ID can contain uppercase and lowercase letters, numerals, hyphens and underscores, at most 255 characters.`);
+        throw new StatusError(
+          grpc.status.INVALID_ARGUMENT,
+          `Invalid secret_id "${id}": a secret ID can contain uppercase and lowercase letters, numerals, hyphens and underscores, at most 255 characters.`,
+        );
       }
-      const body = (request['secret'] ?? {}) as { replication?: { replication?: string }; labels?: Record<string, string>; annotations?: Record<string, string> };
+      const body = (request['secret'] ?? {}) as {
+        replication?: { replication?: string };
+        labels?: Record<string, string>;
+        annotations?: Record<string, string>;
+      };
       if (!body.replication?.replication) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'Secret.replication must be specified.');
       validateLabels(body.labels ?? {});
-      if (secrets.has(id)) throw new StatusError(grpc.status.ALREADY_EXISTS, `Secret [projects/${projectNumber}/secrets/${id}] already exists.`);
-      const secret: Secret = { id, createTime: new Date(), labels: { ...body.labels }, annotations: { ...body.annotations }, replication: body.replication, versions: [] };
+      if (secrets.has(id))
+        throw new StatusError(grpc.status.ALREADY_EXISTS, `Secret [projects/${projectNumber}/secrets/${id}] already exists.`);
+      const secret: Secret = {
+        id,
+        createTime: new Date(),
+        labels: { ...body.labels },
+        annotations: { ...body.annotations },
+        replication: body.replication,
+        versions: [],
+      };
       secrets.set(id, secret);
       return secretResource(secret);
     },
@@ -423,7 +513,10 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
     const { secret: id, version: versionName } = parseVersion(name);
     const { secret, version } = versionOrFail(id, versionName);
     if (version.state === 'DESTROYED') {
-      throw new StatusError(grpc.status.FAILED_PRECONDITION, `Secret Version [projects/${projectNumber}/secrets/${id}/versions/${version.number}] is in DESTROYED state.`);
+      throw new StatusError(
+        grpc.status.FAILED_PRECONDITION,
+        `Secret Version [projects/${projectNumber}/secrets/${id}/versions/${version.number}] is in DESTROYED state.`,
+      );
     }
     version.state = state;
     if (state === 'DESTROYED') {
@@ -459,14 +552,21 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
         callback(null, handler(call.request, principal));
       } catch (error) {
         if (principal === undefined) calls.push({ method: rpc });
-        if (error instanceof StatusError) callback({ code: error.code, details: error.details, ...(error.metadata ? { metadata: error.metadata } : {}) });
+        if (error instanceof StatusError)
+          callback({ code: error.code, details: error.details, ...(error.metadata ? { metadata: error.metadata } : {}) });
         else callback({ code: grpc.status.INTERNAL, details: String(error) });
       }
     };
   }
   server.addService(Service.service, implementation);
-  const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(certs.key), cert_chain: Buffer.from(certs.cert) }], false);
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (error, bound) => (error ? reject(error) : resolve(bound))));
+  const credentials = grpc.ServerCredentials.createSsl(
+    null,
+    [{ private_key: Buffer.from(certs.key), cert_chain: Buffer.from(certs.cert) }],
+    false,
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
+  );
 
   let rawClient: grpc.Client | undefined;
   return {
@@ -488,7 +588,19 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
       const file = path.join(target, 'application_default_credentials.json');
       fs.writeFileSync(
         file,
-        JSON.stringify({ account: '', client_id: GCLOUD_CLIENT.id, client_secret: GCLOUD_CLIENT.secret, refresh_token: user.refreshToken, type: 'authorized_user', universe_domain: 'googleapis.com', token_uri: tokenUri }, null, 2),
+        JSON.stringify(
+          {
+            account: '',
+            client_id: GCLOUD_CLIENT.id,
+            client_secret: GCLOUD_CLIENT.secret,
+            refresh_token: user.refreshToken,
+            type: 'authorized_user',
+            universe_domain: 'googleapis.com',
+            token_uri: tokenUri,
+          },
+          null,
+          2,
+        ),
         { mode: 0o600 },
       );
       return file;
@@ -500,11 +612,12 @@ export async function startGcpFake(options: GcpFakeOptions): Promise<GcpFake> {
       if (accessToken !== undefined) metadata.set('authorization', `Bearer ${accessToken}`);
       const name = method.charAt(0).toLowerCase() + method.slice(1);
       return new Promise((resolve, reject) => {
-        (rawClient as unknown as Record<string, (request: object, metadata: grpc.Metadata, callback: (error: Error | null, response: unknown) => void) => void>)[name]!(
-          request,
-          metadata,
-          (error, response) => (error ? reject(error) : resolve(response as never)),
-        );
+        (
+          rawClient as unknown as Record<
+            string,
+            (request: object, metadata: grpc.Metadata, callback: (error: Error | null, response: unknown) => void) => void
+          >
+        )[name]!(request, metadata, (error, response) => (error ? reject(error) : resolve(response as never)));
       });
     },
     async stop() {

@@ -27,7 +27,12 @@ export interface JwtGateway {
 
 const ANTHROPIC_ERROR = (message: string) => JSON.stringify({ type: 'error', error: { type: 'authentication_error', message } });
 
-export async function startJwtGateway(options: { issuer: string; audience: string; upstream: string; upstreamKey: string }): Promise<JwtGateway> {
+export async function startJwtGateway(options: {
+  issuer: string;
+  audience: string;
+  upstream: string;
+  upstreamKey: string;
+}): Promise<JwtGateway> {
   const jwks = createRemoteJWKSet(new URL(`${options.issuer}/jwks`));
   const log: JwtGatewayRequest[] = [];
   const revoked = new Set<string>();
@@ -36,7 +41,13 @@ export async function startJwtGateway(options: { issuer: string; audience: strin
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', async () => {
       const url = new URL(request.url ?? '/', 'http://gateway');
-      const entry: JwtGatewayRequest = { at: Date.now(), method: request.method ?? 'GET', path: url.pathname, verdict: 'missing', status: 0 };
+      const entry: JwtGatewayRequest = {
+        at: Date.now(),
+        method: request.method ?? 'GET',
+        path: url.pathname,
+        verdict: 'missing',
+        status: 0,
+      };
       log.push(entry);
       const refuse = (verdict: JwtGatewayRequest['verdict'], message: string) => {
         entry.verdict = verdict;
@@ -48,7 +59,9 @@ export async function startJwtGateway(options: { issuer: string; audience: strin
       if (open) entry.verdict = 'unauthenticated-path';
       else {
         const authorization = request.headers['authorization'];
-        const token = (typeof authorization === 'string' && authorization.startsWith('Bearer ') ? authorization.slice(7) : undefined) ?? (request.headers['x-api-key'] as string | undefined);
+        const token =
+          (typeof authorization === 'string' && authorization.startsWith('Bearer ') ? authorization.slice(7) : undefined) ??
+          (request.headers['x-api-key'] as string | undefined);
         if (!token) return refuse('missing', 'no token');
         try {
           const { payload } = await jwtVerify(token, jwks, { issuer: options.issuer, audience: options.audience, clockTolerance: 0 });
@@ -58,7 +71,10 @@ export async function startJwtGateway(options: { issuer: string; audience: strin
           if (payload.exp) entry.exp = payload.exp;
           if (payload.jti && revoked.has(payload.jti)) return refuse('revoked', 'token revoked');
         } catch (error) {
-          return refuse(error instanceof errors.JWTExpired ? 'expired' : 'invalid', error instanceof errors.JWTExpired ? 'token expired' : 'invalid token');
+          return refuse(
+            error instanceof errors.JWTExpired ? 'expired' : 'invalid',
+            error instanceof errors.JWTExpired ? 'token expired' : 'invalid token',
+          );
         }
       }
       const headers: Record<string, string> = { 'x-api-key': options.upstreamKey };

@@ -67,7 +67,8 @@ function durationMs(text: string): number | undefined {
   return Number(match[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
 }
 
-const liteLlmError = (message: string, type: string, code: number) => JSON.stringify({ error: { message, type, param: 'None', code: String(code) } });
+const liteLlmError = (message: string, type: string, code: number) =>
+  JSON.stringify({ error: { message, type, param: 'None', code: String(code) } });
 
 export async function startFakeLiteLlm(options: { masterKey?: string; now?: () => number } = {}): Promise<FakeLiteLlm> {
   const masterKey = options.masterKey ?? `sk-test-master-${randomBytes(6).toString('hex')}`;
@@ -141,7 +142,11 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
         if ('status' in lost) return answer(lost.status, liteLlmError('Internal Server Error', 'internal_server_error', lost.status));
         setTimeout(() => answer(status, payload), lost.delayMs);
       };
-      if (!authorized) return send(401, liteLlmError('Authentication Error, Invalid proxy server token passed. Received API Key = sk-...', 'auth_error', 401));
+      if (!authorized)
+        return send(
+          401,
+          liteLlmError('Authentication Error, Invalid proxy server token passed. Received API Key = sk-...', 'auth_error', 401),
+        );
       if (rate) {
         const at = Date.now();
         while (recent.length && at - recent[0]! >= 1_000) recent.shift();
@@ -163,7 +168,14 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
           return send(400, liteLlmError(`Invalid duration: ${String(body['duration'])}`, 'bad_request_error', 400));
         }
         if (typeof body['key_alias'] === 'string' && keys.some((entry) => entry.alias === body['key_alias'] && !entry.revoked)) {
-          return send(400, liteLlmError(`Unique key aliases across all keys are required. Key alias=${body['key_alias']} already exists.`, 'bad_request_error', 400));
+          return send(
+            400,
+            liteLlmError(
+              `Unique key aliases across all keys are required. Key alias=${body['key_alias']} already exists.`,
+              'bad_request_error',
+              400,
+            ),
+          );
         }
         const entry = issue(body);
         keys.push(entry);
@@ -175,7 +187,8 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
         const old = keys.find((entry) => entry.key === oldKey && valid(entry, now()));
         if (!old) return send(404, liteLlmError('Key not found', 'not_found_error', 404));
         const grace = typeof body['grace_period'] === 'string' ? durationMs(body['grace_period']) : undefined;
-        if (body['grace_period'] !== undefined && grace === undefined) return send(400, liteLlmError(`Invalid grace_period: ${String(body['grace_period'])}`, 'bad_request_error', 400));
+        if (body['grace_period'] !== undefined && grace === undefined)
+          return send(400, liteLlmError(`Invalid grace_period: ${String(body['grace_period'])}`, 'bad_request_error', 400));
         const entry = { ...issue({ ...body, key_alias: old.alias, user_id: body['user_id'] ?? old.userId }), models: old.models };
         if (body['duration'] === undefined) entry.expires = old.expires;
         old.revoked = true;
@@ -184,7 +197,9 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
         return send(200, JSON.stringify(describe(entry)));
       }
       if (request.method === 'POST' && url.pathname === '/key/update') {
-        const entry = keys.find((candidate) => (candidate.key === body['key'] || tokenOf(candidate.key) === body['key']) && valid(candidate, now()));
+        const entry = keys.find(
+          (candidate) => (candidate.key === body['key'] || tokenOf(candidate.key) === body['key']) && valid(candidate, now()),
+        );
         if (!entry) return send(404, liteLlmError('Key not found', 'not_found_error', 404));
         if (body['duration'] !== undefined) {
           const ms = typeof body['duration'] === 'string' ? durationMs(body['duration']) : undefined;
@@ -201,12 +216,21 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
         const size = Math.max(1, Number(url.searchParams.get('size') ?? 10));
         const page = Math.max(1, Number(url.searchParams.get('page') ?? 1));
         const shown = found.slice((page - 1) * size, page * size);
-        return send(200, JSON.stringify({ keys: shown.map((entry) => (full ? { ...describe(entry), key: undefined, token: tokenOf(entry.key) } : tokenOf(entry.key))), total_count: found.length, current_page: page, total_pages: Math.max(1, Math.ceil(found.length / size)) }));
+        return send(
+          200,
+          JSON.stringify({
+            keys: shown.map((entry) => (full ? { ...describe(entry), key: undefined, token: tokenOf(entry.key) } : tokenOf(entry.key))),
+            total_count: found.length,
+            current_page: page,
+            total_pages: Math.max(1, Math.ceil(found.length / size)),
+          }),
+        );
       }
       if (request.method === 'POST' && url.pathname === '/key/delete') {
         const wanted = Array.isArray(body['keys']) ? (body['keys'] as string[]) : [];
         const found = keys.filter((entry) => wanted.includes(entry.key) || wanted.includes(tokenOf(entry.key)));
-        if (found.length !== wanted.length) return send(404, liteLlmError('Failed to delete all keys. Keys not found', 'not_found_error', 404));
+        if (found.length !== wanted.length)
+          return send(404, liteLlmError('Failed to delete all keys. Keys not found', 'not_found_error', 404));
         for (const entry of found) {
           entry.revoked = true;
           delete entry.graceUntil;
@@ -225,10 +249,13 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
   /** The model API: the gateway fake, told which keys are valid at this instant. */
   function forward(request: http.IncomingMessage, response: http.ServerResponse): void {
     gateway.acceptKeys(keys.filter((entry) => valid(entry, now())).map((entry) => entry.key));
-    const upstream = http.request({ host: '127.0.0.1', port: gateway.port, method: request.method, path: request.url, headers: request.headers }, (answer) => {
-      response.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(response);
-    });
+    const upstream = http.request(
+      { host: '127.0.0.1', port: gateway.port, method: request.method, path: request.url, headers: request.headers },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(response);
+      },
+    );
     upstream.on('error', () => response.destroy());
     request.pipe(upstream);
   }
@@ -246,7 +273,8 @@ export async function startFakeLiteLlm(options: { masterKey?: string; now?: () =
     failAfterCommit: (route, fault) => void afterCommit.set(route, fault),
     holdNext: (route, ms) => void holds.set(route, ms),
     received: (route) => arrivals.get(route) ?? 0,
-    limitRate: (perSecond, retryAfterSeconds = 1) => void (rate = perSecond === undefined ? undefined : { perSecond, retryAfter: retryAfterSeconds }),
+    limitRate: (perSecond, retryAfterSeconds = 1) =>
+      void (rate = perSecond === undefined ? undefined : { perSecond, retryAfter: retryAfterSeconds }),
     throttled: () => throttledCount,
     async stop() {
       server.closeAllConnections();

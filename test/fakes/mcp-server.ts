@@ -42,7 +42,14 @@ export async function startFakeMcpServer(): Promise<FakeMcpServer> {
         rpc = undefined;
       }
       const authorization = request.headers['authorization'];
-      const record: McpRequestRecord = { method: request.method ?? '', path: request.url ?? '', authorization, headers: request.headers, rpc: rpc?.method, status: 0 };
+      const record: McpRequestRecord = {
+        method: request.method ?? '',
+        path: request.url ?? '',
+        authorization,
+        headers: request.headers,
+        rpc: rpc?.method,
+        status: 0,
+      };
       log.push(record);
       const answer = (status: number, json?: unknown, headers: Record<string, string> = {}) => {
         record.status = status;
@@ -52,7 +59,11 @@ export async function startFakeMcpServer(): Promise<FakeMcpServer> {
       if (!(request.url ?? '').startsWith('/mcp')) return answer(404, { error: 'not found' });
       if (!accepted(authorization, rpc?.method)) {
         // RFC 6750: a 401 names the scheme and the error; no resource_metadata, as this server offers no OAuth.
-        return answer(refusal, { error: 'invalid_token' }, refusal === 401 ? { 'www-authenticate': 'Bearer realm="capture", error="invalid_token"' } : {});
+        return answer(
+          refusal,
+          { error: 'invalid_token' },
+          refusal === 401 ? { 'www-authenticate': 'Bearer realm="capture", error="invalid_token"' } : {},
+        );
       }
       if (request.method !== 'POST') return answer(405, undefined, { allow: 'POST' });
       if (!rpc || rpc.id === undefined) return answer(202);

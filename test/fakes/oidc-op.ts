@@ -45,7 +45,9 @@ export interface ConfidentialClient {
   redirectUri: string;
 }
 
-export async function startTestOp(options: { accessTokenTtl?: number; resource?: string; confidential?: ConfidentialClient } = {}): Promise<TestOp> {
+export async function startTestOp(
+  options: { accessTokenTtl?: number; resource?: string; confidential?: ConfidentialClient } = {},
+): Promise<TestOp> {
   const server = http.createServer();
   // Idle connections kept for a minute, as IdPs' front ends do (nginx 75 s). Node's 5 s default races
   // the client's reuse of its discovery connection for the token request after a sign-in that took
@@ -98,13 +100,23 @@ export async function startTestOp(options: { accessTokenTtl?: number; resource?:
         useGrantedResource: () => true,
         getResourceServerInfo: (_ctx: unknown, indicator: string) => {
           if (indicator !== resource) throw new Error(`unknown resource ${indicator}`);
-          return { scope: 'gateway', audience: resource, accessTokenTTL: options.accessTokenTtl ?? 60, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+          return {
+            scope: 'gateway',
+            audience: resource,
+            accessTokenTTL: options.accessTokenTtl ?? 60,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
         },
       },
     },
     ttl: { AccessToken: options.accessTokenTtl ?? 60, RefreshToken: 3600, DeviceCode: 600, Grant: 3600, Interaction: 600, Session: 3600 },
-    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }, code: { scopes: Set<string> }) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
-    findAccount: async (_ctx: unknown, id: string) => (disabled.has(id) ? undefined : { accountId: id, claims: async () => ({ sub: id, email: `${id}@example.test`, email_verified: true, name: id }) }),
+    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }, code: { scopes: Set<string> }) =>
+      client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
+    findAccount: async (_ctx: unknown, id: string) =>
+      disabled.has(id)
+        ? undefined
+        : { accountId: id, claims: async () => ({ sub: id, email: `${id}@example.test`, email_verified: true, name: id }) },
     // The dev consent page grants what was asked; no other policy.
   } as ConstructorParameters<typeof Provider>[1]);
   provider.proxy = false;
@@ -142,7 +154,8 @@ export async function startTestOp(options: { accessTokenTtl?: number; resource?:
         const grant = await provider.Grant.find(grantId);
         if (!grant) continue;
         await grant.destroy();
-        for (const model of [provider.RefreshToken, provider.AccessToken] as unknown as { revokeByGrantId(id: string): Promise<void> }[]) await model.revokeByGrantId(grantId);
+        for (const model of [provider.RefreshToken, provider.AccessToken] as unknown as { revokeByGrantId(id: string): Promise<void> }[])
+          await model.revokeByGrantId(grantId);
         revoked++;
       }
       return revoked;
@@ -238,7 +251,14 @@ export function cookieBrowser(...origins: string[]) {
       if (/name="login"/.test(page.html)) page = await submit(page, { login: accountId, password: 'any' });
       else if (/name="confirm"|Authorize|consent/i.test(page.html) && /<form/i.test(page.html)) page = await submit(page, {});
       else if (/Sign-in Success|success|signed in/i.test(page.html)) return page.url;
-      else throw new Error(`unexpected page at ${page.url} (HTTP ${page.status}): ${page.html.replace(/<(style|script)[\s\S]*?<\/\1>/gi, '').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 400)}`);
+      else
+        throw new Error(
+          `unexpected page at ${page.url} (HTTP ${page.status}): ${page.html
+            .replace(/<(style|script)[\s\S]*?<\/\1>/gi, '')
+            .replace(/<[^>]+>/g, ' ')
+            .replace(/\s+/g, ' ')
+            .slice(0, 400)}`,
+        );
     }
     throw new Error('the sign-in did not finish');
   }

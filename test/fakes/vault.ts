@@ -85,13 +85,25 @@ export interface FakeVault {
   mountKv(path: string, version: 1 | 2, namespace?: string): void;
   setPolicy(name: string, policy: Policy, namespace?: string): void;
   /** As `vault token create`: a token for `identity` (an entity is created as Vault does on first login). */
-  createToken(identity: Identity & { ttlSeconds?: number; renewable?: boolean; authPath?: string; namespace?: string; remainingSeconds?: number }): string;
+  createToken(
+    identity: Identity & { ttlSeconds?: number; renewable?: boolean; authPath?: string; namespace?: string; remainingSeconds?: number },
+  ): string;
   revokeToken(token: string): void;
   /** lookup-self as the server sees the token now (for tests of renewal). */
   tokenState(token: string): { ttl: number; renewCount: number } | undefined;
-  addUserpass(username: string, password: string, identity: Omit<Identity, 'alias'>, method?: 'userpass' | 'ldap', namespace?: string): void;
+  addUserpass(
+    username: string,
+    password: string,
+    identity: Omit<Identity, 'alias'>,
+    method?: 'userpass' | 'ldap',
+    namespace?: string,
+  ): void;
   addApprole(roleName: string, identity: Omit<Identity, 'alias'>, namespace?: string): { roleId: string; secretId: string };
-  configureJwt(publicKeyPem: string, roles: Record<string, { boundAudiences: string[]; userClaim: string; policies: string[] }>, namespace?: string): void;
+  configureJwt(
+    publicKeyPem: string,
+    roles: Record<string, { boundAudiences: string[]; userClaim: string; policies: string[] }>,
+    namespace?: string,
+  ): void;
   addOidcRole(role: string, allowedRedirectUris: string[], identity: Identity, namespace?: string): void;
   /** The next `count` requests answer `status` with Vault's error JSON (a standby in trouble, a proxy). */
   failNext(count: number, status: number): void;
@@ -121,7 +133,10 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
   const tokens = new Map<string, Token>();
   const renewals = new Map<string, number>();
   const entities = new Map<string, { id: string; name: string; namespace: string }>();
-  const oidcPending = new Map<string, { code: string; nonce: string; clientNonce: string; redirectUri: string; role: string; namespace: string }>();
+  const oidcPending = new Map<
+    string,
+    { code: string; nonce: string; clientNonce: string; redirectUri: string; role: string; namespace: string }
+  >();
   const requests: RequestRecord[] = [];
   let sealed = false;
   let failures = { count: 0, status: 500 };
@@ -150,14 +165,22 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
   };
 
   function entityFor(identity: Identity, namespace: string): string {
-    const name = identity.entityName ?? `entity_${createHash('sha256').update(namespace + identity.alias).digest('hex').slice(0, 8)}`;
+    const name =
+      identity.entityName ??
+      `entity_${createHash('sha256')
+        .update(namespace + identity.alias)
+        .digest('hex')
+        .slice(0, 8)}`;
     for (const entity of entities.values()) if (entity.name === name && entity.namespace === namespace) return entity.id;
     const id = randomUUID();
     entities.set(id, { id, name, namespace });
     return id;
   }
 
-  function issue(identity: Identity, options: { namespace: string; authPath: string; mountPrefix: string; ttlSeconds?: number; renewable?: boolean }): Token {
+  function issue(
+    identity: Identity,
+    options: { namespace: string; authPath: string; mountPrefix: string; ttlSeconds?: number; renewable?: boolean },
+  ): Token {
     const id = `hvs.${randomBytes(18).toString('base64url')}`;
     const ttl = options.ttlSeconds ?? 3600;
     const token: Token = {
@@ -282,7 +305,14 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
     if (!url.pathname.startsWith('/v1/')) return fail(404);
     const apiPath = decodeURIComponent(url.pathname.slice(4)).replace(/\/+$/, url.pathname.endsWith('/') ? '/' : '');
     if (apiPath === 'sys/health') {
-      return reply(sealed ? 503 : 200, { initialized: true, sealed, standby: false, version: '1.17.2', cluster_name: 'fake-vault', server_time_utc: Math.floor(Date.now() / 1000) });
+      return reply(sealed ? 503 : 200, {
+        initialized: true,
+        sealed,
+        standby: false,
+        version: '1.17.2',
+        cluster_name: 'fake-vault',
+        server_time_utc: Math.floor(Date.now() / 1000),
+      });
     }
     if (url.pathname.startsWith('/v1/fake-idp/')) return fakeIdentityProvider(url, reply);
     const space = namespaces.get(namespace);
@@ -328,10 +358,14 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
       if (!may(apiPath, 'read')) return fail(403, PERMISSION_DENIED);
       const found = entities.get(entity[1]!);
       if (!found || found.namespace !== namespace) return fail(404);
-      return reply(200, { data: { id: found.id, name: found.name, aliases: [], policies: [], disabled: false, namespace_id: namespace || 'root' } });
+      return reply(200, {
+        data: { id: found.id, name: found.name, aliases: [], policies: [], disabled: false, namespace_id: namespace || 'root' },
+      });
     }
 
-    const mountName = [...space.mounts.keys()].sort((a, b) => b.length - a.length).find((name) => apiPath === name || apiPath.startsWith(`${name}/`));
+    const mountName = [...space.mounts.keys()]
+      .sort((a, b) => b.length - a.length)
+      .find((name) => apiPath === name || apiPath.startsWith(`${name}/`));
     if (!mountName) return fail(404, `no handler for route "${apiPath}". route entry not found.`);
     const mount = space.mounts.get(mountName)!;
     const rest = apiPath.slice(mountName.length + 1);
@@ -362,15 +396,28 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
     };
   }
 
-  function authMethod(mountPath: string, action: string, username: string | undefined, method: string, body: Record<string, any>, url: URL, namespace: string, space: Namespace, reply: Reply, fail: Fail): void {
+  function authMethod(
+    mountPath: string,
+    action: string,
+    username: string | undefined,
+    method: string,
+    body: Record<string, any>,
+    url: URL,
+    namespace: string,
+    space: Namespace,
+    reply: Reply,
+    fail: Fail,
+  ): void {
     const post = method === 'POST' || method === 'PUT';
-    const loginAs = (identity: Identity, authPath: string) => reply(200, authResponse(issue(identity, { namespace, authPath, mountPrefix: mountPath.replaceAll('/', '-') })));
+    const loginAs = (identity: Identity, authPath: string) =>
+      reply(200, authResponse(issue(identity, { namespace, authPath, mountPrefix: mountPath.replaceAll('/', '-') })));
     if (mountPath === 'userpass' || mountPath === 'ldap') {
       if (!post || !username) return fail(405, '1 error occurred:\n\t* unsupported operation\n\n');
       const users = mountPath === 'ldap' ? space.ldap : space.userpass;
       const user = users.get(username);
       if (typeof body['password'] !== 'string' || body['password'] === '') return fail(400, 'missing password');
-      if (!user || user.password !== body['password']) return fail(400, mountPath === 'ldap' ? 'ldap operation failed: failed to bind as user' : 'invalid username or password');
+      if (!user || user.password !== body['password'])
+        return fail(400, mountPath === 'ldap' ? 'ldap operation failed: failed to bind as user' : 'invalid username or password');
       return loginAs(user, `auth/${mountPath}/login/${username}`);
     }
     if (mountPath === 'approle' && action === 'login' && post) {
@@ -404,9 +451,23 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
       if (!role.allowedRedirectUris.includes(redirectUri)) return reply(200, { data: { auth_url: '' }, warnings: null });
       const state = `st_${randomBytes(12).toString('hex')}`;
       const nonce = `n_${randomBytes(12).toString('hex')}`;
-      oidcPending.set(state, { code: randomBytes(12).toString('hex'), nonce, clientNonce: String(body['client_nonce'] ?? ''), redirectUri, role: roleName, namespace });
+      oidcPending.set(state, {
+        code: randomBytes(12).toString('hex'),
+        nonce,
+        clientNonce: String(body['client_nonce'] ?? ''),
+        redirectUri,
+        role: roleName,
+        namespace,
+      });
       const idp = new URL(`${addressOf()}/v1/fake-idp/authorize`);
-      idp.search = new URLSearchParams({ client_id: 'vault', response_type: 'code', scope: 'openid', redirect_uri: redirectUri, state, nonce }).toString();
+      idp.search = new URLSearchParams({
+        client_id: 'vault',
+        response_type: 'code',
+        scope: 'openid',
+        redirect_uri: redirectUri,
+        state,
+        nonce,
+      }).toString();
       return reply(200, { data: { auth_url: idp.toString() } });
     }
     if (action === 'oidc/callback' && method === 'GET') {
@@ -434,7 +495,17 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
 
   type May = (path: string, capability: Capability) => boolean;
 
-  function kv1(mount: Mount, mountName: string, name: string, method: string, isList: boolean, body: Record<string, any>, may: May, reply: Reply, fail: Fail): void {
+  function kv1(
+    mount: Mount,
+    mountName: string,
+    name: string,
+    method: string,
+    isList: boolean,
+    body: Record<string, any>,
+    may: May,
+    reply: Reply,
+    fail: Fail,
+  ): void {
     const full = `${mountName}/${name}`;
     if (isList) {
       if (!may(full, 'list')) return fail(403, PERMISSION_DENIED);
@@ -444,7 +515,18 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
     if (method === 'GET') {
       if (!may(full, 'read')) return fail(403, PERMISSION_DENIED);
       const data = mount.v1.get(name);
-      return data ? reply(200, { request_id: randomUUID(), lease_id: '', renewable: false, lease_duration: 2764800, data, wrap_info: null, warnings: null, auth: null }) : reply(404, { errors: [] });
+      return data
+        ? reply(200, {
+            request_id: randomUUID(),
+            lease_id: '',
+            renewable: false,
+            lease_duration: 2764800,
+            data,
+            wrap_info: null,
+            warnings: null,
+            auth: null,
+          })
+        : reply(404, { errors: [] });
     }
     if (method === 'POST' || method === 'PUT') {
       if (!may(full, mount.v1.has(name) ? 'update' : 'create')) return fail(403, PERMISSION_DENIED);
@@ -460,13 +542,35 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
   }
 
   function versionMetadata(version: KvVersion, number: number, secret: KvSecret) {
-    return { created_time: version.createdTime, custom_metadata: secret.customMetadata, deletion_time: version.deletionTime, destroyed: version.destroyed, version: number };
+    return {
+      created_time: version.createdTime,
+      custom_metadata: secret.customMetadata,
+      deletion_time: version.deletionTime,
+      destroyed: version.destroyed,
+      version: number,
+    };
   }
 
-  function kv2(mount: Mount, mountName: string, rest: string, method: string, isList: boolean, url: URL, body: Record<string, any>, may: May, reply: Reply, fail: Fail): void {
+  function kv2(
+    mount: Mount,
+    mountName: string,
+    rest: string,
+    method: string,
+    isList: boolean,
+    url: URL,
+    body: Record<string, any>,
+    may: May,
+    reply: Reply,
+    fail: Fail,
+  ): void {
     const match = /^(data|metadata|delete|undelete|destroy|config)(?:\/(.*))?$/.exec(rest);
     if (!match) {
-      return reply(404, { errors: [], warnings: [`Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the Vault CLI, use 'vault kv get' for this operation.`] });
+      return reply(404, {
+        errors: [],
+        warnings: [
+          `Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the Vault CLI, use 'vault kv get' for this operation.`,
+        ],
+      });
     }
     const [, kind, name = ''] = match;
     const full = `${mountName}/${kind}/${name}`;
@@ -489,7 +593,16 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
       const metadata = versionMetadata(version, wanted, secret);
       // A deleted or destroyed version: 404 with the version's metadata and no data, as Vault does.
       if (!live(version)) return reply(404, { request_id: randomUUID(), data: { data: null, metadata }, warnings: null });
-      return reply(200, { request_id: randomUUID(), lease_id: '', renewable: false, lease_duration: 0, data: { data: version.data, metadata }, wrap_info: null, warnings: null, auth: null });
+      return reply(200, {
+        request_id: randomUUID(),
+        lease_id: '',
+        renewable: false,
+        lease_duration: 0,
+        data: { data: version.data, metadata },
+        wrap_info: null,
+        warnings: null,
+        auth: null,
+      });
     }
     if (kind === 'data' && (method === 'POST' || method === 'PUT')) {
       if (!may(full, secret ? 'update' : 'create')) return denied();
@@ -515,7 +628,10 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
       if (!may(full, 'read')) return denied();
       if (!secret) return reply(404, { errors: [] });
       const versions = Object.fromEntries(
-        secret.versions.map((version, index) => [String(index + 1), { created_time: version.createdTime, deletion_time: version.deletionTime, destroyed: version.destroyed }]),
+        secret.versions.map((version, index) => [
+          String(index + 1),
+          { created_time: version.createdTime, deletion_time: version.deletionTime, destroyed: version.destroyed },
+        ]),
       );
       const live = secret.versions.filter((version) => !version.destroyed && !version.deletionTime).length;
       return reply(200, {
@@ -581,7 +697,13 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
     createToken(identity) {
       const authPath = identity.authPath ?? 'auth/token/create';
       const mountPrefix = /^auth\/(.+?)\/(login|oidc|callback|create)/.exec(authPath)?.[1]?.replaceAll('/', '-') ?? 'token';
-      const options = { namespace: identity.namespace ?? '', authPath, mountPrefix, ...(identity.ttlSeconds !== undefined ? { ttlSeconds: identity.ttlSeconds } : {}), ...(identity.renewable !== undefined ? { renewable: identity.renewable } : {}) };
+      const options = {
+        namespace: identity.namespace ?? '',
+        authPath,
+        mountPrefix,
+        ...(identity.ttlSeconds !== undefined ? { ttlSeconds: identity.ttlSeconds } : {}),
+        ...(identity.renewable !== undefined ? { renewable: identity.renewable } : {}),
+      };
       const token = issue(identity, options);
       // A token issued a while ago: its TTL has partly run down.
       if (identity.remainingSeconds !== undefined) token.expiresAt = Date.now() + identity.remainingSeconds * 1000;
@@ -594,12 +716,23 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
     },
     addUserpass(username, password, identity, method = 'userpass', namespace) {
       const space = ns(namespace);
-      (method === 'ldap' ? space.ldap : space.userpass).set(username, { password, alias: username, ...identity, meta: { username, ...identity.meta } });
+      (method === 'ldap' ? space.ldap : space.userpass).set(username, {
+        password,
+        alias: username,
+        ...identity,
+        meta: { username, ...identity.meta },
+      });
     },
     addApprole(roleName, identity, namespace) {
       const roleId = randomUUID();
       const secretId = randomUUID();
-      ns(namespace).approle.set(roleName, { roleId, secretIds: new Set([secretId]), alias: roleId, ...identity, meta: { role_name: roleName, ...identity.meta } });
+      ns(namespace).approle.set(roleName, {
+        roleId,
+        secretIds: new Set([secretId]),
+        alias: roleId,
+        ...identity,
+        meta: { role_name: roleName, ...identity.meta },
+      });
       return { roleId, secretId };
     },
     configureJwt(publicKeyPem, roles, namespace) {
@@ -622,7 +755,11 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
       const v1 = ns(namespace).mounts.get(mount)?.version === 1;
       const response = await fetch(`${addressOf()}/v1/${mount}/${v1 ? '' : 'data/'}${name}`, {
         method: 'POST',
-        headers: { 'X-Vault-Token': rootToken, 'Content-Type': 'application/json', ...(namespace ? { 'X-Vault-Namespace': namespace } : {}) },
+        headers: {
+          'X-Vault-Token': rootToken,
+          'Content-Type': 'application/json',
+          ...(namespace ? { 'X-Vault-Namespace': namespace } : {}),
+        },
         body: JSON.stringify(v1 ? data : { data }),
       });
       if (response.status >= 300) throw new Error(`kv put ${mount}/${name} failed: HTTP ${response.status} ${await response.text()}`);
@@ -679,7 +816,12 @@ function verifyJwt(jwt: string, publicKey: KeyObject | undefined): Record<string
   } catch {
     return 'malformed token';
   }
-  const valid = verify('sha256', Buffer.from(`${header}.${payload}`), { key: publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'));
+  const valid = verify(
+    'sha256',
+    Buffer.from(`${header}.${payload}`),
+    { key: publicKey, dsaEncoding: 'ieee-p1363' },
+    Buffer.from(signature, 'base64url'),
+  );
   if (!valid) return 'failed to verify id token signature';
   const now = Date.now() / 1000;
   if (typeof claims['exp'] === 'number' && claims['exp'] < now - 150) return 'token is expired (exp)';

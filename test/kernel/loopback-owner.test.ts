@@ -31,7 +31,11 @@ describe('parseListeners', () => {
       ['0.0.0.0', 80, 0],
       ['127.0.0.2', 8080, 1000],
     ]);
-    expect(parseListeners(TCP6, true).map((row) => row.address.toString('hex'))).toEqual(['00000000000000000000000000000001', '00000000000000000000ffff7f000001', '00000000000000000000000000000000']);
+    expect(parseListeners(TCP6, true).map((row) => row.address.toString('hex'))).toEqual([
+      '00000000000000000000000000000001',
+      '00000000000000000000ffff7f000001',
+      '00000000000000000000000000000000',
+    ]);
   });
 
   it('reads a big-endian kernel too', () => {
@@ -82,7 +86,9 @@ describe('checkLoopbackOwner', () => {
     const unreadable = () => {
       throw Object.assign(new Error('no'), { code: 'ENOENT' });
     };
-    expect(() => checkLoopbackOwner('http://127.0.0.1:8080', send, unreadable)).toThrow(/cannot tell who listens on 127.0.0.1:8080 \(ENOENT\): keybroker did not send your key to the gateway/);
+    expect(() => checkLoopbackOwner('http://127.0.0.1:8080', send, unreadable)).toThrow(
+      /cannot tell who listens on 127.0.0.1:8080 \(ENOENT\): keybroker did not send your key to the gateway/,
+    );
   });
 });
 
@@ -126,9 +132,15 @@ describe('on this machine (/proc/net/tcp)', () => {
     const sent: string[] = [];
     const issuer = createLiteLlmIssuer(
       { type: 'litellm', url: other.url },
-      { env: { LITELLM_MASTER_KEY: 'sk-test-master' }, timeoutMs: 2_000, fetch: (async (url: string) => (sent.push(url), new Response('{}'))) as typeof fetch },
+      {
+        env: { LITELLM_MASTER_KEY: 'sk-test-master' },
+        timeoutMs: 2_000,
+        fetch: (async (url: string) => (sent.push(url), new Response('{}'))) as typeof fetch,
+      },
     );
-    await expect(issuer.mint('alice')).rejects.toThrow(/keyIssuer.url http:\/\/127.0.0.1:\d+ is a port on this machine that another local user listens on \(uid 65534 \(nobody\), not you\): keybroker did not send the gateway's master key there/);
+    await expect(issuer.mint('alice')).rejects.toThrow(
+      /keyIssuer.url http:\/\/127.0.0.1:\d+ is a port on this machine that another local user listens on \(uid 65534 \(nobody\), not you\): keybroker did not send the gateway's master key there/,
+    );
     expect(sent).toEqual([]);
   });
 });

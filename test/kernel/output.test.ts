@@ -27,7 +27,8 @@ describe('maskSecrets', () => {
   });
 
   it('leaves ordinary words, paths, numbers and exit codes readable', () => {
-    const line = 'cannot reach https://secretsmanager.us-east-1.amazonaws.com after 3 tries (exit 7): ECONNREFUSED /home/dev/.config/keybroker/config.json';
+    const line =
+      'cannot reach https://secretsmanager.us-east-1.amazonaws.com after 3 tries (exit 7): ECONNREFUSED /home/dev/.config/keybroker/config.json';
     expect(maskSecrets(line)).toBe(line);
   });
 });

@@ -5,7 +5,12 @@ import { keyFilesDir, machineConfigPath, userCacheDir, userConfigPath, userRunti
 
 const linuxEnv = { HOME: '/home/alice' };
 const macEnv = { HOME: '/Users/alice' };
-const winEnv = { USERPROFILE: 'C:\\Users\\Alice Smith', APPDATA: 'C:\\Users\\Alice Smith\\AppData\\Roaming', LOCALAPPDATA: 'C:\\Users\\Alice Smith\\AppData\\Local', ProgramData: 'C:\\ProgramData' };
+const winEnv = {
+  USERPROFILE: 'C:\\Users\\Alice Smith',
+  APPDATA: 'C:\\Users\\Alice Smith\\AppData\\Roaming',
+  LOCALAPPDATA: 'C:\\Users\\Alice Smith\\AppData\\Local',
+  ProgramData: 'C:\\ProgramData',
+};
 
 describe('paths per platform (the table in docs/configuration.md)', () => {
   it('Linux: /etc, XDG folders with their defaults, the runtime folder under XDG_RUNTIME_DIR', () => {
@@ -40,9 +45,19 @@ describe('paths per platform (the table in docs/configuration.md)', () => {
   });
 
   it('the variables move every path on every platform', () => {
-    const env = { KEYBROKER_MACHINE_CONFIG: '/m.json', KEYBROKER_CONFIG: '/u.json', KEYBROKER_CACHE_DIR: '/c', KEYBROKER_RUNTIME_DIR: '/r' };
+    const env = {
+      KEYBROKER_MACHINE_CONFIG: '/m.json',
+      KEYBROKER_CONFIG: '/u.json',
+      KEYBROKER_CACHE_DIR: '/c',
+      KEYBROKER_RUNTIME_DIR: '/r',
+    };
     for (const platform of ['linux', 'darwin', 'win32'] as const) {
-      expect([machineConfigPath(env, platform), userConfigPath(env, platform), userCacheDir(env, platform), userRuntimeDir(env, platform)]).toEqual(['/m.json', '/u.json', '/c', '/r']);
+      expect([
+        machineConfigPath(env, platform),
+        userConfigPath(env, platform),
+        userCacheDir(env, platform),
+        userRuntimeDir(env, platform),
+      ]).toEqual(['/m.json', '/u.json', '/c', '/r']);
     }
   });
 });

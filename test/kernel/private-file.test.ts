@@ -33,7 +33,7 @@ it('reads a 0600 file of this user, and says undefined for no file', () => {
   expect(readPrivateFile(path.join(dir, 'absent'))).toBeUndefined();
 });
 
-it('refuses a FIFO at once instead of blocking, a link, another user\'s file and a file others can write', () => {
+it("refuses a FIFO at once instead of blocking, a link, another user's file and a file others can write", () => {
   const dir = scratch();
   execFileSync('mkfifo', [path.join(dir, 'fifo')]);
   expect(problemOf(path.join(dir, 'fifo'))).toBe('is a FIFO, not a regular file');
@@ -62,7 +62,13 @@ it('refuses a folder of another user and makes a folder of ours that others can 
 });
 
 it('ignores relative path variables (the XDG rule) and names them', () => {
-  const env = { HOME: '/home/alice', XDG_CACHE_HOME: 'rel', XDG_CONFIG_HOME: './cfg', KEYBROKER_RUNTIME_DIR: 'run', KEYBROKER_CONFIG: 'kb.json' };
+  const env = {
+    HOME: '/home/alice',
+    XDG_CACHE_HOME: 'rel',
+    XDG_CONFIG_HOME: './cfg',
+    KEYBROKER_RUNTIME_DIR: 'run',
+    KEYBROKER_CONFIG: 'kb.json',
+  };
   expect(userCacheDir(env, 'linux')).toBe('/home/alice/.cache/keybroker');
   expect(userConfigPath(env, 'linux')).toBe('/home/alice/.config/keybroker/config.json');
   expect(userRuntimeDir(env, 'linux')).toBe('/home/alice/.cache/keybroker/run');

@@ -1,6 +1,14 @@
 // The shared store retry policy: bounded attempts inside one time budget, honouring throttling.
 import { describe, expect, it } from 'vitest';
-import { classifyStoreError, operationDeadline, retryAfterMs, storeCallCeilingMs, throttlingOnly, withStoreRetry, type Pace } from '../../src/kernel/retry.ts';
+import {
+  classifyStoreError,
+  operationDeadline,
+  retryAfterMs,
+  storeCallCeilingMs,
+  throttlingOnly,
+  withStoreRetry,
+  type Pace,
+} from '../../src/kernel/retry.ts';
 
 /** Time that moves only when the policy sleeps (the budget's clock never ticks). */
 function fakeTime() {
@@ -33,7 +41,10 @@ function starvedClock(lateMs: number) {
     },
     async run(done: Promise<unknown>): Promise<number> {
       let settled = false;
-      done.then(() => (settled = true), () => (settled = true));
+      done.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
       for (;;) {
         await new Promise((resolve) => setImmediate(resolve));
         if (settled || timers.length === 0) return now;
@@ -59,22 +70,28 @@ describe('withStoreRetry', () => {
   it('retries a throttled call after the Retry-After the store asked for, then succeeds', async () => {
     const t = fakeTime();
     let calls = 0;
-    const result = await withStoreRetry(async () => {
-      if (++calls < 3) throw throttled({ 'retry-after': '1' });
-      return 'ok';
-    }, { budgetMs: 5_000, ...t });
+    const result = await withStoreRetry(
+      async () => {
+        if (++calls < 3) throw throttled({ 'retry-after': '1' });
+        return 'ok';
+      },
+      { budgetMs: 5_000, ...t },
+    );
     expect(result).toBe('ok');
     expect(t.time.waits).toEqual([1_000, 1_000]);
   });
 
-  it('gives up when the next wait would outlast the budget, with the store\'s own error', async () => {
+  it("gives up when the next wait would outlast the budget, with the store's own error", async () => {
     const t = fakeTime();
     let calls = 0;
     await expect(
-      withStoreRetry(async () => {
-        calls++;
-        throw throttled({ 'retry-after': '2' });
-      }, { budgetMs: 3_000, ...t }),
+      withStoreRetry(
+        async () => {
+          calls++;
+          throw throttled({ 'retry-after': '2' });
+        },
+        { budgetMs: 3_000, ...t },
+      ),
     ).rejects.toMatchObject({ name: 'ThrottlingException' });
     expect(calls).toBe(2);
     expect(t.time.now).toBeLessThan(3_000);
@@ -84,10 +101,13 @@ describe('withStoreRetry', () => {
     const t = fakeTime();
     let calls = 0;
     await expect(
-      withStoreRetry(async () => {
-        calls++;
-        throw throttled({ 'retry-after': '30' });
-      }, { budgetMs: 60_000, ...t }),
+      withStoreRetry(
+        async () => {
+          calls++;
+          throw throttled({ 'retry-after': '30' });
+        },
+        { budgetMs: 60_000, ...t },
+      ),
     ).rejects.toMatchObject({ name: 'ThrottlingException' });
     expect(calls).toBe(1);
     expect(t.time.waits).toEqual([]);
@@ -96,10 +116,13 @@ describe('withStoreRetry', () => {
   it('waits the base delay when Retry-After says 0 (whole seconds, rounded down)', async () => {
     const t = fakeTime();
     let calls = 0;
-    await withStoreRetry(async () => {
-      if (++calls < 2) throw throttled({ 'retry-after': '0' });
-      return 'ok';
-    }, { budgetMs: 5_000, baseDelayMs: 150, ...t });
+    await withStoreRetry(
+      async () => {
+        if (++calls < 2) throw throttled({ 'retry-after': '0' });
+        return 'ok';
+      },
+      { budgetMs: 5_000, baseDelayMs: 150, ...t },
+    );
     expect(t.time.waits).toEqual([150]);
   });
 
@@ -107,17 +130,23 @@ describe('withStoreRetry', () => {
     const t = fakeTime();
     let calls = 0;
     await expect(
-      withStoreRetry(async () => {
-        calls++;
-        throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
-      }, { budgetMs: 5_000, classify: throttlingOnly, ...t }),
+      withStoreRetry(
+        async () => {
+          calls++;
+          throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+        },
+        { budgetMs: 5_000, classify: throttlingOnly, ...t },
+      ),
     ).rejects.toThrow('reset');
     expect(calls).toBe(1);
     let throttledCalls = 0;
-    await withStoreRetry(async () => {
-      if (++throttledCalls < 2) throw Object.assign(new Error('429'), { statusCode: 429 });
-      return 'ok';
-    }, { budgetMs: 5_000, classify: throttlingOnly, ...t });
+    await withStoreRetry(
+      async () => {
+        if (++throttledCalls < 2) throw Object.assign(new Error('429'), { statusCode: 429 });
+        return 'ok';
+      },
+      { budgetMs: 5_000, classify: throttlingOnly, ...t },
+    );
     expect(throttledCalls).toBe(2);
   });
 
@@ -125,10 +154,13 @@ describe('withStoreRetry', () => {
     const t = fakeTime();
     let calls = 0;
     await expect(
-      withStoreRetry(async () => {
-        calls++;
-        throw Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: { httpStatusCode: 400 } });
-      }, { budgetMs: 5_000, ...t }),
+      withStoreRetry(
+        async () => {
+          calls++;
+          throw Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: { httpStatusCode: 400 } });
+        },
+        { budgetMs: 5_000, ...t },
+      ),
     ).rejects.toThrow('denied');
     expect(calls).toBe(1);
   });
@@ -137,10 +169,13 @@ describe('withStoreRetry', () => {
     const t = fakeTime();
     let calls = 0;
     await expect(
-      withStoreRetry(async () => {
-        calls++;
-        throw Object.assign(new Error('unavailable'), { $metadata: { httpStatusCode: 503 } });
-      }, { budgetMs: 60_000, attempts: 4, baseDelayMs: 100, ...t }),
+      withStoreRetry(
+        async () => {
+          calls++;
+          throw Object.assign(new Error('unavailable'), { $metadata: { httpStatusCode: 503 } });
+        },
+        { budgetMs: 60_000, attempts: 4, baseDelayMs: 100, ...t },
+      ),
     ).rejects.toThrow('unavailable');
     expect(calls).toBe(4);
     expect(t.time.waits).toEqual([50, 100, 200]);
@@ -188,11 +223,14 @@ describe('withStoreRetry', () => {
     const clock = starvedClock(450);
     const call = withStoreRetry(() => new Promise(() => {}), { budgetMs: 1_000, now: clock.now, setTimer: clock.setTimer });
     const endedAt = await clock.run(call);
-    await expect(call).rejects.toMatchObject({ name: 'TimeoutError', message: /no answer within 1000 ms \(1500 ms in all on a busy machine\)/ });
+    await expect(call).rejects.toMatchObject({
+      name: 'TimeoutError',
+      message: /no answer within 1000 ms \(1500 ms in all on a busy machine\)/,
+    });
     expect(endedAt).toBe(storeCallCeilingMs(1_000));
   });
 
-  it('sends each attempt through the pace, whose waits are not the store\'s time: a limiter\'s queue does not time a call out', async () => {
+  it("sends each attempt through the pace, whose waits are not the store's time: a limiter's queue does not time a call out", async () => {
     let paced = 0;
     const result = await withStoreRetry(
       async (signal) => {
@@ -239,13 +277,15 @@ describe('withStoreRetry', () => {
     expect(deadline.signal.aborted).toBe(false);
     const left = deadline.remainingMs();
     const started = Date.now();
-    const unanswered = deadline.pace!(() => new Promise((_, reject) => deadline.signal.addEventListener('abort', () => reject(deadline.signal.reason))));
+    const unanswered = deadline.pace!(
+      () => new Promise((_, reject) => deadline.signal.addEventListener('abort', () => reject(deadline.signal.reason))),
+    );
     await expect(unanswered).rejects.toMatchObject({ name: 'TimeoutError', message: 'no answer within 500 ms' });
     // Held 600 ms, then the store time that was left (timers never fire early).
     expect(Date.now() - started).toBeGreaterThanOrEqual(600 + left - 2);
   });
 
-  it('counts a sleeping process\'s ordinary wake-up delays as the store\'s time: a store that is down fails at the budget on a busy machine', async () => {
+  it("counts a sleeping process's ordinary wake-up delays as the store's time: a store that is down fails at the budget on a busy machine", async () => {
     const clock = starvedClock(20);
     const call = withStoreRetry(() => new Promise(() => {}), { budgetMs: 1_000, now: clock.now, setTimer: clock.setTimer });
     const endedAt = await clock.run(call);
@@ -275,7 +315,11 @@ describe('classifyStoreError', () => {
   });
 
   it('reads a gRPC RetryInfo as google-gax decodes it (statusDetails)', () => {
-    const exhausted = Object.assign(new Error('8 RESOURCE_EXHAUSTED'), { code: 8, details: 'quota', statusDetails: [{ reason: 'RATE_LIMIT_EXCEEDED' }, { retryDelay: { seconds: '1', nanos: 500_000_000 } }] });
+    const exhausted = Object.assign(new Error('8 RESOURCE_EXHAUSTED'), {
+      code: 8,
+      details: 'quota',
+      statusDetails: [{ reason: 'RATE_LIMIT_EXCEEDED' }, { retryDelay: { seconds: '1', nanos: 500_000_000 } }],
+    });
     expect(retryAfterMs(exhausted)).toBe(1_500);
   });
 });

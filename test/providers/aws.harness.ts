@@ -22,8 +22,14 @@ export const awsHarness: ProviderHarness = {
     };
     const allow = (user: string, actions: string[]) =>
       moto.aws([
-        'iam', 'put-user-policy', '--user-name', user, '--policy-name', 'keybroker',
-        '--policy-document', JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: actions, Resource: '*' }] }),
+        'iam',
+        'put-user-policy',
+        '--user-name',
+        user,
+        '--policy-name',
+        'keybroker',
+        '--policy-document',
+        JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: actions, Resource: '*' }] }),
       ]);
     const alice = await keysOf('alice');
     await allow('alice', ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret']);
@@ -37,21 +43,38 @@ export const awsHarness: ProviderHarness = {
       port: Number(new URL(proxy.url).port),
       storeConfig: (port) => ({ type: 'aws', region: 'us-east-1', endpoint: `http://127.0.0.1:${port}` }),
       developerEnv: { ...base, ...alice },
-      unauthenticatedEnv: { ...base, HOME: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent/config', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials' },
+      unauthenticatedEnv: {
+        ...base,
+        HOME: '/nonexistent',
+        AWS_CONFIG_FILE: '/nonexistent/config',
+        AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials',
+      },
       adminEnv: { ...base, ...admin },
       developerUser: 'alice',
       developerSecret: 'claude-code/keys/alice',
       forbidden: { env: { ...base, ...mallory }, secret: 'claude-code/keys/bob' },
       loginFix: /aws sso login|aws configure/,
       async seed(name, value) {
-        const put = await runAdmin(moto.endpoint, adminEnv, ['secretsmanager', 'put-secret-value', '--secret-id', name, '--secret-string', value]);
-        if (!put) await runAdmin(moto.endpoint, adminEnv, ['secretsmanager', 'create-secret', '--name', name, '--secret-string', value], true);
+        const put = await runAdmin(moto.endpoint, adminEnv, [
+          'secretsmanager',
+          'put-secret-value',
+          '--secret-id',
+          name,
+          '--secret-string',
+          value,
+        ]);
+        if (!put)
+          await runAdmin(moto.endpoint, adminEnv, ['secretsmanager', 'create-secret', '--name', name, '--secret-string', value], true);
       },
       throttleReads(count) {
         const before = proxy.throttled('GetSecretValue');
         proxy.throttle('GetSecretValue', count);
         // AWS's ThrottlingException names no wait: the SDK's (and our) back-off decides.
-        return { leastWaitMs: STORE_RETRY_DEFAULTS.baseDelayMs, given: () => proxy.throttled('GetSecretValue') - before, stop: () => proxy.throttle('GetSecretValue', 0) };
+        return {
+          leastWaitMs: STORE_RETRY_DEFAULTS.baseDelayMs,
+          given: () => proxy.throttled('GetSecretValue') - before,
+          stop: () => proxy.throttle('GetSecretValue', 0),
+        };
       },
       async stop() {
         await proxy.stop();
@@ -64,9 +87,14 @@ export const awsHarness: ProviderHarness = {
 /** The aws CLI as the admin; false when it failed and failure is allowed. */
 async function runAdmin(endpoint: string, env: NodeJS.ProcessEnv, args: string[], must = false): Promise<boolean> {
   return new Promise((resolve, reject) => {
-    execFile('aws', ['--endpoint-url', endpoint, '--region', 'us-east-1', ...args], { env: { ...env, AWS_PAGER: '' } }, (error, _stdout, stderr) => {
-      if (error && must) reject(new Error(`aws ${args.slice(0, 2).join(' ')} failed: ${stderr}`));
-      else resolve(!error);
-    });
+    execFile(
+      'aws',
+      ['--endpoint-url', endpoint, '--region', 'us-east-1', ...args],
+      { env: { ...env, AWS_PAGER: '' } },
+      (error, _stdout, stderr) => {
+        if (error && must) reject(new Error(`aws ${args.slice(0, 2).join(' ')} failed: ${stderr}`));
+        else resolve(!error);
+      },
+    );
   });
 }

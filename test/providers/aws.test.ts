@@ -6,11 +6,18 @@ import { existsAlready, mapAwsError, summaryOf, userFromArn } from '../../provid
 import type { FailedCall } from '../../providers/provider.ts';
 import { AccessDenied, ConfigError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../../src/kernel/errors.ts';
 
-const CALL: FailedCall = { what: 'GetSecretValue', secret: 'claude-code/keys/alice', where: 'AWS Secrets Manager (us-east-1)', loginFix: "run 'aws sso login'", timeoutMs: 5000 };
-const awsError = (name: string, message: string, status?: number) => Object.assign(new Error(message), { name, ...(status ? { $metadata: { httpStatusCode: status } } : {}) });
+const CALL: FailedCall = {
+  what: 'GetSecretValue',
+  secret: 'claude-code/keys/alice',
+  where: 'AWS Secrets Manager (us-east-1)',
+  loginFix: "run 'aws sso login'",
+  timeoutMs: 5000,
+};
+const awsError = (name: string, message: string, status?: number) =>
+  Object.assign(new Error(message), { name, ...(status ? { $metadata: { httpStatusCode: status } } : {}) });
 
 describe('AWS helpers', () => {
-  it('takes {user} from an IAM user, an assumed role\'s session, a federated user and root', () => {
+  it("takes {user} from an IAM user, an assumed role's session, a federated user and root", () => {
     expect(userFromArn('arn:aws:iam::123456789012:user/dev/alice')).toBe('alice');
     expect(userFromArn('arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Dev_abc/alice@corp.com')).toBe('alice@corp.com');
     expect(userFromArn('arn:aws:sts::123456789012:federated-user/bob')).toBe('bob');
@@ -19,7 +26,14 @@ describe('AWS helpers', () => {
 
   it('recognises a taken name: a live secret, or one scheduled for deletion, and nothing else', () => {
     expect(existsAlready(awsError('ResourceExistsException', 'exists'))).toBe(true);
-    expect(existsAlready(awsError('InvalidRequestException', 'You can\'t create this secret because a secret with this name is already scheduled for deletion.'))).toBe(true);
+    expect(
+      existsAlready(
+        awsError(
+          'InvalidRequestException',
+          "You can't create this secret because a secret with this name is already scheduled for deletion.",
+        ),
+      ),
+    ).toBe(true);
     expect(existsAlready(awsError('InvalidRequestException', 'bad parameter'))).toBe(false);
     expect(existsAlready(awsError('AccessDeniedException', 'denied'))).toBe(false);
   });
@@ -32,11 +46,17 @@ describe('AWS helpers', () => {
       Tags: [{ Key: 'managed-by', Value: 'keybroker' }],
       CreatedDate: created,
     });
-    expect(summary).toEqual({ name: 'claude-code/keys/alice', enabled: true, version: 'v2', createdAt: created, labels: { 'managed-by': 'keybroker' } });
+    expect(summary).toEqual({
+      name: 'claude-code/keys/alice',
+      enabled: true,
+      version: 'v2',
+      createdAt: created,
+      labels: { 'managed-by': 'keybroker' },
+    });
     expect(summaryOf({ Name: 'x', DeletedDate: created }).enabled).toBe(false);
   });
 
-  it('maps the SDK\'s errors to the typed error that names the fix', () => {
+  it("maps the SDK's errors to the typed error that names the fix", () => {
     const cases: [Error, new (...args: never[]) => Error, RegExp][] = [
       [awsError('ResourceNotFoundException', 'not found'), SecretNotFound, /secret "claude-code\/keys\/alice" .* does not exist/],
       [awsError('InvalidRequestException', 'the secret is marked for deletion'), SecretNotFound, /scheduled for deletion/],

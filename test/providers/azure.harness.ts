@@ -22,7 +22,11 @@ export const azureHarness: ProviderHarness = {
     const signIn = (who: string, upn: string, oid: string) => {
       const configDir = path.join(home, who, '.azure');
       const token = vault.mintToken({ tid: AZURE_TEST_TENANT, oid, upn });
-      writeAzureLogin(configDir, { user: upn, tenant: AZURE_TEST_TENANT, tokens: { [AZURE_TEST_TENANT]: { [KEY_VAULT_RESOURCE]: token } } });
+      writeAzureLogin(configDir, {
+        user: upn,
+        tenant: AZURE_TEST_TENANT,
+        tokens: { [AZURE_TEST_TENANT]: { [KEY_VAULT_RESOURCE]: token } },
+      });
       return { ...base, AZURE_CONFIG_DIR: configDir };
     };
     const aliceSecret = 'claude-code/keys/alice@corp.com';
@@ -37,7 +41,12 @@ export const azureHarness: ProviderHarness = {
     const adminEnv = signIn('admin', 'kb-admin@corp.com', 'oid-admin');
     return {
       port: vault.port,
-      storeConfig: (port) => ({ type: 'azure', vaultUrl: vault.url(port), caFile: vault.caFile, disableChallengeResourceVerification: true }),
+      storeConfig: (port) => ({
+        type: 'azure',
+        vaultUrl: vault.url(port),
+        caFile: vault.caFile,
+        disableChallengeResourceVerification: true,
+      }),
       developerEnv,
       unauthenticatedEnv: { ...base, AZURE_CONFIG_DIR: path.join(home, 'nobody', '.azure') },
       adminEnv,

@@ -22,7 +22,9 @@ describe.each([
   [{ type: 'vault', address: 'https://vault.corp.example' }, 'caCert'],
 ] as const)('%o', (store, field) => {
   it(`refuses a relative ${field}, naming the field`, async () => {
-    const error = await openProvider(profile({ ...store, [field]: 'certs/corp-ca.pem' }), { env: {}, debug: () => {} }).catch((caught: unknown) => caught);
+    const error = await openProvider(profile({ ...store, [field]: 'certs/corp-ca.pem' }), { env: {}, debug: () => {} }).catch(
+      (caught: unknown) => caught,
+    );
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toContain(`store.${field}`);
     expect((error as ConfigError).message).toContain('absolute path');

@@ -76,13 +76,17 @@ function profileFor(store: StoreConfig, timeoutMs = 5_000): Profile {
   };
 }
 
-
 export function describeProviderContract(harness: ProviderHarness): void {
   describe(`provider contract: ${harness.type}`, () => {
     let server: HarnessInstance;
     let provider: Provider;
     const open = async (store: StoreConfig, env: NodeJS.ProcessEnv, timeoutMs?: number, onThrottle?: (waitMs: number) => void) =>
-      inEnvironment(env, await withEnvironment(env, () => openProvider(profileFor(store, timeoutMs), { env, debug: () => {}, ...(onThrottle ? { onThrottle } : {}) })));
+      inEnvironment(
+        env,
+        await withEnvironment(env, () =>
+          openProvider(profileFor(store, timeoutMs), { env, debug: () => {}, ...(onThrottle ? { onThrottle } : {}) }),
+        ),
+      );
 
     beforeAll(async () => {
       server = await harness.start();
@@ -121,7 +125,10 @@ export function describeProviderContract(harness: ProviderHarness): void {
     });
 
     it('takes the key from the JSON field, with expires_at', async () => {
-      await server.seed(server.developerSecret, JSON.stringify({ api_key: 'sk-test-contract-json', expires_at: '2031-05-06T07:08:09Z', team: 'ml' }));
+      await server.seed(
+        server.developerSecret,
+        JSON.stringify({ api_key: 'sk-test-contract-json', expires_at: '2031-05-06T07:08:09Z', team: 'ml' }),
+      );
       const entry = await fetchFromStore({
         profile: { ...profileFor(server.storeConfig(server.port)), secret: server.developerSecret },
         openProvider: async () => provider,
@@ -231,7 +238,7 @@ export function describeProviderContract(harness: ProviderHarness): void {
       expect(throttle.given()).toBeGreaterThan(1);
     });
 
-    it('does not count a bulk action\'s pacing waits against the timeout: each call held back longer than it still reads', async () => {
+    it("does not count a bulk action's pacing waits against the timeout: each call held back longer than it still reads", async () => {
       // The limiter of an `admin` bulk action holds every store call until its slot (ProviderContext.paceCall).
       await server.seed(server.developerSecret, 'sk-test-contract-paced');
       // A timeout that a read fits in many times over on this machine now; each call is held longer.
@@ -262,7 +269,10 @@ export function describeProviderContract(harness: ProviderHarness): void {
         outsider.readCurrent(server.forbidden.secret).catch((caught: unknown) => caught),
         provider.readCurrent(server.developerSecret + '-missing').catch((caught: unknown) => caught),
       ]);
-      for (const error of errors) expect(JSON.stringify({ m: (error as Error).message, f: (error as NotAuthenticated).fix })).not.toContain('sk-test-contract-private');
+      for (const error of errors)
+        expect(JSON.stringify({ m: (error as Error).message, f: (error as NotAuthenticated).fix })).not.toContain(
+          'sk-test-contract-private',
+        );
     });
 
     describe('admin operations', () => {
@@ -272,8 +282,10 @@ export function describeProviderContract(harness: ProviderHarness): void {
         admin = await open(server.storeConfig(server.port), server.adminEnv);
       });
 
-      it('creates a secret that did not exist, labelled as keybroker\'s', async () => {
-        const result = await admin.write(`${prefix}carol`, 'sk-test-admin-carol-1', { labels: { 'managed-by': 'keybroker', 'keybroker-user': 'carol' } });
+      it("creates a secret that did not exist, labelled as keybroker's", async () => {
+        const result = await admin.write(`${prefix}carol`, 'sk-test-admin-carol-1', {
+          labels: { 'managed-by': 'keybroker', 'keybroker-user': 'carol' },
+        });
         expect(result.created).toBe(true);
         const current = await admin.readCurrent(`${prefix}carol`);
         expect(current.value).toBe('sk-test-admin-carol-1');
@@ -314,11 +326,18 @@ export function describeProviderContract(harness: ProviderHarness): void {
       });
 
       it('an admin write is what the developer reads (the get path)', async () => {
-        const written = await admin.write(server.developerSecret, JSON.stringify({ api_key: 'sk-test-admin-to-developer', created_by: 'contract' }), {
-          labels: { 'managed-by': 'keybroker', 'keybroker-user': server.developerUser },
-        });
+        const written = await admin.write(
+          server.developerSecret,
+          JSON.stringify({ api_key: 'sk-test-admin-to-developer', created_by: 'contract' }),
+          {
+            labels: { 'managed-by': 'keybroker', 'keybroker-user': server.developerUser },
+          },
+        );
         const entry = await fetchFromStore({
-          profile: { ...profileFor(server.storeConfig(server.port)), secret: server.developerSecret.replace(server.developerUser, '{user}') },
+          profile: {
+            ...profileFor(server.storeConfig(server.port)),
+            secret: server.developerSecret.replace(server.developerUser, '{user}'),
+          },
           openProvider: async () => provider,
           osUser: () => 'not-this-one',
           now: Date.now,
@@ -330,7 +349,9 @@ export function describeProviderContract(harness: ProviderHarness): void {
       it('writing a revoked secret restores it with the new value (re-provisioning)', async () => {
         await admin.write(`${prefix}ivan`, 'sk-test-admin-ivan-1', { labels: { 'managed-by': 'keybroker' } });
         await admin.revoke(`${prefix}ivan`, { purge: false });
-        const result = await admin.write(`${prefix}ivan`, 'sk-test-admin-ivan-2', { labels: { 'managed-by': 'keybroker', 'keybroker-user': 'ivan' } });
+        const result = await admin.write(`${prefix}ivan`, 'sk-test-admin-ivan-2', {
+          labels: { 'managed-by': 'keybroker', 'keybroker-user': 'ivan' },
+        });
         expect((await admin.readCurrent(`${prefix}ivan`)).value).toBe('sk-test-admin-ivan-2');
         expect((await admin.readCurrent(`${prefix}ivan`)).version).toBe(result.version);
         const listed = [];

@@ -17,7 +17,9 @@ export const CAROL: FakeUser = { email: 'carol@example.com', refreshToken: 'test
 
 /** The documented secret-id escape (providers/gcp.ts), written again here so the tests check it. */
 export function escapedSecretId(name: string): string {
-  return [...Buffer.from(name, 'utf8')].map((byte) => (/[A-Za-z0-9-]/.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : `_${byte.toString(16).padStart(2, '0')}`)).join('');
+  return [...Buffer.from(name, 'utf8')]
+    .map((byte) => (/[A-Za-z0-9-]/.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : `_${byte.toString(16).padStart(2, '0')}`))
+    .join('');
 }
 
 export interface GcpTestBed {
@@ -40,8 +42,16 @@ export async function startGcpTestBed(): Promise<GcpTestBed> {
     projectNumber: GCP_PROJECT.number,
     users: [ALICE, BOB, ADMIN, CAROL],
     bindings: [
-      { role: 'roles/secretmanager.secretAccessor', member: `user:${ALICE.email}`, resourcePrefix: `projects/${GCP_PROJECT.number}/secrets/${escapedSecretId('claude-code/keys/alice@example.com')}` },
-      { role: 'roles/secretmanager.secretAccessor', member: `user:${CAROL.email}`, resourcePrefix: `projects/${GCP_PROJECT.number}/secrets/${escapedSecretId('claude-code/keys/carol@example.com')}` },
+      {
+        role: 'roles/secretmanager.secretAccessor',
+        member: `user:${ALICE.email}`,
+        resourcePrefix: `projects/${GCP_PROJECT.number}/secrets/${escapedSecretId('claude-code/keys/alice@example.com')}`,
+      },
+      {
+        role: 'roles/secretmanager.secretAccessor',
+        member: `user:${CAROL.email}`,
+        resourcePrefix: `projects/${GCP_PROJECT.number}/secrets/${escapedSecretId('claude-code/keys/carol@example.com')}`,
+      },
       { role: 'roles/secretmanager.admin', member: `user:${ADMIN.email}` },
     ],
   });
@@ -60,7 +70,12 @@ export async function startGcpTestBed(): Promise<GcpTestBed> {
     const response = await fetch(fake.tokenUri, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: ADMIN.refreshToken, client_id: GCLOUD_CLIENT.id, client_secret: GCLOUD_CLIENT.secret }),
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: ADMIN.refreshToken,
+        client_id: GCLOUD_CLIENT.id,
+        client_secret: GCLOUD_CLIENT.secret,
+      }),
     });
     return ((await response.json()) as { access_token: string }).access_token;
   };
@@ -70,7 +85,12 @@ export async function startGcpTestBed(): Promise<GcpTestBed> {
     envFor,
     homeEnvFor,
     // localhost, not 127.0.0.1: Node warns on stderr (DEP0123) when TLS names an IP address.
-    storeConfig: (port = fake.port) => ({ type: 'gcp', project: GCP_PROJECT.id, endpoint: `https://localhost:${port}`, caFile: fake.caFile }),
+    storeConfig: (port = fake.port) => ({
+      type: 'gcp',
+      project: GCP_PROJECT.id,
+      endpoint: `https://localhost:${port}`,
+      caFile: fake.caFile,
+    }),
     adminToken,
     async seed(name, value) {
       const token = await adminToken();
@@ -80,7 +100,11 @@ export async function startGcpTestBed(): Promise<GcpTestBed> {
         await add();
       } catch (error) {
         if ((error as { code?: number }).code !== 5) throw error;
-        await fake.rawCall('CreateSecret', { parent: `projects/${GCP_PROJECT.id}`, secretId: escapedSecretId(name), secret: { replication: { automatic: {} } } }, token);
+        await fake.rawCall(
+          'CreateSecret',
+          { parent: `projects/${GCP_PROJECT.id}`, secretId: escapedSecretId(name), secret: { replication: { automatic: {} } } },
+          token,
+        );
         await add();
       }
     },
@@ -111,7 +135,11 @@ export const gcpHarness: ProviderHarness = {
         const before = bed.fake.throttledReads();
         // No RetryInfo: none is documented for Secret Manager's quota errors, so the client backs off.
         bed.fake.throttleReads(count);
-        return { leastWaitMs: STORE_RETRY_DEFAULTS.baseDelayMs, given: () => bed.fake.throttledReads() - before, stop: () => bed.fake.throttleReads(0) };
+        return {
+          leastWaitMs: STORE_RETRY_DEFAULTS.baseDelayMs,
+          given: () => bed.fake.throttledReads() - before,
+          stop: () => bed.fake.throttleReads(0),
+        };
       },
       stop: () => bed.stop(),
     };

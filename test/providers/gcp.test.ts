@@ -7,7 +7,16 @@ import type { Profile } from '../../src/config/config.ts';
 import type { StoreConfig } from '../../providers/provider.ts';
 import { openProvider } from '../../src/loader/open-store.ts';
 import { AccessDenied, ConfigError, NotAuthenticated, SecretNotFound, StoreUnreachable, UnusableKey } from '../../src/kernel/errors.ts';
-import { crc32c, decodeLabels, encodeLabels, mapGcpError, nameForSecretId, payloadText, secretIdFor, summaryOf } from '../../providers/gcp.ts';
+import {
+  crc32c,
+  decodeLabels,
+  encodeLabels,
+  mapGcpError,
+  nameForSecretId,
+  payloadText,
+  secretIdFor,
+  summaryOf,
+} from '../../providers/gcp.ts';
 import type { Provider } from '../../providers/provider.ts';
 import { referenceCrc32c } from '../fakes/gcp.ts';
 import { closedPort } from '../support/fault-proxy.ts';
@@ -15,7 +24,6 @@ import { inEnvironment, withEnvironment } from '../support/environment.ts';
 import { ADMIN, ALICE, BOB, CAROL, GCP_PROJECT, escapedSecretId, startGcpTestBed, type GcpTestBed } from './gcp.harness.ts';
 
 const ALICE_SECRET = 'claude-code/keys/alice@example.com';
-
 
 describe('GCP names and checksums', () => {
   it('computes CRC32C (Castagnoli) as Secret Manager does', () => {
@@ -56,7 +64,14 @@ describe('GCP names and checksums', () => {
 });
 
 describe('GCP helpers', () => {
-  const CALL = { what: 'AccessSecretVersion', secret: 'claude-code/keys/alice', where: 'GCP Secret Manager (project p)', loginFix: "run 'gcloud auth application-default login'", timeoutMs: 5000, project: 'p' };
+  const CALL = {
+    what: 'AccessSecretVersion',
+    secret: 'claude-code/keys/alice',
+    where: 'GCP Secret Manager (project p)',
+    loginFix: "run 'gcloud auth application-default login'",
+    timeoutMs: 5000,
+    project: 'p',
+  };
   const grpcError = (code: number, details: string) => Object.assign(new Error(`${code} X: ${details}`), { code, details });
 
   it('maps each gRPC status to the typed error that names the fix', () => {
@@ -69,9 +84,19 @@ describe('GCP helpers', () => {
       [grpcError(16, 'bad token'), NotAuthenticated, /did not accept your credentials/],
       [grpcError(3, 'bad name'), ConfigError, /refused AccessSecretVersion as invalid/],
       [grpcError(4, 'deadline'), StoreUnreachable, /did not answer AccessSecretVersion within 5000 ms/],
-      [grpcError(14, 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1'), StoreUnreachable, /cannot reach .*ECONNREFUSED 127.0.0.1:1\)/],
+      [
+        grpcError(14, 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1'),
+        StoreUnreachable,
+        /cannot reach .*ECONNREFUSED 127.0.0.1:1\)/,
+      ],
       [grpcError(8, 'quota'), StoreUnreachable, /is throttling requests/],
-      [Object.assign(new Error('invalid_grant'), { response: { data: { error: 'invalid_grant', error_description: 'reauth related error' } } }), NotAuthenticated, /rejected your application default credentials \(invalid_grant: reauth related error\)/],
+      [
+        Object.assign(new Error('invalid_grant'), {
+          response: { data: { error: 'invalid_grant', error_description: 'reauth related error' } },
+        }),
+        NotAuthenticated,
+        /rejected your application default credentials \(invalid_grant: reauth related error\)/,
+      ],
       [new Error('Could not load the default credentials.'), NotAuthenticated, /no Google application default credentials/],
       [Object.assign(new Error('getaddrinfo'), { code: 'ENOTFOUND' }), StoreUnreachable, /cannot reach Google's sign-in service/],
     ];
@@ -95,7 +120,11 @@ describe('GCP helpers', () => {
 
   it('lists a secret enabled only when its newest version is, with its labels unescaped and its times', () => {
     const secret = { labels: encodeLabels({ 'keybroker-user': 'alice@example.com' }), createTime: { seconds: '1767322800', nanos: 5e8 } };
-    const summary = summaryOf(ALICE_SECRET, secret, { name: 'projects/p/secrets/x/versions/3', state: 'ENABLED', createTime: { seconds: 1767326400 } });
+    const summary = summaryOf(ALICE_SECRET, secret, {
+      name: 'projects/p/secrets/x/versions/3',
+      state: 'ENABLED',
+      createTime: { seconds: 1767326400 },
+    });
     expect(summary).toEqual({
       name: ALICE_SECRET,
       enabled: true,
@@ -125,7 +154,11 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
   async function providerFor(env: NodeJS.ProcessEnv, storeConfig = store()): Promise<Provider> {
     return inEnvironment(env, await withEnvironment(env, () => openProvider(profile(storeConfig), { env, debug: () => {} })));
   }
-  const rawError = (promise: Promise<unknown>) => promise.then(() => undefined, (error: { code?: number; details?: string }) => error);
+  const rawError = (promise: Promise<unknown>) =>
+    promise.then(
+      () => undefined,
+      (error: { code?: number; details?: string }) => error,
+    );
 
   beforeAll(async () => {
     bed = await startGcpTestBed();
@@ -142,10 +175,12 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
       expect(missing).toMatchObject({ code: 16 });
       expect(missing?.details).toMatch(/missing required authentication credential/);
       expect(await rawError(bed.fake.rawCall('AccessSecretVersion', { name }, 'test-access-token-forged'))).toMatchObject({ code: 16 });
-      expect(await bed.fake.rawCall('AccessSecretVersion', { name }, bed.fake.issueToken(ALICE.email))).toMatchObject({ name: expect.stringMatching(/^projects\/284019283746\//) });
+      expect(await bed.fake.rawCall('AccessSecretVersion', { name }, bed.fake.issueToken(ALICE.email))).toMatchObject({
+        name: expect.stringMatching(/^projects\/284019283746\//),
+      });
     });
 
-    it('answers PERMISSION_DENIED to a developer reading another developer\'s secret', async () => {
+    it("answers PERMISSION_DENIED to a developer reading another developer's secret", async () => {
       await bed.seed('claude-code/keys/bob@example.com', 'sk-test-gcp-bob');
       const name = `projects/${GCP_PROJECT.id}/secrets/${escapedSecretId('claude-code/keys/bob@example.com')}/versions/latest`;
       const error = await rawError(bed.fake.rawCall('AccessSecretVersion', { name }, bed.fake.issueToken(ALICE.email)));
@@ -156,15 +191,25 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
     it('answers INVALID_ARGUMENT to a secret id outside [A-Za-z0-9_-] and to a secret without replication', async () => {
       const token = await bed.adminToken();
       const parent = `projects/${GCP_PROJECT.id}`;
-      expect(await rawError(bed.fake.rawCall('CreateSecret', { parent, secretId: 'claude-code/keys/x', secret: { replication: { automatic: {} } } }, token))).toMatchObject({ code: 3 });
-      expect(await rawError(bed.fake.rawCall('CreateSecret', { parent, secretId: 'no-replication', secret: {} }, token))).toMatchObject({ code: 3 });
+      expect(
+        await rawError(
+          bed.fake.rawCall('CreateSecret', { parent, secretId: 'claude-code/keys/x', secret: { replication: { automatic: {} } } }, token),
+        ),
+      ).toMatchObject({ code: 3 });
+      expect(await rawError(bed.fake.rawCall('CreateSecret', { parent, secretId: 'no-replication', secret: {} }, token))).toMatchObject({
+        code: 3,
+      });
     });
 
     it('answers INVALID_ARGUMENT to a payload whose CRC32C does not match', async () => {
       const token = await bed.adminToken();
       const parent = `projects/${GCP_PROJECT.id}/secrets/${escapedSecretId(ALICE_SECRET)}`;
       const data = Buffer.from('sk-test-gcp-crc');
-      expect(await rawError(bed.fake.rawCall('AddSecretVersion', { parent, payload: { data, dataCrc32c: String(referenceCrc32c(data) ^ 1) } }, token))).toMatchObject({ code: 3 });
+      expect(
+        await rawError(
+          bed.fake.rawCall('AddSecretVersion', { parent, payload: { data, dataCrc32c: String(referenceCrc32c(data) ^ 1) } }, token),
+        ),
+      ).toMatchObject({ code: 3 });
     });
   });
 
@@ -252,7 +297,12 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
     const file = bed.fake.writeAdcFile(dir, ALICE);
     const adc = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>;
     fs.writeFileSync(file, JSON.stringify({ ...adc, token_uri: `http://127.0.0.1:${await closedPort()}/token` }));
-    const offline = await providerFor({ PATH: process.env['PATH'], HOME: dir, METADATA_SERVER_DETECTION: 'none', GOOGLE_APPLICATION_CREDENTIALS: file });
+    const offline = await providerFor({
+      PATH: process.env['PATH'],
+      HOME: dir,
+      METADATA_SERVER_DETECTION: 'none',
+      GOOGLE_APPLICATION_CREDENTIALS: file,
+    });
     const error = await offline.whoami().catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(StoreUnreachable);
     expect((error as Error).message).toMatch(/sign-in/);
@@ -265,7 +315,12 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
 
   it('finds the ADC file that GOOGLE_APPLICATION_CREDENTIALS names, and names it in the fix when it fails', async () => {
     const aliceHome = bed.homeEnvFor(ALICE)['HOME']!;
-    const env = { PATH: process.env['PATH'], HOME: path.join(bed.root, 'empty'), METADATA_SERVER_DETECTION: 'none', GOOGLE_APPLICATION_CREDENTIALS: path.join(aliceHome, '.config/gcloud/application_default_credentials.json') };
+    const env = {
+      PATH: process.env['PATH'],
+      HOME: path.join(bed.root, 'empty'),
+      METADATA_SERVER_DETECTION: 'none',
+      GOOGLE_APPLICATION_CREDENTIALS: path.join(aliceHome, '.config/gcloud/application_default_credentials.json'),
+    };
     expect((await (await providerFor(env)).whoami()).user).toBe(ALICE.email);
     const missing = { ...env, GOOGLE_APPLICATION_CREDENTIALS: path.join(bed.root, 'absent.json') };
     const error = await (await providerFor(missing)).readCurrent(ALICE_SECRET).catch((caught: unknown) => caught);
@@ -292,15 +347,21 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
 
   it('stores an e-mail label escaped in GCP and lists it as written', async () => {
     const admin = await providerFor(bed.envFor(ADMIN));
-    await admin.write('claude-code/labels/alice', 'sk-test-gcp-labels', { labels: { 'managed-by': 'keybroker', 'keybroker-user': ALICE.email } });
-    const secret = await bed.fake.rawCall<{ labels: Record<string, string> }>('GetSecret', { name: `projects/${GCP_PROJECT.id}/secrets/${escapedSecretId('claude-code/labels/alice')}` }, await bed.adminToken());
+    await admin.write('claude-code/labels/alice', 'sk-test-gcp-labels', {
+      labels: { 'managed-by': 'keybroker', 'keybroker-user': ALICE.email },
+    });
+    const secret = await bed.fake.rawCall<{ labels: Record<string, string> }>(
+      'GetSecret',
+      { name: `projects/${GCP_PROJECT.id}/secrets/${escapedSecretId('claude-code/labels/alice')}` },
+      await bed.adminToken(),
+    );
     expect(secret.labels['keybroker-user']).toBe('alice_40example_2ecom');
     const listed = [];
     for await (const summary of admin.list('claude-code/labels/')) listed.push(summary);
     expect(listed.map((summary) => [summary.name, summary.labels['keybroker-user']])).toEqual([['claude-code/labels/alice', ALICE.email]]);
   });
 
-  it('lists through the store\'s own pages', async () => {
+  it("lists through the store's own pages", async () => {
     const admin = await providerFor(bed.envFor(ADMIN));
     for (let index = 0; index < 105; index++) await bed.seed(`claude-code/many/user${String(index).padStart(3, '0')}`, 'sk-test-gcp-many');
     const listed: string[] = [];
@@ -310,7 +371,9 @@ describe('GCP Secret Manager provider against the gRPC fake', () => {
   });
 
   it('rejects an unknown field in the store section', async () => {
-    const error = await openProvider(profile({ ...store(), region: 'europe-west1' }), { env: {}, debug: () => {} }).catch((caught: unknown) => caught);
+    const error = await openProvider(profile({ ...store(), region: 'europe-west1' }), { env: {}, debug: () => {} }).catch(
+      (caught: unknown) => caught,
+    );
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toContain('region');
   });

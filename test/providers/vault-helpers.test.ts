@@ -28,14 +28,20 @@ function vaultFor(store: Partial<VaultStore> = {}, env: NodeJS.ProcessEnv = {}) 
 const WHERE = 'Vault at https://vault.example.com:8200, KV v2 mount "secret"';
 
 describe('Vault answers', () => {
-  it('reads Vault\'s error JSON: the bullets of each error, joined; the status when there are none', () => {
-    const body = { errors: ['1 error occurred:\n\t* permission denied\n\n', '2 errors occurred:\n\t* check-and-set parameter did not match\n\t* try again\n\n', 'plain'] };
+  it("reads Vault's error JSON: the bullets of each error, joined; the status when there are none", () => {
+    const body = {
+      errors: [
+        '1 error occurred:\n\t* permission denied\n\n',
+        '2 errors occurred:\n\t* check-and-set parameter did not match\n\t* try again\n\n',
+        'plain',
+      ],
+    };
     expect(vaultMessage({ status: 403, body })).toBe('permission denied; check-and-set parameter did not match; try again; plain');
     expect(vaultMessage({ status: 502, body: { errors: [] } })).toBe('HTTP 502');
     expect(vaultMessage({ status: 404, body: undefined })).toBe('HTTP 404');
   });
 
-  it('keeps a body that is not Vault\'s JSON (a proxy\'s page) as an error text, cut at 200 characters', () => {
+  it("keeps a body that is not Vault's JSON (a proxy's page) as an error text, cut at 200 characters", () => {
     expect(parseBody('')).toBeUndefined();
     expect(parseBody('{"data":{"keys":["a"]}}')).toEqual({ data: { keys: ['a'] } });
     const page = `<html>${'x'.repeat(300)}</html>`;
@@ -52,7 +58,9 @@ describe('Vault answers', () => {
       }
     })();
     expect(error).toBeInstanceOf(StoreUnreachable);
-    expect(error!.message).toBe(`${WHERE} answered the write of secret "x" with something keybroker does not understand (version: expected number)`);
+    expect(error!.message).toBe(
+      `${WHERE} answered the write of secret "x" with something keybroker does not understand (version: expected number)`,
+    );
     expect(error!.message).not.toContain('sk-test');
     expect(answerOf(KvWritten, { version: 3, extra: true }, 'w', WHERE)).toEqual({ version: 3, extra: true });
   });
@@ -60,7 +68,8 @@ describe('Vault answers', () => {
   it('maps the statuses no caller handles: a missing token, sealed, throttled, a failed call, no such path', () => {
     const vault = vaultFor();
     const call = deadline(vault, 'read of secret "x"');
-    const answer = (status: number, message: string) => unexpected(vault, { status, headers: {}, body: { errors: [message] } }, call, 'secret "x"', "run 'vault login'");
+    const answer = (status: number, message: string) =>
+      unexpected(vault, { status, headers: {}, body: { errors: [message] } }, call, 'secret "x"', "run 'vault login'");
     expect(answer(400, 'missing client token')).toBeInstanceOf(NotAuthenticated);
     expect(answer(400, 'missing client token').fix).toBe("run 'vault login'");
     expect(answer(503, 'Vault is sealed').message).toBe(`${vault.where} is sealed`);
@@ -74,16 +83,38 @@ describe('Vault answers', () => {
 
 describe('Vault KV', () => {
   it('puts data and metadata under data/ and metadata/ in KV v2, both at the mount in v1, each segment escaped', () => {
-    expect(dataPath({ kvVersion: 2, mount: 'secret' }, 'claude-code/keys/alice@corp.com')).toBe('secret/data/claude-code/keys/alice%40corp.com');
+    expect(dataPath({ kvVersion: 2, mount: 'secret' }, 'claude-code/keys/alice@corp.com')).toBe(
+      'secret/data/claude-code/keys/alice%40corp.com',
+    );
     expect(metadataPath({ kvVersion: 2, mount: 'team/kv' }, 'a b/c')).toBe('team/kv/metadata/a%20b/c');
     expect(dataPath({ kvVersion: 1, mount: 'kv1' }, 'a/b?c')).toBe('kv1/a/b%3Fc');
     expect(metadataPath({ kvVersion: 1, mount: 'kv1' }, 'a/b')).toBe('kv1/a/b');
   });
 
-  it('reads a one-string map as the key itself, any other map as its JSON, with the version\'s metadata', () => {
-    const read = kvValue({ data: { api_key: 'sk-test-a' }, metadata: { version: 4, created_time: '2026-01-02T03:04:05Z', deletion_time: '2026-02-01T00:00:00Z', destroyed: false } }, 2, 'x', WHERE);
-    expect(read).toEqual({ value: 'sk-test-a', version: '4', createdAt: new Date('2026-01-02T03:04:05Z'), expiresAt: new Date('2026-02-01T00:00:00Z') });
-    expect(kvValue({ data: { api_key: 'sk-test-b', expires_at: '2027-01-01T00:00:00Z' }, metadata: { version: 1, deletion_time: '' } }, 2, 'x', WHERE)).toEqual({ value: '{"api_key":"sk-test-b","expires_at":"2027-01-01T00:00:00Z"}', version: '1' });
+  it("reads a one-string map as the key itself, any other map as its JSON, with the version's metadata", () => {
+    const read = kvValue(
+      {
+        data: { api_key: 'sk-test-a' },
+        metadata: { version: 4, created_time: '2026-01-02T03:04:05Z', deletion_time: '2026-02-01T00:00:00Z', destroyed: false },
+      },
+      2,
+      'x',
+      WHERE,
+    );
+    expect(read).toEqual({
+      value: 'sk-test-a',
+      version: '4',
+      createdAt: new Date('2026-01-02T03:04:05Z'),
+      expiresAt: new Date('2026-02-01T00:00:00Z'),
+    });
+    expect(
+      kvValue(
+        { data: { api_key: 'sk-test-b', expires_at: '2027-01-01T00:00:00Z' }, metadata: { version: 1, deletion_time: '' } },
+        2,
+        'x',
+        WHERE,
+      ),
+    ).toEqual({ value: '{"api_key":"sk-test-b","expires_at":"2027-01-01T00:00:00Z"}', version: '1' });
     const v1 = kvValue({ api_key: 'sk-test-c' }, 1, 'x', WHERE);
     expect(v1.value).toBe('sk-test-c');
     expect(v1.version).toMatch(/^sha256:[0-9a-f]{12}$/);
@@ -97,7 +128,7 @@ describe('Vault KV', () => {
     expect(() => kvValue('sk-test-raw', 1, 'x', WHERE)).toThrow(StoreUnreachable);
   });
 
-  it('writes a JSON object\'s fields as they are, anything else under api_key', () => {
+  it("writes a JSON object's fields as they are, anything else under api_key", () => {
     expect(kvData('{"api_key":"sk-test-e","team":"a"}')).toEqual({ api_key: 'sk-test-e', team: 'a' });
     expect(kvData('sk-test-f')).toEqual({ api_key: 'sk-test-f' });
     expect(kvData('["sk-test-g"]')).toEqual({ api_key: '["sk-test-g"]' });
@@ -105,8 +136,19 @@ describe('Vault KV', () => {
 
   it('lists a secret enabled while its current version is neither destroyed nor past its deletion time', () => {
     const now = Date.parse('2026-06-01T00:00:00Z');
-    const metadata = (current: Record<string, unknown>) => ({ current_version: 2, created_time: '2026-01-01T00:00:00Z', custom_metadata: { 'managed-by': 'keybroker' }, versions: { '1': {}, '2': current } });
-    expect(summaryFromMetadata('x', metadata({ deletion_time: '' }), now)).toEqual({ name: 'x', enabled: true, version: '2', createdAt: new Date('2026-01-01T00:00:00Z'), labels: { 'managed-by': 'keybroker' } });
+    const metadata = (current: Record<string, unknown>) => ({
+      current_version: 2,
+      created_time: '2026-01-01T00:00:00Z',
+      custom_metadata: { 'managed-by': 'keybroker' },
+      versions: { '1': {}, '2': current },
+    });
+    expect(summaryFromMetadata('x', metadata({ deletion_time: '' }), now)).toEqual({
+      name: 'x',
+      enabled: true,
+      version: '2',
+      createdAt: new Date('2026-01-01T00:00:00Z'),
+      labels: { 'managed-by': 'keybroker' },
+    });
     expect(summaryFromMetadata('x', metadata({ destroyed: true }), now).enabled).toBe(false);
     expect(summaryFromMetadata('x', metadata({ deletion_time: '2026-05-01T00:00:00Z' }), now).enabled).toBe(false);
     const scheduled = summaryFromMetadata('x', metadata({ deletion_time: '2026-07-01T00:00:00Z' }), now);
@@ -136,9 +178,11 @@ describe('Vault token and identity', () => {
     expect(renewalDue({ renewable: true, ttl: 0, creation_ttl: 0 })).toBe(false);
   });
 
-  it('names {user} by an entity name an admin gave, else the auth method\'s user name, else the alias in the display name', () => {
+  it("names {user} by an entity name an admin gave, else the auth method's user name, else the alias in the display name", () => {
     expect(userFromToken({ display_name: 'oidc-alice@corp.com' }, 'alice')).toBe('alice');
-    expect(userFromToken({ display_name: 'oidc-alice@corp.com', path: 'auth/oidc/oidc/callback' }, 'entity_0a1b2c3d')).toBe('alice@corp.com');
+    expect(userFromToken({ display_name: 'oidc-alice@corp.com', path: 'auth/oidc/oidc/callback' }, 'entity_0a1b2c3d')).toBe(
+      'alice@corp.com',
+    );
     expect(userFromToken({ display_name: 'userpass-bob', meta: { username: 'bob' } })).toBe('bob');
     expect(userFromToken({ display_name: 'approle', meta: { role_name: 'ci-job' } })).toBe('ci-job');
     expect(userFromToken({ display_name: 'team-sso-carol', path: 'auth/team/sso/login/carol' })).toBe('carol');
@@ -146,17 +190,27 @@ describe('Vault token and identity', () => {
     expect(userFromToken({ display_name: 'root' })).toBe('');
   });
 
-  it('prints the vault CLI command of the profile\'s login method, with only the flags the environment does not already give', () => {
+  it("prints the vault CLI command of the profile's login method, with only the flags the environment does not already give", () => {
     expect(loginCommand(vaultFor({}))).toBe('vault login');
-    expect(loginCommand(vaultFor({ address: 'https://vault.corp:8200', namespace: 'eng' }, { VAULT_NAMESPACE: 'eng' }))).toBe('vault login -address=https://vault.corp:8200');
-    expect(loginCommand(vaultFor({ auth: { method: 'oidc', mount: 'sso', role: 'dev', callbackPort: 8400 } }))).toBe('vault login -method=oidc -path=sso role=dev port=8400');
+    expect(loginCommand(vaultFor({ address: 'https://vault.corp:8200', namespace: 'eng' }, { VAULT_NAMESPACE: 'eng' }))).toBe(
+      'vault login -address=https://vault.corp:8200',
+    );
+    expect(loginCommand(vaultFor({ auth: { method: 'oidc', mount: 'sso', role: 'dev', callbackPort: 8400 } }))).toBe(
+      'vault login -method=oidc -path=sso role=dev port=8400',
+    );
     expect(loginCommand(vaultFor({ auth: { method: 'userpass', username: 'alice' } }))).toBe('vault login -method=userpass username=alice');
-    expect(loginCommand(vaultFor({ auth: { method: 'approle', roleId: 'r-1', secretIdEnv: 'SECRET_ID' } }))).toBe('vault write auth/approle/login role_id=r-1 secret_id=-');
-    expect(loginCommand(vaultFor({ auth: { method: 'jwt', mount: 'gitlab', role: 'ci', jwtEnv: 'CI_JOB_JWT' } }))).toBe('vault write auth/gitlab/login role=ci jwt=$CI_JOB_JWT');
+    expect(loginCommand(vaultFor({ auth: { method: 'approle', roleId: 'r-1', secretIdEnv: 'SECRET_ID' } }))).toBe(
+      'vault write auth/approle/login role_id=r-1 secret_id=-',
+    );
+    expect(loginCommand(vaultFor({ auth: { method: 'jwt', mount: 'gitlab', role: 'ci', jwtEnv: 'CI_JOB_JWT' } }))).toBe(
+      'vault write auth/gitlab/login role=ci jwt=$CI_JOB_JWT',
+    );
   });
 
   it('describes the store by address, namespace, KV version and mount', () => {
-    expect(vaultFor({ namespace: 'eng', mount: 'kv', kvVersion: 1 }).where).toBe('Vault at https://vault.example.com:8200 (namespace eng), KV v1 mount "kv"');
+    expect(vaultFor({ namespace: 'eng', mount: 'kv', kvVersion: 1 }).where).toBe(
+      'Vault at https://vault.example.com:8200 (namespace eng), KV v1 mount "kv"',
+    );
   });
 });
 
@@ -174,7 +228,9 @@ describe('Vault answers through the provider', () => {
       const provider = createProvider(store, { timeoutMs: 5000, env: { VAULT_TOKEN: 'hvs.test' }, profile: 'p', debug: () => {} });
       const error = (await provider.readCurrent('claude-code/keys/alice').catch((caught: unknown) => caught)) as Error;
       expect(error).toBeInstanceOf(StoreUnreachable);
-      expect(error.message).toMatch(/answered the read of secret "claude-code\/keys\/alice" with something keybroker does not understand \(data: expected/);
+      expect(error.message).toMatch(
+        /answered the read of secret "claude-code\/keys\/alice" with something keybroker does not understand \(data: expected/,
+      );
       expect(error.message).not.toContain('sk-test-wrong-shape');
     } finally {
       server.close();

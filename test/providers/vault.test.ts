@@ -25,7 +25,10 @@ beforeAll(async () => {
   vault.mountKv('secret', 2);
   vault.mountKv('kv1', 1);
   vault.setPolicy('reader', { 'secret/data/claude-code/keys/*': ['read'], 'kv1/claude-code/keys/*': ['read'] });
-  vault.setPolicy('admin', { 'secret/*': ['create', 'read', 'update', 'delete', 'list'], 'kv1/*': ['create', 'read', 'update', 'delete', 'list'] });
+  vault.setPolicy('admin', {
+    'secret/*': ['create', 'read', 'update', 'delete', 'list'],
+    'kv1/*': ['create', 'read', 'update', 'delete', 'list'],
+  });
   await vault.kvPut('claude-code/keys/alice', { api_key: 'sk-test-vault-alice' });
 });
 afterAll(async () => {
@@ -56,10 +59,17 @@ function profileFor(store: Record<string, unknown>, timeoutMs = 3_000): Profile 
 }
 
 function open(store: Record<string, unknown>, env: NodeJS.ProcessEnv, timeoutMs?: number): Promise<Provider> {
-  return openProvider(profileFor(store, timeoutMs), { env: { PATH: process.env['PATH'], HOME: home || newHome(), ...env }, debug: () => {} });
+  return openProvider(profileFor(store, timeoutMs), {
+    env: { PATH: process.env['PATH'], HOME: home || newHome(), ...env },
+    debug: () => {},
+  });
 }
 
-const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (error: unknown) => error as Error & { fix: string; line(): string });
+const failure = (promise: Promise<unknown>) =>
+  promise.then(
+    () => undefined,
+    (error: unknown) => error as Error & { fix: string; line(): string },
+  );
 
 describe('the developer token, as the vault CLI leaves it', () => {
   it('reads ~/.vault-token when VAULT_TOKEN is not set', async () => {
@@ -89,7 +99,9 @@ describe('the developer token, as the vault CLI leaves it', () => {
     const error = await failure((await open({}, { VAULT_TOKEN: expired })).readCurrent('claude-code/keys/alice'));
     expect(error).toBeInstanceOf(NotAuthenticated);
     expect(error!.message).toMatch(/rejected the token from VAULT_TOKEN/);
-    const denied = await failure((await open({}, { VAULT_TOKEN: vault.createToken({ alias: 'alice', policies: [] }) })).readCurrent('claude-code/keys/alice'));
+    const denied = await failure(
+      (await open({}, { VAULT_TOKEN: vault.createToken({ alias: 'alice', policies: [] }) })).readCurrent('claude-code/keys/alice'),
+    );
     expect(denied).toBeInstanceOf(AccessDenied);
     expect(denied!.fix).toContain('secret/data/claude-code/keys/alice');
   });
@@ -111,20 +123,41 @@ describe('the developer token, as the vault CLI leaves it', () => {
 
 describe('{user} from the token', () => {
   it('is the alias of the login (display name without the mount prefix)', async () => {
-    const provider = await open({}, { VAULT_TOKEN: vault.createToken({ alias: 'alice@corp.example', policies: ['reader'], authPath: 'auth/oidc/oidc/callback' }) });
+    const provider = await open(
+      {},
+      { VAULT_TOKEN: vault.createToken({ alias: 'alice@corp.example', policies: ['reader'], authPath: 'auth/oidc/oidc/callback' }) },
+    );
     expect(await provider.whoami()).toMatchObject({ user: 'alice@corp.example' });
   });
 
   it('is the entity name when an admin named the entity', async () => {
-    const provider = await open({}, { VAULT_TOKEN: vault.createToken({ alias: 'a.smith', entityName: 'alice', policies: ['reader'], authPath: 'auth/ldap/login/a.smith' }) });
+    const provider = await open(
+      {},
+      {
+        VAULT_TOKEN: vault.createToken({
+          alias: 'a.smith',
+          entityName: 'alice',
+          policies: ['reader'],
+          authPath: 'auth/ldap/login/a.smith',
+        }),
+      },
+    );
     const identity = await provider.whoami();
     expect(identity.user).toBe('alice');
     expect(identity.principal).toMatch(/ldap-a\.smith \(entity [0-9a-f-]{36}\)/);
   });
 
-  it('resolves the template end to end and reads that developer\'s key', async () => {
-    const provider = await open({}, { VAULT_TOKEN: vault.createToken({ alias: 'alice', policies: ['reader'], authPath: 'auth/userpass/login/alice' }) });
-    const entry = await fetchFromStore({ profile: profileFor({}), openProvider: async () => provider, osUser: () => 'not-used', now: Date.now });
+  it("resolves the template end to end and reads that developer's key", async () => {
+    const provider = await open(
+      {},
+      { VAULT_TOKEN: vault.createToken({ alias: 'alice', policies: ['reader'], authPath: 'auth/userpass/login/alice' }) },
+    );
+    const entry = await fetchFromStore({
+      profile: profileFor({}),
+      openProvider: async () => provider,
+      osUser: () => 'not-used',
+      now: Date.now,
+    });
     expect(entry).toMatchObject({ key: 'sk-test-vault-alice', secret: 'claude-code/keys/alice', version: '1' });
   });
 });
@@ -137,7 +170,10 @@ describe('login methods', () => {
     const provider = await open({ auth: { method: 'approle', roleId, secretIdFile: file } }, {});
     expect((await provider.readCurrent('claude-code/keys/alice')).value).toBe('sk-test-vault-alice');
 
-    const wrong = await open({ auth: { method: 'approle', roleId, secretIdEnv: 'CI_VAULT_SECRET_ID' } }, { CI_VAULT_SECRET_ID: 'a-wrong-secret-id' });
+    const wrong = await open(
+      { auth: { method: 'approle', roleId, secretIdEnv: 'CI_VAULT_SECRET_ID' } },
+      { CI_VAULT_SECRET_ID: 'a-wrong-secret-id' },
+    );
     const error = await failure(wrong.readCurrent('claude-code/keys/alice'));
     expect(error).toBeInstanceOf(NotAuthenticated);
     expect(error!.message).toContain('invalid role or secret ID');
@@ -153,13 +189,17 @@ describe('login methods', () => {
     expect((await provider.whoami()).user).toBe('alice');
 
     fs.writeFileSync(file, 'wrong');
-    const error = await failure((await open({ auth: { method, username: 'alice', passwordFile: file } }, {})).readCurrent('claude-code/keys/alice'));
+    const error = await failure(
+      (await open({ auth: { method, username: 'alice', passwordFile: file } }, {})).readCurrent('claude-code/keys/alice'),
+    );
     expect(error).toBeInstanceOf(NotAuthenticated);
   });
 
   it('userpass without a password file uses the token `vault login -method=userpass` left, and names that command', async () => {
     newHome();
-    const error = await failure((await open({ auth: { method: 'userpass', username: 'alice' } }, {})).readCurrent('claude-code/keys/alice'));
+    const error = await failure(
+      (await open({ auth: { method: 'userpass', username: 'alice' } }, {})).readCurrent('claude-code/keys/alice'),
+    );
     expect(error).toBeInstanceOf(NotAuthenticated);
     expect(error!.fix).toContain('vault login -address=');
     expect(error!.fix).toContain('-method=userpass username=alice');
@@ -179,10 +219,15 @@ describe('login methods', () => {
       });
     });
 
-    it('logs in with the runner\'s JWT from a variable and resolves {user} from the role\'s user claim', async () => {
+    it("logs in with the runner's JWT from a variable and resolves {user} from the role's user claim", async () => {
       const token = jwt({ aud: 'https://vault.example', user_login: 'alice', exp: now() + 300 });
       const provider = await open({ auth: { method: 'jwt', role: 'ci-reader', jwtEnv: 'VAULT_ID_TOKEN' } }, { VAULT_ID_TOKEN: token });
-      const entry = await fetchFromStore({ profile: profileFor({}), openProvider: async () => provider, osUser: () => 'runner', now: Date.now });
+      const entry = await fetchFromStore({
+        profile: profileFor({}),
+        openProvider: async () => provider,
+        osUser: () => 'runner',
+        now: Date.now,
+      });
       expect(entry.key).toBe('sk-test-vault-alice');
     });
 
@@ -201,7 +246,9 @@ describe('login methods', () => {
       for (const [what, token] of Object.entries(cases)) {
         const file = path.join(newHome(), 'jwt');
         fs.writeFileSync(file, token);
-        const error = await failure((await open({ auth: { method: 'jwt', role: 'ci-reader', jwtFile: file } }, {})).readCurrent('claude-code/keys/alice'));
+        const error = await failure(
+          (await open({ auth: { method: 'jwt', role: 'ci-reader', jwtFile: file } }, {})).readCurrent('claude-code/keys/alice'),
+        );
         expect(error, what).toBeInstanceOf(NotAuthenticated);
         expect(error!.fix, what).toMatch(/JWT .*role "ci-reader"/);
       }
@@ -261,10 +308,14 @@ describe('namespaces', () => {
     await vault.kvPut('claude-code/keys/alice', { api_key: 'sk-test-vault-eng-alice' }, { namespace: 'eng' });
   });
 
-  it('sends X-Vault-Namespace from the store (or VAULT_NAMESPACE) and reads that namespace\'s secret', async () => {
+  it("sends X-Vault-Namespace from the store (or VAULT_NAMESPACE) and reads that namespace's secret", async () => {
     const token = vault.createToken({ alias: 'alice', policies: ['reader'], namespace: 'eng' });
-    expect((await (await open({ namespace: 'eng' }, { VAULT_TOKEN: token })).readCurrent('claude-code/keys/alice')).value).toBe('sk-test-vault-eng-alice');
-    expect((await (await open({}, { VAULT_TOKEN: token, VAULT_NAMESPACE: 'eng' })).readCurrent('claude-code/keys/alice')).value).toBe('sk-test-vault-eng-alice');
+    expect((await (await open({ namespace: 'eng' }, { VAULT_TOKEN: token })).readCurrent('claude-code/keys/alice')).value).toBe(
+      'sk-test-vault-eng-alice',
+    );
+    expect((await (await open({}, { VAULT_TOKEN: token, VAULT_NAMESPACE: 'eng' })).readCurrent('claude-code/keys/alice')).value).toBe(
+      'sk-test-vault-eng-alice',
+    );
   });
 
   it('rejects a namespace token in the root namespace as a login problem', async () => {
@@ -284,7 +335,11 @@ describe('KV details', () => {
     const error = await failure(provider.readCurrent('claude-code/keys/ivan'));
     expect(error).toBeInstanceOf(SecretNotFound);
     expect(error!.message).toMatch(/revoked \(version 1 deleted\)/);
-    await fetch(`${vault.address}/v1/secret/undelete/claude-code/keys/ivan`, { method: 'POST', headers: { 'X-Vault-Token': vault.rootToken }, body: JSON.stringify({ versions: [1] }) });
+    await fetch(`${vault.address}/v1/secret/undelete/claude-code/keys/ivan`, {
+      method: 'POST',
+      headers: { 'X-Vault-Token': vault.rootToken },
+      body: JSON.stringify({ versions: [1] }),
+    });
     expect((await provider.readCurrent('claude-code/keys/ivan')).value).toBe('sk-test-vault-ivan');
   });
 
@@ -292,13 +347,18 @@ describe('KV details', () => {
     const provider = await admin();
     const value = JSON.stringify({ api_key: 'sk-test-vault-json', expires_at: '2031-01-01T00:00:00Z' });
     await provider.write('claude-code/keys/judy', value, { labels: {} });
-    const raw = await (await fetch(`${vault.address}/v1/secret/data/claude-code/keys/judy`, { headers: { 'X-Vault-Token': vault.rootToken } })).json();
+    const raw = await (
+      await fetch(`${vault.address}/v1/secret/data/claude-code/keys/judy`, { headers: { 'X-Vault-Token': vault.rootToken } })
+    ).json();
     expect(raw.data.data).toEqual({ api_key: 'sk-test-vault-json', expires_at: '2031-01-01T00:00:00Z' });
     expect(JSON.parse((await provider.readCurrent('claude-code/keys/judy')).value)).toEqual(JSON.parse(value));
   });
 
   it('works on a KV version 1 mount, and refuses a soft revoke there', async () => {
-    const provider = await open({ mount: 'kv1', kvVersion: 1 }, { VAULT_TOKEN: vault.createToken({ alias: 'admin', policies: ['admin'] }) });
+    const provider = await open(
+      { mount: 'kv1', kvVersion: 1 },
+      { VAULT_TOKEN: vault.createToken({ alias: 'admin', policies: ['admin'] }) },
+    );
     const first = await provider.write('claude-code/keys/kate', 'sk-test-vault-kv1-a', { labels: {} });
     expect(first.created).toBe(true);
     const second = await provider.write('claude-code/keys/kate', 'sk-test-vault-kv1-b', { labels: {} });
@@ -347,11 +407,21 @@ describe('KV details', () => {
 describe('store settings', () => {
   const check = (store: unknown) => v.safeParse(storeSchema, store);
   it('accepts every documented field and rejects unknown ones', () => {
-    expect(check({ type: 'vault', address: 'https://vault.example:8200', namespace: 'eng', mount: 'kv', kvVersion: 1, caCert: '/etc/ca.pem', auth: { method: 'oidc', role: 'dev' } }).success).toBe(true);
+    expect(
+      check({
+        type: 'vault',
+        address: 'https://vault.example:8200',
+        namespace: 'eng',
+        mount: 'kv',
+        kvVersion: 1,
+        caCert: '/etc/ca.pem',
+        auth: { method: 'oidc', role: 'dev' },
+      }).success,
+    ).toBe(true);
     expect(check({ type: 'vault', adress: 'https://vault.example:8200' }).success).toBe(false);
     expect(check({ type: 'vault', auth: { method: 'oidc', password: 'x' } }).success).toBe(false);
   });
-  it('requires where an unattended login\'s credential comes from', () => {
+  it("requires where an unattended login's credential comes from", () => {
     expect(check({ type: 'vault', auth: { method: 'approle', roleId: 'r' } }).success).toBe(false);
     expect(check({ type: 'vault', auth: { method: 'jwt', role: 'ci' } }).success).toBe(false);
     expect(check({ type: 'vault', auth: { method: 'jwt', role: 'ci', jwtEnv: 'VAULT_ID_TOKEN' } }).success).toBe(true);
@@ -376,7 +446,9 @@ describe('TLS', () => {
     const withCa = await open({ address: secure.address, caCert: caFile }, env);
     await withCa.write('claude-code/keys/alice', 'sk-test-vault-tls', { labels: {} });
     expect((await withCa.readCurrent('claude-code/keys/alice')).value).toBe('sk-test-vault-tls');
-    expect((await (await open({ address: secure.address }, { ...env, VAULT_CACERT: caFile })).readCurrent('claude-code/keys/alice')).value).toBe('sk-test-vault-tls');
+    expect(
+      (await (await open({ address: secure.address }, { ...env, VAULT_CACERT: caFile })).readCurrent('claude-code/keys/alice')).value,
+    ).toBe('sk-test-vault-tls');
 
     const error = await failure((await open({ address: secure.address }, env)).readCurrent('claude-code/keys/alice'));
     expect(error).toBeInstanceOf(ConfigError);

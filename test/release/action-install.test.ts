@@ -123,7 +123,10 @@ describe('the GitHub Action', () => {
   it('refuses an archive whose own SHA256SUMS agrees when the workflow pinned another sha256', () => {
     const planted = plantedBinary();
     const replaced = releaseFolder('replaced', planted.file);
-    const { files, env, read } = runner({ KEYBROKER_INSTALL_URL: `file://${replaced}`, KEYBROKER_INSTALL_SHA256: sha256(path.join(good, `v${VERSION}`, ARCHIVE)) });
+    const { files, env, read } = runner({
+      KEYBROKER_INSTALL_URL: `file://${replaced}`,
+      KEYBROKER_INSTALL_SHA256: sha256(path.join(good, `v${VERSION}`, ARCHIVE)),
+    });
     const result = bash([path.join(root, 'action/github-env.sh')], env);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('is not the archive the workflow pinned');
@@ -132,16 +135,24 @@ describe('the GitHub Action', () => {
   });
 
   it('refuses plain http from another host, and a version that is not one', () => {
-    const http = bash([path.join(root, 'action/github-env.sh')], runner({ KEYBROKER_INSTALL_URL: 'http://downloads.example.com/keybroker' }).env);
+    const http = bash(
+      [path.join(root, 'action/github-env.sh')],
+      runner({ KEYBROKER_INSTALL_URL: 'http://downloads.example.com/keybroker' }).env,
+    );
     expect(http).toMatchObject({ code: 1, stdout: '' });
     expect(http.stderr).toContain('refusing to download over plain http from another host');
-    const version = bash([path.join(root, 'action/github-env.sh')], runner({ KEYBROKER_INSTALL_URL: `file://${good}`, KEYBROKER_INSTALL_VERSION: '0.1.0; touch x' }).env);
+    const version = bash(
+      [path.join(root, 'action/github-env.sh')],
+      runner({ KEYBROKER_INSTALL_URL: `file://${good}`, KEYBROKER_INSTALL_VERSION: '0.1.0; touch x' }).env,
+    );
     expect(version.code).toBe(1);
     expect(version.stderr).toContain('the version must look like 1.2.3');
   });
 
   it('action.yml passes every input to the script through env:, none inside the script', () => {
-    const action = parse(fs.readFileSync(path.join(root, 'action.yml'), 'utf8')) as { runs: { using: string; steps: Array<{ run: string; env: Record<string, string> }> } };
+    const action = parse(fs.readFileSync(path.join(root, 'action.yml'), 'utf8')) as {
+      runs: { using: string; steps: Array<{ run: string; env: Record<string, string> }> };
+    };
     expect(action.runs.using).toBe('composite');
     const [step] = action.runs.steps;
     expect(step!.run).toBe('bash "$GITHUB_ACTION_PATH/action/github-env.sh"');
@@ -150,14 +161,29 @@ describe('the GitHub Action', () => {
 });
 
 describe('the GitLab template', () => {
-  const template = parse(fs.readFileSync(path.join(root, 'ci/gitlab/keybroker.gitlab-ci.yml'), 'utf8')) as Record<string, { before_script: string[] }>;
+  const template = parse(fs.readFileSync(path.join(root, 'ci/gitlab/keybroker.gitlab-ci.yml'), 'utf8')) as Record<
+    string,
+    { before_script: string[] }
+  >;
   const beforeScript = template['.keybroker']!.before_script;
 
   /** The job's before_script and a script line that saves what the job sees, as GitLab runs them (one bash). */
   function job(extra: NodeJS.ProcessEnv, trace = false) {
-    const { env } = runner({ KEYBROKER_INSTALL_URL: `file://${good}`, GITLAB_CI: 'true', GITHUB_ACTIONS: '', GITHUB_ENV: '', GITHUB_PATH: '', KEYBROKER_CONFIG: home.configFile, ...extra });
+    const { env } = runner({
+      KEYBROKER_INSTALL_URL: `file://${good}`,
+      GITLAB_CI: 'true',
+      GITHUB_ACTIONS: '',
+      GITHUB_ENV: '',
+      GITHUB_PATH: '',
+      KEYBROKER_CONFIG: home.configFile,
+      ...extra,
+    });
     const seen = path.join(env.RUNNER_TEMP, 'seen');
-    const script = [...(trace ? ['set -x'] : []), ...beforeScript, `printf '%s\\n%s' "$ANTHROPIC_BASE_URL" "$ANTHROPIC_API_KEY" > '${seen}'`].join('\n');
+    const script = [
+      ...(trace ? ['set -x'] : []),
+      ...beforeScript,
+      `printf '%s\\n%s' "$ANTHROPIC_BASE_URL" "$ANTHROPIC_API_KEY" > '${seen}'`,
+    ].join('\n');
     return { result: bash(['-c', script], { ...env, RUNNER_OS: '', RUNNER_ARCH: '' }), seen };
   }
 
@@ -169,11 +195,14 @@ describe('the GitLab template', () => {
     expect(result.stdout + result.stderr).not.toContain(KEY);
   });
 
-  it.each(['CI_DEBUG_TRACE', 'CI_DEBUG_SERVICES'])('%s=true (the runner traces every line): the job fails and the key is in none of its output', (variable) => {
-    const { result, seen } = job({ [variable]: 'true' }, true);
-    expect(result.code).not.toBe(0);
-    expect(result.stdout + result.stderr).not.toContain(KEY);
-    expect(result.stderr).toContain(`${variable}=true turns GitLab's debug trace on`);
-    expect(fs.existsSync(seen)).toBe(false);
-  });
+  it.each(['CI_DEBUG_TRACE', 'CI_DEBUG_SERVICES'])(
+    '%s=true (the runner traces every line): the job fails and the key is in none of its output',
+    (variable) => {
+      const { result, seen } = job({ [variable]: 'true' }, true);
+      expect(result.code).not.toBe(0);
+      expect(result.stdout + result.stderr).not.toContain(KEY);
+      expect(result.stderr).toContain(`${variable}=true turns GitLab's debug trace on`);
+      expect(fs.existsSync(seen)).toBe(false);
+    },
+  );
 });

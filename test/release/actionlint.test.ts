@@ -14,7 +14,12 @@ const NEWER_RUNNER_LABELS = ['ubuntu-24.04', 'ubuntu-24.04-arm', 'macos-14', 'ma
 async function problems(text: string, file: string): Promise<string[]> {
   const lint = await createLinter();
   return lint(text, file)
-    .filter((finding) => !(finding.kind === 'runner-label' && NEWER_RUNNER_LABELS.some((label) => finding.message.startsWith(`label "${label}" is unknown`))))
+    .filter(
+      (finding) =>
+        !(
+          finding.kind === 'runner-label' && NEWER_RUNNER_LABELS.some((label) => finding.message.startsWith(`label "${label}" is unknown`))
+        ),
+    )
     .map((finding) => `${path.basename(finding.file)}:${finding.line}:${finding.column}: ${finding.kind}: ${finding.message}`);
 }
 
@@ -23,7 +28,8 @@ it.each(fs.readdirSync(workflows).filter((name) => /\.ya?ml$/.test(name)))('acti
 });
 
 it('finds what it is there for: an event field in a script, an unknown label, a bad expression', async () => {
-  const planted = 'on: push\njobs:\n  a:\n    runs-on: ubuntu-2404\n    steps:\n      - run: echo "${{ github.event.pull_request.title }}"\n      - run: echo "${{ matrix.nope( }}"\n';
+  const planted =
+    'on: push\njobs:\n  a:\n    runs-on: ubuntu-2404\n    steps:\n      - run: echo "${{ github.event.pull_request.title }}"\n      - run: echo "${{ matrix.nope( }}"\n';
   const found = await problems(planted, 'planted.yml');
   expect(found.join('\n')).toMatch(/potentially untrusted/);
   expect(found.join('\n')).toMatch(/label "ubuntu-2404" is unknown/);

@@ -20,9 +20,16 @@ function caches(folder: string, flags: string[]): { program: Buffer; chunk: Buff
   fs.copyFileSync(path.join(root, 'dist', 'keybroker.cjs'), path.join(bundle, 'keybroker.cjs'));
   fs.copyFileSync(path.join(root, 'dist', 'chunks', 'provider-vault.cjs'), path.join(bundle, 'chunks', 'provider-vault.cjs'));
   execFileSync(process.execPath, [...flags, path.join(root, 'bin', 'chunk-code-cache.ts'), 'chunks/provider-vault.cjs'], { cwd: bundle });
-  const printed = execFileSync(process.execPath, [...flags, path.join(root, 'bin', 'train-code-cache.ts'), path.join(bundle, 'keybroker.cjs'), path.join(bundle, 'keybroker.cache')], { encoding: 'utf8' });
+  const printed = execFileSync(
+    process.execPath,
+    [...flags, path.join(root, 'bin', 'train-code-cache.ts'), path.join(bundle, 'keybroker.cjs'), path.join(bundle, 'keybroker.cache')],
+    { encoding: 'utf8' },
+  );
   expect(printed).toContain('sk-test-train-code-cache');
-  return { program: fs.readFileSync(path.join(bundle, 'keybroker.cache')), chunk: fs.readFileSync(path.join(bundle, 'chunks', 'provider-vault.cache')) };
+  return {
+    program: fs.readFileSync(path.join(bundle, 'keybroker.cache')),
+    chunk: fs.readFileSync(path.join(bundle, 'chunks', 'provider-vault.cache')),
+  };
 }
 
 it('the same bundle trains the same code caches in two folders, and different ones without the flags', () => {

@@ -13,7 +13,8 @@ import { awsConfig, makeTestHome, type TestHome } from '../support/e2e-home.ts';
 import { startMoto, type Moto } from '../support/moto.ts';
 
 const KEY = 'sk-test-npm-install-0123456789';
-const version = (JSON.parse(fs.readFileSync(path.resolve(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string }).version;
+const version = (JSON.parse(fs.readFileSync(path.resolve(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string })
+  .version;
 let scratch: string;
 let built: NpmBuild;
 let prefix: string;
@@ -29,9 +30,25 @@ beforeAll(async () => {
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-npm-'));
   built = buildNpmPackages({ binaries: { 'linux-x64': BINARY }, version, out: path.join(scratch, 'npm') });
   prefix = path.join(scratch, 'prefix');
-  execFileSync('npm', ['install', '-g', '--prefix', prefix, '--cache', path.join(scratch, 'cache'), '--offline', '--no-audit', '--no-fund', built.main, built.platforms['linux-x64']!], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  execFileSync(
+    'npm',
+    [
+      'install',
+      '-g',
+      '--prefix',
+      prefix,
+      '--cache',
+      path.join(scratch, 'cache'),
+      '--offline',
+      '--no-audit',
+      '--no-fund',
+      built.main,
+      built.platforms['linux-x64']!,
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   moto = await startMoto();
   const valueFile = path.join(scratch, 'value');
   fs.writeFileSync(valueFile, KEY);
@@ -48,7 +65,10 @@ afterAll(async () => {
 
 /** `keybroker` as the shell finds it on the PATH the install set up. */
 function keybroker(args: string[]) {
-  const env = home.env({ PATH: `${path.join(prefix, 'bin')}${path.delimiter}${process.env['PATH']}`, CLAUDE_CONFIG_DIR: path.join(home.dir, '.claude') });
+  const env = home.env({
+    PATH: `${path.join(prefix, 'bin')}${path.delimiter}${process.env['PATH']}`,
+    CLAUDE_CONFIG_DIR: path.join(home.dir, '.claude'),
+  });
   return runBinary(args, { env, command: 'keybroker' });
 }
 
@@ -65,7 +85,8 @@ describe('npm packages', () => {
       expect(Object.keys((manifest['scripts'] as object | undefined) ?? {})).toEqual([]);
       expect(manifest['gypfile']).toBeUndefined();
     }
-    for (const tgz of [built.main, built.platforms['linux-x64']!]) expect(execFileSync('tar', ['-tzf', tgz], { encoding: 'utf8' })).not.toMatch(/binding\.gyp/);
+    for (const tgz of [built.main, built.platforms['linux-x64']!])
+      expect(execFileSync('tar', ['-tzf', tgz], { encoding: 'utf8' })).not.toMatch(/binding\.gyp/);
   });
 
   it('after npm install -g, keybroker on the PATH prints its version and gets the key from the store', async () => {

@@ -34,7 +34,11 @@ beforeAll(async () => {
   } else {
     out = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-release-'));
     // A clean output folder of its own: never dist/, which the other tests' binary lives in.
-    execFileSync(process.execPath, ['release/build.ts', '--targets', 'linux-arm64,darwin-arm64', '--packages', 'archives,deb,sums', '--out', out], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(
+      process.execPath,
+      ['release/build.ts', '--targets', 'linux-arm64,darwin-arm64', '--packages', 'archives,deb,sums', '--out', out],
+      { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] },
+    );
   }
   moto = await startMoto();
   home = makeTestHome(awsConfig(moto.endpoint, { cache: { backend: 'file' } }));
@@ -69,7 +73,13 @@ describe('npm run build:release (linux-arm64 and darwin-arm64)', () => {
     // A changed byte is caught: the file really is checked.
     const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-sums-'));
     try {
-      fs.writeFileSync(path.join(copy, 'SHA256SUMS'), sums.split('\n').filter((line) => line.endsWith('.deb')).join('\n') + '\n');
+      fs.writeFileSync(
+        path.join(copy, 'SHA256SUMS'),
+        sums
+          .split('\n')
+          .filter((line) => line.endsWith('.deb'))
+          .join('\n') + '\n',
+      );
       const deb = fs.readFileSync(path.join(out, `keybroker_${version}_arm64.deb`));
       deb[deb.length - 1]! ^= 1;
       fs.writeFileSync(path.join(copy, `keybroker_${version}_arm64.deb`), deb);
@@ -79,9 +89,11 @@ describe('npm run build:release (linux-arm64 and darwin-arm64)', () => {
     }
   });
 
-  it('`file` names each binary\'s platform, and both embed the pinned Node', () => {
+  it("`file` names each binary's platform, and both embed the pinned Node", () => {
     expect(execFileSync('file', ['-b', arm64()], { encoding: 'utf8' })).toMatch(/^ELF 64-bit LSB (pie )?executable, ARM aarch64/);
-    expect(execFileSync('file', ['-b', path.join(out, 'keybroker-darwin-arm64')], { encoding: 'utf8' })).toMatch(/^Mach-O 64-bit arm64 executable/);
+    expect(execFileSync('file', ['-b', path.join(out, 'keybroker-darwin-arm64')], { encoding: 'utf8' })).toMatch(
+      /^Mach-O 64-bit arm64 executable/,
+    );
     for (const binary of ['keybroker-linux-arm64', 'keybroker-darwin-arm64']) {
       expect(embeddedNodeVersion(fs.readFileSync(path.join(out, binary))), binary).toBe(pins.node.version);
     }
@@ -133,11 +145,34 @@ describe('npm run build:release (linux-arm64 and darwin-arm64)', () => {
       fs.mkdirSync(path.join(rootDir, 'var', 'lib', 'dpkg', 'info'), { recursive: true });
       fs.writeFileSync(path.join(rootDir, 'var', 'lib', 'dpkg', 'status'), '');
       // The scratch root has no libc6 etc. to satisfy Depends (checked just below instead).
-      execFileSync('dpkg', [`--root=${rootDir}`, '--force-architecture', '--force-depends', '--force-not-root', '-i', path.join(out, `keybroker_${version}_arm64.deb`)], { stdio: ['ignore', 'ignore', 'inherit'] });
-      const status = execFileSync('dpkg-query', [`--admindir=${path.join(rootDir, 'var', 'lib', 'dpkg')}`, '-W', '-f', '${Package} ${Version} ${Architecture} ${Status}', 'keybroker'], { encoding: 'utf8' });
+      execFileSync(
+        'dpkg',
+        [
+          `--root=${rootDir}`,
+          '--force-architecture',
+          '--force-depends',
+          '--force-not-root',
+          '-i',
+          path.join(out, `keybroker_${version}_arm64.deb`),
+        ],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      );
+      const status = execFileSync(
+        'dpkg-query',
+        [
+          `--admindir=${path.join(rootDir, 'var', 'lib', 'dpkg')}`,
+          '-W',
+          '-f',
+          '${Package} ${Version} ${Architecture} ${Status}',
+          'keybroker',
+        ],
+        { encoding: 'utf8' },
+      );
       expect(status).toBe(`keybroker ${version} arm64 install ok installed`);
       // What the binary links beyond libc (readelf: libatomic.so.1, which minimal images lack) is declared.
-      expect(execFileSync('dpkg-deb', ['-f', path.join(out, `keybroker_${version}_arm64.deb`), 'Depends'], { encoding: 'utf8' })).toMatch(/libatomic1/);
+      expect(execFileSync('dpkg-deb', ['-f', path.join(out, `keybroker_${version}_arm64.deb`), 'Depends'], { encoding: 'utf8' })).toMatch(
+        /libatomic1/,
+      );
       const installed = path.join(rootDir, 'usr', 'bin', 'keybroker');
       expect(fs.statSync(installed).mode & 0o777).toBe(0o755);
       const result = await underQemu(installed, ['--version'], { PATH: process.env['PATH'] });

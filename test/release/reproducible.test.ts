@@ -38,12 +38,23 @@ async function packageRun(name: string, options: { epoch?: string; winSeed?: str
   const out = path.join(base, 'out');
   fs.mkdirSync(out);
   const pins = readPins();
-  await writePackages({ out, work: path.join(base, 'work'), version, epoch: options.epoch ?? epoch, binaries, kinds: options.kinds ?? [...PACKAGE_KINDS], nodeVersion: pins.node.version, pins, log: () => {} });
+  await writePackages({
+    out,
+    work: path.join(base, 'work'),
+    version,
+    epoch: options.epoch ?? epoch,
+    binaries,
+    kinds: options.kinds ?? [...PACKAGE_KINDS],
+    nodeVersion: pins.node.version,
+    pins,
+    log: () => {},
+  });
   return out;
 }
 
 const files = (out: string): string[] => fs.readdirSync(out).sort();
-const summary = (msi: string): string => execFileSync('msiinfo', ['suminfo', msi], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
+const summary = (msi: string): string =>
+  execFileSync('msiinfo', ['suminfo', msi], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
 /** Waits past the 2-second resolution of the DOS times zip and cabinets keep, so a leaked clock shows. */
 const clockMoves = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 2_100));
 
@@ -59,9 +70,19 @@ describe('release packages are reproducible', () => {
     const second = await packageRun('second');
     expect(files(first)).toEqual(files(second));
     expect(files(first)).toEqual(
-      expect.arrayContaining([`keybroker-${version}-x64.msi`, `keybroker_${version}_amd64.deb`, `keybroker-${version}-1.x86_64.rpm`, `keybroker-${version}-linux-x64.tar.gz`, `keybroker-${version}-win-x64.zip`, `keybroker-${version}.cdx.json`, 'SHA256SUMS']),
+      expect.arrayContaining([
+        `keybroker-${version}-x64.msi`,
+        `keybroker_${version}_amd64.deb`,
+        `keybroker-${version}-1.x86_64.rpm`,
+        `keybroker-${version}-linux-x64.tar.gz`,
+        `keybroker-${version}-win-x64.zip`,
+        `keybroker-${version}.cdx.json`,
+        'SHA256SUMS',
+      ]),
     );
-    const different = files(first).filter((file) => !fs.readFileSync(path.join(first, file)).equals(fs.readFileSync(path.join(second, file))));
+    const different = files(first).filter(
+      (file) => !fs.readFileSync(path.join(first, file)).equals(fs.readFileSync(path.join(second, file))),
+    );
     expect(different).toEqual([]);
   }, 300_000);
 
@@ -79,7 +100,9 @@ describe('release packages are reproducible', () => {
     // Windows Installer takes two packages with one package code for the same package.
     expect(code(summary(path.join(otherBinary, msi)))).not.toBe(code(info));
     // What it contains is still keybroker.exe, into Program Files\keybroker.
-    expect(execFileSync('msiinfo', ['export', path.join(one, msi), 'File'], { encoding: 'utf8' })).toMatch(/KeybrokerExeFile\tKeybrokerExe\tkeybroker\.exe\t262144\t/);
+    expect(execFileSync('msiinfo', ['export', path.join(one, msi), 'File'], { encoding: 'utf8' })).toMatch(
+      /KeybrokerExeFile\tKeybrokerExe\tkeybroker\.exe\t262144\t/,
+    );
   }, 300_000);
 
   it('wixl alone is not reproducible (why the build wraps it): two runs differ in the summary', async () => {

@@ -33,7 +33,9 @@ describe('the wine root', () => {
   it('is refused when anyone can write to it, saying how to make a new one', () => {
     const root = finishedRoot();
     fs.chmodSync(root, 0o777);
-    expect(() => readyWine(root)).toThrow(/is not safe to use: .* is writable by everyone \(mode 777\)\. Remove it \(rm -rf .*\) and run again/);
+    expect(() => readyWine(root)).toThrow(
+      /is not safe to use: .* is writable by everyone \(mode 777\)\. Remove it \(rm -rf .*\) and run again/,
+    );
   });
 
   it('is refused when a directory above it is writable by its group and not sticky', () => {

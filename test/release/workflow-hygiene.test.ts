@@ -23,7 +23,9 @@ function workflow(parts: { uses?: string; run?: string; topPermissions?: string;
     '    steps:',
     `      - uses: ${parts.uses ?? CHECKOUT}`,
     '      - run: |',
-    ...(parts.run ?? 'npm ci --ignore-scripts\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code').split('\n').map((line) => `          ${line}`),
+    ...(parts.run ?? 'npm ci --ignore-scripts\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code')
+      .split('\n')
+      .map((line) => `          ${line}`),
   ].join('\n');
 }
 
@@ -37,34 +39,65 @@ describe('workflow hygiene', () => {
   });
 
   it('refuses an action pinned by tag, and a SHA pin without the tag it stands for', () => {
-    expect(checkWorkflow(workflow({ uses: 'actions/checkout@v4' }), 'planted.yml', allowed)).toEqual(['planted.yml:9: actions/checkout@v4 is not pinned by a full 40-hex commit SHA']);
+    expect(checkWorkflow(workflow({ uses: 'actions/checkout@v4' }), 'planted.yml', allowed)).toEqual([
+      'planted.yml:9: actions/checkout@v4 is not pinned by a full 40-hex commit SHA',
+    ]);
     expect(checkWorkflow(workflow({ uses: 'actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1' }), 'planted.yml', allowed)).toEqual([
       'planted.yml:9: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 has no comment naming the tag it pins',
     ]);
   });
 
   it('refuses an unpinned action written as a flow mapping, which no line check sees', () => {
-    const planted = workflow().replace(`      - uses: ${CHECKOUT}`, '      - { uses: actions/checkout@v4, with: { persist-credentials: false } }');
-    expect(checkWorkflow(planted, 'planted.yml', allowed)).toEqual(['planted.yml: actions/checkout@v4 is not pinned by a full 40-hex commit SHA']);
+    const planted = workflow().replace(
+      `      - uses: ${CHECKOUT}`,
+      '      - { uses: actions/checkout@v4, with: { persist-credentials: false } }',
+    );
+    expect(checkWorkflow(planted, 'planted.yml', allowed)).toEqual([
+      'planted.yml: actions/checkout@v4 is not pinned by a full 40-hex commit SHA',
+    ]);
   });
 
   it('refuses ${{ github.ref_name }} (and any outside value) inside a run: script', () => {
-    const problems = checkWorkflow(workflow({ run: 'npm ci --ignore-scripts\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code\necho "${{ github.ref_name }}"' }), 'planted.yml', allowed);
+    const problems = checkWorkflow(
+      workflow({ run: 'npm ci --ignore-scripts\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code\necho "${{ github.ref_name }}"' }),
+      'planted.yml',
+      allowed,
+    );
     expect(problems).toHaveLength(1);
     expect(problems[0]).toContain('expands ${{ github.ref_name }} inside run:; pass it through env:');
     for (const outside of ['github.head_ref', 'github.event.pull_request.title', 'inputs.version', 'secrets.TOKEN']) {
-      expect(checkWorkflow(workflow({ run: `npm ci --ignore-scripts\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code\necho \${{ ${outside} }}` }), 'planted.yml', allowed)).toHaveLength(1);
+      expect(
+        checkWorkflow(
+          workflow({ run: `npm ci --ignore-scripts\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code\necho \${{ ${outside} }}` }),
+          'planted.yml',
+          allowed,
+        ),
+      ).toHaveLength(1);
     }
-    expect(checkWorkflow(workflow({ run: 'npm ci --ignore-scripts\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code\necho ${{ matrix.os }} ${{ runner.os }}' }), 'planted.yml', allowed)).toEqual([]);
+    expect(
+      checkWorkflow(
+        workflow({
+          run: 'npm ci --ignore-scripts\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code\necho ${{ matrix.os }} ${{ runner.os }}',
+        }),
+        'planted.yml',
+        allowed,
+      ),
+    ).toEqual([]);
   });
 
   it('refuses write permissions at the top and a job without its own permissions', () => {
-    expect(checkWorkflow(workflow({ topPermissions: 'permissions:\n  contents: write' }), 'planted.yml', allowed)).toEqual(['planted.yml: top-level permissions grant write; grant it in the job that needs it']);
-    expect(checkWorkflow(workflow({ jobPermissions: '' }), 'planted.yml', allowed)).toEqual(['planted.yml: job test has no permissions: of its own']);
+    expect(checkWorkflow(workflow({ topPermissions: 'permissions:\n  contents: write' }), 'planted.yml', allowed)).toEqual([
+      'planted.yml: top-level permissions grant write; grant it in the job that needs it',
+    ]);
+    expect(checkWorkflow(workflow({ jobPermissions: '' }), 'planted.yml', allowed)).toEqual([
+      'planted.yml: job test has no permissions: of its own',
+    ]);
   });
 
   it('refuses npm ci that runs install scripts, and a rebuild that leaves out a package allowScripts allows', () => {
-    expect(checkWorkflow(workflow({ run: 'npm ci\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code' }), 'planted.yml', allowed)).toEqual([
+    expect(
+      checkWorkflow(workflow({ run: 'npm ci\nnpm rebuild esbuild protobufjs @anthropic-ai/claude-code' }), 'planted.yml', allowed),
+    ).toEqual([
       'planted.yml job test: "npm ci" runs every dependency\'s install script (npm before 11.16 ignores allowScripts); add --ignore-scripts',
     ]);
     expect(checkWorkflow(workflow({ run: 'npm ci --ignore-scripts\nnpm rebuild esbuild' }), 'planted.yml', allowed)).toEqual([

@@ -24,7 +24,9 @@ describe('the secret value', () => {
   it('refuses JSON that does not parse, a non-object, and an expires_at that is not RFC 3339', () => {
     expect(catchError(() => parseSecretValue('{"api_key": sk-test', 'api_key', 's'))).toBeInstanceOf(UnusableKey);
     expect(catchError(() => parseSecretValue('{"api_key": 5}', 'api_key', 's')).message).toContain('no string field');
-    expect(catchError(() => parseSecretValue('{"api_key":"sk-test-a","expires_at":"tomorrow"}', 'api_key', 's')).message).toContain('RFC 3339');
+    expect(catchError(() => parseSecretValue('{"api_key":"sk-test-a","expires_at":"tomorrow"}', 'api_key', 's')).message).toContain(
+      'RFC 3339',
+    );
   });
 });
 
@@ -109,7 +111,17 @@ function catchError(call: () => unknown): Error {
 
 describe('rfc3339Time (expires_at in a stored value, admin put --expires-at, admin import)', () => {
   it('refuses a day, month, hour or offset that does not exist instead of rolling it over', () => {
-    for (const text of ['2026-02-30T00:00:00Z', '2026-02-29T00:00:00Z', '2026-04-31T00:00:00Z', '2026-00-10T00:00:00Z', '2026-13-01T00:00:00Z', '2026-01-01T24:00:00Z', '2026-01-01T23:60:00Z', '2026-01-01T23:59:60Z', '2026-01-01T12:00:00+24:00']) {
+    for (const text of [
+      '2026-02-30T00:00:00Z',
+      '2026-02-29T00:00:00Z',
+      '2026-04-31T00:00:00Z',
+      '2026-00-10T00:00:00Z',
+      '2026-13-01T00:00:00Z',
+      '2026-01-01T24:00:00Z',
+      '2026-01-01T23:60:00Z',
+      '2026-01-01T23:59:60Z',
+      '2026-01-01T12:00:00+24:00',
+    ]) {
       expect(rfc3339Time(text), text).toBeUndefined();
     }
   });

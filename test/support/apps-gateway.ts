@@ -15,7 +15,16 @@ import { freePort, startProcess, waitForPort, type Started } from './processes.t
 const CLAUDE_EXE = path.resolve(import.meta.dirname, '../../node_modules/@anthropic-ai/claude-code/bin/claude.exe');
 /** A keybroker config whose profile signs in to the gateway itself (its RFC 8414 metadata, device flow). */
 export function appsGatewayConfig(gateway: AppsGateway, profile: Record<string, unknown> = {}) {
-  return { profiles: { default: { oidc: { issuer: gateway.url, clientId: 'keybroker', flow: 'device' }, gateway: gateway.url, cache: { backend: 'file' }, ...profile } } };
+  return {
+    profiles: {
+      default: {
+        oidc: { issuer: gateway.url, clientId: 'keybroker', flow: 'device' },
+        gateway: gateway.url,
+        cache: { backend: 'file' },
+        ...profile,
+      },
+    },
+  };
 }
 
 export const ORG_KEY = 'sk-test-apps-gateway-org-key-0001';
@@ -55,10 +64,24 @@ function postgresBin(name: string): string {
 async function startPostgres(dir: string): Promise<{ url: string; server: Started }> {
   fs.mkdirSync(dir, { mode: 0o700 });
   execFileSync('chown', ['postgres:postgres', dir]);
-  const asPostgres = (command: string, args: string[]) => execFileSync('runuser', ['-u', 'postgres', '--', command, ...args], { stdio: 'pipe' });
+  const asPostgres = (command: string, args: string[]) =>
+    execFileSync('runuser', ['-u', 'postgres', '--', command, ...args], { stdio: 'pipe' });
   asPostgres(postgresBin('initdb'), ['-D', dir, '-A', 'trust', '-U', 'gw']);
   const port = await freePort();
-  const server = startProcess('runuser', ['-u', 'postgres', '--', postgresBin('postgres'), '-D', dir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1']);
+  const server = startProcess('runuser', [
+    '-u',
+    'postgres',
+    '--',
+    postgresBin('postgres'),
+    '-D',
+    dir,
+    '-p',
+    String(port),
+    '-k',
+    dir,
+    '-c',
+    'listen_addresses=127.0.0.1',
+  ]);
   await waitForPort(port, 30_000);
   for (let attempt = 0; ; attempt++) {
     try {
@@ -88,7 +111,10 @@ export async function startAppsGateway(options: AppsGatewayOptions = {}): Promis
     const config = {
       listen: { host: '127.0.0.1', port },
       oidc: { issuer: op.issuer, client_id: GATEWAY_CLIENT.clientId, client_secret: GATEWAY_CLIENT.secret },
-      session: { jwt_secret: 'test-jwt-secret-for-the-apps-gateway-0123456789abcdef', ...(options.sessionHours ? { ttl_hours: options.sessionHours } : {}) },
+      session: {
+        jwt_secret: 'test-jwt-secret-for-the-apps-gateway-0123456789abcdef',
+        ...(options.sessionHours ? { ttl_hours: options.sessionHours } : {}),
+      },
       store: { postgres_url: postgres.url },
       upstreams: [{ name: 'anthropic', provider: 'anthropic', auth: { api_key: ORG_KEY }, base_url: upstream.url }],
     };
@@ -123,7 +149,10 @@ async function waitForHealth(url: string, gateway: Started): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (gateway.child.exitCode !== null) throw new Error(`claude gateway exited: ${gateway.output().slice(-2000)}`);
-    const healthy = await fetch(`${url}/healthz`).then((response) => response.ok, () => false);
+    const healthy = await fetch(`${url}/healthz`).then(
+      (response) => response.ok,
+      () => false,
+    );
     if (healthy) return;
     if (Date.now() > deadline) throw new Error(`claude gateway did not become healthy: ${gateway.output().slice(-2000)}`);
     await new Promise((resolve) => setTimeout(resolve, 200));

@@ -34,7 +34,8 @@ export default function setup(): () => Promise<void> {
 
 /** macOS: a throwaway default keychain; Windows: what the run writes to Credential Manager is removed after. */
 function osKeychainForRun(id: string): PlatformSession {
-  const run = ({ file, args }: { file: string; args: string[] }) => execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const run = ({ file, args }: { file: string; args: string[] }) =>
+    execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const session = platformSetup(process.platform, run, { workDir: os.tmpdir(), password: `${id}-${randomBytes(16).toString('hex')}` });
   session.setUp();
   return session;
@@ -42,7 +43,11 @@ function osKeychainForRun(id: string): PlatformSession {
 
 function printSkips(): void {
   const skips = skipsOfRun(process.platform);
-  console.log(skips.length ? `test teardown: ${skips.length} skipped on ${process.platform}, each with its reason:\n${skips.map((line) => `  ${line}`).join('\n')}` : `test teardown: nothing skipped on ${process.platform}`);
+  console.log(
+    skips.length
+      ? `test teardown: ${skips.length} skipped on ${process.platform}, each with its reason:\n${skips.map((line) => `  ${line}`).join('\n')}`
+      : `test teardown: nothing skipped on ${process.platform}`,
+  );
 }
 
 async function checkNothingLeftRunning(id: string): Promise<void> {

@@ -5,10 +5,32 @@
 const TOP_LEVEL = new Set(['Version', 'Id', 'Statement']);
 const STATEMENT = new Set(['Sid', 'Effect', 'Principal', 'NotPrincipal', 'Action', 'NotAction', 'Resource', 'NotResource', 'Condition']);
 const BASE_OPERATORS = [
-  'StringEquals', 'StringNotEquals', 'StringEqualsIgnoreCase', 'StringNotEqualsIgnoreCase', 'StringLike', 'StringNotLike',
-  'NumericEquals', 'NumericNotEquals', 'NumericLessThan', 'NumericLessThanEquals', 'NumericGreaterThan', 'NumericGreaterThanEquals',
-  'DateEquals', 'DateNotEquals', 'DateLessThan', 'DateLessThanEquals', 'DateGreaterThan', 'DateGreaterThanEquals',
-  'Bool', 'BinaryEquals', 'IpAddress', 'NotIpAddress', 'ArnEquals', 'ArnLike', 'ArnNotEquals', 'ArnNotLike',
+  'StringEquals',
+  'StringNotEquals',
+  'StringEqualsIgnoreCase',
+  'StringNotEqualsIgnoreCase',
+  'StringLike',
+  'StringNotLike',
+  'NumericEquals',
+  'NumericNotEquals',
+  'NumericLessThan',
+  'NumericLessThanEquals',
+  'NumericGreaterThan',
+  'NumericGreaterThanEquals',
+  'DateEquals',
+  'DateNotEquals',
+  'DateLessThan',
+  'DateLessThanEquals',
+  'DateGreaterThan',
+  'DateGreaterThanEquals',
+  'Bool',
+  'BinaryEquals',
+  'IpAddress',
+  'NotIpAddress',
+  'ArnEquals',
+  'ArnLike',
+  'ArnNotEquals',
+  'ArnNotLike',
 ];
 const OPERATOR = new RegExp(`^(ForAllValues:|ForAnyValue:)?(${BASE_OPERATORS.join('|')})(IfExists)?$|^Null$`);
 /** service:Action, with * and ? wildcards in the action part. */
@@ -17,15 +39,22 @@ const ACTION = /^(\*|[a-z0-9-]+:[A-Za-z0-9*?]+)$/;
 const ARN = /^arn:(aws|aws-cn|aws-us-gov|\*):[a-z0-9-]+:[a-z0-9-*]*:(\d{12}|\*|)?:.+$/;
 /** The policy variables IAM substitutes (global condition keys and service keys, tags). */
 const VARIABLE = /\$\{([^}]*)\}/g;
-const KNOWN_VARIABLE = /^(aws:(username|userid|PrincipalAccount|PrincipalType|SourceIp|CurrentTime|EpochTime|SecureTransport|PrincipalTag\/[\w+=,.@:/-]+|RequestTag\/[\w+=,.@:/-]+|ResourceTag\/[\w+=,.@:/-]+|PrincipalOrgID|PrincipalArn|SourceAccount|SourceArn|FederatedProvider|TokenIssueTime)|(?!aws:)[a-z0-9-]+:[\w/.-]+|\*|\?|\$)$/;
+const KNOWN_VARIABLE =
+  /^(aws:(username|userid|PrincipalAccount|PrincipalType|SourceIp|CurrentTime|EpochTime|SecureTransport|PrincipalTag\/[\w+=,.@:/-]+|RequestTag\/[\w+=,.@:/-]+|ResourceTag\/[\w+=,.@:/-]+|PrincipalOrgID|PrincipalArn|SourceAccount|SourceArn|FederatedProvider|TokenIssueTime)|(?!aws:)[a-z0-9-]+:[\w/.-]+|\*|\?|\$)$/;
 
 export function iamPolicyProblems(document: unknown): string[] {
   const problems: string[] = [];
   if (!isObject(document)) return ['the policy is not a JSON object'];
   for (const key of Object.keys(document)) if (!TOP_LEVEL.has(key)) problems.push(`unknown top-level element "${key}"`);
-  if (document['Version'] !== '2012-10-17' && document['Version'] !== '2008-10-17') problems.push('Version must be "2012-10-17" (needed for policy variables)');
-  if (document['Version'] === '2008-10-17' && JSON.stringify(document).includes('${')) problems.push('policy variables need Version 2012-10-17');
-  const statements = Array.isArray(document['Statement']) ? document['Statement'] : isObject(document['Statement']) ? [document['Statement']] : undefined;
+  if (document['Version'] !== '2012-10-17' && document['Version'] !== '2008-10-17')
+    problems.push('Version must be "2012-10-17" (needed for policy variables)');
+  if (document['Version'] === '2008-10-17' && JSON.stringify(document).includes('${'))
+    problems.push('policy variables need Version 2012-10-17');
+  const statements = Array.isArray(document['Statement'])
+    ? document['Statement']
+    : isObject(document['Statement'])
+      ? [document['Statement']]
+      : undefined;
   if (!statements || statements.length === 0) return [...problems, 'Statement must be a statement or a non-empty array of them'];
   const sids = new Set<string>();
   statements.forEach((statement, index) => {
@@ -42,7 +71,8 @@ export function iamPolicyProblems(document: unknown): string[] {
     exactlyOne(statement, 'Action', 'NotAction', at, problems);
     exactlyOne(statement, 'Resource', 'NotResource', at, problems);
     for (const key of ['Action', 'NotAction'] as const) {
-      for (const action of strings(statement[key], `${at}.${key}`, problems)) if (!ACTION.test(action)) problems.push(`${at}.${key}: "${action}" is not service:Action`);
+      for (const action of strings(statement[key], `${at}.${key}`, problems))
+        if (!ACTION.test(action)) problems.push(`${at}.${key}: "${action}" is not service:Action`);
     }
     for (const key of ['Resource', 'NotResource'] as const) {
       for (const resource of strings(statement[key], `${at}.${key}`, problems)) {
@@ -50,7 +80,8 @@ export function iamPolicyProblems(document: unknown): string[] {
         checkVariables(resource, `${at}.${key}`, problems);
       }
     }
-    if (statement['Principal'] !== undefined || statement['NotPrincipal'] !== undefined) problems.push(`${at}: an identity-based policy has no Principal`);
+    if (statement['Principal'] !== undefined || statement['NotPrincipal'] !== undefined)
+      problems.push(`${at}: an identity-based policy has no Principal`);
     const condition = statement['Condition'];
     if (condition !== undefined) {
       if (!isObject(condition)) problems.push(`${at}.Condition must be an object`);
@@ -64,8 +95,10 @@ export function iamPolicyProblems(document: unknown): string[] {
           for (const [key, value] of Object.entries(block)) {
             if (!/^[A-Za-z0-9-]+:[\w/.:+=,@-]+$/.test(key)) problems.push(`${at}.Condition.${operator}: "${key}" is not a condition key`);
             const values = Array.isArray(value) ? value : [value];
-            if (values.length === 0 || values.some((item) => !['string', 'number', 'boolean'].includes(typeof item))) problems.push(`${at}.Condition.${operator}.${key}: values must be strings, numbers or booleans`);
-            if (operator === 'Null' && values.some((item) => String(item) !== 'true' && String(item) !== 'false')) problems.push(`${at}.Condition.Null.${key} must be "true" or "false"`);
+            if (values.length === 0 || values.some((item) => !['string', 'number', 'boolean'].includes(typeof item)))
+              problems.push(`${at}.Condition.${operator}.${key}: values must be strings, numbers or booleans`);
+            if (operator === 'Null' && values.some((item) => String(item) !== 'true' && String(item) !== 'false'))
+              problems.push(`${at}.Condition.Null.${key} must be "true" or "false"`);
           }
         }
     }
@@ -75,7 +108,8 @@ export function iamPolicyProblems(document: unknown): string[] {
 }
 
 function checkVariables(text: string, at: string, problems: string[]): void {
-  for (const match of text.matchAll(VARIABLE)) if (!KNOWN_VARIABLE.test(match[1]!)) problems.push(`${at}: unknown policy variable \${${match[1]}}`);
+  for (const match of text.matchAll(VARIABLE))
+    if (!KNOWN_VARIABLE.test(match[1]!)) problems.push(`${at}: unknown policy variable \${${match[1]}}`);
   if (/\$\{[^}]*$/.test(text)) problems.push(`${at}: unclosed policy variable`);
 }
 
@@ -100,7 +134,12 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 /** IAM's wildcard match (`*` any run, `?` one character), as it compares a Resource to an ARN. */
 export function iamWildcardMatches(pattern: string, value: string): boolean {
-  const regex = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  const regex = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
   return regex.test(value);
 }
 

@@ -31,7 +31,11 @@ export interface ManyResult {
 export function runMany(run: ManyRun): Promise<ManyResult[]> {
   return new Promise((resolve, reject) => {
     // Its own process group, so that a test that ends early stops the launcher and every copy with it.
-    const launcher = spawn(process.execPath, [import.meta.filename], { env: { ...process.env, ...runTag() }, detached: true, stdio: ['pipe', 'pipe', 'inherit'] });
+    const launcher = spawn(process.execPath, [import.meta.filename], {
+      env: { ...process.env, ...runTag() },
+      detached: true,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     track(launcher);
     let output = '';
     launcher.stdout.on('data', (chunk) => (output += chunk));

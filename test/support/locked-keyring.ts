@@ -23,7 +23,11 @@ export async function startLockedKeyring(mode: 'prompt' | 'silent' = 'prompt'): 
   };
   // The bus is stopped again if the service does not come up: nothing outlives a failed set-up.
   try {
-    service = startProcess('/usr/bin/python3', [path.join(import.meta.dirname, 'locked-keyring.py'), ...(mode === 'silent' ? ['silent'] : [])], { env: { ...process.env, ...env } });
+    service = startProcess(
+      '/usr/bin/python3',
+      [path.join(import.meta.dirname, 'locked-keyring.py'), ...(mode === 'silent' ? ['silent'] : [])],
+      { env: { ...process.env, ...env } },
+    );
     const deadline = Date.now() + 10_000;
     while (!service.output().includes('ready')) {
       const exited = service.child.exitCode !== null || service.child.signalCode !== null;
@@ -37,7 +41,11 @@ export async function startLockedKeyring(mode: 'prompt' | 'silent' = 'prompt'): 
   const started = service;
   return {
     env,
-    calls: () => started.output().split('\n').filter((line) => line && line !== 'ready'),
+    calls: () =>
+      started
+        .output()
+        .split('\n')
+        .filter((line) => line && line !== 'ready'),
     stop,
   };
 }

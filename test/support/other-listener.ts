@@ -34,9 +34,13 @@ server.listen(Number(process.argv[2]), process.argv[1], () => process.stdout.wri
 
 /** Starts the listener as uid 65534 on `host` (127.0.0.1 by default) and `port` (a free one by default); resolves once it listens. */
 export function listenAsOtherUser(host = '127.0.0.1', port = 0): Promise<OtherListener> {
-  const child: ChildProcess = spawn('setpriv', ['--reuid', String(OTHER_UID), '--regid', String(OTHER_UID), '--clear-groups', process.execPath, '-e', SERVER, host, String(port)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child: ChildProcess = spawn(
+    'setpriv',
+    ['--reuid', String(OTHER_UID), '--regid', String(OTHER_UID), '--clear-groups', process.execPath, '-e', SERVER, host, String(port)],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const received: ReceivedRequest[] = [];
   return new Promise((resolve, reject) => {
     let buffered = '';

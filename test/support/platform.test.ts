@@ -48,7 +48,8 @@ describe('platformSetup', () => {
   });
 
   it("Windows: the runner user's Credential Manager, and only the keybroker items the run added are removed", () => {
-    const before = 'Currently stored credentials:\n\n    Target: LegacyGeneric:target=old-dev.keybroker\n    Type: Generic\n\n    Target: git:https://github.com\n';
+    const before =
+      'Currently stored credentials:\n\n    Target: LegacyGeneric:target=old-dev.keybroker\n    Type: Generic\n\n    Target: git:https://github.com\n';
     const after = `${before}\n    Target: LegacyGeneric:target=default.keybroker\n    Type: Generic\n    Target: LegacyGeneric:target=other-tool\n`;
     const { commands, run } = recorder({ 'cmdkey /list': [before, after] });
     const session = platformSetup('win32', run, options);
@@ -87,7 +88,9 @@ describe('skips', () => {
     expect(lines).toEqual(['skipped on darwin: test/x.test.ts: reads /proc\n']);
     const skips = skipsOfRun('darwin', runEnv);
     expect(skips).toContain('skipped on darwin: test/x.test.ts: reads /proc');
-    expect(skips).toContain(`skipped on darwin: test/e2e/keychain.test.ts: ${LINUX_ONLY_FILES.find(({ file }) => file === 'test/e2e/keychain.test.ts')!.reason}`);
+    expect(skips).toContain(
+      `skipped on darwin: test/e2e/keychain.test.ts: ${LINUX_ONLY_FILES.find(({ file }) => file === 'test/e2e/keychain.test.ts')!.reason}`,
+    );
     expect(fs.existsSync(skipLogFile(runEnv))).toBe(false);
   });
 
@@ -100,7 +103,10 @@ describe('skips', () => {
   });
 
   it('asks macOS and Windows for moto, the aws CLI and openssl only, never for the Linux tools', () => {
-    const names = (platform: NodeJS.Platform) => toolsFor(platform).map((tool) => tool.command).sort();
+    const names = (platform: NodeJS.Platform) =>
+      toolsFor(platform)
+        .map((tool) => tool.command)
+        .sort();
     expect(names('darwin')).toEqual(['aws', 'moto_server', 'openssl']);
     expect(names('win32')).toEqual(names('darwin'));
     expect(names('linux')).toEqual(SYSTEM_TOOLS.map((tool) => tool.command).sort());

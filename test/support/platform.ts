@@ -20,7 +20,10 @@ export const LINUX_ONLY_FILES: ReadonlyArray<{ file: string; reason: string }> =
   { file: 'test/e2e/config-errors.test.ts', reason: 'a uid with no passwd entry (setpriv)' },
   { file: 'test/broker/stalls.e2e.test.ts', reason: 'bind mounts, a full tmpfs and FIFOs (mount, mkfifo)' },
   { file: 'test/doctor/setup-write.test.ts', reason: 'a second local user reads the written file (setpriv)' },
-  { file: 'test/release/release-build.test.ts', reason: 'the release build runs other platforms\' binaries under qemu-user and checks packages with Linux tools' },
+  {
+    file: 'test/release/release-build.test.ts',
+    reason: "the release build runs other platforms' binaries under qemu-user and checks packages with Linux tools",
+  },
   { file: 'test/release/wine-root.test.ts', reason: 'a wine root (Linux only)' },
   { file: 'test/release/reproducible.test.ts', reason: 'the release build (qemu-user, wixl, rpmbuild, dpkg-deb)' },
   { file: 'test/release/npm-install.test.ts', reason: 'packs the linux-x64 platform package from dist/keybroker (the Linux binary)' },
@@ -42,7 +45,12 @@ export function skipLogFile(env: NodeJS.ProcessEnv = process.env): string {
  * True when the tests that follow cannot run on this platform; then it prints the reason and records
  * it for the run's list. Use: `describe.skipIf(skipOn(NOT_LINUX, 'needs setpriv', import.meta.filename))`.
  */
-export function skipOn(platforms: readonly NodeJS.Platform[], reason: string, where: string, platform: NodeJS.Platform = process.platform): boolean {
+export function skipOn(
+  platforms: readonly NodeJS.Platform[],
+  reason: string,
+  where: string,
+  platform: NodeJS.Platform = process.platform,
+): boolean {
   if (!platforms.includes(platform)) return false;
   const line = `skipped on ${platform}: ${path.relative(process.cwd(), where) || where}: ${reason}`;
   process.stdout.write(`${line}\n`);
@@ -52,7 +60,9 @@ export function skipOn(platforms: readonly NodeJS.Platform[], reason: string, wh
 
 /** Every skip of the run: the files left out and the tests `skipOn` skipped; the log file is removed. */
 export function skipsOfRun(platform: NodeJS.Platform, env: NodeJS.ProcessEnv = process.env): string[] {
-  const files = LINUX_ONLY_FILES.filter(({ file }) => filesSkippedOn(platform).includes(file)).map(({ file, reason }) => `skipped on ${platform}: ${file}: ${reason}`);
+  const files = LINUX_ONLY_FILES.filter(({ file }) => filesSkippedOn(platform).includes(file)).map(
+    ({ file, reason }) => `skipped on ${platform}: ${file}: ${reason}`,
+  );
   let tests: string[] = [];
   try {
     tests = fs.readFileSync(skipLogFile(env), 'utf8').split('\n').filter(Boolean);
@@ -93,7 +103,10 @@ export function platformSetup(platform: NodeJS.Platform, run: Runner, options: P
 
 /** The quoted paths `security` prints, one a line. */
 function keychainPaths(output: string): string[] {
-  return output.split('\n').map((line) => line.trim().replace(/^"|"$/g, '')).filter(Boolean);
+  return output
+    .split('\n')
+    .map((line) => line.trim().replace(/^"|"$/g, ''))
+    .filter(Boolean);
 }
 
 function throwawayKeychain(run: Runner, keychain: string, password: string): PlatformSession {

@@ -80,7 +80,12 @@ export interface Started {
 
 /** Spawns a server in its own process group, so stop() ends it and anything it started. */
 export function startProcess(command: string, args: string[], options: SpawnOptions = {}): Started {
-  const child = spawn(command, args, { ...options, env: { ...(options.env ?? process.env), ...runTag() }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, {
+    ...options,
+    env: { ...(options.env ?? process.env), ...runTag() },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   track(child);
   let output = '';
   child.stdout?.on('data', (chunk) => (output += chunk));

@@ -59,9 +59,13 @@ export async function startSecretService(options: SecretServiceOptions = {}): Pr
   };
   if (!options.withoutKeyring) {
     try {
-      keyring = startProcess('sh', ['-c', 'printf %s "$KEYRING_PASSWORD" | exec gnome-keyring-daemon --foreground --unlock --components=secrets'], {
-        env: { ...env, KEYRING_PASSWORD: 'keybroker-test' },
-      });
+      keyring = startProcess(
+        'sh',
+        ['-c', 'printf %s "$KEYRING_PASSWORD" | exec gnome-keyring-daemon --foreground --unlock --components=secrets'],
+        {
+          env: { ...env, KEYRING_PASSWORD: 'keybroker-test' },
+        },
+      );
       await waitForLoginKeyring(base, keyring);
       await waitForSecretService(env);
     } catch (error) {
@@ -101,7 +105,11 @@ export async function startSecretService(options: SecretServiceOptions = {}): Pr
 
 /** A private D-Bus session bus (its own process group); `address` is its DBUS_SESSION_BUS_ADDRESS. */
 export async function startSessionBus(env: NodeJS.ProcessEnv): Promise<{ address: string; stop(): void }> {
-  const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], { env: { ...env, ...runTag() }, detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+  const bus = spawn('dbus-daemon', ['--session', '--print-address=1', '--nofork', '--nopidfile'], {
+    env: { ...env, ...runTag() },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   track(bus);
   const stop = () => {
     try {
@@ -137,7 +145,10 @@ async function waitForLoginKeyring(env: NodeJS.ProcessEnv, daemon: Started): Pro
   const deadline = Date.now() + 10_000;
   while (!fs.existsSync(file)) {
     const exited = daemon.child.exitCode !== null || daemon.child.signalCode !== null;
-    if (exited || Date.now() > deadline) throw new Error(`gnome-keyring-daemon created no login keyring${exited ? ' (it exited)' : ' within 10 s'}: ${daemon.output().trim() || 'no output'}`);
+    if (exited || Date.now() > deadline)
+      throw new Error(
+        `gnome-keyring-daemon created no login keyring${exited ? ' (it exited)' : ' within 10 s'}: ${daemon.output().trim() || 'no output'}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
@@ -146,7 +157,9 @@ async function waitForSecretService(env: NodeJS.ProcessEnv): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const up = await new Promise<boolean>((resolve) =>
-      execFile('secret-tool', ['search', 'service', 'keybroker-probe'], { env }, (error) => resolve(!error || (error as { code?: number }).code === 1)),
+      execFile('secret-tool', ['search', 'service', 'keybroker-probe'], { env }, (error) =>
+        resolve(!error || (error as { code?: number }).code === 1),
+      ),
     );
     if (up) return;
     if (Date.now() > deadline) throw new Error('gnome-keyring-daemon did not come up on the test bus');

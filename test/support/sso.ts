@@ -9,7 +9,14 @@ export function ssoConfig(op: TestOp, oidc: Record<string, unknown> = {}, profil
   return {
     profiles: {
       default: {
-        oidc: { issuer: op.issuer, clientId: CLIENT_ID, scopes: ['openid', 'offline_access', 'gateway'], resource: op.resource, flow: 'device', ...oidc },
+        oidc: {
+          issuer: op.issuer,
+          clientId: CLIENT_ID,
+          scopes: ['openid', 'offline_access', 'gateway'],
+          resource: op.resource,
+          flow: 'device',
+          ...oidc,
+        },
         cache: { backend: 'file' },
         ...profile,
       },
@@ -18,7 +25,13 @@ export function ssoConfig(op: TestOp, oidc: Record<string, unknown> = {}, profil
 }
 
 /** `keybroker login` with the device flow, completed as `accountId` once the code is printed (at an OP, or a gateway in front of one). */
-export function deviceLogin(op: Pick<TestOp, 'completeDeviceLogin'>, env: NodeJS.ProcessEnv, accountId: string, args: string[] = [], command: string[] = [BINARY]): Promise<RunResult> {
+export function deviceLogin(
+  op: Pick<TestOp, 'completeDeviceLogin'>,
+  env: NodeJS.ProcessEnv,
+  accountId: string,
+  args: string[] = [],
+  command: string[] = [BINARY],
+): Promise<RunResult> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(command[0]!, [...command.slice(1), 'login', ...args], { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });

@@ -3,9 +3,25 @@
 import { describe, expect, it } from 'vitest';
 import { ensureSystemTools, NO_INSTALL_VARIABLE, SYSTEM_TOOLS, type SystemTool } from './system-tools.ts';
 
-const missing: SystemTool = { command: 'keybroker-test-no-such-tool', apt: ['keybroker-no-such-package'], neededBy: 'nothing real', testsNeedIt: true };
-const missingPip: SystemTool = { command: 'keybroker-test-no-such-server', apt: [], pip: "'no-such[server]'", neededBy: 'nothing real either', testsNeedIt: true };
-const benchOnly: SystemTool = { command: 'keybroker-test-no-such-bench', apt: ['keybroker-no-such-bench'], neededBy: 'npm run bench', testsNeedIt: false };
+const missing: SystemTool = {
+  command: 'keybroker-test-no-such-tool',
+  apt: ['keybroker-no-such-package'],
+  neededBy: 'nothing real',
+  testsNeedIt: true,
+};
+const missingPip: SystemTool = {
+  command: 'keybroker-test-no-such-server',
+  apt: [],
+  pip: "'no-such[server]'",
+  neededBy: 'nothing real either',
+  testsNeedIt: true,
+};
+const benchOnly: SystemTool = {
+  command: 'keybroker-test-no-such-bench',
+  apt: ['keybroker-no-such-bench'],
+  neededBy: 'npm run bench',
+  testsNeedIt: false,
+};
 
 function check(tools: SystemTool[]) {
   const log: string[] = [];
@@ -18,7 +34,7 @@ function check(tools: SystemTool[]) {
   return { error, log };
 }
 
-describe('the test set-up\'s system check', () => {
+describe("the test set-up's system check", () => {
   it('names each missing tool, what needs it, and the exact apt-get and pip commands, without installing when told not to', () => {
     const { error, log } = check([missing, missingPip]);
     expect(error?.message).toContain('keybroker-test-no-such-tool: nothing real');
@@ -31,7 +47,9 @@ describe('the test set-up\'s system check', () => {
   it('does not stop the tests for a tool only the benchmark needs, but says how to get it', () => {
     const { error, log } = check([benchOnly]);
     expect(error).toBeUndefined();
-    expect(log).toEqual(['test set-up: keybroker-test-no-such-bench is missing (only npm run bench needs it): apt-get install keybroker-no-such-bench']);
+    expect(log).toEqual([
+      'test set-up: keybroker-test-no-such-bench is missing (only npm run bench needs it): apt-get install keybroker-no-such-bench',
+    ]);
   });
 
   it('passes quietly when everything is there (this run got this far)', () => {

@@ -36,7 +36,12 @@ export const SYSTEM_TOOLS: SystemTool[] = [
   // The keychain addon's D-Bus has X11 autolaunch compiled out, and the tests start their own bus.
   { command: 'dbus-launch', apt: ['dbus-x11'], neededBy: 'starting a session bus by hand to debug the keychain tests', testsNeedIt: false },
   { command: 'gnome-keyring-daemon', apt: ['gnome-keyring'], neededBy: 'a real Secret Service (the Linux keychain)', testsNeedIt: true },
-  { command: 'secret-tool', apt: ['libsecret-tools'], neededBy: 'the independent client that checks what keybroker wrote to the keychain', testsNeedIt: true },
+  {
+    command: 'secret-tool',
+    apt: ['libsecret-tools'],
+    neededBy: 'the independent client that checks what keybroker wrote to the keychain',
+    testsNeedIt: true,
+  },
   {
     command: '/usr/bin/python3',
     probe: ['-c', 'import dbus, gi'],
@@ -45,36 +50,101 @@ export const SYSTEM_TOOLS: SystemTool[] = [
     testsNeedIt: true,
   },
   // Debian keeps initdb and postgres off PATH (/usr/lib/postgresql/<version>/bin); pg_lsclusters is on it.
-  { command: 'pg_lsclusters', apt: ['postgresql'], neededBy: "the Claude apps gateway's store in its tests (test/support/apps-gateway.ts)", testsNeedIt: true },
+  {
+    command: 'pg_lsclusters',
+    apt: ['postgresql'],
+    neededBy: "the Claude apps gateway's store in its tests (test/support/apps-gateway.ts)",
+    testsNeedIt: true,
+  },
   { command: 'tmux', apt: ['tmux'], neededBy: "doctor's output on a real terminal", testsNeedIt: true },
-  { command: 'openssl', apt: ['openssl'], neededBy: 'test CAs and certificates for the HTTPS and gRPC fakes', testsNeedIt: true, platforms: EVERYWHERE },
+  {
+    command: 'openssl',
+    apt: ['openssl'],
+    neededBy: 'test CAs and certificates for the HTTPS and gRPC fakes',
+    testsNeedIt: true,
+    platforms: EVERYWHERE,
+  },
   { command: 'strip', apt: ['binutils'], neededBy: 'a smaller dist/keybroker (bin/build.ts)', testsNeedIt: false },
   { command: 'hyperfine', apt: ['hyperfine'], neededBy: 'npm run bench', testsNeedIt: false },
-  { command: 'moto_server', apt: [], pip: "'moto[server]'", neededBy: 'the AWS Secrets Manager emulator', testsNeedIt: true, platforms: EVERYWHERE },
+  {
+    command: 'moto_server',
+    apt: [],
+    pip: "'moto[server]'",
+    neededBy: 'the AWS Secrets Manager emulator',
+    testsNeedIt: true,
+    platforms: EVERYWHERE,
+  },
   { command: 'aws', apt: [], pip: 'awscli', neededBy: 'the real AWS CLI that seeds moto', testsNeedIt: true, platforms: EVERYWHERE },
   // The release build (npm run build:release) and test/release: other platforms' binaries, packages, signatures.
   { command: 'qemu-aarch64', apt: ['qemu-user'], neededBy: 'running keybroker-linux-arm64 on an x86-64 machine', testsNeedIt: true },
-  { command: '/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1', library: true, apt: ['libc6-arm64-cross'], neededBy: 'the arm64 C library qemu-aarch64 -L loads', testsNeedIt: true },
-  { command: '/usr/aarch64-linux-gnu/lib/libstdc++.so.6', library: true, apt: ['libstdc++6-arm64-cross'], neededBy: 'the arm64 C++ library Node links', testsNeedIt: true },
-  { command: '/usr/aarch64-linux-gnu/lib/libgcc_s.so.1', library: true, apt: ['libgcc-s1-arm64-cross'], neededBy: 'the arm64 libgcc Node links', testsNeedIt: true },
-  { command: '/usr/aarch64-linux-gnu/lib/libatomic.so.1', library: true, apt: ['libatomic1-arm64-cross'], neededBy: 'the arm64 libatomic Node 26 links', testsNeedIt: true },
+  {
+    command: '/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1',
+    library: true,
+    apt: ['libc6-arm64-cross'],
+    neededBy: 'the arm64 C library qemu-aarch64 -L loads',
+    testsNeedIt: true,
+  },
+  {
+    command: '/usr/aarch64-linux-gnu/lib/libstdc++.so.6',
+    library: true,
+    apt: ['libstdc++6-arm64-cross'],
+    neededBy: 'the arm64 C++ library Node links',
+    testsNeedIt: true,
+  },
+  {
+    command: '/usr/aarch64-linux-gnu/lib/libgcc_s.so.1',
+    library: true,
+    apt: ['libgcc-s1-arm64-cross'],
+    neededBy: 'the arm64 libgcc Node links',
+    testsNeedIt: true,
+  },
+  {
+    command: '/usr/aarch64-linux-gnu/lib/libatomic.so.1',
+    library: true,
+    apt: ['libatomic1-arm64-cross'],
+    neededBy: 'the arm64 libatomic Node 26 links',
+    testsNeedIt: true,
+  },
   { command: 'llvm-strip', apt: ['llvm'], neededBy: 'stripping the linux-arm64 binary (binutils strip knows x86 only)', testsNeedIt: true },
-  { command: 'osslsigncode', apt: ['osslsigncode'], neededBy: "removing Node's Authenticode signature before injecting, and signing keybroker-win-x64.exe", testsNeedIt: true },
+  {
+    command: 'osslsigncode',
+    apt: ['osslsigncode'],
+    neededBy: "removing Node's Authenticode signature before injecting, and signing keybroker-win-x64.exe",
+    testsNeedIt: true,
+  },
   { command: 'rpmbuild', apt: ['rpm'], neededBy: 'the .rpm packages', testsNeedIt: true },
   { command: 'wixl', apt: ['wixl'], neededBy: 'the .msi', testsNeedIt: true },
   { command: 'dpkg-deb', apt: ['dpkg'], neededBy: 'the .deb packages', testsNeedIt: true },
   { command: 'zip', apt: ['zip'], neededBy: 'the Windows .zip', testsNeedIt: true },
   { command: 'file', apt: ['file'], neededBy: "checking each binary's platform", testsNeedIt: true },
-  { command: 'msibuild', apt: ['msitools'], neededBy: "the .msi's summary rewritten with a derived package code (reproducible), and msiinfo reading it", testsNeedIt: true },
-  { command: 'faketime', apt: ['faketime'], neededBy: 'wixl run with its clock frozen at SOURCE_DATE_EPOCH (a reproducible .msi)', testsNeedIt: true },
+  {
+    command: 'msibuild',
+    apt: ['msitools'],
+    neededBy: "the .msi's summary rewritten with a derived package code (reproducible), and msiinfo reading it",
+    testsNeedIt: true,
+  },
+  {
+    command: 'faketime',
+    apt: ['faketime'],
+    neededBy: 'wixl run with its clock frozen at SOURCE_DATE_EPOCH (a reproducible .msi)',
+    testsNeedIt: true,
+  },
 ];
 
 export const NO_INSTALL_VARIABLE = 'KEYBROKER_TEST_NO_INSTALL';
 
 function onPath(command: string, env: NodeJS.ProcessEnv): string | undefined {
   // Windows finds `aws` as aws.exe or aws.cmd.
-  const names = process.platform === 'win32' ? ['', ...(env['PATHEXT'] ?? '.EXE;.CMD;.BAT').split(';')].map((ext) => command + ext.toLowerCase()) : [command];
-  const candidates = path.isAbsolute(command) ? [command] : (env['PATH'] ?? '').split(path.delimiter).filter(Boolean).flatMap((dir) => names.map((name) => path.join(dir, name)));
+  const names =
+    process.platform === 'win32'
+      ? ['', ...(env['PATHEXT'] ?? '.EXE;.CMD;.BAT').split(';')].map((ext) => command + ext.toLowerCase())
+      : [command];
+  const candidates = path.isAbsolute(command)
+    ? [command]
+    : (env['PATH'] ?? '')
+        .split(path.delimiter)
+        .filter(Boolean)
+        .flatMap((dir) => names.map((name) => path.join(dir, name)));
   return candidates.find((file) => {
     try {
       fs.accessSync(file, fs.constants.X_OK);
@@ -134,7 +204,10 @@ export function ensureSystemTools(options: EnsureOptions = {}): void {
     const aptEnv = { ...env, DEBIAN_FRONTEND: 'noninteractive' };
     // Waits for another apt run (unattended-upgrades, a parallel job) instead of failing on its lock.
     const lockWait = ['-o', 'DPkg::Lock::Timeout=300'];
-    for (const args of [['update', '-q', ...lockWait], ['install', '-y', '-q', '--no-install-recommends', ...lockWait, ...installable]]) {
+    for (const args of [
+      ['update', '-q', ...lockWait],
+      ['install', '-y', '-q', '--no-install-recommends', ...lockWait, ...installable],
+    ]) {
       const result = spawnSync('apt-get', args, { env: aptEnv, stdio: ['ignore', 2, 2] });
       if (result.status !== 0) {
         log(`test set-up: apt-get ${args[0]} failed (exit ${result.status ?? result.signal})`);
@@ -144,7 +217,10 @@ export function ensureSystemTools(options: EnsureOptions = {}): void {
     missing = tools.filter((tool) => !isPresent(tool, env));
   }
   const blocking = missing.filter((tool) => tool.testsNeedIt);
-  for (const tool of missing.filter((tool) => !tool.testsNeedIt)) log(`test set-up: ${tool.command} is missing (only ${tool.neededBy} needs it): ${tool.apt.length ? `apt-get install ${tool.apt.join(' ')}` : `pip install ${tool.pip}`}`);
+  for (const tool of missing.filter((tool) => !tool.testsNeedIt))
+    log(
+      `test set-up: ${tool.command} is missing (only ${tool.neededBy} needs it): ${tool.apt.length ? `apt-get install ${tool.apt.join(' ')}` : `pip install ${tool.pip}`}`,
+    );
   if (blocking.length === 0) return;
   const lines = ['The tests need these tools, which this machine lacks:'];
   for (const tool of blocking) lines.push(`  ${tool.command}: ${tool.neededBy}`);
@@ -156,8 +232,10 @@ export function ensureSystemTools(options: EnsureOptions = {}): void {
   }
   const pip = blocking.flatMap((tool) => (tool.pip ? [tool.pip] : []));
   if (pip.length) lines.push(`  pip install ${pip.join(' ')}`);
-  if (aptNeeded.length && debian && !root) lines.push(`(Run as root, the tests install the apt packages themselves unless ${NO_INSTALL_VARIABLE}=1.)`);
-  else if (aptNeeded.length && debian && env[NO_INSTALL_VARIABLE] === '1') lines.push(`(Without ${NO_INSTALL_VARIABLE}=1, the tests install the apt packages themselves.)`);
+  if (aptNeeded.length && debian && !root)
+    lines.push(`(Run as root, the tests install the apt packages themselves unless ${NO_INSTALL_VARIABLE}=1.)`);
+  else if (aptNeeded.length && debian && env[NO_INSTALL_VARIABLE] === '1')
+    lines.push(`(Without ${NO_INSTALL_VARIABLE}=1, the tests install the apt packages themselves.)`);
   throw missingTools(lines.join('\n'));
 }
 

@@ -50,7 +50,13 @@ export const RETRY_BACKOFF_MS = 1_050;
  * Asserts `ms` ≤ `configuredMs` + `units` yardsticks. A miss is judged again against the yardstick
  * measured now, since the machine may have slowed down meanwhile; the slower of the two counts.
  */
-export async function expectWithinBound(what: string, ms: number, configuredMs: number, yardstick: Yardstick, units = DEFAULT_UNITS): Promise<void> {
+export async function expectWithinBound(
+  what: string,
+  ms: number,
+  configuredMs: number,
+  yardstick: Yardstick,
+  units = DEFAULT_UNITS,
+): Promise<void> {
   const bound = (unitMs: number) => configuredMs + units * unitMs;
   if (ms <= bound(yardstick.unitMs)) return;
   const again = await yardstick.remeasure();
@@ -66,7 +72,13 @@ export async function expectWithinBound(what: string, ms: number, configuredMs: 
  * within `configuredMs` + `units` yardsticks (judged again against a yardstick measured then),
  * instead of running into the test runner's timeout with no message.
  */
-export async function waitWithinBound(what: string, done: () => boolean, configuredMs: number, yardstick: Yardstick, units = DEFAULT_UNITS): Promise<void> {
+export async function waitWithinBound(
+  what: string,
+  done: () => boolean,
+  configuredMs: number,
+  yardstick: Yardstick,
+  units = DEFAULT_UNITS,
+): Promise<void> {
   const started = performance.now();
   let unitMs = yardstick.unitMs;
   let remeasured = false;
@@ -75,7 +87,9 @@ export async function waitWithinBound(what: string, done: () => boolean, configu
     const waited = performance.now() - started;
     if (waited > configuredMs + units * unitMs) {
       if (remeasured) {
-        expect.fail(`${what} did not happen within ${Math.round(waited)} ms = ${Math.round(configuredMs)} ms configured + ${units} × ${Math.round(unitMs)} ms (${yardstick.unit} here, now)`);
+        expect.fail(
+          `${what} did not happen within ${Math.round(waited)} ms = ${Math.round(configuredMs)} ms configured + ${units} × ${Math.round(unitMs)} ms (${yardstick.unit} here, now)`,
+        );
       }
       unitMs = Math.max(unitMs, (await yardstick.remeasure()).unitMs);
       remeasured = true;

@@ -28,7 +28,7 @@ prints who was done and who was not, and exits 130.`;
 
 export const adminCommand: Command = {
   name: 'admin',
-  summary: 'provision, rotate, revoke and list developers\' keys; print the store\'s access policy',
+  summary: "provision, rotate, revoke and list developers' keys; print the store's access policy",
   help: `Usage: keybroker admin <command> [options]
 
 Commands (each works on every store type; keys are read from stdin or --from-file, never argv):
@@ -215,19 +215,31 @@ Examples:
   async run(values, positionals, context) {
     const [sub, ...rest] = positionals;
     if (!sub || !(subcommands as readonly string[]).includes(sub)) {
-      throw new UsageError(sub ? `unknown admin command "${sub}"` : 'admin needs a command', `use one of: ${subcommands.join(', ')} (keybroker admin --help)`);
+      throw new UsageError(
+        sub ? `unknown admin command "${sub}"` : 'admin needs a command',
+        `use one of: ${subcommands.join(', ')} (keybroker admin --help)`,
+      );
     }
     if (values['key'] !== undefined || values['api-key'] !== undefined) {
-      throw new UsageError('keys are never taken from the command line (shell history, process list)', 'pipe the key on stdin or use --from-file FILE, and consider that key exposed');
+      throw new UsageError(
+        'keys are never taken from the command line (shell history, process list)',
+        'pipe the key on stdin or use --from-file FILE, and consider that key exposed',
+      );
     }
-    refuseKeysInArguments([...rest, ...Object.values(values).flat().filter((value): value is string => typeof value === 'string')]);
+    refuseKeysInArguments([
+      ...rest,
+      ...Object.values(values)
+        .flat()
+        .filter((value): value is string => typeof value === 'string'),
+    ]);
     return runSubcommand(sub as Subcommand, values, rest, context);
   },
 };
 
 async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string[], context: RunContext): Promise<number> {
   const allowedPositionals = sub === 'import' ? 1 : 0;
-  if (rest.length > allowedPositionals) throw new UsageError(`admin ${sub}: unexpected argument "${rest[allowedPositionals]}"`, `run 'keybroker admin ${sub} --help'`);
+  if (rest.length > allowedPositionals)
+    throw new UsageError(`admin ${sub}: unexpected argument "${rest[allowedPositionals]}"`, `run 'keybroker admin ${sub} --help'`);
   const { loadConfigFor } = await import('../wiring.ts');
   const { callerTtlMs } = await import('../../claude/helper-ttl.ts');
   const config = loadConfigFor(values, context);
@@ -249,7 +261,8 @@ async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string
       const file = rest[0];
       if (!file) throw new UsageError('admin import needs a file', 'keybroker admin import keys.csv (or keys.json)');
       const format = values['format'] ?? (file.toLowerCase().endsWith('.json') ? 'json' : 'csv');
-      if (format !== 'csv' && format !== 'json') throw new UsageError(`--format must be csv or json, not "${String(format)}"`, 'use --format csv or --format json');
+      if (format !== 'csv' && format !== 'json')
+        throw new UsageError(`--format must be csv or json, not "${String(format)}"`, 'use --format csv or --format json');
       await bulk(deps, () => importKeys(deps, readFile(file), format, path.basename(file)));
       return 0;
     }
@@ -257,12 +270,31 @@ async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string
       const { rotateKeys } = await import('../../admin/rotate.ts');
       if (values['all'] && users.length) throw new UsageError('--all and --user exclude each other', 'give one of them');
       const resume = Boolean(values['resume']);
-      if (!values['all'] && users.length !== 1 && !(resume && users.length === 0)) throw new UsageError('admin rotate needs --user NAME or --all (or --resume alone)', 'keybroker admin rotate --user alice');
-      if (resume && typeof values['audit-log'] !== 'string') throw new UsageError('--resume needs --audit-log FILE: the log of the rotation it finishes (with the audit on stderr there is nothing to resume from)', 'keybroker admin rotate --resume --audit-log /var/log/keybroker-admin.log');
+      if (!values['all'] && users.length !== 1 && !(resume && users.length === 0))
+        throw new UsageError('admin rotate needs --user NAME or --all (or --resume alone)', 'keybroker admin rotate --user alice');
+      if (resume && typeof values['audit-log'] !== 'string')
+        throw new UsageError(
+          '--resume needs --audit-log FILE: the log of the rotation it finishes (with the audit on stderr there is nothing to resume from)',
+          'keybroker admin rotate --resume --audit-log /var/log/keybroker-admin.log',
+        );
       const graceMs = values['now'] ? 0 : durationFlag(values, 'grace', '24h');
       const fromInput = values['from-file'] !== undefined || (!deps.issuer && !values['all'] && !resume);
       const key = fromInput ? await readKey(values) : undefined;
-      await bulk(deps, () => rotateKeys(deps, { users, ...(values['all'] ? { all: true } : {}), graceMs, dryRun: Boolean(values['dry-run']), ...(resume ? { resume } : {}), ...(key !== undefined ? { key } : {}), ...expiry(values) }, callerTtlMs(context.env)));
+      await bulk(deps, () =>
+        rotateKeys(
+          deps,
+          {
+            users,
+            ...(values['all'] ? { all: true } : {}),
+            graceMs,
+            dryRun: Boolean(values['dry-run']),
+            ...(resume ? { resume } : {}),
+            ...(key !== undefined ? { key } : {}),
+            ...expiry(values),
+          },
+          callerTtlMs(context.env),
+        ),
+      );
       return 0;
     }
     case 'revoke': {
@@ -273,7 +305,10 @@ async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string
     }
     case 'list': {
       const { listKeys, renderTable } = await import('../../admin/list.ts');
-      const rows = await listKeys(deps, { maxAgeMs: durationFlag(values, 'max-age', '90d'), expiringWithinMs: durationFlag(values, 'expiring-within', '14d') });
+      const rows = await listKeys(deps, {
+        maxAgeMs: durationFlag(values, 'max-age', '90d'),
+        expiringWithinMs: durationFlag(values, 'expiring-within', '14d'),
+      });
       context.output.stdout(values['json'] ? JSON.stringify(rows, null, 2) + '\n' : renderTable(rows, context.now()));
       return 0;
     }
@@ -287,7 +322,12 @@ async function adminDeps(values: ParsedValues, config: LoadedConfig, context: Ru
   const { ThrottleRelay } = await import('../../admin/bulk.ts');
   const { profile } = config;
   const relay = new ThrottleRelay();
-  const provider = await openProvider(profile, { env: context.env, debug: context.debug, onThrottle: (waitMs) => relay.notify(waitMs), paceCall: relay.pace });
+  const provider = await openProvider(profile, {
+    env: context.env,
+    debug: context.debug,
+    onThrottle: (waitMs) => relay.notify(waitMs),
+    paceCall: relay.pace,
+  });
   // Who did it, for the audit and created_by: the admin as the store sees them.
   const actor = writes ? (await provider.whoami()).principal : 'unknown';
   const deps: AdminDeps = {
@@ -296,13 +336,23 @@ async function adminDeps(values: ParsedValues, config: LoadedConfig, context: Ru
     valueFormat: config.sources['field'] ? 'json' : 'raw',
     now: context.now,
     output: context.output,
-    audit: auditLog({ ...(typeof values['audit-log'] === 'string' ? { file: values['audit-log'] } : {}), output: context.output, actor: () => actor, now: context.now }),
+    audit: auditLog({
+      ...(typeof values['audit-log'] === 'string' ? { file: values['audit-log'] } : {}),
+      output: context.output,
+      actor: () => actor,
+      now: context.now,
+    }),
     actor: () => actor,
     isTTY: context.isTTY,
     bulk: { ceiling: concurrencyFlag(values), ...maxRateFlag(values), relay },
     json: Boolean(values['json']),
   };
-  if (profile.keyIssuer) deps.issuer = openKeyIssuer(profile.keyIssuer, { env: context.env, timeoutMs: Math.max(profile.timeoutMs, 10_000), ...(profile.allowInsecureHttp ? { allowInsecureHttp: true } : {}) });
+  if (profile.keyIssuer)
+    deps.issuer = openKeyIssuer(profile.keyIssuer, {
+      env: context.env,
+      timeoutMs: Math.max(profile.timeoutMs, 10_000),
+      ...(profile.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
+    });
   return deps;
 }
 
@@ -311,7 +361,8 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
   const { profile } = config;
   const store = storeOf(profile); // an oidc profile has no secrets to write a policy for
   const type = (values['store'] ?? store.type) as string;
-  if (!(storeTypes as readonly string[]).includes(type)) throw new UsageError(`--store must be one of ${storeTypes.join(', ')}, not "${type}"`, 'e.g. --store aws');
+  if (!(storeTypes as readonly string[]).includes(type))
+    throw new UsageError(`--store must be one of ${storeTypes.join(', ')}, not "${type}"`, 'e.g. --store aws');
   const { loadProviderModule } = await import('../../loader/chunks.ts');
   const { openProvider } = await import('../../loader/open-store.ts');
   const request = await policyRequestFor(type as StoreType, (values['user'] as string[] | undefined) ?? [], {
@@ -322,7 +373,10 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
   });
   const result = renderPolicy(request);
   const mismatch = type === 'aws' ? userSourceMismatch(profile, undefined, '') : undefined;
-  if (mismatch) context.output.stderr(`keybroker: warning: profile "${profile.name}" has "user": "os": ${mismatch.finding}; where a laptop login differs from the IAM user name, that developer gets exit 6: ${mismatch.fix}`);
+  if (mismatch)
+    context.output.stderr(
+      `keybroker: warning: profile "${profile.name}" has "user": "os": ${mismatch.finding}; where a laptop login differs from the IAM user name, that developer gets exit 6: ${mismatch.fix}`,
+    );
   const only = values['only'];
   if (only !== undefined) {
     const document = result.documents[String(only)];
@@ -354,11 +408,15 @@ async function bulk<T>(deps: AdminDeps, action: () => Promise<T>): Promise<T> {
 
 /** Mistakes an admin makes once: refused before any store call, unless --force says they are meant. */
 function refuseFootguns(sub: Subcommand, values: ParsedValues, now: number): void {
-  if (values['grace'] !== undefined && values['now']) throw new UsageError('--grace and --now contradict each other (--now is --grace 0)', 'give one of them');
+  if (values['grace'] !== undefined && values['now'])
+    throw new UsageError('--grace and --now contradict each other (--now is --grace 0)', 'give one of them');
   if (values['force'] || (sub !== 'put' && sub !== 'rotate')) return;
   const expiresAt = expiry(values).expiresAt;
   if (expiresAt && expiresAt.getTime() <= now) {
-    throw new UsageError(`--expires-at ${expiresAt.toISOString()} is in the past: the key would be refused at once`, 'give a future time (RFC 3339), or add --force to store an expired key on purpose');
+    throw new UsageError(
+      `--expires-at ${expiresAt.toISOString()} is in the past: the key would be refused at once`,
+      'give a future time (RFC 3339), or add --force to store an expired key on purpose',
+    );
   }
 }
 
@@ -366,7 +424,11 @@ function concurrencyFlag(values: ParsedValues): number {
   const text = values['concurrency'];
   if (text === undefined) return 16;
   const count = typeof text === 'string' && /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!(count >= 1 && count <= 256)) throw new UsageError(`--concurrency must be a whole number from 1 to 256, not "${String(text)}"`, 'e.g. --concurrency 8 to stay under a shared quota');
+  if (!(count >= 1 && count <= 256))
+    throw new UsageError(
+      `--concurrency must be a whole number from 1 to 256, not "${String(text)}"`,
+      'e.g. --concurrency 8 to stay under a shared quota',
+    );
   return count;
 }
 
@@ -374,7 +436,11 @@ function maxRateFlag(values: ParsedValues): { maxRate?: number } {
   const text = values['max-rate'];
   if (text === undefined) return {};
   const rate = typeof text === 'string' && /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
-  if (!(rate >= 0.1 && rate <= 100_000)) throw new UsageError(`--max-rate must be a number of store calls a second from 0.1 to 100000, not "${String(text)}"`, 'e.g. --max-rate 20 to use 20 of a 50-a-second quota');
+  if (!(rate >= 0.1 && rate <= 100_000))
+    throw new UsageError(
+      `--max-rate must be a number of store calls a second from 0.1 to 100000, not "${String(text)}"`,
+      'e.g. --max-rate 20 to use 20 of a 50-a-second quota',
+    );
   return { maxRate: rate };
 }
 
@@ -401,7 +467,11 @@ async function readKey(values: ParsedValues): Promise<string> {
   const file = values['from-file'];
   if (file === '-') return readKeyInput(fs.readFileSync(0, 'utf8'), 'stdin');
   if (typeof file === 'string') return readKeyInput(readFile(file), file);
-  if (process.stdin.isTTY) throw new UsageError('no key on stdin (it is a terminal)', 'pipe the key: printf %s "$KEY" | keybroker admin …, or use --from-file FILE');
+  if (process.stdin.isTTY)
+    throw new UsageError(
+      'no key on stdin (it is a terminal)',
+      'pipe the key: printf %s "$KEY" | keybroker admin …, or use --from-file FILE',
+    );
   return readKeyInput(fs.readFileSync(0, 'utf8'), 'stdin');
 }
 

@@ -30,13 +30,14 @@ Examples:
   allowPositionals: true,
   async run(values, positionals, context) {
     if (positionals[0] !== 'clear' || positionals.length > 1) {
-      throw new UsageError(positionals.length ? `unknown cache command "${positionals.join(' ')}"` : 'cache: say what to do', "run 'keybroker cache clear' (see 'keybroker cache --help')");
+      throw new UsageError(
+        positionals.length ? `unknown cache command "${positionals.join(' ')}"` : 'cache: say what to do',
+        "run 'keybroker cache clear' (see 'keybroker cache --help')",
+      );
     }
     const config = loadConfigFor(values, context);
     const osUser = () => osLoginName(context.env);
-    const names = values['all']
-      ? profileNames(config.layers)
-      : [config.profile.name];
+    const names = values['all'] ? profileNames(config.layers) : [config.profile.name];
     const profiles = names.map((name) => (name === config.profile.name ? config.profile : resolveProfile(config.layers, name).profile));
     const current = profileNames(config.layers).flatMap((name) => {
       try {
@@ -47,17 +48,28 @@ Examples:
         return [];
       }
     });
-    const { removed, leftovers, keychainUnusable } = await clearCachedKeys(profiles, context.env, context.debug, { sweep: { everything: Boolean(values['all']), current }, leaveUnusableKeychain: true });
+    const { removed, leftovers, keychainUnusable } = await clearCachedKeys(profiles, context.env, context.debug, {
+      sweep: { everything: Boolean(values['all']), current },
+      leaveUnusableKeychain: true,
+    });
     for (const profile of profiles) {
       const where = removed.get(knownCacheAccount(profile, osUser) ?? '') ?? [];
-      const left = keychainUnusable && profile.cache.backend === 'keychain' ? '; the keychain could not be opened: an entry there is left' : '';
-      context.output.stdout(`profile "${profile.name}": ${where.length ? `removed the cached key from ${where.join(' and ')}` : 'no cached key'}${left}\n`);
+      const left =
+        keychainUnusable && profile.cache.backend === 'keychain' ? '; the keychain could not be opened: an entry there is left' : '';
+      context.output.stdout(
+        `profile "${profile.name}": ${where.length ? `removed the cached key from ${where.join(' and ')}` : 'no cached key'}${left}\n`,
+      );
     }
     if (keychainUnusable) {
       // Not a failure of clear: a keychain that cannot be opened serves nothing either (get exits 9).
-      context.output.stderr(`keybroker: the keychain was not cleared (${keychainUnusable.message}): its keybroker entries are left; run 'keybroker cache clear' again once it can be opened`);
+      context.output.stderr(
+        `keybroker: the keychain was not cleared (${keychainUnusable.message}): its keybroker entries are left; run 'keybroker cache clear' again once it can be opened`,
+      );
     }
-    if (leftovers) context.output.stdout(`removed ${leftovers} more: keys cached under earlier settings or for removed profiles, and unfinished writes\n`);
+    if (leftovers)
+      context.output.stdout(
+        `removed ${leftovers} more: keys cached under earlier settings or for removed profiles, and unfinished writes\n`,
+      );
     return 0;
   },
 };

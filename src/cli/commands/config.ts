@@ -5,7 +5,16 @@ import type { Command } from '../command.ts';
 import { UsageError } from '../../kernel/errors.ts';
 import { userConfigPath } from '../../kernel/paths.ts';
 import { loadConfigFor } from '../wiring.ts';
-import { checkStoreType, configFiles, effectiveConfig, formatEffective, initialConfig, STORE_QUESTIONS, writeInitialConfig, type InitAnswers } from '../../config/view.ts';
+import {
+  checkStoreType,
+  configFiles,
+  effectiveConfig,
+  formatEffective,
+  initialConfig,
+  STORE_QUESTIONS,
+  writeInitialConfig,
+  type InitAnswers,
+} from '../../config/view.ts';
 import { storeTypes } from '../../../providers/index.ts';
 
 const STORE_FLAGS = ['region', 'endpoint', 'aws-profile', 'vault-url', 'project', 'address', 'mount', 'vault-auth'] as const;
@@ -72,7 +81,10 @@ Examples:
     }
     const rows = effectiveConfig(config);
     if (values['json']) {
-      context.output.stdout(JSON.stringify({ profile: config.profile.name, values: rows, files, layers: config.layers.map((layer) => layer.source) }, null, 2) + '\n');
+      context.output.stdout(
+        JSON.stringify({ profile: config.profile.name, values: rows, files, layers: config.layers.map((layer) => layer.source) }, null, 2) +
+          '\n',
+      );
     } else {
       context.output.stdout(formatEffective(rows, files));
     }
@@ -83,14 +95,17 @@ Examples:
 async function init(values: Record<string, unknown>, context: Parameters<Command['run']>[2]): Promise<number> {
   const interactive = context.isTTY && Boolean(process.stdin.isTTY);
   // Loaded only here: no other command needs a line editor.
-  const prompt = interactive ? (await import('node:readline/promises')).createInterface({ input: process.stdin, output: process.stderr }) : undefined;
+  const prompt = interactive
+    ? (await import('node:readline/promises')).createInterface({ input: process.stdin, output: process.stderr })
+    : undefined;
   const ask = async (question: string, fallback?: string) => {
     if (!prompt) return fallback ?? '';
     const answer = (await prompt.question(`${question}${fallback ? ` [${fallback}]` : ''}: `)).trim();
     return answer || fallback || '';
   };
   try {
-    const storeFlag = typeof values['store'] === 'string' ? values['store'] : prompt ? await ask(`store (${storeTypes.join(', ')})`, 'aws') : undefined;
+    const storeFlag =
+      typeof values['store'] === 'string' ? values['store'] : prompt ? await ask(`store (${storeTypes.join(', ')})`, 'aws') : undefined;
     const store = checkStoreType(storeFlag);
     const fields: Record<string, string> = {};
     for (const flag of STORE_FLAGS) if (typeof values[flag] === 'string') fields[FLAG_FIELD[flag]] = values[flag] as string;
@@ -98,13 +113,25 @@ async function init(values: Record<string, unknown>, context: Parameters<Command
       if (fields[question.field]) continue;
       const answer = await ask(question.prompt);
       if (answer) fields[question.field] = answer;
-      else if (question.required) throw new UsageError(`config init: the ${store} store needs ${question.field}`, `pass --${Object.entries(FLAG_FIELD).find(([, field]) => field === question.field)?.[0]} VALUE`);
+      else if (question.required)
+        throw new UsageError(
+          `config init: the ${store} store needs ${question.field}`,
+          `pass --${Object.entries(FLAG_FIELD).find(([, field]) => field === question.field)?.[0]} VALUE`,
+        );
     }
-    const secret = typeof values['secret'] === 'string' ? values['secret'] : await ask('secret name template', 'claude-code/keys/{user}') || 'claude-code/keys/{user}';
+    const secret =
+      typeof values['secret'] === 'string'
+        ? values['secret']
+        : (await ask('secret name template', 'claude-code/keys/{user}')) || 'claude-code/keys/{user}';
     const gateway = typeof values['gateway'] === 'string' ? values['gateway'] : await ask('LLM gateway URL (empty: none)');
     const fallback = await initFallback(values['fallback'], context, prompt ? ask : undefined);
     const answers: InitAnswers = { store, fields, secret, ...(gateway ? { gateway } : {}), ...(fallback ? { fallback } : {}) };
-    const file = typeof values['output'] === 'string' ? path.resolve(values['output']) : typeof values['config'] === 'string' ? path.resolve(values['config']) : userConfigPath(context.env);
+    const file =
+      typeof values['output'] === 'string'
+        ? path.resolve(values['output'])
+        : typeof values['config'] === 'string'
+          ? path.resolve(values['config'])
+          : userConfigPath(context.env);
     writeInitialConfig(file, initialConfig(answers), values['force'] === true);
     context.output.stdout(`wrote ${file}\n`);
     context.output.stderr(`keybroker: next: 'keybroker config' to review it, 'keybroker login', then 'keybroker doctor'`);
@@ -115,15 +142,24 @@ async function init(values: Record<string, unknown>, context: Parameters<Command
 }
 
 /** `--fallback`, or on a machine without a keychain the question (on a terminal) or a note that names the flag. */
-async function initFallback(flag: unknown, context: Parameters<Command['run']>[2], ask?: (question: string, fallback?: string) => Promise<string>): Promise<'file' | 'none' | undefined> {
-  if (flag !== undefined && flag !== 'file' && flag !== 'none') throw new UsageError(`--fallback must be file or none, not "${String(flag)}"`, 'e.g. --fallback file on a machine without a keychain');
+async function initFallback(
+  flag: unknown,
+  context: Parameters<Command['run']>[2],
+  ask?: (question: string, fallback?: string) => Promise<string>,
+): Promise<'file' | 'none' | undefined> {
+  if (flag !== undefined && flag !== 'file' && flag !== 'none')
+    throw new UsageError(`--fallback must be file or none, not "${String(flag)}"`, 'e.g. --fallback file on a machine without a keychain');
   if (flag !== undefined) return flag;
   const { missingKeychain } = await import('../../cache/keychain-probe.ts');
   const missing = await missingKeychain(context.env);
   if (missing === undefined) return undefined;
-  context.output.stderr(`keybroker: no keychain on this machine (${missing}): without a fallback nothing is cached and every call reads the store`);
+  context.output.stderr(
+    `keybroker: no keychain on this machine (${missing}): without a fallback nothing is cached and every call reads the store`,
+  );
   if (!ask) {
-    context.output.stderr('keybroker: to cache the key in a private file (0600, in a 0700 folder) instead, run config init again with --fallback file, or add "fallback": "file" to "cache"');
+    context.output.stderr(
+      'keybroker: to cache the key in a private file (0600, in a 0700 folder) instead, run config init again with --fallback file, or add "fallback": "file" to "cache"',
+    );
     return undefined;
   }
   const answer = (await ask('cache the key in a private file (0600) instead? (yes/no)', 'yes')).toLowerCase();

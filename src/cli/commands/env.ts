@@ -7,7 +7,17 @@ import type { Command } from '../command.ts';
 import { getKey } from '../../broker/broker.ts';
 import { memoryRotationState } from '../../broker/rotation-state.ts';
 import { noCache } from '../../cache/cache-store.ts';
-import { ciAssignments, ciFormats, keyVariables, renderGithub, refuseGitlabTrace, renderGitlab, renderShell, type CiFormat, type KeyVariable } from '../../claude/ci-env.ts';
+import {
+  ciAssignments,
+  ciFormats,
+  keyVariables,
+  renderGithub,
+  refuseGitlabTrace,
+  renderGitlab,
+  renderShell,
+  type CiFormat,
+  type KeyVariable,
+} from '../../claude/ci-env.ts';
 import { UsageError } from '../../kernel/errors.ts';
 import { refuseEnforcedFlag } from '../../config/config.ts';
 import { brokerDeps, configForMcp, loadConfigFor } from '../wiring.ts';
@@ -38,12 +48,20 @@ Examples:
   async run(values, _positionals, context) {
     const format = values['format'];
     if (typeof format !== 'string' || !(ciFormats as readonly string[]).includes(format)) {
-      throw new UsageError(`env: --format must be one of ${ciFormats.join(', ')}`, "run 'keybroker env --format github' (or gitlab, shell)");
+      throw new UsageError(
+        `env: --format must be one of ${ciFormats.join(', ')}`,
+        "run 'keybroker env --format github' (or gitlab, shell)",
+      );
     }
     const keyVariable = (values['key-var'] ?? 'ANTHROPIC_API_KEY') as string;
-    if (!(keyVariables as readonly string[]).includes(keyVariable)) throw new UsageError(`env: --key-var must be one of ${keyVariables.join(', ')}`, 'ANTHROPIC_API_KEY (x-api-key) or ANTHROPIC_AUTH_TOKEN (Bearer)');
+    if (!(keyVariables as readonly string[]).includes(keyVariable))
+      throw new UsageError(
+        `env: --key-var must be one of ${keyVariables.join(', ')}`,
+        'ANTHROPIC_API_KEY (x-api-key) or ANTHROPIC_AUTH_TOKEN (Bearer)',
+      );
     const githubEnv = context.env['GITHUB_ENV'];
-    if (format === 'github' && !githubEnv) throw new UsageError('env --format github: GITHUB_ENV is not set', 'run it as a step of a GitHub Actions job');
+    if (format === 'github' && !githubEnv)
+      throw new UsageError('env --format github: GITHUB_ENV is not set', 'run it as a step of a GitHub Actions job');
     // Before the store is read: a traced job gets no key at all.
     if (format === 'gitlab') refuseGitlabTrace(context.env);
 
@@ -53,11 +71,23 @@ Examples:
     Object.assign(deps, { caller: undefined, startBackgroundRefresh: undefined });
     // A runner keeps nothing: no cache, no lock or state files, no 401 memory. An SSO profile's
     // sign-in lives in its cache (the only place when the gateway issues no refresh token): kept.
-    if (!config.profile.oidc) Object.assign(deps, { cache: noCache, state: memoryRotationState(), lock: { acquire: async () => async () => {} } });
+    if (!config.profile.oidc)
+      Object.assign(deps, { cache: noCache, state: memoryRotationState(), lock: { acquire: async () => async () => {} } });
     const served = await getKey(deps);
-    const gateway = typeof values['gateway'] === 'string' ? values['gateway'] : config.profile.gateway ?? (context.env['ANTHROPIC_BASE_URL'] || undefined);
-    if (!gateway) context.output.stderr('keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): ANTHROPIC_BASE_URL is not set');
-    const assignments = ciAssignments({ key: served.key, keyVariable: keyVariable as KeyVariable, gateway, gatewayHeaders: config.profile.gatewayHeaders });
+    const gateway =
+      typeof values['gateway'] === 'string'
+        ? values['gateway']
+        : (config.profile.gateway ?? (context.env['ANTHROPIC_BASE_URL'] || undefined));
+    if (!gateway)
+      context.output.stderr(
+        'keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): ANTHROPIC_BASE_URL is not set',
+      );
+    const assignments = ciAssignments({
+      key: served.key,
+      keyVariable: keyVariable as KeyVariable,
+      gateway,
+      gatewayHeaders: config.profile.gatewayHeaders,
+    });
     switch (format as CiFormat) {
       case 'github': {
         const { log, envFile } = renderGithub(assignments, `keybroker_${randomUUID()}`);

@@ -8,7 +8,7 @@ import { noCache } from '../../cache/cache-store.ts';
 
 export const getCommand: Command = {
   name: 'get',
-  summary: 'print the developer\'s gateway key (what Claude Code\'s apiKeyHelper runs)',
+  summary: "print the developer's gateway key (what Claude Code's apiKeyHelper runs)",
   help: `Usage: keybroker [get] [--profile NAME] [--recheck] [--json]
 
 Prints your LLM-gateway key on stdout with no newline, for Claude Code's apiKeyHelper.
@@ -76,5 +76,10 @@ Examples:
 
 /** `get --json`: the key with its version and expiry, in the shape of AWS's credential_process output (Version 1). */
 export function keyDocument(served: Served): string {
-  return JSON.stringify({ Version: 1, key: served.key, version: served.version, expires_at: served.expiresAt === undefined ? null : new Date(served.expiresAt).toISOString() });
+  return JSON.stringify({
+    Version: 1,
+    key: served.key,
+    version: served.version,
+    expires_at: served.expiresAt === undefined ? null : new Date(served.expiresAt).toISOString(),
+  });
 }

@@ -44,7 +44,8 @@ Examples:
   async run(values, _positionals, context) {
     const config = loadConfigFor(values, context);
     const flow = values['flow'];
-    if (flow !== undefined && flow !== 'device' && flow !== 'browser') throw new UsageError(`--flow must be "device" or "browser", not "${String(flow)}"`, 'e.g. --flow device');
+    if (flow !== undefined && flow !== 'device' && flow !== 'browser')
+      throw new UsageError(`--flow must be "device" or "browser", not "${String(flow)}"`, 'e.g. --flow device');
     if (config.profile.oidc) {
       const say = (line: string) => context.output.stderr(`keybroker: ${line}`);
       await ssoLogin(
@@ -60,7 +61,11 @@ Examples:
       );
       return 0;
     }
-    if (flow !== undefined) throw new UsageError(`--flow is for SSO profiles, and profile "${config.profile.name}" reads a store (${config.profile.store?.type})`, 'run \'keybroker login\' without --flow, or pick an SSO profile with --profile');
+    if (flow !== undefined)
+      throw new UsageError(
+        `--flow is for SSO profiles, and profile "${config.profile.name}" reads a store (${config.profile.store?.type})`,
+        "run 'keybroker login' without --flow, or pick an SSO profile with --profile",
+      );
     const deps = brokerDeps(config, context);
     const provider = await deps.openProvider();
     const say = (line: string) => context.output.stderr(`keybroker: ${line}`);

@@ -21,12 +21,16 @@ Examples:
   async run(values, _positionals, context) {
     const { profile } = loadConfigFor(values, context);
     const account = cacheAccount(profile, () => osLoginName(context.env));
-    const { removed } = await clearCachedKeys([profile], context.env, context.debug, { accountsOf: (chosen) => [account, refreshTokenAccount(chosen)] });
+    const { removed } = await clearCachedKeys([profile], context.env, context.debug, {
+      accountsOf: (chosen) => [account, refreshTokenAccount(chosen)],
+    });
     const token = removed.get(account) ?? [];
     const refresh = removed.get(refreshTokenAccount(profile)) ?? [];
     const parts = [
       refresh.length ? `removed the sign-in (refresh token) from ${refresh.join(' and ')}` : 'no sign-in kept',
-      token.length ? `removed the cached ${profile.oidc ? 'access token' : 'key'} from ${token.join(' and ')}` : `no cached ${profile.oidc ? 'access token' : 'key'}`,
+      token.length
+        ? `removed the cached ${profile.oidc ? 'access token' : 'key'} from ${token.join(' and ')}`
+        : `no cached ${profile.oidc ? 'access token' : 'key'}`,
     ];
     context.output.stdout(`profile "${profile.name}": ${parts.join('; ')}\n`);
     return 0;

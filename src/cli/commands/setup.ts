@@ -7,14 +7,26 @@ import { checkedBinary, isSystemLocation } from '../../claude/helper-binary.ts';
 import { helperTarget, mergeAppsGatewaySettings, mergeIntoSettings, settingsSnippet, thisProgram } from '../../claude/setup.ts';
 import { UsageError } from '../../kernel/errors.ts';
 import { customHeadersValue } from '../../claude/surfaces.ts';
-import { appsGatewayManagedSettings, desktopConfigPath, desktopKeys, helperCommand, mcpServerName, mcpSnippets, mergeDesktopConfig, otelSnippet, thisProgramArgv } from '../../claude/surface-setup.ts';
+import {
+  appsGatewayManagedSettings,
+  desktopConfigPath,
+  desktopKeys,
+  helperCommand,
+  mcpServerName,
+  mcpSnippets,
+  mergeDesktopConfig,
+  otelSnippet,
+  thisProgramArgv,
+} from '../../claude/surface-setup.ts';
 
 /** The program the settings run, shell-quoted: --binary's path or this binary; a managed file outside the system folders is warned about. */
 function helperProgram(values: ParsedValues, context: RunContext): string {
   const binary = typeof values['binary'] === 'string' ? checkedBinary(values['binary']) : undefined;
   const file = binary ?? (process.getBuiltinModule('node:sea').isSea() ? process.execPath : undefined);
   if (values['managed'] && file && !isSystemLocation(file)) {
-    context.output.stderr(`keybroker: warning: every developer's Claude Code will run ${file}, which is not in a system folder (a download or build folder moves, and its owner can change it): install keybroker under /usr/local/bin or /opt/… and pass --binary with that path`);
+    context.output.stderr(
+      `keybroker: warning: every developer's Claude Code will run ${file}, which is not in a system folder (a download or build folder moves, and its owner can change it): install keybroker under /usr/local/bin or /opt/… and pass --binary with that path`,
+    );
   }
   return binary ? shellQuote(binary) : thisProgram();
 }
@@ -84,17 +96,24 @@ Examples:
     otel: { type: 'boolean' },
   },
   async run(values, _positionals, context) {
-    if (values['force'] && !values['write']) throw new UsageError('setup: --force only makes sense with --write', "run 'keybroker setup --write --force'");
+    if (values['force'] && !values['write'])
+      throw new UsageError('setup: --force only makes sense with --write', "run 'keybroker setup --write --force'");
     if (values['apps-gateway'] !== undefined) return setupAppsGateway(values, context);
     const config = loadConfigFor(values, context);
-    const gateway = typeof values['gateway'] === 'string' ? values['gateway'] : config.profile.gateway ?? context.env['ANTHROPIC_BASE_URL'];
+    const gateway =
+      typeof values['gateway'] === 'string' ? values['gateway'] : (config.profile.gateway ?? context.env['ANTHROPIC_BASE_URL']);
     const helper = helperTarget(
-      { ...(typeof values['config'] === 'string' ? { config: values['config'] } : {}), ...(typeof values['profile'] === 'string' ? { profile: values['profile'] } : {}) },
+      {
+        ...(typeof values['config'] === 'string' ? { config: values['config'] } : {}),
+        ...(typeof values['profile'] === 'string' ? { profile: values['profile'] } : {}),
+      },
       context.env,
       process.cwd(),
     );
     if (helper.notCarried.length) {
-      context.output.stderr(`keybroker: ${helper.notCarried.join(', ')} ${helper.notCarried.length === 1 ? 'is' : 'are'} set in this shell but not written: Claude Code's helper sees ${helper.notCarried.length === 1 ? 'it' : 'them'} only from Claude Code's own environment (or put the value in the config file)`);
+      context.output.stderr(
+        `keybroker: ${helper.notCarried.join(', ')} ${helper.notCarried.length === 1 ? 'is' : 'are'} set in this shell but not written: Claude Code's helper sees ${helper.notCarried.length === 1 ? 'it' : 'them'} only from Claude Code's own environment (or put the value in the config file)`,
+      );
     }
     const program = helperProgram(values, context);
     const snippet = settingsSnippet({
@@ -108,32 +127,56 @@ Examples:
     const surfaces = [values['desktop'], values['mcp'], values['otel']].filter((value) => value !== undefined && value !== false).length;
     if (surfaces > 1) throw new UsageError('setup: one of --desktop, --mcp, --otel at a time', "run 'keybroker setup --help'");
     if (typeof values['mcp'] === 'string') {
-      if (values['write']) throw new UsageError('setup --mcp prints only', 'paste the first block into .mcp.json (or settings "mcpServers"), the second into the keybroker config');
+      if (values['write'])
+        throw new UsageError(
+          'setup --mcp prints only',
+          'paste the first block into .mcp.json (or settings "mcpServers"), the second into the keybroker config',
+        );
       const name = typeof values['mcp-name'] === 'string' ? values['mcp-name'] : mcpServerName(values['mcp']);
-      const snippets = mcpSnippets({ url: values['mcp'], name, command: helperCommand(thisProgram(), 'headers', profileFlag), profileName: config.profile.name });
+      const snippets = mcpSnippets({
+        url: values['mcp'],
+        name,
+        command: helperCommand(thisProgram(), 'headers', profileFlag),
+        profileName: config.profile.name,
+      });
       context.output.stdout(`${JSON.stringify(snippets.mcpJson, null, 2)}\n${JSON.stringify(snippets.keybrokerConfig, null, 2)}\n`);
-      context.output.stderr('keybroker: the first block goes into .mcp.json (or "mcpServers" in Claude Code settings); the second into the keybroker config (keybroker sends a key only to the MCP servers it lists)');
+      context.output.stderr(
+        'keybroker: the first block goes into .mcp.json (or "mcpServers" in Claude Code settings); the second into the keybroker config (keybroker sends a key only to the MCP servers it lists)',
+      );
       return 0;
     }
     if (values['otel']) {
       if (values['write']) throw new UsageError('setup --otel prints only', 'merge it into your Claude Code settings');
       context.output.stdout(JSON.stringify(otelSnippet(helperCommand(thisProgram(), 'headers', profileFlag)), null, 2) + '\n');
-      context.output.stderr('keybroker: merge this into your Claude Code settings and set env.OTEL_EXPORTER_OTLP_ENDPOINT to your collector (otelHeadersHelper serves HTTP exporters only)');
+      context.output.stderr(
+        'keybroker: merge this into your Claude Code settings and set env.OTEL_EXPORTER_OTLP_ENDPOINT to your collector (otelHeadersHelper serves HTTP exporters only)',
+      );
       return 0;
     }
     if (values['desktop']) {
-      if (!gateway) context.output.stderr('keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): inferenceGatewayBaseUrl left out; the app requires it');
+      if (!gateway)
+        context.output.stderr(
+          'keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): inferenceGatewayBaseUrl left out; the app requires it',
+        );
       const keys = desktopKeys({ argv: thisProgramArgv(), profileFlag, profile: config.profile, gateway });
       if (values['managed']) {
-        if (values['write']) throw new UsageError('setup --desktop --managed prints the keys; your MDM delivers them', 'put them into the com.anthropic.claudefordesktop profile (macOS) or HKLM\\SOFTWARE\\Policies\\Claude (Windows), each value a string');
+        if (values['write'])
+          throw new UsageError(
+            'setup --desktop --managed prints the keys; your MDM delivers them',
+            'put them into the com.anthropic.claudefordesktop profile (macOS) or HKLM\\SOFTWARE\\Policies\\Claude (Windows), each value a string',
+          );
         context.output.stdout(JSON.stringify(keys, null, 2) + '\n');
-        context.output.stderr('keybroker: put these keys into your MDM profile (com.anthropic.claudefordesktop) or registry policy (HKLM\\SOFTWARE\\Policies\\Claude), each value a string');
+        context.output.stderr(
+          'keybroker: put these keys into your MDM profile (com.anthropic.claudefordesktop) or registry policy (HKLM\\SOFTWARE\\Policies\\Claude), each value a string',
+        );
         return 0;
       }
       const file = desktopConfigPath(context.env);
       if (!values['write']) {
         context.output.stdout(JSON.stringify({ enterpriseConfig: keys }, null, 2) + '\n');
-        context.output.stderr(`keybroker: merge this into ${file}, or run 'keybroker setup --desktop --write'; quit and reopen the app after`);
+        context.output.stderr(
+          `keybroker: merge this into ${file}, or run 'keybroker setup --desktop --write'; quit and reopen the app after`,
+        );
         return 0;
       }
       const outcome = mergeDesktopConfig(file, keys, { force: values['force'] === true, now: context.now() });
@@ -142,19 +185,30 @@ Examples:
       return 0;
     }
     if (config.profile.gatewayHeaders) snippet.env['ANTHROPIC_CUSTOM_HEADERS'] = customHeadersValue(config.profile.gatewayHeaders);
-    if (!gateway) context.output.stderr("keybroker: no gateway known (no --gateway, profile \"gateway\" or ANTHROPIC_BASE_URL): env.ANTHROPIC_BASE_URL left out; add it, or Claude Code talks to api.anthropic.com");
+    if (!gateway)
+      context.output.stderr(
+        'keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): env.ANTHROPIC_BASE_URL left out; add it, or Claude Code talks to api.anthropic.com',
+      );
     const ttl = callerTtlMs(context.env);
     context.debug(`current CLAUDE_CODE_API_KEY_HELPER_TTL_MS in this shell: ${ttl}`);
     const target = values['managed'] ? managedSettingsPath(context.env) : userSettingsPath(context.env);
     if (!values['write']) {
       context.output.stdout(JSON.stringify(snippet, null, 2) + '\n');
-      context.output.stderr(`keybroker: merge this into ${target}, or run 'keybroker setup${values['managed'] ? ' --managed' : ''} --write'`);
+      context.output.stderr(
+        `keybroker: merge this into ${target}, or run 'keybroker setup${values['managed'] ? ' --managed' : ''} --write'`,
+      );
       return 0;
     }
-    const outcome = mergeIntoSettings(target, snippet, { force: values['force'] === true, now: context.now(), managed: values['managed'] === true });
+    const outcome = mergeIntoSettings(target, snippet, {
+      force: values['force'] === true,
+      now: context.now(),
+      managed: values['managed'] === true,
+    });
     context.output.stdout(JSON.stringify(snippet, null, 2) + '\n');
     const notes = [
-      outcome.unchanged ? `${outcome.file} already has these settings; not written, no backup` : `wrote ${outcome.file}${outcome.through ? ` (through the link, to ${outcome.through})` : ''}`,
+      outcome.unchanged
+        ? `${outcome.file} already has these settings; not written, no backup`
+        : `wrote ${outcome.file}${outcome.through ? ` (through the link, to ${outcome.through})` : ''}`,
       outcome.backup ? `backup at ${outcome.backup}` : undefined,
       outcome.replacedHelper ? `replaced apiKeyHelper ${JSON.stringify(outcome.replacedHelper)}` : undefined,
     ].filter(Boolean);
@@ -165,19 +219,30 @@ Examples:
 
 /** `setup --managed --apps-gateway URL [--write [--force]]`: Claude Code signs in to the Claude apps gateway itself. */
 function setupAppsGateway(values: ParsedValues, context: RunContext): number {
-    if (!values['managed']) throw new UsageError('setup --apps-gateway is for the managed settings', "run 'keybroker setup --managed --apps-gateway https://…' (add --write, as admin, to merge it into the managed settings file)");
-    const settings = appsGatewayManagedSettings(String(values['apps-gateway']));
-    context.output.stdout(`${JSON.stringify(settings, null, 2)}\n`);
-    if (!values['write']) {
-      context.output.stderr(`keybroker: merge this into ${managedSettingsPath(context.env)} (or your MDM's managed settings) and leave apiKeyHelper and ANTHROPIC_API_KEY out of them: Claude Code refuses to start when a pinned gateway sign-in meets an API key`);
-      return 0;
-    }
-    const outcome = mergeAppsGatewaySettings(managedSettingsPath(context.env), settings, { force: values['force'] === true, now: context.now() });
-    const notes = [
-      outcome.unchanged ? `${outcome.file} already has these settings; not written, no backup` : `wrote ${outcome.file}`,
-      outcome.backup ? `backup at ${outcome.backup}` : undefined,
-      outcome.replacedHelper ? `removed apiKeyHelper ${JSON.stringify(outcome.replacedHelper)} (Claude Code signs in to the gateway itself)` : undefined,
-    ].filter(Boolean);
-    context.output.stderr(`keybroker: ${notes.join('; ')}`);
+  if (!values['managed'])
+    throw new UsageError(
+      'setup --apps-gateway is for the managed settings',
+      "run 'keybroker setup --managed --apps-gateway https://…' (add --write, as admin, to merge it into the managed settings file)",
+    );
+  const settings = appsGatewayManagedSettings(String(values['apps-gateway']));
+  context.output.stdout(`${JSON.stringify(settings, null, 2)}\n`);
+  if (!values['write']) {
+    context.output.stderr(
+      `keybroker: merge this into ${managedSettingsPath(context.env)} (or your MDM's managed settings) and leave apiKeyHelper and ANTHROPIC_API_KEY out of them: Claude Code refuses to start when a pinned gateway sign-in meets an API key`,
+    );
     return 0;
+  }
+  const outcome = mergeAppsGatewaySettings(managedSettingsPath(context.env), settings, {
+    force: values['force'] === true,
+    now: context.now(),
+  });
+  const notes = [
+    outcome.unchanged ? `${outcome.file} already has these settings; not written, no backup` : `wrote ${outcome.file}`,
+    outcome.backup ? `backup at ${outcome.backup}` : undefined,
+    outcome.replacedHelper
+      ? `removed apiKeyHelper ${JSON.stringify(outcome.replacedHelper)} (Claude Code signs in to the gateway itself)`
+      : undefined,
+  ].filter(Boolean);
+  context.output.stderr(`keybroker: ${notes.join('; ')}`);
+  return 0;
 }

@@ -36,7 +36,11 @@ Examples:
     const config = loadConfigFor(values, context);
     const deps = brokerDeps(config, context);
     if (values['check']) {
-      if (values['refresh']) throw new UsageError('--check and --refresh exclude each other', '--check reads the store and keeps nothing; --refresh replaces the cached key');
+      if (values['refresh'])
+        throw new UsageError(
+          '--check and --refresh exclude each other',
+          '--check reads the store and keeps nothing; --refresh replaces the cached key',
+        );
       const { checkStore, formatStoreCheck } = await import('../../broker/store-check.ts');
       const { check, failure } = await checkStore(deps);
       context.output.stdout(values['json'] ? JSON.stringify(check, null, 2) + '\n' : formatStoreCheck(check));
@@ -47,7 +51,12 @@ Examples:
       const served = await getKey(deps, { recheck: true });
       context.debug(`refreshed: version ${served.version} of "${served.secret}" from ${served.from}`);
     }
-    const status = await cacheStatus(config, { cache: deps.cache, now: context.now, osUser: () => osLoginName(context.env), callerTtlMs: callerTtlMs(context.env) });
+    const status = await cacheStatus(config, {
+      cache: deps.cache,
+      now: context.now,
+      osUser: () => osLoginName(context.env),
+      callerTtlMs: callerTtlMs(context.env),
+    });
     context.output.stdout(values['json'] ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status, context.now()));
     return 0;
   },
