@@ -335,6 +335,7 @@ function defaultModel(deps: DoctorDeps, state: DoctorState): string[] {
   return state.listedModels?.slice(0, 1) ?? [];
 }
 
+/** The smallest message a gateway answers: one token, or a short count when streamed (so several events arrive). */
 function minimalMessage(model: string, stream: boolean) {
   return {
     model,
@@ -389,6 +390,7 @@ export function describeFailure(what: string, response: Response, body: string, 
   return fail(`${what}: ${status} (${returned})`, 'tell the gateway admin, with this line', { status });
 }
 
+/** A web page (a login page, a firewall's), not the API's JSON. */
 function isHtml(response: Response, body: string): boolean {
   return (response.headers.get('content-type') ?? '').includes('html') || /^\s*<(!doctype|html)/i.test(body);
 }
@@ -408,6 +410,7 @@ function shown(body: string, state: DoctorState): string {
   return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 }
 
+/** The first 4 KiB of the body, or why it did not arrive. */
 async function readBody(response: Response, signal: AbortSignal): Promise<string> {
   try {
     const text = await response.text();
@@ -439,6 +442,7 @@ async function eventArrivals(response: Response, signal: AbortSignal): Promise<n
   return arrivals;
 }
 
+/** Why a request got no HTTP answer, in words (refused, no DNS, reset, TLS, timed out). */
 function networkError(error: unknown): string {
   const err = error as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (err?.name === 'AbortError' || err?.name === 'TimeoutError' || err?.name === 'CheckTimeout') return 'did not answer in time';

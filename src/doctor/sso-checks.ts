@@ -159,10 +159,7 @@ async function checkAccessToken(context: SsoCheckContext): Promise<CheckOutcome>
   return accessTokenOutcome(context, profile, entry, context.library.readClaims(entry.key));
 }
 
-/**
- * The token fits: meant for the gateway's audience, not expired, living longer than Claude Code's TTL
- * twice plus the slack (or every get refreshes). A live token is kept for the gateway checks.
- */
+/** The token fits: for the gateway's audience, unexpired, outliving twice Claude Code's TTL plus slack; a live one is kept for the gateway. */
 export function accessTokenOutcome(
   { deps, state }: CheckContext,
   profile: OidcProfile,
