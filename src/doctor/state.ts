@@ -48,3 +48,9 @@ export interface DoctorState {
   gatewayUntrusted?: boolean;
   listedModels?: string[];
 }
+
+/** What every check reads (the doctor's deps) and hands on (what earlier checks learnt). */
+export interface CheckContext {
+  deps: DoctorDeps;
+  state: DoctorState;
+}
