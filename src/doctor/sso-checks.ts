@@ -194,7 +194,8 @@ export function accessTokenOutcome(
   if (left === undefined) return ok(`${about}; no expiry known`, details);
   if (left <= 0) return skip(`${about} expired ${formatDuration(-left)} ago`, 'keybroker get refreshes it; if that fails, keybroker login');
   if (lifetime !== undefined && lifetime <= margin) {
-    const fits = Math.floor((lifetime - TOKEN_CLOCK_SLACK_MS) / 2 / 1000) * 1000;
+    // The largest whole second below (L − slack) / 2: at exactly that value the margin equals L and every get still refreshes.
+    const fits = Math.ceil((lifetime - TOKEN_CLOCK_SLACK_MS) / 2 / 1000) * 1000 - 1000;
     return warn(
       `${about}; tokens live ${formatDuration(lifetime)}, less than Claude Code's TTL twice plus ${TOKEN_CLOCK_SLACK_MS / 1000} s (${formatDuration(margin)}): every get refreshes`,
       `set CLAUDE_CODE_API_KEY_HELPER_TTL_MS to at most ${fits} in Claude Code's settings "env"`,

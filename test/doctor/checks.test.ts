@@ -323,8 +323,26 @@ describe('SSO checks', () => {
     const { entry, claims } = token(120, 100_000);
     const outcome = accessTokenOutcome(context({}, { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } }), oidcProfile(), entry, claims);
     expect(outcome.verdict).toBe('WARN');
-    // (120 s - 10 s of slack) / 2.
-    expect(outcome.fix).toBe(`set CLAUDE_CODE_API_KEY_HELPER_TTL_MS to at most 55000 in Claude Code's settings "env"`);
+    // Below (120 s - 10 s of slack) / 2 = 55 s: at 55000 the margin is the token's whole life.
+    expect(outcome.fix).toBe(`set CLAUDE_CODE_API_KEY_HELPER_TTL_MS to at most 54000 in Claude Code's settings "env"`);
+    const advised = (lifetimeSeconds: number) => {
+      const { entry: e, claims: c } = token(lifetimeSeconds, 10_000);
+      const fix = accessTokenOutcome(context({}, { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } }), oidcProfile(), e, c).fix ?? '';
+      return /at most (\d+)/.exec(fix)?.[1] ?? 'none';
+    };
+    // The advice taken is OK, and one second more is not: for even, odd and fractional halves.
+    for (const lifetime of [120, 61, 60, 300]) {
+      const ttl = Number(advised(lifetime));
+      const verdictAt = (ms: number) =>
+        accessTokenOutcome(
+          context({}, { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: String(ms) } }),
+          oidcProfile(),
+          token(lifetime, 10_000).entry,
+          token(lifetime, 10_000).claims,
+        ).verdict;
+      expect([lifetime, verdictAt(ttl)]).toEqual([lifetime, 'OK']);
+      expect([lifetime, verdictAt(ttl + 1000)]).toEqual([lifetime, 'WARN']);
+    }
     const fits = accessTokenOutcome(context({}, { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '50000' } }), oidcProfile(), entry, claims);
     expect(fits).toMatchObject({
       verdict: 'OK',

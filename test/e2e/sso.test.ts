@@ -206,7 +206,7 @@ describe('SSO tokens from a real OpenID Provider', () => {
     ) as typeof report;
     const check = tooLong.checks.find((item) => item.id === 'sso.token')! as { verdict: string; fix?: string };
     expect(check.verdict).toBe('WARN');
-    expect(check.fix).toContain('CLAUDE_CODE_API_KEY_HELPER_TTL_MS to at most 55000');
+    expect(check.fix).toContain('CLAUDE_CODE_API_KEY_HELPER_TTL_MS to at most 54000');
   });
 
   it("token exchange (RFC 8693): get serves the gateway's own token, traded for the IdP's, never living past it", async () => {
