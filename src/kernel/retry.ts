@@ -213,9 +213,14 @@ export async function withStoreRetry<T>(attempt: Attempt<T>, options: RetryOptio
     options.now ?? Date.now,
     options.setTimer ?? realTimer,
   );
+  const refused: { throttled?: unknown } = {};
   try {
     // An attempt that ignores its signal (the `az` process, a token refresh) still ends the call in time.
-    return await Promise.race([attemptWithinBudget(attempt, options, clock), clock.spent]);
+    return await Promise.race([attemptWithinBudget(attempt, options, clock, refused), clock.spent]);
+  } catch (error) {
+    // Out of time (this budget or the caller's) while the store was throttling: its refusal, not the
+    // timeout, says what to do (wait).
+    throw refused.throttled !== undefined && (clock.signal.aborted || isAbort(error)) ? refused.throttled : error;
   } finally {
     clock.stop();
   }
@@ -246,7 +251,12 @@ async function pacedAttempt<T>(
   }
 }
 
-async function attemptWithinBudget<T>(attempt: Attempt<T>, options: RetryOptions, clock: StoreClock): Promise<T> {
+async function attemptWithinBudget<T>(
+  attempt: Attempt<T>,
+  options: RetryOptions,
+  clock: StoreClock,
+  refused: { throttled?: unknown },
+): Promise<T> {
   const now = options.now ?? Date.now;
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const random = options.random ?? Math.random;
@@ -260,6 +270,7 @@ async function attemptWithinBudget<T>(attempt: Attempt<T>, options: RetryOptions
       return await pacedAttempt(attempt, options.pace, clock, options.budgetMs, number);
     } catch (error) {
       const reason = classify(error);
+      if (reason === 'throttled') refused.throttled = error;
       if (reason === 'final' || number >= attempts) throw error;
       const asked = reason === 'throttled' ? retryAfterMs(error, now()) : undefined;
       // Sooner than the store asked only earns another refusal: then the answer is "throttled" now.
@@ -322,7 +333,7 @@ export function classifyStoreError(error: unknown): RetryClass {
   // The AWS SDK names a reset socket "TimeoutError" with code ECONNRESET: look at the code first.
   if (typeof err.code === 'string' && TRANSIENT_CODES.has(err.code)) return 'transient';
   // Our own budget, or the attempt's signal: the time is spent.
-  if (err.name === 'TimeoutError' || err.name === 'AbortError') return 'final';
+  if (isAbort(err)) return 'final';
   if (typeof err.name === 'string' && THROTTLING_NAMES.has(err.name)) return 'throttled';
   const status = httpStatusOf(error);
   if (status === 429) return 'throttled';
@@ -383,4 +394,10 @@ export function markThrottled<E extends Error>(error: E, retryAfter?: number): E
 export function throttledError(error: unknown): boolean {
   if (error && typeof error === 'object' && (error as { throttled?: unknown }).throttled === true) return true;
   return classifyStoreError(error) === 'throttled';
+}
+
+/** An attempt ended by a signal: a budget's or a caller's deadline (not the AWS SDK's reset socket, also "TimeoutError"). */
+function isAbort(error: unknown): boolean {
+  const { name, code } = (error ?? {}) as Loose;
+  return (name === 'TimeoutError' || name === 'AbortError') && !(typeof code === 'string' && TRANSIENT_CODES.has(code));
 }

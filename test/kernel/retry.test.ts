@@ -193,6 +193,40 @@ describe('withStoreRetry', () => {
     expect(abortedAt).toBe(200);
   });
 
+  it("runs out of time while the store throttles: the store's throttling answer, not a timeout (the fix is to wait, not the network)", async () => {
+    // The retry after a 429 is in flight when the budget ends (a slow answer on a busy machine), or
+    // the caller's own deadline (an operation of several calls) aborts it first.
+    const second: Record<string, (signal: AbortSignal) => Promise<never>> = {
+      'heeds its signal': (signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+      'ignores its signal': () => new Promise(() => {}),
+      "is aborted by the caller's deadline": () => Promise.reject(new DOMException('This operation was aborted', 'AbortError')),
+    };
+    for (const [how, attempt] of Object.entries(second)) {
+      const clock = starvedClock(0);
+      let calls = 0;
+      const call = withStoreRetry((signal) => (++calls === 1 ? Promise.reject(throttled({ 'retry-after': '0' })) : attempt(signal)), {
+        budgetMs: 1_000,
+        now: clock.now,
+        setTimer: clock.setTimer,
+        sleep: async () => {},
+      });
+      await clock.run(call);
+      await expect(call, `an attempt that ${how}`).rejects.toMatchObject({ name: 'ThrottlingException' });
+      expect(calls).toBe(2);
+    }
+    // A reset socket after a 429 is still a network failure (the AWS SDK names it "TimeoutError" too).
+    let calls = 0;
+    const reset = Object.assign(new Error('socket hang up'), { name: 'TimeoutError', code: 'ECONNRESET' });
+    const t = fakeTime();
+    await expect(
+      withStoreRetry(async () => Promise.reject(++calls === 1 ? throttled({ 'retry-after': '0' }) : reset), {
+        budgetMs: 60_000,
+        ...t,
+        attempts: 3,
+      }),
+    ).rejects.toMatchObject({ code: 'ECONNRESET' });
+  });
+
   it('ends within the budget even when an attempt ignores its signal (a child process, a stuck token request)', async () => {
     const clock = starvedClock(0);
     const call = withStoreRetry(() => new Promise(() => {}), { budgetMs: 200, now: clock.now, setTimer: clock.setTimer });
