@@ -50,7 +50,7 @@ export function keyVaultName(logical: string): string {
   for (const char of logical) {
     if (/[a-z0-9]/.test(char)) out += char;
     else if (char === '/') out += '--';
-    else for (const byte of Buffer.from(char, 'utf8')) out += '-' + byte.toString(16).padStart(2, '0');
+    else for (const byte of Buffer.from(char, 'utf8')) out += `-${byte.toString(16).padStart(2, '0')}`;
   }
   return out;
 }

@@ -119,7 +119,7 @@ export function sign(input: Buffer, identifier: string): Buffer {
     header.writeUInt32LE(16, cmdAt + 4);
     codeLimit = align(input.length, 16);
   }
-  const id = Buffer.from(identifier + '\0', 'utf8');
+  const id = Buffer.from(`${identifier}\0`, 'utf8');
   const pages = Math.ceil(codeLimit / 2 ** PAGE_BITS);
   const cdLength = CODE_DIRECTORY_HEADER + id.length + pages * 32;
   const sigSize = 12 + 8 + cdLength;

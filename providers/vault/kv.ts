@@ -56,7 +56,7 @@ export function kvData(value: string): Record<string, unknown> {
 
 /** KV v1 keeps no versions: a digest of the content stands in (it changes when the content does). */
 export function contentVersion(map: unknown): string {
-  return 'sha256:' + createHash('sha256').update(JSON.stringify(map)).digest('hex').slice(0, 12);
+  return `sha256:${createHash('sha256').update(JSON.stringify(map)).digest('hex').slice(0, 12)}`;
 }
 
 /** A KV v2 secret as an admin lists it: enabled while its current version is neither destroyed nor deleted. */

@@ -156,7 +156,7 @@ export async function importKeys(deps: AdminDeps, text: string, format: 'csv' | 
   const created = summary.written.filter((result) => result.outcome === 'created').length;
   if (deps.json) {
     deps.output.stdout(
-      JSON.stringify({
+      `${JSON.stringify({
         action: 'import',
         source,
         complete,
@@ -170,7 +170,7 @@ export async function importKeys(deps: AdminDeps, text: string, format: 'csv' | 
         elapsedMs: run.elapsedMs,
         throttles: limiter.state.throttles,
         pacedAt: pacedAt(limiter.state),
-      }) + '\n',
+      })}\n`,
     );
   }
   if (!complete) {

@@ -105,7 +105,7 @@ export function mergeDesktopConfig(
     outcome.backup = `${file}.keybroker-backup-${new Date(options.now).toISOString().replace(/[:.]/g, '-')}`;
     fs.copyFileSync(file, outcome.backup);
   }
-  writeFileAtomic(file, JSON.stringify(merged, null, 2) + '\n', 0o600);
+  writeFileAtomic(file, `${JSON.stringify(merged, null, 2)}\n`, 0o600);
   return outcome;
 }
 

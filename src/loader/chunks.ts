@@ -24,7 +24,7 @@ function bundle() {
 
 export async function loadProviderModule(type: StoreType, debug: (message: string) => void = () => {}): Promise<ProviderModule> {
   if (!bundle()) {
-    const source = '../../providers/' + type + '.ts';
+    const source = `../../providers/${type}.ts`;
     return (await import(source)) as ProviderModule;
   }
   return loadBundledChunk(`provider-${type}`, debug) as ProviderModule;

@@ -155,7 +155,7 @@ describe('admin put, import, revoke, list on AWS', () => {
   });
 
   describe('import', () => {
-    const csv = (rows: string[]) => ['user,key,expires_at', ...rows].join('\n') + '\n';
+    const csv = (rows: string[]) => `${['user,key,expires_at', ...rows].join('\n')}\n`;
 
     it('reports every malformed row with its line number and writes nothing', async () => {
       const { deps, output } = adminDeps(admin, profile);

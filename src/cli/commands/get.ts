@@ -68,7 +68,7 @@ Examples:
     const recheck = values['recheck'] === true || desktop === 'mid-session-refresh';
     const served = await getKey(deps, { recheck });
     context.debug(`served version ${served.version} of "${served.secret}" from ${served.from}`);
-    if (values['json'] === true) context.output.stdout(keyDocument(served) + '\n');
+    if (values['json'] === true) context.output.stdout(`${keyDocument(served)}\n`);
     else context.output.stdout(desktop === undefined ? served.key : desktopCredential(config.profile, served.key));
     return 0;
   },
