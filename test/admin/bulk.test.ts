@@ -77,7 +77,7 @@ describe('the bulk limiter', () => {
     expect(answer).toBe('ok');
     // No Retry-After: the n-th back-off is 250 ms × 2^n, from half of it (jitter); not a hammering.
     expect(waits).toHaveLength(3);
-    waits.forEach((wait, index) => expect(wait).toBeGreaterThanOrEqual(125 * 2 ** (index + 1)));
+    for (const [index, wait] of waits.entries()) expect(wait).toBeGreaterThanOrEqual(125 * 2 ** (index + 1));
     expect(now).toBeGreaterThanOrEqual(125 * (2 + 4 + 8));
   });
 
