@@ -140,7 +140,9 @@ export async function startRateProxy(targetPorts: number[], options: { latencyMs
       firstToldAt = undefined;
       since = Date.now();
     },
-    setRate: (rate) => void (perSecond = rate),
+    setRate: (rate) => {
+      perSecond = rate;
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         agent.destroy();

@@ -305,10 +305,10 @@ async function bounded<T>(
       budgetMs: context.timeoutMs,
       classify,
       ...(context.paceCall ? { pace: context.paceCall } : {}),
-      onRetry: ({ attempt, waitMs, reason }) => (
-        reason === 'throttled' && context.onThrottle?.(waitMs),
-        context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)
-      ),
+      onRetry: ({ attempt, waitMs, reason }) => {
+        if (reason === 'throttled') context.onThrottle?.(waitMs);
+        context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`);
+      },
     });
   } catch (error) {
     throw mapAzureError(error, what, logical, az);
@@ -435,7 +435,7 @@ async function* listSecrets(az: AzureContext, prefix: string): AsyncGenerator<Se
   // Deleted-but-recoverable secrets are revoked keys too, until purged.
   for await (const deleted of pagesOf(az, 'ListDeletedSecrets', (abortSignal) => az.client.listDeletedSecrets({ abortSignal }).byPage())) {
     const logical = logicalName(deleted.name);
-    if (logical !== undefined && logical.startsWith(prefix)) yield summaryOf(logical, deleted.properties, false);
+    if (logical?.startsWith(prefix)) yield summaryOf(logical, deleted.properties, false);
   }
 }
 

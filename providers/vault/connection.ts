@@ -146,10 +146,10 @@ export async function send(
         // A write the server may have applied (a reset, a 5xx) is not sent twice; a throttled one it refused is.
         classify: idempotent ? classifyStoreError : throttlingOnly,
         ...(call.pace ? { pace: call.pace } : {}),
-        onRetry: ({ attempt, waitMs, reason }) => (
-          reason === 'throttled' && context.onThrottle?.(waitMs),
-          context.debug(`vault: ${method} ${apiPath}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)
-        ),
+        onRetry: ({ attempt, waitMs, reason }) => {
+          if (reason === 'throttled') context.onThrottle?.(waitMs);
+          context.debug(`vault: ${method} ${apiPath}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`);
+        },
       },
     );
   } catch (error) {

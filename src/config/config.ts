@@ -416,15 +416,44 @@ export function describeIssue(issue: v.BaseIssue<unknown>, at: string[] = []): {
 
 /** Each KEYBROKER_* variable, the profile field it sets (dotted) and how. */
 const ENV_FIELDS: Record<string, { field: string; apply: (layer: ProfileLayer, value: string) => void }> = {
-  KEYBROKER_SECRET: { field: 'secret', apply: (layer, value) => void (layer.secret = value) },
-  KEYBROKER_FIELD: { field: 'field', apply: (layer, value) => void (layer.field = value) },
-  KEYBROKER_USER: { field: 'user', apply: (layer, value) => void (layer.user = value as 'os') },
-  KEYBROKER_TIMEOUT: { field: 'timeout', apply: (layer, value) => void (layer.timeout = value) },
+  KEYBROKER_SECRET: {
+    field: 'secret',
+    apply: (layer, value) => {
+      layer.secret = value;
+    },
+  },
+  KEYBROKER_FIELD: {
+    field: 'field',
+    apply: (layer, value) => {
+      layer.field = value;
+    },
+  },
+  KEYBROKER_USER: {
+    field: 'user',
+    apply: (layer, value) => {
+      layer.user = value as 'os';
+    },
+  },
+  KEYBROKER_TIMEOUT: {
+    field: 'timeout',
+    apply: (layer, value) => {
+      layer.timeout = value;
+    },
+  },
   KEYBROKER_CACHE_BACKEND: {
     field: 'cache.backend',
-    apply: (layer, value) => void ((layer.cache ??= {}).backend = value as CacheBackendName),
+    apply: (layer, value) => {
+      layer.cache ??= {};
+      layer.cache.backend = value as CacheBackendName;
+    },
   },
-  KEYBROKER_REFRESH_AFTER: { field: 'cache.refreshAfter', apply: (layer, value) => void ((layer.cache ??= {}).refreshAfter = value) },
+  KEYBROKER_REFRESH_AFTER: {
+    field: 'cache.refreshAfter',
+    apply: (layer, value) => {
+      layer.cache ??= {};
+      layer.cache.refreshAfter = value;
+    },
+  },
 };
 
 /** KEYBROKER_* variables override fields of whichever profile is in use; each field names the variable that set it. */
@@ -578,7 +607,7 @@ function mergeLayers(layers: Layer[], name: string) {
   const overridden: Record<string, string[]> = {};
   const { machine, fields: enforced } = enforcedFields(layers, name);
   const set = (target: Record<string, unknown>, key: string, dotted: string, value: unknown, layer: Layer) => {
-    if (sources[dotted]) (overridden[dotted] ??= []).push(sources[dotted]);
+    if (sources[dotted]) overridden[dotted] = [...(overridden[dotted] ?? []), sources[dotted]];
     target[key] = value;
     sources[dotted] = layer.fieldSources?.[dotted] ?? layer.source;
   };
