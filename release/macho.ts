@@ -95,7 +95,7 @@ export function sign(input: Buffer, identifier: string): Buffer {
   const linkeditEnd = Number(linkedit.fileoff + linkedit.filesize);
   let cmdAt: number;
   let codeLimit: number;
-  let header = Buffer.from(input.subarray(0, macho.headerEnd + 16));
+  const header = Buffer.from(input.subarray(0, macho.headerEnd + 16));
   if (macho.signature) {
     if (macho.signature.dataoff + macho.signature.datasize !== linkeditEnd || linkeditEnd !== input.length) {
       throw new Error('the existing signature is not at the end of __LINKEDIT and of the file');

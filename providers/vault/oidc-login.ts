@@ -2,7 +2,7 @@
 // the browser signs in, the callback comes to 127.0.0.1, and the token goes where the vault CLI keeps it.
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { ConfigError, KeybrokerError, NotAuthenticated, UsageError } from '../../src/kernel/errors.ts';
+import { ConfigError, type KeybrokerError, NotAuthenticated, UsageError } from '../../src/kernel/errors.ts';
 import { answerOf, LoginAuth, OidcAuthUrl } from './answers.ts';
 import { deadline, send, unexpected, vaultMessage, type Vault, type VaultResponse } from './connection.ts';
 import { loggedInAs, loginFix, oidcPort } from './token.ts';

@@ -30,6 +30,7 @@ export function desktopKeys(options: {
 }): Record<string, string> {
   const [program, ...rest] = options.argv;
   const args = [...rest, ...(options.profileFlag ? ['get', '--profile', options.profileFlag] : [])];
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: Desktop refuses a control character in an argument
   if (args.some((arg) => /["%\x00-\x1f]/.test(arg)))
     throw new UsageError('a helper argument holds ", % or a control character, which Desktop refuses', 'use a profile name without them');
   const keys: Record<string, string> = { inferenceProvider: 'gateway' };

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { DEFAULTS, parseConfigText, type LoadedConfig } from './config.ts';
 import { formatDuration } from '../kernel/duration.ts';
 import { machineConfigPath, userConfigPath } from '../kernel/paths.ts';
-import { ConfigError, UsageError } from '../kernel/errors.ts';
+import { UsageError } from '../kernel/errors.ts';
 import { storeTypes, type StoreType } from '../../providers/index.ts';
 
 export interface EffectiveValue {

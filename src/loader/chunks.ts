@@ -151,7 +151,7 @@ export function isAddonFile(name: string): boolean {
  * (EACCES: another user's 0700 file), so that the caller writes the built-in copy over it.
  */
 export function openIfIdentical(file: string, expected: Uint8Array): number | undefined {
-  let opened;
+  let opened: ReturnType<typeof openPrivateFile>;
   try {
     opened = openPrivateFile(file);
   } catch {
