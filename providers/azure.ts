@@ -506,6 +506,4 @@ async function purgeSecret(az: AzureContext, logical: string): Promise<void> {
     await bounded(az, 'PurgeDeletedSecret', logical, (abortSignal) => az.client.purgeDeletedSecret(name, { abortSignal }), throttlingOnly);
 }
 
-export const storageName = keyVaultName;
-
-export const module: ProviderModule = { storeSchema, createProvider, storageName };
+export const module: ProviderModule = { storeSchema, createProvider, storageName: keyVaultName };

@@ -589,6 +589,4 @@ export function mapGcpError(error: unknown, context: FailedCall & { project: str
   }
 }
 
-export const storageName = secretIdFor;
-
-export const module: ProviderModule = { storeSchema, createProvider, storageName };
+export const module: ProviderModule = { storeSchema, createProvider, storageName: secretIdFor };

@@ -159,7 +159,7 @@ export async function send(
 }
 
 /** A call that got no answer: out of time, a certificate not trusted, or no connection. */
-export function networkFailure(vault: Vault, error: unknown, call: Call): KeybrokerError {
+function networkFailure(vault: Vault, error: unknown, call: Call): KeybrokerError {
   if (error instanceof KeybrokerError) return error;
   const code = (error as NodeJS.ErrnoException).code ?? (error as Error).name;
   const name = (error as Error).name;

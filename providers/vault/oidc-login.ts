@@ -39,7 +39,7 @@ export async function interactiveLogin(
 }
 
 /** Where `vault login` keeps the token: ~/.vault-token, 0600, replaced atomically. */
-export function writeTokenFile(file: string, tokenValue: string): void {
+function writeTokenFile(file: string, tokenValue: string): void {
   writeFileAtomic(file, tokenValue, 0o600);
 }
 
@@ -58,7 +58,7 @@ interface OidcLoginOptions {
  * Vault's OIDC login as `vault login -method=oidc` does it: ask Vault for the provider's auth URL
  * for a localhost redirect, let the browser sign in, take the code on 127.0.0.1, exchange it.
  */
-export async function oidcBrowserLogin(options: OidcLoginOptions): Promise<{ token: string }> {
+async function oidcBrowserLogin(options: OidcLoginOptions): Promise<{ token: string }> {
   const redirectUri = `http://localhost:${options.port}/oidc/callback`;
   const clientNonce = randomBytes(20).toString('hex');
   // Any local user can call the callback: only the answer with the state of Vault's auth URL counts.

@@ -54,7 +54,7 @@ export async function allUsers(deps: Pick<AdminDeps, 'provider' | 'profile'>): P
   return [...users].sort();
 }
 
-export interface RotateSummary {
+interface RotateSummary {
   rotated: WriteOutcome[];
   failed: { user: string; error: string }[];
   notStarted: string[];

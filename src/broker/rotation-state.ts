@@ -8,13 +8,13 @@ import { makePrivateDir } from '../kernel/paths.ts';
 import { readPrivateFile } from '../kernel/private-file.ts';
 import { writeFileAtomic } from '../kernel/temp-files.ts';
 
-export interface ServedRecord {
+interface ServedRecord {
   fingerprint: string;
   version: string;
   at: number;
 }
 
-export interface RecheckRecord {
+interface RecheckRecord {
   at: number;
   /** The key the store held at the re-check. */
   fingerprint: string;

@@ -26,13 +26,13 @@ const duration = (min: string, max: string) =>
     }, `must be between ${min} and ${max}`),
   );
 /** The bounds of each duration field (docs/configuration.md). */
-export const DURATION_BOUNDS = {
+const DURATION_BOUNDS = {
   timeout: ['100ms', '10m'],
   refreshAfter: ['1s', '365d'],
   keyDuration: ['1m', '3650d'],
 } as const;
 
-export const cacheBackends = ['auto', 'keychain', 'file', 'none'] as const;
+const cacheBackends = ['auto', 'keychain', 'file', 'none'] as const;
 export type CacheBackendName = (typeof cacheBackends)[number];
 
 const CacheSchema = v.strictObject({
@@ -73,7 +73,7 @@ const KeyIssuerSchema = v.strictObject({
 });
 
 /** An HTTP header name (RFC 9110 token). */
-export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** What a header value may hold (printable ASCII) and the one placeholder it may use. */
 const headerValue = v.pipe(
   v.string(),
@@ -123,7 +123,7 @@ const OidcSchema = v.pipe(
 );
 
 /** The profile fields a machine-wide file can enforce: no user file, KEYBROKER_* variable or flag may set them otherwise. */
-export const ENFORCEABLE_FIELDS = [
+const ENFORCEABLE_FIELDS = [
   'store',
   'secret',
   'field',
@@ -235,7 +235,7 @@ export type KeyIssuerConfig = v.InferOutput<typeof KeyIssuerSchema>;
 
 /** One place a value can come from, in increasing precedence. */
 /** machine: the admins' file; user: the user's file at its usual path; explicit: named by KEYBROKER_CONFIG or --config; environment: KEYBROKER_* variables. */
-export type LayerRole = 'machine' | 'user' | 'explicit' | 'environment';
+type LayerRole = 'machine' | 'user' | 'explicit' | 'environment';
 
 export interface Layer {
   source: string;
@@ -389,7 +389,7 @@ export function parseConfigText(text: string, source: string): ConfigFile {
 }
 
 /** What is wrong with a `store` section by its type's own schema (providers/<type>.schema.ts), or undefined. */
-export function storeIssue(store: { type: (typeof storeTypes)[number] }, at: string[]): { what: string; fix: string } | undefined {
+function storeIssue(store: { type: (typeof storeTypes)[number] }, at: string[]): { what: string; fix: string } | undefined {
   const result = v.safeParse(storeSchemas[store.type], store);
   return result.success ? undefined : describeIssue(result.issues[0], at);
 }

@@ -25,7 +25,7 @@ interface GatewayMetadata {
 }
 
 /** IPv4 private, shared (CGNAT) and link-local space, IPv6 unique-local and link-local: a private network. */
-export function isPrivateAddress(address: string): boolean {
+function isPrivateAddress(address: string): boolean {
   if (net.isIPv4(address)) {
     const [a, b] = address.split('.').map(Number) as [number, number];
     return (

@@ -150,7 +150,7 @@ export function isAddonFile(name: string): boolean {
  * its bytes are `expected`; undefined for anything else, a file that cannot be opened included
  * (EACCES: another user's 0700 file), so that the caller writes the built-in copy over it.
  */
-export function openIfIdentical(file: string, expected: Uint8Array): number | undefined {
+function openIfIdentical(file: string, expected: Uint8Array): number | undefined {
   let opened: ReturnType<typeof openPrivateFile>;
   try {
     opened = openPrivateFile(file);

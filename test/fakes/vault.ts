@@ -9,9 +9,9 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
-export type Capability = 'create' | 'read' | 'update' | 'delete' | 'list' | 'sudo' | 'deny';
+type Capability = 'create' | 'read' | 'update' | 'delete' | 'list' | 'sudo' | 'deny';
 /** A policy as Vault's HCL has it: path pattern (glob `*` at the end, `+` for one segment) → capabilities. */
-export type Policy = Record<string, Capability[]>;
+type Policy = Record<string, Capability[]>;
 
 interface Identity {
   /** The alias name the auth method saw ("alice"). */
@@ -68,7 +68,7 @@ interface Namespace {
   oidc: { roles: Map<string, { allowedRedirectUris: string[]; identity: Identity }>; defaultRole?: string };
 }
 
-export interface RequestRecord {
+interface RequestRecord {
   method: string;
   path: string;
   namespace: string;

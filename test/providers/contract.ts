@@ -52,7 +52,7 @@ export interface HarnessInstance {
   stop(): Promise<void>;
 }
 
-export interface Throttle {
+interface Throttle {
   /**
    * The least wait before a throttled read is sent again: the Retry-After the store's answer asks
    * for, or, when it names none, the retry policy's floor for a throttling answer.

@@ -75,7 +75,7 @@ Examples:
 };
 
 /** `get --json`: the key with its version and expiry, in the shape of AWS's credential_process output (Version 1). */
-export function keyDocument(served: Served): string {
+function keyDocument(served: Served): string {
   return JSON.stringify({
     Version: 1,
     key: served.key,
