@@ -506,4 +506,7 @@ async function purgeSecret(az: AzureContext, logical: string): Promise<void> {
     await bounded(az, 'PurgeDeletedSecret', logical, (abortSignal) => az.client.purgeDeletedSecret(name, { abortSignal }), throttlingOnly);
 }
 
-export const module: ProviderModule = { storeSchema, createProvider, storageName: keyVaultName };
+/** @alias of keyVaultName: the loaded chunk's exports are its ProviderModule (src/loader/chunks.ts), so it exports storageName. */
+export const storageName = keyVaultName;
+
+export const module: ProviderModule = { storeSchema, createProvider, storageName };

@@ -589,4 +589,7 @@ export function mapGcpError(error: unknown, context: FailedCall & { project: str
   }
 }
 
-export const module: ProviderModule = { storeSchema, createProvider, storageName: secretIdFor };
+/** @alias of secretIdFor: the loaded chunk's exports are its ProviderModule (src/loader/chunks.ts), so it exports storageName. */
+export const storageName = secretIdFor;
+
+export const module: ProviderModule = { storeSchema, createProvider, storageName };
