@@ -9,7 +9,7 @@ import { cacheAccount } from '../cache/account.ts';
 import { parseEntry } from '../cache/entry.ts';
 import { expiryMarginMs, TOKEN_CLOCK_SLACK_MS } from '../broker/broker.ts';
 import { callerTtlMs } from '../claude/helper-ttl.ts';
-import { loadSsoLibrary, type DiscoverySummary, type SsoLibrary } from '../sso/library.ts';
+import { loadSsoLibrary, type SsoLibrary } from '../sso/library.ts';
 import { isOidcProfile, loginCommandFor, readRefreshToken } from '../sso/tokens.ts';
 import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check.ts';
 import type { DoctorDeps, DoctorState } from './state.ts';
@@ -41,7 +41,7 @@ export function ssoChecks(deps: DoctorDeps, state: DoctorState): CheckSpec[] {
         const profile = oidcProfile()!;
         library = await loadSsoLibrary(deps.debug);
         const started = deps.now();
-        let found: DiscoverySummary;
+        let found;
         try {
           found = await library.discover(profile.oidc, { profile: profile.name, timeoutMs: IDP_TIMEOUT_MS, debug: deps.debug });
         } catch (error) {
