@@ -41,7 +41,7 @@ const mayUse = {
   ],
 };
 
-const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 module.exports = {
   forbidden: [
@@ -56,15 +56,15 @@ module.exports = {
       name: 'no-unknown-folder',
       severity: 'error',
       comment: "Every file under src/ lives in one of the architecture's folders (add a new one to mayUse with its place).",
-      from: { path: '^src/', pathNot: `^(${Object.keys(mayUse).map(escape).join('|')})/` },
+      from: { path: '^src/', pathNot: `^(${Object.keys(mayUse).map(escapeRegExp).join('|')})/` },
       to: {},
     },
     ...Object.entries(mayUse).map(([folder, allowed]) => ({
       name: `layer-${folder.replace(/\//g, '-')}`,
       severity: 'error',
       comment: `${folder} may import only ${allowed.length ? allowed.join(', ') : 'nothing of ours'} (and itself).`,
-      from: { path: `^${escape(folder)}/` },
-      to: { path: '^(src|providers|bin|test|bench)/', pathNot: `^(${[folder, ...allowed].map(escape).join('|')})/` },
+      from: { path: `^${escapeRegExp(folder)}/` },
+      to: { path: '^(src|providers|bin|test|bench)/', pathNot: `^(${[folder, ...allowed].map(escapeRegExp).join('|')})/` },
     })),
   ],
   options: {

@@ -125,7 +125,7 @@ function csvFor(prefix: string, count: number): string {
   const lines = ['user,key'];
   for (let index = 0; index < count; index++)
     lines.push(`${prefix}-${String(index).padStart(5, '0')},sk-test-bench-${prefix}-${index}-${Math.random().toString(36).slice(2, 12)}`);
-  fs.writeFileSync(file, lines.join('\n') + '\n');
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
   return file;
 }
 

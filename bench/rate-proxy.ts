@@ -43,7 +43,7 @@ export async function startRateProxy(targetPorts: number[], options: { latencyMs
   let since = Date.now();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-  function forward(request: http.IncomingMessage, response: http.ServerResponse, body: Buffer): void {
+  function forward(request: http.IncomingMessage, response: http.ServerResponse, body: Buffer) {
     const operation =
       String(request.headers['x-amz-target'] ?? '')
         .split('.')
@@ -140,7 +140,9 @@ export async function startRateProxy(targetPorts: number[], options: { latencyMs
       firstToldAt = undefined;
       since = Date.now();
     },
-    setRate: (rate) => void (perSecond = rate),
+    setRate: (rate) => {
+      perSecond = rate;
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         agent.destroy();

@@ -1,7 +1,7 @@
 // The `store` section of a AWS Secrets Manager profile, apart from the provider so that the config
 // loader validates it without loading the store's SDK chunk (providers/schemas.ts lists them).
 import * as v from 'valibot';
-import { type ProviderModule } from './provider.ts';
+import type { ProviderModule } from './provider.ts';
 
 export const storeSchema = v.strictObject({
   type: v.literal('aws'),

@@ -106,10 +106,10 @@ function openSession(store: AwsStore, context: ProviderContext): AwsSession {
           budgetMs: context.timeoutMs,
           ...(classify ? { classify } : {}),
           ...(context.paceCall ? { pace: context.paceCall } : {}),
-          onRetry: ({ attempt, waitMs, reason }) => (
-            reason === 'throttled' && context.onThrottle?.(waitMs),
-            context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)
-          ),
+          onRetry: ({ attempt, waitMs, reason }) => {
+            if (reason === 'throttled') context.onThrottle?.(waitMs);
+            context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`);
+          },
         });
       } catch (error) {
         throw mapAwsError(error, { what, secret, where, loginFix, timeoutMs: context.timeoutMs });

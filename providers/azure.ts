@@ -50,7 +50,7 @@ export function keyVaultName(logical: string): string {
   for (const char of logical) {
     if (/[a-z0-9]/.test(char)) out += char;
     else if (char === '/') out += '--';
-    else for (const byte of Buffer.from(char, 'utf8')) out += '-' + byte.toString(16).padStart(2, '0');
+    else for (const byte of Buffer.from(char, 'utf8')) out += `-${byte.toString(16).padStart(2, '0')}`;
   }
   return out;
 }
@@ -305,10 +305,10 @@ async function bounded<T>(
       budgetMs: context.timeoutMs,
       classify,
       ...(context.paceCall ? { pace: context.paceCall } : {}),
-      onRetry: ({ attempt, waitMs, reason }) => (
-        reason === 'throttled' && context.onThrottle?.(waitMs),
-        context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)
-      ),
+      onRetry: ({ attempt, waitMs, reason }) => {
+        if (reason === 'throttled') context.onThrottle?.(waitMs);
+        context.debug(`${what}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`);
+      },
     });
   } catch (error) {
     throw mapAzureError(error, what, logical, az);
@@ -435,7 +435,7 @@ async function* listSecrets(az: AzureContext, prefix: string): AsyncGenerator<Se
   // Deleted-but-recoverable secrets are revoked keys too, until purged.
   for await (const deleted of pagesOf(az, 'ListDeletedSecrets', (abortSignal) => az.client.listDeletedSecrets({ abortSignal }).byPage())) {
     const logical = logicalName(deleted.name);
-    if (logical !== undefined && logical.startsWith(prefix)) yield summaryOf(logical, deleted.properties, false);
+    if (logical?.startsWith(prefix)) yield summaryOf(logical, deleted.properties, false);
   }
 }
 
@@ -506,6 +506,7 @@ async function purgeSecret(az: AzureContext, logical: string): Promise<void> {
     await bounded(az, 'PurgeDeletedSecret', logical, (abortSignal) => az.client.purgeDeletedSecret(name, { abortSignal }), throttlingOnly);
 }
 
+/** @alias of keyVaultName: the loaded chunk's exports are its ProviderModule (src/loader/chunks.ts), so it exports storageName. */
 export const storageName = keyVaultName;
 
 export const module: ProviderModule = { storeSchema, createProvider, storageName };

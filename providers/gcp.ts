@@ -109,10 +109,10 @@ function gcpContext(store: GcpStore, context: ProviderContext): GcpContext {
           budgetMs: context.timeoutMs,
           classify,
           ...(context.paceCall ? { pace: context.paceCall } : {}),
-          onRetry: ({ attempt: number, waitMs, reason }) => (
-            reason === 'throttled' && context.onThrottle?.(waitMs),
-            context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`)
-          ),
+          onRetry: ({ attempt: number, waitMs, reason }) => {
+            if (reason === 'throttled') context.onThrottle?.(waitMs);
+            context.debug(`${what}: attempt ${number} ${reason}; retrying in ${waitMs} ms`);
+          },
         });
       } catch (error) {
         if (error instanceof RetryBudgetExceeded) {
@@ -399,7 +399,7 @@ export function secretIdFor(name: string): string {
 
 /** The logical name of a secret id keybroker made; undefined for any other secret in the project. */
 export function nameForSecretId(id: string): string | undefined {
-  const name = unescape(id);
+  const name = unescapeName(id);
   // "a_2db" decodes to "a-b", whose id is "a-b": another secret, not this one.
   return name !== undefined && escapeOutside(name, SECRET_ID_CHARS) === id ? name : undefined;
 }
@@ -423,7 +423,7 @@ export function encodeLabels(labels: Record<string, string>): Record<string, str
 }
 
 export function decodeLabels(labels: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(labels).map(([key, value]) => [unescape(key) ?? key, unescape(value) ?? value]));
+  return Object.fromEntries(Object.entries(labels).map(([key, value]) => [unescapeName(key) ?? key, unescapeName(value) ?? value]));
 }
 
 function escapeOutside(text: string, allowed: RegExp): string {
@@ -436,7 +436,7 @@ function escapeOutside(text: string, allowed: RegExp): string {
 }
 
 /** Undefined when `text` is not an escaped name (a secret keybroker did not write). */
-function unescape(text: string): string | undefined {
+function unescapeName(text: string): string | undefined {
   const bytes: number[] = [];
   for (let index = 0; index < text.length; index++) {
     const char = text[index]!;
@@ -589,6 +589,7 @@ export function mapGcpError(error: unknown, context: FailedCall & { project: str
   }
 }
 
+/** @alias of secretIdFor: the loaded chunk's exports are its ProviderModule (src/loader/chunks.ts), so it exports storageName. */
 export const storageName = secretIdFor;
 
 export const module: ProviderModule = { storeSchema, createProvider, storageName };

@@ -20,7 +20,7 @@ const userLogin = (method: 'userpass' | 'ldap') =>
     passwordFile: v.optional(nonEmpty),
   });
 
-export const AuthSchema = v.pipe(
+const AuthSchema = v.pipe(
   v.variant('method', [
     /** VAULT_TOKEN or ~/.vault-token, as after `vault login` (the default). */
     v.strictObject({ method: v.literal('token') }),

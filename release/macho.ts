@@ -95,7 +95,7 @@ export function sign(input: Buffer, identifier: string): Buffer {
   const linkeditEnd = Number(linkedit.fileoff + linkedit.filesize);
   let cmdAt: number;
   let codeLimit: number;
-  let header = Buffer.from(input.subarray(0, macho.headerEnd + 16));
+  const header = Buffer.from(input.subarray(0, macho.headerEnd + 16));
   if (macho.signature) {
     if (macho.signature.dataoff + macho.signature.datasize !== linkeditEnd || linkeditEnd !== input.length) {
       throw new Error('the existing signature is not at the end of __LINKEDIT and of the file');
@@ -119,7 +119,7 @@ export function sign(input: Buffer, identifier: string): Buffer {
     header.writeUInt32LE(16, cmdAt + 4);
     codeLimit = align(input.length, 16);
   }
-  const id = Buffer.from(identifier + '\0', 'utf8');
+  const id = Buffer.from(`${identifier}\0`, 'utf8');
   const pages = Math.ceil(codeLimit / 2 ** PAGE_BITS);
   const cdLength = CODE_DIRECTORY_HEADER + id.length + pages * 32;
   const sigSize = 12 + 8 + cdLength;

@@ -309,7 +309,7 @@ function sbom(input: PackageInput): string {
   if (document.metadata) document.metadata.timestamp = new Date(Number(input.epoch) * 1000).toISOString();
   const hex = createHash('sha256').update(JSON.stringify(document.components)).digest('hex');
   document.serialNumber = `urn:uuid:${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
-  return JSON.stringify(document, null, 2) + '\n';
+  return `${JSON.stringify(document, null, 2)}\n`;
 }
 
 function homebrewFormula(version: string, archives: Partial<Record<Target, string>>): string {

@@ -63,10 +63,10 @@ describe('the embedded Node runtime', () => {
   };
 
   it('comes from per-platform packages in the lockfile, pinned to release/pins.json, with no install script', () => {
-    expect(manifest.devDependencies?.node).toBeUndefined();
-    expect(manifest.dependencies?.node).toBeUndefined();
+    expect(manifest['devDependencies']?.['node']).toBeUndefined();
+    expect(manifest['dependencies']?.['node']).toBeUndefined();
     for (const [target, pin] of Object.entries(pins.node.targets)) {
-      expect(manifest.optionalDependencies?.[pin.package], target).toBe(pins.node.version);
+      expect(manifest['optionalDependencies']?.[pin.package], target).toBe(pins.node.version);
       const locked = lock.packages[`node_modules/${pin.package}`];
       expect(locked?.version, target).toBe(pins.node.version);
       expect(locked?.integrity, target).toBe(pin.integrity);

@@ -57,7 +57,10 @@ function functionSpans(file: string, source: string): FunctionSpan[] {
       .split('\n').length;
   const found: FunctionSpan[] = [];
   const visit = (value: unknown, name: string): void => {
-    if (Array.isArray(value)) return value.forEach((item) => visit(item, name));
+    if (Array.isArray(value)) {
+      for (const item of value) visit(item, name);
+      return;
+    }
     if (!value || typeof value !== 'object') return;
     const node = value as Node;
     let inner = name;

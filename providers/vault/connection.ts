@@ -146,10 +146,10 @@ export async function send(
         // A write the server may have applied (a reset, a 5xx) is not sent twice; a throttled one it refused is.
         classify: idempotent ? classifyStoreError : throttlingOnly,
         ...(call.pace ? { pace: call.pace } : {}),
-        onRetry: ({ attempt, waitMs, reason }) => (
-          reason === 'throttled' && context.onThrottle?.(waitMs),
-          context.debug(`vault: ${method} ${apiPath}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`)
-        ),
+        onRetry: ({ attempt, waitMs, reason }) => {
+          if (reason === 'throttled') context.onThrottle?.(waitMs);
+          context.debug(`vault: ${method} ${apiPath}: attempt ${attempt} ${reason}; retrying in ${waitMs} ms`);
+        },
       },
     );
   } catch (error) {
@@ -159,7 +159,7 @@ export async function send(
 }
 
 /** A call that got no answer: out of time, a certificate not trusted, or no connection. */
-export function networkFailure(vault: Vault, error: unknown, call: Call): KeybrokerError {
+function networkFailure(vault: Vault, error: unknown, call: Call): KeybrokerError {
   if (error instanceof KeybrokerError) return error;
   const code = (error as NodeJS.ErrnoException).code ?? (error as Error).name;
   const name = (error as Error).name;

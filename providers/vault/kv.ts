@@ -26,10 +26,10 @@ export function kvValue(data: unknown, kvVersion: 1 | 2, name: string, where: st
   const answer = `the read of ${secretLabel(name)}`;
   if (kvVersion === 1) {
     const map = data === undefined || data === null ? undefined : answerOf(KvV1Read, data, answer, where);
-    return { value: valueOf(map, name, where), version: contentVersion(map) };
+    return { value: valueFromMap(map, name, where), version: contentVersion(map) };
   }
   const read = answerOf(KvV2Read, data ?? {}, answer, where);
-  const result: SecretValue = { value: valueOf(read.data, name, where), version: String(read.metadata?.version ?? '') };
+  const result: SecretValue = { value: valueFromMap(read.data, name, where), version: String(read.metadata?.version ?? '') };
   if (read.metadata?.created_time) result.createdAt = new Date(read.metadata.created_time);
   // delete_version_after schedules a version's deletion: that is when this key stops being served.
   if (read.metadata?.deletion_time) result.expiresAt = new Date(read.metadata.deletion_time);
@@ -37,7 +37,7 @@ export function kvValue(data: unknown, kvVersion: 1 | 2, name: string, where: st
 }
 
 /** KV holds a map: a one-field map of a string is the key itself, anything else is the JSON form. */
-function valueOf(map: Record<string, unknown> | null | undefined, name: string, where: string): string {
+function valueFromMap(map: Record<string, unknown> | null | undefined, name: string, where: string): string {
   if (!map) throw new SecretNotFound(`secret "${name}" in ${where} has no data (destroyed?)`, 'ask your admin for a new key');
   const entries = Object.entries(map);
   return entries.length === 1 && typeof entries[0]![1] === 'string' ? entries[0]![1] : JSON.stringify(map);
@@ -56,7 +56,7 @@ export function kvData(value: string): Record<string, unknown> {
 
 /** KV v1 keeps no versions: a digest of the content stands in (it changes when the content does). */
 export function contentVersion(map: unknown): string {
-  return 'sha256:' + createHash('sha256').update(JSON.stringify(map)).digest('hex').slice(0, 12);
+  return `sha256:${createHash('sha256').update(JSON.stringify(map)).digest('hex').slice(0, 12)}`;
 }
 
 /** A KV v2 secret as an admin lists it: enabled while its current version is neither destroyed nor deleted. */

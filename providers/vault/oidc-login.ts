@@ -2,7 +2,7 @@
 // the browser signs in, the callback comes to 127.0.0.1, and the token goes where the vault CLI keeps it.
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { ConfigError, KeybrokerError, NotAuthenticated, UsageError } from '../../src/kernel/errors.ts';
+import { ConfigError, type KeybrokerError, NotAuthenticated, UsageError } from '../../src/kernel/errors.ts';
 import { answerOf, LoginAuth, OidcAuthUrl } from './answers.ts';
 import { deadline, send, unexpected, vaultMessage, type Vault, type VaultResponse } from './connection.ts';
 import { loggedInAs, loginFix, oidcPort } from './token.ts';
@@ -39,7 +39,7 @@ export async function interactiveLogin(
 }
 
 /** Where `vault login` keeps the token: ~/.vault-token, 0600, replaced atomically. */
-export function writeTokenFile(file: string, tokenValue: string): void {
+function writeTokenFile(file: string, tokenValue: string): void {
   writeFileAtomic(file, tokenValue, 0o600);
 }
 
@@ -58,7 +58,7 @@ interface OidcLoginOptions {
  * Vault's OIDC login as `vault login -method=oidc` does it: ask Vault for the provider's auth URL
  * for a localhost redirect, let the browser sign in, take the code on 127.0.0.1, exchange it.
  */
-export async function oidcBrowserLogin(options: OidcLoginOptions): Promise<{ token: string }> {
+async function oidcBrowserLogin(options: OidcLoginOptions): Promise<{ token: string }> {
   const redirectUri = `http://localhost:${options.port}/oidc/callback`;
   const clientNonce = randomBytes(20).toString('hex');
   // Any local user can call the callback: only the answer with the state of Vault's auth URL counts.

@@ -12,7 +12,7 @@ const RENEW_WHEN_LEFT = 1 / 3;
 /** Auto-created entities are named like this; such a name says nothing about the developer. */
 const GENERATED_ENTITY_NAME = /^entity_[0-9a-f]{8}$/;
 /** `vault login -method=oidc` listens here unless given port=…. */
-export const VAULT_CLI_OIDC_PORT = 8250;
+const VAULT_CLI_OIDC_PORT = 8250;
 
 export const oidcPort = ({ auth }: Vault): number => (auth.method === 'oidc' && auth.callbackPort) || VAULT_CLI_OIDC_PORT;
 

@@ -55,7 +55,7 @@ export function auditLog(options: { file?: string; output: Output; actor: () => 
     );
   }
   return {
-    record: (entry) => appendFlushed(file, line(entry) + '\n'),
+    record: (entry) => appendFlushed(file, `${line(entry)}\n`),
     history: () => readHistory(file),
   };
 }

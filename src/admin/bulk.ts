@@ -40,7 +40,7 @@ export function limiterFor(bulk: BulkOptions | undefined): BulkLimiter {
   return limiter;
 }
 
-export const DEFAULT_CONCURRENCY = 16;
+const DEFAULT_CONCURRENCY = 16;
 const START_WIDTH = 4;
 /** One throttle per window halves the width; more in the same window are the same event. */
 const DECREASE_WINDOW_MS = 1_000;
@@ -242,7 +242,7 @@ export function pacedAt(state: LimiterState): { store: number | null; gateway: n
   return { store: rate(state.store), gateway: rate(state.gateway) };
 }
 
-export type RowStatus<R> = { state: 'done'; result: R } | { state: 'failed'; error: unknown } | { state: 'not started' };
+type RowStatus<R> = { state: 'done'; result: R } | { state: 'failed'; error: unknown } | { state: 'not started' };
 
 export interface BulkRun<R> {
   statuses: RowStatus<R>[];
@@ -318,7 +318,7 @@ export async function runBulk<T, R>(
 }
 
 /** One readable line, replaced in place on a terminal: done/total, rate, ETA, throttle state. */
-export function progressLine(progress: BulkProgress, label: string): string {
+function progressLine(progress: BulkProgress, label: string): string {
   const { done, total, elapsedMs, limiter } = progress;
   const width = 24;
   const filled = total ? Math.round((done / total) * width) : width;

@@ -19,7 +19,7 @@ import { maskSecrets, type Output } from '../kernel/output.ts';
 import { sha256Hex } from '../kernel/sha256.ts';
 import { userNameProblem } from '../secret/name.ts';
 import type { KeyIssuer } from '../gateway/key-issuer.ts';
-import type { Provider, WriteOptions, WriteResult } from '../../providers/provider.ts';
+import type { Provider, SecretValue, WriteOptions, WriteResult } from '../../providers/provider.ts';
 import type { AuditLog, AuditRecord } from './audit.ts';
 import type { BulkOptions } from './bulk.ts';
 
@@ -83,7 +83,7 @@ export function userFromSecretName(template: string, name: string): string | und
   return userNameProblem(user) ? undefined : user;
 }
 
-const KEY_PREFIX = /^(sk|sk-ant|sk-proj|pk|rk|key|token|api|ghp|gho|xox[abpr]|glpat|AKIA)[-_][A-Za-z0-9_\-]{6,}$/i;
+const KEY_PREFIX = /^(sk|sk-ant|sk-proj|pk|rk|key|token|api|ghp|gho|xox[abpr]|glpat|AKIA)[-_][A-Za-z0-9_-]{6,}$/i;
 
 /** True for an argument that looks like a key rather than a name, path or duration. */
 export function looksLikeKey(argument: string): boolean {
@@ -163,7 +163,7 @@ export interface StoredState {
 
 /** Reads `secret` once: SecretNotFound (none, or revoked) is `exists: false`; a value that is not a key is `current: undefined`. */
 export async function readStored(deps: Pick<AdminDeps, 'provider' | 'profile'>, secret: string): Promise<StoredState> {
-  let current;
+  let current: SecretValue;
   try {
     current = await deps.provider.readCurrent(secret);
   } catch (error) {

@@ -38,7 +38,7 @@ export function parseImport(text: string, format: 'csv' | 'json'): { rows: Impor
         expiresAt = parseExpiry(expires, `the expires_at`);
       } catch {
         // Shown only when it cannot be a key (a shifted column would put one here).
-        const shown = /^[\w :+.\/-]{1,30}$/.test(expires) && !/[A-Za-z0-9_-]{16,}/.test(expires) ? ` ${JSON.stringify(expires)}` : '';
+        const shown = /^[\w :+./-]{1,30}$/.test(expires) && !/[A-Za-z0-9_-]{16,}/.test(expires) ? ` ${JSON.stringify(expires)}` : '';
         problems.push(`${where}: expires_at${shown} is not an RFC 3339 time such as 2026-12-31T23:59:59Z`);
       }
     }
@@ -156,7 +156,7 @@ export async function importKeys(deps: AdminDeps, text: string, format: 'csv' | 
   const created = summary.written.filter((result) => result.outcome === 'created').length;
   if (deps.json) {
     deps.output.stdout(
-      JSON.stringify({
+      `${JSON.stringify({
         action: 'import',
         source,
         complete,
@@ -170,7 +170,7 @@ export async function importKeys(deps: AdminDeps, text: string, format: 'csv' | 
         elapsedMs: run.elapsedMs,
         throttles: limiter.state.throttles,
         pacedAt: pacedAt(limiter.state),
-      }) + '\n',
+      })}\n`,
     );
   }
   if (!complete) {

@@ -64,7 +64,7 @@ export function renderTable(rows: KeyRow[], now: number): string {
   const day = (text: string | null) => (text ? text.slice(0, 10) : '-');
   const lines = rows.map((row) => [
     row.user,
-    row.version ? (row.version.length > 12 ? row.version.slice(0, 12) + '…' : row.version) : '-',
+    row.version ? (row.version.length > 12 ? `${row.version.slice(0, 12)}…` : row.version) : '-',
     day(row.created),
     day(row.lastRotated),
     day(row.expires),
@@ -78,7 +78,5 @@ export function renderTable(rows: KeyRow[], now: number): string {
       .join('  ')
       .trimEnd();
   const flagged = rows.filter((row) => row.flags.length).length;
-  return (
-    [format(header), ...lines.map(format), `${rows.length} developer${rows.length === 1 ? '' : 's'}, ${flagged} flagged`].join('\n') + '\n'
-  );
+  return `${[format(header), ...lines.map(format), `${rows.length} developer${rows.length === 1 ? '' : 's'}, ${flagged} flagged`].join('\n')}\n`;
 }

@@ -96,6 +96,7 @@ function storeName(request: PolicyRequest, logical: string): string {
 // ---- AWS IAM ----------------------------------------------------------------------------------
 
 /** The `{user}` stand-ins: an IAM user's name, or a principal tag set from the SSO user name. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: IAM policy variables, which AWS expands, not a template
 export const AWS_USER_VARIABLES = ['${aws:username}', '${aws:PrincipalTag/keybroker-user}'] as const;
 
 function awsPolicy(request: PolicyRequest): Policy {

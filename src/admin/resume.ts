@@ -11,7 +11,7 @@ import { errorLine, gatewayToken, readStored, type AdminDeps } from './common.ts
 export const MINT_INTENT = 'intent: mint a new key';
 
 /** Rotations of `users` (all, when absent) that the log started and never settled, oldest first. */
-export function openRotations(history: AuditRecord[], users?: Set<string>): AuditRecord[][] {
+function openRotations(history: AuditRecord[], users?: Set<string>): AuditRecord[][] {
   const steps = new Map<string, AuditRecord[]>();
   for (const record of history) {
     if (!record.step || (record.action !== 'rotate' && record.action !== 'revoke')) continue;

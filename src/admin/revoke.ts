@@ -45,7 +45,7 @@ export async function revokeKeys(deps: AdminDeps, request: { users: string[]; pu
   const left = [...failed.map((failure) => failure.user), ...notStarted];
   if (deps.json) {
     deps.output.stdout(
-      JSON.stringify({
+      `${JSON.stringify({
         action: request.purge ? 'purge' : 'revoke',
         complete,
         total: request.users.length,
@@ -56,7 +56,7 @@ export async function revokeKeys(deps: AdminDeps, request: { users: string[]; pu
         elapsedMs: run.elapsedMs,
         throttles: limiter.state.throttles,
         pacedAt: pacedAt(limiter.state),
-      }) + '\n',
+      })}\n`,
     );
   } else if (complete) {
     deps.output.stdout(
@@ -201,6 +201,6 @@ async function endGatewayKeys(
     };
   }
   return {
-    note: `; ${count} key${count === 1 ? '' : 's'} deleted at ${where}${storedDeleted ? ' (the stored one' + (minted ? ` and ${minted} more keybroker minted` : '') + ')' : ''}`,
+    note: `; ${count} key${count === 1 ? '' : 's'} deleted at ${where}${storedDeleted ? ` (the stored one${minted ? ` and ${minted} more keybroker minted` : ''})` : ''}`,
   };
 }

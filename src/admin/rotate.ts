@@ -54,7 +54,7 @@ export async function allUsers(deps: Pick<AdminDeps, 'provider' | 'profile'>): P
   return [...users].sort();
 }
 
-export interface RotateSummary {
+interface RotateSummary {
   rotated: WriteOutcome[];
   failed: { user: string; error: string }[];
   notStarted: string[];
@@ -99,7 +99,7 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
     const plan = [];
     for (const user of users) plan.push({ user, steps: await dryRunSteps(deps, user, request) });
     deps.output.stdout(
-      JSON.stringify({
+      `${JSON.stringify({
         action: 'rotate',
         dryRun: true,
         complete: true,
@@ -108,7 +108,7 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
         failed: [],
         notRotated: [],
         plan,
-      }) + '\n',
+      })}\n`,
     );
     return [];
   }
@@ -151,7 +151,7 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
   const complete = !run.firstFailure && !run.interrupted;
   if (deps.json) {
     deps.output.stdout(
-      JSON.stringify({
+      `${JSON.stringify({
         action: 'rotate',
         complete,
         total: users.length,
@@ -162,7 +162,7 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
         elapsedMs: run.elapsedMs,
         throttles: summary.throttles,
         pacedAt: pacedAt(limiter.state),
-      }) + '\n',
+      })}\n`,
     );
   } else if (complete) {
     deps.output.stdout(

@@ -86,7 +86,7 @@ function sameProgram(pid: number): boolean | undefined {
   }
 }
 
-export function fileLock(dir: string, options: LockOptions = {}): Lock {
+export function fileLock(dir: string, options: LockOptions = {}): Required<Lock> {
   const now = options.now ?? Date.now;
   const noLock = (reason: string) => {
     options.noLock?.(reason);

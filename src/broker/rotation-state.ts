@@ -8,13 +8,13 @@ import { makePrivateDir } from '../kernel/paths.ts';
 import { readPrivateFile } from '../kernel/private-file.ts';
 import { writeFileAtomic } from '../kernel/temp-files.ts';
 
-export interface ServedRecord {
+interface ServedRecord {
   fingerprint: string;
   version: string;
   at: number;
 }
 
-export interface RecheckRecord {
+interface RecheckRecord {
   at: number;
   /** The key the store held at the re-check. */
   fingerprint: string;
@@ -93,17 +93,17 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
     }
   }
   return {
-    servedTo: (account, caller) => read<ServedRecord>(name('served', account, caller) + '.served'),
+    servedTo: (account, caller) => read<ServedRecord>(`${name('served', account, caller)}.served`),
     recordServed(account, caller, record) {
-      write(name('served', account, caller) + '.served', record);
+      write(`${name('served', account, caller)}.served`, record);
       sweep();
     },
-    lastRecheck: (account) => read<RecheckRecord>(name('recheck', account) + '.recheck'),
-    recordRecheck: (account, record) => write(name('recheck', account) + '.recheck', record),
-    lastStoreFailure: (account) => read<StoreFailureRecord>(name('failure', account) + '.failure'),
-    recordStoreFailure: (account, record) => write(name('failure', account) + '.failure', record),
-    lastRefreshAhead: (account) => read<{ at: number }>(name('ahead', account) + '.ahead')?.at,
-    recordRefreshAhead: (account, at) => write(name('ahead', account) + '.ahead', { at }),
+    lastRecheck: (account) => read<RecheckRecord>(`${name('recheck', account)}.recheck`),
+    recordRecheck: (account, record) => write(`${name('recheck', account)}.recheck`, record),
+    lastStoreFailure: (account) => read<StoreFailureRecord>(`${name('failure', account)}.failure`),
+    recordStoreFailure: (account, record) => write(`${name('failure', account)}.failure`, record),
+    lastRefreshAhead: (account) => read<{ at: number }>(`${name('ahead', account)}.ahead`)?.at,
+    recordRefreshAhead: (account, at) => write(`${name('ahead', account)}.ahead`, { at }),
   };
 }
 

@@ -115,5 +115,5 @@ export function formatStatus(status: CacheStatus, now: number): string {
     );
   }
   const width = Math.max(...rows.map(([name]) => name.length));
-  return rows.map(([name, value]) => `${name.padEnd(width)}  ${value}`).join('\n') + '\n';
+  return `${rows.map(([name, value]) => `${name.padEnd(width)}  ${value}`).join('\n')}\n`;
 }

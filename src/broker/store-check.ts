@@ -66,5 +66,5 @@ export function formatStoreCheck(check: StoreCheck): string {
     `you are:  ${check.principal} ({user} = ${check.user}, from the ${check.userFrom === 'store' ? 'store identity' : 'OS login'})`,
     `secret:   "${check.secret}": ${check.readable ? `readable, version ${check.version}, ${check.fingerprint}${check.expiresAt ? `, expires ${check.expiresAt}` : ''}` : 'NOT readable (below)'}`,
   ];
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

@@ -80,7 +80,12 @@ export function readClaudeSettings(
   // A project run from the home folder would read ~/.claude/settings.json twice.
   const seen = new Set<string>();
   return settingsLocations(env, projectDir, platform)
-    .filter((location) => (seen.has(path.resolve(location.path)) ? false : (seen.add(path.resolve(location.path)), true)))
+    .filter((location) => {
+      const resolved = path.resolve(location.path);
+      if (seen.has(resolved)) return false;
+      seen.add(resolved);
+      return true;
+    })
     .map((location) => readSettingsFile(location.scope, location.path));
 }
 
@@ -158,6 +163,7 @@ export function isKeybrokerProgram(program: string): boolean {
  */
 export function shellQuote(file: string, platform: NodeJS.Platform = process.platform): string {
   if (platform === 'win32') {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: cmd.exe cannot quote a control character
     if (/["%\x00-\x1f]/.test(file)) {
       throw new UsageError(
         `${JSON.stringify(file)} cannot be written into a Windows apiKeyHelper: cmd.exe would expand a % or end the quoting at a "`,

@@ -199,7 +199,7 @@ function mergeSettingsFile(
   }
   // The user's file keeps its mode (new: private); the managed file is readable by every user.
   const mode = options.managed ? MANAGED_FILE_MODE : text !== undefined ? fs.statSync(file).mode & 0o777 : 0o600;
-  writeAtomically(file, JSON.stringify(merged, null, 2) + '\n', mode);
+  writeAtomically(file, `${JSON.stringify(merged, null, 2)}\n`, mode);
   return outcome;
 }
 

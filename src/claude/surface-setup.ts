@@ -30,6 +30,7 @@ export function desktopKeys(options: {
 }): Record<string, string> {
   const [program, ...rest] = options.argv;
   const args = [...rest, ...(options.profileFlag ? ['get', '--profile', options.profileFlag] : [])];
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: Desktop refuses a control character in an argument
   if (args.some((arg) => /["%\x00-\x1f]/.test(arg)))
     throw new UsageError('a helper argument holds ", % or a control character, which Desktop refuses', 'use a profile name without them');
   const keys: Record<string, string> = { inferenceProvider: 'gateway' };
@@ -105,7 +106,7 @@ export function mergeDesktopConfig(
     outcome.backup = `${file}.keybroker-backup-${new Date(options.now).toISOString().replace(/[:.]/g, '-')}`;
     fs.copyFileSync(file, outcome.backup);
   }
-  writeFileAtomic(file, JSON.stringify(merged, null, 2) + '\n', 0o600);
+  writeFileAtomic(file, `${JSON.stringify(merged, null, 2)}\n`, 0o600);
   return outcome;
 }
 

@@ -12,7 +12,7 @@ export function renderHeaders(profile: Pick<Profile, 'headers'>, key: string): R
 }
 
 /** The values Desktop/Cowork set in CLAUDE_HELPER_CONTEXT (docs, late 2026). */
-export const helperContexts = ['interactive', 'mid-session-refresh', 'scheduled-task', 'setup-test', 'background'] as const;
+const helperContexts = ['interactive', 'mid-session-refresh', 'scheduled-task', 'setup-test', 'background'] as const;
 export type HelperContext = (typeof helperContexts)[number];
 
 export function helperContext(env: NodeJS.ProcessEnv): HelperContext | 'unknown' | undefined {

@@ -10,7 +10,7 @@ import { commands, resolveCommand } from './commands/index.ts';
 import { getCommand } from './commands/get.ts';
 
 declare const __KEYBROKER_VERSION__: string | undefined;
-export const VERSION = typeof __KEYBROKER_VERSION__ === 'string' ? __KEYBROKER_VERSION__ : '0.0.0-dev';
+const VERSION = typeof __KEYBROKER_VERSION__ === 'string' ? __KEYBROKER_VERSION__ : '0.0.0-dev';
 
 export interface CliRuntime {
   env: NodeJS.ProcessEnv;

@@ -133,7 +133,7 @@ function lazyFileLock(dir: string, warn: (line: string) => void): Lock {
   };
   return {
     acquire: async (name, waitMs, giveUp) => (await import('../broker/lock.ts')).fileLock(dir, { noLock }).acquire(name, waitMs, giveUp),
-    heldSince: async (name) => (await import('../broker/lock.ts')).fileLock(dir, { noLock }).heldSince!(name),
+    heldSince: async (name) => (await import('../broker/lock.ts')).fileLock(dir, { noLock }).heldSince(name),
   };
 }
 

@@ -26,13 +26,13 @@ const duration = (min: string, max: string) =>
     }, `must be between ${min} and ${max}`),
   );
 /** The bounds of each duration field (docs/configuration.md). */
-export const DURATION_BOUNDS = {
+const DURATION_BOUNDS = {
   timeout: ['100ms', '10m'],
   refreshAfter: ['1s', '365d'],
   keyDuration: ['1m', '3650d'],
 } as const;
 
-export const cacheBackends = ['auto', 'keychain', 'file', 'none'] as const;
+const cacheBackends = ['auto', 'keychain', 'file', 'none'] as const;
 export type CacheBackendName = (typeof cacheBackends)[number];
 
 const CacheSchema = v.strictObject({
@@ -73,7 +73,7 @@ const KeyIssuerSchema = v.strictObject({
 });
 
 /** An HTTP header name (RFC 9110 token). */
-export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** What a header value may hold (printable ASCII) and the one placeholder it may use. */
 const headerValue = v.pipe(
   v.string(),
@@ -123,7 +123,7 @@ const OidcSchema = v.pipe(
 );
 
 /** The profile fields a machine-wide file can enforce: no user file, KEYBROKER_* variable or flag may set them otherwise. */
-export const ENFORCEABLE_FIELDS = [
+const ENFORCEABLE_FIELDS = [
   'store',
   'secret',
   'field',
@@ -235,7 +235,7 @@ export type KeyIssuerConfig = v.InferOutput<typeof KeyIssuerSchema>;
 
 /** One place a value can come from, in increasing precedence. */
 /** machine: the admins' file; user: the user's file at its usual path; explicit: named by KEYBROKER_CONFIG or --config; environment: KEYBROKER_* variables. */
-export type LayerRole = 'machine' | 'user' | 'explicit' | 'environment';
+type LayerRole = 'machine' | 'user' | 'explicit' | 'environment';
 
 export interface Layer {
   source: string;
@@ -389,7 +389,7 @@ export function parseConfigText(text: string, source: string): ConfigFile {
 }
 
 /** What is wrong with a `store` section by its type's own schema (providers/<type>.schema.ts), or undefined. */
-export function storeIssue(store: { type: (typeof storeTypes)[number] }, at: string[]): { what: string; fix: string } | undefined {
+function storeIssue(store: { type: (typeof storeTypes)[number] }, at: string[]): { what: string; fix: string } | undefined {
   const result = v.safeParse(storeSchemas[store.type], store);
   return result.success ? undefined : describeIssue(result.issues[0], at);
 }
@@ -416,15 +416,44 @@ export function describeIssue(issue: v.BaseIssue<unknown>, at: string[] = []): {
 
 /** Each KEYBROKER_* variable, the profile field it sets (dotted) and how. */
 const ENV_FIELDS: Record<string, { field: string; apply: (layer: ProfileLayer, value: string) => void }> = {
-  KEYBROKER_SECRET: { field: 'secret', apply: (layer, value) => void (layer.secret = value) },
-  KEYBROKER_FIELD: { field: 'field', apply: (layer, value) => void (layer.field = value) },
-  KEYBROKER_USER: { field: 'user', apply: (layer, value) => void (layer.user = value as 'os') },
-  KEYBROKER_TIMEOUT: { field: 'timeout', apply: (layer, value) => void (layer.timeout = value) },
+  KEYBROKER_SECRET: {
+    field: 'secret',
+    apply: (layer, value) => {
+      layer.secret = value;
+    },
+  },
+  KEYBROKER_FIELD: {
+    field: 'field',
+    apply: (layer, value) => {
+      layer.field = value;
+    },
+  },
+  KEYBROKER_USER: {
+    field: 'user',
+    apply: (layer, value) => {
+      layer.user = value as 'os';
+    },
+  },
+  KEYBROKER_TIMEOUT: {
+    field: 'timeout',
+    apply: (layer, value) => {
+      layer.timeout = value;
+    },
+  },
   KEYBROKER_CACHE_BACKEND: {
     field: 'cache.backend',
-    apply: (layer, value) => void ((layer.cache ??= {}).backend = value as CacheBackendName),
+    apply: (layer, value) => {
+      layer.cache ??= {};
+      layer.cache.backend = value as CacheBackendName;
+    },
   },
-  KEYBROKER_REFRESH_AFTER: { field: 'cache.refreshAfter', apply: (layer, value) => void ((layer.cache ??= {}).refreshAfter = value) },
+  KEYBROKER_REFRESH_AFTER: {
+    field: 'cache.refreshAfter',
+    apply: (layer, value) => {
+      layer.cache ??= {};
+      layer.cache.refreshAfter = value;
+    },
+  },
 };
 
 /** KEYBROKER_* variables override fields of whichever profile is in use; each field names the variable that set it. */
@@ -578,7 +607,7 @@ function mergeLayers(layers: Layer[], name: string) {
   const overridden: Record<string, string[]> = {};
   const { machine, fields: enforced } = enforcedFields(layers, name);
   const set = (target: Record<string, unknown>, key: string, dotted: string, value: unknown, layer: Layer) => {
-    if (sources[dotted]) (overridden[dotted] ??= []).push(sources[dotted]);
+    if (sources[dotted]) overridden[dotted] = [...(overridden[dotted] ?? []), sources[dotted]];
     target[key] = value;
     sources[dotted] = layer.fieldSources?.[dotted] ?? layer.source;
   };

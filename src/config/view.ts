@@ -5,7 +5,7 @@ import path from 'node:path';
 import { DEFAULTS, parseConfigText, type LoadedConfig } from './config.ts';
 import { formatDuration } from '../kernel/duration.ts';
 import { machineConfigPath, userConfigPath } from '../kernel/paths.ts';
-import { ConfigError, UsageError } from '../kernel/errors.ts';
+import { UsageError } from '../kernel/errors.ts';
 import { storeTypes, type StoreType } from '../../providers/index.ts';
 
 export interface EffectiveValue {
@@ -69,7 +69,7 @@ export function formatEffective(rows: EffectiveValue[], files: ReturnType<typeof
   if (lines.length) lines.push('');
   lines.push('files (lowest precedence first; then KEYBROKER_* variables, then flags):');
   for (const file of files) lines.push(`  ${file.role.padEnd(12)}  ${file.path}${file.exists ? '' : '  (absent)'}`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export interface InitAnswers {
@@ -181,7 +181,7 @@ export function initialConfig(answers: InitAnswers): string {
     defaultProfile: 'default',
     profiles: { default: profile },
   };
-  return JSON.stringify(file, null, 2) + '\n';
+  return `${JSON.stringify(file, null, 2)}\n`;
 }
 
 export function writeInitialConfig(file: string, text: string, force: boolean): void {

@@ -10,6 +10,11 @@ import { ok, skip, warn, fail, type CheckOutcome, type CheckSpec } from './check
 import type { DoctorDeps, DoctorState } from './state.ts';
 
 const CALL_TIMEOUT_MS = 4_000;
+/** A probe reads only the status; the body is dropped so the connection is freed. */
+const statusOnly = (response: Response): number => {
+  void response.body?.cancel().catch(() => {});
+  return response.status;
+};
 const NATIVE_SIGN_IN =
   'Claude Code and the Claude Desktop app sign in to it natively (/login; managed settings "forceLoginMethod": "gateway" and "forceLoginGatewayUrl", which keybroker setup --managed --apps-gateway URL prints) and need no apiKeyHelper; with that sign-in pinned, Claude Code refuses to start when an API key or apiKeyHelper is configured too. keybroker serves the callers that do not sign in natively (scripts, CI, MCP servers)';
 
@@ -20,7 +25,7 @@ interface GatewayMetadata {
 }
 
 /** IPv4 private, shared (CGNAT) and link-local space, IPv6 unique-local and link-local: a private network. */
-export function isPrivateAddress(address: string): boolean {
+function isPrivateAddress(address: string): boolean {
   if (net.isIPv4(address)) {
     const [a, b] = address.split('.').map(Number) as [number, number];
     return (
@@ -90,10 +95,7 @@ export function appsGatewayCheck(deps: DoctorDeps, state: DoctorState): CheckSpe
         keySent: !state.keyWithheld,
       };
       const problems: string[] = [];
-      const health = await deps.fetch(`${origin}/healthz`, { redirect: 'manual', signal }).then(
-        (response) => (void response.body?.cancel().catch(() => {}), response.status),
-        () => 0,
-      );
+      const health = await deps.fetch(`${origin}/healthz`, { redirect: 'manual', signal }).then(statusOnly, () => 0);
       details['healthz'] = health;
       if (health !== 200) problems.push(health ? `/healthz answered HTTP ${health}` : '/healthz did not answer');
       problems.push(...(await deviceEndpointProblems(deps, found.device_authorization_endpoint, signal)));
@@ -128,10 +130,7 @@ export function appsGatewayCheck(deps: DoctorDeps, state: DoctorState): CheckSpe
 /** The device authorization endpoint answers (a GET, which starts no sign-in) and is on the gateway itself. */
 async function deviceEndpointProblems(deps: DoctorDeps, endpoint: unknown, signal: AbortSignal): Promise<string[]> {
   if (typeof endpoint !== 'string') return ['its metadata names no device_authorization_endpoint'];
-  const status = await deps.fetch(endpoint, { method: 'GET', redirect: 'manual', signal }).then(
-    (response) => (void response.body?.cancel().catch(() => {}), response.status),
-    () => 0,
-  );
+  const status = await deps.fetch(endpoint, { method: 'GET', redirect: 'manual', signal }).then(statusOnly, () => 0);
   if (!status) return [`its device authorization endpoint ${endpoint} did not answer`];
   if (status >= 500) return [`its device authorization endpoint answered HTTP ${status}`];
   return [];
@@ -156,10 +155,7 @@ async function identityProviderProblems(deps: DoctorDeps, endpoint: string, orig
     if (approval.status < 300 || approval.status >= 400 || !location)
       return [`its device page answered HTTP ${approval.status}, not a redirect to the identity provider`];
     const idp = new URL(location, origin);
-    const answered = await deps.fetch(idp, { method: 'GET', redirect: 'manual', signal }).then(
-      (response) => (void response.body?.cancel().catch(() => {}), response.status),
-      () => 0,
-    );
+    const answered = await deps.fetch(idp, { method: 'GET', redirect: 'manual', signal }).then(statusOnly, () => 0);
     if (!answered) return [`its identity provider ${idp.origin}, where developers sign in, did not answer`];
     if (answered >= 500) return [`its identity provider ${idp.origin} answered HTTP ${answered}`];
     return [];

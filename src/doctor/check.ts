@@ -1,7 +1,7 @@
 // One doctor check: a verdict, what was found and what to do, each bounded in time.
 export type Verdict = 'OK' | 'WARN' | 'FAIL' | 'SKIP';
 
-export type Layer = 'configuration' | 'store' | 'cache' | 'claude-code' | 'gateway';
+type Layer = 'configuration' | 'store' | 'cache' | 'claude-code' | 'gateway';
 
 export interface CheckResult {
   /** Stable id for --json consumers ("store.identity"). */

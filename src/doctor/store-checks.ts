@@ -1,5 +1,5 @@
 // Layer 2: the store, through the Provider interface only (any store type works the same way).
-import { AccessDenied, KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../kernel/errors.ts';
+import { AccessDenied, type KeybrokerError, NotAuthenticated, SecretNotFound, StoreUnreachable } from '../kernel/errors.ts';
 import { parseSecretValue, fingerprint } from '../secret/value.ts';
 import { resolveSecretName } from '../secret/name.ts';
 import { formatDuration } from '../kernel/duration.ts';

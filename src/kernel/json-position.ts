@@ -67,6 +67,7 @@ function jsonErrorOffset(text: string): number | undefined {
   }
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: JSON forbids raw control characters in a string
 const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
 const LITERAL = /true|false|null/y;
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;

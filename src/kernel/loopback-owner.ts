@@ -97,7 +97,7 @@ export function listenerUids(host: string, port: number, listeners: Listener[]):
 }
 
 /** "uid 65534 (nobody)", or "uid 1234" when the passwd file does not name it. */
-export function describeUid(uid: number): string {
+function describeUid(uid: number): string {
   try {
     const entry = fs
       .readFileSync('/etc/passwd', 'utf8')

@@ -25,7 +25,7 @@ export const processOutput: Output = {
   },
   stderr: (line) => {
     try {
-      writeAll(2, line.endsWith('\n') ? line : line + '\n');
+      writeAll(2, line.endsWith('\n') ? line : `${line}\n`);
     } catch {
       // Nowhere left to say it; the exit code still does.
     }

@@ -166,7 +166,7 @@ export function unusableFolder(dir: string): string | undefined {
   if (!path.isAbsolute(dir)) return `${shortPath(dir)} is not an absolute path`;
   const normalized = path.resolve(dir);
   for (const pseudo of ['/proc', '/sys', '/dev']) {
-    if (normalized === pseudo || normalized.startsWith(pseudo + '/')) return `${shortPath(dir)} is under ${pseudo}`;
+    if (normalized === pseudo || normalized.startsWith(`${pseudo}/`)) return `${shortPath(dir)} is under ${pseudo}`;
   }
   return undefined;
 }

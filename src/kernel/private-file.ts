@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 /** Why a file may not be used, or undefined when it may. */
-export type FileProblem = string | undefined;
+type FileProblem = string | undefined;
 
 const OPEN_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0) | (fs.constants.O_NOFOLLOW ?? 0);
 
@@ -15,13 +15,13 @@ function myUid(): number | undefined {
 }
 
 /** What a trust root (a config file and its folders) may be beyond a private file: root's, and a sticky shared folder such as /tmp. */
-export interface TrustRules {
+interface TrustRules {
   rootMayOwn?: boolean;
   stickyFolderMayBeShared?: boolean;
 }
 
 /** What is wrong with a file (or folder) with this stat for holding this user's private data. */
-export function privateStatProblem(
+function privateStatProblem(
   stat: fs.Stats,
   kind: 'file' | 'folder',
   platform: NodeJS.Platform = process.platform,
@@ -37,11 +37,6 @@ export function privateStatProblem(
   if (platform !== 'win32' && (stat.mode & 0o022) !== 0 && !sharedButSticky)
     return `can be written by other users (mode ${(stat.mode & 0o777).toString(8)})`;
   return undefined;
-}
-
-/** A folder's problem for holding private files: not ours, writable by others, not a folder. ENOENT is thrown. */
-export function privateDirProblem(dir: string): FileProblem {
-  return privateStatProblem(fs.lstatSync(dir), 'folder');
 }
 
 export class UnsafeFile extends Error {

@@ -124,7 +124,9 @@ function storeClock(budgetMs: number, ceilingMs: number, now: () => number, setT
   timer = setTimer(tick, CLOCK_TICK_MS);
   return {
     elapsed,
-    hold: () => void (holdingSince ??= now()),
+    hold: () => {
+      holdingSince ??= now();
+    },
     release: () => {
       if (holdingSince === undefined) return;
       held += now() - holdingSince;

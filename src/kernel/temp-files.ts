@@ -7,7 +7,7 @@ import path from 'node:path';
  * and even a starved one (50 cold gets on a busy 2-core machine) within a few seconds. Removing a
  * live writer's temp costs it only its cache write ("not cached"), never a wrong file.
  */
-export const STALE_TEMP_MS = 10_000;
+const STALE_TEMP_MS = 10_000;
 
 const TEMP_NAME = /^(.+)\.(\d+)\.tmp$/;
 

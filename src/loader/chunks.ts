@@ -24,7 +24,7 @@ function bundle() {
 
 export async function loadProviderModule(type: StoreType, debug: (message: string) => void = () => {}): Promise<ProviderModule> {
   if (!bundle()) {
-    const source = '../../providers/' + type + '.ts';
+    const source = `../../providers/${type}.ts`;
     return (await import(source)) as ProviderModule;
   }
   return loadBundledChunk(`provider-${type}`, debug) as ProviderModule;
@@ -150,8 +150,8 @@ export function isAddonFile(name: string): boolean {
  * its bytes are `expected`; undefined for anything else, a file that cannot be opened included
  * (EACCES: another user's 0700 file), so that the caller writes the built-in copy over it.
  */
-export function openIfIdentical(file: string, expected: Uint8Array): number | undefined {
-  let opened;
+function openIfIdentical(file: string, expected: Uint8Array): number | undefined {
+  let opened: ReturnType<typeof openPrivateFile>;
   try {
     opened = openPrivateFile(file);
   } catch {

@@ -6,7 +6,7 @@ export function userNameProblem(user: string): string | undefined {
   if (user.length === 0) return 'it is empty';
   if (user.includes('/') || user.includes('\\')) return 'it contains a path separator';
   if (user === '.' || user.includes('..')) return 'it contains ".."';
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: a user name with a control character is refused
   if (/[\u0000-\u001f\u007f]/.test(user)) return 'it contains a control character';
   if (/\s/.test(user)) return 'it contains white space';
   if (user.includes('{') || user.includes('}')) return 'it contains a brace';

@@ -66,7 +66,7 @@ export function parseSecretValue(raw: unknown, field: string, where: string): St
       .filter((name) => name !== field)
       .slice(0, 5);
     throw new UnusableKey(
-      `the JSON value of ${where} has no string field "${field}"` + (present.length ? ` (fields present: ${present.join(', ')})` : ''),
+      `the JSON value of ${where} has no string field "${field}"${present.length ? ` (fields present: ${present.join(', ')})` : ''}`,
       `put the key in "${field}", or set "field" in the keybroker profile to the field that holds it`,
     );
   }
@@ -149,5 +149,5 @@ export function keyProblem(key: string): string | undefined {
 
 /** How diagnostics name a key: never the key, only the first 8 hex digits of its SHA-256. */
 export function fingerprint(key: string): string {
-  return 'sha256:' + sha256Hex(key).slice(0, 8);
+  return `sha256:${sha256Hex(key).slice(0, 8)}`;
 }

@@ -65,5 +65,6 @@ export interface SsoLibrary {
 let loaded: Promise<SsoLibrary> | undefined;
 /** Loads the chunk once per run; only a refresh, a login or a check calls this. */
 export function loadSsoLibrary(debug: (message: string) => void): Promise<SsoLibrary> {
-  return (loaded ??= loadChunk('sso', debug) as Promise<SsoLibrary>);
+  loaded ??= loadChunk('sso', debug) as Promise<SsoLibrary>;
+  return loaded;
 }

@@ -190,7 +190,7 @@ export async function ssoLogin(deps: SsoDeps, io: LoginIo, flow: LoginFlow = dep
   }
   const left = entry.expiresAt !== undefined ? `, valid for ${Math.round((entry.expiresAt - deps.now()) / 1000)} s` : '';
   io.say(
-    `signed in: access token ${fingerprint(entry.key)}${left}${tokens.refreshToken ? '; the refresh token is kept in the ' + (deps.cache.kind === 'keychain' ? 'keychain' : 'private file cache') : ''}`,
+    `signed in: access token ${fingerprint(entry.key)}${left}${tokens.refreshToken ? `; the refresh token is kept in the ${deps.cache.kind === 'keychain' ? 'keychain' : 'private file cache'}` : ''}`,
   );
   return entry;
 }

@@ -45,7 +45,7 @@ describe('admin import and its audit log (binary)', () => {
 
   const csvOf = (name: string, users: string[]) => {
     const file = path.join(home, name);
-    fs.writeFileSync(file, ['user,key', ...users.map((user) => `${user},sk-test-trail-${user}`)].join('\n') + '\n');
+    fs.writeFileSync(file, `${['user,key', ...users.map((user) => `${user},sk-test-trail-${user}`)].join('\n')}\n`);
     return file;
   };
   const stored = async (prefix: string): Promise<string[]> => {

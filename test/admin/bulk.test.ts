@@ -77,7 +77,7 @@ describe('the bulk limiter', () => {
     expect(answer).toBe('ok');
     // No Retry-After: the n-th back-off is 250 ms × 2^n, from half of it (jitter); not a hammering.
     expect(waits).toHaveLength(3);
-    waits.forEach((wait, index) => expect(wait).toBeGreaterThanOrEqual(125 * 2 ** (index + 1)));
+    for (const [index, wait] of waits.entries()) expect(wait).toBeGreaterThanOrEqual(125 * 2 ** (index + 1));
     expect(now).toBeGreaterThanOrEqual(125 * (2 + 4 + 8));
   });
 
@@ -337,7 +337,7 @@ describe('admin import on AWS: store calls per row, each paced by the limiter', 
   let paced = 0;
   const env = { ...AWS_TEST_CREDENTIALS, PATH: process.env['PATH'] };
   const users = Array.from({ length: 12 }, (_, index) => `row${String(index).padStart(2, '0')}`);
-  const csv = (tag: string) => ['user,key', ...users.map((user) => `${user},sk-test-${tag}-${user}-0123456789`)].join('\n') + '\n';
+  const csv = (tag: string) => `${['user,key', ...users.map((user) => `${user},sk-test-${tag}-${user}-0123456789`)].join('\n')}\n`;
   const counted = () =>
     Object.fromEntries(
       ['GetSecretValue', 'DescribeSecret', 'CreateSecret', 'PutSecretValue', 'TagResource', 'RestoreSecret'].map((operation) => [

@@ -140,10 +140,7 @@ describe('keybroker admin (binary)', () => {
 
   it('import --max-rate: a bad rate is refused before any call; a good one paces the store from the first call', async () => {
     const file = path.join(home, 'paced.csv');
-    fs.writeFileSync(
-      file,
-      'user,key\n' + Array.from({ length: 8 }, (_, index) => `paced${index},sk-test-cli-paced-${index}`).join('\n') + '\n',
-    );
+    fs.writeFileSync(file, `user,key\n${Array.from({ length: 8 }, (_, index) => `paced${index},sk-test-cli-paced-${index}`).join('\n')}\n`);
     for (const bad of ['0', 'fast', '200000']) {
       const refused = await runBinary(['admin', 'import', file, '--max-rate', bad], { env: adminEnv });
       expect(refused.code).toBe(2);

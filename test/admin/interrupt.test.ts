@@ -34,7 +34,7 @@ describe(`admin import of ${ROWS} developers, interrupted`, () => {
     home = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-interrupt-'));
     csv = path.join(home, 'keys.csv');
     auditFile = path.join(home, 'audit.log');
-    fs.writeFileSync(csv, ['user,key', ...users.map((user) => `${user},sk-test-interrupt-${user}`)].join('\n') + '\n');
+    fs.writeFileSync(csv, `${['user,key', ...users.map((user) => `${user},sk-test-interrupt-${user}`)].join('\n')}\n`);
     const config = path.join(home, 'config.json');
     fs.writeFileSync(
       config,

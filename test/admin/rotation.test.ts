@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getKey, type BrokerDeps } from '../../src/broker/broker.ts';
 import { memoryRotationState } from '../../src/broker/rotation-state.ts';
 import type { Profile } from '../../src/config/config.ts';
-import { AccessDenied, NotAuthenticated, StoreUnreachable, UnusableKey } from '../../src/kernel/errors.ts';
+import { AccessDenied, NotAuthenticated, UnusableKey } from '../../src/kernel/errors.ts';
 import { createHash } from 'node:crypto';
 import type { KeyIssuer } from '../../src/gateway/key-issuer.ts';
 import { openKeyIssuer } from '../../src/gateway/issuers.ts';

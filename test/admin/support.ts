@@ -36,7 +36,7 @@ export async function providerAs(profile: Profile, env: NodeJS.ProcessEnv): Prom
   });
 }
 
-export interface CapturedOutput extends Output {
+interface CapturedOutput extends Output {
   out: string[];
   err: string[];
 }

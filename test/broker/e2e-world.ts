@@ -9,7 +9,7 @@ import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
 import { runBinary, type RunResult } from '../support/binary.ts';
 import { awsConfig, makeTestHome } from '../support/e2e-home.ts';
 
-export const SECRET = 'claude-code/keys/alice';
+const SECRET = 'claude-code/keys/alice';
 
 export interface StoreChain {
   moto: Moto;

@@ -33,7 +33,7 @@ export function memoryCache(): CacheStore & { data: Map<string, string> } {
 }
 
 /** A store holding one secret per user; `fail` makes the next reads throw. */
-export class FakeStore {
+class FakeStore {
   value: SecretValue = { value: 'sk-test-one', version: 'v1' };
   reads = 0;
   fail: (() => Error) | undefined;
@@ -61,7 +61,7 @@ export class FakeStore {
 }
 
 /** A lock shared by the "processes" of one test (one holder at a time, FIFO). */
-export function memoryLock(): Lock {
+function memoryLock(): Lock {
   let tail: Promise<void> = Promise.resolve();
   return {
     async acquire() {

@@ -257,7 +257,7 @@ describe('messages that tell the truth', () => {
 
   it('a 4,100-character HOME gives short lines that do not advise cache clear', async () => {
     dev = developer(chain.faults.url(), { timeout: '10s', cache: { backend: 'file' } });
-    const env: NodeJS.ProcessEnv = { ...dev.env, HOME: '/tmp/' + 'h'.repeat(4_100 - 5) };
+    const env: NodeJS.ProcessEnv = { ...dev.env, HOME: `/tmp/${'h'.repeat(4_100 - 5)}` };
     for (const name of ['XDG_CACHE_HOME', 'XDG_CONFIG_HOME', 'XDG_RUNTIME_DIR', 'KEYBROKER_CACHE_DIR', 'KEYBROKER_RUNTIME_DIR'])
       delete env[name];
     const result = await runBinary(['get'], { env });

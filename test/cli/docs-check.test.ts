@@ -32,7 +32,7 @@ function help(args: string[]): string {
 /** The rows of every README table headed `| header |` (the SSO section has its own field table). */
 function tableRows(header: string): string[][] {
   const lines = readme.split('\n');
-  const starts = lines.flatMap((line, index) => (line.startsWith(`| ${header} |`) ? [index] : []));
+  const starts = lines.flatMap((line, index) => (/^\| (\S+) +\|/.exec(line)?.[1] === header ? [index] : []));
   expect(starts.length, `README has a table headed "${header}"`).toBeGreaterThan(0);
   const rows: string[][] = [];
   for (const start of starts) {

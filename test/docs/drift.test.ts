@@ -30,7 +30,7 @@ interface Block {
 }
 
 /** Fenced code blocks, indented ones (inside a list) included, with their indentation removed. */
-export function codeBlocks(file: string, markdown: string): Block[] {
+function codeBlocks(file: string, markdown: string): Block[] {
   const blocks: Block[] = [];
   const lines = markdown.split('\n');
   for (let at = 0; at < lines.length; at++) {
@@ -63,7 +63,7 @@ const PROFILE_FIELDS = new Set([
 ]);
 
 /** Undefined when the block is a config example the loader accepts (or no config at all); else why not. */
-export function configProblem(block: Block): string | undefined {
+function configProblem(block: Block): string | undefined {
   let json: unknown;
   const text = block.text.trim();
   try {
@@ -96,7 +96,7 @@ export function configProblem(block: Block): string | undefined {
 }
 
 /** `keybroker …` where a shell runs it: line start (after `$ `, `sudo `, `run: `), after `|`, `&&`, `;` or `$(`. */
-export function commandLines(block: Block): string[] {
+function commandLines(block: Block): string[] {
   const found: string[] = [];
   for (const line of block.text.split('\n')) {
     for (const match of line.matchAll(
@@ -114,7 +114,7 @@ function words(line: string): string[] {
 }
 
 /** Undefined when the real parser takes the line; else its complaint. */
-export async function commandProblem(line: string): Promise<string | undefined> {
+async function commandProblem(line: string): Promise<string | undefined> {
   const argv = words(line).slice(1);
   if (topLevelRequest(argv)) return undefined;
   try {
@@ -189,7 +189,7 @@ describe('exit codes', () => {
   /** The README's exit-code table: code → meaning. */
   function readmeExitCodes(readme: string): Map<number, string> {
     const lines = readme.split('\n');
-    const start = lines.findIndex((line) => line.startsWith('| code | meaning |'));
+    const start = lines.findIndex((line) => /^\| code +\| meaning +\|/.test(line));
     const table = new Map<number, string>();
     for (const line of lines.slice(start + 2)) {
       if (!line.startsWith('|')) break;
@@ -212,7 +212,7 @@ describe('exit codes', () => {
   it('finds planted drift: a code missing, a meaning changed', () => {
     const good = readmeExitCodes(fs.readFileSync(path.join(root, 'README.md'), 'utf8'));
     const planted = readmeExitCodes(
-      fs.readFileSync(path.join(root, 'README.md'), 'utf8').replace('| 11 | output failed |', '| 12 | output failed |'),
+      fs.readFileSync(path.join(root, 'README.md'), 'utf8').replace(/\| 11 +\| output failed +\|/, '| 12 | output failed |'),
     );
     expect(planted).not.toEqual(good);
     expect(planted.has(11)).toBe(false);

@@ -116,7 +116,7 @@ describe('config', () => {
     const result = await machine.run(['config'], { KEYBROKER_CONFIG: undefined, XDG_CONFIG_HOME: path.join(machine.home, 'empty') });
     expect(result.code).toBe(3);
     expect(result.stdout).toMatch(/^files \(lowest precedence first/);
-    expect(result.stdout).toContain(path.join(machine.home, 'empty', 'keybroker', 'config.json') + '  (absent)');
+    expect(result.stdout).toContain(`${path.join(machine.home, 'empty', 'keybroker', 'config.json')}  (absent)`);
     expect(result.stderr).toMatch(/no keybroker configuration found/);
     const doctor = await machine.doctorJson([], { XDG_CONFIG_HOME: path.join(machine.home, 'empty') });
     expect(doctor.result.code).toBe(3);

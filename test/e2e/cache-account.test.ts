@@ -11,7 +11,7 @@ import { startMoto, AWS_TEST_CREDENTIALS, type Moto } from '../support/moto.ts';
 import { BINARY, runBinary, type RunResult } from '../support/binary.ts';
 import { awsConfig } from '../support/e2e-home.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
-import { loadConfig, parseConfigText, resolveProfile, type Profile } from '../../src/config/config.ts';
+import { parseConfigText, resolveProfile, type Profile } from '../../src/config/config.ts';
 import { serializeEntry } from '../../src/cache/entry.ts';
 import { sha256Hex } from '../../src/kernel/sha256.ts';
 

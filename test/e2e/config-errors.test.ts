@@ -84,7 +84,7 @@ describe('the file as a whole', () => {
   it('accepts a file that starts with a UTF-8 byte order mark (as Windows editors write it)', async () => {
     const key = 'sk-test-config-bom';
     const secret = await provision(key);
-    fs.writeFileSync(home.configFile, '\ufeff' + JSON.stringify(awsConfig(moto.endpoint, { secret, cache: { backend: 'none' } })));
+    fs.writeFileSync(home.configFile, `\ufeff${JSON.stringify(awsConfig(moto.endpoint, { secret, cache: { backend: 'none' } }))}`);
     expect(fs.readFileSync(home.configFile).subarray(0, 3)).toEqual(Buffer.from([0xef, 0xbb, 0xbf]));
     expect(await run(['get'])).toMatchObject({ code: 0, stdout: key, stderr: '' });
     expect((await run(['config'])).code).toBe(0);

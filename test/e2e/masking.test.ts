@@ -4,7 +4,6 @@
 // The keys carry no vendor prefix: only the long-run rule of maskSecrets can catch them.
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';

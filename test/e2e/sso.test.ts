@@ -161,9 +161,7 @@ describe('SSO tokens from a real OpenID Provider', () => {
     const result = await runBinary(['get'], { env: testHome.env() });
     expect(result.code).toBe(4);
     expect(result.stdout).toBe('');
-    expect(result.stderr).toBe(
-      'keybroker: profile "default" is not signed in to ' + op.issuer + ': run keybroker login --profile default\n',
-    );
+    expect(result.stderr).toBe(`keybroker: profile "default" is not signed in to ${op.issuer}: run keybroker login --profile default\n`);
   });
 
   it('without a keychain and without "fallback": "file", login refuses to keep the refresh token anywhere', async () => {

@@ -20,7 +20,7 @@ const API_VERSIONS = new Set(['2016-10-01', '7.0', '7.1', '7.2', '7.3', '7.4', '
 const NAME = /^[0-9a-zA-Z-]{1,127}$/;
 
 /** Azure's built-in roles for secrets (data plane). */
-export type SecretsRole = 'Key Vault Secrets User' | 'Key Vault Secrets Officer';
+type SecretsRole = 'Key Vault Secrets User' | 'Key Vault Secrets Officer';
 const ROLE_ACTIONS: Record<SecretsRole, Set<string>> = {
   'Key Vault Secrets User': new Set(['getSecret']),
   'Key Vault Secrets Officer': new Set([
@@ -36,7 +36,7 @@ const ROLE_ACTIONS: Record<SecretsRole, Set<string>> = {
   ]),
 };
 
-export interface TokenClaims {
+interface TokenClaims {
   tid: string;
   oid: string;
   upn?: string;

@@ -4,7 +4,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export interface GatewayRequest {
+interface GatewayRequest {
   at: number;
   method: string;
   path: string;
@@ -15,7 +15,7 @@ export interface GatewayRequest {
   stream?: boolean;
 }
 
-export type GatewayFault =
+type GatewayFault =
   | 'none'
   | 'buffered-stream' // holds every SSE event, then sends them all at once
   | 'redirect' // 307 to another origin for every request

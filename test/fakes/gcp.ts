@@ -25,7 +25,7 @@ export interface FakeUser {
   openid?: boolean;
 }
 
-export interface Binding {
+interface Binding {
   role:
     | 'roles/secretmanager.secretAccessor'
     | 'roles/secretmanager.viewer'

@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, jwtVerify, errors } from 'jose';
 
-export interface JwtGatewayRequest {
+interface JwtGatewayRequest {
   at: number;
   method: string;
   path: string;

@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { startFakeGateway, type FakeGateway } from './gateway.ts';
 
-export interface IssuedKey {
+interface IssuedKey {
   key: string;
   userId: string | null;
   alias: string | null;
@@ -26,7 +26,7 @@ export interface IssuedKey {
   metadata: Record<string, unknown>;
 }
 
-export interface AdminCall {
+interface AdminCall {
   route: string;
   authorized: boolean;
   status: number;

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export interface McpRequestRecord {
+interface McpRequestRecord {
   method: string;
   path: string;
   authorization: string | undefined;

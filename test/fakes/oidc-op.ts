@@ -10,7 +10,7 @@ import Provider from 'oidc-provider';
 
 export const CLIENT_ID = 'keybroker-cli';
 
-export interface TokenRequest {
+interface TokenRequest {
   at: number;
   grantType: string;
   /** Only a prefix: enough to tell tokens apart in assertions, never a whole token in a log. */

@@ -9,9 +9,9 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
-export type Capability = 'create' | 'read' | 'update' | 'delete' | 'list' | 'sudo' | 'deny';
+type Capability = 'create' | 'read' | 'update' | 'delete' | 'list' | 'sudo' | 'deny';
 /** A policy as Vault's HCL has it: path pattern (glob `*` at the end, `+` for one segment) → capabilities. */
-export type Policy = Record<string, Capability[]>;
+type Policy = Record<string, Capability[]>;
 
 interface Identity {
   /** The alias name the auth method saw ("alice"). */
@@ -68,7 +68,7 @@ interface Namespace {
   oidc: { roles: Map<string, { allowedRedirectUris: string[]; identity: Identity }>; defaultRole?: string };
 }
 
-export interface RequestRecord {
+interface RequestRecord {
   method: string;
   path: string;
   namespace: string;
@@ -301,7 +301,7 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
   type Reply = (status: number, body?: unknown, headers?: Record<string, string>) => void;
   type Fail = (status: number, ...errors: string[]) => void;
 
-  function route(method: string, url: URL, namespace: string, tokenId: string | undefined, text: string, reply: Reply, fail: Fail): void {
+  function route(method: string, url: URL, namespace: string, tokenId: string | undefined, text: string, reply: Reply, fail: Fail) {
     if (!url.pathname.startsWith('/v1/')) return fail(404);
     const apiPath = decodeURIComponent(url.pathname.slice(4)).replace(/\/+$/, url.pathname.endsWith('/') ? '/' : '');
     if (apiPath === 'sys/health') {
@@ -407,7 +407,7 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
     space: Namespace,
     reply: Reply,
     fail: Fail,
-  ): void {
+  ) {
     const post = method === 'POST' || method === 'PUT';
     const loginAs = (identity: Identity, authPath: string) =>
       reply(200, authResponse(issue(identity, { namespace, authPath, mountPrefix: mountPath.replaceAll('/', '-') })));
@@ -484,7 +484,7 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
   }
 
   /** The identity provider's authorize endpoint: signs the user in at once and redirects with a code. */
-  function fakeIdentityProvider(url: URL, reply: Reply): void {
+  function fakeIdentityProvider(url: URL, reply: Reply) {
     const state = url.searchParams.get('state') ?? '';
     const pending = oidcPending.get(state);
     if (!pending || pending.redirectUri !== url.searchParams.get('redirect_uri')) return reply(400, { error: 'invalid_request' });
@@ -505,7 +505,7 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
     may: May,
     reply: Reply,
     fail: Fail,
-  ): void {
+  ) {
     const full = `${mountName}/${name}`;
     if (isList) {
       if (!may(full, 'list')) return fail(403, PERMISSION_DENIED);
@@ -562,7 +562,7 @@ export async function startFakeVault(options: FakeVaultOptions = {}): Promise<Fa
     may: May,
     reply: Reply,
     fail: Fail,
-  ): void {
+  ) {
     const match = /^(data|metadata|delete|undelete|destroy|config)(?:\/(.*))?$/.exec(rest);
     if (!match) {
       return reply(404, {

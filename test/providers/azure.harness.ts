@@ -8,7 +8,7 @@ import { installFakeAzureCli, writeAzureLogin } from '../fakes/azure-cli.ts';
 import { KEY_VAULT_RESOURCE, startKeyVaultFake } from '../fakes/azure-keyvault.ts';
 import type { ProviderHarness } from './contract.ts';
 
-export const AZURE_TEST_TENANT = '72f988bf-0000-4000-8000-00000000c0de';
+const AZURE_TEST_TENANT = '72f988bf-0000-4000-8000-00000000c0de';
 
 export const azureHarness: ProviderHarness = {
   type: 'azure',

@@ -52,7 +52,7 @@ describe('Key Vault secret names', () => {
       { type: 'azure', vaultUrl: 'https://v.vault.azure.net' },
       { timeoutMs: 1000, env: {}, profile: 'p', debug: () => {} },
     );
-    const error = await provider.readCurrent('claude-code/keys/' + 'a.'.repeat(40)).catch((caught: unknown) => caught);
+    const error = await provider.readCurrent(`claude-code/keys/${'a.'.repeat(40)}`).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toMatch(/127/);
   });

@@ -52,7 +52,7 @@ export interface HarnessInstance {
   stop(): Promise<void>;
 }
 
-export interface Throttle {
+interface Throttle {
   /**
    * The least wait before a throttled read is sent again: the Retry-After the store's answer asks
    * for, or, when it names none, the retry policy's floor for a throttling answer.
@@ -154,7 +154,7 @@ export function describeProviderContract(harness: ProviderHarness): void {
     });
 
     it('reports a missing secret as SecretNotFound, naming it', async () => {
-      const missing = server.developerSecret + '-missing';
+      const missing = `${server.developerSecret}-missing`;
       const error = await provider.readCurrent(missing).catch((caught: unknown) => caught);
       expect(error).toBeInstanceOf(SecretNotFound);
       expect((error as Error).message).toContain(missing);
@@ -267,7 +267,7 @@ export function describeProviderContract(harness: ProviderHarness): void {
       const outsider = await open(server.storeConfig(server.port), server.forbidden.env);
       const errors = await Promise.all([
         outsider.readCurrent(server.forbidden.secret).catch((caught: unknown) => caught),
-        provider.readCurrent(server.developerSecret + '-missing').catch((caught: unknown) => caught),
+        provider.readCurrent(`${server.developerSecret}-missing`).catch((caught: unknown) => caught),
       ]);
       for (const error of errors)
         expect(JSON.stringify({ m: (error as Error).message, f: (error as NotAuthenticated).fix })).not.toContain(

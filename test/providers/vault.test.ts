@@ -73,7 +73,7 @@ const failure = (promise: Promise<unknown>) =>
 
 describe('the developer token, as the vault CLI leaves it', () => {
   it('reads ~/.vault-token when VAULT_TOKEN is not set', async () => {
-    newHome(vault.createToken({ alias: 'alice', policies: ['reader'], authPath: 'auth/oidc/oidc/callback' }) + '\n');
+    newHome(`${vault.createToken({ alias: 'alice', policies: ['reader'], authPath: 'auth/oidc/oidc/callback' })}\n`);
     const provider = await open({}, {});
     expect((await provider.readCurrent('claude-code/keys/alice')).value).toBe('sk-test-vault-alice');
   });

@@ -75,10 +75,10 @@ describe('npm run build:release (linux-arm64 and darwin-arm64)', () => {
     try {
       fs.writeFileSync(
         path.join(copy, 'SHA256SUMS'),
-        sums
+        `${sums
           .split('\n')
           .filter((line) => line.endsWith('.deb'))
-          .join('\n') + '\n',
+          .join('\n')}\n`,
       );
       const deb = fs.readFileSync(path.join(out, `keybroker_${version}_arm64.deb`));
       deb[deb.length - 1]! ^= 1;

@@ -10,7 +10,7 @@ import { runTag } from './run-tag.ts';
 import type { TestHome } from './e2e-home.ts';
 
 /** The suite's Claude Code (npm); KEYBROKER_TEST_CLAUDE runs another build's executable instead. */
-export const CLAUDE = process.env['KEYBROKER_TEST_CLAUDE'] ?? path.resolve(import.meta.dirname, '../../node_modules/.bin/claude');
+const CLAUDE = process.env['KEYBROKER_TEST_CLAUDE'] ?? path.resolve(import.meta.dirname, '../../node_modules/.bin/claude');
 
 export interface ClaudeRun {
   code: number | null;
@@ -71,7 +71,7 @@ export function runClaude(args: string[], options: ClaudeOptions): Promise<Claud
  * Writes HOME/.claude/settings.json: apiKeyHelper = the built binary, keybroker's config file in
  * the settings' `env` (as a developer's settings carry it), and `settings` on top.
  */
-export function writeClaudeSettings(home: TestHome, settings: Record<string, unknown> = {}): void {
+function writeClaudeSettings(home: TestHome, settings: Record<string, unknown> = {}): void {
   fs.mkdirSync(path.join(home.dir, '.claude'), { recursive: true });
   const env = { KEYBROKER_CONFIG: home.configFile, ...((settings['env'] as Record<string, string> | undefined) ?? {}) };
   fs.writeFileSync(path.join(home.dir, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: BINARY, ...settings, env }, null, 2));

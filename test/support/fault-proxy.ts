@@ -2,7 +2,7 @@
 import net from 'node:net';
 import { freePort } from './processes.ts';
 
-export type FaultMode =
+type FaultMode =
   | { kind: 'pass' }
   | { kind: 'delay'; ms: number } // every connection waits this long before any byte flows
   | { kind: 'blackhole' } // accepts and never answers

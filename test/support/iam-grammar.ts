@@ -59,7 +59,10 @@ export function iamPolicyProblems(document: unknown): string[] {
   const sids = new Set<string>();
   statements.forEach((statement, index) => {
     const at = `Statement[${index}]`;
-    if (!isObject(statement)) return void problems.push(`${at} is not an object`);
+    if (!isObject(statement)) {
+      problems.push(`${at} is not an object`);
+      return;
+    }
     for (const key of Object.keys(statement)) if (!STATEMENT.has(key)) problems.push(`${at}: unknown element "${key}"`);
     const sid = statement['Sid'];
     if (sid !== undefined) {

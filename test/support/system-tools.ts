@@ -58,6 +58,12 @@ export const SYSTEM_TOOLS: SystemTool[] = [
   },
   { command: 'tmux', apt: ['tmux'], neededBy: "doctor's output on a real terminal", testsNeedIt: true },
   {
+    command: 'gcc',
+    apt: ['gcc'],
+    neededBy: "a planted addon that the keychain addon's trust check must refuse (test/e2e/file-trust.test.ts)",
+    testsNeedIt: true,
+  },
+  {
     command: 'openssl',
     apt: ['openssl'],
     neededBy: 'test CAs and certificates for the HTTPS and gRPC fakes',

@@ -309,7 +309,7 @@ async function runSubcommand(sub: Subcommand, values: ParsedValues, rest: string
         maxAgeMs: durationFlag(values, 'max-age', '90d'),
         expiringWithinMs: durationFlag(values, 'expiring-within', '14d'),
       });
-      context.output.stdout(values['json'] ? JSON.stringify(rows, null, 2) + '\n' : renderTable(rows, context.now()));
+      context.output.stdout(values['json'] ? `${JSON.stringify(rows, null, 2)}\n` : renderTable(rows, context.now()));
       return 0;
     }
   }
@@ -381,7 +381,7 @@ async function policy(values: ParsedValues, config: LoadedConfig, context: RunCo
   if (only !== undefined) {
     const document = result.documents[String(only)];
     if (!document) throw new UsageError(`--only must be one of ${Object.keys(result.documents).join(', ')}`, 'e.g. --only developer');
-    context.output.stdout(document.endsWith('\n') ? document : document + '\n');
+    context.output.stdout(document.endsWith('\n') ? document : `${document}\n`);
   } else {
     context.output.stdout(result.text);
   }

@@ -71,7 +71,7 @@ Examples:
     if (positionals[0] === 'init' && positionals.length === 1) return init(values, context);
     if (positionals.length) throw new UsageError(`unknown config command "${positionals.join(' ')}"`, "run 'keybroker config --help'");
     const files = configFiles(context.env, typeof values['config'] === 'string' ? path.resolve(values['config']) : undefined);
-    let config;
+    let config: ReturnType<typeof loadConfigFor>;
     try {
       config = loadConfigFor(values, context);
     } catch (error) {

@@ -74,11 +74,11 @@ Examples:
       },
       // Text is printed as each check finishes, so a slow check shows where it is.
       (check) => {
-        if (!json) context.output.stdout(formatCheck(check, color) + '\n');
+        if (!json) context.output.stdout(`${formatCheck(check, color)}\n`);
       },
     );
-    if (json) context.output.stdout(JSON.stringify(report, null, 2) + '\n');
-    else context.output.stdout(formatSummary(report) + '\n');
+    if (json) context.output.stdout(`${JSON.stringify(report, null, 2)}\n`);
+    else context.output.stdout(`${formatSummary(report)}\n`);
     return doctorExitCode(report);
   },
 };

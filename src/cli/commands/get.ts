@@ -68,14 +68,14 @@ Examples:
     const recheck = values['recheck'] === true || desktop === 'mid-session-refresh';
     const served = await getKey(deps, { recheck });
     context.debug(`served version ${served.version} of "${served.secret}" from ${served.from}`);
-    if (values['json'] === true) context.output.stdout(keyDocument(served) + '\n');
+    if (values['json'] === true) context.output.stdout(`${keyDocument(served)}\n`);
     else context.output.stdout(desktop === undefined ? served.key : desktopCredential(config.profile, served.key));
     return 0;
   },
 };
 
 /** `get --json`: the key with its version and expiry, in the shape of AWS's credential_process output (Version 1). */
-export function keyDocument(served: Served): string {
+function keyDocument(served: Served): string {
   return JSON.stringify({
     Version: 1,
     key: served.key,

@@ -147,7 +147,7 @@ Examples:
     }
     if (values['otel']) {
       if (values['write']) throw new UsageError('setup --otel prints only', 'merge it into your Claude Code settings');
-      context.output.stdout(JSON.stringify(otelSnippet(helperCommand(thisProgram(), 'headers', profileFlag)), null, 2) + '\n');
+      context.output.stdout(`${JSON.stringify(otelSnippet(helperCommand(thisProgram(), 'headers', profileFlag)), null, 2)}\n`);
       context.output.stderr(
         'keybroker: merge this into your Claude Code settings and set env.OTEL_EXPORTER_OTLP_ENDPOINT to your collector (otelHeadersHelper serves HTTP exporters only)',
       );
@@ -165,7 +165,7 @@ Examples:
             'setup --desktop --managed prints the keys; your MDM delivers them',
             'put them into the com.anthropic.claudefordesktop profile (macOS) or HKLM\\SOFTWARE\\Policies\\Claude (Windows), each value a string',
           );
-        context.output.stdout(JSON.stringify(keys, null, 2) + '\n');
+        context.output.stdout(`${JSON.stringify(keys, null, 2)}\n`);
         context.output.stderr(
           'keybroker: put these keys into your MDM profile (com.anthropic.claudefordesktop) or registry policy (HKLM\\SOFTWARE\\Policies\\Claude), each value a string',
         );
@@ -173,14 +173,14 @@ Examples:
       }
       const file = desktopConfigPath(context.env);
       if (!values['write']) {
-        context.output.stdout(JSON.stringify({ enterpriseConfig: keys }, null, 2) + '\n');
+        context.output.stdout(`${JSON.stringify({ enterpriseConfig: keys }, null, 2)}\n`);
         context.output.stderr(
           `keybroker: merge this into ${file}, or run 'keybroker setup --desktop --write'; quit and reopen the app after`,
         );
         return 0;
       }
       const outcome = mergeDesktopConfig(file, keys, { force: values['force'] === true, now: context.now() });
-      context.output.stdout(JSON.stringify({ enterpriseConfig: keys }, null, 2) + '\n');
+      context.output.stdout(`${JSON.stringify({ enterpriseConfig: keys }, null, 2)}\n`);
       context.output.stderr(`keybroker: wrote ${file}${outcome.backup ? `; backup at ${outcome.backup}` : ''}; quit and reopen the app`);
       return 0;
     }
@@ -193,7 +193,7 @@ Examples:
     context.debug(`current CLAUDE_CODE_API_KEY_HELPER_TTL_MS in this shell: ${ttl}`);
     const target = values['managed'] ? managedSettingsPath(context.env) : userSettingsPath(context.env);
     if (!values['write']) {
-      context.output.stdout(JSON.stringify(snippet, null, 2) + '\n');
+      context.output.stdout(`${JSON.stringify(snippet, null, 2)}\n`);
       context.output.stderr(
         `keybroker: merge this into ${target}, or run 'keybroker setup${values['managed'] ? ' --managed' : ''} --write'`,
       );
@@ -204,7 +204,7 @@ Examples:
       now: context.now(),
       managed: values['managed'] === true,
     });
-    context.output.stdout(JSON.stringify(snippet, null, 2) + '\n');
+    context.output.stdout(`${JSON.stringify(snippet, null, 2)}\n`);
     const notes = [
       outcome.unchanged
         ? `${outcome.file} already has these settings; not written, no backup`

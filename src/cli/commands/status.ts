@@ -43,7 +43,7 @@ Examples:
         );
       const { checkStore, formatStoreCheck } = await import('../../broker/store-check.ts');
       const { check, failure } = await checkStore(deps);
-      context.output.stdout(values['json'] ? JSON.stringify(check, null, 2) + '\n' : formatStoreCheck(check));
+      context.output.stdout(values['json'] ? `${JSON.stringify(check, null, 2)}\n` : formatStoreCheck(check));
       if (failure) throw failure;
       return 0;
     }
@@ -57,7 +57,7 @@ Examples:
       osUser: () => osLoginName(context.env),
       callerTtlMs: callerTtlMs(context.env),
     });
-    context.output.stdout(values['json'] ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status, context.now()));
+    context.output.stdout(values['json'] ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status, context.now()));
     return 0;
   },
 };
