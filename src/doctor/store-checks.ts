@@ -42,7 +42,7 @@ const needConfig = (state: DoctorState): CheckOutcome | undefined =>
   state.config ? undefined : skip('no usable configuration', 'fix the configuration first');
 
 /** Opens the store and asks who the developer is; a store that cannot answer blocks the later store calls. */
-export async function checkStoreIdentity({ deps, state }: CheckContext): Promise<CheckOutcome> {
+async function checkStoreIdentity({ deps, state }: CheckContext): Promise<CheckOutcome> {
   const missing = needConfig(state);
   if (missing) return missing;
   const timeoutMs = Math.min(state.config!.profile.timeoutMs, STORE_CALL_TIMEOUT_MS);
@@ -91,7 +91,7 @@ export function checkSecretName({ deps, state }: CheckContext): CheckOutcome {
 }
 
 /** Reads the secret's current version (its value stays in memory for the next check only). */
-export async function checkSecretRead({ deps, state }: CheckContext): Promise<CheckOutcome> {
+async function checkSecretRead({ deps, state }: CheckContext): Promise<CheckOutcome> {
   if (!state.provider || !state.secret) return skip('the store or the secret name is unknown', 'fix the checks above first');
   if (state.storeBlocked) return skip(`not tried: ${state.storeBlocked}`, 'fix the store identity first');
   const current = await state.provider.readCurrent(state.secret);
