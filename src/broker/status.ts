@@ -65,13 +65,8 @@ export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promi
 function secretName(config: LoadedConfig, deps: StatusDeps, cachedSecret: string | undefined): string {
   const { profile } = config;
   if (!profile.secret.includes('{user}')) return profile.secret;
-  if (profile.user === 'os') {
-    try {
-      return resolveSecretName(profile.secret, deps.osUser(), 'the OS login');
-    } catch {
-      return profile.secret;
-    }
-  }
+  // Resolvable here: readCachedEntry has resolved it already, and fails status (as it fails get) on a name it cannot.
+  if (profile.user === 'os') return resolveSecretName(profile.secret, deps.osUser(), 'the OS login');
   return cachedSecret ?? `${profile.secret} ({user} from the store identity, known after the first get)`;
 }
 
