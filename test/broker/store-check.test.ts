@@ -23,7 +23,12 @@ describe('checkStore', () => {
     let asked: string | undefined;
     const result = await check(
       testProfile(),
-      { readCurrent: async (name) => ((asked = name), { value: 'sk-test-check', version: 'v9' }) },
+      {
+        readCurrent: async (name) => {
+          asked = name;
+          return { value: 'sk-test-check', version: 'v9' };
+        },
+      },
       store,
     );
     expect(asked).toBe('claude-code/keys/carol');
@@ -96,7 +101,10 @@ describe('checkStore', () => {
     let opened = false;
     const reading = checkStore({
       profile: sso,
-      openProvider: async () => ((opened = true), new FakeStore().provider()),
+      openProvider: async () => {
+        opened = true;
+        return new FakeStore().provider();
+      },
       osUser: () => 'carol',
     });
     await expect(reading).rejects.toThrow(UsageError);
