@@ -47,10 +47,12 @@ describe('identifyCaller', () => {
     expect(caller!.how).toBe('messaging-token');
     expect(caller!.id).not.toContain('tok-secret-value');
     expect(caller!.id).toMatch(/^token:[0-9a-f]{24}$/);
+    expect(caller!.description).toBe('Claude Code (messaging token)');
   });
 
   it('has no identity where the process tree cannot be read (the 401 rule is then off)', () => {
-    expect(identifyCaller({}, { platform: 'win32', ppid: 20 })).toBeUndefined();
+    // On Windows even a parent that carries Claude Code's environment is not looked at.
+    expect(identifyCaller({ CLAUDE_CODE_ENTRYPOINT: 'cli' }, { platform: 'win32', ppid: process.pid })).toBeUndefined();
     expect(identifyCaller({}, { platform: 'linux', ppid: 20, inspect: () => undefined })).toBeUndefined();
   });
 
@@ -71,15 +73,13 @@ describe('identifyCaller', () => {
   });
 
   it.each(['sh', 'dash', 'bash', 'zsh', 'ash', 'ksh', 'mksh', 'busybox', 'fish', 'cmd.exe', 'cmd'])(
-    'looks through a %s that runs the helper with -c (or a flag group such as -lc)',
+    'looks through a %s that runs the helper with -c, alone or in a group of options (-lc, -euc, -ce)',
     (name) => {
-      const viaShell = (flag: string): ProcessInfo => ({ pid: 20, ppid: 10, start: '9', name, args: [name, flag, 'keybroker'] });
-      expect(identifyCaller({}, { platform: 'linux', ppid: 20, inspect: tree([claude(10, '5000'), viaShell('-c')]) })?.id).toBe(
-        'proc:10:5000',
-      );
-      expect(identifyCaller({}, { platform: 'linux', ppid: 20, inspect: tree([claude(10, '5000'), viaShell('-lc')]) })?.id).toBe(
-        'proc:10:5000',
-      );
+      for (const flag of ['-c', '-lc', '-euc', '-ce']) {
+        const viaShell: ProcessInfo = { pid: 20, ppid: 10, start: '9', name, args: [name, flag, 'keybroker'] };
+        const caller = identifyCaller({}, { platform: 'linux', ppid: 20, inspect: tree([claude(10, '5000'), viaShell]) });
+        expect(caller?.id, flag).toBe('proc:10:5000');
+      }
     },
   );
 
@@ -131,8 +131,9 @@ describe('identifyCaller', () => {
 
   it.each([
     ['/usr/local/bin/claude', 'node'],
+    ['/home/me/.local/share/claude/versions/2.1.0', 'claude'],
     ['C:\\Users\\me\\claude.exe', 'claude.exe'],
-  ])('knows Claude Code by its program %s whatever the OS calls the process', (program, name) => {
+  ])('knows Claude Code by its program %s or the name the OS gives it (%s)', (program, name) => {
     const caller: ProcessInfo = { pid: 40, ppid: 1, start: '9', name, args: [program, '-p'] };
     expect(identifyCaller({}, { platform: 'linux', ppid: 41, inspect: tree([caller, shell(41, 40)]) })?.id).toBe('proc:40:9');
   });
@@ -204,5 +205,60 @@ describe.skipIf(skipOn(NOT_LINUX, 'reads /proc', import.meta.filename))('procInf
     } finally {
       await child.stop();
     }
+  });
+});
+
+describe.skipIf(skipOn(['win32'], 'a POSIX shell script as ps', import.meta.filename))('ps (macOS)', () => {
+  /** Runs `test` with a `ps` first on PATH that answers for `lines` (pid → its line) and fails for other pids. */
+  function withFakePs(lines: Record<number, string>, failing: number[], test: () => void): void {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-ps-'));
+    const cases = Object.entries(lines).map(
+      ([pid, line]) => `  ${pid}) printf '%s\\n' '${line}'; exit ${failing.includes(Number(pid)) ? 1 : 0} ;;`,
+    );
+    // Called as: ps -o ppid= -o lstart= -o command= -p PID
+    fs.writeFileSync(path.join(dir, 'ps'), ['#!/bin/sh', 'case "$8" in', ...cases, '  *) exit 1 ;;', 'esac', ''].join('\n'), {
+      mode: 0o755,
+    });
+    const pathBefore = process.env['PATH'];
+    process.env['PATH'] = `${dir}${path.delimiter}${pathBefore}`;
+    try {
+      test();
+    } finally {
+      process.env['PATH'] = pathBefore;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const env = { CLAUDE_CODE_ENTRYPOINT: 'cli' };
+
+  it('reads the parent, the start time (five words, a day padded with a space) and the command of each process', () => {
+    const lines = {
+      20: '   10 Fri Nov  7 14:18:01 2026 /bin/sh -c /usr/local/bin/keybroker',
+      10: '    1 Thu Nov 27 09:05:33 2026 /Users/me/.local/bin/claude --resume',
+    };
+    withFakePs(lines, [], () => {
+      expect(identifyCaller({}, { platform: 'darwin', ppid: 20 })).toEqual({
+        id: 'proc:10:Thu_Nov_27_09:05:33_2026',
+        how: 'process-tree',
+        description: 'claude (pid 10)',
+      });
+      expect(processStartTime(20, 'darwin')).toBe('Fri_Nov_7_14:18:01_2026');
+    });
+  });
+
+  it('names a login shell without its dash, and keeps a dash inside a name', () => {
+    const lines = { 30: '    1 Fri Nov 27 14:18:01 2026 -zsh', 40: '    1 Fri Nov 27 14:18:01 2026 /opt/bin/kb-helper --serve' };
+    withFakePs(lines, [], () => {
+      expect(identifyCaller(env, { platform: 'darwin', ppid: 30 })?.description).toBe('zsh (pid 30)');
+      expect(identifyCaller(env, { platform: 'darwin', ppid: 40 })?.description).toBe('kb-helper (pid 40)');
+    });
+  });
+
+  it('believes nothing from a ps that failed or answered something else', () => {
+    const lines = { 50: '    1 Fri Nov 27 14:18:01 2026 claude', 60: 'PID STARTED COMMAND' };
+    withFakePs(lines, [50], () => {
+      expect(processStartTime(50, 'darwin')).toBeUndefined();
+      expect(processStartTime(60, 'darwin')).toBeUndefined();
+      expect(identifyCaller(env, { platform: 'darwin', ppid: 60 })).toBeUndefined();
+    });
   });
 });
