@@ -54,6 +54,8 @@ describe('checkStore', () => {
   it('a store identity that cannot be a secret name says where the name came from', async () => {
     const reading = check({ ...testProfile(), user: 'store' }, { whoami: async () => ({ user: '../x', principal: 'p' }) });
     await expect(reading).rejects.toThrow('the user name "../x" from the store identity (the fake store) cannot be used');
+    const osLogin = checkStore({ profile: testProfile(), openProvider: async () => new FakeStore().provider(), osUser: () => '../y' });
+    await expect(osLogin).rejects.toThrow('the user name "../y" from the OS login cannot be used');
   });
 
   it('reports the expiry get acts on: the earlier of the JSON expires_at and the store own', async () => {
@@ -92,8 +94,10 @@ describe('checkStore', () => {
     const result = await check(testProfile(), {}, store);
     expect(result.check.readable).toBe(false);
     expect(result.failure?.exitCode).toBe(8);
-    store.fail = () => new TypeError('a bug');
-    await expect(check(testProfile(), {}, store)).rejects.toThrow(TypeError);
+    expect(result.check.error).toContain('secret "claude-code/keys/carol"');
+    const bug = new TypeError('a bug');
+    store.fail = () => bug;
+    await expect(check(testProfile(), {}, store)).rejects.toBe(bug);
   });
 
   it('an SSO profile reads no store: a usage error that points to doctor, before any store is opened', async () => {
