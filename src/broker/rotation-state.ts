@@ -51,9 +51,11 @@ const SWEEP_AFTER_MS = 24 * 3_600_000;
  * rename. A record is read only from a regular file of this user (no FIFO, no link). Never throws.
  */
 export function fileRotationState(dir: string, now: () => number = Date.now): RotationState {
+  // Stryker disable next-line MethodExpression: equivalent, the whole hash names each record as uniquely as its first 24 digits
   const name = (...parts: string[]) => path.join(dir, sha256Hex(parts.join('\0')).slice(0, 24));
   let ready: boolean | undefined;
   function ensureDir(): boolean {
+    // Stryker disable next-line ConditionalExpression: a memo, checking the folders again on every call only costs time
     if (ready !== undefined) return ready;
     // Without the folder the 401 rule and failure sharing are off; `get` still works.
     // The runtime folder itself and its state folder must both be this user's own.
@@ -65,7 +67,9 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
     if (!ensureDir()) return undefined;
     try {
       const text = readPrivateFile(file);
+      // Stryker disable next-line ConditionalExpression: equivalent, JSON.parse of no text throws and the catch answers the same
       return text === undefined ? undefined : (JSON.parse(text) as T);
+      // Stryker disable next-line BlockStatement: equivalent, an empty catch returns undefined as well
     } catch {
       return undefined;
     }
@@ -73,6 +77,7 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
   function write(file: string, value: unknown): void {
     if (!ensureDir()) return;
     try {
+      // Stryker disable next-line ObjectLiteral,BooleanLiteral: equivalent, removing a record that is not there throws into the catch below
       if (value === undefined) return void fs.rmSync(file, { force: true });
       writeFileAtomic(file, JSON.stringify(value), 0o600);
     } catch {
