@@ -82,10 +82,10 @@ export function procInfo(pid: number): ProcessInfo | undefined {
     const base = args[0] ? args[0].split('/').at(-1)! : name;
     // Stryker disable next-line StringLiteral: equivalent, a /proc stat line always has these fields
     return { pid, ppid: Number(fields[1]), start: fields[19] ?? '', name: SHELLS.has(base) ? base : name, args, state: fields[0] ?? '' };
-    // Stryker disable next-line BlockStatement: equivalent, an empty catch returns undefined as well
   } catch {
-    return undefined;
+    // No such process (any more), or not ours to read.
   }
+  return undefined;
 }
 
 /** macOS (and other Unixes with BSD ps): one `ps` call per process looked at. */
@@ -98,18 +98,13 @@ function psInfo(pid: number): ProcessInfo | undefined {
       timeout: 1_000,
       stdio: ['ignore', 'pipe', 'ignore'],
     });
-  const line = result.status === 0 ? result.stdout.trim() : '';
-  // lstart is always five words: "Fri Nov 27 14:18:01 2026".
-  const match = /^(\d+)\s+(\S+\s+\S+\s+\S+\s+\S+\s+\S+)\s+(.*)$/.exec(line);
-  if (!match) return undefined;
-  const args = match[3]!.split(/\s+/);
-  return {
-    pid,
-    ppid: Number(match[1]),
-    start: match[2]!.replace(/\s+/g, '_'),
-    name: (args[0] ?? '').split('/').at(-1)!.replace(/^-/, ''),
-    args,
-  };
+  if (result.status !== 0) return undefined;
+  // The parent, the start time in five words ("Fri Nov  7 14:18:01 2026"), then the command's words.
+  const [parent, ...words] = result.stdout.trim().split(/\s+/);
+  const ppid = Number(parent);
+  if (!Number.isInteger(ppid) || words.length < 6) return undefined;
+  const args = words.slice(5);
+  return { pid, ppid, start: words.slice(0, 5).join('_'), name: args[0]!.split('/').at(-1)!.replace(/^-/, ''), args };
 }
 
 /** The start time of a process (for telling a live lock holder from a reused pid); undefined when unknown. */

@@ -69,10 +69,10 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
       const text = readPrivateFile(file);
       // Stryker disable next-line ConditionalExpression: equivalent, JSON.parse of no text throws and the catch answers the same
       return text === undefined ? undefined : (JSON.parse(text) as T);
-      // Stryker disable next-line BlockStatement: equivalent, an empty catch returns undefined as well
     } catch {
-      return undefined;
+      // An unreadable or half-written record is none.
     }
+    return undefined;
   }
   function write(file: string, value: unknown): void {
     if (!ensureDir()) return;

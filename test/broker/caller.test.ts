@@ -105,6 +105,11 @@ describe('identifyCaller', () => {
     expect(identifyCaller(env, { platform: 'linux', ppid: 20, inspect: tree([init, shell(20, 1)]) })).toBeUndefined();
   });
 
+  it('judges a process with no command line (a zombie, exited and not reaped) by its name', () => {
+    const zombie: ProcessInfo = { pid: 40, ppid: 1, start: '9', name: 'claude', args: [], state: 'Z' };
+    expect(identifyCaller({}, { platform: 'linux', ppid: 41, inspect: tree([zombie, shell(41, 40)]) })?.id).toBe('proc:40:9');
+  });
+
   it('a process tree that stops being readable half-way gives no identity', () => {
     expect(identifyCaller({}, { platform: 'linux', ppid: 20, inspect: tree([shell(20, 10)]) })).toBeUndefined();
   });
@@ -254,10 +259,11 @@ describe.skipIf(skipOn(['win32'], 'a POSIX shell script as ps', import.meta.file
   });
 
   it('believes nothing from a ps that failed or answered something else', () => {
-    const lines = { 50: '    1 Fri Nov 27 14:18:01 2026 claude', 60: 'PID STARTED COMMAND' };
+    const lines = { 50: '    1 Fri Nov 27 14:18:01 2026 claude', 60: 'PID STARTED COMMAND', 70: '    1 Fri Nov 27 14:18:01 2026' };
     withFakePs(lines, [50], () => {
       expect(processStartTime(50, 'darwin')).toBeUndefined();
       expect(processStartTime(60, 'darwin')).toBeUndefined();
+      expect(processStartTime(70, 'darwin')).toBeUndefined();
       expect(identifyCaller(env, { platform: 'darwin', ppid: 60 })).toBeUndefined();
     });
   });

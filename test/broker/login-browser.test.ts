@@ -188,7 +188,8 @@ describe('openInBrowser, once the browser runs', () => {
     async () => {
       const dir = tempDir();
       const browser = recordingBrowser(dir, 'exec sleep 30');
-      const running = () => process.getActiveResourcesInfo().filter((name) => name === 'ProcessWrap').length;
+      // A process or pipe handle left behind would keep keybroker running until the browser closes.
+      const running = () => process.getActiveResourcesInfo().filter((name) => name === 'ProcessWrap' || name === 'PipeWrap').length;
       const before = running();
       await open(dir, browser.script, []);
       await expect.poll(() => browser.facts()['pid']).toBeDefined();
