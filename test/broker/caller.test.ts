@@ -156,8 +156,7 @@ describe.skipIf(skipOn(['win32'], 'reads processes from /proc or ps', import.met
     // This test process stands for Claude Code (its environment says so); the shell stands for the helper's `sh -c`.
     const env = { CLAUDE_CODE_ENTRYPOINT: 'cli' };
 
-    it.each(['linux', 'darwin'] as const)('reads the caller above the shell as %s does (/proc, or ps)', async (platform) => {
-      if (platform === 'linux' && !fs.existsSync('/proc/self/stat')) return;
+    const readsCaller = async (platform: 'linux' | 'darwin') => {
       const helperShell = startProcess('sh', ['-c', 'sleep 30; :']);
       try {
         await new Promise((resolve) => helperShell.child.once('spawn', resolve));
@@ -168,7 +167,11 @@ describe.skipIf(skipOn(['win32'], 'reads processes from /proc or ps', import.met
       } finally {
         await helperShell.stop();
       }
-    });
+    };
+    it.skipIf(skipOn(NOT_LINUX, 'reads /proc', import.meta.filename))('reads the caller above the shell from /proc', () =>
+      readsCaller('linux'),
+    );
+    it('reads the caller above the shell with ps, as on macOS', () => readsCaller('darwin'));
 
     it('a pid that does not exist has no start time, and Windows none at all', () => {
       expect(processStartTime(2 ** 22 + 1, 'linux')).toBeUndefined();
