@@ -51,9 +51,10 @@ export function identifyCaller(
   for (let depth = 0; depth < 4 && pid > 1; depth++) {
     const info = inspect(pid);
     if (!info) return undefined;
+    // Stryker disable next-line MethodExpression: equivalent, no shell's argv[0] (a login shell's is "-bash") is a group of options
+    const options = info.args.slice(1);
     // `-c`, alone or in a group of one-letter options (`-lc`, `-euc`).
-    // Stryker disable next-line MethodExpression: equivalent, no shell's argv[0] (a login shell's is "-bash") is such a group
-    const helperShell = SHELLS.has(info.name) && info.args.slice(1).some((arg) => /^-[a-z]*c[a-z]*$/.test(arg));
+    const helperShell = SHELLS.has(info.name) && options.some((arg) => /^-[a-z]*c[a-z]*$/.test(arg));
     if (!helperShell) {
       if (!looksLikeClaudeCode(info, env)) return undefined;
       return { id: `proc:${info.pid}:${info.start}`, how: 'process-tree', description: `${info.name} (pid ${info.pid})` };

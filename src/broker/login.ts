@@ -55,8 +55,7 @@ export async function login(deps: LoginDeps): Promise<LoginResult> {
   let why = 'the cache does not hold it';
   try {
     const text = await deps.cache.read(deps.account);
-    // Stryker disable next-line ConditionalExpression: equivalent, parseEntry reads a missing text as no entry too
-    held = text === undefined ? undefined : parseEntry(text)?.key;
+    held = text && parseEntry(text)?.key;
   } catch (error) {
     if (!(error instanceof CacheUnavailable)) throw error;
     why = error.message;

@@ -55,11 +55,9 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
   const name = (...parts: string[]) => path.join(dir, sha256Hex(parts.join('\0')).slice(0, 24));
   let ready: boolean | undefined;
   function ensureDir(): boolean {
-    // Stryker disable next-line ConditionalExpression: a memo, checking the folders again on every call only costs time
-    if (ready !== undefined) return ready;
     // Without the folder the 401 rule and failure sharing are off; `get` still works.
-    // The runtime folder itself and its state folder must both be this user's own.
-    ready = makePrivateDir(path.dirname(dir)) === undefined && makePrivateDir(dir) === undefined;
+    // The runtime folder itself and its state folder must both be this user's own (checked once).
+    ready ??= makePrivateDir(path.dirname(dir)) === undefined && makePrivateDir(dir) === undefined;
     return ready;
   }
   function read<T>(file: string): T | undefined {
@@ -67,7 +65,6 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
     if (!ensureDir()) return undefined;
     try {
       const text = readPrivateFile(file);
-      // Stryker disable next-line ConditionalExpression: equivalent, JSON.parse of no text throws and the catch answers the same
       return text === undefined ? undefined : (JSON.parse(text) as T);
     } catch {
       // An unreadable or half-written record is none.
