@@ -51,7 +51,10 @@ export function identifyCaller(
   for (let depth = 0; depth < 4 && pid > 1; depth++) {
     const info = inspect(pid);
     if (!info) return undefined;
-    const helperShell = SHELLS.has(info.name) && info.args.slice(1).some((arg) => arg === '-c' || /^-[a-z]*c[a-z]*$/.test(arg));
+    // Stryker disable next-line MethodExpression: equivalent, no shell's argv[0] (a login shell's is "-bash") is a group of options
+    const options = info.args.slice(1);
+    // `-c`, alone or in a group of one-letter options (`-lc`, `-euc`).
+    const helperShell = SHELLS.has(info.name) && options.some((arg) => /^-[a-z]*c[a-z]*$/.test(arg));
     if (!helperShell) {
       if (!looksLikeClaudeCode(info, env)) return undefined;
       return { id: `proc:${info.pid}:${info.start}`, how: 'process-tree', description: `${info.name} (pid ${info.pid})` };
@@ -62,8 +65,10 @@ export function identifyCaller(
 }
 
 function looksLikeClaudeCode(info: ProcessInfo, env: NodeJS.ProcessEnv): boolean {
-  if (env['CLAUDE_CODE_ENTRYPOINT'] || /^claude[-_]code/i.test(env['AI_AGENT'] ?? '')) return true;
-  const program = (info.args[0] ?? '').split(/[\\/]/).at(-1) ?? '';
+  // Stryker disable next-line StringLiteral: equivalent, an absent AI_AGENT names no Claude Code whatever stands in for it
+  const { CLAUDE_CODE_ENTRYPOINT: entrypoint, AI_AGENT: agent = '' } = env;
+  if (entrypoint || /^claude[-_]code/i.test(agent)) return true;
+  const program = info.args[0]?.split(/[\\/]/).at(-1);
   return info.name === 'claude' || program === 'claude' || program === 'claude.exe';
 }
 
@@ -76,10 +81,12 @@ export function procInfo(pid: number): ProcessInfo | undefined {
     const fields = stat.slice(close + 2).split(' ');
     const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
     const base = args[0] ? args[0].split('/').at(-1)! : name;
+    // Stryker disable next-line StringLiteral: equivalent, a /proc stat line always has these fields
     return { pid, ppid: Number(fields[1]), start: fields[19] ?? '', name: SHELLS.has(base) ? base : name, args, state: fields[0] ?? '' };
   } catch {
-    return undefined;
+    // No such process (any more), or not ours to read.
   }
+  return undefined;
 }
 
 /** macOS (and other Unixes with BSD ps): one `ps` call per process looked at. */
@@ -92,18 +99,13 @@ function psInfo(pid: number): ProcessInfo | undefined {
       timeout: 1_000,
       stdio: ['ignore', 'pipe', 'ignore'],
     });
-  const line = result.status === 0 ? result.stdout.trim() : '';
-  // lstart is always five words: "Fri Nov 27 14:18:01 2026".
-  const match = /^(\d+)\s+(\S+\s+\S+\s+\S+\s+\S+\s+\S+)\s+(.*)$/.exec(line);
-  if (!match) return undefined;
-  const args = match[3]!.split(/\s+/);
-  return {
-    pid,
-    ppid: Number(match[1]),
-    start: match[2]!.replace(/\s+/g, '_'),
-    name: (args[0] ?? '').split('/').at(-1)!.replace(/^-/, ''),
-    args,
-  };
+  if (result.status !== 0) return undefined;
+  // The parent, the start time in five words ("Fri Nov  7 14:18:01 2026"), then the command's words.
+  const [parent, ...words] = result.stdout.trim().split(/\s+/);
+  const ppid = Number(parent);
+  if (!Number.isInteger(ppid) || words.length < 6) return undefined;
+  const args = words.slice(5);
+  return { pid, ppid, start: words.slice(0, 5).join('_'), name: args[0]!.split('/').at(-1)!.replace(/^-/, ''), args };
 }
 
 /** The start time of a process (for telling a live lock holder from a reused pid); undefined when unknown. */

@@ -55,7 +55,7 @@ export async function login(deps: LoginDeps): Promise<LoginResult> {
   let why = 'the cache does not hold it';
   try {
     const text = await deps.cache.read(deps.account);
-    held = text === undefined ? undefined : parseEntry(text)?.key;
+    held = text && parseEntry(text)?.key;
   } catch (error) {
     if (!(error instanceof CacheUnavailable)) throw error;
     why = error.message;
@@ -136,6 +136,7 @@ function writeSignInPage(url: string, env: NodeJS.ProcessEnv, debug: (message: s
   }
   const file = path.join(dir, `${randomUUID()}.html`);
   try {
+    // Stryker disable next-line StringLiteral: equivalent, no file can be waiting under a fresh random name in our 0700 folder
     fs.writeFileSync(file, signInPage(url), { mode: 0o600, flag: 'wx' });
   } catch (error) {
     debug(`sign-in page: cannot write ${file} (${(error as NodeJS.ErrnoException).code})`);
@@ -163,7 +164,13 @@ export async function openInBrowser(
   for (const candidate of browserCommands(pathToFileURL(page).href, options.env, options.platform)) {
     const started = await new Promise<true | string>((resolve) => {
       // One argument, never through a shell.
-      const child = spawn(candidate.command, candidate.args, { stdio: 'ignore', detached: true, env: options.env, windowsHide: true });
+      const child = spawn(candidate.command, candidate.args, {
+        stdio: 'ignore',
+        detached: true,
+        env: options.env,
+        // Stryker disable next-line BooleanLiteral: only a console window flashing up on Windows tells it, which no test can see
+        windowsHide: true,
+      });
       child.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
       child.once('spawn', () => {
         child.once('exit', (code) => {

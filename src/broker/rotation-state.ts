@@ -51,13 +51,13 @@ const SWEEP_AFTER_MS = 24 * 3_600_000;
  * rename. A record is read only from a regular file of this user (no FIFO, no link). Never throws.
  */
 export function fileRotationState(dir: string, now: () => number = Date.now): RotationState {
+  // Stryker disable next-line MethodExpression: equivalent, the whole hash names each record as uniquely as its first 24 digits
   const name = (...parts: string[]) => path.join(dir, sha256Hex(parts.join('\0')).slice(0, 24));
   let ready: boolean | undefined;
   function ensureDir(): boolean {
-    if (ready !== undefined) return ready;
     // Without the folder the 401 rule and failure sharing are off; `get` still works.
-    // The runtime folder itself and its state folder must both be this user's own.
-    ready = makePrivateDir(path.dirname(dir)) === undefined && makePrivateDir(dir) === undefined;
+    // The runtime folder itself and its state folder must both be this user's own (checked once).
+    ready ??= makePrivateDir(path.dirname(dir)) === undefined && makePrivateDir(dir) === undefined;
     return ready;
   }
   function read<T>(file: string): T | undefined {
@@ -67,12 +67,14 @@ export function fileRotationState(dir: string, now: () => number = Date.now): Ro
       const text = readPrivateFile(file);
       return text === undefined ? undefined : (JSON.parse(text) as T);
     } catch {
-      return undefined;
+      // An unreadable or half-written record is none.
     }
+    return undefined;
   }
   function write(file: string, value: unknown): void {
     if (!ensureDir()) return;
     try {
+      // Stryker disable next-line ObjectLiteral,BooleanLiteral: equivalent, removing a record that is not there throws into the catch below
       if (value === undefined) return void fs.rmSync(file, { force: true });
       writeFileAtomic(file, JSON.stringify(value), 0o600);
     } catch {

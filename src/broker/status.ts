@@ -1,9 +1,9 @@
 // What `keybroker status` reports: the profile and the state of its cached key, read from the
 // cache only (no store, no network).
-import type { LoadedConfig } from '../config/config.ts';
+import { storeOf, type LoadedConfig } from '../config/config.ts';
 import type { CacheStore } from '../cache/cache-store.ts';
 import { clockSlackFor, expiryMarginMs, profileFreshness, readCachedEntry, type Freshness } from './broker.ts';
-import { resolveSecretName } from '../secret/name.ts';
+import { cacheSlot } from '../cache/account.ts';
 import { fingerprint } from '../secret/value.ts';
 import { formatDuration } from '../kernel/duration.ts';
 
@@ -38,7 +38,7 @@ export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promi
   const entry = await readCachedEntry({ cache: deps.cache, profile, osUser: deps.osUser, warn: () => {}, debug: () => {} });
   const status: CacheStatus = {
     profile: profile.name,
-    store: profile.store ? describeStoreConfig(profile.store) : `oidc (issuer ${profile.oidc?.issuer})`,
+    store: profile.oidc ? `oidc (issuer ${profile.oidc.issuer})` : describeStoreConfig(storeOf(profile)),
     secret: secretName(config, deps, entry?.secret),
     cacheBackend: { configured: profile.cache.backend, inUse: deps.cache.kind },
     cached: false,
@@ -65,14 +65,12 @@ export async function cacheStatus(config: LoadedConfig, deps: StatusDeps): Promi
 function secretName(config: LoadedConfig, deps: StatusDeps, cachedSecret: string | undefined): string {
   const { profile } = config;
   if (!profile.secret.includes('{user}')) return profile.secret;
-  if (profile.user === 'os') {
-    try {
-      return resolveSecretName(profile.secret, deps.osUser(), 'the OS login');
-    } catch {
-      return profile.secret;
-    }
-  }
-  return cachedSecret ?? `${profile.secret} ({user} from the store identity, known after the first get)`;
+  // The OS login's name as get caches under it; only the store tells a "user": "store" name.
+  return (
+    cacheSlot(profile, deps.osUser).secret ??
+    cachedSecret ??
+    `${profile.secret} ({user} from the store identity, known after the first get)`
+  );
 }
 
 /** "aws (region us-east-1, endpoint http://…)" from the profile, without loading the provider. */

@@ -50,8 +50,9 @@ export async function checkStore(
     const current = await provider.readCurrent(secret);
     const parsed = parseSecretValue(current.value, profile.field, `secret "${secret}"`);
     Object.assign(check, { readable: true, version: current.version, fingerprint: fingerprint(parsed.key) });
-    const expires = parsed.expiresAt ?? current.expiresAt;
-    if (expires) check.expiresAt = expires.toISOString();
+    // The earlier of the JSON expires_at and the store's own, the expiry get caches and acts on.
+    const expiries = [parsed.expiresAt, current.expiresAt].flatMap((date) => (date ? [date.getTime()] : []));
+    if (expiries.length) check.expiresAt = new Date(Math.min(...expiries)).toISOString();
     return { check };
   } catch (error) {
     if (!(error instanceof KeybrokerError)) throw error;
