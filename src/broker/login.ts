@@ -127,7 +127,7 @@ export function signInPage(url: string): string {
  * keybroker exits: a command line is readable by every local user (ps), a state and PKCE
  * challenge there would let one hijack the sign-in. Undefined when no private folder is usable.
  */
-function writeSignInPage(url: string, env: NodeJS.ProcessEnv, debug: (message: string) => void): string | undefined {
+export function writeSignInPage(url: string, env: NodeJS.ProcessEnv, debug: (message: string) => void): string | undefined {
   const dir = path.join(userRuntimeDir(env), 'sign-in');
   const problem = makePrivateDir(dir);
   if (problem) {

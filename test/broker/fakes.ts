@@ -33,7 +33,7 @@ export function memoryCache(): CacheStore & { data: Map<string, string> } {
 }
 
 /** A store holding one secret per user; `fail` makes the next reads throw. */
-class FakeStore {
+export class FakeStore {
   value: SecretValue = { value: 'sk-test-one', version: 'v1' };
   reads = 0;
   fail: (() => Error) | undefined;
