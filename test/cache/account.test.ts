@@ -67,17 +67,17 @@ describe('the cache slot', () => {
 describe('the file cache in a relative folder', () => {
   it('is never read, even when the file is there: a repository would choose the key', async () => {
     const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-relative-'));
-    const cwd = process.cwd();
     try {
-      const keys = path.join('.cache', 'keybroker', 'keys');
-      fs.mkdirSync(path.join(repo, keys), { recursive: true, mode: 0o700 });
-      fs.writeFileSync(path.join(repo, keys, `${sha256Hex('default:x').slice(0, 24)}.json`), '{"planted":true}', { mode: 0o600 });
-      process.chdir(repo);
+      fs.mkdirSync(path.join(repo, '.cache', 'keybroker', 'keys'), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(path.join(repo, '.cache', 'keybroker', 'keys', `${sha256Hex('default:x').slice(0, 24)}.json`), '{"planted":true}', {
+        mode: 0o600,
+      });
+      // The same folder named relative to the working directory (a worker cannot chdir).
+      const keys = path.relative(process.cwd(), path.join(repo, '.cache', 'keybroker', 'keys'));
       await expect(fileCache(keys).read('default:x')).rejects.toThrow(CacheUnavailable);
       await expect(fileCache(keys).read('default:x')).rejects.toThrow(/is not an absolute path/);
       await expect(fileCache(keys).write('default:x', 'data')).rejects.toThrow(/is not an absolute path/);
     } finally {
-      process.chdir(cwd);
       fs.rmSync(repo, { recursive: true, force: true });
     }
   });
