@@ -8,6 +8,7 @@ import { makePrivateDir, unusableFolder, userRuntimeDir } from '../kernel/paths.
 import { FILE_TIME_GRACE_MS, recordAgeMs } from '../kernel/record-age.ts';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { AsyncEntry } from '@napi-rs/keyring';
 
 const KEYCHAIN_TIMEOUT_MS = 2_000;
 /** After a call that never returned, other runs skip the keychain this long instead of waiting again. */
@@ -29,11 +30,23 @@ function unavailableFix(platform: NodeJS.Platform): string {
   return 'unlock your keychain, or set "cache": {"backend": "file"} in the profile';
 }
 
+/** What keybroker uses of @napi-rs/keyring. */
+export interface Keyring {
+  AsyncEntry: new (
+    service: string,
+    account: string,
+    options: { linux: { store: 'secret-service' } },
+  ) => Pick<AsyncEntry, 'getPassword' | 'setPassword' | 'deleteCredential'>;
+  findCredentialsAsync(service: string): Promise<{ account: string }[]>;
+}
+
 export interface KeychainOptions {
   env: NodeJS.ProcessEnv;
   timeoutMs?: number;
   platform?: NodeJS.Platform;
   now?(): number;
+  /** The keyring module (default: the addon, loaded on first use); tests give an in-memory one. */
+  keyring?(): Promise<Keyring>;
 }
 
 export interface KeychainCache extends CacheStore {
@@ -46,9 +59,9 @@ export function keychainCache(options: KeychainOptions): KeychainCache {
   const timeoutMs = options.timeoutMs ?? KEYCHAIN_TIMEOUT_MS;
   const name = keychainName(platform);
 
-  async function loadBinding() {
+  async function loadBinding(): Promise<Keyring> {
     try {
-      return await loadKeyring(options.env);
+      return await (options.keyring ? options.keyring() : loadKeyring(options.env));
     } catch (error) {
       throw new CacheUnavailable(
         `cannot load the keychain library (${(error as Error).message})`,
