@@ -19,12 +19,13 @@ export function serializeEntry(entry: CacheEntry): string {
 /** The entry, or undefined when the text is not one (a corrupt entry is treated as absent). */
 export function parseEntry(text: string): CacheEntry | undefined {
   let data: unknown;
+  // Stryker disable BlockStatement: equivalent, without the catch's return `data` stays undefined and has no `v` below
   try {
     data = JSON.parse(text);
-    // Stryker disable next-line BlockStatement: equivalent, `data` stays undefined and has no `v` below
   } catch {
     return undefined;
   }
+  // Stryker restore BlockStatement
   // A number, a string or null has no `v` either.
   const record = data as Record<string, unknown> | null;
   if (record?.['v'] !== 1) return undefined;

@@ -157,11 +157,27 @@ describe('the sweep (cache clear)', () => {
     expect([...keyring.items.keys()]).toEqual(['other-app/x']);
   });
 
-  it('only "file" profiles: the keychain is not swept', async () => {
+  it('only "file" profiles: the keychain is not swept (nor opened); with one `auto` profile among them it is', async () => {
     await cached('gone:xyz');
-    const result = await clear([profile('default', 'file')], { sweep: { everything: true, current: [] } });
-    expect(result.leftovers).toBe(1);
+    const fileOnly = await clearCachedKeys([profile('default', 'file')], env, () => {}, { sweep: { everything: true, current: [] } });
+    expect(fileOnly.leftovers).toBe(1);
     expect(keyring.items.has('keybroker/gone:xyz')).toBe(true);
+    const mixed = await clear([profile('default', 'file'), profile('work', 'auto')], { sweep: { everything: true, current: [] } });
+    expect(mixed.leftovers).toBe(1);
+    expect(keyring.items.has('keybroker/gone:xyz')).toBe(false);
+  });
+
+  it('an account a configured profile still uses is left, even under the name of a profile being cleared', async () => {
+    const mine = profile('default', 'auto');
+    await cached('default:still-used');
+    await clear([mine], { sweep: { everything: false, current: [accountOf(mine), 'default:still-used'] } });
+    expect(keyring.items.has('keybroker/default:still-used')).toBe(true);
+  });
+
+  it('a keys path that is not a folder holds nothing to sweep', async () => {
+    fs.writeFileSync(keys(), '');
+    const sweepOnly = { accountsOf: () => [], sweep: { everything: false, current: [] } };
+    expect((await clear([profile('default', 'file')], sweepOnly)).leftovers).toBe(0);
   });
 
   it('a keychain that cannot list its items: the files are still swept, and debug says why', async () => {

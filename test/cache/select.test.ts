@@ -159,6 +159,25 @@ describe('"auto"', () => {
     }
   });
 
+  it('calls in flight together that all find the keychain failing: said once', async () => {
+    const keychain = fakeKeychain();
+    keychain.locked = LOCKED();
+    const { cache, warnings } = choose({ keychain: keychain.store });
+    await Promise.all([cache.read('a'), cache.read('b'), cache.write('c', 'data')]);
+    expect(keychain.calls).toBe(3);
+    expect(warnings).toHaveLength(1);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('the marker is not written into a cache folder of another user', async () => {
+    const keychain = fakeKeychain();
+    keychain.locked = LOCKED();
+    fs.chownSync(dir, 12345, 12345);
+    const { cache, warnings } = choose({ keychain: keychain.store });
+    await cache.read('a');
+    expect(warnings).toHaveLength(1);
+    expect(fs.existsSync(path.join(dir, 'auto-fallback-none.notice'))).toBe(false);
+  });
+
   it('the notice is held for the command to say after it succeeded', async () => {
     const keychain = fakeKeychain();
     keychain.locked = LOCKED();
