@@ -73,6 +73,14 @@ describe("clearing profiles' cached keys", () => {
     expect((await clear([file])).removed.get(accountOf(file))).toEqual([]);
   });
 
+  it('a "file" profile is cleared with no keychain given (none is opened)', async () => {
+    // A name no real profile has: this runs beside the OS keychain.
+    const file = profile('kb-test-file-only', 'file');
+    await fileCache(keys()).write(accountOf(file), 'entry');
+    const result = await clearCachedKeys([file], env, () => {});
+    expect(result.removed).toEqual(new Map([[accountOf(file), ['the file cache']]]));
+  });
+
   it("by default a profile's account is its cached key's, for the OS user this runs as", async () => {
     const os = { ...profile('default', 'keychain'), user: 'os' as const };
     const account = cacheAccount(os, () => osLoginName(env));
@@ -159,9 +167,10 @@ describe('the sweep (cache clear)', () => {
 
   it('only "file" profiles: the keychain is not swept (nor opened); with one `auto` profile among them it is', async () => {
     await cached('gone:xyz');
-    const fileOnly = await clearCachedKeys([profile('default', 'file')], env, () => {}, { sweep: { everything: true, current: [] } });
+    const fileOnly = await clear([profile('default', 'file')], { sweep: { everything: true, current: [] } });
     expect(fileOnly.leftovers).toBe(1);
     expect(keyring.items.has('keybroker/gone:xyz')).toBe(true);
+    expect(keyring.opened).toEqual([]);
     const mixed = await clear([profile('default', 'file'), profile('work', 'auto')], { sweep: { everything: true, current: [] } });
     expect(mixed.leftovers).toBe(1);
     expect(keyring.items.has('keybroker/gone:xyz')).toBe(false);

@@ -162,10 +162,14 @@ describe('"auto"', () => {
   it('calls in flight together that all find the keychain failing: said once', async () => {
     const keychain = fakeKeychain();
     keychain.locked = LOCKED();
-    const { cache, warnings } = choose({ keychain: keychain.store });
+    const held: (() => void)[] = [];
+    const { cache } = choose({ keychain: keychain.store, holdNotice: (say) => void held.push(say) });
     await Promise.all([cache.read('a'), cache.read('b'), cache.write('c', 'data')]);
     expect(keychain.calls).toBe(3);
-    expect(warnings).toHaveLength(1);
+    expect(held).toHaveLength(1);
+    const unheld = choose({ keychain: keychain.store });
+    await Promise.all([unheld.cache.read('a'), unheld.cache.read('b')]);
+    expect(unheld.warnings).toHaveLength(1);
   });
 
   it.skipIf(process.getuid?.() !== 0)('the marker is not written into a cache folder of another user', async () => {
