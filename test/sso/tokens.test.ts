@@ -34,14 +34,23 @@ function fakeIdp() {
   };
   idp.library = {
     discover: async () => ({ issuer: ISSUER }),
-    deviceLogin: async () => (idp.logins.push('device'), { ...idp.answer }),
-    browserLogin: async () => (idp.logins.push('browser'), { ...idp.answer }),
+    deviceLogin: async () => {
+      idp.logins.push('device');
+      return { ...idp.answer };
+    },
+    browserLogin: async () => {
+      idp.logins.push('browser');
+      return { ...idp.answer };
+    },
     refresh: async (oidc, context, refreshToken) => {
       idp.refreshes.push({ oidc, context, refreshToken });
       if (idp.refuse) throw idp.refuse;
       return { ...idp.answer };
     },
-    exchange: async (_oidc, _context, accessToken) => (idp.exchanges.push(accessToken), { ...idp.exchanged }),
+    exchange: async (_oidc, _context, accessToken) => {
+      idp.exchanges.push(accessToken);
+      return { ...idp.exchanged };
+    },
     readClaims: () => idp.claims,
   };
   return idp;
@@ -56,7 +65,10 @@ function run(profile = ssoProfile(), kind: CacheBackendKind = 'keychain') {
     profile,
     cache,
     now: () => NOW,
-    loadLibrary: async () => (out.libraryLoads++, idp.library),
+    loadLibrary: async () => {
+      out.libraryLoads++;
+      return idp.library;
+    },
     warn: (line) => void out.warnings.push(line),
     debug: (message) => void out.debug.push(message),
   };
