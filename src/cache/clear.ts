@@ -38,6 +38,8 @@ export interface ClearOptions {
    * entries and is reported in the result, instead of failing a `"backend": "keychain"` profile.
    */
   leaveUnusableKeychain?: boolean;
+  /** The keychain to clear (default the OS keychain); tests give one over an in-memory keyring. */
+  keychain?: KeychainCache;
 }
 
 /**
@@ -60,7 +62,7 @@ export async function clearCachedKeys(
   for (const [, account] of pairs) removed.set(account, (await files.remove(account)) ? ['the file cache'] : []);
   const leftovers = options.sweep ? sweepFiles(dir, env, options.sweep) : 0;
 
-  const keychain = keychainCache({ env });
+  const keychain = options.keychain ?? keychainCache({ env });
   let keychainUnusable: CacheUnavailable | undefined;
   for (const [profile, account] of pairs) {
     if (keychainUnusable || (profile.cache.backend !== 'auto' && profile.cache.backend !== 'keychain')) continue;

@@ -19,20 +19,26 @@ export function serializeEntry(entry: CacheEntry): string {
 /** The entry, or undefined when the text is not one (a corrupt entry is treated as absent). */
 export function parseEntry(text: string): CacheEntry | undefined {
   let data: unknown;
+  // Stryker disable BlockStatement: equivalent, without the catch's return `data` stays undefined and has no `v` below
   try {
     data = JSON.parse(text);
   } catch {
     return undefined;
   }
-  if (!data || typeof data !== 'object') return undefined;
-  const record = data as Record<string, unknown>;
-  if (record['v'] !== 1) return undefined;
+  // Stryker restore BlockStatement
+  // A number, a string or null has no `v` either.
+  const record = data as Record<string, unknown> | null;
+  if (record?.['v'] !== 1) return undefined;
   const { key, version, secret, fetchedAt, expiresAt } = record;
   if (typeof key !== 'string' || key.length === 0) return undefined;
   if (typeof version !== 'string' || typeof secret !== 'string') return undefined;
-  if (typeof fetchedAt !== 'number' || !Number.isFinite(fetchedAt)) return undefined;
-  if (expiresAt !== undefined && (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt))) return undefined;
+  if (!isFiniteNumber(fetchedAt)) return undefined;
+  if (expiresAt !== undefined && !isFiniteNumber(expiresAt)) return undefined;
   const entry: CacheEntry = { key, version, secret, fetchedAt };
   if (expiresAt !== undefined) entry.expiresAt = expiresAt;
   return entry;
+}
+
+function isFiniteNumber(value: unknown): value is number {
+  return Number.isFinite(value);
 }

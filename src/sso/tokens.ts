@@ -42,6 +42,7 @@ interface StoredRefreshToken {
 
 export async function readRefreshToken(deps: Pick<SsoDeps, 'cache' | 'profile'>): Promise<StoredRefreshToken | undefined> {
   const text = await deps.cache.read(refreshTokenAccount(deps.profile));
+  // Stryker disable next-line ConditionalExpression: equivalent, JSON.parse throws on undefined and the catch below answers the same
   if (text === undefined) return undefined;
   try {
     const data = JSON.parse(text) as Partial<StoredRefreshToken>;
@@ -101,10 +102,8 @@ function entryFor(tokens: TokenSet, deps: Pick<SsoDeps, 'profile' | 'now'>, libr
 async function maybeExchange(deps: SsoDeps, library: SsoLibrary, tokens: TokenSet): Promise<TokenSet> {
   if (!deps.profile.oidc.exchange) return tokens;
   const exchanged = await library.exchange(deps.profile.oidc, context(deps), tokens.accessToken);
-  if (tokens.expiresAt !== undefined && (exchanged.expiresAt === undefined || exchanged.expiresAt > tokens.expiresAt)) {
-    // Never serve it longer than the sign-in it came from.
-    exchanged.expiresAt = tokens.expiresAt;
-  }
+  // Never serve it longer than the sign-in it came from.
+  if (tokens.expiresAt !== undefined) exchanged.expiresAt = Math.min(exchanged.expiresAt ?? Infinity, tokens.expiresAt);
   return exchanged;
 }
 

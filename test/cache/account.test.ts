@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cacheAccount, cacheSlot, entryBelongs } from '../../src/cache/account.ts';
+import { cacheAccount, cacheSlot, entryBelongs, knownCacheAccount, refreshTokenAccount } from '../../src/cache/account.ts';
 import { fileCache } from '../../src/cache/file.ts';
 import { CacheUnavailable, ConfigError } from '../../src/kernel/errors.ts';
 import { sha256Hex } from '../../src/kernel/sha256.ts';
@@ -64,20 +64,61 @@ describe('the cache slot', () => {
   });
 });
 
+describe('the cache account', () => {
+  it('an unchanged profile keeps its account across versions (an upgrade keeps every cached key)', () => {
+    expect(cacheAccount(testProfile(), () => 'alice')).toBe('default:ff5655540adf');
+    expect(cacheAccount(storeProfile())).toBe('default:c0cb774566bf');
+  });
+
+  it('an `oidc` profile: one account per sign-in configuration, the refresh token next to it', () => {
+    const oidc = (clientId: string): Profile => ({
+      ...testProfile(),
+      secret: 'https://idp.test',
+      oidc: { issuer: 'https://idp.test', clientId },
+    });
+    expect(cacheSlot(oidc('a'), noUser)).toEqual({ account: expect.stringMatching(/^default:[0-9a-f]{12}$/), secret: undefined });
+    expect(cacheAccount(oidc('a'))).not.toBe(cacheAccount(oidc('b')));
+    expect(refreshTokenAccount(oidc('a'))).toBe(`${cacheAccount(oidc('a'))}:refresh`);
+  });
+
+  it('an OS login name that cannot be in a secret name: a ConfigError that says where the name came from', () => {
+    expect(() => cacheSlot(testProfile(), () => 'a/b')).toThrow(
+      'the user name "a/b" from the OS login cannot be used in the secret name "claude-code/keys/{user}": it contains a path separator',
+    );
+  });
+
+  it('"user": "os" needs the OS user to be named; "cache clear" takes an unknown user as no account', () => {
+    expect(() => cacheAccount(testProfile())).toThrow('the cache account of a "user": "os" profile needs the OS user');
+    expect(knownCacheAccount(testProfile(), noUser)).toBeUndefined();
+    expect(knownCacheAccount(testProfile(), () => 'alice')).toBe(cacheAccount(testProfile(), () => 'alice'));
+    const broken = () => {
+      throw new Error('a bug');
+    };
+    expect(() => knownCacheAccount(testProfile(), broken)).toThrow('a bug');
+  });
+
+  it('"user": "store" with a fixed secret name: only an entry of that secret belongs', () => {
+    const fixed = { ...storeProfile(), secret: 'claude-code/keys/team' };
+    const slot = cacheSlot(fixed, noUser);
+    expect(entryBelongs(slot, fixed, 'claude-code/keys/team')).toBe(true);
+    expect(entryBelongs(slot, fixed, 'claude-code/keys/other')).toBe(false);
+  });
+});
+
 describe('the file cache in a relative folder', () => {
   it('is never read, even when the file is there: a repository would choose the key', async () => {
     const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-relative-'));
-    const cwd = process.cwd();
     try {
-      const keys = path.join('.cache', 'keybroker', 'keys');
-      fs.mkdirSync(path.join(repo, keys), { recursive: true, mode: 0o700 });
-      fs.writeFileSync(path.join(repo, keys, `${sha256Hex('default:x').slice(0, 24)}.json`), '{"planted":true}', { mode: 0o600 });
-      process.chdir(repo);
+      fs.mkdirSync(path.join(repo, '.cache', 'keybroker', 'keys'), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(path.join(repo, '.cache', 'keybroker', 'keys', `${sha256Hex('default:x').slice(0, 24)}.json`), '{"planted":true}', {
+        mode: 0o600,
+      });
+      // The same folder named relative to the working directory (a worker cannot chdir).
+      const keys = path.relative(process.cwd(), path.join(repo, '.cache', 'keybroker', 'keys'));
       await expect(fileCache(keys).read('default:x')).rejects.toThrow(CacheUnavailable);
       await expect(fileCache(keys).read('default:x')).rejects.toThrow(/is not an absolute path/);
       await expect(fileCache(keys).write('default:x', 'data')).rejects.toThrow(/is not an absolute path/);
     } finally {
-      process.chdir(cwd);
       fs.rmSync(repo, { recursive: true, force: true });
     }
   });
