@@ -1,7 +1,7 @@
 // Part src/cache/: where keys are kept between runs: keychain, private file, or none. May use: kernel, providers, secret, config, loader.
 // Where keys are kept between runs: the OS keychain, a private file, or nowhere.
 
-type CacheBackendKind = 'keychain' | 'file' | 'none';
+export type CacheBackendKind = 'keychain' | 'file' | 'none';
 
 export interface CacheStore {
   /** What actually holds the data; for `auto`, what it settled on. */
