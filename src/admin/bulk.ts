@@ -318,14 +318,14 @@ export async function runBulk<T, R>(
 }
 
 /** One readable line, replaced in place on a terminal: done/total, rate, ETA, throttle state. */
-export function progressLine(progress: BulkProgress, label: string): string {
+export function progressLine(progress: BulkProgress, label: string, now = Date.now()): string {
   const { done, total, elapsedMs, limiter } = progress;
   const width = 24;
   const filled = total ? Math.round((done / total) * width) : width;
   const rate = elapsedMs > 0 ? (done * 1_000) / elapsedMs : 0;
   const eta = rate > 0 && done < total ? `ETA ${formatSeconds((total - done) / rate)}` : done >= total ? 'done' : 'ETA -';
   const gate = (name: string, state: GateState) =>
-    state.pausedUntil > Date.now()
+    state.pausedUntil > now
       ? `${name} throttled: waiting`
       : state.rateCap !== undefined
         ? `${name} paced at ${state.rateCap.toFixed(0)} calls/s`
@@ -342,24 +342,25 @@ function formatSeconds(seconds: number): string {
   return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`;
 }
 
-/** Prints progress on a terminal at most every 200 ms, each line replacing the one before. */
+/** Prints progress on a terminal at most every 200 ms (the first and the last at once), each line replacing the one before. */
 export function terminalProgress(
   stderr: (line: string) => void,
   label: string,
   enabled: boolean,
+  clock: () => number = Date.now,
 ): { update(progress: BulkProgress): void; end(progress?: BulkProgress): void } {
-  let last = 0;
+  let last = -Infinity;
   let shown = false;
   let latest: BulkProgress | undefined;
   const draw = (progress: BulkProgress) => {
-    stderr(`${shown ? '\x1b[1A\x1b[2K' : ''}${progressLine(progress, label)}`);
+    stderr(`${shown ? '\x1b[1A\x1b[2K' : ''}${progressLine(progress, label, clock())}`);
     shown = true;
   };
   return {
     update(progress) {
       latest = progress;
       if (!enabled) return;
-      const now = Date.now();
+      const now = clock();
       if (now - last < 200 && progress.done < progress.total) return;
       last = now;
       draw(progress);

@@ -1,7 +1,17 @@
 // Bulk admin actions at fleet scale: the adaptive limiter on its own (no I/O), then rotate --all
 // against moto while the gateway's key API answers 429 + Retry-After above a rate.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BulkLimiter, runBulk, ThrottleRelay } from '../../src/admin/bulk.ts';
+import {
+  BulkLimiter,
+  DEFAULT_CONCURRENCY,
+  limiterFor,
+  pacedAt,
+  progressLine,
+  runBulk,
+  terminalProgress,
+  ThrottleRelay,
+  type BulkProgress,
+} from '../../src/admin/bulk.ts';
 import { importKeys } from '../../src/admin/import.ts';
 import { revokeKeys } from '../../src/admin/revoke.ts';
 import { openProvider } from '../../src/loader/open-store.ts';
@@ -257,6 +267,194 @@ describe('the bulk limiter', () => {
       limiter,
     );
     expect(most).toBe(3);
+  });
+});
+
+describe('what an admin sees of a bulk run: the progress line, the paced-at summary, the wrapped store and gateway', () => {
+  const progress = (done: number, total: number, elapsedMs: number, limiter = new BulkLimiter(8)): BulkProgress => ({
+    done,
+    total,
+    elapsedMs,
+    limiter: limiter.state,
+  });
+
+  it('shows done/total as a bar, the rate, the time left, the width and no throttling', () => {
+    expect(progressLine(progress(30, 120, 10_000), 'rotate', 0)).toBe(
+      'rotate [######------------------] 30/120  3.0/s  ETA 30s  4 at a time  no throttling',
+    );
+    expect(progressLine(progress(120, 120, 10_000), 'import', 0)).toBe(
+      'import [########################] 120/120  12.0/s  done  4 at a time  no throttling',
+    );
+    // Nothing done yet, or no time passed: no rate to tell the time left from.
+    expect(progressLine(progress(0, 10, 5_000), 'revoke', 0)).toContain('0/10  0.0/s  ETA -  ');
+    expect(progressLine(progress(3, 10, 0), 'revoke', 0)).toContain('3/10  0.0/s  ETA -  ');
+    // No rows at all: a full bar, and done.
+    expect(progressLine(progress(0, 0, 0), 'revoke', 0)).toBe(
+      'revoke [########################] 0/0  0.0/s  done  4 at a time  no throttling',
+    );
+  });
+
+  it('tells the time left in seconds, then minutes and seconds, then hours and minutes', () => {
+    const eta = (secondsLeft: number) => progressLine(progress(1, 1 + secondsLeft, 1_000), 'x', 0).match(/ETA (\S+)/)![1];
+    expect(eta(59)).toBe('59s');
+    expect(eta(59.2)).toBe('1m00s');
+    expect(eta(61)).toBe('1m01s');
+    expect(eta(3_599)).toBe('59m59s');
+    expect(eta(3_600)).toBe('1h00m');
+    expect(eta(2 * 3_600 + 5 * 60 + 59)).toBe('2h05m');
+  });
+
+  it("says which service is throttled (waiting out its pause) and which is paced, at its cap's whole calls a second", () => {
+    const limiter = new BulkLimiter(8);
+    limiter.state.store.pausedUntil = 1_000;
+    limiter.state.gateway.rateCap = 12.6;
+    expect(progressLine(progress(1, 2, 1_000, limiter), 'rotate', 999)).toMatch(
+      / {2}store throttled: waiting, gateway paced at 13 calls\/s$/,
+    );
+    // A pause that ends now is over: the store is neither waiting nor paced.
+    expect(progressLine(progress(1, 2, 1_000, limiter), 'rotate', 1_000)).toMatch(/at a time {2}gateway paced at 13 calls\/s$/);
+    limiter.state.store.rateCap = 4;
+    expect(progressLine(progress(1, 2, 1_000, limiter), 'rotate', 1_000)).toMatch(
+      / {2}store paced at 4 calls\/s, gateway paced at 13 calls\/s$/,
+    );
+  });
+
+  it('on a terminal draws the first line at once, then at most every 200 ms, each replacing the one before, and the last one always', () => {
+    let now = 0;
+    const lines: string[] = [];
+    const shown = terminalProgress(
+      (line) => lines.push(line),
+      'import',
+      true,
+      () => now,
+    );
+    shown.update(progress(1, 10, 100));
+    expect(lines).toEqual([expect.stringMatching(/^import \[.*\] 1\/10 /)]);
+    now = 199;
+    shown.update(progress(2, 10, 299));
+    expect(lines).toHaveLength(1);
+    now = 200;
+    shown.update(progress(3, 10, 300));
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/^\x1b\[1A\x1b\[2Kimport \[.*\] 3\/10 /);
+    now = 250;
+    shown.update(progress(10, 10, 350));
+    expect(lines[2]).toMatch(/^\x1b\[1A\x1b\[2Kimport \[.*\] 10\/10 .* done /);
+    shown.end();
+    expect(lines).toHaveLength(4);
+    expect(lines[3]).toBe(lines[2]);
+    shown.end(progress(9, 10, 400));
+    expect(lines[4]).toMatch(/ 9\/10 /);
+  });
+
+  it('draws nothing when stderr is not a terminal', () => {
+    const lines: string[] = [];
+    const hidden = terminalProgress(
+      (line) => lines.push(line),
+      'import',
+      false,
+      () => 0,
+    );
+    hidden.update(progress(10, 10, 100));
+    hidden.end();
+    hidden.end(progress(10, 10, 100));
+    expect(lines).toEqual([]);
+    // Ended before any row finished: nothing to draw.
+    terminalProgress(
+      (line) => lines.push(line),
+      'import',
+      true,
+      () => 0,
+    ).end();
+    expect(lines).toEqual([]);
+  });
+
+  it('--json says the rate each service ended paced at, to one decimal, and null for one never throttled', () => {
+    const limiter = new BulkLimiter(8, {}, 34.04);
+    expect(pacedAt(limiter.state)).toEqual({ store: 34, gateway: null });
+    limiter.state.gateway.rateCap = 8.46;
+    expect(pacedAt(limiter.state)).toEqual({ store: 34, gateway: 8.5 });
+  });
+
+  it("paces the store's reads, writes and revokes through the action's store gate, and not its identity or listing", async () => {
+    const limiter = new BulkLimiter(4);
+    const called: string[] = [];
+    const store = {
+      describe: () => 'the test store',
+      loginCommand: () => 'login here',
+      whoami: async () => ({ account: 'admin' }),
+      async *list(prefix: string) {
+        called.push(`list ${prefix}`);
+        yield { name: `${prefix}a`, enabled: true, labels: {} };
+      },
+      readCurrent: async (name: string) => (called.push(`read ${name}`), { value: 'sk-test-read', version: '1' }),
+      write: async (name: string, value: string) => (called.push(`write ${name} ${value}`), { version: '2' }),
+      revoke: async (name: string, options: { purge: boolean }) => void called.push(`revoke ${name} ${options.purge}`),
+    } as unknown as Provider;
+    const paced = limiter.provider(store, false);
+    expect(paced.describe()).toBe('the test store');
+    expect(paced.loginCommand()).toBe('login here');
+    expect(await paced.whoami()).toEqual({ account: 'admin' });
+    for await (const summary of paced.list('fleet/')) expect(summary.name).toBe('fleet/a');
+    expect(limiter.state.store.calls).toBe(0);
+    expect(await paced.readCurrent('fleet/a')).toEqual({ value: 'sk-test-read', version: '1' });
+    expect(await paced.write('fleet/a', 'sk-test-new', {} as never)).toEqual({ version: '2' });
+    await paced.revoke('fleet/a', { purge: true });
+    expect(called).toEqual(['list fleet/', 'read fleet/a', 'write fleet/a sk-test-new', 'revoke fleet/a true']);
+    expect(limiter.state.store.calls).toBe(3);
+    // A provider opened with the relay paces its own calls: not twice.
+    const inside = limiter.provider(store, true);
+    await inside.readCurrent('fleet/a');
+    await inside.write('fleet/a', 'sk-test-new', {} as never);
+    await inside.revoke('fleet/a', { purge: false });
+    expect(limiter.state.store.calls).toBe(3);
+    expect(called).toHaveLength(7);
+  });
+
+  it("sends every call to the gateway's key API through the gateway's own gate", async () => {
+    const limiter = new BulkLimiter(4);
+    const called: string[] = [];
+    const gateway: KeyIssuer = {
+      describe: () => 'the test gateway',
+      mint: async (user, alias) => (called.push(`mint ${user} ${alias}`), { key: 'sk-test-minted' }),
+      retire: async (key, graceMs) => (called.push(`retire ${key} ${graceMs}`), 'retired'),
+      revoke: async (keys) => (called.push(`revoke ${keys.join(' ')}`), true),
+      revokeUser: async (user) => (called.push(`revokeUser ${user}`), 2),
+      revokeAlias: async (user, alias) => (called.push(`revokeAlias ${user} ${alias}`), 1),
+    };
+    const paced = limiter.issuer(gateway);
+    expect(paced.describe()).toBe('the test gateway');
+    expect(await paced.mint('dev01', 'alias-1')).toEqual({ key: 'sk-test-minted' });
+    expect(await paced.retire('sk-test-old', 600_000)).toBe('retired');
+    expect(await paced.revoke(['sk-test-a', 'sk-test-b'])).toBe(true);
+    expect(await paced.revokeUser('dev02')).toBe(2);
+    expect(await paced.revokeAlias('dev03', 'alias-3')).toBe(1);
+    expect(called).toEqual([
+      'mint dev01 alias-1',
+      'retire sk-test-old 600000',
+      'revoke sk-test-a sk-test-b',
+      'revokeUser dev02',
+      'revokeAlias dev03 alias-3',
+    ]);
+    expect(limiter.state.gateway.calls).toBe(5);
+    expect(limiter.state.store.calls).toBe(0);
+  });
+
+  it("relays a provider's calls and throttles to the action running now, straight through when none runs", async () => {
+    const relay = new ThrottleRelay();
+    expect(await relay.pace(async () => 'sent')).toBe('sent');
+    relay.notify(5_000);
+    const limiter = limiterFor({ ceiling: 2, maxRate: 5, relay });
+    expect(relay.target).toBe(limiter);
+    expect(limiter.state).toMatchObject({ width: 2, ceiling: 2, throttles: 0, store: { rateCap: 5, calls: 0 } });
+    expect(await relay.pace(async () => 'paced')).toBe('paced');
+    expect(limiter.state.store.calls).toBe(1);
+    relay.notify(0);
+    expect(limiter.state.store.throttles).toBe(1);
+    expect(limiter.state.width).toBe(1);
+    // No options: the default ceiling, and a store with no cap until it throttles.
+    expect(limiterFor(undefined).state).toMatchObject({ width: 4, ceiling: DEFAULT_CONCURRENCY, store: { rateCap: undefined } });
+    expect(DEFAULT_CONCURRENCY).toBe(16);
   });
 });
 
