@@ -130,7 +130,8 @@ export class RateGate {
         call.refused = true;
         if (attempt >= MAX_THROTTLED_ATTEMPTS) throw error;
         const asked = retryAfterOf(error, this.clock.now()) ?? 0;
-        const backoff = Math.min(20_000, 250 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
+        // 250 ms × 2^attempt, at most 16 s, from half of it (jitter): throttled callers do not come back together.
+        const backoff = 250 * 2 ** Math.min(attempt, 6) * (0.5 + Math.random() / 2);
         this.throttled(Math.max(asked, backoff), call);
       }
     }
@@ -192,7 +193,7 @@ export class BulkLimiter {
       this.state.width = Math.max(1, Math.floor(this.state.width / 2));
     };
     this.store = new RateGate(times, onThrottle);
-    if (maxStoreRate !== undefined) this.store.state.rateCap = maxStoreRate;
+    this.store.state.rateCap = maxStoreRate;
     this.gateway = new RateGate(times, onThrottle);
     this.state = { width: Math.min(START_WIDTH, top), ceiling: top, throttles: 0, store: this.store.state, gateway: this.gateway.state };
   }
@@ -278,15 +279,8 @@ export async function runBulk<T, R>(
   let firstFailure: BulkRun<R>['firstFailure'];
   const stopped = () => firstFailure !== undefined || options.signal?.aborted === true;
 
-  await new Promise<void>((resolve) => {
-    const onAbort = () => {
-      if (inFlight === 0) finish();
-    };
-    const finish = () => {
-      options.signal?.removeEventListener('abort', onAbort);
-      resolve();
-    };
-    options.signal?.addEventListener('abort', onAbort);
+  // An abort needs no listener: each row that settles starts the next only when not stopped, and the last one in flight ends the run.
+  await new Promise<void>((finish) => {
     const pump = () => {
       while (!stopped() && next < rows.length && inFlight < limiter.state.width) {
         const index = next++;
@@ -306,11 +300,11 @@ export async function runBulk<T, R>(
             inFlight--;
             done++;
             options.onProgress?.({ done, total: rows.length, elapsedMs: now() - started, limiter: limiter.state });
-            if (inFlight === 0 && (stopped() || next >= rows.length)) finish();
-            else pump();
+            pump();
           });
       }
-      if (inFlight === 0 && (stopped() || next >= rows.length)) finish();
+      // Nothing started and nothing in flight: stopped, or every row settled (the width is at least 1).
+      if (inFlight === 0) finish();
     };
     pump();
   });

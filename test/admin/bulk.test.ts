@@ -1,12 +1,13 @@
 // Bulk admin actions at fleet scale: the adaptive limiter on its own (no I/O), then rotate --all
 // against moto while the gateway's key API answers 429 + Retry-After above a rate.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   BulkLimiter,
   DEFAULT_CONCURRENCY,
   limiterFor,
   pacedAt,
   progressLine,
+  type RateGate,
   runBulk,
   terminalProgress,
   ThrottleRelay,
@@ -50,6 +51,228 @@ describe('the bulk limiter', () => {
     expect(limiter.state.width).toBe(3);
     expect(limiter.state.throttles).toBe(3);
     expect(new BulkLimiter(1).state.width).toBe(1);
+  });
+
+  it('counts the successes toward the next step from zero after each step and after each halving', () => {
+    const limiter = new BulkLimiter(8);
+    for (let index = 0; index < 4; index++) limiter.rowSucceeded();
+    expect(limiter.state.width).toBe(5);
+    for (let index = 0; index < 4; index++) limiter.rowSucceeded();
+    expect(limiter.state.width).toBe(5);
+    limiter.rowSucceeded();
+    expect(limiter.state.width).toBe(6);
+    limiter.rowSucceeded();
+    limiter.rowSucceeded();
+    limiter.store.throttled(0);
+    expect(limiter.state.width).toBe(3);
+    limiter.rowSucceeded();
+    limiter.rowSucceeded();
+    expect(limiter.state.width).toBe(3);
+    limiter.rowSucceeded();
+    expect(limiter.state.width).toBe(4);
+  });
+
+  it('keeps at least one row in flight, and a ceiling of a whole number of rows, at least one', () => {
+    expect(new BulkLimiter(0).state).toMatchObject({ width: 1, ceiling: 1 });
+    expect(new BulkLimiter(2.7).state).toMatchObject({ width: 2, ceiling: 2 });
+    const one = new BulkLimiter(1);
+    one.store.throttled(0);
+    expect(one.state.width).toBe(1);
+  });
+
+  it('halves the width again on a throttle a full second after the last halving, not before', () => {
+    let now = 0;
+    const limiter = new BulkLimiter(16, { now: () => now, sleep: async () => {} });
+    for (let index = 0; index < 4 + 5 + 6 + 7; index++) limiter.rowSucceeded();
+    expect(limiter.state.width).toBe(8);
+    limiter.store.throttled(0);
+    expect(limiter.state.width).toBe(4);
+    now = 999;
+    limiter.gateway.throttled(0);
+    expect(limiter.state.width).toBe(4);
+    now = 1_000;
+    limiter.gateway.throttled(0);
+    expect(limiter.state.width).toBe(2);
+    expect(limiter.state.throttles).toBe(3);
+  });
+
+  it('caps a rate from the calls taken in the second before the refusal (one exactly a second old included), and not from fewer than 4', async () => {
+    let now = 0;
+    const limiter = new BulkLimiter(8, { now: () => now, sleep: async () => {} });
+    const send = async (gate: RateGate, count: number) => {
+      for (let index = 0; index < count; index++) await gate.call(async () => 'ok');
+    };
+    await send(limiter.store, 4);
+    await send(limiter.gateway, 3);
+    now = 1_000;
+    limiter.store.throttled(0);
+    limiter.gateway.throttled(0);
+    expect(limiter.state.store.rateCap).toBeCloseTo(3.4, 5);
+    // Three calls are no measure of a quota: paused, not capped.
+    expect(limiter.state.gateway.rateCap).toBeUndefined();
+    expect(limiter.state.gateway.throttles).toBe(1);
+  });
+
+  it('lowers a cap again only on a refusal a full second after the one that set it', async () => {
+    let now = 0;
+    const limiter = new BulkLimiter(8, { now: () => now, sleep: async () => {} });
+    for (let index = 0; index < 5; index++) await limiter.store.call(async () => 'ok');
+    now = 1;
+    for (let index = 0; index < 5; index++) await limiter.store.call(async () => 'ok');
+    limiter.store.throttled(0);
+    expect(limiter.state.store.rateCap).toBeCloseTo(8.5, 5);
+    // 999 ms later the same event (the calls then in flight refused together): the 10 calls still count, nothing lowered.
+    now = 1_000;
+    limiter.store.throttled(0);
+    expect(limiter.state.store.rateCap).toBeCloseTo(8.5, 5);
+    // A second later: only the 5 calls sent at 1 ms are in the second before it.
+    now = 1_001;
+    limiter.store.throttled(0);
+    expect(limiter.state.store.rateCap).toBeCloseTo(4.25, 5);
+    expect(limiter.state.store.throttles).toBe(3);
+  });
+
+  it('a refusal answered after a long round trip is measured against the second before it was sent', async () => {
+    const clock = virtualClock();
+    const limiter = new BulkLimiter(8, clock);
+    let refusedOnce = false;
+    await clock.run(
+      (async () => {
+        await Promise.all([1, 2, 3, 4].map(() => limiter.store.call(async () => 'ok')));
+        await clock.sleep(1_000);
+        const slow = limiter.store.call(async () => {
+          if (refusedOnce) return;
+          refusedOnce = true;
+          await clock.sleep(1_000);
+          throw markThrottled(new StoreUnreachable('the store is throttling requests (HTTP 429)', 'later'), 0);
+        });
+        // Sent while the slow one is out, two seconds after the first four.
+        const meanwhile = (async () => {
+          await clock.sleep(1_000);
+          await limiter.store.call(async () => 'ok');
+        })();
+        await Promise.all([slow, meanwhile]);
+      })(),
+    );
+    expect(refusedOnce).toBe(true);
+    expect(limiter.state.store.rateCap).toBeCloseTo(3.4, 5);
+  });
+
+  it('paces a --max-rate under one call a second: one call, then the next 1/rate later', async () => {
+    let now = 0;
+    const sent: number[] = [];
+    const limiter = new BulkLimiter(4, { now: () => now, sleep: async (ms) => void (now += ms) }, 0.5);
+    for (let index = 0; index < 3; index++) await limiter.store.call(async () => void sent.push(now));
+    expect(sent).toEqual([0, 2_000, 4_000]);
+  });
+
+  it('after a burst, sends no more calls in any one second than the cap, the next one as soon as the second allows', async () => {
+    let now = 0;
+    const sent: number[] = [];
+    const limiter = new BulkLimiter(16, { now: () => now, sleep: async (ms) => void (now += ms) });
+    for (let index = 0; index < 40; index++) await limiter.store.call(async () => void (sent.push(now), (now += 12)));
+    limiter.store.throttled(0);
+    expect(limiter.state.store.rateCap).toBeCloseTo(34, 5);
+    for (let index = 0; index < 40; index++) await limiter.store.call(async () => void sent.push(now));
+    // The first after the burst goes when the 7th of the burst is a second old: 34 of the last second's calls remain.
+    expect(sent[40]).toBe(sent[6]! + 1_000);
+    const mostInOneSecond = Math.max(...sent.slice(40).map((at) => sent.filter((other) => other > at - 1_000 && other <= at).length));
+    expect(mostInOneSecond).toBe(34);
+    // Then paced evenly at the cap.
+    expect(sent[79]! - sent[46]!).toBeGreaterThanOrEqual(Math.floor((33 * 1_000) / 34));
+  });
+
+  it('backs off from half of 250 ms × 2^n to all of it, at most 16 s, when the service names no wait', async () => {
+    const backOffs = async (random: number) => {
+      let now = 0;
+      const waits: number[] = [];
+      const limiter = new BulkLimiter(4, { now: () => now, sleep: async (ms) => void (waits.push(ms), (now += ms)) });
+      const jitter = vi.spyOn(Math, 'random').mockReturnValue(random);
+      try {
+        let calls = 0;
+        await limiter.store.call(async () => {
+          if (++calls <= 8) throw markThrottled(new StoreUnreachable('the store is throttling requests (HTTP 429)', 'later'));
+        });
+      } finally {
+        jitter.mockRestore();
+      }
+      return waits;
+    };
+    expect(await backOffs(0)).toEqual([250, 500, 1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+    expect(await backOffs(1)).toEqual([500, 1_000, 2_000, 4_000, 8_000, 16_000, 16_000, 16_000]);
+  });
+
+  it('only ever extends a pause: a shorter wait asked later does not cut the one before short', async () => {
+    let now = 0;
+    const waits: number[] = [];
+    const limiter = new BulkLimiter(4, { now: () => now, sleep: async (ms) => void (waits.push(ms), (now += ms)) });
+    limiter.store.throttled(5_000);
+    limiter.store.throttled(1_000);
+    await limiter.store.call(async () => 'ok');
+    expect(waits).toEqual([5_000]);
+    expect(limiter.state.store.pausedUntil).toBe(5_000);
+  });
+
+  it('waits out a pause on a timer when no clock is given, so the process goes on meanwhile', async () => {
+    const limiter = new BulkLimiter(4);
+    limiter.store.throttled(30);
+    let otherTimerFired = false;
+    setTimeout(() => void (otherTimerFired = true), 1);
+    await limiter.store.call(async () => 'ok');
+    expect(otherTimerFired).toBe(true);
+    expect(Date.now()).toBeGreaterThanOrEqual(limiter.state.store.pausedUntil);
+  });
+
+  it('after a failed row starts no new row, lets the ones in flight finish, and reports the first failure and the progress', async () => {
+    const clock = virtualClock(1_000_000);
+    const progress: BulkProgress[] = [];
+    const rows = Array.from({ length: 20 }, (_, index) => index);
+    const run = await clock.run(
+      runBulk(
+        rows,
+        async (row) => {
+          await clock.sleep(row === 1 ? 10 : 20);
+          if (row === 1 || row === 2) throw new Error(`row ${row} failed`);
+          return row * 2;
+        },
+        new BulkLimiter(8),
+        { now: clock.now, onProgress: (state) => void progress.push({ ...state }) },
+      ),
+    );
+    expect(run.statuses.map((status) => status.state)).toEqual([
+      'done',
+      'failed',
+      'failed',
+      'done',
+      ...rows.slice(4).map(() => 'not started'),
+    ]);
+    expect(run.statuses[0]).toEqual({ state: 'done', result: 0 });
+    expect(run.statuses[3]).toEqual({ state: 'done', result: 6 });
+    expect(run.firstFailure).toEqual({ index: 1, error: new Error('row 1 failed') });
+    expect(run.interrupted).toBe(false);
+    expect(run.elapsedMs).toBe(20);
+    expect(progress.map(({ done, total, elapsedMs }) => [done, total, elapsedMs])).toEqual([
+      [1, 20, 10],
+      [2, 20, 20],
+      [3, 20, 20],
+      [4, 20, 20],
+    ]);
+  });
+
+  it('runs every row exactly once, and ends at once when there are none or when already aborted', async () => {
+    const rows = Array.from({ length: 9 }, (_, index) => index);
+    const seen: number[] = [];
+    const run = await runBulk(rows, async (row, index) => (seen.push(index), row + 100), new BulkLimiter(2));
+    expect(run.statuses).toEqual(rows.map((row) => ({ state: 'done', result: row + 100 })));
+    expect(seen.sort((a, b) => a - b)).toEqual(rows);
+    expect(await runBulk([], async () => 'never', new BulkLimiter(2))).toMatchObject({
+      statuses: [],
+      interrupted: false,
+      firstFailure: undefined,
+    });
+    const aborted = await runBulk(rows, async () => 'never', new BulkLimiter(2), { signal: AbortSignal.abort() });
+    expect(aborted.interrupted).toBe(true);
+    expect(aborted.statuses.every((status) => status.state === 'not started')).toBe(true);
   });
 
   it('sends a throttled call again after the wait the service asked for, then paces calls at 0.85 of the rate it accepted', async () => {
