@@ -114,7 +114,7 @@ export class RateGate {
     const refused = refusedCall ?? { at: now, order: this.state.calls, refused: true };
     const taken = this.sent.filter((call) => !call.refused && call.order < refused.order && refused.at - call.at <= QUOTA_WINDOW_MS).length;
     if (taken < 4) return;
-    const cap = Math.max(1, (taken * 1_000 * CAP_OF_ACCEPTED) / QUOTA_WINDOW_MS);
+    const cap = (taken * 1_000 * CAP_OF_ACCEPTED) / QUOTA_WINDOW_MS;
     this.state.rateCap = this.state.rateCap === undefined ? cap : Math.min(this.state.rateCap, cap);
   }
 

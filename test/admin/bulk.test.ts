@@ -132,6 +132,17 @@ describe('the bulk limiter', () => {
     expect(limiter.state.store.throttles).toBe(3);
   });
 
+  it('never raises a --max-rate: a throttle that measures more than the rate given keeps the rate given', async () => {
+    let now = 0;
+    const sent: number[] = [];
+    const limiter = new BulkLimiter(4, { now: () => now, sleep: async (ms) => void (now += ms) }, 3);
+    for (let index = 0; index < 4; index++) await limiter.store.call(async () => void sent.push(now));
+    // Paced at 3 a second: the fourth goes once the first is a second old, and the look-back counts all four.
+    expect(sent[3]! - sent[0]!).toBe(1_000);
+    limiter.store.throttled(0);
+    expect(limiter.state.store.rateCap).toBe(3);
+  });
+
   it('a refusal answered after a long round trip is measured against the second before it was sent', async () => {
     const clock = virtualClock();
     const limiter = new BulkLimiter(8, clock);
