@@ -273,9 +273,12 @@ describe('the bulk limiter', () => {
   it('runs every row exactly once, and ends at once when there are none or when already aborted', async () => {
     const rows = Array.from({ length: 9 }, (_, index) => index);
     const seen: number[] = [];
-    const run = await runBulk(rows, async (row, index) => (seen.push(index), row + 100), new BulkLimiter(2));
+    const limiter = new BulkLimiter(8);
+    const run = await runBulk(rows, async (row, index) => (seen.push(index), row + 100), limiter);
     expect(run.statuses).toEqual(rows.map((row) => ({ state: 'done', result: row + 100 })));
     expect(seen.sort((a, b) => a - b)).toEqual(rows);
+    // Each success counts toward a wider run: 4 to go from 4 to 5 rows in flight, 5 more to 6.
+    expect(limiter.state.width).toBe(6);
     expect(await runBulk([], async () => 'never', new BulkLimiter(2))).toMatchObject({
       statuses: [],
       interrupted: false,
