@@ -121,8 +121,8 @@ describe('the bulk limiter', () => {
     for (let index = 0; index < 5; index++) await limiter.store.call(async () => 'ok');
     limiter.store.throttled(0);
     expect(limiter.state.store.rateCap).toBeCloseTo(8.5, 5);
-    // 999 ms later the same event (the calls then in flight refused together): the 10 calls still count, nothing lowered.
-    now = 1_000;
+    // 999.5 ms later the same event (the calls then in flight refused together): not lowered, though only 5 calls are in the second before it.
+    now = 1_000.5;
     limiter.store.throttled(0);
     expect(limiter.state.store.rateCap).toBeCloseTo(8.5, 5);
     // A second later: only the 5 calls sent at 1 ms are in the second before it.
@@ -130,6 +130,17 @@ describe('the bulk limiter', () => {
     limiter.store.throttled(0);
     expect(limiter.state.store.rateCap).toBeCloseTo(4.25, 5);
     expect(limiter.state.store.throttles).toBe(3);
+  });
+
+  it('never sends more than the whole calls of a fractional cap in any one second', async () => {
+    let now = 0;
+    const sent: number[] = [];
+    const limiter = new BulkLimiter(4, { now: () => now, sleep: async (ms) => void (now += ms) }, 3.5);
+    for (let index = 0; index < 7; index++) await limiter.store.call(async () => void sent.push(now));
+    // 3 a second, each 1/3.5 s after the one before at least: the 4th waits for the 1st to be a second old.
+    expect(sent[3]! - sent[0]!).toBe(1_000);
+    expect(sent[6]! - sent[3]!).toBe(1_000);
+    expect(sent[1]! - sent[0]!).toBeCloseTo(1_000 / 3.5, 5);
   });
 
   it('never raises a --max-rate: a throttle that measures more than the rate given keeps the rate given', async () => {
