@@ -111,9 +111,14 @@ export class RateGate {
     if (now - this.lastDecrease < DECREASE_WINDOW_MS) return;
     this.lastDecrease = now;
     // Refused calls are not counted: they are the rate the service does not take.
-    const refused = refusedCall ?? { at: now, order: this.state.calls, refused: true };
-    // Stryker disable next-line EqualityOperator: equivalent, the refused call itself (order equal) is marked refused and left out
-    const taken = this.sent.filter((call) => !call.refused && call.order < refused.order && refused.at - call.at <= QUOTA_WINDOW_MS).length;
+    const refused: Pick<Sent, 'at' | 'order'> = refusedCall ?? { at: now, order: this.state.calls };
+    const taken = this.sent.filter(
+      (call) =>
+        !call.refused &&
+        // Stryker disable next-line EqualityOperator: `<=` is equivalent: the call of equal order is the refused one (marked refused) or none
+        call.order < refused.order &&
+        refused.at - call.at <= QUOTA_WINDOW_MS,
+    ).length;
     if (taken < 4) return;
     const cap = (taken * 1_000 * CAP_OF_ACCEPTED) / QUOTA_WINDOW_MS;
     this.state.rateCap = this.state.rateCap === undefined ? cap : Math.min(this.state.rateCap, cap);
@@ -147,9 +152,8 @@ export class RateGate {
         await this.clock.sleep(this.state.pausedUntil - now);
         continue;
       }
-      const cap = this.state.rateCap;
-      // Stryker disable next-line ConditionalExpression: equivalent, with no cap the checks below compare with NaN and let the call go
-      if (cap === undefined) return this.take(now);
+      // No cap yet: neither the window nor the spacing below holds a call back.
+      const cap = this.state.rateCap ?? Infinity;
       // The quota's own window: after a burst, wait until enough of it is more than a second old.
       const inWindow = this.sent.filter((call) => !call.refused && call.at + QUOTA_WINDOW_MS > now);
       const allowed = Math.max(1, Math.floor((cap * QUOTA_WINDOW_MS) / 1_000));
