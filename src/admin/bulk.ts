@@ -40,7 +40,7 @@ export function limiterFor(bulk: BulkOptions | undefined): BulkLimiter {
   return limiter;
 }
 
-const DEFAULT_CONCURRENCY = 16;
+export const DEFAULT_CONCURRENCY = 16;
 const START_WIDTH = 4;
 /** One throttle per window halves the width; more in the same window are the same event. */
 const DECREASE_WINDOW_MS = 1_000;
@@ -111,10 +111,16 @@ export class RateGate {
     if (now - this.lastDecrease < DECREASE_WINDOW_MS) return;
     this.lastDecrease = now;
     // Refused calls are not counted: they are the rate the service does not take.
-    const refused = refusedCall ?? { at: now, order: this.state.calls, refused: true };
-    const taken = this.sent.filter((call) => !call.refused && call.order < refused.order && refused.at - call.at <= QUOTA_WINDOW_MS).length;
+    const refused: Pick<Sent, 'at' | 'order'> = refusedCall ?? { at: now, order: this.state.calls };
+    const taken = this.sent.filter(
+      (call) =>
+        !call.refused &&
+        // Stryker disable next-line EqualityOperator: `<=` is equivalent: the call of equal order is the refused one (marked refused) or none
+        call.order < refused.order &&
+        refused.at - call.at <= QUOTA_WINDOW_MS,
+    ).length;
     if (taken < 4) return;
-    const cap = Math.max(1, (taken * 1_000 * CAP_OF_ACCEPTED) / QUOTA_WINDOW_MS);
+    const cap = (taken * 1_000 * CAP_OF_ACCEPTED) / QUOTA_WINDOW_MS;
     this.state.rateCap = this.state.rateCap === undefined ? cap : Math.min(this.state.rateCap, cap);
   }
 
@@ -130,7 +136,8 @@ export class RateGate {
         call.refused = true;
         if (attempt >= MAX_THROTTLED_ATTEMPTS) throw error;
         const asked = retryAfterOf(error, this.clock.now()) ?? 0;
-        const backoff = Math.min(20_000, 250 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
+        // 250 ms × 2^attempt, at most 16 s, from half of it (jitter): throttled callers do not come back together.
+        const backoff = 250 * 2 ** Math.min(attempt, 6) * (0.5 + Math.random() / 2);
         this.throttled(Math.max(asked, backoff), call);
       }
     }
@@ -145,8 +152,8 @@ export class RateGate {
         await this.clock.sleep(this.state.pausedUntil - now);
         continue;
       }
-      const cap = this.state.rateCap;
-      if (cap === undefined) return this.take(now);
+      // No cap yet: neither the window nor the spacing below holds a call back.
+      const cap = this.state.rateCap ?? Infinity;
       // The quota's own window: after a burst, wait until enough of it is more than a second old.
       const inWindow = this.sent.filter((call) => !call.refused && call.at + QUOTA_WINDOW_MS > now);
       const allowed = Math.max(1, Math.floor((cap * QUOTA_WINDOW_MS) / 1_000));
@@ -192,7 +199,7 @@ export class BulkLimiter {
       this.state.width = Math.max(1, Math.floor(this.state.width / 2));
     };
     this.store = new RateGate(times, onThrottle);
-    if (maxStoreRate !== undefined) this.store.state.rateCap = maxStoreRate;
+    this.store.state.rateCap = maxStoreRate;
     this.gateway = new RateGate(times, onThrottle);
     this.state = { width: Math.min(START_WIDTH, top), ceiling: top, throttles: 0, store: this.store.state, gateway: this.gateway.state };
   }
@@ -278,15 +285,8 @@ export async function runBulk<T, R>(
   let firstFailure: BulkRun<R>['firstFailure'];
   const stopped = () => firstFailure !== undefined || options.signal?.aborted === true;
 
-  await new Promise<void>((resolve) => {
-    const onAbort = () => {
-      if (inFlight === 0) finish();
-    };
-    const finish = () => {
-      options.signal?.removeEventListener('abort', onAbort);
-      resolve();
-    };
-    options.signal?.addEventListener('abort', onAbort);
+  // An abort needs no listener: each row that settles starts the next only when not stopped, and the last one in flight ends the run.
+  await new Promise<void>((finish) => {
     const pump = () => {
       while (!stopped() && next < rows.length && inFlight < limiter.state.width) {
         const index = next++;
@@ -306,11 +306,11 @@ export async function runBulk<T, R>(
             inFlight--;
             done++;
             options.onProgress?.({ done, total: rows.length, elapsedMs: now() - started, limiter: limiter.state });
-            if (inFlight === 0 && (stopped() || next >= rows.length)) finish();
-            else pump();
+            pump();
           });
       }
-      if (inFlight === 0 && (stopped() || next >= rows.length)) finish();
+      // Nothing started and nothing in flight: stopped, or every row settled (the width is at least 1).
+      if (inFlight === 0) finish();
     };
     pump();
   });
@@ -318,14 +318,14 @@ export async function runBulk<T, R>(
 }
 
 /** One readable line, replaced in place on a terminal: done/total, rate, ETA, throttle state. */
-function progressLine(progress: BulkProgress, label: string): string {
+export function progressLine(progress: BulkProgress, label: string, now = Date.now()): string {
   const { done, total, elapsedMs, limiter } = progress;
   const width = 24;
   const filled = total ? Math.round((done / total) * width) : width;
   const rate = elapsedMs > 0 ? (done * 1_000) / elapsedMs : 0;
   const eta = rate > 0 && done < total ? `ETA ${formatSeconds((total - done) / rate)}` : done >= total ? 'done' : 'ETA -';
   const gate = (name: string, state: GateState) =>
-    state.pausedUntil > Date.now()
+    state.pausedUntil > now
       ? `${name} throttled: waiting`
       : state.rateCap !== undefined
         ? `${name} paced at ${state.rateCap.toFixed(0)} calls/s`
@@ -342,24 +342,25 @@ function formatSeconds(seconds: number): string {
   return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`;
 }
 
-/** Prints progress on a terminal at most every 200 ms, each line replacing the one before. */
+/** Prints progress on a terminal at most every 200 ms (the first and the last at once), each line replacing the one before. */
 export function terminalProgress(
   stderr: (line: string) => void,
   label: string,
   enabled: boolean,
+  clock: () => number = Date.now,
 ): { update(progress: BulkProgress): void; end(progress?: BulkProgress): void } {
-  let last = 0;
+  let last = -Infinity;
   let shown = false;
   let latest: BulkProgress | undefined;
   const draw = (progress: BulkProgress) => {
-    stderr(`${shown ? '\x1b[1A\x1b[2K' : ''}${progressLine(progress, label)}`);
+    stderr(`${shown ? '\x1b[1A\x1b[2K' : ''}${progressLine(progress, label, clock())}`);
     shown = true;
   };
   return {
     update(progress) {
       latest = progress;
       if (!enabled) return;
-      const now = Date.now();
+      const now = clock();
       if (now - last < 200 && progress.done < progress.total) return;
       last = now;
       draw(progress);

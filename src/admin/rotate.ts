@@ -21,7 +21,7 @@ import {
   type StoredKey,
   type WriteOutcome,
 } from './common.ts';
-import { limiterFor, pacedAt, runBulk, terminalProgress } from './bulk.ts';
+import { limiterFor, pacedAt, runBulk, terminalProgress, type BulkLimiter, type BulkRun } from './bulk.ts';
 
 export interface RotateRequest {
   /** The developers to rotate (with `all`, none: the store's listing says who). */
@@ -68,17 +68,37 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
     await resumeRotations(deps);
     return [];
   }
+  requireNewKeySource(deps, request);
+  // Many developers: one limiter for the whole action. With --all the listing's calls come first
+  // and count against the same quota as the rotations after them (a store paces them through it).
+  // --json: the bulk path's summary for one developer too, so a script reads one shape.
+  const limiter = request.all || request.users.length > 1 || (deps.json && !request.dryRun) ? limiterFor(deps.bulk) : undefined;
+  const users = request.all ? await allUsers(deps) : request.users;
+  checkUsers(deps, request, users);
+  // A rotation a crash left half-done is finished first, so this one starts from what the store holds.
+  if (request.resume || (deps.audit.history && deps.issuer && request.key === undefined && !request.dryRun))
+    await resumeRotations(deps, new Set(users));
+  warnOfShortGrace(deps, request, callerTtlMs);
+  if (request.dryRun && deps.json) {
+    await printJsonPlan(deps, request, users);
+    return [];
+  }
+  if ((users.length <= 1 && !deps.json) || request.dryRun || !limiter) return rotateInTurn(deps, request, users);
+  return rotateInBulk({ deps, request, users, limiter });
+}
+
+/** A new key comes from the input or from the gateway's key API: refused before anything is read when neither is there. */
+function requireNewKeySource(deps: AdminDeps, request: RotateRequest): void {
   if (request.key === undefined && !deps.issuer) {
     throw new UsageError(
       'no new key: none was given and no gateway key API is configured',
       'pipe the new key on stdin or use --from-file, or add "keyIssuer" to the profile',
     );
   }
-  // Many developers: one limiter for the whole action. With --all the listing's calls come first
-  // and count against the same quota as the rotations after them (a store paces them through it).
-  // --json: the bulk path's summary for one developer too, so a script reads one shape.
-  const limiter = request.all || request.users.length > 1 || (deps.json && !request.dryRun) ? limiterFor(deps.bulk) : undefined;
-  const users = request.all ? await allUsers(deps) : request.users;
+}
+
+/** One given key for one developer only, and every developer's secret name valid, before any rotation starts. */
+function checkUsers(deps: AdminDeps, request: RotateRequest, users: string[]): void {
   if (request.key !== undefined && users.length !== 1) {
     throw new UsageError(
       'a key from stdin or --from-file can rotate one developer only',
@@ -86,42 +106,57 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
     );
   }
   for (const user of users) secretNameFor(deps.profile.secret, user);
-  // A rotation a crash left half-done is finished first, so this one starts from what the store holds.
-  if (request.resume || (deps.audit.history && deps.issuer && request.key === undefined && !request.dryRun))
-    await resumeRotations(deps, new Set(users));
+}
+
+/** A grace shorter than a developer may keep the old key costs some of them one 401: said, not refused. */
+function warnOfShortGrace(deps: AdminDeps, request: RotateRequest, callerTtlMs: number): void {
   const safeGrace = minimumSafeGraceMs(deps.profile.cache.refreshAfterMs, callerTtlMs);
   if (deps.issuer && request.key === undefined && request.graceMs > 0 && request.graceMs < safeGrace) {
     deps.output.stderr(
       `keybroker: warning: a grace period of ${formatDuration(request.graceMs)} is shorter than the ${formatDuration(safeGrace)} a developer may keep the old key (refresh interval + 2 × Claude Code's TTL): some will see one 401 and recover through it`,
     );
   }
-  if (request.dryRun && deps.json) {
-    const plan = [];
-    for (const user of users) plan.push({ user, steps: await dryRunSteps(deps, user, request) });
-    deps.output.stdout(
-      `${JSON.stringify({
-        action: 'rotate',
-        dryRun: true,
-        complete: true,
-        total: users.length,
-        rotated: 0,
-        failed: [],
-        notRotated: [],
-        plan,
-      })}\n`,
-    );
-    return [];
-  }
-  if ((users.length <= 1 && !deps.json) || request.dryRun || !limiter) {
-    const results: WriteOutcome[] = [];
-    for (const user of users) {
-      const result = await rotateOne(deps, user, request, true);
-      if (result) results.push(result);
-    }
-    return results;
-  }
+}
 
-  // Each row mint → write → retire, a bounded and adaptive number at a time.
+/** --dry-run --json: every developer's steps, in the bulk summary's shape. */
+async function printJsonPlan(deps: AdminDeps, request: RotateRequest, users: string[]): Promise<void> {
+  const plan = [];
+  for (const user of users) plan.push({ user, steps: await dryRunSteps(deps, user, request) });
+  deps.output.stdout(
+    `${JSON.stringify({
+      action: 'rotate',
+      dryRun: true,
+      complete: true,
+      total: users.length,
+      rotated: 0,
+      failed: [],
+      notRotated: [],
+      plan,
+    })}\n`,
+  );
+}
+
+/** One developer after another, each saying what it did (one developer, or a dry run). */
+async function rotateInTurn(deps: AdminDeps, request: RotateRequest, users: string[]): Promise<WriteOutcome[]> {
+  const results: WriteOutcome[] = [];
+  for (const user of users) {
+    const result = await rotateOne(deps, user, request, true);
+    if (result) results.push(result);
+  }
+  return results;
+}
+
+/** What a rotation of many developers works with. */
+interface BulkRotation {
+  deps: AdminDeps;
+  request: RotateRequest;
+  users: string[];
+  limiter: BulkLimiter;
+}
+
+/** Each row mint → write → retire, a bounded and adaptive number at a time; then the summary, and the error when not complete. */
+async function rotateInBulk(rotation: BulkRotation): Promise<WriteOutcome[]> {
+  const { deps, request, users, limiter } = rotation;
   const paced: AdminDeps = {
     ...deps,
     provider: limiter.provider(deps.provider, deps.bulk?.relay !== undefined),
@@ -133,13 +168,23 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
     onProgress: (state) => progress.update(state),
   });
   progress.end();
+  const summary = summaryOf(run, users, limiter.state.throttles);
+  const complete = !run.firstFailure && !run.interrupted;
+  if (deps.json) printJsonSummary(rotation, summary, complete);
+  else if (complete) printDone(deps, summary);
+  if (complete) return summary.rotated;
+  return failIncomplete(deps, summary, run);
+}
+
+/** Each developer as rotated, failed (with its error line) or not started. */
+function summaryOf(run: BulkRun<WriteOutcome | undefined>, users: string[], throttles: number): RotateSummary {
   const summary: RotateSummary = {
     rotated: [],
     failed: [],
     notStarted: [],
     interrupted: run.interrupted,
     elapsedMs: run.elapsedMs,
-    throttles: limiter.state.throttles,
+    throttles,
   };
   for (const [index, status] of run.statuses.entries()) {
     const user = users[index]!;
@@ -148,29 +193,42 @@ export async function rotateKeys(deps: AdminDeps, request: RotateRequest, caller
     } else if (status.state === 'failed') summary.failed.push({ user, error: errorLine(status.error) });
     else summary.notStarted.push(user);
   }
-  const complete = !run.firstFailure && !run.interrupted;
-  if (deps.json) {
-    deps.output.stdout(
-      `${JSON.stringify({
-        action: 'rotate',
-        complete,
-        total: users.length,
-        rotated: summary.rotated.length,
-        failed: summary.failed,
-        notRotated: [...summary.failed.map((failure) => failure.user), ...summary.notStarted],
-        interrupted: run.interrupted,
-        elapsedMs: run.elapsedMs,
-        throttles: summary.throttles,
-        pacedAt: pacedAt(limiter.state),
-      })}\n`,
-    );
-  } else if (complete) {
-    deps.output.stdout(
-      `rotated ${summary.rotated.length} key${summary.rotated.length === 1 ? '' : 's'} in ${formatDuration(run.elapsedMs)}${summary.throttles ? ` (throttled ${summary.throttles} times, slowed down)` : ''}\n`,
-    );
-  }
-  if (complete) return summary.rotated;
-  const left = [...summary.failed.map((failure) => failure.user), ...summary.notStarted];
+  return summary;
+}
+
+/** Those failed and those not started: the developers to rotate again. */
+function notRotated(summary: RotateSummary): string[] {
+  return [...summary.failed.map((failure) => failure.user), ...summary.notStarted];
+}
+
+/** --json: one object a script reads, whether the run completed or not. */
+function printJsonSummary(rotation: BulkRotation, summary: RotateSummary, complete: boolean): void {
+  rotation.deps.output.stdout(
+    `${JSON.stringify({
+      action: 'rotate',
+      complete,
+      total: rotation.users.length,
+      rotated: summary.rotated.length,
+      failed: summary.failed,
+      notRotated: notRotated(summary),
+      interrupted: summary.interrupted,
+      elapsedMs: summary.elapsedMs,
+      throttles: summary.throttles,
+      pacedAt: pacedAt(rotation.limiter.state),
+    })}\n`,
+  );
+}
+
+function printDone(deps: AdminDeps, summary: RotateSummary): void {
+  const count = summary.rotated.length;
+  deps.output.stdout(
+    `rotated ${count} key${count === 1 ? '' : 's'} in ${formatDuration(summary.elapsedMs)}${summary.throttles ? ` (throttled ${summary.throttles} times, slowed down)` : ''}\n`,
+  );
+}
+
+/** Says who was rotated and who was not (and how to finish), then throws the interrupt or the first failure. */
+function failIncomplete(deps: AdminDeps, summary: RotateSummary, run: BulkRun<WriteOutcome | undefined>): never {
+  const left = notRotated(summary);
   for (const failure of summary.failed) deps.output.stderr(`keybroker: rotation of ${failure.user} failed: ${failure.error}`);
   deps.output.stderr(
     `keybroker: rotated (${summary.rotated.length}): ${summary.rotated.map((outcome) => outcome.user).join(', ') || 'none'}`,
