@@ -8,9 +8,9 @@
 //
 // How a provider uses it (providers/aws.ts does):
 //   return withStoreRetry((signal) => client.send(command, { abortSignal: signal }), { budgetMs: context.timeoutMs });
-// Turn the SDK's own retries off (AWS maxAttempts: 1, Azure retryOptions.maxRetries: 0,
-// GCP `retry: null`/gax `maxRetries: 0`, node-vault none) so one policy bounds the total time,
-// then map the final error to a KeybrokerError as before.
+// Turn the SDK's own retries off (AWS maxAttempts: 1, Azure retryOptions.maxRetries: 0, GCP
+// `retry: null` per call) so one policy bounds the total time; Vault's calls go over node:http,
+// which never retries, under one operationDeadline. Then map the final error to a KeybrokerError.
 
 export interface RetryOptions {
   /** The whole call, attempts and waits included, ends within this much of the store's time. */
