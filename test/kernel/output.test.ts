@@ -68,10 +68,47 @@ describe('maskSecrets on names that must stay readable', () => {
   });
 });
 
+describe('maskSecrets at its boundaries', () => {
+  it('masks a run of 16 key characters with a letter and a digit, not one of 15', () => {
+    expect(maskSecrets('run a1b2c3d4e5f6g7h here')).toBe('run a1b2c3d4e5f6g7h here');
+    expect(maskSecrets('run a1b2c3d4e5f6g7h8 here')).toBe('run … here');
+  });
+
+  it('keeps a long run of letters only or digits only (a word, a timestamp)', () => {
+    expect(maskSecrets('internationalization at 17649876543210987')).toBe('internationalization at 17649876543210987');
+  });
+
+  it('masks sk- with 6 key characters after it, not 5, and only at the start of a word', () => {
+    expect(maskSecrets('sk-abcde sk-abcdef SK-TESTabcdef1')).toBe('sk-abcde sk-… SK-…');
+    expect(maskSecrets('the disk-cache1 is full')).toBe('the disk-cache1 is full');
+    expect(maskSecrets('token-abc123 and key-a1b2c3')).toBe('tok… and key…');
+  });
+
+  it('masks a value the caller knows of 4 characters or more, everywhere it appears', () => {
+    expect(maskSecrets('abc is abcd, abcd', ['abc', 'abcd'])).toBe('abc is ‹key›, ‹key›');
+  });
+
+  it("keeps a path's parts under 16 characters (24 in an absolute path), masks a longer one", () => {
+    expect(maskSecrets('ab/a1b2c3d4e5f6g7h/x')).toBe('ab/a1b2c3d4e5f6g7h/x');
+    expect(maskSecrets('ab/a1b2c3d4e5f6g7h8/x')).toBe('…');
+    expect(maskSecrets('/home/a1b2c3d4e5f6g7h8i9j0k1l/x')).toBe('/home/a1b2c3d4e5f6g7h8i9j0k1l/x');
+    expect(maskSecrets('/home/a1b2c3d4e5f6g7h8i9j0k1l2/x')).toBe('…');
+  });
+
+  it('keeps only lower-case model names: an upper-case letter or a mixed part is masked', () => {
+    expect(maskSecrets('Claude-sonnet-4-5-20250929')).toBe('…');
+    expect(maskSecrets('claude-3-5-haiku-20241022x')).toBe('…');
+    expect(maskSecrets('a-b-c-d-e-f-g-h-1-2')).toBe('a-b-c-d-e-f-g-h-1-2');
+  });
+});
+
 describe('a variable and its value', () => {
   it('keeps the name of NAME_OF_VARIABLE=value and judges the value alone', () => {
     expect(maskSecrets('CI_DEBUG_TRACE=1 turns the trace on')).toBe('CI_DEBUG_TRACE=1 turns the trace on');
     expect(maskSecrets('LITELLM_MASTER_KEY=Zx81mQ27pL04aB9cD3eF is set')).toBe('LITELLM_MASTER_KEY=… is set');
+    // A value under 16 characters is not judged a key, even where the whole run is long.
+    expect(maskSecrets('KEYBROKER_PROFILE=dev2 MY_VAR=a1b2c3d4e5f6g7h')).toBe('KEYBROKER_PROFILE=dev2 MY_VAR=a1b2c3d4e5f6g7h');
+    expect(maskSecrets('MY_VAR=a1b2c3d4e5f6g7h8')).toBe('MY_VAR=…');
     // Base64 padding is not an assignment: the whole run is judged.
     expect(maskSecrets('QUJDREVGR0gxMjM0NTY3OA==')).toBe('…');
   });
