@@ -99,6 +99,7 @@ describe('maskSecrets at its boundaries', () => {
     expect(maskSecrets('Claude-sonnet-4-5-20250929')).toBe('…');
     expect(maskSecrets('claude-3-5-haiku-20241022x')).toBe('…');
     expect(maskSecrets('a-b-c-d-e-f-g-h-1-2')).toBe('a-b-c-d-e-f-g-h-1-2');
+    expect(maskSecrets('20250929-preview-model')).toBe('20250929-preview-model');
   });
 });
 
@@ -109,6 +110,8 @@ describe('a variable and its value', () => {
     // A value under 16 characters is not judged a key, even where the whole run is long.
     expect(maskSecrets('KEYBROKER_PROFILE=dev2 MY_VAR=a1b2c3d4e5f6g7h')).toBe('KEYBROKER_PROFILE=dev2 MY_VAR=a1b2c3d4e5f6g7h');
     expect(maskSecrets('MY_VAR=a1b2c3d4e5f6g7h8')).toBe('MY_VAR=…');
+    // A name only at the start of the run: the text before it is not dropped.
+    expect(maskSecrets('set-MY_VAR=a1b2c3d4e5f6g7h8')).toBe('…');
     // Base64 padding is not an assignment: the whole run is judged.
     expect(maskSecrets('QUJDREVGR0gxMjM0NTY3OA==')).toBe('…');
   });

@@ -41,6 +41,9 @@ it("refuses a FIFO at once instead of blocking, a link, another user's file and 
   fs.writeFileSync(path.join(dir, 'target'), 'text', { mode: 0o600 });
   fs.symlinkSync(path.join(dir, 'target'), path.join(dir, 'link'));
   expect(problemOf(path.join(dir, 'link'))).toBe('is a symbolic link');
+  expect(() => readPrivateFile(path.join(dir, 'link'))).toThrow(
+    expect.objectContaining({ name: 'UnsafeFile', file: path.join(dir, 'link') }),
+  );
   fs.writeFileSync(path.join(dir, 'theirs'), 'text', { mode: 0o600 });
   fs.chownSync(path.join(dir, 'theirs'), 65534, 65534);
   expect(problemOf(path.join(dir, 'theirs'))).toBe('belongs to another user (uid 65534)');
@@ -168,7 +171,17 @@ it('throws other open errors as they are (a path through a file), and leaves no 
   fs.chmodSync(path.join(dir, 'open'), 0o666);
   const open = fs.readdirSync('/proc/self/fd').length;
   for (let time = 0; time < 3; time++) expect(problemOf(path.join(dir, 'open'))).toBe('can be written by other users (mode 666)');
+  for (let time = 0; time < 3; time++) expect(readPrivateFile(path.join(dir, 'file'))).toBe('text');
   expect(fs.readdirSync('/proc/self/fd').length).toBe(open);
+});
+
+it('refuses a link on systems whose O_NOFOLLOW answers EMLINK (FreeBSD) or EFTYPE (macOS)', () => {
+  for (const code of ['EMLINK', 'EFTYPE']) {
+    vi.spyOn(fs, 'openSync').mockImplementationOnce(() => {
+      throw Object.assign(new Error(code), { code });
+    });
+    expect(problemOf('/any/link')).toBe('is a symbolic link');
+  }
 });
 
 describe('readTrustRoot: a config file, judged as OpenSSH judges its config', () => {
@@ -255,8 +268,23 @@ describe('readTrustRoot: a config file, judged as OpenSSH judges its config', ()
   });
 
   it('judges neither mode bits nor folders on Windows', () => {
-    const { file } = sharedFolderConfig();
+    const { shared, file } = sharedFolderConfig();
     fs.chmodSync(file, 0o666);
+    fs.chownSync(shared, 65534, 65534);
     expect(readTrustRoot(file, 'win32')).toBe('{}');
+  });
+
+  it('judges the folders of the file it opened, not of a second lookup of the name (which a swap could change)', () => {
+    const { dir, shared, file } = sharedFolderConfig();
+    fs.chmodSync(shared, 0o755);
+    vi.spyOn(fs, 'realpathSync').mockReturnValue(path.join(dir, 'elsewhere', 'config.json'));
+    expect(readTrustRoot(file)).toBe('{}');
+  });
+
+  it('leaves no descriptor open, read or refused', () => {
+    const { file } = sharedFolderConfig();
+    const open = fs.readdirSync('/proc/self/fd').length;
+    for (let time = 0; time < 3; time++) expect(failureOf(file)?.problem).toBe('can be written by other users (mode 777)');
+    expect(fs.readdirSync('/proc/self/fd').length).toBe(open);
   });
 });

@@ -456,6 +456,90 @@ describe('withStoreRetry: attempts, waits and bounds', () => {
   });
 });
 
+describe('withStoreRetry: the clock, the pace and the defaults', () => {
+  const unavailable = () => Object.assign(new Error('unavailable'), { $metadata: { httpStatusCode: 503 } });
+
+  it('leaves no timer behind once the call ends, answered or not (a CLI exits at once)', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+    const before = timers();
+    await withStoreRetry(async () => 'ok', { budgetMs: 60_000 });
+    await expect(withStoreRetry(async () => Promise.reject(new Error('denied')), { budgetMs: 60_000 })).rejects.toThrow('denied');
+    expect(timers()).toBe(before);
+  });
+
+  it('waits for real with the default sleep', async () => {
+    let calls = 0;
+    const started = performance.now();
+    await withStoreRetry(
+      async () => {
+        if (++calls === 1) throw unavailable();
+        return 'ok';
+      },
+      { budgetMs: 60_000, baseDelayMs: 40, random: () => 1 },
+    );
+    // Timers never fire early: the 40 ms wait is a lower bound on any machine.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(39);
+  });
+
+  it("reads an HTTP-date Retry-After against the policy's clock, and takes Retry-After only from a throttling answer", async () => {
+    const t = fakeTime();
+    t.time.now = Date.parse('2026-11-27T10:00:00Z');
+    let calls = 0;
+    const dated = Object.assign(new Error('slow down'), { statusCode: 429, headers: { 'retry-after': 'Fri, 27 Nov 2026 10:00:01 GMT' } });
+    const down = Object.assign(unavailable(), { headers: { 'retry-after': '1' } });
+    await withStoreRetry(
+      async () => {
+        calls++;
+        if (calls === 1) throw dated;
+        if (calls === 2) throw down;
+        return 'ok';
+      },
+      { budgetMs: 60_000, baseDelayMs: 100, ...t },
+    );
+    expect(t.time.waits).toEqual([1_000, 100]);
+  });
+
+  it("gives a paced attempt the store's time left, counts the waits between attempts, and holds the clock until the pace returns", async () => {
+    const t = fakeTime();
+    const budgets: number[] = [];
+    let calls = 0;
+    await expect(
+      withStoreRetry(
+        async (_signal, _number, remainingMs) => {
+          calls++;
+          budgets.push(remainingMs);
+          throw unavailable();
+        },
+        { budgetMs: 1_000, attempts: 10, baseDelayMs: 300, maxDelayMs: 300, ...t, random: () => 1, pace: (send) => send() },
+      ),
+    ).rejects.toThrow('unavailable');
+    expect(calls).toBe(4);
+    expect(budgets).toEqual([1_000, 700, 400, 100]);
+    // A pace that records for a second after its send returns: that second is the client's, not the store's.
+    const clock = starvedClock(0);
+    const call = withStoreRetry(async () => 'written', {
+      budgetMs: 200,
+      now: clock.now,
+      setTimer: clock.setTimer,
+      pace: async (send) => {
+        const result = await send();
+        await new Promise((resolve) => clock.setTimer(() => resolve(undefined), 1_000));
+        return result;
+      },
+    });
+    await clock.run(call);
+    await expect(call).resolves.toBe('written');
+  });
+
+  it('tells a gRPC error that is not UNAVAILABLE (NOT_FOUND, with details) as final', () => {
+    expect(classifyStoreError(Object.assign(new Error('5 NOT_FOUND'), { code: 5, details: 'no such secret' }))).toBe('final');
+  });
+
+  it('skips a status field that holds a string', () => {
+    expect(classifyStoreError(Object.assign(new Error('x'), { statusCode: '503', status: 429 }))).toBe('throttled');
+  });
+});
+
 describe('operationDeadline (virtual time)', () => {
   afterEach(() => {
     vi.useRealTimers();
@@ -604,6 +688,9 @@ describe('retryAfterMs: how long the store asked to wait', () => {
     const now = Date.parse('2026-11-27T10:00:00Z');
     expect(retryAfterMs({ headers: { 'retry-after': 'Fri, 27 Nov 2026 09:59:00 GMT' } }, now)).toBe(0);
     expect(retryAfterMs({ headers: { 'retry-after': 'soon' } })).toBeUndefined();
+    expect(retryAfterMs({ headers: { 'retry-after': '1.25' } })).toBe(1_250);
+    expect(retryAfterMs({ headers: { 'retry-after': 'x5' } })).toBeUndefined();
+    expect(retryAfterMs({ headers: { 'retry-after': '5x' } })).toBeUndefined();
   });
 
   it('prefers retry-after-ms when it is a whole number, else falls back to Retry-After', () => {
@@ -631,12 +718,17 @@ describe('retryAfterMs: how long the store asked to wait', () => {
   it('reads a gRPC retry-delay-ms and a RetryInfo with only seconds or only nanos', () => {
     expect(retryAfterMs({ metadata: { get: (key: string) => (key === 'retry-delay-ms' ? ['300'] : []) } })).toBe(300);
     expect(retryAfterMs({ metadata: { get: () => ['3s'] } })).toBeUndefined();
+    expect(retryAfterMs({ metadata: { get: () => ['x300'] } })).toBeUndefined();
+    expect(retryAfterMs({ metadata: { get: () => undefined } })).toBeUndefined();
+    expect(retryAfterMs({ metadata: {} })).toBeUndefined();
     expect(retryAfterMs({ metadata: { get: () => [] }, statusDetails: [null, { retryDelay: { seconds: 2 } }] })).toBe(2_000);
     expect(retryAfterMs({ statusDetails: [{ retryDelay: { nanos: 250_000_000 } }] })).toBe(250);
   });
 
   it('says nothing for what is not an error object', () => {
     expect(retryAfterMs(undefined)).toBeUndefined();
+    expect(retryAfterMs(null)).toBeUndefined();
+    expect(retryAfterMs({ $response: { headers: null }, headers: { 'retry-after': '2' } })).toBe(2_000);
     expect(retryAfterMs('retry-after: 5')).toBeUndefined();
   });
 });

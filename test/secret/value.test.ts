@@ -58,6 +58,10 @@ describe('the secret value', () => {
     );
   });
 
+  it('has no expiry when the JSON object has no expires_at', () => {
+    expect(parseSecretValue('{"api_key":"sk-test-json"}', 'api_key', 's')).toEqual({ key: 'sk-test-json' });
+  });
+
   it('trims the key in the JSON field, and takes an expires_at of null as none', () => {
     expect(parseSecretValue(JSON.stringify({ api_key: ' sk-test-json\n', expires_at: null }), 'api_key', 's')).toEqual({
       key: 'sk-test-json',
@@ -172,6 +176,8 @@ describe('rfc3339Time (expires_at in a stored value, admin put --expires-at, adm
       '2026-01-01T23:60:00Z',
       '2026-01-01T23:59:60Z',
       '2026-01-01T12:00:00+24:00',
+      '2026-01-01 12:00:00+24:00',
+      '2026-01-01 24:00:00Z',
       '2026-01-01T12:00:00+00:60',
       '2026-01-00T00:00:00Z',
       '2026-1-01T00:00:00Z',
