@@ -531,6 +531,25 @@ describe('withStoreRetry: the clock, the pace and the defaults', () => {
     await expect(call).resolves.toBe('written');
   });
 
+  it("takes the time the pace held a call off the store's time once, however late the process woke meanwhile", async () => {
+    // Every wake-up 100 ms late; the pace holds the call 1 s (its timer fires at 1100), then the store never answers.
+    const clock = starvedClock(100);
+    const call = withStoreRetry(() => new Promise(() => {}), {
+      budgetMs: 200,
+      ceilingMs: 60_000,
+      now: clock.now,
+      setTimer: clock.setTimer,
+      pace: async (send) => {
+        await new Promise((resolve) => clock.setTimer(() => resolve(undefined), 1_000));
+        return send();
+      },
+    });
+    const endedAt = await clock.run(call);
+    await expect(call).rejects.toMatchObject({ message: 'no answer within 200 ms' });
+    // From 1100, a tick every 150 ms of which 50 are the store's: 200 ms of store time at 1800.
+    expect(endedAt).toBe(1_800);
+  });
+
   it('tells a gRPC error that is not UNAVAILABLE (NOT_FOUND, with details) as final', () => {
     expect(classifyStoreError(Object.assign(new Error('5 NOT_FOUND'), { code: 5, details: 'no such secret' }))).toBe('final');
   });

@@ -49,6 +49,9 @@ describe('the secret value', () => {
     expect(fixOf(() => parseSecretValue('{"token":"sk-test-a","expires_at":1893456000}', 'token', 'secret "x"')).message).toContain(
       'is not an RFC 3339 time',
     );
+    expect(
+      fixOf(() => parseSecretValue('{"token":"sk-test-a","expires_at":["2026-12-31T23:59:59Z"]}', 'token', 'secret "x"')).message,
+    ).toContain('is not an RFC 3339 time');
   });
 
   it('names at most five of the fields that are there', () => {
