@@ -188,6 +188,10 @@ describe('rfc3339Time (expires_at in a stored value, admin put --expires-at, adm
       '2026-01-01T00:00:00',
       '2026-01-01T00:00:00Zjunk',
       'on 2026-01-01T00:00:00Z',
+      // With a space for T, JavaScript's Date reads words around a time: the pattern must span the whole text.
+      'Thu 2026-01-01 00:00:00Z',
+      '2026-01-01 00:00:00Z (UTC)',
+      '12026-01-01 00:00:00Z',
     ]) {
       expect(rfc3339Time(text), text).toBeUndefined();
     }
