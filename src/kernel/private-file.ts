@@ -21,7 +21,7 @@ interface TrustRules {
 }
 
 /** What is wrong with a file (or folder) with this stat for holding this user's private data. */
-function privateStatProblem(
+export function privateStatProblem(
   stat: fs.Stats,
   kind: 'file' | 'folder',
   platform: NodeJS.Platform = process.platform,

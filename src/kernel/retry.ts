@@ -8,9 +8,9 @@
 //
 // How a provider uses it (providers/aws.ts does):
 //   return withStoreRetry((signal) => client.send(command, { abortSignal: signal }), { budgetMs: context.timeoutMs });
-// Turn the SDK's own retries off (AWS maxAttempts: 1, Azure retryOptions.maxRetries: 0,
-// GCP `retry: null`/gax `maxRetries: 0`, node-vault none) so one policy bounds the total time,
-// then map the final error to a KeybrokerError as before.
+// Turn the SDK's own retries off (AWS maxAttempts: 1, Azure retryOptions.maxRetries: 0, GCP
+// `retry: null` per call) so one policy bounds the total time; Vault's calls go over node:http,
+// which never retries, under one operationDeadline. Then map the final error to a KeybrokerError.
 
 export interface RetryOptions {
   /** The whole call, attempts and waits included, ends within this much of the store's time. */
@@ -99,7 +99,9 @@ function storeClock(budgetMs: number, ceilingMs: number, now: () => number, setT
   let timer: { cancel(): void } | undefined;
   let fail: (error: RetryBudgetExceeded) => void = () => {};
   const spent = new Promise<never>((_, reject) => (fail = reject));
+  // Stryker disable next-line CallExpression: equivalent, withStoreRetry's Promise.race always handles it; this guards the clock alone
   spent.catch(() => {});
+  // Stryker disable next-line ArithmeticOperator: equivalent, a tick during a hold finds the store's time frozen under the budget either way
   const heldSoFar = (at: number) => held + (holdingSince === undefined ? 0 : at - holdingSince);
   const elapsed = () => now() - started - starved - heldSoFar(now());
   const tick = () => {
@@ -128,12 +130,14 @@ function storeClock(budgetMs: number, ceilingMs: number, now: () => number, setT
       holdingSince ??= now();
     },
     release: () => {
+      // Stryker disable next-line ConditionalExpression: equivalent, pacedAttempt always pairs release with a hold before it
       if (holdingSince === undefined) return;
       held += now() - holdingSince;
       holdingSince = undefined;
     },
     signal: controller.signal,
     spent,
+    // Stryker disable next-line OptionalChaining: equivalent, the timer is set before the clock is returned
     stop: () => timer?.cancel(),
   };
 }
@@ -162,16 +166,20 @@ export function operationDeadline(budgetMs: number, pace?: Pace, now: () => numb
   let timer: ReturnType<typeof setTimeout> | undefined;
   const remaining = () => started + budgetMs + held + (holding > 0 ? now() - holdingSince : 0) - now();
   const arm = () => {
+    // Stryker disable next-line CallExpression: equivalent, a timer left over fires arm, which sets the same deadline again
     clearTimeout(timer);
+    // Stryker disable next-line ConditionalExpression,LogicalOperator: equivalent, hold clears the timer (arm never runs held) and a second abort is no abort
     if (holding > 0 || controller.signal.aborted) return;
     const left = remaining();
     if (left <= 0) return controller.abort(new RetryBudgetExceeded(`no answer within ${budgetMs} ms`));
     timer = setTimeout(arm, left);
+    // Stryker disable next-line OptionalChaining,CallExpression: equivalent in-process, only whether the timer keeps a finished process alive
     timer.unref?.();
   };
   const hold = () => {
     if (holding++ > 0) return;
     holdingSince = now();
+    // Stryker disable next-line CallExpression: equivalent, a timer that fires while held finds holding > 0 and returns
     clearTimeout(timer);
   };
   const release = () => {
@@ -242,6 +250,7 @@ async function pacedAttempt<T>(
     return await pace(async () => {
       clock.release();
       try {
+        // Stryker disable next-line CallExpression: equivalent, neither the budget nor the ceiling moves while the pace holds the call
         clock.signal.throwIfAborted();
         return await attempt(clock.signal, number, budgetMs - clock.elapsed());
       } finally {
@@ -276,6 +285,7 @@ async function attemptWithinBudget<T>(
       if (reason === 'final' || number >= attempts) throw error;
       const asked = reason === 'throttled' ? retryAfterMs(error, now()) : undefined;
       // Sooner than the store asked only earns another refusal: then the answer is "throttled" now.
+      // Stryker disable next-line ConditionalExpression: equivalent, undefined > cap is false
       if (asked !== undefined && asked > cap) throw error;
       const backoff = Math.round(random() * Math.min(cap, base * 2 ** (number - 1)));
       // A throttling answer waits at least `base`, even when Retry-After (whole seconds, truncated) says 0.
@@ -316,6 +326,7 @@ const TRANSIENT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'EAI_AGA
 
 function httpStatusOf(error: unknown): number | undefined {
   const err = error as Loose | undefined;
+  // Stryker disable next-line ConditionalExpression,LogicalOperator: equivalent, classifyStoreError passes only objects
   if (!err || typeof err !== 'object') return undefined;
   for (const value of [err.$metadata?.httpStatusCode, err.statusCode, err.status, err.response?.status, err.response?.statusCode]) {
     if (typeof value === 'number' && value >= 100 && value < 600) return value;
@@ -331,11 +342,14 @@ export function throttlingOnly(error: unknown): RetryClass {
 /** The class of a store error, from any of the four SDKs or a plain HTTP client. */
 export function classifyStoreError(error: unknown): RetryClass {
   const err = error as Loose | undefined;
+  // Stryker disable next-line ConditionalExpression: equivalent, a string or number has no code, name or status and ends 'final' below
   if (!err || typeof err !== 'object') return 'final';
   // The AWS SDK names a reset socket "TimeoutError" with code ECONNRESET: look at the code first.
+  // Stryker disable next-line ConditionalExpression: equivalent, the set holds only strings
   if (typeof err.code === 'string' && TRANSIENT_CODES.has(err.code)) return 'transient';
   // Our own budget, or the attempt's signal: the time is spent.
   if (isAbort(err)) return 'final';
+  // Stryker disable next-line ConditionalExpression: equivalent, the set holds only strings
   if (typeof err.name === 'string' && THROTTLING_NAMES.has(err.name)) return 'throttled';
   const status = httpStatusOf(error);
   if (status === 429) return 'throttled';
@@ -348,12 +362,14 @@ export function classifyStoreError(error: unknown): RetryClass {
 /** How long a throttling answer asked to wait (Retry-After seconds or date, retry-after-ms, gRPC retry delay). */
 export function retryAfterMs(error: unknown, now: number = Date.now()): number | undefined {
   const err = error as Loose | undefined;
+  // Stryker disable next-line ConditionalExpression: equivalent, a string or number has none of the fields read below
   if (!err || typeof err !== 'object') return undefined;
   const marked = (err as { retryAfterMs?: unknown }).retryAfterMs;
   if (typeof marked === 'number' && marked >= 0) return marked;
   const headers = [err.$response?.headers, err.response?.headers, err.headers];
   for (const bag of headers) {
     const millis = header(bag, 'retry-after-ms');
+    // Stryker disable next-line ConditionalExpression: equivalent, 'undefined' is not digits
     if (millis !== undefined && /^\d+$/.test(millis)) return Number(millis);
     const after = header(bag, 'retry-after');
     if (after === undefined) continue;
@@ -362,8 +378,10 @@ export function retryAfterMs(error: unknown, now: number = Date.now()): number |
     if (!Number.isNaN(date)) return Math.max(0, date - now);
   }
   const grpcDelay = err.metadata?.get?.('retry-delay-ms')?.[0];
+  // Stryker disable next-line ConditionalExpression: equivalent, 'undefined' is not digits
   if (grpcDelay !== undefined && /^\d+$/.test(String(grpcDelay))) return Number(grpcDelay);
   // google.rpc.RetryInfo, as google-gax decodes it from grpc-status-details-bin into statusDetails.
+  // Stryker disable next-line ArrayDeclaration: equivalent, a default's strings have no retryDelay
   for (const detail of err.statusDetails ?? []) {
     const delay = (detail as { retryDelay?: { seconds?: unknown; nanos?: unknown } } | null)?.retryDelay;
     if (delay) return Math.round(Number(String(delay.seconds ?? 0)) * 1_000 + Number(delay.nanos ?? 0) / 1e6);
@@ -372,6 +390,7 @@ export function retryAfterMs(error: unknown, now: number = Date.now()): number |
 }
 
 function header(bag: unknown, name: string): string | undefined {
+  // Stryker disable next-line ConditionalExpression: equivalent, a string's entries are its characters, never a header name
   if (!bag || typeof bag !== 'object') return undefined;
   if (typeof (bag as { get?: unknown }).get === 'function') {
     const value = (bag as { get(name: string): unknown }).get(name);
@@ -394,6 +413,7 @@ export function markThrottled<E extends Error>(error: E, retryAfter?: number): E
 
 /** True for a throttling answer: one marked by markThrottled, or a raw SDK/HTTP one. */
 export function throttledError(error: unknown): boolean {
+  // Stryker disable next-line ConditionalExpression: equivalent, a string or number has no throttled field
   if (error && typeof error === 'object' && (error as { throttled?: unknown }).throttled === true) return true;
   return classifyStoreError(error) === 'throttled';
 }

@@ -9,7 +9,7 @@ export function userSourceMismatch(
   osUser: string,
 ): { finding: string; fix: string } | undefined {
   if (profile.store?.type !== 'aws' || profile.user !== 'os') return undefined;
-  if (storeUser !== undefined && storeUser === osUser) return undefined;
+  if (storeUser === osUser) return undefined;
   const names = storeUser === undefined ? 'the OS login' : `the OS login "${osUser}" while AWS knows you as "${storeUser}"`;
   return {
     finding: `{user} comes from ${names}, and the AWS policy ('admin policy') lets each developer read only the secret named after their AWS name (\${aws:username})`,
