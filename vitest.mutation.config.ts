@@ -13,12 +13,8 @@ export default defineConfig({
       'test/admin/bulk.test.ts',
       'test/sso/**/*.test.ts',
     ],
-    exclude: [
-      'test/broker/claude.e2e.test.ts',
-      'test/broker/recheck.e2e.test.ts',
-      'test/broker/stalls.e2e.test.ts',
-      'test/broker/storm.e2e.test.ts',
-    ],
+    // The *.e2e.test.ts files run dist/keybroker; bulk-services.test.ts (moto, the LiteLLM fake) is not included.
+    exclude: ['**/*.e2e.test.ts'],
     setupFiles: ['test/support/per-file.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
