@@ -13,7 +13,6 @@ const LIMIT = 120;
 const ALLOWED: Record<string, string> = {
   'src/doctor/gateway-checks.ts gatewayChecks':
     'to split: each gateway probe (models, message per model, stream, redirects) is its own check',
-  'src/broker/broker.ts getKey': 'to split: the cache decision, the single-flight wait and the store read are three steps',
   // Grew past the limit when the repository was formatted at 140 columns (long lines wrapped); to split.
   'src/admin/rotate.ts rotateKeys': "to split: the plan, each developer's rotation and the summary",
   'src/doctor/cache-checks.ts cacheChecks': 'to split: one named check each',

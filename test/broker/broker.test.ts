@@ -9,8 +9,12 @@ import {
   expiryMarginMs,
   getKey,
   refreshAhead,
+  verifyRefusal,
 } from '../../src/broker/broker.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
+import { memoryRotationState } from '../../src/broker/rotation-state.ts';
+import { fingerprint } from '../../src/secret/value.ts';
+import type { GatewayVerdict } from '../../src/gateway/key-check.ts';
 import { KeyRejected, NotAuthenticated, StoreUnreachable } from '../../src/kernel/errors.ts';
 import { storeCallCeilingMs } from '../../src/kernel/retry.ts';
 import type { Lock } from '../../src/broker/lock.ts';
@@ -271,6 +275,55 @@ describe('getKey', () => {
     const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => getKey(w.deps(`claude-${i}`))));
     expect(results.every((r) => r.status === 'rejected' && r.reason instanceof StoreUnreachable)).toBe(true);
     expect(w.store.reads).toBe(1);
+  });
+});
+
+describe('verifying a refusal (the 401 path), alone', () => {
+  const at = Date.parse('2026-11-27T09:00:00Z');
+  const refused = fingerprint('sk-test-one');
+  const entry = (key: string) => ({ key, version: 'v2', secret: 'claude-code/keys/alice', fetchedAt: at });
+
+  function refusal(verdict: GatewayVerdict | undefined, gatewayName: string | undefined) {
+    const state = memoryRotationState();
+    const asked: string[] = [];
+    const checkWithGateway = verdict
+      ? async (key: string) => {
+          asked.push(key);
+          return verdict;
+        }
+      : undefined;
+    const deps = { now: () => at, state, checkWithGateway, gatewayName, debug: () => {} };
+    return { state, asked, verify: (key: string) => verifyRefusal(deps, 'account', refused, entry(key)) };
+  }
+
+  it('a newer key in the store is the answer: recorded as "newer", the gateway not asked', async () => {
+    const { state, asked, verify } = refusal('rejected', 'http://gateway.test');
+    await verify('sk-test-two');
+    expect(asked).toEqual([]);
+    expect(state.lastRecheck('account')).toEqual({ at, fingerprint: refused, verdict: 'newer' });
+  });
+
+  it('the refused key, still accepted by the gateway: served, recorded as "same" with the gateway asked', async () => {
+    const { state, asked, verify } = refusal('accepted', 'http://gateway.test');
+    await verify('sk-test-one');
+    expect(asked).toEqual(['sk-test-one']);
+    expect(state.lastRecheck('account')).toEqual({ at, fingerprint: refused, verdict: 'same', gateway: 'http://gateway.test' });
+  });
+
+  it('the refused key, rejected by the gateway: KeyRejected naming the gateway, recorded as "rejected"', async () => {
+    const { state, verify } = refusal('rejected', 'http://gateway.test');
+    const error = (await verify('sk-test-one').catch((e: unknown) => e)) as KeyRejected;
+    expect(error).toBeInstanceOf(KeyRejected);
+    expect(error.line()).toMatch(
+      /^the gateway at http:\/\/gateway\.test rejects your key \(sha256:[0-9a-f]{8}\) and the store holds no newer one/,
+    );
+    expect(state.lastRecheck('account')).toEqual({ at, fingerprint: refused, verdict: 'rejected', gateway: 'http://gateway.test' });
+  });
+
+  it('with no gateway known, the refused key is served and recorded as "same" without a gateway', async () => {
+    const { state, verify } = refusal(undefined, undefined);
+    await verify('sk-test-one');
+    expect(state.lastRecheck('account')).toEqual({ at, fingerprint: refused, verdict: 'same' });
   });
 });
 
