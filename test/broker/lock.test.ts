@@ -104,6 +104,41 @@ describe('fileLock', () => {
   });
 });
 
+describe('the holder a lock file names', () => {
+  it('is its pid, its start time and its nonce; "-" stands for a start time that cannot be told', () => {
+    expect(parseHolder('123 4567 0123456789ab\n')).toEqual({ pid: 123, start: '4567', nonce: '0123456789ab' });
+    expect(parseHolder('123 - 0123456789ab')).toEqual({ pid: 123, start: '', nonce: '0123456789ab' });
+  });
+
+  it.each([
+    ['an empty file (a holder between open and write)', ''],
+    ['no nonce', '123 4567'],
+    ['a pid with trailing junk', '123x 4567 0123456789ab'],
+    ['a pid with leading junk', 'x123 4567 0123456789ab'],
+    ['a negative pid', '-1 4567 0123456789ab'],
+  ])('is nobody for %s', (_what, text) => {
+    expect(parseHolder(text)).toBeUndefined();
+  });
+});
+
+describe('releasing', () => {
+  it("leaves alone a lock that another process took over meanwhile (its nonce, not this holder's)", async () => {
+    const dir = tempDir();
+    const release = await fileLock(dir).acquire('k', 100);
+    const file = lockFilePath(dir, 'k');
+    fs.writeFileSync(file, `${process.pid} - othernonce00\n`);
+    await release!();
+    expect(fs.readFileSync(file, 'utf8')).toBe(`${process.pid} - othernonce00\n`);
+  });
+
+  it('removes its own lock, so the next caller takes it without waiting', async () => {
+    const dir = tempDir();
+    const release = await fileLock(dir).acquire('k', 100);
+    await release!();
+    expect(fs.existsSync(lockFilePath(dir, 'k'))).toBe(false);
+  });
+});
+
 describe('planted lock files, judged with an injected clock', () => {
   /** A lock file at `dir` for key 'k' with `text`, modified at `mtimeMs`. */
   function plant(text: string, mtimeMs: number): string {
