@@ -132,11 +132,12 @@ export function assessFreshness(
   callerTtlMs: number,
   slackMs = CLOCK_SLACK_MS,
 ): Freshness {
-  if (entry.expiresAt !== undefined && now >= entry.expiresAt - slackMs) return 'expired';
+  const expiresAt = entry.expiresAt ?? Number.POSITIVE_INFINITY;
+  if (now >= expiresAt - slackMs) return 'expired';
   const age = now - entry.fetchedAt;
   // A fetch time in the future means the clock moved back: trust nothing about the age.
   if (age < 0 || age >= refreshAfterMs) return 'stale';
-  if (entry.expiresAt !== undefined && now >= entry.expiresAt - expiryMarginMs(callerTtlMs, slackMs)) return 'stale';
+  if (now >= expiresAt - expiryMarginMs(callerTtlMs, slackMs)) return 'stale';
   return 'fresh';
 }
 
@@ -373,7 +374,8 @@ async function waitForHolder(
     if (release) deps.debug('took the refresh lock');
     // Another process may have refreshed (or failed to) while this one waited; the cache already
     // said what it had to say, so it is read quietly here.
-    latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;
+    // Stryker disable next-line ArrowFunction: equivalent, () => undefined is as quiet as () => {}
+    latest = (await readCachedEntry({ ...deps, warn: () => {}, debug: () => {} })) ?? latest;
     if (acceptable(call, latest)) {
       await release?.();
       return { acceptable: latest };

@@ -203,6 +203,25 @@ describe('freshness edges', () => {
     expect(profileFreshness(entry, now, testProfile(), 5_000)).toBe('expired');
   });
 
+  it("get judges an SSO profile's token with the 10 s slack without being told", async () => {
+    const sso: Profile = { ...testProfile(), secret: 'https://idp.test', oidc: { issuer: 'https://idp.test', clientId: 'keybroker-test' } };
+    const w = world(sso, 5_000);
+    let refreshes = 0;
+    const fetchEntry = async () => {
+      refreshes++;
+      return {
+        key: 'eyJ.test-token.sig',
+        version: 'jti',
+        secret: 'https://idp.test',
+        fetchedAt: w.clock.now,
+        expiresAt: w.clock.now + 30_000,
+      };
+    };
+    expect((await getKey(w.deps('a', { fetchEntry }))).from).toBe('store');
+    expect((await getKey(w.deps('b', { fetchEntry }))).from).toBe('cache');
+    expect(refreshes).toBe(1);
+  });
+
   it('with a 20 s caller TTL, a repeat 3 s before it ends is a 401 re-run: the tolerance is a tenth of the TTL', async () => {
     const w = world(testProfile(), 20_000);
     await getKey(w.deps('claude-1'));
