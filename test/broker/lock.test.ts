@@ -3,15 +3,18 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { EMPTY_LOCK_GRACE_MS, LOCK_MAX_AGE_MS, fileLock, lockFilePath, parseHolder } from '../../src/broker/lock.ts';
 import { processStartTime } from '../../src/broker/caller.ts';
 import { callTime, expectWithinBound } from '../support/time-bounds.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
+  vi.restoreAllMocks();
   for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 });
+/** An errno error as node:fs throws it. */
+const errno = (code: string) => Object.assign(new Error(`${code}: simulated`), { code });
 function tempDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-lock-'));
   dirs.push(dir);
@@ -121,6 +124,47 @@ describe('the holder a lock file names', () => {
   });
 });
 
+describe('the lock file', () => {
+  it('names this process: its pid, its start time and a fresh 12-digit nonce; heldSince is when it was made', async () => {
+    const dir = tempDir();
+    const lock = fileLock(dir);
+    expect(await lock.heldSince!('k')).toBeUndefined();
+    const release = await lock.acquire('k', 100);
+    const file = lockFilePath(dir, 'k');
+    expect(parseHolder(fs.readFileSync(file, 'utf8'))).toEqual({
+      pid: process.pid,
+      start: processStartTime(process.pid),
+      nonce: expect.stringMatching(/^[0-9a-f]{12}$/),
+    });
+    expect(await lock.heldSince!('k')).toBe(fs.statSync(file).mtimeMs);
+    await release!();
+    expect(await lock.heldSince!('k')).toBeUndefined();
+  });
+
+  it('that cannot be created (a read-only file system): the caller goes ahead without a lock at once, told why', async () => {
+    const dir = tempDir();
+    const told: string[] = [];
+    vi.spyOn(fs, 'openSync').mockImplementation(() => {
+      throw errno('EROFS');
+    });
+    const release = await fileLock(dir, { noLock: (reason) => void told.push(reason) }).acquire('k', 60_000);
+    expect(release).toBeDefined();
+    expect(told).toEqual([`cannot write ${lockFilePath(dir, 'k')} (EROFS: the file system is read-only)`]);
+  });
+
+  it('that cannot be written once created (a full disk) is removed, not left to look like a holder, and the caller goes ahead', async () => {
+    const dir = tempDir();
+    const told: string[] = [];
+    vi.spyOn(fs, 'writeSync').mockImplementationOnce(() => {
+      throw errno('ENOSPC');
+    });
+    const release = await fileLock(dir, { noLock: (reason) => void told.push(reason) }).acquire('k', 60_000);
+    expect(release).toBeDefined();
+    expect(told).toEqual([`cannot write ${lockFilePath(dir, 'k')} (ENOSPC: the disk is full)`]);
+    expect(fs.existsSync(lockFilePath(dir, 'k'))).toBe(false);
+  });
+});
+
 describe('releasing', () => {
   it("leaves alone a lock that another process took over meanwhile (its nonce, not this holder's)", async () => {
     const dir = tempDir();
@@ -173,6 +217,62 @@ describe('planted lock files, judged with an injected clock', () => {
   it("an empty lock file is a holder between open and write for a second, then nobody's", async () => {
     expect(await takenAt(plant('', T), T + EMPTY_LOCK_GRACE_MS - 500)).toBe(false);
     expect(await takenAt(plant('', T), T + EMPTY_LOCK_GRACE_MS + 500)).toBe(true);
+  });
+});
+
+describe('taking over, when the lock changes under the waiter', () => {
+  /** A dead holder's lock in `dir`, for key 'k'. */
+  function deadHoldersLock(): string {
+    const dir = tempDir();
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(lockFilePath(dir, 'k'), '999999999 - 0123456789ab\n', { mode: 0o600 });
+    return dir;
+  }
+
+  it("a lock a live process re-created between the waiter's look and its move is put back, not deleted", async () => {
+    const dir = deadHoldersLock();
+    const file = lockFilePath(dir, 'k');
+    const live = `${process.pid} ${processStartTime(process.pid) ?? '-'} fedcba987654\n`;
+    const rename = fs.renameSync;
+    vi.spyOn(fs, 'renameSync').mockImplementationOnce((from, to) => {
+      // In the window: the dead holder's lock is taken over and re-made by a live process.
+      fs.writeFileSync(file, live);
+      rename(from, to);
+    });
+    expect(await fileLock(dir).acquire('k', 0)).toBeUndefined();
+    expect(fs.readFileSync(file, 'utf8')).toBe(live);
+    expect(fs.readdirSync(dir)).toEqual([path.basename(file)]);
+  });
+
+  it('a lock that another waiter moved away first is not taken by this one in the same look', async () => {
+    const dir = deadHoldersLock();
+    vi.spyOn(fs, 'renameSync').mockImplementationOnce(() => {
+      throw errno('ENOENT');
+    });
+    expect(await fileLock(dir).acquire('k', 0)).toBeUndefined();
+  });
+
+  it('something that is no lock and cannot be removed: the caller goes ahead without a lock, told why', async () => {
+    const dir = tempDir();
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.symlinkSync('/nowhere', lockFilePath(dir, 'k'));
+    vi.spyOn(fs, 'rmSync').mockImplementationOnce(() => {
+      throw errno('EACCES');
+    });
+    const told: string[] = [];
+    const release = await fileLock(dir, { noLock: (reason) => void told.push(reason) }).acquire('k', 60_000);
+    expect(release).toBeDefined();
+    expect(told).toEqual([`${lockFilePath(dir, 'k')} is not a lock file and cannot be removed (EACCES: permission denied)`]);
+  });
+
+  it("a link where the lock belongs is nobody's lock: removed and the lock taken", async () => {
+    const dir = tempDir();
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.symlinkSync('/nowhere', lockFilePath(dir, 'k'));
+    const release = await fileLock(dir).acquire('k', 0);
+    expect(release).toBeDefined();
+    expect(parseHolder(fs.readFileSync(lockFilePath(dir, 'k'), 'utf8'))?.pid).toBe(process.pid);
+    await release!();
   });
 });
 
