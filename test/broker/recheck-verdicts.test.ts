@@ -1,0 +1,75 @@
+// The remembered verdict of a 401 re-check, and what its messages name. The broker core with fakes
+// (test/broker/fakes.ts). No I/O.
+import { describe, expect, it } from 'vitest';
+import { fetchFromStore, getKey, verifyRefusal } from '../../src/broker/broker.ts';
+import { cacheAccount } from '../../src/cache/account.ts';
+import { memoryRotationState } from '../../src/broker/rotation-state.ts';
+import { ConfigError, KeyRejected, UnusableKey } from '../../src/kernel/errors.ts';
+import { fingerprint } from '../../src/secret/value.ts';
+import { testProfile, world } from './fakes.ts';
+
+describe('a remembered verdict', () => {
+  it('is not used to serve a cached key that has expired since: the store is asked, and its expired key refused', async () => {
+    const w = world();
+    const start = w.clock.now;
+    // Expired (within the 60 s slack of its expires_at) from 5 s after the first get on.
+    w.store.rotate('sk-test-one', 'v1', { expires_at: new Date(start + 65_000).toISOString() });
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 1_000;
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-one', from: 'store' });
+    w.clock.now += 10_000;
+    await expect(getKey(w.deps('claude-1'))).rejects.toBeInstanceOf(UnusableKey);
+    expect(w.store.reads).toBe(3);
+  });
+
+  it('says in the debug output how long ago the re-check was and what it found', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 1_000;
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 3_000;
+    const lines: string[] = [];
+    expect(await getKey(w.deps('claude-1', { debug: (line) => void lines.push(line) }))).toMatchObject({ from: 'cache' });
+    expect(lines).toContain('re-checked 3s ago (same); not asking the store again yet');
+  });
+
+  it('names the gateway that rejected the key, not the one configured now', async () => {
+    const w = world();
+    const account = cacheAccount(testProfile(), () => 'alice');
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 1_000;
+    w.state.recordRecheck(account, {
+      at: w.clock.now,
+      fingerprint: fingerprint('sk-test-one'),
+      verdict: 'rejected',
+      gateway: 'http://old-gateway.test',
+    });
+    w.clock.now += 1_000;
+    const error = (await getKey(w.deps('claude-1')).catch((e: unknown) => e)) as KeyRejected;
+    expect(error.line()).toMatch(/^the gateway at http:\/\/old-gateway\.test rejects your key/);
+  });
+});
+
+describe('messages', () => {
+  it('a rejection by a gateway whose address is not known says "the gateway"', async () => {
+    const deps = {
+      now: () => 0,
+      state: memoryRotationState(),
+      checkWithGateway: async () => 'rejected' as const,
+      gatewayName: undefined,
+      debug: () => {},
+    };
+    const entry = { key: 'sk-test-one', version: 'v1', secret: 's', fetchedAt: 0 };
+    const error = (await verifyRefusal(deps, 'account', fingerprint('sk-test-one'), entry).catch((e: unknown) => e)) as KeyRejected;
+    expect(error.line()).toMatch(/^the gateway rejects your key \(sha256:[0-9a-f]{8}\) and the store holds no newer one: it was revoked/);
+  });
+
+  it('a user name from the store that cannot be part of the secret name names the store identity as its source', async () => {
+    const w = world({ ...testProfile(), user: 'store' });
+    const provider = w.store.provider();
+    provider.whoami = async () => ({ user: 'a/b', principal: 'a/b' });
+    const error = await fetchFromStore(w.deps(undefined, { openProvider: async () => provider })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain('the user name "a/b" from the store identity (the fake store) cannot be used');
+  });
+});
