@@ -277,7 +277,7 @@ function freshnessNow(deps: Pick<BrokerDeps, 'profile' | 'now' | 'callerTtlMs' |
 /** Every key handed out passes here, whatever its source: the one check before stdout, and the memory of who got what. */
 function serve(call: GetCall, entry: CacheEntry, from: Served['from']): Served {
   const { deps } = call;
-  checkKey(entry.key, `secret "${entry.secret}" (from the ${from === 'store' ? 'store' : 'cache'})`);
+  checkKey(entry.key, `secret "${entry.secret}"`);
   if (deps.caller)
     deps.state.recordServed(call.account, deps.caller.id, { fingerprint: fingerprint(entry.key), version: entry.version, at: deps.now() });
   return { ...entry, from };
