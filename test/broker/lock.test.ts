@@ -244,6 +244,17 @@ describe('taking over, when the lock changes under the waiter', () => {
     expect(fs.readdirSync(dir)).toEqual([path.basename(file)]);
   });
 
+  it('a lock whose holder let go between the failed create and the look is tried again, not judged', async () => {
+    const dir = deadHoldersLock();
+    const open = fs.openSync;
+    vi.spyOn(fs, 'openSync').mockImplementation((file, flags, mode) => {
+      if (typeof flags === 'number' && flags & fs.constants.O_EXCL) throw errno('EEXIST');
+      if (String(file) === lockFilePath(dir, 'k')) throw errno('ENOENT');
+      return open(file, flags, mode);
+    });
+    expect(await fileLock(dir).acquire('k', 0)).toBeUndefined();
+  });
+
   it('a lock that another waiter moved away first is not taken by this one in the same look', async () => {
     const dir = deadHoldersLock();
     vi.spyOn(fs, 'renameSync').mockImplementationOnce(() => {
