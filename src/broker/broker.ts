@@ -255,8 +255,9 @@ export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promis
   if (!waited.release && deps.fetchEntry) return besideSlowRefresh(call, waited.latest, waitMs);
   if (!waited.release && !failedMeanwhile(call)) deps.debug('did not get the refresh lock in time; reading the store without it');
   try {
-    // Another caller refused with the same key may have re-checked while this one waited.
-    const answer = refused !== undefined && waited.release ? recentVerdict(call, refused, waited.latest) : undefined;
+    // Another caller refused with the same key may have re-checked while this one waited. Only under the
+    // lock does the cache hold what that re-check found (its holder records the verdict, then writes the key).
+    const answer = waited.release ? recentVerdict(call, refused, waited.latest) : undefined;
     return answer ?? (await answerFromStore(call, waited.latest));
   } finally {
     await waited.release?.();
@@ -303,9 +304,11 @@ function answerFromCache(call: GetCall): Served | undefined {
  * saying when the store was asked. Never for an explicit `--recheck` / `status --refresh`: the
  * rate limit is for Claude Code's automatic re-runs, and a person asking means the store changed.
  */
-function recentVerdict(call: GetCall, refusedKey: string, entry: CacheEntry | undefined): Served | undefined {
+function recentVerdict(call: GetCall, refusedKey: string | undefined, entry: CacheEntry | undefined): Served | undefined {
   const { deps } = call;
   if (call.options.recheck) return undefined;
+  // Stryker disable next-line ConditionalExpression: equivalent, a get refused nothing matches no re-check; this spares it reading the record
+  if (refusedKey === undefined) return undefined;
   const last = deps.state.lastRecheck(call.account);
   const since = last ? recordAgeMs(last.at, deps.now()) : undefined;
   if (!last || last.fingerprint !== refusedKey || since === undefined || since >= RECHECK_MIN_INTERVAL_MS) return undefined;

@@ -293,6 +293,8 @@ describe('getKey', () => {
     w.store.rotate('sk-test-two', 'v2');
     w.clock.now += MINUTE;
     await getKey(w.deps('claude-2'), { recheck: true });
+    // Past the re-check's interval: its verdict cannot answer for the cache.
+    w.clock.now += MINUTE;
     let locks = 0;
     const counted: Lock = { acquire: async () => (locks++, undefined) };
     expect(await getKey(w.deps('claude-1', { lock: counted }))).toMatchObject({ key: 'sk-test-two', from: 'cache' });

@@ -1,12 +1,13 @@
 // The remembered verdict of a 401 re-check, and what its messages name. The broker core with fakes
 // (test/broker/fakes.ts). No I/O.
 import { describe, expect, it } from 'vitest';
-import { fetchFromStore, getKey, verifyRefusal } from '../../src/broker/broker.ts';
+import { RECHECK_MIN_INTERVAL_MS, fetchFromStore, getKey, verifyRefusal } from '../../src/broker/broker.ts';
+import type { Lock } from '../../src/broker/lock.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
 import { memoryRotationState } from '../../src/broker/rotation-state.ts';
 import { ConfigError, KeyRejected, UnusableKey } from '../../src/kernel/errors.ts';
 import { fingerprint } from '../../src/secret/value.ts';
-import { testProfile, world } from './fakes.ts';
+import { MINUTE, testProfile, world } from './fakes.ts';
 
 describe('a remembered verdict', () => {
   it('is not used to serve a cached key that has expired since: the store is asked, and its expired key refused', async () => {
@@ -47,6 +48,59 @@ describe('a remembered verdict', () => {
     w.clock.now += 1_000;
     const error = (await getKey(w.deps('claude-1')).catch((e: unknown) => e)) as KeyRejected;
     expect(error.line()).toMatch(/^the gateway at http:\/\/old-gateway\.test rejects your key/);
+  });
+});
+
+describe('a verdict that does not answer this refusal', () => {
+  const account = cacheAccount(testProfile(), () => 'alice');
+
+  it('is one about another key: the newer key refused in its turn is checked with the store and the gateway', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now += 1_000;
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-two', from: 'store' });
+    w.clock.now += 1_000;
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-two', from: 'store' });
+    expect(w.store.reads).toBe(3);
+    expect(w.gateway.calls).toBe(1);
+  });
+
+  it('is one stamped in the future (the clock was set back): the store is asked', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 1_000;
+    w.state.recordRecheck(account, { at: w.clock.now + MINUTE, fingerprint: fingerprint('sk-test-one'), verdict: 'same' });
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ from: 'store' });
+    expect(w.store.reads).toBe(2);
+  });
+
+  it('is one exactly the interval (15 s) old: the store is asked again', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 1_000;
+    await getKey(w.deps('claude-1'));
+    w.clock.now += RECHECK_MIN_INTERVAL_MS;
+    // The caller was handed the key 15 s ago, within its TTL: a refusal again.
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ from: 'store' });
+    expect(w.store.reads).toBe(3);
+  });
+
+  it('is one recorded while this caller waited for the lock in vain: without the lock the cache may not hold what it found, so the store is read', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 1_000;
+    const monotonic = { now: 0 };
+    const busy: Lock = {
+      acquire: async (_name, waitMs) => {
+        // The holder, another process, re-checks the same key meanwhile.
+        w.state.recordRecheck(account, { at: w.clock.now, fingerprint: fingerprint('sk-test-one'), verdict: 'same' });
+        monotonic.now += waitMs;
+        return undefined;
+      },
+    };
+    expect(await getKey(w.deps('claude-1', { lock: busy, monotonicNow: () => monotonic.now }))).toMatchObject({ from: 'store' });
+    expect(w.store.reads).toBe(2);
   });
 });
 
