@@ -128,7 +128,10 @@ describe('refresh-ahead that cannot start or finish', () => {
       debug: (line) => void debug.push(line),
     });
     expect(await getKey(deps)).toMatchObject({ key: 'sk-test-one', from: 'cache' });
-    expect(debug).toContain('could not start the background refresh: spawn failed');
+    expect(debug).toEqual([
+      'the cached key is nearing refreshAfter: refreshing it in the background',
+      'could not start the background refresh: spawn failed',
+    ]);
   });
 
   it('the background half does nothing while another process holds the lock', async () => {
@@ -144,7 +147,9 @@ describe('refresh-ahead that cannot start or finish', () => {
     w.clock.now += 25 * MINUTE;
     w.store.fail = () => new StoreUnreachable('down', 'wait');
     const cached = w.cache.data.get(account);
-    expect(await refreshAhead(w.deps())).toBe('failed');
+    const debug: string[] = [];
+    expect(await refreshAhead(w.deps(undefined, { debug: (line) => void debug.push(line) }))).toBe('failed');
+    expect(debug).toEqual(['background refresh failed: down']);
     expect(w.cache.data.get(account)).toBe(cached);
     expect(w.warnings).toEqual([]);
   });
