@@ -329,7 +329,7 @@ function acceptable(call: GetCall, entry: CacheEntry | undefined): entry is Cach
     entry !== undefined &&
     (freshnessNow(deps, entry) === 'fresh' ||
       (entry.fetchedAt >= call.startedAt && entry.fetchedAt <= deps.now() && freshnessNow(deps, entry) === 'stale')) &&
-    (call.refused === undefined || fingerprint(entry.key) !== call.refused)
+    fingerprint(entry.key) !== call.refused
   );
 }
 

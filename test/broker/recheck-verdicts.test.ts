@@ -1,9 +1,10 @@
 // The remembered verdict of a 401 re-check, and what its messages name. The broker core with fakes
 // (test/broker/fakes.ts). No I/O.
 import { describe, expect, it } from 'vitest';
-import { RECHECK_MIN_INTERVAL_MS, fetchFromStore, getKey, verifyRefusal } from '../../src/broker/broker.ts';
+import { RECHECK_MIN_INTERVAL_MS, fetchFromStore, getKey, lockWaitMs, verifyRefusal } from '../../src/broker/broker.ts';
 import type { Lock } from '../../src/broker/lock.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
+import { serializeEntry } from '../../src/cache/entry.ts';
 import { memoryRotationState } from '../../src/broker/rotation-state.ts';
 import { ConfigError, KeyRejected, UnusableKey } from '../../src/kernel/errors.ts';
 import { fingerprint } from '../../src/secret/value.ts';
@@ -101,6 +102,31 @@ describe('a verdict that does not answer this refusal', () => {
     };
     expect(await getKey(w.deps('claude-1', { lock: busy, monotonicNow: () => monotonic.now }))).toMatchObject({ from: 'store' });
     expect(w.store.reads).toBe(2);
+  });
+});
+
+describe('a refused caller waiting for the lock', () => {
+  it('takes the newer key another process put in the cache meanwhile, without waiting the wait out or reading the store', async () => {
+    const w = world();
+    const account = cacheAccount(testProfile(), () => 'alice');
+    await getKey(w.deps('claude-1'));
+    w.clock.now += 1_000;
+    const monotonic = { now: 0 };
+    const newer = { key: 'sk-test-two', version: 'v2', secret: 'claude-code/keys/alice', fetchedAt: w.clock.now };
+    const busy: Lock = {
+      acquire: async (_name, waitMs) => {
+        // The holder, another process, caches the newer key it read.
+        w.cache.data.set(account, serializeEntry(newer));
+        monotonic.now += waitMs;
+        return undefined;
+      },
+    };
+    expect(await getKey(w.deps('claude-1', { lock: busy, monotonicNow: () => monotonic.now }))).toMatchObject({
+      key: 'sk-test-two',
+      from: 'cache',
+    });
+    expect(monotonic.now).toBeLessThan(lockWaitMs(testProfile(), 0));
+    expect(w.store.reads).toBe(1);
   });
 });
 
