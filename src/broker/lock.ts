@@ -36,7 +36,7 @@ export const LOCK_MAX_AGE_MS = 60_000;
 /** An empty lock file is a holder between its open and its write for this long; after that, nobody's. */
 export const EMPTY_LOCK_GRACE_MS = 1_000;
 /** A waiter looks again after 1-2 × this: a quarter of its wait, at least 15 ms, at most 125 ms. */
-function pollMs(waitMs: number): number {
+export function pollMs(waitMs: number): number {
   return Math.min(125, Math.max(15, waitMs / 4));
 }
 
@@ -81,9 +81,8 @@ function sameProgram(pid: number): boolean | undefined {
   if (process.platform !== 'linux') return undefined;
   try {
     return fs.readlinkSync(`/proc/${pid}/exe`) === fs.readlinkSync('/proc/self/exe');
-    // Stryker disable next-line BlockStatement: equivalent, an empty catch returns undefined too
   } catch {
-    return undefined;
+    // Gone, or not ours to look at: it cannot be told (undefined).
   }
 }
 
@@ -99,9 +98,8 @@ export function fileLock(dir: string, options: LockOptions = {}): Lock {
       try {
         // The file is written once, when its holder creates it.
         return fs.statSync(lockFilePath(dir, name)).mtimeMs;
-        // Stryker disable next-line BlockStatement: equivalent, an empty catch returns undefined too
       } catch {
-        return undefined;
+        // Nobody holds it, or it cannot be told: undefined.
       }
     },
     async acquire(name, waitMs, giveUp) {
@@ -131,6 +129,7 @@ export function fileLock(dir: string, options: LockOptions = {}): Lock {
             // Not "someone holds it" but "it cannot be taken" (read-only, full disk, no permission): no lock.
             if (fd !== undefined) {
               fs.closeSync(fd);
+              // Stryker disable next-line ObjectLiteral,BooleanLiteral: equivalent, the file was just created, so force changes nothing
               fs.rmSync(file, { force: true });
             }
             return noLock(`cannot write ${shortPath(file)} (${describeErrno(error)})`);
@@ -152,6 +151,7 @@ export function fileLock(dir: string, options: LockOptions = {}): Lock {
 function readLock(file: string): { text: string; stat: fs.Stats } | 'not a lock' | undefined {
   try {
     const opened = openPrivateFile(file);
+    // Stryker disable next-line ConditionalExpression: equivalent, without it opened.fd throws and the catch below answers undefined too
     if (!opened) return undefined;
     try {
       return { text: fs.readFileSync(opened.fd, 'utf8'), stat: opened.stat };
@@ -166,7 +166,7 @@ function readLock(file: string): { text: string; stat: fs.Stats } | 'not a lock'
 function releaseIfMine(file: string, nonce: string): void {
   try {
     const lock = readLock(file);
-    // Stryker disable next-line ConditionalExpression: equivalent, without a lock file of ours parseHolder throws here and the catch leaves it alone
+    // Stryker disable next-line ConditionalExpression,OptionalChaining: equivalent, without a lock file of ours this throws and the catch leaves it alone
     if (typeof lock === 'object' && parseHolder(lock.text)?.nonce === nonce) fs.unlinkSync(file);
   } catch {
     // Already taken over or removed: nothing of ours to release.
@@ -186,6 +186,7 @@ function takeOverIfAbandoned(file: string, now: number): 'taken' | 'held' | stri
   // A FIFO, a link, a folder or another user's file where the lock belongs (in our own folder) is nobody's lock.
   if (lock === 'not a lock') {
     try {
+      // Stryker disable next-line ObjectLiteral,BooleanLiteral: equivalent, it was just read, so force changes nothing
       fs.rmSync(file, { force: true });
       return 'taken';
     } catch (error) {
@@ -217,6 +218,7 @@ function takeOverIfAbandoned(file: string, now: number): 'taken' | 'held' | stri
   } catch {
     // Someone holds a newer lock already: ours is just the stale copy.
   }
+  // Stryker disable next-line ObjectLiteral,BooleanLiteral: equivalent, this process just renamed it there, so force changes nothing
   fs.rmSync(aside, { force: true });
   return restored ? 'held' : 'taken';
 }

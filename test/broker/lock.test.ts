@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { EMPTY_LOCK_GRACE_MS, LOCK_MAX_AGE_MS, fileLock, lockFilePath, parseHolder } from '../../src/broker/lock.ts';
+import { EMPTY_LOCK_GRACE_MS, LOCK_MAX_AGE_MS, fileLock, lockFilePath, parseHolder, pollMs } from '../../src/broker/lock.ts';
+import { makePrivateDir } from '../../src/kernel/paths.ts';
 import { processStartTime } from '../../src/broker/caller.ts';
 import { callTime, expectWithinBound } from '../support/time-bounds.ts';
 
@@ -88,11 +89,13 @@ describe('fileLock', () => {
     await release!();
   });
 
-  it('goes ahead at once, without waiting, where its folder cannot be created (under /proc)', async () => {
+  it("goes ahead at once, without waiting, where its folder cannot be created (under /proc), told the folder's problem", async () => {
     const yardstick = await shortWait();
     const started = performance.now();
-    const release = await fileLock('/proc/keybroker-locks').acquire('k', 60_000);
+    const told: string[] = [];
+    const release = await fileLock('/proc/keybroker-locks', { noLock: (reason) => void told.push(reason) }).acquire('k', 60_000);
     expect(release).toBeDefined();
+    expect(told).toEqual([makePrivateDir('/proc') ?? makePrivateDir('/proc/keybroker-locks')]);
     await expectWithinBound('a lock under /proc', performance.now() - started, 0, yardstick);
     await release!();
   });
@@ -103,6 +106,7 @@ describe('fileLock', () => {
     fs.writeFileSync(lockFilePath(dir, 'k'), `${process.pid} 1 oldnonce\n`);
     const release = await fileLock(dir).acquire('k', 1_000);
     expect(release).toBeDefined();
+    expect(parseHolder(fs.readFileSync(lockFilePath(dir, 'k'), 'utf8'))?.nonce).not.toBe('oldnonce');
     await release!();
   });
 });
@@ -121,6 +125,20 @@ describe('the holder a lock file names', () => {
     ['a negative pid', '-1 4567 0123456789ab'],
   ])('is nobody for %s', (_what, text) => {
     expect(parseHolder(text)).toBeUndefined();
+  });
+});
+
+describe('waiting', () => {
+  it('a waiter looks again after a quarter of its wait, at least 15 ms and at most 125 ms (its documented pace)', () => {
+    expect(pollMs(0)).toBe(15);
+    expect(pollMs(200)).toBe(50);
+    expect(pollMs(60_000)).toBe(125);
+  });
+
+  it('a waiter told to give up takes nothing, not even a free lock', async () => {
+    const dir = tempDir();
+    expect(await fileLock(dir).acquire('k', 1_000, () => true)).toBeUndefined();
+    expect(fs.existsSync(lockFilePath(dir, 'k'))).toBe(false);
   });
 });
 
@@ -203,8 +221,9 @@ describe('planted lock files, judged with an injected clock', () => {
   // This very process: alive, the same program, its real start time.
   const liveHolder = () => `${process.pid} ${processStartTime(process.pid) ?? '-'} 0123456789ab\n`;
 
-  it('a live holder keeps its lock up to the 60 s maximum age, and loses it after', async () => {
+  it('a live holder keeps its lock up to the 60 s maximum age, and loses it from then on', async () => {
     expect(await takenAt(plant(liveHolder(), T), T + LOCK_MAX_AGE_MS - 1_000)).toBe(false);
+    expect(await takenAt(plant(liveHolder(), T), T + LOCK_MAX_AGE_MS)).toBe(true);
     expect(await takenAt(plant(liveHolder(), T), T + LOCK_MAX_AGE_MS + 1_000)).toBe(true);
   });
 
@@ -216,6 +235,7 @@ describe('planted lock files, judged with an injected clock', () => {
 
   it("an empty lock file is a holder between open and write for a second, then nobody's", async () => {
     expect(await takenAt(plant('', T), T + EMPTY_LOCK_GRACE_MS - 500)).toBe(false);
+    expect(await takenAt(plant('', T), T + EMPTY_LOCK_GRACE_MS)).toBe(true);
     expect(await takenAt(plant('', T), T + EMPTY_LOCK_GRACE_MS + 500)).toBe(true);
   });
 });
