@@ -132,11 +132,12 @@ export function assessFreshness(
   callerTtlMs: number,
   slackMs = CLOCK_SLACK_MS,
 ): Freshness {
-  if (entry.expiresAt !== undefined && now >= entry.expiresAt - slackMs) return 'expired';
+  const expiresAt = entry.expiresAt ?? Number.POSITIVE_INFINITY;
+  if (now >= expiresAt - slackMs) return 'expired';
   const age = now - entry.fetchedAt;
   // A fetch time in the future means the clock moved back: trust nothing about the age.
   if (age < 0 || age >= refreshAfterMs) return 'stale';
-  if (entry.expiresAt !== undefined && now >= entry.expiresAt - expiryMarginMs(callerTtlMs, slackMs)) return 'stale';
+  if (now >= expiresAt - expiryMarginMs(callerTtlMs, slackMs)) return 'stale';
   return 'fresh';
 }
 
@@ -226,181 +227,164 @@ function suspectedRefusal(
   return served.fingerprint === fingerprint(cached.key) ? served.fingerprint : undefined;
 }
 
+/** One `get` on its way through the phases below: what it was asked, and what the cache said when it began. */
+interface GetCall {
+  deps: BrokerDeps;
+  options: GetOptions;
+  account: string;
+  /** deps.now() when the call began: an entry or a store failure from since then is as new as this call could get. */
+  startedAt: number;
+  /** What the cache held when the call began. */
+  cached: CacheEntry | undefined;
+  /** The fingerprint of the key the caller was just refused with (a 401 re-run, or --recheck); undefined for a plain get. */
+  refused: string | undefined;
+}
+
+/** cache → (wait for a holder) → store → cache: the phases below, in this order. */
 export async function getKey(deps: BrokerDeps, options: GetOptions = {}): Promise<Served> {
-  const { profile } = deps;
-  const account = cacheSlot(profile, deps.osUser).account;
+  const account = cacheSlot(deps.profile, deps.osUser).account;
   const startedAt = deps.now();
-  const freshness = (entry: CacheEntry) =>
-    assessFreshness(entry, deps.now(), profile.cache.refreshAfterMs, deps.callerTtlMs, deps.clockSlackMs ?? clockSlackFor(deps.profile));
-  const serve = (entry: CacheEntry, from: Served['from']): Served => {
-    // Every key handed out passes here, whatever its source: the one check before stdout.
-    checkKey(entry.key, `secret "${entry.secret}" (from the ${from === 'store' ? 'store' : 'cache'})`);
-    if (deps.caller)
-      deps.state.recordServed(account, deps.caller.id, { fingerprint: fingerprint(entry.key), version: entry.version, at: deps.now() });
-    return { ...entry, from };
-  };
-
-  /**
-   * Within RECHECK_MIN_INTERVAL_MS of a re-check of this key: its verdict, without the store, and
-   * saying when the store was asked. Never for an explicit `--recheck` / `status --refresh`: the
-   * rate limit is for Claude Code's automatic re-runs, and a person asking means the store changed.
-   */
-  const recentVerdict = (refusedKey: string, entry: CacheEntry | undefined): Served | undefined => {
-    if (options.recheck) return undefined;
-    const last = deps.state.lastRecheck(account);
-    const since = last ? recordAgeMs(last.at, deps.now()) : undefined;
-    if (!last || last.fingerprint !== refusedKey || since === undefined || since >= RECHECK_MIN_INTERVAL_MS) return undefined;
-    if (last.verdict === 'rejected') throw keyRejected(refusedKey, last.gateway ?? deps.gatewayName, since);
-    if (!entry || freshness(entry) === 'expired') return undefined;
-    deps.debug(`re-checked ${formatDuration(since)} ago (${last.verdict}); not asking the store again yet`);
-    return serve(entry, 'cache');
-  };
-
   const cached = await readCachedEntry(deps);
   const refused = options.recheck ? (cached ? fingerprint(cached.key) : undefined) : suspectedRefusal(deps, account, cached, startedAt);
-  if (refused === undefined && cached && freshness(cached) === 'fresh') {
-    maybeRefreshAhead(deps, account, cached);
-    return serve(cached, 'cache');
-  }
-  if (refused !== undefined) {
-    deps.debug(`${deps.caller?.description ?? 'the caller'} asked again within its TTL: it was refused key ${refused}; re-checking`);
-    const answer = recentVerdict(refused, cached);
-    if (answer) return answer;
-  }
-
-  // An entry read since this call started is as new as this call could get, even when it is born
-  // inside the margin (a token that lives shorter than 2 × TTL + slack): not read again per waiter.
-  const acceptable = (entry: CacheEntry | undefined): entry is CacheEntry =>
-    entry !== undefined &&
-    (freshness(entry) === 'fresh' || (entry.fetchedAt >= startedAt && entry.fetchedAt <= deps.now() && freshness(entry) === 'stale')) &&
-    (refused === undefined || fingerprint(entry.key) !== refused);
-  /** A store failure recorded since this call started: shared with this call, not repeated. */
-  // One stamped after now is from the future (clock stepped back, or planted): never shared.
-  const sinceStart = (failure: StoreFailureRecord | undefined) =>
-    failure && failure.at >= startedAt && recordAgeMs(failure.at, deps.now()) !== undefined ? failure : undefined;
-  const waitMs = lockWaitMs(profile, deps.startupMs ?? 0);
-  // Once the holder's store read failed, its failure answers every waiter at once: no lock is taken to hear it.
-  const failedMeanwhile = () => sinceStart(deps.state.lastStoreFailure(account)) !== undefined;
-  const waited = await waitForLock(deps, { account, waitMs, cached, acceptable, failedMeanwhile });
-  const latest = waited.latest;
-  const release = waited.release;
-  if (waited.acceptable) return serve(waited.acceptable, 'cache');
-  if (!release && deps.fetchEntry) {
-    // A second refresh beside a slow one would present a spent refresh token (the IdP may then end the session).
-    const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
-    const slow = new StoreUnreachable(
-      `another keybroker is still refreshing the token of profile "${profile.name}" after ${formatDuration(waitMs)}`,
-      'try again; if it persists, run keybroker doctor',
-    );
-    if (!usable) throw slow;
-    deps.warn(`keybroker: ${slow.message}; serving the cached token read ${formatDuration(deps.now() - usable.fetchedAt)} ago`);
-    return serve(usable, 'stale-cache');
-  }
-  if (!release && !failedMeanwhile()) deps.debug('did not get the refresh lock in time; reading the store without it');
+  const call: GetCall = { deps, options, account, startedAt, cached, refused };
+  const fromCache = answerFromCache(call);
+  if (fromCache) return fromCache;
+  const waitMs = lockWaitMs(deps.profile, deps.startupMs ?? 0);
+  const waited = await waitForHolder(call, waitMs);
+  if (waited.acceptable) return serve(call, waited.acceptable, 'cache');
+  if (!waited.release && deps.fetchEntry) return besideSlowRefresh(call, waited.latest, waitMs);
+  if (!waited.release && !failedMeanwhile(call)) deps.debug('did not get the refresh lock in time; reading the store without it');
   try {
-    // Another caller refused with the same key may have re-checked while this one waited.
-    const answer = refused !== undefined && release ? recentVerdict(refused, latest) : undefined;
-    if (answer) return answer;
-    const usable = [latest, cached].find((entry): entry is CacheEntry => entry !== undefined && freshness(entry) !== 'expired');
-    const lastFailure = deps.state.lastStoreFailure(account);
-    const shared = sinceStart(lastFailure);
-    let entry: CacheEntry;
-    try {
-      if (shared) {
-        deps.debug(`another process's store read failed ${formatDuration(deps.now() - shared.at)} ago: sharing its failure`);
-        throw revive(shared);
-      }
-      entry = await fetchFromStore(deps);
-      if (lastFailure) deps.state.recordStoreFailure(account, undefined);
-    } catch (error) {
-      if (error instanceof KeybrokerError && !shared) {
-        deps.state.recordStoreFailure(account, { at: deps.now(), kind: error.name, message: error.message, fix: error.fix });
-      }
-      if (usable && isTransientStoreFailure(error)) {
-        deps.warn(`keybroker: ${(error as Error).message}; serving the cached key ${readAgo(deps.now() - usable.fetchedAt)}`);
-        return serve(usable, 'stale-cache');
-      }
-      throw error;
-    }
-
-    if (refused !== undefined) {
-      const now = deps.now();
-      const current = fingerprint(entry.key);
-      if (current !== refused) {
-        deps.debug(`the store holds a newer key (${current}, version ${entry.version})`);
-        deps.state.recordRecheck(account, { at: now, fingerprint: refused, verdict: 'newer' });
-      } else {
-        const verdict = deps.checkWithGateway ? await deps.checkWithGateway(entry.key) : 'unknown';
-        deps.debug(`the store still holds key ${current}; the gateway says: ${verdict}`);
-        const record = { at: now, fingerprint: refused, verdict: verdict === 'rejected' ? ('rejected' as const) : ('same' as const) };
-        deps.state.recordRecheck(account, deps.gatewayName ? { ...record, gateway: deps.gatewayName } : record);
-        if (verdict === 'rejected') throw keyRejected(refused, deps.gatewayName);
-      }
-    }
-    if (freshness(entry) === 'expired') {
-      throw new UnusableKey(
-        `the key in secret "${entry.secret}" expired at ${new Date(entry.expiresAt!).toISOString()} (or expires within a minute)`,
-        'ask your admin to rotate it (keybroker admin rotate)',
-      );
-    }
-    try {
-      await deps.cache.write(account, serializeEntry(entry));
-    } catch (error) {
-      if (!(error instanceof CacheUnavailable) || deps.cache.required) throw error;
-      deps.warn(`keybroker: the key was not cached: ${error.line()}`);
-    }
-    return serve(entry, 'store');
+    // Another caller refused with the same key may have re-checked while this one waited. Only under the
+    // lock does the cache hold what that re-check found (its holder records the verdict, then writes the key).
+    const answer = waited.release ? recentVerdict(call, refused, waited.latest) : undefined;
+    return answer ?? (await answerFromStore(call, waited.latest));
   } finally {
-    await release?.();
+    await waited.release?.();
   }
 }
 
-interface LockWait {
-  account: string;
-  waitMs: number;
-  /** What the cache held when this call began. */
-  cached: CacheEntry | undefined;
-  /** True for an entry this call may serve as it is: a waiter stops waiting when the cache holds one. */
-  acceptable(entry: CacheEntry | undefined): entry is CacheEntry;
-  /** True once the holder's store read failed since this call started. */
-  failedMeanwhile(): boolean;
+/** The one freshness rule, now, for an entry of the profile get serves. */
+function freshnessNow(deps: Pick<BrokerDeps, 'profile' | 'now' | 'callerTtlMs' | 'clockSlackMs'>, entry: CacheEntry): Freshness {
+  return assessFreshness(
+    entry,
+    deps.now(),
+    deps.profile.cache.refreshAfterMs,
+    deps.callerTtlMs,
+    deps.clockSlackMs ?? clockSlackFor(deps.profile),
+  );
+}
+
+/** Every key handed out passes here, whatever its source: the one check before stdout, and the memory of who got what. */
+function serve(call: GetCall, entry: CacheEntry, from: Served['from']): Served {
+  const { deps } = call;
+  checkKey(entry.key, `secret "${entry.secret}"`);
+  if (deps.caller)
+    deps.state.recordServed(call.account, deps.caller.id, { fingerprint: fingerprint(entry.key), version: entry.version, at: deps.now() });
+  return { ...entry, from };
 }
 
 /**
- * Waits for the refresh lock in rounds, looking at the cache between them: the holder's result
- * reaches every waiter at once instead of through 49 lock hand-overs. Ends with the lock (its
- * release), with an acceptable entry (no lock held), or without either: the holder failed, or the
- * wait ran out. Each holder gets the whole wait from when it took the lock (one that took over from
- * a killed holder starts its work from the beginning), never more than LOCK_WAIT_MAX_WAITS waits in
- * all, measured on the monotonic clock.
+ * Phase 1, the cache: a fresh cached key for a caller that was not refused with it (starting a refresh-ahead when it is
+ * due); for a refused caller, the verdict of a recent re-check of that key. Undefined: the cache cannot answer.
  */
-async function waitForLock(
-  deps: BrokerDeps,
-  wait: LockWait,
+function answerFromCache(call: GetCall): Served | undefined {
+  const { deps, cached, refused } = call;
+  if (refused === undefined) {
+    if (!cached || freshnessNow(deps, cached) !== 'fresh') return undefined;
+    maybeRefreshAhead(deps, call.account, cached);
+    return serve(call, cached, 'cache');
+  }
+  deps.debug(`${deps.caller?.description ?? 'the caller'} asked again within its TTL: it was refused key ${refused}; re-checking`);
+  return recentVerdict(call, refused, cached);
+}
+
+/**
+ * Within RECHECK_MIN_INTERVAL_MS of a re-check of this key: its verdict, without the store, and
+ * saying when the store was asked. Never for an explicit `--recheck` / `status --refresh`: the
+ * rate limit is for Claude Code's automatic re-runs, and a person asking means the store changed.
+ */
+function recentVerdict(call: GetCall, refusedKey: string | undefined, entry: CacheEntry | undefined): Served | undefined {
+  const { deps } = call;
+  if (call.options.recheck) return undefined;
+  // Stryker disable next-line ConditionalExpression: equivalent, a get refused nothing matches no re-check; this spares it reading the record
+  if (refusedKey === undefined) return undefined;
+  const last = deps.state.lastRecheck(call.account);
+  const since = last ? recordAgeMs(last.at, deps.now()) : undefined;
+  if (!last || last.fingerprint !== refusedKey || since === undefined || since >= RECHECK_MIN_INTERVAL_MS) return undefined;
+  if (last.verdict === 'rejected') throw keyRejected(refusedKey, last.gateway ?? deps.gatewayName, since);
+  if (!entry || freshnessNow(deps, entry) === 'expired') return undefined;
+  deps.debug(`re-checked ${formatDuration(since)} ago (${last.verdict}); not asking the store again yet`);
+  return serve(call, entry, 'cache');
+}
+
+/**
+ * True for an entry this call may serve as it is (a waiter stops waiting when the cache holds one): a fresh one, or
+ * one read since this call began even when born inside the margin (a token that lives shorter than 2 × TTL + slack),
+ * so it is not read again per waiter; never the key the caller was refused with.
+ */
+function acceptable(call: GetCall, entry: CacheEntry | undefined): entry is CacheEntry {
+  const { deps } = call;
+  return (
+    entry !== undefined &&
+    (freshnessNow(deps, entry) === 'fresh' ||
+      (entry.fetchedAt >= call.startedAt && entry.fetchedAt <= deps.now() && freshnessNow(deps, entry) === 'stale')) &&
+    fingerprint(entry.key) !== call.refused
+  );
+}
+
+/** A store failure recorded since this call started: shared with this call, not repeated. */
+function sinceStart(call: GetCall, failure: StoreFailureRecord | undefined): StoreFailureRecord | undefined {
+  // One stamped after now is from the future (clock stepped back, or planted): never shared.
+  return failure && failure.at >= call.startedAt && recordAgeMs(failure.at, call.deps.now()) !== undefined ? failure : undefined;
+}
+
+/** Once the holder's store read failed, its failure answers every waiter at once: no lock is taken to hear it. */
+function failedMeanwhile(call: GetCall): boolean {
+  return sinceStart(call, call.deps.state.lastStoreFailure(call.account)) !== undefined;
+}
+
+/** The newest entry this call knows of that is not yet expired: what it serves when the store cannot answer. */
+function unexpiredEntry(call: GetCall, latest: CacheEntry | undefined): CacheEntry | undefined {
+  return [latest, call.cached].find((entry): entry is CacheEntry => entry !== undefined && freshnessNow(call.deps, entry) !== 'expired');
+}
+
+/**
+ * Phase 2, waiting for a holder: waits for the refresh lock in rounds, looking at the cache between them: the holder's
+ * result reaches every waiter at once instead of through 49 lock hand-overs. Ends with the lock (its release), with an
+ * acceptable entry (no lock held), or without either: the holder failed, or the wait ran out. Each holder gets the
+ * whole wait from when it took the lock (one that took over from a killed holder starts its work from the beginning),
+ * never more than LOCK_WAIT_MAX_WAITS waits in all, measured on the monotonic clock.
+ */
+async function waitForHolder(
+  call: GetCall,
+  waitMs: number,
 ): Promise<{ release?: () => Promise<void>; latest?: CacheEntry; acceptable?: CacheEntry }> {
-  const { account, waitMs, failedMeanwhile } = wait;
+  const { deps, account } = call;
   const monotonic = deps.monotonicNow ?? (() => performance.now());
   const waitStarted = monotonic();
   let deadline = waitStarted + waitMs;
-  let latest = wait.cached;
+  let latest = call.cached;
+  const giveUp = () => failedMeanwhile(call);
   for (let round = LOCK_ROUND_MS; ; round = Math.min(LOCK_ROUND_MAX_MS, round * 1.5)) {
-    if (failedMeanwhile()) return { latest };
-    let release = await deps.lock.acquire(account, round, failedMeanwhile);
+    if (giveUp()) return { latest };
+    let release = await deps.lock.acquire(account, round, giveUp);
     // Taken in the moment the holder failed and let go: given back at once, not held while serving.
-    if (release && failedMeanwhile()) {
+    if (release && giveUp()) {
       await release();
       release = undefined;
     }
     if (release) deps.debug('took the refresh lock');
     // Another process may have refreshed (or failed to) while this one waited; the cache already
     // said what it had to say, so it is read quietly here.
-    latest = (await readCachedEntry({ ...deps, warn: () => {} })) ?? latest;
-    if (wait.acceptable(latest)) {
+    // Stryker disable next-line ArrowFunction: equivalent, () => undefined is as quiet as () => {}
+    latest = (await readCachedEntry({ ...deps, warn: () => {}, debug: () => {} })) ?? latest;
+    if (acceptable(call, latest)) {
       await release?.();
       return { acceptable: latest };
     }
     if (release) return { release, latest };
-    if (failedMeanwhile()) return { latest };
+    if (giveUp()) return { latest };
     // A lock stamped in the future (the clock went back) says nothing of its holder: no extra wait.
     const heldSince = await deps.lock.heldSince?.(account);
     const heldFor = heldSince === undefined ? undefined : recordAgeMs(heldSince, deps.now(), FILE_TIME_GRACE_MS);
@@ -408,6 +392,102 @@ async function waitForLock(
       deadline = Math.min(waitStarted + LOCK_WAIT_MAX_WAITS * waitMs, Math.max(deadline, monotonic() - heldFor + waitMs));
     if (monotonic() >= deadline) return { latest };
   }
+}
+
+/**
+ * An SSO waiter that outlasted another process's refresh: the unexpired cached token with a warning, or
+ * StoreUnreachable. A second refresh beside a slow one would present a spent refresh token (the IdP may then end the session).
+ */
+function besideSlowRefresh(call: GetCall, latest: CacheEntry | undefined, waitMs: number): Served {
+  const { deps } = call;
+  const usable = unexpiredEntry(call, latest);
+  const slow = new StoreUnreachable(
+    `another keybroker is still refreshing the token of profile "${deps.profile.name}" after ${formatDuration(waitMs)}`,
+    'try again; if it persists, run keybroker doctor',
+  );
+  if (!usable) throw slow;
+  deps.warn(`keybroker: ${slow.message}; serving the cached token read ${formatDuration(deps.now() - usable.fetchedAt)} ago`);
+  return serve(call, usable, 'stale-cache');
+}
+
+/**
+ * Phase 3, the store: reads it and classifies the answer. A key is re-checked against a refusal (phase 4), refused
+ * when expired, cached and served. A failure the store may get over (down, slow, an unusable value) serves the newest
+ * cached key not yet expired, with one warning; any other failure, or nothing cached, is the error.
+ */
+async function answerFromStore(call: GetCall, latest: CacheEntry | undefined): Promise<Served> {
+  const { deps } = call;
+  const usable = unexpiredEntry(call, latest);
+  let entry: CacheEntry;
+  try {
+    entry = await readStoreOrShareFailure(call);
+  } catch (error) {
+    if (!usable || !isTransientStoreFailure(error)) throw error;
+    deps.warn(`keybroker: ${(error as Error).message}; serving the cached key ${readAgo(deps.now() - usable.fetchedAt)}`);
+    return serve(call, usable, 'stale-cache');
+  }
+  if (call.refused !== undefined) await verifyRefusal(deps, call.account, call.refused, entry);
+  if (freshnessNow(deps, entry) === 'expired') {
+    throw new UnusableKey(
+      `the key in secret "${entry.secret}" expired at ${new Date(entry.expiresAt!).toISOString()} (or expires within a minute)`,
+      'ask your admin to rotate it (keybroker admin rotate)',
+    );
+  }
+  try {
+    await deps.cache.write(call.account, serializeEntry(entry));
+  } catch (error) {
+    if (!(error instanceof CacheUnavailable) || deps.cache.required) throw error;
+    deps.warn(`keybroker: the key was not cached: ${error.line()}`);
+  }
+  return serve(call, entry, 'store');
+}
+
+/**
+ * The store's entry, read by this call; or the failure another process met reading it since this call began, raised
+ * again without asking. A failure met here is recorded for the waiters; a success clears an earlier one.
+ */
+async function readStoreOrShareFailure(call: GetCall): Promise<CacheEntry> {
+  const { deps, account } = call;
+  const lastFailure = deps.state.lastStoreFailure(account);
+  const shared = sinceStart(call, lastFailure);
+  if (shared) {
+    deps.debug(`another process's store read failed ${formatDuration(deps.now() - shared.at)} ago: sharing its failure`);
+    throw revive(shared);
+  }
+  try {
+    const entry = await fetchFromStore(deps);
+    if (lastFailure) deps.state.recordStoreFailure(account, undefined);
+    return entry;
+  } catch (error) {
+    if (error instanceof KeybrokerError)
+      deps.state.recordStoreFailure(account, { at: deps.now(), kind: error.name, message: error.message, fix: error.fix });
+    throw error;
+  }
+}
+
+/**
+ * Phase 4, a refusal verified (the 401 path): a newer key in the store is the answer ('newer'); the refused key itself
+ * is put to the gateway when one is known: rejected → KeyRejected ("revoked, no newer key"), else it is served ('same').
+ * The verdict is recorded either way, so repeats within RECHECK_MIN_INTERVAL_MS get it without the store.
+ */
+export async function verifyRefusal(
+  deps: Pick<BrokerDeps, 'now' | 'state' | 'checkWithGateway' | 'gatewayName' | 'debug'>,
+  account: string,
+  refused: string,
+  entry: CacheEntry,
+): Promise<void> {
+  const now = deps.now();
+  const current = fingerprint(entry.key);
+  if (current !== refused) {
+    deps.debug(`the store holds a newer key (${current}, version ${entry.version})`);
+    deps.state.recordRecheck(account, { at: now, fingerprint: refused, verdict: 'newer' });
+    return;
+  }
+  const verdict = deps.checkWithGateway ? await deps.checkWithGateway(entry.key) : 'unknown';
+  deps.debug(`the store still holds key ${current}; the gateway says: ${verdict}`);
+  const record = { at: now, fingerprint: refused, verdict: verdict === 'rejected' ? ('rejected' as const) : ('same' as const) };
+  deps.state.recordRecheck(account, deps.gatewayName ? { ...record, gateway: deps.gatewayName } : record);
+  if (verdict === 'rejected') throw keyRejected(refused, deps.gatewayName);
 }
 
 function maybeRefreshAhead(deps: BrokerDeps, account: string, entry: CacheEntry): void {
@@ -439,16 +519,7 @@ export async function refreshAhead(deps: BrokerDeps): Promise<'refreshed' | 'not
     if (cached && cached.fetchedAt <= deps.now() && !dueForRefreshAhead(cached, deps.now(), deps.profile.cache.refreshAfterMs))
       return 'not needed';
     const entry = await fetchFromStore(deps);
-    if (
-      assessFreshness(
-        entry,
-        deps.now(),
-        deps.profile.cache.refreshAfterMs,
-        deps.callerTtlMs,
-        deps.clockSlackMs ?? clockSlackFor(deps.profile),
-      ) === 'expired'
-    )
-      return 'failed';
+    if (freshnessNow(deps, entry) === 'expired') return 'failed';
     await deps.cache.write(account, serializeEntry(entry));
     return 'refreshed';
   } catch (error) {

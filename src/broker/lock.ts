@@ -36,7 +36,7 @@ export const LOCK_MAX_AGE_MS = 60_000;
 /** An empty lock file is a holder between its open and its write for this long; after that, nobody's. */
 export const EMPTY_LOCK_GRACE_MS = 1_000;
 /** A waiter looks again after 1-2 × this: a quarter of its wait, at least 15 ms, at most 125 ms. */
-function pollMs(waitMs: number): number {
+export function pollMs(waitMs: number): number {
   return Math.min(125, Math.max(15, waitMs / 4));
 }
 
@@ -82,7 +82,7 @@ function sameProgram(pid: number): boolean | undefined {
   try {
     return fs.readlinkSync(`/proc/${pid}/exe`) === fs.readlinkSync('/proc/self/exe');
   } catch {
-    return undefined;
+    // Gone, or not ours to look at: it cannot be told (undefined).
   }
 }
 
@@ -90,6 +90,7 @@ export function fileLock(dir: string, options: LockOptions = {}): Required<Lock>
   const now = options.now ?? Date.now;
   const noLock = (reason: string) => {
     options.noLock?.(reason);
+    // Stryker disable next-line ArrowFunction: equivalent, awaiting undefined is as immediate as an empty async function
     return async () => {};
   };
   return {
@@ -98,7 +99,7 @@ export function fileLock(dir: string, options: LockOptions = {}): Required<Lock>
         // The file is written once, when its holder creates it.
         return fs.statSync(lockFilePath(dir, name)).mtimeMs;
       } catch {
-        return undefined;
+        // Nobody holds it, or it cannot be told: undefined.
       }
     },
     async acquire(name, waitMs, giveUp) {
@@ -128,6 +129,7 @@ export function fileLock(dir: string, options: LockOptions = {}): Required<Lock>
             // Not "someone holds it" but "it cannot be taken" (read-only, full disk, no permission): no lock.
             if (fd !== undefined) {
               fs.closeSync(fd);
+              // Stryker disable next-line ObjectLiteral,BooleanLiteral: equivalent, the file was just created, so force changes nothing
               fs.rmSync(file, { force: true });
             }
             return noLock(`cannot write ${shortPath(file)} (${describeErrno(error)})`);
@@ -149,6 +151,7 @@ export function fileLock(dir: string, options: LockOptions = {}): Required<Lock>
 function readLock(file: string): { text: string; stat: fs.Stats } | 'not a lock' | undefined {
   try {
     const opened = openPrivateFile(file);
+    // Stryker disable next-line ConditionalExpression: equivalent, without it opened.fd throws and the catch below answers undefined too
     if (!opened) return undefined;
     try {
       return { text: fs.readFileSync(opened.fd, 'utf8'), stat: opened.stat };
@@ -163,6 +166,7 @@ function readLock(file: string): { text: string; stat: fs.Stats } | 'not a lock'
 function releaseIfMine(file: string, nonce: string): void {
   try {
     const lock = readLock(file);
+    // Stryker disable next-line ConditionalExpression,OptionalChaining: equivalent, without a lock file of ours this throws and the catch leaves it alone
     if (typeof lock === 'object' && parseHolder(lock.text)?.nonce === nonce) fs.unlinkSync(file);
   } catch {
     // Already taken over or removed: nothing of ours to release.
@@ -182,6 +186,7 @@ function takeOverIfAbandoned(file: string, now: number): 'taken' | 'held' | stri
   // A FIFO, a link, a folder or another user's file where the lock belongs (in our own folder) is nobody's lock.
   if (lock === 'not a lock') {
     try {
+      // Stryker disable next-line ObjectLiteral,BooleanLiteral: equivalent, it was just read, so force changes nothing
       fs.rmSync(file, { force: true });
       return 'taken';
     } catch (error) {
@@ -191,12 +196,12 @@ function takeOverIfAbandoned(file: string, now: number): 'taken' | 'held' | stri
   }
   const { text, stat } = lock;
   const holder = parseHolder(text);
-  // Undefined from the future (the clock was set back): its age is unknown, so not within any limit.
-  const age = recordAgeMs(stat.mtimeMs, now, FILE_TIME_GRACE_MS);
+  // From the future (the clock was set back): its age is unknown, so not within any limit.
+  const age = recordAgeMs(stat.mtimeMs, now, FILE_TIME_GRACE_MS) ?? Number.POSITIVE_INFINITY;
   // An empty file is a holder between open and write: give it a moment before calling it dead.
-  if (!holder && age !== undefined && age < EMPTY_LOCK_GRACE_MS) return 'held';
+  if (!holder && age < EMPTY_LOCK_GRACE_MS) return 'held';
   // A holder that is alive keeps its lock, up to the maximum age (older, its pid may have been reused).
-  if (holder && age !== undefined && age < LOCK_MAX_AGE_MS && holderAlive(holder)) return 'held';
+  if (holder && age < LOCK_MAX_AGE_MS && holderAlive(holder)) return 'held';
   const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.stale`;
   try {
     fs.renameSync(file, aside);
@@ -213,6 +218,7 @@ function takeOverIfAbandoned(file: string, now: number): 'taken' | 'held' | stri
   } catch {
     // Someone holds a newer lock already: ours is just the stale copy.
   }
+  // Stryker disable next-line ObjectLiteral,BooleanLiteral: equivalent, this process just renamed it there, so force changes nothing
   fs.rmSync(aside, { force: true });
   return restored ? 'held' : 'taken';
 }

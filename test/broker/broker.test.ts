@@ -9,9 +9,15 @@ import {
   expiryMarginMs,
   getKey,
   refreshAhead,
+  verifyRefusal,
+  type BrokerDeps,
 } from '../../src/broker/broker.ts';
 import { cacheAccount } from '../../src/cache/account.ts';
-import { KeyRejected, NotAuthenticated, StoreUnreachable } from '../../src/kernel/errors.ts';
+import { serializeEntry } from '../../src/cache/entry.ts';
+import { memoryRotationState } from '../../src/broker/rotation-state.ts';
+import { fingerprint } from '../../src/secret/value.ts';
+import type { GatewayVerdict } from '../../src/gateway/key-check.ts';
+import { KeyRejected, NotAuthenticated, StoreUnreachable, UnusableKey } from '../../src/kernel/errors.ts';
 import { storeCallCeilingMs } from '../../src/kernel/retry.ts';
 import type { Lock } from '../../src/broker/lock.ts';
 import { MINUTE, testProfile, world } from './fakes.ts';
@@ -262,6 +268,69 @@ describe('getKey', () => {
     const served = await Promise.all(Array.from({ length: 50 }, (_, i) => getKey(w.deps(`claude-${i}`))));
     expect(w.store.reads).toBe(1);
     expect(new Set(served.map((s) => s.key))).toEqual(new Set(['sk-test-one']));
+    // The one that read the store says so; the others were handed what it cached.
+    expect(served.filter((s) => s.from === 'store')).toHaveLength(1);
+    expect(served.filter((s) => s.from === 'cache')).toHaveLength(49);
+  });
+
+  it("two 401 re-runs at once: the second, after the lock, gets the first one's verdict without the store or the gateway", async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += MINUTE;
+    w.store.during = () => new Promise((resolve) => setTimeout(resolve, 20));
+    const served = await Promise.all([getKey(w.deps('claude-1')), getKey(w.deps('claude-1'))]);
+    expect(served.map((s) => [s.key, s.from])).toEqual([
+      ['sk-test-one', 'store'],
+      ['sk-test-one', 'cache'],
+    ]);
+    expect(w.store.reads).toBe(2);
+    expect(w.gateway.calls).toBe(1);
+  });
+
+  it('a caller handed an older key than the cache holds gets the cached one without waiting for the refresh lock', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now += MINUTE;
+    await getKey(w.deps('claude-2'), { recheck: true });
+    // Past the re-check's interval: its verdict cannot answer for the cache.
+    w.clock.now += MINUTE;
+    let locks = 0;
+    const counted: Lock = { acquire: async () => (locks++, undefined) };
+    expect(await getKey(w.deps('claude-1', { lock: counted }))).toMatchObject({ key: 'sk-test-two', from: 'cache' });
+    expect(locks).toBe(0);
+  });
+
+  it('a key served "in the future" (the clock was set back since) is no sign of a 401: the fresh cache is served', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now -= MINUTE;
+    w.cache.data.set(
+      cacheAccount(testProfile(), () => 'alice'),
+      JSON.stringify({ ...JSON.parse(w.cache.data.get(cacheAccount(testProfile(), () => 'alice'))!), fetchedAt: w.clock.now }),
+    );
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-one', from: 'cache' });
+    expect(w.store.reads).toBe(1);
+  });
+
+  it('a repeat exactly the tolerance (5 s) before the TTL ends is still the regular re-run', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.store.rotate('sk-test-two', 'v2');
+    w.clock.now += TTL - 5_000;
+    expect(await getKey(w.deps('claude-1'))).toMatchObject({ key: 'sk-test-one', from: 'cache' });
+  });
+
+  it("fails with UnusableKey, naming the secret and when, when the store's key has already expired", async () => {
+    const w = world();
+    const expired = new Date(w.clock.now - MINUTE);
+    w.store.rotate('sk-test-one', 'v1', { expires_at: expired.toISOString() });
+    const error = (await getKey(w.deps('claude-1')).catch((e: unknown) => e)) as UnusableKey;
+    expect(error).toBeInstanceOf(UnusableKey);
+    expect(error.line()).toBe(
+      `the key in secret "claude-code/keys/alice" expired at ${expired.toISOString()} (or expires within a minute): ask your admin to rotate it (keybroker admin rotate)`,
+    );
+    expect(w.cache.data.size).toBe(0);
   });
 
   it('hands a waiter the failure its lock holder met instead of reading the store again', async () => {
@@ -271,6 +340,121 @@ describe('getKey', () => {
     const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => getKey(w.deps(`claude-${i}`))));
     expect(results.every((r) => r.status === 'rejected' && r.reason instanceof StoreUnreachable)).toBe(true);
     expect(w.store.reads).toBe(1);
+  });
+});
+
+describe('verifying a refusal (the 401 path), alone', () => {
+  const at = Date.parse('2026-11-27T09:00:00Z');
+  const refused = fingerprint('sk-test-one');
+  const entry = (key: string) => ({ key, version: 'v2', secret: 'claude-code/keys/alice', fetchedAt: at });
+
+  function refusal(verdict: GatewayVerdict | undefined, gatewayName: string | undefined) {
+    const state = memoryRotationState();
+    const asked: string[] = [];
+    const checkWithGateway = verdict
+      ? async (key: string) => {
+          asked.push(key);
+          return verdict;
+        }
+      : undefined;
+    const deps = { now: () => at, state, checkWithGateway, gatewayName, debug: () => {} };
+    return { state, asked, verify: (key: string) => verifyRefusal(deps, 'account', refused, entry(key)) };
+  }
+
+  it('a newer key in the store is the answer: recorded as "newer", the gateway not asked', async () => {
+    const { state, asked, verify } = refusal('rejected', 'http://gateway.test');
+    await verify('sk-test-two');
+    expect(asked).toEqual([]);
+    expect(state.lastRecheck('account')).toEqual({ at, fingerprint: refused, verdict: 'newer' });
+  });
+
+  it('the refused key, still accepted by the gateway: served, recorded as "same" with the gateway asked', async () => {
+    const { state, asked, verify } = refusal('accepted', 'http://gateway.test');
+    await verify('sk-test-one');
+    expect(asked).toEqual(['sk-test-one']);
+    expect(state.lastRecheck('account')).toEqual({ at, fingerprint: refused, verdict: 'same', gateway: 'http://gateway.test' });
+  });
+
+  it('the refused key, rejected by the gateway: KeyRejected naming the gateway, recorded as "rejected"', async () => {
+    const { state, verify } = refusal('rejected', 'http://gateway.test');
+    const error = (await verify('sk-test-one').catch((e: unknown) => e)) as KeyRejected;
+    expect(error).toBeInstanceOf(KeyRejected);
+    expect(error.line()).toMatch(
+      /^the gateway at http:\/\/gateway\.test rejects your key \(sha256:[0-9a-f]{8}\) and the store holds no newer one/,
+    );
+    expect(state.lastRecheck('account')).toEqual({ at, fingerprint: refused, verdict: 'rejected', gateway: 'http://gateway.test' });
+  });
+
+  it('with no gateway known, the refused key is served and recorded as "same" without a gateway', async () => {
+    const { state, verify } = refusal(undefined, undefined);
+    await verify('sk-test-one');
+    expect(state.lastRecheck('account')).toEqual({ at, fingerprint: refused, verdict: 'same' });
+  });
+});
+
+describe('what --debug says', () => {
+  function debugOf(w: ReturnType<typeof world>, overrides: Partial<BrokerDeps> = {}, caller = 'claude-1') {
+    const lines: string[] = [];
+    return { lines, deps: w.deps(caller, { debug: (line) => void lines.push(line), ...overrides }) };
+  }
+  const account = cacheAccount(testProfile(), () => 'alice');
+  const entry = (key: string, secret = 'claude-code/keys/alice') => serializeEntry({ key, version: 'v0', secret, fetchedAt: Date.now() });
+
+  it.each([
+    ['nothing cached', undefined, undefined],
+    ['an entry that is not readable', '{"v":1,"key":', 'the cached entry is not readable; it will be replaced'],
+    ['a key Claude Code would refuse', entry('sk-test-a b'), 'the cached key is not one Claude Code accepts; it will be replaced'],
+    [
+      "another user's entry",
+      entry('sk-test-bob', 'claude-code/keys/bob'),
+      'the cached entry was read from secret "claude-code/keys/bob", not this user\'s; it will be replaced',
+    ],
+  ])('why the cache was not used: %s', async (_what, cached, line) => {
+    const w = world();
+    if (cached !== undefined) w.cache.data.set(account, cached);
+    const { lines, deps } = debugOf(w);
+    expect((await getKey(deps)).from).toBe('store');
+    expect(lines.filter((l) => l.includes('cached'))).toEqual(line ? [line] : []);
+  });
+
+  it('that it took the refresh lock, or that it did not in time and reads the store without it', async () => {
+    const w = world();
+    const took = debugOf(w);
+    await getKey(took.deps);
+    expect(took.lines).toContain('took the refresh lock');
+    expect(took.lines).not.toContain('did not get the refresh lock in time; reading the store without it');
+    w.cache.data.clear();
+    const never: Lock = {
+      acquire: async (_name, waitMs) => {
+        w.clock.now += waitMs;
+        return undefined;
+      },
+    };
+    const late = debugOf(w, { lock: never });
+    await getKey(late.deps);
+    expect(late.lines).toContain('did not get the refresh lock in time; reading the store without it');
+    expect(late.lines).not.toContain('took the refresh lock');
+  });
+
+  it("that it shares another process's store failure, not that it missed the lock", async () => {
+    const w = world();
+    w.state.recordStoreFailure(account, { at: w.clock.now, kind: 'StoreUnreachable', message: 'down', fix: 'wait' });
+    const { lines, deps } = debugOf(w);
+    await expect(getKey(deps)).rejects.toBeInstanceOf(StoreUnreachable);
+    expect(lines).toEqual(["another process's store read failed 0ms ago: sharing its failure"]);
+  });
+
+  it('who was refused, and for --recheck without a caller identity "the caller"', async () => {
+    const w = world();
+    await getKey(w.deps('claude-1'));
+    w.clock.now += MINUTE;
+    const refused = `it was refused key ${fingerprint('sk-test-one')}; re-checking`;
+    const rerun = debugOf(w);
+    await getKey(rerun.deps);
+    expect(rerun.lines).toContain(`claude-1 asked again within its TTL: ${refused}`);
+    const recheck = debugOf(w, { caller: undefined });
+    await getKey(recheck.deps, { recheck: true });
+    expect(recheck.lines).toContain(`the caller asked again within its TTL: ${refused}`);
   });
 });
 

@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { LOCK_WAIT_MAX_WAITS, getKey, lockWaitMs } from '../../src/broker/broker.ts';
 import { StoreUnreachable } from '../../src/kernel/errors.ts';
 import type { Lock } from '../../src/broker/lock.ts';
+import { cacheAccount } from '../../src/cache/account.ts';
+import { serializeEntry } from '../../src/cache/entry.ts';
 import { MINUTE, testProfile, world } from './fakes.ts';
 
 const HOUR = 60 * MINUTE;
@@ -54,6 +56,21 @@ describe('a waiter never waits for the lock without limit', () => {
     // The fake wall clock never moves here; only the monotonic one does.
     const waited = await waitedBeforeReadingItself(() => undefined);
     expect(waited).toBeLessThan(waitMs + 500);
+  });
+});
+
+describe('what a waiter takes from the cache', () => {
+  it('not an entry stamped after now (a holder whose clock runs ahead): it reads the store itself', async () => {
+    const w = world();
+    const account = cacheAccount(testProfile(), () => 'alice');
+    const ahead = { key: 'sk-test-ahead', version: 'v0', secret: 'claude-code/keys/alice', fetchedAt: w.clock.now + MINUTE };
+    const lock: Lock = {
+      acquire: async () => {
+        w.cache.data.set(account, serializeEntry(ahead));
+        return async () => {};
+      },
+    };
+    expect(await getKey(w.deps('claude-1', { lock }))).toMatchObject({ key: 'sk-test-one', from: 'store' });
   });
 });
 

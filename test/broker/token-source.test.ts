@@ -2,7 +2,9 @@
 // cache → lock → source → cache, the freshness rule against the token's exp with the token slack,
 // a 401 re-run that forces a refresh, and never a refresh beside another process's refresh.
 import { describe, expect, it } from 'vitest';
-import { getKey, TOKEN_CLOCK_SLACK_MS } from '../../src/broker/broker.ts';
+import { getKey, lockWaitMs, TOKEN_CLOCK_SLACK_MS } from '../../src/broker/broker.ts';
+import { formatDuration } from '../../src/kernel/duration.ts';
+import { StoreUnreachable } from '../../src/kernel/errors.ts';
 import type { CacheEntry } from '../../src/cache/entry.ts';
 import type { Lock } from '../../src/broker/lock.ts';
 import type { Profile } from '../../src/config/config.ts';
@@ -94,9 +96,18 @@ describe('getKey with an SSO token source', () => {
       monotonicNow: () => (waited += 2_000),
     });
     expect(await getKey(blocked)).toMatchObject({ from: 'stale-cache', version: 'jti-1' });
-    expect(w.warnings.at(-1)).toMatch(/another keybroker is still refreshing the token/);
+    const after = formatDuration(lockWaitMs(ssoProfile(), 0));
+    expect(w.warnings.at(-1)).toMatch(
+      new RegExp(
+        `^keybroker: another keybroker is still refreshing the token of profile "default" after ${after}; serving the cached token read \\S+ ago$`,
+      ),
+    );
     w.cache.data.clear();
-    await expect(getKey(blocked)).rejects.toThrow(/another keybroker is still refreshing the token of profile "default"/);
+    const error = (await getKey(blocked).catch((e: unknown) => e)) as StoreUnreachable;
+    expect(error).toBeInstanceOf(StoreUnreachable);
+    expect(error.line()).toBe(
+      `another keybroker is still refreshing the token of profile "default" after ${after}: try again; if it persists, run keybroker doctor`,
+    );
     expect(idp.refreshes).toBe(1);
   });
 });

@@ -34,7 +34,7 @@ describe('a cached key is checked like a stored one', () => {
     const fetchEntry = async () => ({ key: 'sk-test-x\u007f', version: 'v1', secret: 'token', fetchedAt: w.clock.now });
     const error = await failure(getKey(w.deps(undefined, { fetchEntry })));
     expect(error).toBeInstanceOf(UnusableKey);
-    expect(error.message).toMatch(/control character \(U\+007F\) at position 10/);
+    expect(error.message).toMatch(/^the value of secret "token" is not a usable key: .*control character \(U\+007F\) at position 10/);
   });
 });
 
