@@ -6,6 +6,7 @@ import { managedSettingsPath, shellQuote, userSettingsPath } from '../../claude/
 import { checkedBinary, isSystemLocation } from '../../claude/helper-binary.ts';
 import { helperTarget, mergeAppsGatewaySettings, mergeIntoSettings, settingsSnippet, thisProgram } from '../../claude/setup.ts';
 import { UsageError } from '../../kernel/errors.ts';
+import type { Profile } from '../../config/config.ts';
 import { customHeadersValue } from '../../claude/surfaces.ts';
 import {
   appsGatewayManagedSettings,
@@ -126,96 +127,118 @@ Examples:
     const profileFlag = typeof values['profile'] === 'string' ? values['profile'] : undefined;
     const surfaces = [values['desktop'], values['mcp'], values['otel']].filter((value) => value !== undefined && value !== false).length;
     if (surfaces > 1) throw new UsageError('setup: one of --desktop, --mcp, --otel at a time', "run 'keybroker setup --help'");
-    if (typeof values['mcp'] === 'string') {
-      if (values['write'])
-        throw new UsageError(
-          'setup --mcp prints only',
-          'paste the first block into .mcp.json (or settings "mcpServers"), the second into the keybroker config',
-        );
-      const name = typeof values['mcp-name'] === 'string' ? values['mcp-name'] : mcpServerName(values['mcp']);
-      const snippets = mcpSnippets({
-        url: values['mcp'],
-        name,
-        command: helperCommand(thisProgram(), 'headers', profileFlag),
-        profileName: config.profile.name,
-      });
-      context.output.stdout(`${JSON.stringify(snippets.mcpJson, null, 2)}\n${JSON.stringify(snippets.keybrokerConfig, null, 2)}\n`);
-      context.output.stderr(
-        'keybroker: the first block goes into .mcp.json (or "mcpServers" in Claude Code settings); the second into the keybroker config (keybroker sends a key only to the MCP servers it lists)',
-      );
-      return 0;
-    }
-    if (values['otel']) {
-      if (values['write']) throw new UsageError('setup --otel prints only', 'merge it into your Claude Code settings');
-      context.output.stdout(`${JSON.stringify(otelSnippet(helperCommand(thisProgram(), 'headers', profileFlag)), null, 2)}\n`);
-      context.output.stderr(
-        'keybroker: merge this into your Claude Code settings and set env.OTEL_EXPORTER_OTLP_ENDPOINT to your collector (otelHeadersHelper serves HTTP exporters only)',
-      );
-      return 0;
-    }
-    if (values['desktop']) {
-      if (!gateway)
-        context.output.stderr(
-          'keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): inferenceGatewayBaseUrl left out; the app requires it',
-        );
-      const keys = desktopKeys({ argv: thisProgramArgv(), profileFlag, profile: config.profile, gateway });
-      if (values['managed']) {
-        if (values['write'])
-          throw new UsageError(
-            'setup --desktop --managed prints the keys; your MDM delivers them',
-            'put them into the com.anthropic.claudefordesktop profile (macOS) or HKLM\\SOFTWARE\\Policies\\Claude (Windows), each value a string',
-          );
-        context.output.stdout(`${JSON.stringify(keys, null, 2)}\n`);
-        context.output.stderr(
-          'keybroker: put these keys into your MDM profile (com.anthropic.claudefordesktop) or registry policy (HKLM\\SOFTWARE\\Policies\\Claude), each value a string',
-        );
-        return 0;
-      }
-      const file = desktopConfigPath(context.env);
-      if (!values['write']) {
-        context.output.stdout(`${JSON.stringify({ enterpriseConfig: keys }, null, 2)}\n`);
-        context.output.stderr(
-          `keybroker: merge this into ${file}, or run 'keybroker setup --desktop --write'; quit and reopen the app after`,
-        );
-        return 0;
-      }
-      const outcome = mergeDesktopConfig(file, keys, { force: values['force'] === true, now: context.now() });
-      context.output.stdout(`${JSON.stringify({ enterpriseConfig: keys }, null, 2)}\n`);
-      context.output.stderr(`keybroker: wrote ${file}${outcome.backup ? `; backup at ${outcome.backup}` : ''}; quit and reopen the app`);
-      return 0;
-    }
-    if (config.profile.gatewayHeaders) snippet.env['ANTHROPIC_CUSTOM_HEADERS'] = customHeadersValue(config.profile.gatewayHeaders);
-    if (!gateway)
-      context.output.stderr(
-        'keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): env.ANTHROPIC_BASE_URL left out; add it, or Claude Code talks to api.anthropic.com',
-      );
-    const ttl = callerTtlMs(context.env);
-    context.debug(`current CLAUDE_CODE_API_KEY_HELPER_TTL_MS in this shell: ${ttl}`);
-    const target = values['managed'] ? managedSettingsPath(context.env) : userSettingsPath(context.env);
-    if (!values['write']) {
-      context.output.stdout(`${JSON.stringify(snippet, null, 2)}\n`);
-      context.output.stderr(
-        `keybroker: merge this into ${target}, or run 'keybroker setup${values['managed'] ? ' --managed' : ''} --write'`,
-      );
-      return 0;
-    }
-    const outcome = mergeIntoSettings(target, snippet, {
-      force: values['force'] === true,
-      now: context.now(),
-      managed: values['managed'] === true,
-    });
-    context.output.stdout(`${JSON.stringify(snippet, null, 2)}\n`);
-    const notes = [
-      outcome.unchanged
-        ? `${outcome.file} already has these settings; not written, no backup`
-        : `wrote ${outcome.file}${outcome.through ? ` (through the link, to ${outcome.through})` : ''}`,
-      outcome.backup ? `backup at ${outcome.backup}` : undefined,
-      outcome.replacedHelper ? `replaced apiKeyHelper ${JSON.stringify(outcome.replacedHelper)}` : undefined,
-    ].filter(Boolean);
-    context.output.stderr(`keybroker: ${notes.join('; ')}; check everything with 'keybroker doctor'`);
-    return 0;
+    if (typeof values['mcp'] === 'string') return setupMcp(values['mcp'], values, context, config.profile.name, profileFlag);
+    if (values['otel']) return setupOtel(values, context, profileFlag);
+    if (values['desktop']) return setupDesktop(values, context, config.profile, gateway, profileFlag);
+    return setupClaudeCode(values, context, config.profile, snippet, gateway);
   },
 };
+
+/** `setup --mcp URL`: the .mcp.json entry and the keybroker config's MCP allow-list entry, printed only. */
+function setupMcp(url: string, values: ParsedValues, context: RunContext, profileName: string, profileFlag: string | undefined): number {
+  if (values['write'])
+    throw new UsageError(
+      'setup --mcp prints only',
+      'paste the first block into .mcp.json (or settings "mcpServers"), the second into the keybroker config',
+    );
+  const name = typeof values['mcp-name'] === 'string' ? values['mcp-name'] : mcpServerName(url);
+  const snippets = mcpSnippets({
+    url: url,
+    name,
+    command: helperCommand(thisProgram(), 'headers', profileFlag),
+    profileName: profileName,
+  });
+  context.output.stdout(`${JSON.stringify(snippets.mcpJson, null, 2)}\n${JSON.stringify(snippets.keybrokerConfig, null, 2)}\n`);
+  context.output.stderr(
+    'keybroker: the first block goes into .mcp.json (or "mcpServers" in Claude Code settings); the second into the keybroker config (keybroker sends a key only to the MCP servers it lists)',
+  );
+  return 0;
+}
+
+/** `setup --otel`: the telemetry settings whose headers helper is keybroker, printed only. */
+function setupOtel(values: ParsedValues, context: RunContext, profileFlag: string | undefined): number {
+  if (values['write']) throw new UsageError('setup --otel prints only', 'merge it into your Claude Code settings');
+  context.output.stdout(`${JSON.stringify(otelSnippet(helperCommand(thisProgram(), 'headers', profileFlag)), null, 2)}\n`);
+  context.output.stderr(
+    'keybroker: merge this into your Claude Code settings and set env.OTEL_EXPORTER_OTLP_ENDPOINT to your collector (otelHeadersHelper serves HTTP exporters only)',
+  );
+  return 0;
+}
+
+/** `setup --desktop [--managed] [--write]`: Claude Desktop's enterprise keys, printed, merged into its config, or for the MDM. */
+function setupDesktop(
+  values: ParsedValues,
+  context: RunContext,
+  profile: Profile,
+  gateway: string | undefined,
+  profileFlag: string | undefined,
+): number {
+  if (!gateway)
+    context.output.stderr(
+      'keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): inferenceGatewayBaseUrl left out; the app requires it',
+    );
+  const keys = desktopKeys({ argv: thisProgramArgv(), profileFlag, profile: profile, gateway });
+  if (values['managed']) {
+    if (values['write'])
+      throw new UsageError(
+        'setup --desktop --managed prints the keys; your MDM delivers them',
+        'put them into the com.anthropic.claudefordesktop profile (macOS) or HKLM\\SOFTWARE\\Policies\\Claude (Windows), each value a string',
+      );
+    context.output.stdout(`${JSON.stringify(keys, null, 2)}\n`);
+    context.output.stderr(
+      'keybroker: put these keys into your MDM profile (com.anthropic.claudefordesktop) or registry policy (HKLM\\SOFTWARE\\Policies\\Claude), each value a string',
+    );
+    return 0;
+  }
+  const file = desktopConfigPath(context.env);
+  if (!values['write']) {
+    context.output.stdout(`${JSON.stringify({ enterpriseConfig: keys }, null, 2)}\n`);
+    context.output.stderr(`keybroker: merge this into ${file}, or run 'keybroker setup --desktop --write'; quit and reopen the app after`);
+    return 0;
+  }
+  const outcome = mergeDesktopConfig(file, keys, { force: values['force'] === true, now: context.now() });
+  context.output.stdout(`${JSON.stringify({ enterpriseConfig: keys }, null, 2)}\n`);
+  context.output.stderr(`keybroker: wrote ${file}${outcome.backup ? `; backup at ${outcome.backup}` : ''}; quit and reopen the app`);
+  return 0;
+}
+
+/** `setup [--managed] [--write]`: Claude Code's settings (apiKeyHelper, env), printed or merged into the settings file. */
+function setupClaudeCode(
+  values: ParsedValues,
+  context: RunContext,
+  profile: Profile,
+  snippet: ReturnType<typeof settingsSnippet>,
+  gateway: string | undefined,
+): number {
+  if (profile.gatewayHeaders) snippet.env['ANTHROPIC_CUSTOM_HEADERS'] = customHeadersValue(profile.gatewayHeaders);
+  if (!gateway)
+    context.output.stderr(
+      'keybroker: no gateway known (no --gateway, profile "gateway" or ANTHROPIC_BASE_URL): env.ANTHROPIC_BASE_URL left out; add it, or Claude Code talks to api.anthropic.com',
+    );
+  const ttl = callerTtlMs(context.env);
+  context.debug(`current CLAUDE_CODE_API_KEY_HELPER_TTL_MS in this shell: ${ttl}`);
+  const target = values['managed'] ? managedSettingsPath(context.env) : userSettingsPath(context.env);
+  if (!values['write']) {
+    context.output.stdout(`${JSON.stringify(snippet, null, 2)}\n`);
+    context.output.stderr(`keybroker: merge this into ${target}, or run 'keybroker setup${values['managed'] ? ' --managed' : ''} --write'`);
+    return 0;
+  }
+  const outcome = mergeIntoSettings(target, snippet, {
+    force: values['force'] === true,
+    now: context.now(),
+    managed: values['managed'] === true,
+  });
+  context.output.stdout(`${JSON.stringify(snippet, null, 2)}\n`);
+  const notes = [
+    outcome.unchanged
+      ? `${outcome.file} already has these settings; not written, no backup`
+      : `wrote ${outcome.file}${outcome.through ? ` (through the link, to ${outcome.through})` : ''}`,
+    outcome.backup ? `backup at ${outcome.backup}` : undefined,
+    outcome.replacedHelper ? `replaced apiKeyHelper ${JSON.stringify(outcome.replacedHelper)}` : undefined,
+  ].filter(Boolean);
+  context.output.stderr(`keybroker: ${notes.join('; ')}; check everything with 'keybroker doctor'`);
+  return 0;
+}
 
 /** `setup --managed --apps-gateway URL [--write [--force]]`: Claude Code signs in to the Claude apps gateway itself. */
 function setupAppsGateway(values: ParsedValues, context: RunContext): number {
