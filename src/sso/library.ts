@@ -11,6 +11,8 @@ export interface TokenSet {
   refreshToken?: string;
   expiresAt?: number;
   scope?: string;
+  /** The issuer is a Claude apps gateway, which never issues a refresh token (whatever the scopes). */
+  fromAppsGateway?: true;
 }
 
 /** What an access token says about itself when it is a JWT (read, not verified: the gateway verifies). */

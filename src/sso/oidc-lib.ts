@@ -151,6 +151,11 @@ function mapError(error: unknown, oidc: OidcConfig, context: SsoContext, what: s
   );
 }
 
+/** A sign-in's tokens, marked when the issuer is a Claude apps gateway (its metadata names its protocol version). */
+function withIssuerKind(tokens: TokenSet, config: client.Configuration): TokenSet {
+  return typeof config.serverMetadata()['gateway_protocol_version'] === 'number' ? { ...tokens, fromAppsGateway: true } : tokens;
+}
+
 async function discover(oidc: OidcConfig, context: SsoContext): Promise<DiscoverySummary> {
   const metadata = (await configure(oidc, context)).serverMetadata();
   const summary: DiscoverySummary = { issuer: metadata.issuer };
@@ -180,7 +185,7 @@ async function deviceLogin(oidc: OidcConfig, context: SsoContext, io: LoginIo): 
     await io.openBrowser(started.verification_uri_complete ?? started.verification_uri);
     // Polls at the server's interval, slowing down when told to (RFC 8628 §3.5).
     const response = await client.pollDeviceAuthorizationGrant(config, started, tokenParameters(oidc, false));
-    return toTokenSet(response);
+    return withIssuerKind(toTokenSet(response), config);
   } catch (error) {
     throw mapError(error, oidc, context, 'the device sign-in');
   }
@@ -211,7 +216,7 @@ async function browserLogin(oidc: OidcConfig, context: SsoContext, io: LoginIo):
       { pkceCodeVerifier: verifier, expectedState: state },
       { redirect_uri: redirectUri, ...tokenParameters(oidc, false) },
     );
-    return toTokenSet(response);
+    return withIssuerKind(toTokenSet(response), config);
   } catch (error) {
     throw mapError(error, oidc, context, 'the browser sign-in');
   } finally {

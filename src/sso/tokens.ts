@@ -176,9 +176,9 @@ export async function ssoLogin(deps: SsoDeps, io: LoginIo, flow: LoginFlow = dep
   if (tokens.refreshToken) {
     await storeRefreshToken(deps, tokens.refreshToken);
   } else {
-    io.say(
-      `${deps.profile.oidc.issuer} issued no refresh token (is the "offline_access" scope allowed for this client?): get works until this token expires, then run login again`,
-    );
+    // The Claude apps gateway never issues one: asking the admin about offline_access would send them looking for nothing.
+    const why = tokens.fromAppsGateway ? 'a Claude apps gateway issues none' : 'is the "offline_access" scope allowed for this client?';
+    io.say(`${deps.profile.oidc.issuer} issued no refresh token (${why}): get works until this token expires, then run login again`);
   }
   const entry = entryFor(await maybeExchange(deps, library, tokens), deps, library);
   try {

@@ -54,7 +54,8 @@ describe('the Claude apps gateway as the sign-in', () => {
     expect(login.stdout).toBe('');
     expect(login.stderr).toContain(`keybroker: to sign in, open ${gateway.url}/device and enter the code `);
     // The gateway issues no refresh token (even with offline_access asked for): login says so.
-    expect(login.stderr).toMatch(/issued no refresh token/);
+    expect(login.stderr).toMatch(/issued no refresh token \(a Claude apps gateway issues none\)/);
+    expect(login.stderr).not.toMatch(/offline_access/);
 
     const get = await runBinary(['get'], { env: testHome.env() });
     expect(get.code, get.stderr).toBe(0);

@@ -316,6 +316,15 @@ describe('keybroker login', () => {
     ]);
   });
 
+  it('no refresh token from a Claude apps gateway: says it issues none, not to ask about offline_access', async () => {
+    const { deps, idp, out, io } = run();
+    idp.answer = { accessToken: 'eyJ.access-1.sig', fromAppsGateway: true };
+    await ssoLogin(deps, io);
+    expect(out.said[1]).toBe(
+      'https://idp.test issued no refresh token (a Claude apps gateway issues none): get works until this token expires, then run login again',
+    );
+  });
+
   it('nowhere to keep the sign-in: refused before the IdP is asked anything, with the fix', async () => {
     const { deps, idp, out, io } = run(ssoProfile(), 'none');
     const error = await ssoLogin(deps, io).catch((caught: unknown) => caught);
