@@ -10,6 +10,7 @@ import { oneLine, ExitCode, ConfigError } from '../kernel/errors.ts';
 import { fail, ok, skip, warn, type CheckOutcome, type CheckSpec } from './check.ts';
 import type { CheckContext, DoctorDeps, DoctorState } from './state.ts';
 import { appsGatewayCheck } from './apps-gateway-checks.ts';
+import { refuseEnforcedFlag } from '../config/config.ts';
 
 const GATEWAY_CALL_TIMEOUT_MS = 4_000;
 const STREAM_TIMEOUT_MS = 6_000;
@@ -139,6 +140,13 @@ export function checkGatewayUrl({ deps, state }: CheckContext): CheckOutcome {
   state.gatewayUrl = url;
   const details = { url: url.href, from: chosen.from, keySent: false };
   if (chosen.project) return projectOverride(state, url, chosen, details);
+  const enforced = enforcedElsewhere(deps, state);
+  if (enforced) {
+    // The machine-wide file names the one gateway the key may go to: another address typed here is not contacted.
+    state.gatewayUntrusted = true;
+    state.keyWithheld = { why: enforced.message, fix: enforced.fix };
+    return { ...fail(enforced.message, enforced.fix, details), exitCode: enforced.exitCode };
+  }
   if (isPlainHttpToAnotherHost(url)) {
     state.keyWithheld = {
       why: `${url.origin} is plain HTTP to another machine, so keybroker does not send your key there`,
@@ -162,6 +170,18 @@ export function checkGatewayUrl({ deps, state }: CheckContext): CheckOutcome {
   details.keySent = true;
   if (url.protocol === 'https:') return ok(`${url.href} (from ${chosen.from})`, details);
   return ok(`${url.href} (from ${chosen.from}; plain HTTP on this machine only)`, details);
+}
+
+/** --gateway naming another address than the gateway the machine-wide file enforces: the refusal, as `env --gateway` gets it. */
+function enforcedElsewhere(deps: DoctorDeps, state: DoctorState): ConfigError | undefined {
+  if (!state.config) return undefined;
+  try {
+    refuseEnforcedFlag(state.config, 'gateway', '--gateway', deps.gateway);
+    return undefined;
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
 }
 
 /** A cloned repository chose this address, not the developer: not contacted, key or not. */

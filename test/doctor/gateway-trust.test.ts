@@ -2,12 +2,13 @@
 // address a cloned repository's .claude/settings.json or .claude/settings.local.json names, and
 // never over plain HTTP to another machine. Each case runs the built binary against a capture
 // server that records every request; "the key was not sent" is checked against what it received.
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { BINARY } from '../support/binary.ts';
-import { check, KEY, startMachine, type Machine } from './setup.ts';
+import { awsProfile, check, KEY, startMachine, type Machine } from './setup.ts';
 
 interface Captured {
   method: string;
@@ -128,6 +129,36 @@ describe('never over plain HTTP to another machine', () => {
     const { report } = await machine.doctorJson(['--gateway', machine.gateway.url]);
     expect(check(report, 'gateway.url').verdict).toBe('OK');
     expect(check(report, 'gateway.models').verdict).toBe('OK');
+  });
+});
+
+describe('a gateway the machine-wide file enforces', () => {
+  test('--gateway with another address: FAIL naming the machine file, exit 3, and that address gets no request', async () => {
+    const machineFile = path.join(machine.home, 'machine-config.json');
+    fs.writeFileSync(
+      machineFile,
+      JSON.stringify({
+        enforce: ['gateway'],
+        profiles: { default: { ...awsProfile(machine.moto.endpoint), gateway: machine.gateway.url } },
+      }),
+    );
+    const enforced = { KEYBROKER_MACHINE_CONFIG: machineFile };
+    try {
+      const result = await machine.run(['doctor', '--json', '--gateway', capture.url], enforced);
+      const report = JSON.parse(result.stdout) as Parameters<typeof check>[0];
+      const url = check(report, 'gateway.url');
+      expect(url.verdict).toBe('FAIL');
+      expect(url.finding).toContain(`enforced by the machine-wide file ${machineFile}`);
+      expect(url.fix).toContain('drop --gateway');
+      expect(result.code).toBe(3);
+      expect(capture.requests).toEqual([]);
+      // The enforced address itself is checked with the key, typed or not.
+      const same = await machine.doctorJson(['--gateway', machine.gateway.url], enforced);
+      expect(check(same.report, 'gateway.url').verdict).toBe('OK');
+      expect(check(same.report, 'gateway.models').verdict).toBe('OK');
+    } finally {
+      fs.rmSync(machineFile, { force: true });
+    }
   });
 });
 
