@@ -414,56 +414,36 @@ export function describeIssue(issue: v.BaseIssue<unknown>, at: string[] = []): {
   return { what: `field "${where}" ${message}`, fix: 'correct that field' };
 }
 
-/** Each KEYBROKER_* variable, the profile field it sets (dotted) and how. */
-const ENV_FIELDS: Record<string, { field: string; apply: (layer: ProfileLayer, value: string) => void }> = {
-  KEYBROKER_SECRET: {
-    field: 'secret',
-    apply: (layer, value) => {
-      layer.secret = value;
-    },
-  },
-  KEYBROKER_FIELD: {
-    field: 'field',
-    apply: (layer, value) => {
-      layer.field = value;
-    },
-  },
-  KEYBROKER_USER: {
-    field: 'user',
-    apply: (layer, value) => {
-      layer.user = value as 'os';
-    },
-  },
-  KEYBROKER_TIMEOUT: {
-    field: 'timeout',
-    apply: (layer, value) => {
-      layer.timeout = value;
-    },
-  },
-  KEYBROKER_CACHE_BACKEND: {
-    field: 'cache.backend',
-    apply: (layer, value) => {
-      layer.cache ??= {};
-      layer.cache.backend = value as CacheBackendName;
-    },
-  },
-  KEYBROKER_REFRESH_AFTER: {
-    field: 'cache.refreshAfter',
-    apply: (layer, value) => {
-      layer.cache ??= {};
-      layer.cache.refreshAfter = value;
-    },
-  },
+/** Each KEYBROKER_* variable and the profile field it sets (dotted); the schema judges the value after. */
+const ENV_FIELDS: Record<string, string> = {
+  KEYBROKER_SECRET: 'secret',
+  KEYBROKER_FIELD: 'field',
+  KEYBROKER_USER: 'user',
+  KEYBROKER_TIMEOUT: 'timeout',
+  KEYBROKER_CACHE_BACKEND: 'cache.backend',
+  KEYBROKER_REFRESH_AFTER: 'cache.refreshAfter',
 };
+
+/** Sets `field` ("cache.backend") in a layer being built, making the objects on the way. */
+function setDotted(layer: Record<string, unknown>, field: string, value: string): void {
+  const names = field.split('.');
+  const last = names.pop() as string;
+  let target = layer;
+  for (const name of names) {
+    target[name] ??= {};
+    target = target[name] as Record<string, unknown>;
+  }
+  target[last] = value;
+}
 
 /** KEYBROKER_* variables override fields of whichever profile is in use; each field names the variable that set it. */
 function environmentLayer(env: NodeJS.ProcessEnv): Layer | undefined {
-  const profile: ProfileLayer = {};
+  const profile: Record<string, unknown> = {};
   const fieldSources: Record<string, string> = {};
-  for (const [name, { field, apply }] of Object.entries(ENV_FIELDS)) {
+  for (const [name, field] of Object.entries(ENV_FIELDS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    apply(profile, value);
+    setDotted(profile, field, value);
     fieldSources[field] = name;
   }
   const set = Object.values(fieldSources);
