@@ -421,5 +421,7 @@ export function throttledError(error: unknown): boolean {
 /** An attempt ended by a signal: a budget's or a caller's deadline (not the AWS SDK's reset socket, also "TimeoutError"). */
 function isAbort(error: unknown): boolean {
   const { name, code } = (error ?? {}) as Loose;
-  return (name === 'TimeoutError' || name === 'AbortError') && !(typeof code === 'string' && TRANSIENT_CODES.has(code));
+  if (name !== 'TimeoutError' && name !== 'AbortError') return false;
+  // Stryker disable next-line ConditionalExpression: equivalent, the set holds only strings
+  return !(typeof code === 'string' && TRANSIENT_CODES.has(code));
 }

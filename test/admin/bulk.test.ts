@@ -309,6 +309,23 @@ describe('the bulk limiter', () => {
     expect(now - before).toBeGreaterThanOrEqual(Math.floor((4 * 1_000) / limiter.state.store.rateCap!));
   });
 
+  it('a refusal for another reason (not found, denied) is the answer: thrown at once, not sent again, no throttle counted', async () => {
+    const limiter = new BulkLimiter(8, { now: () => 0, sleep: async () => {} });
+    const width = limiter.state.width;
+    let calls = 0;
+    const denied = new StoreUnreachable('the store denied access', 'ask your admin');
+    const error = await limiter.store
+      .call(async () => {
+        calls++;
+        throw denied;
+      })
+      .catch((caught: unknown) => caught);
+    expect(error).toBe(denied);
+    expect(calls).toBe(1);
+    expect(limiter.state.store.throttles).toBe(0);
+    expect(limiter.state.width).toBe(width);
+  });
+
   it('backs off before sending a throttled call again when the service named no wait, longer each time', async () => {
     let now = 0;
     const waits: number[] = [];

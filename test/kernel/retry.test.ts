@@ -202,6 +202,9 @@ describe('withStoreRetry', () => {
       'heeds its signal': (signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
       'ignores its signal': () => new Promise(() => {}),
       "is aborted by the caller's deadline": () => Promise.reject(new DOMException('This operation was aborted', 'AbortError')),
+      // Node's http and fetch name theirs so, with a string code.
+      "is aborted by the caller's deadline in node:http": () =>
+        Promise.reject(Object.assign(new Error('The operation was aborted'), { name: 'AbortError', code: 'ABORT_ERR' })),
     };
     for (const [how, attempt] of Object.entries(second)) {
       const clock = starvedClock(0);
