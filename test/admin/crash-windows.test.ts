@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, runBinary, BINARY } from '../support/binary.ts';
 import { runTag } from '../support/run-tag.ts';
 import { AWS_TEST_CREDENTIALS, startMoto, type Moto } from '../support/moto.ts';
+import { completeJsonLines } from './support.ts';
 import { startStoreProxy, type StoreProxy } from '../support/store-proxy.ts';
 import { startFakeLiteLlm, type FakeLiteLlm } from '../fakes/litellm.ts';
 
@@ -61,14 +62,7 @@ describe('admin rotate killed at each step (binary)', () => {
     if (home) fs.rmSync(home, { recursive: true, force: true });
   });
 
-  const auditLines = (): AuditLine[] =>
-    fs.existsSync(auditFile)
-      ? fs
-          .readFileSync(auditFile, 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((line) => JSON.parse(line) as AuditLine)
-      : [];
+  const auditLines = (): AuditLine[] => completeJsonLines<AuditLine>(auditFile);
   const liveKeys = (user: string) =>
     litellm.keys.filter((entry) => entry.userId === user && litellm.accepts(entry.key)).map((entry) => entry.key);
   const storedKey = async (user: string) =>

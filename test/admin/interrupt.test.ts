@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListSecretsCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AWS_TEST_CREDENTIALS, startMoto, type Moto } from '../support/moto.ts';
+import { completeJsonLines } from './support.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const binary = path.join(root, 'dist', 'keybroker');
@@ -84,13 +85,7 @@ describe(`admin import of ${ROWS} developers, interrupted`, () => {
 
   /** The outcome lines (each write's intent line, written before it, left out). */
   function auditLines(): { user: string; outcome: string }[] {
-    if (!fs.existsSync(auditFile)) return [];
-    return fs
-      .readFileSync(auditFile, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as { user: string; outcome: string })
-      .filter((line) => !line.outcome.startsWith('intent:'));
+    return completeJsonLines<{ user: string; outcome: string }>(auditFile).filter((line) => !line.outcome.startsWith('intent:'));
   }
 
   /** Each secret under the template and how many versions it has, straight from the store. */

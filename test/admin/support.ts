@@ -1,5 +1,6 @@
 // A moto store with IAM (admin, developer alice, mallory without rights) and the admin layer wired
 // to it: providers per identity, an in-memory output, an audit log that keeps its records.
+import fs from 'node:fs';
 import type { Profile } from '../../src/config/config.ts';
 import { openProvider } from '../../src/loader/open-store.ts';
 import type { Output } from '../../src/kernel/output.ts';
@@ -72,4 +73,15 @@ export function adminDeps(provider: Provider, profile: Profile, overrides: Parti
 
 export async function startAwsStore(): Promise<HarnessInstance> {
   return awsHarness.start();
+}
+
+/** The JSON lines of an audit log a running keybroker may be appending to: a line without its newline is still being written. */
+export function completeJsonLines<T>(file: string): T[] {
+  if (!fs.existsSync(file)) return [];
+  const text = fs.readFileSync(file, 'utf8');
+  return text
+    .slice(0, text.lastIndexOf('\n') + 1)
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as T);
 }
