@@ -3,7 +3,7 @@
 // signed request) or an SSO login. The listener records what it received: "nothing" is checked
 // there. The developer's own loopback servers (moto, the fake Vault, gateway and OP) keep
 // working: the other suites run against them.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runBinary } from '../support/binary.ts';
 import { makeTestHome, awsConfig, type TestHome } from '../support/e2e-home.ts';
 import { listenAsOtherUser, type OtherListener } from '../support/other-listener.ts';
@@ -26,7 +26,13 @@ afterAll(async () => {
 async function listenerIsLive(): Promise<void> {
   const before = other.received.length;
   await fetch(`${other.url}/probe`).then((response) => response.text());
-  expect(other.received.length).toBe(before + 1);
+  // Its record comes over the listener's stdout, which may be read after the answer: wait for it. The pipe
+  // keeps order, so a request anything sent there before the probe shows here too.
+  await vi.waitFor(() => expect(other.received.slice(before).some((request) => request.url === '/probe')).toBe(true), {
+    timeout: 10_000,
+    interval: 20,
+  });
+  expect(other.received.slice(before).map((request) => request.url)).toEqual(['/probe']);
   other.received.splice(before, 1);
 }
 
